@@ -1,0 +1,1 @@
+"""EEG/sEEG models."""

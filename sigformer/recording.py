@@ -1,0 +1,229 @@
+"""Recording and epoch types, with converters to and from MNE.
+
+``Recording``: a continuous ``(n_channels, n_times)`` array + sampling rate + :class:`ChannelSet`
++ annotations. ``Epochs``: ``(n_epochs, n_channels, n_times)`` trials with labels. Both convert
+losslessly to and from ``mne.io.Raw`` / ``mne.Epochs`` (data in volts, as MNE stores it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from .channels import ChannelSet
+from .validation import SignalError, check_array, check_sfreq
+
+
+@dataclass(frozen=True)
+class Annotation:
+    onset: float  # seconds from the start of the recording
+    duration: float
+    description: str
+
+
+@dataclass
+class Recording:
+    """A continuous multichannel signal.
+
+    Parameters
+    ----------
+    data : array, shape (n_channels, n_times)
+    sfreq : sampling rate in Hz.
+    channels : the channel set (a list of names is accepted; type defaults to ``eeg``).
+    annotations : onsets/durations in seconds with a description each.
+    """
+
+    data: np.ndarray
+    sfreq: float
+    channels: ChannelSet
+    annotations: list[Annotation] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.data = check_array(self.data, ndim=2, name="data", allow_complex=True)
+        self.sfreq = check_sfreq(self.sfreq)
+        if not isinstance(self.channels, ChannelSet):
+            self.channels = ChannelSet(tuple(self.channels))
+        if len(self.channels) != self.data.shape[0]:
+            raise SignalError(
+                f"data has {self.data.shape[0]} channels but the channel set names "
+                f"{len(self.channels)}"
+            )
+
+    @property
+    def n_channels(self) -> int:
+        return self.data.shape[0]
+
+    @property
+    def n_times(self) -> int:
+        return self.data.shape[1]
+
+    @property
+    def duration(self) -> float:
+        return self.n_times / self.sfreq
+
+    @property
+    def ch_names(self) -> list[str]:
+        return list(self.channels.names)
+
+    def copy(self, **changes) -> Recording:
+        new = replace(self, **changes)
+        if "data" not in changes:
+            new.data = self.data.copy()
+        return new
+
+    def pick(self, names: Sequence[str]) -> Recording:
+        idx = self.channels.indices(names)
+        return Recording(self.data[idx], self.sfreq, self.channels.pick(names),
+                         list(self.annotations))
+
+    def crop(self, tmin: float = 0.0, tmax: float | None = None) -> Recording:
+        start = int(round(tmin * self.sfreq))
+        stop = self.n_times if tmax is None else int(round(tmax * self.sfreq))
+        ann = [replace(a, onset=a.onset - tmin) for a in self.annotations
+               if tmin <= a.onset < stop / self.sfreq]
+        return Recording(self.data[:, start:stop], self.sfreq, self.channels, ann)
+
+    # --- MNE interop --------------------------------------------------------------------
+    @classmethod
+    def from_mne(cls, raw) -> Recording:
+        # With orig_time set, MNE onsets count from the measurement start, not the first sample.
+        shift = raw.first_time if raw.annotations.orig_time is not None else 0.0
+        ann = [Annotation(float(a["onset"]) - shift, float(a["duration"]), str(a["description"]))
+               for a in raw.annotations]
+        return cls(raw.get_data(), raw.info["sfreq"], ChannelSet.from_mne_info(raw.info), ann)
+
+    def to_mne(self):
+        import mne
+
+        raw = mne.io.RawArray(self.data, self.channels.to_mne_info(self.sfreq), verbose="error")
+        if self.annotations:
+            raw.set_annotations(mne.Annotations(
+                [a.onset for a in self.annotations], [a.duration for a in self.annotations],
+                [a.description for a in self.annotations]))
+        return raw
+
+    # --- epoching -----------------------------------------------------------------------
+    def epochs(self, event_id: Mapping[str, int] | None = None, tmin: float = 0.0,
+               tmax: float = 4.0, *, include_tmax: bool = False) -> Epochs:
+        """Cut epochs from annotations, ``[onset + tmin, onset + tmax)`` by default.
+
+        ``event_id`` maps annotation descriptions to integer labels; annotations it does not
+        name are ignored. Epochs that run past the recording's ends are dropped.
+        """
+        if not self.annotations:
+            raise SignalError("the recording has no annotations to cut epochs from")
+        descriptions = sorted({a.description for a in self.annotations})
+        if event_id is None:
+            event_id = {d: i for i, d in enumerate(descriptions)}
+        unknown = [k for k in event_id if k not in descriptions]
+        if len(unknown) == len(event_id):
+            raise SignalError(
+                f"none of the requested events {list(event_id)} occur in the annotations "
+                f"(found {descriptions})"
+            )
+        n_samples = int(round((tmax - tmin) * self.sfreq)) + int(include_tmax)
+        if n_samples <= 0:
+            raise SignalError(f"tmax ({tmax}) must be greater than tmin ({tmin})")
+        trials, labels, onsets = [], [], []
+        for a in self.annotations:
+            if a.description not in event_id:
+                continue
+            start = int(round((a.onset + tmin) * self.sfreq))
+            if start < 0 or start + n_samples > self.n_times:
+                continue
+            trials.append(self.data[:, start:start + n_samples])
+            labels.append(event_id[a.description])
+            onsets.append(a.onset)
+        if not trials:
+            raise SignalError("no epoch fits inside the recording with this tmin/tmax")
+        return Epochs(np.stack(trials), np.asarray(labels), self.sfreq, self.channels,
+                      dict(event_id), tmin=tmin, onsets=np.asarray(onsets))
+
+
+@dataclass
+class Epochs:
+    """Trials ``(n_epochs, n_channels, n_times)`` with integer labels and their names."""
+
+    data: np.ndarray
+    labels: np.ndarray
+    sfreq: float
+    channels: ChannelSet
+    event_id: dict[str, int] = field(default_factory=dict)
+    tmin: float = 0.0
+    onsets: np.ndarray | None = None
+    groups: np.ndarray | None = None  # e.g. subject or session per epoch
+
+    def __post_init__(self) -> None:
+        self.data = check_array(self.data, ndim=3, name="epochs data")
+        self.sfreq = check_sfreq(self.sfreq)
+        if not isinstance(self.channels, ChannelSet):
+            self.channels = ChannelSet(tuple(self.channels))
+        self.labels = np.asarray(self.labels)
+        if len(self.labels) != len(self.data):
+            raise SignalError(f"{len(self.data)} epochs but {len(self.labels)} labels")
+        if len(self.channels) != self.data.shape[1]:
+            raise SignalError(
+                f"epochs have {self.data.shape[1]} channels but the channel set names "
+                f"{len(self.channels)}"
+            )
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    @property
+    def n_times(self) -> int:
+        return self.data.shape[2]
+
+    @property
+    def class_names(self) -> list[str]:
+        inv = {v: k for k, v in self.event_id.items()}
+        return [inv.get(v, str(v)) for v in np.unique(self.labels)]
+
+    def __getitem__(self, idx) -> Epochs:
+        idx = np.atleast_1d(np.arange(len(self))[idx])
+        return Epochs(self.data[idx], self.labels[idx], self.sfreq, self.channels,
+                      dict(self.event_id), self.tmin,
+                      None if self.onsets is None else self.onsets[idx],
+                      None if self.groups is None else self.groups[idx])
+
+    @staticmethod
+    def concatenate(parts: Sequence[Epochs]) -> Epochs:
+        if not parts:
+            raise SignalError("nothing to concatenate: no epochs were given")
+        first = parts[0]
+        for p in parts[1:]:
+            if list(p.channels) != list(first.channels) or p.sfreq != first.sfreq:
+                raise SignalError("epochs to concatenate must share channels and sampling rate")
+            if p.n_times != first.n_times:
+                raise SignalError("epochs to concatenate must have the same length")
+        groups = None
+        if all(p.groups is not None for p in parts):
+            groups = np.concatenate([p.groups for p in parts])
+        onsets = None
+        if all(p.onsets is not None for p in parts):
+            onsets = np.concatenate([p.onsets for p in parts])
+        event_id: dict[str, int] = {}
+        for p in parts:
+            event_id.update(p.event_id)
+        return Epochs(np.concatenate([p.data for p in parts]),
+                      np.concatenate([p.labels for p in parts]), first.sfreq, first.channels,
+                      event_id, first.tmin, onsets, groups)
+
+    @classmethod
+    def from_mne(cls, epochs) -> Epochs:
+        events = epochs.events[:, 2]
+        return cls(epochs.get_data(copy=True), events, epochs.info["sfreq"],
+                   ChannelSet.from_mne_info(epochs.info), dict(epochs.event_id),
+                   tmin=float(epochs.tmin))
+
+    def to_mne(self):
+        import mne
+
+        n = len(self)
+        sample = np.arange(n) * (self.n_times + 1)
+        events = np.column_stack([sample, np.zeros(n, int), self.labels.astype(int)])
+        event_id = self.event_id or {str(v): int(v) for v in np.unique(self.labels)}
+        return mne.EpochsArray(self.data, self.channels.to_mne_info(self.sfreq), events,
+                               tmin=self.tmin, event_id=event_id, verbose="error")
