@@ -107,11 +107,17 @@ class ChannelSet:
         has_pos = np.all(np.isfinite(locs)) and np.any(locs != 0)
         return cls(names, ("eeg",) * len(names), locs if has_pos else None)
 
-    def with_montage(self, montage: str = "standard_1005") -> ChannelSet:
-        """Attach positions from an MNE built-in montage (channels it lacks get NaN)."""
+    def with_montage(self, montage: str | None = None) -> ChannelSet:
+        """Attach positions from an MNE built-in montage (channels it lacks get NaN).
+
+        The default is MNE's 10-05 template (``colin27_1005``, called ``standard_1005`` before
+        MNE 1.13).
+        """
         import mne
 
         builtin = mne.channels.get_builtin_montages()
+        if montage is None:
+            montage = "colin27_1005" if "colin27_1005" in builtin else "standard_1005"
         if montage not in builtin:
             raise ChannelError(f"unknown montage {montage!r}; MNE offers {builtin}")
         positions = mne.channels.make_standard_montage(montage).get_positions()["ch_pos"]

@@ -153,7 +153,8 @@ class Epochs:
     event_id: dict[str, int] = field(default_factory=dict)
     tmin: float = 0.0
     onsets: np.ndarray | None = None
-    groups: np.ndarray | None = None  # e.g. subject or session per epoch
+    groups: np.ndarray | None = None  # e.g. subject (or run) per epoch
+    sessions: np.ndarray | None = None  # session per epoch
 
     def __post_init__(self) -> None:
         self.data = check_array(self.data, ndim=3, name="epochs data")
@@ -183,10 +184,10 @@ class Epochs:
 
     def __getitem__(self, idx) -> Epochs:
         idx = np.atleast_1d(np.arange(len(self))[idx])
+        per_epoch = {k: None if getattr(self, k) is None else getattr(self, k)[idx]
+                     for k in ("onsets", "groups", "sessions")}
         return Epochs(self.data[idx], self.labels[idx], self.sfreq, self.channels,
-                      dict(self.event_id), self.tmin,
-                      None if self.onsets is None else self.onsets[idx],
-                      None if self.groups is None else self.groups[idx])
+                      dict(self.event_id), self.tmin, **per_epoch)
 
     @staticmethod
     def concatenate(parts: Sequence[Epochs]) -> Epochs:
@@ -198,18 +199,16 @@ class Epochs:
                 raise SignalError("epochs to concatenate must share channels and sampling rate")
             if p.n_times != first.n_times:
                 raise SignalError("epochs to concatenate must have the same length")
-        groups = None
-        if all(p.groups is not None for p in parts):
-            groups = np.concatenate([p.groups for p in parts])
-        onsets = None
-        if all(p.onsets is not None for p in parts):
-            onsets = np.concatenate([p.onsets for p in parts])
+        per_epoch = {}
+        for key in ("onsets", "groups", "sessions"):
+            values = [getattr(p, key) for p in parts]
+            per_epoch[key] = None if any(v is None for v in values) else np.concatenate(values)
         event_id: dict[str, int] = {}
         for p in parts:
             event_id.update(p.event_id)
         return Epochs(np.concatenate([p.data for p in parts]),
                       np.concatenate([p.labels for p in parts]), first.sfreq, first.channels,
-                      event_id, first.tmin, onsets, groups)
+                      event_id, first.tmin, **per_epoch)
 
     @classmethod
     def from_mne(cls, epochs) -> Epochs:

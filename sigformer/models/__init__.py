@@ -1,7 +1,14 @@
 """Models by domain, reachable through the registry."""
 
-from .eeg.dbconformer import DBConformer
-from .registry import (
+import warnings
+
+# braindecode 1.8.1 builds a 'standard_1020' montage at import, which MNE 1.13 flags as
+# deprecated; it is harmless with the pinned mne<1.14 and says nothing to our users.
+warnings.filterwarnings("ignore", message="Montage name 'standard_1020' is deprecated",
+                        category=FutureWarning)
+
+from .eeg.dbconformer import DBConformer  # noqa: E402
+from .registry import (  # noqa: E402
     UnknownModelError,
     create_model,
     get_model_class,

@@ -136,7 +136,9 @@ class DBConformer(EEGModuleMixin, nn.Module):
                              f"(patch_size={patch_size}); use a longer window or smaller patch")
         self.branch, self.gate, self.chn_atten, self.pos_emb = branch, gate, chn_atten, pos_emb
         self.return_features = return_features
-        self.n_patches = self.n_times // patch_size  # as the reference computes P
+        # The reference computes P = n_times // patch_size, which disagrees with the pooled
+        # length when n_times is a multiple of the patch; count what pooling really yields.
+        self.n_patches = n_used // patch_size
 
         self.temporal_embedding = _TemporalStem(self.n_chans, emb_size, kernel_size, patch_size,
                                                 radix, drop_last_sample, dropout)

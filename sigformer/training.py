@@ -1,0 +1,176 @@
+"""Training through Lightning: CPU by default, progress bar, seeding, optional early stopping.
+
+The same call scales out: ``train_classifier(..., accelerator="gpu", devices=4,
+strategy="ddp")`` or ``num_nodes=2`` for several machines (launch one process per node with
+``torchrun`` or SLURM, as Lightning documents). Use ``strategy="ddp"``, not ``ddp_spawn``:
+spawn pickles the model, which fails for braindecode models with parametrized weights.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import Callback, EarlyStopping
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+
+def seed_everything(seed: int | None) -> None:
+    if seed is not None:
+        L.seed_everything(int(seed), workers=True, verbose=False)
+
+
+def logits_of(output: Any) -> torch.Tensor:
+    """Models may return logits or ``(features, logits)`` (DBConformer's official API)."""
+    return output[-1] if isinstance(output, (tuple, list)) else output
+
+
+class ClassifierModule(L.LightningModule):
+    """Cross-entropy classification around any ``nn.Module`` that maps a batch to logits."""
+
+    def __init__(self, model: nn.Module, lr: float = 1e-3, weight_decay: float = 0.0,
+                 optimizer: str = "adam", class_weights: torch.Tensor | None = None):
+        super().__init__()
+        self.model = model
+        self.lr, self.weight_decay, self.optimizer_name = lr, weight_decay, optimizer
+        self.register_buffer("class_weights", class_weights, persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return logits_of(self.model(x))
+
+    def _step(self, batch, stage: str) -> torch.Tensor:
+        x, y = batch
+        logits = self(x)
+        loss = nn.functional.cross_entropy(logits, y, weight=self.class_weights)
+        acc = (logits.argmax(-1) == y).float().mean()
+        on_step = stage == "train"
+        self.log(f"{stage}_loss", loss, prog_bar=True, on_step=False, on_epoch=True,
+                 sync_dist=not on_step, batch_size=len(y))
+        self.log(f"{stage}_acc", acc, prog_bar=True, on_step=False, on_epoch=True,
+                 sync_dist=not on_step, batch_size=len(y))
+        return loss
+
+    def training_step(self, batch, batch_idx):
+        return self._step(batch, "train")
+
+    def validation_step(self, batch, batch_idx):
+        return self._step(batch, "val")
+
+    def configure_optimizers(self):
+        optimizers = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW,
+                      "sgd": torch.optim.SGD}
+        if self.optimizer_name not in optimizers:
+            raise ValueError(f"optimizer must be one of {sorted(optimizers)}, got "
+                             f"{self.optimizer_name!r}")
+        return optimizers[self.optimizer_name](self.parameters(), lr=self.lr,
+                                               weight_decay=self.weight_decay)
+
+
+@dataclass
+class History:
+    """Per-epoch metrics collected during training (for learning curves)."""
+
+    epochs: list[dict[str, float]] = field(default_factory=list)
+
+    def series(self, key: str) -> list[float]:
+        return [e[key] for e in self.epochs if key in e]
+
+
+class _HistoryCallback(Callback):
+    def __init__(self, history: History):
+        self.history = history
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        row = {"epoch": trainer.current_epoch}
+        row.update({k: float(v) for k, v in trainer.callback_metrics.items()})
+        self.history.epochs.append(row)
+
+
+@contextlib.contextmanager
+def _quiet_lightning(enabled: bool):
+    """Silence Lightning's per-fit banners (device summary, tips) and known-benign warnings."""
+    if not enabled:
+        yield
+        return
+    loggers = [logging.getLogger(n) for n in ("lightning.pytorch", "lightning.fabric")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.WARNING)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*no `val_dataloader`.*")
+        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+        warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+        warnings.filterwarnings("ignore", message=".*GPU available but not used.*")
+        try:
+            yield
+        finally:
+            for lg, level in zip(loggers, levels):
+                lg.setLevel(level)
+
+
+def make_loader(X: np.ndarray, y: np.ndarray | None, batch_size: int, shuffle: bool,
+                seed: int | None = None) -> DataLoader:
+    tensors = [torch.as_tensor(np.ascontiguousarray(X), dtype=torch.float32)]
+    if y is not None:
+        tensors.append(torch.as_tensor(y, dtype=torch.long))
+    generator = torch.Generator().manual_seed(seed) if seed is not None else None
+    return DataLoader(TensorDataset(*tensors), batch_size=batch_size, shuffle=shuffle,
+                      generator=generator)
+
+
+def train_classifier(model: nn.Module, X: np.ndarray, y: np.ndarray, *,
+                     X_val: np.ndarray | None = None, y_val: np.ndarray | None = None,
+                     max_epochs: int = 100, batch_size: int = 32, lr: float = 1e-3,
+                     weight_decay: float = 0.0, optimizer: str = "adam",
+                     class_weights: np.ndarray | None = None, seed: int | None = 0,
+                     early_stopping_patience: int | None = None,
+                     accelerator: str = "cpu", devices: int | str = 1,
+                     strategy: str = "auto", num_nodes: int = 1,
+                     progress_bar: bool = True, trainer_kwargs: dict | None = None
+                     ) -> History:
+    """Fit ``model`` on integer labels ``y`` with Lightning; returns the per-epoch history.
+
+    Early stopping watches ``val_loss`` and needs ``X_val``/``y_val``.
+    """
+    seed_everything(seed)
+    weights = None if class_weights is None else torch.as_tensor(class_weights, dtype=torch.float32)
+    module = ClassifierModule(model, lr=lr, weight_decay=weight_decay, optimizer=optimizer,
+                              class_weights=weights)
+    history = History()
+    callbacks: list[Callback] = [_HistoryCallback(history)]
+    has_val = X_val is not None and y_val is not None and len(X_val) > 0
+    if early_stopping_patience is not None:
+        if not has_val:
+            raise ValueError("early stopping needs validation data (X_val, y_val)")
+        callbacks.append(EarlyStopping("val_loss", patience=early_stopping_patience))
+    with _quiet_lightning(not progress_bar):
+        _fit(module, X, y, X_val, y_val, has_val, batch_size, seed, dict(
+            max_epochs=max_epochs, accelerator=accelerator, devices=devices, strategy=strategy,
+            num_nodes=num_nodes, callbacks=callbacks, enable_progress_bar=progress_bar,
+            deterministic=seed is not None, **(trainer_kwargs or {})))
+    model.eval()
+    return history
+
+
+def _fit(module, X, y, X_val, y_val, has_val, batch_size, seed, trainer_kwargs) -> None:
+    trainer = L.Trainer(
+        enable_model_summary=False, enable_checkpointing=False, logger=False,
+        num_sanity_val_steps=0, **trainer_kwargs,
+    )
+    train_loader = make_loader(X, y, batch_size, shuffle=True, seed=seed)
+    val_loader = make_loader(X_val, y_val, batch_size, shuffle=False) if has_val else None
+    trainer.fit(module, train_loader, val_loader)
+
+
+@torch.inference_mode()
+def predict_logits(model: nn.Module, X: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    model.eval()
+    out = [logits_of(model(xb)).float() for (xb,) in make_loader(X, None, batch_size, False)]
+    return torch.cat(out).numpy()
