@@ -40,6 +40,11 @@ class EvaluationResult:
                 "confusion_matrix": None if self.confusion is None else self.confusion.tolist()}
 
 
+def final_step(estimator):
+    """The last step of an sklearn ``Pipeline`` (or the estimator itself)."""
+    return estimator.steps[-1][1] if hasattr(estimator, "steps") else estimator
+
+
 def _run_splits(estimator, X, y, splits, meta: dict, result: EvaluationResult, seed,
                 progress: Callable | None = None) -> None:
     for fold, (train, test) in enumerate(splits):
@@ -58,7 +63,7 @@ def _run_splits(estimator, X, y, splits, meta: dict, result: EvaluationResult, s
                      f"accuracy {row['accuracy']:.3f}")
         cm = confusion_matrix(y[test], pred, labels=result.classes)
         result.confusion = cm if result.confusion is None else result.confusion + cm
-        history = getattr(est, "history_", None)
+        history = getattr(final_step(est), "history_", None)
         if history is not None:
             result.histories.append(history.epochs)
 

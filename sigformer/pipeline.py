@@ -269,14 +269,10 @@ def build_estimator(cfg: PipelineConfig):
     return make_pipeline(st.EuclideanAlignment(mode=cfg.alignment), clf)
 
 
-def _final_classifier(estimator):
-    return estimator.steps[-1][1] if hasattr(estimator, "steps") else estimator
-
-
 def run_pipeline(cfg: PipelineConfig, out_dir: str | Path | None = None,
                  log=print) -> dict[str, Any]:
     """Run the whole pipeline; returns the metrics dict that is also written as JSON."""
-    from .evaluation import leave_one_subject_out, within_session_cv
+    from .evaluation import final_step, leave_one_subject_out, within_session_cv
     from .report import plot_confusion_matrix, plot_learning_curves
 
     out = Path(out_dir or cfg.output.dir.format(name=cfg.name))
@@ -317,7 +313,7 @@ def run_pipeline(cfg: PipelineConfig, out_dir: str | Path | None = None,
             log(f"      {metric:18s} {s['mean']:.3f} ± {s['std']:.3f}")
     log("[3/4] training the final model on all epochs")
     estimator.fit(X, y)
-    clf = _final_classifier(estimator)
+    clf = final_step(estimator)
     report["n_parameters"] = int(sum(p.numel() for p in clf.module_.parameters()))
     report["seconds"] = round(time.perf_counter() - t0, 2)
     if main:

@@ -70,7 +70,13 @@ class Stage:
                 f"{type(self).__name__} expects chunks of shape ({len(self.fmt_in.channels)}, "
                 f"n_samples), got {chunk.shape}"
             )
+        if chunk.shape[1] == 0:
+            return self._empty(chunk.dtype)
         return self._process(chunk)
+
+    def _empty(self, dtype) -> np.ndarray:
+        assert self.fmt_out is not None
+        return np.zeros((len(self.fmt_out.channels), 0), dtype=dtype)
 
     def _process(self, chunk: np.ndarray) -> np.ndarray:
         raise NotImplementedError
@@ -114,6 +120,8 @@ class Pipeline(Stage):
 
     def _process(self, chunk: np.ndarray) -> np.ndarray:
         for stage in self.stages:
+            if chunk.shape[1] == 0:  # e.g. a resampler that had no complete output yet
+                return self._empty(chunk.dtype)
             chunk = stage._process(chunk)
         return chunk
 

@@ -21,9 +21,13 @@ from .io import DataError
 
 @contextlib.contextmanager
 def _no_downloads(dataset_name: str):
+    """Patch the pooch ``retrieve`` that MOABB's fetchers call so only cached files load."""
+    import moabb
+    import moabb.datasets.download as moabb_download
     import pooch
 
     original = pooch.retrieve
+    patched = [(pooch, "retrieve"), (moabb_download, "retrieve")]
 
     def cached_only(url, known_hash=None, fname=None, path=None, *args, **kwargs):
         fname = fname or pooch.utils.unique_file_name(url)
@@ -37,11 +41,20 @@ def _no_downloads(dataset_name: str):
             )
         return original(url, known_hash, fname, path, *args, **kwargs)
 
-    pooch.retrieve = cached_only
+    saved = [(mod, attr, getattr(mod, attr)) for mod, attr in patched]
+    for mod, attr in patched:
+        setattr(mod, attr, cached_only)
+    # MOABB >= 1.7 first asks the NEMAR mirror over the network; stay on the cached files.
+    provider = getattr(moabb, "get_download_provider", lambda: None)()
+    if provider is not None:
+        moabb.set_download_provider("upstream")
     try:
         yield
     finally:
-        pooch.retrieve = original
+        for mod, attr, value in saved:
+            setattr(mod, attr, value)
+        if provider is not None:
+            moabb.set_download_provider(provider)
 
 
 def load_moabb(dataset, subjects: Sequence[int] | None = None, *,

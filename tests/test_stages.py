@@ -1,0 +1,161 @@
+"""Stage behaviour, and the streaming invariant: chunked processing equals whole-array."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as hst
+from scipy import signal
+
+from sigformer import ChannelSet, Recording, SignalError
+from sigformer import stages as st
+
+
+def _chunks(x: np.ndarray, cuts: list[int]):
+    edges = [0, *sorted(c % (x.shape[1] + 1) for c in cuts), x.shape[1]]
+    return [x[:, a:b] for a, b in zip(edges[:-1], edges[1:])]
+
+
+def _stream(stage, x, sfreq, cuts):
+    stage.configure(sfreq, [f"ch{i}" for i in range(x.shape[0])])
+    out = [stage.process(c) for c in _chunks(x, cuts)]
+    return np.concatenate(out, axis=1)
+
+
+def _whole(stage, x, sfreq):
+    stage.configure(sfreq, [f"ch{i}" for i in range(x.shape[0])])
+    return stage.process(x)
+
+
+STAGE_FACTORIES = {
+    "bandpass": lambda sf: st.BandPass(1.0, min(40.0, sf / 3)),
+    "highpass": lambda sf: st.BandPass(0.5, None, order=2),
+    "notch": lambda sf: st.Notch(sf / 5),
+    "resample_down": lambda sf: st.Resample(sf * 2 / 3),
+    "resample_up": lambda sf: st.Resample(sf * 5 / 4),
+    "standardize": lambda sf: st.Standardize(window_s=0.5),
+    "rereference": lambda sf: st.Rereference(),
+    "chain": lambda sf: st.Pipeline([st.Notch(sf / 5), st.BandPass(1.0, sf / 4),
+                                     st.Resample(sf / 2)]),
+}
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    name=hst.sampled_from(sorted(STAGE_FACTORIES)),
+    n_ch=hst.integers(1, 5),
+    n=hst.integers(1, 700),
+    sfreq=hst.sampled_from([100.0, 160.0, 250.0, 512.0]),
+    cuts=hst.lists(hst.integers(0, 10_000), max_size=8),
+    dtype=hst.sampled_from([np.float64, np.float32]),
+    seed=hst.integers(0, 2**16),
+)
+def test_chunked_equals_whole(name, n_ch, n, sfreq, cuts, dtype, seed):
+    x = np.random.default_rng(seed).standard_normal((n_ch, n)).astype(dtype)
+    whole = _whole(STAGE_FACTORIES[name](sfreq), x, sfreq)
+    chunked = _stream(STAGE_FACTORIES[name](sfreq), x, sfreq, cuts)
+    assert chunked.shape == whole.shape
+    tol = 1e-9 if dtype == np.float64 else 1e-5
+    np.testing.assert_allclose(chunked, whole, rtol=tol, atol=tol)
+
+
+def test_bandpass_passes_band_and_blocks_outside():
+    sfreq, t = 250.0, np.arange(5000) / 250.0
+    x = np.stack([np.sin(2 * np.pi * 12 * t), np.sin(2 * np.pi * 60 * t)])
+    for phase in ("causal", "zero"):
+        out = st.BandPass(8, 32, phase=phase).transform(Recording(x, sfreq, ["a", "b"])).data
+        assert 0.9 < out[0, 1000:-1000].std() / x[0].std() < 1.1
+        assert out[1, 1000:-1000].std() / x[1].std() < 0.03  # > 30 dB down almost 2x the edge
+
+
+def test_zero_phase_matches_sosfiltfilt_and_refuses_streaming():
+    x = np.random.default_rng(1).standard_normal((2, 800))
+    stage = st.BandPass(4, 30, phase="zero")
+    out = stage.transform(Recording(x, 200, ["a", "b"])).data
+    sos = signal.butter(4, [4, 30], "bandpass", fs=200, output="sos")
+    np.testing.assert_allclose(out, signal.sosfiltfilt(sos, x, axis=-1))
+    with pytest.raises(RuntimeError, match="cannot run chunk by chunk"):
+        stage.process(x[:, :10])
+
+
+def test_resample_zero_phase_is_resample_poly_and_causal_is_delayed():
+    sfreq = 160.0
+    t = np.arange(1600) / sfreq
+    x = np.sin(2 * np.pi * 7 * t)[None]
+    zero = st.Resample(250, phase="zero").transform(Recording(x, sfreq, ["a"]))
+    assert zero.sfreq == 250 and zero.n_times == 2500
+    np.testing.assert_allclose(zero.data, signal.resample_poly(x, 25, 16, axis=-1))
+    causal = st.Resample(250).transform(Recording(x, sfreq, ["a"])).data[0]
+    # causal output = ideal output delayed by half the FIR: 10*max(up, down) = 250 upsampled
+    # samples = 10 input samples; it ends at the last input sample (no look-ahead)
+    assert len(causal) == 2499
+    t_out = np.arange(len(causal)) / 250.0
+    ideal = np.sin(2 * np.pi * 7 * (t_out - 10 / sfreq))
+    np.testing.assert_allclose(causal[100:], ideal[100:], atol=5e-3)
+
+
+def test_notch_removes_line_noise():
+    sfreq, t = 250.0, np.arange(5000) / 250.0
+    x = (np.sin(2 * np.pi * 50 * t) + np.sin(2 * np.pi * 10 * t))[None]
+    out = st.Notch(50, phase="zero").transform(Recording(x, sfreq, ["a"])).data[0]
+    np.testing.assert_allclose(out[500:-500], np.sin(2 * np.pi * 10 * t)[500:-500], atol=0.05)
+    with pytest.raises(SignalError, match="notch frequency 150"):
+        st.Notch(150).configure(250, ["a"])
+
+
+def test_pick_rereference_standardize():
+    x = np.random.default_rng(2).standard_normal((3, 5000)) * 5 + 3
+    rec = Recording(x, 100, ChannelSet(("Fc5.", "C3..", "Cz..")))
+    picked = st.PickChannels(["Cz", "FC5"], normalize=True).transform(rec)
+    assert picked.ch_names == ["Cz", "FC5"]
+    np.testing.assert_allclose(picked.data, x[[2, 0]])
+    car = st.Rereference().transform(rec).data
+    np.testing.assert_allclose(car.mean(0), 0, atol=1e-12)
+    ref = st.Rereference(["Cz.."]).transform(rec).data
+    np.testing.assert_allclose(ref[2], 0)
+    z = st.Standardize(mode="recording").transform(rec).data
+    np.testing.assert_allclose(z.mean(1), 0, atol=1e-9)
+    np.testing.assert_allclose(z.std(1), 1, atol=1e-6)
+    running = st.Standardize(window_s=5).transform(rec).data
+    assert abs(running[:, 2000:].std() - 1) < 0.15 and abs(running[:, 2000:].mean()) < 0.15
+
+
+def test_stage_errors_name_the_problem():
+    with pytest.raises(ValueError, match="0 < l_freq < h_freq"):
+        st.BandPass(30, 8)
+    with pytest.raises(SignalError, match="below Nyquist"):
+        st.BandPass(8, 60).configure(100, ["a"])
+    stage = st.BandPass(8, 30)
+    stage.configure(250, ["a", "b"])
+    with pytest.raises(SignalError, match=r"expects chunks of shape \(2, n_samples\)"):
+        stage.process(np.zeros((3, 10)))
+    with pytest.raises(RuntimeError, match="configure"):
+        st.Notch().process(np.zeros((1, 10)))
+
+
+def _mi_trials(rng, n=40, c=6, t=300):
+    mixing = rng.standard_normal((c, c))
+    return np.einsum("cd,ndt->nct", mixing, rng.standard_normal((n, c, t)))
+
+
+def test_euclidean_alignment_whitens_mean_covariance(rng):
+    X = _mi_trials(rng)
+    aligned = st.EuclideanAlignment().fit_transform(X)
+    mean_cov = st.trial_covariances(aligned).mean(0)
+    np.testing.assert_allclose(mean_cov, np.eye(X.shape[1]), atol=1e-8)
+    batch = st.EuclideanAlignment(mode="batch").fit(X[:5]).transform(X)
+    np.testing.assert_allclose(batch, aligned, atol=1e-10)  # batch uses the call's own mean
+
+
+def test_online_euclidean_alignment_is_incremental(rng):
+    X = _mi_trials(rng, n=20)
+    ea = st.EuclideanAlignment(mode="online")
+    split = np.concatenate([ea.transform(X[:7]), ea.transform(X[7:])])
+    whole = st.EuclideanAlignment(mode="online").transform(X)
+    np.testing.assert_allclose(split, whole)
+    # trial k is whitened by the mean covariance of trials 0..k
+    k = 11
+    ref = st.trial_covariances(X[:k + 1]).mean(0)
+    expected = st._inv_sqrtm(ref) @ X[k]
+    np.testing.assert_allclose(whole[k], expected, atol=1e-10)
+    with pytest.raises(SignalError, match="fitted on 6 channels, got 5"):
+        st.EuclideanAlignment().fit(X).transform(X[:, :5])
