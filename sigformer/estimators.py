@@ -13,13 +13,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import LabelEncoder
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, column_or_1d
 
 from .checkpoint import (
     kwargs_from_json,
@@ -30,7 +32,7 @@ from .checkpoint import (
 )
 from .models.registry import create_model, get_model_class
 from .recording import Epochs
-from .training import predict_logits, train_classifier
+from .training import predict_logits, seed_everything, train_classifier
 from .validation import SignalError, check_array, check_labels
 
 
@@ -38,16 +40,35 @@ def as_trials(X) -> tuple[np.ndarray, dict[str, Any]]:
     """Trials array ``(n_trials, n_channels, n_times)`` + what is known about it.
 
     Accepts numpy arrays, :class:`sigformer.Epochs` and ``mne.Epochs`` (converted to
-    microvolts, as braindecode does).
+    microvolts, as braindecode does). A 2-D array is read as single-channel trials
+    ``(n_trials, n_times)``.
     """
     info: dict[str, Any] = {}
+    if sp.issparse(X):
+        raise TypeError("sparse input is not supported: signal trials must be a dense array")
     if isinstance(X, Epochs):
         info = {"sfreq": X.sfreq, "ch_names": list(X.channels)}
         X = X.data
     elif type(X).__module__.startswith("mne") and hasattr(X, "get_data"):
         info = {"sfreq": float(X.info["sfreq"]), "ch_names": list(X.ch_names)}
         X = X.get_data(units="uV", copy=True)
-    return check_array(X, ndim=3, name="X").astype(np.float32, copy=False), info
+    X = np.asarray(X)
+    if X.ndim >= 2:
+        info["n_features"] = X.shape[1]
+    if X.dtype == object:
+        X = X.astype(float)
+    if X.ndim == 1:
+        raise SignalError(f"X is 1-D (shape {X.shape}). Reshape your data: trials must be "
+                          "(n_trials, n_channels, n_times), or (n_trials, n_times) for one channel")
+    if X.ndim == 2 and 0 in X.shape:  # sklearn's wording, which its checks look for
+        raise SignalError(f"Found array with {X.shape[1]} feature(s) (shape={X.shape}) while a "
+                          f"minimum of 1 is required." if X.shape[0] else
+                          f"Found array with 0 sample(s) (shape={X.shape}) while a minimum of "
+                          "1 is required.")
+    X = check_array(X, ndim=(2, 3), name="X")
+    if X.ndim == 2:
+        X = X[:, None, :]
+    return X.astype(np.float32, copy=False), info
 
 
 def _labels_of(X, y):
@@ -108,19 +129,28 @@ class SignalClassifier(ClassifierMixin, BaseEstimator):
     def fit(self, X, y=None):
         get_model_class(self.model)  # unknown names fail before any work
         y = _labels_of(X, y)
+        if y is None:
+            raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y "
+                             "is None (give labels, or Epochs that carry them)")
         X, info = as_trials(X)
+        y = np.asarray(y)
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
         y = check_labels(y, len(X))
+        check_classification_targets(y)
         self.label_encoder_ = LabelEncoder().fit(y)
         self.classes_ = self.label_encoder_.classes_
         if len(self.classes_) < 2:
-            raise SignalError(f"y has a single class ({self.classes_[0]!r}); a classifier "
-                              "needs at least 2")
+            raise SignalError(f"y has 1 class ({self.classes_[0]!r}); a classifier needs at "
+                              "least 2")
+        self.n_features_in_ = info.get("n_features", X.shape[1])
         y_idx = self.label_encoder_.transform(y)
         self.n_chans_, self.n_times_ = X.shape[1], X.shape[2]
         self.sfreq_ = info.get("sfreq")
         self.ch_names_ = info.get("ch_names")
         self.model_kwargs_ = self._model_kwargs(self.n_chans_, self.n_times_,
                                                 len(self.classes_), self.sfreq_)
+        seed_everything(self.random_state)  # the initial weights depend on the seed too
         self.module_ = create_model(self.model, self.preset, **self.model_kwargs_)
         X_val = y_val = None
         if self.validation_split:
@@ -141,6 +171,10 @@ class SignalClassifier(ClassifierMixin, BaseEstimator):
     def _checked_input(self, X) -> np.ndarray:
         check_is_fitted(self, "module_")
         X, info = as_trials(X)
+        n_features = info.get("n_features")
+        if n_features is not None and n_features != self.n_features_in_:
+            raise ValueError(f"X has {n_features} features, but {type(self).__name__} is "
+                             f"expecting {self.n_features_in_} features as input")
         if X.shape[1:] != (self.n_chans_, self.n_times_):
             raise SignalError(
                 f"the model was fitted on trials of {self.n_chans_} channels x {self.n_times_} "
@@ -152,15 +186,18 @@ class SignalClassifier(ClassifierMixin, BaseEstimator):
         return X
 
     def decision_function(self, X) -> np.ndarray:
-        logits = predict_logits(self.module_, self._checked_input(X))
+        X = self._checked_input(X)
+        logits = predict_logits(self.module_, X)
         return logits[:, 1] - logits[:, 0] if logits.shape[1] == 2 else logits
 
     def predict_proba(self, X) -> np.ndarray:
-        logits = torch.from_numpy(predict_logits(self.module_, self._checked_input(X)))
+        X = self._checked_input(X)
+        logits = torch.from_numpy(predict_logits(self.module_, X))
         return torch.softmax(logits, dim=-1).numpy()
 
     def predict(self, X) -> np.ndarray:
-        return self.classes_[self.predict_proba(X).argmax(axis=1)]
+        proba = self.predict_proba(X)
+        return self.classes_[proba.argmax(axis=1)]
 
     # --- persistence --------------------------------------------------------------------
     def _estimator_meta(self) -> dict[str, Any]:
@@ -168,6 +205,7 @@ class SignalClassifier(ClassifierMixin, BaseEstimator):
             "estimator": type(self).__name__, "params": self.get_params(),
             "classes": self.classes_.tolist(), "n_chans": self.n_chans_,
             "n_times": self.n_times_, "sfreq": self.sfreq_, "ch_names": self.ch_names_,
+            "n_features_in": self.n_features_in_,
         }
 
     def save(self, path) -> Path:
@@ -193,6 +231,7 @@ class SignalClassifier(ClassifierMixin, BaseEstimator):
         self.label_encoder_ = LabelEncoder().fit(self.classes_)
         self.n_chans_, self.n_times_ = meta["n_chans"], meta["n_times"]
         self.sfreq_, self.ch_names_ = meta["sfreq"], meta["ch_names"]
+        self.n_features_in_ = meta.get("n_features_in", self.n_chans_)
 
     def __getstate__(self):
         state = self.__dict__.copy()
@@ -215,6 +254,6 @@ class SignalClassifier(ClassifierMixin, BaseEstimator):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.non_deterministic = False
-        tags.input_tags.two_d_array = False
+        tags.input_tags.two_d_array = True  # read as single-channel trials
         tags.input_tags.three_d_array = True
         return tags

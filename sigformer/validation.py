@@ -21,7 +21,8 @@ def check_array(x, *, ndim: int | tuple[int, ...], name: str = "X",
     if arr.size == 0:
         raise SignalError(f"{name} is empty (shape {arr.shape}): at least one sample is needed")
     if np.iscomplexobj(arr) and not allow_complex:
-        raise SignalError(f"{name} is complex; this step expects real-valued signals")
+        raise SignalError(f"{name} is complex: Complex data not supported here; this step "
+                          "expects real-valued signals (split IQ into two real channels)")
     if not (np.issubdtype(arr.dtype, np.number)):
         raise SignalError(f"{name} must be numeric, got dtype {arr.dtype}")
     check_finite(arr, name)

@@ -24,7 +24,7 @@ class _TemporalStem(nn.Module):
     def __init__(self, n_chans: int, emb_size: int, kernel_size: int, patch_size: int,
                  radix: int, drop_last_sample: bool, dropout: float):
         super().__init__()
-        self.emb_size, self.drop_last_sample = emb_size, drop_last_sample
+        self.emb_size, self.drop_last_sample, self.radix = emb_size, drop_last_sample, radix
         mid = emb_size * radix
         self.spatial = nn.Sequential(
             nn.Conv1d(n_chans * radix, mid, 1, groups=radix, bias=False), nn.BatchNorm1d(mid)
@@ -42,6 +42,8 @@ class _TemporalStem(nn.Module):
         self.apply(_init_stem)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, T) -> (B, P, D)
+        if self.radix > 1:  # IFNet feeds one band-filtered copy per group; we feed the input
+            x = x.repeat(1, self.radix, 1)
         groups = torch.split(self.spatial(x), self.emb_size, dim=1)
         out = nn.functional.gelu(sum(conv(g) for g, conv in zip(groups, self.temporal)))
         if self.drop_last_sample:
@@ -104,7 +106,8 @@ class DBConformer(EEGModuleMixin, nn.Module):
     num_heads : attention heads (10).
     spa_dim : channels of the spatial branch's per-channel conv (16).
     patch_size : temporal patch length in samples (125 at 250 Hz, 128 at 512 Hz).
-    kernel_size, radix : temporal stem depthwise kernel (63) and number of groups (1).
+    kernel_size, radix : temporal stem depthwise kernel (63) and number of groups (1; with
+        ``radix > 1`` every group sees a copy of the input and halves the previous kernel).
     branch : ``"all"`` (dual branch), ``"temporal"`` or ``"spatial"`` (ablations; as released,
         both branches are still computed and single-branch heads take mean-pooled tokens).
     chn_atten : channel-attention pooling of spatial tokens (True) or mean pooling (False).
