@@ -53,7 +53,7 @@ def as_trials(X) -> tuple[np.ndarray, dict[str, Any]]:
         info = {"sfreq": float(X.info["sfreq"]), "ch_names": list(X.ch_names)}
         X = X.get_data(units="uV", copy=True)
     X = np.asarray(X)
-    if X.ndim >= 2:
+    if X.ndim == 2:  # sklearn's view: single-channel trials with n_times features
         info["n_features"] = X.shape[1]
     if X.dtype == object:
         X = X.astype(float)
@@ -180,6 +180,9 @@ class SignalClassifier(ClassifierMixin, BaseEstimator):
                 f"the model was fitted on trials of {self.n_chans_} channels x {self.n_times_} "
                 f"samples, got {X.shape[1]} x {X.shape[2]}"
             )
+        if self.sfreq_ and info.get("sfreq") and info["sfreq"] != self.sfreq_:
+            raise SignalError(f"sampling rate {info['sfreq']:g} Hz differs from the "
+                              f"{self.sfreq_:g} Hz the model was fitted on; resample first")
         if self.ch_names_ and info.get("ch_names") and info["ch_names"] != self.ch_names_:
             raise SignalError(f"channels differ from those seen in fit: expected "
                               f"{self.ch_names_}, got {info['ch_names']}")

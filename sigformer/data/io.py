@@ -21,6 +21,37 @@ def _suffix(path: Path) -> str:
     return path.suffix.lower()
 
 
+def check_edf_size(path: Path) -> None:
+    """Compare an EDF/BDF file's size with what its header declares (MNE reads a truncated
+    file silently, padding or dropping the missing records)."""
+    bytes_per_sample = 3 if _suffix(path) == ".bdf" else 2
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        fixed = fh.read(256)
+        if len(fixed) < 256:
+            raise DataError(f"{path} is truncated: {size} bytes, shorter than an EDF header")
+        try:
+            header_bytes = int(fixed[184:192].decode("ascii").strip())
+            n_records = int(fixed[236:244].decode("ascii").strip())
+            n_signals = int(fixed[252:256].decode("ascii").strip())
+        except ValueError:
+            raise DataError(f"{path} has a corrupt EDF header (non-numeric size fields)"
+                            ) from None
+        fh.seek(256 + n_signals * 216)
+        raw_counts = fh.read(n_signals * 8)
+    try:
+        samples = [int(raw_counts[i * 8:(i + 1) * 8].decode("ascii").strip())
+                   for i in range(n_signals)]
+    except ValueError:
+        raise DataError(f"{path} has a corrupt EDF header (samples per record)") from None
+    if n_records < 0:  # -1: unknown while recording; nothing to compare
+        return
+    expected = header_bytes + n_records * sum(samples) * bytes_per_sample
+    if size < expected:
+        raise DataError(f"{path} is truncated: its header declares {n_records} records "
+                        f"({expected} bytes) but the file has {size} bytes")
+
+
 def read_raw(path) -> object:
     """``mne.io.Raw`` for an EDF/BDF/GDF/FIF file, with errors that name the file."""
     import mne
@@ -33,6 +64,8 @@ def read_raw(path) -> object:
         raise DataError(f"{path.name}: unsupported format {suffix!r}; sigformer reads "
                         f"{sorted(READERS)} (through MNE)")
     reader = getattr(mne.io, READERS[suffix])
+    if suffix in (".edf", ".bdf"):
+        check_edf_size(path)
     try:
         raw = reader(path, preload=True, verbose="error")
     except Exception as err:  # MNE raises many types for damaged files

@@ -86,8 +86,11 @@ def load_moabb(dataset, subjects: Sequence[int] | None = None, *,
         raise DataError(f"{name} has no subject(s) {unknown}; it has {dataset.subject_list}")
     os.environ.setdefault("MNE_DATA", str(Path.home() / "mne_data"))
     with _no_downloads(name):
-        epochs, labels, meta = paradigm_cls(**paradigm_kwargs).get_data(
-            dataset, subjects=subjects, return_epochs=True)
+        try:
+            epochs, labels, meta = paradigm_cls(**paradigm_kwargs).get_data(
+                dataset, subjects=subjects, return_epochs=True)
+        except AssertionError as err:  # MOABB asserts dataset/paradigm compatibility
+            raise DataError(f"{name} with paradigm {paradigm}: {err}") from None
     classes = sorted(np.unique(labels).tolist())
     event_id = {c: i for i, c in enumerate(classes)}
     return Epochs(epochs.get_data(copy=True), np.array([event_id[c] for c in labels]),

@@ -1,0 +1,99 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from sigformer.cli import EXIT_BAD_INPUT, main
+from sigformer.pipeline import PipelineConfigError, load_config
+
+REPO = Path(__file__).resolve().parents[1]
+
+TINY = {
+    "name": "tiny_mi",
+    "data": {"source": "simulator",
+             "simulator": {"n_trials": 20, "sfreq": 100, "trial_duration": 2.0, "snr_db": 0,
+                           "seed": 1}},
+    "preprocess": [{"stage": "bandpass", "l_freq": 8, "h_freq": 30, "phase": "zero"}],
+    "epochs": {"events": ["left_hand", "right_hand"], "tmin": 0.0, "tmax": 2.0},
+    "alignment": "batch",
+    "model": {"name": "dbconformer",
+              "params": {"emb_size": 8, "num_heads": 2, "depth": 1, "spa_dim": 4,
+                         "patch_size": 25}},
+    "train": {"max_epochs": 2, "batch_size": 8},
+    "evaluate": {"n_splits": 2},
+}
+
+
+def _write(tmp_path, cfg) -> Path:
+    path = tmp_path / "pipe.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def test_shipped_pipelines_validate():
+    for path in (REPO / "pipelines").glob("*.yaml"):
+        cfg = load_config(path)
+        assert cfg.name
+
+
+def test_run_writes_metrics_plots_and_checkpoint(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["run", str(_write(tmp_path, TINY)), "--out", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["n_epochs"] == 20 and metrics["classes"] == ["left_hand", "right_hand"]
+    assert set(metrics["summary"]) == {"accuracy", "balanced_accuracy", "kappa", "roc_auc"}
+    assert len(metrics["folds"]) == 2
+    for png in ("confusion_matrix.png", "learning_curve.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    from sigformer.estimators import SignalClassifier
+
+    clf = SignalClassifier.load(out / "model")
+    assert list(clf.classes_) == ["left_hand", "right_hand"]
+    assert json.loads((out / "model" / "pipeline_meta.json").read_text())["alignment"] == "batch"
+    assert "accuracy" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"train": {"max_epochs": 0}}, "train.max_epochs: Input should be greater than 0"),
+    ({"trian": {}}, "trian: Extra inputs are not permitted"),
+    ({"preprocess": [{"stage": "bandstop"}]}, "unknown stage 'bandstop'"),
+    ({"evaluate": {"metrics": ["f1"]}}, "unknown metric"),
+    ({"model": {"name": "dbconformr"}}, "unknown model 'dbconformr'"),
+    ({"preprocess": [{"stage": "bandpass", "l_freq": 30, "h_freq": 8}]},
+     "0 < l_freq < h_freq"),
+])
+def test_bad_config_names_the_key(tmp_path, capsys, change, message):
+    cfg = {**TINY, **change}
+    assert main(["run", str(_write(tmp_path, cfg)), "--out", str(tmp_path / "o")]) \
+        == EXIT_BAD_INPUT
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "o" / "metrics.json").exists()
+
+
+def test_unreadable_pipeline_file(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: [unclosed")
+    with pytest.raises(PipelineConfigError, match="not valid YAML"):
+        load_config(bad)
+    with pytest.raises(PipelineConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_run_on_real_eegmmidb(tmp_path, eegmmidb_dir):
+    cfg = {**TINY, "data": {"source": "simulator"}, "alignment": "none",
+           "epochs": {"events": ["left_hand", "right_hand"], "tmin": 0.0, "tmax": 4.0}}
+    out = tmp_path / "real"
+    assert main(["run", str(_write(tmp_path, cfg)), "--data", str(eegmmidb_dir),
+                 "--out", str(out), "--max-epochs", "1"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["data"] == "eegmmidb" and metrics["n_channels"] == 64
+    assert metrics["n_epochs"] == 45 and metrics["sfreq"] == 160
+
+
+def test_console_entry_point_lists_models():
+    proc = subprocess.run([sys.executable, "-m", "sigformer.cli", "models"], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0 and "dbconformer" in proc.stdout.split()
