@@ -34,6 +34,10 @@ def _cmd_run(args) -> int:
         train["devices"] = args.devices
     if args.strategy is not None:
         train["strategy"] = args.strategy
+    if args.accelerator is not None:
+        train["accelerator"] = args.accelerator
+    if args.num_nodes is not None:
+        train["num_nodes"] = args.num_nodes
     if train:
         overrides["train"] = train
     cfg = load_config(args.pipeline, overrides)
@@ -61,6 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--max-epochs", type=int, help="override train.max_epochs")
     run.add_argument("--devices", type=int, help="override train.devices (e.g. 2 with ddp)")
     run.add_argument("--strategy", help="override train.strategy (e.g. ddp)")
+    run.add_argument("--accelerator", help="override train.accelerator (cpu, gpu, auto)")
+    run.add_argument("--num-nodes", type=int, help="override train.num_nodes (multi-node DDP)")
     run.set_defaults(func=_cmd_run)
     models = sub.add_parser("models", help="list registered models")
     models.add_argument("--braindecode", action="store_true", help="include braindecode models")

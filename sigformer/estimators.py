@@ -91,7 +91,8 @@ class SignalClassifier(ClassifierMixin, BaseEstimator):
     validation_split : fraction held out (stratified) for validation and early stopping.
     early_stopping_patience : epochs without ``val_loss`` improvement before stopping.
     random_state : seed for weight initialisation, shuffling and the validation split.
-    accelerator, devices, strategy : passed to the Lightning ``Trainer``.
+    accelerator, devices, strategy, num_nodes : passed to the Lightning ``Trainer`` (e.g.
+        ``accelerator="gpu", devices=4, strategy="ddp"``; ``num_nodes`` for several machines).
     verbose : show Lightning's progress bar.
     """
 
@@ -101,7 +102,7 @@ class SignalClassifier(ClassifierMixin, BaseEstimator):
                  optimizer: str = "adam", validation_split: float = 0.0,
                  early_stopping_patience: int | None = None, random_state: int | None = 0,
                  accelerator: str = "cpu", devices: int | str = 1, strategy: str = "auto",
-                 verbose: bool = False):
+                 num_nodes: int = 1, verbose: bool = False):
         self.model = model
         self.preset = preset
         self.model_params = model_params
@@ -116,6 +117,7 @@ class SignalClassifier(ClassifierMixin, BaseEstimator):
         self.accelerator = accelerator
         self.devices = devices
         self.strategy = strategy
+        self.num_nodes = num_nodes
         self.verbose = verbose
 
     # --- fitting ------------------------------------------------------------------------
@@ -163,7 +165,7 @@ class SignalClassifier(ClassifierMixin, BaseEstimator):
             optimizer=self.optimizer, seed=self.random_state,
             early_stopping_patience=self.early_stopping_patience,
             accelerator=self.accelerator, devices=self.devices, strategy=self.strategy,
-            progress_bar=self.verbose,
+            num_nodes=self.num_nodes, progress_bar=self.verbose,
         )
         return self
 

@@ -113,6 +113,7 @@ class TrainConfig(_Strict):
     accelerator: str = "cpu"
     devices: int | str = 1
     strategy: str = "auto"
+    num_nodes: int = Field(1, ge=1)
     progress_bar: bool = False
 
 
@@ -262,7 +263,7 @@ def build_estimator(cfg: PipelineConfig):
         optimizer=t.optimizer, validation_split=t.validation_split,
         early_stopping_patience=t.early_stopping_patience, random_state=t.seed,
         accelerator=t.accelerator, devices=t.devices, strategy=t.strategy,
-        verbose=t.progress_bar,
+        num_nodes=t.num_nodes, verbose=t.progress_bar,
     )
     if cfg.alignment == "none":
         return clf

@@ -171,6 +171,9 @@ def _fit(module, X, y, X_val, y_val, has_val, batch_size, seed, trainer_kwargs) 
 
 @torch.inference_mode()
 def predict_logits(model: nn.Module, X: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """Logits for ``X`` in eval mode, batch by batch, on whatever device the model sits."""
     model.eval()
-    out = [logits_of(model(xb)).float() for (xb,) in make_loader(X, None, batch_size, False)]
+    device = next(model.parameters()).device
+    out = [logits_of(model(xb.to(device))).float().cpu()
+           for (xb,) in make_loader(X, None, batch_size, False)]
     return torch.cat(out).numpy()
