@@ -65,7 +65,7 @@ class DataConfig(_Strict):
 STAGES = {
     "bandpass": st.BandPass, "notch": st.Notch, "resample": st.Resample,
     "rereference": st.Rereference, "pick": st.PickChannels, "scale": st.Scale,
-    "standardize": st.Standardize,
+    "standardize": st.Standardize, "adapt_channels": st.AdaptChannels, "bipolar": st.Bipolar,
 }
 
 

@@ -317,6 +317,43 @@ class Rereference(Stage):
         return chunk - chunk[self._ref_idx].mean(axis=0, keepdims=True)
 
 
+class AdaptChannels(Stage):
+    """Map the stream onto a model's channel set with a :class:`ChannelAdapter` (reorder,
+    drop extras, interpolate or zero-fill missing channels). ``mask_`` marks recorded ones."""
+
+    def __init__(self, target: ChannelSet | Sequence[str], fill: str = "interpolate",
+                 min_match: float = 0.5):
+        self.target, self.fill, self.min_match = target, fill, min_match
+
+    def _configure(self, fmt: StreamFormat) -> StreamFormat:
+        from .channels import ChannelAdapter
+
+        self._adapter = ChannelAdapter(self.target, fill=self.fill,
+                                       min_match=self.min_match).fit(fmt.channels)
+        self.mask_ = self._adapter.mask_
+        return StreamFormat(fmt.sfreq, self._adapter.target)
+
+    def _process(self, chunk: np.ndarray) -> np.ndarray:
+        return self._adapter.matrix_ @ chunk
+
+
+class Bipolar(Stage):
+    """Bipolar derivations (anode - cathode); default: the 16-channel double banana."""
+
+    def __init__(self, pairs: Sequence[Sequence[str]] | None = None):
+        self.pairs = pairs
+
+    def _configure(self, fmt: StreamFormat) -> StreamFormat:
+        from .channels import TCP_DOUBLE_BANANA, bipolar_matrix
+
+        pairs = [tuple(p) for p in (self.pairs or TCP_DOUBLE_BANANA)]
+        self._matrix, channels = bipolar_matrix(fmt.channels, pairs)
+        return StreamFormat(fmt.sfreq, channels)
+
+    def _process(self, chunk: np.ndarray) -> np.ndarray:
+        return self._matrix @ chunk
+
+
 class Scale(Stage):
     """Multiply by a constant, e.g. ``1e6`` for volts -> microvolts."""
 

@@ -177,3 +177,74 @@ def predict_logits(model: nn.Module, X: np.ndarray, batch_size: int = 256) -> np
     out = [logits_of(model(xb.to(device))).float().cpu()
            for (xb,) in make_loader(X, None, batch_size, False)]
     return torch.cat(out).numpy()
+
+
+# --- generic objectives (pretraining stages, tokenizers) -------------------------------------
+
+def warmup_cosine(step: int, total_steps: int, warmup_steps: int, base_lr: float,
+                  final_lr: float) -> float:
+    """Linear warm-up to ``base_lr``, then cosine from ``base_lr`` to ``final_lr``."""
+    if warmup_steps > 0 and step < warmup_steps:
+        return base_lr * (step + 1) / warmup_steps
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    progress = min(max(progress, 0.0), 1.0)
+    return final_lr + 0.5 * (base_lr - final_lr) * (1 + np.cos(np.pi * progress))
+
+
+class ObjectiveModule(L.LightningModule):
+    """Train any module on a loss function ``loss_step(model, batch) -> {"loss": ..., ...}``
+    with AdamW and a per-step warm-up + cosine learning-rate schedule. Every other entry of
+    the returned dict is logged per epoch (e.g. reconstruction loss, codebook perplexity)."""
+
+    def __init__(self, model: nn.Module, loss_step, lr: float = 1e-3,
+                 weight_decay: float = 0.0, betas: tuple[float, float] = (0.9, 0.999),
+                 warmup_epochs: int = 0, final_lr: float | None = None):
+        super().__init__()
+        self.model, self.loss_step = model, loss_step
+        self.lr, self.weight_decay, self.betas = lr, weight_decay, betas
+        self.warmup_epochs = warmup_epochs
+        self.final_lr = lr if final_lr is None else final_lr
+
+    def training_step(self, batch, batch_idx):
+        out = self.loss_step(self.model, batch)
+        for key, value in out.items():
+            self.log(f"train_{key}", value.detach() if torch.is_tensor(value) else value,
+                     on_step=False, on_epoch=True, prog_bar=key == "loss",
+                     batch_size=len(batch[0]))
+        return out["loss"]
+
+    def configure_optimizers(self):
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        opt = torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay,
+                                betas=self.betas)
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        per_epoch = max(1, total // max(1, self.trainer.max_epochs))
+        warmup = self.warmup_epochs * per_epoch
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda step: warmup_cosine(step, total, warmup, self.lr, self.final_lr) / self.lr)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+def train_objective(model: nn.Module, loss_step, tensors: list, *, max_epochs: int = 10,
+                    batch_size: int = 64, lr: float = 1e-3, weight_decay: float = 0.0,
+                    betas: tuple[float, float] = (0.9, 0.999), warmup_epochs: int = 0,
+                    final_lr: float | None = None, seed: int | None = 0,
+                    accelerator: str = "cpu", devices: int | str = 1, strategy: str = "auto",
+                    progress_bar: bool = False) -> History:
+    """Optimise ``loss_step`` over ``tensors`` (equal-length arrays, batched together)."""
+    seed_everything(seed)
+    module = ObjectiveModule(model, loss_step, lr, weight_decay, betas, warmup_epochs, final_lr)
+    history = History()
+    data = [torch.as_tensor(np.ascontiguousarray(t)) for t in tensors]
+    data = [d.float() if d.is_floating_point() else d for d in data]
+    generator = torch.Generator().manual_seed(seed) if seed is not None else None
+    loader = DataLoader(TensorDataset(*data), batch_size=batch_size, shuffle=True,
+                        generator=generator)
+    with _quiet_lightning(not progress_bar):
+        trainer = L.Trainer(max_epochs=max_epochs, accelerator=accelerator, devices=devices,
+                            strategy=strategy, callbacks=[_HistoryCallback(history)],
+                            enable_progress_bar=progress_bar, enable_model_summary=False,
+                            enable_checkpointing=False, logger=False)
+        trainer.fit(module, loader)
+    model.eval()
+    return history

@@ -8,6 +8,8 @@ warnings.filterwarnings("ignore", message="Montage name 'standard_1020' is depre
                         category=FutureWarning)
 
 from .eeg.dbconformer import DBConformer  # noqa: E402
+from .eeg.duin import DuINClassifier, DuINMAE, DuINVQVAE  # noqa: E402
+from .eeg.tfm_tokenizer import TFMClassifier, TFMEncoder, TFMTokenizer  # noqa: E402
 from .registry import (  # noqa: E402
     UnknownModelError,
     create_model,
@@ -18,6 +20,6 @@ from .registry import (  # noqa: E402
 )
 
 __all__ = [
-    "DBConformer", "UnknownModelError", "create_model", "get_model_class", "list_models",
+    "DBConformer", "DuINClassifier", "DuINMAE", "DuINVQVAE", "TFMClassifier", "TFMEncoder", "TFMTokenizer", "UnknownModelError", "create_model", "get_model_class", "list_models",
     "list_presets", "register_model",
 ]

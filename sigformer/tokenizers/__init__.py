@@ -1,0 +1,9 @@
+"""The shared tokenization layer: one interface, many tokenizers."""
+
+from .base import ChannelIndependent, Tokenizer, Tokens
+from .simple import PatchTokenizer, STFTTokenizer, VQTokenizer, codebook_report, stft_magnitude
+
+__all__ = [
+    "ChannelIndependent", "PatchTokenizer", "STFTTokenizer", "Tokenizer", "Tokens",
+    "VQTokenizer", "codebook_report", "stft_magnitude",
+]

@@ -1,0 +1,162 @@
+"""Fixed and lightly learned tokenizers: convolutional patches, STFT frames, VQ codes."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..nn.vq import VectorQuantizer
+from ..validation import SignalError, check_array
+from .base import Tokenizer, Tokens
+
+
+def stft_magnitude(x: torch.Tensor, n_fft: int, hop: int, n_bins: int | None = None,
+                   center: bool = False) -> torch.Tensor:
+    """Magnitude STFT of ``(B, T)`` -> ``(B, F, frames)`` with a Hann window (torch.stft)."""
+    if x.shape[-1] < n_fft and not center:
+        raise SignalError(f"signals of {x.shape[-1]} samples are shorter than one STFT window "
+                          f"({n_fft} samples)")
+    spec = torch.stft(x, n_fft=n_fft, hop_length=hop, win_length=n_fft,
+                      window=torch.hann_window(n_fft, device=x.device, dtype=x.dtype),
+                      center=center, onesided=True, return_complex=True).abs()
+    return spec[:, :n_bins] if n_bins is not None else spec
+
+
+class PatchTokenizer(Tokenizer):
+    """Channel-wise convolutional patches: each ``patch_size`` window of each channel becomes a
+    ``embed_dim`` token (a shared ``Conv1d(1, D, patch, stride)``), channel-major."""
+
+    def __init__(self, patch_size: int, embed_dim: int, stride: int | None = None):
+        super().__init__()
+        self.patch_size, self.stride = patch_size, stride or patch_size
+        self.proj = nn.Conv1d(1, embed_dim, patch_size, self.stride)
+
+    def encode(self, x: torch.Tensor) -> Tokens:
+        x = self.check_input(x)
+        b, c, t = x.shape
+        if t < self.patch_size:
+            raise SignalError(f"signals of {t} samples are shorter than one patch "
+                              f"({self.patch_size})")
+        emb = self.proj(x.reshape(b * c, 1, t)).transpose(1, 2)  # (B*C, P, D)
+        p = emb.shape[1]
+        return Tokens(emb.reshape(b, c * p, -1), None,
+                      time_index=torch.arange(p, device=x.device).repeat(c),
+                      channel_index=torch.arange(c, device=x.device).repeat_interleave(p))
+
+
+class STFTTokenizer(Tokenizer):
+    """One token per STFT frame and channel: the magnitude spectrum (first ``n_bins`` bins).
+
+    With ``magnitude=False`` the tokens are real/imaginary pairs and :meth:`decode` inverts
+    them with the inverse STFT (``center=True`` needed for perfect reconstruction).
+    """
+
+    def __init__(self, n_fft: int = 200, hop: int = 100, n_bins: int | None = None,
+                 center: bool = False, magnitude: bool = True, sfreq: float | None = None):
+        super().__init__()
+        self.n_fft, self.hop, self.n_bins = n_fft, hop, n_bins
+        self.center, self.magnitude, self.sfreq = center, magnitude, sfreq
+        self._length: int | None = None
+
+    def encode(self, x: torch.Tensor) -> Tokens:
+        x = self.check_input(x)
+        b, c, t = x.shape
+        self._length = t
+        flat = x.reshape(b * c, t)
+        if self.magnitude:
+            spec = stft_magnitude(flat, self.n_fft, self.hop, self.n_bins, self.center)
+        else:
+            z = torch.stft(flat, self.n_fft, self.hop, window=torch.hann_window(
+                self.n_fft, device=x.device, dtype=x.dtype), center=self.center,
+                return_complex=True)
+            spec = torch.cat([z.real, z.imag], dim=1)
+        frames = spec.shape[-1]
+        emb = spec.transpose(1, 2).reshape(b, c * frames, -1)
+        return Tokens(emb, None, time_index=torch.arange(frames, device=x.device).repeat(c),
+                      channel_index=torch.arange(c, device=x.device).repeat_interleave(frames))
+
+    def decode(self, tokens: Tokens) -> torch.Tensor:
+        if self.magnitude:
+            raise NotImplementedError("magnitude STFT tokens discard phase; use magnitude=False "
+                                      "to decode")
+        c = int(tokens.channel_index.max()) + 1
+        b = tokens.batch_size
+        emb = tokens.embeddings.reshape(b * c, -1, tokens.embeddings.shape[-1]).transpose(1, 2)
+        half = emb.shape[1] // 2
+        z = torch.complex(emb[:, :half], emb[:, half:])
+        out = torch.istft(z, self.n_fft, self.hop, window=torch.hann_window(
+            self.n_fft, device=emb.device, dtype=emb.dtype), center=self.center,
+            length=self._length)
+        return out.reshape(b, c, -1)
+
+
+class VQTokenizer(Tokenizer):
+    """Discrete tokens from any continuous tokenizer through a :class:`VectorQuantizer`.
+
+    ``fit(X)`` learns the codebook (k-means initialisation, then EMA passes over the data);
+    ``encode`` returns ids and the quantised embeddings; ``decode`` maps ids back to code
+    vectors and through the base tokenizer's decode when it has one.
+    """
+
+    discrete = True
+
+    def __init__(self, base: Tokenizer, num_codes: int = 512, dim: int | None = None,
+                 l2_normalize: bool = True, dead_code_threshold: float = 1e-3,
+                 decay: float = 0.9):
+        super().__init__()
+        self.base = base
+        self.sfreq = base.sfreq
+        self.num_codes, self.l2_normalize = num_codes, l2_normalize
+        self._dim = dim
+        self.quantizer: VectorQuantizer | None = None
+        self.dead_code_threshold, self.decay = dead_code_threshold, decay
+
+    def _ensure_quantizer(self, dim: int) -> VectorQuantizer:
+        if self.quantizer is None:
+            self.quantizer = VectorQuantizer(
+                self.num_codes, dim, init="kmeans", ema="normalized_mean" if self.l2_normalize
+                else "average", l2_normalize=self.l2_normalize, decay=self.decay,
+                dead_code_threshold=self.dead_code_threshold)
+        return self.quantizer
+
+    def fit(self, X, y=None, epochs: int = 5, batch_size: int = 256, seed: int = 0, **kwargs):
+        X = check_array(X, ndim=(2, 3), name="X")
+        torch.manual_seed(seed)
+        with torch.no_grad():
+            parts = [self.base.encode(torch.as_tensor(np.asarray(X[i:i + batch_size],
+                                                                 np.float32))).embeddings
+                     for i in range(0, len(X), batch_size)]
+            emb = torch.cat([p.reshape(-1, p.shape[-1]) for p in parts])
+        vq = self._ensure_quantizer(emb.shape[-1])
+        vq.train()
+        with torch.no_grad():
+            vq(emb)  # k-means initialisation on all embeddings
+            for _ in range(epochs):
+                for part in emb[torch.randperm(len(emb))].split(batch_size * 16):
+                    vq(part)
+        vq.eval()
+        return self
+
+    def encode(self, x: torch.Tensor) -> Tokens:
+        if self.quantizer is None:
+            raise RuntimeError("VQTokenizer has no codebook yet: call fit(X) first")
+        tok = self.base.encode(x)
+        out = self.quantizer(tok.embeddings)
+        return Tokens(out.quantized, out.indices, tok.time_index, tok.channel_index,
+                      tok.freq_index)
+
+    def decode(self, tokens: Tokens) -> torch.Tensor:
+        emb = self.quantizer.lookup(tokens.ids)
+        return self.base.decode(Tokens(emb, None, tokens.time_index, tokens.channel_index,
+                                       tokens.freq_index))
+
+
+def codebook_report(quantizer: VectorQuantizer) -> dict[str, float]:
+    """Usage (fraction of codes used) and perplexity since the last ``reset_usage``."""
+    return {"codebook_size": quantizer.num_codes, "usage": quantizer.codebook_usage(),
+            "perplexity": quantizer.usage_perplexity()}
+
+
+__all__ = ["PatchTokenizer", "STFTTokenizer", "VQTokenizer", "codebook_report",
+           "stft_magnitude"]
