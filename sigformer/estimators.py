@@ -159,6 +159,8 @@ class SignalClassifier(ClassifierMixin, BaseEstimator):
             X, X_val, y_idx, y_val = train_test_split(
                 X, y_idx, test_size=self.validation_split, stratify=y_idx,
                 random_state=self.random_state)
+        if hasattr(self.module_, "fit_unsupervised"):  # e.g. tokenizer pretraining
+            self.module_.fit_unsupervised(X)
         self.history_ = train_classifier(
             self.module_, X, y_idx, X_val=X_val, y_val=y_val, max_epochs=self.max_epochs,
             batch_size=self.batch_size, lr=self.lr, weight_decay=self.weight_decay,

@@ -41,14 +41,14 @@ def _all_reduce(t: torch.Tensor) -> torch.Tensor:
 
 def kmeans(x: torch.Tensor, k: int, iters: int = 10, cosine: bool = False,
            generator: torch.Generator | None = None) -> torch.Tensor:
-    """Lloyd's k-means on ``x`` (N, D) -> centroids (k, D). With fewer points than clusters the
-    initial centroids repeat points (plus tiny noise), so every cluster gets a vector."""
+    """Lloyd's k-means with k-means++ seeding on ``x`` (N, D) -> centroids (k, D). With fewer
+    points than clusters the centroids repeat points (plus tiny noise)."""
     n = x.shape[0]
-    idx = torch.randint(n, (k,), generator=generator) if n < k else \
-        torch.randperm(n, generator=generator)[:k]
-    centroids = x[idx].clone()
-    if n < k:
-        centroids += 1e-4 * torch.randn(centroids.shape, generator=generator)
+    if n <= k:
+        centroids = x[torch.randint(n, (k,), generator=generator)].clone()
+        centroids += 1e-4 * torch.randn(centroids.shape, generator=generator).to(x)
+    else:
+        centroids = _kmeans_plus_plus(x, k, generator)
     for _ in range(iters):
         if cosine:
             centroids = F.normalize(centroids, dim=-1)
@@ -60,6 +60,18 @@ def kmeans(x: torch.Tensor, k: int, iters: int = 10, cosine: bool = False,
         filled = counts > 0
         centroids[filled] = sums[filled] / counts[filled, None]
     return F.normalize(centroids, dim=-1) if cosine else centroids
+
+
+def _kmeans_plus_plus(x: torch.Tensor, k: int, generator: torch.Generator | None
+                      ) -> torch.Tensor:
+    chosen = [int(torch.randint(x.shape[0], (1,), generator=generator))]
+    d2 = (x - x[chosen[0]]).pow(2).sum(-1)
+    for _ in range(1, k):
+        probs = d2 / d2.sum() if float(d2.sum()) > 0 else torch.full_like(d2, 1 / len(d2))
+        nxt = int(torch.multinomial(probs.cpu().float(), 1, generator=generator))
+        chosen.append(nxt)
+        d2 = torch.minimum(d2, (x - x[nxt]).pow(2).sum(-1))
+    return x[chosen].clone()
 
 
 class VectorQuantizer(nn.Module):

@@ -116,7 +116,10 @@ class ChannelIndependent(Tokenizer):
         b, c, t = x.shape
         tok = self.tokenizer.encode(x.reshape(b * c, 1, t))
         n = len(tok)
-        regroup = (lambda z: None if z is None else z.reshape(b, c * n, *z.shape[2:]))
+
+        def regroup(z: torch.Tensor | None) -> torch.Tensor | None:
+            return None if z is None else z.reshape(b, c * n, *z.shape[2:])
+
         return Tokens(
             embeddings=regroup(tok.embeddings), ids=regroup(tok.ids),
             time_index=tok.time_index.repeat(c),

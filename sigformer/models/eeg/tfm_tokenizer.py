@@ -79,14 +79,14 @@ def _conv_gn_stack(in_ch: int, kernel: int, stride: int, widths: list[int]) -> n
     layers: list[nn.Module] = []
     for i, width in enumerate(widths):
         layers += [nn.Conv1d(in_ch, width, kernel if i == 0 else 1, stride if i == 0 else 1),
-                   nn.GELU(), nn.GroupNorm(16, width)]
+                   nn.GELU(), nn.GroupNorm(math.gcd(16, width), width)]
         in_ch = width
     return nn.Sequential(*layers)
 
 
 @register_model("tfm_tokenizer", domain="eeg", presets={
     "tiny": dict(emb_size=16, code_size=16, n_codes=64, freq_depth=1, temporal_depth=1,
-                 decoder_depth=1, heads=2),
+                 decoder_depth=1, heads=2, dead_code_threshold=0.1),
 })
 class TFMTokenizer(Tokenizer):
     """TFM-Tokenizer VQ-VAE (``TFM_VQVAE2_deep``, "2x2x8").
@@ -101,15 +101,22 @@ class TFMTokenizer(Tokenizer):
     dropout : attention-layer dropout of the transformers (0.2).
     codebook_loss_after_ste : add the VQ codebook term computed after the straight-through
         estimator, as the release does (False: commitment term only, the intended VQ loss).
+    dead_code_threshold : re-seed codes whose running usage falls below this from the
+        current batch (0, as released; small codebooks trained briefly collapse without it).
     """
 
     discrete = True
     sfreq = TFM_SFREQ
 
+    @staticmethod
+    def prepare(X: np.ndarray, sfreq: float) -> np.ndarray:
+        """Resample to 200 Hz and apply the 95th-percentile scaling (see :func:`tfm_prepare`)."""
+        return tfm_prepare(X, sfreq)
+
     def __init__(self, emb_size: int = 64, code_size: int = 64, n_codes: int = 8192,
                  freq_depth: int = 2, temporal_depth: int = 2, decoder_depth: int = 8,
                  heads: int = 8, dropout: float = 0.2, codebook_loss_after_ste: bool = False,
-                 n_chans=None, n_outputs=None, n_times=None, sfreq=None, chs_info=None):
+                 dead_code_threshold: float = 0.0, n_chans=None, n_outputs=None, n_times=None, sfreq=None, chs_info=None):
         super().__init__()
         if emb_size % 2 or (emb_size // 2) % 4:
             raise ValueError(f"emb_size must be a multiple of 8, got {emb_size}")
@@ -127,7 +134,8 @@ class TFMTokenizer(Tokenizer):
         self.to_code = nn.Identity() if code_size == emb_size else nn.Linear(emb_size, code_size)
         self.quantizer = VectorQuantizer(n_codes, code_size, decay=0.99, eps=1e-5,
                                          init="uniform", ema="average", beta=1.0,
-                                         codebook_loss_after_ste=codebook_loss_after_ste)
+                                         codebook_loss_after_ste=codebook_loss_after_ste,
+                                         dead_code_threshold=dead_code_threshold)
         self.decoder = lat(code_size, decoder_depth, heads, dropout)
         self.decoder_head = nn.Sequential(nn.Linear(code_size, code_size), nn.Tanh(),
                                           nn.Linear(code_size, N_BINS))
@@ -325,7 +333,8 @@ class TFMEncoder(nn.Module):
 
 @register_model("tfm_classifier", domain="eeg", presets={
     "tiny": dict(tokenizer_params=dict(emb_size=16, code_size=16, n_codes=64, freq_depth=1,
-                                       temporal_depth=1, decoder_depth=1, heads=2),
+                                       temporal_depth=1, decoder_depth=1, heads=2,
+                                       dead_code_threshold=0.1),
                  encoder_params=dict(emb_size=16, n_codes=64, depth=1, heads=2)),
 })
 class TFMClassifier(nn.Module):
@@ -337,8 +346,11 @@ class TFMClassifier(nn.Module):
 
     def __init__(self, n_chans=None, n_outputs=2, n_times=None, sfreq=TFM_SFREQ, chs_info=None,
                  tokenizer_params: dict | None = None, encoder_params: dict | None = None,
-                 freeze_tokenizer: bool = True):
+                 freeze_tokenizer: bool = True, tokenizer_epochs: int = 0,
+                 mtp_epochs: int = 0, pretrain_batch_size: int = 256, pretrain_lr: float = 1e-3):
         super().__init__()
+        self.tokenizer_epochs, self.mtp_epochs = tokenizer_epochs, mtp_epochs
+        self.pretrain_batch_size, self.pretrain_lr = pretrain_batch_size, pretrain_lr
         if sfreq is not None and float(sfreq) != TFM_SFREQ:
             raise SignalError(f"TFM models take 200 Hz signals, got sfreq={sfreq}; resample "
                               "with tfm_prepare()")
@@ -349,6 +361,43 @@ class TFMClassifier(nn.Module):
         self.freeze_tokenizer = freeze_tokenizer
         if freeze_tokenizer:
             self.tokenizer.requires_grad_(False)
+
+    def fit_unsupervised(self, X: np.ndarray) -> None:
+        """Called by the estimator before supervised training, on the training trials only:
+        tokenizer pretraining (``tokenizer_epochs``), codebook-initialised token embeddings,
+        then masked-token pretraining of the encoder (``mtp_epochs``)."""
+        X = percentile_normalize(torch.as_tensor(np.asarray(X, np.float32))).numpy()
+        if self.tokenizer_epochs > 0:
+            self.tokenizer.requires_grad_(True)
+            self.tokenizer.fit(X, max_epochs=self.tokenizer_epochs, lr=self.pretrain_lr,
+                               batch_size=self.pretrain_batch_size,
+                               warmup_epochs=max(1, self.tokenizer_epochs // 10))
+            self.tokenizer.requires_grad_(not self.freeze_tokenizer)
+            self.encoder.init_from_codebook(self.tokenizer.quantizer.codebook.detach())
+        if self.mtp_epochs > 0:
+            self.pretrain_encoder_mtp(X)
+
+    def pretrain_encoder_mtp(self, X: np.ndarray, **kwargs) -> None:
+        """Masked-token prediction with an ``n_codes``-way head; the transformer, token,
+        channel and CLS embeddings are then transferred to this classifier's encoder."""
+        from ...training import train_objective
+
+        self.tokenizer.eval()
+        ids = self.tokenizer.transform(X)
+        ids = ids.reshape(len(X), X.shape[1], -1)
+        enc = self.encoder
+        mtp = TFMEncoder(n_outputs=None, emb_size=enc.token_embedding.embedding_dim,
+                         n_codes=enc.n_codes, depth=len(enc.transformer.blocks),
+                         heads=enc.transformer.blocks[0].attn.num_heads,
+                         max_channels=enc.max_channels)
+        shared = {k: v for k, v in enc.state_dict().items() if not k.startswith("head.")}
+        mtp.load_state_dict(shared, strict=False)
+        train_objective(mtp, lambda m, b: m.mtp_loss(b[0]), [ids.astype(np.int64)],
+                        max_epochs=self.mtp_epochs, batch_size=self.pretrain_batch_size,
+                        lr=self.pretrain_lr, weight_decay=1e-5,
+                        warmup_epochs=max(1, self.mtp_epochs // 10), **kwargs)
+        enc.load_state_dict({k: v for k, v in mtp.state_dict().items()
+                             if not k.startswith("head.")}, strict=False)
 
     def load_tokenizer(self, tokenizer: TFMTokenizer) -> None:
         """Use a pretrained tokenizer and initialise the token embeddings from its codebook."""

@@ -1,0 +1,88 @@
+"""scikit-learn wrapper: any registered tokenizer as a transformer (``fit`` learns it,
+``transform`` returns token ids or embeddings)."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import check_is_fitted
+
+from ..validation import SignalError, check_array
+
+
+class TokenTransformer(TransformerMixin, BaseEstimator):
+    """Learn a tokenizer on ``X (n, C, T)`` and map trials to tokens.
+
+    Parameters
+    ----------
+    tokenizer : registry name of a tokenizer model, e.g. ``"tfm_tokenizer"``.
+    preset, params : preset name and keyword arguments for the tokenizer.
+    sfreq : sampling rate of ``X``. Tokenizers that expect a fixed rate and provide a
+        ``prepare(X, sfreq)`` function (TFM: resample to 200 Hz, 95th-percentile scaling)
+        get their input prepared; otherwise a rate mismatch is an error.
+    max_epochs, batch_size, lr, random_state : pretraining settings passed to the
+        tokenizer's ``fit``.
+    output : ``"ids"`` (discrete tokens, ``(n, C*T)``) or ``"embeddings"``.
+    """
+
+    def __init__(self, tokenizer: str = "tfm_tokenizer", preset: str | None = None,
+                 params: dict | None = None, sfreq: float | None = None, max_epochs: int = 10,
+                 batch_size: int = 64, lr: float = 1e-3, random_state: int | None = 0,
+                 output: str = "ids"):
+        self.tokenizer = tokenizer
+        self.preset = preset
+        self.params = params
+        self.sfreq = sfreq
+        self.max_epochs = max_epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.random_state = random_state
+        self.output = output
+
+    def _prepare(self, X) -> np.ndarray:
+        X = check_array(X, ndim=(2, 3), name="X")
+        if X.ndim == 2:
+            X = X[:, None]
+        model = self.tokenizer_
+        expected = getattr(model, "sfreq", None)
+        if expected is not None and self.sfreq is not None and self.sfreq != expected:
+            prepare = getattr(type(model), "prepare", None)
+            if prepare is None:
+                raise SignalError(f"{self.tokenizer} expects {expected:g} Hz, got sfreq="
+                                  f"{self.sfreq:g}; resample first")
+            return prepare(X, self.sfreq)
+        prepare = getattr(type(model), "prepare", None)
+        return prepare(X, expected) if prepare is not None and expected else X.astype(np.float32)
+
+    def fit(self, X, y=None):
+        from ..models import create_model
+
+        if self.output not in ("ids", "embeddings"):
+            raise ValueError(f"output must be 'ids' or 'embeddings', got {self.output!r}")
+        self.tokenizer_ = create_model(self.tokenizer, self.preset, **(self.params or {}))
+        Xp = self._prepare(X)
+        self.n_channels_ = Xp.shape[1]
+        self.tokenizer_.fit(Xp, max_epochs=self.max_epochs, batch_size=self.batch_size,
+                            lr=self.lr, seed=self.random_state)
+        quantizer = getattr(self.tokenizer_, "quantizer", None)
+        if quantizer is not None:
+            quantizer.reset_usage()
+            self.tokenizer_.transform(Xp)  # usage over the training data
+            self.codebook_usage_ = quantizer.codebook_usage()
+            self.codebook_perplexity_ = quantizer.usage_perplexity()
+        return self
+
+    def transform(self, X) -> np.ndarray:
+        check_is_fitted(self, "tokenizer_")
+        Xp = self._prepare(X)
+        if Xp.shape[1] != self.n_channels_:
+            raise SignalError(f"fitted on {self.n_channels_} channels, got {Xp.shape[1]}")
+        model = self.tokenizer_
+        if self.output == "ids":
+            return model.transform(Xp)
+        discrete = model.discrete
+        model.discrete = False  # ask for embeddings
+        try:
+            return model.transform(Xp)
+        finally:
+            model.discrete = discrete

@@ -1,0 +1,120 @@
+import numpy as np
+import pytest
+import torch
+
+from sigformer import SignalError
+from sigformer.nn.vq import VectorQuantizer, kmeans
+from sigformer.tokenizers import (
+    ChannelIndependent,
+    PatchTokenizer,
+    STFTTokenizer,
+    Tokens,
+    VQTokenizer,
+    codebook_report,
+)
+
+
+def test_patch_tokenizer_positions():
+    tok = PatchTokenizer(patch_size=25, embed_dim=8)
+    out = tok.encode(torch.randn(2, 3, 100))
+    assert out.embeddings.shape == (2, 12, 8) and out.ids is None
+    assert out.time_index.tolist() == [0, 1, 2, 3] * 3
+    assert out.channel_index.tolist() == [0] * 4 + [1] * 4 + [2] * 4
+    with pytest.raises(SignalError, match="shorter than one patch"):
+        tok.encode(torch.randn(1, 1, 10))
+
+
+def test_stft_tokenizer_matches_torch_and_inverts():
+    x = torch.randn(2, 2, 1000)
+    tok = STFTTokenizer(n_fft=200, hop=100, n_bins=100)
+    out = tok.encode(x)
+    assert out.embeddings.shape == (2, 2 * 9, 100)  # 5 s at 200 Hz: 9 frames
+    ref = torch.stft(x[0, 1], 200, 100, window=torch.hann_window(200), center=False,
+                     return_complex=True).abs()[:100]
+    torch.testing.assert_close(out.embeddings[0, 9:], ref.T)
+    with pytest.raises(NotImplementedError, match="discard phase"):
+        tok.decode(out)
+    lossless = STFTTokenizer(n_fft=64, hop=16, center=True, magnitude=False)
+    torch.testing.assert_close(lossless.decode(lossless.encode(x)), x, atol=1e-4, rtol=1e-4)
+
+
+def test_channel_independent_wrapper_regroups():
+    single = STFTTokenizer(n_fft=200, hop=100, n_bins=10)
+    wrapped = ChannelIndependent(single)
+    x = torch.randn(3, 4, 600)
+    out = wrapped.encode(x)
+    per_channel = single.encode(x[:, 2:3])
+    n = len(per_channel)
+    torch.testing.assert_close(out.embeddings[:, 2 * n:3 * n], per_channel.embeddings)
+    assert out.channel_index.tolist() == sum([[c] * n for c in range(4)], [])
+
+
+def test_kmeans_finds_separated_clusters():
+    g = torch.Generator().manual_seed(0)
+    centers = torch.tensor([[5.0, 0], [-5.0, 0], [0, 5.0]])
+    x = torch.cat([c + 0.1 * torch.randn(50, 2, generator=g) for c in centers])
+    found = kmeans(x, 3, iters=20, generator=g)
+    dists = torch.cdist(centers, found).min(1).values
+    assert (dists < 0.5).all()
+
+
+@pytest.mark.parametrize("ema,l2", [("average", False), ("normalized_mean", True)])
+def test_vector_quantizer_learns_clusters(ema, l2):
+    torch.manual_seed(0)
+    centers = torch.cat([torch.eye(4), -torch.eye(4)]) * (1 if l2 else 3)  # well separated
+    vq = VectorQuantizer(8, 4, ema=ema, l2_normalize=l2, init="kmeans", decay=0.8).train()
+    for _ in range(30):
+        z = centers[torch.randint(8, (256,))] + 0.05 * torch.randn(256, 4)
+        out = vq(z)
+    assert out.quantized.shape == z.shape and out.indices.shape == (256,)
+    assert float(out.commitment) < 0.05
+    assert float(out.perplexity) > 6  # all 8 clusters in use
+    vq.reset_usage()
+    vq.eval()(centers)
+    assert vq.codebook_usage() == 1.0
+    assert codebook_report(vq)["perplexity"] == pytest.approx(8, rel=0.01)
+    # straight-through: gradients reach the input
+    z = torch.randn(4, 4, requires_grad=True)
+    vq(z).quantized.sum().backward()
+    assert z.grad is not None and torch.isfinite(z.grad).all()
+
+
+def test_dead_code_restart_reseeds_unused_codes():
+    torch.manual_seed(0)
+    vq = VectorQuantizer(16, 2, init="uniform", decay=0.5, dead_code_threshold=0.5).train()
+    for _ in range(10):
+        vq(torch.randn(64, 2) * 3 + 10)  # data far from the initial codes
+    vq.reset_usage()
+    vq.eval()(torch.randn(512, 2) * 3 + 10)
+    assert vq.codebook_usage() > 0.5
+
+
+def test_vq_errors():
+    with pytest.raises(ValueError, match="at least one code"):
+        VectorQuantizer(0, 4)
+    with pytest.raises(ValueError, match="width 4"):
+        VectorQuantizer(8, 4)(torch.randn(2, 3))
+
+
+def test_vq_tokenizer_fit_transform_decode():
+    rng = np.random.default_rng(0)
+    t = np.arange(400) / 100
+    X = np.stack([np.sin(2 * np.pi * f * t)[None] for f in rng.choice([5, 20], 30)])
+    base = STFTTokenizer(n_fft=50, hop=25, center=True, magnitude=False)
+    tok = VQTokenizer(base, num_codes=8, l2_normalize=False).fit(X, epochs=3)
+    ids = tok.transform(X)
+    assert ids.shape[0] == 30 and ids.dtype.kind == "i"
+    # the two frequencies map to different token ids in the middle of the signal
+    five = ids[np.isclose(X[:, 0, 1], np.sin(2 * np.pi * 5 / 100))][:, 5]
+    twenty = ids[np.isclose(X[:, 0, 1], np.sin(2 * np.pi * 20 / 100))][:, 5]
+    assert set(five).isdisjoint(set(twenty))
+    recon = tok.decode(tok.encode(torch.as_tensor(X[:2], dtype=torch.float32)))
+    assert recon.shape == (2, 1, 400)
+    with pytest.raises(RuntimeError, match="call fit"):
+        VQTokenizer(base).encode(torch.randn(1, 1, 400))
+
+
+def test_tokens_grid():
+    tok = Tokens(None, torch.arange(12).view(1, 12), torch.arange(4).repeat(3),
+                 torch.arange(3).repeat_interleave(4))
+    assert tok.grid(3).shape == (1, 3, 4)
