@@ -165,12 +165,159 @@ print("EEGNet training accuracy:", round(eegnet.score(X, y), 3))
 ]
 
 
-def main():
+NB02 = [
+    md("""
+# Tokenization and channel handling
+
+sigformer reaches every model's data through one channel layer and one tokenization layer.
+This notebook shows both on EEG:
+
+1. a **channel adapter** maps a recording with a different montage onto the channels a model
+   was built for (reorder, drop extras, interpolate missing ones with spherical splines);
+2. **bipolar derivations** such as the 16-channel double banana of TUH-style models;
+3. **sEEG contacts** grouped by shaft from a BIDS electrodes file (Du-IN's region selection);
+4. **tokens**: STFT frames, and discrete TFM-Tokenizer tokens learned on single-channel EEG,
+   with the codebook usage.
+
+Sizes are tiny so the test suite can execute it in about a minute.
+"""),
+    code("""
+import warnings
+warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+warnings.filterwarnings("ignore", message="IProgress not found")
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+from sigformer import ChannelSet
+from sigformer.channels import ChannelAdapter, bipolar_reference, read_electrodes_tsv
+from sigformer.data import simulate_motor_imagery
+SHARED = Path("../../shared/data")
+"""),
+    md("""
+## 1. Channel adapter
+
+The model expects the 22 BNCI2014-001 electrodes. The "headset" below lacks C3 and CP1 and
+adds Oz and PO7. The adapter drops the extras, reorders, and interpolates the missing
+channels from their neighbours; `mask_` says which model channels were really recorded.
+"""),
+    code("""
+from sigformer.data.simulate import BNCI2014001_CHANNELS
+model_channels = ChannelSet.from_names(BNCI2014001_CHANNELS).with_montage()
+rec = simulate_motor_imagery(20, seed=0, channels=BNCI2014001_CHANNELS + ("Oz", "PO7"))
+headset = rec.pick([n for n in rec.ch_names if n not in ("C3", "CP1")])  # C3, CP1 missing
+adapter = ChannelAdapter(model_channels).fit(headset.channels)
+adapted, mask = adapter.transform(headset.data)
+print("interpolated:", adapter.interpolated_, " zero-filled:", adapter.zero_filled_)
+print("adapted shape:", adapted.shape, " recorded fraction:", mask.mean().round(2))
+
+pos = model_channels.positions
+fig, axes = plt.subplots(1, 2, figsize=(11, 4), gridspec_kw={"width_ratios": [1, 2]})
+axes[0].scatter(pos[:, 0], pos[:, 1], c=np.where(mask, "tab:blue", "tab:red"), s=120)
+for (x, y, _), name in zip(pos, model_channels.names):
+    axes[0].annotate(name, (x, y), fontsize=7, ha="center", va="bottom")
+axes[0].set(title="model channels (red: interpolated)", aspect="equal"); axes[0].axis("off")
+i = model_channels.index("C3")
+t = np.arange(500) / rec.sfreq
+axes[1].plot(t, 1e6 * rec.data[rec.channels.index("C3"), :500], label="C3 recorded", lw=2)
+axes[1].plot(t, 1e6 * adapted[i, :500], label="C3 interpolated (headset without C3)")
+axes[1].set(xlabel="s", ylabel="µV", title="C3 filled by spherical splines"); axes[1].legend()
+plt.tight_layout()
+"""),
+    md("""
+## 2. Bipolar montage: the double banana
+
+TUH-style models (BIOT, TFM-Tokenizer on TUEV/TUAB) take 16 bipolar channels. Old 10-20 names
+(T3/T4/T5/T6) and `EEG Fp1-REF`-style labels are understood.
+"""),
+    code("""
+names_1020 = ["Fp1", "Fp2", "F7", "F3", "Fz", "F4", "F8", "T7", "C3", "Cz", "C4", "T8",
+              "P7", "P3", "Pz", "P4", "P8", "O1", "O2"]
+scalp = simulate_motor_imagery(10, channels=names_1020, sfreq=256, seed=1)
+banana = bipolar_reference(scalp)
+print(len(banana.ch_names), "bipolar channels:", banana.ch_names)
+"""),
+    md("""
+## 3. sEEG contacts by shaft (Du-IN's region selection)
+
+Depth electrodes are named `L'1`, `L'2`, …; the shaft is the name without the contact
+number. Regions come from a `region` column when the file has one, or from a mapping.
+"""),
+    code("""
+tsv = SHARED / "seeg" / "mne_misc_sample_seeg_electrodes.tsv"
+if tsv.exists():
+    contacts = read_electrodes_tsv(tsv)
+    shafts = contacts.by_shaft()
+    print({k: len(v) for k, v in shafts.items()})
+    frontal = contacts.with_regions({"frontal": ["F'", "G'"]}).select(regions=["frontal"])
+    print("frontal region:", len(frontal), "contacts, e.g.", frontal[:4])
+    fig = plt.figure(figsize=(5, 4)); ax = fig.add_subplot(projection="3d")
+    for shaft, members in shafts.items():
+        p = contacts.channel_set(members).positions * 1000
+        ax.plot(*p.T, "o-", ms=3, label=shaft)
+    ax.set(xlabel="x (mm)", ylabel="y (mm)", zlabel="z (mm)"); ax.legend(fontsize=7)
+else:
+    print("sEEG sample not found at", tsv.resolve(), "- skipping")
+"""),
+    md("""
+## 4. Tokens
+
+Every tokenizer returns `Tokens`: embeddings and/or ids with the time, frequency and channel
+position of each token. The STFT tokenizer gives one token per 1 s frame; TFM-Tokenizer
+learns a codebook of time-frequency motifs and gives one discrete id per frame and channel.
+"""),
+    code("""
+from sigformer.data import load_bonn
+from sigformer.models.eeg.tfm_tokenizer import tfm_prepare, tfm_spectrogram
+from sigformer.tokenizers import STFTTokenizer, TokenTransformer
+
+bonn = SHARED / "eeg_bonn" / "bonn_ZONFS_001-080.npz"
+if bonn.exists():
+    ep = load_bonn(bonn, "five_class", window_s=5.0)
+    keep = np.concatenate([np.flatnonzero(ep.labels == c)[:24] for c in range(5)])
+    X, y, classes = tfm_prepare(ep.data[keep], ep.sfreq), ep.labels[keep], list(ep.event_id)
+else:  # simulated single-channel windows
+    sim = simulate_motor_imagery(60, sfreq=200, trial_duration=5, seed=2)
+    ep = sim.epochs({"left_hand": 0, "right_hand": 1}, 0, 5)
+    X = tfm_prepare(ep.data[:, [ep.channels.index("C3")]], ep.sfreq)
+    y, classes = ep.labels, ["left_hand", "right_hand"]
+stft_tokens = STFTTokenizer(200, 100, 100).encode(torch.as_tensor(X[:2]))
+print("STFT tokens:", tuple(stft_tokens.embeddings.shape), "time index", stft_tokens.time_index.tolist())
+
+tokens = TokenTransformer(preset="tiny", sfreq=200, max_epochs=6, batch_size=32, lr=3e-3).fit(X)
+ids = tokens.transform(X)
+print("TFM token ids:", ids.shape, f"codebook usage {tokens.codebook_usage_:.0%},",
+      f"perplexity {tokens.codebook_perplexity_:.1f}")
+"""),
+    code("""
+from sigformer.report import plot_codebook_usage
+fig, axes = plt.subplots(1, 2, figsize=(11, 3.2))
+spec = tfm_spectrogram(torch.as_tensor(X[:1, 0])).numpy()[0]
+axes[0].imshow(np.log1p(spec), aspect="auto", origin="lower", cmap="magma")
+for t, token in enumerate(ids[0]):
+    axes[0].text(t, 90, str(token), color="white", ha="center", fontsize=8)
+axes[0].set(title=f"spectrogram and its tokens ({classes[y[0]]})", xlabel="frame", ylabel="Hz")
+counts = np.bincount(ids.ravel(), minlength=64)
+axes[1].bar(np.arange(64), counts); axes[1].set(title="code usage", xlabel="code id")
+plt.tight_layout()
+plot_codebook_usage(counts, title="TFM-Tokenizer (tiny)");
+"""),
+]
+
+
+def write(name: str, cells) -> None:
     nb = nbf.v4.new_notebook()
-    nb.cells = NB01
+    nb.cells = cells
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
                                  "language": "python"}
-    nbf.write(nb, HERE / "01_eeg_motor_imagery.ipynb")
+    nbf.write(nb, HERE / name)
+
+
+def main():
+    write("01_eeg_motor_imagery.ipynb", NB01)
+    write("02_tokenization_and_channels.ipynb", NB02)
 
 
 if __name__ == "__main__":

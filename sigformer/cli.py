@@ -22,7 +22,7 @@ def _quiet() -> None:
 
 
 def _cmd_run(args) -> int:
-    from .pipeline import data_override, load_config, run_pipeline
+    from .pipeline import data_override, load_config, run_pipeline, run_tokenize_pipeline
 
     overrides = {}
     if args.data:
@@ -41,6 +41,11 @@ def _cmd_run(args) -> int:
     if train:
         overrides["train"] = train
     cfg = load_config(args.pipeline, overrides)
+    if cfg.task == "tokenize":
+        report = run_tokenize_pipeline(cfg, args.out)
+        print(json.dumps({k: report[k] for k in ("codebook_usage", "codebook_perplexity",
+                                                 "tokens_per_window")}, indent=2))
+        return 0
     report = run_pipeline(cfg, args.out)
     print(json.dumps(report.get("summary", {}), indent=2))
     return 0

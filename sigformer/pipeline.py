@@ -53,13 +53,19 @@ class MOABBConfig(_Strict):
     paradigm_params: dict[str, Any] = Field(default_factory=dict)
 
 
+class BonnConfig(_Strict):
+    task: str = "seizure_vs_rest"
+    window_s: float | None = Field(5.0, gt=0)
+
+
 class DataConfig(_Strict):
-    source: Literal["simulator", "eegmmidb", "files", "moabb"] = "simulator"
+    source: Literal["simulator", "eegmmidb", "files", "moabb", "bonn"] = "simulator"
     path: str | None = None
     files: list[str] = Field(default_factory=list)
     simulator: SimulatorConfig = Field(default_factory=SimulatorConfig)
     eegmmidb: EEGMMIDBConfig = Field(default_factory=EEGMMIDBConfig)
     moabb: MOABBConfig = Field(default_factory=MOABBConfig)
+    bonn: BonnConfig = Field(default_factory=BonnConfig)
 
 
 STAGES = {
@@ -133,6 +139,16 @@ class EvaluateConfig(_Strict):
         return value
 
 
+class TokenizerConfig(_Strict):
+    name: str = "tfm_tokenizer"
+    preset: str | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+    max_epochs: int = Field(10, gt=0)
+    batch_size: int = Field(64, gt=0)
+    lr: float = Field(1e-3, gt=0)
+    seed: int = 0
+
+
 class OutputConfig(_Strict):
     dir: str = "runs/{name}"
     save_model: bool = True
@@ -140,6 +156,7 @@ class OutputConfig(_Strict):
 
 class PipelineConfig(_Strict):
     name: str = "pipeline"
+    task: Literal["classify", "tokenize"] = "classify"
     data: DataConfig = Field(default_factory=DataConfig)
     preprocess: list[StageConfig] = Field(default_factory=list)
     epochs: EpochsConfig = Field(default_factory=EpochsConfig)
@@ -147,6 +164,7 @@ class PipelineConfig(_Strict):
     model: ModelConfig = Field(default_factory=ModelConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
+    tokenizer: TokenizerConfig = Field(default_factory=TokenizerConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
 
 
@@ -190,6 +208,8 @@ def data_override(path: str) -> dict:
     p = Path(path)
     if not p.exists():
         raise PipelineConfigError(f"--data {path}: no such file or folder")
+    if p.is_file() and p.suffix == ".npz":
+        return {"source": "bonn", "path": str(p)}
     if p.is_dir():
         edfs = [f for f in p.rglob("*.edf") if re.fullmatch(r"S\d{3}R\d{2}\.edf", f.name)]
         if edfs:
@@ -214,12 +234,20 @@ def build_preprocess(cfg: PipelineConfig) -> st.Pipeline:
 
 def load_epochs(cfg: PipelineConfig):
     """Data source -> continuous preprocessing -> epochs."""
-    from .data import load_eegmmidb, load_moabb, read_recording, simulate_motor_imagery
+    from .data import load_bonn, load_eegmmidb, load_moabb, read_recording, simulate_motor_imagery
     from .recording import Epochs
 
     pre = build_preprocess(cfg)
     events, tmin, tmax = cfg.epochs.events, cfg.epochs.tmin, cfg.epochs.tmax
     d = cfg.data
+    if d.source == "bonn":
+        if not d.path:
+            raise PipelineConfigError("data.path is required for source 'bonn' (the npz file "
+                                      "or folder of segment text files)")
+        if cfg.preprocess:
+            raise PipelineConfigError("Bonn segments are windows already; preprocess stages "
+                                      "apply to continuous recordings only")
+        return load_bonn(d.path, d.bonn.task, window_s=d.bonn.window_s)
     if d.source == "eegmmidb":
         if not d.path:
             raise PipelineConfigError("data.path is required for source 'eegmmidb'")
@@ -344,3 +372,53 @@ def _json_default(obj):
     if isinstance(obj, np.ndarray):
         return obj.tolist()
     return str(obj)
+
+
+def run_tokenize_pipeline(cfg: PipelineConfig, out_dir: str | Path | None = None,
+                          log=print) -> dict[str, Any]:
+    """load -> preprocess -> windows -> learn the tokenizer -> token statistics and plots."""
+    from .report import plot_codebook_usage, plot_token_grid
+    from .tokenizers import TokenTransformer
+
+    out = Path(out_dir or cfg.output.dir.format(name=cfg.name))
+    t0 = time.perf_counter()
+    log(f"[1/3] loading data ({cfg.data.source})")
+    epochs = load_epochs(cfg)
+    log(f"      {len(epochs)} windows x {len(epochs.channels)} channels x {epochs.n_times} "
+        f"samples at {epochs.sfreq:g} Hz")
+    t = cfg.tokenizer
+    log(f"[2/3] learning tokenizer {t.name!r} ({t.max_epochs} epochs)")
+    tt = TokenTransformer(t.name, t.preset, dict(t.params), sfreq=epochs.sfreq,
+                          max_epochs=t.max_epochs, batch_size=t.batch_size, lr=t.lr,
+                          random_state=t.seed).fit(epochs.data)
+    ids = tt.transform(epochs.data)
+    tokenizer = tt.tokenizer_
+    n_codes = tokenizer.quantizer.num_codes
+    counts = np.bincount(ids.ravel(), minlength=n_codes)
+    report: dict[str, Any] = {
+        "pipeline": cfg.name, "tokenizer": t.name, "data": cfg.data.source,
+        "n_windows": len(epochs), "n_channels": len(epochs.channels),
+        "tokens_per_window": int(ids.shape[1]), "codebook_size": int(n_codes),
+        "codebook_usage": tt.codebook_usage_, "codebook_perplexity": tt.codebook_perplexity_,
+        "n_parameters": int(sum(p.numel() for p in tokenizer.parameters())),
+        "final_loss": tokenizer.history_.series("train_loss")[-1],
+    }
+    log(f"      codebook usage {tt.codebook_usage_:.1%}, perplexity "
+        f"{tt.codebook_perplexity_:.1f} of {n_codes} codes")
+    report["seconds"] = round(time.perf_counter() - t0, 2)
+    if _is_main_process():
+        log(f"[3/3] writing the report to {out}")
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "pipeline.json").write_text(cfg.model_dump_json(indent=2))
+        (out / "metrics.json").write_text(json.dumps(report, indent=2, default=_json_default))
+        np.save(out / "token_ids.npy", ids)
+        plot_codebook_usage(counts, out / "codebook_usage.png", title=t.name)
+        classes = [k for k, _ in sorted(epochs.event_id.items(), key=lambda kv: kv[1])]
+        plot_token_grid(ids, epochs.labels, classes, len(epochs.channels),
+                        out / "tokens.png", title=t.name)
+        if cfg.output.save_model:
+            from .checkpoint import save_checkpoint
+
+            save_checkpoint(out / "tokenizer", tokenizer,
+                            extra={"sfreq": tokenizer.sfreq, "input_sfreq": epochs.sfreq})
+    return report

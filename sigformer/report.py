@@ -63,3 +63,52 @@ def plot_learning_curves(histories: Sequence[Sequence[dict]], path=None, title: 
         fig.savefig(Path(path), dpi=110)
         plt.close(fig)
     return fig
+
+
+def plot_codebook_usage(counts: np.ndarray, path=None, title: str = ""):
+    """Code usage sorted by frequency (log scale), with usage and perplexity in the title."""
+    plt = _pyplot()
+    counts = np.asarray(counts, dtype=float)
+    p = counts / max(counts.sum(), 1)
+    nz = p[p > 0]
+    perplexity = float(np.exp(-(nz * np.log(nz)).sum())) if nz.size else 0.0
+    fig, ax = plt.subplots(figsize=(8, 3.2))
+    ax.bar(np.arange(len(counts)), np.sort(counts)[::-1], width=1.0, color="tab:blue")
+    ax.set_yscale("log")
+    ax.set(xlabel="code (sorted by use)", ylabel="count",
+           title=f"{title} codebook: {int((counts > 0).sum())}/{len(counts)} codes used, "
+                 f"perplexity {perplexity:.1f}".strip())
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+    return fig
+
+
+def plot_token_grid(ids: np.ndarray, labels=None, classes=None, n_channels: int = 1,
+                    path=None, title: str = "", per_class: int = 4):
+    """Token ids of a few windows per class as images (rows: channels, columns: frames)."""
+    plt = _pyplot()
+    ids = np.asarray(ids)
+    labels = np.zeros(len(ids), int) if labels is None else np.asarray(labels)
+    classes = classes or [str(c) for c in np.unique(labels)]
+    picks = [(c, i) for c in range(len(classes)) for i in np.flatnonzero(labels == c)[:per_class]]
+    fig, axes = plt.subplots(len(classes), per_class, figsize=(2.2 * per_class,
+                                                              1.0 + 0.9 * len(classes)),
+                             squeeze=False)
+    vmax = ids.max() if ids.size else 1
+    for ax in axes.ravel():
+        ax.axis("off")
+    counters = {c: 0 for c in range(len(classes))}
+    for c, i in picks:
+        ax = axes[c, counters[c]]
+        counters[c] += 1
+        ax.imshow(ids[i].reshape(n_channels, -1), aspect="auto", cmap="tab20", vmin=0,
+                  vmax=vmax, interpolation="nearest")
+        ax.set_title(f"{classes[c]} #{i}", fontsize=8)
+    fig.suptitle(f"{title} token ids (rows: channels, columns: frames)".strip(), fontsize=10)
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+    return fig

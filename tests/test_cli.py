@@ -97,3 +97,36 @@ def test_console_entry_point_lists_models():
     proc = subprocess.run([sys.executable, "-m", "sigformer.cli", "models"], capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 0 and "dbconformer" in proc.stdout.split()
+
+
+TOKENIZE = {
+    "name": "tiny_tokens", "task": "tokenize",
+    "data": {"source": "simulator",
+             "simulator": {"n_trials": 10, "sfreq": 200, "trial_duration": 2.0, "seed": 0}},
+    "epochs": {"events": ["left_hand", "right_hand"], "tmin": 0.0, "tmax": 2.0},
+    "tokenizer": {"name": "tfm_tokenizer", "preset": "tiny", "max_epochs": 1, "batch_size": 64},
+}
+
+
+def test_tokenize_pipeline_reports_codebook(tmp_path):
+    out = tmp_path / "tok"
+    assert main(["run", str(_write(tmp_path, TOKENIZE)), "--out", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["tokens_per_window"] == 22 * 3  # 22 channels x 3 frames of 2 s
+    assert 0 < metrics["codebook_usage"] <= 1 and metrics["codebook_perplexity"] >= 1
+    for png in ("codebook_usage.png", "tokens.png"):
+        assert (out / png).read_bytes()[:4] == b"\x89PNG"
+    from sigformer.checkpoint import load_checkpoint
+
+    tokenizer, config = load_checkpoint(out / "tokenizer")
+    assert config["model"] == "tfm_tokenizer" and tokenizer.quantizer.num_codes == 64
+
+
+def test_tokenize_pipeline_on_real_bonn(tmp_path, eegmmidb_dir):
+    bonn = eegmmidb_dir.parents[1] / "eeg_bonn" / "bonn_ZONFS_001-080.npz"
+    cfg = {**TOKENIZE, "epochs": {}}
+    out = tmp_path / "bonn"
+    assert main(["run", str(_write(tmp_path, cfg)), "--data", str(bonn), "--out", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["data"] == "bonn" and metrics["n_channels"] == 1
+    assert metrics["n_windows"] == 1600 and metrics["tokens_per_window"] == 9

@@ -127,3 +127,33 @@ def test_moabb_missing_cache_is_a_clear_error_not_a_download(isolated_mne_home):
         load_moabb("NoSuchSet")
     with pytest.raises(DataError, match=r"has no subject\(s\) \[99\]"):
         load_moabb("FakeDataset", subjects=[99])
+
+
+def test_bonn_from_text_folder_and_errors(tmp_path):
+    from sigformer.data import load_bonn
+
+    rng = np.random.default_rng(0)
+    for name in ("Z001.txt", "O001.txt", "N001.TXT", "F001.txt", "S001.txt", "S002.txt"):
+        np.savetxt(tmp_path / name, rng.integers(-100, 100, 4097), fmt="%d")
+    ep = load_bonn(tmp_path, "seizure_vs_rest", window_s=5.0)
+    assert ep.data.shape == (6 * 4, 1, 868) and ep.event_id == {"rest": 0, "seizure": 1}
+    assert np.bincount(ep.labels).tolist() == [16, 8]
+    assert sorted(set(ep.groups)) == list(range(6))
+    five = load_bonn(tmp_path, "five_class")
+    assert five.event_id == {"F": 0, "N": 1, "O": 2, "S": 3, "Z": 4} and five.sfreq == 173.61
+    np.savetxt(tmp_path / "Z002.txt", rng.integers(-100, 100, 4000), fmt="%d")
+    with pytest.raises(DataError, match="differ in length"):
+        load_bonn(tmp_path)
+    with pytest.raises(DataError, match="unknown Bonn task"):
+        load_bonn(tmp_path, "three_class")
+    np.savez(tmp_path / "wrong.npz", data=np.zeros(3))
+    with pytest.raises(DataError, match="not a Bonn npz"):
+        load_bonn(tmp_path / "wrong.npz")
+
+
+def test_bonn_real(eegmmidb_dir):
+    from sigformer.data import load_bonn
+
+    ep = load_bonn(eegmmidb_dir.parents[1] / "eeg_bonn" / "bonn_ZONFS_001-080.npz",
+                   "five_class")
+    assert ep.data.shape == (400, 1, 4097) and np.bincount(ep.labels).tolist() == [80] * 5
