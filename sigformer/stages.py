@@ -321,7 +321,7 @@ class AdaptChannels(Stage):
     """Map the stream onto a model's channel set with a :class:`ChannelAdapter` (reorder,
     drop extras, interpolate or zero-fill missing channels). ``mask_`` marks recorded ones."""
 
-    def __init__(self, target: ChannelSet | Sequence[str], fill: str = "interpolate",
+    def __init__(self, target: ChannelSet | Sequence[str], fill: str = "auto",
                  min_match: float = 0.5):
         self.target, self.fill, self.min_match = target, fill, min_match
 

@@ -57,6 +57,11 @@ def test_adapter_without_positions_zero_fills_and_normalises_names():
         ChannelAdapter(target, min_match=0.5).fit(ChannelSet(("C3", "X1", "X2")))
     with pytest.raises(ChannelError, match="fitted on 3 channels, got data with 2"):
         adapter.transform(np.zeros((2, 10)))
+    with pytest.raises(ChannelError, match=r"cannot interpolate \['C4'\]: spherical splines "
+                                           "need 3-D positions"):
+        ChannelAdapter(target, fill="interpolate").fit(source)
+    with pytest.raises(ValueError, match="fill must be one of"):
+        ChannelAdapter(target, fill="nearest")
 
 
 def test_adapt_channels_stage_streams(mi_recording):

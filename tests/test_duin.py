@@ -101,3 +101,16 @@ def test_three_stages_on_real_seeg(eegmmidb_dir):
     assert clf(torch.as_tensor(X[:2])).shape == (2, 61)
     tokens = DuINRegionTokens(vqvae).encode(torch.as_tensor(X[:2]))
     assert tokens.ids.shape == (2, 30)
+
+
+def test_per_subject_channel_adapters():
+    m = create_model("duin", preset="tiny", n_chans=4, n_times=1000, n_outputs=3,
+                     n_subjects=2).eval()
+    with torch.no_grad():
+        m.backbone.subject_layer.weight.weight[:, 1] += 1.0  # make subject 1's map differ
+        x = torch.randn(2, 4, 1000)
+        a = m(x, subject=torch.tensor([0, 0]))
+        b = m(x, subject=torch.tensor([1, 1]))
+    assert not torch.allclose(a, b)
+    with pytest.raises(ValueError, match="subject index 2 out of range for 2 subject"):
+        m(x, subject=torch.tensor([2, 0]))

@@ -118,3 +118,23 @@ def test_tokens_grid():
     tok = Tokens(None, torch.arange(12).view(1, 12), torch.arange(4).repeat(3),
                  torch.arange(3).repeat_interleave(4))
     assert tok.grid(3).shape == (1, 3, 4)
+
+
+def test_tokenizer_rejects_wrong_rate_and_shape():
+    tok = STFTTokenizer(200, 100, 100, sfreq=200.0)
+    with pytest.raises(SignalError, match="expects signals sampled at 200 Hz, got 256 Hz"):
+        tok.check_input(torch.randn(1, 1, 1000), sfreq=256)
+    with pytest.raises(SignalError, match=r"expects \(batch, channels, times\)"):
+        tok.encode(torch.randn(2, 2, 2, 100))
+    with pytest.raises(SignalError, match="shorter than one STFT window"):
+        tok.encode(torch.randn(1, 1, 150))
+
+
+def test_token_transformer_rate_handling():
+    from sigformer.tokenizers import TokenTransformer
+
+    X = np.random.default_rng(0).standard_normal((6, 1, 1280)).astype(np.float32)
+    tt = TokenTransformer(preset="tiny", sfreq=256, max_epochs=1).fit(X)  # resampled to 200 Hz
+    assert tt.transform(X).shape == (6, 9)
+    with pytest.raises(SignalError, match="fitted on 1 channels, got 2"):
+        tt.transform(np.zeros((2, 2, 1280), np.float32))

@@ -14,7 +14,7 @@ import numpy as np
 
 from .core import ChannelError, ChannelSet, normalize_channel_name
 
-FILL_MODES = ("interpolate", "zeros")
+FILL_MODES = ("auto", "interpolate", "zeros")
 
 
 def spline_interpolation_matrix(source: ChannelSet, target_names: Sequence[str],
@@ -49,9 +49,9 @@ class ChannelAdapter:
     Parameters
     ----------
     target : the model's channel set (names; positions are needed for interpolation).
-    fill : ``"interpolate"`` (spherical splines where the missing channel and at least
-        ``min_interpolation_sources`` recorded channels have positions; zeros otherwise) or
-        ``"zeros"``.
+    fill : ``"auto"`` (spherical splines where the missing channel and at least
+        ``min_interpolation_sources`` recorded channels have positions, zeros otherwise),
+        ``"interpolate"`` (splines, and an error when positions are missing) or ``"zeros"``.
     min_match : fraction of target channels that must be present in the recording.
     normalize : compare names after :func:`normalize_channel_name` (``Fc5.`` matches ``FC5``).
 
@@ -60,7 +60,7 @@ class ChannelAdapter:
     list the filled ones.
     """
 
-    def __init__(self, target: ChannelSet | Sequence[str], *, fill: str = "interpolate",
+    def __init__(self, target: ChannelSet | Sequence[str], *, fill: str = "auto",
                  min_match: float = 0.5, normalize: bool = True,
                  min_interpolation_sources: int = 4):
         if fill not in FILL_MODES:
@@ -96,8 +96,14 @@ class ChannelAdapter:
                 f"{list(source.names)}"
             )
         self.interpolated_, self.zero_filled_ = [], list(missing)
-        if missing and self.fill == "interpolate":
+        if missing and self.fill in ("auto", "interpolate"):
             self._interpolate(source, matrix, mask)
+        if self.fill == "interpolate" and self.zero_filled_:
+            raise ChannelError(
+                f"cannot interpolate {self.zero_filled_}: spherical splines need 3-D positions "
+                f"for the missing channels and for at least {self.min_interpolation_sources} "
+                "recorded ones (attach a montage with ChannelSet.with_montage(), or use "
+                "fill='auto' / 'zeros')")
         self.source_, self.matrix_, self.mask_ = source, matrix, mask
         return self
 
