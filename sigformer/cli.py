@@ -51,6 +51,35 @@ def _cmd_run(args) -> int:
     return 0
 
 
+def _cmd_stream(args) -> int:
+    from .pipeline import load_config
+    from .streaming.app import run_stream
+
+    cfg = load_config(args.pipeline)
+    report = run_stream(cfg, args.model, duration=args.duration,
+                        max_predictions=args.max_predictions)
+    print(json.dumps({k: v for k, v in report.items() if not isinstance(v, list)}, indent=2))
+    return 0
+
+
+def _cmd_replay(args) -> int:
+    import time
+
+    from .streaming.app import replay
+
+    player = replay(args.file, name=args.name, chunk_size=args.chunk_size,
+                    n_repeat=args.repeat if args.repeat > 0 else float("inf"))
+    try:
+        deadline = None if args.duration is None else time.monotonic() + args.duration
+        while deadline is None or time.monotonic() < deadline:
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        player.stop()
+    return 0
+
+
 def _cmd_models(args) -> int:
     from .models import list_models
 
@@ -73,6 +102,19 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--accelerator", help="override train.accelerator (cpu, gpu, auto)")
     run.add_argument("--num-nodes", type=int, help="override train.num_nodes (multi-node DDP)")
     run.set_defaults(func=_cmd_run)
+    stream = sub.add_parser("stream", help="run a pipeline online on a live stream (LSL)")
+    stream.add_argument("pipeline", help="pipeline YAML with a stream section")
+    stream.add_argument("--model", required=True, help="checkpoint folder from `sigformer run`")
+    stream.add_argument("--duration", type=float, help="stop after this many seconds")
+    stream.add_argument("--max-predictions", type=int, help="stop after this many predictions")
+    stream.set_defaults(func=_cmd_stream)
+    rep = sub.add_parser("replay", help="publish a recording as an LSL stream (mne-lsl)")
+    rep.add_argument("file", help="EDF/BDF/GDF/FIF recording")
+    rep.add_argument("--name", default="sigformer-replay", help="LSL stream name and source id")
+    rep.add_argument("--chunk-size", type=int, default=16)
+    rep.add_argument("--repeat", type=int, default=1, help="times to play (0: forever)")
+    rep.add_argument("--duration", type=float, help="stop after this many seconds")
+    rep.set_defaults(func=_cmd_replay)
     models = sub.add_parser("models", help="list registered models")
     models.add_argument("--braindecode", action="store_true", help="include braindecode models")
     models.set_defaults(func=_cmd_models)
@@ -85,14 +127,18 @@ def main(argv: list[str] | None = None) -> int:
     from .data.io import DataError
     from .models.registry import UnknownModelError
     from .pipeline import PipelineConfigError
+    from .streaming.runtime import StreamError
     from .validation import SignalError
 
     _quiet()
+    from .streaming.lsl import use_loopback_config
+
+    use_loopback_config()  # before any LSL use: discovery stays on this machine
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
     except (PipelineConfigError, DataError, SignalError, ChannelError, CheckpointError,
-            UnknownModelError) as err:
+            UnknownModelError, StreamError) as err:
         print(f"sigformer: error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
 

@@ -149,6 +149,40 @@ class TokenizerConfig(_Strict):
     seed: int = 0
 
 
+class StreamSourceConfig(_Strict):
+    kind: Literal["lsl", "file", "wav", "sigmf"] = "lsl"
+    name: str | None = None
+    stype: str | None = "EEG"
+    source_id: str | None = None
+    path: str | None = None
+    realtime: bool = True
+    chunk_size: int = Field(32, gt=0)
+    timeout: float = Field(10.0, gt=0)
+
+
+class StreamSmoothingConfig(_Strict):
+    mode: Literal["none", "ema", "vote"] = "none"
+    alpha: float = Field(0.5, gt=0, le=1)
+    n: int = Field(3, ge=1)
+
+
+class StreamOutputConfig(_Strict):
+    lsl_name: str | None = "sigformer-predictions"
+    record: str | None = None
+
+
+class StreamConfig(_Strict):
+    source: StreamSourceConfig = Field(default_factory=StreamSourceConfig)
+    window_s: float | None = Field(None, gt=0)  # default: the epochs' length
+    hop_s: float = Field(0.5, gt=0)
+    threads: int = Field(1, ge=1)
+    nan_policy: Literal["raise", "skip", "interpolate"] = "skip"
+    smoothing: StreamSmoothingConfig = Field(default_factory=StreamSmoothingConfig)
+    output: StreamOutputConfig = Field(default_factory=StreamOutputConfig)
+    queue_size: int = Field(256, ge=1)
+    report_every_s: float = Field(2.0, gt=0)
+
+
 class OutputConfig(_Strict):
     dir: str = "runs/{name}"
     save_model: bool = True
@@ -165,6 +199,7 @@ class PipelineConfig(_Strict):
     train: TrainConfig = Field(default_factory=TrainConfig)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     tokenizer: TokenizerConfig = Field(default_factory=TokenizerConfig)
+    stream: StreamConfig = Field(default_factory=StreamConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
 
 
@@ -361,7 +396,8 @@ def run_pipeline(cfg: PipelineConfig, out_dir: str | Path | None = None,
             meta = {"alignment": cfg.alignment, "preprocess": [s.model_dump() for s in
                                                                 cfg.preprocess],
                     "epochs": cfg.epochs.model_dump(), "sfreq": epochs.sfreq,
-                    "channels": list(epochs.channels), "classes": classes}
+                    "channels": list(epochs.channels), "classes": classes,
+                    "input_scale": 1e6, "n_times": epochs.n_times}
             (out / "model" / "pipeline_meta.json").write_text(json.dumps(meta, indent=2))
     return report
 

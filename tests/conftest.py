@@ -15,6 +15,11 @@ EEGMMIDB = SHARED_DATA / "eeg_mi" / "eegmmidb"
 
 warnings.filterwarnings("ignore", message="Montage name 'standard_1020' is deprecated")
 
+# Every LSL stream in the tests stays on this machine: loopback-only config, per-run session.
+from sigformer.streaming.lsl import use_loopback_config  # noqa: E402
+
+use_loopback_config(force=True)
+
 
 @pytest.fixture(scope="session")
 def eegmmidb_dir() -> Path:

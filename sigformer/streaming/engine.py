@@ -1,0 +1,134 @@
+"""The streaming loop: a reader thread fills a bounded queue from the source; the main loop
+runs the online pipeline and hands predictions to the sinks.
+
+A slow consumer never makes memory grow: when the queue is full the oldest chunk is dropped and
+counted (``stats.queue_drops``). A source that stops sending (an LSL player killed) shows up as
+a pause in the queue and a timestamp gap when data resumes; the loop keeps running.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+
+from .runtime import OnlinePipeline, Prediction
+from .sources import EndOfStream
+
+
+class StreamRunner:
+    """Run ``pipeline`` on ``source`` until the source ends, ``duration`` seconds pass or
+    ``max_predictions`` are made. ``status`` receives a one-line report every
+    ``report_every`` seconds (live latency and throughput)."""
+
+    def __init__(self, source, pipeline: OnlinePipeline, sinks: Sequence = (), *,
+                 queue_size: int = 256, status: Callable[[str], None] | None = None,
+                 report_every: float = 2.0, clock: Callable[[], float] | None = None):
+        self.source, self.pipeline, self.sinks = source, pipeline, list(sinks)
+        self.queue: queue.Queue = queue.Queue(maxsize=queue_size)
+        self.status, self.report_every = status, report_every
+        self.clock = clock
+        self._stop = threading.Event()
+        self._ended = threading.Event()
+        self.latencies: list[float] = []
+        self.idle_events: list[dict] = []
+        self.error: BaseException | None = None
+
+    def _reader(self) -> None:
+        try:
+            while not self._stop.is_set():
+                try:
+                    item = self.source.read(timeout=0.05)
+                except EndOfStream:
+                    break
+                if item is None:
+                    continue
+                while True:
+                    try:
+                        self.queue.put_nowait(item)
+                        break
+                    except queue.Full:  # bounded: drop the oldest chunk, count it
+                        try:
+                            self.queue.get_nowait()
+                            self.pipeline.stats.queue_drops += 1
+                        except queue.Empty:
+                            pass
+        except BaseException as err:  # surfaced by run()
+            self.error = err
+        finally:
+            self._ended.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def run(self, duration: float | None = None, max_predictions: int | None = None,
+            idle_report: float = 1.0) -> list[Prediction]:
+        self.pipeline.configure(self.source.sfreq, self.source.channels)
+        reader = threading.Thread(target=self._reader, daemon=True, name="sigformer-reader")
+        reader.start()
+        predictions: list[Prediction] = []
+        t_start = time.perf_counter()
+        last_report = t_start
+        last_data = t_start
+        idle_reported = False
+        try:
+            while True:
+                if duration is not None and time.perf_counter() - t_start >= duration:
+                    break
+                if max_predictions is not None and len(predictions) >= max_predictions:
+                    break
+                try:
+                    chunk, ts = self.queue.get(timeout=0.05)
+                except queue.Empty:
+                    if self._ended.is_set() and self.queue.empty():
+                        break
+                    idle = time.perf_counter() - last_data
+                    if idle > idle_report and not idle_reported:
+                        idle_reported = True
+                        self.idle_events.append({"event": "source_silent", "after_s": idle})
+                        self._say(f"no data for {idle:.1f} s: waiting for the source to return")
+                    continue
+                if idle_reported:
+                    self._say(f"source back after {time.perf_counter() - last_data:.1f} s")
+                    idle_reported = False
+                last_data = time.perf_counter()
+                new = self.pipeline.process(chunk, ts)
+                if new:
+                    now = self.clock() if self.clock is not None else None
+                    for p in new:
+                        if now is not None:
+                            self.latencies.append(now - p.timestamp)
+                    for sink in self.sinks:
+                        sink.write(new)
+                    predictions.extend(new)
+                if self.status and time.perf_counter() - last_report >= self.report_every:
+                    last_report = time.perf_counter()
+                    self._say(self.summary(time.perf_counter() - t_start))
+        finally:
+            self.stop()
+            reader.join(timeout=2.0)
+            for sink in self.sinks:
+                sink.close()
+        if self.error is not None:
+            raise self.error
+        return predictions
+
+    def _say(self, message: str) -> None:
+        if self.status:
+            self.status(message)
+
+    def summary(self, elapsed: float) -> str:
+        st = self.pipeline.stats
+        rate = st.samples / elapsed if elapsed > 0 else 0.0
+        msg = (f"{st.windows} windows, {st.samples} samples ({rate:,.0f}/s, real-time factor "
+               f"{rate / self.source.sfreq:.2f})")
+        if self.latencies:
+            import numpy as np
+
+            lat = 1e3 * np.asarray(self.latencies[-200:])
+            msg += f", latency p50 {np.median(lat):.1f} ms p99 {np.quantile(lat, 0.99):.1f} ms"
+        if st.gaps or st.queue_drops or st.timestamp_jumps:
+            msg += (f", gaps {st.gaps} ({st.dropped_samples} samples), jumps "
+                    f"{st.timestamp_jumps}, queue drops {st.queue_drops}")
+        return msg

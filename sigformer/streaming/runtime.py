@@ -1,0 +1,311 @@
+"""The online pipeline: stateful preprocessing -> sliding windows -> model -> smoothing.
+
+Everything here is chunk-size invariant: pushing a recording in any chunking yields the same
+windows (and so the same predictions) as processing it whole with the causal stages and
+cutting windows at ``0, hop, 2*hop, ...``. That is what :func:`offline_windows` does, and what
+the tests compare against.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from ..channels import ChannelSet
+from ..stages import EuclideanAlignment, Pipeline, Stage
+from ..validation import SignalError
+
+NAN_POLICIES = ("raise", "skip", "interpolate")
+
+
+class StreamError(RuntimeError):
+    """The stream cannot continue under the configured policy (e.g. NaN with 'raise')."""
+
+
+@dataclass
+class Prediction:
+    window_index: int
+    timestamp: float  # stream timestamp of the window's last sample
+    probabilities: np.ndarray
+    label: str
+    compute_s: float  # preprocessing-free model time for this window
+
+
+@dataclass
+class StreamStats:
+    """Counters a live pipeline reports (and the benchmarks read)."""
+
+    samples: int = 0
+    chunks: int = 0
+    windows: int = 0
+    skipped_windows: int = 0
+    gaps: int = 0
+    dropped_samples: int = 0
+    timestamp_jumps: int = 0
+    nan_chunks: int = 0
+    queue_drops: int = 0
+    compute_s: list[float] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        out = {k: v for k, v in self.__dict__.items() if k != "compute_s"}
+        if self.compute_s:
+            out["compute_ms_p50"] = 1e3 * float(np.median(self.compute_s))
+            out["compute_ms_p99"] = 1e3 * float(np.quantile(self.compute_s, 0.99))
+        return out
+
+
+class SlidingWindows:
+    """Windows of ``size`` samples every ``hop`` samples; memory holds ``size - 1`` samples."""
+
+    def __init__(self, size: int, hop: int):
+        if size < 1 or hop < 1:
+            raise ValueError(f"window size and hop must be positive, got {size} and {hop}")
+        self.size, self.hop = size, hop
+        self.reset()
+
+    def reset(self) -> None:
+        self._buf: np.ndarray | None = None
+        self._ts = np.zeros(0)
+        self._count = 0  # samples seen
+
+    def push(self, chunk: np.ndarray, timestamps: np.ndarray | None = None
+             ) -> list[tuple[np.ndarray, float]]:
+        """Returns ``(window (C, size), timestamp of its last sample)`` per completed window."""
+        n = chunk.shape[1]
+        if timestamps is None:
+            timestamps = np.arange(self._count, self._count + n, dtype=float)
+        buf = chunk if self._buf is None else np.concatenate([self._buf, chunk], axis=1)
+        ts = np.concatenate([self._ts, timestamps])
+        start = self._count - (buf.shape[1] - n)  # global index of buf[:, 0]
+        self._count += n
+        out = []
+        # window ends e (exclusive) with e >= size and (e - size) % hop == 0, within the buffer
+        first_end = max(self.size, start + self.size)
+        first_end += (-(first_end - self.size)) % self.hop
+        for end in range(first_end, self._count + 1, self.hop):
+            lo = end - self.size - start
+            out.append((buf[:, lo:lo + self.size], float(ts[lo + self.size - 1])))
+        keep = min(self.size - 1, buf.shape[1])
+        self._buf = buf[:, buf.shape[1] - keep:] if keep else buf[:, :0]
+        self._ts = ts[len(ts) - keep:] if keep else ts[:0]
+        return out
+
+
+class Smoother:
+    """Output smoothing: ``"none"``, ``"ema"`` (exponential average of probabilities with
+    ``alpha``) or ``"vote"`` (majority of the last ``n`` argmax labels, probabilities
+    averaged over them)."""
+
+    def __init__(self, mode: str = "none", alpha: float = 0.5, n: int = 3):
+        if mode not in ("none", "ema", "vote"):
+            raise ValueError(f"smoothing must be 'none', 'ema' or 'vote', got {mode!r}")
+        self.mode, self.alpha, self.n = mode, alpha, n
+        self.reset()
+
+    def reset(self) -> None:
+        self._state: np.ndarray | None = None
+        self._history: deque = deque(maxlen=self.n)
+
+    def __call__(self, probs: np.ndarray) -> np.ndarray:
+        if self.mode == "none":
+            return probs
+        if self.mode == "ema":
+            self._state = probs if self._state is None else \
+                self.alpha * probs + (1 - self.alpha) * self._state
+            return self._state
+        self._history.append(probs)
+        votes = np.bincount([int(p.argmax()) for p in self._history], minlength=len(probs))
+        mean = np.mean(self._history, axis=0)
+        winner = votes.argmax()
+        out = mean.copy()
+        if out.argmax() != winner:  # the vote decides; keep probabilities consistent with it
+            out[winner] = out.max() + 1e-6
+            out /= out.sum()
+        return out
+
+
+class QualityMonitor:
+    """Detects gaps (missing samples), backwards timestamp jumps and NaN chunks."""
+
+    def __init__(self, sfreq: float, tolerance: float = 0.5, nan_policy: str = "raise"):
+        if nan_policy not in NAN_POLICIES:
+            raise ValueError(f"nan_policy must be one of {NAN_POLICIES}, got {nan_policy!r}")
+        self.sfreq, self.tolerance, self.nan_policy = sfreq, tolerance, nan_policy
+        self.last_ts: float | None = None
+        self.last_value: np.ndarray | None = None
+        self.events: list[dict] = []
+
+    def check(self, chunk: np.ndarray, timestamps: np.ndarray, stats: StreamStats
+              ) -> tuple[np.ndarray, bool]:
+        """Returns the (possibly interpolated) chunk and whether it is usable."""
+        dt = 1.0 / self.sfreq
+        if timestamps is not None and len(timestamps):
+            prev = self.last_ts
+            steps = np.diff(np.concatenate([[prev], timestamps])) if prev is not None else \
+                np.diff(timestamps)
+            jumps = steps < -self.tolerance * dt
+            gaps = steps > (1 + self.tolerance) * dt + 0.0
+            if jumps.any():
+                stats.timestamp_jumps += int(jumps.sum())
+                self.events.append({"event": "timestamp_jump", "at": float(timestamps[0])})
+            if gaps.any():
+                missing = int(np.round(steps[gaps] / dt).sum() - gaps.sum())
+                if missing > 0:
+                    stats.gaps += int(gaps.sum())
+                    stats.dropped_samples += missing
+                    self.events.append({"event": "gap", "missing_samples": missing,
+                                        "seconds": float(steps[gaps].max()),
+                                        "at": float(timestamps[int(np.argmax(gaps))])})
+            self.last_ts = float(timestamps[-1])
+        finite = np.isfinite(chunk)
+        usable = True
+        if not finite.all():
+            stats.nan_chunks += 1
+            if self.nan_policy == "raise":
+                raise StreamError(f"non-finite samples in the stream ({int((~finite).sum())} "
+                                  "values); set nan_policy to 'skip' or 'interpolate'")
+            if self.nan_policy == "skip":
+                usable = False
+            else:
+                chunk = self._interpolate(chunk)
+        if usable and chunk.shape[1]:
+            self.last_value = chunk[:, -1].copy()
+        return chunk, usable
+
+    def _interpolate(self, chunk: np.ndarray) -> np.ndarray:
+        out = chunk.copy()
+        idx = np.arange(out.shape[1])
+        for c in range(out.shape[0]):
+            bad = ~np.isfinite(out[c])
+            if not bad.any():
+                continue
+            good = ~bad
+            left = self.last_value[c] if self.last_value is not None else 0.0
+            if good.any():
+                out[c, bad] = np.interp(idx[bad], idx[good], out[c, good], left=left)
+            else:
+                out[c] = left
+        return out
+
+
+class ModelRunner:
+    """Runs windows through a model under ``torch.inference_mode`` with its own thread count;
+    optional online Euclidean alignment (each window aligned with the running mean)."""
+
+    def __init__(self, model: torch.nn.Module, classes: Sequence[str], *, threads: int = 1,
+                 alignment: str = "none", scale: float = 1.0):
+        self.model = model.eval()
+        self.classes = list(classes)
+        self.threads = threads
+        self.scale = scale
+        if alignment not in ("none", "online"):
+            raise ValueError(f"online alignment must be 'none' or 'online', got {alignment!r}")
+        self.alignment = EuclideanAlignment(mode="online") if alignment == "online" else None
+
+    def reset(self) -> None:
+        if self.alignment is not None:
+            self.alignment.reset()
+
+    def __call__(self, windows: np.ndarray) -> np.ndarray:
+        x = windows * self.scale
+        if self.alignment is not None:
+            x = self.alignment.transform(x)
+        previous = torch.get_num_threads()
+        torch.set_num_threads(self.threads)
+        try:
+            with torch.inference_mode():
+                out = self.model(torch.as_tensor(np.ascontiguousarray(x), dtype=torch.float32))
+                if isinstance(out, (tuple, list)):
+                    out = out[-1]
+                return torch.softmax(out.float(), dim=-1).numpy()
+        finally:
+            torch.set_num_threads(previous)
+
+
+class OnlinePipeline:
+    """preprocess (stateful stages) -> sliding windows -> model -> smoothing.
+
+    ``process(chunk, timestamps)`` returns the predictions completed by that chunk.
+    """
+
+    def __init__(self, stages: Stage | Sequence[Stage], window: int, hop: int,
+                 runner: ModelRunner, *, smoothing: Smoother | None = None,
+                 nan_policy: str = "raise", gap_tolerance: float = 0.5):
+        self.pre = stages if isinstance(stages, Stage) else Pipeline(list(stages))
+        if not self.pre.streamable:
+            raise ValueError("the preprocessing contains zero-phase stages, which cannot stream;"
+                             " use phase='causal' for online pipelines")
+        self.windows = SlidingWindows(window, hop)
+        self.runner = runner
+        self.smoother = smoothing or Smoother()
+        self.nan_policy, self.gap_tolerance = nan_policy, gap_tolerance
+        self.stats = StreamStats()
+        self.monitor: QualityMonitor | None = None
+        self.channels_out: ChannelSet | None = None
+
+    def configure(self, sfreq: float, channels) -> None:
+        fmt = self.pre.configure(sfreq, channels)
+        self.sfreq_in, self.sfreq_out, self.channels_out = sfreq, fmt.sfreq, fmt.channels
+        self.monitor = QualityMonitor(sfreq, self.gap_tolerance, self.nan_policy)
+        self.windows.reset()
+        self.smoother.reset()
+        self.runner.reset()
+        self._pending_invalid = 0
+
+    def process(self, chunk: np.ndarray, timestamps: np.ndarray | None = None
+                ) -> list[Prediction]:
+        if self.monitor is None:
+            raise RuntimeError("OnlinePipeline.configure(sfreq, channels) must run first")
+        chunk = np.asarray(chunk, dtype=np.float64)
+        if chunk.ndim != 2:
+            raise SignalError(f"chunks must be (n_channels, n_samples), got {chunk.shape}")
+        self.stats.chunks += 1
+        self.stats.samples += chunk.shape[1]
+        chunk, usable = self.monitor.check(chunk, timestamps, self.stats)
+        if not usable:  # skip policy: drop windows overlapping this chunk
+            chunk = np.nan_to_num(chunk, nan=0.0, posinf=0.0, neginf=0.0)
+            self._pending_invalid = self.windows.size + chunk.shape[1]
+        out = self.pre.process(chunk)
+        ts_out = self._output_timestamps(timestamps, chunk.shape[1], out.shape[1])
+        predictions = []
+        for window, t_last in self.windows.push(out, ts_out):
+            self.stats.windows += 1
+            index = self.stats.windows - 1
+            if self._pending_invalid > 0:
+                self.stats.skipped_windows += 1
+                continue
+            t0 = time.perf_counter()
+            probs = self.runner(window[None])[0]
+            compute = time.perf_counter() - t0
+            self.stats.compute_s.append(compute)
+            probs = self.smoother(probs)
+            predictions.append(Prediction(index, t_last, probs,
+                                          self.runner.classes[int(probs.argmax())], compute))
+        if self._pending_invalid > 0:
+            self._pending_invalid = max(0, self._pending_invalid - chunk.shape[1])
+        return predictions
+
+    def _output_timestamps(self, ts: np.ndarray | None, n_in: int, n_out: int):
+        if ts is None or n_out == 0:
+            return None if ts is None else np.zeros(0)
+        if n_out == n_in:
+            return np.asarray(ts, dtype=float)
+        # resampled: output sample k of this chunk sits at the last input time minus its lag
+        step = 1.0 / self.sfreq_out
+        return float(ts[-1]) - step * np.arange(n_out - 1, -1, -1)
+
+
+def offline_windows(stages: Stage | Sequence[Stage], data: np.ndarray, sfreq: float, channels,
+                    window: int, hop: int) -> np.ndarray:
+    """The windows an online pipeline would produce, computed offline on the whole array."""
+    pre = stages if isinstance(stages, Stage) else Pipeline(list(stages))
+    pre.configure(sfreq, channels)
+    out = pre.process(np.asarray(data, dtype=np.float64))
+    starts = range(0, out.shape[1] - window + 1, hop)
+    return np.stack([out[:, s:s + window] for s in starts]) if len(starts) else \
+        np.zeros((0, out.shape[0], window))

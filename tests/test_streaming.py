@@ -1,0 +1,207 @@
+"""Streaming runtime: chunk invariance, windows, smoothing, faults, bounded queues, recorder."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as hst
+
+from sigformer.models import create_model
+from sigformer.stages import BandPass, Notch, Resample
+from sigformer.streaming import (
+    ArraySource,
+    ListSink,
+    ModelRunner,
+    OnlinePipeline,
+    QualityMonitor,
+    Recorder,
+    SlidingWindows,
+    Smoother,
+    StreamError,
+    StreamRunner,
+    StreamStats,
+    offline_windows,
+    read_recorder,
+)
+
+
+def _chunks(n, cuts):
+    edges = sorted({0, n, *[c % (n + 1) for c in cuts]})
+    return list(zip(edges[:-1], edges[1:]))
+
+
+@settings(max_examples=30, deadline=None)
+@given(n=hst.integers(1, 400), size=hst.integers(1, 60), hop=hst.integers(1, 30),
+       cuts=hst.lists(hst.integers(0, 10_000), max_size=10))
+def test_sliding_windows_chunk_invariant(n, size, hop, cuts):
+    x = np.arange(2 * n, dtype=float).reshape(2, n)
+    win = SlidingWindows(size, hop)
+    got = []
+    for a, b in _chunks(n, cuts):
+        got += [w for w, _ in win.push(x[:, a:b], np.arange(a, b, dtype=float))]
+    expected = [x[:, s:s + size] for s in range(0, n - size + 1, hop)]
+    assert len(got) == len(expected)
+    for g, e in zip(got, expected):
+        np.testing.assert_array_equal(g, e)
+
+
+def _tiny_model(n_chans, n_times):
+    torch.manual_seed(0)
+    return create_model("dbconformer", n_chans=n_chans, n_outputs=2, n_times=n_times,
+                        emb_size=8, num_heads=2, depth=1, spa_dim=4, patch_size=20).eval()
+
+
+def _online(n_chans=3, window=100, hop=30, smoothing=None, nan_policy="raise", stages=None):
+    runner = ModelRunner(_tiny_model(n_chans, window), ["left", "right"], scale=1.0)
+    stages = stages if stages is not None else [Notch(50), BandPass(8, 30)]
+    return OnlinePipeline(stages, window, hop, runner, smoothing=smoothing,
+                          nan_policy=nan_policy)
+
+
+@settings(max_examples=10, deadline=None)
+@given(cuts=hst.lists(hst.integers(0, 5_000), max_size=12), seed=hst.integers(0, 99))
+def test_online_predictions_equal_offline(cuts, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((3, 600))
+    online = _online()
+    online.configure(250, ["C3", "Cz", "C4"])
+    preds = []
+    for a, b in _chunks(600, cuts):
+        preds += online.process(x[:, a:b], np.arange(a, b) / 250)
+    windows = offline_windows([Notch(50), BandPass(8, 30)], x, 250, ["C3", "Cz", "C4"], 100, 30)
+    offline = online.runner(windows)
+    assert len(preds) == len(windows) == (600 - 100) // 30 + 1
+    np.testing.assert_allclose(np.stack([p.probabilities for p in preds]), offline, atol=1e-5)
+    stamps = [p.timestamp for p in preds]
+    assert np.all(np.diff(stamps) > 0)
+    np.testing.assert_allclose(stamps, (np.arange(len(preds)) * 30 + 99) / 250)
+
+
+def test_resampling_pipeline_windows_match_offline():
+    x = np.random.default_rng(0).standard_normal((2, 1600))
+    stages = [BandPass(1, 40), Resample(100)]
+    online = _online(2, window=50, hop=25, stages=stages)
+    online.configure(160, ["a", "b"])
+    preds = []
+    for a in range(0, 1600, 37):
+        preds += online.process(x[:, a:a + 37], np.arange(a, min(a + 37, 1600)) / 160)
+    offline = offline_windows([BandPass(1, 40), Resample(100)], x, 160, ["a", "b"], 50, 25)
+    np.testing.assert_allclose(np.stack([p.probabilities for p in preds]),
+                               online.runner(offline), atol=1e-5)
+
+
+def test_zero_phase_stages_cannot_stream():
+    with pytest.raises(ValueError, match="zero-phase"):
+        _online(stages=[BandPass(8, 30, phase="zero")])
+
+
+def test_smoothing():
+    ema = Smoother("ema", alpha=0.5)
+    ema(np.array([1.0, 0.0]))
+    np.testing.assert_allclose(ema(np.array([0.0, 1.0])), [0.5, 0.5])
+    vote = Smoother("vote", n=3)
+    for p in ([0.9, 0.1], [0.9, 0.1], [0.2, 0.8]):
+        out = vote(np.array(p))
+    assert out.argmax() == 0  # two of the last three windows voted for class 0
+    with pytest.raises(ValueError, match="smoothing must be"):
+        Smoother("median")
+
+
+def test_gap_and_jump_detection():
+    stats = StreamStats()
+    mon = QualityMonitor(100.0)
+    mon.check(np.zeros((1, 10)), np.arange(10) / 100, stats)
+    mon.check(np.zeros((1, 10)), (np.arange(10) + 25) / 100, stats)  # 15 samples missing
+    assert stats.gaps == 1 and stats.dropped_samples == 15
+    mon.check(np.zeros((1, 5)), (np.arange(5) + 20) / 100, stats)  # back in time
+    assert stats.timestamp_jumps == 1
+    assert [e["event"] for e in mon.events] == ["gap", "timestamp_jump"]
+
+
+def test_nan_policies():
+    x = np.random.default_rng(0).standard_normal((3, 400))
+    x[1, 150:160] = np.nan
+    with pytest.raises(StreamError, match="non-finite samples"):
+        online = _online(nan_policy="raise")
+        online.configure(250, ["a", "b", "c"])
+        for a in range(0, 400, 50):
+            online.process(x[:, a:a + 50])
+    skip = _online(nan_policy="skip")
+    skip.configure(250, ["a", "b", "c"])
+    preds = [p for a in range(0, 400, 50) for p in skip.process(x[:, a:a + 50])]
+    assert skip.stats.skipped_windows > 0 and skip.stats.nan_chunks == 1
+    assert all(np.isfinite(p.probabilities).all() for p in preds)
+    interp = _online(nan_policy="interpolate")
+    interp.configure(250, ["a", "b", "c"])
+    preds = [p for a in range(0, 400, 50) for p in interp.process(x[:, a:a + 50])]
+    assert interp.stats.skipped_windows == 0 and len(preds) == (400 - 100) // 30 + 1
+
+
+class _SlowRunner(ModelRunner):
+    def __call__(self, windows):
+        time.sleep(0.02)
+        return super().__call__(windows)
+
+
+def test_slow_consumer_bounded_queue_counts_drops():
+    runner = _SlowRunner(_tiny_model(2, 100), ["a", "b"])
+    online = OnlinePipeline([BandPass(8, 30)], 100, 1, runner)
+    data = np.random.default_rng(0).standard_normal((2, 20_000))
+    stream = StreamRunner(ArraySource(data, 250, ["a", "b"], chunk_size=20), online,
+                          [ListSink()], queue_size=8)
+    stream.run(duration=3.0)
+    assert online.stats.queue_drops > 0  # the reader outran the model and dropped, counted
+    assert stream.queue.maxsize == 8
+
+
+def test_runner_reports_and_sinks(tmp_path):
+    online = _online(2, window=100, hop=50, stages=[BandPass(8, 30)])
+    sink = ListSink()
+    recorder = Recorder(tmp_path / "preds.sgrec", ["left", "right"])
+    messages = []
+    data = np.random.default_rng(1).standard_normal((2, 1000))
+    runner = StreamRunner(ArraySource(data, 250, ["a", "b"], chunk_size=64), online,
+                          [sink, recorder], status=messages.append, report_every=0.0)
+    preds = runner.run()
+    assert len(preds) == len(sink.predictions) == (1000 - 100) // 50 + 1
+    columns, stamps, values = read_recorder(tmp_path / "preds.sgrec")
+    assert columns == ["left", "right"] and len(stamps) == len(preds)
+    np.testing.assert_allclose(values, np.stack([p.probabilities for p in preds]), rtol=1e-6)
+    assert any("windows" in m for m in messages)
+
+
+WRITER = """
+import sys, time, numpy as np
+from sigformer.streaming import Recorder
+rec = Recorder(sys.argv[1], ["x", "y"])
+i = 0
+while True:
+    rec.write_rows(np.array([float(i)]), np.array([[i, -i]]))
+    i += 1
+    if i == 50:
+        print("ready", flush=True)
+"""
+
+
+def test_recorder_survives_a_kill(tmp_path):
+    path = tmp_path / "live.sgrec"
+    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(path)], stdout=subprocess.PIPE,
+                            text=True)
+    assert proc.stdout.readline().strip() == "ready"
+    time.sleep(0.2)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    columns, stamps, values = read_recorder(path)
+    assert len(stamps) >= 50
+    np.testing.assert_array_equal(stamps, np.arange(len(stamps)))  # every flushed row intact
+    np.testing.assert_array_equal(values[:, 1], -np.arange(len(stamps)))
+    # a torn trailing row (partial write) is ignored
+    with open(path, "ab") as fh:
+        fh.write(b"\x00\x01\x02")
+    assert len(read_recorder(path)[1]) == len(stamps)
