@@ -112,17 +112,20 @@ class Pipeline(Stage):
     def _configure(self, fmt: StreamFormat) -> StreamFormat:
         for stage in self.stages:
             fmt = stage.configure(fmt.sfreq, fmt.channels)
+        self._plan = _fuse_filters(self.stages)
         return fmt
 
     def reset(self) -> None:
         for stage in self.stages:
             stage.reset()
+        for step in getattr(self, "_plan", []):
+            step.reset()
 
     def _process(self, chunk: np.ndarray) -> np.ndarray:
-        for stage in self.stages:
+        for step in self._plan:
             if chunk.shape[1] == 0:  # e.g. a resampler that had no complete output yet
                 return self._empty(chunk.dtype)
-            chunk = stage._process(chunk)
+            chunk = step._process(chunk)
         return chunk
 
     def _offline(self, data: np.ndarray) -> np.ndarray:
@@ -166,6 +169,33 @@ class _SOSFilter(Stage):
         if self.phase == "zero":
             return signal.sosfiltfilt(self._sos, data, axis=-1)
         return self._process(data)
+
+
+class _FusedSOS(_SOSFilter):
+    """Consecutive causal IIR stages as one cascade: one ``sosfilt`` call per chunk instead of
+    one per stage (same output up to rounding, started in the same steady state)."""
+
+    def __init__(self, sos: np.ndarray):
+        self._sos = sos
+        self._zi0 = signal.sosfilt_zi(sos)
+        self.reset()
+
+
+def _fuse_filters(stages: Sequence[Stage]) -> list[Stage]:
+    plan: list[Stage] = []
+    run: list[_SOSFilter] = []
+    for stage in [*stages, None]:
+        if isinstance(stage, _SOSFilter) and stage.phase == "causal":
+            run.append(stage)
+            continue
+        if len(run) == 1:
+            plan.append(run[0])
+        elif run:
+            plan.append(_FusedSOS(np.concatenate([r._sos for r in run])))
+        run = []
+        if stage is not None:
+            plan.append(stage)
+    return plan
 
 
 class BandPass(_SOSFilter):
@@ -245,36 +275,43 @@ class Resample(Stage):
         max_rate = max(self._up, self._down)
         half_len = 10 * max_rate
         h = signal.firwin(2 * half_len + 1, 1.0 / max_rate, window=("kaiser", 5.0)) * self._up
-        n_taps = -(-len(h) // self._up)  # taps per polyphase branch
+        n_taps = -(-len(h) // self._up)  # input samples one output depends on
         h = np.concatenate([h, np.zeros(n_taps * self._up - len(h))])
-        # bank[p, q] multiplies input x[i0 - q] for output phase p.
-        self._bank = h.reshape(n_taps, self._up).T
+        # bank[p, t] weighs the t-th sample (oldest first) of the n_taps inputs ending at
+        # floor(k*down/up), for outputs k of phase p = (k*down) % up
+        self._bank = h.reshape(n_taps, self._up).T[:, ::-1].copy()
         self._n_taps = n_taps
         return StreamFormat(float(self.sfreq), fmt.channels)
 
     def reset(self) -> None:
-        self._history = None  # last n_taps - 1 input samples
+        # The last n_taps inputs: a pending output's newest input can be one sample older
+        # than the newest input seen (when upsampling), so one more than the filter span.
+        self._history = None
         self._n_in = 0  # inputs seen
         self._n_out = 0  # outputs produced
 
     def _process(self, chunk: np.ndarray) -> np.ndarray:
+        up, down, n_taps = self._up, self._down, self._n_taps
         n_ch, n_new = chunk.shape
-        if self._history is None:
-            self._history = np.zeros((n_ch, self._n_taps - 1), dtype=np.result_type(chunk, float))
+        if self._history is None:  # implicit zeros before the stream starts
+            self._history = np.zeros((n_ch, n_taps), dtype=np.result_type(chunk, float))
         buf = np.concatenate([self._history, chunk], axis=1)
-        buf_start = self._n_in - (self._n_taps - 1)  # global index of buf[:, 0]
+        g0 = self._n_in - n_taps  # global input index of buf[:, 0]
         self._n_in += n_new
-        # Output k sits at upsampled position k*down and needs input floor(k*down/up).
-        last_k = ((self._n_in - 1) * self._up) // self._down if self._n_in else -1
-        ks = np.arange(self._n_out, last_k + 1)
-        self._n_out = last_k + 1
-        self._history = buf[:, buf.shape[1] - (self._n_taps - 1):]
-        if ks.size == 0:
+        self._history = buf[:, buf.shape[1] - n_taps:]
+        last_k = ((self._n_in - 1) * up) // down
+        first_k = self._n_out
+        if last_k < first_k:
             return np.zeros((n_ch, 0), dtype=buf.dtype)
-        pos = ks * self._down
-        i0, phase = pos // self._up, pos % self._up
-        idx = i0[:, None] - np.arange(self._n_taps)[None, :] - buf_start  # (n_out, n_taps)
-        return np.einsum("cok,ok->co", buf[:, idx], self._bank[phase])
+        self._n_out = last_k + 1
+        windows = np.lib.stride_tricks.sliding_window_view(buf, n_taps, axis=-1)
+        first_row = (first_k * down) // up - g0 - (n_taps - 1)
+        if up == 1:  # integer decimation: every down-th window, one filter (a strided view)
+            rows = windows[:, first_row:first_row + (last_k - first_k) * down + 1:down]
+            return rows @ self._bank[0]
+        pos = np.arange(first_k, last_k + 1) * down
+        rows = pos // up - g0 - (n_taps - 1)
+        return np.einsum("cok,ok->co", windows[:, rows], self._bank[pos % up])
 
     def _offline(self, data: np.ndarray) -> np.ndarray:
         if self.phase == "zero":

@@ -159,3 +159,12 @@ def test_online_euclidean_alignment_is_incremental(rng):
     np.testing.assert_allclose(whole[k], expected, atol=1e-10)
     with pytest.raises(SignalError, match="fitted on 6 channels, got 5"):
         st.EuclideanAlignment().fit(X).transform(X[:, :5])
+
+
+@pytest.mark.parametrize("sfreq_in,sfreq_out", [(100.0, 125.0), (160.0, 250.0), (1000.0, 250.0)])
+def test_resample_one_sample_chunks(sfreq_in, sfreq_out):
+    # upsampling leaves outputs pending whose inputs are older than the newest sample
+    x = np.random.default_rng(0).standard_normal((2, 300))
+    whole = _whole(st.Resample(sfreq_out), x, sfreq_in)
+    single = _stream(st.Resample(sfreq_out), x, sfreq_in, list(range(300)))
+    np.testing.assert_allclose(single, whole, rtol=1e-12, atol=1e-12)

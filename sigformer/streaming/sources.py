@@ -147,9 +147,12 @@ class LSLSource:
         self.max_samples = max_samples
 
     def read(self, timeout: float = 0.05):
-        data, ts = self.inlet.pull_chunk(timeout=timeout, max_samples=self.max_samples)
+        # timeout=0: return what is there now. A positive pull timeout makes liblsl wait to
+        # fill max_samples, which would add up to that much latency to every chunk.
+        data, ts = self.inlet.pull_chunk(timeout=0.0, max_samples=self.max_samples)
         data = np.asarray(data)
         if data.size == 0:
+            time.sleep(min(timeout, 0.0005))
             return None
         return data.T.astype(np.float64), np.asarray(ts, dtype=float)
 
