@@ -9,9 +9,8 @@ import numpy as np
 
 
 def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
+    # no backend switch here: headless sessions fall back to Agg by themselves, and notebooks
+    # keep their inline backend
     import matplotlib.pyplot as plt
 
     return plt

@@ -104,10 +104,10 @@ def run_stream(cfg: PipelineConfig, checkpoint_dir, *, duration: float | None = 
     report = {"predictions": len(predictions), "seconds": round(time.perf_counter() - t0, 2),
               **online.stats.as_dict(), "quality_events": online.monitor.events,
               "idle_events": runner.idle_events}
-    if runner.latencies:
-        lat = 1e3 * np.asarray(runner.latencies)
-        report.update(latency_ms_p50=float(np.median(lat)),
-                      latency_ms_p99=float(np.quantile(lat, 0.99)))
+    if runner.processing_latencies:
+        lat = 1e3 * np.asarray(runner.processing_latencies)
+        report.update(processing_latency_ms_p50=float(np.median(lat)),
+                      processing_latency_ms_p99=float(np.quantile(lat, 0.99)))
     log(runner.summary(time.perf_counter() - t0))
     return report
 

@@ -1,6 +1,12 @@
 """The streaming loop: a reader thread fills a bounded queue from the source; the main loop
 runs the online pipeline and hands predictions to the sinks.
 
+Two latencies are recorded: ``processing_latencies`` (chunk arrival -> prediction ready, what
+sigformer adds) and, with a ``clock`` (LSL ``local_clock``), ``latencies`` (prediction ready
+minus the window's last-sample timestamp, i.e. end to end when the sender stamps samples with
+the same clock at push; mne-lsl's PlayerLSL stamps ahead of the clock, so use the former for
+replays).
+
 A slow consumer never makes memory grow: when the queue is full the oldest chunk is dropped and
 counted (``stats.queue_drops``). A source that stops sending (an LSL player killed) shows up as
 a pause in the queue and a timestamp gap when data resumes; the loop keeps running.
@@ -31,7 +37,8 @@ class StreamRunner:
         self.clock = clock
         self._stop = threading.Event()
         self._ended = threading.Event()
-        self.latencies: list[float] = []
+        self.latencies: list[float] = []  # clock() at output - window's last-sample stamp
+        self.processing_latencies: list[float] = []  # chunk arrival -> prediction, seconds
         self.idle_events: list[dict] = []
         self.error: BaseException | None = None
 
@@ -44,6 +51,7 @@ class StreamRunner:
                     break
                 if item is None:
                     continue
+                item = (*item, time.perf_counter())
                 while True:
                     try:
                         self.queue.put_nowait(item)
@@ -79,7 +87,7 @@ class StreamRunner:
                 if max_predictions is not None and len(predictions) >= max_predictions:
                     break
                 try:
-                    chunk, ts = self.queue.get(timeout=0.05)
+                    chunk, ts, arrival = self.queue.get(timeout=0.05)
                 except queue.Empty:
                     if self._ended.is_set() and self.queue.empty():
                         break
@@ -95,6 +103,7 @@ class StreamRunner:
                 last_data = time.perf_counter()
                 new = self.pipeline.process(chunk, ts)
                 if new:
+                    self.processing_latencies.extend([time.perf_counter() - arrival] * len(new))
                     now = self.clock() if self.clock is not None else None
                     for p in new:
                         if now is not None:
@@ -123,11 +132,12 @@ class StreamRunner:
         rate = st.samples / elapsed if elapsed > 0 else 0.0
         msg = (f"{st.windows} windows, {st.samples} samples ({rate:,.0f}/s, real-time factor "
                f"{rate / self.source.sfreq:.2f})")
-        if self.latencies:
+        if self.processing_latencies:
             import numpy as np
 
-            lat = 1e3 * np.asarray(self.latencies[-200:])
-            msg += f", latency p50 {np.median(lat):.1f} ms p99 {np.quantile(lat, 0.99):.1f} ms"
+            lat = 1e3 * np.asarray(self.processing_latencies[-200:])
+            msg += (f", processing latency p50 {np.median(lat):.1f} ms p99 "
+                    f"{np.quantile(lat, 0.99):.1f} ms")
         if st.gaps or st.queue_drops or st.timestamp_jumps:
             msg += (f", gaps {st.gaps} ({st.dropped_samples} samples), jumps "
                     f"{st.timestamp_jumps}, queue drops {st.queue_drops}")
