@@ -82,6 +82,22 @@ def n_params(model: torch.nn.Module) -> int:
     return int(sum(p.numel() for p in model.parameters()))
 
 
+def forward_ratios(n_chans: int, n_times: int, sfreq: float) -> dict:
+    """Forward time at batch 64, DBConformer / EEGConformer, on this data's shape and on the
+    reference BNCI2014001 input (22 x 1001 at 250 Hz)."""
+    ratios = {}
+    for label, (c, t, sf) in {f"eegmmidb_{n_chans}x{n_times}": (n_chans, n_times, sfreq),
+                              "reference_22x1001": (22, 1001, 250.0)}.items():
+        params = neural_models(sf)["DBConformer"]["model_params"] if sf != 250.0 else {}
+        db = create_model("dbconformer", n_chans=c, n_outputs=2, n_times=t, sfreq=sf, **params)
+        ec = create_model("braindecode.EEGConformer", n_chans=c, n_outputs=2, n_times=t,
+                          sfreq=sf)
+        t_db, t_ec = forward_time(db, (64, c, t)), forward_time(ec, (64, c, t))
+        ratios[label] = {"dbconformer_s": t_db, "eegconformer_s": t_ec, "ratio": t_db / t_ec,
+                         "dbconformer_params": n_params(db), "eegconformer_params": n_params(ec)}
+    return ratios
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
@@ -90,7 +106,18 @@ def main() -> None:
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" /
                         "eeg_mi.json")
+    parser.add_argument("--timing-only", action="store_true",
+                        help="re-measure forward times and ratios into an existing JSON report "
+                             "(run on an otherwise idle machine)")
     args = parser.parse_args()
+    if args.timing_only:
+        report = json.loads(args.out.read_text()) if args.out.exists() else {}
+        report["forward_ratio_batch64"] = forward_ratios(64, 640, 160.0)
+        for label, r in report["forward_ratio_batch64"].items():
+            print(f"  {label:18s} {1e3 * r['dbconformer_s']:7.1f} ms / "
+                  f"{1e3 * r['eegconformer_s']:7.1f} ms = {r['ratio']:.3f}x")
+        args.out.write_text(json.dumps(report, indent=2))
+        return
     if not (args.data / "S001R04.edf").exists():
         raise SystemExit(f"eegmmidb S001 not found in {args.data}; pass --data")
 
@@ -135,19 +162,7 @@ def main() -> None:
         print(f"  {name:18s} acc {row['accuracy']['mean']:.3f} ± {row['accuracy']['std']:.3f}"
               f"  ({row['cv_seconds']} s)")
 
-    # forward-time ratio at batch 64, on this data and on the reference BNCI2014001 input
-    ratios = {}
-    for label, (c, t) in {"eegmmidb_64x640": (n_chans, n_times),
-                          "reference_22x1001": (22, 1001)}.items():
-        sf = epochs.sfreq if label.startswith("eegmmidb") else 250.0
-        db = create_model("dbconformer", n_chans=c, n_outputs=2, n_times=t, sfreq=sf,
-                          **(neural_models(sf)["DBConformer"]["model_params"]
-                             if label.startswith("eegmmidb") else {}))
-        ec = create_model("braindecode.EEGConformer", n_chans=c, n_outputs=2, n_times=t,
-                          sfreq=sf)
-        t_db, t_ec = forward_time(db, (64, c, t)), forward_time(ec, (64, c, t))
-        ratios[label] = {"dbconformer_s": t_db, "eegconformer_s": t_ec, "ratio": t_db / t_ec,
-                         "dbconformer_params": n_params(db), "eegconformer_params": n_params(ec)}
+    ratios = forward_ratios(n_chans, n_times, epochs.sfreq)
 
     header = (f"{'model':18s} {'accuracy':>15s} {'bal. acc.':>15s} {'kappa':>15s} "
               f"{'params':>9s} {'ms/trial@64':>11s} {'ms@1':>7s}")

@@ -108,6 +108,8 @@ def _quiet_lightning(enabled: bool):
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         warnings.filterwarnings("ignore", message=".*LeafSpec.*")
         warnings.filterwarnings("ignore", message=".*GPU available but not used.*")
+        # frozen sub-modules (e.g. a pretrained tokenizer) are in eval mode on purpose
+        warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode.*")
         try:
             yield
         finally:
