@@ -152,7 +152,7 @@ class TokenizerConfig(_Strict):
 class StreamSourceConfig(_Strict):
     kind: Literal["lsl", "file", "wav", "sigmf"] = "lsl"
     name: str | None = None
-    stype: str | None = "EEG"
+    stype: str | None = None
     source_id: str | None = None
     path: str | None = None
     realtime: bool = True

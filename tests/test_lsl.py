@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from sigformer.pipeline import load_config, run_pipeline
-from sigformer.streaming import LSLSink, LSLSource, StreamRunner, offline_windows
+from sigformer.streaming import ListSink, LSLSink, LSLSource, StreamRunner, offline_windows
 from sigformer.streaming.app import build_online_pipeline, replay
 from sigformer.streaming.lsl import lsl
 
@@ -124,9 +124,10 @@ def test_source_restart_reports_gap_and_resumes(checkpoint, eegmmidb_dir):
     player = replay(eegmmidb_dir / "S001R04.edf", name=name, chunk_size=16, log=lambda *a: None)
     messages = []
     source = LSLSource(name=name, timeout=10)
-    runner = StreamRunner(source, online, [], status=messages.append, report_every=60)
+    seen = ListSink()
+    runner = StreamRunner(source, online, [seen], status=messages.append, report_every=60)
     result = {}
-    thread = threading.Thread(target=lambda: result.setdefault("p", runner.run(duration=14,
+    thread = threading.Thread(target=lambda: result.setdefault("p", runner.run(duration=60,
                                                                               idle_report=1.0)))
     thread.start()
     try:
@@ -136,6 +137,11 @@ def test_source_restart_reports_gap_and_resumes(checkpoint, eegmmidb_dir):
         time.sleep(2.5)
         player = replay(eegmmidb_dir / "S001R04.edf", name=name, chunk_size=16,
                         log=lambda *a: None)  # same identity comes back
+        deadline = time.monotonic() + 45  # liblsl's recovery polls; give it time under load
+        while time.monotonic() < deadline and not any(
+                p.timestamp > t_stop + 2.0 for p in seen.predictions):
+            time.sleep(0.2)
+        runner.stop()
         thread.join(timeout=30)
     finally:
         player.stop()
@@ -145,3 +151,59 @@ def test_source_restart_reports_gap_and_resumes(checkpoint, eegmmidb_dir):
     assert any(m.startswith("source back") for m in messages)
     assert online.stats.gaps >= 1 and online.stats.dropped_samples > 160  # > 1 s missing
     assert any(p.timestamp > t_stop + 2.0 for p in preds)  # predictions resumed after restart
+
+
+@pytest.mark.slow
+def test_cli_replay_and_stream(checkpoint, eegmmidb_dir, tmp_path, capsys):
+    import json
+
+    import yaml
+
+    from sigformer.cli import main
+
+    cfg, model_dir = checkpoint
+    name = f"sf-cli-{uuid.uuid4().hex[:8]}"
+    data = cfg.model_dump()
+    data["stream"]["source"]["name"] = name
+    data["stream"]["output"] = {"lsl_name": f"{name}-pred",
+                                "record": str(tmp_path / "preds.sgrec")}
+    path = tmp_path / "bci.yaml"
+    path.write_text(yaml.safe_dump(data))
+    replayer = threading.Thread(target=main, args=(["replay", str(eegmmidb_dir / "S001R04.edf"),
+                                                    "--name", name, "--duration", "12"],))
+    replayer.start()
+    try:
+        assert main(["stream", str(path), "--model", str(model_dir), "--max-predictions", "5",
+                     "--duration", "20"]) == 0
+    finally:
+        replayer.join(timeout=30)
+    report = json.loads(capsys.readouterr().out.strip().split("\n{", 1)[-1].join(["{", ""]))
+    assert report["predictions"] >= 5 and report["gaps"] == 0
+    from sigformer.streaming import read_recorder
+
+    columns, stamps, values = read_recorder(tmp_path / "preds.sgrec")
+    assert columns == ["left_hand", "right_hand"] and len(stamps) >= 5
+    np.testing.assert_allclose(values.sum(1), 1, atol=1e-5)
+
+
+def test_stream_errors_are_clear(checkpoint, tmp_path):
+    from sigformer.checkpoint import CheckpointError
+    from sigformer.pipeline import PipelineConfigError
+
+    cfg, model_dir = checkpoint
+    zero_phase = cfg.model_dump()
+    zero_phase["preprocess"][0]["phase"] = "zero"
+    from sigformer.pipeline import PipelineConfig
+
+    with pytest.raises(PipelineConfigError, match="zero-phase and cannot stream"):
+        build_online_pipeline(PipelineConfig.model_validate(zero_phase), model_dir)
+    wrong_window = cfg.model_dump()
+    wrong_window["stream"]["window_s"] = 3.0
+    with pytest.raises(PipelineConfigError, match="model takes 320"):
+        build_online_pipeline(PipelineConfig.model_validate(wrong_window), model_dir)
+    with pytest.raises(CheckpointError, match="pipeline_meta.json"):
+        build_online_pipeline(cfg, tmp_path)
+    from sigformer import SignalError
+
+    with pytest.raises(SignalError, match="no LSL stream matching"):
+        LSLSource(name=f"absent-{uuid.uuid4().hex[:6]}", timeout=0.5)

@@ -34,6 +34,7 @@ STAGE_FACTORIES = {
     "resample_up": lambda sf: st.Resample(sf * 5 / 4),
     "standardize": lambda sf: st.Standardize(window_s=0.5),
     "rereference": lambda sf: st.Rereference(),
+    "adapt_channels": lambda sf: st.AdaptChannels(["ch0", "missing", "ch0"][:2]),
     "chain": lambda sf: st.Pipeline([st.Notch(sf / 5), st.BandPass(1.0, sf / 4),
                                      st.Resample(sf / 2)]),
 }

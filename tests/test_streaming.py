@@ -205,3 +205,49 @@ def test_recorder_survives_a_kill(tmp_path):
     with open(path, "ab") as fh:
         fh.write(b"\x00\x01\x02")
     assert len(read_recorder(path)[1]) == len(stamps)
+
+
+def test_wav_and_sigmf_sources(tmp_path):
+    import soundfile as sf
+
+    from sigformer.streaming import EndOfStream, SigMFSource, WAVSource
+
+    audio = np.random.default_rng(0).uniform(-0.5, 0.5, (1600, 2)).astype(np.float32)
+    sf.write(tmp_path / "mix.wav", audio, 16000)
+    src = WAVSource(tmp_path / "mix.wav", chunk_size=500)
+    assert src.sfreq == 16000 and src.channels.names == ("mic0", "mic1")
+    chunks = []
+    with pytest.raises(EndOfStream):
+        while True:
+            chunks.append(src.read()[0])
+    np.testing.assert_allclose(np.concatenate(chunks, axis=1), audio.T, atol=1e-4)
+
+    import sigmf
+    from sigmf import SigMFFile
+
+    iq = (np.exp(2j * np.pi * 0.05 * np.arange(4096)) * 0.5).astype(np.complex64)
+    iq.tofile(tmp_path / "cap.sigmf-data")
+    meta = SigMFFile(data_file=str(tmp_path / "cap.sigmf-data"), global_info={
+        SigMFFile.DATATYPE_KEY: "cf32_le", SigMFFile.SAMPLE_RATE_KEY: 1e6,
+        SigMFFile.VERSION_KEY: sigmf.__specification__})
+    meta.add_capture(0, metadata={})
+    meta.tofile(str(tmp_path / "cap.sigmf-meta"))
+    src = SigMFSource(tmp_path / "cap.sigmf-meta", chunk_size=1024)
+    assert src.channels.names == ("I0", "Q0") and src.sfreq == 1e6
+    first, _ = src.read()
+    np.testing.assert_allclose(first[0] + 1j * first[1], iq[:1024], atol=1e-6)
+    with pytest.raises(Exception, match="could not be read as SigMF"):
+        SigMFSource(tmp_path / "missing.sigmf-meta")
+
+
+def test_file_replay_source_paces_in_real_time(eegmmidb_dir):
+    from sigformer.streaming import FileReplaySource
+
+    src = FileReplaySource(eegmmidb_dir / "S001R04.edf", chunk_size=16, realtime=True)
+    assert src.sfreq == 160 and "FC5" in src.channels.names
+    t0 = time.perf_counter()
+    n = 0
+    while n < 160:
+        chunk, stamps = src.read()
+        n += chunk.shape[1]
+    assert 0.9 < time.perf_counter() - t0 < 1.5  # one second of data took about a second

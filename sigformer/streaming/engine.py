@@ -68,6 +68,7 @@ class StreamRunner:
             self._ended.set()
 
     def stop(self) -> None:
+        """Ask the loop (and the reader) to finish; safe from another thread."""
         self._stop.set()
 
     def run(self, duration: float | None = None, max_predictions: int | None = None,
@@ -81,7 +82,7 @@ class StreamRunner:
         last_data = t_start
         idle_reported = False
         try:
-            while True:
+            while not self._stop.is_set():
                 if duration is not None and time.perf_counter() - t_start >= duration:
                     break
                 if max_predictions is not None and len(predictions) >= max_predictions:
