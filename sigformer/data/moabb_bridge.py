@@ -26,8 +26,9 @@ def _no_downloads(dataset_name: str):
     import moabb.datasets.download as moabb_download
     import pooch
 
-    original = pooch.retrieve
     patched = [(pooch, "retrieve"), (moabb_download, "retrieve")]
+    saved = [(mod, attr, getattr(mod, attr)) for mod, attr in patched]
+    original = saved[0][2]  # pooch's fetcher: only ever called for files already cached
 
     def cached_only(url, known_hash=None, fname=None, path=None, *args, **kwargs):
         fname = fname or pooch.utils.unique_file_name(url)
@@ -36,12 +37,11 @@ def _no_downloads(dataset_name: str):
             raise DataError(
                 f"MOABB dataset {dataset_name!r} is not in the local MNE data cache: {target} is "
                 f"missing. sigformer does not download at run time; fetch it once on a machine "
-                f"with internet (e.g. `python -c \"import moabb.datasets as d; "
-                f"d.{dataset_name}().download()\"`) and set MNE_DATA to that folder"
+                f"with internet (moabb's {dataset_name}() dataset has a download method) and set "
+                f"MNE_DATA to that folder"
             )
         return original(url, known_hash, fname, path, *args, **kwargs)
 
-    saved = [(mod, attr, getattr(mod, attr)) for mod, attr in patched]
     for mod, attr in patched:
         setattr(mod, attr, cached_only)
     # MOABB >= 1.7 first asks the NEMAR mirror over the network; stay on the cached files.
