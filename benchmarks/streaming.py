@@ -231,8 +231,10 @@ def soak(minutes: float, n_ch: int = 256, sfreq: float = 1000.0) -> dict:
     baseline = checkpoints[1] if len(checkpoints) > 1 else rss_start
     return {"minutes": minutes, "channels": n_ch, "sfreq": sfreq,
             "samples_pushed": pub.pushed, "samples_received": online.stats.samples,
-            "dropped_samples": online.stats.dropped_samples + max(0, pub.pushed -
-                                                                  online.stats.samples - 4096),
+            # timestamp-detected losses; pushed - received also counts the chunks still in
+            # flight when the run stops
+            "dropped_samples": online.stats.dropped_samples,
+            "in_flight_at_stop": pub.pushed - online.stats.samples,
             "gaps": online.stats.gaps, "queue_drops": online.stats.queue_drops,
             "windows": online.stats.windows, "rss_mb_start": rss_start,
             "rss_mb_after_warmup": baseline, "rss_mb_end": rss_end,
@@ -245,11 +247,22 @@ def main() -> None:
     parser.add_argument("--dsp-seconds", type=float, default=60.0)
     parser.add_argument("--soak-minutes", type=float, default=10.0)
     parser.add_argument("--skip-soak", action="store_true")
+    parser.add_argument("--only-soak", action="store_true",
+                        help="run the soak alone and update the soak entry of --out")
     parser.add_argument("--out", type=Path,
                         default=REPO / "benchmarks" / "results" / "streaming.json")
     args = parser.parse_args()
     report = {"machine": {"python": platform.python_version(), "torch": torch.__version__,
                           "cpus": len(__import__("os").sched_getaffinity(0))}}
+    if args.only_soak:
+        report = json.loads(args.out.read_text()) if args.out.exists() else report
+        report["soak"] = s = soak(args.soak_minutes)
+        print(f"soak: dropped samples {s['dropped_samples']} (pushed {s['samples_pushed']}, "
+              f"received {s['samples_received']}), gaps {s['gaps']}, queue drops "
+              f"{s['queue_drops']}, RSS {s['rss_mb_after_warmup']:.0f} -> {s['rss_mb_end']:.0f} MB "
+              f"({s['rss_growth_pct']:+.1f}%)")
+        args.out.write_text(json.dumps(report, indent=2, default=str))
+        return
 
     print("1. end-to-end LSL latency (DBConformer, 2 s windows, hop 0.25 s, 1 model thread)")
     report["latency"] = []

@@ -122,6 +122,13 @@ def test_gap_and_jump_detection():
     mon.check(np.zeros((1, 5)), (np.arange(5) + 20) / 100, stats)  # back in time
     assert stats.timestamp_jumps == 1
     assert [e["event"] for e in mon.events] == ["gap", "timestamp_jump"]
+    # chunks stamped at push time jitter by milliseconds: not gaps
+    jittery, stats = QualityMonitor(1000.0), StreamStats()
+    rng = np.random.default_rng(0)
+    for k in range(200):
+        stamps = (np.arange(32) + 32 * k) / 1000 + rng.uniform(0, 0.008)
+        jittery.check(np.zeros((1, 32)), stamps, stats)
+    assert stats.gaps == 0 and stats.timestamp_jumps == 0
 
 
 def test_nan_policies():

@@ -130,12 +130,19 @@ class Smoother:
 
 
 class QualityMonitor:
-    """Detects gaps (missing samples), backwards timestamp jumps and NaN chunks."""
+    """Detects gaps (missing samples), backwards timestamp jumps and NaN chunks.
 
-    def __init__(self, sfreq: float, tolerance: float = 0.5, nan_policy: str = "raise"):
+    Senders often stamp whole chunks at push time, so timestamps jitter by a few
+    milliseconds; only steps off by more than ``tolerance_s`` (default: the larger of 3 sample
+    periods and 25 ms) count as gaps or jumps.
+    """
+
+    def __init__(self, sfreq: float, tolerance_s: float | None = None,
+                 nan_policy: str = "raise"):
         if nan_policy not in NAN_POLICIES:
             raise ValueError(f"nan_policy must be one of {NAN_POLICIES}, got {nan_policy!r}")
-        self.sfreq, self.tolerance, self.nan_policy = sfreq, tolerance, nan_policy
+        self.sfreq, self.nan_policy = sfreq, nan_policy
+        self.tolerance_s = tolerance_s if tolerance_s is not None else max(3 / sfreq, 0.025)
         self.last_ts: float | None = None
         self.last_value: np.ndarray | None = None
         self.events: list[dict] = []
@@ -148,8 +155,8 @@ class QualityMonitor:
             prev = self.last_ts
             steps = np.diff(np.concatenate([[prev], timestamps])) if prev is not None else \
                 np.diff(timestamps)
-            jumps = steps < -self.tolerance * dt
-            gaps = steps > (1 + self.tolerance) * dt + 0.0
+            jumps = steps < -self.tolerance_s
+            gaps = steps > dt + self.tolerance_s
             if jumps.any():
                 stats.timestamp_jumps += int(jumps.sum())
                 self.events.append({"event": "timestamp_jump", "at": float(timestamps[0])})
@@ -235,7 +242,7 @@ class OnlinePipeline:
 
     def __init__(self, stages: Stage | Sequence[Stage], window: int, hop: int,
                  runner: ModelRunner, *, smoothing: Smoother | None = None,
-                 nan_policy: str = "raise", gap_tolerance: float = 0.5):
+                 nan_policy: str = "raise", gap_tolerance_s: float | None = None):
         self.pre = stages if isinstance(stages, Stage) else Pipeline(list(stages))
         if not self.pre.streamable:
             raise ValueError("the preprocessing contains zero-phase stages, which cannot stream;"
@@ -243,7 +250,7 @@ class OnlinePipeline:
         self.windows = SlidingWindows(window, hop)
         self.runner = runner
         self.smoother = smoothing or Smoother()
-        self.nan_policy, self.gap_tolerance = nan_policy, gap_tolerance
+        self.nan_policy, self.gap_tolerance_s = nan_policy, gap_tolerance_s
         self.stats = StreamStats()
         self.monitor: QualityMonitor | None = None
         self.channels_out: ChannelSet | None = None
@@ -251,7 +258,7 @@ class OnlinePipeline:
     def configure(self, sfreq: float, channels) -> None:
         fmt = self.pre.configure(sfreq, channels)
         self.sfreq_in, self.sfreq_out, self.channels_out = sfreq, fmt.sfreq, fmt.channels
-        self.monitor = QualityMonitor(sfreq, self.gap_tolerance, self.nan_policy)
+        self.monitor = QualityMonitor(sfreq, self.gap_tolerance_s, self.nan_policy)
         self.windows.reset()
         self.smoother.reset()
         self.runner.reset()
