@@ -1,5 +1,6 @@
 """Execute every notebook in place (outputs are committed so readers see results)."""
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -11,6 +12,9 @@ HERE = Path(__file__).parent
 
 
 def execute(path: Path, timeout: int = 600) -> nbformat.NotebookNode:
+    # the kernel inherits the environment: make sure plots go inline even where MPLBACKEND
+    # is set to a headless backend (CI)
+    os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
     nb = nbformat.read(path, as_version=4)
     NotebookClient(nb, timeout=timeout, kernel_name="python3",
                    resources={"metadata": {"path": str(path.parent)}}).execute()
