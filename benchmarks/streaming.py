@@ -257,11 +257,19 @@ def main() -> None:
     parser.add_argument("--skip-soak", action="store_true")
     parser.add_argument("--only-soak", action="store_true",
                         help="run the soak alone and update the soak entry of --out")
+    parser.add_argument("--only-dsp", action="store_true",
+                        help="run the DSP throughput part alone and update --out")
     parser.add_argument("--out", type=Path,
                         default=REPO / "benchmarks" / "results" / "streaming.json")
     args = parser.parse_args()
     report = {"machine": {"python": platform.python_version(), "torch": torch.__version__,
                           "cpus": len(__import__("os").sched_getaffinity(0))}}
+    if args.only_dsp:
+        report = json.loads(args.out.read_text()) if args.out.exists() else report
+        report["dsp"] = dsp = dsp_throughput(seconds=args.dsp_seconds)
+        print({c: round(r["ratio_vs_scipy_whole"], 2) for c, r in dsp["chunks"].items()})
+        args.out.write_text(json.dumps(report, indent=2, default=str))
+        return
     if args.only_soak:
         report = json.loads(args.out.read_text()) if args.out.exists() else report
         report["soak"] = s = soak(args.soak_minutes)

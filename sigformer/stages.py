@@ -25,6 +25,11 @@ from .channels import ChannelSet
 from .recording import Recording
 from .validation import SignalError, check_array, check_sfreq
 
+try:  # scipy's C kernel behind sosfilt: same arithmetic, without per-call validation
+    from scipy.signal._sosfilt import _sosfilt as _sosfilt_kernel
+except ImportError:  # pragma: no cover - other scipy layouts use the public function
+    _sosfilt_kernel = None
+
 _PHASES = ("causal", "zero")
 
 
@@ -150,19 +155,25 @@ class _SOSFilter(Stage):
         raise NotImplementedError
 
     def _configure(self, fmt: StreamFormat) -> StreamFormat:
-        self._sos = self._design(fmt.sfreq)
+        self._sos = np.ascontiguousarray(self._design(fmt.sfreq), dtype=np.float64)
         self._zi0 = signal.sosfilt_zi(self._sos)  # (n_sections, 2), for unit step
         return fmt
 
     def reset(self) -> None:
-        self._zi = None
+        self._zi = None  # (n_channels, n_sections, 2)
 
     def _process(self, chunk: np.ndarray) -> np.ndarray:
         if self._zi is None:
             # Start in steady state for the first sample's value, as if the signal had been
             # constant before: avoids a large onset transient on DC-offset EEG.
-            self._zi = self._zi0[:, None, :] * chunk[None, :, :1]
-        out, self._zi = signal.sosfilt(self._sos, chunk, axis=-1, zi=self._zi)
+            self._zi = np.ascontiguousarray(
+                self._zi0[None, :, :] * np.asarray(chunk[:, :1], np.float64)[:, :, None])
+        if _sosfilt_kernel is not None:  # hot path of every stream: skip re-validation
+            out = np.array(chunk, dtype=np.float64, order="C")
+            _sosfilt_kernel(self._sos, out, self._zi)  # filters `out` and updates zi in place
+            return out
+        out, zf = signal.sosfilt(self._sos, chunk, axis=-1, zi=self._zi.transpose(1, 0, 2))
+        self._zi = np.ascontiguousarray(zf.transpose(1, 0, 2))
         return out
 
     def _offline(self, data: np.ndarray) -> np.ndarray:
@@ -176,8 +187,8 @@ class _FusedSOS(_SOSFilter):
     one per stage (same output up to rounding, started in the same steady state)."""
 
     def __init__(self, sos: np.ndarray):
-        self._sos = sos
-        self._zi0 = signal.sosfilt_zi(sos)
+        self._sos = np.ascontiguousarray(sos, dtype=np.float64)
+        self._zi0 = signal.sosfilt_zi(self._sos)
         self.reset()
 
 
@@ -304,11 +315,14 @@ class Resample(Stage):
         if last_k < first_k:
             return np.zeros((n_ch, 0), dtype=buf.dtype)
         self._n_out = last_k + 1
-        windows = np.lib.stride_tricks.sliding_window_view(buf, n_taps, axis=-1)
         first_row = (first_k * down) // up - g0 - (n_taps - 1)
-        if up == 1:  # integer decimation: every down-th window, one filter (a strided view)
-            rows = windows[:, first_row:first_row + (last_k - first_k) * down + 1:down]
-            return rows @ self._bank[0]
+        if up == 1:  # integer decimation: every down-th window, one filter, as a strided view
+            s_ch, s_t = buf.strides
+            rows = np.lib.stride_tricks.as_strided(
+                buf[:, first_row:], shape=(n_ch, last_k - first_k + 1, n_taps),
+                strides=(s_ch, down * s_t, s_t), writeable=False)
+            return np.dot(rows, self._bank[0])
+        windows = np.lib.stride_tricks.sliding_window_view(buf, n_taps, axis=-1)
         pos = np.arange(first_k, last_k + 1) * down
         rows = pos // up - g0 - (n_taps - 1)
         return np.einsum("cok,ok->co", windows[:, rows], self._bank[pos % up])
