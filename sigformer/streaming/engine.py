@@ -17,6 +17,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 
 from .runtime import OnlinePipeline, Prediction
@@ -37,8 +38,9 @@ class StreamRunner:
         self.clock = clock
         self._stop = threading.Event()
         self._ended = threading.Event()
-        self.latencies: list[float] = []  # clock() at output - window's last-sample stamp
-        self.processing_latencies: list[float] = []  # chunk arrival -> prediction, seconds
+        # bounded, like everything a long-running stream keeps
+        self.latencies: deque = deque(maxlen=100_000)  # clock() - window's last-sample stamp
+        self.processing_latencies: deque = deque(maxlen=100_000)  # chunk arrival -> prediction
         self.idle_events: list[dict] = []
         self.error: BaseException | None = None
 
@@ -136,7 +138,7 @@ class StreamRunner:
         if self.processing_latencies:
             import numpy as np
 
-            lat = 1e3 * np.asarray(self.processing_latencies[-200:])
+            lat = 1e3 * np.asarray(list(self.processing_latencies)[-200:])
             msg += (f", processing latency p50 {np.median(lat):.1f} ms p99 "
                     f"{np.quantile(lat, 0.99):.1f} ms")
         if st.gaps or st.queue_drops or st.timestamp_jumps:

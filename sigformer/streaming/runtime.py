@@ -49,7 +49,8 @@ class StreamStats:
     timestamp_jumps: int = 0
     nan_chunks: int = 0
     queue_drops: int = 0
-    compute_s: list[float] = field(default_factory=list)
+    # bounded: a pipeline left running for days must not grow its memory with statistics
+    compute_s: deque = field(default_factory=lambda: deque(maxlen=100_000))
 
     def as_dict(self) -> dict:
         out = {k: v for k, v in self.__dict__.items() if k != "compute_s"}
