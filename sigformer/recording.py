@@ -78,13 +78,6 @@ class Recording:
         return Recording(self.data[idx], self.sfreq, self.channels.pick(names),
                          list(self.annotations))
 
-    def crop(self, tmin: float = 0.0, tmax: float | None = None) -> Recording:
-        start = int(round(tmin * self.sfreq))
-        stop = self.n_times if tmax is None else int(round(tmax * self.sfreq))
-        ann = [replace(a, onset=a.onset - tmin) for a in self.annotations
-               if tmin <= a.onset < stop / self.sfreq]
-        return Recording(self.data[:, start:stop], self.sfreq, self.channels, ann)
-
     # --- MNE interop --------------------------------------------------------------------
     @classmethod
     def from_mne(cls, raw) -> Recording:
@@ -176,11 +169,6 @@ class Epochs:
     @property
     def n_times(self) -> int:
         return self.data.shape[2]
-
-    @property
-    def class_names(self) -> list[str]:
-        inv = {v: k for k, v in self.event_id.items()}
-        return [inv.get(v, str(v)) for v in np.unique(self.labels)]
 
     def __getitem__(self, idx) -> Epochs:
         idx = np.atleast_1d(np.arange(len(self))[idx])

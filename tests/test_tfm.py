@@ -154,3 +154,18 @@ def test_tfm_bad_input():
         create_model("tfm_classifier", n_chans=2, n_outputs=2, sfreq=256)
     with pytest.raises(ValueError, match="does not fit"):
         TFMEncoder().init_from_codebook(torch.zeros(10, 64))
+
+
+def test_classifier_loads_a_pretrained_tokenizer():
+    from sigformer.models.eeg.tfm_tokenizer import TFMClassifier
+
+    tiny = create_model("tfm_classifier", preset="tiny").sigformer_config["kwargs"]
+    pretrained = create_model("tfm_tokenizer", preset="tiny")
+    with torch.no_grad():
+        pretrained.quantizer.codebook.normal_()
+    clf = TFMClassifier(**tiny)
+    clf.load_tokenizer(pretrained)
+    torch.testing.assert_close(clf.tokenizer.quantizer.codebook, pretrained.quantizer.codebook)
+    torch.testing.assert_close(clf.encoder.token_embedding.weight[:64],
+                               pretrained.quantizer.codebook)
+    assert clf.encoder.token_embedding.weight[64].abs().sum() == 0  # [MASK] row

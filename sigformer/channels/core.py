@@ -153,9 +153,6 @@ class ChannelSet:
         pos = None if self.positions is None else self.positions[idx]
         return ChannelSet(tuple(self.names[i] for i in idx), tuple(self.types[i] for i in idx), pos)
 
-    def pick_types(self, *types: str) -> ChannelSet:
-        return self.pick([n for n, t in zip(self.names, self.types) if t in types])
-
     def normalized(self) -> ChannelSet:
         return ChannelSet(
             tuple(normalize_channel_name(n) for n in self.names), self.types, self.positions
