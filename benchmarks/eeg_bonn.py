@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _table import print_metric_table
 from scipy.signal import welch
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.linear_model import LogisticRegression
@@ -179,18 +180,14 @@ def main() -> None:
             print(f"  {name:28s} acc {row['accuracy']['mean']:.3f} ± "
                   f"{row['accuracy']['std']:.3f}  ({row['seconds']} s)")
         report["tasks"][task] = rows
-        header = (f"{'model':28s} {'accuracy':>15s} {'bal. acc.':>15s} {'kappa':>15s} "
-                  f"{'params':>10s}")
-        print("\n" + header + "\n" + "-" * len(header))
-        for name, r in rows.items():
-            def fmt(key: str, r: dict = r) -> str:
-                return f"{r[key]['mean']:.3f} ± {r[key]['std']:.3f}"
 
-            print(f"{name:28s} {fmt('accuracy'):>15s} {fmt('balanced_accuracy'):>15s} "
-                  f"{fmt('kappa'):>15s} {r['parameters']:>10,d}")
+        def codebook_line(name: str, r: dict) -> None:
             if "codebook" in r:
                 print(f"{'':28s} codebook usage {r['codebook']['usage']:.2f}, perplexity "
                       f"{r['codebook']['perplexity']:.1f}")
+
+        print_metric_table(rows, 28, extra=[("params", 10, lambda r: f"{r['parameters']:,d}")],
+                           after_row=codebook_line)
 
     tp = throughput(X, args.size)
     report["throughput_tokens_per_s"] = tp

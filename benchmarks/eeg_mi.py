@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _table import print_metric_table
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 
@@ -164,17 +165,12 @@ def main() -> None:
 
     ratios = forward_ratios(n_chans, n_times, epochs.sfreq)
 
-    header = (f"{'model':18s} {'accuracy':>15s} {'bal. acc.':>15s} {'kappa':>15s} "
-              f"{'params':>9s} {'ms/trial@64':>11s} {'ms@1':>7s}")
-    print("\n" + header + "\n" + "-" * len(header))
-    for name, r in results.items():
-        def fmt(key: str, r: dict = r) -> str:
-            return f"{r[key]['mean']:.3f} ± {r[key]['std']:.3f}"
-
-        single = "-" if r["ms_single_trial"] is None else f"{r['ms_single_trial']:.2f}"
-        print(f"{name:18s} {fmt('accuracy'):>15s} {fmt('balanced_accuracy'):>15s} "
-              f"{fmt('kappa'):>15s} {r['parameters']:>9,d} {r['ms_per_trial_batch64']:>11.3f} "
-              f"{single:>7s}")
+    print_metric_table(results, 18, extra=[
+        ("params", 9, lambda r: f"{r['parameters']:,d}"),
+        ("ms/trial@64", 11, lambda r: f"{r['ms_per_trial_batch64']:.3f}"),
+        ("ms@1", 7, lambda r: "-" if r["ms_single_trial"] is None
+         else f"{r['ms_single_trial']:.2f}"),
+    ])
     print("\nforward time at batch 64, DBConformer / EEGConformer (target <= 0.3):")
     for label, r in ratios.items():
         status = "meets target" if r["ratio"] <= 0.3 else "MISSES target"

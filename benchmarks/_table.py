@@ -1,0 +1,29 @@
+"""Results-table printing shared by the benchmarks (mean ± std metrics plus extra columns)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+METRIC_COLUMNS = (("accuracy", "accuracy"), ("bal. acc.", "balanced_accuracy"),
+                  ("kappa", "kappa"))
+
+
+def mean_std(row: dict, key: str) -> str:
+    return f"{row[key]['mean']:.3f} ± {row[key]['std']:.3f}"
+
+
+def print_metric_table(rows: dict[str, dict], name_width: int,
+                       extra: Sequence[tuple[str, int, Callable[[dict], str]]] = (),
+                       after_row: Callable[[str, dict], None] | None = None) -> None:
+    """One line per model: the metric columns (mean ± std) then ``extra`` columns given as
+    ``(title, width, format_row)``; ``after_row`` may print a detail line under a model."""
+    header = f"{'model':{name_width}s}" + "".join(f" {t:>15s}" for t, _ in METRIC_COLUMNS)
+    header += "".join(f" {title:>{width}s}" for title, width, _ in extra)
+    print("\n" + header + "\n" + "-" * len(header))
+    for name, row in rows.items():
+        line = f"{name:{name_width}s}" + "".join(f" {mean_std(row, k):>15s}"
+                                                  for _, k in METRIC_COLUMNS)
+        line += "".join(f" {fn(row):>{width}s}" for _, width, fn in extra)
+        print(line)
+        if after_row is not None:
+            after_row(name, row)
