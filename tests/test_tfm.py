@@ -169,3 +169,8 @@ def test_classifier_loads_a_pretrained_tokenizer():
     torch.testing.assert_close(clf.encoder.token_embedding.weight[:64],
                                pretrained.quantizer.codebook)
     assert clf.encoder.token_embedding.weight[64].abs().sum() == 0  # [MASK] row
+    clf.train()  # training the classifier leaves the frozen tokenizer's codebook alone
+    assert clf.encoder.training and not clf.tokenizer.training
+    before = clf.tokenizer.quantizer.codebook.clone()
+    clf(torch.randn(2, 1, 1000))
+    torch.testing.assert_close(clf.tokenizer.quantizer.codebook, before)

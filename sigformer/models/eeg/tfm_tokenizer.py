@@ -404,9 +404,13 @@ class TFMClassifier(nn.Module):
         self.tokenizer.load_state_dict(tokenizer.state_dict())
         self.encoder.init_from_codebook(self.tokenizer.quantizer.codebook.detach())
 
+    def train(self, mode: bool = True) -> TFMClassifier:
+        super().train(mode)
+        if self.freeze_tokenizer:  # a frozen tokenizer never updates its codebook (EMA)
+            self.tokenizer.eval()
+        return self
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.freeze_tokenizer:
-            self.tokenizer.eval()  # no codebook updates while the classifier trains
         with torch.set_grad_enabled(not self.freeze_tokenizer and torch.is_grad_enabled()):
             tok = self.tokenizer.encode(percentile_normalize(x))
         b, c = x.shape[:2]
