@@ -46,6 +46,12 @@ def _cmd_run(args) -> int:
         print(json.dumps({k: report[k] for k in ("codebook_usage", "codebook_perplexity",
                                                  "tokens_per_window")}, indent=2))
         return 0
+    if cfg.task == "ofdm":
+        from .rf.ofdm import run_ofdm_pipeline
+
+        report = run_ofdm_pipeline(cfg, args.out)
+        print(json.dumps(report["worst_gap_to_bound_db"], indent=2))
+        return 0
     report = run_pipeline(cfg, args.out)
     print(json.dumps(report.get("summary", {}), indent=2))
     return 0

@@ -183,6 +183,42 @@ class StreamConfig(_Strict):
     report_every_s: float = Field(2.0, gt=0)
 
 
+class OFDMDrawConfig(_Strict):
+    """Channel statistics to draw from (uniformly, independently per sample)."""
+    snr_db: list[float] = Field(default_factory=lambda: [0, 5, 10, 15, 20, 25])
+    delay_spread_ns: list[float] = Field(
+        default_factory=lambda: [float(v) for v in range(25, 301, 25)])
+    doppler_hz: list[float] = Field(default_factory=lambda: [float(v) for v in range(50, 1001, 50)])
+
+
+class OFDMModelConfig(_Strict):
+    name: str
+    preset: str | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+    max_epochs: int = Field(10, gt=0)
+    batch_size: int = Field(64, gt=0)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+
+
+class OFDMTaskConfig(_Strict):
+    """``task: ofdm``: simulate (or load) OFDM data, train estimators, sweep NMSE."""
+    grid: dict[str, Any] = Field(default_factory=dict)
+    profile: str = "A"
+    snr_definition: Literal["pilot", "measured_grid"] = "pilot"
+    ici: bool = False
+    n_train: int = Field(4000, ge=16)
+    train_file: str | None = None
+    draw: OFDMDrawConfig = Field(default_factory=OFDMDrawConfig)
+    n_test_per_point: int = Field(200, ge=8)
+    seed: int = 0
+    baselines: list[Literal["ls", "lmmse_sample"]] = Field(
+        default_factory=lambda: ["ls", "lmmse_sample"])
+    models: list[OFDMModelConfig] = Field(default_factory=list)
+    deepmimo: str | None = None
+    deepmimo_snr_db: list[float] = Field(default_factory=lambda: [0.0, 10.0, 20.0])
+
+
 class OutputConfig(_Strict):
     dir: str = "runs/{name}"
     save_model: bool = True
@@ -190,7 +226,7 @@ class OutputConfig(_Strict):
 
 class PipelineConfig(_Strict):
     name: str = "pipeline"
-    task: Literal["classify", "tokenize"] = "classify"
+    task: Literal["classify", "tokenize", "ofdm"] = "classify"
     data: DataConfig = Field(default_factory=DataConfig)
     preprocess: list[StageConfig] = Field(default_factory=list)
     epochs: EpochsConfig = Field(default_factory=EpochsConfig)
@@ -200,6 +236,7 @@ class PipelineConfig(_Strict):
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     tokenizer: TokenizerConfig = Field(default_factory=TokenizerConfig)
     stream: StreamConfig = Field(default_factory=StreamConfig)
+    ofdm: OFDMTaskConfig = Field(default_factory=OFDMTaskConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
 
 

@@ -11,15 +11,17 @@ from .eeg.dbconformer import DBConformer  # noqa: E402
 from .eeg.duin import DuINClassifier, DuINMAE, DuINVQVAE  # noqa: E402
 from .eeg.tfm_tokenizer import TFMClassifier, TFMEncoder, TFMTokenizer  # noqa: E402
 from .registry import (  # noqa: E402
-    UnknownModelError,
-    create_model,
-    get_model_class,
-    list_models,
-    list_presets,
-    register_model,
+                        UnknownModelError,
+                        create_model,
+                        get_model_class,
+                        list_models,
+                        list_presets,
+                        register_model,
 )
+from .rf.adafortitran import AdaFortiTran, FortiTran  # noqa: E402
+from .rf.ofdm_linear import OFDMLinear  # noqa: E402
 
 __all__ = [
-    "DBConformer", "DuINClassifier", "DuINMAE", "DuINVQVAE", "TFMClassifier", "TFMEncoder", "TFMTokenizer", "UnknownModelError", "create_model", "get_model_class", "list_models",
+    "AdaFortiTran", "DBConformer", "DuINClassifier", "DuINMAE", "DuINVQVAE", "FortiTran", "OFDMLinear", "TFMClassifier", "TFMEncoder", "TFMTokenizer", "UnknownModelError", "create_model", "get_model_class", "list_models",
     "list_presets", "register_model",
 ]

@@ -1,0 +1,1 @@
+"""RF models: OFDM channel estimation and modulation recognition."""

@@ -1,0 +1,1 @@
+"""Radio-frequency signal processing: OFDM channel estimation, modulation recognition."""

@@ -1,0 +1,354 @@
+"""OFDM simulator, classical estimators, AdaFortiTran / FortiTran / linear, DeepMIMO, pipeline."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as hs
+
+from sigformer.checkpoint import load_checkpoint, save_checkpoint
+from sigformer.data.deepmimo import deepmimo_ofdm_dataset, read_deepmimo, read_deepmimo_bs
+from sigformer.data.io import DataError
+from sigformer.data.ofdm import (
+    OFDMConfig,
+    OFDMDataset,
+    simulate_ofdm,
+    simulate_sweeps,
+    tdl_profile,
+)
+from sigformer.models import create_model
+from sigformer.rf.channel_estimation import (
+    GenieLMMSE,
+    SampleLMMSE,
+    channel_correlation,
+    linear_interp_matrix,
+    ls_interpolate,
+    nmse_db,
+)
+from sigformer.rf.ofdm import (
+    ModelEstimator,
+    check_model_config,
+    evaluate_sweeps,
+    train_channel_estimator,
+)
+
+DEEPMIMO = Path(__file__).resolve().parents[2] / "shared" / "data" / "ofdm" / \
+    "deepmimo_new_york_3p5GHz"
+
+
+def _pilots_of(data: OFDMDataset) -> np.ndarray:
+    cfg = data.config
+    return data.channels[:, cfg.pilot_subcarriers[:, None], list(cfg.pilot_symbols)]
+
+
+# --- parameter counts (rf_models.md 1.2) ---------------------------------------------------
+
+@pytest.mark.parametrize("name, pilots, expected", [
+    ("adafortitran", (40, 2), 1_081_826), ("adafortitran", (12, 2), 987_746),
+    ("fortitran", (40, 2), 1_007_768), ("fortitran", (12, 2), 913_688),
+    ("ofdm_linear", (40, 2), 136_080), ("ofdm_linear", (12, 2), 42_000),
+])
+def test_parameter_counts_match_reference(name, pilots, expected):
+    model = create_model(name, pilot_shape=pilots)
+    assert sum(p.numel() for p in model.parameters()) == expected
+
+
+def test_adafortitran_parameter_breakdown():
+    m = create_model("adafortitran")
+    count = lambda mod: sum(p.numel() for p in mod.parameters())  # noqa: E731
+    assert count(m.upsampler) == 136_080
+    assert count(m.initial_enhancer) == count(m.refiner) == 4_801
+    assert count(m.adapter) == 73_290
+    transformer = (count(m.input_projection) + m.positional_encoding.numel()
+                   + count(m.encoder) + count(m.output_projection))
+    assert transformer == 862_854 and m.positional_encoding.numel() == 65_536
+
+
+# --- simulator --------------------------------------------------------------------------------
+
+def test_reference_grid_and_pilots():
+    cfg = OFDMConfig()
+    assert cfg.pilot_shape == (40, 2) and cfg.grid_shape == (120, 14)
+    assert cfg.fft_size == 256 and cfg.pilot_mask().sum() == 80
+    assert list(np.flatnonzero(cfg.pilot_mask().any(0))) == [2, 11]  # symbols 3 and 12, 1-based
+    assert OFDMConfig(pilot_subcarrier_step=10).pilot_shape == (12, 2)
+
+
+@pytest.mark.parametrize("bad, match", [
+    (dict(pilot_symbols=(2, 14)), "pilot_symbols"), (dict(pilot_subcarrier_step=0), "step"),
+    (dict(pilot_subcarrier_offset=3), "offset"), (dict(sample_rate=1e6), "smaller"),
+])
+def test_bad_grid_config_names_the_problem(bad, match):
+    with pytest.raises(ValueError, match=match):
+        OFDMConfig(**bad)
+
+
+@pytest.mark.parametrize("profile", list("ABCDE"))
+def test_tdl_channels_have_unit_power(profile):
+    delays, powers, _ = tdl_profile(profile)
+    assert powers.sum() == pytest.approx(1.0)
+    data = simulate_ofdm(1500, profile=profile, delay_spread_ns=300, doppler_hz=50, seed=3)
+    assert np.mean(np.abs(data.channels) ** 2) == pytest.approx(1.0, abs=0.08)
+
+
+def test_simulation_is_seeded_and_keeps_statistics():
+    a = simulate_ofdm(20, seed=7)
+    b = simulate_ofdm(20, seed=7)
+    c = simulate_ofdm(20, seed=8)
+    np.testing.assert_array_equal(a.ls, b.ls)
+    assert not np.allclose(a.channels, c.channels)
+    stats = a.statistics()
+    assert stats.shape == (20, 3)
+    assert set(stats[:, 0]) <= {0, 5, 10, 15, 20, 25}
+    assert set(stats[:, 2]) <= set(range(50, 1001, 50))
+
+
+def test_simulated_correlation_matches_the_genie_model():
+    """The empirical pilot correlation of the simulator equals the analytic one that the genie
+    LMMSE uses (Zheng-Xiao fading has exactly the Jakes J0 ensemble autocorrelation)."""
+    data = simulate_ofdm(4000, snr_db=40, delay_spread_ns=150, doppler_hz=400, seed=11)
+    cfg = data.config
+    h = _pilots_of(data).reshape(len(data), -1)
+    empirical = h.T @ h.conj() / len(h)
+    k, s = np.meshgrid(cfg.pilot_subcarriers, cfg.pilot_symbols, indexing="ij")
+    idx = (k * cfg.n_symbols + s).ravel()
+    analytic = channel_correlation(cfg, "A", 150, 400)[np.ix_(idx, idx)]
+    assert np.abs(empirical - analytic).max() < 0.1
+
+
+def test_pilot_snr_definition_sets_ls_error_to_the_noise_variance():
+    data = simulate_ofdm(800, snr_db=10, delay_spread_ns=100, doppler_hz=100, seed=2)
+    err = np.mean(np.abs(data.ls - _pilots_of(data)) ** 2)
+    assert 10 * np.log10(err) == pytest.approx(-10, abs=0.3)
+
+
+def test_measured_grid_snr_puts_pilots_13_db_above_nominal():
+    data = simulate_ofdm(400, snr_db=10, snr_definition="measured_grid", seed=2)
+    assert 10 * np.log10(np.mean(data.noise_var)) == pytest.approx(-10 - 13.2, abs=0.6)
+
+
+def test_ici_switch_adds_interference_only_when_the_channel_moves():
+    static = dict(snr_db=60, delay_spread_ns=100, seed=4, n=60)
+    plain = simulate_ofdm(doppler_hz=0, **static)
+    with_ici = simulate_ofdm(doppler_hz=0, ici=True, **static)
+    np.testing.assert_allclose(with_ici.ls, plain.ls, atol=1e-4)
+    fast = simulate_ofdm(doppler_hz=1000, ici=True, data_symbols=True, **static)
+    ici_power = np.mean(np.abs(fast.ls - _pilots_of(fast)) ** 2)
+    assert -30 < 10 * np.log10(ici_power) < -15  # bounded by (2 pi fD T)^2 / 12 ~ -18 dB
+
+
+def test_dataset_round_trip_without_pickle(tmp_path):
+    data = simulate_ofdm(12, seed=1)
+    path = data.save(tmp_path / "train.npz")
+    back = OFDMDataset.load(path)
+    np.testing.assert_array_equal(back.channels, data.channels)
+    assert back.config == data.config and back.profile == "TDL-A"
+    (tmp_path / "broken.npz").write_bytes(path.read_bytes()[:200])
+    with pytest.raises(DataError, match="not a readable"):
+        OFDMDataset.load(tmp_path / "broken.npz")
+
+
+def test_non_finite_or_mismatched_channels_are_rejected():
+    data = simulate_ofdm(4, seed=1)
+    bad = data.channels.copy()
+    bad[0, 0, 0] = np.nan
+    with pytest.raises(DataError, match="NaN or Inf"):
+        OFDMDataset(bad, data.ls, data.snr_db, data.delay_spread_ns, data.doppler_hz,
+                    data.noise_var)
+    with pytest.raises(DataError, match="pilot pattern"):
+        OFDMDataset(data.channels, data.ls[:, :12], data.snr_db, data.delay_spread_ns,
+                    data.doppler_hz, data.noise_var)
+    with pytest.raises(DataError, match="must be complex"):
+        OFDMDataset(data.channels.real, data.ls, data.snr_db, data.delay_spread_ns,
+                    data.doppler_hz, data.noise_var)
+
+
+# --- classical estimators -----------------------------------------------------------------
+
+@settings(max_examples=25, deadline=None)
+@given(hs.floats(-2, 2), hs.floats(-0.05, 0.05), hs.floats(-0.3, 0.3), hs.floats(-0.05, 0.05))
+def test_ls_interpolation_is_exact_for_planar_channels(c0, ck, cl, ckl_imag):
+    """Linear interpolation/extrapolation reproduces any channel linear in k and in l."""
+    cfg = OFDMConfig()
+    k, l_ = np.meshgrid(np.arange(120), np.arange(14), indexing="ij")
+    plane = c0 + ck * k + cl * l_ + 1j * ckl_imag * k
+    pilots = plane[np.ix_(cfg.pilot_subcarriers, cfg.pilot_symbols)][None]
+    np.testing.assert_allclose(ls_interpolate(pilots, cfg)[0], plane, atol=1e-4)
+
+
+def test_interpolation_weights_sum_to_one():
+    w = linear_interp_matrix([2, 11], np.arange(14))
+    np.testing.assert_allclose(w.sum(1), 1.0)
+    assert w[2, 0] == 1.0 and w[11, 1] == 1.0
+
+
+def test_genie_lmmse_is_the_bound():
+    """Genie LMMSE is at least as good as LS and as LMMSE from sample statistics of the very
+    same condition (which converges to it), and far better than LS at low SNR."""
+    cond = dict(snr_db=5, delay_spread_ns=200, doppler_hz=300)
+    train = simulate_ofdm(3000, seed=1, **cond)
+    test = simulate_ofdm(600, seed=2, **cond)
+    genie = nmse_db(GenieLMMSE().predict(test), test.channels)
+    sample = nmse_db(SampleLMMSE().fit(train).predict(test), test.channels)
+    ls = nmse_db(ls_interpolate(test.ls, test.config), test.channels)
+    assert genie <= sample + 0.05 and sample - genie < 0.6
+    assert genie < ls - 5
+
+
+def test_high_doppler_floors_as_the_issue_states():
+    fast = simulate_ofdm(400, seed=3, snr_db=10, delay_spread_ns=100, doppler_hz=1000)
+    medium = simulate_ofdm(400, seed=3, snr_db=10, delay_spread_ns=100, doppler_hz=600)
+    genie = GenieLMMSE()
+    assert nmse_db(genie.predict(fast), fast.channels) == pytest.approx(-5, abs=1.5)
+    assert nmse_db(genie.predict(medium), medium.channels) == pytest.approx(-13, abs=1.5)
+
+
+# --- models -------------------------------------------------------------------------------------
+
+def test_model_input_layouts_and_errors():
+    model = create_model("adafortitran", "tiny").eval()
+    x = torch.randn(3, 40, 2, dtype=torch.complex64)
+    stats = torch.tensor([[10.0, 100, 500]] * 3)
+    out = model(x, stats)
+    assert out.shape == (3, 120, 14) and out.is_complex()
+    torch.testing.assert_close(model(torch.view_as_real(x), stats), out)
+    with pytest.raises(ValueError, match=r"\[real, imag\] last"):
+        model(torch.randn(3, 40, 2), stats)
+    with pytest.raises(ValueError, match="pilot pattern differs"):
+        model(torch.randn(3, 12, 2, dtype=torch.complex64), stats)
+    with pytest.raises(ValueError, match="needs the channel statistics"):
+        model(x)
+    with pytest.raises(ValueError, match=r"shape \(3, 3\)"):
+        model(x, stats[:, :2])
+    with pytest.raises(ValueError, match="NaN"):
+        model(x * float("nan"), stats)
+    with pytest.warns(UserWarning, match="outside the trained range"):
+        model(x, torch.tensor([[10.0, 100, 3000]] * 3))
+    # FortiTran ignores statistics; so does the linear model
+    forti = create_model("fortitran", "tiny").eval()
+    assert forti(x).shape == (3, 120, 14)
+
+
+def test_checkpoint_pilot_mismatch_is_a_clear_error(tmp_path):
+    model = create_model("adafortitran", "tiny")
+    save_checkpoint(tmp_path / "ckpt", model)
+    loaded, _ = load_checkpoint(tmp_path / "ckpt")
+    x = torch.randn(2, 40, 2, dtype=torch.complex64)
+    stats = torch.tensor([[10.0, 100, 500]] * 2)
+    torch.testing.assert_close(loaded(x, stats), model.eval()(x, stats))
+    other = simulate_ofdm(4, config=OFDMConfig(pilot_subcarrier_step=10), seed=0)
+    with pytest.raises(ValueError, match="built for 40 x 2 pilots but the data has 12 x 2"):
+        ModelEstimator(loaded).predict(other)
+    with pytest.raises(TypeError, match="not an OFDM channel estimator"):
+        check_model_config(torch.nn.Linear(2, 2), other.config)
+
+
+def test_training_learns_and_models_rank_above_ls():
+    torch.manual_seed(0)
+    train = simulate_ofdm(768, seed=0)
+    sweeps = simulate_sweeps(48, sweeps={"snr": {"vary": "snr_db", "values": [0, 10],
+                                                 "fixed": {"delay_spread_ns": 100,
+                                                           "doppler_hz": 300}}})
+    linear = create_model("ofdm_linear")
+    hist = train_channel_estimator(linear, train, max_epochs=12, batch_size=64, lr=1e-2)
+    losses = hist.series("train_loss")
+    assert losses[-1] < 0.5 * losses[0]
+    ada = create_model("adafortitran", "tiny")
+    hist = train_channel_estimator(ada, train, max_epochs=2, batch_size=64, lr=2e-3)
+    assert hist.series("train_loss")[-1] < hist.series("train_loss")[0]
+    from sigformer.rf.channel_estimation import LSInterpolation
+
+    result = evaluate_sweeps({"LS": LSInterpolation(), "linear": ModelEstimator(linear),
+                              "ada": ModelEstimator(ada)}, sweeps)
+    low_snr = result["points"][0]
+    assert low_snr["nmse_db"]["linear"] < low_snr["nmse_db"]["LS"] - 3
+    for row in result["points"]:  # nothing beats the bound by more than sampling noise
+        assert min(row["gap_to_bound_db"].values()) > -0.5
+
+
+# --- DeepMIMO -----------------------------------------------------------------------------
+
+def _write_fake_deepmimo(folder: Path) -> None:
+    from scipy.io import savemat
+
+    folder.mkdir()
+    paths = np.zeros((8, 2))
+    paths[0] = [0, 90]
+    paths[1] = [1e-6, 1.1e-6]
+    paths[2] = [-80, -90]
+    paths[7] = [1, 0]
+    cells = np.empty((1, 3), dtype=object)
+    for i, p in enumerate([paths, np.zeros((8, 0)), paths[:, :1]]):
+        cells[0, i] = {"p": p}
+    savemat(folder / "BS1_UE_0-3.mat", {"channels": cells, "rx_locs": np.zeros((3, 5)),
+                                        "tx_loc": np.zeros((1, 3))})
+
+
+def test_deepmimo_reader_on_a_generated_scenario(tmp_path):
+    _write_fake_deepmimo(tmp_path / "scene")
+    links = read_deepmimo(tmp_path / "scene")
+    assert [link.user for link in links] == [0, 2] and links[0].los
+    assert links[0].delay_spread_s() == pytest.approx(
+        np.sqrt(0.1 / 1.1 ** 2) * 0.1e-6, rel=1e-3)  # two paths, powers 1 and 0.1
+    data = deepmimo_ofdm_dataset(links, snr_db=20)
+    assert data.channels.shape == (2, 120, 14)
+    np.testing.assert_allclose(np.mean(np.abs(data.channels) ** 2, axis=(1, 2)), 1, rtol=1e-5)
+    np.testing.assert_allclose(np.abs(data.channels[1]), 1, rtol=1e-5)  # one path: flat
+    (tmp_path / "BS2_UE_0-1.mat").write_bytes(b"MATLAB 5.0 MAT-file, truncated")
+    with pytest.raises(DataError, match="not a readable DeepMIMO"):
+        read_deepmimo_bs(tmp_path / "BS2_UE_0-1.mat")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="no DeepMIMO user files"):
+        read_deepmimo(tmp_path / "empty")
+
+
+@pytest.mark.skipif(not DEEPMIMO.is_dir(), reason="DeepMIMO scenario not found in "
+                    "../shared/data/ofdm (real-data test)")
+def test_deepmimo_real_scenario_matches_the_derived_channels():
+    links = read_deepmimo(DEEPMIMO)
+    derived = np.load(DEEPMIMO / "derived_siso_ofdm_H_64sc_10MHz.npz")
+    assert len(links) == len(derived["H"])
+    h = np.stack([link.frequency_response(derived["subcarrier_freq_offset_hz"],
+                                          relative_delay=False) for link in links])
+    assert np.linalg.norm(h - derived["H"]) / np.linalg.norm(derived["H"]) < 1e-5
+    assert sum(link.los for link in links) == int(derived["los"].sum())
+    data = deepmimo_ofdm_dataset(links, snr_db=10, max_links=300)
+    ls = nmse_db(ls_interpolate(data.ls, data.config), data.channels)
+    assert ls < -5  # static ray-traced channels interpolate well at 10 dB
+
+
+# --- pipeline -----------------------------------------------------------------------------
+
+def test_ofdm_pipeline_through_the_cli(tmp_path):
+    from sigformer.cli import main
+
+    cfg = {
+        "name": "ofdm_tiny", "task": "ofdm",
+        "ofdm": {"n_train": 64, "n_test_per_point": 8,
+                 "models": [{"name": "ofdm_linear", "max_epochs": 1},
+                            {"name": "adafortitran", "preset": "tiny", "max_epochs": 1}]},
+    }
+    path = tmp_path / "p.yaml"
+    import yaml
+
+    path.write_text(yaml.safe_dump(cfg))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert main(["run", str(path), "--out", str(tmp_path / "out")]) == 0
+    report = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert len(report["sweeps"]) == 17
+    assert set(report["sweeps"][0]["nmse_db"]) == {"LS", "LMMSE (sample)", "ofdm_linear",
+                                                   "adafortitran:tiny"}
+    for name in ("nmse_sweeps.png", "grids.png", "nmse_table.txt"):
+        assert (tmp_path / "out" / name).stat().st_size > 0
+    model, cfg_json = load_checkpoint(tmp_path / "out" / "models" / "adafortitran_tiny")
+    assert cfg_json["extra"]["ofdm_config"]["pilot_symbols"] == [2, 11]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"task": "ofdm", "ofdm": {"snr_definition": "loud"}}))
+    assert main(["run", str(bad)]) == 2
