@@ -46,6 +46,14 @@ def _cmd_run(args) -> int:
         print(json.dumps({k: report[k] for k in ("codebook_usage", "codebook_perplexity",
                                                  "tokens_per_window")}, indent=2))
         return 0
+    if cfg.task == "amr":
+        from .rf.amr import run_amr_pipeline
+
+        report = run_amr_pipeline(cfg, args.out)
+        print(json.dumps({k: {"accuracy": v["accuracy"], "high_snr_accuracy":
+                              v["high_snr_accuracy"]} for k, v in report["models"].items()},
+                         indent=2))
+        return 0
     if cfg.task == "ofdm":
         from .rf.ofdm import run_ofdm_pipeline
 
@@ -86,6 +94,25 @@ def _cmd_replay(args) -> int:
     return 0
 
 
+def _cmd_classify_iq(args) -> int:
+    from .checkpoint import CheckpointError, load_checkpoint
+    from .rf.amr import classify_sigmf
+
+    model, config = load_checkpoint(args.model)
+    extra = config.get("extra", {})
+    if "classes" not in extra:
+        raise CheckpointError(f"{args.model} is not a modulation-recognition checkpoint (its "
+                              f"config has no class list); train one with a task: amr pipeline")
+    result = classify_sigmf(args.file, model, extra["classes"],
+                            normalization=extra.get("normalization", "l1"), hop=args.hop,
+                            min_power_db=None if args.all_frames else args.min_power_db,
+                            out_meta=args.out)
+    print(json.dumps({"meta": result["meta"], "n_frames": result["n_frames"],
+                      "annotations": len(result["annotations"]),
+                      "frame_labels": result["frame_labels"]}, indent=2))
+    return 0
+
+
 def _cmd_models(args) -> int:
     from .models import list_models
 
@@ -121,6 +148,16 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--repeat", type=int, default=1, help="times to play (0: forever)")
     rep.add_argument("--duration", type=float, help="stop after this many seconds")
     rep.set_defaults(func=_cmd_replay)
+    iq = sub.add_parser("classify-iq", help="classify the modulation of a SigMF recording and "
+                                          "write the predictions as SigMF annotations")
+    iq.add_argument("file", help="recording (.sigmf-meta)")
+    iq.add_argument("--model", required=True, help="checkpoint folder from a task: amr pipeline")
+    iq.add_argument("--out", help="write the annotated metadata here instead of in place")
+    iq.add_argument("--hop", type=int, help="frame hop in samples (default: frame length)")
+    iq.add_argument("--min-power-db", type=float, default=30.0,
+                    help="skip frames this many dB below the loudest (gaps between bursts)")
+    iq.add_argument("--all-frames", action="store_true", help="classify quiet frames too")
+    iq.set_defaults(func=_cmd_classify_iq)
     models = sub.add_parser("models", help="list registered models")
     models.add_argument("--braindecode", action="store_true", help="include braindecode models")
     models.set_defaults(func=_cmd_models)

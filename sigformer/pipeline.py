@@ -219,6 +219,40 @@ class OFDMTaskConfig(_Strict):
     deepmimo_snr_db: list[float] = Field(default_factory=lambda: [0.0, 10.0, 20.0])
 
 
+class AMRModelConfig(_Strict):
+    name: str
+    preset: str | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+    max_epochs: int = Field(20, gt=0)
+    batch_size: int = Field(128, gt=0)
+    lr: float = Field(2e-3, gt=0)
+    weight_decay: float = Field(1e-4, ge=0)
+
+
+class DistillConfig(_Strict):
+    teacher: str | None = None
+    students: list[AMRModelConfig] = Field(default_factory=list)
+    temperature: float = Field(4.0, gt=0)
+    alpha: float = Field(0.5, ge=0, le=1)
+    compare_without: bool = True
+
+
+class AMRTaskConfig(_Strict):
+    """``task: amr``: modulation recognition on generated or DeepSig frames."""
+    source: Literal["generator", "rml2016", "rml2018", "npz"] = "generator"
+    path: str | None = None
+    allow_pickle: bool = False
+    n_per_condition: int = Field(60, ge=2)
+    snrs: list[float] = Field(default_factory=lambda: [float(s) for s in range(-20, 20, 2)])
+    frame_length: int = Field(128, ge=16)
+    normalization: Literal["l1", "rms", "peak", "none"] = "rms"
+    max_frames: int | None = Field(None, gt=0)
+    test_size: float = Field(0.3, gt=0, lt=1)
+    seed: int = 0
+    models: list[AMRModelConfig] = Field(default_factory=list)
+    distill: DistillConfig = Field(default_factory=DistillConfig)
+
+
 class OutputConfig(_Strict):
     dir: str = "runs/{name}"
     save_model: bool = True
@@ -226,7 +260,7 @@ class OutputConfig(_Strict):
 
 class PipelineConfig(_Strict):
     name: str = "pipeline"
-    task: Literal["classify", "tokenize", "ofdm"] = "classify"
+    task: Literal["classify", "tokenize", "ofdm", "amr"] = "classify"
     data: DataConfig = Field(default_factory=DataConfig)
     preprocess: list[StageConfig] = Field(default_factory=list)
     epochs: EpochsConfig = Field(default_factory=EpochsConfig)
@@ -237,6 +271,7 @@ class PipelineConfig(_Strict):
     tokenizer: TokenizerConfig = Field(default_factory=TokenizerConfig)
     stream: StreamConfig = Field(default_factory=StreamConfig)
     ofdm: OFDMTaskConfig = Field(default_factory=OFDMTaskConfig)
+    amr: AMRTaskConfig = Field(default_factory=AMRTaskConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
 
 

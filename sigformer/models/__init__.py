@@ -19,9 +19,15 @@ from .registry import (  # noqa: E402
                         register_model,
 )
 from .rf.adafortitran import AdaFortiTran, FortiTran  # noqa: E402
+from .rf.amr_resnet import AMRResNet  # noqa: E402
+from .rf.clst import ClST  # noqa: E402
+from .rf.kd_cnn import KDCNN  # noqa: E402
+from .rf.kd_mobilenet import KDMobileNet  # noqa: E402
+from .rf.mcldnn import MCLDNN  # noqa: E402
 from .rf.ofdm_linear import OFDMLinear  # noqa: E402
+from .rf.vtcnn2 import VTCNN2  # noqa: E402
 
 __all__ = [
-    "AdaFortiTran", "DBConformer", "DuINClassifier", "DuINMAE", "DuINVQVAE", "FortiTran", "OFDMLinear", "TFMClassifier", "TFMEncoder", "TFMTokenizer", "UnknownModelError", "create_model", "get_model_class", "list_models",
+    "AMRResNet", "AdaFortiTran", "ClST", "DBConformer", "DuINClassifier", "DuINMAE", "DuINVQVAE", "FortiTran", "KDCNN", "KDMobileNet", "MCLDNN", "OFDMLinear", "TFMClassifier", "TFMEncoder", "TFMTokenizer", "UnknownModelError", "VTCNN2", "create_model", "get_model_class", "list_models",
     "list_presets", "register_model",
 ]

@@ -200,13 +200,20 @@ def run_ofdm_pipeline(cfg, out_dir: str | Path | None = None, log=print) -> dict
     o = cfg.ofdm
     out = Path(out_dir or cfg.output.dir.format(name=cfg.name))
     t0 = time.perf_counter()
-    config = OFDMConfig.from_dict(o.grid)
+    try:
+        config = OFDMConfig.from_dict(o.grid)
+    except (TypeError, ValueError) as err:
+        from ..pipeline import PipelineConfigError
+
+        raise PipelineConfigError(f"ofdm.grid: {err}") from None
     common = dict(profile=o.profile, config=config, ici=o.ici, snr_definition=o.snr_definition)
     if o.train_file:
         log(f"[1/4] loading training data from {o.train_file}")
         train = OFDMDataset.load(o.train_file)
         if train.config != config:
-            raise ValueError(f"{o.train_file} was made for another grid/pilot pattern than "
+            from ..pipeline import PipelineConfigError
+
+            raise PipelineConfigError(f"{o.train_file} was made for another grid/pilot pattern than "
                              f"ofdm.grid: {train.config} vs {config}")
     else:
         log(f"[1/4] simulating {o.n_train} TDL-{o.profile} training slots "

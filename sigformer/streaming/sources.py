@@ -8,7 +8,6 @@ raises :class:`EndOfStream` when a finite source is exhausted.
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -92,26 +91,22 @@ class SigMFSource(ArraySource):
     channels (I, Q) per capture channel."""
 
     def __init__(self, path, chunk_size: int = 1024, realtime: bool = False):
-        try:
-            import sigmf
-        except ImportError:
-            raise ImportError("SigMF sources need sigmf: pip install 'sigformer[rf]'") from None
         from ..channels import iq_channel_set, iq_to_channels
+        from ..data.io import DataError
+        from ..data.sigmf_io import read_sigmf
 
-        path = Path(path)
         try:
-            handle = sigmf.sigmffile.fromfile(str(path))
-            samples = handle.read_samples()
-        except Exception as err:
+            recording = read_sigmf(path)
+        except DataError as err:
             raise SignalError(f"{path} could not be read as SigMF: {err}") from err
-        sfreq = handle.get_global_field(sigmf.SigMFFile.SAMPLE_RATE_KEY)
-        if sfreq is None:
+        if recording.sample_rate is None:
             raise SignalError(f"{path} has no core:sample_rate")
-        samples = np.atleast_2d(samples)
-        if not np.iscomplexobj(samples):
+        if not recording.is_complex:
             raise SignalError(f"{path} holds real samples; a SigMF IQ source needs complex data")
+        samples = recording.samples.T if recording.samples.ndim == 2 else recording.samples[None]
         data = iq_to_channels(samples).reshape(-1, samples.shape[-1])
-        super().__init__(data, sfreq, iq_channel_set(samples.shape[0]), chunk_size, realtime)
+        super().__init__(data, recording.sample_rate, iq_channel_set(samples.shape[0]),
+                         chunk_size, realtime)
 
 
 class LSLSource:

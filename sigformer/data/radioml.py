@@ -1,0 +1,367 @@
+"""RadioML-style modulation data: a Python generator, and loaders for the DeepSig files.
+
+Generator (:func:`generate_radioml`), after ``generate_RML2016.10a.py`` and
+``transmitters.py`` of radioML/dataset:
+
+* 11 classes: 8 digital (BPSK, QPSK, 8PSK, PAM4, QAM16, QAM64 with root-raised-cosine pulses,
+  roll-off 0.35, 8 samples per symbol; GFSK with sensitivity 0.1 and BT 0.35; CPFSK with
+  modulation index 0.5) and 3 analog (WBFM with 75 kHz deviation at 200 kHz, AM-DSB with
+  carrier, AM-SSB upper sideband). The reference modulates Shakespeare text and a podcast;
+  here the bits are random and the audio is band-limited noise with a syllable-rate envelope.
+* Channel (``dynamic_channel_model`` of the reference, at 200 kHz): sampling-clock offset up
+  to 50 Hz, carrier-frequency offset up to 500 Hz, 3-tap multipath at delays 0 / 0.9 / 1.7
+  samples with magnitudes 1 / 0.8 / 0.3, Rician K = 4 per tap (fD = 1 Hz, i.e. static over a
+  frame), and AWGN.
+* SNR: ``snr_convention="true"`` (default) sets the noise power to ``10**(-SNR/10)`` times the
+  unit transmitted power. ``"rml2016"`` uses the reference's noise amplitude
+  ``10**(-SNR/10)`` (power ``10**(-SNR/5)``), so its labels are half the true SNR in dB.
+* Frames: 128 samples taken at a random offset 50..500 samples into the burst and divided by
+  ``sum |x|`` (the reference's L1 "energy" normalisation); stored ``(n, 2, 128)`` I/Q rows.
+
+Loaders: :func:`load_rml2016` (a Python pickle: only with ``allow_pickle=True``) and
+:func:`load_rml2018` (HDF5, ``GOLD_XYZ_OSC.0001_1024.hdf5``).
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from scipy import signal
+
+from .io import DataError
+from .sigmf_io import normalize_frames
+
+RML2016_CLASSES = ("8PSK", "AM-DSB", "AM-SSB", "BPSK", "CPFSK", "GFSK", "PAM4", "QAM16",
+                   "QAM64", "QPSK", "WBFM")
+# True one-hot order of RML2018.01A (the shipped classes.txt lists another order)
+RML2018_CLASSES = ("OOK", "4ASK", "8ASK", "BPSK", "QPSK", "8PSK", "16PSK", "32PSK", "16APSK",
+                   "32APSK", "64APSK", "128APSK", "16QAM", "32QAM", "64QAM", "128QAM", "256QAM",
+                   "AM-SSB-WC", "AM-SSB-SC", "AM-DSB-WC", "AM-DSB-SC", "FM", "GMSK", "OQPSK")
+RML2016_SNRS = tuple(range(-20, 20, 2))
+SAMPLE_RATE = 200e3
+SPS = 8
+PICKLE_REFUSAL = (
+    "{path} is a Python pickle (the RML2016 distribution format). Loading a pickle can run "
+    "arbitrary code, so sigformer does not do it by default: pass allow_pickle=True (CLI: "
+    "--allow-pickle) only for a file from a source you trust, or convert it once to .npz "
+    "with AMRDataset.save")
+
+
+@dataclass
+class AMRDataset:
+    """Modulation-recognition frames: ``X (n, 2, L)`` float32 I/Q, integer labels ``y``
+    indexing ``classes``, and the SNR (dB) of each frame."""
+
+    X: np.ndarray
+    y: np.ndarray
+    snr: np.ndarray
+    classes: tuple[str, ...] = RML2016_CLASSES
+    info: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.X = np.asarray(self.X, dtype=np.float32)
+        self.y = np.asarray(self.y, dtype=np.int64)
+        self.snr = np.asarray(self.snr, dtype=np.float32)
+        self.classes = tuple(self.classes)
+        if self.X.ndim != 3 or self.X.shape[1] != 2:
+            raise DataError(f"frames must be (n, 2, length) I/Q rows, got {self.X.shape}")
+        if not (len(self.X) == len(self.y) == len(self.snr)):
+            raise DataError(f"{len(self.X)} frames, {len(self.y)} labels and {len(self.snr)} "
+                            f"SNRs must match")
+        if len(self.y) and (self.y.min() < 0 or self.y.max() >= len(self.classes)):
+            raise DataError(f"labels must index the {len(self.classes)} classes")
+        if not np.isfinite(self.X).all():
+            raise DataError("frames contain NaN or Inf values")
+
+    def __len__(self) -> int:
+        return len(self.X)
+
+    @property
+    def frame_length(self) -> int:
+        return self.X.shape[-1]
+
+    def subset(self, index) -> AMRDataset:
+        return AMRDataset(self.X[index], self.y[index], self.snr[index], self.classes,
+                          dict(self.info))
+
+    def split(self, test_size: float = 0.3, seed: int = 0) -> tuple[AMRDataset, AMRDataset]:
+        """Stratified by (class, SNR) so every condition appears in both parts."""
+        from sklearn.model_selection import train_test_split
+
+        strata = self.y * 1000 + np.round(self.snr).astype(int) + 500
+        idx_train, idx_test = train_test_split(np.arange(len(self)), test_size=test_size,
+                                               random_state=seed, stratify=strata)
+        return self.subset(idx_train), self.subset(idx_test)
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp.npz")
+        np.savez_compressed(tmp, X=self.X, y=self.y, snr=self.snr,
+                            meta=np.asarray(json.dumps({"classes": list(self.classes),
+                                                        "info": self.info})))
+        tmp.replace(path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> AMRDataset:
+        path = Path(path)
+        if not path.is_file():
+            raise DataError(f"modulation dataset {path} does not exist")
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                arrays = {k: z[k] for k in z.files}
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+            raise DataError(f"{path} is not a readable .npz modulation dataset: {err}") from None
+        if not {"X", "y", "snr", "meta"} <= set(arrays):
+            raise DataError(f"{path} lacks the arrays X, y, snr and meta")
+        meta = json.loads(str(arrays["meta"]))
+        return cls(arrays["X"], arrays["y"], arrays["snr"], meta["classes"], meta["info"])
+
+
+# --- transmitters -----------------------------------------------------------------------
+
+def rrc_taps(sps: int = SPS, beta: float = 0.35, span: int = 11) -> np.ndarray:
+    """Root-raised-cosine taps (unit energy), ``span`` symbols long."""
+    t = np.arange(-span * sps // 2, span * sps // 2 + 1) / sps
+    taps = np.empty_like(t)
+    for i, ti in enumerate(t):
+        if abs(ti) < 1e-9:
+            taps[i] = 1 + beta * (4 / np.pi - 1)
+        elif beta and abs(abs(4 * beta * ti) - 1) < 1e-9:
+            taps[i] = beta / np.sqrt(2) * ((1 + 2 / np.pi) * np.sin(np.pi / (4 * beta))
+                                           + (1 - 2 / np.pi) * np.cos(np.pi / (4 * beta)))
+        else:
+            taps[i] = (np.sin(np.pi * ti * (1 - beta)) + 4 * beta * ti * np.cos(
+                np.pi * ti * (1 + beta))) / (np.pi * ti * (1 - (4 * beta * ti) ** 2))
+    return taps / np.sqrt(np.sum(taps ** 2))
+
+
+def _constellation(name: str) -> np.ndarray:
+    if name == "BPSK":
+        points = np.array([-1, 1], complex)
+    elif name == "QPSK":
+        points = np.exp(1j * (np.pi / 4 + np.pi / 2 * np.arange(4)))
+    elif name == "8PSK":
+        points = np.exp(2j * np.pi * np.arange(8) / 8)
+    elif name == "PAM4":
+        points = np.array([-3, -1, 1, 3], complex)
+    elif name in ("QAM16", "QAM64"):
+        m = 4 if name == "QAM16" else 8
+        axis = np.arange(m) * 2 - (m - 1)
+        points = (axis[:, None] + 1j * axis[None, :]).ravel()
+    else:
+        raise ValueError(name)
+    return points / np.sqrt(np.mean(np.abs(points) ** 2))
+
+
+def _linear_modulation(rng, name: str, n: int, length: int) -> np.ndarray:
+    points = _constellation(name)
+    n_sym = length // SPS + 12
+    symbols = points[rng.integers(0, len(points), (n, n_sym))]
+    up = np.zeros((n, n_sym * SPS), complex)
+    up[:, ::SPS] = symbols
+    x = signal.lfilter(rrc_taps(), 1.0, up, axis=1)
+    return x[:, -length:]
+
+
+def _gaussian_taps(bt: float, sps: int = SPS, span: int = 4) -> np.ndarray:
+    t = np.arange(-span * sps // 2, span * sps // 2 + 1) / sps
+    alpha = np.sqrt(np.log(2) / 2) / bt
+    taps = np.sqrt(np.pi) / alpha * np.exp(-(np.pi * t / alpha) ** 2)
+    return taps / taps.sum()
+
+
+def _frequency_modulation(rng, name: str, n: int, length: int) -> np.ndarray:
+    n_sym = length // SPS + 8
+    nrz = np.repeat(rng.integers(0, 2, (n, n_sym)) * 2 - 1, SPS, axis=1).astype(float)
+    if name == "GFSK":  # gfsk_mod(sps=8, sensitivity=0.1, bt=0.35)
+        freq = signal.lfilter(_gaussian_taps(0.35), 1.0, nrz, axis=1) * 0.1
+    else:  # cpfsk_bc(k=0.5): the phase moves k*pi per symbol
+        freq = nrz * 0.5 * np.pi / SPS
+    phase = np.cumsum(freq, axis=1) + rng.uniform(-np.pi, np.pi, (n, 1))
+    return np.exp(1j * phase)[:, -length:]
+
+
+def _audio(rng, n: int, length: int) -> np.ndarray:
+    """Band-limited noise (2-8 kHz at 200 kHz) with a random slow envelope, peak 1."""
+    out = np.empty((n, length))
+    white = rng.standard_normal((n, length + 256))
+    for i in range(n):
+        cutoff = rng.uniform(2e3, 8e3) / (SAMPLE_RATE / 2)
+        b, a = signal.butter(4, cutoff)
+        x = signal.lfilter(b, a, white[i])[256:]
+        env = 0.3 + 0.7 * np.abs(np.sin(np.pi * rng.uniform(0.5, 3) * np.arange(length)
+                                         / length + rng.uniform(0, np.pi)))
+        x = x * env
+        out[i] = x / max(np.abs(x).max(), 1e-9)
+    return out
+
+
+def _analog_modulation(rng, name: str, n: int, length: int) -> np.ndarray:
+    audio = _audio(rng, n, length)
+    if name == "WBFM":  # 75 kHz deviation at 200 kHz
+        phase = np.cumsum(2 * np.pi * 75e3 / SAMPLE_RATE * audio, axis=1)
+        return np.exp(1j * (phase + rng.uniform(-np.pi, np.pi, (n, 1))))
+    if name == "AM-DSB":  # with carrier, modulation index 0.5 (our choice)
+        return (1 + 0.5 * audio).astype(complex)
+    if name == "AM-SSB":  # upper sideband, suppressed carrier
+        return signal.hilbert(audio, axis=1)
+    raise ValueError(name)
+
+
+def modulate(rng: np.random.Generator, name: str, n: int, length: int) -> np.ndarray:
+    """``n`` noise-free baseband bursts of ``name``, unit mean power: ``(n, length)``."""
+    if name in ("BPSK", "QPSK", "8PSK", "PAM4", "QAM16", "QAM64"):
+        x = _linear_modulation(rng, name, n, length)
+    elif name in ("GFSK", "CPFSK"):
+        x = _frequency_modulation(rng, name, n, length)
+    elif name in ("WBFM", "AM-DSB", "AM-SSB"):
+        x = _analog_modulation(rng, name, n, length)
+    else:
+        raise ValueError(f"unknown modulation {name!r}; the generator knows "
+                         f"{list(RML2016_CLASSES)}")
+    return x / np.sqrt(np.mean(np.abs(x) ** 2, axis=1, keepdims=True))
+
+
+# --- channel ------------------------------------------------------------------------------
+
+def _fractional_delay(x: np.ndarray, delay: float, ntaps: int = 8) -> np.ndarray:
+    n = np.arange(ntaps) - (ntaps - 1) / 2
+    taps = np.sinc(n - (delay - int(delay))) * np.hamming(ntaps)
+    y = signal.lfilter(taps / taps.sum(), 1.0, x, axis=-1)
+    shift = int(delay) + (ntaps - 1) // 2
+    return np.concatenate([y[..., shift:], np.zeros(x.shape[:-1] + (shift,), x.dtype)], -1)
+
+
+def apply_channel(rng: np.random.Generator, x: np.ndarray, snr_db: float, *,
+                  snr_convention: str = "true", multipath: bool = True,
+                  max_cfo_hz: float = 500.0, max_sro_hz: float = 50.0,
+                  rician_k: float = 4.0) -> np.ndarray:
+    """The reference's dynamic channel on ``(n, length)`` bursts of unit power."""
+    n, length = x.shape
+    t = np.arange(length)
+    # sampling-clock offset: resample by (1 + eps), |eps| <= max_sro / fs
+    eps = rng.uniform(-1, 1, (n, 1)) * max_sro_hz / SAMPLE_RATE
+    positions = t[None, :] * (1 + eps) + rng.uniform(0, 1, (n, 1))
+    positions = np.clip(positions, 0, length - 1)
+    x = np.stack([np.interp(p, t, r.real) + 1j * np.interp(p, t, r.imag)
+                  for p, r in zip(positions, x)])
+    if multipath:
+        los = np.sqrt(rician_k / (rician_k + 1)) * np.exp(1j * rng.uniform(-np.pi, np.pi, (n, 3)))
+        scatter = np.sqrt(1 / (rician_k + 1) / 2) * (rng.standard_normal((n, 3))
+                                                     + 1j * rng.standard_normal((n, 3)))
+        gains = (los + scatter) * np.array([1.0, 0.8, 0.3])
+        x = sum(gains[:, i:i + 1] * (x if d == 0 else _fractional_delay(x, d))
+                for i, d in enumerate((0.0, 0.9, 1.7)))
+    cfo = rng.uniform(-1, 1, (n, 1)) * max_cfo_hz / SAMPLE_RATE
+    x = x * np.exp(1j * (2 * np.pi * cfo * t[None, :] + rng.uniform(-np.pi, np.pi, (n, 1))))
+    if snr_convention == "true":
+        noise_power = 10 ** (-snr_db / 10)
+    elif snr_convention == "rml2016":
+        noise_power = 10 ** (-snr_db / 5)
+    else:
+        raise ValueError(f"snr_convention must be 'true' or 'rml2016', got {snr_convention!r}")
+    noise = (rng.standard_normal(x.shape) + 1j * rng.standard_normal(x.shape)) * np.sqrt(
+        noise_power / 2)
+    return x + noise
+
+
+def generate_radioml(n_per_condition: int = 100, *, snrs=RML2016_SNRS,
+                     classes=RML2016_CLASSES, frame_length: int = 128, seed: int | None = 0,
+                     snr_convention: str = "true", normalization: str = "l1",
+                     impairments: bool = True) -> AMRDataset:
+    """``n_per_condition`` frames per (class, SNR), as RML2016.10a stores them."""
+    unknown = [c for c in classes if c not in RML2016_CLASSES]
+    if unknown:
+        raise ValueError(f"unknown classes {unknown}; the generator knows {list(RML2016_CLASSES)}")
+    if frame_length < 16:
+        raise ValueError(f"frame_length must be at least 16, got {frame_length}")
+    rng = np.random.default_rng(seed)
+    burst = frame_length + 512
+    frames, labels, snr_list = [], [], []
+    for c, name in enumerate(classes):
+        for snr in snrs:
+            x = modulate(rng, name, n_per_condition, burst)
+            if impairments:
+                x = apply_channel(rng, x, snr, snr_convention=snr_convention)
+            else:
+                x = apply_channel(rng, x, snr, snr_convention=snr_convention, multipath=False,
+                                  max_cfo_hz=0, max_sro_hz=0)
+            start = rng.integers(50, 500, n_per_condition)
+            cut = x[np.arange(n_per_condition)[:, None], start[:, None] + np.arange(frame_length)]
+            frames.append(np.stack([cut.real, cut.imag], 1))
+            labels.append(np.full(n_per_condition, c))
+            snr_list.append(np.full(n_per_condition, snr, float))
+    X = normalize_frames(np.concatenate(frames).astype(np.float32), normalization)
+    return AMRDataset(X, np.concatenate(labels), np.concatenate(snr_list), tuple(classes),
+                      {"source": "sigformer.generate_radioml", "seed": seed,
+                       "snr_convention": snr_convention, "normalization": normalization})
+
+
+# --- DeepSig files ------------------------------------------------------------------------
+
+def load_rml2016(path: str | Path, *, allow_pickle: bool = False) -> AMRDataset:
+    """RML2016.10a/b (``RML2016.10a_dict.pkl``): a pickled ``{(mod, snr): (n, 2, 128)}``."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"RML2016 file {path} does not exist")
+    if not allow_pickle:
+        raise DataError(PICKLE_REFUSAL.format(path=path))
+    import pickle
+
+    try:
+        with open(path, "rb") as fh:
+            data = pickle.load(fh, encoding="latin1")  # noqa: S301 - explicit opt-in above
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError) as err:
+        raise DataError(f"{path} is not a readable RML2016 pickle: {err}") from None
+    if not isinstance(data, dict) or not all(
+            isinstance(k, tuple) and len(k) == 2 for k in data):
+        raise DataError(f"{path} does not hold an RML2016 dict {{(modulation, snr): frames}}")
+    classes = tuple(sorted({str(k[0]) for k in data}))
+    X, y, snr = [], [], []
+    for (mod, s), frames in sorted(data.items(), key=lambda kv: (str(kv[0][0]), kv[0][1])):
+        frames = np.asarray(frames, np.float32)
+        if frames.ndim != 3 or frames.shape[1] != 2:
+            raise DataError(f"{path}: entry {(mod, s)} has shape {frames.shape}, expected "
+                            f"(n, 2, length)")
+        X.append(frames)
+        y.append(np.full(len(frames), classes.index(str(mod))))
+        snr.append(np.full(len(frames), float(s)))
+    return AMRDataset(np.concatenate(X), np.concatenate(y), np.concatenate(snr), classes,
+                      {"source": str(path)})
+
+
+def load_rml2018(path: str | Path, *, classes=RML2018_CLASSES, min_snr: float | None = None,
+                 max_frames: int | None = None, seed: int = 0) -> AMRDataset:
+    """RML2018.01A HDF5: ``X (N, 1024, 2)``, one-hot ``Y (N, 24)``, SNR ``Z (N, 1)``.
+    ``max_frames`` reads a random subset (sorted indices, so h5py reads it lazily)."""
+    import h5py
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"RML2018 file {path} does not exist")
+    try:
+        with h5py.File(path, "r") as f:
+            missing = {"X", "Y", "Z"} - set(f.keys())
+            if missing:
+                raise DataError(f"{path} lacks the datasets {sorted(missing)} of RML2018.01A")
+            n = f["X"].shape[0]
+            if f["Y"].shape != (n, len(classes)):
+                raise DataError(f"{path}: Y has shape {f['Y'].shape}, expected ({n}, "
+                                f"{len(classes)}) one-hot over {len(classes)} classes")
+            z = np.asarray(f["Z"][:]).reshape(-1)
+            index = np.arange(n) if min_snr is None else np.flatnonzero(z >= min_snr)
+            if max_frames is not None and len(index) > max_frames:
+                rng = np.random.default_rng(seed)
+                index = np.sort(rng.choice(index, max_frames, replace=False))
+            X = np.asarray(f["X"][index], np.float32)
+            y = np.asarray(f["Y"][index]).argmax(axis=1)
+    except OSError as err:
+        raise DataError(f"{path} is not a readable HDF5 file: {err}") from None
+    if X.ndim != 3 or X.shape[2] != 2:
+        raise DataError(f"{path}: X has shape {X.shape}, expected (N, length, 2)")
+    return AMRDataset(X.transpose(0, 2, 1), y, z[index], tuple(classes), {"source": str(path)})
