@@ -61,6 +61,8 @@ def test_students_are_far_cheaper_than_the_teacher():
     for student in ("kd_cnn", "kd_mobilenet"):
         flops = count_flops(create_model(student), (2, 128))
         assert 0 < flops < teacher / 2
+    lstm_only = 2 * 124 * 4 * 128 * (100 + 128 + 128 + 128)  # recurrent layers are counted
+    assert count_flops(create_model("mcldnn"), (2, 128)) > lstm_only
 
 
 # --- generator -----------------------------------------------------------------------------

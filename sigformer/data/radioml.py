@@ -89,12 +89,18 @@ class AMRDataset:
                           dict(self.info))
 
     def split(self, test_size: float = 0.3, seed: int = 0) -> tuple[AMRDataset, AMRDataset]:
-        """Stratified by (class, SNR) so every condition appears in both parts."""
+        """Stratified by (class, SNR) so every condition appears in both parts (by class
+        alone, then not at all, when there are too few frames per condition)."""
         from sklearn.model_selection import train_test_split
 
-        strata = self.y * 1000 + np.round(self.snr).astype(int) + 500
-        idx_train, idx_test = train_test_split(np.arange(len(self)), test_size=test_size,
-                                               random_state=seed, stratify=strata)
+        index = np.arange(len(self))
+        for strata in (self.y * 1000 + np.round(self.snr).astype(int) + 500, self.y, None):
+            try:
+                idx_train, idx_test = train_test_split(index, test_size=test_size,
+                                                       random_state=seed, stratify=strata)
+                break
+            except ValueError:
+                continue
         return self.subset(idx_train), self.subset(idx_test)
 
     def save(self, path: str | Path) -> Path:

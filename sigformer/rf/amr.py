@@ -86,14 +86,32 @@ def evaluate_amr(model: nn.Module, data: AMRDataset, high_snr_db: float = HIGH_S
 
 
 def count_flops(model: nn.Module, frame_shape: tuple[int, int]) -> int:
-    """Floating-point operations of one forward pass on one frame (torch's FLOP counter:
-    matrix multiplications and convolutions, 2 per multiply-accumulate)."""
+    """Floating-point operations of one forward pass on one frame: torch's FLOP counter
+    (matrix multiplications and convolutions, 2 per multiply-accumulate) plus the gate
+    matrix products of recurrent layers, which that counter does not see."""
     from torch.utils.flop_counter import FlopCounterMode
 
+    recurrent = 0
+
+    def lstm_hook(module: nn.LSTM, inputs, _output):
+        nonlocal recurrent
+        x = inputs[0]
+        steps = x.shape[1] if module.batch_first else x.shape[0]
+        gates = 4 * module.hidden_size
+        for layer in range(module.num_layers):
+            width = module.input_size if layer == 0 else module.hidden_size
+            recurrent += 2 * steps * gates * (width + module.hidden_size)
+
+    hooks = [m.register_forward_hook(lstm_hook) for m in model.modules()
+             if isinstance(m, nn.LSTM)]
     model.eval()
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        model(torch.zeros(1, *frame_shape))
-    return int(counter.get_total_flops())
+    try:
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            model(torch.zeros(1, *frame_shape))
+    finally:
+        for h in hooks:
+            h.remove()
+    return int(counter.get_total_flops()) + recurrent
 
 
 def inference_ms_per_frame(model: nn.Module, X: np.ndarray, batch_size: int = 256,

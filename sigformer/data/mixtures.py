@@ -1,0 +1,211 @@
+"""Speech mixtures from folders of clean utterances, with references, noise and manifests.
+
+:func:`make_mixture` places 2 or 3 utterances with a chosen overlap and level ratios and adds
+noise at a chosen SNR; :func:`write_mixtures` writes a whole set in the LibriMix layout
+(``mix_clean/``, ``mix_both/``, ``s1/``, ``s2/`` [``s3/``], ``noise/`` and
+``metadata/mixture_<split>_mix_both.csv``) or the WSJ0-2mix layout (``<split>/mix``, ``s1``,
+``s2``), so the same loader (:class:`MixtureSet`) reads sigformer's mixtures and those corpora.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .io import DataError
+
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
+
+
+def _rms(x: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.asarray(x, np.float64) ** 2)) + 1e-12)
+
+
+def load_utterances(folder: str | Path, sample_rate: int, min_seconds: float = 0.5
+                    ) -> dict[str, np.ndarray]:
+    """Mono utterances of a folder (first channel), resampled to ``sample_rate``."""
+    from ..speech.audio import read_audio
+
+    folder = Path(folder)
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
+    if not files:
+        raise DataError(f"no audio files ({', '.join(AUDIO_SUFFIXES)}) in {folder}")
+    out = {}
+    for f in files:
+        audio, _ = read_audio(f, sample_rate)
+        if audio.shape[1] >= min_seconds * sample_rate:
+            out[f.stem] = audio[0]
+    if not out:
+        raise DataError(f"no utterance in {folder} is at least {min_seconds} s long")
+    return out
+
+
+def make_mixture(sources: list[np.ndarray], *, overlap: float = 1.0,
+                 level_db: list[float] | None = None, noise: np.ndarray | None = None,
+                 snr_db: float | None = None, rng: np.random.Generator | None = None
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Mix 2-3 utterances; returns ``(mixture, references (n_src, L), noise or None)``.
+
+    ``overlap`` in [0, 1] is the overlapping fraction of the shorter of two consecutive
+    utterances (1: the later one ends with the earlier one, so a shorter one lies wholly
+    inside it; 0: back to back). ``level_db``
+    sets each source's RMS level relative to the first (default 0 dB). ``noise`` is cut at a
+    random offset (tiled if short) and scaled to ``snr_db`` against the summed speech.
+    """
+    if not 2 <= len(sources) <= 3:
+        raise ValueError(f"mixtures take 2 or 3 sources, got {len(sources)}")
+    if not 0 <= overlap <= 1:
+        raise ValueError(f"overlap must be within [0, 1], got {overlap}")
+    rng = rng or np.random.default_rng()
+    level_db = list(level_db or [0.0] * len(sources))
+    if len(level_db) != len(sources):
+        raise ValueError(f"{len(level_db)} level ratios for {len(sources)} sources")
+    starts = [0]
+    for prev, cur in zip(sources[:-1], sources[1:]):
+        shared = int(round(overlap * min(len(prev), len(cur))))
+        starts.append(starts[-1] + len(prev) - shared)
+    length = max(s + len(x) for s, x in zip(starts, sources))
+    refs = np.zeros((len(sources), length))
+    base = _rms(sources[0])
+    for i, (start, x, db) in enumerate(zip(starts, sources, level_db)):
+        refs[i, start:start + len(x)] = x * (base / _rms(x)) * 10 ** (db / 20)
+    mixture = refs.sum(0)
+    noise_ref = None
+    if noise is not None:
+        if snr_db is None:
+            raise ValueError("noise needs snr_db")
+        reps = int(np.ceil(length / len(noise))) + 1
+        tiled = np.tile(noise, reps)
+        offset = int(rng.integers(0, len(tiled) - length + 1))
+        noise_ref = tiled[offset:offset + length]
+        noise_ref = noise_ref * (_rms(mixture) / _rms(noise_ref)) * 10 ** (-snr_db / 20)
+        mixture = mixture + noise_ref
+    peak = max(np.abs(mixture).max(), np.abs(refs).max()) / 0.9
+    if peak > 1:  # keep headroom without changing the ratios
+        mixture, refs = mixture / peak, refs / peak
+        noise_ref = None if noise_ref is None else noise_ref / peak
+    return mixture.astype(np.float32), refs.astype(np.float32), (
+        None if noise_ref is None else noise_ref.astype(np.float32))
+
+
+def write_mixtures(clean_dir: str | Path, out_dir: str | Path, n_mixtures: int, *,
+                   n_src: int = 2, sample_rate: int = 8000, overlap=(0.5, 1.0),
+                   level_db=(-2.5, 2.5), noise_dir: str | Path | None = None,
+                   snr_db=(0.0, 15.0), max_seconds: float | None = 4.0,
+                   layout: str = "librimix", split: str = "test", seed: int = 0) -> Path:
+    """Write ``n_mixtures`` mixtures (with references) and a manifest; returns the manifest
+    path. Speakers are the file-name prefixes before ``_src``/``-``/``_`` when present; the
+    sources of one mixture come from different files."""
+    from ..speech.audio import write_audio
+
+    if layout not in ("librimix", "wsj0-2mix"):
+        raise ValueError(f"layout must be 'librimix' or 'wsj0-2mix', got {layout!r}")
+    rng = np.random.default_rng(seed)
+    utterances = load_utterances(clean_dir, sample_rate)
+    names = sorted(utterances)
+    if len(names) < n_src:
+        raise DataError(f"{clean_dir} has {len(names)} usable utterances; {n_src}-speaker "
+                        f"mixtures need at least {n_src}")
+    noises = list(load_utterances(noise_dir, sample_rate).values()) if noise_dir else []
+    out = Path(out_dir)
+    rows = []
+    for k in range(n_mixtures):
+        picked = rng.choice(len(names), n_src, replace=False)
+        srcs = []
+        for i in picked:
+            x = utterances[names[i]]
+            if max_seconds is not None and len(x) > max_seconds * sample_rate:
+                n = int(max_seconds * sample_rate)
+                start = int(rng.integers(0, len(x) - n + 1))
+                x = x[start:start + n]
+            srcs.append(x)
+        ov = float(rng.uniform(*overlap)) if np.ndim(overlap) else float(overlap)
+        levels = [0.0] + [float(rng.uniform(*level_db)) for _ in range(n_src - 1)]
+        noise = noises[int(rng.integers(len(noises)))] if noises else None
+        snr = float(rng.uniform(*snr_db)) if noise is not None else None
+        mix, refs, noise_ref = make_mixture(srcs, overlap=ov, level_db=levels, noise=noise,
+                                            snr_db=snr, rng=rng)
+        mix_id = "_".join(f"{names[i]}_{g:.2f}" for i, g in zip(picked, levels)) + f"_{k:04d}"
+        row = {"mixture_ID": mix_id, "length": mix.shape[0], "overlap": round(ov, 3),
+               "snr_db": None if snr is None else round(snr, 2)}
+        if layout == "librimix":
+            clean = refs.sum(0)
+            row["mixture_path"] = str(write_audio(out / "mix_both" / f"{mix_id}.wav", mix,
+                                                  sample_rate))
+            write_audio(out / "mix_clean" / f"{mix_id}.wav", clean, sample_rate)
+            if noise_ref is not None:
+                row["noise_path"] = str(write_audio(out / "noise" / f"{mix_id}.wav", noise_ref,
+                                                    sample_rate))
+        else:
+            row["mixture_path"] = str(write_audio(out / split / "mix" / f"{mix_id}.wav", mix,
+                                                  sample_rate))
+        for i, ref in enumerate(refs):
+            folder = out / f"s{i + 1}" if layout == "librimix" else out / split / f"s{i + 1}"
+            row[f"source_{i + 1}_path"] = str(write_audio(folder / f"{mix_id}.wav", ref,
+                                                          sample_rate))
+        rows.append(row)
+    manifest = (out / "metadata" / f"mixture_{split}_mix_both.csv" if layout == "librimix"
+                else out / f"{split}_manifest.csv")
+    manifest.parent.mkdir(parents=True, exist_ok=True)
+    fields = list(dict.fromkeys(k for r in rows for k in r))
+    with open(manifest, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+    return manifest
+
+
+@dataclass
+class MixtureSet:
+    """Mixtures and references listed in a manifest (LibriMix CSV or sigformer's), or a
+    WSJ0-2mix-style folder (``mix/``, ``s1/``, ``s2/`` [``s3/``] with equal file names)."""
+
+    mixtures: list[Path]
+    sources: list[list[Path]]
+
+    @classmethod
+    def from_manifest(cls, path: str | Path) -> MixtureSet:
+        path = Path(path)
+        if not path.is_file():
+            raise DataError(f"manifest {path} does not exist")
+        with open(path, newline="") as fh:
+            rows = list(csv.DictReader(fh))
+        if not rows or "mixture_path" not in rows[0]:
+            raise DataError(f"{path} is not a mixture manifest (needs a mixture_path column)")
+        keys = sorted(k for k in rows[0] if k.startswith("source_") and k.endswith("_path"))
+        root = path.parent.parent
+
+        def resolve(p: str) -> Path:
+            q = Path(p)
+            return q if q.is_absolute() or q.exists() else root / q
+
+        return cls([resolve(r["mixture_path"]) for r in rows],
+                   [[resolve(r[k]) for k in keys] for r in rows])
+
+    @classmethod
+    def from_folder(cls, folder: str | Path) -> MixtureSet:
+        folder = Path(folder)
+        mix = sorted((folder / "mix").glob("*.wav"))
+        if not mix:
+            raise DataError(f"{folder} has no mix/*.wav (WSJ0-2mix layout: mix/, s1/, s2/)")
+        dirs = sorted(d for d in folder.iterdir() if d.is_dir() and d.name[:1] == "s"
+                      and d.name[1:].isdigit())
+        missing = [str(d / m.name) for m in mix for d in dirs if not (d / m.name).is_file()]
+        if missing:
+            raise DataError(f"{len(missing)} reference files are missing, e.g. {missing[0]}")
+        return cls(mix, [[d / m.name for d in dirs] for m in mix])
+
+    def __len__(self) -> int:
+        return len(self.mixtures)
+
+    def load(self, i: int, sample_rate: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(mixture (L,), references (n_src, L))`` at ``sample_rate``."""
+        from ..speech.audio import read_audio
+
+        mix, _ = read_audio(self.mixtures[i], sample_rate)
+        refs = [read_audio(p, sample_rate)[0][0] for p in self.sources[i]]
+        n = min(mix.shape[1], *(len(r) for r in refs))
+        return mix[0, :n], np.stack([r[:n] for r in refs])

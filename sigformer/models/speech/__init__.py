@@ -1,0 +1,1 @@
+"""Speech models: separation and multichannel enhancement."""

@@ -1,0 +1,1 @@
+"""Speech: audio I/O, metrics, losses and long-form/streaming inference for the speech models."""

@@ -1,0 +1,115 @@
+"""Audio I/O (soundfile), resampling (torchaudio) and input checks for the speech models.
+
+Audio arrays are ``(channels, samples)`` float32. Writes are atomic (temporary file, then
+rename). Silence and clipping give warnings (the models still run); NaN/Inf, a wrong rate or a
+wrong channel count give errors that name what was expected.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from ..data.io import DataError
+
+SILENCE_RMS = 1e-5
+CLIP_LEVEL = 0.999
+CLIP_FRACTION = 1e-3
+
+
+class AudioWarning(UserWarning):
+    """Silent or clipped audio: processed, but results will suffer."""
+
+
+def read_audio(path: str | os.PathLike, sample_rate: int | None = None,
+               channels: list[int] | None = None) -> tuple[np.ndarray, int]:
+    """Read any format soundfile knows as ``(channels, samples)`` float32; resample to
+    ``sample_rate`` if given."""
+    import soundfile as sf
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"audio file {path} does not exist")
+    try:
+        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    except (RuntimeError, sf.LibsndfileError, ValueError) as err:
+        raise DataError(f"{path} is not readable audio: {err}") from None
+    audio = np.ascontiguousarray(data.T)
+    if channels is not None:
+        bad = [c for c in channels if not 0 <= c < audio.shape[0]]
+        if bad:
+            raise DataError(f"{path} has {audio.shape[0]} channels; channels {bad} do not exist")
+        audio = audio[channels]
+    if audio.shape[1] == 0:
+        raise DataError(f"{path} holds no samples")
+    if sample_rate is not None and sample_rate != rate:
+        audio, rate = resample(audio, rate, sample_rate), sample_rate
+    return audio, int(rate)
+
+
+def resample(audio: np.ndarray, orig_rate: int, new_rate: int) -> np.ndarray:
+    """Band-limited resampling (torchaudio's sinc interpolation) along the last axis."""
+    import torch
+    import torchaudio.functional as AF
+
+    if orig_rate == new_rate:
+        return audio
+    out = AF.resample(torch.as_tensor(np.ascontiguousarray(audio)), int(orig_rate), int(new_rate))
+    return out.numpy().astype(np.float32)
+
+
+def write_audio(path: str | os.PathLike, audio: np.ndarray, sample_rate: int,
+                subtype: str = "FLOAT") -> Path:
+    """Write ``(channels, samples)`` (or mono ``(samples,)``) atomically."""
+    import soundfile as sf
+
+    audio = np.atleast_2d(np.asarray(audio, np.float32))
+    if not np.isfinite(audio).all():
+        raise DataError("refusing to write audio that contains NaN or Inf")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".audio.", suffix=path.suffix or ".wav")
+    os.close(fd)
+    try:
+        sf.write(tmp, audio.T, int(sample_rate), subtype=subtype,
+                 format=(path.suffix.lstrip(".") or "wav").upper())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def check_audio(audio: np.ndarray, sample_rate: float, *, expected_rate: int | None = None,
+                n_channels: int | None = None, name: str = "audio") -> np.ndarray:
+    """Validate ``(channels, samples)`` input for a model; warn on silence and clipping."""
+    audio = np.asarray(audio)
+    if audio.ndim == 1:
+        audio = audio[None]
+    if audio.ndim != 2:
+        raise DataError(f"{name} must be (channels, samples), got shape {audio.shape}")
+    if expected_rate is not None and int(round(sample_rate)) != expected_rate:
+        raise DataError(f"{name} is sampled at {sample_rate:g} Hz but the model expects "
+                        f"{expected_rate} Hz; resample it first (--resample on the CLI)")
+    if n_channels is not None and audio.shape[0] != n_channels:
+        kind = "mono" if audio.shape[0] == 1 else f"{audio.shape[0]}-channel"
+        raise DataError(f"{name} is {kind} but the model expects {n_channels} microphone "
+                        f"channel(s)")
+    if not np.isfinite(audio).all():
+        bad = np.argwhere(~np.isfinite(audio))[0]
+        raise DataError(f"{name} contains NaN or Inf (first at channel {bad[0]}, sample "
+                        f"{bad[1]})")
+    rms = float(np.sqrt(np.mean(audio.astype(np.float64) ** 2)))
+    if rms < SILENCE_RMS:
+        warnings.warn(f"{name} is silent (RMS {rms:.1e}); the output will be silence too",
+                      AudioWarning, stacklevel=2)
+    clipped = float(np.mean(np.abs(audio) >= CLIP_LEVEL))
+    if clipped > CLIP_FRACTION:
+        warnings.warn(f"{name} looks clipped ({clipped:.2%} of samples at full scale); "
+                      f"separation and enhancement quality will drop", AudioWarning,
+                      stacklevel=2)
+    return audio
