@@ -253,6 +253,29 @@ class AMRTaskConfig(_Strict):
     distill: DistillConfig = Field(default_factory=DistillConfig)
 
 
+class SpeechTaskConfig(_Strict):
+    """``task: separate``: mixtures -> PIT SI-SNR training -> chunked evaluation."""
+    clean_dir: str | None = None
+    noise_dir: str | None = None
+    n_src: int = Field(2, ge=2, le=3)
+    sample_rate: int = Field(8000, gt=0)
+    seconds: float = Field(2.0, gt=0)
+    level_db: float = Field(2.5, ge=0)
+    snr_db: tuple[float, float] = (10.0, 20.0)
+    n_train: int = Field(64, ge=1)
+    n_test: int = Field(8, ge=1)
+    model: str = "mossformer"
+    preset: str | None = "small"
+    params: dict[str, Any] = Field(default_factory=dict)
+    max_epochs: int = Field(10, gt=0)
+    batch_size: int = Field(4, gt=0)
+    lr: float = Field(1e-3, gt=0)
+    chunk_s: float = Field(4.0, gt=0)
+    overlap_s: float = Field(0.5, ge=0)
+    perceptual_metrics: bool = True
+    seed: int = 0
+
+
 class OutputConfig(_Strict):
     dir: str = "runs/{name}"
     save_model: bool = True
@@ -260,7 +283,7 @@ class OutputConfig(_Strict):
 
 class PipelineConfig(_Strict):
     name: str = "pipeline"
-    task: Literal["classify", "tokenize", "ofdm", "amr"] = "classify"
+    task: Literal["classify", "tokenize", "ofdm", "amr", "separate"] = "classify"
     data: DataConfig = Field(default_factory=DataConfig)
     preprocess: list[StageConfig] = Field(default_factory=list)
     epochs: EpochsConfig = Field(default_factory=EpochsConfig)
@@ -272,6 +295,7 @@ class PipelineConfig(_Strict):
     stream: StreamConfig = Field(default_factory=StreamConfig)
     ofdm: OFDMTaskConfig = Field(default_factory=OFDMTaskConfig)
     amr: AMRTaskConfig = Field(default_factory=AMRTaskConfig)
+    speech: SpeechTaskConfig = Field(default_factory=SpeechTaskConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
 
 

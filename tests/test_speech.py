@@ -298,3 +298,29 @@ def test_separate_cli(tmp_path):
                  "--out", str(tmp_path / "o4")]) == 2
     assert main(["separate", str(tmp_path / "stereo.wav"), "--model", str(tmp_path / "sep"),
                  "--out", str(tmp_path / "o5"), "--channel", "1"]) == 0
+
+
+def test_separation_pipeline_end_to_end(tmp_path):
+    import yaml
+
+    from sigformer.checkpoint import load_checkpoint
+    from sigformer.cli import main
+
+    cfg = {"name": "sep_tiny", "task": "separate",
+           "speech": {"n_train": 4, "n_test": 2, "max_epochs": 1, "preset": "tiny",
+                      "seconds": 1.0, "chunk_s": 0.6, "overlap_s": 0.2}}
+    path = tmp_path / "sep.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert main(["run", str(path), "--out", str(tmp_path / "out")]) == 0
+    import json
+
+    report = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert set(report["summary"]) == {"si_sdr", "si_sdri", "sdr", "pesq", "stoi"}
+    assert len(report["per_mixture"]) == 2
+    model, _ = load_checkpoint(tmp_path / "out" / "model")
+    assert model.n_src == 2 and model.sample_rate == 8000
+    assert read_audio(tmp_path / "out" / "example_s1.wav")[0].shape == (1, 8000)
+    path.write_text(yaml.safe_dump({"task": "separate", "speech": {"n_src": 5}}))
+    assert main(["run", str(path)]) == 2
