@@ -542,7 +542,7 @@ Training draws SNR from {0..25} dB, delay spread from {25..300} ns and Doppler f
 {50..1000} Hz independently per slot (the reference's sets); each sweep varies one of them.
 """),
     code("""
-train = simulate_ofdm(1024, seed=0)
+train = simulate_ofdm(2048, seed=0)
 sweeps = simulate_sweeps(64, seed=1)
 print(len(train), "training slots;", {k: [v for v, _ in pts] for k, pts in sweeps.items()})
 """),
@@ -557,7 +557,7 @@ trains them properly.
 linear = create_model("ofdm_linear")
 train_channel_estimator(linear, train, max_epochs=15, batch_size=64, lr=1e-2)
 ada = create_model("adafortitran", "tiny")
-train_channel_estimator(ada, train, max_epochs=2, batch_size=64, lr=2e-3)
+train_channel_estimator(ada, train, max_epochs=3, batch_size=32, lr=3e-3)
 estimators = {"LS": LSInterpolation(), "LMMSE (sample)": SampleLMMSE().fit(train),
               "linear": ModelEstimator(linear), "AdaFortiTran (tiny)": ModelEstimator(ada)}
 result = evaluate_sweeps(estimators, sweeps, GenieLMMSE("A"))
@@ -621,7 +621,7 @@ Each frame is 128 complex samples at 8 samples per symbol after multipath, clock
 offsets and noise; shown here at 18 dB.
 """),
     code("""
-data = generate_radioml(24, snrs=list(range(-10, 20, 4)), normalization="rms", seed=0)
+data = generate_radioml(40, snrs=list(range(-10, 20, 4)), normalization="rms", seed=0)
 high = generate_radioml(1, snrs=[18], normalization="rms", seed=1)
 fig, axes = plt.subplots(2, 6, figsize=(13, 4.5))
 for ax_t, ax_c, c in zip(axes[0], axes[1], [0, 1, 3, 4, 7, 10]):
@@ -641,13 +641,13 @@ plus the labels (the hybrid SKD loss), and once more from the labels alone.
 """),
     code("""
 teacher = create_model("clst", "tiny")
-train_amr(teacher, train.X, train.y, max_epochs=8, lr=3e-3)
+train_amr(teacher, train.X, train.y, max_epochs=10, lr=3e-3)
 soft = predict_logits(teacher, train.X)
 students = {}
 for label, logits in [("KD-CNN + SKD", soft), ("KD-CNN alone", None)]:
     torch.manual_seed(0)
     students[label] = create_model("kd_cnn")
-    train_amr(students[label], train.X, train.y, teacher_logits=logits, max_epochs=8, lr=3e-3)
+    train_amr(students[label], train.X, train.y, teacher_logits=logits, max_epochs=10, lr=3e-3)
 results = {"ClST (tiny)": evaluate_amr(teacher, test)}
 results.update({k: evaluate_amr(m, test) for k, m in students.items()})
 for name, model in [("ClST (tiny)", teacher), *students.items()]:

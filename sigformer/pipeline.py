@@ -219,10 +219,7 @@ class OFDMTaskConfig(_Strict):
     deepmimo_snr_db: list[float] = Field(default_factory=lambda: [0.0, 10.0, 20.0])
 
 
-class AMRModelConfig(_Strict):
-    name: str
-    preset: str | None = None
-    params: dict[str, Any] = Field(default_factory=dict)
+class AMRModelConfig(OFDMModelConfig):
     max_epochs: int = Field(20, gt=0)
     batch_size: int = Field(128, gt=0)
     lr: float = Field(2e-3, gt=0)
@@ -480,7 +477,7 @@ def run_pipeline(cfg: PipelineConfig, out_dir: str | Path | None = None,
         log(f"[4/4] writing the report to {out}")
         out.mkdir(parents=True, exist_ok=True)
         (out / "pipeline.json").write_text(cfg.model_dump_json(indent=2))
-        (out / "metrics.json").write_text(json.dumps(report, indent=2, default=_json_default))
+        (out / "metrics.json").write_text(json.dumps(report, indent=2, default=json_default))
         if result is not None:
             plot_confusion_matrix(result.confusion, classes, out / "confusion_matrix.png",
                                   title=f"{cfg.model.name} ({ev.protocol})")
@@ -498,7 +495,7 @@ def run_pipeline(cfg: PipelineConfig, out_dir: str | Path | None = None,
     return report
 
 
-def _json_default(obj):
+def json_default(obj):
     if isinstance(obj, (np.integer, np.floating)):
         return obj.item()
     if isinstance(obj, np.ndarray):
@@ -542,7 +539,7 @@ def run_tokenize_pipeline(cfg: PipelineConfig, out_dir: str | Path | None = None
         log(f"[3/3] writing the report to {out}")
         out.mkdir(parents=True, exist_ok=True)
         (out / "pipeline.json").write_text(cfg.model_dump_json(indent=2))
-        (out / "metrics.json").write_text(json.dumps(report, indent=2, default=_json_default))
+        (out / "metrics.json").write_text(json.dumps(report, indent=2, default=json_default))
         np.save(out / "token_ids.npy", ids)
         plot_codebook_usage(counts, out / "codebook_usage.png", title=t.name)
         classes = [k for k, _ in sorted(epochs.event_id.items(), key=lambda kv: kv[1])]

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import zipfile
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from ..recording import Recording
 
@@ -82,3 +87,29 @@ def read_recording(path, *, normalize_names: bool = False) -> Recording:
     if normalize_names:
         rec.channels = rec.channels.normalized()
     return rec
+
+
+def save_npz(path: str | Path, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> Path:
+    """Arrays plus JSON metadata as a compressed ``.npz`` (no pickle), written atomically."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez_compressed(tmp, **arrays, meta=np.asarray(json.dumps(meta)))
+    tmp.replace(path)
+    return path
+
+
+def load_npz(path: str | Path, required: set[str], what: str
+             ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Read what :func:`save_npz` wrote (``allow_pickle=False``); names the missing arrays."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{what} {path} does not exist")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as err:
+        raise DataError(f"{path} is not a readable {what} (.npz): {err}") from None
+    missing = (set(required) | {"meta"}) - set(arrays)
+    if missing:
+        raise DataError(f"{path} lacks the arrays {sorted(missing)} of a {what}")
+    return arrays, json.loads(str(arrays.pop("meta")))

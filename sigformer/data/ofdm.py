@@ -29,15 +29,15 @@ Every sample keeps its channel statistics (SNR, delay spread, Doppler) and noise
 
 from __future__ import annotations
 
-import json
-import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .io import DataError
+from .io import DataError, load_npz, save_npz
+
+_OFDM_ARRAYS = ("channels", "ls", "snr_db", "delay_spread_ns", "doppler_hz", "noise_var")
 
 # TR 38.901 Tables 7.7.2-1..5: normalised delays and powers (dB). For TDL-D/E the first entry
 # is the LOS (specular) part of the first tap.
@@ -290,31 +290,13 @@ class OFDMDataset:
 
     def save(self, path: str | Path) -> Path:
         """Write an ``.npz`` (no pickle): arrays plus the grid/pilot config as JSON."""
-        path = Path(path)
         meta = {"config": self.config.to_dict(), "profile": self.profile,
                 "snr_definition": self.snr_definition}
-        tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez_compressed(tmp, channels=self.channels, ls=self.ls, snr_db=self.snr_db,
-                            delay_spread_ns=self.delay_spread_ns, doppler_hz=self.doppler_hz,
-                            noise_var=self.noise_var, meta=np.asarray(json.dumps(meta)))
-        tmp.replace(path)
-        return path
+        return save_npz(path, {k: getattr(self, k) for k in _OFDM_ARRAYS}, meta)
 
     @classmethod
     def load(cls, path: str | Path) -> OFDMDataset:
-        path = Path(path)
-        if not path.is_file():
-            raise DataError(f"OFDM dataset {path} does not exist")
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                arrays = {k: z[k] for k in z.files}
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as err:
-            raise DataError(f"{path} is not a readable OFDM dataset (.npz): {err}") from None
-        missing = {"channels", "ls", "snr_db", "delay_spread_ns", "doppler_hz", "noise_var",
-                   "meta"} - set(arrays)
-        if missing:
-            raise DataError(f"{path} lacks the arrays {sorted(missing)}")
-        meta = json.loads(str(arrays.pop("meta")))
+        arrays, meta = load_npz(path, set(_OFDM_ARRAYS), "OFDM dataset")
         return cls(**arrays, config=OFDMConfig.from_dict(meta["config"]),
                    profile=meta["profile"], snr_definition=meta["snr_definition"])
 

@@ -24,15 +24,13 @@ Loaders: :func:`load_rml2016` (a Python pickle: only with ``allow_pickle=True``)
 
 from __future__ import annotations
 
-import json
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from scipy import signal
 
-from .io import DataError
+from .io import DataError, load_npz, save_npz
 from .sigmf_io import normalize_frames
 
 RML2016_CLASSES = ("8PSK", "AM-DSB", "AM-SSB", "BPSK", "CPFSK", "GFSK", "PAM4", "QAM16",
@@ -104,27 +102,12 @@ class AMRDataset:
         return self.subset(idx_train), self.subset(idx_test)
 
     def save(self, path: str | Path) -> Path:
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez_compressed(tmp, X=self.X, y=self.y, snr=self.snr,
-                            meta=np.asarray(json.dumps({"classes": list(self.classes),
-                                                        "info": self.info})))
-        tmp.replace(path)
-        return path
+        return save_npz(path, {"X": self.X, "y": self.y, "snr": self.snr},
+                        {"classes": list(self.classes), "info": self.info})
 
     @classmethod
     def load(cls, path: str | Path) -> AMRDataset:
-        path = Path(path)
-        if not path.is_file():
-            raise DataError(f"modulation dataset {path} does not exist")
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                arrays = {k: z[k] for k in z.files}
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
-            raise DataError(f"{path} is not a readable .npz modulation dataset: {err}") from None
-        if not {"X", "y", "snr", "meta"} <= set(arrays):
-            raise DataError(f"{path} lacks the arrays X, y, snr and meta")
-        meta = json.loads(str(arrays["meta"]))
+        arrays, meta = load_npz(path, {"X", "y", "snr"}, "modulation dataset")
         return cls(arrays["X"], arrays["y"], arrays["snr"], meta["classes"], meta["info"])
 
 

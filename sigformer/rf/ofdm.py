@@ -174,14 +174,6 @@ def plot_grids(dataset: OFDMDataset, estimates: dict[str, np.ndarray], index: in
     return fig
 
 
-def _json_default(obj):
-    if isinstance(obj, (np.integer, np.floating)):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    return str(obj)
-
-
 def _worst_gaps(result: dict[str, Any]) -> dict[str, float]:
     names = result["points"][0]["gap_to_bound_db"]
     return {n: max(r["gap_to_bound_db"][n] for r in result["points"]) for n in names}
@@ -195,6 +187,7 @@ def run_ofdm_pipeline(cfg, out_dir: str | Path | None = None, log=print) -> dict
     from ..checkpoint import save_checkpoint
     from ..data.ofdm import simulate_ofdm, simulate_sweeps
     from ..models import create_model
+    from ..pipeline import json_default
     from .channel_estimation import LSInterpolation, SampleLMMSE
 
     o = cfg.ofdm
@@ -273,7 +266,7 @@ def run_ofdm_pipeline(cfg, out_dir: str | Path | None = None, log=print) -> dict
     log(f"[4/4] writing the report to {out}")
     out.mkdir(parents=True, exist_ok=True)
     (out / "pipeline.json").write_text(cfg.model_dump_json(indent=2))
-    (out / "metrics.json").write_text(json.dumps(report, indent=2, default=_json_default))
+    (out / "metrics.json").write_text(json.dumps(report, indent=2, default=json_default))
     (out / "nmse_table.txt").write_text(format_sweep_table(result) + "\n")
     plot_sweeps(result, out / "nmse_sweeps.png", title=f"TDL-{o.profile}")
     example = sweeps["snr"][-1][1]
