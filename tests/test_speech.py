@@ -324,3 +324,94 @@ def test_separation_pipeline_end_to_end(tmp_path):
     assert read_audio(tmp_path / "out" / "example_s1.wav")[0].shape == (1, 8000)
     path.write_text(yaml.safe_dump({"task": "separate", "speech": {"n_src": 5}}))
     assert main(["run", str(path)]) == 2
+
+
+# --- DeFTAN-II ----------------------------------------------------------------------------
+
+def test_deftan2_parameter_counts_match_reference():
+    from sigformer.models.speech.deftan2 import DeFTAN2
+
+    assert sum(p.numel() for p in DeFTAN2().parameters()) == 3_997_988  # 3,998 k
+    assert sum(p.numel() for p in DeFTAN2(n_layers=12).parameters()) == 7_712_804  # 7.71 M
+
+
+@pytest.mark.parametrize("n_mics, length", [(4, 1000), (4, 16001), (2, 3000), (8, 700)])
+def test_deftan2_any_mic_count_and_length(n_mics, length):
+    model = create_model("deftan2", "tiny", n_mics=n_mics).eval()
+    with torch.no_grad():
+        out = model(torch.randn(2, n_mics, length))
+    assert out.shape == (2, 1, length) and torch.isfinite(out).all()
+
+
+def test_deftan2_stft_path_is_an_identity_with_the_network_bypassed():
+    """Std normalisation, STFT and inverse STFT round-trip when the network passes the
+    reference microphone's spectrum straight through."""
+    model = create_model("deftan2", "tiny").eval()
+    model.encoder = torch.nn.Identity()
+    model.blocks = torch.nn.ModuleList()
+
+    class FirstMic(torch.nn.Module):
+        def forward(self, h):
+            return h[:, :2]
+
+    model.decoder = FirstMic()
+    x = 3.0 * torch.randn(2, 4, 5000)
+    with torch.no_grad():
+        out = model(x)
+    torch.testing.assert_close(out[:, 0], x[:, 0], atol=1e-4, rtol=1e-4)
+
+
+def test_deftan2_bad_input():
+    model = create_model("deftan2", "tiny")
+    with pytest.raises(ValueError, match="4 microphones.*got mono"):
+        model(torch.randn(1, 1600))
+    with pytest.raises(ValueError, match="got 2-microphone"):
+        model(torch.randn(1, 2, 1600))
+    with pytest.raises(ValueError, match="16000 Hz audio, got 8000"):
+        model.check_rate(8000)
+
+
+def test_pcm_loss_is_zero_only_for_the_target():
+    from sigformer.speech.metrics import pcm_loss
+
+    rng = np.random.default_rng(0)
+    target = torch.tensor(rng.standard_normal((2, 1, 4000)), dtype=torch.float32)
+    mixture = target + 0.3 * torch.randn(2, 1, 4000)
+    assert pcm_loss(mixture, target, target).item() < 1e-6
+    assert pcm_loss(mixture, mixture, target).item() > 0.01
+    estimate = target.clone().requires_grad_(True)
+    pcm_loss(mixture, estimate * 0.5, target).backward()
+    assert estimate.grad.abs().sum() > 0
+
+
+def test_beamformers_improve_a_simulated_scene():
+    from sigformer.data.room import SceneConfig, simulate_scene
+    from sigformer.speech.beamforming import delay_and_sum, mvdr
+
+    speech = _voiced(32000, 140, 16000, seed=5)
+    noise = np.random.default_rng(1).standard_normal(32000).astype(np.float32)
+    scene = simulate_scene(speech, noise, SceneConfig(max_order=4, snr_db=(0, 0)), seed=4)
+    noisy = float(si_sdr(scene.mixture[0], scene.target[0]))
+    assert float(si_sdr(mvdr(scene.mixture, 16000, noise=scene.mixture - scene.reverberant),
+                        scene.target[0])) > noisy + 0.5
+    assert delay_and_sum(scene.mixture, 16000).shape == (32000,)
+
+
+def test_enhance_cli(tmp_path):
+    from sigformer.checkpoint import save_checkpoint
+    from sigformer.cli import main
+
+    save_checkpoint(tmp_path / "enh", create_model("deftan2", "tiny"))
+    x = 0.1 * np.random.default_rng(0).standard_normal((4, 20000)).astype(np.float32)
+    write_audio(tmp_path / "array.wav", x, 16000)
+    assert main(["enhance", str(tmp_path / "array.wav"), "--model", str(tmp_path / "enh"),
+                 "--out", str(tmp_path / "clean.wav"), "--chunk-s", "0.5",
+                 "--overlap-s", "0.1"]) == 0
+    out, rate = read_audio(tmp_path / "clean.wav")
+    assert out.shape == (1, 20000) and rate == 16000
+    write_audio(tmp_path / "mono.wav", x[:1], 16000)
+    assert main(["enhance", str(tmp_path / "mono.wav"), "--model", str(tmp_path / "enh"),
+                 "--out", str(tmp_path / "o.wav")]) == 2
+    write_audio(tmp_path / "array8k.wav", x, 8000)
+    assert main(["enhance", str(tmp_path / "array8k.wav"), "--model", str(tmp_path / "enh"),
+                 "--out", str(tmp_path / "o.wav")]) == 2

@@ -26,9 +26,10 @@ from .rf.kd_mobilenet import KDMobileNet  # noqa: E402
 from .rf.mcldnn import MCLDNN  # noqa: E402
 from .rf.ofdm_linear import OFDMLinear  # noqa: E402
 from .rf.vtcnn2 import VTCNN2  # noqa: E402
+from .speech.deftan2 import DeFTAN2  # noqa: E402
 from .speech.mossformer import MossFormer  # noqa: E402
 
 __all__ = [
-    "AMRResNet", "AdaFortiTran", "ClST", "DBConformer", "DuINClassifier", "DuINMAE", "DuINVQVAE", "FortiTran", "KDCNN", "KDMobileNet", "MCLDNN", "MossFormer", "OFDMLinear", "TFMClassifier", "TFMEncoder", "TFMTokenizer", "UnknownModelError", "VTCNN2", "create_model", "get_model_class", "list_models",
+    "AMRResNet", "AdaFortiTran", "ClST", "DBConformer", "DeFTAN2", "DuINClassifier", "DuINMAE", "DuINVQVAE", "FortiTran", "KDCNN", "KDMobileNet", "MCLDNN", "MossFormer", "OFDMLinear", "TFMClassifier", "TFMEncoder", "TFMTokenizer", "UnknownModelError", "VTCNN2", "create_model", "get_model_class", "list_models",
     "list_presets", "register_model",
 ]

@@ -128,3 +128,21 @@ def evaluate_separation(estimates: np.ndarray, references: np.ndarray, mixture: 
         out["stoi"] = float(np.mean([stoi_score(r, e, sample_rate)
                                      for r, e in zip(references, aligned)]))
     return out
+
+
+def _stft_ri(x: torch.Tensor, win: int, hop: int) -> torch.Tensor:
+    spec = torch.stft(x.reshape(-1, x.shape[-1]), win, hop,
+                      window=torch.hann_window(win, device=x.device, dtype=x.dtype),
+                      return_complex=True)
+    return torch.view_as_real(spec)
+
+
+def pcm_loss(mixture: torch.Tensor, estimate: torch.Tensor, target: torch.Tensor,
+             win: int = 512, hop: int = 256) -> torch.Tensor:
+    """DeFTAN-II's PCM loss: ``0.5 L(s_hat, s) + 0.5 L(x - s_hat, x - s)`` with ``L`` the mean
+    absolute error of the STFT real and imaginary parts (speech and noise terms). Inputs
+    ``(B, 1, N)`` or ``(B, N)``; ``mixture`` is the reference-microphone signal."""
+    def l1(a, b):
+        return (_stft_ri(a, win, hop) - _stft_ri(b, win, hop)).abs().mean()
+
+    return 0.5 * l1(estimate, target) + 0.5 * l1(mixture - estimate, mixture - target)
