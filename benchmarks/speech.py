@@ -8,11 +8,14 @@ against sigformer's streaming path (:class:`~sigformer.speech.chunked.ChunkedPro
 chunks with 0.5 s overlap, speaker order aligned). Target: streaming peak memory flat
 (within 10%) from 10 s to 60 s.
 
-Part 2 (``--part quality``): tiny MossFormer trained for a fixed number of steps on
+Part 2 (``--part quality``): (a) tiny MossFormer trained for a fixed number of steps on
 mixtures of the real clean speakers in ``../shared/data/speech/clean`` (synthetic voices if
 absent), evaluated on held-out mixtures against the input mixture (floor) and the oracle ideal
 ratio mask (ceiling). Peer separation models (asteroid ConvTasNet / DPRNN) are tried and
 reported as unavailable when asteroid does not import with this torch/torchaudio pair.
+(b) DeFTAN-II (small) trained for a fixed budget with the PCM loss on simulated noisy
+reverberant 4-mic scenes built from the real speakers and noise, against the unprocessed
+reference microphone, delay-and-sum and MVDR (oracle noise statistics).
 
     python benchmarks/speech.py [--part speed|quality|all] [--preset small] [--lengths 1 10 30 60]
 """
@@ -40,17 +43,22 @@ def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+MODELS = {"mossformer": (8000, 1), "deftan2": (16000, 4)}  # rate, input channels
+
+
 def _measure(args: tuple) -> dict:
     """In a fresh process: peak RSS growth and wall time of one inference run."""
-    preset, mode, seconds, rate, threads = args
+    name, preset, mode, seconds, threads = args
+    rate, channels = MODELS[name]
     torch.set_num_threads(threads)
     from sigformer.models import create_model
     from sigformer.speech.chunked import model_function, process_array
 
-    model = create_model("mossformer", preset).eval()
-    fn = model_function(model)
-    fn(np.zeros((1, rate), np.float32))  # warm-up at 1 s
-    x = np.random.default_rng(0).standard_normal((1, int(seconds * rate))).astype(np.float32)
+    model = create_model(name, preset).eval()
+    fn = model_function(model, multichannel=name == "deftan2")
+    fn(np.zeros((channels, rate), np.float32))  # warm-up at 1 s
+    x = np.random.default_rng(0).standard_normal((channels, int(seconds * rate))).astype(
+        np.float32)
     base = _rss_mb()
     t0 = time.perf_counter()
     if mode == "whole":
@@ -59,19 +67,19 @@ def _measure(args: tuple) -> dict:
         out = process_array(fn, x, int(4.0 * rate), int(0.5 * rate), align=True)
     wall = time.perf_counter() - t0
     assert out.shape[1] == x.shape[1]
-    return {"mode": mode, "seconds": seconds, "wall_s": wall, "rtf": wall / seconds,
-            "peak_rss_growth_mb": _rss_mb() - base}
+    return {"model": name, "mode": mode, "seconds": seconds, "wall_s": wall,
+            "rtf": wall / seconds, "peak_rss_growth_mb": _rss_mb() - base}
 
 
-def speed(args) -> dict:
+def speed(args, name: str) -> dict:
     ctx = mp.get_context("spawn")
     rows = []
     for seconds in args.lengths:
         for mode in ("whole", "streaming"):
             with ctx.Pool(1) as pool:
-                row = pool.apply(_measure, ((args.preset, mode, seconds, 8000, args.threads),))
+                row = pool.apply(_measure, ((name, args.preset, mode, seconds, args.threads),))
             rows.append(row)
-            print(f"  {mode:9s} {seconds:5.0f} s: RTF {row['rtf']:.3f}, peak RSS +"
+            print(f"  {name} {mode:9s} {seconds:5.0f} s: RTF {row['rtf']:.3f}, peak RSS +"
                   f"{row['peak_rss_growth_mb']:.0f} MB", flush=True)
     print(f"\n{'length (s)':>10s} {'whole RTF':>10s} {'stream RTF':>11s} {'whole +MB':>10s} "
           f"{'stream +MB':>11s}")
@@ -173,6 +181,24 @@ def quality(args) -> dict:
             "n_test": args.n_test, "results": results, "peer": peer}
 
 
+def enhancement(args) -> dict:
+    """DeFTAN-II (small) vs unprocessed, delay-and-sum and MVDR on simulated noisy reverberant
+    4-mic scenes built from the real speakers and noise (the enhancement pipeline)."""
+    from sigformer.pipeline import load_config
+    from sigformer.speech.pipeline import run_enhancement_pipeline
+
+    noise = CLEAN.parent / "noise"
+    cfg = load_config({"name": "bench_enhance", "task": "enhance", "enhance": {
+        "clean_dir": str(CLEAN) if CLEAN.is_dir() else None,
+        "noise_dir": str(noise) if noise.is_dir() else None,
+        "n_train": args.enh_train, "n_test": args.n_test, "seconds": 2.0,
+        "max_epochs": args.enh_epochs, "preset": "small"},
+        "output": {"save_model": False}})
+    report = run_enhancement_pipeline(cfg, REPO / "runs" / "bench_enhance",
+                                      log=lambda m: print(m, flush=True))
+    return {k: report[k] for k in ("results", "n_parameters", "n_train", "n_test", "seconds")}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--part", choices=("speed", "quality", "all"), default="all")
@@ -183,16 +209,22 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=2.0, help="mixture length (quality)")
     ap.add_argument("--n-train", type=int, default=200)
     ap.add_argument("--n-test", type=int, default=10)
+    ap.add_argument("--enh-train", type=int, default=48, help="training scenes (enhancement)")
+    ap.add_argument("--enh-epochs", type=int, default=8)
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "speech.json"))
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     report = {"args": vars(args), "machine": platform.machine()}
     if args.part in ("speed", "all"):
-        print(f"MossFormer ({args.preset}) inference, whole file vs streaming:")
-        report["speed"] = speed(args)
+        report["speed"] = {}
+        for name in MODELS:
+            print(f"\n{name} ({args.preset}) inference, whole file vs streaming:")
+            report["speed"][name] = speed(args, name)
     if args.part in ("quality", "all"):
         print("\nseparation quality after a fixed CPU budget:")
         report["quality"] = quality(args)
+        print("\nenhancement quality after a fixed CPU budget (simulated 4-mic scenes):")
+        report["enhancement"] = enhancement(args)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2))

@@ -46,6 +46,12 @@ def _cmd_run(args) -> int:
         print(json.dumps({k: report[k] for k in ("codebook_usage", "codebook_perplexity",
                                                  "tokens_per_window")}, indent=2))
         return 0
+    if cfg.task == "enhance":
+        from .speech.pipeline import run_enhancement_pipeline
+
+        report = run_enhancement_pipeline(cfg, args.out)
+        print(json.dumps(report["results"], indent=2))
+        return 0
     if cfg.task == "separate":
         from .speech.pipeline import run_separation_pipeline
 

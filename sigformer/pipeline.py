@@ -273,6 +273,30 @@ class SpeechTaskConfig(_Strict):
     seed: int = 0
 
 
+class EnhanceTaskConfig(_Strict):
+    """``task: enhance``: simulated array scenes -> PCM training -> beamformer comparison."""
+    clean_dir: str | None = None
+    noise_dir: str | None = None
+    sample_rate: int = Field(16000, gt=0)
+    seconds: float = Field(2.0, gt=0)
+    n_mics: int = Field(4, ge=2)
+    radius: float = Field(0.1, gt=0)
+    snr_db: tuple[float, float] = (0.0, 15.0)
+    max_order: int | None = Field(10, ge=0)
+    n_train: int = Field(32, ge=1)
+    n_test: int = Field(6, ge=1)
+    model: str = "deftan2"
+    preset: str | None = "small"
+    params: dict[str, Any] = Field(default_factory=dict)
+    max_epochs: int = Field(10, gt=0)
+    batch_size: int = Field(4, gt=0)
+    lr: float = Field(1e-3, gt=0)
+    chunk_s: float = Field(4.0, gt=0)
+    overlap_s: float = Field(0.5, ge=0)
+    perceptual_metrics: bool = True
+    seed: int = 0
+
+
 class OutputConfig(_Strict):
     dir: str = "runs/{name}"
     save_model: bool = True
@@ -280,7 +304,7 @@ class OutputConfig(_Strict):
 
 class PipelineConfig(_Strict):
     name: str = "pipeline"
-    task: Literal["classify", "tokenize", "ofdm", "amr", "separate"] = "classify"
+    task: Literal["classify", "tokenize", "ofdm", "amr", "separate", "enhance"] = "classify"
     data: DataConfig = Field(default_factory=DataConfig)
     preprocess: list[StageConfig] = Field(default_factory=list)
     epochs: EpochsConfig = Field(default_factory=EpochsConfig)
@@ -293,6 +317,7 @@ class PipelineConfig(_Strict):
     ofdm: OFDMTaskConfig = Field(default_factory=OFDMTaskConfig)
     amr: AMRTaskConfig = Field(default_factory=AMRTaskConfig)
     speech: SpeechTaskConfig = Field(default_factory=SpeechTaskConfig)
+    enhance: EnhanceTaskConfig = Field(default_factory=EnhanceTaskConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
 
 
