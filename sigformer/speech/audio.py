@@ -113,3 +113,21 @@ def check_audio(audio: np.ndarray, sample_rate: float, *, expected_rate: int | N
                       f"separation and enhancement quality will drop", AudioWarning,
                       stacklevel=2)
     return audio
+
+
+def read_audio_recording(path: str | os.PathLike, sample_rate: int | None = None,
+                         positions: np.ndarray | None = None):
+    """An audio file as a :class:`~sigformer.recording.Recording` whose channels are
+    microphones (``mic0``, ``mic1``, ...), with the array geometry ``(n_mics, 3)`` in metres
+    when known - the same channel layer the EEG side uses (``max_delay_samples`` etc.)."""
+    from ..channels import mic_array
+    from ..recording import Recording
+
+    audio, rate = read_audio(path, sample_rate)
+    if positions is None:
+        positions = np.full((audio.shape[0], 3), np.nan)
+    channels = mic_array(positions)
+    if len(channels) != audio.shape[0]:
+        raise DataError(f"{path} has {audio.shape[0]} channels but {len(channels)} microphone "
+                        f"positions were given")
+    return Recording(audio, rate, channels)
