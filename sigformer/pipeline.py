@@ -250,18 +250,11 @@ class AMRTaskConfig(_Strict):
     distill: DistillConfig = Field(default_factory=DistillConfig)
 
 
-class SpeechTaskConfig(_Strict):
-    """``task: separate``: mixtures -> PIT SI-SNR training -> chunked evaluation."""
+class _AudioTaskConfig(_Strict):
+    """Fields shared by the speech tasks (data folders, training budget, chunked inference)."""
     clean_dir: str | None = None
     noise_dir: str | None = None
-    n_src: int = Field(2, ge=2, le=3)
-    sample_rate: int = Field(8000, gt=0)
     seconds: float = Field(2.0, gt=0)
-    level_db: float = Field(2.5, ge=0)
-    snr_db: tuple[float, float] = (10.0, 20.0)
-    n_train: int = Field(64, ge=1)
-    n_test: int = Field(8, ge=1)
-    model: str = "mossformer"
     preset: str | None = "small"
     params: dict[str, Any] = Field(default_factory=dict)
     max_epochs: int = Field(10, gt=0)
@@ -273,12 +266,20 @@ class SpeechTaskConfig(_Strict):
     seed: int = 0
 
 
-class EnhanceTaskConfig(_Strict):
+class SpeechTaskConfig(_AudioTaskConfig):
+    """``task: separate``: mixtures -> PIT SI-SNR training -> chunked evaluation."""
+    n_src: int = Field(2, ge=2, le=3)
+    sample_rate: int = Field(8000, gt=0)
+    level_db: float = Field(2.5, ge=0)
+    snr_db: tuple[float, float] = (10.0, 20.0)
+    n_train: int = Field(64, ge=1)
+    n_test: int = Field(8, ge=1)
+    model: str = "mossformer"
+
+
+class EnhanceTaskConfig(_AudioTaskConfig):
     """``task: enhance``: simulated array scenes -> PCM training -> beamformer comparison."""
-    clean_dir: str | None = None
-    noise_dir: str | None = None
     sample_rate: int = Field(16000, gt=0)
-    seconds: float = Field(2.0, gt=0)
     n_mics: int = Field(4, ge=2)
     radius: float = Field(0.1, gt=0)
     snr_db: tuple[float, float] = (0.0, 15.0)
@@ -286,15 +287,6 @@ class EnhanceTaskConfig(_Strict):
     n_train: int = Field(32, ge=1)
     n_test: int = Field(6, ge=1)
     model: str = "deftan2"
-    preset: str | None = "small"
-    params: dict[str, Any] = Field(default_factory=dict)
-    max_epochs: int = Field(10, gt=0)
-    batch_size: int = Field(4, gt=0)
-    lr: float = Field(1e-3, gt=0)
-    chunk_s: float = Field(4.0, gt=0)
-    overlap_s: float = Field(0.5, ge=0)
-    perceptual_metrics: bool = True
-    seed: int = 0
 
 
 class OutputConfig(_Strict):
