@@ -125,19 +125,35 @@ def _cmd_classify_iq(args) -> int:
     return 0
 
 
+def _speech_input(args, attribute: str, kind: str):
+    """Load a speech checkpoint and the input audio at its rate; returns
+    ``(model, audio, file_rate, run)``; ``run(fn, audio, align)`` is the chunked inference."""
+    from .checkpoint import load_checkpoint
+    from .data.io import DataError
+    from .speech.audio import read_audio
+    from .speech.chunked import process_array
+
+    model, _ = load_checkpoint(args.model)
+    if not hasattr(model, attribute):
+        raise DataError(f"{args.model} is not a {kind} checkpoint (no {attribute})")
+    rate = model.sample_rate
+    audio, file_rate = read_audio(args.input, rate if args.resample else None)
+    chunk, overlap = int(args.chunk_s * rate), int(args.overlap_s * rate)
+
+    def run(fn, checked, align: bool):
+        return process_array(fn, checked, chunk, overlap, align=align)
+
+    return model, audio, file_rate, run
+
+
 def _cmd_separate(args) -> int:
     from pathlib import Path
 
-    from .checkpoint import load_checkpoint
     from .data.io import DataError
-    from .speech.audio import check_audio, read_audio, write_audio
-    from .speech.chunked import model_function, process_array
+    from .speech.audio import check_audio, write_audio
+    from .speech.chunked import model_function
 
-    model, _ = load_checkpoint(args.model)
-    if not hasattr(model, "n_src"):
-        raise DataError(f"{args.model} is not a separation checkpoint (no n_src)")
-    rate = model.sample_rate
-    audio, file_rate = read_audio(args.input, rate if args.resample else None)
+    model, audio, file_rate, run = _speech_input(args, "n_src", "separation")
     if audio.shape[0] > 1:
         if args.channel is None:
             raise DataError(f"{args.input} has {audio.shape[0]} channels; separation takes mono "
@@ -146,13 +162,11 @@ def _cmd_separate(args) -> int:
             raise DataError(f"--channel {args.channel}: {args.input} has channels "
                             f"0..{audio.shape[0] - 1}")
         audio = audio[args.channel:args.channel + 1]
+    rate = model.sample_rate
     audio = check_audio(audio, file_rate, expected_rate=rate, name=str(args.input))
-    chunk = int(args.chunk_s * rate)
-    overlap = int(args.overlap_s * rate)
-    sources = process_array(model_function(model), audio, chunk, overlap, align=True)
-    out = Path(args.out)
+    sources = run(model_function(model), audio, align=True)
     stem = Path(args.input).stem
-    paths = [str(write_audio(out / f"{stem}_s{i + 1}.wav", src, rate))
+    paths = [str(write_audio(Path(args.out) / f"{stem}_s{i + 1}.wav", src, rate))
              for i, src in enumerate(sources)]
     print(json.dumps({"sources": paths, "sample_rate": rate,
                       "seconds": round(audio.shape[1] / rate, 3)}, indent=2))
@@ -160,20 +174,15 @@ def _cmd_separate(args) -> int:
 
 
 def _cmd_enhance(args) -> int:
-    from .checkpoint import load_checkpoint
-    from .data.io import DataError
-    from .speech.audio import check_audio, read_audio, write_audio
-    from .speech.chunked import model_function, process_array
+    from .speech.audio import check_audio, write_audio
+    from .speech.chunked import model_function
 
-    model, _ = load_checkpoint(args.model)
-    if not hasattr(model, "n_mics"):
-        raise DataError(f"{args.model} is not a multichannel enhancement checkpoint (no n_mics)")
+    model, audio, file_rate, run = _speech_input(args, "n_mics",
+                                                 "multichannel enhancement")
     rate = model.sample_rate
-    audio, file_rate = read_audio(args.input, rate if args.resample else None)
     audio = check_audio(audio, file_rate, expected_rate=rate, n_channels=model.n_mics,
                         name=str(args.input))
-    chunk, overlap = int(args.chunk_s * rate), int(args.overlap_s * rate)
-    enhanced = process_array(model_function(model, multichannel=True), audio, chunk, overlap)
+    enhanced = run(model_function(model, multichannel=True), audio, align=False)
     path = write_audio(args.out, enhanced[:1], rate)
     print(json.dumps({"output": str(path), "sample_rate": rate, "microphones": model.n_mics,
                       "seconds": round(audio.shape[1] / rate, 3)}, indent=2))
