@@ -3,9 +3,12 @@
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sigformer.models import create_model
 from sigformer.models.eeg.duin import (
+    DuINMAE,
     DuINRegionTokens,
     pretrain_mae,
     pretrain_vqvae,
@@ -114,3 +117,114 @@ def test_per_subject_channel_adapters():
     assert not torch.allclose(a, b)
     with pytest.raises(ValueError, match="subject index 2 out of range for 2 subject"):
         m(x, subject=torch.tensor([2, 0]))
+
+
+# --- training as released (issue 12): each switch pinned ----------------------------------
+
+def _tiny(name, seed=0, **kw):
+    torch.manual_seed(seed)
+    return create_model(name, preset="tiny", n_chans=4, n_times=1000, **kw).eval()
+
+
+def test_vqvae_decoder_adds_time_embedding_as_released():
+    released = _tiny("duin_vqvae")
+    assert released.decoder_time_embedding is True
+    old = _tiny("duin_vqvae", decoder_time_embedding=False)
+    old.load_state_dict(released.state_dict())
+    x = torch.randn(2, 4, 1000)
+    with torch.no_grad():
+        a, b = released(x)[0], old(x)[0]
+        z, _ = released.encode(x)
+        h = released.decoder(z + released.backbone.time_encoding[None]).transpose(1, 2)
+        manual = released.out_proj(released.regression_head(h).transpose(1, 2))
+        manual = released.desubject(manual, torch.ones(2, 1)).transpose(1, 2)
+    torch.testing.assert_close(a, manual)
+    assert (a - b).abs().max() > 1e-3 * a.abs().max()
+
+
+def test_mae_loss_is_one_cross_entropy_over_tokens():
+    release = _tiny("duin_mae", n_codes=16)
+    old = _tiny("duin_mae", n_codes=16, mae_loss="sum_of_views")
+    old.load_state_dict(release.state_dict())
+    x, targets = torch.randn(3, 4, 1000), torch.randint(0, 16, (3, 10))
+    mask = release.random_mask(3, 10, "cpu")
+    with torch.no_grad():
+        logits = release.predict_codes(x, mask)
+        single = release.loss(x, targets, mask=mask)["loss"]
+        summed = old.loss(x, targets, mask=mask)["loss"]
+        masked_view = release(x, mask)
+    torch.testing.assert_close(logits[mask], masked_view[mask])  # each token from its masked view
+    torch.testing.assert_close(single, torch.nn.functional.cross_entropy(
+        logits.reshape(-1, 16), targets.reshape(-1)))
+    torch.testing.assert_close(summed, 2 * single)  # 50 % mask: the old loss was twice as big
+    with pytest.raises(ValueError, match="mae_loss must be one of"):
+        _tiny("duin_mae", mae_loss="mean")
+
+
+@settings(max_examples=40, deadline=None)
+@given(n_tokens=st.integers(1, 64), ratio=st.floats(0.05, 0.95))
+def test_mae_mask_count_follows_release(n_tokens, ratio):
+    mae = DuINMAE.__new__(DuINMAE)  # only mask_ratio is needed
+    mae.mask_ratio = ratio
+    mask = DuINMAE.random_mask(mae, 3, n_tokens, "cpu")
+    keep = int(n_tokens * (1.0 - ratio))  # the release truncates the kept count
+    assert (mask.sum(1) == n_tokens - keep).all()
+
+
+@pytest.mark.parametrize("init_from_vqvae", [False, True])
+def test_mae_from_scratch_unless_asked(monkeypatch, init_from_vqvae):
+    vqvae = _tiny("duin_vqvae", seed=1)
+    mae = _tiny("duin_mae", init_from_vqvae=init_from_vqvae)
+    fresh = mae.backbone.encoder.blocks[0].attn.query.weight.detach().clone()
+    seen = {}
+
+    def record_start(model, loss_step, tensors, **kwargs):
+        seen["query"] = model.backbone.encoder.blocks[0].attn.query.weight.detach().clone()
+        seen["targets"] = tensors[2]
+
+    monkeypatch.setattr("sigformer.training.train_objective", record_start)
+    X = np.random.default_rng(0).standard_normal((4, 4, 1000)).astype(np.float32)
+    pretrain_mae(mae, vqvae, X, max_epochs=1)
+    expected = vqvae.backbone.encoder.blocks[0].attn.query.weight if init_from_vqvae else fresh
+    torch.testing.assert_close(seen["query"], expected)
+    np.testing.assert_array_equal(seen["targets"], vqvae_targets(vqvae, X))
+    assert not torch.equal(fresh, vqvae.backbone.encoder.blocks[0].attn.query.weight)
+
+
+def test_heads_start_truncated_normal_as_released():
+    released = _tiny("duin", n_outputs=5)
+    default = _tiny("duin", n_outputs=5, head_init="default")
+    w = released.head[1].weight.detach()  # Linear(1000 / 100 * 160 = 1600, 16)
+    assert abs(float(w.std()) - 0.02) < 0.001 and not released.head[1].bias.any()
+    assert not released.head[3].bias.any() and not released.contra_block.proj_z.bias.any()
+    assert float(default.head[1].weight.detach().std()) < 0.016 and default.head[1].bias.any()
+    mae, vq = _tiny("duin_mae"), _tiny("duin_vqvae")
+    assert not mae.token_head.bias.any() and not vq.out_proj.bias.any()
+    assert _tiny("duin_mae", head_init="default").token_head.bias.any()
+    with pytest.raises(ValueError, match="head_init must be one of"):
+        _tiny("duin", head_init="xavier")
+
+
+def test_contrastive_block_runs_on_token_sequences():
+    block = _tiny("duin").contra_block
+    z, y = torch.randn(4, 10, 160), torch.randn(4, 10, 160)
+    labels = torch.nn.functional.one_hot(torch.tensor([0, 1, 0, 2]), 3).float()
+    t = 2.0  # the release's UniCL log-scale; the same logit scale is tau = exp(-t)
+    with torch.no_grad():
+        block.tau.fill_(float(np.exp(-t)))
+        loss = block(z, y)
+        unicl = block(z, y, labels)
+        ez = torch.nn.functional.normalize(block.proj_z(z).flatten(1), dim=-1)
+        ey = torch.nn.functional.normalize(block.proj_y(y).flatten(1), dim=-1)
+    logits = ez @ ey.T * np.exp(t)
+    target = torch.arange(4)
+    expected = (torch.nn.functional.cross_entropy(logits, target)
+                + torch.nn.functional.cross_entropy(logits.T, target)) / 2
+    torch.testing.assert_close(loss, expected)
+    same = labels @ labels.T
+    soft = same / same.sum(-1, keepdim=True)
+    expected = (torch.nn.functional.cross_entropy(logits, soft)
+                + torch.nn.functional.cross_entropy(logits.T, soft.T)) / 2
+    torch.testing.assert_close(unicl, expected)
+    with pytest.raises(ValueError, match=r"expects \(batch, \.\.\., 160\)"):
+        block(torch.randn(4, 10, 32), y)

@@ -18,6 +18,22 @@ Parameter counts (10 channels, 3000 samples, 1 subject): classifier 4,377,639, V
 5,939,319, MAE 3,895,112 — these totals include the frozen parameters of the release (time
 encodings, codebook statistics, attention scales), which are kept as frozen parameters here.
 Inputs follow sigformer's ``(batch, channels, times)`` layout (the release is time-major).
+
+Training follows the release by default; each difference is a constructor switch:
+
+* ``DuINVQVAE(decoder_time_embedding=True)``: the decoder adds the sinusoidal time encoding to
+  the quantised tokens before its transformer, as the release's ``Sequential(emb_time, ...)``
+  does (``False`` is sigformer's earlier behaviour, which changed reconstructions by ~80 % of
+  the signal scale).
+* ``DuINMAE(init_from_vqvae=False)``: the release trains the masked model from scratch; only
+  the VQ-VAE's codes are used, as targets. ``True`` makes :func:`pretrain_mae` start the MAE's
+  subject layer, tokenizer and encoder from the VQ-VAE's.
+* ``DuINMAE(mae_loss="single_ce")``: one cross-entropy over every token, each predicted from
+  the view in which it is masked (the release). ``"sum_of_views"`` sums the two views'
+  masked-token means (twice the release's value for a 50 % mask).
+* ``head_init="trunc_normal"`` (all three models): heads (classifier MLP, contrastive
+  projections, MAE token head, VQ-VAE output projection) start from truncated normal
+  (std 0.02) weights and zero biases, as released; ``"default"`` keeps PyTorch's init.
 """
 
 from __future__ import annotations
@@ -177,8 +193,17 @@ class LaBraMQuantizer(nn.Module):
 
 
 class ContrastiveBlock(nn.Module):
-    """CLIP-style projection heads of the release (frozen temperature 0.25); its loss weight
-    is 0 in the released classifier, so it only exists for weight and count parity."""
+    """Contrastive projection heads of the release; its loss weight is 0 in the released
+    classifier, so it exists for weight and count parity and is not run by the forward.
+
+    Tokens ``(B, *, d_model)`` are projected one by one to ``d_contra`` and flattened, as
+    released, then L2-normalised; ``logits = e_z @ e_y.T / tau``. ``tau`` is a CLIP
+    temperature (0.25, frozen). The release's classifier instead stores a UniCL log-scale
+    ``t`` (logits ``* exp(t)``, t = 2.0): the same scaling is ``tau = exp(-t)``, so ``t`` is
+    never copied into ``tau``. With ``labels`` (one-hot or multi-hot ``(B, n_labels)``),
+    samples sharing a label are all positives (UniCL targets); without, the diagonal is.
+    (The release projects ``Y`` with ``proj_z`` as well; here each side has its own head.)
+    """
 
     def __init__(self, d_model: int = 160, d_contra: int = 32):
         super().__init__()
@@ -186,12 +211,38 @@ class ContrastiveBlock(nn.Module):
         self.proj_z = nn.Linear(d_model, d_contra)
         self.proj_y = nn.Linear(d_model, d_contra)
 
-    def forward(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        ez = F.normalize(self.proj_z(z.flatten(1)), dim=-1)
-        ey = F.normalize(self.proj_y(y.flatten(1)), dim=-1)
+    def forward(self, z: torch.Tensor, y: torch.Tensor,
+                labels: torch.Tensor | None = None) -> torch.Tensor:
+        d_model = self.proj_z.in_features
+        if z.shape[-1] != d_model or y.shape[-1] != d_model:
+            raise ValueError(f"ContrastiveBlock expects (batch, ..., {d_model}) inputs, got "
+                             f"{tuple(z.shape)} and {tuple(y.shape)}")
+        ez = F.normalize(self.proj_z(z).flatten(1), dim=-1)
+        ey = F.normalize(self.proj_y(y).flatten(1), dim=-1)
         logits = ez @ ey.T / self.tau
-        target = torch.arange(len(ez), device=ez.device)
-        return (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
+        if labels is None:
+            target = torch.eye(len(ez), device=ez.device, dtype=logits.dtype)
+        else:
+            same = labels.to(logits.dtype) @ labels.to(logits.dtype).T
+            target = same / same.sum(-1, keepdim=True).clamp(min=1e-12)
+        return (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target.T)) / 2
+
+
+HEAD_INITS = ("trunc_normal", "default")
+
+
+def init_heads(head_init: str, *modules: nn.Module) -> None:
+    """The release's head init (truncated normal std 0.02, zero bias) for every Linear in
+    ``modules``; ``"default"`` leaves PyTorch's init."""
+    if head_init not in HEAD_INITS:
+        raise ValueError(f"head_init must be one of {HEAD_INITS}, got {head_init!r}")
+    if head_init == "default":
+        return
+    for module in modules:
+        for layer in module.modules():
+            if isinstance(layer, nn.Linear):
+                nn.init.trunc_normal_(layer.weight, std=0.02)
+                nn.init.zeros_(layer.bias)
 
 
 _DUIN_PRESET = {"he2023": dict(n_chans=10, n_times=3000, n_outputs=61, n_subjects=1, sfreq=1000)}
@@ -208,15 +259,17 @@ class DuINClassifier(nn.Module):
     sigmoid outputs; their argmax is unchanged). Default: plain logits, as in the paper.
     ``with_unused_blocks`` keeps the release's VQ and contrastive blocks, whose losses it
     weights 0, so parameter totals and weight files match (4,377,639); they are not run.
+    ``head_init="trunc_normal"`` initialises the head and the contrastive projections as
+    released (std 0.02, zero bias); ``"default"`` keeps PyTorch's init.
     """
 
     def __init__(self, n_chans=10, n_outputs=61, n_times=3000, sfreq=1000.0, chs_info=None,
                  n_subjects: int = 1, depth: int = 8, heads: int = 8, d_head: int = 64,
                  d_ff: int = 320, head_hidden: int = 128, sigmoid_head: bool = False,
-                 with_unused_blocks: bool = True):
+                 with_unused_blocks: bool = True, head_init: str = "trunc_normal"):
         super().__init__()
         self.n_chans, self.n_outputs, self.n_times, self.sfreq = n_chans, n_outputs, n_times, sfreq
-        self.sigmoid_head = sigmoid_head
+        self.sigmoid_head, self.head_init = sigmoid_head, head_init
         self.backbone = DuINBackbone(n_chans, n_times, n_subjects, 160, depth, heads, d_head, d_ff)
         if with_unused_blocks:
             self.vq_block = LaBraMQuantizer()
@@ -224,6 +277,7 @@ class DuINClassifier(nn.Module):
         self.head = nn.Sequential(nn.Flatten(), nn.Linear(self.backbone.n_tokens * 160,
                                                           head_hidden),
                                   nn.ReLU(), nn.Linear(head_hidden, n_outputs))
+        init_heads(head_init, self.head, *([self.contra_block] if with_unused_blocks else []))
 
     def forward(self, x: torch.Tensor, subject=None) -> torch.Tensor:
         out = self.head(self.backbone(x, subject))
@@ -238,14 +292,23 @@ class DuINClassifier(nn.Module):
     **_DUIN_PRESET, "tiny": dict(depth=1, decoder_depth=1, heads=2, d_head=16, d_ff=64,
                                  n_codes=64)})
 class DuINVQVAE(nn.Module):
-    """Du-IN VQ-VAE (``duin_vqvae``): backbone -> LaBraM quantiser -> 4-block decoder ->
-    transposed-convolution head -> inverse subject layer, reconstructing ``(B, C, T)``."""
+    """Du-IN VQ-VAE (``duin_vqvae``): backbone -> LaBraM quantiser -> (+ time encoding) ->
+    4-block decoder -> transposed-convolution head -> inverse subject layer, reconstructing
+    ``(B, C, T)``.
+
+    ``decoder_time_embedding=True`` adds the backbone's sinusoidal time encoding to the
+    quantised tokens before the decoder, as released (``False``: sigformer's earlier decoder,
+    kept to reproduce old results). ``head_init`` as in :class:`DuINClassifier` (applies to
+    the output projection; the transposed convolutions keep PyTorch's init, as released).
+    """
 
     def __init__(self, n_chans=10, n_times=3000, n_subjects: int = 1, depth: int = 8,
                  decoder_depth: int = 4, heads: int = 8, d_head: int = 64, d_ff: int = 320,
-                 n_codes: int = 2048, n_outputs=None, sfreq=1000.0, chs_info=None):
+                 n_codes: int = 2048, n_outputs=None, sfreq=1000.0, chs_info=None,
+                 decoder_time_embedding: bool = True, head_init: str = "trunc_normal"):
         super().__init__()
         self.n_chans, self.n_times = n_chans, n_times
+        self.decoder_time_embedding, self.head_init = decoder_time_embedding, head_init
         self.backbone = DuINBackbone(n_chans, n_times, n_subjects, 160, depth, heads, d_head, d_ff)
         self.vq = LaBraMQuantizer(n_codes=n_codes)
         self.decoder = duin_transformer(decoder_depth, 160, heads, d_head, d_ff)
@@ -259,6 +322,7 @@ class DuINVQVAE(nn.Module):
         )
         self.out_proj = nn.Linear(D_NEURAL, D_NEURAL)
         self.desubject = SubjectLayer(D_NEURAL, n_chans, n_subjects)
+        init_heads(head_init, self.out_proj)
 
     def encode(self, x: torch.Tensor, subject=None):
         return self.vq(self.backbone(x, subject))
@@ -270,6 +334,8 @@ class DuINVQVAE(nn.Module):
 
     def forward(self, x: torch.Tensor, subject=None):
         z, vq_out = self.encode(x, subject)
+        if self.decoder_time_embedding:
+            z = z + self.backbone.time_encoding[None]
         h = self.decoder(z).transpose(1, 2)  # (B, 160, n_tokens)
         h = self.out_proj(self.regression_head(h).transpose(1, 2))  # (B, T, 16)
         onehot = self.backbone.subject_onehot(subject, len(x), x.device)
@@ -287,25 +353,49 @@ class DuINVQVAE(nn.Module):
                 "vq": vq_out.loss.detach(), "perplexity": vq_out.perplexity.detach()}
 
 
+MAE_LOSSES = ("single_ce", "sum_of_views")
+
+
 @register_model("duin_mae", domain="seeg", presets={
     **_DUIN_PRESET, "tiny": dict(depth=1, heads=2, d_head=16, d_ff=64, n_codes=64)})
 class DuINMAE(nn.Module):
     """Du-IN masked model (``duin_mae``): masked tokens replaced by a learned embedding, the
-    encoder predicts the frozen VQ-VAE's code of every masked token (2048-way)."""
+    encoder predicts the frozen VQ-VAE's code of every masked token (2048-way).
+
+    Each step draws one mask and runs two views, the mask and its complement, so every token
+    is predicted once, from the view in which it is hidden (:meth:`predict_codes`).
+
+    * ``mae_loss="single_ce"`` (release): one cross-entropy over all tokens of those
+      predictions. ``"sum_of_views"``: the sum of each view's mean over its masked tokens
+      (sigformer's earlier loss, twice the release's at ``mask_ratio=0.5``).
+    * ``init_from_vqvae=False`` (release): :func:`pretrain_mae` trains the MAE from scratch and
+      uses the VQ-VAE only for its codes; ``True`` first copies the VQ-VAE's subject layer,
+      tokenizer and encoder into the MAE's backbone.
+    * ``head_init``: the token head's init, as in :class:`DuINClassifier`.
+    """
 
     def __init__(self, n_chans=10, n_times=3000, n_subjects: int = 1, depth: int = 8,
                  heads: int = 8, d_head: int = 64, d_ff: int = 320, n_codes: int = 2048,
-                 mask_ratio: float = 0.5, n_outputs=None, sfreq=1000.0, chs_info=None):
+                 mask_ratio: float = 0.5, n_outputs=None, sfreq=1000.0, chs_info=None,
+                 mae_loss: str = "single_ce", init_from_vqvae: bool = False,
+                 head_init: str = "trunc_normal"):
         super().__init__()
-        self.mask_ratio = mask_ratio
+        if mae_loss not in MAE_LOSSES:
+            raise ValueError(f"mae_loss must be one of {MAE_LOSSES}, got {mae_loss!r}")
+        if not 0.0 < mask_ratio < 1.0:
+            raise ValueError(f"mask_ratio must be in (0, 1), got {mask_ratio}")
+        self.mask_ratio, self.mae_loss, self.init_from_vqvae = mask_ratio, mae_loss, init_from_vqvae
+        self.head_init = head_init
         self.backbone = DuINBackbone(n_chans, n_times, n_subjects, 160, depth, heads, d_head, d_ff)
         self.mask_embedding = nn.Parameter(torch.zeros(160))
         nn.init.trunc_normal_(self.mask_embedding, std=0.02)
         self.token_head = nn.Linear(160, n_codes)
+        init_heads(head_init, self.token_head)
 
     def random_mask(self, batch: int, n_tokens: int, device) -> torch.Tensor:
-        """Exactly ``mask_ratio * n_tokens`` masked positions per sample."""
-        n_mask = int(round(self.mask_ratio * n_tokens))
+        """``n_tokens - int(n_tokens * (1 - mask_ratio))`` masked positions per sample (the
+        release's count: it truncates the number of kept tokens)."""
+        n_mask = n_tokens - int(n_tokens * (1.0 - self.mask_ratio))
         order = torch.rand(batch, n_tokens, device=device).argsort(-1)
         return order < n_mask
 
@@ -314,17 +404,28 @@ class DuINMAE(nn.Module):
         tokens = torch.where(mask[..., None], self.mask_embedding.to(tokens.dtype), tokens)
         return self.token_head(self.backbone.encode(tokens))
 
-    def loss(self, x: torch.Tensor, targets: torch.Tensor, subject=None
-             ) -> dict[str, torch.Tensor]:
-        """Cross-entropy on masked positions of a random mask and of its complement, so every
-        token is predicted once."""
-        mask = self.random_mask(len(x), targets.shape[1], x.device)
-        total, correct = 0.0, 0.0
-        for view in (mask, ~mask):
-            logits = self(x, view, subject)
-            total = total + F.cross_entropy(logits[view], targets[view])
-            correct += float((logits[view].argmax(-1) == targets[view]).float().sum())
-        return {"loss": total, "token_accuracy": torch.tensor(correct / targets.numel())}
+    def predict_codes(self, x: torch.Tensor, mask: torch.Tensor, subject=None) -> torch.Tensor:
+        """Code logits ``(B, n_tokens, n_codes)`` of every token, each from the view in which
+        it is masked: ``where(mask, self(x, mask), self(x, ~mask))`` (the release's
+        ``c_pred``)."""
+        return torch.where(mask[..., None], self(x, mask, subject), self(x, ~mask, subject))
+
+    def loss(self, x: torch.Tensor, targets: torch.Tensor, subject=None,
+             mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Masked-code cross-entropy (see ``mae_loss``) for a random mask (or ``mask``)."""
+        if mask is None:
+            mask = self.random_mask(len(x), targets.shape[1], x.device)
+        if self.mae_loss == "single_ce":
+            logits = self.predict_codes(x, mask, subject)
+            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
+            correct = float((logits.argmax(-1) == targets).float().sum())
+        else:
+            loss, correct = 0.0, 0.0
+            for view in (mask, ~mask):
+                logits = self(x, view, subject)
+                loss = loss + F.cross_entropy(logits[view], targets[view])
+                correct += float((logits[view].argmax(-1) == targets[view]).float().sum())
+        return {"loss": loss, "token_accuracy": torch.tensor(correct / targets.numel())}
 
 
 class DuINRegionTokens(Tokenizer):
@@ -386,13 +487,15 @@ def pretrain_mae(model: DuINMAE, vqvae: DuINVQVAE, X: np.ndarray, *,
                  lr: float = 3e-4, final_lr: float = 5e-5, warmup_epochs: int = 40,
                  weight_decay: float = 0.05, seed: int | None = 0, **kwargs):
     """Stage 2: masked-token pretraining against the frozen VQ-VAE's codes (release: 400
-    epochs, AdamW wd 0.05). The VQ-VAE's subject layer, tokenizer and encoder initialise the
-    MAE's backbone."""
+    epochs, AdamW wd 0.05). From scratch as released, unless the MAE was built with
+    ``init_from_vqvae=True`` (then the VQ-VAE's subject layer, tokenizer and encoder
+    initialise the MAE's backbone)."""
     from ...training import train_objective
 
     subjects = np.zeros(len(X), np.int64) if subjects is None else np.asarray(subjects)
     targets = vqvae_targets(vqvae, X, subjects)
-    model.backbone.load_state_dict(vqvae.backbone.state_dict())
+    if model.init_from_vqvae:
+        model.backbone.load_state_dict(vqvae.backbone.state_dict())
     model.train()
     return train_objective(model, lambda m, b: m.loss(b[0], b[2], b[1]), [X, subjects, targets],
                            max_epochs=max_epochs, batch_size=batch_size, lr=lr,
