@@ -2,7 +2,11 @@
 
 ``Recording``: a continuous ``(n_channels, n_times)`` array + sampling rate + :class:`ChannelSet`
 + annotations. ``Epochs``: ``(n_epochs, n_channels, n_times)`` trials with labels. Both convert
-losslessly to and from ``mne.io.Raw`` / ``mne.Epochs`` (data in volts, as MNE stores it).
+losslessly to and from ``mne.io.Raw`` / ``mne.Epochs``.
+
+The unit rule: sigformer containers hold volts, as MNE does (``unit="V"``); readers convert
+(a Muse CSV in µV is scaled by 1e-6), and ``from_mne`` / ``to_mne`` never rescale. Containers
+record their unit, so data scaled on purpose (``Scale(1e6)``) says ``"uV"``.
 """
 
 from __future__ import annotations
@@ -13,7 +17,9 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from .channels import ChannelSet
-from .validation import SignalError, check_array, check_sfreq
+from .validation import SignalError, check_array, check_sfreq, check_unit, detect_scale
+
+__all__ = ["Annotation", "Epochs", "Recording", "detect_scale"]
 
 
 @dataclass(frozen=True)
@@ -33,16 +39,19 @@ class Recording:
     sfreq : sampling rate in Hz.
     channels : the channel set (a list of names is accepted; type defaults to ``eeg``).
     annotations : onsets/durations in seconds with a description each.
+    unit : physical unit of ``data``; ``"V"`` (volts, MNE's convention) by default.
     """
 
     data: np.ndarray
     sfreq: float
     channels: ChannelSet
     annotations: list[Annotation] = field(default_factory=list)
+    unit: str = "V"
 
     def __post_init__(self) -> None:
         self.data = check_array(self.data, ndim=2, name="data", allow_complex=True)
         self.sfreq = check_sfreq(self.sfreq)
+        self.unit = check_unit(self.unit)
         if not isinstance(self.channels, ChannelSet):
             self.channels = ChannelSet(tuple(self.channels))
         if len(self.channels) != self.data.shape[0]:
@@ -67,6 +76,10 @@ class Recording:
     def ch_names(self) -> list[str]:
         return list(self.channels.names)
 
+    def __repr__(self) -> str:
+        unit = "" if self.unit == "V" else f", unit={self.unit}"
+        return f"<Recording | {self.n_channels} ch, {self.sfreq:g} Hz, {self.duration:.1f} s{unit}>"
+
     def copy(self, **changes) -> Recording:
         new = replace(self, **changes)
         if "data" not in changes:
@@ -76,11 +89,12 @@ class Recording:
     def pick(self, names: Sequence[str]) -> Recording:
         idx = self.channels.indices(names)
         return Recording(self.data[idx], self.sfreq, self.channels.pick(names),
-                         list(self.annotations))
+                         list(self.annotations), unit=self.unit)
 
     # --- MNE interop --------------------------------------------------------------------
     @classmethod
     def from_mne(cls, raw) -> Recording:
+        """From an ``mne.io.Raw`` (volts, as MNE stores them; no rescaling)."""
         # With orig_time set, MNE onsets count from the measurement start, not the first sample.
         shift = raw.first_time if raw.annotations.orig_time is not None else 0.0
         ann = [Annotation(float(a["onset"]) - shift, float(a["duration"]), str(a["description"]))
@@ -88,8 +102,10 @@ class Recording:
         return cls(raw.get_data(), raw.info["sfreq"], ChannelSet.from_mne_info(raw.info), ann)
 
     def to_mne(self):
+        """An ``mne.io.RawArray``; data not in volts are refused (MNE assumes volts)."""
         import mne
 
+        _check_volts(self.unit, "Recording")
         raw = mne.io.RawArray(self.data, self.channels.to_mne_info(self.sfreq), verbose="error")
         if self.annotations:
             raw.set_annotations(mne.Annotations(
@@ -132,7 +148,13 @@ class Recording:
         if not trials:
             raise SignalError("no epoch fits inside the recording with this tmin/tmax")
         return Epochs(np.stack(trials), np.asarray(labels), self.sfreq, self.channels,
-                      dict(event_id), tmin=tmin, onsets=np.asarray(onsets))
+                      dict(event_id), tmin=tmin, onsets=np.asarray(onsets), unit=self.unit)
+
+
+def _check_volts(unit: str, what: str) -> None:
+    if unit != "V":
+        raise SignalError(f"this {what} is in {unit!r}, but MNE objects hold volts: convert "
+                          "first (e.g. Scale(1e-6) for microvolts)")
 
 
 @dataclass
@@ -148,10 +170,12 @@ class Epochs:
     onsets: np.ndarray | None = None
     groups: np.ndarray | None = None  # e.g. subject (or run) per epoch
     sessions: np.ndarray | None = None  # session per epoch
+    unit: str = "V"  # volts, MNE's convention
 
     def __post_init__(self) -> None:
         self.data = check_array(self.data, ndim=3, name="epochs data")
         self.sfreq = check_sfreq(self.sfreq)
+        self.unit = check_unit(self.unit)
         if not isinstance(self.channels, ChannelSet):
             self.channels = ChannelSet(tuple(self.channels))
         self.labels = np.asarray(self.labels)
@@ -170,23 +194,39 @@ class Epochs:
     def n_times(self) -> int:
         return self.data.shape[2]
 
+    def __repr__(self) -> str:
+        counts = {name: int((self.labels == code).sum()) for name, code in self.event_id.items()}
+        events = ", ".join(f"'{k}': {v}" for k, v in counts.items()) or \
+            f"{len(np.unique(self.labels))} labels"
+        tmax = self.tmin + (self.n_times - 1) / self.sfreq
+        unit = "" if self.unit == "V" else f", unit={self.unit}"
+        return (f"<Epochs | {len(self)} events ({events}), {self.data.shape[1]} ch, "
+                f"{self.sfreq:g} Hz, {self.tmin:g} – {tmax:g} s{unit}>")
+
     def __getitem__(self, idx) -> Epochs:
         idx = np.atleast_1d(np.arange(len(self))[idx])
         per_epoch = {k: None if getattr(self, k) is None else getattr(self, k)[idx]
                      for k in ("onsets", "groups", "sessions")}
         return Epochs(self.data[idx], self.labels[idx], self.sfreq, self.channels,
-                      dict(self.event_id), self.tmin, **per_epoch)
+                      dict(self.event_id), self.tmin, **per_epoch, unit=self.unit)
 
     @staticmethod
     def concatenate(parts: Sequence[Epochs]) -> Epochs:
         if not parts:
             raise SignalError("nothing to concatenate: no epochs were given")
         first = parts[0]
-        for p in parts[1:]:
-            if list(p.channels) != list(first.channels) or p.sfreq != first.sfreq:
-                raise SignalError("epochs to concatenate must share channels and sampling rate")
+        for i, p in enumerate(parts[1:], start=1):
+            if p.sfreq != first.sfreq:  # checked before lengths: a rate mismatch explains both
+                raise SignalError(f"sampling-rate mismatch: part {i} is at {p.sfreq:g} Hz, part "
+                                  f"0 at {first.sfreq:g} Hz; resample to one rate first")
+            if list(p.channels) != list(first.channels):
+                raise SignalError(f"epochs to concatenate must share channels: part {i} has "
+                                  f"{list(p.channels)}, part 0 {list(first.channels)}")
+            if p.unit != first.unit:
+                raise SignalError(f"part {i} is in {p.unit!r}, part 0 in {first.unit!r}")
             if p.n_times != first.n_times:
-                raise SignalError("epochs to concatenate must have the same length")
+                raise SignalError(f"epochs to concatenate must have the same length: part {i} "
+                                  f"has {p.n_times} samples, part 0 {first.n_times}")
         per_epoch = {}
         for key in ("onsets", "groups", "sessions"):
             values = [getattr(p, key) for p in parts]
@@ -196,18 +236,21 @@ class Epochs:
             event_id.update(p.event_id)
         return Epochs(np.concatenate([p.data for p in parts]),
                       np.concatenate([p.labels for p in parts]), first.sfreq, first.channels,
-                      event_id, first.tmin, **per_epoch)
+                      event_id, first.tmin, **per_epoch, unit=first.unit)
 
     @classmethod
     def from_mne(cls, epochs) -> Epochs:
+        """From ``mne.Epochs``: volts, as MNE stores them (never converted to µV)."""
         events = epochs.events[:, 2]
         return cls(epochs.get_data(copy=True), events, epochs.info["sfreq"],
                    ChannelSet.from_mne_info(epochs.info), dict(epochs.event_id),
                    tmin=float(epochs.tmin))
 
     def to_mne(self):
+        """An ``mne.EpochsArray``; data not in volts are refused (MNE assumes volts)."""
         import mne
 
+        _check_volts(self.unit, "Epochs")
         n = len(self)
         sample = np.arange(n) * (self.n_times + 1)
         events = np.column_stack([sample, np.zeros(n, int), self.labels.astype(int)])

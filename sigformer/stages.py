@@ -14,15 +14,17 @@ stream, since zero-phase filtering needs the future.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import inspect
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy import signal
 from sklearn.base import BaseEstimator, TransformerMixin
 
-from .channels import ChannelSet
-from .recording import Recording
+from .channels import TCP_DOUBLE_BANANA, ChannelAdapter, ChannelSet, bipolar_matrix
+from .recording import Epochs, Recording
 from .validation import SignalError, check_array, check_sfreq
 
 try:  # scipy's C kernel behind sosfilt: same arithmetic, without per-call validation
@@ -41,14 +43,30 @@ class StreamFormat:
     channels: ChannelSet
 
 
-class Stage:
-    """Base class. Subclasses implement ``_configure`` and ``_process`` (and ``_offline``)."""
+class StageConfigError(ValueError):
+    """A stage configuration names an unknown stage or argument."""
+
+
+class Stage(TransformerMixin, BaseEstimator):
+    """Base class. Subclasses implement ``_configure`` and ``_process`` (and ``_offline``).
+
+    A stage is also an sklearn transformer: ``fit`` takes the input format from a
+    :class:`~sigformer.Recording`, :class:`~sigformer.Epochs`, ``mne.io.Raw`` or ``mne.Epochs``
+    (or, for plain arrays, from an earlier :meth:`configure` / ``Pipeline(..., sfreq=...)``), and
+    ``transform`` returns the same kind of container it was given. Constructor arguments are
+    stored untouched (``get_params``/``clone`` work); :meth:`get_config` gives them as JSON.
+    """
 
     streamable = True
     fmt_in: StreamFormat | None = None
     fmt_out: StreamFormat | None = None
 
-    def configure(self, sfreq: float, channels: ChannelSet | Sequence[str]) -> StreamFormat:
+    def configure(self, sfreq: float, channels: ChannelSet | Sequence[str] | int
+                  ) -> StreamFormat:
+        """Set the input format: sampling rate and channels (names, or a count for
+        anonymous ``ch0, ch1, ...`` channels)."""
+        if isinstance(channels, (int, np.integer)):
+            channels = [f"ch{i}" for i in range(int(channels))]
         if not isinstance(channels, ChannelSet):
             channels = ChannelSet(tuple(channels))
         self.fmt_in = StreamFormat(check_sfreq(sfreq), channels)
@@ -90,34 +108,189 @@ class Stage:
         """Whole-array processing; by default the causal stream over one chunk."""
         return self._process(data)
 
-    def transform(self, recording: Recording) -> Recording:
-        """Process a whole recording (fresh state; the recording is not modified)."""
+    def _fresh_offline(self, data: np.ndarray) -> np.ndarray:
+        self.reset()  # every recording / trial starts 'before the first sample'
+        return self._offline(data)
+
+    def unit_out(self, unit: str) -> str:
+        """The physical unit of the output for an input in ``unit`` (most stages keep it)."""
+        return unit
+
+    # --- sklearn / MNE ----------------------------------------------------------------------
+    def _declared_input(self) -> tuple[float | None, ChannelSet | Sequence[str] | None]:
+        """Input format given at construction (only :class:`Pipeline` takes one)."""
+        return None, None
+
+    def fit(self, X, y=None, sfreq: float | None = None) -> Stage:
+        """Fix the input format from ``X`` (containers carry it; arrays need ``sfreq``)."""
+        container = _as_container(X)
+        if container is not None:
+            self.configure(container.sfreq, container.channels)
+        else:
+            self._configure_for_array(check_array(X, ndim=(2, 3)), sfreq)
+        assert self.fmt_in is not None
+        self.sfreq_in_ = self.fmt_in.sfreq
+        return self
+
+    def _configure_for_array(self, arr: np.ndarray, sfreq: float | None) -> None:
+        declared_sfreq, declared_channels = self._declared_input()
+        configured = self.fmt_in
+        rate = sfreq if sfreq is not None else declared_sfreq
+        if rate is None and configured is not None:
+            rate = configured.sfreq
+        if rate is None:
+            raise SignalError(
+                f"{type(self).__name__}.fit got a plain array, whose sampling rate is unknown: "
+                "call configure(sfreq, channels) first, wrap it as Pipeline([...], sfreq=...), "
+                "or pass a Recording / Epochs / mne object")
+        n_ch = arr.shape[-2]
+        channels: ChannelSet | Sequence[str] | int = n_ch
+        if declared_channels is not None:
+            channels = declared_channels
+        elif configured is not None and len(configured.channels) == n_ch:
+            channels = configured.channels
+        self.configure(rate, channels)
+
+    def transform(self, X):
+        """Process whole recordings / trials (fresh state each); returns the input's kind.
+
+        ``Recording`` -> ``Recording``, ``Epochs`` -> ``Epochs`` (each trial separately),
+        ``mne.io.Raw`` -> ``mne.io.RawArray``, ``mne.Epochs`` -> ``mne.EpochsArray``, and
+        arrays ``(n_channels, n_times)`` or ``(n_trials, n_channels, n_times)`` -> arrays, in the
+        format set by :meth:`fit` / :meth:`configure`.
+        """
+        if _is_mne_raw(X):
+            return self._transform_recording(Recording.from_mne(X)).to_mne()
+        if _is_mne_epochs(X):
+            return self._transform_epochs(Epochs.from_mne(X)).to_mne()
+        if isinstance(X, Recording):
+            return self._transform_recording(X)
+        if isinstance(X, Epochs):
+            return self._transform_epochs(X)
+        return self._transform_array(X)
+
+    def _check_rate(self, sfreq: float) -> None:
+        fitted = getattr(self, "sfreq_in_", None)
+        if fitted is not None and abs(fitted - sfreq) > 1e-9 * fitted:
+            raise SignalError(
+                f"sampling-rate mismatch: {type(self).__name__} was fitted on data at {fitted:g} "
+                f"Hz but got data at {sfreq:g} Hz; resample first (Resample({fitted:g})) or "
+                "fit again")
+
+    def _transform_recording(self, recording: Recording) -> Recording:
+        self._check_rate(recording.sfreq)
         self.configure(recording.sfreq, recording.channels)
         data = self._offline(recording.data)
         assert self.fmt_out is not None
         return Recording(data, self.fmt_out.sfreq, self.fmt_out.channels,
-                         list(recording.annotations))
+                         list(recording.annotations), unit=self.unit_out(recording.unit))
+
+    def _transform_epochs(self, epochs: Epochs) -> Epochs:
+        self._check_rate(epochs.sfreq)
+        self.configure(epochs.sfreq, epochs.channels)
+        data = np.stack([self._fresh_offline(trial) for trial in epochs.data])
+        assert self.fmt_out is not None
+        return Epochs(data, epochs.labels, self.fmt_out.sfreq, self.fmt_out.channels,
+                      dict(epochs.event_id), epochs.tmin, epochs.onsets, epochs.groups,
+                      epochs.sessions, unit=self.unit_out(epochs.unit))
+
+    def _transform_array(self, X) -> np.ndarray:
+        arr = check_array(X, ndim=(2, 3))
+        if self.fmt_in is None:
+            raise RuntimeError(f"{type(self).__name__} does not know the input format of a "
+                               "plain array: call fit(X) or configure(sfreq, channels) first")
+        n_ch = len(self.fmt_in.channels)
+        if arr.shape[-2] != n_ch:
+            raise SignalError(f"{type(self).__name__} was configured for {n_ch} channels, got "
+                              f"an array of shape {arr.shape} (channels on axis -2)")
+        if arr.ndim == 2:
+            return self._fresh_offline(arr)
+        return np.stack([self._fresh_offline(trial) for trial in arr])
+
+    def __sklearn_clone__(self) -> Stage:
+        # The input format is set by the user, not learned: a clone keeps it, so stages
+        # configured for arrays survive sklearn's cross-validation.
+        new = super().__sklearn_clone__()
+        if self.fmt_in is not None:
+            new.configure(self.fmt_in.sfreq, self.fmt_in.channels)
+        return new
+
+    # --- serialisation ----------------------------------------------------------------------
+    def get_config(self) -> dict[str, Any]:
+        """``{"stage": <registry name>, **constructor arguments}`` as JSON-friendly values."""
+        params = self.get_params(deep=False)
+        return {"stage": registry_name(type(self)),
+                **{k: _jsonable(v, f"{type(self).__name__}.{k}") for k, v in params.items()}}
 
     def __repr__(self) -> str:
-        params = ", ".join(f"{k}={v!r}" for k, v in vars(self).items()
-                           if not k.startswith("_") and k not in ("fmt_in", "fmt_out"))
+        params = ", ".join(f"{k}={v!r}" for k, v in self.get_params(deep=False).items())
         return f"{type(self).__name__}({params})"
 
 
-class Pipeline(Stage):
-    """Stages run in sequence; itself a stage."""
+def _is_mne_raw(x) -> bool:
+    return type(x).__module__.startswith("mne") and hasattr(x, "annotations") \
+        and hasattr(x, "n_times") and not hasattr(x, "events")
 
-    def __init__(self, stages: Sequence[Stage]):
-        self.stages = list(stages)
+
+def _is_mne_epochs(x) -> bool:
+    return type(x).__module__.startswith("mne") and hasattr(x, "events") \
+        and hasattr(x, "get_data")
+
+
+def _as_container(x) -> Recording | Epochs | None:
+    """The sigformer container for ``x`` (converted from MNE), or None for arrays."""
+    if isinstance(x, (Recording, Epochs)):
+        return x
+    if _is_mne_raw(x):
+        return Recording.from_mne(x)
+    if _is_mne_epochs(x):
+        return Epochs.from_mne(x)
+    return None
+
+
+def _jsonable(value, where: str):
+    """Constructor arguments as JSON values (ChannelSet -> its dict, tuples -> lists)."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, ChannelSet):
+        return value.to_dict()
+    if isinstance(value, Stage):
+        return value.get_config()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v, where) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v, where) for k, v in value.items()}
+    raise StageConfigError(f"{where} = {value!r} ({type(value).__name__}) has no JSON form")
+
+
+class Pipeline(Stage):
+    """Stages run in sequence; itself a stage.
+
+    ``sfreq`` / ``channels`` optionally declare the input format, so that the pipeline works
+    as an sklearn transformer on plain arrays (``fit(X)`` needs no other information).
+    """
+
+    def __init__(self, stages: Sequence[Stage], sfreq: float | None = None,
+                 channels: ChannelSet | Sequence[str] | None = None):
+        self.stages = stages
+        self.sfreq = sfreq
+        self.channels = channels
 
     @property
     def streamable(self) -> bool:  # type: ignore[override]
         return all(s.streamable for s in self.stages)
 
+    def _declared_input(self) -> tuple[float | None, ChannelSet | Sequence[str] | None]:
+        return self.sfreq, self.channels
+
     def _configure(self, fmt: StreamFormat) -> StreamFormat:
         for stage in self.stages:
             fmt = stage.configure(fmt.sfreq, fmt.channels)
-        self._plan = _fuse_filters(self.stages)
+        self._plan = _fuse_filters(list(self.stages))
         return fmt
 
     def reset(self) -> None:
@@ -137,6 +310,30 @@ class Pipeline(Stage):
         for stage in self.stages:
             data = stage._offline(data)
         return data
+
+    def unit_out(self, unit: str) -> str:
+        for stage in self.stages:
+            unit = stage.unit_out(unit)
+        return unit
+
+    def get_config(self) -> dict[str, Any]:
+        config: dict[str, Any] = {"stage": "pipeline",
+                                  "stages": [s.get_config() for s in self.stages]}
+        if self.sfreq is not None:
+            config["sfreq"] = _jsonable(self.sfreq, "Pipeline.sfreq")
+        if self.channels is not None:
+            config["channels"] = _jsonable(self.channels, "Pipeline.channels")
+        return config
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> Pipeline:
+        """The reverse of :meth:`get_config` (also accepts a bare list of stage configs)."""
+        if not isinstance(config, Mapping):
+            config = {"stage": "pipeline", "stages": list(config)}
+        stage = stage_from_config(config)
+        if not isinstance(stage, Pipeline):
+            raise StageConfigError(f"expected a pipeline config, got stage {config['stage']!r}")
+        return stage
 
 
 # --- filters -----------------------------------------------------------------------------
@@ -187,6 +384,7 @@ class _FusedSOS(_SOSFilter):
     one per stage (same output up to rounding, started in the same steady state)."""
 
     def __init__(self, sos: np.ndarray):
+        self.sos = sos
         self._sos = np.ascontiguousarray(sos, dtype=np.float64)
         self._zi0 = signal.sosfilt_zi(self._sos)
         self.reset()
@@ -339,12 +537,13 @@ class PickChannels(Stage):
     """Keep (and order) the named channels; ``normalize=True`` matches after name clean-up."""
 
     def __init__(self, names: Sequence[str], normalize: bool = False):
-        self.names, self.normalize = list(names), normalize
+        self.names, self.normalize = names, normalize
 
     def _configure(self, fmt: StreamFormat) -> StreamFormat:
         chans = fmt.channels.normalized() if self.normalize else fmt.channels
-        self._idx = chans.indices(self.names)
-        return StreamFormat(fmt.sfreq, chans.pick(self.names))
+        names = [self.names] if isinstance(self.names, str) else list(self.names)
+        self._idx = chans.indices(names)
+        return StreamFormat(fmt.sfreq, chans.pick(names))
 
     def _process(self, chunk: np.ndarray) -> np.ndarray:
         return chunk[self._idx]
@@ -372,14 +571,15 @@ class AdaptChannels(Stage):
     """Map the stream onto a model's channel set with a :class:`ChannelAdapter` (reorder,
     drop extras, interpolate or zero-fill missing channels). ``mask_`` marks recorded ones."""
 
-    def __init__(self, target: ChannelSet | Sequence[str], fill: str = "auto",
-                 min_match: float = 0.5):
+    def __init__(self, target: ChannelSet | Sequence[str] | Mapping[str, Any],
+                 fill: str = "auto", min_match: float = 0.5):
         self.target, self.fill, self.min_match = target, fill, min_match
 
     def _configure(self, fmt: StreamFormat) -> StreamFormat:
-        from .channels import ChannelAdapter
-
-        self._adapter = ChannelAdapter(self.target, fill=self.fill,
+        # A mapping is a ChannelSet.to_dict() (names, types, positions), as configs store it.
+        target = ChannelSet.from_dict(self.target) if isinstance(self.target, Mapping) \
+            else self.target
+        self._adapter = ChannelAdapter(target, fill=self.fill,
                                        min_match=self.min_match).fit(fmt.channels)
         self.mask_ = self._adapter.mask_
         return StreamFormat(fmt.sfreq, self._adapter.target)
@@ -395,8 +595,6 @@ class Bipolar(Stage):
         self.pairs = pairs
 
     def _configure(self, fmt: StreamFormat) -> StreamFormat:
-        from .channels import TCP_DOUBLE_BANANA, bipolar_matrix
-
         pairs = [tuple(p) for p in (self.pairs or TCP_DOUBLE_BANANA)]
         self._matrix, channels = bipolar_matrix(fmt.channels, pairs)
         return StreamFormat(fmt.sfreq, channels)
@@ -413,6 +611,14 @@ class Scale(Stage):
 
     def _process(self, chunk: np.ndarray) -> np.ndarray:
         return chunk * self.factor
+
+    def unit_out(self, unit: str) -> str:
+        conversions = {("V", 1e6): "uV", ("uV", 1e-6): "V", ("uV", 1e-3): "mV",
+                       ("mV", 1e3): "uV", ("V", 1e3): "mV", ("mV", 1e-3): "V"}
+        for (unit_in, factor), result in conversions.items():
+            if unit == unit_in and np.isclose(self.factor, factor, rtol=1e-9, atol=0):
+                return result
+        return unit if self.factor == 1 else "a.u."
 
 
 class Standardize(Stage):
@@ -448,10 +654,69 @@ class Standardize(Stage):
         var = np.maximum(sq - mean**2, 0.0)
         return (chunk - mean) / np.sqrt(var + self.eps)
 
+    def unit_out(self, unit: str) -> str:
+        return "a.u."  # z-scores are dimensionless
+
     def _offline(self, data: np.ndarray) -> np.ndarray:
         if self.mode == "recording":
             return (data - data.mean(-1, keepdims=True)) / (data.std(-1, keepdims=True) + self.eps)
         return self._process(data)
+
+
+# --- registry and configs ----------------------------------------------------------------
+
+STAGES: dict[str, type[Stage]] = {
+    "bandpass": BandPass, "notch": Notch, "resample": Resample, "rereference": Rereference,
+    "pick": PickChannels, "scale": Scale, "standardize": Standardize,
+    "adapt_channels": AdaptChannels, "bipolar": Bipolar,
+}
+
+
+def registry_name(cls: type[Stage]) -> str:
+    """The name a stage class has in :data:`STAGES` (and in configs)."""
+    if cls is Pipeline:
+        return "pipeline"
+    for name, registered in STAGES.items():
+        if registered is cls:
+            return name
+    raise StageConfigError(f"{cls.__name__} is not a registered stage, so it has no config; "
+                           f"registered: {sorted(STAGES)}")
+
+
+def _constructor_arguments(cls: type[Stage]) -> dict[str, inspect.Parameter]:
+    params = inspect.signature(cls.__init__).parameters
+    return {k: p for k, p in params.items() if k != "self"}
+
+
+def stage_from_config(config: Mapping[str, Any]) -> Stage:
+    """Build a stage from ``{"stage": name, **arguments}`` (the reverse of ``get_config``)."""
+    if not isinstance(config, Mapping) or "stage" not in config:
+        raise StageConfigError(f"a stage config is a mapping with a 'stage' key naming one of "
+                               f"{sorted(STAGES)} or 'pipeline', got {config!r}")
+    arguments = dict(config)
+    name = arguments.pop("stage")
+    if name == "pipeline":
+        stages = arguments.pop("stages", None)
+        if not isinstance(stages, Sequence) or isinstance(stages, str):
+            raise StageConfigError("a pipeline config needs 'stages': a list of stage configs")
+        arguments["stages"] = [stage_from_config(c) for c in stages]
+    cls = Pipeline if name == "pipeline" else STAGES.get(name)
+    if cls is None:
+        raise StageConfigError(f"unknown stage {name!r}; known stages: {sorted(STAGES)} "
+                               "and 'pipeline'")
+    accepted = _constructor_arguments(cls)
+    unknown = sorted(set(arguments) - set(accepted))
+    if unknown:
+        raise StageConfigError(f"stage {name!r} has no argument(s) {unknown}; it takes "
+                               f"{list(accepted)}")
+    missing = [k for k, p in accepted.items()
+               if p.default is inspect.Parameter.empty and k not in arguments]
+    if missing:
+        raise StageConfigError(f"stage {name!r} needs the argument(s) {missing}")
+    try:
+        return cls(**arguments)
+    except (TypeError, ValueError) as err:
+        raise StageConfigError(f"stage {name!r} with {arguments}: {err}") from err
 
 
 # --- Euclidean alignment ----------------------------------------------------------------

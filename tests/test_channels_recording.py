@@ -1,10 +1,12 @@
 import mne
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as hst
 
 from sigformer import ChannelError, ChannelSet, Epochs, Recording, SignalError
-from sigformer.channels import check_channels_match, normalize_channel_name
-from sigformer.recording import Annotation
+from sigformer.channels import ChannelAdapter, check_channels_match, normalize_channel_name
+from sigformer.recording import Annotation, detect_scale
 
 
 @pytest.mark.parametrize("raw,expected", [
@@ -89,3 +91,81 @@ def test_recording_rejects_bad_input(rng):
         Recording(np.zeros((2, 0)), 100, ["a", "b"])
     with pytest.raises(SignalError, match=r"must be \(n_channels, n_times\)"):
         Recording(np.zeros(10), 100, ["a"])
+
+
+# --- MNE interop, reprs and the unit rule --------------------------------------------------
+
+def test_short_reprs_in_mne_style():
+    rec = Recording(np.zeros((64, 20000)), 160.0, [f"e{i}" for i in range(64)])
+    assert repr(rec) == "<Recording | 64 ch, 160 Hz, 125.0 s>"
+    ep = Epochs(np.zeros((3, 2, 100)), np.array([0, 1, 1]), 100.0, ["C3", "C4"],
+                {"left": 0, "right": 1}, tmin=-0.5)
+    assert repr(ep) == "<Epochs | 3 events ('left': 1, 'right': 2), 2 ch, 100 Hz, -0.5 – 0.49 s>"
+    chs = ChannelSet(("C3", "Cz", "C4", "Pz", "EOG"), ("eeg",) * 4 + ("eog",))
+    assert repr(chs) == "<ChannelSet | 5 ch (4 eeg, 1 eog): C3, Cz, C4, Pz, ...>"
+    micro = Recording(np.zeros((1, 10)), 10.0, ["a"], unit="uV")
+    assert repr(micro).endswith(", unit=uV>")
+
+
+@pytest.mark.parametrize("name", ["standard_1005", "standard_1020", "colin27_1005", None])
+def test_standard_montage_names_work_on_every_mne(name):
+    chs = ChannelSet(("C3", "Cz", "Oz")).with_montage(name)
+    assert np.isfinite(chs.positions).all()
+    with pytest.raises(ChannelError, match="unknown montage 'standard_9999'.*aliases"):
+        ChannelSet(("C3",)).with_montage("standard_9999")
+
+
+def test_adapter_fits_on_mne_info_and_objects():
+    import mne
+
+    info = mne.create_info(["Cz", "C4", "C3", "EOG1"], 100.0, ["eeg", "eeg", "eeg", "eog"])
+    raw = mne.io.RawArray(np.zeros((4, 50)), info, verbose="error")
+    for source in (info, raw, Recording.from_mne(raw)):
+        adapter = ChannelAdapter(["C3", "Cz", "C4"]).fit(source)
+        np.testing.assert_array_equal(adapter.matrix_[:, :3],
+                                      [[0, 0, 1], [1, 0, 0], [0, 1, 0]])
+    with pytest.raises(ChannelError, match="got the string 'C3'"):
+        ChannelAdapter(["C3"]).fit("C3")
+
+
+def test_mne_round_trips_keep_volts(rng):
+    import mne
+
+    data = rng.standard_normal((2, 3, 50)) * 1e-5
+    info = mne.create_info(["C3", "Cz", "C4"], 100.0, "eeg")
+    events = np.array([[0, 0, 1], [60, 0, 2]])
+    mne_epochs = mne.EpochsArray(data, info, events, event_id={"a": 1, "b": 2}, verbose="error")
+    ep = Epochs.from_mne(mne_epochs)
+    assert ep.unit == "V"
+    np.testing.assert_array_equal(ep.data, data)  # never converted to microvolts
+    np.testing.assert_array_equal(ep.to_mne().get_data(), data)
+    raw = mne.io.RawArray(data[0], info, verbose="error")
+    rec = Recording.from_mne(raw)
+    assert rec.unit == "V" and np.array_equal(rec.data, data[0])
+    with pytest.raises(SignalError, match="MNE objects hold volts"):
+        Epochs(data * 1e6, [0, 1], 100.0, ["C3", "Cz", "C4"], unit="uV").to_mne()
+    with pytest.raises(SignalError, match="unit must be one of"):
+        Recording(data[0], 100.0, ["C3", "Cz", "C4"], unit="kV")
+
+
+def test_concatenate_reports_a_rate_mismatch_as_such(rng):
+    a = Epochs(rng.standard_normal((2, 1, 100)), [0, 1], 100.0, ["C3"])
+    b = Epochs(rng.standard_normal((2, 1, 128)), [0, 1], 128.0, ["C3"])
+    with pytest.raises(SignalError, match=r"sampling-rate mismatch: part 1 is at 128 Hz"):
+        Epochs.concatenate([a, b])
+
+
+@settings(max_examples=40, deadline=None)
+@given(sd_uv=hst.floats(2.0, 500.0), n_ch=hst.integers(1, 8), seed=hst.integers(0, 2**16),
+       offset_uv=hst.floats(-200, 200))
+def test_detect_scale_tells_volts_from_microvolts(sd_uv, n_ch, seed, offset_uv):
+    x = np.random.default_rng(seed).standard_normal((n_ch, 512)) * sd_uv + offset_uv
+    assert detect_scale(x) == "uV"
+    assert detect_scale(x * 1e-6) == "V"
+    assert detect_scale(x[None] * 1e-6) == "V"  # trials (n_trials, n_channels, n_times)
+
+
+def test_detect_scale_is_unknown_for_unitless_data(rng):
+    assert detect_scale(rng.standard_normal((4, 500))) == "unknown"  # z-scored
+    assert detect_scale(np.zeros((2, 100))) == "unknown"
+    assert detect_scale(rng.standard_normal((2, 100)) * 1e5) == "unknown"

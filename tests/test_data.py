@@ -136,6 +136,7 @@ def test_bonn_from_text_folder_and_errors(tmp_path):
     for name in ("Z001.txt", "O001.txt", "N001.TXT", "F001.txt", "S001.txt", "S002.txt"):
         np.savetxt(tmp_path / name, rng.integers(-100, 100, 4097), fmt="%d")
     ep = load_bonn(tmp_path, "seizure_vs_rest", window_s=5.0)
+    assert ep.unit == "a.u."  # raw A/D integers: no physical scale is claimed
     assert ep.data.shape == (6 * 4, 1, 868) and ep.event_id == {"rest": 0, "seizure": 1}
     assert np.bincount(ep.labels).tolist() == [16, 8]
     assert sorted(set(ep.groups)) == list(range(6))
@@ -157,3 +158,11 @@ def test_bonn_real(eegmmidb_dir):
     ep = load_bonn(eegmmidb_dir.parents[1] / "eeg_bonn" / "bonn_ZONFS_001-080.npz",
                    "five_class")
     assert ep.data.shape == (400, 1, 4097) and np.bincount(ep.labels).tolist() == [80] * 5
+
+
+def test_eegmmidb_follows_the_unit_rule(eegmmidb_dir):
+    from sigformer.validation import detect_scale
+
+    rec = read_eegmmidb_run(eegmmidb_dir, 1, 4)
+    assert rec.unit == "V" and detect_scale(rec.data) == "V"  # stored in µV, read as volts
+    assert repr(rec) == "<Recording | 64 ch, 160 Hz, 125.0 s>"

@@ -169,3 +169,155 @@ def test_resample_one_sample_chunks(sfreq_in, sfreq_out):
     whole = _whole(st.Resample(sfreq_out), x, sfreq_in)
     single = _stream(st.Resample(sfreq_out), x, sfreq_in, list(range(300)))
     np.testing.assert_allclose(single, whole, rtol=1e-12, atol=1e-12)
+
+
+# --- configs: every registered stage round-trips through JSON ----------------------------
+
+_TARGET = ChannelSet(("C3", "Cz", "C4", "Pz"), positions=np.eye(4, 3) * 0.08 + 0.01)
+CONFIGURED_STAGES = {
+    "bandpass": st.BandPass(np.float64(1.0), 30.0, order=3, phase="zero"),
+    "notch": st.Notch(50.0, quality=25, harmonics=True),
+    "resample": st.Resample(np.int64(125), phase="causal"),
+    "rereference": st.Rereference(("C3", "C4")),
+    "pick": st.PickChannels(("Cz", "C3")),
+    "scale": st.Scale(1e6),
+    "standardize": st.Standardize(mode="recording", window_s=2.0),
+    "adapt_channels": st.AdaptChannels(_TARGET, fill="zeros", min_match=0.5),
+    "bipolar": st.Bipolar((("C3", "Cz"), ("Cz", "C4"))),
+}
+
+
+def test_registry_names_every_yaml_stage():
+    assert set(st.STAGES) == set(CONFIGURED_STAGES)
+    for name, stage in CONFIGURED_STAGES.items():
+        assert st.STAGES[name] is type(stage)
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGURED_STAGES))
+def test_stage_config_round_trip(name):
+    import json
+
+    stage = CONFIGURED_STAGES[name]
+    config = stage.get_config()
+    assert config["stage"] == name
+    assert json.loads(json.dumps(config)) == config  # JSON-serialisable as is
+    rebuilt = st.stage_from_config(json.loads(json.dumps(config)))
+    assert type(rebuilt) is type(stage)
+    assert rebuilt.get_config() == config
+    x = np.random.default_rng(5).standard_normal((4, 600))
+    rec = Recording(x, 250.0, ["C3", "Cz", "C4", "Pz"])
+    np.testing.assert_array_equal(rebuilt.transform(rec).data, stage.transform(rec).data)
+
+
+def test_pipeline_config_round_trip_and_nesting():
+    inner = st.Pipeline([st.Notch(50), st.BandPass(1, 40)])
+    pipe = st.Pipeline([inner, st.Resample(125), st.Scale(1e6)], sfreq=250.0,
+                       channels=["a", "b"])
+    config = pipe.get_config()
+    assert config["stage"] == "pipeline" and config["stages"][0]["stage"] == "pipeline"
+    rebuilt = st.Pipeline.from_config(config)
+    assert rebuilt.get_config() == config
+    x = np.random.default_rng(6).standard_normal((2, 1000))
+    np.testing.assert_array_equal(rebuilt.fit_transform(x), pipe.fit_transform(x))
+    bare = st.Pipeline.from_config([{"stage": "scale", "factor": 2.0}])
+    assert bare.get_config() == {"stage": "pipeline", "stages": [{"stage": "scale",
+                                                                  "factor": 2.0}]}
+
+
+@pytest.mark.parametrize("config,match", [
+    ({"stage": "bandpas", "l_freq": 1}, r"unknown stage 'bandpas'; known stages: \["),
+    ({"stage": "bandpass", "l_freq": 1, "h_freq": 30, "ordr": 4}, r"no argument\(s\) \['ordr'\]"),
+    ({"stage": "scale"}, r"needs the argument\(s\) \['factor'\]"),
+    ({"stage": "bandpass", "l_freq": 30, "h_freq": 8}, "0 < l_freq < h_freq"),
+    ({"l_freq": 1}, "'stage' key"),
+    ({"stage": "pipeline", "stages": "bandpass"}, "list of stage configs"),
+])
+def test_bad_stage_config_names_the_problem(config, match):
+    with pytest.raises(st.StageConfigError, match=match):
+        st.stage_from_config(config)
+
+
+def test_fused_filter_has_no_config_but_pipelines_of_filters_do():
+    pipe = st.Pipeline([st.Notch(50), st.BandPass(1, 40)])
+    pipe.configure(250, ["a"])
+    fused = pipe._plan[0]
+    assert type(fused).__name__ == "_FusedSOS"
+    with pytest.raises(st.StageConfigError, match="not a registered stage"):
+        fused.get_config()
+    assert [s["stage"] for s in pipe.get_config()["stages"]] == ["notch", "bandpass"]
+
+
+# --- sklearn and MNE citizens ------------------------------------------------------------
+
+def test_stages_inside_sklearn_pipeline_with_cross_validation(rng):
+    from sklearn.base import clone
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import cross_val_score
+    from sklearn.pipeline import FunctionTransformer, make_pipeline
+
+    n, sfreq = 60, 100.0
+    t = np.arange(200) / sfreq
+    y = np.arange(n) % 2
+    X = rng.standard_normal((n, 2, 200))
+    X[y == 1, 0] += 2 * np.sin(2 * np.pi * 10 * t)  # class 1: a 10 Hz rhythm on channel 0
+    prep = st.Pipeline([st.BandPass(8, 12, phase="zero"), st.Resample(50, phase="zero")],
+                       sfreq=sfreq)
+    power = FunctionTransformer(lambda Z: np.log(Z.var(axis=-1)))
+    model = make_pipeline(prep, power, LogisticRegression())
+    assert cross_val_score(model, X, y, cv=3).mean() > 0.9
+    Z = clone(prep).fit_transform(X)
+    assert Z.shape == (n, 2, 100)
+    # configure() instead of a declared rate also survives sklearn's clone
+    stage = st.BandPass(8, 12)
+    stage.configure(sfreq, 2)
+    np.testing.assert_array_equal(clone(stage).fit_transform(X), stage.fit_transform(X))
+
+
+def test_plain_array_without_rate_is_refused_with_a_hint():
+    with pytest.raises(SignalError, match="sampling rate is unknown"):
+        st.BandPass(8, 12).fit(np.zeros((3, 2, 100)))
+    stage = st.BandPass(8, 12).fit(np.zeros((3, 2, 100)), sfreq=100)
+    with pytest.raises(SignalError, match="configured for 2 channels"):
+        stage.transform(np.zeros((3, 4, 100)))
+
+
+def test_fitted_stage_reports_a_rate_mismatch(rng):
+    rec = Recording(rng.standard_normal((2, 500)), 250.0, ["a", "b"])
+    stage = st.BandPass(8, 30).fit(rec)
+    other = Recording(rng.standard_normal((2, 400)), 200.0, ["a", "b"])
+    with pytest.raises(SignalError, match="sampling-rate mismatch.*250 Hz.*200 Hz"):
+        stage.transform(other)
+
+
+def test_stages_accept_mne_raw_and_epochs(rng):
+    import mne
+
+    info = mne.create_info(["C3", "Cz", "C4"], 160.0, "eeg")
+    raw = mne.io.RawArray(rng.standard_normal((3, 1600)) * 1e-5, info, verbose="error")
+    raw.set_annotations(mne.Annotations([1.0, 4.0], [1.0, 1.0], ["left", "right"]))
+    pipe = st.Pipeline([st.BandPass(8, 30), st.Resample(80)])
+    out = pipe.transform(raw)
+    assert isinstance(out, mne.io.BaseRaw)
+    assert out.info["sfreq"] == 80 and out.ch_names == ["C3", "Cz", "C4"]
+    assert list(out.annotations.description) == ["left", "right"]
+    expected = pipe.transform(Recording.from_mne(raw)).data
+    np.testing.assert_allclose(out.get_data(), expected)
+
+    events = np.array([[200, 0, 1], [800, 0, 2]])
+    epochs = mne.Epochs(raw, events, {"left": 1, "right": 2}, tmin=0, tmax=1.0,
+                        baseline=None, preload=True, verbose="error")
+    ep_out = st.BandPass(8, 30, phase="zero").transform(epochs)
+    assert isinstance(ep_out, mne.BaseEpochs)
+    np.testing.assert_array_equal(ep_out.events[:, 2], [1, 2])
+    direct = signal.sosfiltfilt(signal.butter(4, [8, 30], "bandpass", fs=160.0, output="sos"),
+                                epochs.get_data(), axis=-1)
+    np.testing.assert_allclose(ep_out.get_data(), direct)
+
+
+def test_units_follow_the_stages(rng):
+    rec = Recording(rng.standard_normal((2, 500)) * 1e-5, 250.0, ["a", "b"])
+    assert st.Scale(1e6).transform(rec).unit == "uV"
+    assert st.Pipeline([st.Scale(1e6), st.Scale(1e-6)]).transform(rec).unit == "V"
+    assert st.Standardize(mode="recording").transform(rec).unit == "a.u."
+    with pytest.raises(SignalError, match="MNE objects hold volts"):
+        st.Scale(1e6).transform(rec).to_mne()

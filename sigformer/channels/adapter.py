@@ -9,6 +9,7 @@ way to a whole recording, a batch of epochs, or a streaming chunk.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 
@@ -74,8 +75,10 @@ class ChannelAdapter:
     def _key(self, name: str) -> str:
         return (normalize_channel_name(name) if self.normalize else name).lower()
 
-    def fit(self, source: ChannelSet | Sequence[str]) -> ChannelAdapter:
-        source = source if isinstance(source, ChannelSet) else ChannelSet(tuple(source))
+    def fit(self, source) -> ChannelAdapter:
+        """Fit on the recording's channels: a :class:`ChannelSet`, names, an ``mne.Info``,
+        or anything carrying one (``mne.io.Raw``/``mne.Epochs``, a sigformer ``Recording``)."""
+        source = as_channel_set(source)
         src_index = {}
         for i, name in enumerate(source.names):
             src_index.setdefault(self._key(name), i)
@@ -135,8 +138,32 @@ class ChannelAdapter:
 
     def adapt(self, recording):
         """A :class:`~sigformer.Recording` on the target channels (plus the mask)."""
-        from ..recording import Recording
-
         self.fit(recording.channels)
         data, mask = self.transform(recording.data)
-        return Recording(data, recording.sfreq, self.target, list(recording.annotations)), mask
+        # replace() builds the same Recording type without this layer importing it.
+        adapted = replace(recording, data=data, channels=self.target,
+                          annotations=list(recording.annotations))
+        return adapted, mask
+
+
+def as_channel_set(source) -> ChannelSet:
+    """A :class:`ChannelSet` from names, an ``mne.Info`` or an object with ``.info`` /
+    ``.channels`` (MNE Raw/Epochs, sigformer Recording/Epochs)."""
+    if isinstance(source, ChannelSet):
+        return source
+    channels = getattr(source, "channels", None)
+    if isinstance(channels, ChannelSet):
+        return channels
+    info = getattr(source, "info", None)
+    if info is not None and type(source).__module__.startswith("mne"):
+        source = info
+    if type(source).__name__ == "Info" and "chs" in source:
+        return ChannelSet.from_mne_info(source)
+    if isinstance(source, str):
+        raise ChannelError(f"expected channel names, a ChannelSet or an mne.Info, got the "
+                           f"string {source!r}; pass a list of names")
+    try:
+        return ChannelSet(tuple(source))
+    except TypeError:
+        raise ChannelError(f"expected channel names, a ChannelSet or an mne.Info, got "
+                           f"{type(source).__name__}") from None

@@ -26,16 +26,38 @@ class ChannelError(ValueError):
     """A channel set does not match what was expected."""
 
 
+# MNE 1.13 renamed its template montages (standard_1005 -> colin27_1005, ...); the old names,
+# which most tutorials use, stay valid here on every MNE version.
+MONTAGE_ALIASES = {
+    "standard_1005": "colin27_1005", "standard_1020": "colin27_1020",
+    "standard_alphabetic": "colin27_alphabetic", "standard_postfixed": "colin27_postfixed",
+    "standard_prefixed": "colin27_prefixed", "standard_primed": "colin27_primed",
+}
+
+
+def resolve_montage_name(montage: str | None, builtin: Sequence[str]) -> str:
+    """The built-in montage to load for ``montage`` (None: the 10-05 template)."""
+    if montage is None:
+        montage = "standard_1005"
+    if montage in builtin:
+        return montage
+    alias = MONTAGE_ALIASES.get(montage)
+    reverse = {v: k for k, v in MONTAGE_ALIASES.items()}.get(montage)
+    for candidate in (alias, reverse):
+        if candidate is not None and candidate in builtin:
+            return candidate
+    raise ChannelError(f"unknown montage {montage!r}; MNE offers {list(builtin)} (and the "
+                       f"aliases {sorted(MONTAGE_ALIASES)})")
+
+
 @lru_cache(maxsize=1)
 def _canonical_10_05_names() -> dict[str, str]:
     """Lower-case -> canonical spelling of every 10-05 electrode name MNE knows."""
     import mne
 
-    for name in ("colin27_1005", "standard_1005"):  # MNE >= 1.13 renamed standard_*.
-        if name in mne.channels.get_builtin_montages():
-            montage = mne.channels.make_standard_montage(name)
-            return {ch.lower(): ch for ch in montage.ch_names}
-    return {}
+    name = resolve_montage_name("standard_1005", mne.channels.get_builtin_montages())
+    montage = mne.channels.make_standard_montage(name)
+    return {ch.lower(): ch for ch in montage.ch_names}
 
 
 def normalize_channel_name(name: str) -> str:
@@ -111,15 +133,11 @@ class ChannelSet:
         """Attach positions from an MNE built-in montage (channels it lacks get NaN).
 
         The default is MNE's 10-05 template (``colin27_1005``, called ``standard_1005`` before
-        MNE 1.13).
+        MNE 1.13; both names work on every MNE version).
         """
         import mne
 
-        builtin = mne.channels.get_builtin_montages()
-        if montage is None:
-            montage = "colin27_1005" if "colin27_1005" in builtin else "standard_1005"
-        if montage not in builtin:
-            raise ChannelError(f"unknown montage {montage!r}; MNE offers {builtin}")
+        montage = resolve_montage_name(montage, mne.channels.get_builtin_montages())
         positions = mne.channels.make_standard_montage(montage).get_positions()["ch_pos"]
         lookup = {k.lower(): v for k, v in positions.items()}
         pos = np.array([lookup.get(n.lower(), np.full(3, np.nan)) for n in self.names])
@@ -128,6 +146,15 @@ class ChannelSet:
     # --- queries ------------------------------------------------------------------------
     def __len__(self) -> int:
         return len(self.names)
+
+    def __repr__(self) -> str:
+        counts: dict[str, int] = {}
+        for t in self.types:
+            counts[t] = counts.get(t, 0) + 1
+        kinds = ", ".join(f"{n} {t}" for t, n in counts.items()) or "empty"
+        shown = ", ".join(self.names[:4]) + (", ..." if len(self.names) > 4 else "")
+        pos = ", positions" if self.positions is not None else ""
+        return f"<ChannelSet | {len(self)} ch ({kinds}): {shown}{pos}>"
 
     def __iter__(self):
         return iter(self.names)

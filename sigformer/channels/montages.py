@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 
@@ -52,8 +53,7 @@ def bipolar_matrix(channels: ChannelSet, pairs: Sequence[tuple[str, str]]
 
 def bipolar_reference(recording, pairs: Sequence[tuple[str, str]] = TCP_DOUBLE_BANANA):
     """A new :class:`~sigformer.Recording` of bipolar derivations (default: double banana)."""
-    from ..recording import Recording
-
     matrix, channels = bipolar_matrix(recording.channels, pairs)
-    return Recording(matrix @ recording.data, recording.sfreq, channels,
-                     list(recording.annotations))
+    # replace() builds the same Recording type without this layer importing it.
+    return replace(recording, data=matrix @ recording.data, channels=channels,
+                   annotations=list(recording.annotations))

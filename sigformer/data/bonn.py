@@ -16,7 +16,7 @@ import numpy as np
 
 from ..channels import ChannelSet
 from ..recording import Epochs
-from .io import DataError
+from ..validation import DataError
 
 BONN_SFREQ = 173.61
 SETS = ("Z", "O", "N", "F", "S")
@@ -50,7 +50,8 @@ def load_bonn(path, task: str = "seizure_vs_rest", *, window_s: float | None = N
     """Segments (or ``window_s`` windows cut from them) as single-channel :class:`Epochs`.
 
     ``groups`` holds the segment index, so windows of one segment stay together in
-    group-aware splits. Values are the raw 12-bit A/D integers (no physical scale is stored).
+    group-aware splits. Values are the raw 12-bit A/D integers (no physical scale is stored),
+    so the epochs' unit is ``"a.u."``, not volts.
     """
     if task not in TASKS:
         raise DataError(f"unknown Bonn task {task!r}; tasks: {sorted(TASKS)}")
@@ -81,4 +82,5 @@ def load_bonn(path, task: str = "seizure_vs_rest", *, window_s: float | None = N
         per = X.shape[1] // n
         X = X[:, :per * n].reshape(len(X) * per, n)
         labels, groups = np.repeat(labels, per), np.repeat(groups, per)
-    return Epochs(X[:, None, :], labels, sfreq, ChannelSet(("EEG",)), event_id, groups=groups)
+    return Epochs(X[:, None, :], labels, sfreq, ChannelSet(("EEG",)), event_id, groups=groups,
+                  unit="a.u.")

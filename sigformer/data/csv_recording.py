@@ -1,0 +1,242 @@
+"""EEG recordings stored as CSV tables (Muse / muselsl, OpenBCI GUI, eeg-notebooks, custom).
+
+One row per sample; columns are a timestamp, channels and optional marker columns::
+
+    timestamps,TP9,AF7,AF8,TP10,Right AUX,Marker0
+    17515.950,27.344,26.855,27.832,20.020,6.836,0
+
+* The sampling rate comes from ``sfreq=`` when given, else from an OpenBCI ``%Sample Rate``
+  header comment, else from the timestamp column. Consumer headsets round their timestamps
+  (Muse: to milliseconds, so neighbouring differences are 3 or 4 ms at 256 Hz) and sometimes
+  step backwards, so the rate is the median slope over long spans (a twentieth of the file),
+  snapped to a nominal rate (256, 250, 500 Hz, ...) when within 1%. The time base is then the
+  sample index / rate, never the raw timestamps.
+* Marker columns (``Marker``, ``Marker0``, ``event``, ``trigger``, ``stim``) become
+  annotations at the samples where they are non-zero (description: the value, or
+  ``event_names[value]``).
+* Data are converted to volts (the unit rule); Muse and OpenBCI write microvolts, the default.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ..channels import ChannelSet, normalize_channel_name
+from ..recording import Annotation, Recording
+from ..validation import DataError, detect_scale
+
+NOMINAL_RATES = (100.0, 125.0, 128.0, 200.0, 250.0, 256.0, 500.0, 512.0, 1000.0, 1024.0,
+                 2000.0, 2048.0, 4000.0, 4096.0, 8000.0, 8192.0, 16384.0)
+SNAP_TOLERANCE = 0.01  # snap an estimated rate to a nominal one within 1%
+TIMESTAMP_COLUMN = re.compile(r"^(timestamps?|time|time[ _]?stamp|lsl[ _]?timestamp|t)$", re.I)
+MARKER_COLUMN = re.compile(r"^(markers?|events?|triggers?|stim)\d*$", re.I)
+AUX_COLUMN = re.compile(r"aux|accel|gyro|other|analog|digital|battery|sample[ _]?index|"
+                        r"packet|counter|formatted", re.I)
+UNIT_SCALE = {"V": 1.0, "mV": 1e-3, "uV": 1e-6}
+
+
+def estimate_sfreq(timestamps: np.ndarray, *, snap: bool = True) -> float:
+    """Sampling rate from (rounded, jittered) per-sample timestamps in seconds.
+
+    The median over all long spans ``(t[i + L] - t[i]) / L`` with ``L = n // 20`` ignores
+    rounding (its error shrinks as 1/L) and a few backward steps; milliseconds are
+    recognised by an implausibly low rate. Snapped to :data:`NOMINAL_RATES` within 1%.
+    """
+    t = np.asarray(timestamps, dtype=float)
+    t = t[np.isfinite(t)]
+    if len(t) < 3:
+        raise DataError(f"cannot estimate a sampling rate from {len(t)} timestamps")
+    span = max(1, len(t) // 20)
+    period = float(np.median((t[span:] - t[:-span]) / span))
+    if not period > 0:
+        raise DataError("timestamps do not increase over long spans (median slope "
+                        f"{period:g} s/sample): give sfreq= explicitly")
+    rate = 1.0 / period
+    if rate < 2.0 and 1000.0 * rate >= 50.0:  # timestamps in milliseconds
+        rate *= 1000.0
+    if snap:
+        nearest = min(NOMINAL_RATES, key=lambda nominal: abs(nominal - rate))
+        if abs(nearest - rate) <= SNAP_TOLERANCE * nearest:
+            return nearest
+    return rate
+
+
+def _read_rows(path: Path) -> tuple[list[str], list[list[str]], list[str]]:
+    """Header, data rows and ``%`` comment lines (OpenBCI) of a CSV/TSV file."""
+    comments, lines = [], []
+    with open(path, newline="", encoding="utf-8", errors="replace") as fh:
+        for line in fh:
+            if line.startswith("%") or line.startswith("#"):
+                comments.append(line[1:].strip())
+            elif line.strip():
+                lines.append(line)
+    if len(lines) < 2:
+        raise DataError(f"{path} has no data rows (a header and at least one sample needed)")
+    delimiter = "\t" if lines[0].count("\t") > lines[0].count(",") else ","
+    rows = list(csv.reader(lines, delimiter=delimiter))
+    header = [h.strip() for h in rows[0]]
+    if all(_is_number(h) for h in header):
+        raise DataError(f"{path} has no header row: the first line must name the columns")
+    return header, [[v.strip() for v in r] for r in rows[1:]], comments
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _numeric_column(rows: list[list[str]], j: int) -> np.ndarray | None:
+    """Column ``j`` as floats (empty cells -> NaN), or None when it holds text."""
+    cells = [row[j] if j < len(row) else "" for row in rows]
+    try:  # the common case: every cell is a number, parsed by numpy in one go
+        return np.asarray(cells, dtype=float)
+    except ValueError:
+        pass
+    values = np.empty(len(rows))
+    for i, row in enumerate(rows):
+        cell = row[j] if j < len(row) else ""
+        if cell == "":
+            values[i] = np.nan
+            continue
+        try:
+            values[i] = float(cell)
+        except ValueError:
+            return None
+    return values
+
+
+def _header_rate(comments: Sequence[str]) -> float | None:
+    for line in comments:
+        match = re.search(r"sample\s*rate\s*[=:]\s*([\d.]+)", line, re.I)
+        if match:
+            return float(match.group(1))
+    return None
+
+
+def _marker_annotations(rows: list[list[str]], j: int, sfreq: float,
+                        event_names: Mapping | None) -> list[Annotation]:
+    annotations = []
+    for i, row in enumerate(rows):
+        cell = row[j] if j < len(row) else ""
+        if cell in ("", "0", "0.0", "0.000"):
+            continue
+        value: object = cell
+        if _is_number(cell):
+            number = float(cell)
+            if number == 0 or not np.isfinite(number):
+                continue
+            value = int(number) if number.is_integer() else number
+        name = event_names.get(value, str(value)) if event_names else str(value)
+        annotations.append(Annotation(i / sfreq, 0.0, str(name)))
+    return annotations
+
+
+def _channel_type(name: str) -> str:
+    return "misc" if AUX_COLUMN.search(name) else "eeg"
+
+
+def read_csv_recording(path, *, sfreq: float | None = None, unit: str = "uV",
+                       timestamp_column: str | None = None,
+                       marker_columns: Sequence[str] | None = None,
+                       channels: Sequence[str] | None = None, include_misc: bool = False,
+                       event_names: Mapping | None = None) -> Recording:
+    """Read a CSV/TSV EEG recording into a :class:`Recording` in volts.
+
+    Parameters
+    ----------
+    sfreq : the sampling rate; estimated from the timestamp column when None.
+    unit : unit of the file's values (``"uV"`` for Muse / OpenBCI, ``"mV"``, ``"V"``, or
+        ``"auto"`` to guess from the amplitude with :func:`~sigformer.validation.detect_scale`).
+    timestamp_column, marker_columns, channels : column names, detected when None (channels:
+        every other numeric column; auxiliary ones such as ``Right AUX`` or accelerometers are
+        dropped unless ``include_misc=True``, which keeps them as ``misc`` channels).
+    event_names : marker value -> description (e.g. ``{1: "non-target", 2: "target"}``).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"no such file: {path}")
+    header, rows, comments = _read_rows(path)
+    time_col = timestamp_column or next((h for h in header if TIMESTAMP_COLUMN.match(h)), None)
+    if timestamp_column is not None and timestamp_column not in header:
+        raise DataError(f"{path.name}: no column {timestamp_column!r}; columns: {header}")
+    markers = list(marker_columns) if marker_columns is not None else \
+        [h for h in header if MARKER_COLUMN.match(h)]
+    missing = [m for m in markers if m not in header]
+    if missing:
+        raise DataError(f"{path.name}: no marker column(s) {missing}; columns: {header}")
+    chosen = _choose_channels(path, header, rows, channels, {time_col, *markers}, include_misc)
+    rate = _sampling_rate(path, header, rows, time_col, comments, sfreq)
+    data = np.stack([values for _, values in chosen])
+    scale = _unit_scale(path, unit, data)
+    annotations = [a for m in markers
+                   for a in _marker_annotations(rows, header.index(m), rate, event_names)]
+    annotations.sort(key=lambda a: a.onset)
+    names = [name for name, _ in chosen]
+    types = [_channel_type(n) if channels is None else "eeg" for n in names]
+    return Recording(data * scale, rate, ChannelSet(tuple(names), tuple(types)), annotations)
+
+
+def _choose_channels(path: Path, header: list[str], rows: list[list[str]],
+                     channels: Sequence[str] | None, reserved: set, include_misc: bool
+                     ) -> list[tuple[str, np.ndarray]]:
+    if channels is not None:
+        missing = [c for c in channels if c not in header]
+        if missing:
+            raise DataError(f"{path.name}: no channel column(s) {missing}; columns: {header}")
+        candidates = list(channels)
+    else:
+        candidates = [h for h in header if h not in reserved
+                      and (include_misc or _channel_type(h) == "eeg")]
+    chosen = []
+    for name in candidates:
+        values = _numeric_column(rows, header.index(name))
+        if values is None:
+            if channels is not None:
+                raise DataError(f"{path.name}: channel column {name!r} holds text")
+            continue
+        if np.isnan(values).any():
+            raise DataError(f"{path.name}: channel {name!r} has {int(np.isnan(values).sum())} "
+                            f"empty or missing cells (first at data row "
+                            f"{int(np.flatnonzero(np.isnan(values))[0]) + 1})")
+        chosen.append((normalize_channel_name(name) if channels is None else name, values))
+    if not chosen:
+        raise DataError(f"{path.name}: no numeric channel columns among {header}")
+    return chosen
+
+
+def _sampling_rate(path: Path, header: list[str], rows: list[list[str]], time_col: str | None,
+                   comments: Sequence[str], sfreq: float | None) -> float:
+    if sfreq is not None:
+        return float(sfreq)
+    declared = _header_rate(comments)
+    if declared is not None:
+        return declared
+    if time_col is None:
+        raise DataError(f"{path.name}: no timestamp column (looked for 'timestamps', 'time', "
+                        f"...; columns: {header}) and no sfreq given")
+    stamps = _numeric_column(rows, header.index(time_col))
+    if stamps is None:
+        raise DataError(f"{path.name}: timestamp column {time_col!r} is not numeric")
+    return estimate_sfreq(stamps)
+
+
+def _unit_scale(path: Path, unit: str, data: np.ndarray) -> float:
+    if unit == "auto":
+        guessed = detect_scale(data)
+        if guessed == "unknown":
+            warnings.warn(f"{path.name}: the amplitude does not look like EEG in volts or "
+                          "microvolts; assuming microvolts (pass unit= to say)", stacklevel=3)
+            guessed = "uV"
+        unit = guessed
+    if unit not in UNIT_SCALE:
+        raise DataError(f"unit must be one of {sorted(UNIT_SCALE)} or 'auto', got {unit!r}")
+    return UNIT_SCALE[unit]
