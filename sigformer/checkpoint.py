@@ -1,34 +1,95 @@
-"""Checkpoints: weights as safetensors + a JSON config; loading never unpickles.
+"""The one checkpoint format: a folder with ``model.safetensors`` and ``config.json``.
 
-A checkpoint is a directory holding ``model.safetensors`` (the state dict) and ``config.json``
-(registry name, constructor keyword arguments, sigformer version, and any extra metadata such
-as class names, channel set or preprocessing). Files are written to a temporary name and moved
-into place, so an interrupted save never leaves a half-written checkpoint behind.
+``config.json`` names the registered model and its constructor arguments and, for an
+*inference bundle* (:mod:`sigformer.bundle`), the input :class:`~sigformer.spec.SignalSpec`,
+the stage chain, the head kind and label names, units and training provenance. Nothing is
+unpickled. Guarantees:
+
+* **atomic**: the folder is written beside its final path and published in one step
+  (:func:`sigformer.atomic.publish_directory`): a kill at any instant leaves the previous
+  complete checkpoint or the new one, never a mix;
+* **verified**: the SHA-256 of every weight file is in the config and checked on load;
+  the config is validated field by field (an unknown, mistyped or malformed field is a
+  :class:`CheckpointError` naming it); tensor shapes are read from the safetensors header and
+  compared with a model built on the ``meta`` device *before* any memory is allocated, so
+  a config asking for a billion channels is refused instead of allocating 160 GB;
+* **strict**: missing, unexpected and shape-mismatched keys are listed and refused.
+
+Format 1 folders (earlier sigformer releases, no checksums) still load, with a warning.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
-import tempfile
+import struct
+import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from .atomic import atomic_write_bytes, discard_stale_staging, published, recover_directory
 from .channels import ChannelSet
 
-FORMAT_VERSION = 1
-WEIGHTS_FILE, CONFIG_FILE = "model.safetensors", "config.json"
+FORMAT_VERSION = 2
+WEIGHTS_FILE, CONFIG_FILE, CARD_FILE = "model.safetensors", "config.json", "MODEL_CARD.md"
+TASKS = ("classify", "tokenize", "separate", "enhance", "estimate_channel")
+
+__all__ = [
+    "CONFIG_FILE", "CheckpointError", "FORMAT_VERSION", "WEIGHTS_FILE", "atomic_write_bytes",
+    "kwargs_from_json", "kwargs_to_json", "load_checkpoint", "read_config",
+    "read_safetensors_header", "save_checkpoint", "state_dict_tensors", "verify_files",
+]
 
 
 class CheckpointError(ValueError):
     """A checkpoint is missing, incomplete, corrupt or does not match its config."""
 
+
+# --- config schema ------------------------------------------------------------------------
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class FileRecord(_Strict):
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    bytes: int = Field(ge=0)
+
+
+class HeadConfig(_Strict):
+    kind: Literal["classify", "tokenize", "separate", "enhance", "estimate_channel",
+                  "features"]
+    labels: list[str] | None = None
+
+
+class BundleConfig(_Strict):
+    """The schema of ``config.json`` (format 2)."""
+
+    format: Literal["sigformer-bundle"] = "sigformer-bundle"
+    format_version: int = Field(ge=1)
+    model: str = Field(min_length=1)
+    kwargs: dict[str, Any]
+    task: Literal["classify", "tokenize", "separate", "enhance", "estimate_channel"] | None = None
+    input_spec: dict[str, Any] | None = None
+    chain: list[dict[str, Any]] = Field(default_factory=list)
+    model_spec: dict[str, Any] | None = None
+    input_scale: float = Field(1.0, gt=0)
+    head: HeadConfig | None = None
+    extra: dict[str, Any] = Field(default_factory=dict)
+    provenance: dict[str, Any] = Field(default_factory=dict)
+    files: dict[str, FileRecord] = Field(default_factory=dict)
+    sigformer_version: str | None = None
+
+
+# --- JSON helpers -------------------------------------------------------------------------
 
 def kwargs_to_json(kwargs: dict[str, Any]) -> dict[str, Any]:
     out = dict(kwargs)
@@ -37,6 +98,8 @@ def kwargs_to_json(kwargs: dict[str, Any]) -> dict[str, Any]:
     for key, value in out.items():
         if isinstance(value, (np.integer, np.floating)):
             out[key] = value.item()
+        elif isinstance(value, tuple):
+            out[key] = list(value)
     try:
         json.dumps(out)
     except TypeError as err:
@@ -53,18 +116,16 @@ def kwargs_from_json(kwargs: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def _to_json(obj):
+    """numpy values in metadata (e.g. channel positions in estimator parameters)."""
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, (np.integer, np.floating, np.bool_)):
+        return obj.item()
+    if isinstance(obj, (set, tuple)):
+        return list(obj)
+    raise TypeError(f"{type(obj).__name__} is not JSON-serialisable: checkpoint metadata must "
+                    f"be plain values")
 
 
 def state_dict_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -72,63 +133,181 @@ def state_dict_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
 
 
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# --- saving -------------------------------------------------------------------------------
+
 def save_checkpoint(path: str | os.PathLike, model: nn.Module, *, name: str | None = None,
-                    kwargs: dict[str, Any] | None = None, extra: dict[str, Any] | None = None
-                    ) -> Path:
-    """Write ``model`` to the checkpoint directory ``path``.
+                    kwargs: dict[str, Any] | None = None, extra: dict[str, Any] | None = None,
+                    bundle: dict[str, Any] | None = None, card: str | None = None,
+                    extra_files: dict[str, bytes] | None = None) -> Path:
+    """Write ``model`` to the checkpoint folder ``path`` (atomically, with checksums).
 
     ``name``/``kwargs`` default to what :func:`~sigformer.models.create_model` recorded.
+    ``bundle`` adds the inference-bundle fields (``task``, ``input_spec``, ``chain``,
+    ``model_spec``, ``input_scale``, ``head``, ``provenance``); ``card`` is written as
+    ``MODEL_CARD.md``; ``extra_files`` are more files to publish with the folder.
     """
     built = getattr(model, "sigformer_config", None) or {}
     name = name or built.get("name")
     if name is None:
         raise CheckpointError("unknown model name: build the model with create_model() or pass "
                               "name= and kwargs=")
-    config = {
-        "format_version": FORMAT_VERSION,
-        "model": name,
-        "kwargs": kwargs_to_json(kwargs if kwargs is not None else built.get("kwargs", {})),
-        "extra": extra or {},
-    }
     from . import __version__
 
-    config["sigformer_version"] = __version__
-    directory = Path(path)
-    directory.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".weights.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(state_dict_tensors(model), tmp, metadata={"model": name})
-        os.replace(tmp, directory / WEIGHTS_FILE)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    # config last: a directory with a config always has complete weights beside it
-    atomic_write_bytes(directory / CONFIG_FILE, json.dumps(config, indent=2).encode())
-    return directory
+    config: dict[str, Any] = {
+        "format": "sigformer-bundle", "format_version": FORMAT_VERSION, "model": name,
+        "kwargs": kwargs_to_json(kwargs if kwargs is not None else built.get("kwargs", {})),
+        "extra": extra or {}, "sigformer_version": __version__,
+    }
+    config.update(bundle or {})
+    final = Path(path)
+    discard_stale_staging(final)
+    recover_directory(final)
+    with published(final) as staging:
+        save_file(state_dict_tensors(model), str(staging / WEIGHTS_FILE),
+                  metadata={"model": name})
+        files = {WEIGHTS_FILE: staging / WEIGHTS_FILE}
+        for fname, data in (extra_files or {}).items():
+            (staging / fname).write_bytes(data)
+            files[fname] = staging / fname
+        config["files"] = {f: {"sha256": sha256_of(p), "bytes": p.stat().st_size}
+                           for f, p in files.items()}
+        config = json.loads(json.dumps(config, default=_to_json))
+        try:
+            BundleConfig.model_validate(config)
+        except ValidationError as err:
+            raise CheckpointError(_describe(err, "the bundle to save")) from None
+        (staging / CONFIG_FILE).write_text(json.dumps(config, indent=2, default=_to_json))
+        if card:
+            (staging / CARD_FILE).write_text(card)
+        for p in staging.iterdir():
+            os.chmod(p, 0o644)
+    return final
+
+
+# --- reading ------------------------------------------------------------------------------
+
+def _describe(err: ValidationError, source: str) -> str:
+    lines = [f"{source} is not a valid sigformer checkpoint config:"]
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        lines.append(f"  {loc}: {e['msg']} (got {e.get('input')!r})"[:300])
+    return "\n".join(lines)
 
 
 def read_config(path: str | os.PathLike) -> dict[str, Any]:
+    """The validated ``config.json`` of a checkpoint folder (as a dict)."""
     directory = Path(path)
+    recover_directory(directory)
     cfg_path = directory / CONFIG_FILE
-    if not directory.is_dir():
+    if not directory.exists():
         raise CheckpointError(f"checkpoint directory {directory} does not exist")
+    if not directory.is_dir():
+        raise CheckpointError(f"{directory} is a file, not a checkpoint folder (a folder with "
+                              f"{CONFIG_FILE} and {WEIGHTS_FILE})")
     if not cfg_path.is_file():
         raise CheckpointError(f"{directory} is not a sigformer checkpoint: {CONFIG_FILE} missing")
     try:
         config = json.loads(cfg_path.read_text())
-    except json.JSONDecodeError as err:
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise CheckpointError(f"{cfg_path} is not valid JSON ({err})") from None
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{cfg_path} must hold a JSON object, got {type(config).__name__}")
     for key in ("model", "kwargs", "format_version"):
         if key not in config:
             raise CheckpointError(f"{cfg_path} lacks the required key {key!r}")
-    if config["format_version"] > FORMAT_VERSION:
-        raise CheckpointError(f"{cfg_path} has format {config['format_version']}; this "
-                              f"sigformer reads up to {FORMAT_VERSION}: upgrade sigformer")
+    version = config["format_version"]
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise CheckpointError(f"{cfg_path}: format_version must be an integer, got {version!r}")
+    if version > FORMAT_VERSION:
+        raise CheckpointError(f"{cfg_path} has format {version}; this sigformer reads up to "
+                              f"{FORMAT_VERSION}: upgrade sigformer")
+    if version == 1:  # earlier releases: model, kwargs, extra, sigformer_version only
+        config = {**config, "format": "sigformer-bundle"}
+    try:
+        BundleConfig.model_validate(config)
+    except ValidationError as err:
+        raise CheckpointError(_describe(err, str(cfg_path))) from None
     return config
 
 
-def load_checkpoint(path: str | os.PathLike, *, map_location: str = "cpu"
+def verify_files(path: str | os.PathLike, config: dict[str, Any]) -> None:
+    """Check every file the config lists against its size and SHA-256."""
+    directory = Path(path)
+    files = config.get("files") or {}
+    if not files:
+        warnings.warn(f"{directory} has no checksums (a format-{config['format_version']} "
+                      f"checkpoint): its weights cannot be verified; re-save it to add them",
+                      stacklevel=3)
+    for fname, record in files.items():
+        file = directory / fname
+        if not file.is_file():
+            raise CheckpointError(f"{file} is missing (listed in {CONFIG_FILE})")
+        size = file.stat().st_size
+        if size != record["bytes"]:
+            raise CheckpointError(f"{file} is truncated or corrupt: {size} bytes, the config "
+                                  f"records {record['bytes']}")
+        if sha256_of(file) != record["sha256"]:
+            raise CheckpointError(f"{file} is corrupt: its SHA-256 does not match the one "
+                                  f"recorded in {CONFIG_FILE} (the bytes changed after saving)")
+
+
+def read_safetensors_header(path: str | os.PathLike) -> dict[str, tuple[str, list[int]]]:
+    """``{key: (dtype, shape)}`` from a safetensors header, without reading the tensors."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read(8)
+            if len(raw) < 8:
+                raise CheckpointError(f"{path} is truncated or corrupt: no safetensors header")
+            (length,) = struct.unpack("<Q", raw)
+            if length > min(path.stat().st_size, 100 << 20):
+                raise CheckpointError(f"{path} is truncated or corrupt: header length {length}")
+            header = json.loads(fh.read(length))
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CheckpointError(f"{path} is truncated or corrupt: {err}") from None
+    return {k: (v["dtype"], list(v["shape"])) for k, v in header.items()
+            if k != "__metadata__"}
+
+
+def _shape_report(expected: dict[str, list[int]], found: dict[str, list[int]]) -> list[str]:
+    missing = sorted(set(expected) - set(found))
+    unexpected = sorted(set(found) - set(expected))
+    mismatched = sorted(k for k in set(expected) & set(found) if expected[k] != found[k])
+    lines = []
+    if missing:
+        lines.append(f"{len(missing)} missing key(s): {missing[:8]}"
+                     + (" ..." if len(missing) > 8 else ""))
+    if unexpected:
+        lines.append(f"{len(unexpected)} unexpected key(s): {unexpected[:8]}"
+                     + (" ..." if len(unexpected) > 8 else ""))
+    if mismatched:
+        lines.append(f"{len(mismatched)} shape mismatch(es): " + ", ".join(
+            f"{k}: model {expected[k]} vs file {found[k]}" for k in mismatched[:8]))
+    return lines
+
+
+def _meta_shapes(name: str, kwargs: dict[str, Any]) -> dict[str, list[int]] | None:
+    """State-dict shapes of the model the config describes, built on the meta device (no
+    memory); None when the model cannot be built there."""
+    from .models import create_model
+
+    try:
+        with torch.device("meta"):
+            model = create_model(name, **kwargs)
+    except Exception:  # noqa: BLE001 - some constructors compute on real tensors
+        return None
+    return {k: list(v.shape) for k, v in model.state_dict().items()}
+
+
+def load_checkpoint(path: str | os.PathLike, *, map_location: str = "cpu", verify: bool = True
                     ) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild the model from its config and load its weights. Returns ``(model, config)``."""
     from .models import create_model
@@ -137,11 +316,27 @@ def load_checkpoint(path: str | os.PathLike, *, map_location: str = "cpu"
     weights = Path(path) / WEIGHTS_FILE
     if not weights.is_file():
         raise CheckpointError(f"{weights} is missing")
+    if verify:
+        verify_files(path, config)
+    header = read_safetensors_header(weights)
+    kwargs = kwargs_from_json(config["kwargs"])
+    expected = _meta_shapes(config["model"], kwargs)
+    if expected is not None:
+        problems = _shape_report(expected, {k: v[1] for k, v in header.items()})
+        if problems:
+            raise CheckpointError(
+                f"weights in {weights} do not fit model {config['model']!r} built from "
+                f"{Path(path) / CONFIG_FILE}: " + "; ".join(problems))
     try:
         state = load_file(weights, device=map_location)
     except (SafetensorError, OSError, ValueError) as err:
         raise CheckpointError(f"{weights} is truncated or corrupt: {err}") from None
-    model = create_model(config["model"], **kwargs_from_json(config["kwargs"]))
+    try:
+        model = create_model(config["model"], **kwargs)
+    except (TypeError, ValueError) as err:
+        reason = str(err) if len(str(err)) < 300 else str(err)[:300] + " ..."
+        raise CheckpointError(f"{Path(path) / CONFIG_FILE}: cannot build model "
+                              f"{config['model']!r} from its kwargs: {reason}") from None
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as err:

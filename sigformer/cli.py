@@ -1,4 +1,10 @@
-"""Command line: ``sigformer run PIPELINE.yaml [--data PATH]``, ``sigformer models``."""
+"""Command line: ``sigformer run PIPELINE.yaml``, ``sigformer stream BUNDLE --source ...``,
+``sigformer models --pretrained`` and the file conveniences (``separate``, ``enhance``,
+``classify-iq``, ``replay``, ``export``).
+
+Heavy libraries (torch, MNE, braindecode) are imported by the command that needs them, so
+``sigformer --help`` answers at once.
+"""
 
 from __future__ import annotations
 
@@ -10,82 +16,92 @@ import sys
 import warnings
 
 EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
 
 
 def _quiet() -> None:
     # Library chatter that says nothing to a CLI user.
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     warnings.filterwarnings("ignore", message=".*GPU available but not used.*")
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
     for name in ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning"):
         logging.getLogger(name).setLevel(logging.ERROR)
     os.environ.setdefault("LITLOGGER_DISABLE_TIP", "1")
 
 
+def _print_json(obj) -> None:
+    from .tasks.registry import json_default
+
+    print(json.dumps(obj, indent=2, default=json_default))
+
+
+# --- run ----------------------------------------------------------------------------------
+
 def _cmd_run(args) -> int:
-    from .pipeline import data_override, load_config, run_pipeline, run_tokenize_pipeline
+    from .tasks import get_task, load_task_config, run_task
 
-    overrides = {}
-    if args.data:
-        overrides["data"] = data_override(args.data)
-    train = {}
-    if args.max_epochs is not None:
-        train["max_epochs"] = args.max_epochs
-    if args.devices is not None:
-        train["devices"] = args.devices
-    if args.strategy is not None:
-        train["strategy"] = args.strategy
-    if args.accelerator is not None:
-        train["accelerator"] = args.accelerator
-    if args.num_nodes is not None:
-        train["num_nodes"] = args.num_nodes
-    if train:
-        overrides["train"] = train
-    cfg = load_config(args.pipeline, overrides)
-    if cfg.task == "tokenize":
-        report = run_tokenize_pipeline(cfg, args.out)
-        print(json.dumps({k: report[k] for k in ("codebook_usage", "codebook_perplexity",
-                                                 "tokens_per_window")}, indent=2))
-        return 0
-    if cfg.task == "enhance":
-        from .speech.pipeline import run_enhancement_pipeline
-
-        report = run_enhancement_pipeline(cfg, args.out)
-        print(json.dumps(report["results"], indent=2))
-        return 0
-    if cfg.task == "separate":
-        from .speech.pipeline import run_separation_pipeline
-
-        report = run_separation_pipeline(cfg, args.out)
-        print(json.dumps(report["summary"], indent=2))
-        return 0
-    if cfg.task == "amr":
-        from .rf.amr import run_amr_pipeline
-
-        report = run_amr_pipeline(cfg, args.out)
-        print(json.dumps({k: {"accuracy": v["accuracy"], "high_snr_accuracy":
-                              v["high_snr_accuracy"]} for k, v in report["models"].items()},
-                         indent=2))
-        return 0
-    if cfg.task == "ofdm":
-        from .rf.ofdm import run_ofdm_pipeline
-
-        report = run_ofdm_pipeline(cfg, args.out)
-        print(json.dumps(report["worst_gap_to_bound_db"], indent=2))
-        return 0
-    report = run_pipeline(cfg, args.out)
-    print(json.dumps(report.get("summary", {}), indent=2))
+    overrides = {k: getattr(args, k) for k in ("data", "max_epochs", "accelerator", "devices",
+                                               "strategy", "num_nodes")
+                 if getattr(args, k) is not None}
+    cfg = load_task_config(args.pipeline, overrides)
+    report = run_task(cfg, args.out)
+    _print_json(get_task(cfg.task).summary(report))
     return 0
 
+
+def _cmd_tasks(args) -> int:
+    from .tasks import get_task, list_tasks
+
+    for name in list_tasks():
+        print(f"{name:18s} {get_task(name).description}")
+    return 0
+
+
+# --- stream -------------------------------------------------------------------------------
 
 def _cmd_stream(args) -> int:
-    from .pipeline import load_config
-    from .streaming.app import run_stream
+    from .streaming.lsl import use_loopback_config
 
-    cfg = load_config(args.pipeline)
-    report = run_stream(cfg, args.model, duration=args.duration,
-                        max_predictions=args.max_predictions)
-    print(json.dumps({k: v for k, v in report.items() if not isinstance(v, list)}, indent=2))
-    return 0
+    use_loopback_config()  # before any LSL use: discovery stays on this machine
+    from .streaming.app import (
+        OnlineSettings,
+        default_sinks,
+        load_bundle,
+        make_source,
+        run_stream,
+        stream_bundle,
+    )
+
+    target = args.target
+    if target.endswith((".yaml", ".yml")):  # the YAML form: stream section + --model bundle
+        if not args.model:
+            raise _config_error(f"{target} is a pipeline file: give the trained bundle with "
+                                f"--model (or stream the bundle directly: sigformer stream "
+                                f"BUNDLE --source ...)")
+        from .tasks import load_task_config
+
+        cfg = load_task_config(target)
+        report = run_stream(cfg, args.model, duration=args.duration,
+                            max_predictions=args.max_predictions)
+        _print_json({k: v for k, v in report.items() if not isinstance(v, list)})
+        return EXIT_INTERRUPTED if report.get("interrupted") else 0
+    if not args.source:
+        raise _config_error("give the stream to read with --source (lsl:NAME, wav:FILE, "
+                            "sigmf:FILE, file:EDF, zmq:ADDRESS, soundcard, slots:NPZ)")
+    bundle = load_bundle(target)
+    source = make_source(args.source, realtime=args.realtime, chunk_size=args.chunk_size,
+                         sample_rate=args.source_rate, channels=args.source_channels,
+                         timeout=args.timeout)
+    sinks = default_sinks(bundle, source, out=args.out, lsl_name=args.lsl_out,
+                          record=args.record)
+    settings = OnlineSettings(hop_s=args.hop_s, threads=args.threads,
+                              nan_policy=args.nan_policy, channel=args.channel)
+    report = stream_bundle(bundle, source, sinks, settings=settings, duration=args.duration,
+                           max_outputs=args.max_predictions)
+    report.pop("_outputs", None)
+    _print_json({k: v for k, v in report.items() if not isinstance(v, list) or k == "written"})
+    return EXIT_INTERRUPTED if report.get("interrupted") else 0
 
 
 def _cmd_replay(args) -> int:
@@ -106,117 +122,176 @@ def _cmd_replay(args) -> int:
     return 0
 
 
+# --- file conveniences --------------------------------------------------------------------
+
 def _cmd_classify_iq(args) -> int:
-    from .checkpoint import CheckpointError, load_checkpoint
+    from .bundle import Bundle
+    from .checkpoint import CheckpointError
     from .rf.amr import classify_sigmf
 
-    model, config = load_checkpoint(args.model)
-    extra = config.get("extra", {})
-    if "classes" not in extra:
-        raise CheckpointError(f"{args.model} is not a modulation-recognition checkpoint (its "
-                              f"config has no class list); train one with a task: amr pipeline")
-    result = classify_sigmf(args.file, model, extra["classes"],
-                            normalization=extra.get("normalization", "l1"), hop=args.hop,
+    bundle = Bundle.load(args.model)
+    if bundle.task != "classify" or bundle.input_spec is None or \
+            bundle.input_spec.layout != "iq":
+        raise CheckpointError(f"{args.model} is not a modulation-recognition bundle (task "
+                              f"{bundle.task!r}, input {bundle.input_spec!r}); train one with "
+                              f"an IQ classification pipeline (pipelines/amr_clst.yaml)")
+    if args.out is None and not args.in_place:
+        raise _config_error("give --out META (a new .sigmf-meta next to the capture's data) or "
+                            "--in-place to add the annotations to the capture's own metadata")
+    result = classify_sigmf(args.file, bundle.model, bundle.labels,
+                            normalization=bundle.extra.get("normalization", "l1"),
+                            hop=args.hop,
                             min_power_db=None if args.all_frames else args.min_power_db,
-                            out_meta=args.out)
-    print(json.dumps({"meta": result["meta"], "n_frames": result["n_frames"],
-                      "annotations": len(result["annotations"]),
-                      "frame_labels": result["frame_labels"]}, indent=2))
+                            out_meta=args.out, **({"in_place": True} if args.in_place else {}))
+    _print_json({"meta": result["meta"], "n_frames": result["n_frames"],
+                 "annotations": len(result["annotations"]),
+                 "frame_labels": result["frame_labels"]})
     return 0
 
 
-def _speech_input(args, attribute: str, kind: str):
-    """Load a speech checkpoint and the input audio at its rate; returns
-    ``(model, audio, file_rate, run)``; ``run(fn, audio, align)`` is the chunked inference."""
-    from .checkpoint import load_checkpoint
+def _read_array_input(inputs: list[str]):
+    """One multichannel file, several mono files (one per microphone) or a glob."""
+    import glob
+
+    import numpy as np
+
     from .data.io import DataError
     from .speech.audio import read_audio
-    from .speech.chunked import process_array
 
-    model, _ = load_checkpoint(args.model)
-    if not hasattr(model, attribute):
-        raise DataError(f"{args.model} is not a {kind} checkpoint (no {attribute})")
-    rate = model.sample_rate
-    audio, file_rate = read_audio(args.input, rate if args.resample else None)
-    chunk, overlap = int(args.chunk_s * rate), int(args.overlap_s * rate)
+    paths: list[str] = []
+    for item in inputs:
+        matched = sorted(glob.glob(item)) if any(c in item for c in "*?[") else [item]
+        if not matched:
+            raise DataError(f"{item!r} matches no file")
+        paths.extend(matched)
+    if len(paths) == 1:
+        return read_audio(paths[0])
+    parts, rates = [], set()
+    for path in paths:
+        audio, rate = read_audio(path)
+        if audio.shape[0] != 1:
+            raise DataError(f"{path} has {audio.shape[0]} channels; give one mono file per "
+                            f"microphone, or one multichannel file")
+        parts.append(audio[0])
+        rates.add(rate)
+    if len(rates) != 1:
+        raise DataError(f"the microphone files have different sample rates {sorted(rates)}")
+    n = min(len(p) for p in parts)
+    if any(len(p) != n for p in parts):
+        raise DataError(f"the microphone files have different lengths "
+                        f"{sorted({len(p) for p in parts})} samples")
+    return np.stack(parts), rates.pop()
 
-    def run(fn, checked, align: bool):
-        return process_array(fn, checked, chunk, overlap, align=align)
 
-    return model, audio, file_rate, run
+def _run_audio_bundle(args, task: str, out: str) -> dict:
+    from .bundle import Bundle
+    from .checkpoint import CheckpointError
+    from .streaming.app import OnlineSettings, default_sinks, stream_bundle
+    from .streaming.sources import ArraySource
+
+    bundle = Bundle.load(args.model)
+    if bundle.task != task:
+        kind = {"separate": "separation", "enhance": "multichannel enhancement"}[task]
+        raise CheckpointError(f"{args.model} is not a {kind} bundle (its task is "
+                              f"{bundle.task!r})")
+    audio, rate = _read_array_input(args.input)
+    names = tuple(f"mic{i}" for i in range(audio.shape[0]))
+    source = ArraySource(audio, rate, names, chunk_size=int(rate))
+    settings = OnlineSettings(channel=getattr(args, "channel", None), chunk_s=args.chunk_s,
+                              overlap_s=args.overlap_s)
+    sinks = default_sinks(bundle, source, out=out)
+    report = stream_bundle(bundle, source, sinks, settings=settings,
+                           log=lambda *a: None)
+    return {"outputs": report.get("written", []), "sample_rate": rate,
+            "model_rate": bundle.input_spec.sfreq, "seconds": round(audio.shape[1] / rate, 3),
+            "real_time_factor": report.get("real_time_factor")}
 
 
 def _cmd_separate(args) -> int:
-    from pathlib import Path
-
-    from .data.io import DataError
-    from .speech.audio import check_audio, write_audio
-    from .speech.chunked import model_function
-
-    model, audio, file_rate, run = _speech_input(args, "n_src", "separation")
-    if audio.shape[0] > 1:
-        if args.channel is None:
-            raise DataError(f"{args.input} has {audio.shape[0]} channels; separation takes mono "
-                            f"audio: choose one with --channel N (0-based)")
-        if not 0 <= args.channel < audio.shape[0]:
-            raise DataError(f"--channel {args.channel}: {args.input} has channels "
-                            f"0..{audio.shape[0] - 1}")
-        audio = audio[args.channel:args.channel + 1]
-    rate = model.sample_rate
-    audio = check_audio(audio, file_rate, expected_rate=rate, name=str(args.input))
-    sources = run(model_function(model), audio, align=True)
-    stem = Path(args.input).stem
-    paths = [str(write_audio(Path(args.out) / f"{stem}_s{i + 1}.wav", src, rate))
-             for i, src in enumerate(sources)]
-    print(json.dumps({"sources": paths, "sample_rate": rate,
-                      "seconds": round(audio.shape[1] / rate, 3)}, indent=2))
+    _print_json(_run_audio_bundle(args, "separate", args.out))
     return 0
 
 
 def _cmd_enhance(args) -> int:
-    from .speech.audio import check_audio, write_audio
-    from .speech.chunked import model_function
-
-    model, audio, file_rate, run = _speech_input(args, "n_mics",
-                                                 "multichannel enhancement")
-    rate = model.sample_rate
-    audio = check_audio(audio, file_rate, expected_rate=rate, n_channels=model.n_mics,
-                        name=str(args.input))
-    enhanced = run(model_function(model, multichannel=True), audio, align=False)
-    path = write_audio(args.out, enhanced[:1], rate)
-    print(json.dumps({"output": str(path), "sample_rate": rate, "microphones": model.n_mics,
-                      "seconds": round(audio.shape[1] / rate, 3)}, indent=2))
+    _print_json(_run_audio_bundle(args, "enhance", args.out))
     return 0
 
 
+# --- models and export --------------------------------------------------------------------
+
 def _cmd_models(args) -> int:
+    if args.pretrained:
+        from .pretrained import list_pretrained
+
+        entries = list_pretrained()
+        if not entries:
+            print("no pretrained bundles are installed")
+        for e in entries:
+            print(f"{e['name']:36s} {e['model']:14s} {e['task'] or '-':16s} "
+                  f"{e['bytes'] / 1e6:5.2f} MB  {e['summary']}")
+        return 0
     from .models import list_models
 
-    for name in list_models(include_braindecode=args.braindecode):
+    for name in list_models(args.domain, include_braindecode=args.braindecode):
         print(name)
     return 0
 
 
+def _cmd_export(args) -> int:
+    from .export import export_bundle
+
+    _print_json(export_bundle(args.bundle, args.out, fmt=args.format, opset=args.opset))
+    return 0
+
+
+# --- parser -------------------------------------------------------------------------------
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sigformer", description=__doc__)
+    parser = argparse.ArgumentParser(prog="sigformer", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="run a YAML pipeline (load, preprocess, train, evaluate)")
+    run = sub.add_parser("run", help="run a YAML pipeline (load, preprocess, train, evaluate, "
+                                     "write the bundle)")
     run.add_argument("pipeline", help="pipeline YAML file, e.g. pipelines/eeg_mi_dbconformer.yaml")
-    run.add_argument("--data", help="recordings to use instead of the pipeline's data section "
-                                    "(an eegmmidb folder, a folder of EEG files or one file)")
+    run.add_argument("--data", help="data to use instead of the pipeline's (an eegmmidb folder, "
+                                    "EEG files, a Bonn .npz, RadioML files, an OFDM .npz, a "
+                                    "folder of clean speech)")
     run.add_argument("--out", help="output folder (default: the pipeline's output.dir)")
-    run.add_argument("--max-epochs", type=int, help="override train.max_epochs")
+    run.add_argument("--max-epochs", type=int, help="override the training epochs")
     run.add_argument("--devices", type=int, help="override train.devices (e.g. 2 with ddp)")
     run.add_argument("--strategy", help="override train.strategy (e.g. ddp)")
     run.add_argument("--accelerator", help="override train.accelerator (cpu, gpu, auto)")
     run.add_argument("--num-nodes", type=int, help="override train.num_nodes (multi-node DDP)")
     run.set_defaults(func=_cmd_run)
-    stream = sub.add_parser("stream", help="run a pipeline online on a live stream (LSL)")
-    stream.add_argument("pipeline", help="pipeline YAML with a stream section")
-    stream.add_argument("--model", required=True, help="checkpoint folder from `sigformer run`")
+    tasks = sub.add_parser("tasks", help="list the pipeline tasks")
+    tasks.set_defaults(func=_cmd_tasks)
+
+    stream = sub.add_parser("stream", help="run a trained bundle on a live or replayed stream "
+                                           "(EEG over LSL, audio, IQ, OFDM slots)")
+    stream.add_argument("target", help="bundle folder or pretrained name (or, with --model, a "
+                                       "pipeline YAML whose stream section to use)")
+    stream.add_argument("--model", help="with a pipeline YAML: the bundle from `sigformer run`")
+    stream.add_argument("--source", help="lsl:NAME, wav:FILE, sigmf:FILE, file:EDF, "
+                                         "zmq:tcp://127.0.0.1:PORT, soundcard[:DEVICE], "
+                                         "slots:NPZ, or a file path")
+    stream.add_argument("--source-rate", type=float, help="sample rate of a zmq / soundcard "
+                                                          "source (Hz)")
+    stream.add_argument("--source-channels", type=int, default=1,
+                        help="input channels of a soundcard source")
+    stream.add_argument("--realtime", action="store_true",
+                        help="pace file sources at their sample rate")
+    stream.add_argument("--chunk-size", type=int, help="samples per chunk read from the source")
+    stream.add_argument("--timeout", type=float, default=10.0, help="seconds to find the stream")
+    stream.add_argument("--out", help="audio folder / .wav, SigMF meta or npz to write")
+    stream.add_argument("--lsl-out", help="publish class probabilities as this LSL stream")
+    stream.add_argument("--record", help="record predictions (crash-safe) to this file")
+    stream.add_argument("--hop-s", type=float, help="seconds between windows (classification)")
+    stream.add_argument("--channel", type=int, help="input channel to separate")
+    stream.add_argument("--threads", type=int, default=1, help="model threads")
+    stream.add_argument("--nan-policy", default="skip", choices=("raise", "skip", "interpolate"))
     stream.add_argument("--duration", type=float, help="stop after this many seconds")
-    stream.add_argument("--max-predictions", type=int, help="stop after this many predictions")
+    stream.add_argument("--max-predictions", type=int, help="stop after this many outputs")
     stream.set_defaults(func=_cmd_stream)
+
     rep = sub.add_parser("replay", help="publish a recording as an LSL stream (mne-lsl)")
     rep.add_argument("file", help="EDF/BDF/GDF/FIF recording")
     rep.add_argument("--name", default="sigformer-replay", help="LSL stream name and source id")
@@ -224,63 +299,101 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--repeat", type=int, default=1, help="times to play (0: forever)")
     rep.add_argument("--duration", type=float, help="stop after this many seconds")
     rep.set_defaults(func=_cmd_replay)
+
     iq = sub.add_parser("classify-iq", help="classify the modulation of a SigMF recording and "
                                           "write the predictions as SigMF annotations")
     iq.add_argument("file", help="recording (.sigmf-meta)")
-    iq.add_argument("--model", required=True, help="checkpoint folder from a task: amr pipeline")
-    iq.add_argument("--out", help="write the annotated metadata here instead of in place")
+    iq.add_argument("--model", required=True, help="modulation bundle or pretrained name")
+    iq.add_argument("--out", help="write the annotated metadata to this new .sigmf-meta")
+    iq.add_argument("--in-place", action="store_true",
+                    help="add the annotations to the recording's own metadata file")
     iq.add_argument("--hop", type=int, help="frame hop in samples (default: frame length)")
     iq.add_argument("--min-power-db", type=float, default=30.0,
                     help="skip frames this many dB below the loudest (gaps between bursts)")
     iq.add_argument("--all-frames", action="store_true", help="classify quiet frames too")
     iq.set_defaults(func=_cmd_classify_iq)
-    sep = sub.add_parser("separate", help="separate the speakers of a mono recording "
-                                           "(chunked, any length)")
-    sep.add_argument("input", help="audio file (WAV/FLAC/...)")
-    sep.add_argument("--model", required=True, help="separation checkpoint (e.g. MossFormer)")
-    sep.add_argument("--out", required=True, help="output folder for <name>_s1.wav, ...")
-    sep.add_argument("--chunk-s", type=float, default=4.0, help="chunk length in seconds")
-    sep.add_argument("--overlap-s", type=float, default=1.0, help="overlap between chunks")
+
+    sep = sub.add_parser("separate", help="separate the speakers of a recording (any length, "
+                                           "output at the input's rate)")
+    sep.add_argument("input", nargs=1, help="audio file (WAV/FLAC/...)")
+    sep.add_argument("--model", required=True, help="separation bundle or pretrained name")
+    sep.add_argument("--out", required=True, help="output folder for source_s1.wav, ...")
+    sep.add_argument("--chunk-s", type=float, help="chunk length in seconds")
+    sep.add_argument("--overlap-s", type=float, help="overlap between chunks")
     sep.add_argument("--channel", type=int, help="channel to separate in multichannel files")
-    sep.add_argument("--resample", action="store_true",
-                     help="resample to the model's rate instead of refusing other rates")
+    sep.add_argument("--resample", action="store_true", help=argparse.SUPPRESS)  # now default
     sep.set_defaults(func=_cmd_separate)
-    enh = sub.add_parser("enhance", help="enhance a multichannel recording (chunked, any "
-                                         "length) into one channel")
-    enh.add_argument("input", help="multichannel audio file, one channel per microphone")
-    enh.add_argument("--model", required=True, help="enhancement checkpoint (e.g. DeFTAN-II)")
-    enh.add_argument("--out", required=True, help="output audio file")
-    enh.add_argument("--chunk-s", type=float, default=4.0, help="chunk length in seconds")
-    enh.add_argument("--overlap-s", type=float, default=0.5, help="overlap between chunks")
-    enh.add_argument("--resample", action="store_true",
-                     help="resample to the model's rate instead of refusing other rates")
+
+    enh = sub.add_parser("enhance", help="enhance a microphone-array recording into one "
+                                         "channel (any length)")
+    enh.add_argument("input", nargs="+", help="one multichannel file, one mono file per "
+                                              "microphone, or a glob ('mic*.wav')")
+    enh.add_argument("--model", required=True, help="enhancement bundle or pretrained name")
+    enh.add_argument("--out", required=True, help="output .wav file")
+    enh.add_argument("--chunk-s", type=float, help="chunk length in seconds")
+    enh.add_argument("--overlap-s", type=float, help="overlap between chunks")
+    enh.add_argument("--resample", action="store_true", help=argparse.SUPPRESS)  # now default
     enh.set_defaults(func=_cmd_enhance)
-    models = sub.add_parser("models", help="list registered models")
+
+    models = sub.add_parser("models", help="list registered models or pretrained bundles")
+    models.add_argument("--pretrained", action="store_true", help="list the shipped bundles")
     models.add_argument("--braindecode", action="store_true", help="include braindecode models")
+    models.add_argument("--domain", help="only this domain (eeg, seeg, speech, rf)")
     models.set_defaults(func=_cmd_models)
+
+    export = sub.add_parser("export", help="export a bundle for deployment (ONNX, TorchScript, "
+                                           "torch.export)")
+    export.add_argument("bundle", help="bundle folder or pretrained name")
+    export.add_argument("--out", required=True, help="output folder")
+    export.add_argument("--format", default="onnx", choices=("onnx", "torchscript",
+                                                             "torch.export"))
+    export.add_argument("--opset", type=int, default=17, help="ONNX opset")
+    export.set_defaults(func=_cmd_export)
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def _config_error(message: str) -> Exception:
+    from .tasks.config import PipelineConfigError
+
+    return PipelineConfigError(message)
+
+
+def _user_error_types() -> tuple[type[BaseException], ...]:
+    """Errors that mean bad input (exit 2 with one line), imported only when one occurs."""
+    from .atomic import OutputLockedError
     from .channels import ChannelError
     from .checkpoint import CheckpointError
     from .data.io import DataError
     from .models.registry import UnknownModelError
-    from .pipeline import PipelineConfigError
     from .streaming.runtime import StreamError
+    from .tasks.config import PipelineConfigError
     from .validation import SignalError
 
-    _quiet()
-    from .streaming.lsl import use_loopback_config
+    types: list[type[BaseException]] = [PipelineConfigError, DataError, SignalError,
+                                        ChannelError, CheckpointError, UnknownModelError,
+                                        StreamError, OutputLockedError]
+    try:
+        from .models.convert import ConversionError
 
-    use_loopback_config()  # before any LSL use: discovery stays on this machine
+        types.append(ConversionError)
+    except ImportError:  # pragma: no cover
+        pass
+    return tuple(types)
+
+
+def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _quiet()
     try:
         return args.func(args)
-    except (PipelineConfigError, DataError, SignalError, ChannelError, CheckpointError,
-            UnknownModelError, StreamError) as err:
-        print(f"sigformer: error: {err}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("sigformer: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as err:  # noqa: BLE001 - user errors become one line, the rest re-raise
+        if isinstance(err, _user_error_types()):
+            print(f"sigformer: error: {err}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        raise
 
 
 if __name__ == "__main__":

@@ -52,7 +52,12 @@ def test_run_writes_metrics_plots_and_checkpoint(tmp_path, capsys):
 
     clf = SignalClassifier.load(out / "model")
     assert list(clf.classes_) == ["left_hand", "right_hand"]
-    assert json.loads((out / "model" / "pipeline_meta.json").read_text())["alignment"] == "batch"
+    from sigformer.bundle import Bundle
+
+    bundle = Bundle.load(out / "model")  # the inference bundle: spec, chain, labels, scale
+    assert bundle.extra["alignment"] == "online" and bundle.task == "classify"
+    assert bundle.labels == ["left_hand", "right_hand"] and bundle.input_scale == 1e6
+    assert bundle.model_spec.window == metrics["n_times"]
     assert "accuracy" in capsys.readouterr().out
 
 

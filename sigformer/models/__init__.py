@@ -1,5 +1,10 @@
-"""Models by domain, reachable through the registry."""
+"""Models by domain, reachable through the registry.
 
+Model classes are imported on first access (``from sigformer.models import DBConformer``
+works as before), so ``import sigformer.models`` and listing models stay fast.
+"""
+
+import importlib
 import warnings
 
 # braindecode 1.8.1 builds a 'standard_1020' montage at import, which MNE 1.13 flags as
@@ -7,29 +12,32 @@ import warnings
 warnings.filterwarnings("ignore", message="Montage name 'standard_1020' is deprecated",
                         category=FutureWarning)
 
-from .eeg.dbconformer import DBConformer  # noqa: E402
-from .eeg.duin import DuINClassifier, DuINMAE, DuINVQVAE  # noqa: E402
-from .eeg.tfm_tokenizer import TFMClassifier, TFMEncoder, TFMTokenizer  # noqa: E402
 from .registry import (  # noqa: E402
-                        UnknownModelError,
-                        create_model,
-                        get_model_class,
-                        list_models,
-                        list_presets,
-                        register_model,
+    MODEL_INDEX,
+    UnknownModelError,
+    create_model,
+    get_model_class,
+    list_models,
+    list_presets,
+    register_model,
 )
-from .rf.adafortitran import AdaFortiTran, FortiTran  # noqa: E402
-from .rf.amr_resnet import AMRResNet  # noqa: E402
-from .rf.clst import ClST  # noqa: E402
-from .rf.kd_cnn import KDCNN  # noqa: E402
-from .rf.kd_mobilenet import KDMobileNet  # noqa: E402
-from .rf.mcldnn import MCLDNN  # noqa: E402
-from .rf.ofdm_linear import OFDMLinear  # noqa: E402
-from .rf.vtcnn2 import VTCNN2  # noqa: E402
-from .speech.deftan2 import DeFTAN2  # noqa: E402
-from .speech.mossformer import MossFormer  # noqa: E402
 
-__all__ = [
-    "AMRResNet", "AdaFortiTran", "ClST", "DBConformer", "DeFTAN2", "DuINClassifier", "DuINMAE", "DuINVQVAE", "FortiTran", "KDCNN", "KDMobileNet", "MCLDNN", "MossFormer", "OFDMLinear", "TFMClassifier", "TFMEncoder", "TFMTokenizer", "UnknownModelError", "VTCNN2", "create_model", "get_model_class", "list_models",
-    "list_presets", "register_model",
-]
+_CLASSES = {
+    "DBConformer": "eeg.dbconformer", "DuINClassifier": "eeg.duin", "DuINMAE": "eeg.duin",
+    "DuINVQVAE": "eeg.duin", "TFMClassifier": "eeg.tfm_tokenizer",
+    "TFMEncoder": "eeg.tfm_tokenizer", "TFMTokenizer": "eeg.tfm_tokenizer",
+    "AdaFortiTran": "rf.adafortitran", "FortiTran": "rf.adafortitran",
+    "AMRResNet": "rf.amr_resnet", "ClST": "rf.clst", "KDCNN": "rf.kd_cnn",
+    "KDMobileNet": "rf.kd_mobilenet", "MCLDNN": "rf.mcldnn", "OFDMLinear": "rf.ofdm_linear",
+    "VTCNN2": "rf.vtcnn2", "DeFTAN2": "speech.deftan2", "MossFormer": "speech.mossformer",
+}
+
+
+def __getattr__(name: str):
+    if name in _CLASSES:
+        return getattr(importlib.import_module(f"{__name__}.{_CLASSES[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = [*sorted(_CLASSES), "MODEL_INDEX", "UnknownModelError", "create_model",
+           "get_model_class", "list_models", "list_presets", "register_model"]

@@ -3,18 +3,50 @@
 sigformer models register themselves with a domain and named presets. Every braindecode model
 is reachable as ``"braindecode.<ClassName>"`` (e.g. ``"braindecode.EEGNet"``), so any pipeline,
 estimator or benchmark can swap in a braindecode baseline by name.
+
+``create_model(name, spec=spec, n_outputs=2)`` takes ``n_chans``, ``n_times``, ``sfreq``,
+``chs_info`` (or ``sample_rate``, ``n_mics``, ``frame_length``) from a
+:class:`~sigformer.spec.SignalSpec`; ``weights=`` loads a pretrained catalogue entry, a bundle
+folder or an official checkpoint (strict; see :mod:`sigformer.pretrained`).
+
+Model modules are imported on first use (:data:`MODEL_INDEX` says where each lives), so
+listing models and ``sigformer --help`` do not import torch.
 """
 
 from __future__ import annotations
 
 import difflib
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from torch import nn
+if TYPE_CHECKING:
+    from torch import nn
 
 BRAINDECODE_PREFIX = "braindecode."
+
+# name -> (module that registers it, domain). A test checks it against the registrations.
+MODEL_INDEX: dict[str, tuple[str, str]] = {
+    "adafortitran": ("sigformer.models.rf.adafortitran", "rf"),
+    "amr_resnet": ("sigformer.models.rf.amr_resnet", "rf"),
+    "clst": ("sigformer.models.rf.clst", "rf"),
+    "dbconformer": ("sigformer.models.eeg.dbconformer", "eeg"),
+    "deftan2": ("sigformer.models.speech.deftan2", "speech"),
+    "duin": ("sigformer.models.eeg.duin", "seeg"),
+    "duin_mae": ("sigformer.models.eeg.duin", "seeg"),
+    "duin_vqvae": ("sigformer.models.eeg.duin", "seeg"),
+    "fortitran": ("sigformer.models.rf.adafortitran", "rf"),
+    "kd_cnn": ("sigformer.models.rf.kd_cnn", "rf"),
+    "kd_mobilenet": ("sigformer.models.rf.kd_mobilenet", "rf"),
+    "mcldnn": ("sigformer.models.rf.mcldnn", "rf"),
+    "mossformer": ("sigformer.models.speech.mossformer", "speech"),
+    "ofdm_linear": ("sigformer.models.rf.ofdm_linear", "rf"),
+    "tfm_classifier": ("sigformer.models.eeg.tfm_tokenizer", "eeg"),
+    "tfm_encoder": ("sigformer.models.eeg.tfm_tokenizer", "eeg"),
+    "tfm_tokenizer": ("sigformer.models.eeg.tfm_tokenizer", "eeg"),
+    "vtcnn2": ("sigformer.models.rf.vtcnn2", "rf"),
+}
 
 
 class UnknownModelError(KeyError):
@@ -39,9 +71,55 @@ def register_model(name: str, *, domain: str, presets: dict[str, dict] | None = 
         if name in _REGISTRY and _REGISTRY[name].cls is not cls:
             raise ValueError(f"model name {name!r} is already registered")
         _REGISTRY[name] = ModelEntry(name, cls, domain, dict(presets or {}))
+        _add_pretrained_methods(cls)
         return cls
 
     return decorator
+
+
+def _add_pretrained_methods(cls: type) -> None:
+    """Give registered classes the hub-style methods (``Model.from_pretrained(...)``,
+    ``model.save_pretrained(dir)``, ``model.push_to_hub(repo)``, ``model.reset_head(n)``)
+    unless they define their own."""
+    from . import heads
+
+    def from_pretrained(klass, source, **kwargs):
+        from ..pretrained import from_pretrained as load
+
+        model = load(source, **kwargs)
+        if not isinstance(model, klass):
+            raise TypeError(f"{source} holds a {type(model).__name__}, not a {klass.__name__}")
+        return model
+
+    def save_pretrained(self, directory, **bundle_fields):
+        from ..pretrained import save_pretrained as save
+
+        return save(self, directory, **bundle_fields)
+
+    def push_to_hub(self, repo_id, **kwargs):
+        from ..pretrained import push_to_hub as push
+
+        return push(self, repo_id, **kwargs)
+
+    methods = {"from_pretrained": classmethod(from_pretrained),
+               "save_pretrained": save_pretrained, "push_to_hub": push_to_hub,
+               "reset_head": heads.reset_head}
+    for attr, method in methods.items():
+        existing = getattr(cls, attr, None)
+        # braindecode's EEGModuleMixin.reset_head only raises NotImplementedError
+        if existing is None or getattr(existing, "__qualname__", "") == \
+                "EEGModuleMixin.reset_head":
+            setattr(cls, attr, method)
+
+
+def _import_model_module(name: str) -> None:
+    """Import the module that registers ``name`` (or all of them for ``None``)."""
+    if name is None:
+        for module, _ in set(MODEL_INDEX.values()):
+            importlib.import_module(module)
+        return
+    if name in MODEL_INDEX and name not in _REGISTRY:
+        importlib.import_module(MODEL_INDEX[name][0])
 
 
 def _braindecode_models() -> list[str]:
@@ -57,7 +135,9 @@ def _braindecode_models() -> list[str]:
 
 def list_models(domain: str | None = None, *, include_braindecode: bool = False) -> list[str]:
     """Registered model names (optionally of one domain, plus ``braindecode.*``)."""
-    names = sorted(n for n, e in _REGISTRY.items() if domain in (None, e.domain))
+    domains = {n: d for n, (_, d) in MODEL_INDEX.items()}
+    domains.update({n: e.domain for n, e in _REGISTRY.items()})
+    names = sorted(n for n, d in domains.items() if domain in (None, d))
     if include_braindecode and domain in (None, "eeg"):
         names += [BRAINDECODE_PREFIX + n for n in _braindecode_models()]
     return names
@@ -68,9 +148,13 @@ def list_presets(name: str) -> list[str]:
 
 
 def _entry(name: str) -> ModelEntry:
+    _import_model_module(name)
     if name not in _REGISTRY:
-        close = difflib.get_close_matches(name, list(_REGISTRY), n=3)
+        close = difflib.get_close_matches(name, list_models(), n=3)
         hint = f"; did you mean {close}?" if close else ""
+        if not close and name[:1].isupper():  # a braindecode class name without its prefix
+            hint = (f"; braindecode models are named with a prefix: did you mean "
+                    f"'{BRAINDECODE_PREFIX}{name}'?")
         raise UnknownModelError(
             f"unknown model {name!r}{hint} Known models: {list_models()} "
             f"(and 'braindecode.<Name>' for braindecode models)"
@@ -107,13 +191,30 @@ def resolve_kwargs(name: str, preset: str | None = None, **kwargs) -> dict[str, 
     return merged
 
 
-def create_model(name: str, preset: str | None = None, **kwargs) -> nn.Module:
-    """Build a model by registry name, optionally from a named preset.
+def create_model(name: str, preset: str | None = None, *, spec=None, weights=None,
+                 strict: bool = True, **kwargs) -> nn.Module:
+    """Build a model by registry name, optionally from a named preset, a signal spec and
+    pretrained weights.
 
     >>> model = create_model("dbconformer", preset="bnci2014001")
     >>> baseline = create_model("braindecode.EEGNet", n_chans=22, n_outputs=2, n_times=1001)
+    >>> model = create_model("dbconformer", spec=epochs.spec, n_outputs=2)   # doctest: +SKIP
+
+    ``spec`` fills the constructor arguments it determines (explicit kwargs win).
+    ``weights``: a pretrained catalogue name, a bundle/checkpoint folder (its recorded
+    constructor arguments are used, updated by ``kwargs``) or an official checkpoint file
+    (converted). Loading is strict: any missing, unexpected or mismatched key is refused
+    with the list; ``strict=False`` loads what fits and warns with the report.
     """
     cls = get_model_class(name)
+    if weights is not None:
+        from ..pretrained import bundle_model_kwargs
+
+        recorded = bundle_model_kwargs(weights, name)
+        if recorded is not None:
+            kwargs = {**recorded, **kwargs}
+    if spec is not None:
+        kwargs = {**spec.model_kwargs(cls), **kwargs}
     merged = resolve_kwargs(name, preset, **kwargs)
     try:
         model = cls(**merged)
@@ -121,4 +222,8 @@ def create_model(name: str, preset: str | None = None, **kwargs) -> nn.Module:
         raise TypeError(f"cannot build {name!r} with {sorted(merged)}: {err}") from err
     # Remember how it was built, so checkpoints can rebuild it without pickle.
     model.sigformer_config = {"name": name, "kwargs": merged}
+    if weights is not None:
+        from ..pretrained import load_weights
+
+        model.pretrained_report_ = load_weights(model, weights, strict=strict, name=name)
     return model

@@ -1,31 +1,33 @@
-"""Streaming runtime: online pipelines, sources, sinks and LSL."""
+"""Streaming runtime: online pipelines, sources, sinks and LSL, for EEG, audio and IQ.
 
-from .engine import StreamRunner
-from .lsl import use_loopback_config
-from .runtime import (
-    ModelRunner,
-    OnlinePipeline,
-    Prediction,
-    QualityMonitor,
-    SlidingWindows,
-    Smoother,
-    StreamError,
-    StreamStats,
-    offline_windows,
-)
-from .sinks import CallbackSink, ListSink, LSLSink, Recorder, read_recorder
-from .sources import (
-    ArraySource,
-    EndOfStream,
-    FileReplaySource,
-    LSLSource,
-    SigMFSource,
-    WAVSource,
-)
+Names are imported on first use, so ``import sigformer.streaming.lsl`` (done by the CLI before
+anything touches liblsl) does not import torch.
+"""
 
-__all__ = [
-    "ArraySource", "CallbackSink", "EndOfStream", "FileReplaySource", "LSLSink", "LSLSource",
-    "ListSink", "ModelRunner", "OnlinePipeline", "Prediction", "QualityMonitor", "Recorder",
-    "SigMFSource", "SlidingWindows", "Smoother", "StreamError", "StreamRunner", "StreamStats",
-    "WAVSource", "offline_windows", "read_recorder", "use_loopback_config",
-]
+import importlib
+
+_NAMES = {
+    "StreamRunner": "engine", "use_loopback_config": "lsl",
+    "ModelRunner": "runtime", "OnlinePipeline": "runtime", "Prediction": "runtime",
+    "QualityMonitor": "runtime", "SlidingWindows": "runtime", "Smoother": "runtime",
+    "StreamError": "runtime", "StreamStats": "runtime", "offline_windows": "runtime",
+    "CallbackSink": "sinks", "ListSink": "sinks", "LSLSink": "sinks", "Recorder": "sinks",
+    "RecorderData": "sinks", "read_recorder": "sinks", "WAVSink": "sinks",
+    "SigMFAnnotationSink": "sinks", "NpzSink": "sinks",
+    "ArraySource": "sources", "EndOfStream": "sources", "FileReplaySource": "sources",
+    "LSLSource": "sources", "SigMFSource": "sources", "WAVSource": "sources",
+    "ZMQSource": "sources", "SoundCardSource": "sources", "SlotSource": "sources",
+    "AudioStream": "processors", "SlotEstimator": "processors", "AudioBlock": "processors",
+    "ChannelEstimate": "processors",
+    "build_online": "app", "stream_bundle": "app", "make_source": "app",
+    "OnlineSettings": "app",
+}
+
+
+def __getattr__(name: str):
+    if name in _NAMES:
+        return getattr(importlib.import_module(f"{__name__}.{_NAMES[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = sorted(_NAMES)

@@ -1,114 +1,345 @@
-"""Build and run the online version of a YAML pipeline (``sigformer stream``) and publish
-recordings as LSL streams (``sigformer replay``)."""
+"""``sigformer stream``: run any inference bundle online, for every domain.
+
+The online chain is rebuilt from the bundle alone (:mod:`sigformer.bundle`):
+
+* **classify, EEG**: channel adapter onto the bundle's *input* channels -> (resampler when the
+  stream's rate differs from the bundle's input rate) -> the bundle's stage chain -> sliding
+  windows of the model's length -> model -> smoothing. Because the adapter and the rate check
+  look at the signal *before* the chain, chains with resample, bipolar, notch or
+  re-reference stages stream exactly as they ran offline;
+* **classify, IQ frames**: frames of the model's length -> per-frame scaling -> model ->
+  labels (and SigMF annotations written as it goes);
+* **separate / enhance**: overlap-add with consistent speaker order, WAV files out;
+* **estimate_channel**: slot by slot.
+
+Sources: ``lsl:NAME``, ``file:PATH`` (EDF/BDF/GDF/FIF replay), ``wav:PATH``, ``sigmf:PATH``,
+``zmq:tcp://127.0.0.1:5555`` (IQ from SDR software), ``soundcard[:DEVICE]``, ``slots:PATH``
+(OFDM slots), or a bare path (kind from its suffix).
+"""
 
 from __future__ import annotations
 
-import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from ..bundle import Bundle
 from ..checkpoint import CheckpointError
-from ..pipeline import PipelineConfig, PipelineConfigError
-from ..stages import AdaptChannels, Pipeline
+from ..stages import AdaptChannels, Pipeline, Resample
+from ..tasks.config import PipelineConfigError
 from .runtime import ModelRunner, OnlinePipeline, Smoother
 
 
-def load_stream_model(checkpoint_dir) -> tuple:
-    """``(estimator, meta)`` from a checkpoint written by ``sigformer run``."""
-    from ..estimators import SignalClassifier
+@dataclass
+class OnlineSettings:
+    """How a bundle runs online (everything else comes from the bundle)."""
 
-    path = Path(checkpoint_dir)
-    meta_path = path / "pipeline_meta.json"
-    if not meta_path.is_file():
-        raise CheckpointError(f"{path} lacks pipeline_meta.json: stream a model trained by "
-                              "`sigformer run` (it records channels, rate and preprocessing)")
-    return SignalClassifier.load(path), json.loads(meta_path.read_text())
+    hop_s: float | None = None  # default: a quarter window (EEG), one frame (IQ)
+    window_s: float | None = None  # must equal the model's window when given
+    threads: int = 1
+    nan_policy: str = "skip"
+    smoothing: Smoother | None = None
+    channel: int | None = None  # separation: which input channel
+    chunk_s: float | None = None  # audio: overlap-add chunk (default: the bundle's)
+    overlap_s: float | None = None
 
 
-def build_online_pipeline(cfg: PipelineConfig, checkpoint_dir) -> OnlinePipeline:
-    """Channel adapter (onto the model's channels) + the pipeline's preprocessing (which must
-    be causal) + sliding windows + the checkpoint's model + smoothing."""
-    clf, meta = load_stream_model(checkpoint_dir)
-    stages = [AdaptChannels(meta["channels"], fill="auto")]
-    for stage_cfg in cfg.preprocess:
-        stage = stage_cfg.build()
-        if not stage.streamable:
+def load_bundle(source) -> Bundle:
+    return source if isinstance(source, Bundle) else Bundle.load(source)
+
+
+def build_online(bundle: Bundle | str | Path, settings: OnlineSettings | None = None):
+    """The online processor for a bundle (see the module docstring)."""
+    bundle = load_bundle(bundle)
+    settings = settings or OnlineSettings()
+    if bundle.task == "classify":
+        if bundle.input_spec is not None and bundle.input_spec.layout == "iq":
+            return _iq_classifier(bundle, settings)
+        return _eeg_classifier(bundle, settings)
+    if bundle.task in ("separate", "enhance"):
+        return _audio(bundle, settings)
+    if bundle.task == "estimate_channel":
+        from .processors import SlotEstimator
+
+        pilot_shape = getattr(bundle.model, "pilot_shape", None)
+        if pilot_shape is None:
+            raise CheckpointError("this channel-estimation bundle's model does not declare its "
+                                  "pilot_shape")
+        return SlotEstimator(bundle.model, tuple(pilot_shape), threads=settings.threads,
+                             nan_policy=settings.nan_policy)
+    raise CheckpointError(f"{bundle.task!r} bundles are not streamed; tokenizers run offline "
+                          f"(TokenTransformer(..., weights=...))")
+
+
+def _window_and_hop(bundle: Bundle, settings: OnlineSettings, default_hop: float
+                    ) -> tuple[int, int]:
+    spec = bundle.model_spec
+    if spec is None or spec.window is None:
+        raise CheckpointError("this bundle does not record its model's window length")
+    window = spec.window
+    if settings.window_s is not None:
+        asked = int(round(settings.window_s * spec.sfreq))
+        if asked != window:
             raise PipelineConfigError(
-                f"preprocess stage {stage_cfg.stage!r} is zero-phase and cannot stream; set "
-                "phase: causal in the pipeline (and train with it) to run it online")
-        stages.append(stage)
-    sfreq = float(meta["sfreq"])
-    window_s = cfg.stream.window_s or meta["n_times"] / sfreq
-    window = int(round(window_s * sfreq))
-    if window != clf.n_times_:
-        raise PipelineConfigError(f"stream.window_s={window_s} gives {window} samples but the "
-                                  f"model takes {clf.n_times_} ({clf.n_times_ / sfreq:g} s)")
-    hop = max(1, int(round(cfg.stream.hop_s * sfreq)))
-    alignment = "online" if meta.get("alignment", "none") != "none" else "none"
-    runner = ModelRunner(clf.module_, [str(c) for c in clf.classes_],
-                         threads=cfg.stream.threads, alignment=alignment,
-                         scale=float(meta.get("input_scale", 1.0)))
-    sm = cfg.stream.smoothing
-    online = OnlinePipeline(Pipeline(stages), window, hop, runner,
-                            smoothing=Smoother(sm.mode, sm.alpha, sm.n),
-                            nan_policy=cfg.stream.nan_policy)
-    online.expected_sfreq = sfreq
+                f"stream.window_s={settings.window_s} gives {asked} samples but the model "
+                f"takes {window} ({window / spec.sfreq:g} s at {spec.sfreq:g} Hz)")
+    hop_s = settings.hop_s if settings.hop_s is not None else default_hop * window / spec.sfreq
+    hop = max(1, int(round(hop_s * spec.sfreq)))
+    return window, hop
+
+
+def _eeg_classifier(bundle: Bundle, settings: OnlineSettings) -> OnlinePipeline:
+    chain = bundle.build_chain()
+    if not chain.streamable:
+        zero = [c["stage"] for c, s in zip(bundle.chain, chain.stages) if not s.streamable]
+        raise PipelineConfigError(
+            f"preprocess stage(s) {zero} are zero-phase and cannot stream; train with phase: "
+            f"causal to run this model online")
+    stages = [AdaptChannels(bundle.input_spec.channels, fill="auto"), *chain.stages]
+    window, hop = _window_and_hop(bundle, settings, default_hop=0.25)
+    runner = ModelRunner(bundle.model, bundle.labels, threads=settings.threads,
+                         alignment=bundle.extra.get("alignment", "none"),
+                         scale=bundle.input_scale)
+    online = RateAdaptingPipeline(Pipeline(stages), window, hop, runner,
+                                  smoothing=settings.smoothing or Smoother(),
+                                  nan_policy=settings.nan_policy)
+    online.expected_sfreq = bundle.input_spec.sfreq
     return online
 
 
-def make_source(cfg: PipelineConfig):
+def _iq_classifier(bundle: Bundle, settings: OnlineSettings) -> OnlinePipeline:
+    window, hop = _window_and_hop(bundle, settings, default_hop=1.0)
+    runner = ModelRunner(bundle.model, bundle.labels, threads=settings.threads,
+                         normalization=bundle.extra.get("normalization", "none"))
+    online = RateAdaptingPipeline(Pipeline([]), window, hop, runner,
+                                  smoothing=settings.smoothing or Smoother(),
+                                  nan_policy=settings.nan_policy)
+    online.expected_sfreq = bundle.input_spec.sfreq
+    return online
+
+
+def _audio(bundle: Bundle, settings: OnlineSettings):
+    from .processors import AudioStream
+
+    spec = bundle.input_spec
+    multichannel = bundle.task == "enhance"
+    return AudioStream(bundle.model, spec.sfreq, multichannel=multichannel,
+                       chunk_s=settings.chunk_s or bundle.extra.get("chunk_s", 4.0),
+                       overlap_s=(settings.overlap_s if settings.overlap_s is not None
+                                  else bundle.extra.get("overlap_s", 0.5)),
+                       labels=bundle.labels or ["enhanced"], channel=settings.channel,
+                       n_mics=spec.n_channels if multichannel else None,
+                       nan_policy=settings.nan_policy)
+
+
+class RateAdaptingPipeline(OnlinePipeline):
+    """An :class:`OnlinePipeline` that resamples a stream whose rate differs from the
+    bundle's input rate before the chain (logged, never silent)."""
+
+    expected_sfreq: float | None = None
+    resampled_from: float | None = None
+
+    def configure(self, sfreq: float, channels) -> None:
+        expected = self.expected_sfreq
+        stages = [s for s in self.pre.stages if not getattr(s, "_inserted_by_runtime", False)]
+        if expected is not None and abs(float(sfreq) - expected) > 1e-6 * expected:
+            resample = Resample(expected)
+            resample._inserted_by_runtime = True
+            at = 1 if stages and isinstance(stages[0], AdaptChannels) else 0
+            stages.insert(at, resample)
+            self.resampled_from = float(sfreq)
+        else:
+            self.resampled_from = None
+        self.pre = Pipeline(stages)
+        super().configure(sfreq, channels)
+
+
+# --- sources and sinks from short strings -------------------------------------------------
+
+SOURCE_KINDS = ("lsl", "file", "wav", "sigmf", "zmq", "soundcard", "slots")
+_SUFFIX_KINDS = {".wav": "wav", ".flac": "wav", ".ogg": "wav", ".sigmf-meta": "sigmf",
+                 ".sigmf-data": "sigmf", ".edf": "file", ".bdf": "file", ".gdf": "file",
+                 ".fif": "file", ".npz": "slots"}
+
+
+def parse_source(text: str) -> tuple[str, str]:
+    """``"kind:target"`` -> ``(kind, target)``; a bare path gets its kind from the suffix."""
+    kind, sep, target = text.partition(":")
+    if sep and kind in SOURCE_KINDS:
+        return kind, target
+    if kind == "soundcard" and not sep:
+        return "soundcard", ""
+    path = Path(text)
+    suffix = "".join(path.suffixes[-1:]).lower()
+    if text.endswith((".sigmf-meta", ".sigmf-data")):
+        suffix = ".sigmf-meta"
+    if suffix in _SUFFIX_KINDS:
+        return _SUFFIX_KINDS[suffix], text
+    raise PipelineConfigError(f"cannot tell what kind of source {text!r} is; write it as "
+                              f"KIND:TARGET with KIND one of {SOURCE_KINDS} (e.g. "
+                              f"lsl:MyStream, wav:talk.wav, zmq:tcp://127.0.0.1:5555)")
+
+
+def make_source(text: str, *, realtime: bool = False, chunk_size: int | None = None,
+                sample_rate: float | None = None, channels: int = 1, timeout: float = 10.0):
+    """A stream source from ``"kind:target"`` (see :data:`SOURCE_KINDS`)."""
     from . import sources
 
-    src = cfg.stream.source
-    if src.kind == "lsl":
-        return sources.LSLSource(src.name, src.stype, src.source_id, timeout=src.timeout)
-    if not src.path:
-        raise PipelineConfigError(f"stream.source.path is required for kind {src.kind!r}")
-    if src.kind == "file":
-        return sources.FileReplaySource(src.path, src.chunk_size, src.realtime)
-    if src.kind == "wav":
-        return sources.WAVSource(src.path, src.chunk_size, src.realtime)
-    return sources.SigMFSource(src.path, src.chunk_size, src.realtime)
+    kind, target = parse_source(text)
+    if kind == "lsl":
+        return sources.LSLSource(target or None, timeout=timeout)
+    if kind == "zmq":
+        if sample_rate is None:
+            raise PipelineConfigError("a ZeroMQ IQ source needs its sample rate "
+                                      "(--source-rate HZ)")
+        return sources.ZMQSource(target, sample_rate, timeout=timeout)
+    if kind == "soundcard":
+        return sources.SoundCardSource(sample_rate or 16000, channels,
+                                       device=target or None, chunk_size=chunk_size or 512)
+    if not Path(target).exists():
+        raise PipelineConfigError(f"source file {target} does not exist")
+    if kind == "file":
+        return sources.FileReplaySource(target, chunk_size or 32, realtime)
+    if kind == "wav":
+        return sources.WAVSource(target, chunk_size or 4096, realtime)
+    if kind == "sigmf":
+        return sources.SigMFSource(target, chunk_size or 4096, realtime)
+    return sources.SlotSource(target, chunk_size or 8, realtime)
 
 
-def run_stream(cfg: PipelineConfig, checkpoint_dir, *, duration: float | None = None,
-               max_predictions: int | None = None, log=print) -> dict:
+def default_sinks(bundle: Bundle, source, *, out: str | None = None,
+                  lsl_name: str | None = None, record: str | None = None) -> list:
+    """Sinks for a bundle: audio -> WAV files, IQ labels -> SigMF annotations, channel
+    estimates -> npz, class probabilities -> LSL outlet and/or recorder."""
+    from .sinks import LSLSink, NpzSink, Recorder, SigMFAnnotationSink, WAVSink
+
+    sinks: list = []
+    if bundle.task in ("separate", "enhance"):
+        if out is None:
+            raise PipelineConfigError(f"streaming a {bundle.task} bundle writes audio: give "
+                                      f"--out (a folder for separated speakers, a .wav file "
+                                      f"for enhancement)")
+        single = bundle.task == "enhance" and str(out).endswith(".wav")
+        sinks.append(WAVSink(out, source.sfreq, single_file=single,
+                             stem="enhanced" if bundle.task == "enhance" else "source"))
+    elif bundle.task == "estimate_channel":
+        if out is not None:
+            sinks.append(NpzSink(out))
+    elif bundle.input_spec is not None and bundle.input_spec.layout == "iq":
+        if out is not None:
+            info = getattr(source, "global_info", None)
+            sinks.append(SigMFAnnotationSink(out, sample_rate=source.sfreq,
+                                             labels=bundle.labels, global_info=info,
+                                             center_freq=getattr(source, "center_freq", None)))
+    elif out is not None:
+        raise PipelineConfigError("--out is for audio, IQ and channel-estimation bundles; "
+                                  "record EEG predictions with --record PATH")
+    if lsl_name and bundle.task == "classify":
+        sinks.append(LSLSink(bundle.labels, name=lsl_name, source_id=lsl_name))
+    if record and bundle.task == "classify":
+        sinks.append(Recorder(record, bundle.labels))
+    return sinks
+
+
+def stream_bundle(bundle, source, sinks=(), *, settings: OnlineSettings | None = None,
+                  duration: float | None = None, max_outputs: int | None = None,
+                  queue_size: int = 256, report_every: float = 2.0, log=print,
+                  keep_outputs: bool | None = None) -> dict[str, Any]:
+    """Run ``bundle`` on ``source`` into ``sinks``; returns the run's report."""
     from .engine import StreamRunner
-    from .lsl import lsl
-    from .sinks import LSLSink, Recorder
 
-    online = build_online_pipeline(cfg, checkpoint_dir)
-    source = make_source(cfg)
-    if abs(source.sfreq - online.expected_sfreq) > 1e-6:
-        raise PipelineConfigError(
-            f"the stream runs at {source.sfreq:g} Hz but the model was trained at "
-            f"{online.expected_sfreq:g} Hz; add a resample stage or retrain")
-    classes = online.runner.classes
-    sinks = []
-    if cfg.stream.output.lsl_name:
-        sinks.append(LSLSink(classes, name=cfg.stream.output.lsl_name,
-                             source_id=cfg.stream.output.lsl_name))
-    if cfg.stream.output.record:
-        sinks.append(Recorder(cfg.stream.output.record, classes))
-    clock = lsl().local_clock if cfg.stream.source.kind == "lsl" else None
-    runner = StreamRunner(source, online, sinks, queue_size=cfg.stream.queue_size, status=log,
-                          report_every=cfg.stream.report_every_s, clock=clock)
-    log(f"streaming {len(source.channels)} channels at {source.sfreq:g} Hz -> "
-        f"{len(online.runner.classes)} classes, window {online.windows.size} samples, hop "
-        f"{online.windows.hop}")
+    bundle = load_bundle(bundle)
+    online = build_online(bundle, settings)
+    clock = None
+    if type(source).__name__ == "LSLSource":
+        from .lsl import lsl
+
+        clock = lsl().local_clock
+    keep = bundle.task == "classify" if keep_outputs is None else keep_outputs
+    runner = StreamRunner(source, online, list(sinks), queue_size=queue_size, status=log,
+                          report_every=report_every, clock=clock, keep_outputs=keep)
+    log(f"streaming {len(source.channels)} channels at {source.sfreq:g} Hz through "
+        f"{bundle!r}")
     t0 = time.perf_counter()
-    predictions = runner.run(duration=duration, max_predictions=max_predictions)
+    outputs = runner.run(duration=duration, max_predictions=max_outputs)
     source.close()
-    report = {"predictions": len(predictions), "seconds": round(time.perf_counter() - t0, 2),
-              **online.stats.as_dict(), "quality_events": online.monitor.events,
+    elapsed = time.perf_counter() - t0
+    report = {"task": bundle.task, "outputs": runner.n_outputs, "seconds": round(elapsed, 2),
+              "interrupted": runner.interrupted, **online.stats.as_dict(),
+              "quality_events": online.monitor.events if online.monitor else [],
               "idle_events": runner.idle_events}
+    if bundle.task == "classify":
+        report["predictions"] = runner.n_outputs
+        labels = [p.label for p in outputs]
+        if labels:
+            values, counts = np.unique(labels, return_counts=True)
+            report["label_counts"] = {str(v): int(c) for v, c in zip(values, counts)}
+    resampled = getattr(online, "resampled_from", None)
+    if resampled is not None:
+        report["resampled_from_hz"] = resampled
     if runner.processing_latencies:
         lat = 1e3 * np.asarray(runner.processing_latencies)
         report.update(processing_latency_ms_p50=float(np.median(lat)),
+                      processing_latency_ms_p95=float(np.quantile(lat, 0.95)),
                       processing_latency_ms_p99=float(np.quantile(lat, 0.99)))
-    log(runner.summary(time.perf_counter() - t0))
+    samples = online.stats.samples
+    if elapsed > 0 and samples:
+        report["real_time_factor"] = float(elapsed / (samples / source.sfreq))
+    for sink in sinks:
+        for attr in ("paths", "path"):
+            value = getattr(sink, attr, None)
+            if value:
+                report.setdefault("written", []).extend(
+                    [str(v) for v in (value if isinstance(value, list) else [value])])
+    log(runner.summary(elapsed))
+    report["_outputs"] = outputs
+    return report
+
+
+# --- the YAML form: `sigformer stream PIPELINE.yaml --model BUNDLE` -----------------------
+
+def settings_from_config(cfg) -> OnlineSettings:
+    s = cfg.stream
+    return OnlineSettings(hop_s=s.hop_s, window_s=s.window_s, threads=s.threads,
+                          nan_policy=s.nan_policy,
+                          smoothing=Smoother(s.smoothing.mode, s.smoothing.alpha,
+                                             s.smoothing.n))
+
+
+def build_online_pipeline(cfg, checkpoint_dir) -> OnlinePipeline:
+    """The online pipeline for a bundle, with the stream settings of a pipeline's YAML."""
+    return build_online(Bundle.load(checkpoint_dir), settings_from_config(cfg))
+
+
+def make_source_from_config(cfg):
+    src = cfg.stream.source
+    if src.kind == "lsl":
+        from . import sources
+
+        return sources.LSLSource(src.name, src.stype, src.source_id, timeout=src.timeout)
+    target = src.address if src.kind == "zmq" else (src.path or "")
+    if src.kind not in ("soundcard",) and not target:
+        raise PipelineConfigError(f"stream.source.path is required for kind {src.kind!r}")
+    return make_source(f"{src.kind}:{target}", realtime=src.realtime,
+                       chunk_size=src.chunk_size, sample_rate=src.sfreq,
+                       channels=src.channels, timeout=src.timeout)
+
+
+def run_stream(cfg, checkpoint_dir, *, duration: float | None = None,
+               max_predictions: int | None = None, log=print) -> dict:
+    """Stream with the settings of a pipeline's ``stream`` section."""
+    bundle = Bundle.load(checkpoint_dir)
+    source = make_source_from_config(cfg)
+    out = cfg.stream.output
+    sinks = default_sinks(bundle, source, lsl_name=out.lsl_name, record=out.record)
+    report = stream_bundle(bundle, source, sinks, settings=settings_from_config(cfg),
+                           duration=duration, max_outputs=max_predictions,
+                           queue_size=cfg.stream.queue_size,
+                           report_every=cfg.stream.report_every_s, log=log)
+    report.pop("_outputs", None)
     return report
 
 

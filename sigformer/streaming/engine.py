@@ -31,7 +31,8 @@ class StreamRunner:
 
     def __init__(self, source, pipeline: OnlinePipeline, sinks: Sequence = (), *,
                  queue_size: int = 256, status: Callable[[str], None] | None = None,
-                 report_every: float = 2.0, clock: Callable[[], float] | None = None):
+                 report_every: float = 2.0, clock: Callable[[], float] | None = None,
+                 keep_outputs: bool = True):
         self.source, self.pipeline, self.sinks = source, pipeline, list(sinks)
         self.queue: queue.Queue = queue.Queue(maxsize=queue_size)
         self.status, self.report_every = status, report_every
@@ -43,6 +44,10 @@ class StreamRunner:
         self.processing_latencies: deque = deque(maxlen=100_000)  # chunk arrival -> prediction
         self.idle_events: list[dict] = []
         self.error: BaseException | None = None
+        # audio and long runs: count outputs instead of keeping them (flat memory)
+        self.keep_outputs = keep_outputs
+        self.n_outputs = 0
+        self.interrupted = False
 
     def _reader(self) -> None:
         try:
@@ -87,7 +92,7 @@ class StreamRunner:
             while not self._stop.is_set():
                 if duration is not None and time.perf_counter() - t_start >= duration:
                     break
-                if max_predictions is not None and len(predictions) >= max_predictions:
+                if max_predictions is not None and self.n_outputs >= max_predictions:
                     break
                 try:
                     chunk, ts, arrival = self.queue.get(timeout=0.05)
@@ -111,20 +116,35 @@ class StreamRunner:
                     for p in new:
                         if now is not None:
                             self.latencies.append(now - p.timestamp)
-                    for sink in self.sinks:
-                        sink.write(new)
-                    predictions.extend(new)
+                    self._emit(new, predictions)
                 if self.status and time.perf_counter() - last_report >= self.report_every:
                     last_report = time.perf_counter()
                     self._say(self.summary(time.perf_counter() - t_start))
+        except KeyboardInterrupt:  # Ctrl-C: finish cleanly, sinks flushed, summary printed
+            self.interrupted = True
+            self._say("interrupted: flushing outputs")
         finally:
             self.stop()
             reader.join(timeout=2.0)
-            for sink in self.sinks:
-                sink.close()
+            try:
+                flush = getattr(self.pipeline, "flush", None)
+                if flush is not None and self.error is None:
+                    self._emit(flush(), predictions)
+            finally:
+                for sink in self.sinks:
+                    sink.close()
         if self.error is not None:
             raise self.error
         return predictions
+
+    def _emit(self, new: list, predictions: list) -> None:
+        if not new:
+            return
+        for sink in self.sinks:
+            sink.write(new)
+        self.n_outputs += len(new)
+        if self.keep_outputs:
+            predictions.extend(new)
 
     def _say(self, message: str) -> None:
         if self.status:

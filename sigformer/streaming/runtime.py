@@ -19,6 +19,7 @@ import torch
 from ..channels import ChannelSet
 from ..stages import EuclideanAlignment, Pipeline, Stage
 from ..validation import SignalError
+from ..windowing import SlidingWindows, frame_array
 
 NAN_POLICIES = ("raise", "skip", "interpolate")
 
@@ -34,6 +35,8 @@ class Prediction:
     probabilities: np.ndarray
     label: str
     compute_s: float  # preprocessing-free model time for this window
+    start: int = -1  # first sample of the window, counted at the model's rate
+    length: int = 0  # window length in samples at the model's rate
 
 
 @dataclass
@@ -57,43 +60,6 @@ class StreamStats:
         if self.compute_s:
             out["compute_ms_p50"] = 1e3 * float(np.median(self.compute_s))
             out["compute_ms_p99"] = 1e3 * float(np.quantile(self.compute_s, 0.99))
-        return out
-
-
-class SlidingWindows:
-    """Windows of ``size`` samples every ``hop`` samples; memory holds ``size - 1`` samples."""
-
-    def __init__(self, size: int, hop: int):
-        if size < 1 or hop < 1:
-            raise ValueError(f"window size and hop must be positive, got {size} and {hop}")
-        self.size, self.hop = size, hop
-        self.reset()
-
-    def reset(self) -> None:
-        self._buf: np.ndarray | None = None
-        self._ts = np.zeros(0)
-        self._count = 0  # samples seen
-
-    def push(self, chunk: np.ndarray, timestamps: np.ndarray | None = None
-             ) -> list[tuple[np.ndarray, float]]:
-        """Returns ``(window (C, size), timestamp of its last sample)`` per completed window."""
-        n = chunk.shape[1]
-        if timestamps is None:
-            timestamps = np.arange(self._count, self._count + n, dtype=float)
-        buf = chunk if self._buf is None else np.concatenate([self._buf, chunk], axis=1)
-        ts = np.concatenate([self._ts, timestamps])
-        start = self._count - (buf.shape[1] - n)  # global index of buf[:, 0]
-        self._count += n
-        out = []
-        # window ends e (exclusive) with e >= size and (e - size) % hop == 0, within the buffer
-        first_end = max(self.size, start + self.size)
-        first_end += (-(first_end - self.size)) % self.hop
-        for end in range(first_end, self._count + 1, self.hop):
-            lo = end - self.size - start
-            out.append((buf[:, lo:lo + self.size], float(ts[lo + self.size - 1])))
-        keep = min(self.size - 1, buf.shape[1])
-        self._buf = buf[:, buf.shape[1] - keep:] if keep else buf[:, :0]
-        self._ts = ts[len(ts) - keep:] if keep else ts[:0]
         return out
 
 
@@ -206,11 +172,12 @@ class ModelRunner:
     optional online Euclidean alignment (each window aligned with the running mean)."""
 
     def __init__(self, model: torch.nn.Module, classes: Sequence[str], *, threads: int = 1,
-                 alignment: str = "none", scale: float = 1.0):
+                 alignment: str = "none", scale: float = 1.0, normalization: str = "none"):
         self.model = model.eval()
         self.classes = list(classes)
         self.threads = threads
         self.scale = scale
+        self.normalization = normalization  # per-window scaling of IQ frames (l1/rms/peak)
         if alignment not in ("none", "online"):
             raise ValueError(f"online alignment must be 'none' or 'online', got {alignment!r}")
         self.alignment = EuclideanAlignment(mode="online") if alignment == "online" else None
@@ -221,6 +188,10 @@ class ModelRunner:
 
     def __call__(self, windows: np.ndarray) -> np.ndarray:
         x = windows * self.scale
+        if self.normalization != "none":
+            from ..data.sigmf_io import normalize_frames
+
+            x = normalize_frames(x, self.normalization)
         if self.alignment is not None:
             x = self.alignment.transform(x)
         previous = torch.get_num_threads()
@@ -230,9 +201,15 @@ class ModelRunner:
                 out = self.model(torch.as_tensor(np.ascontiguousarray(x), dtype=torch.float32))
                 if isinstance(out, (tuple, list)):
                     out = out[-1]
-                return torch.softmax(out.float(), dim=-1).numpy()
+                from ..bundle import class_probabilities
+
+                probs = class_probabilities(out.float()).numpy()
         finally:
             torch.set_num_threads(previous)
+        if not np.isfinite(probs).all():
+            raise StreamError("the model produced non-finite outputs for a window (the input "
+                              "may hold NaN/Inf or be far off the training scale)")
+        return probs
 
 
 class OnlinePipeline:
@@ -293,7 +270,9 @@ class OnlinePipeline:
             self.stats.compute_s.append(compute)
             probs = self.smoother(probs)
             predictions.append(Prediction(index, t_last, probs,
-                                          self.runner.classes[int(probs.argmax())], compute))
+                                          self.runner.classes[int(probs.argmax())], compute,
+                                          start=index * self.windows.hop,
+                                          length=self.windows.size))
         if self._pending_invalid > 0:
             self._pending_invalid = max(0, self._pending_invalid - chunk.shape[1])
         return predictions
@@ -313,7 +292,4 @@ def offline_windows(stages: Stage | Sequence[Stage], data: np.ndarray, sfreq: fl
     """The windows an online pipeline would produce, computed offline on the whole array."""
     pre = stages if isinstance(stages, Stage) else Pipeline(list(stages))
     pre.configure(sfreq, channels)
-    out = pre.process(np.asarray(data, dtype=np.float64))
-    starts = range(0, out.shape[1] - window + 1, hop)
-    return np.stack([out[:, s:s + window] for s in starts]) if len(starts) else \
-        np.zeros((0, out.shape[0], window))
+    return frame_array(pre.process(np.asarray(data, dtype=np.float64)), window, hop)

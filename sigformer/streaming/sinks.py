@@ -1,5 +1,11 @@
-"""Stream sinks: callbacks, LSL outlets (class probabilities + markers) and a crash-safe
-recorder."""
+"""Stream sinks: callbacks, LSL outlets (class probabilities + markers), a crash-safe
+recorder, WAV writers (one file per separated speaker), a SigMF annotation writer and an npz
+writer for channel estimates.
+
+Nothing a sink writes replaces earlier results: the recorder starts a new file when the
+target exists, and file sinks write to a temporary name that is renamed into place when the
+stream ends.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +14,7 @@ import os
 import struct
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -79,12 +86,13 @@ class Recorder:
     """
 
     def __init__(self, path, columns: Sequence[str], durable: bool = True):
-        self.path = Path(path)
+        self.requested_path = Path(path)
         self.columns = list(columns)
         self.durable = durable
         self._row = struct.Struct(f"<d{len(self.columns)}f")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fh = open(self.path, "wb")
+        self.requested_path.parent.mkdir(parents=True, exist_ok=True)
+        # never truncate an earlier recording: a new session gets a new file
+        self.path, self._fh = _create_new(self.requested_path)
         header = json.dumps({"columns": self.columns, "row": "float64 timestamp + float32 "
                              "values, little-endian"}).encode()
         self._fh.write(RECORDER_MAGIC + header + b"\n")
@@ -116,8 +124,45 @@ class Recorder:
             self._fh.close()
 
 
-def read_recorder(path) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """``(columns, timestamps (n,), values (n, n_columns))``; a torn last row is dropped."""
+def _create_new(path: Path):
+    """Open ``path`` for writing if it does not exist, else ``<stem>-<n><suffix>``."""
+    candidate = path
+    for n in range(1, 10_000):
+        try:
+            return candidate, open(candidate, "xb")
+        except FileExistsError:
+            candidate = path.with_name(f"{path.stem}-{n + 1}{path.suffix}")
+    raise FileExistsError(f"too many recordings named like {path}")
+
+
+class RecorderData(NamedTuple):
+    """A recorder file's content: column names, timestamps and values (labelled)."""
+
+    columns: list[str]
+    timestamps: np.ndarray
+    values: np.ndarray
+
+    def to_dataframe(self):
+        """A pandas DataFrame with a ``timestamp`` column and one column per label."""
+        import pandas as pd
+
+        frame = pd.DataFrame(self.values, columns=self.columns)
+        frame.insert(0, "timestamp", self.timestamps)
+        return frame
+
+    def to_csv(self, path) -> Path:
+        """Write ``timestamp,<columns>`` rows (atomically)."""
+        from ..atomic import atomic_write_text
+
+        lines = [",".join(["timestamp", *self.columns])]
+        lines += [",".join([repr(float(t)), *(f"{v:.6g}" for v in row)])
+                  for t, row in zip(self.timestamps, self.values)]
+        return atomic_write_text(path, "\n".join(lines) + "\n")
+
+
+def read_recorder(path) -> RecorderData:
+    """``(columns, timestamps (n,), values (n, n_columns))`` as a :class:`RecorderData`;
+    a torn last row is dropped."""
     raw = Path(path).read_bytes()
     if not raw.startswith(RECORDER_MAGIC):
         raise ValueError(f"{path} is not a sigformer recorder file")
@@ -128,4 +173,135 @@ def read_recorder(path) -> tuple[list[str], np.ndarray, np.ndarray]:
     body = raw[header_end + 1:]
     n_rows = len(body) // dtype.itemsize
     rows = np.frombuffer(body[:n_rows * dtype.itemsize], dtype=dtype)
-    return header["columns"], rows["t"].copy(), rows["v"].reshape(n_rows, n_cols).copy()
+    return RecorderData(list(header["columns"]), rows["t"].copy(),
+                        rows["v"].reshape(n_rows, n_cols).copy())
+
+
+class WAVSink:
+    """Writes audio blocks (:class:`~sigformer.streaming.processors.AudioBlock`) to one WAV
+    file per output (``<stem>_<label>.wav`` in ``directory``, or exactly ``path`` for a
+    single output). Files are written under a temporary name and renamed on close."""
+
+    def __init__(self, target, sample_rate: float, *, stem: str = "output",
+                 single_file: bool = False):
+        self.target, self.sample_rate = Path(target), int(round(sample_rate))
+        self.stem, self.single_file = stem, single_file
+        self._writers: list = []
+        self.paths: list[Path] = []
+        self.samples = 0
+
+    def _open(self, labels: Sequence[str]) -> None:
+        import soundfile as sf
+
+        if self.single_file:
+            self.paths = [self.target]
+        else:
+            self.target.mkdir(parents=True, exist_ok=True)
+            self.paths = [self.target / f"{self.stem}_{label}.wav" for label in labels]
+        for path in self.paths:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.part")
+            self._writers.append((sf.SoundFile(str(tmp), "w", self.sample_rate, 1,
+                                               subtype="FLOAT", format="WAV"), tmp, path))
+
+    def write(self, blocks) -> None:
+        for block in blocks:
+            if not self._writers:
+                self._open(block.labels[:1] if self.single_file else block.labels)
+            for (writer, _, _), row in zip(self._writers, block.data):
+                writer.write(np.asarray(row, np.float32))
+            self.samples += block.data.shape[1]
+
+    def close(self) -> None:
+        for writer, tmp, path in self._writers:
+            writer.close()
+            tmp.replace(path)
+        self._writers = []
+
+
+class SigMFAnnotationSink:
+    """Writes frame predictions as SigMF annotations while the stream runs.
+
+    The annotations go to ``<path>.sigmf-meta`` (a new metadata file, never the input's unless
+    asked): rewritten atomically at most every ``every_s`` seconds and on close, so a crash
+    loses at most that much. ``global_info`` is the capture's ``global`` object when known.
+    """
+
+    def __init__(self, path, *, sample_rate: float, labels: Sequence[str],
+                 global_info: dict | None = None, center_freq: float | None = None,
+                 every_s: float = 1.0, min_probability: float = 0.0):
+        self.path = Path(path)
+        if not self.path.name.endswith(".sigmf-meta"):
+            self.path = self.path.with_name(self.path.name + ".sigmf-meta")
+        self.sample_rate, self.labels = float(sample_rate), list(labels)
+        self.center_freq = center_freq
+        self.global_info = dict(global_info or {"core:datatype": "cf32_le",
+                                                 "core:sample_rate": self.sample_rate,
+                                                 "core:version": "1.2.0"})
+        extensions = list(self.global_info.get("core:extensions", []))
+        if not any(e.get("name") == "sigformer" for e in extensions if isinstance(e, dict)):
+            extensions.append({"name": "sigformer", "version": "0.1.0", "optional": True})
+        self.global_info["core:extensions"] = extensions
+        self.every_s, self.min_probability = every_s, min_probability
+        self.annotations: list[dict] = []
+        self._last_write = 0.0
+
+    def write(self, predictions) -> None:
+        for p in predictions:
+            confidence = float(np.max(p.probabilities))
+            if confidence < self.min_probability:
+                continue
+            ann = {"core:sample_start": int(max(p.start, 0)),
+                   "core:sample_count": int(p.length), "core:label": p.label,
+                   "sigformer:confidence": round(confidence, 4)}
+            if self.center_freq is not None:
+                half = self.sample_rate / 2
+                ann["core:freq_lower_edge"] = self.center_freq - half
+                ann["core:freq_upper_edge"] = self.center_freq + half
+            self.annotations.append(ann)
+        import time
+
+        if time.monotonic() - self._last_write >= self.every_s:
+            self._flush()
+
+    def _flush(self) -> None:
+        import time
+
+        from ..atomic import atomic_write_json
+
+        captures = [{"core:sample_start": 0}]
+        if self.center_freq is not None:
+            captures[0]["core:frequency"] = self.center_freq
+        atomic_write_json(self.path, {"global": self.global_info, "captures": captures,
+                                      "annotations": self.annotations})
+        self._last_write = time.monotonic()
+
+    def close(self) -> None:
+        self._flush()
+
+
+class NpzSink:
+    """Collects channel estimates and writes ``slots``, ``timestamps`` and ``estimates``
+    (complex64) to an npz file atomically on close."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+        self.slots: list[int] = []
+        self.timestamps: list[float] = []
+        self.estimates: list[np.ndarray] = []
+
+    def write(self, estimates) -> None:
+        for e in estimates:
+            self.slots.append(e.slot)
+            self.timestamps.append(e.timestamp)
+            self.estimates.append(np.asarray(e.estimate, np.complex64))
+
+    def close(self) -> None:
+        import io
+
+        from ..atomic import atomic_write_bytes
+
+        buffer = io.BytesIO()
+        np.savez(buffer, slots=np.asarray(self.slots), timestamps=np.asarray(self.timestamps),
+                 estimates=np.stack(self.estimates) if self.estimates else np.zeros((0,)))
+        atomic_write_bytes(self.path, buffer.getvalue())

@@ -68,8 +68,10 @@ class FileReplaySource(ArraySource):
         self.annotations = rec.annotations
 
 
-class WAVSource(ArraySource):
-    """Multichannel audio from a WAV/FLAC file (soundfile), channels ``mic0..``."""
+class WAVSource:
+    """Multichannel audio from a WAV/FLAC file (soundfile), channels ``mic0..``, read block by
+    block (memory stays flat for any file length); ``realtime=True`` paces the blocks at the
+    sample rate as a live sound card would deliver them."""
 
     def __init__(self, path, chunk_size: int = 512, realtime: bool = False):
         try:
@@ -78,12 +80,32 @@ class WAVSource(ArraySource):
             raise ImportError("WAV sources need soundfile: pip install 'sigformer[speech]'"
                               ) from None
         try:
-            audio, sfreq = sf.read(str(path), always_2d=True, dtype="float32")
+            self._file = sf.SoundFile(str(path))
         except Exception as err:
             raise SignalError(f"{path} could not be read as audio: {err}") from err
-        names = tuple(f"mic{i}" for i in range(audio.shape[1]))
-        super().__init__(audio.T, sfreq, ChannelSet(names, ("mic",) * len(names)), chunk_size,
-                         realtime)
+        self.sfreq = check_sfreq(self._file.samplerate)
+        names = tuple(f"mic{i}" for i in range(self._file.channels))
+        self.channels = ChannelSet(names, ("mic",) * len(names))
+        self.chunk_size, self.realtime = chunk_size, realtime
+        self._pos = 0
+        self._start: float | None = None
+
+    def read(self, timeout: float = 0.0):
+        block = self._file.read(self.chunk_size, dtype="float32", always_2d=True)
+        if len(block) == 0:
+            raise EndOfStream
+        if self.realtime:
+            if self._start is None:
+                self._start = time.perf_counter()
+            delay = self._start + (self._pos + len(block)) / self.sfreq - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+        stamps = (self._pos + np.arange(len(block))) / self.sfreq
+        self._pos += len(block)
+        return block.T.astype(np.float64), stamps
+
+    def close(self) -> None:
+        self._file.close()
 
 
 class SigMFSource(ArraySource):
@@ -156,3 +178,126 @@ class LSLSource:
             self.inlet.close_stream()
         except Exception:
             pass
+
+
+class ZMQSource:
+    """Complex IQ published over ZeroMQ by SDR software (e.g. GNU Radio's "ZMQ PUB Sink" with
+    ``gr_complex`` items, no tags): raw interleaved float32 I/Q per message, as two real
+    channels ``I0, Q0``. ``pattern`` is ``"sub"`` (PUB sink) or ``"pull"`` (PUSH sink).
+    Needs pyzmq (``pip install 'sigformer[sdr]'``); test it on 127.0.0.1 only."""
+
+    def __init__(self, address: str, sample_rate: float, *, pattern: str = "sub",
+                 dtype: str = "complex64", timeout: float = 10.0):
+        try:
+            import zmq
+        except ImportError:
+            raise ImportError("ZeroMQ IQ sources need pyzmq: pip install 'sigformer[sdr]'"
+                              ) from None
+        from ..channels import iq_channel_set
+
+        if pattern not in ("sub", "pull"):
+            raise SignalError(f"pattern must be 'sub' or 'pull', got {pattern!r}")
+        if dtype not in ("complex64", "int16"):
+            raise SignalError(f"dtype must be 'complex64' (gr_complex) or 'int16' (sc16), got "
+                              f"{dtype!r}")
+        self._zmq = zmq
+        self._context = zmq.Context.instance()
+        self._socket = self._context.socket(zmq.SUB if pattern == "sub" else zmq.PULL)
+        if pattern == "sub":
+            self._socket.setsockopt(zmq.SUBSCRIBE, b"")
+        self._socket.setsockopt(zmq.RCVHWM, 1000)
+        self._socket.connect(address)
+        self.address, self.dtype = address, dtype
+        self.sfreq = check_sfreq(sample_rate)
+        self.channels = iq_channel_set(1)
+        self._count = 0
+        self.bad_messages = 0
+
+    def _decode(self, message: bytes) -> np.ndarray | None:
+        if self.dtype == "complex64":
+            if len(message) % 8:
+                self.bad_messages += 1
+                return None
+            return np.frombuffer(message, np.complex64)
+        if len(message) % 4:
+            self.bad_messages += 1
+            return None
+        raw = np.frombuffer(message, np.int16).astype(np.float32) / 32768.0
+        return raw[0::2] + 1j * raw[1::2]
+
+    def read(self, timeout: float = 0.05):
+        if not self._socket.poll(int(timeout * 1000)):
+            return None
+        iq = self._decode(self._socket.recv())
+        if iq is None or iq.size == 0:
+            return None
+        stamps = (self._count + np.arange(len(iq))) / self.sfreq
+        self._count += len(iq)
+        return np.stack([iq.real, iq.imag]).astype(np.float64), stamps
+
+    def close(self) -> None:
+        self._socket.close(linger=0)
+
+
+class SoundCardSource:
+    """A live sound card input (``sounddevice``; ``pip install 'sigformer[audio-live]'``):
+    ``channels`` microphones at ``sample_rate``, delivered in blocks of ``chunk_size``."""
+
+    def __init__(self, sample_rate: float = 16000, channels: int = 1, *, device=None,
+                 chunk_size: int = 512):
+        try:
+            import sounddevice as sd
+        except (ImportError, OSError) as err:
+            raise ImportError("live sound-card input needs sounddevice and PortAudio: pip "
+                              f"install 'sigformer[audio-live]' ({err})") from None
+        import queue
+
+        self.sfreq = check_sfreq(sample_rate)
+        names = tuple(f"mic{i}" for i in range(channels))
+        self.channels = ChannelSet(names, ("mic",) * channels)
+        self._queue: queue.Queue = queue.Queue(maxsize=256)
+        self._count = 0
+        self.overflows = 0
+
+        def callback(data, frames, time_info, status):
+            if status:
+                self.overflows += 1
+            try:
+                self._queue.put_nowait(data.copy())
+            except queue.Full:
+                self.overflows += 1
+
+        self._stream = sd.InputStream(samplerate=self.sfreq, channels=channels, device=device,
+                                      blocksize=chunk_size, dtype="float32", callback=callback)
+        self._stream.start()
+
+    def read(self, timeout: float = 0.05):
+        import queue
+
+        try:
+            block = self._queue.get(timeout=timeout)
+        except queue.Empty:
+            return None
+        stamps = (self._count + np.arange(len(block))) / self.sfreq
+        self._count += len(block)
+        return block.T.astype(np.float64), stamps
+
+    def close(self) -> None:
+        self._stream.stop()
+        self._stream.close()
+
+
+class SlotSource(ArraySource):
+    """OFDM slots from a sigformer OFDM dataset (``.npz``), one slot per stream sample at
+    ``slot_rate`` slots per second (see :func:`~sigformer.streaming.processors.slots_to_stream`)."""
+
+    def __init__(self, path, chunk_size: int = 8, realtime: bool = False,
+                 slot_rate: float = 1000.0):
+        from ..data.ofdm import OFDMDataset
+        from .processors import slot_channels, slots_to_stream
+
+        dataset = OFDMDataset.load(path)
+        self.dataset = dataset
+        data = slots_to_stream(dataset.ls, dataset.statistics())
+        super().__init__(data, slot_rate, slot_channels(int(np.prod(dataset.ls.shape[1:]))),
+                         chunk_size, realtime)

@@ -1,0 +1,229 @@
+"""Writing that never leaves half a result: atomic files, atomically published folders, and an
+output lock.
+
+* :func:`atomic_write_bytes` writes a temporary file beside the target, ``fsync``s it and
+  renames it over the target.
+* :func:`publish_directory` makes a fully written staging folder appear at its final path in
+  one step. On Linux it swaps the two folders with ``renameat2(RENAME_EXCHANGE)``, so a kill
+  at any instant leaves either the previous complete folder or the new complete one at the
+  path, never a mix and never nothing. Where the exchange is unavailable it falls back to two
+  renames and leaves the previous folder as ``<name>.previous`` until the new one is in place
+  (:func:`recover_directory` puts it back after a crash between them).
+* :class:`OutputLock` stops two runs from writing the same output folder: the second waits
+  or refuses with a message naming the first (pid, command, start time).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+
+
+class OutputLockedError(RuntimeError):
+    """Another process is writing the same output folder."""
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, mode: int = 0o644) -> Path:
+    """Write ``data`` to ``path`` so readers see the old content or the new, never a part."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, mode)  # mkstemp creates 0600; outputs get normal permissions
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_directory(path.parent)
+    return path
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    return atomic_write_bytes(path, text.encode())
+
+
+def atomic_write_json(path: str | os.PathLike, obj, **dump_kwargs) -> Path:
+    return atomic_write_text(path, json.dumps(obj, indent=2, **dump_kwargs))
+
+
+def staging_directory(final: str | os.PathLike) -> Path:
+    """A fresh empty folder beside ``final`` (same file system, so publishing is a rename)."""
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    path = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.staging-"))
+    os.chmod(path, 0o755)
+    return path
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two paths (Linux renameat2); False where unsupported."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p,
+                          ctypes.c_uint]
+    result = renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE)
+    if result == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP):
+        return False
+    raise OSError(err, f"cannot exchange {a} and {b}: {os.strerror(err)}")
+
+
+def publish_directory(staging: str | os.PathLike, final: str | os.PathLike) -> Path:
+    """Move the complete folder ``staging`` to ``final``, replacing what was there in one
+    step; the previous content is deleted afterwards."""
+    staging, final = Path(staging), Path(final)
+    _fsync_tree(staging)
+    if not final.exists():
+        os.rename(staging, final)
+    elif _exchange(staging, final):
+        shutil.rmtree(staging)  # now holds the previous content
+    else:  # pragma: no cover - non-Linux fallback
+        previous = final.with_name(final.name + ".previous")
+        if previous.exists():
+            shutil.rmtree(previous)
+        os.rename(final, previous)
+        os.rename(staging, final)
+        shutil.rmtree(previous)
+    _fsync_directory(final.parent)
+    return final
+
+
+def recover_directory(final: str | os.PathLike) -> bool:
+    """After a crash during the non-atomic fallback, put ``<final>.previous`` back."""
+    final = Path(final)
+    previous = final.with_name(final.name + ".previous")
+    if not final.exists() and previous.is_dir():
+        os.rename(previous, final)
+        return True
+    return False
+
+
+def discard_stale_staging(final: str | os.PathLike, older_than_s: float = 3600.0) -> int:
+    """Remove staging folders that a killed run left beside ``final``; returns how many."""
+    final = Path(final)
+    removed = 0
+    if not final.parent.is_dir():
+        return 0
+    for path in final.parent.glob(f".{final.name}.staging-*"):
+        try:
+            if time.time() - path.stat().st_mtime > older_than_s:
+                shutil.rmtree(path, ignore_errors=True)
+                removed += 1
+        except FileNotFoundError:
+            continue
+    return removed
+
+
+@contextmanager
+def published(final: str | os.PathLike):
+    """``with published(out) as tmp:`` write everything into ``tmp``; on success it replaces
+    ``out`` in one step, on error ``out`` is untouched and ``tmp`` removed."""
+    staging = staging_directory(final)
+    try:
+        yield staging
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    publish_directory(staging, final)
+
+
+class OutputLock:
+    """An exclusive lock on an output folder, held by one process at a time (``flock`` on
+    ``<folder>.lock``). ``wait=False`` (default) refuses at once when another run holds it."""
+
+    def __init__(self, target: str | os.PathLike, *, wait: bool = False,
+                 timeout: float | None = None):
+        self.target = Path(target)
+        self.path = self.target.with_name(self.target.name + ".lock")
+        self.wait, self.timeout = wait, timeout
+        self._fd: int | None = None
+
+    def acquire(self) -> OutputLock:
+        import fcntl
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        deadline = None if self.timeout is None else time.monotonic() + self.timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if not self.wait or (deadline is not None and time.monotonic() > deadline):
+                    holder = _read_holder(self.path)
+                    os.close(fd)
+                    raise OutputLockedError(
+                        f"{self.target} is being written by another run ({holder}); wait for "
+                        f"it to finish or choose another output folder (--out)") from None
+                time.sleep(0.2)
+        os.ftruncate(fd, 0)
+        os.write(fd, json.dumps({"pid": os.getpid(), "command": " ".join(sys.argv),
+                                 "started": time.strftime("%Y-%m-%d %H:%M:%S")}).encode())
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        import fcntl
+
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> OutputLock:
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def _read_holder(path: Path) -> str:
+    try:
+        info = json.loads(path.read_text() or "{}")
+    except (OSError, json.JSONDecodeError):
+        return "unknown process"
+    return (f"pid {info.get('pid', '?')}, started {info.get('started', '?')}: "
+            f"{info.get('command', '?')}")
+
+
+def _fsync_directory(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _fsync_tree(root: Path) -> None:
+    for path in sorted(root.rglob("*")):
+        if path.is_file():
+            with open(path, "rb") as fh:
+                os.fsync(fh.fileno())
+    _fsync_directory(root)

@@ -1,0 +1,243 @@
+"""Inference bundles: one trained model with everything needed to run it on new data.
+
+A bundle is a checkpoint folder (:mod:`sigformer.checkpoint`: ``model.safetensors`` +
+``config.json`` with checksums) whose config also holds
+
+* ``input_spec``: the :class:`~sigformer.spec.SignalSpec` of the signal the bundle receives
+  (rate, channels, layout, unit) *before* any preprocessing;
+* ``chain``: the stage chain (:mod:`sigformer.stages` configs) that turns that signal into
+  what the model was trained on; it runs identically offline and chunk by chunk;
+* ``model_spec``: the spec after the chain (window length = the model's input length);
+* ``input_scale``: a factor applied after the chain (e.g. volts -> microvolts);
+* ``head``: the kind of output (classify, tokenize, separate, enhance, estimate_channel)
+  and the label names;
+* ``provenance``: data, recipe, budget and measured results of the training run.
+
+Every inference command (``sigformer stream``, ``classify-iq``, ``separate``, ``enhance``)
+rebuilds its online chain from the bundle alone; the YAML is only needed to train.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .spec import SignalSpec
+
+TASK_HEADS = {"classify": "classify", "tokenize": "tokenize", "separate": "separate",
+              "enhance": "enhance", "estimate_channel": "estimate_channel"}
+
+
+@dataclass
+class Bundle:
+    """A trained model + input spec + stage chain + head + provenance."""
+
+    model: nn.Module
+    task: str
+    input_spec: SignalSpec | None = None
+    chain: list[dict[str, Any]] = field(default_factory=list)
+    input_scale: float = 1.0
+    labels: list[str] | None = None
+    provenance: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+    model_spec: SignalSpec | None = None
+    path: Path | None = None
+
+    def __post_init__(self) -> None:
+        if self.task not in TASK_HEADS:
+            raise CheckpointError(f"unknown bundle task {self.task!r}; expected one of "
+                                  f"{sorted(TASK_HEADS)}")
+        self.chain = [dict(c) for c in self.chain]
+        if self.model_spec is None and self.input_spec is not None:
+            self.model_spec = self.input_spec.through(self.build_chain())
+        if self.task == "classify" and not self.labels:
+            raise CheckpointError("a classification bundle needs its label names")
+
+    # --- the chain --------------------------------------------------------------------------
+
+    def build_chain(self):
+        """Fresh stage objects (a :class:`~sigformer.stages.Pipeline`) from the stored
+        configs; each call gives independent state, e.g. one per stream."""
+        from .stages import Pipeline, stage_from_config
+
+        return Pipeline([stage_from_config(c) for c in self.chain])
+
+    @property
+    def window(self) -> int | None:
+        return None if self.model_spec is None else self.model_spec.window
+
+    # --- persistence ------------------------------------------------------------------------
+
+    def config_fields(self) -> dict[str, Any]:
+        return {
+            "task": self.task,
+            "input_spec": None if self.input_spec is None else self.input_spec.to_dict(),
+            "chain": self.chain,
+            "model_spec": None if self.model_spec is None else self.model_spec.to_dict(),
+            "input_scale": float(self.input_scale),
+            "head": {"kind": TASK_HEADS[self.task], "labels": self.labels},
+            "provenance": self.provenance,
+        }
+
+    def save(self, path: str | os.PathLike, *, card: str | None = None) -> Path:
+        """Write the bundle folder atomically (see :func:`sigformer.checkpoint.save_checkpoint`);
+        ``card`` defaults to a model card generated from the provenance."""
+        card = card if card is not None else model_card(self)
+        self.path = save_checkpoint(path, self.model, extra=self.extra,
+                                    bundle=self.config_fields(), card=card)
+        return self.path
+
+    @classmethod
+    def load(cls, source: str | os.PathLike) -> Bundle:
+        """A bundle from a folder, or a name in sigformer's pretrained catalogue."""
+        from .pretrained import resolve_bundle_path
+
+        path = resolve_bundle_path(source)
+        model, config = load_checkpoint(path)
+        if config.get("task") is None:
+            raise CheckpointError(
+                f"{path} is a model checkpoint without an inference bundle (no task, input "
+                f"spec or chain): load it with sigformer.checkpoint.load_checkpoint, or "
+                f"re-train with `sigformer run` to get a bundle")
+        spec = config.get("input_spec")
+        model_spec = config.get("model_spec")
+        head = config.get("head") or {}
+        return cls(model=model, task=config["task"],
+                   input_spec=None if spec is None else SignalSpec.from_dict(spec),
+                   chain=config.get("chain", []), input_scale=config.get("input_scale", 1.0),
+                   labels=head.get("labels"), provenance=config.get("provenance", {}),
+                   extra=config.get("extra", {}),
+                   model_spec=None if model_spec is None else SignalSpec.from_dict(model_spec),
+                   path=Path(path))
+
+    # --- offline inference ------------------------------------------------------------------
+
+    def preprocess(self, data: np.ndarray, sfreq: float | None = None, channels=None
+                   ) -> np.ndarray:
+        """Run the chain over a whole ``(channels, samples)`` array exactly as a stream would
+        (causal, stateful), after adapting channels onto the bundle's input channels."""
+        from .stages import AdaptChannels, Pipeline
+
+        spec = self._require_spec()
+        sfreq = spec.sfreq if sfreq is None else float(sfreq)
+        channels = spec.channels if channels is None else channels
+        stages = [AdaptChannels(spec.channels, fill="auto")] + self.build_chain().stages
+        if abs(sfreq - spec.sfreq) > 1e-6:
+            from .stages import Resample
+
+            stages.insert(1, Resample(spec.sfreq))
+        chain = Pipeline(stages)
+        chain.configure(sfreq, channels)
+        return chain.process(np.asarray(data, dtype=np.float64))
+
+    def predict_proba(self, windows: np.ndarray) -> np.ndarray:
+        """Class probabilities for model-space windows ``(n, channels, window)`` (after the
+        chain); non-finite outputs are an error, never a label."""
+        if self.task != "classify":
+            raise CheckpointError(f"predict_proba needs a classification bundle, this one is "
+                                  f"{self.task!r}")
+        x = torch.as_tensor(np.ascontiguousarray(windows) * self.input_scale,
+                            dtype=torch.float32)
+        with torch.inference_mode():
+            out = self.model.eval()(x)
+            if isinstance(out, (tuple, list)):
+                out = out[-1]
+            probs = class_probabilities(out.float()).numpy()
+        if not np.isfinite(probs).all():
+            raise FloatingPointError("the model produced non-finite outputs; the input may "
+                                     "hold NaN/Inf or be far off the training scale")
+        return probs
+
+    def predict(self, windows: np.ndarray) -> np.ndarray:
+        probs = self.predict_proba(windows)
+        return np.asarray(self.labels)[probs.argmax(axis=1)]
+
+    def _require_spec(self) -> SignalSpec:
+        if self.input_spec is None:
+            raise CheckpointError("this bundle has no input spec: it cannot preprocess raw "
+                                  "signals")
+        return self.input_spec
+
+    def __repr__(self) -> str:
+        name = getattr(self.model, "sigformer_config", {}).get("name", type(self.model).__name__)
+        labels = "" if not self.labels else f", labels {self.labels}"
+        return f"<Bundle | {self.task}, model {name}, input {self.input_spec}{labels}>"
+
+
+def class_probabilities(logits: torch.Tensor) -> torch.Tensor:
+    """Softmax over classes; a single output is a binary logit (sigmoid -> [1-p, p])."""
+    if logits.ndim == 2 and logits.shape[1] == 1:
+        p = torch.sigmoid(logits)
+        return torch.cat([1 - p, p], dim=1)
+    return torch.softmax(logits, dim=-1)
+
+
+def model_card(bundle: Bundle) -> str:
+    """A Markdown model card from the bundle's provenance (data, recipe, budget, results)."""
+    name = getattr(bundle.model, "sigformer_config", {}).get("name", type(bundle.model).__name__)
+    n_params = sum(p.numel() for p in bundle.model.parameters())
+    prov = bundle.provenance
+    lines = [f"# {prov.get('title', name)}", "",
+             f"- task: `{bundle.task}`; model: `{name}` ({n_params:,} parameters)",
+             f"- input: {bundle.input_spec!r}", f"- model input: {bundle.model_spec!r}"]
+    if bundle.chain:
+        lines.append("- chain: " + " -> ".join(c.get("stage", "?") for c in bundle.chain))
+    if bundle.labels:
+        lines.append(f"- labels: {', '.join(bundle.labels)}")
+    for key in ("data", "data_licence", "recipe", "budget", "training_time", "results",
+                "limitations"):
+        if key in prov:
+            value = prov[key]
+            if isinstance(value, dict):
+                lines += ["", f"## {key.replace('_', ' ')}", ""]
+                lines += [f"- {k}: {v}" for k, v in value.items()]
+            else:
+                lines.append(f"- {key.replace('_', ' ')}: {value}")
+    return "\n".join(lines) + "\n"
+
+
+def bundle_from_windows_model(model: nn.Module, *, task: str, input_spec: SignalSpec,
+                              chain: Sequence[dict] = (), labels: Sequence[str] | None = None,
+                              input_scale: float = 1.0, **kwargs) -> Bundle:
+    """Convenience constructor used by the task runners."""
+    return Bundle(model=model, task=task, input_spec=input_spec, chain=list(chain),
+                  labels=None if labels is None else [str(label) for label in labels],
+                  input_scale=input_scale, **kwargs)
+
+
+def promote_to_bundle(path: str | os.PathLike, *, task: str, input_spec: SignalSpec | None,
+                      model_spec: SignalSpec | None = None, chain: Sequence[dict] = (),
+                      labels: Sequence[str] | None = None, input_scale: float = 1.0,
+                      provenance: dict[str, Any] | None = None,
+                      extra: dict[str, Any] | None = None) -> Path:
+    """Add the bundle fields to a checkpoint folder written by a task runner (its weights,
+    and so their checksums, are unchanged); the folder is rewritten atomically."""
+    import json
+
+    from .atomic import atomic_write_json
+    from .checkpoint import CONFIG_FILE, read_config
+
+    path = Path(path)
+    config = read_config(path)
+    if task not in TASK_HEADS:
+        raise CheckpointError(f"unknown bundle task {task!r}")
+    config.update(
+        task=task, input_spec=None if input_spec is None else input_spec.to_dict(),
+        model_spec=None if model_spec is None else model_spec.to_dict(), chain=list(chain),
+        input_scale=float(input_scale),
+        head={"kind": TASK_HEADS[task],
+              "labels": None if labels is None else [str(x) for x in labels]},
+        provenance={**config.get("provenance", {}), **(provenance or {})},
+        extra={**config.get("extra", {}), **(extra or {})})
+    json.dumps(config)  # fail here, not half-way through writing
+    atomic_write_json(path / CONFIG_FILE, config)
+    read_config(path)  # validates the result
+    return path

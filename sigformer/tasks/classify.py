@@ -1,0 +1,349 @@
+"""``task: classify``: EEG epochs and IQ frames alike.
+
+EEG: load -> preprocess (the stage chain) -> epoch -> cross-validate -> train the final model
+-> write the inference bundle (input spec before the chain, the chain, the model, labels).
+IQ frames (an ``amr:`` section; ``task: amr`` is an alias): generate or load modulation frames,
+train the models (and distil students), evaluate per SNR, one bundle per model.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import Field
+
+from .. import stages as st
+from ..spec import SignalSpec
+from .config import (
+    AMRTaskConfig,
+    BaseConfig,
+    DataConfig,
+    EpochsConfig,
+    EvaluateConfig,
+    ModelConfig,
+    PipelineConfigError,
+    StageConfig,
+    StreamConfig,
+    TrainConfig,
+)
+from .registry import RunContext, Task, register_task, set_in
+
+
+class ClassifyConfig(BaseConfig):
+    """``task: classify``: EEG epochs (data/preprocess/epochs) or IQ frames (``amr``)."""
+    task: Literal["classify"] = "classify"
+    data: DataConfig = Field(default_factory=DataConfig)
+    preprocess: list[StageConfig] = Field(default_factory=list)
+    epochs: EpochsConfig = Field(default_factory=EpochsConfig)
+    alignment: Literal["none", "fit", "batch"] = "none"
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
+    stream: StreamConfig = Field(default_factory=StreamConfig)
+    amr: AMRTaskConfig | None = None
+
+
+# --- EEG ----------------------------------------------------------------------------------
+
+def data_override(path: str) -> dict:
+    """``--data PATH``: an eegmmidb folder, a folder of EEG files, one EEG file, or a Bonn
+    ``.npz``."""
+    import re
+
+    p = Path(path)
+    if not p.exists():
+        raise PipelineConfigError(f"--data {path}: no such file or folder")
+    if p.is_file() and p.suffix == ".npz":
+        return {"source": "bonn", "path": str(p)}
+    if p.is_dir():
+        edfs = [f for f in p.rglob("*.edf") if re.fullmatch(r"S\d{3}R\d{2}\.edf", f.name)]
+        if edfs:
+            return {"source": "eegmmidb", "path": str(p)}
+        files = sorted(str(f) for f in p.iterdir() if f.suffix.lower() in
+                       (".edf", ".bdf", ".gdf", ".fif", ".csv", ".xdf"))
+        if not files:
+            raise PipelineConfigError(f"--data {path}: no EEG files (EDF/BDF/GDF/FIF/CSV/XDF) "
+                                      f"in the folder")
+        return {"source": "files", "files": files}
+    return {"source": "files", "files": [str(p)]}
+
+
+def build_preprocess(cfg: ClassifyConfig) -> st.Pipeline:
+    return st.Pipeline([s.build() for s in cfg.preprocess])
+
+
+class _InputProbe:
+    """Passes recordings to the chain and remembers the first one's rate and channels: the
+    bundle's input spec is the signal *before* preprocessing."""
+
+    def __init__(self, chain: st.Pipeline):
+        self.chain, self.spec = chain, None
+
+    def transform(self, rec):
+        if self.spec is None:
+            self.spec = SignalSpec.eeg(rec.sfreq, rec.channels,
+                                       unit=getattr(rec, "unit", "V"))
+        return self.chain.transform(rec)
+
+
+def load_epochs(cfg: ClassifyConfig, probe: _InputProbe | None = None):
+    """Data source -> continuous preprocessing -> epochs."""
+    from ..data import load_bonn, load_eegmmidb, load_moabb, read_recording, simulate_motor_imagery
+    from ..recording import Epochs
+
+    pre = probe or _InputProbe(build_preprocess(cfg))
+    events, tmin, tmax = cfg.epochs.events, cfg.epochs.tmin, cfg.epochs.tmax
+    d = cfg.data
+    if d.source == "bonn":
+        if not d.path:
+            raise PipelineConfigError("data.path is required for source 'bonn' (the npz file "
+                                      "or folder of segment text files)")
+        if cfg.preprocess:
+            raise PipelineConfigError("Bonn segments are windows already; preprocess stages "
+                                      "apply to continuous recordings only")
+        return load_bonn(d.path, d.bonn.task, window_s=d.bonn.window_s)
+    if d.source == "eegmmidb":
+        if not d.path:
+            raise PipelineConfigError("data.path is required for source 'eegmmidb'")
+        return load_eegmmidb(d.path, d.eegmmidb.subject, d.eegmmidb.runs, events=events,
+                             tmin=tmin, tmax=tmax, preprocess=pre,
+                             verify=d.eegmmidb.verify_checksums)
+    if d.source == "moabb":
+        if cfg.preprocess:
+            raise PipelineConfigError("MOABB data are filtered by the paradigm: put filter "
+                                      "settings in data.moabb.paradigm_params, not preprocess")
+        return load_moabb(d.moabb.dataset, d.moabb.subjects, paradigm=d.moabb.paradigm,
+                          **d.moabb.paradigm_params)
+    if d.source == "simulator":
+        recordings = [simulate_motor_imagery(**d.simulator.model_dump())]
+    else:
+        if not d.files:
+            raise PipelineConfigError("data.files must list at least one file for source "
+                                      "'files'")
+        recordings = [read_recording(f, normalize_names=True) for f in d.files]
+    parts = []
+    for i, rec in enumerate(recordings):
+        rec = pre.transform(rec)
+        names = sorted({a.description for a in rec.annotations})
+        chosen = events or names
+        ep = rec.epochs({e: j for j, e in enumerate(sorted(chosen)) if e in names}, tmin, tmax)
+        ep.event_id = {e: j for j, e in enumerate(sorted(chosen))}
+        ep.groups = np.full(len(ep), i)
+        parts.append(ep)
+    return Epochs.concatenate(parts)
+
+
+def build_estimator(cfg: ClassifyConfig, spec: SignalSpec | None = None):
+    """The configured :class:`~sigformer.estimators.SignalClassifier` (after Euclidean
+    alignment when asked). The model gets ``chs_info`` and ``sfreq`` from the data's spec."""
+    from sklearn.pipeline import make_pipeline
+
+    from ..estimators import SignalClassifier
+    from ..models.registry import get_model_class
+
+    params = dict(cfg.model.params)
+    if spec is not None:
+        from_spec = spec.model_kwargs(get_model_class(cfg.model.name))
+        for key in ("chs_info", "sfreq"):  # n_chans / n_times come from the arrays
+            if key in from_spec:
+                params.setdefault(key, from_spec[key])
+    t = cfg.train
+    clf = SignalClassifier(
+        model=cfg.model.name, preset=cfg.model.preset, model_params=params,
+        max_epochs=t.max_epochs, batch_size=t.batch_size, lr=t.lr, weight_decay=t.weight_decay,
+        optimizer=t.optimizer, validation_split=t.validation_split,
+        early_stopping_patience=t.early_stopping_patience, random_state=t.seed,
+        accelerator=t.accelerator, devices=t.devices, strategy=t.strategy,
+        num_nodes=t.num_nodes, verbose=t.progress_bar,
+    )
+    if cfg.alignment == "none":
+        return clf
+    return make_pipeline(st.EuclideanAlignment(mode=cfg.alignment), clf)
+
+
+INPUT_SCALE = 1e6  # recordings are in volts (MNE's convention); models see microvolts
+
+
+def run_eeg(cfg: ClassifyConfig, ctx: RunContext) -> dict[str, Any]:
+    from ..bundle import Bundle
+    from ..evaluation import final_step, leave_one_subject_out, within_session_cv
+    from ..guardrails import check_predictions
+    from ..report import plot_confusion_matrix, plot_learning_curves
+
+    log = ctx.log
+    log(f"[1/4] loading data ({cfg.data.source}) and preprocessing "
+        f"({len(cfg.preprocess)} stages)")
+    probe = _InputProbe(build_preprocess(cfg))
+    epochs = load_epochs(cfg, probe)
+    classes = [k for k, _ in sorted(epochs.event_id.items(), key=lambda kv: kv[1])]
+    log(f"      {len(epochs)} epochs x {len(epochs.channels)} channels x {epochs.n_times} "
+        f"samples at {epochs.sfreq:g} Hz; classes {classes}")
+    unit = getattr(epochs, "unit", "V")
+    # volts -> microvolts as braindecode models expect; other units (a.u.) pass unchanged
+    scale = INPUT_SCALE if unit == "V" else 1.0
+    model_spec = SignalSpec.eeg(epochs.sfreq, epochs.channels, window=epochs.n_times,
+                                unit=unit)
+    X = (epochs.data * scale).astype(np.float32)
+    y = np.asarray(classes)[epochs.labels]
+    estimator = build_estimator(cfg, model_spec)
+    ev = cfg.evaluate
+    result = None
+    if ev.protocol == "within_session":
+        log(f"[2/4] {ev.n_splits}-fold within-session CV x {len(ev.seeds)} seed(s), model "
+            f"{cfg.model.name!r}")
+        result = within_session_cv(estimator, X, y, sessions=epochs.sessions,
+                                   n_splits=ev.n_splits, seeds=ev.seeds, shuffle=ev.shuffle,
+                                   progress=log)
+    elif ev.protocol == "leave_one_subject_out":
+        log(f"[2/4] leave-one-subject-out x {len(ev.seeds)} seed(s)")
+        result = leave_one_subject_out(estimator, X, y, subjects=epochs.groups, seeds=ev.seeds,
+                                       progress=log)
+    report: dict[str, Any] = {
+        "pipeline": cfg.name, "model": cfg.model.name, "data": cfg.data.source,
+        "n_epochs": len(epochs), "n_channels": len(epochs.channels), "n_times": epochs.n_times,
+        "sfreq": epochs.sfreq, "classes": classes,
+    }
+    if result is not None:
+        summary = {k: v for k, v in result.summary().items() if k in ev.metrics}
+        report.update(evaluation=ev.protocol, summary=summary, folds=result.rows,
+                      confusion_matrix=result.confusion.tolist())
+        for metric, s in summary.items():
+            log(f"      {metric:18s} {s['mean']:.3f} ± {s['std']:.3f}")
+        # predicted labels over all test folds, recovered from the confusion counts
+        confusion = np.asarray(result.confusion)
+        collapse = check_predictions(np.repeat(np.asarray(classes)[:confusion.shape[1]],
+                                               confusion.sum(axis=0)))
+        if collapse:
+            report["warnings"] = [collapse]
+    log("[3/4] training the final model on all epochs")
+    estimator.fit(X, y)
+    clf = final_step(estimator)
+    report["n_parameters"] = int(sum(p.numel() for p in clf.module_.parameters()))
+    if not ctx.main:
+        return report
+    out = ctx.dir
+    log(f"[4/4] writing the report and bundle to {ctx.final_dir}")
+    if result is not None:
+        plot_confusion_matrix(result.confusion, classes, out / "confusion_matrix.png",
+                              title=f"{cfg.model.name} ({ev.protocol})")
+    histories = (result.histories if result is not None and result.histories
+                 else [clf.history_.epochs])
+    plot_learning_curves(histories, out / "learning_curve.png", title=cfg.model.name)
+    if cfg.output.save_model:
+        input_spec = probe.spec or model_spec.with_(window=None)
+        chain = [s.stage_config() for s in cfg.preprocess]
+        # window in input-rate samples, so the spec survives resampling stages
+        window_in = int(round(epochs.n_times * input_spec.sfreq / epochs.sfreq))
+        bundle = Bundle(
+            model=clf.module_, task="classify", input_spec=input_spec.with_(window=window_in),
+            chain=chain, model_spec=model_spec, input_scale=scale,
+            labels=[str(c) for c in clf.classes_],
+            extra={"estimator": clf._estimator_meta(),
+                   "alignment": "online" if cfg.alignment != "none" else "none"},
+            provenance={"title": f"{cfg.model.name} trained by pipeline {cfg.name!r}",
+                        "data": cfg.data.model_dump(mode="json"),
+                        "recipe": cfg.train.model_dump(mode="json"),
+                        "results": report.get("summary", {}),
+                        "summary": f"{cfg.model.name} on {cfg.data.source}"})
+        bundle.save(out / "model")
+    return report
+
+
+# --- IQ frames ----------------------------------------------------------------------------
+
+def run_iq(cfg: ClassifyConfig, ctx: RunContext) -> dict[str, Any]:
+    from ..bundle import promote_to_bundle
+    from ..rf.amr import run_amr_pipeline
+
+    report = run_amr_pipeline(cfg, ctx.dir, log=ctx.log)
+    models = ctx.dir / "models"
+    if ctx.main and models.is_dir():
+        a = cfg.amr
+        for folder in sorted(p for p in models.iterdir() if p.is_dir()):
+            extra = _read_extra(folder)
+            rate = float(extra.get("sample_rate") or 1.0)
+            spec = SignalSpec.iq(rate, a.frame_length)
+            promote_to_bundle(folder, task="classify", input_spec=spec, model_spec=spec,
+                              labels=extra.get("classes"),
+                              provenance={"summary": f"modulation recognition ({a.source})",
+                                          "data": a.model_dump(mode="json",
+                                                               exclude={"models", "distill"})})
+    return report
+
+
+def _read_extra(folder: Path) -> dict:
+    import json
+
+    return json.loads((folder / "config.json").read_text()).get("extra", {})
+
+
+def run_classify(cfg: ClassifyConfig, ctx: RunContext) -> dict[str, Any]:
+    return run_iq(cfg, ctx) if cfg.amr is not None else run_eeg(cfg, ctx)
+
+
+# --- overrides ----------------------------------------------------------------------------
+
+def _iq(raw: dict) -> bool:
+    return raw.get("amr") is not None
+
+
+def _max_epochs(raw: dict, value: int) -> None:
+    if not _iq(raw):
+        set_in(raw, "train.max_epochs", value)
+        return
+    amr = raw["amr"]
+    for model in amr.get("models", []) or []:
+        model["max_epochs"] = value
+    for student in ((amr.get("distill") or {}).get("students", []) or []):
+        student["max_epochs"] = value
+
+
+def _train_setting(key: str):
+    def apply(raw: dict, value) -> None:
+        if _iq(raw):
+            raise PipelineConfigError(
+                f"--{key.replace('_', '-')} does not apply to IQ-frame classification (its "
+                f"models train in sigformer's single-process loop); it applies to EEG "
+                f"classification (train.{key})")
+        set_in(raw, f"train.{key}", value)
+
+    return apply
+
+
+def _data(raw: dict, path: str) -> None:
+    if _iq(raw):
+        suffix = Path(path).suffix.lower()
+        kinds = {".h5": "rml2018", ".hdf5": "rml2018", ".pkl": "rml2016", ".npz": "npz"}
+        if suffix not in kinds:
+            raise PipelineConfigError(f"--data {path}: IQ-frame classification reads RadioML "
+                                      f"2016 (.pkl), 2018 (.h5) or npz files")
+        if not Path(path).is_file():
+            raise PipelineConfigError(f"--data {path}: no such file")
+        raw["amr"].update(source=kinds[suffix], path=str(path))
+        return
+    raw["data"] = data_override(path)
+
+
+def _prepare_raw(raw: dict, requested: str) -> None:
+    if requested == "amr":
+        raw["task"] = "classify"
+        if raw.get("amr") is None:
+            raw["amr"] = {}
+
+
+def _summary(report: dict):
+    if "models" in report:
+        return {k: {"accuracy": v.get("accuracy"), "high_snr_accuracy":
+                    v.get("high_snr_accuracy")} for k, v in report["models"].items()}
+    return report.get("summary", {})
+
+
+TASK = register_task(Task(
+    name="classify", config_cls=ClassifyConfig, run=run_classify,
+    overrides={"max_epochs": _max_epochs, "data": _data,
+               **{k: _train_setting(k) for k in ("accelerator", "devices", "strategy",
+                                                 "num_nodes")}},
+    summary=_summary, prepare_raw=_prepare_raw,
+    description="EEG epochs or IQ frames -> labels"), aliases=("amr",))

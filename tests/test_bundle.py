@@ -1,0 +1,379 @@
+"""Inference bundles: spec, chain, integrity checks, atomic publishing, locks, pretrained
+loading, head swaps and collapse guardrails."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sigformer.atomic import OutputLock, OutputLockedError, published
+from sigformer.bundle import Bundle
+from sigformer.channels import ChannelSet
+from sigformer.checkpoint import CheckpointError, load_checkpoint, read_config, save_checkpoint
+from sigformer.models import create_model
+from sigformer.spec import SignalSpec, SpecError
+
+NAMES = ["Fp1", "C3", "Cz", "C4", "P3", "P4"]
+
+
+def _eeg_bundle(chain, sfreq=160.0, window_s=1.0, names=NAMES, seed=0) -> Bundle:
+    """A random-weight DBConformer bundle behind ``chain`` (its output spec sets the model)."""
+    torch.manual_seed(seed)
+    input_spec = SignalSpec.eeg(sfreq, names, window=int(window_s * sfreq))
+    from sigformer.stages import Pipeline, stage_from_config
+
+    model_spec = input_spec.through(Pipeline([stage_from_config(c) for c in chain]))
+    model = create_model("dbconformer", spec=model_spec, n_outputs=2, emb_size=8, num_heads=2,
+                         depth=1, spa_dim=4, patch_size=20, kernel_size=15).eval()
+    return Bundle(model=model, task="classify", input_spec=input_spec, chain=chain,
+                  model_spec=model_spec, input_scale=1e6, labels=["left", "right"])
+
+
+CHAINS = {
+    "resample": [{"stage": "resample", "sfreq": 128.0}],
+    "bipolar": [{"stage": "bipolar", "pairs": [["C3", "Cz"], ["Cz", "C4"], ["P3", "P4"]]}],
+    "notch_reref": [{"stage": "notch", "freq": 50.0}, {"stage": "rereference"},
+                    {"stage": "bandpass", "l_freq": 4.0, "h_freq": 40.0}],
+    "adapt": [{"stage": "adapt_channels", "target": ["C3", "Cz", "C4"], "fill": "zeros"}],
+}
+
+
+# --- spec -----------------------------------------------------------------------------------
+
+def test_spec_round_trip_and_model_arguments():
+    spec = SignalSpec.eeg(160, NAMES, window=320)
+    assert SignalSpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
+    model = create_model("dbconformer", spec=spec, n_outputs=2, preset="tiny")
+    assert (model.n_chans, model.n_times, model.sfreq) == (6, 320, 160)
+    assert [c["ch_name"] for c in model.chs_info] == NAMES
+    audio = SignalSpec.audio(16000, n_mics=4)
+    assert create_model("deftan2", spec=audio, preset="tiny").n_mics == 4
+    with pytest.raises(SpecError, match="unknown spec field"):
+        SignalSpec.from_dict({**spec.to_dict(), "rate": 3})
+    with pytest.raises(SpecError, match="expects 6"):
+        spec.check(np.zeros((2, 5, 320)))
+    with pytest.raises(SpecError, match="layout must be one of"):
+        SignalSpec(100, ["a"], layout="grid")
+
+
+def test_spec_through_a_resampler_rescales_the_window():
+    from sigformer.stages import Pipeline, Resample
+
+    out = SignalSpec.eeg(250, NAMES, window=500).through(Pipeline([Resample(125)]))
+    assert out.sfreq == 125 and out.window == 250
+
+
+# --- bundles: chains stream exactly as they run offline -----------------------------------
+
+@pytest.mark.parametrize("chain", list(CHAINS), ids=list(CHAINS))
+def test_streamed_predictions_equal_offline(tmp_path, chain):
+    from sigformer.streaming import ArraySource, ListSink, StreamRunner
+    from sigformer.streaming.app import OnlineSettings, build_online
+    from sigformer.windowing import frame_array
+
+    bundle = _eeg_bundle(CHAINS[chain])
+    loaded = Bundle.load(bundle.save(tmp_path / "b"))
+    rng = np.random.default_rng(1)
+    data = rng.standard_normal((len(NAMES), 160 * 6)) * 1e-5
+    online = build_online(loaded, OnlineSettings(hop_s=0.25))
+    sink = ListSink()
+    StreamRunner(ArraySource(data, 160, NAMES, chunk_size=23), online, [sink]).run()
+    streamed = np.stack([p.probabilities for p in sink.predictions])
+    hop = max(1, int(round(0.25 * loaded.model_spec.sfreq)))
+    windows = frame_array(loaded.preprocess(data), loaded.window, hop)
+    np.testing.assert_allclose(streamed, loaded.predict_proba(windows), atol=1e-5)
+    assert len(streamed) == len(windows) > 5
+
+
+def test_stream_at_another_rate_is_resampled_not_refused(tmp_path):
+    from sigformer.streaming import ArraySource, ListSink, StreamRunner
+    from sigformer.streaming.app import OnlineSettings, build_online
+
+    bundle = Bundle.load(_eeg_bundle(CHAINS["resample"]).save(tmp_path / "b"))
+    online = build_online(bundle, OnlineSettings(hop_s=0.5))
+    data = np.random.default_rng(0).standard_normal((len(NAMES), 250 * 4)) * 1e-5
+    sink = ListSink()
+    StreamRunner(ArraySource(data, 250, NAMES, chunk_size=50), online, [sink]).run()
+    assert online.resampled_from == 250 and len(sink.predictions) > 0
+
+
+def test_zero_phase_chain_refuses_to_stream(tmp_path):
+    from sigformer.streaming.app import build_online
+    from sigformer.tasks.config import PipelineConfigError
+
+    chain = [{"stage": "bandpass", "l_freq": 4.0, "h_freq": 30.0, "phase": "zero"}]
+    bundle = _eeg_bundle(chain)
+    with pytest.raises(PipelineConfigError, match="zero-phase and cannot stream"):
+        build_online(bundle)
+
+
+def test_bundle_load_refuses_a_plain_checkpoint(tmp_path):
+    path = save_checkpoint(tmp_path / "c", create_model("kd_cnn"))
+    with pytest.raises(CheckpointError, match="without an inference bundle"):
+        Bundle.load(path)
+
+
+def test_nonfinite_outputs_are_an_error_not_a_label(tmp_path):
+    bundle = _eeg_bundle([])
+    with torch.no_grad():
+        next(bundle.model.parameters()).fill_(float("nan"))
+    with pytest.raises(FloatingPointError, match="non-finite"):
+        bundle.predict(np.zeros((1, len(NAMES), bundle.window)))
+
+
+# --- integrity --------------------------------------------------------------------------
+
+def test_corrupted_weight_bytes_are_refused(tmp_path):
+    path = _eeg_bundle([]).save(tmp_path / "b")
+    weights = path / "model.safetensors"
+    raw = bytearray(weights.read_bytes())
+    raw[-7] ^= 0xFF  # same size, one flipped byte inside a tensor
+    weights.write_bytes(bytes(raw))
+    with pytest.raises(CheckpointError, match="SHA-256 does not match"):
+        Bundle.load(path)
+
+
+def test_absurd_shapes_are_refused_before_any_allocation(tmp_path):
+    path = save_checkpoint(tmp_path / "c", create_model("kd_cnn"))
+    config = json.loads((path / "config.json").read_text())
+    config["kwargs"]["n_chans"] = 10**9  # building this for real would need ~450 GB
+    (path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match=r"shape mismatch.*1000000000"):
+        load_checkpoint(path)
+
+
+@pytest.mark.parametrize("change,field", [
+    ({"colour": "blue"}, "colour"),
+    ({"input_scale": "big"}, "input_scale"),
+    ({"task": "dance"}, "task"),
+    ({"head": {"kind": "classify", "labels": "ab"}}, "head.labels"),
+    ({"files": {"model.safetensors": {"sha256": "xyz", "bytes": 1}}}, "sha256"),
+])
+def test_malformed_config_fields_are_named(tmp_path, change, field):
+    path = _eeg_bundle([]).save(tmp_path / "b")
+    config = json.loads((path / "config.json").read_text())
+    config.update(change)
+    (path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match=field.replace(".", r"\.")):
+        read_config(path)
+
+
+def test_format_1_checkpoints_still_load_with_a_warning(tmp_path):
+    path = save_checkpoint(tmp_path / "c", create_model("kd_cnn"))
+    config = json.loads((path / "config.json").read_text())
+    for key in ("files", "format"):
+        config.pop(key)
+    config["format_version"] = 1
+    (path / "config.json").write_text(json.dumps(config))
+    with pytest.warns(UserWarning, match="no checksums"):
+        load_checkpoint(path)
+
+
+# --- atomic publishing and locks -----------------------------------------------------------
+
+SAVER = textwrap.dedent("""
+    import sys, torch
+    from sigformer.checkpoint import save_checkpoint
+    from sigformer.models import create_model
+    path = sys.argv[1]
+    i = 0
+    while True:
+        torch.manual_seed(i)
+        save_checkpoint(path, create_model("kd_cnn"), extra={"generation": i})
+        i += 1
+        print(i, flush=True)
+""")
+
+
+@pytest.mark.slow
+def test_sigkill_during_saves_never_leaves_a_broken_bundle(tmp_path):
+    """Kill a process that saves over the same folder again and again, at arbitrary
+    moments: what is on disk always loads (the previous or the new generation)."""
+    path = tmp_path / "ckpt"
+    save_checkpoint(path, create_model("kd_cnn"), extra={"generation": -1})
+    rng = np.random.default_rng(0)
+    generations = []
+    for _ in range(4):
+        proc = subprocess.Popen([sys.executable, "-c", SAVER, str(path)],
+                                stdout=subprocess.PIPE, text=True)
+        proc.stdout.readline()  # at least one save completed in this process
+        time.sleep(float(rng.uniform(0.0, 0.3)))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        model, config = load_checkpoint(path)  # verifies checksums and shapes
+        generations.append(config["extra"]["generation"])
+        leftovers = [p.name for p in tmp_path.iterdir() if p.name != "ckpt"]
+        assert all(name.startswith(".ckpt.staging-") for name in leftovers)
+    assert all(g >= 0 for g in generations)
+
+
+def test_failed_save_leaves_the_previous_bundle(tmp_path, monkeypatch):
+    path = _eeg_bundle([]).save(tmp_path / "b")
+    before = {p.name: p.read_bytes() for p in path.iterdir()}
+
+    def boom(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr("sigformer.checkpoint.save_file", boom)
+    with pytest.raises(OSError, match="disk full"):
+        _eeg_bundle([], seed=3).save(path)
+    assert {p.name: p.read_bytes() for p in path.iterdir()} == before
+    assert [p.name for p in tmp_path.iterdir()] == ["b"]
+
+
+def test_published_folder_appears_whole(tmp_path):
+    target = tmp_path / "run"
+    with published(target) as staging:
+        (staging / "a.txt").write_text("1")
+        assert not target.exists()  # nothing visible until the block ends
+    with pytest.raises(RuntimeError), published(target) as staging:
+        (staging / "a.txt").write_text("2")
+        raise RuntimeError("crash")
+    assert (target / "a.txt").read_text() == "1"
+
+
+def test_second_run_into_the_same_folder_is_refused(tmp_path):
+    code = textwrap.dedent(f"""
+        import time
+        from sigformer.atomic import OutputLock
+        with OutputLock({str(tmp_path / 'out')!r}):
+            print("locked", flush=True)
+            time.sleep(30)
+    """)
+    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(OutputLockedError, match=f"pid {holder.pid}"):
+            OutputLock(tmp_path / "out").acquire()
+    finally:
+        holder.kill()
+        holder.wait()
+    OutputLock(tmp_path / "out").acquire().release()  # free again once the holder is gone
+
+
+# --- pretrained loading ------------------------------------------------------------------
+
+def test_create_model_with_bundle_weights_is_strict(tmp_path):
+    model = create_model("kd_cnn", n_outputs=5)
+    path = save_checkpoint(tmp_path / "c", model)
+    again = create_model("kd_cnn", weights=path)
+    x = torch.randn(3, 2, 128)
+    torch.testing.assert_close(again.eval()(x), model.eval()(x))
+    with pytest.raises(CheckpointError, match="shape mismatch.*classifier"):
+        create_model("kd_cnn", weights=path, n_outputs=7)
+    with pytest.warns(UserWarning, match="partial load"):
+        partial = create_model("kd_cnn", weights=path, n_outputs=7, strict=False)
+    torch.testing.assert_close(partial.features[0][0].weight, model.features[0][0].weight)
+    with pytest.raises(CheckpointError, match="holds a 'kd_cnn' model, not 'vtcnn2'"):
+        create_model("vtcnn2", weights=path)
+
+
+def test_unknown_weights_name_lists_the_catalogue(tmp_path):
+    with pytest.raises(CheckpointError, match="neither a bundle folder nor a pretrained name"):
+        create_model("kd_cnn", weights="no-such-entry")
+
+
+def test_hub_convention_with_local_folders(tmp_path):
+    from sigformer.models import KDCNN
+
+    model = create_model("kd_cnn", n_outputs=4)
+    folder = model.save_pretrained(tmp_path / "hub")
+    loaded = KDCNN.from_pretrained(folder)
+    assert isinstance(loaded, KDCNN) and loaded.n_outputs == 4
+    from sigformer.models import VTCNN2
+
+    with pytest.raises(TypeError, match="not a VTCNN2"):
+        VTCNN2.from_pretrained(folder)
+
+
+PARITY = Path(os.environ.get("SIGFORMER_SHARED_REFERENCE",
+                             Path(__file__).resolve().parents[2] / "shared" / "reference"))
+
+
+def test_official_checkpoint_file_loads_through_create_model(tmp_path):
+    fixture = PARITY / "parity" / "dbconformer"
+    if not (fixture / "official_state_dict.safetensors").is_file():
+        pytest.skip(f"parity fixtures not found in {PARITY}")
+    from safetensors.torch import load_file
+
+    official = load_file(str(fixture / "official_state_dict.safetensors"))
+    torch.save(official, tmp_path / "official.pt")  # a plain state dict, as releases ship
+    model = create_model("dbconformer", weights=tmp_path / "official.pt",
+                         preset="bnci2014001")
+    io = load_file(str(fixture / "io.safetensors"))
+    with torch.no_grad():
+        logits = model.eval()(io["input.x"])
+    torch.testing.assert_close(logits, io["output.logits"], atol=1e-5, rtol=0)
+
+
+# --- head swap and freezing -------------------------------------------------------------------
+
+def test_reset_head_and_freeze_for_fine_tuning(tmp_path):
+    from sigformer.models.heads import freeze
+
+    model = create_model("dbconformer", preset="tiny", n_chans=4, n_times=320, n_outputs=2)
+    body = {k: v.clone() for k, v in model.state_dict().items() if "final_layer" not in k}
+    model.reset_head(5)
+    assert model.eval()(torch.randn(2, 4, 320)).shape == (2, 5)
+    freeze(model)
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable and all(n.startswith("final_layer.") for n in trainable)
+    # the new size is recorded: the model checkpoints and rebuilds
+    path = save_checkpoint(tmp_path / "c", model)
+    rebuilt, _ = load_checkpoint(path)
+    assert rebuilt.n_outputs == 5
+    assert all(torch.equal(rebuilt.state_dict()[k], v) for k, v in body.items())
+
+
+# --- guardrails --------------------------------------------------------------------------
+
+def test_collapse_warnings_name_symptom_and_cause():
+    from sigformer.guardrails import (
+        CollapseWarning,
+        check_codebook,
+        check_nmse,
+        check_predictions,
+        check_separation,
+    )
+
+    with pytest.warns(CollapseWarning, match="constant predictions.*Usual causes"):
+        check_predictions(["a"] * 40)
+    with pytest.warns(CollapseWarning, match="NMSE is -0.20 dB"):
+        check_nmse(-0.2)
+    with pytest.warns(CollapseWarning, match="uses 3 of its 512 codes"):
+        check_codebook(3 / 512, 512, 2.5)
+    with pytest.warns(CollapseWarning, match="no improvement"):
+        check_separation([-0.5, 0.2])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert check_predictions(["a", "b"] * 20) is None
+        assert check_nmse(-15.0) is None and check_codebook(0.6, 512) is None
+        assert check_separation([6.0]) is None
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.lists(st.sampled_from(["x", "y", "z"]), min_size=10, max_size=60))
+def test_constant_prediction_warning_iff_one_label(labels):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        check = __import__("sigformer.guardrails", fromlist=["x"]).check_predictions(labels)
+    assert (check is not None) == (len(set(labels)) == 1)
+    assert len(caught) == (check is not None)
+
+
+def test_channelset_round_trip_in_spec_keeps_types():
+    spec = SignalSpec(8000, ChannelSet(("m0", "m1"), ("mic", "mic")), "waveform", None, "FS")
+    assert SignalSpec.from_dict(spec.to_dict()).channels.types == ("mic", "mic")
