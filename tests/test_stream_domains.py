@@ -1,0 +1,298 @@
+"""One streaming runtime for EEG, audio, IQ and OFDM: one bundle per domain through
+``sigformer stream`` (and the file conveniences), chunked == offline for the new stateful
+pieces, ZeroMQ IQ on loopback, recorder sessions, and CLI overrides for every task."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sigformer.bundle import Bundle
+from sigformer.cli import main
+from sigformer.models import create_model
+from sigformer.spec import SignalSpec
+
+sf = pytest.importorskip("soundfile")
+
+
+def _cli_json(capsys, argv) -> dict:
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    return json.loads(out[out.index("{"):])
+
+
+@pytest.fixture(scope="module")
+def separation_bundle(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    model = create_model("mossformer", "tiny", n_src=2, sample_rate=8000).eval()
+    spec = SignalSpec.audio(8000, 1)
+    return Bundle(model=model, task="separate", input_spec=spec, model_spec=spec,
+                  labels=["s1", "s2"], extra={"chunk_s": 0.5, "overlap_s": 0.1}
+                  ).save(tmp_path_factory.mktemp("sep") / "bundle")
+
+
+@pytest.fixture(scope="module")
+def enhancement_bundle(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    model = create_model("deftan2", "tiny", n_mics=4, sample_rate=8000).eval()
+    spec = SignalSpec.audio(8000, 4)
+    return Bundle(model=model, task="enhance", input_spec=spec, model_spec=spec,
+                  extra={"chunk_s": 0.5, "overlap_s": 0.1}
+                  ).save(tmp_path_factory.mktemp("enh") / "bundle")
+
+
+@pytest.fixture(scope="module")
+def iq_bundle(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    labels = ["ASK", "FSK", "PSK"]
+    spec = SignalSpec.iq(1e6, 128)
+    return Bundle(model=create_model("kd_cnn", n_outputs=3).eval(), task="classify",
+                  input_spec=spec, model_spec=spec, labels=labels,
+                  extra={"normalization": "rms"}).save(tmp_path_factory.mktemp("iq") / "b")
+
+
+# --- audio --------------------------------------------------------------------------------
+
+def test_separation_bundle_streams_a_wav_into_one_file_per_speaker(tmp_path, capsys,
+                                                                   separation_bundle):
+    mix = np.random.default_rng(0).standard_normal(8000 * 2).astype(np.float32) * 0.1
+    sf.write(tmp_path / "mix.wav", mix, 8000)
+    report = _cli_json(capsys, ["stream", str(separation_bundle), "--source",
+                                f"wav:{tmp_path / 'mix.wav'}", "--out", str(tmp_path / "o")])
+    assert report["task"] == "separate" and len(report["written"]) == 2
+    for path in report["written"]:
+        audio, rate = sf.read(path)
+        assert rate == 8000 and len(audio) == len(mix)
+
+
+def test_separate_file_at_another_rate_comes_back_at_the_input_rate(tmp_path, capsys,
+                                                                    separation_bundle):
+    mix = np.random.default_rng(1).standard_normal(16000).astype(np.float32) * 0.1
+    sf.write(tmp_path / "mix16k.wav", mix, 16000)
+    report = _cli_json(capsys, ["separate", str(tmp_path / "mix16k.wav"), "--model",
+                                str(separation_bundle), "--out", str(tmp_path / "sep")])
+    assert report["sample_rate"] == 16000 and report["model_rate"] == 8000
+    for path in report["outputs"]:
+        audio, rate = sf.read(path)
+        assert rate == 16000 and abs(len(audio) - len(mix)) <= 32  # resampler edge
+
+
+def test_enhance_accepts_one_mono_file_per_microphone(tmp_path, capsys, enhancement_bundle):
+    rng = np.random.default_rng(2)
+    for i in range(4):
+        sf.write(tmp_path / f"mic{i}.wav", rng.standard_normal(6000).astype(np.float32) * .1,
+                 8000)
+    report = _cli_json(capsys, ["enhance", str(tmp_path / "mic*.wav"), "--model",
+                                str(enhancement_bundle), "--out", str(tmp_path / "e.wav")])
+    audio, rate = sf.read(report["outputs"][0])
+    assert rate == 8000 and audio.ndim == 1 and len(audio) == 6000
+    assert main(["enhance", str(tmp_path / "mic0.wav"), "--model", str(enhancement_bundle),
+                 "--out", str(tmp_path / "x.wav")]) == 2
+    assert "takes 4 microphones" in capsys.readouterr().err
+
+
+@settings(max_examples=8, deadline=None)
+@given(st.lists(st.integers(1, 3000), min_size=1, max_size=8))
+def test_audio_stream_chunked_equals_whole(cuts):
+    from sigformer.streaming.processors import AudioStream
+
+    torch.manual_seed(0)
+    model = create_model("mossformer", "tiny", n_src=2, sample_rate=8000).eval()
+    signal = np.random.default_rng(3).standard_normal((1, 6000)) * 0.1
+
+    def run(chunks):
+        proc = AudioStream(model, 8000, multichannel=False, chunk_s=0.25, overlap_s=0.05)
+        proc.configure(8000, ["m0"])
+        blocks = [b for c in chunks for b in proc.process(c)] + proc.flush()
+        return np.concatenate([b.data for b in blocks], axis=1)
+
+    edges = np.unique(np.clip(np.cumsum(cuts), 0, 6000))
+    pieces = np.split(signal, edges[edges < 6000], axis=1)
+    np.testing.assert_allclose(run(pieces), run([signal]), atol=1e-5)
+
+
+# --- IQ -----------------------------------------------------------------------------------
+
+def test_iq_bundle_streams_a_sigmf_capture_into_annotations(tmp_path, capsys, iq_bundle):
+    from sigformer.data.sigmf_io import write_sigmf
+
+    iq = (np.random.default_rng(4).standard_normal(128 * 20)
+          + 1j * np.random.default_rng(5).standard_normal(128 * 20)).astype(np.complex64)
+    write_sigmf(tmp_path / "cap", iq, sample_rate=1e6, center_frequency=433.92e6)
+    report = _cli_json(capsys, ["stream", str(iq_bundle), "--source",
+                                f"sigmf:{tmp_path / 'cap.sigmf-meta'}", "--out",
+                                str(tmp_path / "labels.sigmf-meta")])
+    assert report["predictions"] == 20
+    meta = json.loads((tmp_path / "labels.sigmf-meta").read_text())
+    anns = meta["annotations"]
+    assert len(anns) == 20 and {a["core:label"] for a in anns} <= {"ASK", "FSK", "PSK"}
+    assert [a["core:sample_start"] for a in anns] == list(range(0, 128 * 20, 128))
+    assert any(e["name"] == "sigformer" for e in meta["global"]["core:extensions"])
+
+
+def test_zmq_iq_source_on_loopback(iq_bundle):
+    zmq = pytest.importorskip("zmq")
+    from sigformer.streaming import ListSink
+    from sigformer.streaming.app import stream_bundle
+    from sigformer.streaming.sources import ZMQSource
+
+    context = zmq.Context.instance()
+    pub = context.socket(zmq.PUB)
+    port = pub.bind_to_random_port("tcp://127.0.0.1")
+    source = ZMQSource(f"tcp://127.0.0.1:{port}", 1e6)
+    stop = threading.Event()
+
+    def publish():  # GNU Radio's ZMQ PUB sink: raw gr_complex items per message
+        rng = np.random.default_rng(6)
+        while not stop.is_set():
+            iq = (rng.standard_normal(256) + 1j * rng.standard_normal(256)).astype(np.complex64)
+            pub.send(iq.tobytes())
+            time.sleep(0.002)
+
+    thread = threading.Thread(target=publish, daemon=True)
+    thread.start()
+    try:
+        sink = ListSink()
+        report = stream_bundle(iq_bundle, source, [sink], max_outputs=10, duration=20,
+                               log=lambda *a: None)
+    finally:
+        stop.set()
+        thread.join()
+        pub.close(linger=0)
+    assert report["predictions"] >= 10 and len(sink.predictions) >= 10
+    assert source.bad_messages == 0
+
+
+# --- OFDM ---------------------------------------------------------------------------------
+
+def test_channel_estimation_bundle_streams_slot_by_slot(tmp_path, capsys):
+    from sigformer.data.ofdm import simulate_ofdm
+    from sigformer.rf.ofdm import ModelEstimator
+    from sigformer.tasks.estimate_channel import grid_spec
+
+    data = simulate_ofdm(12, seed=0)
+    torch.manual_seed(0)
+    model = create_model("ofdm_linear", pilot_shape=data.config.pilot_shape).eval()
+    spec = grid_spec(data.config.to_dict())
+    bundle = Bundle(model=model, task="estimate_channel", input_spec=spec, model_spec=spec
+                    ).save(tmp_path / "b")
+    data.save(tmp_path / "slots.npz")
+    report = _cli_json(capsys, ["stream", str(bundle), "--source",
+                                f"slots:{tmp_path / 'slots.npz'}", "--out",
+                                str(tmp_path / "est.npz")])
+    assert report["outputs"] == 12
+    with np.load(tmp_path / "est.npz") as est:
+        streamed = est["estimates"]
+        assert list(est["slots"]) == list(range(12))
+    np.testing.assert_allclose(streamed, ModelEstimator(model).predict(data), atol=1e-5)
+
+
+# --- EEG through the CLI ------------------------------------------------------------------
+
+def test_eeg_bundle_streams_a_recording_file(tmp_path, capsys):
+    import mne
+
+    from tests.test_bundle import CHAINS, NAMES, _eeg_bundle
+
+    bundle = _eeg_bundle(CHAINS["notch_reref"]).save(tmp_path / "b")
+    data = np.random.default_rng(7).standard_normal((len(NAMES), 160 * 5)) * 1e-5
+    raw = mne.io.RawArray(data, mne.create_info(NAMES, 160, "eeg"), verbose="error")
+    raw.save(tmp_path / "rec_raw.fif", verbose="error")
+    report = _cli_json(capsys, ["stream", str(bundle), "--source",
+                                f"file:{tmp_path / 'rec_raw.fif'}", "--hop-s", "0.5",
+                                "--record", str(tmp_path / "p.sgrec")])
+    assert report["predictions"] == 9  # (5 s - 1 s window) / 0.5 s hop + 1
+    from sigformer.streaming import read_recorder
+
+    rec = read_recorder(tmp_path / "p.sgrec")
+    assert rec.columns == ["left", "right"] and len(rec.timestamps) == 9
+    assert list(rec.to_dataframe().columns) == ["timestamp", "left", "right"]
+
+
+def test_recorder_never_truncates_an_earlier_session(tmp_path):
+    from sigformer.streaming import Recorder, read_recorder
+
+    first = Recorder(tmp_path / "r.sgrec", ["a"])
+    first.write_rows(np.array([1.0]), np.array([[0.5]]))
+    first.close()
+    second = Recorder(tmp_path / "r.sgrec", ["a"])
+    second.close()
+    assert second.path.name == "r-2.sgrec"
+    assert len(read_recorder(tmp_path / "r.sgrec").timestamps) == 1
+
+
+def test_tokenizer_bundles_are_not_streamed(tmp_path):
+    from sigformer.checkpoint import CheckpointError
+    from sigformer.streaming.app import build_online
+
+    tok = create_model("tfm_tokenizer", preset="tiny")
+    spec = SignalSpec.eeg(200, ["Cz"])
+    bundle = Bundle(model=tok, task="tokenize", input_spec=spec)
+    with pytest.raises(CheckpointError, match="not streamed"):
+        build_online(bundle)
+
+
+def test_source_strings_are_checked(tmp_path):
+    from sigformer.streaming.app import make_source, parse_source
+    from sigformer.tasks.config import PipelineConfigError
+
+    assert parse_source("capture.sigmf-meta") == ("sigmf", "capture.sigmf-meta")
+    assert parse_source("zmq:tcp://127.0.0.1:5555") == ("zmq", "tcp://127.0.0.1:5555")
+    with pytest.raises(PipelineConfigError, match="KIND:TARGET"):
+        parse_source("mystery")
+    with pytest.raises(PipelineConfigError, match="does not exist"):
+        make_source(f"wav:{tmp_path / 'missing.wav'}")
+    with pytest.raises(PipelineConfigError, match="sample rate"):
+        make_source("zmq:tcp://127.0.0.1:1")
+
+
+# --- overrides: every override works for every task, or is refused clearly ------------------
+
+PIPELINES = Path(__file__).resolve().parents[1] / "pipelines"
+
+
+@pytest.mark.parametrize("pipeline,works,refused", [
+    ("eeg_mi_dbconformer.yaml", {"max_epochs", "accelerator", "devices", "strategy",
+                                 "num_nodes"}, set()),
+    ("eeg_tokenize_tfm.yaml", {"max_epochs"}, {"accelerator", "devices", "strategy",
+                                               "num_nodes"}),
+    ("amr_clst.yaml", {"max_epochs"}, {"accelerator", "devices", "strategy", "num_nodes"}),
+    ("ofdm_adafortitran.yaml", {"max_epochs"}, {"accelerator", "devices", "strategy",
+                                                "num_nodes"}),
+    ("speech_separation_mossformer.yaml", {"max_epochs"}, {"accelerator", "devices"}),
+    ("speech_enhancement_deftan2.yaml", {"max_epochs"}, {"strategy", "num_nodes"}),
+])
+def test_every_override_applies_or_is_refused(pipeline, works, refused):
+    from sigformer.tasks import load_task_config
+    from sigformer.tasks.config import PipelineConfigError
+
+    values = {"max_epochs": 3, "accelerator": "cpu", "devices": 1, "strategy": "auto",
+              "num_nodes": 1}
+    for key in works:
+        cfg = load_task_config(PIPELINES / pipeline, {key: values[key]})
+        dumped = json.dumps(cfg.model_dump(mode="json"))
+        assert f'"{key}": {json.dumps(values[key])}' in dumped
+    for key in refused:
+        with pytest.raises(PipelineConfigError, match="does not apply"):
+            load_task_config(PIPELINES / pipeline, {key: values[key]})
+
+
+def test_model_param_typos_get_did_you_mean(tmp_path):
+    from sigformer.tasks import load_task_config
+    from sigformer.tasks.config import PipelineConfigError
+
+    with pytest.raises(PipelineConfigError, match=r"did you mean \['num_heads'\]"):
+        load_task_config({"name": "t", "model": {"name": "dbconformer",
+                                                 "params": {"num_head": 4}}})
+    with pytest.raises(PipelineConfigError, match="unknown field"):
+        load_task_config({"name": "t", "output": {"dir": "runs/{user}"}})
+    with pytest.raises(PipelineConfigError, match="path separators"):
+        load_task_config({"name": "../../etc"})
