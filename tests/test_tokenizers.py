@@ -138,3 +138,13 @@ def test_token_transformer_rate_handling():
     assert tt.transform(X).shape == (6, 9)
     with pytest.raises(SignalError, match="fitted on 1 channels, got 2"):
         tt.transform(np.zeros((2, 2, 1280), np.float32))
+
+
+def test_token_transformer_passes_fit_params_to_the_recipe():
+    from sigformer.tokenizers import TokenTransformer
+
+    X = np.random.default_rng(0).standard_normal((4, 1, 400)).astype(np.float32)
+    tt = TokenTransformer(preset="tiny", sfreq=200, max_epochs=2, batch_size=4, lr=1e-3,
+                          fit_params={"lr_schedule": "released", "warmup_epochs": 0}).fit(X)
+    assert tt.tokenizer_.history_.series("lr")[-1] > 1e-3  # the released, rising schedule
+    assert set(tt.codebook_report_) >= {"usage", "used_codes", "dead_codes", "perplexity"}

@@ -11,7 +11,13 @@ One implementation with the switches the reference models need:
 * dead-code restart: codes whose running usage falls below a threshold are re-seeded from the
   current batch;
 * usage and perplexity reporting;
-* DDP: code counts and sums are all-reduced across processes before each EMA update.
+* DDP: code counts and sums are all-reduced across processes before each EMA update;
+* a reference path (one-hot counting, as the releases) and a fast path (``fast=True``:
+  ``bincount``/``index_add``) that give the same ids and counts (codebooks up to float
+  summation order);
+* autocast safety: distances, EMA statistics and losses are computed in float32 even inside a
+  bf16/fp16 ``torch.autocast`` region, so mixed precision cannot change which code is chosen
+  through a low-precision distance matrix.
 """
 
 from __future__ import annotations
@@ -86,21 +92,38 @@ class VectorQuantizer(nn.Module):
     init : ``"uniform"`` (``U(-1/K, 1/K)``), ``"unit"`` (random unit vectors) or ``"kmeans"``
         (on the first training batch, ``kmeans_iters`` iterations, cosine when normalised).
     beta : weight of the commitment term ``MSE(z, sg(q))``.
-    codebook_loss_after_ste : add ``MSE(q_st, z)`` computed *after* the straight-through
-        estimator, as TFM-Tokenizer's release does (its gradient reaches the encoder, not the
-        codebook). Off by default: with EMA updates the codebook needs no loss term.
+    codebook_loss_after_ste : add the codebook term ``MSE(q_st, sg(z))`` computed *after* the
+        straight-through estimator ``q_st = z + sg(q - z)``, as TFM-Tokenizer's release does.
+        What each setting optimises (checked with autograd in ``tests/test_vq.py``):
+
+        * ``False``: ``loss = beta * MSE(z, sg(q))``; the encoder is pulled towards its codes
+          with gradient ``2 * beta * (z - q) / numel``; the codebook moves only by EMA.
+        * ``True`` (release): ``loss = MSE(q_st, sg(z)) + beta * MSE(z, sg(q))``. The value
+          is ``(1 + beta) * MSE(z, q)``, but ``q_st`` carries ``z``'s gradient, so the codebook
+          term's gradient on the encoder is ``2 * (q - z) / numel``: it cancels the commitment
+          gradient. With the released ``beta = 1`` the VQ loss sends **no gradient at all**
+          (the encoder learns only from the reconstruction through the straight-through
+          estimator) and the codebook still moves only by EMA. With ``beta != 1`` the net
+          encoder gradient is ``(beta - 1)`` times the commitment direction.
+
+        Neither setting gives the codebook a gradient: it is a frozen parameter updated by EMA.
+        (Before this was made faithful, ``True`` added ``MSE(q_st, z)``, whose gradient is zero:
+        it changed only the logged value and optimised exactly what ``False`` optimises.)
     dead_code_threshold : re-seed codes whose running usage (EMA count) drops below this
         (0 disables restarts).
     stats_as_parameters : keep the running counts and the k-means flag as frozen
         ``nn.Parameter`` rather than buffers, as Du-IN's release does (they then appear in
         parameter totals).
+    fast : count code usage with ``bincount`` and accumulate EMA sums with ``index_add``
+        instead of building a ``(N, K)`` one-hot matrix (the releases' way). Same ids and
+        counts; EMA sums equal up to float summation order.
     """
 
     def __init__(self, num_codes: int, dim: int, *, decay: float = 0.99, eps: float = 1e-5,
                  ema: str = "average", l2_normalize: bool = False, init: str = "uniform",
                  kmeans_iters: int = 10, beta: float = 1.0,
                  codebook_loss_after_ste: bool = False, dead_code_threshold: float = 0.0,
-                 stats_as_parameters: bool = False):
+                 stats_as_parameters: bool = False, fast: bool = False):
         super().__init__()
         if num_codes < 1:
             raise ValueError(f"a codebook needs at least one code, got num_codes={num_codes}")
@@ -113,6 +136,7 @@ class VectorQuantizer(nn.Module):
         self.init, self.kmeans_iters, self.beta = init, kmeans_iters, beta
         self.codebook_loss_after_ste = codebook_loss_after_ste
         self.dead_code_threshold = dead_code_threshold
+        self.fast = fast
         if init == "uniform":
             codes = torch.empty(num_codes, dim).uniform_(-1 / num_codes, 1 / num_codes)
         else:
@@ -139,6 +163,10 @@ class VectorQuantizer(nn.Module):
         """Fraction of codes assigned at least once since :meth:`reset_usage`."""
         return float((self.usage > 0).float().mean())
 
+    def dead_codes(self) -> int:
+        """Number of codes never assigned since :meth:`reset_usage`."""
+        return int((self.usage == 0).sum())
+
     def usage_perplexity(self) -> float:
         """exp(entropy) of the code distribution accumulated since :meth:`reset_usage`."""
         total = self.usage.sum()
@@ -155,8 +183,11 @@ class VectorQuantizer(nn.Module):
         flat = z.reshape(-1, self.dim)
         if self.l2_normalize:
             flat = F.normalize(flat, dim=-1)
-        dists = (flat.pow(2).sum(-1, keepdim=True) + self.codebook.pow(2).sum(-1)[None]
-                 - 2 * flat @ self.codebook.T)
+        norms = flat.pow(2).sum(-1, keepdim=True) + self.codebook.pow(2).sum(-1)[None]
+        if self.fast:  # same values (x2 is exact), one (N, K) temporary fewer
+            dists = norms.sub_(flat @ self.codebook.T, alpha=2)
+        else:
+            dists = norms - 2 * flat @ self.codebook.T
         return dists.argmin(-1).view(z.shape[:-1])
 
     def lookup(self, indices: torch.Tensor) -> torch.Tensor:
@@ -165,6 +196,12 @@ class VectorQuantizer(nn.Module):
     def forward(self, z: torch.Tensor) -> VQOutput:
         if z.shape[-1] != self.dim:
             raise ValueError(f"vectors to quantise must have width {self.dim}, got {z.shape[-1]}")
+        # float32 distances and statistics even under autocast (see the module docstring)
+        with torch.autocast(z.device.type, enabled=False):
+            low_precision = z.dtype in (torch.float16, torch.bfloat16)
+            return self._quantize(z.float() if low_precision else z)
+
+    def _quantize(self, z: torch.Tensor) -> VQOutput:
         if self.l2_normalize:
             z = F.normalize(z, dim=-1)
         flat = z.reshape(-1, self.dim)
@@ -172,16 +209,21 @@ class VectorQuantizer(nn.Module):
             self._kmeans_init(flat.detach())
         indices = self.nearest(z)
         q = self.lookup(indices)
-        one_hot = F.one_hot(indices.reshape(-1), self.num_codes).to(flat.dtype)
-        counts = one_hot.sum(0)
+        flat_indices = indices.reshape(-1)
+        if self.fast:
+            one_hot = None
+            counts = torch.bincount(flat_indices, minlength=self.num_codes).to(flat.dtype)
+        else:  # reference: the releases' one-hot matrix
+            one_hot = F.one_hot(flat_indices, self.num_codes).to(flat.dtype)
+            counts = one_hot.sum(0)
         self.usage += counts.detach()
         if self.training:
-            self._ema_update(flat.detach(), one_hot.detach())
+            self._ema_update(flat.detach(), flat_indices, counts, one_hot)
         commitment = F.mse_loss(z, q.detach())
         quantized = z + (q - z).detach()  # straight-through estimator
         loss = self.beta * commitment
-        if self.codebook_loss_after_ste:
-            loss = loss + F.mse_loss(quantized, z)
+        if self.codebook_loss_after_ste:  # the release's codebook term (see the class doc)
+            loss = loss + F.mse_loss(quantized, z.detach())
         p = counts / counts.sum().clamp(min=1)
         perplexity = torch.exp(-(p * (p + 1e-10).log()).sum())
         return VQOutput(quantized, indices, loss, commitment, perplexity)
@@ -198,9 +240,14 @@ class VectorQuantizer(nn.Module):
         self.initted.data.fill_(1.0)
 
     @torch.no_grad()
-    def _ema_update(self, flat: torch.Tensor, one_hot: torch.Tensor) -> None:
-        counts = _all_reduce(one_hot.sum(0))
-        sums = _all_reduce(one_hot.T @ flat)
+    def _ema_update(self, flat: torch.Tensor, indices: torch.Tensor, counts: torch.Tensor,
+                    one_hot: torch.Tensor | None) -> None:
+        counts = _all_reduce(counts.clone())
+        if one_hot is None:
+            sums = torch.zeros_like(self.codebook).index_add_(0, indices, flat)
+        else:
+            sums = one_hot.T @ flat
+        sums = _all_reduce(sums)
         d = self.decay
         self.counts.data.mul_(d).add_(counts, alpha=1 - d)
         if self.ema == "average":

@@ -8,6 +8,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 from ..validation import SignalError, check_array
+from .simple import codebook_report
 
 
 class TokenTransformer(TransformerMixin, BaseEstimator):
@@ -23,12 +24,19 @@ class TokenTransformer(TransformerMixin, BaseEstimator):
     max_epochs, batch_size, lr, random_state : pretraining settings passed to the
         tokenizer's ``fit``.
     output : ``"ids"`` (discrete tokens, ``(n, C*T)``) or ``"embeddings"``.
+    fit_params : extra keyword arguments for the tokenizer's ``fit`` (TFM: ``device``,
+        ``precision``, ``checkpoint_dir``, ``lr_schedule``... of
+        :func:`sigformer.recipes.tfm.pretrain_tokenizer`).
+
+    After ``fit``, quantising tokenizers also expose codebook health on the training data:
+    ``codebook_usage_``, ``codebook_perplexity_`` and ``codebook_report_`` (usage, used and
+    dead codes, perplexity; see :func:`sigformer.tokenizers.codebook_report`).
     """
 
     def __init__(self, tokenizer: str = "tfm_tokenizer", preset: str | None = None,
                  params: dict | None = None, sfreq: float | None = None, max_epochs: int = 10,
                  batch_size: int = 64, lr: float = 1e-3, random_state: int | None = 0,
-                 output: str = "ids"):
+                 output: str = "ids", fit_params: dict | None = None):
         self.tokenizer = tokenizer
         self.preset = preset
         self.params = params
@@ -38,6 +46,7 @@ class TokenTransformer(TransformerMixin, BaseEstimator):
         self.lr = lr
         self.random_state = random_state
         self.output = output
+        self.fit_params = fit_params
 
     def _prepare(self, X) -> np.ndarray:
         X = check_array(X, ndim=(2, 3), name="X")
@@ -63,13 +72,14 @@ class TokenTransformer(TransformerMixin, BaseEstimator):
         Xp = self._prepare(X)
         self.n_channels_ = Xp.shape[1]
         self.tokenizer_.fit(Xp, max_epochs=self.max_epochs, batch_size=self.batch_size,
-                            lr=self.lr, seed=self.random_state)
+                            lr=self.lr, seed=self.random_state, **(self.fit_params or {}))
         quantizer = getattr(self.tokenizer_, "quantizer", None)
         if quantizer is not None:
             quantizer.reset_usage()
             self.tokenizer_.transform(Xp)  # usage over the training data
             self.codebook_usage_ = quantizer.codebook_usage()
             self.codebook_perplexity_ = quantizer.usage_perplexity()
+            self.codebook_report_ = codebook_report(quantizer)
         return self
 
     def transform(self, X) -> np.ndarray:

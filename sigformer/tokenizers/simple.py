@@ -153,8 +153,12 @@ class VQTokenizer(Tokenizer):
 
 
 def codebook_report(quantizer: VectorQuantizer) -> dict[str, float]:
-    """Usage (fraction of codes used) and perplexity since the last ``reset_usage``."""
+    """Codebook health since the last ``reset_usage``: size, usage (fraction of codes used),
+    used and dead (never assigned) code counts, and perplexity (exp of the entropy of the code
+    distribution; equal to the number of codes when all are used equally)."""
+    dead = quantizer.dead_codes()
     return {"codebook_size": quantizer.num_codes, "usage": quantizer.codebook_usage(),
+            "used_codes": quantizer.num_codes - dead, "dead_codes": dead,
             "perplexity": quantizer.usage_perplexity()}
 
 

@@ -17,6 +17,11 @@ Pradeepkumar et al., "Tokenizing Single-Channel EEG with Time-Frequency Motif Le
 Signals are 200 Hz; each channel is scaled by the 95th percentile of its absolute value; the
 STFT uses a 200-sample Hann window, hop 100, no centring, first 100 bins (0-99 Hz): one token
 per 1 s window with 0.5 s hop (9 tokens for 5 s).
+
+Training (tokenizer pretraining, masked-token prediction, fine-tuning) lives in
+:mod:`sigformer.recipes.tfm`; the ``fit``/``fit_unsupervised`` methods here delegate to it.
+Every quirk of the release is a documented switch whose default is the release; see
+``docs/tfm.md``.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...nn import TransformerEncoder
+from ...nn.blocks import fused_linear, merge_heads, split_heads
 from ...nn.vq import VectorQuantizer
 from ...tokenizers.base import Tokenizer, Tokens
 from ...tokenizers.simple import stft_magnitude
@@ -48,6 +54,34 @@ def lat(dim: int, depth: int, heads: int = 8, layer_dropout: float = 0.0,
                               out_dropout=layer_dropout, norm_first=True)
 
 
+def _softmax_last(x: torch.Tensor) -> torch.Tensor:
+    """Softmax over a short last axis (a head width of 8): a hand-written exp/sum is about 2-4x
+    faster on CPU than ``Tensor.softmax`` there, and equal within float rounding."""
+    e = (x - x.amax(-1, keepdim=True)).exp()
+    return e / e.sum(-1, keepdim=True)
+
+
+def _fast_linear_attention(attn: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """:class:`~sigformer.nn.blocks.MultiHeadAttention` (``attention="linear"``) with one packed
+    q/k/v projection and the hand-written feature softmax: the same function, fewer kernels."""
+    q, k, v = (split_heads(t, attn.num_heads)
+               for t in fused_linear(x, (attn.query, attn.key, attn.value)))
+    q = _softmax_last(q) * attn.head_dim ** -0.5
+    context = k.softmax(dim=-2).transpose(-1, -2) @ v  # (B, H, d, d)
+    return attn.out_dropout(attn.out(merge_heads(q @ context)))
+
+
+def run_transformer(encoder: TransformerEncoder, x: torch.Tensor, fast: bool) -> torch.Tensor:
+    """Run a :func:`lat` stack: the reference modules, or the fast path (same weights, same
+    dropout modules, packed q/k/v and hand-written softmax; equal within 1e-5)."""
+    if not fast:
+        return encoder(x)
+    for block in encoder.blocks:
+        x = x + block.drop1(_fast_linear_attention(block.attn, block.norm1(x)))
+        x = x + block.drop2(block.ffn(block.norm2(x)))
+    return x
+
+
 def percentile_normalize(x: torch.Tensor, q: float = 0.95, eps: float = 1e-8) -> torch.Tensor:
     """Scale each channel by the ``q`` quantile of its absolute value (TFM's loader)."""
     return x / (torch.quantile(x.abs().float(), q, dim=-1, keepdim=True) + eps)
@@ -58,15 +92,29 @@ def tfm_spectrogram(x: torch.Tensor) -> torch.Tensor:
     return stft_magnitude(x, N_FFT, HOP, N_BINS, center=False)
 
 
+MASK_ROUNDING = ("truncate", "round")
+
+
+def masked_count(n: int, ratio: float, rounding: str = "truncate") -> int:
+    """How many of ``n`` bands/frames to mask: ``int(n * ratio)`` as released ("truncate",
+    19 frames -> 9) or Python's ``round`` ("round", 19 frames -> 10)."""
+    if rounding not in MASK_ROUNDING:
+        raise ValueError(f"mask rounding must be one of {MASK_ROUNDING}, got {rounding!r}")
+    return int(n * ratio) if rounding == "truncate" else int(round(n * ratio))
+
+
 def freq_time_mask(n_bins: int, n_frames: int, freq_ratio: float = 0.5, freq_bin_size: int = 5,
-                   time_ratio: float = 0.5, generator: torch.Generator | None = None
-                   ) -> torch.Tensor:
+                   time_ratio: float = 0.5, generator: torch.Generator | None = None,
+                   rounding: str = "truncate") -> torch.Tensor:
     """Visible-entry mask ``(F, T)`` of ``freq_bin_temporal_masking``: ``freq_ratio`` of the
-    ``freq_bin_size``-wide bands and ``time_ratio`` of the frames are masked; the visible
-    region is their intersection (about 25%). The complementary view is ``~mask``."""
+    ``freq_bin_size``-wide bands and ``time_ratio`` of the frames are masked (counts by
+    :func:`masked_count`); the visible region is their intersection (about 25%). The
+    complementary view is ``~mask``."""
     n_bands = n_bins // freq_bin_size
-    bands = torch.randperm(n_bands, generator=generator)[: int(round(n_bands * freq_ratio))]
-    frames = torch.randperm(n_frames, generator=generator)[: int(round(n_frames * time_ratio))]
+    n_masked_bands = masked_count(n_bands, freq_ratio, rounding)
+    bands = torch.randperm(n_bands, generator=generator)[:n_masked_bands]
+    frames = torch.randperm(n_frames, generator=generator)[
+        :masked_count(n_frames, time_ratio, rounding)]
     keep_f = torch.ones(n_bins, dtype=torch.bool)
     for b in bands.tolist():
         keep_f[b * freq_bin_size:(b + 1) * freq_bin_size] = False
@@ -99,10 +147,25 @@ class TFMTokenizer(Tokenizer):
     freq_depth, temporal_depth, decoder_depth : transformer depths (2, 2, 8).
     heads : attention heads (8).
     dropout : attention-layer dropout of the transformers (0.2).
-    codebook_loss_after_ste : add the VQ codebook term computed after the straight-through
-        estimator, as the release does (False: commitment term only, the intended VQ loss).
+    codebook_loss_after_ste : the release's VQ loss, ``MSE(q_st, sg(z)) + beta * MSE(z, sg(q))``
+        (True, default). With ``beta = 1`` its encoder gradients cancel exactly: the VQ loss
+        only adds ``2 * MSE(z, q)`` to the logged value and the encoder learns from the
+        reconstruction alone. False: commitment term only (the textbook EMA VQ-VAE, which pulls
+        the encoder towards its codes). See :class:`~sigformer.nn.vq.VectorQuantizer`.
     dead_code_threshold : re-seed codes whose running usage falls below this from the
         current batch (0, as released; small codebooks trained briefly collapse without it).
+    mask_temporal_branch : False (release): the temporal branch sees the full raw signal in
+        both masked views, only the spectrogram is masked. True (sigformer's earlier
+        behaviour): also zero the temporal-branch features of frames whose spectrogram is
+        fully masked.
+    mask_rounding : how many bands/frames the pretraining mask hides, ``"truncate"`` (release,
+        ``int``: 19 frames -> 9) or ``"round"`` (19 frames -> 10).
+    codebook_init : ``"uniform"`` (release, ``U(-1/K, 1/K)``) or ``"kmeans"`` (k-means on the
+        first training batch; with ``dead_code_threshold > 0`` the usual cure for codebook
+        collapse).
+    fast : fast inference/training path (packed q/k/v, hand-written softmax over the head
+        width, ``bincount`` code counting). Same ids and outputs within 1e-5 (tested); off by
+        default because the reference path is what the parity fixtures pin.
     """
 
     discrete = True
@@ -115,13 +178,28 @@ class TFMTokenizer(Tokenizer):
 
     def __init__(self, emb_size: int = 64, code_size: int = 64, n_codes: int = 8192,
                  freq_depth: int = 2, temporal_depth: int = 2, decoder_depth: int = 8,
-                 heads: int = 8, dropout: float = 0.2, codebook_loss_after_ste: bool = False,
-                 dead_code_threshold: float = 0.0, n_chans=None, n_outputs=None, n_times=None, sfreq=None, chs_info=None):
+                 heads: int = 8, dropout: float = 0.2, codebook_loss_after_ste: bool = True,
+                 dead_code_threshold: float = 0.0, mask_temporal_branch: bool = False,
+                 mask_rounding: str = "truncate", codebook_init: str = "uniform",
+                 fast: bool = False, n_chans=None, n_outputs=None, n_times=None, sfreq=None,
+                 chs_info=None):
         super().__init__()
         if emb_size % 2 or (emb_size // 2) % 4:
             raise ValueError(f"emb_size must be a multiple of 8, got {emb_size}")
+        if mask_rounding not in MASK_ROUNDING:
+            raise ValueError(f"mask_rounding must be one of {MASK_ROUNDING}, got "
+                             f"{mask_rounding!r}")
+        if codebook_init not in ("uniform", "kmeans"):
+            raise ValueError(f"codebook_init must be 'uniform' or 'kmeans', got "
+                             f"{codebook_init!r}")
         half = emb_size // 2
-        self.emb_size, self.n_codes = emb_size, n_codes
+        self.emb_size, self.code_size, self.n_codes = emb_size, code_size, n_codes
+        self.freq_depth, self.temporal_depth = freq_depth, temporal_depth
+        self.decoder_depth, self.heads, self.dropout = decoder_depth, heads, dropout
+        self.codebook_loss_after_ste = codebook_loss_after_ste
+        self.dead_code_threshold = dead_code_threshold
+        self.mask_temporal_branch, self.mask_rounding = mask_temporal_branch, mask_rounding
+        self.codebook_init, self.fast = codebook_init, fast
         # frequency path: 20 patches of 5 bins per frame
         self.freq_patch = _conv_gn_stack(1, 5, 5, [emb_size, emb_size, emb_size])
         self.freq_transformer = lat(emb_size, freq_depth, heads, dropout)
@@ -133,33 +211,52 @@ class TFMTokenizer(Tokenizer):
         self.temporal_transformer = lat(emb_size, temporal_depth, heads, dropout)
         self.to_code = nn.Identity() if code_size == emb_size else nn.Linear(emb_size, code_size)
         self.quantizer = VectorQuantizer(n_codes, code_size, decay=0.99, eps=1e-5,
-                                         init="uniform", ema="average", beta=1.0,
+                                         init=codebook_init, ema="average", beta=1.0,
                                          codebook_loss_after_ste=codebook_loss_after_ste,
-                                         dead_code_threshold=dead_code_threshold)
+                                         dead_code_threshold=dead_code_threshold, fast=fast)
         self.decoder = lat(code_size, decoder_depth, heads, dropout)
         self.decoder_head = nn.Sequential(nn.Linear(code_size, code_size), nn.Tanh(),
                                           nn.Linear(code_size, N_BINS))
+
+    def constructor_kwargs(self) -> dict:
+        """The architecture and switch arguments, as stored (to rebuild or checkpoint it)."""
+        names = ("emb_size", "code_size", "n_codes", "freq_depth", "temporal_depth",
+                 "decoder_depth", "heads", "dropout", "codebook_loss_after_ste",
+                 "dead_code_threshold", "mask_temporal_branch", "mask_rounding",
+                 "codebook_init", "fast")
+        return {name: getattr(self, name) for name in names}
+
+    def set_fast(self, fast: bool = True) -> TFMTokenizer:
+        """Switch between the reference and the fast path in place (weights unchanged)."""
+        self.fast = self.quantizer.fast = bool(fast)
+        return self
 
     # --- encoder ------------------------------------------------------------------------
     def embed(self, signal: torch.Tensor, spec: torch.Tensor,
               visible: torch.Tensor | None = None) -> torch.Tensor:
         """Continuous (L2-normalised) token vectors ``(B, T, code_size)`` of single-channel
         signals ``(B, N)`` and their spectrograms ``(B, 100, T)``. ``visible`` ``(100, T)``
-        zeroes masked spectrogram entries and the temporal embeddings of masked frames."""
+        zeroes masked spectrogram entries; the temporal branch always sees the full signal
+        unless ``mask_temporal_branch`` (then masked frames' temporal features are zeroed)."""
         b, n_bins, t = spec.shape
         if visible is not None:
             spec = spec * visible.to(spec.dtype)
         frames = spec.transpose(1, 2).reshape(b * t, 1, n_bins)
         patches = self.freq_patch(frames).transpose(1, 2)  # (B*T, 20, D)
-        patches = self.freq_transformer(patches).transpose(1, 2)  # (B*T, D, 20)
+        patches = run_transformer(self.freq_transformer, patches, self.fast).transpose(1, 2)
         freq = (torch.sigmoid(self.freq_gate(patches)) * self.freq_value(patches))
         freq = freq.reshape(b, t, -1)  # (B, T, D/2)
         temporal = self.temporal_embed(signal[:, None]).transpose(1, 2)  # (B, T, D/2)
-        if visible is not None:
+        if visible is not None and self.mask_temporal_branch:
             frame_kept = visible.any(0).to(temporal.dtype)  # frames with any visible bin
             temporal = temporal * frame_kept[None, :, None]
-        fused = self.temporal_transformer(torch.cat([freq, temporal], dim=-1))
+        fused = run_transformer(self.temporal_transformer,
+                                torch.cat([freq, temporal.to(freq.dtype)], dim=-1), self.fast)
         return F.normalize(self.to_code(fused), dim=-1)
+
+    def reconstruct(self, codes: torch.Tensor) -> torch.Tensor:
+        """Decoder: code vectors ``(B, T, code_size)`` -> spectrogram ``(B, 100, T)``."""
+        return self.decoder_head(run_transformer(self.decoder, codes, self.fast)).transpose(1, 2)
 
     def _prepare(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = self.check_input(x)
@@ -167,7 +264,9 @@ class TFMTokenizer(Tokenizer):
             raise SignalError(f"TFM-Tokenizer needs at least {N_FFT} samples (1 s at 200 Hz), "
                               f"got {x.shape[-1]}")
         flat = x.reshape(-1, x.shape[-1])
-        return flat, tfm_spectrogram(flat)
+        with torch.autocast(flat.device.type, enabled=False):  # the STFT stays float32
+            spec = tfm_spectrogram(flat.float())
+        return flat, spec
 
     def encode(self, x: torch.Tensor) -> Tokens:
         """``(B, C, N)`` normalised 200 Hz signals -> ids ``(B, C*T)``, channel-major."""
@@ -184,8 +283,7 @@ class TFMTokenizer(Tokenizer):
         c = 1 if tokens.channel_index is None else int(tokens.channel_index.max()) + 1
         codes = tokens.embeddings if tokens.ids is None else self.quantizer.lookup(tokens.ids)
         b = codes.shape[0]
-        per_channel = codes.reshape(b * c, -1, codes.shape[-1])
-        spec = self.decoder_head(self.decoder(per_channel)).transpose(1, 2)
+        spec = self.reconstruct(codes.reshape(b * c, -1, codes.shape[-1]))
         return spec.reshape(b, c, N_BINS, -1)
 
     # --- pretraining objective ----------------------------------------------------------
@@ -194,12 +292,12 @@ class TFMTokenizer(Tokenizer):
         """Masked-view + complementary-view reconstruction of the full spectrogram plus the VQ
         loss of both views (one random mask shared by the batch, as released)."""
         flat, spec = self._prepare(x)
-        visible = freq_time_mask(spec.shape[1], spec.shape[2], generator=generator).to(x.device)
+        visible = freq_time_mask(spec.shape[1], spec.shape[2], generator=generator,
+                                 rounding=self.mask_rounding).to(x.device)
         total, recon, vq_loss, perplexity = 0.0, 0.0, 0.0, 0.0
         for view in (visible, ~visible):
             out = self.quantizer(self.embed(flat, spec, view))
-            rec = self.decoder_head(self.decoder(out.quantized)).transpose(1, 2)
-            r = F.mse_loss(rec, spec)
+            r = F.mse_loss(self.reconstruct(out.quantized).float(), spec)
             total = total + r + out.loss
             recon, vq_loss = recon + r.detach(), vq_loss + out.loss.detach()
             perplexity = perplexity + out.perplexity.detach() / 2
@@ -207,27 +305,22 @@ class TFMTokenizer(Tokenizer):
 
     def fit(self, X, y=None, *, max_epochs: int = 100, batch_size: int = 256, lr: float = 1e-3,
             weight_decay: float = 1e-5, warmup_epochs: int = 10, final_lr: float = 0.005,
-            lr_schedule: str = "intended", seed: int | None = 0, **trainer_kwargs):
+            lr_schedule: str = "intended", seed: int | None = 0, **recipe_kwargs):
         """Tokenizer pretraining on signals ``(n, N)`` or ``(n, C, N)`` (channels are treated
-        independently), already at 200 Hz and normalised (:func:`tfm_prepare`).
+        independently), already at 200 Hz and normalised (:func:`tfm_prepare`). A thin
+        front-end of :func:`sigformer.recipes.tfm.pretrain_tokenizer` (which also offers
+        checkpoint/resume, bf16 and devices); sets ``history_``.
 
         ``lr_schedule="released"`` reproduces the official config, where ``final_lr=0.005``
         exceeds ``lr`` so the cosine schedule *rises* after warm-up; ``"intended"`` decays
         from ``lr`` to ``final_lr * lr``.
         """
-        from ...training import train_objective
+        from ...recipes.tfm import pretrain_tokenizer
 
-        X = np.asarray(X, np.float32)
-        X = X.reshape(-1, X.shape[-1])
-        if lr_schedule not in ("intended", "released"):
-            raise ValueError(f"lr_schedule must be 'intended' or 'released', got {lr_schedule!r}")
-        end_lr = final_lr if lr_schedule == "released" else final_lr * lr
-        self.train()
-        self.history_ = train_objective(
-            self, lambda model, batch: model.reconstruction_loss(batch[0]), [X],
-            max_epochs=max_epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
-            betas=(0.9, 0.99), warmup_epochs=warmup_epochs, final_lr=end_lr, seed=seed,
-            **trainer_kwargs)
+        self.history_ = pretrain_tokenizer(
+            self, X, max_epochs=max_epochs, batch_size=batch_size, lr=lr,
+            weight_decay=weight_decay, warmup_epochs=warmup_epochs, final_lr=final_lr,
+            lr_schedule=lr_schedule, seed=seed, **recipe_kwargs)
         return self
 
 
@@ -261,17 +354,22 @@ class TFMEncoder(nn.Module):
     """Downstream TFM-Encoder (``TFM_TOKEN_Classifier`` "64x4") on token ids ``(B, C, T)``.
 
     ``n_outputs=None`` gives the masked-token-prediction model (an ``n_codes``-way head on
-    every token). ``max_channels`` is the reference's hard 16-channel limit of the channel
-    embedding. The [MASK] id is ``n_codes``.
+    every token); ``n_outputs=1`` (preset ``tuab``) gives one logit for binary tasks, trained
+    with BCE as released (:func:`sigformer.recipes.tfm.finetune`). ``max_channels`` is the
+    reference's hard 16-channel limit of the channel embedding. The [MASK] id is ``n_codes``.
+    ``dropout`` is the attention-layer dropout (0.2); ``ff_dropout`` the feed-forward dropout
+    (0.0 as released: the release's transformer leaves it at its default; sigformer used 0.2).
+    ``fast`` selects the fast transformer path (equal within 1e-5).
     """
 
     def __init__(self, n_outputs: int | None = 6, emb_size: int = 64, n_codes: int = 8192,
-                 depth: int = 4, heads: int = 8, dropout: float = 0.2,
-                 max_channels: int = 16, max_len: int = 1000, n_chans=None, n_times=None,
-                 sfreq=None, chs_info=None):
+                 depth: int = 4, heads: int = 8, dropout: float = 0.2, ff_dropout: float = 0.0,
+                 max_channels: int = 16, max_len: int = 1000, fast: bool = False,
+                 n_chans=None, n_times=None, sfreq=None, chs_info=None):
         super().__init__()
         self.n_codes, self.mask_id, self.max_channels = n_codes, n_codes, max_channels
-        self.n_outputs = n_outputs
+        self.n_outputs, self.emb_size, self.depth, self.heads = n_outputs, emb_size, depth, heads
+        self.dropout, self.ff_dropout, self.max_len, self.fast = dropout, ff_dropout, max_len, fast
         self.token_embedding = nn.Embedding(n_codes + 1, emb_size)
         self.channel_embedding = nn.Embedding(max_channels, emb_size)
         self.channel_index = nn.Parameter(torch.arange(max_channels), requires_grad=False)
@@ -279,8 +377,19 @@ class TFMEncoder(nn.Module):
                              persistent=False)
         self.pos_dropout = nn.Dropout(0.1)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, emb_size))
-        self.transformer = lat(emb_size, depth, heads, dropout, ff_dropout=dropout)
+        self.transformer = lat(emb_size, depth, heads, dropout, ff_dropout=ff_dropout)
         self.head = nn.Linear(emb_size, n_codes if n_outputs is None else n_outputs)
+
+    def constructor_kwargs(self) -> dict:
+        """The architecture and switch arguments, as stored (to rebuild or checkpoint it)."""
+        names = ("n_outputs", "emb_size", "n_codes", "depth", "heads", "dropout", "ff_dropout",
+                 "max_channels", "max_len", "fast")
+        return {name: getattr(self, name) for name in names}
+
+    def set_fast(self, fast: bool = True) -> TFMEncoder:
+        """Switch between the reference and the fast transformer path (weights unchanged)."""
+        self.fast = bool(fast)
+        return self
 
     @torch.no_grad()
     def init_from_codebook(self, codebook: torch.Tensor) -> None:
@@ -304,7 +413,7 @@ class TFMEncoder(nn.Module):
         x = x + self.channel_embedding(self.channel_index[:c])[None, :, None]
         x = self.pos_dropout(x + self.time_encoding[:t][None, None])
         x = torch.cat([self.cls_token.expand(b, -1, -1), x.reshape(b, c * t, -1)], dim=1)
-        return self.transformer(x)
+        return run_transformer(self.transformer, x, self.fast)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         h = self.tokens(ids)
@@ -365,39 +474,32 @@ class TFMClassifier(nn.Module):
     def fit_unsupervised(self, X: np.ndarray) -> None:
         """Called by the estimator before supervised training, on the training trials only:
         tokenizer pretraining (``tokenizer_epochs``), codebook-initialised token embeddings,
-        then masked-token pretraining of the encoder (``mtp_epochs``)."""
-        X = percentile_normalize(torch.as_tensor(np.asarray(X, np.float32))).numpy()
-        if self.tokenizer_epochs > 0:
-            self.tokenizer.requires_grad_(True)
-            self.tokenizer.fit(X, max_epochs=self.tokenizer_epochs, lr=self.pretrain_lr,
-                               batch_size=self.pretrain_batch_size,
-                               warmup_epochs=max(1, self.tokenizer_epochs // 10))
-            self.tokenizer.requires_grad_(not self.freeze_tokenizer)
-            self.encoder.init_from_codebook(self.tokenizer.quantizer.codebook.detach())
-        if self.mtp_epochs > 0:
-            self.pretrain_encoder_mtp(X)
+        then masked-token pretraining of the encoder (``mtp_epochs``). The training itself is
+        :func:`sigformer.recipes.tfm.pretrain_classifier_stages`."""
+        from ...recipes.tfm import pretrain_classifier_stages
+
+        pretrain_classifier_stages(self, X, tokenizer_epochs=self.tokenizer_epochs,
+                                   mtp_epochs=self.mtp_epochs,
+                                   batch_size=self.pretrain_batch_size, lr=self.pretrain_lr)
 
     def pretrain_encoder_mtp(self, X: np.ndarray, **kwargs) -> None:
-        """Masked-token prediction with an ``n_codes``-way head; the transformer, token,
-        channel and CLS embeddings are then transferred to this classifier's encoder."""
-        from ...training import train_objective
+        """Deprecated: use :func:`sigformer.recipes.tfm.pretrain_mtp`."""
+        import warnings
 
-        self.tokenizer.eval()
-        ids = self.tokenizer.transform(X)
-        ids = ids.reshape(len(X), X.shape[1], -1)
-        enc = self.encoder
-        mtp = TFMEncoder(n_outputs=None, emb_size=enc.token_embedding.embedding_dim,
-                         n_codes=enc.n_codes, depth=len(enc.transformer.blocks),
-                         heads=enc.transformer.blocks[0].attn.num_heads,
-                         max_channels=enc.max_channels)
-        shared = {k: v for k, v in enc.state_dict().items() if not k.startswith("head.")}
-        mtp.load_state_dict(shared, strict=False)
-        train_objective(mtp, lambda m, b: m.mtp_loss(b[0]), [ids.astype(np.int64)],
-                        max_epochs=self.mtp_epochs, batch_size=self.pretrain_batch_size,
-                        lr=self.pretrain_lr, weight_decay=1e-5,
-                        warmup_epochs=max(1, self.mtp_epochs // 10), **kwargs)
-        enc.load_state_dict({k: v for k, v in mtp.state_dict().items()
-                             if not k.startswith("head.")}, strict=False)
+        from ...recipes.tfm import pretrain_mtp
+
+        warnings.warn("TFMClassifier.pretrain_encoder_mtp is deprecated; use "
+                      "sigformer.recipes.tfm.pretrain_mtp", DeprecationWarning, stacklevel=2)
+        kwargs.setdefault("max_epochs", self.mtp_epochs)
+        kwargs.setdefault("batch_size", self.pretrain_batch_size)
+        kwargs.setdefault("lr", self.pretrain_lr)
+        pretrain_mtp(self, X, **kwargs)
+
+    def set_fast(self, fast: bool = True) -> TFMClassifier:
+        """Fast or reference path for both the tokenizer and the encoder (weights unchanged)."""
+        self.tokenizer.set_fast(fast)
+        self.encoder.set_fast(fast)
+        return self
 
     def load_tokenizer(self, tokenizer: TFMTokenizer) -> None:
         """Use a pretrained tokenizer and initialise the token embeddings from its codebook."""
