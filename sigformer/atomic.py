@@ -57,7 +57,19 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return atomic_write_bytes(path, text.encode())
 
 
+def json_default(obj):
+    """JSON for the numpy values and paths that reports hold."""
+    import numpy as np
+
+    if isinstance(obj, (np.integer, np.floating, np.bool_)):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    return str(obj)
+
+
 def atomic_write_json(path: str | os.PathLike, obj, **dump_kwargs) -> Path:
+    dump_kwargs.setdefault("default", json_default)
     return atomic_write_text(path, json.dumps(obj, indent=2, **dump_kwargs))
 
 

@@ -98,7 +98,7 @@ class Bundle:
     @classmethod
     def load(cls, source: str | os.PathLike) -> Bundle:
         """A bundle from a folder, or a name in sigformer's pretrained catalogue."""
-        from .pretrained import resolve_bundle_path
+        from .catalogue import resolve_bundle_path
 
         path = resolve_bundle_path(source)
         model, config = load_checkpoint(path)

@@ -1,4 +1,7 @@
-"""The one checkpoint format: a folder with ``model.safetensors`` and ``config.json``.
+"""The one checkpoint format, on disk: a folder with ``model.safetensors`` and ``config.json``.
+
+This module writes, reads and verifies the files and knows nothing about models;
+:mod:`sigformer.checkpoint` rebuilds models from them.
 
 ``config.json`` names the registered model and its constructor arguments and, for an
 *inference bundle* (:mod:`sigformer.bundle`), the input :class:`~sigformer.spec.SignalSpec`,
@@ -31,8 +34,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 
 from .atomic import atomic_write_bytes, discard_stale_staging, published, recover_directory
@@ -43,9 +45,10 @@ WEIGHTS_FILE, CONFIG_FILE, CARD_FILE = "model.safetensors", "config.json", "MODE
 TASKS = ("classify", "tokenize", "separate", "enhance", "estimate_channel")
 
 __all__ = [
-    "CONFIG_FILE", "CheckpointError", "FORMAT_VERSION", "WEIGHTS_FILE", "atomic_write_bytes",
-    "kwargs_from_json", "kwargs_to_json", "load_checkpoint", "read_config",
-    "read_safetensors_header", "save_checkpoint", "state_dict_tensors", "verify_files",
+    "CARD_FILE", "CONFIG_FILE", "CheckpointError", "FORMAT_VERSION", "WEIGHTS_FILE",
+    "atomic_write_bytes", "kwargs_from_json", "kwargs_to_json", "read_config",
+    "read_safetensors_header", "save_checkpoint", "shape_report", "state_dict_tensors",
+    "verify_files",
 ]
 
 
@@ -277,7 +280,7 @@ def read_safetensors_header(path: str | os.PathLike) -> dict[str, tuple[str, lis
             if k != "__metadata__"}
 
 
-def _shape_report(expected: dict[str, list[int]], found: dict[str, list[int]]) -> list[str]:
+def shape_report(expected: dict[str, list[int]], found: dict[str, list[int]]) -> list[str]:
     missing = sorted(set(expected) - set(found))
     unexpected = sorted(set(found) - set(expected))
     mismatched = sorted(k for k in set(expected) & set(found) if expected[k] != found[k])
@@ -292,55 +295,3 @@ def _shape_report(expected: dict[str, list[int]], found: dict[str, list[int]]) -
         lines.append(f"{len(mismatched)} shape mismatch(es): " + ", ".join(
             f"{k}: model {expected[k]} vs file {found[k]}" for k in mismatched[:8]))
     return lines
-
-
-def _meta_shapes(name: str, kwargs: dict[str, Any]) -> dict[str, list[int]] | None:
-    """State-dict shapes of the model the config describes, built on the meta device (no
-    memory); None when the model cannot be built there."""
-    from .models import create_model
-
-    try:
-        with torch.device("meta"):
-            model = create_model(name, **kwargs)
-    except Exception:  # noqa: BLE001 - some constructors compute on real tensors
-        return None
-    return {k: list(v.shape) for k, v in model.state_dict().items()}
-
-
-def load_checkpoint(path: str | os.PathLike, *, map_location: str = "cpu", verify: bool = True
-                    ) -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild the model from its config and load its weights. Returns ``(model, config)``."""
-    from .models import create_model
-
-    config = read_config(path)
-    weights = Path(path) / WEIGHTS_FILE
-    if not weights.is_file():
-        raise CheckpointError(f"{weights} is missing")
-    if verify:
-        verify_files(path, config)
-    header = read_safetensors_header(weights)
-    kwargs = kwargs_from_json(config["kwargs"])
-    expected = _meta_shapes(config["model"], kwargs)
-    if expected is not None:
-        problems = _shape_report(expected, {k: v[1] for k, v in header.items()})
-        if problems:
-            raise CheckpointError(
-                f"weights in {weights} do not fit model {config['model']!r} built from "
-                f"{Path(path) / CONFIG_FILE}: " + "; ".join(problems))
-    try:
-        state = load_file(weights, device=map_location)
-    except (SafetensorError, OSError, ValueError) as err:
-        raise CheckpointError(f"{weights} is truncated or corrupt: {err}") from None
-    try:
-        model = create_model(config["model"], **kwargs)
-    except (TypeError, ValueError) as err:
-        reason = str(err) if len(str(err)) < 300 else str(err)[:300] + " ..."
-        raise CheckpointError(f"{Path(path) / CONFIG_FILE}: cannot build model "
-                              f"{config['model']!r} from its kwargs: {reason}") from None
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as err:
-        raise CheckpointError(f"weights in {weights} do not fit model {config['model']!r} built "
-                              f"from {Path(path) / CONFIG_FILE}: {err}") from None
-    model.eval()
-    return model, config

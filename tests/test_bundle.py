@@ -227,7 +227,7 @@ def test_failed_save_leaves_the_previous_bundle(tmp_path, monkeypatch):
     def boom(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr("sigformer.checkpoint.save_file", boom)
+    monkeypatch.setattr("sigformer.checkpoint_io.save_file", boom)
     with pytest.raises(OSError, match="disk full"):
         _eeg_bundle([], seed=3).save(path)
     assert {p.name: p.read_bytes() for p in path.iterdir()} == before

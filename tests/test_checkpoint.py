@@ -70,7 +70,7 @@ def test_save_leaves_no_partial_files(tmp_path, monkeypatch):
     def boom(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr("sigformer.checkpoint.save_file", boom)
+    monkeypatch.setattr("sigformer.checkpoint_io.save_file", boom)
     with pytest.raises(OSError, match="disk full"):
         save_checkpoint(path, model)
     # the earlier checkpoint is intact and no temporary file is left behind

@@ -84,22 +84,24 @@ def _add_pretrained_methods(cls: type) -> None:
     from . import heads
 
     def from_pretrained(klass, source, **kwargs):
-        from ..pretrained import from_pretrained as load
+        from ..catalogue import resolve_bundle_path
+        from ..checkpoint_io import read_config
 
-        model = load(source, **kwargs)
+        path = resolve_bundle_path(source)
+        model = create_model(read_config(path)["model"], weights=path, **kwargs)
         if not isinstance(model, klass):
             raise TypeError(f"{source} holds a {type(model).__name__}, not a {klass.__name__}")
         return model
 
     def save_pretrained(self, directory, **bundle_fields):
-        from ..pretrained import save_pretrained as save
+        from ..checkpoint_io import save_checkpoint
 
-        return save(self, directory, **bundle_fields)
+        return save_checkpoint(directory, self, bundle=bundle_fields or None)
 
     def push_to_hub(self, repo_id, **kwargs):
-        from ..pretrained import push_to_hub as push
+        from ..catalogue import push_model_to_hub
 
-        return push(self, repo_id, **kwargs)
+        return push_model_to_hub(self, repo_id, **kwargs)
 
     methods = {"from_pretrained": classmethod(from_pretrained),
                "save_pretrained": save_pretrained, "push_to_hub": push_to_hub,
@@ -208,7 +210,7 @@ def create_model(name: str, preset: str | None = None, *, spec=None, weights=Non
     """
     cls = get_model_class(name)
     if weights is not None:
-        from ..pretrained import bundle_model_kwargs
+        from .weights import bundle_model_kwargs
 
         recorded = bundle_model_kwargs(weights, name)
         if recorded is not None:
@@ -223,7 +225,7 @@ def create_model(name: str, preset: str | None = None, *, spec=None, weights=Non
     # Remember how it was built, so checkpoints can rebuild it without pickle.
     model.sigformer_config = {"name": name, "kwargs": merged}
     if weights is not None:
-        from ..pretrained import load_weights
+        from .weights import load_weights
 
         model.pretrained_report_ = load_weights(model, weights, strict=strict, name=name)
     return model

@@ -27,10 +27,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from ..atomic import json_default
 from .config import BaseConfig, PipelineConfigError
 
 OVERRIDES = ("max_epochs", "accelerator", "devices", "strategy", "num_nodes", "data")
@@ -228,16 +228,6 @@ class RunContext:
     final_dir: Path
     log: Callable[[str], None] = print
     main: bool = True
-
-
-def json_default(obj):
-    if isinstance(obj, (np.integer, np.floating)):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    return str(obj)
 
 
 def run_task(cfg, out_dir: str | Path | None = None, log=print) -> dict[str, Any]:

@@ -1,0 +1,94 @@
+"""sigformer's pretrained catalogue and where bundles come from.
+
+Shipped bundles live in ``sigformer/catalogue/<name>/`` (safetensors + JSON + model card).
+:func:`resolve_bundle_path` turns a catalogue name, a folder, or (online, with
+``huggingface_hub``) a hub repository id into a local folder. This module reads files only;
+building models is :mod:`sigformer.models`' job.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from .checkpoint_io import CONFIG_FILE, CheckpointError, read_config
+
+CATALOGUE_DIR = Path(__file__).parent / "catalogue"
+
+
+def list_pretrained(model: str | None = None) -> list[dict[str, Any]]:
+    """The catalogue: name, model, task, size and headline results of each shipped bundle."""
+    entries = []
+    if not CATALOGUE_DIR.is_dir():
+        return entries
+    for folder in sorted(p for p in CATALOGUE_DIR.iterdir() if (p / CONFIG_FILE).is_file()):
+        config = json.loads((folder / CONFIG_FILE).read_text())
+        if model is not None and config["model"] != model:
+            continue
+        size = sum(f.stat().st_size for f in folder.iterdir() if f.is_file())
+        prov = config.get("provenance", {})
+        entries.append({"name": folder.name, "model": config["model"],
+                        "task": config.get("task"), "bytes": size,
+                        "summary": prov.get("summary", ""), "path": str(folder)})
+    return entries
+
+
+def resolve_bundle_path(source: str | os.PathLike) -> Path:
+    """A local folder for ``source``: an existing folder, a catalogue name, or (online, with
+    huggingface_hub) a hub repository id."""
+    path = Path(source)
+    if path.is_dir():
+        return path
+    name = str(source)
+    if (CATALOGUE_DIR / name / CONFIG_FILE).is_file():
+        return CATALOGUE_DIR / name
+    if path.exists():
+        raise CheckpointError(f"{path} is a file, not a bundle folder; official checkpoint "
+                              f"files load with create_model(name, weights={str(path)!r})")
+    if _looks_like_hub_id(name):
+        return _download_from_hub(name)
+    known = [e["name"] for e in list_pretrained()]
+    raise CheckpointError(f"{name!r} is neither a bundle folder nor a pretrained name; "
+                          f"pretrained: {known or 'none installed'} "
+                          f"(`sigformer models --pretrained` lists them)")
+
+
+def _looks_like_hub_id(name: str) -> bool:
+    parts = name.split("/")
+    return len(parts) == 2 and all(parts) and not name.startswith((".", "/", "~"))
+
+
+def _download_from_hub(repo_id: str) -> Path:
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError:
+        raise CheckpointError(f"{repo_id!r} is not a local folder or pretrained name; to fetch "
+                              f"it from the Hugging Face hub install huggingface_hub "
+                              f"(pip install 'sigformer[hub]')") from None
+    return Path(snapshot_download(repo_id))
+
+
+def push_folder_to_hub(folder: str | os.PathLike, repo_id: str, *, private: bool = False,
+                       commit_message: str = "Upload sigformer bundle") -> str:
+    """Upload a bundle folder to the Hugging Face hub (needs huggingface_hub and a token)."""
+    try:
+        from huggingface_hub import HfApi
+    except ImportError:
+        raise ImportError("push_to_hub needs huggingface_hub: pip install 'sigformer[hub]'"
+                          ) from None
+    read_config(folder)  # refuse to upload something that is not a valid bundle
+    api = HfApi()
+    api.create_repo(repo_id, private=private, exist_ok=True)
+    return str(api.upload_folder(folder_path=str(folder), repo_id=repo_id,
+                                 commit_message=commit_message))
+
+
+def push_model_to_hub(model, repo_id: str, **kwargs) -> str:
+    from .checkpoint_io import save_checkpoint
+
+    with tempfile.TemporaryDirectory() as tmp:
+        return push_folder_to_hub(save_checkpoint(Path(tmp) / "bundle", model), repo_id,
+                                  **kwargs)

@@ -1,0 +1,87 @@
+"""Loading weights into a built model: sigformer bundles and catalogue entries (verified
+checksums) or official checkpoints (converted by :mod:`sigformer.models.convert`). Strict by
+default: missing, unexpected and shape-mismatched keys are listed and refused."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..catalogue import resolve_bundle_path
+from ..checkpoint_io import CONFIG_FILE, WEIGHTS_FILE, CheckpointError, read_config, verify_files
+
+OFFICIAL_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".safetensors")
+
+
+class PretrainedLoadWarning(UserWarning):
+    """Weights were loaded with ``strict=False`` and some did not fit."""
+
+
+def load_state_dict_verified(model: nn.Module, state: dict[str, torch.Tensor], *,
+                             strict: bool = True, name: str = "model"):
+    """Load ``state`` into ``model``; returns a :class:`~sigformer.models.convert.LoadReport`.
+    With ``strict`` any missing, unexpected or shape-mismatched key is an error listing them;
+    otherwise what fits is loaded and a :class:`PretrainedLoadWarning` prints the report."""
+    from .convert import LoadReport
+
+    own = model.state_dict()
+    report = LoadReport(name)
+    report.missing = sorted(set(own) - set(state))
+    report.unexpected = sorted(set(state) - set(own))
+    report.shape_mismatched = sorted(
+        f"{k}: model {tuple(own[k].shape)} vs weights {tuple(state[k].shape)}"
+        for k in set(own) & set(state) if own[k].shape != state[k].shape)
+    fitting = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    report.loaded = sorted(fitting)
+    if strict and not report.ok:
+        raise CheckpointError(f"weights do not fit {name} (nothing was loaded; pass "
+                              f"strict=False to load what fits):\n{report}")
+    if not fitting:
+        raise CheckpointError(f"none of the {len(state)} weights fit {name}: wrong model or "
+                              f"configuration?\n{report}")
+    model.load_state_dict(fitting, strict=False)
+    if not report.ok:
+        warnings.warn(f"partial load (strict=False):\n{report}", PretrainedLoadWarning,
+                      stacklevel=3)
+    return report
+
+
+def is_official_checkpoint(weights: str | os.PathLike) -> bool:
+    path = Path(weights)
+    if path.is_file():
+        return path.suffix in OFFICIAL_SUFFIXES
+    return path.is_dir() and not (path / CONFIG_FILE).is_file() and any(
+        (path / f).is_file() for f in ("encoder.bin", "masknet.bin"))
+
+
+def bundle_model_kwargs(weights: str | os.PathLike, name: str) -> dict[str, Any] | None:
+    """The constructor arguments recorded in a sigformer bundle (None for official files)."""
+    if is_official_checkpoint(weights):
+        return None
+    from ..checkpoint_io import kwargs_from_json
+
+    config = read_config(resolve_bundle_path(weights))
+    if config["model"] != name:
+        raise CheckpointError(f"{weights} holds a {config['model']!r} model, not {name!r}")
+    return kwargs_from_json(config["kwargs"])
+
+
+def load_weights(model: nn.Module, weights: str | os.PathLike, *, strict: bool = True,
+                 name: str | None = None):
+    """Load a bundle, catalogue entry or official checkpoint into a built model."""
+    name = name or getattr(model, "sigformer_config", {}).get("name", type(model).__name__)
+    if is_official_checkpoint(weights):
+        from .convert import load_official
+
+        return load_official(model, weights, name, strict=strict)
+    from safetensors.torch import load_file
+
+    path = resolve_bundle_path(weights)
+    verify_files(path, read_config(path))
+    return load_state_dict_verified(model, load_file(str(path / WEIGHTS_FILE)), strict=strict,
+                                    name=name)
