@@ -148,3 +148,24 @@ def test_token_transformer_passes_fit_params_to_the_recipe():
                           fit_params={"lr_schedule": "released", "warmup_epochs": 0}).fit(X)
     assert tt.tokenizer_.history_.series("lr")[-1] > 1e-3  # the released, rising schedule
     assert set(tt.codebook_report_) >= {"usage", "used_codes", "dead_codes", "perplexity"}
+
+
+def test_token_transformer_uses_pretrained_weights_without_training(tmp_path):
+    """A pretrained tokenizer (bundle or catalogue name) is used as is when no training is
+    asked for: the same ids as the saved tokenizer, and its weights untouched."""
+    import torch
+
+    from sigformer.models import create_model
+    from sigformer.tokenizers import TokenTransformer
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((6, 2, 1000)).astype(np.float32)
+    trained = TokenTransformer("tfm_tokenizer", "tiny", sfreq=200, max_epochs=1).fit(X)
+    folder = trained.tokenizer_.save_pretrained(tmp_path / "tok")
+    again = TokenTransformer("tfm_tokenizer", "tiny", sfreq=200, weights=str(folder)).fit(X)
+    np.testing.assert_array_equal(again.transform(X), trained.transform(X))
+    reference = create_model("tfm_tokenizer", "tiny", weights=folder).state_dict()
+    assert all(torch.equal(v, reference[k]) for k, v in again.tokenizer_.state_dict().items()
+               if "usage" not in k)
+    with pytest.raises(ValueError, match="or 0 with pretrained weights"):
+        TokenTransformer("tfm_tokenizer", "tiny", sfreq=200, max_epochs=0).fit(X)

@@ -133,7 +133,10 @@ class TokenizerConfig(_Strict):
     name: str = "tfm_tokenizer"
     preset: str | None = None
     params: dict[str, Any] = Field(default_factory=dict)
-    max_epochs: int = Field(10, gt=0)
+    # a pretrained tokenizer (catalogue name, bundle folder or official checkpoint); with
+    # max_epochs 0 it is used as is
+    weights: str | None = None
+    max_epochs: int = Field(10, ge=0)
     batch_size: int = Field(64, gt=0)
     lr: float = Field(1e-3, gt=0)
     seed: int = 0

@@ -10,7 +10,14 @@ from pydantic import Field
 
 from ..spec import SignalSpec
 from .classify import _InputProbe, build_preprocess, data_override
-from .config import BaseConfig, DataConfig, EpochsConfig, StageConfig, TokenizerConfig
+from .config import (
+    BaseConfig,
+    DataConfig,
+    EpochsConfig,
+    PipelineConfigError,
+    StageConfig,
+    TokenizerConfig,
+)
 from .registry import RunContext, Task, register_task, setter
 
 
@@ -47,10 +54,14 @@ def run_tokenize(cfg: TokenizeConfig, ctx: RunContext) -> dict[str, Any]:
     log(f"      {len(epochs)} windows x {len(epochs.channels)} channels x {epochs.n_times} "
         f"samples at {epochs.sfreq:g} Hz")
     t = cfg.tokenizer
-    log(f"[2/3] learning tokenizer {t.name!r} ({t.max_epochs} epochs)")
+    if t.max_epochs == 0 and t.weights is None:
+        raise PipelineConfigError("tokenizer.max_epochs is 0 but no tokenizer.weights are "
+                                  "given: train (max_epochs > 0) or name pretrained weights")
+    origin = f"from {t.weights}" if t.weights else "from scratch"
+    log(f"[2/3] tokenizer {t.name!r} {origin}, {t.max_epochs} training epochs")
     tt = TokenTransformer(t.name, t.preset, dict(t.params), sfreq=epochs.sfreq,
                           max_epochs=t.max_epochs, batch_size=t.batch_size, lr=t.lr,
-                          random_state=t.seed).fit(epochs.data)
+                          random_state=t.seed, weights=t.weights).fit(epochs.data)
     ids = tt.transform(epochs.data)
     tokenizer = tt.tokenizer_
     n_codes = tokenizer.quantizer.num_codes
@@ -61,7 +72,8 @@ def run_tokenize(cfg: TokenizeConfig, ctx: RunContext) -> dict[str, Any]:
         "tokens_per_window": int(ids.shape[1]), "codebook_size": int(n_codes),
         "codebook_usage": tt.codebook_usage_, "codebook_perplexity": tt.codebook_perplexity_,
         "n_parameters": int(sum(p.numel() for p in tokenizer.parameters())),
-        "final_loss": tokenizer.history_.series("train_loss")[-1],
+        "final_loss": (tokenizer.history_.series("train_loss")[-1]
+                       if getattr(tokenizer, "history_", None) is not None else None),
     }
     warning = check_codebook(tt.codebook_usage_, n_codes, tt.codebook_perplexity_)
     if warning:

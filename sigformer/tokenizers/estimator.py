@@ -22,7 +22,11 @@ class TokenTransformer(TransformerMixin, BaseEstimator):
         ``prepare(X, sfreq)`` function (TFM: resample to 200 Hz, 95th-percentile scaling)
         get their input prepared; otherwise a rate mismatch is an error.
     max_epochs, batch_size, lr, random_state : pretraining settings passed to the
-        tokenizer's ``fit``.
+        tokenizer's ``fit``. ``max_epochs=None`` (default) trains 10 epochs from scratch, or
+        not at all when ``weights`` are given.
+    weights : a pretrained tokenizer to start from: a catalogue name (e.g.
+        ``"tfm-tokenizer-eeg-corpus"``, see ``sigformer models --pretrained``), a bundle folder
+        or an official checkpoint; with ``max_epochs`` > 0 pretraining continues from it.
     output : ``"ids"`` (discrete tokens, ``(n, C*T)``) or ``"embeddings"``.
     fit_params : extra keyword arguments for the tokenizer's ``fit`` (TFM: ``device``,
         ``precision``, ``checkpoint_dir``, ``lr_schedule``... of
@@ -34,9 +38,10 @@ class TokenTransformer(TransformerMixin, BaseEstimator):
     """
 
     def __init__(self, tokenizer: str = "tfm_tokenizer", preset: str | None = None,
-                 params: dict | None = None, sfreq: float | None = None, max_epochs: int = 10,
-                 batch_size: int = 64, lr: float = 1e-3, random_state: int | None = 0,
-                 output: str = "ids", fit_params: dict | None = None):
+                 params: dict | None = None, sfreq: float | None = None,
+                 max_epochs: int | None = None, batch_size: int = 64, lr: float = 1e-3,
+                 random_state: int | None = 0, output: str = "ids",
+                 fit_params: dict | None = None, weights: str | None = None):
         self.tokenizer = tokenizer
         self.preset = preset
         self.params = params
@@ -47,6 +52,7 @@ class TokenTransformer(TransformerMixin, BaseEstimator):
         self.random_state = random_state
         self.output = output
         self.fit_params = fit_params
+        self.weights = weights
 
     def _prepare(self, X) -> np.ndarray:
         X = check_array(X, ndim=(2, 3), name="X")
@@ -68,11 +74,20 @@ class TokenTransformer(TransformerMixin, BaseEstimator):
 
         if self.output not in ("ids", "embeddings"):
             raise ValueError(f"output must be 'ids' or 'embeddings', got {self.output!r}")
-        self.tokenizer_ = create_model(self.tokenizer, self.preset, **(self.params or {}))
+        epochs = self.max_epochs
+        if epochs is None:
+            epochs = 0 if self.weights is not None else 10
+        if not isinstance(epochs, int) or epochs < 0 or (epochs == 0 and self.weights is None):
+            raise ValueError(f"max_epochs must be a positive integer (or 0 with pretrained "
+                             f"weights), got {self.max_epochs!r}")
+        self.tokenizer_ = create_model(self.tokenizer, self.preset, weights=self.weights,
+                                       **(self.params or {}))
         Xp = self._prepare(X)
         self.n_channels_ = Xp.shape[1]
-        self.tokenizer_.fit(Xp, max_epochs=self.max_epochs, batch_size=self.batch_size,
-                            lr=self.lr, seed=self.random_state, **(self.fit_params or {}))
+        if epochs > 0:
+            self.tokenizer_.fit(Xp, max_epochs=epochs, batch_size=self.batch_size,
+                                lr=self.lr, seed=self.random_state, **(self.fit_params or {}))
+        self.tokenizer_.eval()
         quantizer = getattr(self.tokenizer_, "quantizer", None)
         if quantizer is not None:
             quantizer.reset_usage()
