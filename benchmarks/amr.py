@@ -1,8 +1,8 @@
 """Modulation recognition: ClST vs ResNet vs MCLDNN vs VT-CNN2, and SKD students.
 
 One run, same data and budget for every model: RadioML-2016.10a-style frames from
-``generate_radioml`` (11 classes, SNR -20..18 dB, 2 x 128, the reference's channel
-impairments), per-frame RMS scaling, a stratified 70/30 split, and the same trainer
+``generate_radioml`` (11 classes, SNR -20..18 dB, 2 x 128; ``--generator modgen`` the
+realistic generator of ``sigformer.data.modgen``, ``legacy`` the earlier RML2016-style one), per-frame RMS scaling, a stratified 70/30 split, and the same trainer
 (AdamW, warm-up + cosine, the same epochs and batch size) for every model. Students
 (KD-CNN, KD-MobileNet) are trained twice: with signal knowledge distillation from the trained
 ClST (hybrid loss, T = 4, alpha = 0.5) and alone with cross-entropy.
@@ -13,6 +13,10 @@ high SNR; each student with SKD > the same student without). Writes JSON and a P
 accuracy against SNR.
 
     python benchmarks/amr.py [--n-per-condition 100] [--epochs 15] [--threads 2]
+                             [--generator modgen|legacy]
+
+Generator and training throughput: ``benchmarks/modgen.py``. The long training of the shipped
+bundles on fresh frames: ``scripts/train_amr.py``.
 """
 
 from __future__ import annotations
@@ -53,13 +57,15 @@ def main() -> None:
     ap.add_argument("--temperature", type=float, default=4.0)
     ap.add_argument("--alpha", type=float, default=0.5)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--generator", choices=("modgen", "legacy"), default="modgen")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "amr.json"))
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
-    data = generate_radioml(args.n_per_condition, seed=args.seed, normalization="rms")
+    data = generate_radioml(args.n_per_condition, seed=args.seed, normalization="rms",
+                            generator=args.generator)
     train, test = data.split(0.3, seed=args.seed)
     print(f"generated {len(data)} frames in {time.perf_counter() - t0:.1f} s: {len(train)} "
           f"train / {len(test)} test, {len(data.classes)} classes")

@@ -115,8 +115,16 @@ def test_rml2016_pickle_needs_an_explicit_opt_in(tmp_path):
                for mod in ("QPSK", "BPSK") for snr in (-2, 10)}
     path = tmp_path / "RML2016.10a_dict.pkl"
     path.write_bytes(pickle.dumps(content, protocol=2))
-    with pytest.raises(DataError, match="allow_pickle=True"):
+    with pytest.raises(DataError, match="allow_pickle=True") as refused:
         load_rml2016(path)
+    # the refusal names options that exist: the keyword and the pipeline field
+    import inspect
+
+    from sigformer.tasks.config import AMRTaskConfig
+
+    assert "allow_pickle" in inspect.signature(load_rml2016).parameters
+    assert "amr.allow_pickle" in str(refused.value) and "allow_pickle" in AMRTaskConfig.model_fields
+    assert "--allow-pickle" not in str(refused.value)
     data = load_rml2016(path, allow_pickle=True)
     assert data.classes == ("BPSK", "QPSK") and len(data) == 16
     np.testing.assert_array_equal(data.X[data.y == 1][:4], content[("QPSK", -2)])
@@ -224,9 +232,13 @@ def test_amr_pipeline_and_classify_iq_cli(tmp_path):
     rng = np.random.default_rng(0)
     iq = (rng.standard_normal(128 * 8) + 1j * rng.standard_normal(128 * 8)).astype(np.complex64)
     rec = write_sigmf(tmp_path / "capture", iq, sample_rate=200e3)
+    original = rec.read_bytes()
+    out_meta = tmp_path / "annotated.sigmf-meta"
     assert main(["classify-iq", str(rec), "--model", str(tmp_path / "out" / "models" /
-                                                          "clst_tiny")]) == 0
-    annotated = read_sigmf(rec)
+                                                          "clst_tiny"), "--out",
+                 str(out_meta)]) == 0
+    assert rec.read_bytes() == original  # --out never modifies the input
+    annotated = read_sigmf(out_meta)
     assert annotated.annotations and all(a.label in RML2016_CLASSES
                                          for a in annotated.annotations)
     assert sum(a.count for a in annotated.annotations) == 128 * 8
@@ -237,3 +249,98 @@ def test_amr_pipeline_and_classify_iq_cli(tmp_path):
     (tmp_path / "x.pkl").write_bytes(pickle.dumps({}))
     path.write_text(yaml.safe_dump(bad))
     assert main(["run", str(path), "--out", str(tmp_path / "o2")]) == 2
+
+
+# --- foreign files, on-the-fly training, checkpoints -------------------------------------------
+
+def test_foreign_npz_and_hdf5_layouts_with_named_arrays(tmp_path):
+    import h5py
+
+    rng = np.random.default_rng(0)
+    iq = rng.standard_normal((6, 64)) + 1j * rng.standard_normal((6, 64))
+    names = np.array(["bpsk", "qpsk", "bpsk", "fm", "qpsk", "fm"])
+    np.savez(tmp_path / "mine.npz", signals=iq.astype(np.complex64), mods=names,
+             snrs=np.arange(6.0))
+    data = AMRDataset.load(tmp_path / "mine.npz", x_key="signals", y_key="mods", snr_key="snrs")
+    assert data.classes == ("bpsk", "fm", "qpsk") and list(data.y) == [0, 2, 0, 1, 2, 1]
+    np.testing.assert_allclose(data.X[:, 0] + 1j * data.X[:, 1], iq, rtol=1e-6)
+    last = np.stack([iq.real, iq.imag], axis=-1)  # (n, L, 2)
+    with h5py.File(tmp_path / "theirs.h5", "w") as f:
+        f["data/iq"] = last
+        f["data/onehot"] = np.eye(3)[[0, 1, 0, 2, 1, 2]]
+        f["names"] = np.array([b"a", b"b", b"c"])
+    data = AMRDataset.load(tmp_path / "theirs.h5", x_key="data/iq", y_key="data/onehot",
+                           classes_key="names")
+    assert data.classes == ("a", "b", "c") and data.X.shape == (6, 2, 64)
+    np.testing.assert_allclose(data.X[:, 1], iq.imag, rtol=1e-6)
+    with pytest.raises(DataError, match=r"no datasets \['X'\]; it holds"):
+        AMRDataset.load(tmp_path / "theirs.h5", x_key="X", y_key="data/onehot")
+    with pytest.raises(DataError, match="not in the classes"):
+        AMRDataset.load(tmp_path / "mine.npz", x_key="signals", y_key="mods", classes=["bpsk"])
+    np.savez(tmp_path / "bad.npz", x=np.zeros((3, 3, 8)), y=np.zeros(3))
+    with pytest.raises(DataError, match=r"expected \(n, 2, length\)"):
+        AMRDataset.load(tmp_path / "bad.npz", x_key="x", y_key="y")
+
+
+def test_generated_stream_is_seeded_per_step_not_per_worker():
+    from torch.utils.data import DataLoader
+
+    from sigformer.recipes.amr import GeneratedFrames
+
+    stream = GeneratedFrames(["BPSK", "QPSK", "WBFM"], batch_size=16, steps=4, seed=7)
+    single = [x for x, _ in DataLoader(stream, batch_size=None, num_workers=0)]
+    double = [x for x, _ in DataLoader(stream, batch_size=None, num_workers=2)]
+    for a, b in zip(single, double):
+        torch.testing.assert_close(a, b)
+    assert not torch.equal(single[0], single[1])  # fresh frames every step
+    stream.set_epoch(1)
+    assert not torch.equal(next(iter(stream))[0], single[0])  # and every epoch
+
+
+def test_fit_stream_checkpoints_every_epoch_and_resumes(tmp_path):
+    from sigformer.checkpoint import load_checkpoint
+    from sigformer.recipes.amr import GeneratedFrames, StreamRecipe, fit_stream, has_finished
+
+    classes = ["BPSK", "CPFSK"]
+    lines: list[str] = []
+    recipe = StreamRecipe(epochs=2, frames_per_epoch=64, batch_size=32, lr=3e-3)
+    test = generate_radioml(4, snrs=[10], classes=classes, normalization="rms", seed=9)
+
+    def interrupt_in_epoch_2(line: str) -> None:
+        lines.append(line)
+        if "epoch 2/2 step 1/" in line:
+            raise KeyboardInterrupt
+
+    def run(epochs, resume, teacher=None, log=lines.append):
+        torch.manual_seed(0)
+        model = create_model("kd_cnn", n_outputs=2)
+        stream = GeneratedFrames(classes, seed=1)
+        rec = StreamRecipe(**{**recipe.__dict__, "epochs": epochs})
+        hist = fit_stream(model, stream, rec, teacher=teacher, validation=test,
+                          checkpoint_dir=tmp_path / "m", resume=resume, log=log,
+                          log_every=1, extra={"classes": classes})
+        return model, hist
+
+    full, _ = run(2, False)
+    assert has_finished(tmp_path / "m")
+    assert any("frames/s ETA" in line for line in lines)
+    assert not (tmp_path / "m" / "train_state.pt").exists()  # the final bundle is clean
+    import shutil
+
+    shutil.rmtree(tmp_path / "m")
+    with pytest.raises(KeyboardInterrupt):
+        run(2, False, log=interrupt_in_epoch_2)  # interrupted during the second epoch
+    assert not has_finished(tmp_path / "m") and (tmp_path / "m" / "train_state.pt").is_file()
+    # resume to two epochs: same weights as the uninterrupted run (same frames, same state)
+    resumed, hist = run(2, True)
+    assert any("resumed after epoch 1" in line for line in lines)
+    assert [e["epoch"] for e in hist.epochs] == [1, 2]
+    for a, b in zip(full.state_dict().values(), resumed.state_dict().values()):
+        torch.testing.assert_close(a, b)
+    loaded, config = load_checkpoint(tmp_path / "m")
+    assert config["extra"]["classes"] == classes and config["extra"]["training_done"]
+    teacher = create_model("kd_cnn", n_outputs=2).eval()
+    _, hist = run(1, False, teacher=teacher)  # SKD path runs
+    assert np.isfinite(hist.epochs[-1]["train_loss"])
+    with pytest.raises(ValueError, match="epochs must be positive"):
+        StreamRecipe(epochs=0)

@@ -1,7 +1,18 @@
-"""RadioML-style modulation data: a Python generator, and loaders for the DeepSig files.
+"""RadioML-style modulation data: generators, and loaders for DeepSig and foreign files.
 
-Generator (:func:`generate_radioml`), after ``generate_RML2016.10a.py`` and
-``transmitters.py`` of radioML/dataset:
+Generators:
+
+* :func:`generate_radioml` - RML2016.10a's layout (``n_per_condition`` frames per class and
+  SNR). ``generator="modgen"`` (default) draws every frame from the realistic generator of
+  :mod:`sigformer.data.modgen` (random samples per symbol, pulses, timing, CFO, phase noise,
+  multipath with Doppler, IQ imbalance, DC offset; every parameter recorded in
+  ``AMRDataset.params``). ``generator="legacy"`` is sigformer's earlier generator, kept
+  unchanged so earlier results stay reproducible (described below).
+* :func:`generate_amr` - any number of frames with SNRs drawn over a range (training sets,
+  on-the-fly streams), modulation classes or families (``FAMILY_CLASSES``).
+
+The ``legacy`` generator, after ``generate_RML2016.10a.py`` and ``transmitters.py`` of
+radioML/dataset:
 
 * 11 classes: 8 digital (BPSK, QPSK, 8PSK, PAM4, QAM16, QAM64 with root-raised-cosine pulses,
   roll-off 0.35, 8 samples per symbol; GFSK with sensitivity 0.1 and BT 0.35; CPFSK with
@@ -12,18 +23,21 @@ Generator (:func:`generate_radioml`), after ``generate_RML2016.10a.py`` and
   to 50 Hz, carrier-frequency offset up to 500 Hz, 3-tap multipath at delays 0 / 0.9 / 1.7
   samples with magnitudes 1 / 0.8 / 0.3, Rician K = 4 per tap (fD = 1 Hz, i.e. static over a
   frame), and AWGN.
-* SNR: ``snr_convention="true"`` (default) sets the noise power to ``10**(-SNR/10)`` times the
-  unit transmitted power. ``"rml2016"`` uses the reference's noise amplitude
-  ``10**(-SNR/10)`` (power ``10**(-SNR/5)``), so its labels are half the true SNR in dB.
 * Frames: 128 samples taken at a random offset 50..500 samples into the burst and divided by
   ``sum |x|`` (the reference's L1 "energy" normalisation); stored ``(n, 2, 128)`` I/Q rows.
 
-Loaders: :func:`load_rml2016` (a Python pickle: only with ``allow_pickle=True``) and
-:func:`load_rml2018` (HDF5, ``GOLD_XYZ_OSC.0001_1024.hdf5``).
+SNR (both generators): ``snr_convention="true"`` (default) sets the noise power to
+``10**(-SNR/10)`` times the unit signal power. ``"rml2016"`` uses the reference's noise
+amplitude ``10**(-SNR/10)`` (power ``10**(-SNR/5)``), so its labels are half the true SNR in dB.
+
+Loaders: :func:`load_rml2016` (a Python pickle: only with ``allow_pickle=True``),
+:func:`load_rml2018` (HDF5, ``GOLD_XYZ_OSC.0001_1024.hdf5``), :meth:`AMRDataset.load`
+(sigformer's npz, or foreign npz / HDF5 files with named arrays: ``x_key``, ``y_key``, ...).
 """
 
 from __future__ import annotations
 
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,6 +45,8 @@ import numpy as np
 from scipy import signal
 
 from .io import DataError, load_npz, save_npz
+from .modgen import FAMILY_CLASSES as FAMILY_CLASSES  # re-exported
+from .modgen import ModGenConfig, condition_grid, generate_frames
 from .sigmf_io import normalize_frames
 
 RML2016_CLASSES = ("8PSK", "AM-DSB", "AM-SSB", "BPSK", "CPFSK", "GFSK", "PAM4", "QAM16",
@@ -42,34 +58,42 @@ RML2018_CLASSES = ("OOK", "4ASK", "8ASK", "BPSK", "QPSK", "8PSK", "16PSK", "32PS
 RML2016_SNRS = tuple(range(-20, 20, 2))
 SAMPLE_RATE = 200e3
 SPS = 8
+GENERATORS = ("modgen", "legacy")
 PICKLE_REFUSAL = (
     "{path} is a Python pickle (the RML2016 distribution format). Loading a pickle can run "
-    "arbitrary code, so sigformer does not do it by default: pass allow_pickle=True (CLI: "
-    "--allow-pickle) only for a file from a source you trust, or convert it once to .npz "
-    "with AMRDataset.save")
+    "arbitrary code, so sigformer does not do it by default: pass allow_pickle=True to "
+    "load_rml2016 (pipeline YAML: amr.allow_pickle: true) only for a file from a source you "
+    "trust, then convert it once to .npz with AMRDataset.save and use that (amr.source: npz)")
+PARAM_PREFIX = "param_"
 
 
 @dataclass
 class AMRDataset:
     """Modulation-recognition frames: ``X (n, 2, L)`` float32 I/Q, integer labels ``y``
-    indexing ``classes``, and the SNR (dB) of each frame."""
+    indexing ``classes``, the SNR (dB) of each frame and, for generated frames, every drawn
+    parameter (``params[name]``, one value per frame, NaN where it does not apply)."""
 
     X: np.ndarray
     y: np.ndarray
     snr: np.ndarray
     classes: tuple[str, ...] = RML2016_CLASSES
     info: dict = field(default_factory=dict)
+    params: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self):
         self.X = np.asarray(self.X, dtype=np.float32)
         self.y = np.asarray(self.y, dtype=np.int64)
         self.snr = np.asarray(self.snr, dtype=np.float32)
         self.classes = tuple(self.classes)
+        self.params = {k: np.asarray(v) for k, v in self.params.items()}
         if self.X.ndim != 3 or self.X.shape[1] != 2:
             raise DataError(f"frames must be (n, 2, length) I/Q rows, got {self.X.shape}")
         if not (len(self.X) == len(self.y) == len(self.snr)):
             raise DataError(f"{len(self.X)} frames, {len(self.y)} labels and {len(self.snr)} "
                             f"SNRs must match")
+        wrong = [k for k, v in self.params.items() if v.shape[:1] != (len(self.X),)]
+        if wrong:
+            raise DataError(f"params {wrong} must hold one value per frame ({len(self.X)})")
         if len(self.y) and (self.y.min() < 0 or self.y.max() >= len(self.classes)):
             raise DataError(f"labels must index the {len(self.classes)} classes")
         if not np.isfinite(self.X).all():
@@ -84,7 +108,7 @@ class AMRDataset:
 
     def subset(self, index) -> AMRDataset:
         return AMRDataset(self.X[index], self.y[index], self.snr[index], self.classes,
-                          dict(self.info))
+                          dict(self.info), {k: v[index] for k, v in self.params.items()})
 
     def split(self, test_size: float = 0.3, seed: int = 0) -> tuple[AMRDataset, AMRDataset]:
         """Stratified by (class, SNR) so every condition appears in both parts (by class
@@ -92,7 +116,8 @@ class AMRDataset:
         from sklearn.model_selection import train_test_split
 
         index = np.arange(len(self))
-        for strata in (self.y * 1000 + np.round(self.snr).astype(int) + 500, self.y, None):
+        snr = np.nan_to_num(self.snr, posinf=999, neginf=-999)
+        for strata in (self.y * 10000 + np.round(snr).astype(int) + 5000, self.y, None):
             try:
                 idx_train, idx_test = train_test_split(index, test_size=test_size,
                                                        random_state=seed, stratify=strata)
@@ -102,13 +127,111 @@ class AMRDataset:
         return self.subset(idx_train), self.subset(idx_test)
 
     def save(self, path: str | Path) -> Path:
-        return save_npz(path, {"X": self.X, "y": self.y, "snr": self.snr},
-                        {"classes": list(self.classes), "info": self.info})
+        arrays = {"X": self.X, "y": self.y, "snr": self.snr}
+        arrays.update({PARAM_PREFIX + k: v for k, v in self.params.items()})
+        return save_npz(path, arrays, {"classes": list(self.classes), "info": self.info})
 
     @classmethod
-    def load(cls, path: str | Path) -> AMRDataset:
-        arrays, meta = load_npz(path, {"X", "y", "snr"}, "modulation dataset")
-        return cls(arrays["X"], arrays["y"], arrays["snr"], meta["classes"], meta["info"])
+    def load(cls, path: str | Path, *, x_key: str | None = None, y_key: str | None = None,
+             snr_key: str | None = None, classes: list[str] | None = None,
+             classes_key: str | None = None, layout: str = "auto") -> AMRDataset:
+        """Read sigformer's npz (what :meth:`save` wrote), or - with ``x_key`` - a foreign
+        ``.npz`` / HDF5 (``.h5``/``.hdf5``) file with named arrays: frames under ``x_key``
+        (``(n, 2, L)``, ``(n, L, 2)`` or complex ``(n, L)``; ``layout`` ``"auto"``,
+        ``"channels_first"`` or ``"channels_last"``), labels under ``y_key`` (integers,
+        one-hot rows or strings), optional SNRs under ``snr_key`` and class names given as
+        ``classes`` or stored under ``classes_key``."""
+        if x_key is None:
+            arrays, meta = load_npz(path, {"X", "y", "snr"}, "modulation dataset")
+            params = {k[len(PARAM_PREFIX):]: v for k, v in arrays.items()
+                      if k.startswith(PARAM_PREFIX)}
+            return cls(arrays["X"], arrays["y"], arrays["snr"], meta["classes"],
+                       meta["info"], params)
+        return load_named_arrays(path, x_key=x_key, y_key=y_key, snr_key=snr_key,
+                                 classes=classes, classes_key=classes_key, layout=layout)
+
+
+def _read_named(path: Path, keys: list[str]) -> dict[str, np.ndarray]:
+    """The arrays ``keys`` (None skipped) of an npz or HDF5 file, with errors naming them."""
+    wanted = [k for k in keys if k is not None]
+    if not path.is_file():
+        raise DataError(f"modulation data file {path} does not exist")
+    if path.suffix.lower() in (".h5", ".hdf5", ".hdf"):
+        import h5py
+
+        try:
+            with h5py.File(path, "r") as f:
+                available = []
+                f.visit(available.append)
+                missing = [k for k in wanted if k not in f]
+                if missing:
+                    raise DataError(f"{path} has no datasets {missing}; it holds {available}")
+                return {k: np.asarray(f[k][()]) for k in wanted}
+        except OSError as err:
+            raise DataError(f"{path} is not a readable HDF5 file: {err}") from None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            missing = [k for k in wanted if k not in z.files]
+            if missing:
+                raise DataError(f"{path} has no arrays {missing}; it holds {z.files}")
+            return {k: z[k] for k in wanted}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        raise DataError(f"{path} is not a readable .npz file (object arrays are refused: "
+                        f"no pickle): {err}") from None
+
+
+def _frames_from_array(x: np.ndarray, layout: str, path: Path, key: str) -> np.ndarray:
+    if np.iscomplexobj(x):
+        if x.ndim != 2:
+            raise DataError(f"{path}: complex {key!r} must be (n, length), got {x.shape}")
+        return np.stack([x.real, x.imag], axis=1)
+    if x.ndim != 3 or 2 not in (x.shape[1], x.shape[2]):
+        raise DataError(f"{path}: {key!r} has shape {x.shape}; expected (n, 2, length), "
+                        f"(n, length, 2) or complex (n, length)")
+    if layout == "auto":
+        layout = "channels_first" if x.shape[1] == 2 else "channels_last"
+    if layout not in ("channels_first", "channels_last"):
+        raise ValueError(f"layout must be 'auto', 'channels_first' or 'channels_last', got "
+                         f"{layout!r}")
+    if layout == "channels_last":
+        x = x.transpose(0, 2, 1)
+    if x.shape[1] != 2:
+        raise DataError(f"{path}: {key!r} with layout {layout} has {x.shape[1]} rows, not 2")
+    return x
+
+
+def load_named_arrays(path: str | Path, *, x_key: str, y_key: str | None,
+                      snr_key: str | None = None, classes: list[str] | None = None,
+                      classes_key: str | None = None, layout: str = "auto") -> AMRDataset:
+    """A foreign npz / HDF5 modulation dataset (see :meth:`AMRDataset.load`)."""
+    path = Path(path)
+    if y_key is None:
+        raise ValueError("a foreign file needs y_key (the name of its label array)")
+    arrays = _read_named(path, [x_key, y_key, snr_key, classes_key])
+    X = _frames_from_array(arrays[x_key], layout, path, x_key)
+    y = arrays[y_key]
+    if classes is None and classes_key is not None:
+        classes = [c.decode() if isinstance(c, bytes) else str(c)
+                   for c in np.asarray(arrays[classes_key]).ravel()]
+    if y.ndim == 2 and y.shape[0] == len(X) and y.shape[1] > 1:  # one-hot rows
+        y = y.argmax(axis=1)
+    y = y.reshape(-1) if y.ndim == 2 and y.shape[1] == 1 else y
+    if y.dtype.kind in "SUO":
+        names = [v.decode() if isinstance(v, bytes) else str(v) for v in y]
+        classes = list(classes) if classes is not None else sorted(set(names))
+        unknown = sorted(set(names) - set(classes))
+        if unknown:
+            raise DataError(f"{path}: labels {unknown} are not in the classes {classes}")
+        y = np.array([classes.index(v) for v in names])
+    elif classes is None:
+        classes = [str(i) for i in range(int(y.max()) + 1)] if len(y) else []
+    if len(y) != len(X):
+        raise DataError(f"{path}: {len(X)} frames under {x_key!r} but {len(y)} labels under "
+                        f"{y_key!r}")
+    snr = (np.asarray(arrays[snr_key], float).reshape(len(X)) if snr_key is not None
+           else np.full(len(X), np.nan))
+    return AMRDataset(X, y, snr, tuple(classes), {"source": str(path), "x_key": x_key,
+                                                  "y_key": y_key})
 
 
 # --- transmitters -----------------------------------------------------------------------
@@ -259,16 +382,8 @@ def apply_channel(rng: np.random.Generator, x: np.ndarray, snr_db: float, *,
     return x + noise
 
 
-def generate_radioml(n_per_condition: int = 100, *, snrs=RML2016_SNRS,
-                     classes=RML2016_CLASSES, frame_length: int = 128, seed: int | None = 0,
-                     snr_convention: str = "true", normalization: str = "l1",
-                     impairments: bool = True) -> AMRDataset:
-    """``n_per_condition`` frames per (class, SNR), as RML2016.10a stores them."""
-    unknown = [c for c in classes if c not in RML2016_CLASSES]
-    if unknown:
-        raise ValueError(f"unknown classes {unknown}; the generator knows {list(RML2016_CLASSES)}")
-    if frame_length < 16:
-        raise ValueError(f"frame_length must be at least 16, got {frame_length}")
+def _generate_legacy(n_per_condition: int, snrs, classes, frame_length: int, seed,
+                     snr_convention: str, impairments: bool) -> tuple:
     rng = np.random.default_rng(seed)
     burst = frame_length + 512
     frames, labels, snr_list = [], [], []
@@ -285,10 +400,84 @@ def generate_radioml(n_per_condition: int = 100, *, snrs=RML2016_SNRS,
             frames.append(np.stack([cut.real, cut.imag], 1))
             labels.append(np.full(n_per_condition, c))
             snr_list.append(np.full(n_per_condition, snr, float))
-    X = normalize_frames(np.concatenate(frames).astype(np.float32), normalization)
-    return AMRDataset(X, np.concatenate(labels), np.concatenate(snr_list), tuple(classes),
-                      {"source": "sigformer.generate_radioml", "seed": seed,
-                       "snr_convention": snr_convention, "normalization": normalization})
+    return np.concatenate(frames).astype(np.float32), np.concatenate(labels), np.concatenate(
+        snr_list), {}
+
+
+def _check_convention(snr_convention: str) -> None:
+    if snr_convention not in ("true", "rml2016"):
+        raise ValueError(f"snr_convention must be 'true' or 'rml2016', got {snr_convention!r}")
+
+
+def generate_radioml(n_per_condition: int = 100, *, snrs=RML2016_SNRS,
+                     classes=RML2016_CLASSES, frame_length: int = 128, seed: int | None = 0,
+                     snr_convention: str = "true", normalization: str = "l1",
+                     impairments: bool = True, generator: str = "modgen",
+                     config: ModGenConfig | None = None) -> AMRDataset:
+    """``n_per_condition`` frames per (class, SNR), as RML2016.10a stores them.
+
+    ``generator="modgen"``: the realistic generator (``config``, default
+    :class:`~sigformer.data.modgen.ModGenConfig`; ``impairments=False`` keeps only the AWGN);
+    ``"legacy"``: sigformer's earlier RML2016-style generator, unchanged."""
+    if generator not in GENERATORS:
+        raise ValueError(f"generator must be one of {GENERATORS}, got {generator!r}")
+    known = RML2016_CLASSES if generator == "legacy" else None
+    if known is not None:
+        unknown = [c for c in classes if c not in known]
+        if unknown:
+            raise ValueError(f"unknown classes {unknown}; the generator knows {list(known)}")
+    if frame_length < 16:
+        raise ValueError(f"frame_length must be at least 16, got {frame_length}")
+    _check_convention(snr_convention)
+    if generator == "legacy":
+        X, y, snr, params = _generate_legacy(n_per_condition, snrs, classes, frame_length, seed,
+                                             snr_convention, impairments)
+    else:
+        cfg = config or ModGenConfig()
+        if not impairments:
+            cfg = cfg.only("awgn")
+        labels, snr = condition_grid(n_per_condition, len(classes), snrs)
+        try:
+            frames = generate_frames(len(labels), classes=classes, config=cfg,
+                                     frame_length=frame_length, labels=labels,
+                                     snr_db=snr * (2 if snr_convention == "rml2016" else 1),
+                                     seed=seed)
+        except ValueError as err:
+            if "unknown class" in str(err):
+                raise ValueError(f"unknown classes: {err}") from None
+            raise
+        X, y, params = frames.as_iq_rows(), frames.y, frames.params
+    X = normalize_frames(X, normalization)
+    info = {"source": "sigformer.generate_radioml", "generator": generator, "seed": seed,
+            "snr_convention": snr_convention, "normalization": normalization}
+    if generator == "modgen":
+        info["config"] = _config_json(cfg)
+    return AMRDataset(X, y, snr, tuple(classes), info, params)
+
+
+def _config_json(cfg: ModGenConfig) -> dict:
+    from dataclasses import asdict
+
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items()}
+
+
+def generate_amr(n_frames: int, *, classes=RML2016_CLASSES, config: ModGenConfig | None = None,
+                 frame_length: int = 128, seed=0, normalization: str = "rms",
+                 snr_db=None) -> AMRDataset:
+    """``n_frames`` realistic frames, classes drawn uniformly, SNR uniform over
+    ``config.snr_range`` (or ``snr_db``); ``classes=FAMILY_CLASSES`` for the family model."""
+    cfg = config or ModGenConfig()
+    frames = generate_frames(n_frames, classes=classes, config=cfg, frame_length=frame_length,
+                             snr_db=snr_db, seed=seed)
+    X = normalize_frames(frames.as_iq_rows(), normalization)
+    return AMRDataset(X, frames.y, frames.params["snr_db"], tuple(classes),
+                      {"source": "sigformer.generate_amr", "seed": _seed_json(seed),
+                       "normalization": normalization, "config": _config_json(cfg)},
+                      frames.params)
+
+
+def _seed_json(seed):
+    return seed if seed is None or isinstance(seed, int) else str(seed)
 
 
 # --- DeepSig files ------------------------------------------------------------------------

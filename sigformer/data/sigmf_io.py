@@ -8,7 +8,11 @@
 * :func:`labelled_frames` maps annotations to labelled fixed-length frames (``(n, 2, L)``
   I/Q rows, as RadioML stores them); :func:`frame_signal` cuts any recording into frames.
 * :func:`prediction_annotations` turns per-frame predictions into merged annotations and
-  :func:`write_annotations` adds them to an existing recording's metadata.
+  :func:`write_annotations` adds them to a copy of a recording's metadata (``out_meta``, a
+  complete recording) or, only when asked, to the recording itself (``in_place=True``).
+* Metadata is validated against the SigMF schema (:func:`validate_metadata`); NaN/Inf samples
+  follow an explicit ``nan_policy`` (``"raise"``, ``"skip"``, ``"interpolate"``); data files
+  shorter than their metadata says are reported as truncated.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import tempfile
 import warnings
 from dataclasses import dataclass, field
@@ -28,6 +33,8 @@ from .io import DataError
 
 DATATYPE_RE = re.compile(r"^(c|r)(f32|f64|i32|i16|u32|u16|i8|u8)(_le|_be)?$")
 NORMALIZATIONS = ("l1", "rms", "peak", "none")
+NAN_POLICIES = ("raise", "skip", "interpolate")  # as the streaming runtime
+EXTENSION = {"name": "sigformer", "version": "1.0.0", "optional": True}
 
 
 def _sigmf():
@@ -78,6 +85,7 @@ class SigMFRecording:
 
 
 def _meta_and_data(path: Path) -> tuple[Path, Path | None]:
+    """The metadata path and the default (compliant) data path; ``None`` for an archive."""
     name = str(path)
     for suffix in (".sigmf-meta", ".sigmf-data"):
         if name.endswith(suffix):
@@ -88,8 +96,60 @@ def _meta_and_data(path: Path) -> tuple[Path, Path | None]:
     return Path(name + ".sigmf-meta"), Path(name + ".sigmf-data")
 
 
-def _check_meta(meta_path: Path, data_path: Path) -> dict[str, Any]:
-    """Checks the metadata and the data size before handing them to ``sigmf``."""
+def _expectation(err) -> str:
+    """What the schema expected, in words, from a jsonschema error."""
+    value = err.validator_value
+    words = {"type": f"a value of type {value!r}", "minimum": f"a value >= {value}",
+             "exclusiveMinimum": f"a value > {value}", "maximum": f"a value <= {value}",
+             "pattern": f"a string matching {value!r}", "enum": f"one of {value}",
+             "required": f"the fields {value}", "additionalProperties": "no other fields"}
+    return words.get(err.validator, f"{err.validator} {value!r}")
+
+
+def validate_metadata(meta: Any, where: str | os.PathLike = "metadata") -> None:
+    """Check SigMF metadata against the standard's JSON schema (the one the ``sigmf`` package
+    ships and validates with) and its ordering rules; raises :class:`DataError` naming every
+    offending field and what the standard expects (e.g. ``core:num_channels`` 0 or 2.5,
+    ``captures`` that is not a list, a negative ``core:sample_rate``)."""
+    if not isinstance(meta, dict) or not isinstance(meta.get("global"), dict):
+        raise DataError(f"{where} lacks the SigMF 'global' object")
+    import jsonschema
+    from sigmf import schema as sigmf_schema
+    from sigmf import validate as sigmf_validate
+
+    ref = sigmf_schema.get_schema()
+    checker = jsonschema.validators.validator_for(ref)(ref)
+    errors = sorted(checker.iter_errors(meta), key=lambda e: list(map(str, e.absolute_path)))
+    if errors:
+        lines = []
+        for err in errors[:6]:
+            field_path = "/".join(str(p) for p in err.absolute_path) or "(top level)"
+            shown = json.dumps(err.instance)[:60]
+            lines.append(f"{field_path} = {shown}: expected {_expectation(err)}")
+        more = f" (and {len(errors) - 6} more)" if len(errors) > 6 else ""
+        raise DataError(f"{where} is not valid SigMF metadata: " + "; ".join(lines) + more)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # undeclared extensions
+        try:
+            sigmf_validate.validate(meta, ref)
+        except jsonschema.ValidationError as err:
+            raise DataError(f"{where} is not valid SigMF metadata: {err.message}") from None
+
+
+def _data_path(meta_path: Path, meta: dict, default: Path) -> Path:
+    """``core:dataset`` (a file name beside the metadata) or the compliant ``.sigmf-data``."""
+    name = meta["global"].get("core:dataset")
+    if name is None:
+        return default
+    if Path(name).name != name:
+        raise DataError(f"{meta_path}: core:dataset {name!r} must be a file name in the same "
+                        f"folder as the metadata (the SigMF rule), not a path")
+    return meta_path.parent / name
+
+
+def _check_meta(meta_path: Path, data_path: Path) -> tuple[dict[str, Any], Path]:
+    """Validates the metadata and the data size before handing them to ``sigmf``; returns the
+    metadata and the data file it describes."""
     if not meta_path.is_file():
         raise DataError(f"SigMF metadata {meta_path} does not exist")
     try:
@@ -106,6 +166,8 @@ def _check_meta(meta_path: Path, data_path: Path) -> dict[str, Any]:
     if match is None:
         raise DataError(f"{meta_path}: core:datatype {dtype!r} is not a SigMF datatype "
                         f"((c|r)(f32|f64|i32|i16|u32|u16|i8|u8)(_le|_be), e.g. 'cf32_le')")
+    validate_metadata(meta, meta_path)
+    data_path = _data_path(meta_path, meta, data_path)
     if not data_path.is_file():
         raise DataError(f"SigMF data file {data_path} does not exist")
     width = int(match.group(2)[1:]) // 8 * (2 if match.group(1) == "c" else 1)
@@ -116,15 +178,73 @@ def _check_meta(meta_path: Path, data_path: Path) -> dict[str, Any]:
         raise DataError(f"{data_path} holds {size} bytes, not a whole number of {dtype} "
                         f"samples x {channels} channel(s) ({width * channels} bytes each): "
                         f"truncated or written with another datatype")
-    return meta
+    n_samples = (size - header) // (width * channels)
+    _check_extent(meta, n_samples, data_path)
+    return meta, data_path
+
+
+def _check_extent(meta: dict, n_samples: int, data_path: Path) -> None:
+    """Captures or annotations that reach past the data mean a truncated data file."""
+    ends = [(c["core:sample_start"], "capture") for c in meta.get("captures", [])]
+    ends += [(a["core:sample_start"] + a.get("core:sample_count", 0), "annotation")
+             for a in meta.get("annotations", [])]
+    beyond = [(end, kind) for end, kind in ends if end > n_samples]
+    if beyond:
+        end, kind = max(beyond)
+        raise DataError(f"{data_path} holds {n_samples} samples but a {kind} in the metadata "
+                        f"reaches sample {end}: the data file is truncated (or the metadata "
+                        f"belongs to a longer recording)")
+
+
+def _interpolate_nonfinite(samples: np.ndarray) -> np.ndarray:
+    """Linear interpolation over non-finite samples, per channel and per I/Q part."""
+    out = samples.copy()
+    flat = out.reshape(len(out), -1)
+    index = np.arange(len(out))
+    parts = (lambda v: v.real, lambda v: v.imag) if np.iscomplexobj(out) else (lambda v: v,)
+    for c in range(flat.shape[1]):
+        column = flat[:, c]
+        good = np.isfinite(column)
+        if good.all():
+            continue
+        if not good.any():
+            raise DataError("every sample of a channel is NaN or Inf: nothing to interpolate "
+                            "from")
+        fixed = [np.interp(index, index[good], part(column)[good]) for part in parts]
+        flat[:, c] = fixed[0] + 1j * fixed[1] if len(fixed) == 2 else fixed[0]
+    return out
+
+
+def apply_nan_policy(samples: np.ndarray, nan_policy: str, where: str = "samples"
+                     ) -> np.ndarray:
+    """The streaming runtime's policy for NaN/Inf samples: ``"raise"`` (default) names how
+    many and where; ``"interpolate"`` fills them linearly; ``"skip"`` leaves them for the
+    framing to drop the frames that contain them (and only those)."""
+    if nan_policy not in NAN_POLICIES:
+        raise ValueError(f"nan_policy must be one of {NAN_POLICIES}, got {nan_policy!r}")
+    bad = ~np.isfinite(samples)
+    if not bad.any():
+        return samples
+    if nan_policy == "raise":
+        first = int(np.flatnonzero(bad.reshape(len(samples), -1).any(axis=1))[0])
+        raise DataError(f"{where}: {int(bad.sum())} NaN/Inf sample value(s), the first at "
+                        f"sample {first}; pass nan_policy='skip' (drop the frames that contain "
+                        f"them) or 'interpolate'")
+    if nan_policy == "interpolate":
+        return _interpolate_nonfinite(samples)
+    return samples
 
 
 def read_sigmf(path: str | os.PathLike, *, verify_checksum: bool = True,
-               autoscale: bool = True) -> SigMFRecording:
-    """Read a SigMF recording (meta/data pair by either name or base name, or an archive)."""
+               autoscale: bool = True, nan_policy: str = "raise") -> SigMFRecording:
+    """Read a SigMF recording (meta/data pair by either name or base name, or an archive);
+    the metadata is validated against the standard first, ``core:dataset`` is honoured and
+    NaN/Inf samples follow ``nan_policy`` (:func:`apply_nan_policy`)."""
     sigmf = _sigmf()
     from sigmf.error import SigMFError
 
+    if nan_policy not in NAN_POLICIES:
+        raise ValueError(f"nan_policy must be one of {NAN_POLICIES}, got {nan_policy!r}")
     path = Path(path)
     meta_path, data_path = _meta_and_data(path)
     if data_path is not None:
@@ -141,13 +261,14 @@ def read_sigmf(path: str | os.PathLike, *, verify_checksum: bool = True,
         message = str(err)
         if "hash does not match" in message:
             raise DataError(f"{meta_path}: the SHA-512 of the data does not match core:sha512 "
-                            f"(the data changed or is corrupt); pass verify_checksum=False "
-                            f"to read it anyway") from None
+                            f"(the data changed, is truncated or corrupt); pass "
+                            f"verify_checksum=False to read it anyway") from None
         raise DataError(f"{meta_path} could not be read as SigMF: {message}") from None
     except UserWarning as err:
         raise DataError(f"{path}: {err}") from None
     except (OSError, ValueError, json.JSONDecodeError) as err:
         raise DataError(f"{path} could not be read as SigMF: {err}") from None
+    samples = apply_nan_policy(np.asarray(samples), nan_policy, str(path))
     info = handle.get_global_info()
     annotations = []
     for a in handle.get_annotations():
@@ -157,9 +278,8 @@ def read_sigmf(path: str | os.PathLike, *, verify_checksum: bool = True,
                                            int(a.get("core:sample_count", len(samples)
                                                      - a["core:sample_start"])),
                                            a.get("core:label"), a.get("core:comment"), extra))
-    return SigMFRecording(np.asarray(samples), info.get("core:sample_rate"),
-                          info["core:datatype"], annotations, handle.get_captures(), info,
-                          path)
+    return SigMFRecording(samples, info.get("core:sample_rate"), info["core:datatype"],
+                          annotations, handle.get_captures(), info, path)
 
 
 def write_sigmf(path: str | os.PathLike, samples: np.ndarray, *,
@@ -184,6 +304,9 @@ def write_sigmf(path: str | os.PathLike, samples: np.ndarray, *,
             sigmf.__specification__, **(global_info or {})}
     if sample_rate is not None:
         info[sigmf.SAMPLE_RATE_KEY] = float(sample_rate)
+    annotation_meta = [a.to_metadata() for a in annotations or []]
+    if _uses_extension(annotation_meta + [info]):
+        _declare_extension(info)
     with tempfile.TemporaryDirectory(dir=base.parent, prefix=".sigmf-") as tmp:
         tmp_base = Path(tmp) / base.name
         samples.tofile(str(tmp_base) + ".sigmf-data")
@@ -191,8 +314,8 @@ def write_sigmf(path: str | os.PathLike, samples: np.ndarray, *,
         capture = {} if center_frequency is None else {sigmf.FREQUENCY_KEY:
                                                         float(center_frequency)}
         handle.add_capture(0, metadata=capture)
-        for a in annotations or []:
-            handle.add_annotation(int(a.start), int(a.count), metadata=a.to_metadata())
+        for a, meta in zip(annotations or [], annotation_meta):
+            handle.add_annotation(int(a.start), int(a.count), metadata=meta)
         handle.tofile(str(tmp_base), toarchive=archive)
         if archive:
             os.replace(str(tmp_base) + ".sigmf", str(base) + ".sigmf")
@@ -223,22 +346,33 @@ def normalize_frames(frames: np.ndarray, mode: str = "l1") -> np.ndarray:
 
 def frame_signal(iq: np.ndarray, frame_length: int, hop: int | None = None, *,
                  start: int = 0, stop: int | None = None, normalization: str = "l1",
-                 min_power_db: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+                 min_power_db: float | None = None, nan_policy: str = "raise"
+                 ) -> tuple[np.ndarray, np.ndarray]:
     """Cut complex ``iq`` into ``(n, 2, frame_length)`` float32 frames; returns
     ``(frames, starts)``. ``min_power_db`` drops frames whose mean power is that many dB
-    below the recording's loudest frame (the gaps between bursts)."""
+    below the recording's loudest frame (the gaps between bursts). NaN/Inf samples follow
+    ``nan_policy``: ``"raise"``, ``"interpolate"``, or ``"skip"`` - only the frames that
+    contain them are dropped (a warning says how many), never the rest of the recording."""
     iq = np.asarray(iq)
     if iq.ndim != 1 or not np.iscomplexobj(iq):
         raise DataError(f"expected one channel of complex IQ samples, got {iq.dtype} "
                         f"{iq.shape}")
     hop = hop or frame_length
     stop = len(iq) if stop is None else min(stop, len(iq))
+    if nan_policy != "skip":
+        iq = iq.copy()
+        iq[start:stop] = apply_nan_policy(iq[start:stop], nan_policy, "IQ samples")
     starts = np.arange(start, stop - frame_length + 1, hop)
     if len(starts) == 0:
         return np.zeros((0, 2, frame_length), np.float32), starts
     index = starts[:, None] + np.arange(frame_length)
     segment = iq[index]
-    if min_power_db is not None:
+    finite = np.isfinite(segment).all(axis=1)
+    if not finite.all():
+        warnings.warn(f"skipped {int((~finite).sum())} of {len(finite)} frames that contain "
+                      f"NaN/Inf samples (nan_policy='skip')", stacklevel=2)
+        segment, starts = segment[finite], starts[finite]
+    if min_power_db is not None and len(segment):
         power = np.mean(np.abs(segment) ** 2, axis=1)
         keep = power >= power.max() * 10 ** (-abs(min_power_db) / 10)
         segment, starts = segment[keep], starts[keep]
@@ -246,9 +380,29 @@ def frame_signal(iq: np.ndarray, frame_length: int, hop: int | None = None, *,
     return normalize_frames(frames, normalization), starts
 
 
+def occupied_band(iq: np.ndarray, fraction: float = 0.99, nfft: int = 256
+                  ) -> tuple[float, float]:
+    """Lower and upper edge (cycles/sample, -0.5..0.5) of the band holding ``fraction`` of
+    the power of complex ``iq`` (averaged periodogram, Hann window)."""
+    iq = np.asarray(iq)
+    iq = iq[np.isfinite(iq)]
+    nfft = int(min(nfft, max(8, len(iq))))
+    usable = len(iq) // nfft * nfft
+    if usable == 0:
+        return -0.5, 0.5
+    blocks = iq[:usable].reshape(-1, nfft) * np.hanning(nfft)
+    psd = np.fft.fftshift(np.mean(np.abs(np.fft.fft(blocks, axis=1)) ** 2, axis=0))
+    freqs = np.fft.fftshift(np.fft.fftfreq(nfft))
+    cumulative = np.cumsum(psd) / max(psd.sum(), 1e-30)
+    tail = (1 - fraction) / 2
+    low = freqs[min(int(np.searchsorted(cumulative, tail)), nfft - 1)]
+    high = freqs[min(int(np.searchsorted(cumulative, 1 - tail)), nfft - 1)]
+    return float(low - 0.5 / nfft), float(high + 0.5 / nfft)
+
+
 def labelled_frames(recording: SigMFRecording, frame_length: int, hop: int | None = None, *,
                     classes: list[str] | None = None, normalization: str = "l1",
-                    min_power_db: float | None = None
+                    min_power_db: float | None = None, nan_policy: str = "raise"
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Frames inside every labelled annotation: ``(frames, labels, starts)``.
 
@@ -265,7 +419,8 @@ def labelled_frames(recording: SigMFRecording, frame_length: int, hop: int | Non
             raise DataError(f"{recording.path}: annotation label {a.label!r} at sample "
                             f"{a.start} is not one of the known classes {list(classes)}")
         f, s = frame_signal(iq, frame_length, hop, start=a.start, stop=a.start + a.count,
-                            normalization=normalization, min_power_db=min_power_db)
+                            normalization=normalization, min_power_db=min_power_db,
+                            nan_policy=nan_policy)
         parts.append(f)
         labels += [a.label] * len(f)
         starts.append(s)
@@ -303,27 +458,91 @@ def prediction_annotations(starts: np.ndarray, frame_length: int, labels: list[s
     return out
 
 
+def _declare_extension(global_info: dict[str, Any]) -> None:
+    """Declare the ``sigformer:`` namespace in ``core:extensions`` (once)."""
+    extensions = list(global_info.get("core:extensions", []))
+    if not any(e.get("name") == EXTENSION["name"] for e in extensions):
+        extensions.append(dict(EXTENSION))
+    global_info["core:extensions"] = extensions
+
+
+def _uses_extension(items: list[dict[str, Any]]) -> bool:
+    return any(k.startswith(EXTENSION["name"] + ":") for item in items for k in item)
+
+
+def _write_json_atomically(meta: dict[str, Any], target: Path) -> None:
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".meta.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(meta, fh, indent=2)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _copy_atomically(source: Path, target: Path) -> None:
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".data.", suffix=".tmp")
+    os.close(fd)
+    try:
+        shutil.copyfile(source, tmp)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def write_annotations(recording_path: str | os.PathLike, annotations: list[SigMFAnnotation],
-                      out_meta: str | os.PathLike | None = None,
-                      replace_generator: str | None = "sigformer") -> Path:
-    """Add ``annotations`` to a recording's metadata (in place, or into ``out_meta``), dropping
-    earlier ones made by ``replace_generator``; written atomically."""
-    meta_path, data_path = _meta_and_data(Path(recording_path))
-    if data_path is None:
+                      out_meta: str | os.PathLike | None = None, *, in_place: bool = False,
+                      replace_generator: str | None = "sigformer",
+                      copy_data: bool | None = None) -> Path:
+    """Add ``annotations`` to a recording's metadata, dropping earlier ones made by
+    ``replace_generator``; written atomically and validated against the standard.
+
+    The input is never modified unless ``in_place=True``. With ``out_meta`` the result is a
+    complete recording: beside the original data (same folder) the new metadata names it with
+    ``core:dataset``; elsewhere (or with ``copy_data=True``) the data is copied to
+    ``<out_meta base>.sigmf-data``. The ``sigformer:`` extension is declared in
+    ``core:extensions`` whenever its fields are used."""
+    meta_path, default_data = _meta_and_data(Path(recording_path))
+    if default_data is None:
         raise DataError("annotations are written to a .sigmf-meta file, not into an archive")
-    meta = _check_meta(meta_path, data_path)
+    if (out_meta is None) == (not in_place):
+        raise ValueError("pass either out_meta (a new metadata file; the input stays as it is) "
+                         "or in_place=True (rewrite the input's metadata), not both or neither")
+    meta, data_path = _check_meta(meta_path, default_data)
     kept = [a for a in meta.get("annotations", [])
             if replace_generator is None or a.get("core:generator") != replace_generator]
     new = [{"core:sample_start": a.start, "core:sample_count": a.count, **a.to_metadata()}
            for a in annotations]
     meta["annotations"] = sorted(kept + new, key=lambda a: a["core:sample_start"])
-    target = Path(out_meta) if out_meta is not None else meta_path
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".meta.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(meta, fh, indent=2)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    if _uses_extension(meta["annotations"] + meta.get("captures", []) + [meta["global"]]):
+        _declare_extension(meta["global"])
+    if in_place:
+        validate_metadata(meta, meta_path)
+        _write_json_atomically(meta, meta_path)
+        return meta_path
+    target, target_data = _meta_and_data(Path(out_meta))
+    if target_data is None:
+        raise DataError(f"out_meta {out_meta} must be a .sigmf-meta path, not an archive")
+    if target.resolve() == meta_path.resolve():
+        raise DataError(f"out_meta {target} is the input's own metadata; pass in_place=True "
+                        f"to modify the input")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    same_folder = target.parent.resolve() == data_path.parent.resolve()
+    if copy_data is None:
+        copy_data = not same_folder
+    if copy_data:
+        meta["global"].pop("core:dataset", None)
+        if target_data.resolve() != data_path.resolve():
+            _copy_atomically(data_path, target_data)
+    elif not same_folder:
+        raise DataError(f"core:dataset can only name a file in the metadata's own folder; "
+                        f"{target} is not beside {data_path}: pass copy_data=True")
+    elif target_data.resolve() != data_path.resolve():
+        meta["global"]["core:dataset"] = data_path.name
+    validate_metadata(meta, target)
+    _write_json_atomically(meta, target)
     return target

@@ -1,65 +1,32 @@
-"""Automatic modulation recognition: training, signal knowledge distillation (SKD),
-per-SNR evaluation, complexity measures and SigMF classification.
+"""Automatic modulation recognition: per-SNR evaluation, complexity measures, real captures
+(symbol-rate estimation and resampling, SigMF classification, grouped-by-capture evaluation).
 
-SKD (ClST paper; its loss is not published in code): the student minimises the hybrid loss
-``alpha * CE(y, s) + (1 - alpha) * T^2 * KL(softmax(t / T) || softmax(s / T))`` - hard labels
-plus the teacher's temperature-softened outputs (Hinton et al. 2015). Defaults ``T = 4``,
-``alpha = 0.5``. Students trained without distillation use the same trainer with
-``alpha = 1`` (plain cross-entropy), so the comparison isolates the soft targets.
+Training lives in :mod:`sigformer.recipes.amr` (the SKD trainer, on-the-fly generation, the
+``task: amr`` pipeline); its entry points are re-exported here.
 """
 
 from __future__ import annotations
 
 import time
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..data.radioml import AMRDataset
-from ..training import History, predict_logits, train_objective
+from ..recipes.amr import distillation_loss, run_amr_pipeline, train_amr
+from ..training import predict_logits
+
+__all__ = ["HIGH_SNR_DB", "accuracy_by_snr", "capture_dataset", "classify_sigmf",
+           "condition_capture", "count_flops", "distillation_loss",
+           "estimate_samples_per_symbol", "evaluate_amr", "evaluate_by_capture",
+           "inference_ms_per_frame", "leave_one_capture_out", "load_amr_data",
+           "plot_accuracy_by_snr", "run_amr_pipeline", "train_amr"]
 
 HIGH_SNR_DB = 10.0
-
-
-def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor | None,
-                      targets: torch.Tensor, temperature: float = 4.0, alpha: float = 0.5
-                      ) -> torch.Tensor:
-    """SKD hybrid loss; ``teacher_logits=None`` or ``alpha=1`` is plain cross-entropy."""
-    hard = F.cross_entropy(student_logits, targets)
-    if teacher_logits is None or alpha >= 1:
-        return hard
-    soft = F.kl_div(F.log_softmax(student_logits / temperature, dim=1),
-                    F.softmax(teacher_logits / temperature, dim=1), reduction="batchmean")
-    return alpha * hard + (1 - alpha) * temperature ** 2 * soft
-
-
-def train_amr(model: nn.Module, X: np.ndarray, y: np.ndarray, *,
-              teacher_logits: np.ndarray | None = None, temperature: float = 4.0,
-              alpha: float = 0.5, max_epochs: int = 20, batch_size: int = 128,
-              lr: float = 1e-3, weight_decay: float = 1e-4, warmup_epochs: int = 1,
-              seed: int | None = 0, progress_bar: bool = False) -> History:
-    """Train a modulation classifier (AdamW, warm-up + cosine); with ``teacher_logits`` the
-    SKD hybrid loss, otherwise cross-entropy."""
-    if teacher_logits is not None and len(teacher_logits) != len(X):
-        raise ValueError(f"{len(teacher_logits)} teacher outputs for {len(X)} frames")
-
-    def step(m, batch):
-        xb, yb = batch[0], batch[1]
-        logits = m(xb)
-        teacher = batch[2] if len(batch) > 2 else None
-        loss = distillation_loss(logits, teacher, yb, temperature, alpha)
-        return {"loss": loss, "acc": (logits.argmax(1) == yb).float().mean()}
-
-    tensors = [np.asarray(X, np.float32), np.asarray(y, np.int64)]
-    if teacher_logits is not None:
-        tensors.append(np.asarray(teacher_logits, np.float32))
-    return train_objective(model, step, tensors, max_epochs=max_epochs, batch_size=batch_size,
-                           lr=lr, weight_decay=weight_decay, warmup_epochs=warmup_epochs,
-                           final_lr=lr * 0.01, seed=seed, progress_bar=progress_bar)
 
 
 def accuracy_by_snr(y_true: np.ndarray, y_pred: np.ndarray, snr: np.ndarray
@@ -145,41 +112,338 @@ def plot_accuracy_by_snr(results: dict[str, dict[float, float]], path=None, titl
     return fig
 
 
+# --- real captures: symbol rate, centring, resampling -----------------------------------------
+
+def _otsu(values: np.ndarray, bins: int = 64) -> tuple[float, float]:
+    """Two-level threshold of ``values`` (Otsu) and its effectiveness (between-class variance
+    over total variance, 0..1: near 1 for two clean levels)."""
+    hist, edges = np.histogram(values, bins=bins)
+    centres = (edges[:-1] + edges[1:]) / 2
+    weight = hist / max(hist.sum(), 1)
+    w0 = np.cumsum(weight)
+    m0 = np.cumsum(weight * centres)
+    total_mean, total_var = m0[-1], float(np.var(values))
+    between = (total_mean * w0 - m0) ** 2 / np.maximum(w0 * (1 - w0), 1e-12)
+    best = int(np.argmax(between[:-1]))
+    return float(edges[best + 1]), float(between[best] / max(total_var, 1e-30))
+
+
+def _runs_by_level(levels: np.ndarray) -> dict[int, np.ndarray]:
+    """Lengths of the runs of equal values per value, leaving out the value -1 (inactive)."""
+    change = np.flatnonzero(np.diff(levels)) + 1
+    bounds = np.concatenate([[0], change, [len(levels)]])
+    lengths, values = np.diff(bounds), levels[bounds[:-1]]
+    return {int(v): lengths[values == v] for v in np.unique(values) if v >= 0}
+
+
+def _smooth(x: np.ndarray, width: int) -> np.ndarray:
+    return np.convolve(x, np.ones(width) / width, mode="same") if width > 1 else x
+
+
+def _binarise(feature: np.ndarray, active: np.ndarray) -> tuple[np.ndarray, float]:
+    """Otsu levels (0/1, -1 where inactive) with 1-2 sample glitches removed."""
+    from scipy.ndimage import median_filter
+
+    threshold, separation = _otsu(feature[active])
+    levels = median_filter((feature > threshold).astype(np.int64), 5)
+    return np.where(active, levels, -1), separation
+
+
+def _fundamental(runs: dict[int, np.ndarray], min_sps: float, max_sps: float,
+                 max_edge_shift: float = 0.15) -> tuple[float | None, float]:
+    """The symbol length ``T``: the largest period of which the run lengths are whole
+    multiples, allowing one edge shift ``d`` (an asymmetric threshold or rise time lengthens
+    the runs of one level by ``d`` and shortens the other's: ``r = k T +- d``, ``|d| <=
+    max_edge_shift T``). Score: mean of ``cos(2 pi (r -+ d) / T)`` over the runs up to 16 T
+    (runs shorter than 0.7 T score 0), maximised over ``d``. Refined by least squares.
+    Returns ``(T, score)``, the score near 1 for a clean fit."""
+    levels = sorted(runs)
+    runs = {v: runs[v][runs[v] >= min_sps].astype(float) for v in levels}
+    runs = {v: r[np.linspace(0, len(r) - 1, 1500).astype(int)] if len(r) > 1500 else r
+            for v, r in runs.items()}  # an even subset bounds the cost on long captures
+    if sum(len(r) for r in runs.values()) < 4:
+        return None, 0.0
+    periods = np.exp(np.arange(np.log(min_sps), np.log(max_sps), 0.005))
+    sign = {v: (1.0 if i == 0 else -1.0) for i, v in enumerate(levels)}
+    resultant = np.zeros(len(periods), complex)
+    count = np.zeros(len(periods))
+    for v, r in runs.items():
+        ratio = r[None, :] / periods[:, None]
+        used = ratio <= 16
+        fit = used & (ratio >= 0.7)
+        phase = np.exp(2j * np.pi * ratio) * fit
+        part = phase.sum(axis=1)
+        resultant += part if sign[v] > 0 else np.conj(part)  # the shift enters with -+
+        count += used.sum(axis=1)
+    # max over |phi| <= phi_max of Re(resultant e^{-i phi}) with phi = 2 pi d / T
+    phi_max = 2 * np.pi * max_edge_shift
+    psi = np.angle(resultant)
+    scores = np.abs(resultant) * np.cos(np.maximum(np.abs(psi) - phi_max, 0)) / np.maximum(
+        count, 1)
+    scores[count < 4] = 0.0
+    if scores.max() <= 0:
+        return None, 0.0
+    best = np.flatnonzero(scores >= 0.9 * scores.max())[-1]
+    period = periods[best]
+    shift = np.clip(psi[best], -phi_max, phi_max) / (2 * np.pi) * period
+    rows, targets = [], []
+    for v, r in runs.items():
+        used = r[(r <= 16 * period) & (r >= 0.7 * period)]
+        k = np.maximum(np.round((used - sign[v] * shift) / period), 1)
+        rows += [[kk, sign[v]] for kk in k]
+        targets += list(used)
+    solution = np.linalg.lstsq(np.array(rows), np.array(targets), rcond=None)[0]
+    refined = float(solution[0]) if solution[0] > 0 else float(period)
+    return refined, float(scores[best])
+
+
+def estimate_samples_per_symbol(iq: np.ndarray, *, min_sps: float = 2.0,
+                                max_sps: float | None = None, active_db: float = 20.0
+                                ) -> dict[str, Any]:
+    """Blind symbol-length estimate of a capture of ASK/OOK- or FSK-like bursts.
+
+    After removing the DC offset, two features are binarised with Otsu's threshold: the
+    envelope (ASK/OOK, over the whole capture) and the instantaneous frequency over the loud
+    samples (FSK). Each gives run lengths per level; the symbol length is the largest period
+    of which they are whole multiples (:func:`_fundamental`). The feature with the cleaner
+    fit wins. Returns ``sps`` (None when no feature has two clear levels, e.g. PSK/QAM or
+    analog), the ``feature`` used, its two-level ``separation`` and the fit ``score``."""
+    iq = np.asarray(iq)
+    iq = iq[np.isfinite(iq)]
+    if len(iq) < 64:
+        return {"sps": None, "feature": None, "separation": 0.0, "score": 0.0}
+    iq = iq - iq.mean()
+    max_sps = max_sps or max(min_sps * 2, len(iq) / 8)
+    envelope = _smooth(np.abs(iq), 3)
+    if envelope.max() <= 0:
+        return {"sps": None, "feature": None, "separation": 0.0, "score": 0.0}
+    results = []
+    levels, separation = _binarise(envelope, np.ones(len(iq), bool))
+    results.append(("envelope", separation, *_fundamental(_runs_by_level(levels), min_sps,
+                                                          max_sps)))
+    loud = envelope >= envelope.max() * 10 ** (-active_db / 20)
+    if separation > 0.8:
+        loud &= levels == 1
+    freq = np.zeros(len(iq))
+    freq[1:] = np.angle(iq[1:] * np.conj(iq[:-1]))
+    freq = _smooth(freq, 3)
+    if loud.sum() > 16:
+        levels, f_separation = _binarise(freq, loud)
+        results.append(("frequency", f_separation, *_fundamental(_runs_by_level(levels),
+                                                                 min_sps, max_sps)))
+    # two clean levels (a unimodal feature splits at best at 2/pi ~ 0.64) and a clean fit;
+    # the finer structure is the symbol (the envelope of FSK bursts only shows the bursts)
+    usable = [r for r in results if r[2] is not None and r[1] >= 0.8 and r[3] >= 0.7]
+    if not usable:
+        best = max(results, key=lambda r: r[1])
+        return {"sps": None, "feature": best[0], "separation": best[1], "score": best[3]}
+    name, separation, sps, score = min(usable, key=lambda r: r[2])
+    return {"sps": sps, "feature": name, "separation": separation, "score": score}
+
+
+def carrier_offset(iq: np.ndarray, active_db: float = 20.0) -> float:
+    """Power-weighted mean instantaneous frequency (cycles/sample) of the active samples."""
+    iq = np.asarray(iq)
+    iq = np.where(np.isfinite(iq), iq, 0)
+    product = iq[1:] * np.conj(iq[:-1])
+    power = np.abs(iq[1:]) ** 2
+    active = power >= power.max() * 10 ** (-active_db / 10)
+    return float(np.angle(np.sum(product[active])) / (2 * np.pi))
+
+
+def condition_capture(iq: np.ndarray, target_sps: float, *, sps: float | None = None,
+                      centre: bool = True, max_denominator: int = 256, min_sps: float = 2.0
+                      ) -> tuple[np.ndarray, dict[str, Any]]:
+    """Bring a capture to ``target_sps`` samples per symbol before framing: estimate the
+    symbol length (or use ``sps``), shift the carrier to 0 Hz, resample by the rational
+    factor nearest ``target_sps / sps`` (polyphase, anti-aliased). Returns the conditioned IQ
+    and ``info`` (``sps``, ``factor`` = new samples per old sample, ``carrier_offset``,
+    ``estimate``); with no usable estimate the capture is only centred (``factor`` 1)."""
+    iq = np.asarray(iq, np.complex128)
+    estimate = None
+    if sps is None:
+        estimate = estimate_samples_per_symbol(iq, min_sps=min_sps)
+        sps = estimate["sps"]
+    offset = carrier_offset(iq) if centre else 0.0
+    if offset:
+        iq = iq * np.exp(-2j * np.pi * offset * np.arange(len(iq)))
+    info = {"sps": sps, "carrier_offset": offset, "estimate": estimate, "factor": 1.0}
+    if sps is None:
+        return iq.astype(np.complex64), info
+    ratio = Fraction(float(target_sps) / float(sps)).limit_denominator(max_denominator)
+    if ratio.numerator == 0:
+        ratio = Fraction(1, max_denominator)
+    if ratio != 1:
+        from scipy.signal import resample_poly
+
+        iq = resample_poly(iq, ratio.numerator, ratio.denominator)
+    info["factor"] = ratio.numerator / ratio.denominator
+    return iq.astype(np.complex64), info
+
+
+def _recording_iq(recording, path) -> np.ndarray:
+    from ..data.io import DataError
+
+    if not recording.is_complex:
+        raise DataError(f"{path}: {recording.datatype} holds real samples; modulation "
+                        f"recognition needs complex IQ")
+    return recording.samples if recording.samples.ndim == 1 else recording.samples[:, 0]
+
+
 # --- SigMF -----------------------------------------------------------------------------------
+
+def _frequency_edges(annotations, iq: np.ndarray, recording) -> bool:
+    """``core:freq_lower_edge``/``core:freq_upper_edge`` (Hz) of each annotation from the
+    occupied band (99 % of the power) of its samples; needs ``core:sample_rate``. The band is
+    relative to the capture's ``core:frequency`` (0 Hz, i.e. baseband, when absent)."""
+    from ..data.sigmf_io import occupied_band
+
+    rate = recording.sample_rate
+    if not rate:
+        return False
+    centre = recording.center_frequency or 0.0
+    for a in annotations:
+        low, high = occupied_band(iq[a.start:a.start + a.count])
+        a.extra["core:freq_lower_edge"] = float(centre + low * rate)
+        a.extra["core:freq_upper_edge"] = float(centre + high * rate)
+    return True
+
 
 def classify_sigmf(path: str | Path, model: nn.Module, classes: list[str], *,
                    normalization: str = "l1", hop: int | None = None,
                    min_power_db: float | None = 30.0, out_meta: str | Path | None = None,
-                   batch_size: int = 256) -> dict[str, Any]:
-    """Frame a SigMF recording, classify every frame and write the predictions back as SigMF
-    annotations (merged runs of equal labels, with the best frame confidence).
+                   in_place: bool = False, copy_data: bool | None = None,
+                   batch_size: int = 256, nan_policy: str = "raise",
+                   target_sps: float | None = None) -> dict[str, Any]:
+    """Frame a SigMF recording, classify every frame and write the predictions as SigMF
+    annotations (merged runs of equal labels, best frame confidence, frequency edges when the
+    sample rate is known, the ``sigformer:`` extension declared).
 
-    Frames quieter than ``min_power_db`` below the loudest frame (gaps between bursts) are
-    skipped. Returns the annotations and a label histogram."""
+    Nothing is written unless ``out_meta`` (a new, complete recording: see
+    :func:`~sigformer.data.sigmf_io.write_annotations`) or ``in_place=True`` is given; the
+    input is never modified otherwise. ``target_sps``: estimate the symbol length, centre and
+    resample to that many samples per symbol before framing (family models). Frames quieter
+    than ``min_power_db`` below the loudest (gaps between bursts) are skipped; NaN/Inf
+    samples follow ``nan_policy``. Returns the annotations and a label histogram."""
     from ..data.io import DataError
-    from ..data.sigmf_io import frame_signal, prediction_annotations, read_sigmf, write_annotations
+    from ..data.sigmf_io import (
+        frame_signal,
+        prediction_annotations,
+        read_sigmf,
+        write_annotations,
+    )
 
     frame_length = int(getattr(model, "n_times", 0)) or None
     if frame_length is None:
         raise ValueError("the model does not declare its frame length (n_times)")
-    recording = read_sigmf(path)
-    if not recording.is_complex:
-        raise DataError(f"{path}: {recording.datatype} holds real samples; modulation "
-                         f"recognition needs complex IQ")
-    iq = recording.samples if recording.samples.ndim == 1 else recording.samples[:, 0]
-    if len(iq) < frame_length:
-        raise DataError(f"{path} has {len(iq)} samples, fewer than one {frame_length}-sample "
-                         f"frame")
-    frames, starts = frame_signal(iq, frame_length, hop, normalization=normalization,
-                                  min_power_db=min_power_db)
+    if out_meta is not None and in_place:
+        raise ValueError("pass out_meta or in_place=True, not both")
+    recording = read_sigmf(path, nan_policy=nan_policy)
+    iq = _recording_iq(recording, path)
+    conditioned, info = iq, {"factor": 1.0}
+    if target_sps is not None:
+        if nan_policy == "skip" and not np.isfinite(iq).all():
+            raise DataError(f"{path}: resampling needs finite samples; use "
+                            f"nan_policy='interpolate' with target_sps")
+        conditioned, info = condition_capture(iq, target_sps)
+    if len(conditioned) < frame_length:
+        raise DataError(f"{path} has {len(conditioned)} samples (after resampling), fewer than "
+                        f"one {frame_length}-sample frame")
+    frames, starts = frame_signal(conditioned, frame_length, hop, normalization=normalization,
+                                  min_power_db=min_power_db, nan_policy=nan_policy)
+    if len(frames) == 0:
+        raise DataError(f"{path}: no frame to classify (all NaN or below min_power_db)")
     logits = predict_logits(model, frames, batch_size)
     proba = torch.softmax(torch.as_tensor(logits), 1).numpy()
     labels = [classes[i] for i in proba.argmax(1)]
-    annotations = prediction_annotations(starts, frame_length, labels, proba.max(1))
-    meta = write_annotations(path, annotations, out_meta)
+    scale = 1.0 / info["factor"]  # original samples per conditioned sample
+    original_starts = np.round(starts * scale).astype(np.int64)
+    annotations = prediction_annotations(original_starts,
+                                         min(int(np.ceil(frame_length * scale)), len(iq)),
+                                         labels, proba.max(1))
+    for a in annotations:
+        a.count = min(a.count, len(iq) - a.start)
+    edges = _frequency_edges(annotations, iq, recording)
+    meta = None
+    if out_meta is not None or in_place:
+        meta = str(write_annotations(path, annotations, out_meta, in_place=in_place,
+                                     copy_data=copy_data))
     values, counts = np.unique(labels, return_counts=True)
-    return {"meta": str(meta), "n_frames": len(frames), "annotations": annotations,
-            "frame_labels": dict(zip(values.tolist(), counts.tolist()))}
+    return {"meta": meta, "n_frames": len(frames), "annotations": annotations,
+            "frame_labels": dict(zip(values.tolist(), counts.tolist())),
+            "frequency_edges": edges, "samples_per_symbol": info.get("sps"),
+            "resample_factor": info["factor"]}
+
+
+def capture_dataset(paths, frame_length: int = 128, *, classes: list[str] | None = None,
+                    label_map: dict[str, str] | None = None, target_sps: float | None = None,
+                    hop: int | None = None, normalization: str = "rms",
+                    min_power_db: float | None = 20.0, nan_policy: str = "raise"
+                    ) -> AMRDataset:
+    """Labelled frames from annotated SigMF captures (to fine-tune on one's own captures or to
+    evaluate): every annotation with a ``core:label`` (mapped through ``label_map``) becomes
+    frames; ``params["capture"]`` holds the index of each frame's capture (names in
+    ``info["captures"]``) for grouped evaluation. ``target_sps`` conditions each capture as
+    :func:`condition_capture` does, annotations moved with it."""
+    from ..data.io import DataError
+    from ..data.sigmf_io import frame_signal, read_sigmf
+
+    X, labels, origin, names = [], [], [], []
+    for i, path in enumerate(paths):
+        recording = read_sigmf(path, nan_policy=nan_policy)
+        iq = _recording_iq(recording, path)
+        factor = 1.0
+        if target_sps is not None:
+            iq, info = condition_capture(iq, target_sps)
+            factor = info["factor"]
+        names.append(Path(path).name.removesuffix(".sigmf-meta"))
+        for a in recording.annotations:
+            if a.label is None:
+                continue
+            label = (label_map or {}).get(a.label, a.label)
+            if classes is not None and label not in classes:
+                raise DataError(f"{path}: annotation label {label!r} is not one of the "
+                                f"classes {list(classes)}; map it with label_map")
+            start, stop = int(a.start * factor), int((a.start + a.count) * factor)
+            frames, _ = frame_signal(iq, frame_length, hop, start=start, stop=stop,
+                                     normalization=normalization, min_power_db=min_power_db,
+                                     nan_policy=nan_policy)
+            X.append(frames)
+            labels += [label] * len(frames)
+            origin += [i] * len(frames)
+    if not labels:
+        raise DataError(f"no labelled annotation long enough for {frame_length}-sample frames")
+    classes = list(classes) if classes is not None else sorted(set(labels))
+    return AMRDataset(np.concatenate(X), [classes.index(v) for v in labels],
+                      np.full(len(labels), np.nan), tuple(classes),
+                      {"source": "sigformer.capture_dataset", "captures": names,
+                       "target_sps": target_sps}, {"capture": np.asarray(origin)})
+
+
+def leave_one_capture_out(data: AMRDataset):
+    """``(capture name, train index, test index)`` per capture: never test on a capture that
+    was trained on (``params["capture"]`` from :func:`capture_dataset`)."""
+    if "capture" not in data.params:
+        raise ValueError("the dataset records no capture per frame (params['capture']); build "
+                         "it with capture_dataset")
+    groups = data.params["capture"]
+    names = data.info.get("captures") or [str(g) for g in np.unique(groups)]
+    for g in np.unique(groups):
+        yield names[int(g)], np.flatnonzero(groups != g), np.flatnonzero(groups == g)
+
+
+def evaluate_by_capture(model: nn.Module, data: AMRDataset) -> dict[str, float]:
+    """Frame accuracy of ``model`` on each capture of ``data`` separately."""
+    if "capture" not in data.params:
+        raise ValueError("the dataset records no capture per frame (params['capture'])")
+    pred = predict_logits(model, data.X).argmax(1)
+    names = data.info.get("captures") or []
+    out = {}
+    for g in np.unique(data.params["capture"]):
+        rows = data.params["capture"] == g
+        name = names[int(g)] if int(g) < len(names) else str(g)
+        out[name] = float(np.mean(pred[rows] == data.y[rows]))
+    return out
 
 
 # --- pipeline -----------------------------------------------------------------------------
@@ -207,96 +471,3 @@ def load_amr_data(a) -> AMRDataset:
         data = data.subset(np.sort(keep))
     data.X = normalize_frames(data.X, a.normalization)
     return data
-
-
-def _model_row(model: nn.Module, test: AMRDataset, hist: History, seconds: float
-               ) -> dict[str, Any]:
-    row = evaluate_amr(model, test)
-    row.update(parameters=int(sum(p.numel() for p in model.parameters())),
-               flops=count_flops(model, test.X.shape[1:]),
-               ms_per_frame=inference_ms_per_frame(model, test.X[:512]),
-               train_seconds=round(seconds, 1),
-               final_train_loss=hist.series("train_loss")[-1])
-    return row
-
-
-def run_amr_pipeline(cfg, out_dir: str | Path | None = None, log=print) -> dict[str, Any]:
-    """``task: amr``: load/generate frames, train the models, distil students from the
-    teacher (and train them alone), evaluate per SNR, write metrics, plots and checkpoints."""
-    import json
-
-    from ..checkpoint import save_checkpoint
-    from ..models import create_model
-    from ..report import plot_confusion_matrix
-
-    a = cfg.amr
-    out = Path(out_dir or cfg.output.dir.format(name=cfg.name))
-    t0 = time.perf_counter()
-    log(f"[1/4] loading frames ({a.source})")
-    data = load_amr_data(a)
-    train, test = data.split(a.test_size, a.seed)
-    log(f"      {len(train)} training / {len(test)} test frames of {data.frame_length} samples, "
-        f"{len(data.classes)} classes, SNR {data.snr.min():g}..{data.snr.max():g} dB")
-    shape = dict(n_chans=data.X.shape[1], n_outputs=len(data.classes),
-                 n_times=data.frame_length)
-    models: dict[str, nn.Module] = {}
-    rows: dict[str, dict[str, Any]] = {}
-
-    def fit(label, m, teacher_logits=None, alpha=1.0):
-        model = create_model(m.name, m.preset, **shape, **m.params)
-        t = time.perf_counter()
-        hist = train_amr(model, train.X, train.y, teacher_logits=teacher_logits,
-                         temperature=a.distill.temperature, alpha=alpha,
-                         max_epochs=m.max_epochs, batch_size=m.batch_size, lr=m.lr,
-                         weight_decay=m.weight_decay, seed=a.seed,
-                         progress_bar=cfg.train.progress_bar)
-        rows[label] = _model_row(model, test, hist, time.perf_counter() - t)
-        models[label] = model
-        log(f"      {label:24s} acc {rows[label]['accuracy']:.3f}, >= {HIGH_SNR_DB:g} dB "
-            f"{rows[label]['high_snr_accuracy']:.3f}, {rows[label]['parameters']:,} params")
-
-    log(f"[2/4] training {len(a.models)} model(s)")
-    labels = {}
-    for m in a.models:
-        label = m.name if m.preset is None else f"{m.name}:{m.preset}"
-        labels[m.name] = labels[label] = label
-        fit(label, m)
-    d = a.distill
-    if d.students:
-        if d.teacher not in labels:
-            from ..pipeline import PipelineConfigError
-
-            raise PipelineConfigError(f"amr.distill.teacher {d.teacher!r} is not one of the trained "
-                             f"models {sorted(set(labels.values()))}")
-        teacher = models[labels[d.teacher]]
-        log(f"[3/4] distilling {len(d.students)} student(s) from {labels[d.teacher]} "
-            f"(T={d.temperature:g}, alpha={d.alpha:g})")
-        teacher_logits = predict_logits(teacher, train.X)
-        for m in d.students:
-            fit(f"{m.name}+SKD", m, teacher_logits, d.alpha)
-            if d.compare_without:
-                fit(m.name, m)
-    report: dict[str, Any] = {
-        "pipeline": cfg.name, "source": a.source, "classes": list(data.classes),
-        "n_train": len(train), "n_test": len(test), "high_snr_db": HIGH_SNR_DB,
-        "models": {k: {kk: vv for kk, vv in v.items() if not kk.startswith("confusion")}
-                   for k, v in rows.items()},
-        "seconds": round(time.perf_counter() - t0, 2),
-    }
-    log(f"[4/4] writing the report to {out}")
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "pipeline.json").write_text(cfg.model_dump_json(indent=2))
-    (out / "metrics.json").write_text(json.dumps(report, indent=2, default=str))
-    plot_accuracy_by_snr({k: v["accuracy_by_snr"] for k, v in rows.items()},
-                         out / "accuracy_vs_snr.png", title=cfg.name)
-    for label, row in rows.items():
-        safe = label.replace(":", "_").replace("+", "_")
-        plot_confusion_matrix(row["confusion_high_snr"], data.classes,
-                              out / f"confusion_{safe}.png",
-                              title=f"{label}, SNR >= {HIGH_SNR_DB:g} dB")
-        if cfg.output.save_model:
-            save_checkpoint(out / "models" / safe, models[label],
-                            extra={"classes": list(data.classes),
-                                   "normalization": a.normalization,
-                                   "frame_length": data.frame_length})
-    return report

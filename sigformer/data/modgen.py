@@ -1,0 +1,603 @@
+"""A modulation generator that covers the real world: random rates, pulses, channels, hardware.
+
+Every frame draws its own parameters; all of them are returned per frame (``params``), the
+generator is vectorised numpy (no per-frame Python loop) and seeded. Signal chain, in order:
+
+1. **Source / modulator** (stream ``"modulation"``). Digital classes are evaluated directly at
+   the sample instants ``t_k = t0 + k (1 + sro) / sps`` (in symbols), so samples per symbol
+   ``sps`` is any real number (drawn per frame, log-uniform in ``sps_range``) and the frame
+   start ``t0`` is not symbol-aligned. Linear modulations (PSK, QAM, PAM, ASK/OOK) sum
+   ``a_m p(t - m)`` with a root-raised-cosine or raised-cosine pulse ``p`` of random roll-off
+   (ASK/OOK: a Gaussian-smoothed rectangle); FSK classes integrate the frequency pulse in
+   closed form (CPFSK: rectangle; GFSK: Gaussian-filtered rectangle of random BT) with a
+   random modulation index. Analog classes modulate speech-like sources (harmonics of a
+   gliding pitch with formant weights and a syllabic envelope) or one or two tones: AM-DSB
+   with carrier (modulation index), AM-SSB (upper or lower sideband, suppressed carrier),
+   WBFM/NBFM (peak deviation in Hz at a per-frame sample rate).
+2. **Multipath** (``"multipath"``): 1..``max_paths`` paths with random fractional delays and
+   an exponential power-delay profile of random spread; the first path is Rician (K drawn
+   per frame) or Rayleigh, the others Rayleigh; tap gains vary in time with a random
+   maximum Doppler (sum of sinusoids, Clarke's model).
+3. **Carrier** (``"cfo"``): frequency offset (cycles/sample) and phase offset;
+   **phase noise** (``"phase_noise"``): a Wiener process of random per-sample step.
+4. **AWGN** (``"awgn"``). *SNR definition*: the noise-free received frame (after steps 1-3,
+   over the ``frame_length`` samples returned) is scaled to unit mean power ``mean |s|^2 = 1``
+   and complex white Gaussian noise of power ``10 ** (-snr_db / 10)`` (``E|n|^2``, I and Q
+   each half) is added. So ``snr_db`` is the per-frame, in-band-to-the-sample-rate SNR
+   ``P_s / P_n`` (not Es/N0: Es/N0 = SNR + 10 log10(sps)).
+5. **Receiver hardware**, after the noise: IQ gain/phase imbalance (``"iq_imbalance"``:
+   ``y = mu r + nu conj(r)``) and a complex DC offset (``"dc_offset"``, magnitude relative to
+   the unit signal amplitude).
+6. Timing (``"timing"``): the fractional frame start and the sample-rate offset (ppm); off
+   means symbol-aligned frames at exactly ``sps``.
+
+Impairment families are switched with ``ModGenConfig(impairments=...)``; each family draws
+from its own random stream, so switching one family off leaves every other draw (symbols,
+rates, channel, noise) unchanged for the same seed.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+from scipy.special import erfc
+
+RML2016_CLASSES = ("8PSK", "AM-DSB", "AM-SSB", "BPSK", "CPFSK", "GFSK", "PAM4", "QAM16",
+                   "QAM64", "QPSK", "WBFM")
+IMPAIRMENTS = ("timing", "cfo", "phase_noise", "multipath", "awgn", "iq_imbalance",
+               "dc_offset")
+# Modulation families for real captures (RF users' vocabulary); each label draws its members.
+FAMILIES: dict[str, tuple[str, ...]] = {
+    "ASK": ("OOK", "ASK2", "ASK4", "PAM4"),
+    "FSK": ("FSK2", "FSK4", "GFSK", "CPFSK"),
+    "PSK": ("BPSK", "QPSK", "8PSK"),
+    "QAM": ("QAM16", "QAM64"),
+    "analog": ("AM-DSB", "AM-SSB", "WBFM", "NBFM"),
+}
+FAMILY_CLASSES = tuple(FAMILIES)
+LINEAR = {"BPSK", "QPSK", "8PSK", "PAM4", "QAM16", "QAM64", "OOK", "ASK2", "ASK4"}
+FREQUENCY = {"CPFSK", "GFSK", "FSK2", "FSK4"}
+ANALOG = {"AM-DSB", "AM-SSB", "WBFM", "NBFM"}
+MODULATIONS = tuple(sorted(LINEAR | FREQUENCY | ANALOG))
+PULSES = ("rrc", "rc", "gauss_rect")
+SOURCES = ("speech", "tone")
+SPAN = 4  # symbols each side of a linear pulse (RRC tails beyond are < 1 %)
+MARGIN = 24  # samples generated before the frame, room for multipath delays
+TAIL = 3  # samples after it, for the interpolator
+STREAMS = ("modulation", "timing", "multipath", "cfo", "phase_noise", "snr", "awgn",
+           "iq_imbalance", "dc_offset", "labels")
+
+
+@dataclass(frozen=True)
+class ModGenConfig:
+    """Parameter ranges (uniform unless stated) and the impairment families switched on.
+
+    Frequencies are in cycles per sample unless they carry ``_hz``.
+    """
+
+    sps_range: tuple[float, float] = (2.0, 16.0)  # log-uniform
+    rolloff_range: tuple[float, float] = (0.1, 0.5)
+    pulses: tuple[str, ...] = ("rrc", "rc")
+    gfsk_bt_range: tuple[float, float] = (0.3, 0.5)
+    gfsk_index_range: tuple[float, float] = (0.25, 0.6)
+    cpfsk_index_range: tuple[float, float] = (0.5, 1.0)
+    fsk_index_range: tuple[float, float] = (0.5, 4.0)  # FSK2/FSK4 of ISM remotes
+    ask_depth_range: tuple[float, float] = (0.5, 0.9)  # ASK2: 1 - low/high amplitude
+    edge_bt_range: tuple[float, float] = (0.5, 3.0)  # OOK/ASK rise time (Gaussian BT)
+    sro_ppm_max: float = 100.0
+    cfo_max: float = 0.02
+    phase_noise_std_range: tuple[float, float] = (1e-4, 2e-2)  # rad per sample, log-uniform
+    max_paths: int = 4
+    delay_spread_range: tuple[float, float] = (0.1, 3.0)  # samples (rms of the profile)
+    max_delay: float = 8.0  # samples
+    rician_probability: float = 0.5
+    rician_k_db_range: tuple[float, float] = (0.0, 10.0)
+    doppler_max: float = 2e-3  # cycles per sample
+    snr_range: tuple[float, float] = (-20.0, 30.0)
+    iq_gain_db_max: float = 1.0
+    iq_phase_deg_max: float = 5.0
+    dc_max: float = 0.1
+    analog_rate_hz_range: tuple[float, float] = (16e3, 256e3)  # AM, NBFM; log-uniform
+    wbfm_rate_hz_range: tuple[float, float] = (200e3, 500e3)
+    wbfm_deviation_hz_range: tuple[float, float] = (50e3, 75e3)
+    nbfm_deviation_hz_range: tuple[float, float] = (2e3, 5e3)
+    am_index_range: tuple[float, float] = (0.3, 1.0)
+    impairments: tuple[str, ...] = IMPAIRMENTS
+
+    def __post_init__(self):
+        unknown = set(self.impairments) - set(IMPAIRMENTS)
+        if unknown:
+            raise ValueError(f"unknown impairment families {sorted(unknown)}; known: "
+                             f"{list(IMPAIRMENTS)}")
+        bad = set(self.pulses) - set(PULSES)
+        if bad or not self.pulses:
+            raise ValueError(f"pulses must be a non-empty subset of {PULSES}, got "
+                             f"{self.pulses}")
+        for name in ("sps_range", "rolloff_range", "snr_range", "delay_spread_range",
+                     "phase_noise_std_range", "analog_rate_hz_range", "wbfm_rate_hz_range"):
+            low, high = getattr(self, name)
+            if low > high:
+                raise ValueError(f"{name} must be (low, high) with low <= high, got "
+                                 f"{(low, high)}")
+        if self.sps_range[0] < 1.0:
+            raise ValueError(f"sps_range must start at >= 1 sample per symbol, got "
+                             f"{self.sps_range}")
+        if not 0 < self.rolloff_range[0] and self.rolloff_range[1] <= 1:
+            raise ValueError(f"rolloff_range must lie in (0, 1], got {self.rolloff_range}")
+        if not 1 <= self.max_paths <= 16 or self.max_delay > MARGIN - 3:
+            raise ValueError(f"max_paths must be 1..16 and max_delay <= {MARGIN - 3} samples")
+
+    def without(self, *families: str) -> ModGenConfig:
+        """The same ranges with impairment ``families`` switched off."""
+        return replace(self, impairments=tuple(f for f in self.impairments
+                                               if f not in families))
+
+    def only(self, *families: str) -> ModGenConfig:
+        return replace(self, impairments=tuple(families))
+
+    def with_ranges(self, **ranges) -> ModGenConfig:
+        return replace(self, **ranges)
+
+
+CLEAN = ModGenConfig(impairments=())
+
+
+@dataclass
+class Frames:
+    """Generated complex frames ``iq (n, L)``, labels indexing ``classes`` and the per-frame
+    parameters (one array of length ``n`` per name; NaN where a parameter does not apply)."""
+
+    iq: np.ndarray
+    y: np.ndarray
+    classes: tuple[str, ...]
+    params: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def as_iq_rows(self) -> np.ndarray:
+        return np.stack([self.iq.real, self.iq.imag], axis=1).astype(np.float32)
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+def _uniform(rng, low_high, n) -> np.ndarray:
+    return rng.uniform(low_high[0], low_high[1], n)
+
+
+def _log_uniform(rng, low_high, n) -> np.ndarray:
+    low, high = low_high
+    return np.exp(rng.uniform(np.log(low), np.log(high), n))
+
+
+def _q(x: np.ndarray) -> np.ndarray:
+    return 0.5 * erfc(x / math.sqrt(2))
+
+
+def _phi(x: np.ndarray) -> np.ndarray:
+    return np.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)
+
+
+def gauss_rect(tau: np.ndarray, bt: np.ndarray) -> np.ndarray:
+    """Unit-width rectangle smoothed by a Gaussian of bandwidth-time ``bt`` (GFSK frequency
+    pulse, integral 1)."""
+    a = 2 * np.pi * bt / math.sqrt(math.log(2))
+    return _q(a * (tau - 0.5)) - _q(a * (tau + 0.5))
+
+
+def gauss_rect_integral(tau: np.ndarray, bt: np.ndarray) -> np.ndarray:
+    """``int_{-inf}^{tau}`` of :func:`gauss_rect` (0 -> 1): the GFSK phase pulse, closed form
+    from ``int Q(a x) dx = x Q(a x) - phi(a x) / a``."""
+    a = 2 * np.pi * bt / math.sqrt(math.log(2))
+
+    def antiderivative(x):
+        return x * _q(a * x) - _phi(a * x) / a
+
+    return antiderivative(tau - 0.5) - antiderivative(tau + 0.5) + 1.0
+
+
+def rrc_pulse(tau: np.ndarray, beta: np.ndarray) -> np.ndarray:
+    """Root-raised-cosine impulse response at ``tau`` symbols (peak ``1 + beta (4/pi - 1)``);
+    the removable singularities are evaluated a hair away (the pulse is continuous there)."""
+    tau = np.where(np.abs(tau) < 1e-7, 1e-7, tau)
+    tau = np.where(np.abs(np.abs(4 * beta * tau) - 1) < 1e-7, tau + 1e-6, tau)
+    pt = np.pi * tau
+    return (np.sin(pt * (1 - beta)) + 4 * beta * tau * np.cos(pt * (1 + beta))) / (
+        pt * (1 - (4 * beta * tau) ** 2))
+
+
+def rc_pulse(tau: np.ndarray, beta: np.ndarray) -> np.ndarray:
+    """Raised-cosine (Nyquist) pulse at ``tau`` symbols, value 1 at 0."""
+    tau = np.where(np.abs(np.abs(2 * beta * tau) - 1) < 1e-7, tau + 1e-6, tau)
+    return np.sinc(tau) * np.cos(np.pi * beta * tau) / (1 - (2 * beta * tau) ** 2)
+
+
+def constellation(name: str) -> np.ndarray:
+    """Unit-mean-power points (OOK/ASK: non-negative amplitudes, mean power 1)."""
+    if name == "BPSK":
+        points = np.array([-1, 1], complex)
+    elif name == "QPSK":
+        points = np.exp(1j * (np.pi / 4 + np.pi / 2 * np.arange(4)))
+    elif name == "8PSK":
+        points = np.exp(2j * np.pi * np.arange(8) / 8)
+    elif name == "PAM4":
+        points = np.array([-3, -1, 1, 3], complex)
+    elif name in ("QAM16", "QAM64"):
+        m = 4 if name == "QAM16" else 8
+        axis = np.arange(m) * 2 - (m - 1)
+        points = (axis[:, None] + 1j * axis[None, :]).ravel()
+    elif name == "OOK":
+        points = np.array([0, 1], complex)
+    elif name == "ASK4":
+        points = np.array([0, 1, 2, 3], complex)
+    else:
+        raise ValueError(f"no constellation for {name!r}")
+    return points / np.sqrt(np.mean(np.abs(points) ** 2))
+
+
+# --- modulators ------------------------------------------------------------------------------
+
+def _symbol_grid(rng_mod, rng_timing, cfg: ModGenConfig, n: int, length: int,
+                 params: dict) -> tuple[np.ndarray, int]:
+    """Sample instants in symbols ``(n, length)`` and the symbols needed to cover them."""
+    sps = _log_uniform(rng_mod, cfg.sps_range, n)
+    if "timing" in cfg.impairments:
+        sro = rng_timing.uniform(-1, 1, n) * cfg.sro_ppm_max * 1e-6
+        start = rng_timing.uniform(0, 1, n)
+    else:
+        sro, start = np.zeros(n), np.zeros(n)
+    params.update(sps=sps, sro_ppm=sro * 1e6, timing_offset=start)
+    k = np.arange(length)
+    t = (SPAN + 2 + start)[:, None] + k[None, :] * ((1 + sro) / sps)[:, None]
+    n_symbols = int(math.ceil(length * (1 + cfg.sro_ppm_max * 1e-6) / cfg.sps_range[0])) + (
+        2 * SPAN + 6)
+    return t, n_symbols
+
+
+def _linear(name: str, rng_mod, t: np.ndarray, n_symbols: int, cfg: ModGenConfig,
+            params: dict) -> np.ndarray:
+    n = len(t)
+    points = constellation("OOK" if name == "ASK2" else name)
+    index = rng_mod.integers(0, len(points), (n, n_symbols))
+    symbols = points[index]
+    if name == "ASK2":  # two non-zero levels: 1 - depth and 1
+        depth = _uniform(rng_mod, cfg.ask_depth_range, n)
+        symbols = np.where(index == 1, 1.0, 1 - depth[:, None]).astype(complex)
+        params["ask_depth"] = depth
+    pulse_names = ("gauss_rect",) if name in ("OOK", "ASK2", "ASK4") else cfg.pulses
+    pulse = rng_mod.integers(0, len(pulse_names), n)
+    rolloff = _uniform(rng_mod, cfg.rolloff_range, n)
+    bt = _uniform(rng_mod, cfg.edge_bt_range, n)
+    base = np.floor(t).astype(np.int64)
+    offsets = np.arange(-SPAN, SPAN + 1)
+    tau = t[..., None] - (base[..., None] + offsets)  # (n, L, 2 SPAN + 1)
+    shape = np.empty_like(tau)
+    for code, kind in enumerate(pulse_names):
+        rows = pulse == code
+        if not rows.any():
+            continue
+        if kind == "rrc":
+            shape[rows] = rrc_pulse(tau[rows], rolloff[rows, None, None])
+        elif kind == "rc":
+            shape[rows] = rc_pulse(tau[rows], rolloff[rows, None, None])
+        else:
+            shape[rows] = gauss_rect(tau[rows], bt[rows, None, None])
+    taken = np.take_along_axis(symbols, (base[..., None] + offsets).reshape(n, -1), axis=1)
+    x = np.einsum("nlk,nlk->nl", taken.reshape(tau.shape), shape)
+    params["pulse"] = np.array([PULSES.index(pulse_names[p]) for p in pulse], float)
+    params["rolloff"] = np.where(np.isin(params["pulse"], (0, 1)), rolloff, np.nan)
+    params["edge_bt"] = np.where(params["pulse"] == 2, bt, np.nan)
+    return x
+
+
+def _frequency(name: str, rng_mod, t: np.ndarray, n_symbols: int, cfg: ModGenConfig,
+               params: dict) -> np.ndarray:
+    """Continuous-phase FSK: phase ``pi h sum_m a_m q(t - m)``, ``q`` the phase pulse."""
+    n = len(t)
+    levels = np.array([-3, -1, 1, 3.0]) if name == "FSK4" else np.array([-1, 1.0])
+    a = levels[rng_mod.integers(0, len(levels), (n, n_symbols))]
+    if name == "GFSK":
+        h, bt = (_uniform(rng_mod, cfg.gfsk_index_range, n),
+                 _uniform(rng_mod, cfg.gfsk_bt_range, n))
+    else:
+        h = _uniform(rng_mod, cfg.cpfsk_index_range if name == "CPFSK" else
+                     cfg.fsk_index_range, n)
+        bt = np.full(n, np.inf)
+    if name == "FSK4":
+        h = h / 3  # outer tones at the drawn deviation
+    base = np.floor(t).astype(np.int64)
+    offsets = np.arange(-SPAN, SPAN + 1)
+    tau = t[..., None] - (base[..., None] + offsets)
+    if name == "GFSK":
+        q = gauss_rect_integral(tau, bt[:, None, None])
+    else:
+        q = np.clip(tau + 0.5, 0.0, 1.0)
+    before = np.concatenate([np.zeros((n, 1)), np.cumsum(a, axis=1)], axis=1)
+    settled = np.take_along_axis(before, base - SPAN, axis=1)  # symbols fully passed
+    taken = np.take_along_axis(a, (base[..., None] + offsets).reshape(n, -1), axis=1)
+    phase = np.pi * h[:, None] * (settled + np.einsum("nlk,nlk->nl", taken.reshape(tau.shape),
+                                                      q))
+    phase += rng_mod.uniform(-np.pi, np.pi, (n, 1))
+    params["mod_index"] = h * (3 if name == "FSK4" else 1)
+    params["gfsk_bt"] = np.where(np.isfinite(bt), bt, np.nan)
+    return np.exp(1j * phase)
+
+
+def _audio_components(rng, n: int, cfg: ModGenConfig, params: dict
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Sinusoidal components ``(freq_hz, amp, phase)`` each ``(n, K)`` and a syllabic envelope
+    rate; speech-like (pitch harmonics weighted by two formants) or one/two tones."""
+    k = 12
+    source = rng.integers(0, len(SOURCES), n)
+    pitch = _uniform(rng, (85.0, 255.0), n)
+    harmonics = pitch[:, None] * np.arange(1, k + 1)
+    f1, f2 = _uniform(rng, (300, 900), n), _uniform(rng, (900, 2500), n)
+    weight = (np.exp(-0.5 * ((harmonics - f1[:, None]) / 150) ** 2)
+              + 0.6 * np.exp(-0.5 * ((harmonics - f2[:, None]) / 250) ** 2) + 0.05)
+    tones = _uniform(rng, (300.0, 3000.0), (n, k))
+    tone_amp = np.zeros((n, k))
+    tone_amp[:, 0] = 1.0
+    tone_amp[:, 1] = rng.integers(0, 2, n) * rng.uniform(0.3, 1.0, n)
+    speech = source == 0
+    freq = np.where(speech[:, None], harmonics, tones)
+    amp = np.where(speech[:, None], weight * rng.uniform(0.5, 1.0, (n, k)), tone_amp)
+    amp /= amp.sum(axis=1, keepdims=True)  # peak of the sum <= 1
+    phase = rng.uniform(-np.pi, np.pi, (n, k))
+    syllable = np.where(speech, _uniform(rng, (2.0, 8.0), n), 0.0)
+    params.update(source=source.astype(float), pitch_hz=np.where(speech, pitch, np.nan))
+    return freq, amp, phase, syllable
+
+
+def _analog(name: str, rng_mod, length: int, cfg: ModGenConfig, params: dict
+            ) -> np.ndarray:
+    n = params["n"]
+    rates = cfg.wbfm_rate_hz_range if name == "WBFM" else cfg.analog_rate_hz_range
+    fs = _log_uniform(rng_mod, rates, n)
+    freq, amp, phase, syllable = _audio_components(rng_mod, n, cfg, params)
+    t = (rng_mod.uniform(0, 1.0, n)[:, None] + np.arange(length)[None, :] / fs[:, None])
+    env_phase = rng_mod.uniform(0, 2 * np.pi, n)[:, None]
+    envelope = np.where(syllable[:, None] > 0, 0.55 + 0.45 * np.sin(
+        2 * np.pi * syllable[:, None] * t + env_phase), 1.0)
+    arg = 2 * np.pi * freq[:, :, None] * t[:, None, :] + phase[:, :, None]  # (n, K, L)
+    params["sample_rate_hz"] = fs
+    if name in ("WBFM", "NBFM"):
+        span = cfg.wbfm_deviation_hz_range if name == "WBFM" else cfg.nbfm_deviation_hz_range
+        deviation = _uniform(rng_mod, span, n)
+        # exact FM of a sum of sinusoids: phase = 2 pi fd sum A_k sin(w_k t + p_k) / w_k
+        integral = np.einsum("nk,nkl->nl", amp / (2 * np.pi * freq), np.sin(arg))
+        params["deviation_hz"] = deviation
+        return np.exp(1j * (2 * np.pi * deviation[:, None] * integral * envelope
+                            + rng_mod.uniform(-np.pi, np.pi, (n, 1))))
+    if name == "AM-DSB":
+        index = _uniform(rng_mod, cfg.am_index_range, n)
+        audio = envelope * np.einsum("nk,nkl->nl", amp, np.cos(arg))
+        params["am_index"] = index
+        return (1 + index[:, None] * audio).astype(complex)
+    # AM-SSB: the analytic signal of a sum of sinusoids is exact (no Hilbert filter)
+    upper = rng_mod.integers(0, 2, n).astype(bool)
+    analytic = envelope * np.einsum("nk,nkl->nl", amp, np.exp(1j * arg))
+    params["sideband"] = np.where(upper, 1.0, -1.0)
+    return np.where(upper[:, None], analytic, np.conj(analytic))
+
+
+# --- channel and receiver ------------------------------------------------------------------
+
+def _multipath(rng, x: np.ndarray, length: int, cfg: ModGenConfig, params: dict
+               ) -> np.ndarray:
+    """Time-varying multipath on ``x (n, MARGIN + length + TAIL)``; returns ``(n, length)``."""
+    n = len(x)
+    paths = rng.integers(1, cfg.max_paths + 1, n)
+    delays = np.sort(rng.uniform(0, cfg.max_delay, (n, cfg.max_paths)), axis=1)
+    delays[:, 0] = 0.0
+    spread = _uniform(rng, cfg.delay_spread_range, n)
+    power = np.exp(-delays / spread[:, None]) * (np.arange(cfg.max_paths) < paths[:, None])
+    power /= power.sum(axis=1, keepdims=True)
+    rician = rng.random(n) < cfg.rician_probability
+    k_factor = np.where(rician, 10 ** (_uniform(rng, cfg.rician_k_db_range, n) / 10), 0.0)
+    doppler = rng.uniform(0, cfg.doppler_max, n)
+    # Clarke's model as a sum of 8 sinusoids per path, on a coarse grid, then interpolated
+    grid = np.linspace(0, length - 1, 9)
+    arrivals = rng.uniform(-np.pi, np.pi, (n, cfg.max_paths, 8))
+    phases = rng.uniform(-np.pi, np.pi, (n, cfg.max_paths, 8))
+    scatter = np.exp(1j * (2 * np.pi * doppler[:, None, None, None] * np.cos(arrivals)[..., None]
+                           * grid + phases[..., None])).sum(axis=2) / math.sqrt(8)
+    los_angle = rng.uniform(-np.pi, np.pi, n)
+    los = np.exp(1j * (2 * np.pi * doppler[:, None] * np.cos(los_angle)[:, None] * grid
+                       + rng.uniform(-np.pi, np.pi, (n, 1))))
+    kk = k_factor[:, None]
+    scatter[:, 0] = np.sqrt(kk / (kk + 1)) * los + np.sqrt(1 / (kk + 1)) * scatter[:, 0]
+    gains = scatter * np.sqrt(power)[..., None]  # (n, P, 9)
+    interp = np.stack([np.interp(np.arange(length), grid, np.eye(9)[i]) for i in range(9)])
+    gains = (gains.reshape(-1, 9) @ interp).reshape(n, cfg.max_paths, length)
+    out = np.zeros((n, length), complex)
+    for p in range(cfg.max_paths):
+        active = power[:, p] > 0
+        if active.any():
+            out[active] += gains[active, p] * _delayed(x[active], delays[active, p], length)
+    params.update(n_paths=paths.astype(float), delay_spread=spread, rician_k=k_factor,
+                  doppler=doppler, max_path_delay=np.max(np.where(power > 0, delays, 0), 1))
+    return out
+
+
+def _delayed(x: np.ndarray, delay: np.ndarray, length: int) -> np.ndarray:
+    """``x`` delayed by fractional ``delay`` samples (cubic Lagrange), the last ``length``."""
+    position = MARGIN + np.arange(length)[None, :] - delay[:, None]
+    base = np.floor(position).astype(np.int64)
+    f = (position - base)[..., None]
+    offsets = np.arange(-1, 3)
+    weights = np.concatenate([-f * (f - 1) * (f - 2) / 6, (f + 1) * (f - 1) * (f - 2) / 2,
+                              -(f + 1) * f * (f - 2) / 2, (f + 1) * f * (f - 1) / 6], axis=-1)
+    index = (base[..., None] + offsets).reshape(len(x), -1)
+    taken = np.take_along_axis(x, index, axis=1).reshape(weights.shape)
+    return np.einsum("nlk,nlk->nl", taken, weights)
+
+
+def _carrier(rng_cfo, rng_pn, x: np.ndarray, cfg: ModGenConfig, params: dict) -> np.ndarray:
+    n, length = x.shape
+    k = np.arange(length)
+    phase = np.zeros((n, length))
+    if "cfo" in cfg.impairments:
+        cfo = rng_cfo.uniform(-cfg.cfo_max, cfg.cfo_max, n)
+        offset = rng_cfo.uniform(-np.pi, np.pi, n)
+        phase += 2 * np.pi * cfo[:, None] * k + offset[:, None]
+        params.update(cfo=cfo, phase_offset=offset)
+    if "phase_noise" in cfg.impairments:
+        step = _log_uniform(rng_pn, cfg.phase_noise_std_range, n)
+        phase += np.cumsum(rng_pn.standard_normal((n, length)) * step[:, None], axis=1)
+        params["phase_noise_std"] = step
+    return x * np.exp(1j * phase) if phase.any() else x
+
+
+def _receiver(rng_iq, rng_dc, x: np.ndarray, cfg: ModGenConfig, params: dict) -> np.ndarray:
+    n = len(x)
+    if "iq_imbalance" in cfg.impairments:
+        gain_db = rng_iq.uniform(-cfg.iq_gain_db_max, cfg.iq_gain_db_max, n)
+        phase_deg = rng_iq.uniform(-cfg.iq_phase_deg_max, cfg.iq_phase_deg_max, n)
+        g = 10 ** (gain_db / 20)
+        phi = np.deg2rad(phase_deg)
+        mu = (1 + g * np.exp(-1j * phi)) / 2
+        nu = (1 - g * np.exp(1j * phi)) / 2
+        x = mu[:, None] * x + nu[:, None] * np.conj(x)
+        params.update(iq_gain_db=gain_db, iq_phase_deg=phase_deg)
+    if "dc_offset" in cfg.impairments:
+        dc = rng_dc.uniform(0, cfg.dc_max, n) * np.exp(1j * rng_dc.uniform(-np.pi, np.pi, n))
+        x = x + dc[:, None]
+        params.update(dc_i=dc.real, dc_q=dc.imag)
+    return x
+
+
+# --- the generator ---------------------------------------------------------------------------
+
+def resolve_classes(classes: Sequence[str]) -> dict[str, tuple[str, ...]]:
+    """Each label -> the modulations it draws: a modulation name stands for itself, a family
+    name (``FAMILIES``) for its members."""
+    out = {}
+    for label in classes:
+        if label in FAMILIES:
+            out[label] = FAMILIES[label]
+        elif label in MODULATIONS:
+            out[label] = (label,)
+        else:
+            raise ValueError(f"unknown class {label!r}; the generator knows the modulations "
+                             f"{list(MODULATIONS)} and the families {list(FAMILIES)}")
+    return out
+
+
+def _streams(seed) -> dict[str, np.random.Generator]:
+    children = np.random.SeedSequence(seed).spawn(len(STREAMS))
+    return {name: np.random.default_rng(s) for name, s in zip(STREAMS, children)}
+
+
+def modulate_batch(name: str, n: int, length: int, cfg: ModGenConfig,
+                   streams: dict[str, np.random.Generator]) -> tuple[np.ndarray, dict]:
+    """``n`` frames of modulation ``name`` through the whole chain except the AWGN and the
+    receiver: ``(n, length)`` complex, unit mean power, and their parameters."""
+    params: dict[str, Any] = {"n": n}
+    total = MARGIN + length + TAIL
+    rng_mod = streams["modulation"]
+    if name in ANALOG:
+        x = _analog(name, rng_mod, total, cfg, params)
+    else:
+        t, n_symbols = _symbol_grid(rng_mod, streams["timing"], cfg, n, total, params)
+        x = (_linear if name in LINEAR else _frequency)(name, rng_mod, t, n_symbols, cfg, params)
+    if "multipath" in cfg.impairments:
+        x = _multipath(streams["multipath"], x, length, cfg, params)
+    else:
+        x = x[:, MARGIN:MARGIN + length]
+    x = _carrier(streams["cfo"], streams["phase_noise"], x, cfg, params)
+    power = np.mean(np.abs(x) ** 2, axis=1, keepdims=True)
+    x = x / np.sqrt(np.maximum(power, 1e-20))
+    params.pop("n")
+    return x, params
+
+
+def generate_frames(n: int, *, classes: Sequence[str] = RML2016_CLASSES,
+                    config: ModGenConfig | None = None, frame_length: int = 128,
+                    snr_db: float | Sequence[float] | np.ndarray | None = None,
+                    labels: np.ndarray | None = None, seed=0) -> Frames:
+    """``n`` frames with labels drawn uniformly over ``classes`` (or given as ``labels``) and
+    SNRs drawn uniformly in ``config.snr_range`` (or the given value / per-frame values).
+
+    Families (``classes=FAMILY_CLASSES``) draw one member modulation per frame, uniformly.
+    """
+    cfg = config or ModGenConfig()
+    if frame_length < 16:
+        raise ValueError(f"frame_length must be at least 16, got {frame_length}")
+    members = resolve_classes(classes)
+    streams = _streams(seed)
+    if labels is None:
+        labels = streams["labels"].integers(0, len(classes), n)
+    labels = np.asarray(labels, np.int64)
+    n = len(labels)
+    if snr_db is None:
+        snr = streams["snr"].uniform(*cfg.snr_range, n)
+    else:
+        snr = np.broadcast_to(np.asarray(snr_db, float), (n,)).copy()
+    modulation = np.empty(n, object)
+    for c, label in enumerate(classes):
+        rows = np.flatnonzero(labels == c)
+        pick = streams["labels"].integers(0, len(members[label]), len(rows))
+        for m, name in enumerate(members[label]):
+            modulation[rows[pick == m]] = name
+    iq = np.empty((n, frame_length), complex)
+    params: dict[str, np.ndarray] = {}
+    for name in MODULATIONS:
+        rows = np.flatnonzero(modulation == name)
+        if len(rows) == 0:
+            continue
+        x, p = modulate_batch(name, len(rows), frame_length, cfg, streams)
+        iq[rows] = x
+        for key, value in p.items():
+            params.setdefault(key, np.full(n, np.nan))[rows] = value
+    if "awgn" in cfg.impairments:
+        noise_power = 10 ** (-snr / 10)
+        noise = (streams["awgn"].standard_normal((n, frame_length))
+                 + 1j * streams["awgn"].standard_normal((n, frame_length)))
+        iq = iq + noise * np.sqrt(noise_power / 2)[:, None]
+    else:
+        snr = np.full(n, np.inf)
+    iq = _receiver(streams["iq_imbalance"], streams["dc_offset"], iq, cfg, params)
+    params["snr_db"] = snr
+    params["modulation"] = np.array([MODULATIONS.index(m) for m in modulation], float)
+    return Frames(iq.astype(np.complex64), labels, tuple(classes), params)
+
+
+def condition_grid(n_per_condition: int, n_classes: int, snrs: Iterable[float]
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Labels and SNRs for ``n_per_condition`` frames per (class, SNR), class-major (the
+    RML2016.10a layout)."""
+    snrs = np.asarray(list(snrs), float)
+    labels = np.repeat(np.arange(n_classes), len(snrs) * n_per_condition)
+    snr = np.tile(np.repeat(snrs, n_per_condition), n_classes)
+    return labels, snr
+
+
+# --- transfer protocols ----------------------------------------------------------------------
+
+NARROW = ModGenConfig(sps_range=(7.5, 8.5), rolloff_range=(0.3, 0.4), pulses=("rrc",),
+                      cfo_max=0.002, max_paths=2, max_delay=2.0,
+                      delay_spread_range=(0.1, 1.0), doppler_max=2e-4,
+                      phase_noise_std_range=(1e-4, 1e-3))
+
+
+def transfer_protocols(wide: ModGenConfig | None = None, narrow: ModGenConfig = NARROW
+                       ) -> dict[str, tuple[ModGenConfig, ModGenConfig]]:
+    """Named ``(train_config, test_config)`` pairs that measure transfer: narrow -> wide and
+    wide -> narrow parameter ranges, and each impairment family held out of training (train
+    without it, test with everything)."""
+    wide = wide or ModGenConfig()
+    out = {"narrow_to_wide": (narrow, wide), "wide_to_narrow": (wide, narrow)}
+    for family in IMPAIRMENTS:
+        if family != "awgn" and family in wide.impairments:
+            out[f"holdout_{family}"] = (wide.without(family), wide)
+    return out
+
+
+def in_range(params: dict[str, np.ndarray], name: str, low: float, high: float) -> np.ndarray:
+    """Boolean mask of the frames whose recorded ``name`` lies in ``[low, high]`` (for
+    train-on-a-range / test-outside-it splits of one generated set)."""
+    if name not in params:
+        raise KeyError(f"no recorded parameter {name!r}; recorded: {sorted(params)}")
+    value = params[name]
+    return (value >= low) & (value <= high)

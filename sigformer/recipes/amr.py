@@ -1,0 +1,444 @@
+"""Training recipe of the modulation classifiers: ClST, its SKD students and the baselines.
+
+SKD (ClST paper; its loss is not published in code): the student minimises the hybrid loss
+``alpha * CE(y, s) + (1 - alpha) * T^2 * KL(softmax(t / T) || softmax(s / T))`` - hard labels
+plus the teacher's temperature-softened outputs (Hinton et al. 2015). Defaults ``T = 4``,
+``alpha = 0.5``. Students trained without distillation use the same trainer with
+``alpha = 1`` (plain cross-entropy), so the comparison isolates the soft targets.
+
+Two drivers:
+
+* :func:`train_amr` - a fixed set of frames (Lightning, AdamW, warm-up + cosine), used by the
+  ``task: amr`` pipeline (:func:`run_amr_pipeline`).
+* :func:`fit_stream` - on-the-fly generation (:class:`GeneratedFrames`, fresh frames every
+  step, seeded per step so any worker count and a resumed run see the same frames), AdamW
+  with per-step warm-up + cosine, SKD from a teacher model evaluated on each batch, a
+  checkpoint folder every epoch (``sigformer.checkpoint``) plus the optimiser state, and
+  ``resume=True`` to continue. :func:`train_bundles` chains teacher, students (with and
+  without SKD) and baselines at the same budget; ``scripts/train_amr.py`` is its CLI.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from ..data.modgen import ModGenConfig, generate_frames
+from ..data.radioml import AMRDataset
+from ..data.sigmf_io import normalize_frames
+from ..training import History, train_objective
+
+TRAIN_STATE = "train_state.pt"
+
+
+def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor | None,
+                      targets: torch.Tensor, temperature: float = 4.0, alpha: float = 0.5
+                      ) -> torch.Tensor:
+    """SKD hybrid loss; ``teacher_logits=None`` or ``alpha=1`` is plain cross-entropy."""
+    hard = F.cross_entropy(student_logits, targets)
+    if teacher_logits is None or alpha >= 1:
+        return hard
+    soft = F.kl_div(F.log_softmax(student_logits / temperature, dim=1),
+                    F.softmax(teacher_logits / temperature, dim=1), reduction="batchmean")
+    return alpha * hard + (1 - alpha) * temperature ** 2 * soft
+
+
+def train_amr(model: nn.Module, X: np.ndarray, y: np.ndarray, *,
+              teacher_logits: np.ndarray | None = None, temperature: float = 4.0,
+              alpha: float = 0.5, max_epochs: int = 20, batch_size: int = 128,
+              lr: float = 1e-3, weight_decay: float = 1e-4, warmup_epochs: int = 1,
+              seed: int | None = 0, progress_bar: bool = False) -> History:
+    """Train a modulation classifier on fixed frames (AdamW, warm-up + cosine); with
+    ``teacher_logits`` the SKD hybrid loss, otherwise cross-entropy."""
+    if teacher_logits is not None and len(teacher_logits) != len(X):
+        raise ValueError(f"{len(teacher_logits)} teacher outputs for {len(X)} frames")
+    if max_epochs <= 0:
+        raise ValueError(f"max_epochs must be positive, got {max_epochs}")
+
+    def step(m, batch):
+        xb, yb = batch[0], batch[1]
+        logits = m(xb)
+        teacher = batch[2] if len(batch) > 2 else None
+        loss = distillation_loss(logits, teacher, yb, temperature, alpha)
+        return {"loss": loss, "acc": (logits.argmax(1) == yb).float().mean()}
+
+    tensors = [np.asarray(X, np.float32), np.asarray(y, np.int64)]
+    if teacher_logits is not None:
+        tensors.append(np.asarray(teacher_logits, np.float32))
+    return train_objective(model, step, tensors, max_epochs=max_epochs, batch_size=batch_size,
+                           lr=lr, weight_decay=weight_decay, warmup_epochs=warmup_epochs,
+                           final_lr=lr * 0.01, seed=seed, progress_bar=progress_bar)
+
+
+# --- on-the-fly generation ---------------------------------------------------------------------
+
+class GeneratedFrames(IterableDataset):
+    """Fresh generated batches ``(X (B, 2, L) float32, y (B,) int64)``: ``steps`` batches per
+    pass. Batch ``s`` of epoch ``e`` is drawn with the seed ``(seed, e, s)``, so the frames
+    do not depend on the number of DataLoader workers (each takes every W-th step) and a
+    resumed run sees what an uninterrupted one would have. Use with ``batch_size=None``."""
+
+    def __init__(self, classes: Sequence[str], config: ModGenConfig | None = None, *,
+                 batch_size: int = 256, steps: int = 100, frame_length: int = 128,
+                 normalization: str = "rms", seed: int = 0, epoch: int = 0):
+        self.classes = tuple(classes)
+        self.config = config
+        self.batch_size = batch_size
+        self.steps = steps
+        self.frame_length = frame_length
+        self.normalization = normalization
+        self.seed = seed
+        self.epoch = epoch
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def batch(self, step: int, epoch: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        seed = [self.seed, self.epoch if epoch is None else epoch, step]
+        frames = generate_frames(self.batch_size, classes=self.classes, config=self.config,
+                                 frame_length=self.frame_length, seed=seed)
+        X = normalize_frames(frames.as_iq_rows(), self.normalization)
+        return torch.from_numpy(X), torch.from_numpy(frames.y)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        info = get_worker_info()
+        first, stride = (0, 1) if info is None else (info.id, info.num_workers)
+        for step in range(first, self.steps, stride):
+            yield self.batch(step)
+
+    def __len__(self) -> int:
+        return self.steps
+
+
+@dataclass
+class StreamRecipe:
+    """Budget and optimiser of :func:`fit_stream` (the same for every model of a run)."""
+
+    epochs: int = 10
+    frames_per_epoch: int = 100_000
+    batch_size: int = 256
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    warmup_epochs: float = 0.5
+    final_lr_ratio: float = 0.01
+    temperature: float = 4.0
+    alpha: float = 0.5
+    num_workers: int = 0
+
+    def __post_init__(self):
+        for name in ("epochs", "frames_per_epoch", "batch_size"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if not 0 <= self.alpha <= 1:
+            raise ValueError(f"alpha must lie in [0, 1], got {self.alpha}")
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return math.ceil(self.frames_per_epoch / self.batch_size)
+
+
+@dataclass
+class StreamHistory:
+    epochs: list[dict[str, float]] = field(default_factory=list)
+    done: bool = False
+
+
+def _lr_lambda(recipe: StreamRecipe) -> Callable[[int], float]:
+    total = recipe.epochs * recipe.steps_per_epoch
+    warmup = max(1, int(recipe.warmup_epochs * recipe.steps_per_epoch))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        low = recipe.final_lr_ratio
+        return low + (1 - low) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return factor
+
+
+def _duration(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "?"
+    seconds = int(seconds)
+    return (f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600
+            else f"{seconds // 60}m{seconds % 60:02d}s")
+
+
+def _save_state(out: Path, model: nn.Module, optimizer, scheduler, history: StreamHistory,
+                epoch: int, extra: dict[str, Any]) -> None:
+    """One atomic checkpoint folder per epoch: the model (``sigformer.checkpoint``) and, until
+    the last epoch, the optimiser/scheduler state beside it (read back with
+    ``weights_only=True``); the final folder carries the model alone (a clean bundle)."""
+    from ..checkpoint import save_checkpoint
+
+    files = {}
+    if not history.done:
+        buffer = io.BytesIO()
+        torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                    "epoch": epoch, "rng": torch.get_rng_state()}, buffer)
+        files[TRAIN_STATE] = buffer.getvalue()
+    save_checkpoint(out, model, extra={**extra, "epoch": epoch, "training_done": history.done,
+                                       "history": history.epochs}, extra_files=files)
+
+
+def _load_state(out: Path, model: nn.Module, optimizer, scheduler) -> tuple[int, StreamHistory]:
+    from ..checkpoint import load_checkpoint
+
+    loaded, config = load_checkpoint(out)
+    model.load_state_dict(loaded.state_dict())
+    extra = config["extra"]
+    history = StreamHistory(epochs=list(extra.get("history", [])),
+                            done=bool(extra.get("training_done")))
+    if not history.done:
+        state = torch.load(out / TRAIN_STATE, weights_only=True)
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["rng"])  # dropout continues as if never interrupted
+    return int(extra["epoch"]), history
+
+
+def has_finished(out: str | Path) -> bool:
+    """Whether :func:`fit_stream` completed every epoch into ``out``."""
+    from ..checkpoint import CheckpointError, read_config
+
+    try:
+        return bool(read_config(out)["extra"].get("training_done"))
+    except (CheckpointError, OSError, KeyError):
+        return False
+
+
+def fit_stream(model: nn.Module, stream: GeneratedFrames, recipe: StreamRecipe, *,
+               teacher: nn.Module | None = None, validation: AMRDataset | None = None,
+               checkpoint_dir: str | Path | None = None, resume: bool = False,
+               label: str = "model", log: Callable[[str], None] = print,
+               log_every: int = 50, extra: dict[str, Any] | None = None) -> StreamHistory:
+    """Train ``model`` on fresh generated batches for ``recipe.epochs`` x
+    ``recipe.steps_per_epoch`` steps; SKD hybrid loss when a ``teacher`` is given (alpha
+    from the recipe), cross-entropy otherwise. Logs frames/s and the ETA; evaluates on
+    ``validation`` after each epoch; checkpoints into ``checkpoint_dir`` every epoch."""
+    from ..training import predict_logits
+
+    stream.steps, stream.batch_size = recipe.steps_per_epoch, recipe.batch_size
+    optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.lr,
+                                  weight_decay=recipe.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(recipe))
+    out = Path(checkpoint_dir) if checkpoint_dir is not None else None
+    start, history = 0, StreamHistory()
+    if out is not None and resume and (out / "config.json").is_file():
+        start, history = _load_state(out, model, optimizer, scheduler)
+        log(f"[{label}] resumed after epoch {start}/{recipe.epochs}")
+    if teacher is not None:
+        teacher.eval()
+    alpha = recipe.alpha if teacher is not None else 1.0
+    total_steps = recipe.epochs * recipe.steps_per_epoch
+    t_run, steps_run = time.perf_counter(), 0
+    for epoch in range(start, recipe.epochs):
+        stream.set_epoch(epoch)
+        loader = DataLoader(stream, batch_size=None, num_workers=recipe.num_workers)
+        model.train()
+        sums = {"loss": 0.0, "acc": 0.0, "n": 0}
+        for step, (xb, yb) in enumerate(loader):
+            logits = model(xb)
+            teacher_logits = None
+            if teacher is not None:
+                with torch.no_grad():
+                    teacher_logits = teacher(xb)
+            loss = distillation_loss(logits, teacher_logits, yb, recipe.temperature, alpha)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            sums["loss"] += float(loss.detach()) * len(yb)
+            sums["acc"] += float((logits.argmax(1) == yb).sum())
+            sums["n"] += len(yb)
+            steps_run += 1
+            if log_every and (step + 1) % log_every == 0:
+                rate = steps_run * recipe.batch_size / (time.perf_counter() - t_run)
+                left = (total_steps - epoch * recipe.steps_per_epoch - step - 1) * (
+                    recipe.batch_size / rate)
+                log(f"[{label}] epoch {epoch + 1}/{recipe.epochs} step {step + 1}/"
+                    f"{recipe.steps_per_epoch} loss {sums['loss'] / sums['n']:.3f} acc "
+                    f"{sums['acc'] / sums['n']:.3f} {rate:.0f} frames/s ETA {_duration(left)}")
+        row = {"epoch": epoch + 1, "train_loss": sums["loss"] / max(sums["n"], 1),
+               "train_acc": sums["acc"] / max(sums["n"], 1),
+               "frames_per_s": steps_run * recipe.batch_size / (time.perf_counter() - t_run)}
+        if validation is not None:
+            pred = predict_logits(model, validation.X).argmax(1)
+            row["val_acc"] = float(np.mean(pred == validation.y))
+        history.epochs.append(row)
+        history.done = epoch + 1 == recipe.epochs
+        log(f"[{label}] epoch {epoch + 1}/{recipe.epochs} done: " + ", ".join(
+            f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
+        if out is not None:
+            _save_state(out, model, optimizer, scheduler, history, epoch + 1, extra or {})
+    model.eval()
+    return history
+
+
+# --- the long training of the shipped bundles ------------------------------------------------
+
+BASELINES = ("vtcnn2", "amr_resnet", "mcldnn")
+STUDENTS = ("kd_cnn", "kd_mobilenet")
+
+
+def train_bundles(out: str | Path, *, classes: Sequence[str], config: ModGenConfig | None,
+                  recipe: StreamRecipe, test: AMRDataset, teacher_name: str = "clst",
+                  teacher_preset: str | None = None, students: Sequence[str] = STUDENTS,
+                  baselines: Sequence[str] = BASELINES, seed: int = 0, resume: bool = False,
+                  log: Callable[[str], None] = print, log_every: int = 50) -> dict[str, Any]:
+    """Teacher, then each student with SKD and without, then the baselines - the same
+    generator, budget and optimiser for all; each model in ``out/<label>/`` (a checkpoint
+    every epoch, ``resume=True`` continues an interrupted run and skips finished models).
+    Returns the evaluation of every model on ``test`` (also written to ``out/report.json``)."""
+    from ..checkpoint import load_checkpoint
+    from ..models import create_model
+    from ..rf.amr import evaluate_amr
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    shape = dict(n_outputs=len(classes), n_times=test.frame_length)
+    extra = {"classes": list(classes), "normalization": "rms",
+             "frame_length": test.frame_length, "recipe": asdict(recipe),
+             "generator": "modgen"}
+    rows: dict[str, Any] = {}
+
+    def run(label: str, name: str, preset=None, teacher=None) -> nn.Module:
+        folder = out / label
+        if resume and has_finished(folder):
+            model, _ = load_checkpoint(folder)
+            log(f"[{label}] finished earlier, loaded from {folder}")
+        else:
+            torch.manual_seed(seed)
+            model = create_model(name, preset, **shape)
+            stream = GeneratedFrames(classes, config, frame_length=test.frame_length,
+                                     seed=seed)
+            fit_stream(model, stream, recipe, teacher=teacher, validation=test,
+                       checkpoint_dir=folder, resume=resume, label=label, log=log,
+                       log_every=log_every, extra={**extra, "label": label})
+        result = evaluate_amr(model, test)
+        rows[label] = {"accuracy": result["accuracy"],
+                       "high_snr_accuracy": result["high_snr_accuracy"],
+                       "accuracy_by_snr": result["accuracy_by_snr"],
+                       "parameters": int(sum(p.numel() for p in model.parameters()))}
+        log(f"[{label}] test accuracy {result['accuracy']:.3f}, >= 10 dB "
+            f"{result['high_snr_accuracy']:.3f}")
+        (out / "report.json").write_text(json.dumps({"models": rows}, indent=2, default=float))
+        return model
+
+    teacher = run(teacher_name, teacher_name, teacher_preset)
+    for name in students:
+        run(f"{name}+SKD", name, teacher=teacher)
+        run(name, name)
+    for name in baselines:
+        run(name, name)
+    return rows
+
+
+# --- the task: amr pipeline ------------------------------------------------------------------
+
+def _model_row(model: nn.Module, test: AMRDataset, hist: History, seconds: float
+               ) -> dict[str, Any]:
+    from ..rf.amr import count_flops, evaluate_amr, inference_ms_per_frame
+
+    row = evaluate_amr(model, test)
+    row.update(parameters=int(sum(p.numel() for p in model.parameters())),
+               flops=count_flops(model, test.X.shape[1:]),
+               ms_per_frame=inference_ms_per_frame(model, test.X[:512]),
+               train_seconds=round(seconds, 1),
+               final_train_loss=hist.series("train_loss")[-1])
+    return row
+
+
+def run_amr_pipeline(cfg, out_dir: str | Path | None = None, log=print) -> dict[str, Any]:
+    """``task: amr``: load/generate frames, train the models, distil students from the
+    teacher (and train them alone), evaluate per SNR, write metrics, plots and checkpoints."""
+    from ..checkpoint import save_checkpoint
+    from ..models import create_model
+    from ..report import plot_confusion_matrix
+    from ..rf.amr import HIGH_SNR_DB, load_amr_data, plot_accuracy_by_snr
+    from ..training import predict_logits
+
+    a = cfg.amr
+    out = Path(out_dir or cfg.output.dir.format(name=cfg.name))
+    t0 = time.perf_counter()
+    log(f"[1/4] loading frames ({a.source})")
+    data = load_amr_data(a)
+    train, test = data.split(a.test_size, a.seed)
+    log(f"      {len(train)} training / {len(test)} test frames of {data.frame_length} samples, "
+        f"{len(data.classes)} classes, SNR {data.snr.min():g}..{data.snr.max():g} dB")
+    shape = dict(n_chans=data.X.shape[1], n_outputs=len(data.classes),
+                 n_times=data.frame_length)
+    models: dict[str, nn.Module] = {}
+    rows: dict[str, dict[str, Any]] = {}
+
+    def fit(label, m, teacher_logits=None, alpha=1.0):
+        model = create_model(m.name, m.preset, **shape, **m.params)
+        t = time.perf_counter()
+        hist = train_amr(model, train.X, train.y, teacher_logits=teacher_logits,
+                         temperature=a.distill.temperature, alpha=alpha,
+                         max_epochs=m.max_epochs, batch_size=m.batch_size, lr=m.lr,
+                         weight_decay=m.weight_decay, seed=a.seed,
+                         progress_bar=cfg.train.progress_bar)
+        rows[label] = _model_row(model, test, hist, time.perf_counter() - t)
+        models[label] = model
+        log(f"      {label:24s} acc {rows[label]['accuracy']:.3f}, >= {HIGH_SNR_DB:g} dB "
+            f"{rows[label]['high_snr_accuracy']:.3f}, {rows[label]['parameters']:,} params")
+
+    log(f"[2/4] training {len(a.models)} model(s)")
+    labels = {}
+    for m in a.models:
+        label = m.name if m.preset is None else f"{m.name}:{m.preset}"
+        labels[m.name] = labels[label] = label
+        fit(label, m)
+    d = a.distill
+    if d.students:
+        if d.teacher not in labels:
+            from ..pipeline import PipelineConfigError
+
+            raise PipelineConfigError(f"amr.distill.teacher {d.teacher!r} is not one of the "
+                                      f"trained models {sorted(set(labels.values()))}")
+        teacher = models[labels[d.teacher]]
+        log(f"[3/4] distilling {len(d.students)} student(s) from {labels[d.teacher]} "
+            f"(T={d.temperature:g}, alpha={d.alpha:g})")
+        teacher_logits = predict_logits(teacher, train.X)
+        for m in d.students:
+            fit(f"{m.name}+SKD", m, teacher_logits, d.alpha)
+            if d.compare_without:
+                fit(m.name, m)
+    report: dict[str, Any] = {
+        "pipeline": cfg.name, "source": a.source, "classes": list(data.classes),
+        "n_train": len(train), "n_test": len(test), "high_snr_db": HIGH_SNR_DB,
+        "models": {k: {kk: vv for kk, vv in v.items() if not kk.startswith("confusion")}
+                   for k, v in rows.items()},
+        "seconds": round(time.perf_counter() - t0, 2),
+    }
+    log(f"[4/4] writing the report to {out}")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "pipeline.json").write_text(cfg.model_dump_json(indent=2))
+    (out / "metrics.json").write_text(json.dumps(report, indent=2, default=str))
+    plot_accuracy_by_snr({k: v["accuracy_by_snr"] for k, v in rows.items()},
+                         out / "accuracy_vs_snr.png", title=cfg.name)
+    for label, row in rows.items():
+        safe = label.replace(":", "_").replace("+", "_")
+        plot_confusion_matrix(row["confusion_high_snr"], data.classes,
+                              out / f"confusion_{safe}.png",
+                              title=f"{label}, SNR >= {HIGH_SNR_DB:g} dB")
+        if cfg.output.save_model:
+            save_checkpoint(out / "models" / safe, models[label],
+                            extra={"classes": list(data.classes),
+                                   "normalization": a.normalization,
+                                   "frame_length": data.frame_length})
+    return report

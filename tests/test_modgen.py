@@ -1,0 +1,259 @@
+"""The realistic modulation generator: recorded parameters, SNR definition, each impairment's
+effect, determinism, families, transfer protocols, symbol-rate estimation on generated bursts."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sigformer.data.modgen import (
+    CLEAN,
+    FAMILIES,
+    FAMILY_CLASSES,
+    IMPAIRMENTS,
+    MODULATIONS,
+    PULSES,
+    RML2016_CLASSES,
+    ModGenConfig,
+    constellation,
+    gauss_rect,
+    gauss_rect_integral,
+    generate_frames,
+    in_range,
+    rc_pulse,
+    rrc_pulse,
+    transfer_protocols,
+)
+from sigformer.data.radioml import AMRDataset, generate_amr, generate_radioml
+
+
+def _pair(config_a: ModGenConfig, config_b: ModGenConfig, classes=("QPSK",), n=64, seed=3,
+          **kw):
+    return (generate_frames(n, classes=classes, config=config_a, seed=seed, **kw),
+            generate_frames(n, classes=classes, config=config_b, seed=seed, **kw))
+
+
+def test_every_parameter_is_recorded_per_frame_within_its_range():
+    cfg = ModGenConfig()
+    frames = generate_frames(400, config=cfg, seed=0)
+    n = len(frames.y)
+    assert frames.iq.shape == (n, 128) and frames.iq.dtype == np.complex64
+    assert all(v.shape == (n,) for v in frames.params.values())
+    p = frames.params
+    digital = ~np.isin(np.array(MODULATIONS)[p["modulation"].astype(int)],
+                       ["AM-DSB", "AM-SSB", "WBFM", "NBFM"])
+    assert np.all((p["sps"][digital] >= cfg.sps_range[0]) & (p["sps"][digital] <= cfg.sps_range[1]))
+    assert np.isnan(p["sps"][~digital]).all()  # analog frames have no symbol rate
+    shaped = np.isin(p["pulse"], [PULSES.index("rrc"), PULSES.index("rc")])
+    assert shaped.any()
+    assert np.all((p["rolloff"][shaped] >= 0.1) & (p["rolloff"][shaped] <= 0.5))
+    assert np.all(np.abs(p["cfo"]) <= cfg.cfo_max)
+    assert np.all((p["snr_db"] >= -20) & (p["snr_db"] <= 30))
+    assert np.all((p["n_paths"] >= 1) & (p["n_paths"] <= cfg.max_paths))
+    assert set(np.unique(p["rician_k"] > 0)) == {False, True}  # Rayleigh and Rician
+    for name in ("phase_noise_std", "iq_gain_db", "iq_phase_deg", "dc_i", "doppler",
+                 "timing_offset", "sro_ppm"):
+        assert np.isfinite(p[name][digital if name in ("timing_offset", "sro_ppm")
+                                   else slice(None)]).all(), name
+    labels = np.array(RML2016_CLASSES)[frames.y]
+    recorded = np.array(MODULATIONS)[p["modulation"].astype(int)]
+    np.testing.assert_array_equal(labels, recorded)
+
+
+def test_same_seed_same_frames_and_families_are_independent_streams():
+    a, b = _pair(ModGenConfig(), ModGenConfig(), classes=RML2016_CLASSES, n=120)
+    np.testing.assert_array_equal(a.iq, b.iq)
+    other = generate_frames(120, seed=4)
+    assert not np.allclose(a.iq, other.iq)
+    # switching the DC offset off changes nothing but the DC offset
+    with_dc, without = _pair(ModGenConfig(), ModGenConfig().without("dc_offset"),
+                             classes=RML2016_CLASSES, n=120)
+    dc = with_dc.params["dc_i"] + 1j * with_dc.params["dc_q"]
+    np.testing.assert_allclose(with_dc.iq - without.iq, np.repeat(dc[:, None], 128, 1),
+                               atol=1e-5)
+    assert "dc_i" not in without.params
+
+
+def test_snr_definition_measured_on_generated_frames():
+    """snr_db = P(noise-free frame) / P(noise), per frame, the noise-free frame at unit power."""
+    clean, noisy = _pair(ModGenConfig().without("awgn", "iq_imbalance", "dc_offset"),
+                         ModGenConfig().without("iq_imbalance", "dc_offset"),
+                         classes=RML2016_CLASSES, n=600, snr_db=np.repeat([-10, 0, 10, 20], 150))
+    signal_power = np.mean(np.abs(clean.iq) ** 2, axis=1)
+    np.testing.assert_allclose(signal_power, 1.0, rtol=1e-4)
+    noise_power = np.mean(np.abs(noisy.iq - clean.iq) ** 2, axis=1)
+    measured = 10 * np.log10(signal_power / noise_power)
+    for snr in (-10, 0, 10, 20):
+        rows = noisy.params["snr_db"] == snr
+        assert np.mean(measured[rows]) == pytest.approx(snr, abs=0.25)
+
+
+def test_cfo_and_phase_offset_rotate_the_clean_frame():
+    clean, shifted = _pair(CLEAN, CLEAN.only("cfo"), classes=("CPFSK",))
+    phase = np.unwrap(np.angle(shifted.iq * np.conj(clean.iq)), axis=1)
+    slope = np.polyfit(np.arange(128), phase.T, 1)[0] / (2 * np.pi)
+    np.testing.assert_allclose(slope, shifted.params["cfo"], atol=1e-6)
+    np.testing.assert_allclose(np.abs(shifted.iq), np.abs(clean.iq), rtol=1e-4)
+
+
+def test_phase_noise_is_a_wiener_process_of_the_recorded_step():
+    cfg = CLEAN.with_ranges(phase_noise_std_range=(0.02, 0.02)).only("phase_noise")
+    clean, noisy = _pair(CLEAN, cfg, classes=("QPSK",), n=200)
+    phase = np.unwrap(np.angle(noisy.iq * np.conj(clean.iq)), axis=1)
+    steps = np.diff(phase, axis=1)
+    assert steps.std() == pytest.approx(0.02, rel=0.05)
+    np.testing.assert_allclose(noisy.params["phase_noise_std"], 0.02)
+
+
+def test_iq_imbalance_matches_the_recorded_gain_and_phase():
+    clean, skewed = _pair(CLEAN, CLEAN.only("iq_imbalance"), classes=("QAM16",), n=20)
+    for i in range(20):
+        x, y = clean.iq[i].astype(complex), skewed.iq[i].astype(complex)
+        (mu, nu), *_ = np.linalg.lstsq(np.stack([x, np.conj(x)], 1), y, rcond=None)
+        g = 10 ** (skewed.params["iq_gain_db"][i] / 20)
+        phi = np.deg2rad(skewed.params["iq_phase_deg"][i])
+        assert mu == pytest.approx((1 + g * np.exp(-1j * phi)) / 2, abs=1e-4)
+        assert nu == pytest.approx((1 - g * np.exp(1j * phi)) / 2, abs=1e-4)
+
+
+def test_multipath_single_static_path_is_a_complex_gain_and_doppler_makes_it_vary():
+    static = CLEAN.with_ranges(max_paths=1, doppler_max=0.0).only("multipath")
+    clean, faded = _pair(CLEAN, static, classes=("8PSK",), n=30)
+    np.testing.assert_allclose(np.abs(faded.iq), np.abs(clean.iq), rtol=1e-3, atol=1e-4)
+    moving = CLEAN.with_ranges(max_paths=1, doppler_max=0.01).only("multipath")
+    clean, faded = _pair(CLEAN, moving, classes=("CPFSK",), n=30)
+    gain = np.abs(faded.iq / clean.iq)  # constant envelope source: |gain| is the fading
+    varying = gain.std(1) / gain.mean(1)
+    assert np.mean(varying[faded.params["doppler"] > 0.005]) > 0.05
+    several = CLEAN.with_ranges(max_paths=4).only("multipath")
+    _, dispersed = _pair(CLEAN, several, classes=("BPSK",), n=200)
+    assert dispersed.params["n_paths"].max() > 1
+    assert np.all(dispersed.params["max_path_delay"][dispersed.params["n_paths"] == 1] == 0)
+
+
+def test_nyquist_pulses_are_isi_free_at_symbol_instants_and_timing_breaks_alignment():
+    aligned = CLEAN.with_ranges(sps_range=(8.0, 8.0), pulses=("rc",)).without("timing")
+    frames = generate_frames(40, classes=("QPSK",), config=aligned, seed=1)
+    at_symbols = frames.iq[:, ::8]
+    points = constellation("QPSK")
+    scale = np.median(np.abs(at_symbols), axis=1, keepdims=True)
+    distance = np.min(np.abs(at_symbols[..., None] / scale[..., None] - points), axis=-1)
+    assert distance.max() < 0.05  # raised cosine: zero ISI at integer symbol times
+    shifted = CLEAN.with_ranges(sps_range=(8.0, 8.0), pulses=("rc",)).only("timing")
+    frames = generate_frames(40, classes=("QPSK",), config=shifted, seed=1)
+    assert frames.params["timing_offset"].std() > 0.1
+    at_symbols = frames.iq[:, ::8]
+    scale = np.median(np.abs(at_symbols), axis=1, keepdims=True)
+    distance = np.min(np.abs(at_symbols[..., None] / scale[..., None] - points), axis=-1)
+    assert np.median(distance) > 0.05
+
+
+def test_pulse_formulas():
+    tau = np.linspace(-4, 4, 801)
+    rc = rc_pulse(tau, np.full_like(tau, 0.35))
+    assert rc[400] == pytest.approx(1.0)
+    np.testing.assert_allclose(rc[::100][[0, 1, 2, 3, 5, 6, 7, 8]], 0, atol=1e-6)
+    for beta in (0.1, 0.25, 0.5):  # the removable singularity at 1/(4 beta) is continuous
+        r = rrc_pulse(tau, np.full_like(tau, beta))
+        assert np.isfinite(r).all() and np.max(np.abs(np.diff(r))) < 0.05
+    q = gauss_rect_integral(tau, np.full_like(tau, 0.3))
+    assert q[0] == pytest.approx(0, abs=1e-6) and q[-1] == pytest.approx(1, abs=1e-6)
+    dq = np.gradient(q, tau)
+    np.testing.assert_allclose(dq, gauss_rect(tau, np.full_like(tau, 0.3)), atol=2e-3)
+
+
+def test_analog_sources_and_parameters():
+    frames = generate_frames(120, classes=("AM-SSB", "WBFM", "AM-DSB"), config=CLEAN, seed=0,
+                             frame_length=2048)
+    p = frames.params
+    ssb = frames.y == 0
+    spectrum = np.abs(np.fft.fft(frames.iq[ssb] * np.hanning(2048), axis=1)) ** 2
+    positive = spectrum[:, 2:1024].sum(1) / spectrum[:, 1025:-1].sum(1)
+    upper = p["sideband"][ssb] > 0
+    assert np.all(positive[upper] > 3) and np.all(positive[~upper] < 1 / 3)
+    fm = frames.y == 1
+    np.testing.assert_allclose(np.abs(frames.iq[fm]), 1.0, rtol=1e-3)
+    assert np.all((p["deviation_hz"][fm] >= 50e3) & (p["deviation_hz"][fm] <= 75e3))
+    am = frames.y == 2
+    envelope = np.abs(frames.iq[am])
+    assert np.all(envelope.min(1) > 0)  # with carrier, index <= 1: never over-modulated
+    assert set(np.unique(p["source"][~np.isnan(p["source"])])) == {0.0, 1.0}
+    assert np.all((p["am_index"][am] >= 0.3) & (p["am_index"][am] <= 1.0))
+
+
+def test_family_mode_draws_members_of_each_family():
+    frames = generate_frames(500, classes=FAMILY_CLASSES, seed=0)
+    members = np.array(MODULATIONS)[frames.params["modulation"].astype(int)]
+    for c, family in enumerate(FAMILY_CLASSES):
+        drawn = set(members[frames.y == c])
+        assert drawn <= set(FAMILIES[family]) and len(drawn) > 1
+    with pytest.raises(ValueError, match="unknown class 'OFDM'"):
+        generate_frames(4, classes=("OFDM",))
+
+
+def test_config_validation_and_transfer_protocols():
+    with pytest.raises(ValueError, match="unknown impairment families"):
+        ModGenConfig(impairments=("rain",))
+    with pytest.raises(ValueError, match="pulses"):
+        ModGenConfig(pulses=("sinc",))
+    with pytest.raises(ValueError, match="sps_range"):
+        ModGenConfig(sps_range=(8.0, 4.0))
+    protocols = transfer_protocols()
+    assert {"narrow_to_wide", "wide_to_narrow"} <= set(protocols)
+    for family in IMPAIRMENTS:
+        if family != "awgn":
+            train, test = protocols[f"holdout_{family}"]
+            assert family not in train.impairments and family in test.impairments
+    frames = generate_frames(300, seed=2)
+    inside = in_range(frames.params, "sps", 2.0, 6.0)
+    assert 0 < inside.sum() < 300
+    with pytest.raises(KeyError, match="no recorded parameter"):
+        in_range(frames.params, "temperature", 0, 1)
+
+
+def test_radioml_layout_keeps_params_and_legacy_is_reachable(tmp_path):
+    data = generate_radioml(3, snrs=[0, 10], seed=1)
+    assert data.info["generator"] == "modgen" and len(data.params["sps"]) == len(data)
+    back = AMRDataset.load(data.save(tmp_path / "d.npz"))
+    np.testing.assert_array_equal(back.params["cfo"], data.params["cfo"])
+    sub = data.subset(np.arange(5))
+    assert len(sub.params["snr_db"]) == 5
+    legacy = generate_radioml(3, snrs=[0, 10], seed=1, generator="legacy")
+    assert legacy.info["generator"] == "legacy" and not legacy.params
+    np.testing.assert_array_equal(legacy.X, generate_radioml(3, snrs=[0, 10], seed=1,
+                                                             generator="legacy").X)
+    with pytest.raises(ValueError, match="generator must be one of"):
+        generate_radioml(1, generator="gnuradio")
+    stream = generate_amr(50, classes=FAMILY_CLASSES, seed=0)
+    assert stream.classes == FAMILY_CLASSES and np.isfinite(stream.snr).all()
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 2 ** 31), n=st.integers(1, 12),
+       families=st.sets(st.sampled_from(IMPAIRMENTS)))
+def test_any_switch_combination_gives_finite_frames_of_the_requested_snr(seed, n, families):
+    cfg = ModGenConfig(impairments=tuple(families))
+    frames = generate_frames(n, config=cfg, seed=seed, snr_db=5.0)
+    assert np.isfinite(frames.iq).all() and frames.iq.shape == (n, 128)
+    expected = 5.0 if "awgn" in families else np.inf
+    np.testing.assert_array_equal(frames.params["snr_db"], expected)
+
+
+@pytest.mark.parametrize("name, sps", [("OOK", 40.0), ("OOK", 300.0), ("FSK2", 100.0),
+                                       ("FSK2", 12.5)])
+def test_symbol_length_is_recovered_from_generated_bursts(name, sps):
+    from sigformer.rf.amr import condition_capture, estimate_samples_per_symbol
+
+    cfg = ModGenConfig(sps_range=(sps, sps), impairments=("awgn", "timing", "cfo"),
+                       snr_range=(25, 25), fsk_index_range=(2.0, 2.0), cfo_max=0.001)
+    length = int(sps * 60)
+    burst = generate_frames(1, classes=(name,), config=cfg, frame_length=length, seed=5).iq[0]
+    estimate = estimate_samples_per_symbol(burst)
+    assert estimate["sps"] == pytest.approx(sps, rel=0.05)
+    conditioned, info = condition_capture(burst, 8.0)
+    assert len(conditioned) == pytest.approx(length * 8 / sps, rel=0.06)
+    noise = (np.random.default_rng(0).standard_normal(4000)
+             + 1j * np.random.default_rng(1).standard_normal(4000))
+    assert estimate_samples_per_symbol(noise)["sps"] is None  # no two levels: no estimate
