@@ -680,7 +680,7 @@ meta = write_sigmf(folder / "capture", iq, sample_rate=200e3, center_frequency=9
                    annotations=[SigMFAnnotation(0, 1024, "QPSK"),
                                 SigMFAnnotation(1024, 1024, "8PSK")])
 result = classify_sigmf(meta, teacher, list(data.classes), normalization="rms",
-                        min_power_db=None)
+                        min_power_db=None, in_place=True)
 for a in read_sigmf(meta).annotations:
     print(f"{a.start:5d} +{a.count:5d}  {a.label:6s} {a.comment or ''}")
 """),

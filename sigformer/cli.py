@@ -142,7 +142,9 @@ def _cmd_classify_iq(args) -> int:
                             normalization=bundle.extra.get("normalization", "l1"),
                             hop=args.hop,
                             min_power_db=None if args.all_frames else args.min_power_db,
-                            out_meta=args.out, **({"in_place": True} if args.in_place else {}))
+                            out_meta=args.out, in_place=args.in_place,
+                            copy_data=args.copy_data, nan_policy=args.nan_policy,
+                            target_sps=args.target_sps or bundle.extra.get("target_sps"))
     _print_json({"meta": result["meta"], "n_frames": result["n_frames"],
                  "annotations": len(result["annotations"]),
                  "frame_labels": result["frame_labels"]})
@@ -311,6 +313,13 @@ def build_parser() -> argparse.ArgumentParser:
     iq.add_argument("--min-power-db", type=float, default=30.0,
                     help="skip frames this many dB below the loudest (gaps between bursts)")
     iq.add_argument("--all-frames", action="store_true", help="classify quiet frames too")
+    iq.add_argument("--copy-data", action="store_true", default=None,
+                    help="with --out elsewhere: copy the data file beside the new metadata")
+    iq.add_argument("--nan-policy", default="raise", choices=("raise", "skip", "interpolate"),
+                    help="NaN/Inf samples: refuse (default), skip their frames, interpolate")
+    iq.add_argument("--target-sps", type=float,
+                    help="resample to this many samples per symbol before framing (estimated "
+                         "blindly); family bundles record their own")
     iq.set_defaults(func=_cmd_classify_iq)
 
     sep = sub.add_parser("separate", help="separate the speakers of a recording (any length, "

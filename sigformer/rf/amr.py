@@ -455,9 +455,10 @@ def load_amr_data(a) -> AMRDataset:
 
     if a.source == "generator":
         return generate_radioml(a.n_per_condition, snrs=a.snrs, frame_length=a.frame_length,
-                                seed=a.seed, normalization=a.normalization)
+                                seed=a.seed, normalization=a.normalization,
+                                generator=a.generator)
     if a.path is None:
-        from ..pipeline import PipelineConfigError
+        from ..tasks.config import PipelineConfigError
 
         raise PipelineConfigError(f"amr.source {a.source!r} needs amr.path")
     if a.source == "rml2016":

@@ -233,6 +233,9 @@ class DistillConfig(_Strict):
 class AMRTaskConfig(_Strict):
     """``task: amr``: modulation recognition on generated or DeepSig frames."""
     source: Literal["generator", "rml2016", "rml2018", "npz"] = "generator"
+    # "modgen": the realistic generator (impairments, every parameter recorded);
+    # "legacy": the earlier RadioML-2016-style generator, for reproducing old results
+    generator: Literal["modgen", "legacy"] = "modgen"
     path: str | None = None
     allow_pickle: bool = False
     n_per_condition: int = Field(60, ge=2)
