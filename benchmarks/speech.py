@@ -9,15 +9,22 @@ chunks with 0.5 s overlap, speaker order aligned). Target: streaming peak memory
 (within 10%) from 10 s to 60 s.
 
 Part 2 (``--part quality``): (a) tiny MossFormer trained for a fixed number of steps on
-mixtures of the real clean speakers in ``../shared/data/speech/clean`` (synthetic voices if
-absent), evaluated on held-out mixtures against the input mixture (floor) and the oracle ideal
-ratio mask (ceiling). Peer separation models (asteroid ConvTasNet / DPRNN) are tried and
-reported as unavailable when asteroid does not import with this torch/torchaudio pair.
+dynamic mixtures of the training speakers of ``../shared/data/speech`` (speaker-disjoint
+splits, :func:`~sigformer.data.mixtures.speaker_splits`; synthetic voices if absent),
+evaluated on mixtures of the held-out test speakers against the input mixture (floor) and
+the oracle ideal ratio / binary masks (ceilings). The peer is asteroid's ConvTasNet, trained
+on the same mixtures for the same steps in a separate virtual environment
+(``--asteroid-python``, default ``/tmp/asteroid_env/bin/python``; reported as unavailable,
+with the reason, when that interpreter or asteroid is missing).
 (b) DeFTAN-II (small) trained for a fixed budget with the PCM loss on simulated noisy
-reverberant 4-mic scenes built from the real speakers and noise, against the unprocessed
-reference microphone, delay-and-sum and MVDR (oracle noise statistics).
+reverberant 4-mic scenes, against the unprocessed reference microphone and every beamformer.
 
-    python benchmarks/speech.py [--part speed|quality|all] [--preset small] [--lengths 1 10 30 60]
+Part 3 (``--part beamformers``): every classical beamformer (delay-and-sum with GCC-PHAT /
+true / SRP-PHAT DOA, Souden and RTF MVDR with oracle and VAD statistics, MVDR steered at the
+true DOA, the former GEV MVDR) on simulated reverberant scenes of test speakers, with
+SI-SDR / PESQ / STOI against the direct-path target.
+
+    python benchmarks/speech.py [--part speed|quality|beamformers|all] [--quick]
 """
 
 from __future__ import annotations
@@ -27,6 +34,9 @@ import json
 import multiprocessing as mp
 import platform
 import resource
+import subprocess
+import sys
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -36,7 +46,9 @@ import torch
 
 warnings.filterwarnings("ignore", message=".*does not have many workers.*")
 REPO = Path(__file__).resolve().parents[1]
-CLEAN = REPO.parent / "shared" / "data" / "speech" / "clean"
+SPEECH = REPO.parent / "shared" / "data" / "speech"
+CLEAN = SPEECH / "clean"
+ASTEROID_PYTHON = "/tmp/asteroid_env/bin/python"
 
 
 def _rss_mb() -> float:
@@ -98,30 +110,93 @@ def speed(args, name: str) -> dict:
     return {"rows": rows, "streaming_memory_flat": flat}
 
 
-def _oracle_irm(mix: np.ndarray, refs: np.ndarray) -> np.ndarray:
-    """Ideal ratio mask in the STFT domain (the ceiling of mask-based separation)."""
+def _oracle_mask(mix: np.ndarray, refs: np.ndarray, binary: bool = False) -> np.ndarray:
+    """Ideal ratio (or binary) mask in the STFT domain: the ceilings of mask-based
+    separation."""
     from scipy.signal import istft, stft
 
     _, _, m = stft(mix, nperseg=256, noverlap=192)
-    specs = [stft(r, nperseg=256, noverlap=192)[2] for r in refs]
-    total = sum(np.abs(s) for s in specs) + 1e-8
-    out = [istft(np.abs(s) / total * m, nperseg=256, noverlap=192)[1][:len(mix)] for s in specs]
-    return np.stack(out)
+    mags = np.stack([np.abs(stft(r, nperseg=256, noverlap=192)[2]) for r in refs])
+    masks = (mags == mags.max(0, keepdims=True)).astype(float) if binary else (
+        mags / (mags.sum(0, keepdims=True) + 1e-8))
+    out = [istft(k * m, nperseg=256, noverlap=192)[1][:len(mix)] for k in masks]
+    return np.stack([np.pad(o, (0, len(mix) - len(o))) for o in out])
+
+
+def _oracle_irm(mix: np.ndarray, refs: np.ndarray) -> np.ndarray:
+    return _oracle_mask(mix, refs)
+
+
+def asteroid_worker(data_path: str, out_path: str) -> None:
+    """Run inside the asteroid virtual environment (numpy + torch + asteroid only): train
+    ConvTasNet on the saved training mixtures with negative PIT SI-SDR for the same steps and
+    batch size, and write its estimates of the test mixtures."""
+    from asteroid.losses import PITLossWrapper, pairwise_neg_sisdr
+    from asteroid.models import ConvTasNet
+
+    torch.set_num_threads(2)
+    torch.manual_seed(0)
+    data = np.load(data_path)
+    model = ConvTasNet(n_src=2, n_blocks=4, n_repeats=2, bn_chan=64, hid_chan=128,
+                       skip_chan=64, sample_rate=8000)
+    loss_fn = PITLossWrapper(pairwise_neg_sisdr, pit_from="pw_mtx")
+    opt = torch.optim.Adam(model.parameters(), 1e-3)
+    rng = np.random.default_rng(0)
+    t0 = time.perf_counter()
+    for _ in range(int(data["steps"])):
+        idx = rng.choice(len(data["train_mix"]), int(data["batch"]))
+        loss = loss_fn(model(torch.tensor(data["train_mix"][idx])),
+                       torch.tensor(data["train_refs"][idx]))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    with torch.no_grad():
+        est = np.stack([model(torch.tensor(m)[None])[0].numpy() for m in data["test_mix"]])
+    np.savez(out_path, estimates=est, train_seconds=time.perf_counter() - t0,
+             n_params=sum(p.numel() for p in model.parameters()))
+
+
+def run_asteroid_peer(python: str, train_mix, train_refs, test_mix, steps: int, batch: int
+                      ) -> tuple[np.ndarray | None, str]:
+    """ConvTasNet from the asteroid venv on the same data; ``(estimates, note)``."""
+    if not Path(python).is_file():
+        return None, (f"asteroid unavailable: no interpreter at {python} (create it with "
+                      f"`python -m venv /tmp/asteroid_env && /tmp/asteroid_env/bin/pip install "
+                      f"asteroid requests`)")
+    with tempfile.TemporaryDirectory() as tmp:
+        data, out = Path(tmp) / "data.npz", Path(tmp) / "out.npz"
+        np.savez(data, train_mix=train_mix, train_refs=train_refs, test_mix=test_mix,
+                 steps=steps, batch=batch)
+        done = subprocess.run([python, __file__, "--asteroid-worker", str(data), str(out)],
+                              capture_output=True, text=True, timeout=3600)
+        if done.returncode != 0:
+            return None, f"asteroid failed: {done.stderr.strip().splitlines()[-1][:200]}"
+        result = np.load(out)
+        return result["estimates"], (f"asteroid ConvTasNet ({int(result['n_params']):,} "
+                                     f"parameters), {steps} steps in "
+                                     f"{float(result['train_seconds']):.0f} s")
 
 
 def quality(args) -> dict:
-    from sigformer.data.mixtures import load_utterances, make_mixture, synthetic_voices
+    from sigformer.data.mixtures import make_mixture, synthetic_voices
     from sigformer.models import create_model
     from sigformer.speech.chunked import model_function, process_array
     from sigformer.speech.metrics import evaluate_separation, pit_loss
 
     rate, length = 8000, int(args.seconds * 8000)
-    if CLEAN.is_dir():
-        utts = load_utterances(CLEAN, rate)
-        names = sorted(utts)
-        train_pool = [utts[n][: len(utts[n]) * 7 // 10] for n in names]
-        test_pool = [utts[n][len(utts[n]) * 7 // 10:] for n in names]
-        source = str(CLEAN)
+    if SPEECH.is_dir():
+        from sigformer.data.mixtures import AudioPool, list_speech, speaker_splits
+
+        splits = speaker_splits(list_speech(SPEECH)[0])
+
+        def pool_of(items):
+            pool = AudioPool(items, rate)
+            return [x for x in (pool.get(i) for i in range(len(pool))) if len(x) > length]
+
+        train_pool, test_pool = pool_of(splits["train"]), pool_of(splits["test"])
+        source = (f"{SPEECH}: {len({u.speaker for u in splits['train']})} training speakers, "
+                  f"test speakers {sorted({u.speaker for u in splits['test']})}")
     else:
         train_pool = synthetic_voices(6, 8.0, rate, 0)
         test_pool = synthetic_voices(6, 3.0, rate, 1)
@@ -158,20 +233,20 @@ def quality(args) -> dict:
             print(f"  step {step}: train SI-SNR {-loss.item():.2f} dB", flush=True)
     train_s = time.perf_counter() - t0
     fn = model_function(model)
-    systems = {"mixture (floor)": lambda m, r: np.stack([m, m]),
-               "MossFormer tiny": lambda m, r: process_array(fn, m[None], 4 * rate, rate // 2,
-                                                             align=True),
-               "oracle IRM (ceiling)": _oracle_irm}
+    peer_est, peer = run_asteroid_peer(args.asteroid_python, train_mix, train_refs, test_mix,
+                                       args.steps, 4)
+    systems = {"mixture (floor)": lambda i, m, r: np.stack([m, m]),
+               "MossFormer tiny": lambda i, m, r: process_array(fn, m[None], 4 * rate,
+                                                                rate // 2, align=True),
+               "oracle IRM (ceiling)": lambda i, m, r: _oracle_mask(m, r),
+               "oracle IBM (ceiling)": lambda i, m, r: _oracle_mask(m, r, binary=True)}
+    if peer_est is not None:
+        systems["asteroid ConvTasNet"] = lambda i, m, r: peer_est[i]
     results = {}
     for name, run in systems.items():
-        rows = [evaluate_separation(run(m, r), r, m, rate) for m, r in zip(test_mix, test_refs)]
+        rows = [evaluate_separation(run(i, m, r), r, m, rate)
+                for i, (m, r) in enumerate(zip(test_mix, test_refs))]
         results[name] = {k: float(np.mean([row[k] for row in rows])) for k in rows[0]}
-    try:
-        import asteroid  # noqa: F401
-
-        peer = "asteroid imports; peers not yet wired into this benchmark"
-    except Exception as err:  # noqa: BLE001 - any import failure means no peer
-        peer = f"asteroid unavailable: {type(err).__name__}: {str(err)[:120]}"
     print(f"\npeer: {peer}")
     print(f"\n{'system':22s} {'SI-SDR':>8s} {'SI-SDRi':>8s} {'SDR':>7s} {'PESQ':>6s} {'STOI':>6s}")
     for name, r in results.items():
@@ -199,9 +274,57 @@ def enhancement(args) -> dict:
     return {k: report[k] for k in ("results", "n_parameters", "n_train", "n_test", "seconds")}
 
 
+def beamformers(args) -> dict:
+    """Every classical beamformer on simulated reverberant scenes (test speakers, real
+    noise), SI-SDR / PESQ / STOI against the direct-path target at microphone 0."""
+    from sigformer.data.mixtures import list_speech, speaker_splits, synthetic_voices
+    from sigformer.data.room import EnhancementScenes, SceneConfig, simulate_scene
+    from sigformer.speech.metrics import pesq_score, si_sdr, stoi_score
+    from sigformer.speech.pipeline import beamformer_systems
+
+    rate = 16000
+    rng = np.random.default_rng(0)
+    config = SceneConfig(n_mics=args.n_mics, snr_db=(0.0, 10.0))
+    if SPEECH.is_dir():
+        speech, noises = list_speech(SPEECH)
+        scenes_ds = EnhancementScenes(speaker_splits(speech)["test"], noises, config,
+                                      args.seconds_enh, seed=1)
+        scenes = [scenes_ds.draw(rng) for _ in range(args.n_scenes)]
+    else:
+        voices = synthetic_voices(args.n_scenes, args.seconds_enh, rate, 0)
+        scenes = [simulate_scene(v, rng.standard_normal(len(v)).astype(np.float32), config,
+                                 seed=i) for i, v in enumerate(voices)]
+    systems = {"unprocessed (mic 0)": lambda sc: sc.mixture[0], **beamformer_systems(rate)}
+    results = {}
+    for name, run in systems.items():
+        rows = []
+        for sc in scenes:
+            est, t = run(sc), sc.target[0]
+            rows.append({"si_sdr": float(si_sdr(est, t)),
+                         "pesq": pesq_score(estimate=est, reference=t, sample_rate=rate),
+                         "stoi": stoi_score(estimate=est, reference=t, sample_rate=rate)})
+        results[name] = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
+        print(f"  {name:32s} SI-SDR {results[name]['si_sdr']:6.2f}  PESQ "
+              f"{results[name]['pesq']:.2f}  STOI {results[name]['stoi']:.3f}", flush=True)
+    return {"n_scenes": len(scenes), "n_mics": args.n_mics,
+            "rt60": [sc.info["rt60"] for sc in scenes],
+            "snr_db": [sc.info["snr_db"] for sc in scenes], "results": results}
+
+
 def main() -> None:
+    if len(sys.argv) == 4 and sys.argv[1] == "--asteroid-worker":
+        asteroid_worker(sys.argv[2], sys.argv[3])
+        return
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--part", choices=("speed", "quality", "all"), default="all")
+    ap.add_argument("--part", choices=("speed", "quality", "beamformers", "all"),
+                    default="all")
+    ap.add_argument("--quick", action="store_true",
+                    help="tiny budgets (smoke run): short lengths, few steps and scenes")
+    ap.add_argument("--n-scenes", type=int, default=12, help="scenes (beamformer part)")
+    ap.add_argument("--n-mics", type=int, default=4, help="microphones (beamformer part)")
+    ap.add_argument("--seconds-enh", type=float, default=4.0, help="scene length (s)")
+    ap.add_argument("--asteroid-python", default=ASTEROID_PYTHON,
+                    help="interpreter of a virtual environment with asteroid installed")
     ap.add_argument("--preset", default="small", help="MossFormer preset for the speed part")
     ap.add_argument("--lengths", type=float, nargs="+", default=[1, 5, 10, 30, 60])
     ap.add_argument("--threads", type=int, default=2)
@@ -213,6 +336,9 @@ def main() -> None:
     ap.add_argument("--enh-epochs", type=int, default=8)
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "speech.json"))
     args = ap.parse_args()
+    if args.quick:
+        args.lengths, args.steps, args.n_train, args.n_test = [1, 5], 20, 16, 2
+        args.enh_train, args.enh_epochs, args.n_scenes = 4, 1, 2
     torch.set_num_threads(args.threads)
     report = {"args": vars(args), "machine": platform.machine()}
     if args.part in ("speed", "all"):
@@ -225,6 +351,9 @@ def main() -> None:
         report["quality"] = quality(args)
         print("\nenhancement quality after a fixed CPU budget (simulated 4-mic scenes):")
         report["enhancement"] = enhancement(args)
+    if args.part in ("beamformers", "all"):
+        print(f"\nbeamformers on simulated reverberant {args.n_mics}-mic scenes:")
+        report["beamformers"] = beamformers(args)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2))

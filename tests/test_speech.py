@@ -133,11 +133,46 @@ def test_pesq_and_stoi_rank_clean_above_noisy():
     clean, _ = read_audio(SPEECH / "clean" / "dev1_female4_src_2.wav", 16000)
     clean = clean[0, :48000] / np.abs(clean).max() * 0.5
     noisy = clean + 0.05 * np.random.default_rng(0).standard_normal(len(clean))
-    assert stoi_score(clean, clean, 16000) > 0.99
-    assert stoi_score(clean, noisy, 16000) < stoi_score(clean, clean, 16000)
-    assert pesq_score(clean, noisy, 16000) < pesq_score(clean, clean, 16000)
+    assert stoi_score(estimate=clean, reference=clean, sample_rate=16000) > 0.99
+    assert stoi_score(estimate=noisy, reference=clean, sample_rate=16000) < 0.99
+    assert pesq_score(estimate=noisy, reference=clean, sample_rate=16000) < pesq_score(
+        estimate=clean, reference=clean, sample_rate=16000)
     with pytest.raises(ValueError, match="8000 or 16000"):
-        pesq_score(clean, clean, 44100)
+        pesq_score(estimate=clean, reference=clean, sample_rate=44100)
+
+
+def test_metrics_share_one_convention():
+    """(estimate, reference) order, numpy in -> numpy out, torch in -> torch out,
+    (samples, channels) transposed with a warning, PESQ's no-utterance error wrapped."""
+    from sigformer.speech.metrics import (
+        AudioLayoutWarning,
+        SpeechMetricError,
+        pesq_score,
+        pit_si_sdr,
+        stoi_score,
+    )
+
+    rng = np.random.default_rng(0)
+    ref = rng.standard_normal((2, 4000))
+    est = ref + 0.3 * rng.standard_normal((2, 4000))
+    as_numpy = si_sdr(est, ref)
+    assert isinstance(as_numpy, np.ndarray) and as_numpy.shape == (2,)
+    as_torch = si_sdr(torch.tensor(est), torch.tensor(ref))
+    assert torch.is_tensor(as_torch)
+    np.testing.assert_allclose(as_torch.numpy(), as_numpy)
+    assert isinstance(pit_si_sdr(est[None], ref[None]), np.ndarray)
+    assert isinstance(sdr(est, ref), np.ndarray) and torch.is_tensor(sdr(torch.tensor(est), ref))
+    with pytest.warns(AudioLayoutWarning, match="looks like \\(samples, channels\\)"):
+        transposed = si_sdr(est.T, ref.T)
+    np.testing.assert_allclose(transposed, as_numpy)
+    speech = _voiced(16000, 150, 16000) * 0.3
+    degraded = speech + 0.05 * rng.standard_normal(16000)
+    keyword = stoi_score(estimate=degraded, reference=speech, sample_rate=16000)
+    with pytest.warns(FutureWarning, match="argument order is now"):
+        positional = stoi_score(degraded, speech, 16000)
+    assert positional == keyword
+    with pytest.raises(SpeechMetricError, match="no utterance"):
+        pesq_score(estimate=np.zeros(16000), reference=np.zeros(16000), sample_rate=16000)
 
 
 # --- chunked inference -------------------------------------------------------------------
@@ -433,8 +468,12 @@ def test_enhancement_pipeline_end_to_end(tmp_path):
         warnings.simplefilter("ignore")
         assert main(["run", str(path), "--out", str(tmp_path / "out")]) == 0
     report = json.loads((tmp_path / "out" / "metrics.json").read_text())
-    assert set(report["results"]) == {"unprocessed", "delay-and-sum", "MVDR (oracle noise)",
-                                      "deftan2"}
+    from sigformer.speech.pipeline import beamformer_systems
+
+    assert set(report["results"]) == {"unprocessed", *beamformer_systems(16000), "deftan2"}
+    # the textbook oracle MVDR beats the unprocessed microphone on every run
+    assert report["results"]["MVDR Souden (oracle)"]["si_sdr"] > report["results"][
+        "unprocessed"]["si_sdr"]
     assert all(set(r) == {"si_sdr", "pesq", "stoi"} for r in report["results"].values())
     assert read_audio(tmp_path / "out" / "example_deftan2.wav")[0].shape == (1, 8000)
 
@@ -481,3 +520,142 @@ def test_metrics_on_the_reference_two_speaker_mixtures():
     assert swapped["si_sdr"] > 60
     mixture_score = float(si_sdr(np.stack([mix[0], mix[0]]), refs).mean())
     assert -5 < mixture_score < 5
+
+
+# --- corpus listing, speaker-disjoint splits, dynamic mixing, recipes, training script --------
+
+def _write_corpus(root: Path, rate: int = 8000) -> Path:
+    """A small corpus in several naming conventions, with noise and a mixture to skip."""
+    from sigformer.data.mixtures import synthetic_voices
+
+    voices = iter(synthetic_voices(16, 1.2, rate, seed=3))
+    names = ["libri/84-121123-0000", "libri/84-121123-0001", "libri/174-50561-0000",
+             "vctk/p225_001", "vctk/p226_002", "asr/spk1_snt1", "asr/spk1_snt2",
+             "asr/spk2_snt1", "sisec/dev1_female4_src_1", "sisec/dev1_male4_src_2",
+             "other/clipA", "other/clipB"]
+    for name in names:
+        write_audio(root / f"{name}.wav", next(voices), rate)
+    write_audio(root / "other" / "mixture_0.wav", next(voices), rate)
+    write_audio(root / "noise" / "hum.wav", next(voices), rate)
+    return root
+
+
+def test_speaker_rules_and_corpus_listing(tmp_path):
+    from sigformer.data.mixtures import list_speech, speaker_of
+
+    assert speaker_of("84-121123-0000") == "84"
+    assert speaker_of("p225_001") == "p225"
+    assert speaker_of("AMI_WSJ20-Array1-5_T10c0201") == "T10"
+    assert speaker_of("spk2_snt4") == "spk2"
+    assert speaker_of("dev1_female4_src_2") == "dev1_female4_src_2"
+    assert speaker_of("example1") == "example1"
+    speech, noise = list_speech(_write_corpus(tmp_path))
+    assert [p.name for p in noise] == ["hum.wav"]
+    assert len(speech) == 12 and not any("mixture" in u.path.name for u in speech)
+    speakers = {u.speaker for u in speech}
+    assert {"libri/84", "libri/174", "asr/spk1", "asr/spk2"} <= speakers and len(speakers) == 10
+    with pytest.raises(DataError, match="no audio files"):
+        list_speech(tmp_path / "noise" / "nothing")
+
+
+@settings(max_examples=10, deadline=None)
+@given(hs.integers(0, 10_000))
+def test_speaker_splits_are_disjoint_and_cover_every_file(seed):
+    from sigformer.data.mixtures import Utterance, speaker_splits
+
+    utts = [Utterance(Path(f"{s}_{k}.wav"), f"spk{s}") for s in range(11) for k in range(3)]
+    splits = speaker_splits(utts, seed=seed)
+    sets = {k: {u.speaker for u in v} for k, v in splits.items()}
+    assert not (sets["train"] & sets["val"] or sets["train"] & sets["test"]
+                or sets["val"] & sets["test"])
+    assert min(len(s) for s in sets.values()) >= 2
+    assert sum(len(v) for v in splits.values()) == len(utts)
+    with pytest.raises(DataError, match="speaker-disjoint"):
+        speaker_splits(utts[:12], seed=seed)
+
+
+def test_dynamic_mixtures_in_dataloader_workers(tmp_path):
+    from torch.utils.data import DataLoader
+
+    from sigformer.data.mixtures import (
+        DynamicMixConfig,
+        DynamicMixtures,
+        list_speech,
+        speaker_splits,
+    )
+
+    speech, noise = list_speech(_write_corpus(tmp_path))
+    train = speaker_splits(speech)["train"]
+    config = DynamicMixConfig(seconds=0.5)
+    ds = DynamicMixtures(train, noise, config, n_items=4, seed=1)
+    mixes = torch.cat([m for m, _ in DataLoader(ds, batch_size=2, num_workers=2)])
+    assert mixes.shape == (8, 4000)  # 4 per worker
+    assert not torch.allclose(mixes[:2], mixes[4:6])  # workers draw different mixtures
+    mix, refs = next(iter(ds))
+    assert refs.shape == (2, 4000)
+    torch.testing.assert_close(mix, refs.sum(0), atol=1e-5, rtol=0)  # no noise/reverb here
+    fixed = DynamicMixtures(train, noise, config, n_items=2, seed=5, fixed=True)
+    torch.testing.assert_close(torch.stack([m for m, _ in fixed]),
+                               torch.stack([m for m, _ in fixed]))  # a stable val set
+    noisy = DynamicMixtures(train, noise, DynamicMixConfig(seconds=0.5, noise_snr_db=(0, 0)),
+                            n_items=1)
+    mix, refs = next(iter(noisy))
+    residual = (mix - refs.sum(0)).double()
+    assert float(si_sdr(refs.sum(0).double(), mix.double())) < 5 and residual.abs().max() > 0
+
+
+def test_enhancement_scenes_yield_array_and_direct_path(tmp_path):
+    from sigformer.data.mixtures import list_speech
+    from sigformer.data.room import EnhancementScenes, SceneConfig
+
+    speech, noise = list_speech(_write_corpus(tmp_path, 16000))
+    ds = EnhancementScenes(speech, noise, SceneConfig(n_mics=6, radius=(0.05, 0.1),
+                                                      max_order=3), seconds=0.5, n_items=2)
+    items = list(ds)
+    assert [tuple(m.shape) for m, _ in items] == [(6, 8000)] * 2
+    assert [tuple(t.shape) for _, t in items] == [(1, 8000)] * 2
+    assert not torch.allclose(items[0][0][0], items[1][0][0])
+
+
+def test_pit_loss_threshold_leaves_out_easy_examples():
+    from sigformer.recipes.speech import MOSSFORMER
+    from sigformer.speech.transforms import PITSISNRLoss
+
+    assert (MOSSFORMER.lr, MOSSFORMER.clip_grad_norm, MOSSFORMER.loss_threshold,
+            MOSSFORMER.plateau_factor) == (1.5e-4, 5.0, -30.0, 0.5)
+    rng = np.random.default_rng(0)
+    refs = torch.tensor(rng.standard_normal((2, 2, 800)))
+    est = refs.clone()
+    est[1] += torch.tensor(rng.standard_normal((2, 800)))  # item 0 perfect, item 1 ~0 dB
+    hard = -pit_si_sdr_of(est[1:], refs[1:])
+    assert float(pit_loss(est, refs, threshold=-30)) == pytest.approx(float(hard))
+    assert float(pit_loss(est, refs)) < float(hard) - 20  # the easy item drags the mean
+    assert float(PITSISNRLoss(-30)(est, refs)) == pytest.approx(float(hard))
+
+
+def pit_si_sdr_of(est, refs):
+    from sigformer.speech.metrics import pit_si_sdr
+
+    return pit_si_sdr(est, refs).mean()
+
+
+def test_train_speech_script_trains_checkpoints_and_resumes(tmp_path):
+    import importlib.util
+    import json
+
+    spec = importlib.util.spec_from_file_location(
+        "train_speech", Path(__file__).resolve().parents[1] / "scripts" / "train_speech.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    data, out = _write_corpus(tmp_path / "corpus"), tmp_path / "run"
+    common = ["--task", "separate", "--data", str(data), "--out", str(out), "--preset", "tiny",
+              "--batch-size", "2", "--seconds", "0.25", "--n-val", "2", "--workers", "0",
+              "--val-every", "2", "--checkpoint-every", "2", "--log-every", "1"]
+    assert script.main(common + ["--steps", "2"]) == 0
+    first = json.loads((out / "train_report.json").read_text())
+    assert first["steps"] == 2 and len(first["history"]) == 1
+    assert set(first["speakers"]["test"]).isdisjoint(first["speakers"]["train"])
+    assert script.main(common + ["--steps", "3", "--resume"]) == 0
+    second = json.loads((out / "train_report.json").read_text())
+    assert second["steps"] == 3 and [h["step"] for h in second["history"]] == [2, 3]
+    assert 0 <= second["data_wait_share"] < 1

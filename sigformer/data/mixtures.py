@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from torch.utils.data import IterableDataset
 
 from .io import DataError
 
@@ -244,3 +245,253 @@ def synthetic_voices(n: int, seconds: float, sample_rate: int, seed: int | None 
         x = voiced * envelope
         out.append((x / (np.abs(x).max() + 1e-9) * 0.5).astype(np.float32))
     return out
+
+
+# --- corpus listing, speaker-disjoint splits and dynamic mixing --------------------------------
+
+# Speaker identity from a file stem, first match wins (documented in datasets/speech.md):
+SPEAKER_RULES: tuple[tuple[str, str], ...] = (
+    (r"^(?P<spk>\d+)-\d+-\d+$", "LibriSpeech/LibriTTS: <speaker>-<chapter>-<utterance>"),
+    (r"^(?P<spk>p\d{3})_\d+", "VCTK: p<NNN>_<utterance>"),
+    (r"(?:^|_)(?P<spk>[0-9A-Z][0-9a-z]{2})[a-z]\d{4}$",
+     "WSJ / MC-WSJ-AV: the utterance id's first 3 characters"),
+    (r"^(?P<spk>(?:spk|speaker|s)\d+)[_-]", "spk<N>_<utterance> and similar"),
+    (r"^(?P<spk>.+_src_\d+)$", "SiSEC: every source index is a different talker"),
+)
+MIXTURE_STEMS = ("mix", "mixture")
+
+
+@dataclass(frozen=True)
+class Utterance:
+    path: Path
+    speaker: str
+    channel: int = 0  # the channel read from multichannel files
+    gender: str | None = None  # 'female'/'male' when the name says so
+
+
+def speaker_of(stem: str) -> str:
+    """Speaker id of a file stem by :data:`SPEAKER_RULES`; otherwise the stem itself (each
+    file its own talker)."""
+    import re
+
+    for pattern, _ in SPEAKER_RULES:
+        match = re.search(pattern, stem)
+        if match:
+            return match.group("spk")
+    return stem
+
+
+def _gender_of(text: str) -> str | None:
+    low = text.lower()
+    return "female" if "female" in low else "male" if "male" in low else None
+
+
+def list_speech(root: str | Path) -> tuple[list[Utterance], list[Path]]:
+    """All single-talker speech and all noise files under ``root`` (recursively).
+
+    A file is noise when its stem or a parent folder name contains ``noise``; mixtures
+    (stems starting with ``mix``) are left out; everything else is speech, one talker per
+    file, with the speaker from :func:`speaker_of`. Per-microphone files of one array
+    recording share a speaker and an utterance id and are kept once."""
+    root = Path(root)
+    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
+    if not files:
+        raise DataError(f"no audio files ({', '.join(AUDIO_SUFFIXES)}) under {root}")
+    speech, noise, seen = [], [], set()
+    for f in files:
+        parts = [q.lower() for q in f.relative_to(root).parts]
+        if any("noise" in q for q in parts):
+            noise.append(f)
+            continue
+        if f.stem.lower().startswith(MIXTURE_STEMS):
+            continue
+        spk = speaker_of(f.stem)
+        key = (spk, f.stem.split("_")[-1]) if spk != f.stem else (spk, f.stem)
+        if key in seen:  # another microphone of the same recording
+            continue
+        seen.add(key)
+        speech.append(Utterance(f, f"{f.parent.name}/{spk}", 0, _gender_of(f.stem)))
+    if not speech:
+        raise DataError(f"no speech files under {root} (only noise or mixtures)")
+    return speech, noise
+
+
+def speaker_splits(utterances: list[Utterance], fractions=(0.7, 0.15, 0.15), seed: int = 0,
+                   min_speakers: int = 2) -> dict[str, list[Utterance]]:
+    """Speaker-disjoint ``train``/``val``/``test`` splits: speakers (not files) are shuffled
+    with ``seed`` and dealt out by ``fractions``; val and test get at least ``min_speakers``
+    each (two-speaker mixtures need two), train the rest."""
+    speakers = sorted({u.speaker for u in utterances})
+    if len(speakers) < 3 * min_speakers:
+        raise DataError(f"{len(speakers)} speakers cannot make three speaker-disjoint splits "
+                        f"of at least {min_speakers} speakers each")
+    order = list(np.random.default_rng(seed).permutation(speakers))
+    n_val = max(min_speakers, int(round(fractions[1] * len(speakers))))
+    n_test = max(min_speakers, int(round(fractions[2] * len(speakers))))
+    groups = {"test": set(order[:n_test]), "val": set(order[n_test:n_test + n_val]),
+              "train": set(order[n_test + n_val:])}
+    return {name: [u for u in utterances if u.speaker in group] for name, group in
+            groups.items()}
+
+
+class AudioPool:
+    """Lazily loaded, cached mono audio at one sample rate (one cache per DataLoader worker).
+    Quiet recordings are RMS-normalised to -25 dBFS when loaded."""
+
+    def __init__(self, items: list, sample_rate: int, min_seconds: float = 0.5):
+        self.items, self.sample_rate, self.min_seconds = list(items), sample_rate, min_seconds
+        self._cache: dict[int, np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def get(self, i: int) -> np.ndarray:
+        if i not in self._cache:
+            from ..speech.audio import read_audio
+
+            item = self.items[i]
+            path, channel = (item.path, item.channel) if isinstance(item, Utterance) else (
+                Path(item), 0)
+            audio, _ = read_audio(path, self.sample_rate)
+            x = audio[min(channel, audio.shape[0] - 1)].astype(np.float64)
+            self._cache[i] = (x / _rms(x) * 10 ** (-25 / 20)).astype(np.float32)
+        return self._cache[i]
+
+
+def _worker_rng(seed: int) -> np.random.Generator:
+    """A generator that differs per DataLoader worker (and per process start)."""
+    import torch.utils.data as tud
+
+    info = tud.get_worker_info()
+    return np.random.default_rng([seed, 0 if info is None else info.id + 1])
+
+
+def _segment(x: np.ndarray, length: int, rng: np.random.Generator) -> np.ndarray:
+    if len(x) <= length:
+        out = np.zeros(length, np.float32)
+        start = int(rng.integers(0, length - len(x) + 1))
+        out[start:start + len(x)] = x
+        return out
+    start = int(rng.integers(0, len(x) - length + 1))
+    return x[start:start + length]
+
+
+def speed_perturb(x: np.ndarray, factor: float) -> np.ndarray:
+    """Play ``x`` ``factor`` times faster (pitch moves with it, as SpeechBrain's and
+    MossFormer's speed perturbation) by band-limited resampling."""
+    from fractions import Fraction
+
+    if factor == 1.0:
+        return x
+    ratio = Fraction(factor).limit_denominator(100)
+    from ..speech.audio import resample
+
+    return resample(x[None], ratio.numerator, ratio.denominator)[0]
+
+
+@dataclass
+class DynamicMixConfig:
+    sample_rate: int = 8000
+    n_src: int = 2
+    seconds: float = 4.0
+    speed: tuple[float, float] | None = (0.95, 1.05)  # per source; None: off
+    level_db: tuple[float, float] = (-2.5, 2.5)  # of source 2.. relative to source 1
+    gain_db: tuple[float, float] = (-6.0, 6.0)  # overall level
+    noise_snr_db: tuple[float, float] | None = None  # e.g. (0, 15); None: no noise
+    reverb_probability: float = 0.0  # share of mixtures rendered in a random room
+    rt60: tuple[float, float] = (0.2, 0.8)
+
+
+class DynamicMixtures(IterableDataset):
+    """``torch.utils.data.IterableDataset`` of fresh mixtures every step (dynamic mixing):
+    ``n_src`` different speakers drawn from ``utterances`` (e.g. one split of
+    :func:`speaker_splits`), random segments, speed perturbation, relative levels, overall
+    gain, optional reverberation (pyroomacoustics; the references are the direct paths) and
+    noise at a random SNR. Yields ``(mixture (L,), references (n_src, L))`` float32 tensors.
+
+    ``n_items=None`` streams forever; with a number it yields that many per iteration and per
+    DataLoader worker (and
+    with ``fixed=True`` the same ones every time: a validation set). Usable in DataLoader
+    workers (each worker draws with its own seed)."""
+
+    def __init__(self, utterances: list[Utterance], noises: list | None = None,
+                 config: DynamicMixConfig | None = None, n_items: int | None = None,
+                 seed: int = 0, fixed: bool = False):
+        self.utterances, self.noises, self.config = utterances, noises, config
+        self.n_items, self.seed, self.fixed = n_items, seed, fixed
+        c = config or DynamicMixConfig()
+        speakers = sorted({u.speaker for u in utterances})
+        if len(speakers) < c.n_src:
+            raise DataError(f"{len(speakers)} speakers cannot make {c.n_src}-speaker mixtures")
+        self.speakers_ = speakers
+        self._by_speaker = {spk: [i for i, u in enumerate(utterances) if u.speaker == spk]
+                            for spk in speakers}
+        self._pool = AudioPool(utterances, c.sample_rate)
+        self._noise = AudioPool(noises or [], c.sample_rate)
+        self._epoch = 0
+
+    def __len__(self) -> int:
+        if self.n_items is None:
+            raise TypeError("an endless DynamicMixtures has no length")
+        return self.n_items
+
+    def __iter__(self):
+        import torch
+
+        seed = self.seed if self.fixed else self.seed + 7919 * self._epoch
+        self._epoch += 1
+        rng = _worker_rng(seed)
+        count = 0
+        while self.n_items is None or count < self.n_items:
+            mix, refs = self.draw(rng)
+            yield torch.from_numpy(mix), torch.from_numpy(refs)
+            count += 1
+
+    def draw(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        c = self.config or DynamicMixConfig()
+        length = int(c.seconds * c.sample_rate)
+        by_speaker = rng.choice(len(self.speakers_), c.n_src, replace=False)
+        sources = []
+        for k in by_speaker:
+            x = self._pool.get(int(rng.choice(self._by_speaker[self.speakers_[k]])))
+            if c.speed is not None:
+                x = speed_perturb(x, float(rng.uniform(*c.speed)))
+            sources.append(_segment(x, length, rng).astype(np.float64))
+        if c.reverb_probability and rng.random() < c.reverb_probability:
+            sources, images = _reverberate(sources, c, rng)
+        else:
+            images = sources
+        levels = [0.0] + [float(rng.uniform(*c.level_db)) for _ in range(c.n_src - 1)]
+        base = _rms(images[0])
+        gains = [base / _rms(s) * 10 ** (db / 20) for s, db in zip(images, levels)]
+        refs = np.stack([g * s for g, s in zip(gains, sources)])
+        mixture = sum(g * s for g, s in zip(gains, images))
+        if c.noise_snr_db is not None and len(self._noise):
+            n = _segment(self._noise.get(int(rng.integers(len(self._noise)))), length, rng)
+            snr = float(rng.uniform(*c.noise_snr_db))
+            mixture = mixture + n * (_rms(mixture) / _rms(n)) * 10 ** (-snr / 20)
+        gain = 10 ** (float(rng.uniform(*c.gain_db)) / 20) * 0.1 / _rms(mixture)
+        peak = max(np.abs(mixture).max(), np.abs(refs).max()) * gain / 0.95
+        gain = gain / max(1.0, peak)
+        return (mixture * gain).astype(np.float32), (refs * gain).astype(np.float32)
+
+
+def _reverberate(sources, c: DynamicMixConfig, rng: np.random.Generator):
+    """Sources in one random shoebox room at one microphone: (direct paths, reverberant)."""
+    import pyroomacoustics as pra
+
+    length = len(sources[0])
+    dims = np.array([rng.uniform(4, 8), rng.uniform(4, 8), rng.uniform(2.5, 3.5)])
+    absorption, order = pra.inverse_sabine(float(rng.uniform(*c.rt60)), dims)
+    mic = np.array([rng.uniform(1, d - 1) for d in dims])[:, None]
+    direct, reverberant = [], []
+    for s in sources:
+        pos = [rng.uniform(0.5, d - 0.5) for d in dims]
+        for max_order, out in ((0, direct), (min(order, 12), reverberant)):
+            room = pra.ShoeBox(dims, fs=c.sample_rate, materials=pra.Material(absorption),
+                               max_order=max_order)
+            room.add_source(pos, signal=s)
+            room.add_microphone_array(mic)
+            room.simulate()
+            out.append(room.mic_array.signals[0, :length])
+    return direct, reverberant

@@ -5,7 +5,10 @@
 horizontal plane (4 mics, radius 0.1 m), its centre within +-0.5 m of the room centre at 1-2 m
 height, rotated by 0..pi/4; the talker 0.75-2.0 m from the array and at least 0.5 m from the
 walls; one noise source anywhere. Three simulations per scene: reverberant speech, the
-**direct path** (``max_order=0``, the training target) and reverberant noise.
+**direct path** (``max_order=0``, the training target; kept at every microphone in
+``Scene.direct`` for oracle beamformers) and reverberant noise. ``Scene.info`` records the
+array geometry (``mic_positions`` relative to the array centre) and the talker's direction
+(``source_azimuth``/``source_colatitude``) for steered beamformers.
 """
 
 from __future__ import annotations
@@ -13,13 +16,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from torch.utils.data import IterableDataset
 
 
 @dataclass
 class SceneConfig:
     sample_rate: int = 16000
     n_mics: int = 4
-    radius: float = 0.1
+    radius: float | tuple[float, float] = 0.1  # a (low, high) range draws one per scene
     rt60: tuple[float, float] = (0.2, 1.2)
     room_xy: tuple[float, float] = (5.0, 10.0)
     room_z: tuple[float, float] = (3.0, 4.0)
@@ -35,6 +39,12 @@ class Scene:
     target: np.ndarray  # (1, L): direct-path speech at the reference microphone (mic 0)
     reverberant: np.ndarray  # (n_mics, L) reverberant speech alone
     info: dict = field(default_factory=dict)
+    direct: np.ndarray | None = None  # (n_mics, L) direct-path speech at every microphone
+
+    @property
+    def noise(self) -> np.ndarray:
+        """``(n_mics, L)`` reverberant noise alone (the mixture minus the speech)."""
+        return self.mixture - self.reverberant
 
 
 def _room(pra, dims, fs, absorption, max_order):
@@ -58,7 +68,8 @@ def simulate_scene(speech: np.ndarray, noise: np.ndarray, config: SceneConfig | 
                        rng.uniform(1.0, 2.0)])
     rotation = rng.uniform(0, np.pi / 4)
     angles = rotation + 2 * np.pi * np.arange(c.n_mics) / c.n_mics
-    mics = np.stack([centre[0] + c.radius * np.cos(angles), centre[1] + c.radius * np.sin(angles),
+    radius = float(rng.uniform(*c.radius)) if np.ndim(c.radius) else float(c.radius)
+    mics = np.stack([centre[0] + radius * np.cos(angles), centre[1] + radius * np.sin(angles),
                      np.full(c.n_mics, centre[2])])
     source = None
     for _ in range(1000):
@@ -83,7 +94,7 @@ def simulate_scene(speech: np.ndarray, noise: np.ndarray, config: SceneConfig | 
         return room.mic_array.signals[:, :length]
 
     reverberant = render(speech, source, order)
-    direct = render(speech, source, 0)[:1]
+    direct = render(speech, source, 0)
     noisy = render(noise, noise_pos, order)
     snr = rng.uniform(*c.snr_db)
     gain = np.sqrt(np.mean(reverberant[0] ** 2) / (np.mean(noisy[0] ** 2) + 1e-12)) * 10 ** (
@@ -92,6 +103,66 @@ def simulate_scene(speech: np.ndarray, noise: np.ndarray, config: SceneConfig | 
     peak = np.abs(mixture).max() / 0.9
     scale = 1 / peak if peak > 1 else 1.0
     info = {"rt60": float(rt60), "room": dims.tolist(), "snr_db": float(snr),
-            "distance": float(np.linalg.norm(source - centre)), "max_order": int(order)}
-    return Scene((mixture * scale).astype(np.float32), (direct * scale).astype(np.float32),
-                 (reverberant * scale).astype(np.float32), info)
+            "distance": float(np.linalg.norm(source - centre)), "max_order": int(order),
+            # geometry relative to the array centre, for steered beamformers and DOA checks
+            "mic_positions": (mics.T - centre).tolist(),
+            "source_azimuth": float(np.arctan2(*(source - centre)[1::-1])),
+            "source_colatitude": float(np.arccos((source - centre)[2]
+                                                 / np.linalg.norm(source - centre)))}
+    direct = (direct * scale).astype(np.float32)
+    return Scene((mixture * scale).astype(np.float32), direct[:1].copy(),
+                 (reverberant * scale).astype(np.float32), info, direct)
+
+
+class EnhancementScenes(IterableDataset):
+    """``torch.utils.data.IterableDataset`` of array scenes simulated on the fly: every item
+    a new random room, RT60, array radius / rotation / position, talker and noise positions
+    and SNR (:func:`simulate_scene` with ``config``), speech from ``utterances`` (e.g. one
+    speaker split of :func:`~sigformer.data.mixtures.speaker_splits`) and noise from
+    ``noises``. Yields ``(mixture (n_mics, L), direct-path target (1, L))`` float32 tensors.
+
+    The microphone count is fixed per dataset (a model's input width); the geometry varies
+    within the family (``config.radius`` may be a range). ``n_items``/``fixed`` as in
+    :class:`~sigformer.data.mixtures.DynamicMixtures`."""
+
+    def __init__(self, utterances: list, noises: list | None = None,
+                 config: SceneConfig | None = None, seconds: float = 2.0,
+                 n_items: int | None = None, seed: int = 0, fixed: bool = False):
+        from .mixtures import AudioPool
+
+        self.utterances, self.noises, self.config = utterances, noises, config
+        self.seconds, self.n_items, self.seed, self.fixed = seconds, n_items, seed, fixed
+        rate = (config or SceneConfig()).sample_rate
+        self._speech, self._noise = AudioPool(utterances, rate), AudioPool(noises or [], rate)
+        self._epoch = 0
+
+    def __len__(self) -> int:
+        if self.n_items is None:
+            raise TypeError("an endless EnhancementScenes has no length")
+        return self.n_items
+
+    def __iter__(self):
+        import torch
+
+        from .mixtures import _worker_rng
+
+        seed = self.seed if self.fixed else self.seed + 7919 * self._epoch
+        self._epoch += 1
+        rng = _worker_rng(seed)
+        count = 0
+        while self.n_items is None or count < self.n_items:
+            scene = self.draw(rng)
+            yield torch.from_numpy(scene.mixture), torch.from_numpy(scene.target)
+            count += 1
+
+    def draw(self, rng: np.random.Generator) -> Scene:
+        from .mixtures import _segment
+
+        c = self.config or SceneConfig()
+        length = int(self.seconds * c.sample_rate)
+        speech = _segment(self._speech.get(int(rng.integers(len(self._speech)))), length, rng)
+        if len(self._noise):
+            noise = _segment(self._noise.get(int(rng.integers(len(self._noise)))), length, rng)
+        else:
+            noise = rng.standard_normal(length).astype(np.float32)
+        return simulate_scene(speech, noise, c, seed=int(rng.integers(2 ** 31)))

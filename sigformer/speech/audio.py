@@ -1,7 +1,8 @@
 """Audio I/O (soundfile), resampling (torchaudio) and input checks for the speech models.
 
-Audio arrays are ``(channels, samples)`` float32. Writes are atomic (temporary file, then
-rename). Silence and clipping give warnings (the models still run); NaN/Inf, a wrong rate or a
+Audio arrays are ``(channels, samples)`` float32; :func:`check_audio` transposes a 2-D array
+that looks like ``(samples, channels)`` (more rows than columns, at most 64 columns) with an
+:class:`AudioWarning`. Writes are atomic (temporary file, then rename). Silence and clipping give warnings (the models still run); NaN/Inf, a wrong rate or a
 wrong channel count give errors that name what was expected.
 """
 
@@ -19,6 +20,8 @@ from ..data.io import DataError
 SILENCE_RMS = 1e-5
 CLIP_LEVEL = 0.999
 CLIP_FRACTION = 1e-3
+MAX_CHANNELS = 64  # a 2-D array with more rows than columns and at most this many columns
+# is taken as (samples, channels) and transposed with a warning
 
 
 class AudioWarning(UserWarning):
@@ -92,6 +95,12 @@ def check_audio(audio: np.ndarray, sample_rate: float, *, expected_rate: int | N
         audio = audio[None]
     if audio.ndim != 2:
         raise DataError(f"{name} must be (channels, samples), got shape {audio.shape}")
+    if audio.shape[0] > audio.shape[1] and audio.shape[1] <= MAX_CHANNELS:
+        # soundfile, scipy and most audio tools give (samples, channels)
+        warnings.warn(f"{name} has shape {audio.shape}, which looks like (samples, channels); "
+                      f"transposing to (channels, samples) - pass (channels, samples) to "
+                      f"silence this", AudioWarning, stacklevel=2)
+        audio = audio.T
     if expected_rate is not None and int(round(sample_rate)) != expected_rate:
         raise DataError(f"{name} is sampled at {sample_rate:g} Hz but the model expects "
                         f"{expected_rate} Hz; resample it first (--resample on the CLI)")

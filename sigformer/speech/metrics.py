@@ -1,34 +1,85 @@
 """Speech separation and enhancement metrics (pure functions, torchaudio-style).
 
+Conventions (the same in every function here, as in torchmetrics and asteroid):
+
+* **argument order ``(estimate, reference)``** (then ``mixture`` / ``sample_rate``);
+* **numpy in -> numpy out, torch in -> torch out** (a mix of both follows the estimate);
+* audio is ``(..., samples)`` with samples on the last axis; a 2-D array that looks like
+  ``(samples, channels)`` (more rows than columns, at most 64 columns) is transposed with a
+  :class:`AudioLayoutWarning`;
+* PESQ's "no utterances detected" becomes a :class:`SpeechMetricError` naming the cause.
+
+Functions:
+
 * :func:`si_sdr` - scale-invariant SDR with zero-mean signals (as separation papers and the
-  SpeechBrain/asteroid SI-SNR; note torchmetrics defaults to ``zero_mean=False``).
+  SpeechBrain/asteroid SI-SNR), computed by torchmetrics (``zero_mean=True``; torchmetrics'
+  own default is ``False``).
 * :func:`si_sdr_improvement` - SI-SDR of the estimate minus SI-SDR of the mixture.
 * :func:`sdr` - BSS-eval SDR (512-tap distortion filter) through ``fast_bss_eval``.
 * :func:`pesq_score` / :func:`stoi_score` - PESQ (ITU-T P.862 via ``pesq``; 8/16 kHz) and STOI
-  (``pystoi``).
+  (``pystoi``). Their order was ``(reference, estimate)`` before: positional calls now give a
+  one-time ``FutureWarning``; keyword calls (``estimate=``, ``reference=``) are unchanged.
 * :func:`pit_si_sdr` / :func:`best_permutation` - utterance-level permutation-invariant SI-SDR.
 * :func:`pit_loss` - negative PIT SI-SNR, the MossFormer training loss.
+* :func:`pcm_loss` - DeFTAN-II's loss; it keeps the published ``(mixture, estimate, target)``
+  order of ``PCM_Loss.forward`` (it is a loss, not a metric, and is symmetric in
+  estimate/target).
 """
 
 from __future__ import annotations
 
 import itertools
+import warnings
 
 import numpy as np
 import torch
 
 EPS = 1e-8
+MAX_CHANNELS = 64
 
 
-def _as_tensor(x) -> torch.Tensor:
-    return x if torch.is_tensor(x) else torch.as_tensor(np.asarray(x), dtype=torch.float64)
+class SpeechMetricError(ValueError):
+    """A metric cannot be computed for this input (e.g. PESQ finds no speech)."""
 
 
-def si_sdr(estimate, reference, zero_mean: bool = True, eps: float = EPS) -> torch.Tensor:
-    """SI-SDR (dB) over the last axis; broadcasts over leading axes."""
-    est, ref = _as_tensor(estimate), _as_tensor(reference)
+class AudioLayoutWarning(UserWarning):
+    """An array looked like ``(samples, channels)`` and was transposed."""
+
+
+def _channels_first(x, name: str):
+    """Transpose a 2-D ``(samples, channels)`` array (with a warning); else unchanged."""
+    if x.ndim == 2 and x.shape[0] > x.shape[1] and x.shape[1] <= MAX_CHANNELS:
+        warnings.warn(f"{name} has shape {tuple(x.shape)}, which looks like (samples, "
+                      f"channels); transposing to (channels, samples) - pass "
+                      f"(channels, samples) to silence this", AudioLayoutWarning, stacklevel=3)
+        return x.T
+    return x
+
+
+def _as_tensor(x, name: str = "input") -> torch.Tensor:
+    t = x if torch.is_tensor(x) else torch.as_tensor(np.asarray(x), dtype=torch.float64)
+    return _channels_first(t, name)
+
+
+def _as_numpy(x, name: str) -> np.ndarray:
+    arr = x.detach().cpu().numpy() if torch.is_tensor(x) else np.asarray(x)
+    return _channels_first(arr.astype(np.float64), name)
+
+
+def _like(value: torch.Tensor, template):
+    """Return ``value`` as numpy when the template (the estimate) was not a tensor."""
+    return value if torch.is_tensor(template) else value.detach().cpu().numpy()
+
+
+def _si_sdr(est: torch.Tensor, ref: torch.Tensor, zero_mean: bool, eps: float | None
+            ) -> torch.Tensor:
     if est.shape[-1] != ref.shape[-1]:
         raise ValueError(f"estimate has {est.shape[-1]} samples, reference {ref.shape[-1]}")
+    est, ref = torch.broadcast_tensors(est, ref.to(est.dtype))
+    if eps is None:
+        from torchmetrics.functional.audio import scale_invariant_signal_distortion_ratio
+
+        return scale_invariant_signal_distortion_ratio(est, ref, zero_mean=zero_mean)
     if zero_mean:
         est = est - est.mean(-1, keepdim=True)
         ref = ref - ref.mean(-1, keepdim=True)
@@ -38,28 +89,45 @@ def si_sdr(estimate, reference, zero_mean: bool = True, eps: float = EPS) -> tor
     return 10 * torch.log10(((target ** 2).sum(-1) + eps) / ((noise ** 2).sum(-1) + eps))
 
 
-def si_sdr_improvement(estimate, reference, mixture, zero_mean: bool = True) -> torch.Tensor:
+def si_sdr(estimate, reference, zero_mean: bool = True, eps: float | None = None):
+    """SI-SDR (dB) over the last axis; broadcasts over leading axes.
+
+    ``eps=None`` uses torchmetrics (its machine-epsilon guard); a float uses the same formula
+    here with that guard."""
+    est, ref = _as_tensor(estimate, "estimate"), _as_tensor(reference, "reference")
+    return _like(_si_sdr(est, ref, zero_mean, eps), estimate)
+
+
+def si_sdr_improvement(estimate, reference, mixture, zero_mean: bool = True):
     """``SI-SDR(estimate, reference) - SI-SDR(mixture, reference)`` (dB)."""
-    mix = _as_tensor(mixture)
-    ref = _as_tensor(reference)
+    est = _as_tensor(estimate, "estimate")
+    ref = _as_tensor(reference, "reference")
+    mix = _as_tensor(mixture, "mixture")
     if mix.ndim < ref.ndim:
         mix = mix.unsqueeze(-2).expand_as(ref)
-    return si_sdr(estimate, ref, zero_mean) - si_sdr(mix, ref, zero_mean)
+    out = _si_sdr(est, ref, zero_mean, None) - _si_sdr(mix.to(est.dtype), ref, zero_mean, None)
+    return _like(out, estimate)
 
 
-def pairwise_si_sdr(estimates: torch.Tensor, references: torch.Tensor) -> torch.Tensor:
+def pairwise_si_sdr(estimates, references):
     """``(B, n_est, n_ref)`` SI-SDR of every estimate against every reference."""
-    return si_sdr(estimates.unsqueeze(2), references.unsqueeze(1))
-
-
-def best_permutation(estimates, references) -> tuple[torch.Tensor, torch.Tensor]:
-    """For ``(B, n_src, L)`` inputs: the PIT SI-SDR ``(B,)`` (mean over sources) and the
-    permutation ``(B, n_src)`` that maps references to estimates (``est[perm[i]] ~ ref[i]``)."""
     est, ref = _as_tensor(estimates), _as_tensor(references)
+    return _like(_si_sdr(est.unsqueeze(2), ref.unsqueeze(1), True, None), estimates)
+
+
+def best_permutation(estimates, references):
+    """For ``(B, n_src, L)`` inputs: the PIT SI-SDR ``(B,)`` (mean over sources) and the
+    permutation ``(B, n_src)`` that maps references to estimates (``est[perm[i]] ~ ref[i]``).
+    Numpy inputs give numpy outputs."""
+    best, perm = _best_permutation(_as_tensor(estimates), _as_tensor(references))
+    return _like(best, estimates), _like(perm, estimates)
+
+
+def _best_permutation(est: torch.Tensor, ref: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     if est.shape != ref.shape or est.ndim != 3:
         raise ValueError(f"estimates and references must both be (batch, n_src, samples); got "
                          f"{tuple(est.shape)} and {tuple(ref.shape)}")
-    pair = pairwise_si_sdr(est, ref)  # (B, est, ref)
+    pair = _si_sdr(est.unsqueeze(2), ref.unsqueeze(1), True, None)  # (B, est, ref)
     n = est.shape[1]
     perms = torch.tensor(list(itertools.permutations(range(n))), device=pair.device)
     # score[b, p] = mean_i pair[b, perms[p, i], i]
@@ -69,63 +137,135 @@ def best_permutation(estimates, references) -> tuple[torch.Tensor, torch.Tensor]
     return best, perms[which]
 
 
-def pit_si_sdr(estimates, references) -> torch.Tensor:
+def pit_si_sdr(estimates, references):
+    """PIT SI-SDR ``(B,)`` of ``(B, n_src, L)`` estimates (mean over sources)."""
     return best_permutation(estimates, references)[0]
 
 
-def reorder(estimates: torch.Tensor, permutation: torch.Tensor) -> torch.Tensor:
+def reorder(estimates, permutation):
     """Reorder ``(B, n_src, L)`` estimates so that source i matches reference i."""
-    return torch.stack([e[p] for e, p in zip(estimates, permutation)])
+    if torch.is_tensor(estimates):
+        return torch.stack([e[p] for e, p in zip(estimates, torch.as_tensor(permutation))])
+    return np.stack([e[np.asarray(p)] for e, p in zip(np.asarray(estimates), permutation)])
 
 
-def pit_loss(estimates: torch.Tensor, references: torch.Tensor) -> torch.Tensor:
-    """Negative utterance-level PIT SI-SNR (zero-mean), averaged over the batch."""
-    return -pit_si_sdr(estimates, references).mean()
+def pit_loss(estimates: torch.Tensor, references: torch.Tensor,
+             threshold: float | None = None) -> torch.Tensor:
+    """Negative utterance-level PIT SI-SNR (zero-mean), averaged over the batch.
+
+    ``threshold`` (a loss in dB, e.g. -30): examples whose loss is already below it are left
+    out of the mean (SpeechBrain's ``threshold_byloss``, used by the MossFormer recipes); when
+    every example is below it, all are kept."""
+    losses = -_best_permutation(_as_tensor(estimates), _as_tensor(references))[0]
+    if threshold is not None:
+        keep = losses > threshold
+        if keep.any():
+            losses = losses[keep]
+    return losses.mean()
 
 
-def sdr(estimate, reference, filter_length: int = 512) -> np.ndarray:
+def sdr(estimate, reference, filter_length: int = 512):
     """BSS-eval SDR (dB) of ``(n_src, L)`` estimates against references (fast_bss_eval)."""
     import fast_bss_eval
 
-    est = np.atleast_2d(np.asarray(estimate, np.float64))
-    ref = np.atleast_2d(np.asarray(reference, np.float64))
-    return np.asarray(fast_bss_eval.sdr(ref, est, filter_length=filter_length))
+    est = np.atleast_2d(_as_numpy(estimate, "estimate"))
+    ref = np.atleast_2d(_as_numpy(reference, "reference"))
+    out = np.asarray(fast_bss_eval.sdr(ref, est, filter_length=filter_length))
+    return torch.as_tensor(out) if torch.is_tensor(estimate) else out
 
 
-def pesq_score(reference: np.ndarray, estimate: np.ndarray, sample_rate: int,
+_WARNED_ORDER: set[str] = set()
+
+
+def _warn_positional_order(name: str) -> None:
+    if name not in _WARNED_ORDER:
+        _WARNED_ORDER.add(name)
+        warnings.warn(f"{name}(estimate, reference, sample_rate): the argument order is now "
+                      f"(estimate, reference) as in every sigformer metric (it was "
+                      f"(reference, estimate) before); pass estimate=... and reference=... "
+                      f"to silence this warning", FutureWarning, stacklevel=3)
+
+
+def _mono_pair(estimate, reference) -> tuple[np.ndarray, np.ndarray]:
+    est, ref = _as_numpy(estimate, "estimate"), _as_numpy(reference, "reference")
+    est, ref = np.squeeze(est), np.squeeze(ref)
+    if est.ndim != 1 or ref.ndim != 1:
+        raise ValueError(f"PESQ/STOI take one mono signal each; got estimate {est.shape} and "
+                         f"reference {ref.shape} (loop over channels)")
+    if len(est) != len(ref):
+        raise ValueError(f"estimate has {len(est)} samples, reference {len(ref)}")
+    return est, ref
+
+
+def _positional(args: tuple, estimate, reference, sample_rate, name: str):
+    """Resolve ``(estimate, reference, sample_rate)`` from positional and keyword arguments."""
+    if len(args) > 3:
+        raise TypeError(f"{name} takes at most 3 positional arguments")
+    if len(args) >= 2:
+        _warn_positional_order(name)
+    slots = list(args) + [None] * (3 - len(args))
+    estimate = slots[0] if estimate is None else estimate
+    reference = slots[1] if reference is None else reference
+    sample_rate = slots[2] if sample_rate is None else sample_rate
+    if estimate is None or reference is None or sample_rate is None:
+        raise TypeError(f"{name} needs estimate, reference and sample_rate")
+    return estimate, reference, int(sample_rate)
+
+
+def pesq_score(*args, estimate=None, reference=None, sample_rate: int | None = None,
                mode: str | None = None) -> float:
-    """PESQ; wide-band at 16 kHz, narrow-band at 8 kHz (other rates: resample first)."""
-    from pesq import pesq
+    """PESQ of ``estimate`` against ``reference``; wide-band at 16 kHz, narrow-band at 8 kHz
+    (other rates: resample first). Call as ``pesq_score(estimate, reference, sample_rate)``
+    or with keywords."""
+    from pesq import NoUtterancesError, PesqError, pesq
 
+    estimate, reference, sample_rate = _positional(args, estimate, reference, sample_rate,
+                                                   "pesq_score")
     if sample_rate not in (8000, 16000):
         raise ValueError(f"PESQ needs 8000 or 16000 Hz audio, got {sample_rate} Hz")
+    est, ref = _mono_pair(estimate, reference)
     mode = mode or ("wb" if sample_rate == 16000 else "nb")
-    return float(pesq(sample_rate, np.asarray(reference, np.float64),
-                      np.asarray(estimate, np.float64), mode))
+    for name, sig in (("reference", ref), ("estimate", est)):
+        if not np.any(sig):
+            raise SpeechMetricError(f"PESQ found no utterance: the {name} is all zeros")
+    try:
+        return float(pesq(sample_rate, ref, est, mode))
+    except NoUtterancesError:
+        raise SpeechMetricError(
+            "PESQ found no utterance in the reference or the estimate (silent or too quiet, "
+            "or shorter than about 0.25 s of speech); PESQ is undefined for this pair"
+        ) from None
+    except PesqError as err:
+        raise SpeechMetricError(f"PESQ failed: {type(err).__name__}: {err}") from None
 
 
-def stoi_score(reference: np.ndarray, estimate: np.ndarray, sample_rate: int,
+def stoi_score(*args, estimate=None, reference=None, sample_rate: int | None = None,
                extended: bool = False) -> float:
+    """STOI (or ESTOI with ``extended=True``) of ``estimate`` against ``reference``. Call as
+    ``stoi_score(estimate, reference, sample_rate)`` or with keywords."""
     from pystoi import stoi
 
-    return float(stoi(np.asarray(reference, np.float64), np.asarray(estimate, np.float64),
-                      sample_rate, extended=extended))
+    estimate, reference, sample_rate = _positional(args, estimate, reference, sample_rate,
+                                                   "stoi_score")
+    est, ref = _mono_pair(estimate, reference)
+    return float(stoi(ref, est, sample_rate, extended=extended))
 
 
 def evaluate_separation(estimates: np.ndarray, references: np.ndarray, mixture: np.ndarray,
                         sample_rate: int, perceptual: bool = True) -> dict[str, float]:
     """PIT-aligned SI-SDR, SI-SDRi, SDR (and PESQ/STOI) for one ``(n_src, L)`` example."""
-    est = torch.as_tensor(np.asarray(estimates, np.float64))[None]
-    ref = torch.as_tensor(np.asarray(references, np.float64))[None]
+    est = torch.as_tensor(_as_numpy(estimates, "estimates"))[None]
+    ref = torch.as_tensor(_as_numpy(references, "references"))[None]
+    references = ref[0].numpy()
     score, perm = best_permutation(est, ref)
     aligned = reorder(est, perm)[0].numpy()
     out = {"si_sdr": float(score),
            "si_sdri": float(si_sdr_improvement(aligned, references, mixture).mean()),
            "sdr": float(np.mean(sdr(aligned, references)))}
     if perceptual:
-        out["pesq"] = float(np.mean([pesq_score(r, e, sample_rate)
+        out["pesq"] = float(np.mean([pesq_score(estimate=e, reference=r, sample_rate=sample_rate)
                                      for r, e in zip(references, aligned)]))
-        out["stoi"] = float(np.mean([stoi_score(r, e, sample_rate)
+        out["stoi"] = float(np.mean([stoi_score(estimate=e, reference=r, sample_rate=sample_rate)
                                      for r, e in zip(references, aligned)]))
     return out
 

@@ -137,8 +137,8 @@ def plot_separation(mixture: np.ndarray, references: np.ndarray, estimates: np.n
 
 # --- multichannel enhancement ---------------------------------------------------------------
 
-def _scenes(e, n: int, seed: int):
-    """``n`` simulated array scenes: (mixtures (n, M, L), targets (n, 1, L), noise (n, M, L))."""
+def _scene_list(e, n: int, seed: int) -> list:
+    """``n`` simulated array scenes (:class:`~sigformer.data.room.Scene`)."""
     from ..data.mixtures import load_utterances, synthetic_voices
     from ..data.room import SceneConfig, simulate_scene
 
@@ -154,18 +154,61 @@ def _scenes(e, n: int, seed: int):
         noise_pool = rng.standard_normal(20 * length).astype(np.float32)
     config = SceneConfig(sample_rate=e.sample_rate, n_mics=e.n_mics, radius=e.radius,
                          snr_db=tuple(e.snr_db), max_order=e.max_order)
-    mixes, targets, noises = [], [], []
+    scenes = []
     for i in range(n):
         x = speech[int(rng.integers(len(speech)))]
         start = int(rng.integers(0, max(1, len(x) - length)))
         s = np.resize(x[start:start + length], length)
         s = s / (np.sqrt(np.mean(s ** 2)) + 1e-9) * 0.05
         k = int(rng.integers(0, len(noise_pool) - length))
-        scene = simulate_scene(s, noise_pool[k:k + length], config, seed=seed * 100003 + i)
-        mixes.append(scene.mixture)
-        targets.append(scene.target)
-        noises.append(scene.mixture - scene.reverberant)
-    return np.stack(mixes), np.stack(targets), np.stack(noises)
+        scenes.append(simulate_scene(s, noise_pool[k:k + length], config,
+                                     seed=seed * 100003 + i))
+    return scenes
+
+
+def _scenes(e, n: int, seed: int):
+    """``n`` simulated array scenes: (mixtures (n, M, L), targets (n, 1, L), noise (n, M, L))."""
+    scenes = _scene_list(e, n, seed)
+    return (np.stack([s.mixture for s in scenes]), np.stack([s.target for s in scenes]),
+            np.stack([s.noise for s in scenes]))
+
+
+def beamformer_systems(sample_rate: int) -> dict:
+    """Every classical beamformer of the enhancement table, as ``scene -> (samples,)``:
+    delay-and-sum (GCC-PHAT, true DOA, SRP-PHAT DOA), Souden and RTF MVDR with oracle
+    statistics (direct path vs everything else) and with energy-VAD statistics, MVDR steered
+    at the true DOA (oracle noise) and the former GEV-steered MVDR (oracle noise)."""
+    from . import beamforming as bf
+
+    def geometry(sc):
+        return np.asarray(sc.info["mic_positions"]), sc.info["source_azimuth"], \
+            sc.info["source_colatitude"]
+
+    def ds_true(sc):
+        pos, az, col = geometry(sc)
+        return bf.delay_and_sum(sc.mixture, sample_rate, mic_positions=pos, azimuth=az,
+                                colatitude=col)
+
+    def doa_true(sc):
+        pos, az, col = geometry(sc)
+        return bf.doa_mvdr(sc.mixture, sample_rate, pos, azimuth=az, colatitude=col,
+                           noise=sc.noise)
+
+    return {
+        "DS (GCC-PHAT)": lambda sc: bf.delay_and_sum(sc.mixture, sample_rate),
+        "DS (true DOA)": ds_true,
+        "DS (SRP-PHAT DOA)": lambda sc: bf.delay_and_sum(
+            sc.mixture, sample_rate, mic_positions=geometry(sc)[0]),
+        "MVDR Souden (oracle)": lambda sc: bf.souden_mvdr(
+            sc.mixture, speech=sc.direct, noise=sc.mixture - sc.direct),
+        "MVDR Souden (VAD)": lambda sc: bf.souden_mvdr(sc.mixture),
+        "RTF-MVDR (oracle)": lambda sc: bf.rtf_mvdr(
+            sc.mixture, speech=sc.direct, noise=sc.mixture - sc.direct),
+        "RTF-MVDR (VAD)": lambda sc: bf.rtf_mvdr(sc.mixture),
+        "MVDR (true DOA, oracle noise)": doa_true,
+        "MVDR GEV (former, oracle noise)": lambda sc: bf.mvdr(sc.mixture, sample_rate,
+                                                              noise=sc.noise),
+    }
 
 
 def _pcm_step(model, batch):
@@ -183,7 +226,6 @@ def run_enhancement_pipeline(cfg, out_dir: str | Path | None = None, log=print
     from ..checkpoint import save_checkpoint
     from ..models import create_model
     from .audio import write_audio
-    from .beamforming import delay_and_sum, mvdr
     from .chunked import model_function, process_array
     from .metrics import pesq_score, si_sdr, stoi_score
 
@@ -193,7 +235,7 @@ def run_enhancement_pipeline(cfg, out_dir: str | Path | None = None, log=print
     log(f"[1/4] simulating {e.n_train} training and {e.n_test} test scenes ({e.n_mics}-mic "
         f"circular array, radius {e.radius} m) from {e.clean_dir or 'synthetic voices'}")
     train_mix, train_target, _ = _scenes(e, e.n_train, e.seed)
-    test_mix, test_target, test_noise = _scenes(e, e.n_test, e.seed + 1)
+    test_scenes = _scene_list(e, e.n_test, e.seed + 1)
     model = create_model(e.model, e.preset, n_mics=e.n_mics, sample_rate=e.sample_rate,
                          **e.params)
     n_params = sum(p.numel() for p in model.parameters())
@@ -202,29 +244,28 @@ def run_enhancement_pipeline(cfg, out_dir: str | Path | None = None, log=print
     hist = train_objective(model, _pcm_step, [train_mix, train_target],
                            max_epochs=e.max_epochs, batch_size=e.batch_size, lr=e.lr,
                            seed=e.seed, progress_bar=cfg.train.progress_bar)
-    log("[3/4] evaluating against the reference microphone, delay-and-sum and MVDR")
+    log("[3/4] evaluating against the reference microphone and the beamformers")
     fn = model_function(model, multichannel=True)
     chunk, overlap = int(e.chunk_s * e.sample_rate), int(e.overlap_s * e.sample_rate)
-    systems = {
-        "unprocessed": lambda m, n: m[0],
-        "delay-and-sum": lambda m, n: delay_and_sum(m, e.sample_rate),
-        "MVDR (oracle noise)": lambda m, n: mvdr(m, e.sample_rate, noise=n),
-        e.model: lambda m, n: process_array(fn, m, chunk, overlap)[0],
-    }
+    systems = {"unprocessed": lambda sc: sc.mixture[0],
+               **beamformer_systems(e.sample_rate),
+               e.model: lambda sc: process_array(fn, sc.mixture, chunk, overlap)[0]}
+    test_mix = np.stack([sc.mixture for sc in test_scenes])
+    test_target = np.stack([sc.target for sc in test_scenes])
     results, example = {}, {}
     for name, run in systems.items():
         rows = []
-        for i, (m, t, n) in enumerate(zip(test_mix, test_target, test_noise)):
-            est = run(m, n)
+        for i, sc in enumerate(test_scenes):
+            est, t = run(sc), sc.target[0]
             if i == 0:
                 example[name] = est
-            row = {"si_sdr": float(si_sdr(est, t[0]))}
+            row = {"si_sdr": float(si_sdr(est, t))}
             if e.perceptual_metrics:
-                row["pesq"] = pesq_score(t[0], est, e.sample_rate)
-                row["stoi"] = stoi_score(t[0], est, e.sample_rate)
+                row["pesq"] = pesq_score(estimate=est, reference=t, sample_rate=e.sample_rate)
+                row["stoi"] = stoi_score(estimate=est, reference=t, sample_rate=e.sample_rate)
             rows.append(row)
         results[name] = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
-        log(f"      {name:22s} " + ", ".join(f"{k} {v:.3f}" for k, v in results[name].items()))
+        log(f"      {name:31s} " + ", ".join(f"{k} {v:.3f}" for k, v in results[name].items()))
     report = {"pipeline": cfg.name, "model": e.model, "preset": e.preset,
               "n_parameters": n_params, "n_train": e.n_train, "n_test": e.n_test,
               "results": results, "train_loss": hist.series("train_loss"),

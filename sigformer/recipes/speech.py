@@ -1,0 +1,214 @@
+"""Training recipes of the speech models: MossFormer separation and DeFTAN-II enhancement,
+trained on data that changes every step (dynamic mixing, simulated rooms).
+
+**MossFormer** (:data:`MOSSFORMER`; the release trains with SpeechBrain's separation
+trainer, see /work/shared/reference/speech_models.md §1.3): Adam at lr 1.5e-4, the learning
+rate halved when the validation loss stops improving (``ReduceLROnPlateau``, factor 0.5),
+gradient clipping at max-norm 5, utterance-level PIT SI-SNR loss (zero-mean) with
+``threshold_byloss``: examples whose loss is already below ``-30`` dB are left out of the
+batch mean, batches with a non-finite or huge loss (``loss_upper_limit``) are skipped.
+Switches: ClearerVoice's MossFormer2 recipe uses clip 10, weight decay 1e-5 and
+effectively no threshold (``loss_threshold=-9999``).
+
+**DeFTAN-II** (:data:`DEFTAN2`): the PCM loss as released (``pcm_loss.py``); no training
+script was released, so the optimiser follows the only public re-implementation (Adam,
+lr 1e-4, AMSGrad) [unverified against the paper], with the same plateau halving.
+
+:func:`fit` is the loop used by ``scripts/train_speech.py``: a DataLoader over an
+IterableDataset (:class:`~sigformer.data.mixtures.DynamicMixtures` /
+:class:`~sigformer.data.room.EnhancementScenes`), progress lines (steps/s, loss, ETA, share
+of step time spent waiting for data), validation (SI-SDRi on held-out speakers for
+separation, SI-SDR gain over the reference microphone for enhancement) every
+``val_every`` steps driving the scheduler, a checkpoint folder every ``checkpoint_every``
+steps (:func:`sigformer.checkpoint.save_checkpoint` + the optimiser/scheduler state,
+read back with ``torch.load(weights_only=True)``) and ``resume=True``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..speech.metrics import pcm_loss, pit_loss, si_sdr
+
+TRAIN_STATE = "train_state.pt"
+
+
+@dataclass(frozen=True)
+class SpeechRecipe:
+    """Optimiser, schedule, clipping and loss of one published training recipe."""
+
+    loss: str  # "pit_si_snr" or "pcm"
+    lr: float
+    weight_decay: float = 0.0
+    amsgrad: bool = False
+    plateau_factor: float = 0.5  # "halving" on plateau
+    plateau_patience: int = 2  # validations without improvement before halving
+    min_lr: float = 1e-8
+    clip_grad_norm: float | None = 5.0
+    loss_threshold: float | None = -30.0  # threshold_byloss (PIT SI-SNR only)
+    loss_upper_limit: float = 999999.0  # skip batches whose loss exceeds it (or is NaN)
+
+    def with_options(self, **changes) -> SpeechRecipe:
+        return replace(self, **changes)
+
+
+MOSSFORMER = SpeechRecipe(loss="pit_si_snr", lr=1.5e-4)
+DEFTAN2 = SpeechRecipe(loss="pcm", lr=1e-4, amsgrad=True, clip_grad_norm=None,
+                       loss_threshold=None)
+RECIPES = {"mossformer": MOSSFORMER, "deftan2": DEFTAN2}
+
+
+def make_optimizer(model: nn.Module, recipe: SpeechRecipe) -> torch.optim.Optimizer:
+    return torch.optim.Adam(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay,
+                            amsgrad=recipe.amsgrad)
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, recipe: SpeechRecipe):
+    return torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer, mode="min", factor=recipe.plateau_factor,
+        patience=recipe.plateau_patience, min_lr=recipe.min_lr)
+
+
+def batch_loss(model: nn.Module, batch, recipe: SpeechRecipe) -> torch.Tensor:
+    """The recipe's loss on one ``(inputs, targets)`` batch."""
+    inputs, targets = batch
+    estimates = model(inputs)
+    if recipe.loss == "pit_si_snr":
+        return pit_loss(estimates, targets, recipe.loss_threshold)
+    if recipe.loss == "pcm":
+        return pcm_loss(inputs[:, :1], estimates, targets)
+    raise ValueError(f"unknown loss {recipe.loss!r}; expected 'pit_si_snr' or 'pcm'")
+
+
+def train_step(model: nn.Module, batch, optimizer: torch.optim.Optimizer,
+               recipe: SpeechRecipe) -> float | None:
+    """One optimiser step; returns the loss, or ``None`` when the batch was skipped
+    (non-finite or above ``loss_upper_limit``, as the release's trainer does)."""
+    model.train()
+    loss = batch_loss(model, batch, recipe)
+    if not torch.isfinite(loss) or loss.item() > recipe.loss_upper_limit:
+        optimizer.zero_grad(set_to_none=True)
+        return None
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if recipe.clip_grad_norm is not None:
+        nn.utils.clip_grad_norm_(model.parameters(), recipe.clip_grad_norm)
+    optimizer.step()
+    return loss.item()
+
+
+@torch.inference_mode()
+def validate(model: nn.Module, items: Iterable, task: str) -> dict[str, float]:
+    """Mean SI-SDRi (separation, PIT-aligned) or SI-SDR gain over the reference microphone
+    (enhancement) on fixed validation items ``(inputs, targets)`` (unbatched)."""
+    from ..speech.metrics import best_permutation
+
+    model.eval()
+    scores, base = [], []
+    for inputs, targets in items:
+        est = model(inputs[None]).double()
+        ref = targets[None].double()
+        if task == "separate":
+            score, _ = best_permutation(est, ref)
+            mix = inputs.double()[None, None].expand_as(ref)
+            scores.append(float(score))
+            base.append(float(si_sdr(mix, ref).mean()))
+        else:
+            scores.append(float(si_sdr(est[0, 0], ref[0, 0])))
+            base.append(float(si_sdr(inputs[0].double(), ref[0, 0])))
+    return {"si_sdr": float(np.mean(scores)), "si_sdri": float(np.mean(scores) - np.mean(base))}
+
+
+def save_train_state(folder: Path, model: nn.Module, optimizer, scheduler, step: int,
+                     history: list[dict]) -> Path:
+    """Model checkpoint (safetensors + config) with the trainer state published beside it
+    in the same atomic write."""
+    from ..checkpoint import save_checkpoint
+
+    buffer = io.BytesIO()
+    torch.save({"step": step, "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict()}, buffer)
+    return save_checkpoint(folder, model, extra={"step": step}, extra_files={
+        TRAIN_STATE: buffer.getvalue(),
+        "history.json": json.dumps(history, indent=1).encode()})
+
+
+def load_train_state(folder: Path, model: nn.Module, optimizer, scheduler
+                     ) -> tuple[int, list[dict]]:
+    """Restore model, optimiser and scheduler from :func:`save_train_state`'s folder."""
+    from ..checkpoint import load_checkpoint
+
+    loaded, _ = load_checkpoint(folder)
+    model.load_state_dict(loaded.state_dict())
+    state = torch.load(folder / TRAIN_STATE, weights_only=True)
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    history_file = folder / "history.json"
+    history = json.loads(history_file.read_text()) if history_file.is_file() else []
+    return int(state["step"]), history
+
+
+def fit(model: nn.Module, train_loader: Iterable, val_items: list, recipe: SpeechRecipe, *,
+        task: str, steps: int, out_dir: str | Path, checkpoint_every: int = 1000,
+        val_every: int = 500, log_every: int = 50, resume: bool = False,
+        log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Train ``model`` for ``steps`` optimiser steps on ``train_loader`` (endless); see the
+    module doc. Returns the history and timing (``data_wait_share``: time blocked on the
+    loader / total step time)."""
+    out = Path(out_dir)
+    optimizer = make_optimizer(model, recipe)
+    scheduler = make_scheduler(optimizer, recipe)
+    step, history = 0, []
+    if resume and (out / TRAIN_STATE).is_file():
+        step, history = load_train_state(out, model, optimizer, scheduler)
+        log(f"resumed from {out} at step {step}")
+    batches = iter(train_loader)
+    wait = compute = 0.0
+    window_start, window_steps, losses = time.perf_counter(), 0, []
+    t_start = time.perf_counter()
+    while step < steps:
+        t0 = time.perf_counter()
+        batch = next(batches)
+        t1 = time.perf_counter()
+        loss = train_step(model, batch, optimizer, recipe)
+        t2 = time.perf_counter()
+        wait, compute = wait + (t1 - t0), compute + (t2 - t1)
+        step += 1
+        window_steps += 1
+        if loss is not None:
+            losses.append(loss)
+        if step % log_every == 0 or step == steps:
+            now = time.perf_counter()
+            rate = window_steps / max(now - window_start, 1e-9)
+            eta = (steps - step) / max(rate, 1e-9)
+            log(f"step {step}/{steps}  {rate:.2f} steps/s  loss {np.mean(losses or [math.nan]):.3f}"
+                f"  lr {optimizer.param_groups[0]['lr']:.2e}  data wait "
+                f"{wait / max(wait + compute, 1e-9):.1%}  ETA {_hms(eta)}")
+            window_start, window_steps, losses = now, 0, []
+        if val_items and (step % val_every == 0 or step == steps):
+            scores = validate(model, val_items, task)
+            scheduler.step(-scores["si_sdri"])
+            history.append({"step": step, **scores, "lr": optimizer.param_groups[0]["lr"]})
+            log(f"validation at step {step}: SI-SDR {scores['si_sdr']:.2f} dB, "
+                f"SI-SDRi {scores['si_sdri']:.2f} dB")
+        if step % checkpoint_every == 0 or step == steps:
+            save_train_state(out, model, optimizer, scheduler, step, history)
+    total = time.perf_counter() - t_start
+    return {"steps": step, "history": history, "seconds": total,
+            "data_wait_share": wait / max(wait + compute, 1e-9), "recipe": asdict(recipe)}
+
+
+def _hms(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 3600:d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
