@@ -16,7 +16,8 @@ class TokenTransformer(TransformerMixin, BaseEstimator):
 
     Parameters
     ----------
-    tokenizer : registry name of a tokenizer model, e.g. ``"tfm_tokenizer"``.
+    tokenizer : registry name of a tokenizer (``list_tokenizers()``), e.g.
+        ``"tfm_tokenizer"`` or a model front-end such as ``"iq_conv"``.
     preset, params : preset name and keyword arguments for the tokenizer.
     sfreq : sampling rate of ``X``. Tokenizers that expect a fixed rate and provide a
         ``prepare(X, sfreq)`` function (TFM: resample to 200 Hz, 95th-percentile scaling)
@@ -70,7 +71,6 @@ class TokenTransformer(TransformerMixin, BaseEstimator):
         return prepare(X, expected) if prepare is not None and expected else X.astype(np.float32)
 
     def fit(self, X, y=None):
-        from ..models import create_model
 
         if self.output not in ("ids", "embeddings"):
             raise ValueError(f"output must be 'ids' or 'embeddings', got {self.output!r}")
@@ -80,8 +80,14 @@ class TokenTransformer(TransformerMixin, BaseEstimator):
         if not isinstance(epochs, int) or epochs < 0 or (epochs == 0 and self.weights is None):
             raise ValueError(f"max_epochs must be a positive integer (or 0 with pretrained "
                              f"weights), got {self.max_epochs!r}")
-        self.tokenizer_ = create_model(self.tokenizer, self.preset, weights=self.weights,
-                                       **(self.params or {}))
+        from .frontends import create_tokenizer
+
+        kwargs = dict(self.params or {})
+        if self.preset is not None:
+            kwargs["preset"] = self.preset
+        if self.weights is not None:
+            kwargs["weights"] = self.weights
+        self.tokenizer_ = create_tokenizer(self.tokenizer, **kwargs)
         Xp = self._prepare(X)
         self.n_channels_ = Xp.shape[1]
         if epochs > 0:
