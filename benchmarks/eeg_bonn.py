@@ -1,23 +1,27 @@
 """Bonn epilepsy EEG: TFM-Tokenizer vs single-channel braindecode baselines vs band power + LR.
 
-Same data and splits for every model: 5 s windows of the Bonn segments (single channel),
-resampled to 200 Hz and 95th-percentile scaled (TFM's preprocessing, used for all models),
-stratified 5-fold CV grouped by segment (windows of one segment never straddle train and
-test). Two tasks: seizure vs rest (S vs Z/O/N/F) and 5-class (Z, O, N, F, S).
+Same windows and the same splits for every model: 5 s windows of the Bonn segments 001-080
+(single channel), stratified 5-fold CV grouped by segment (windows of one segment never
+straddle train and test). Two tasks: seizure vs rest (S vs Z/O/N/F) and 5-class (Z, O, N, F, S).
 
-* TFM: tokenizer pretraining on the training fold, masked-token pretraining of the encoder,
-  then fine-tuning (``tfm_classifier``); codebook usage and perplexity on the test fold.
-* braindecode models that accept one channel: EEGNet, SleepStagerChambon2018 and SPARCNet
-  (the TUEV baseline of the TFM and BIOT papers). ShallowFBCSPNet and Deep4Net fail with one
-  channel in braindecode 1.8.1 (their combined temporal-spatial convolution), so they are not
-  in the comparison.
-* log band power (delta..gamma, Welch) + logistic regression.
+Each model gets its own published preprocessing, inside its pipeline, never another model's:
 
-Prints accuracy, balanced accuracy, kappa (mean ± std over folds) and parameters per task,
-the TFM codebook perplexity, and tokenization throughput (tokens/s) of the TFM tokenizer vs a
-plain STFT on the same windows. Writes JSON.
+* TFM: resampled to 200 Hz and scaled per window by its 95th-percentile absolute value (the TFM
+  paper's loader); tokenizer pretraining on the training fold, masked-token pretraining of the
+  encoder, then fine-tuning (``tfm_classifier``); codebook usage and perplexity on the test fold.
+* braindecode EEGNet and SleepStagerChambon2018 (and SPARCNet, the TUEV baseline of the TFM and
+  BIOT papers, with ``--models``): native rate, amplitudes as recorded (microvolt-scale
+  integers), standardised per channel with the training fold's mean and standard deviation
+  (braindecode's examples standardise channels; Chambon et al. z-score each channel). A fitted
+  scaler keeps the amplitude differences between windows, which carry the seizure cue.
+  ShallowFBCSPNet and Deep4Net fail with one channel in braindecode 1.8.1.
+* log band power (delta..gamma, Welch, native rate) + logistic regression: no scaling.
 
-    python benchmarks/eeg_bonn.py [--size small|paper] [--epochs 20] [--folds 5]
+Prints accuracy, balanced accuracy, kappa, seizure recall (mean ± std over folds) and
+parameters per task, the TFM codebook perplexity, and tokenization throughput (tokens/s) of
+the TFM tokenizer vs a plain STFT. Writes JSON.
+
+    python benchmarks/eeg_bonn.py [--size small|paper] [--epochs 20] [--folds 5] [--quick]
 """
 
 from __future__ import annotations
@@ -33,12 +37,17 @@ import numpy as np
 import torch
 from _table import print_metric_table
 from scipy.signal import welch
-from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import accuracy_score, balanced_accuracy_score, cohen_kappa_score
+from sklearn.metrics import (
+    accuracy_score,
+    balanced_accuracy_score,
+    cohen_kappa_score,
+    recall_score,
+)
 from sklearn.model_selection import StratifiedGroupKFold
 from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
+from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
 from sigformer.data import load_bonn
 from sigformer.estimators import SignalClassifier
@@ -58,6 +67,19 @@ SIZES = {
                   encoder_params=dict(emb_size=32, depth=2, heads=4)),
     "paper": dict(),  # 1,166,100-parameter tokenizer, 64x4 encoder
 }
+
+
+class ChannelStandardizer(TransformerMixin, BaseEstimator):
+    """Per-channel z-score with the training trials' mean and standard deviation (one scale for
+    every window, so amplitude differences between windows survive)."""
+
+    def fit(self, X, y=None):
+        self.mean_ = X.mean(axis=(0, 2), keepdims=True)
+        self.std_ = X.std(axis=(0, 2), keepdims=True) + 1e-8
+        return self
+
+    def transform(self, X):
+        return ((X - self.mean_) / self.std_).astype(np.float32)
 
 
 class BandPowerLR(ClassifierMixin, BaseEstimator):
@@ -81,26 +103,31 @@ class BandPowerLR(ClassifierMixin, BaseEstimator):
         return self.model_.predict(self._features(X))
 
 
-def candidates(size: str, epochs: int) -> dict:
+def candidates(size: str, epochs: int, sfreq: float) -> dict:
+    """Each model as a pipeline that starts with its own preprocessing."""
     tfm = dict(SIZES[size], tokenizer_epochs=epochs, mtp_epochs=max(1, epochs // 2),
                pretrain_batch_size=128, pretrain_lr=1e-3)
-    at_200hz = {"sfreq": 200.0}
+    native = {"sfreq": sfreq}
+
+    def braindecode(name: str):
+        return lambda: make_pipeline(ChannelStandardizer(), SignalClassifier(
+            model=f"braindecode.{name}", max_epochs=epochs, lr=1e-3, batch_size=64,
+            model_params=native))
+
     return {
-        "TFM (tokenizer+MTP+encoder)": lambda: SignalClassifier(
-            model="tfm_classifier", model_params=tfm, max_epochs=epochs, lr=1e-3,
-            batch_size=64),
-        "EEGNet": lambda: SignalClassifier(model="braindecode.EEGNet", max_epochs=epochs,
-                                           lr=1e-3, batch_size=64, model_params=at_200hz),
-        "SleepStagerChambon2018": lambda: SignalClassifier(
-            model="braindecode.SleepStagerChambon2018", max_epochs=epochs, lr=1e-3,
-            batch_size=64, model_params=at_200hz),
-        "SPARCNet": lambda: SignalClassifier(model="braindecode.SPARCNet", max_epochs=epochs,
-                                             lr=1e-3, batch_size=64, model_params=at_200hz),
-        "band power + LR": lambda: BandPowerLR(200.0),
+        "TFM (tokenizer+MTP+encoder)": lambda: make_pipeline(
+            FunctionTransformer(tfm_prepare, kw_args={"sfreq": sfreq}),
+            SignalClassifier(model="tfm_classifier", model_params=tfm, max_epochs=epochs,
+                             lr=1e-3, batch_size=64)),
+        "EEGNet": braindecode("EEGNet"),
+        "SleepStagerChambon2018": braindecode("SleepStagerChambon2018"),
+        "SPARCNet": braindecode("SPARCNet"),
+        "band power + LR": lambda: BandPowerLR(sfreq),
     }
 
 
 def n_params(est, X, n_classes) -> int:
+    est = est[-1] if hasattr(est, "steps") else est
     module = getattr(est, "module_", None)
     if module is not None:
         return int(sum(p.numel() for p in module.parameters()))
@@ -108,9 +135,9 @@ def n_params(est, X, n_classes) -> int:
 
 
 def codebook_stats(est, X) -> dict:
-    tok = est.module_.tokenizer
+    tok = est[-1].module_.tokenizer
     tok.quantizer.reset_usage()
-    tok.transform(X)
+    tok.transform(est[:-1].transform(X))
     return {"usage": tok.quantizer.codebook_usage(), "perplexity": tok.quantizer.usage_perplexity()}
 
 
@@ -130,6 +157,35 @@ def throughput(X: np.ndarray, size: str, repeats: int = 3) -> dict:
     return out
 
 
+def quick_subset(ep, per_set: int = 8):
+    """The windows of the first ``per_set`` segments of each class (``--quick`` only)."""
+    keep_groups = np.concatenate([np.unique(ep.groups[ep.labels == c])[:per_set]
+                                  for c in np.unique(ep.labels)])
+    keep = np.isin(ep.groups, keep_groups)
+    return ep.data[keep], ep.labels[keep], ep.groups[keep]
+
+
+def evaluate(name: str, make, X, y, groups, cv, positive: int | None) -> dict:
+    t0 = time.perf_counter()
+    scores = {"accuracy": [], "balanced_accuracy": [], "kappa": [], "seizure_recall": []}
+    extra = []
+    for train, test in cv.split(X, y, groups):
+        est = make().fit(X[train], y[train])
+        pred = est.predict(X[test])
+        scores["accuracy"].append(accuracy_score(y[test], pred))
+        scores["balanced_accuracy"].append(balanced_accuracy_score(y[test], pred))
+        scores["kappa"].append(cohen_kappa_score(y[test], pred))
+        scores["seizure_recall"].append(recall_score(y[test] == positive, pred == positive))
+        if name.startswith("TFM"):
+            extra.append(codebook_stats(est, X[test]))
+    row = {k: {"mean": float(np.mean(v)), "std": float(np.std(v))} for k, v in scores.items()}
+    row["parameters"] = n_params(est, X, len(np.unique(y)))
+    row["seconds"] = round(time.perf_counter() - t0, 1)
+    if extra:
+        row["codebook"] = {k: float(np.mean([e[k] for e in extra])) for k in extra[0]}
+    return row
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
@@ -141,44 +197,41 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=[
         "TFM (tokenizer+MTP+encoder)", "EEGNet", "SleepStagerChambon2018", "band power + LR"],
         help="subset of the candidates; add SPARCNet (920k parameters, slow on CPU)")
-    parser.add_argument("--out", type=Path,
-                        default=REPO / "benchmarks" / "results" / "eeg_bonn.json")
+    parser.add_argument("--quick", action="store_true",
+                        help="8 segments per class, 1 epoch, 2 folds, one task: checks the "
+                             "script runs (writes a report only with --out)")
+    parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
+    if args.quick:
+        args.epochs, args.folds, args.tasks = 1, 2, args.tasks[:1]
+    out = args.out or (None if args.quick else REPO / "benchmarks" / "results" / "eeg_bonn.json")
     if not args.data.exists():
         raise SystemExit(f"Bonn data not found at {args.data}; pass --data")
 
     report = {"benchmark": "eeg_bonn", "size": args.size, "epochs": args.epochs,
-              "folds": args.folds, "window_s": args.window, "tasks": {}}
+              "folds": args.folds, "window_s": args.window, "segments": "001-080",
+              "preprocessing": {"TFM": "200 Hz, per-window 95th-percentile scaling",
+                                "braindecode": "native rate, per-channel z-score with "
+                                               "training-fold statistics",
+                                "band power + LR": "none (native rate)"},
+              "tasks": {}}
     for task in args.tasks:
         ep = load_bonn(args.data, task, window_s=args.window)
-        X = tfm_prepare(ep.data, ep.sfreq)
-        y, groups = ep.labels, ep.groups
-        print(f"\n{task}: {len(X)} windows of {X.shape[-1]} samples at 200 Hz, classes "
+        X, y, groups = ep.data.astype(np.float32), ep.labels, ep.groups
+        if args.quick:
+            X, y, groups = quick_subset(ep)
+        positive = ep.event_id.get("seizure", ep.event_id.get("S"))
+        print(f"\n{task}: {len(X)} windows of {X.shape[-1]} samples at {ep.sfreq:g} Hz, classes "
               f"{dict(zip(ep.event_id, np.bincount(y).tolist()))}")
         cv = StratifiedGroupKFold(args.folds, shuffle=True, random_state=0)
         rows = {}
-        for name, make in candidates(args.size, args.epochs).items():
+        for name, make in candidates(args.size, args.epochs, ep.sfreq).items():
             if name not in args.models:
                 continue
-            t0 = time.perf_counter()
-            scores, extra = {"accuracy": [], "balanced_accuracy": [], "kappa": []}, []
-            for train, test in cv.split(X, y, groups):
-                est = make().fit(X[train], y[train])
-                pred = est.predict(X[test])
-                scores["accuracy"].append(accuracy_score(y[test], pred))
-                scores["balanced_accuracy"].append(balanced_accuracy_score(y[test], pred))
-                scores["kappa"].append(cohen_kappa_score(y[test], pred))
-                if name.startswith("TFM"):
-                    extra.append(codebook_stats(est, X[test]))
-            row = {k: {"mean": float(np.mean(v)), "std": float(np.std(v))}
-                   for k, v in scores.items()}
-            row["parameters"] = n_params(est, X, len(ep.event_id))
-            row["seconds"] = round(time.perf_counter() - t0, 1)
-            if extra:
-                row["codebook"] = {k: float(np.mean([e[k] for e in extra])) for k in extra[0]}
-            rows[name] = row
-            print(f"  {name:28s} acc {row['accuracy']['mean']:.3f} ± "
-                  f"{row['accuracy']['std']:.3f}  ({row['seconds']} s)")
+            rows[name] = evaluate(name, make, X, y, groups, cv, positive)
+            print(f"  {name:28s} acc {rows[name]['accuracy']['mean']:.3f} ± "
+                  f"{rows[name]['accuracy']['std']:.3f}, seizure recall "
+                  f"{rows[name]['seizure_recall']['mean']:.3f}  ({rows[name]['seconds']} s)")
         report["tasks"][task] = rows
 
         def codebook_line(name: str, r: dict) -> None:
@@ -186,19 +239,23 @@ def main() -> None:
                 print(f"{'':28s} codebook usage {r['codebook']['usage']:.2f}, perplexity "
                       f"{r['codebook']['perplexity']:.1f}")
 
-        print_metric_table(rows, 28, extra=[("params", 10, lambda r: f"{r['parameters']:,d}")],
-                           after_row=codebook_line)
+        print_metric_table(rows, 28, extra=[
+            ("seizure recall", 15, lambda r: f"{r['seizure_recall']['mean']:.3f} ± "
+                                             f"{r['seizure_recall']['std']:.3f}"),
+            ("params", 10, lambda r: f"{r['parameters']:,d}")], after_row=codebook_line)
 
-    tp = throughput(X, args.size)
-    report["throughput_tokens_per_s"] = tp
-    print(f"\ntokenization throughput (batch 256, 5 s windows): TFM tokenizer "
-          f"{tp['tfm_tokenizer']:,.0f} tokens/s vs plain STFT {tp['plain_stft']:,.0f} tokens/s "
-          f"(ratio {tp['ratio_tfm_over_stft']:.4f})")
+    if not args.quick:
+        tp = throughput(tfm_prepare(X, ep.sfreq), args.size)
+        report["throughput_tokens_per_s"] = tp
+        print(f"\ntokenization throughput (batch 256, 5 s windows): TFM tokenizer "
+              f"{tp['tfm_tokenizer']:,.0f} tokens/s vs plain STFT {tp['plain_stft']:,.0f} "
+              f"tokens/s (ratio {tp['ratio_tfm_over_stft']:.4f})")
     report["machine"] = {"python": platform.python_version(), "torch": torch.__version__,
                          "threads": torch.get_num_threads()}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2))
-    print(f"wrote {args.out}")
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(report, indent=2))
+        print(f"wrote {out}")
 
 
 if __name__ == "__main__":

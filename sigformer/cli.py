@@ -201,7 +201,9 @@ def _run_audio_bundle(args, task: str, out: str) -> dict:
     source = ArraySource(audio, rate, names, chunk_size=int(rate))
     settings = OnlineSettings(channel=getattr(args, "channel", None), chunk_s=args.chunk_s,
                               overlap_s=args.overlap_s)
-    sinks = default_sinks(bundle, source, out=out)
+    from pathlib import Path
+
+    sinks = default_sinks(bundle, source, out=out, stem=Path(args.input[0]).stem)
     report = stream_bundle(bundle, source, sinks, settings=settings,
                            log=lambda *a: None)
     return {"outputs": report.get("written", []), "sample_rate": rate,

@@ -9,6 +9,7 @@ also works for braindecode models whose parametrized weights cannot be pickled.
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from sklearn.preprocessing import LabelEncoder
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
+from .augment import build_augmentations, to_specs
 from .checkpoint import (
     kwargs_from_json,
     kwargs_to_json,
@@ -30,10 +32,47 @@ from .checkpoint import (
     save_checkpoint,
     state_dict_tensors,
 )
-from .models.registry import create_model, get_model_class
+from .models.registry import UnknownModelError, create_model, get_model_class
 from .recording import Epochs
-from .training import predict_logits, seed_everything, train_classifier
+from .training import (
+    check_training_args,
+    euclidean_align,
+    predict_logits,
+    reset_head,
+    seed_everything,
+    train_classifier,
+)
 from .validation import SignalError, check_array, check_labels
+
+# Training and prediction data whose median absolute amplitudes differ by this factor or more
+# are almost surely in different units (volts vs microvolts differ by 1e6).
+SCALE_MISMATCH_FACTOR = 1e3
+
+
+class ScaleWarning(UserWarning):
+    """The data given to predict is on another amplitude scale than the training data."""
+
+
+def median_abs_amplitude(X: np.ndarray) -> float:
+    """Typical amplitude of a batch of trials: EEG in volts is ~1e-5, in microvolts ~10."""
+    return float(np.median(np.abs(np.asarray(X, dtype=np.float64))))
+
+
+def _resolve_model_class(name: str):
+    """The registered class, or an error that suggests the ``braindecode.`` prefix when the
+    name is a braindecode model (``"EEGNet"`` -> ``"braindecode.EEGNet"``)."""
+    try:
+        return get_model_class(name)
+    except UnknownModelError as err:
+        from .models.registry import BRAINDECODE_PREFIX, _braindecode_models
+
+        if not name.startswith(BRAINDECODE_PREFIX):
+            matches = [m for m in _braindecode_models() if m.lower() == name.lower()]
+            if matches:
+                raise UnknownModelError(f"unknown model {name!r}; did you mean "
+                                        f"'{BRAINDECODE_PREFIX}{matches[0]}'? (braindecode "
+                                        "models are named 'braindecode.<ClassName>')") from None
+        raise err from None
 
 
 def as_trials(X) -> tuple[np.ndarray, dict[str, Any]]:
@@ -88,9 +127,23 @@ class SignalClassifier(ClassifierMixin, BaseEstimator):
     preset : optional model preset; ``model_params`` override it. ``n_chans``, ``n_times``,
         ``n_outputs`` (and ``sfreq`` when known) are inferred from the data in ``fit``.
     max_epochs, batch_size, lr, weight_decay, optimizer : training settings.
-    validation_split : fraction held out (stratified) for validation and early stopping.
-    early_stopping_patience : epochs without ``val_loss`` improvement before stopping.
-    random_state : seed for weight initialisation, shuffling and the validation split.
+    validation_split : fraction held out (stratified) for validation, early stopping and
+        best-epoch restore; 0 trains on everything for ``max_epochs`` (the papers' protocol).
+    early_stopping_patience : epochs without ``val_loss`` improvement before stopping (needs
+        ``validation_split``).
+    restore_best_weights : with a validation split, end with the weights of the epoch with
+        the lowest ``val_loss`` (``history_.best_epoch``).
+    lr_schedule : ``None`` (constant), ``"cosine"`` (per epoch to 0 at ``max_epochs``) or
+        ``"plateau"`` (halve after 5 epochs without improvement).
+    label_smoothing : cross-entropy label smoothing in [0, 1).
+    class_weight : ``None``, ``"balanced"`` (loss weights inversely proportional to the
+        class frequencies, sklearn's formula; e.g. for P300 targets vs non-targets) or a dict
+        ``{label: weight}`` (labels not in it weigh 1).
+    augmentation : training-batch augmentation(s) from :mod:`sigformer.augment`, as objects,
+        names (``"segment_recombination"``) or dicts (``{"name": ..., **params}``).
+    euclidean_alignment : align each subject's trials with their own mean covariance (pass
+        ``subjects=`` to ``fit``/``predict``; without it a call's trials form one group).
+    random_state : seed for weight initialisation, shuffling, augmentation and the split.
     accelerator, devices, strategy, num_nodes : passed to the Lightning ``Trainer`` (e.g.
         ``accelerator="gpu", devices=4, strategy="ddp"``; ``num_nodes`` for several machines).
     verbose : show Lightning's progress bar.
@@ -100,7 +153,11 @@ class SignalClassifier(ClassifierMixin, BaseEstimator):
                  model_params: dict | None = None, max_epochs: int = 100,
                  batch_size: int = 32, lr: float = 1e-3, weight_decay: float = 0.0,
                  optimizer: str = "adam", validation_split: float = 0.0,
-                 early_stopping_patience: int | None = None, random_state: int | None = 0,
+                 early_stopping_patience: int | None = None,
+                 restore_best_weights: bool = True, lr_schedule: str | None = None,
+                 label_smoothing: float = 0.0, class_weight: str | None = None,
+                 augmentation=None,
+                 euclidean_alignment: bool = False, random_state: int | None = 0,
                  accelerator: str = "cpu", devices: int | str = 1, strategy: str = "auto",
                  num_nodes: int = 1, verbose: bool = False):
         self.model = model
@@ -113,6 +170,12 @@ class SignalClassifier(ClassifierMixin, BaseEstimator):
         self.optimizer = optimizer
         self.validation_split = validation_split
         self.early_stopping_patience = early_stopping_patience
+        self.restore_best_weights = restore_best_weights
+        self.lr_schedule = lr_schedule
+        self.label_smoothing = label_smoothing
+        self.class_weight = class_weight
+        self.augmentation = augmentation
+        self.euclidean_alignment = euclidean_alignment
         self.random_state = random_state
         self.accelerator = accelerator
         self.devices = devices
@@ -128,8 +191,46 @@ class SignalClassifier(ClassifierMixin, BaseEstimator):
             kwargs["sfreq"] = sfreq
         return kwargs
 
-    def fit(self, X, y=None):
-        get_model_class(self.model)  # unknown names fail before any work
+    def _check_params(self) -> None:
+        """Refuse settings that cannot work before any data is read."""
+        _resolve_model_class(self.model)  # unknown names fail before any work
+        split = self.validation_split
+        if isinstance(split, bool) or not isinstance(split, (int, float, np.number)) \
+                or not 0 <= split < 1:
+            raise ValueError(f"validation_split must be a fraction in [0, 1), got {split!r}")
+        check_training_args(
+            max_epochs=self.max_epochs, batch_size=self.batch_size, lr=self.lr,
+            weight_decay=self.weight_decay, optimizer=self.optimizer,
+            early_stopping_patience=self.early_stopping_patience,
+            label_smoothing=self.label_smoothing, lr_schedule=self.lr_schedule,
+            has_validation=split > 0)
+        if not (self.class_weight is None or self.class_weight == "balanced"
+                or isinstance(self.class_weight, dict)):
+            raise ValueError(f"class_weight must be None, 'balanced' or a dict {{label: "
+                             f"weight}}, got {self.class_weight!r}")
+        build_augmentations(self.augmentation, sfreq=1.0)  # names and parameters
+
+    def _split_validation(self, X, y_idx):
+        """Stratified inner validation split, refused when a class would be missing."""
+        n_classes = len(self.classes_)
+        n_val = int(np.ceil(self.validation_split * len(y_idx)))
+        smallest = int(np.bincount(y_idx).min())
+        if n_val < n_classes or len(y_idx) - n_val < n_classes or smallest < 2:
+            raise ValueError(
+                f"validation_split={self.validation_split} cannot work with {len(y_idx)} trials "
+                f"of {n_classes} classes (smallest class: {smallest} trials): train and "
+                f"validation each need >= 1 trial per class; use a larger split, more data "
+                f"or validation_split=0")
+        return train_test_split(X, y_idx, test_size=n_val, stratify=y_idx,
+                                random_state=self.random_state)
+
+    def _align(self, X: np.ndarray, subjects) -> np.ndarray:
+        return euclidean_align(X, subjects) if self.euclidean_alignment else X
+
+    def fit(self, X, y=None, subjects=None):
+        """Train on trials ``X`` and labels ``y``; ``subjects`` groups trials for per-subject
+        Euclidean alignment."""
+        self._check_params()
         y = _labels_of(X, y)
         if y is None:
             raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y "
@@ -150,25 +251,69 @@ class SignalClassifier(ClassifierMixin, BaseEstimator):
         self.n_chans_, self.n_times_ = X.shape[1], X.shape[2]
         self.sfreq_ = info.get("sfreq")
         self.ch_names_ = info.get("ch_names")
+        self.input_scale_ = median_abs_amplitude(X)
         self.model_kwargs_ = self._model_kwargs(self.n_chans_, self.n_times_,
                                                 len(self.classes_), self.sfreq_)
         seed_everything(self.random_state)  # the initial weights depend on the seed too
         self.module_ = create_model(self.model, self.preset, **self.model_kwargs_)
-        X_val = y_val = None
-        if self.validation_split:
-            X, X_val, y_idx, y_val = train_test_split(
-                X, y_idx, test_size=self.validation_split, stratify=y_idx,
-                random_state=self.random_state)
+        X = self._align(X, subjects)
         if hasattr(self.module_, "fit_unsupervised"):  # e.g. tokenizer pretraining
             self.module_.fit_unsupervised(X)
-        self.history_ = train_classifier(
-            self.module_, X, y_idx, X_val=X_val, y_val=y_val, max_epochs=self.max_epochs,
-            batch_size=self.batch_size, lr=self.lr, weight_decay=self.weight_decay,
-            optimizer=self.optimizer, seed=self.random_state,
-            early_stopping_patience=self.early_stopping_patience,
+        self.history_ = self._train(X, y_idx, self.max_epochs, self.lr)
+        return self
+
+    def _train(self, X: np.ndarray, y_idx: np.ndarray, max_epochs: int, lr: float,
+               validate: bool = True):
+        X_val = y_val = None
+        validate = validate and bool(self.validation_split)
+        if validate:
+            X, X_val, y_idx, y_val = self._split_validation(X, y_idx)
+        augmentations = build_augmentations(self.augmentation, sfreq=self.sfreq_)
+        weights = self._class_weights(y_idx)
+        return train_classifier(
+            self.module_, X, y_idx, X_val=X_val, y_val=y_val, max_epochs=max_epochs,
+            batch_size=self.batch_size, lr=lr, weight_decay=self.weight_decay,
+            optimizer=self.optimizer, seed=self.random_state, class_weights=weights,
+            early_stopping_patience=self.early_stopping_patience if validate else None,
+            restore_best_weights=self.restore_best_weights, label_smoothing=self.label_smoothing,
+            lr_schedule=self.lr_schedule, augmentations=augmentations,
             accelerator=self.accelerator, devices=self.devices, strategy=self.strategy,
             num_nodes=self.num_nodes, progress_bar=self.verbose,
         )
+
+    def _class_weights(self, y_idx: np.ndarray) -> np.ndarray | None:
+        if self.class_weight is None:
+            return None
+        if isinstance(self.class_weight, dict):
+            unknown = sorted(set(self.class_weight) - set(self.classes_.tolist()), key=str)
+            if unknown:
+                raise ValueError(f"class_weight names label(s) {unknown} not in y; classes: "
+                                 f"{self.classes_.tolist()}")
+            return np.array([float(self.class_weight.get(c, 1.0)) for c in self.classes_])
+        counts = np.bincount(y_idx, minlength=len(self.classes_))
+        return len(y_idx) / (len(self.classes_) * np.maximum(counts, 1))
+
+    def fine_tune(self, X, y, subjects=None, *, max_epochs: int | None = None,
+                  lr: float | None = None, new_head: bool = False):
+        """Continue training the fitted model on a few trials of a new subject or session
+        (same classes) for ``max_epochs`` epochs, without a validation split (a few trials
+        cannot spare one). ``new_head`` re-initialises the classification head first
+        (``final_layer``, braindecode's convention) and keeps the rest of the network."""
+        check_is_fitted(self, "module_")
+        max_epochs = self.max_epochs if max_epochs is None else max_epochs
+        lr = self.lr if lr is None else lr
+        check_training_args(max_epochs=max_epochs, lr=lr)
+        X = self._checked_input(X)
+        y = check_labels(np.asarray(y), len(X))
+        unknown = sorted(set(np.unique(y).tolist()) - set(self.classes_.tolist()))
+        if unknown:
+            raise SignalError(f"fine_tune got label(s) {unknown} the model was not fitted on; "
+                              f"classes: {self.classes_.tolist()}")
+        if new_head and not reset_head(self.module_):
+            raise ValueError(f"{self.model!r} has no final_layer to re-initialise; use "
+                             "new_head=False")
+        self.history_ = self._train(self._align(X, subjects), self.label_encoder_.transform(y),
+                                    max_epochs, lr, validate=False)
         return self
 
     # --- prediction ---------------------------------------------------------------------
@@ -190,29 +335,54 @@ class SignalClassifier(ClassifierMixin, BaseEstimator):
         if self.ch_names_ and info.get("ch_names") and info["ch_names"] != self.ch_names_:
             raise SignalError(f"channels differ from those seen in fit: expected "
                               f"{self.ch_names_}, got {info['ch_names']}")
+        self._check_scale(X)
         return X
 
-    def decision_function(self, X) -> np.ndarray:
-        X = self._checked_input(X)
+    def _check_scale(self, X: np.ndarray) -> None:
+        trained = getattr(self, "input_scale_", None)
+        scale = median_abs_amplitude(X)
+        if not trained or not scale:
+            return
+        ratio = scale / trained
+        if ratio >= SCALE_MISMATCH_FACTOR or ratio <= 1 / SCALE_MISMATCH_FACTOR:
+            warnings.warn(
+                f"the input's median absolute amplitude is {scale:.3g}, the training data's was "
+                f"{trained:.3g} (ratio {ratio:.1e}): the units probably differ (volts vs "
+                f"microvolts differ by 1e6); convert to the training unit, or predictions will "
+                f"be meaningless", ScaleWarning, stacklevel=3)
+
+    def _logits(self, X, subjects) -> np.ndarray:
+        X = self._align(self._checked_input(X), subjects)
         logits = predict_logits(self.module_, X)
+        bad = ~np.isfinite(logits).all(axis=1)
+        if bad.any():
+            raise SignalError(
+                f"the model produced non-finite outputs (NaN/Inf) for {int(bad.sum())} of "
+                f"{len(bad)} trials (first: trial {int(np.flatnonzero(bad)[0])}); no labels "
+                "are returned. The weights may be corrupted or the input overflowed the model")
+        return logits
+
+    def decision_function(self, X, subjects=None) -> np.ndarray:
+        logits = self._logits(X, subjects)
         return logits[:, 1] - logits[:, 0] if logits.shape[1] == 2 else logits
 
-    def predict_proba(self, X) -> np.ndarray:
-        X = self._checked_input(X)
-        logits = torch.from_numpy(predict_logits(self.module_, X))
+    def predict_proba(self, X, subjects=None) -> np.ndarray:
+        logits = torch.from_numpy(self._logits(X, subjects))
         return torch.softmax(logits, dim=-1).numpy()
 
-    def predict(self, X) -> np.ndarray:
-        proba = self.predict_proba(X)
+    def predict(self, X, subjects=None) -> np.ndarray:
+        proba = self.predict_proba(X, subjects)
         return self.classes_[proba.argmax(axis=1)]
 
     # --- persistence --------------------------------------------------------------------
     def _estimator_meta(self) -> dict[str, Any]:
         return {
-            "estimator": type(self).__name__, "params": self.get_params(),
+            "estimator": type(self).__name__,
+            "params": {**self.get_params(), "augmentation": to_specs(self.augmentation)},
             "classes": self.classes_.tolist(), "n_chans": self.n_chans_,
             "n_times": self.n_times_, "sfreq": self.sfreq_, "ch_names": self.ch_names_,
             "n_features_in": self.n_features_in_,
+            "input_scale": getattr(self, "input_scale_", None),
         }
 
     def save(self, path) -> Path:
@@ -239,6 +409,8 @@ class SignalClassifier(ClassifierMixin, BaseEstimator):
         self.n_chans_, self.n_times_ = meta["n_chans"], meta["n_times"]
         self.sfreq_, self.ch_names_ = meta["sfreq"], meta["ch_names"]
         self.n_features_in_ = meta.get("n_features_in", self.n_chans_)
+        if meta.get("input_scale") is not None:
+            self.input_scale_ = float(meta["input_scale"])
 
     def __getstate__(self):
         state = self.__dict__.copy()

@@ -1,18 +1,24 @@
-"""Evaluation protocols following MOABB: within-session k-fold and leave-one-subject-out.
+"""Evaluation protocols following MOABB: within-session k-fold, cross-session and
+cross-subject, plus a few-shot calibration curve for a new subject.
 
 Each returns one row per fold with every metric of :mod:`sigformer.metrics`, plus the pooled
 confusion matrix and each fold's training history, so reports can plot learning curves.
+Estimators whose ``fit``/``predict_proba`` take ``subjects=`` (e.g. a
+:class:`~sigformer.estimators.SignalClassifier` with ``euclidean_alignment=True``) receive the
+subject of every trial, so alignment is per subject on both sides of a split.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import copy
+import inspect
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 from sklearn.base import clone
 from sklearn.metrics import confusion_matrix
-from sklearn.model_selection import LeaveOneGroupOut, StratifiedKFold
+from sklearn.model_selection import GroupKFold, LeaveOneGroupOut, StratifiedKFold
 
 from .estimators import _labels_of, as_trials
 from .metrics import METRICS, classification_metrics
@@ -45,14 +51,38 @@ def final_step(estimator):
     return estimator.steps[-1][1] if hasattr(estimator, "steps") else estimator
 
 
+def _takes_subjects(method) -> bool:
+    try:
+        return "subjects" in inspect.signature(method).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def fit_with_subjects(est, X, y, subjects=None):
+    """``est.fit(X, y)``, passing ``subjects`` to the final step when it accepts them."""
+    last = final_step(est)
+    if subjects is None or not _takes_subjects(last.fit):
+        return est.fit(X, y)
+    if hasattr(est, "steps"):
+        return est.fit(X, y, **{f"{est.steps[-1][0]}__subjects": subjects})
+    return est.fit(X, y, subjects=subjects)
+
+
+def predict_proba_with_subjects(est, X, subjects=None) -> np.ndarray:
+    if subjects is None or not _takes_subjects(final_step(est).predict_proba):
+        return est.predict_proba(X)
+    return est.predict_proba(X, subjects=subjects)
+
+
 def _run_splits(estimator, X, y, splits, meta: dict, result: EvaluationResult, seed,
-                progress: Callable | None = None) -> None:
+                progress: Callable | None = None, subjects=None) -> None:
     for fold, (train, test) in enumerate(splits):
         est = clone(estimator)
         if seed is not None and "random_state" in est.get_params():
             est.set_params(random_state=seed)
-        est.fit(X[train], y[train])
-        proba = est.predict_proba(X[test])
+        groups = (None, None) if subjects is None else (subjects[train], subjects[test])
+        fit_with_subjects(est, X[train], y[train], groups[0])
+        proba = predict_proba_with_subjects(est, X[test], groups[1])
         pred = est.classes_[proba.argmax(1)]
         row = {**meta, "fold": fold, "seed": seed, "n_train": len(train), "n_test": len(test)}
         row.update(classification_metrics(y[test], pred, proba, est.classes_))
@@ -99,18 +129,155 @@ def within_session_cv(estimator, X, y=None, *, sessions=None, n_splits: int = 5,
     return result
 
 
+def _check_groups(name: str, groups, n: int) -> np.ndarray:
+    if groups is None:
+        raise SignalError(f"{name} is required: one entry per trial")
+    groups = np.asarray(groups)
+    if groups.ndim != 1 or len(groups) != n:
+        raise SignalError(f"{name} has {len(groups)} entries for {n} trials")
+    return groups
+
+
+def cross_subject(estimator, X, y=None, *, subjects, n_splits: int | None = None, seeds=(0,),
+                  progress: Callable | None = None) -> EvaluationResult:
+    """Train on some subjects, test on unseen ones (MOABB ``CrossSubjectEvaluation``):
+    leave-one-subject-out, or ``GroupKFold(n_splits)`` over subjects when given."""
+    X, y = _prepare(X, y)
+    subjects = _check_groups("subjects", subjects, len(y))
+    n_subjects = len(np.unique(subjects))
+    if n_subjects < 2:
+        raise SignalError("cross-subject evaluation needs at least 2 subjects")
+    if n_splits is not None and not 2 <= n_splits <= n_subjects:
+        raise SignalError(f"n_splits must be between 2 and the number of subjects "
+                          f"({n_subjects}), got {n_splits}")
+    cv = LeaveOneGroupOut() if n_splits is None else GroupKFold(n_splits)
+    result = EvaluationResult(classes=sorted(np.unique(y).tolist()))
+    for seed in seeds:
+        for train, test in cv.split(X, y, subjects):
+            meta = {"subject": ",".join(str(s) for s in np.unique(subjects[test]))}
+            _run_splits(estimator, X, y, [(train, test)], meta, result, seed, progress,
+                        subjects=subjects)
+    return result
+
+
 def leave_one_subject_out(estimator, X, y=None, *, subjects, seeds=(0,),
                           progress: Callable | None = None) -> EvaluationResult:
     """Train on all subjects but one, test on the held-out one (MOABB cross-subject)."""
+    try:
+        return cross_subject(estimator, X, y, subjects=subjects, seeds=seeds, progress=progress)
+    except SignalError as err:
+        if "at least 2 subjects" in str(err):
+            raise SignalError("leave-one-subject-out needs at least 2 subjects") from None
+        raise
+
+
+def cross_session(estimator, X, y=None, *, sessions, subjects=None, seeds=(0,),
+                  progress: Callable | None = None) -> EvaluationResult:
+    """Within each subject, train on all sessions but one and test on the held-out session
+    (MOABB ``CrossSessionEvaluation``)."""
     X, y = _prepare(X, y)
-    subjects = np.asarray(subjects)
-    if len(subjects) != len(y):
-        raise SignalError(f"subjects has {len(subjects)} entries for {len(y)} trials")
-    if len(np.unique(subjects)) < 2:
-        raise SignalError("leave-one-subject-out needs at least 2 subjects")
+    sessions = _check_groups("sessions", sessions, len(y))
+    subjects = (np.zeros(len(y), int) if subjects is None
+                else _check_groups("subjects", subjects, len(y)))
     result = EvaluationResult(classes=sorted(np.unique(y).tolist()))
     for seed in seeds:
-        for train, test in LeaveOneGroupOut().split(X, y, subjects):
-            meta = {"subject": str(subjects[test][0])}
-            _run_splits(estimator, X, y, [(train, test)], meta, result, seed, progress)
+        for subject in np.unique(subjects):
+            idx = np.flatnonzero(subjects == subject)
+            if len(np.unique(sessions[idx])) < 2:
+                raise SignalError(f"subject {subject!r} has one session; cross-session "
+                                  "evaluation needs at least 2 per subject")
+            for train, test in LeaveOneGroupOut().split(idx, y[idx], sessions[idx]):
+                meta = {"subject": str(subject), "session": str(sessions[idx][test][0])}
+                _run_splits(estimator, X, y, [(idx[train], idx[test])], meta, result, seed,
+                            progress, subjects=sessions)
+    return result
+
+
+# --- few-shot calibration -------------------------------------------------------------------
+
+@dataclass
+class FewShotResult:
+    """Accuracy on a new subject vs calibration trials per class (one row per shot count,
+    repeat and target subject)."""
+
+    rows: list[dict] = field(default_factory=list)
+
+    def curve(self, metric: str = "accuracy") -> dict[int, dict[str, float]]:
+        out: dict[int, dict[str, float]] = {}
+        for k in sorted({r["shots"] for r in self.rows}):
+            values = [r[metric] for r in self.rows if r["shots"] == k]
+            out[k] = {"mean": float(np.mean(values)), "std": float(np.std(values))}
+        return out
+
+    def to_dict(self) -> dict:
+        return {"rows": self.rows, "curve": {str(k): v for k, v in self.curve().items()}}
+
+
+def _calibration_order(y: np.ndarray, classes, rng: np.random.Generator) -> dict:
+    return {c: rng.permutation(np.flatnonzero(y == c)) for c in classes}
+
+
+def _adapt(pretrained, estimator, X_src, y_src, s_src, X_cal, y_cal, s_cal, fine_tune_epochs,
+           new_head: bool):
+    """Fine-tune a copy of the pretrained model, or, for estimators without ``fine_tune``
+    (classical pipelines), refit on the source trials plus the calibration trials."""
+    if hasattr(final_step(pretrained), "fine_tune"):
+        model = copy.deepcopy(pretrained)
+        final_step(model).fine_tune(X_cal, y_cal, subjects=s_cal, max_epochs=fine_tune_epochs,
+                                    new_head=new_head)
+        return model
+    model = clone(estimator)
+    return fit_with_subjects(model, np.concatenate([X_src, X_cal]),
+                             np.concatenate([y_src, y_cal]), np.concatenate([s_src, s_cal]))
+
+
+def few_shot_curve(estimator, X, y=None, *, subjects, targets=None,
+                   shots: Sequence[int] = (0, 1, 2, 5, 10), n_repeats: int = 3,
+                   fine_tune_epochs: int = 20, new_head: bool = False, seed: int = 0,
+                   progress: Callable | None = None) -> FewShotResult:
+    """Accuracy on each target subject after calibrating with ``k`` trials per class.
+
+    The estimator is trained once on the other subjects; for every ``k`` in ``shots`` a copy
+    is fine-tuned (``fine_tune``, optionally with a new head) on ``k`` trials per class of the
+    target and tested on the target's remaining trials. The test trials are the same for every
+    ``k`` of a repeat (the calibration pool is the first ``max(shots)`` trials per class of a
+    random order), so the curve compares like with like. ``k = 0`` is the pretrained model as
+    is. Estimators without ``fine_tune`` are refitted on the source plus calibration trials.
+    """
+    X, y = _prepare(X, y)
+    subjects = _check_groups("subjects", subjects, len(y))
+    shots = sorted({int(k) for k in shots})
+    if not shots or shots[0] < 0:
+        raise SignalError(f"shots must be non-negative trial counts per class, got {shots}")
+    classes = np.unique(y)
+    result = FewShotResult()
+    for target in (np.unique(subjects) if targets is None else targets):
+        tgt = subjects == target
+        if not tgt.any() or tgt.all():
+            raise SignalError(f"target {target!r} must be one of several subjects; subjects: "
+                              f"{np.unique(subjects).tolist()}")
+        smallest = min(int((y[tgt] == c).sum()) for c in classes)
+        if shots[-1] >= smallest:
+            raise SignalError(f"shots up to {shots[-1]} per class leave no test trial for "
+                              f"subject {target!r}, whose smallest class has {smallest} trials")
+        X_src, y_src, s_src = X[~tgt], y[~tgt], subjects[~tgt]
+        pretrained = fit_with_subjects(clone(estimator), X_src, y_src, s_src)
+        X_t, y_t, s_t = X[tgt], y[tgt], subjects[tgt]
+        for repeat in range(n_repeats):
+            order = _calibration_order(y_t, classes, np.random.default_rng(seed + repeat))
+            test = np.concatenate([o[shots[-1]:] for o in order.values()])
+            for k in shots:
+                cal = np.concatenate([o[:k] for o in order.values()])
+                model = pretrained if k == 0 else _adapt(
+                    pretrained, estimator, X_src, y_src, s_src, X_t[cal], y_t[cal], s_t[cal],
+                    fine_tune_epochs, new_head)
+                proba = predict_proba_with_subjects(model, X_t[test], s_t[test])
+                pred = model.classes_[proba.argmax(1)]
+                row = {"target": str(target), "repeat": repeat, "shots": k,
+                       "n_test": len(test)}
+                row.update(classification_metrics(y_t[test], pred, proba, model.classes_))
+                result.rows.append(row)
+                if progress is not None:
+                    progress(f"      target {target}, repeat {repeat}, {k} shot(s): "
+                             f"accuracy {row['accuracy']:.3f}")
     return result

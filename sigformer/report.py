@@ -1,4 +1,6 @@
-"""Plots people would rather look at than read: confusion matrices and learning curves."""
+"""Plots people would rather look at than read: confusion matrices, learning curves (train and
+validation, with the chance level), accuracy-vs-SNR chance lines, shared colour scales for grids
+of images, and before/after plots for enhancement."""
 
 from __future__ import annotations
 
@@ -37,8 +39,27 @@ def plot_confusion_matrix(cm: np.ndarray, classes: Sequence[str], path=None, tit
     return fig
 
 
-def plot_learning_curves(histories: Sequence[Sequence[dict]], path=None, title: str = ""):
-    """Training loss and accuracy per epoch, one faint line per fold and their mean."""
+def chance_level(y=None, n_classes: int | None = None) -> float:
+    """Accuracy of always predicting the majority class of ``y`` (or ``1 / n_classes``)."""
+    if y is not None:
+        counts = np.unique(np.asarray(y), return_counts=True)[1]
+        return float(counts.max() / counts.sum())
+    if not n_classes or n_classes < 1:
+        raise ValueError("chance_level needs labels y or n_classes >= 1")
+    return 1.0 / n_classes
+
+
+def add_chance_line(ax, chance: float, label: str | None = None, **kwargs):
+    """Dashed horizontal line at the chance accuracy (learning curves, accuracy vs SNR)."""
+    style = {"color": "grey", "ls": "--", "lw": 1.2, **kwargs}
+    return ax.axhline(chance, label=label or f"chance ({chance:.2f})", **style)
+
+
+def plot_learning_curves(histories: Sequence[Sequence[dict]], path=None, title: str = "",
+                         chance: float | None = None):
+    """Training and validation loss and accuracy per epoch, one faint line per fold and their
+    mean; ``chance`` draws the chance accuracy on the accuracy panel, and the epoch whose
+    weights were restored (``best_epoch`` rows) is marked."""
     plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     for ax, key in zip(axes, ("loss", "acc")):
@@ -52,7 +73,10 @@ def plot_learning_curves(histories: Sequence[Sequence[dict]], path=None, title: 
                 ax.plot(np.arange(1, len(c) + 1), c, color=color, alpha=0.25, lw=1)
             n = min(len(c) for c in curves)
             ax.plot(np.arange(1, n + 1), np.mean([c[:n] for c in curves], axis=0), color=color,
-                    lw=2, label=f"{prefix} (mean of {len(curves)})")
+                    lw=2, label=f"{'validation' if prefix == 'val' else prefix} "
+                                f"(mean of {len(curves)})")
+        if key == "acc" and chance is not None:
+            add_chance_line(ax, chance)
         ax.set(xlabel="epoch", ylabel=key, title=f"{title} {key}".strip())
         ax.grid(alpha=0.3)
         if ax.lines:
@@ -60,6 +84,103 @@ def plot_learning_curves(histories: Sequence[Sequence[dict]], path=None, title: 
     fig.tight_layout()
     if path is not None:
         fig.savefig(Path(path), dpi=110)
+        plt.close(fig)
+    return fig
+
+
+def shared_color_limits(arrays: Sequence[np.ndarray], symmetric: bool = False,
+                        percentile: float = 100.0) -> tuple[float, float]:
+    """One ``(vmin, vmax)`` for several images so their colours compare (finite values only;
+    ``percentile`` < 100 clips outliers; ``symmetric`` centres the scale on 0)."""
+    values = np.concatenate([np.asarray(a, dtype=float).ravel() for a in arrays])
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        raise ValueError("shared_color_limits got no finite values")
+    if symmetric:
+        vmax = float(np.percentile(np.abs(values), percentile))
+        return -vmax, vmax
+    return (float(np.percentile(values, 100 - percentile)),
+            float(np.percentile(values, percentile)))
+
+
+def imshow_grid(images: Sequence[np.ndarray], titles: Sequence[str] | None = None, path=None,
+                ncols: int = 3, cmap: str = "viridis", label: str = "", symmetric: bool = False,
+                suptitle: str = ""):
+    """Images on one shared colour scale with a single colour bar for the whole grid."""
+    plt = _pyplot()
+    vmin, vmax = shared_color_limits(images, symmetric=symmetric)
+    nrows = int(np.ceil(len(images) / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols + 1, 2.6 * nrows),
+                             squeeze=False)
+    im = None
+    for i, ax in enumerate(axes.ravel()):
+        if i >= len(images):
+            ax.axis("off")
+            continue
+        im = ax.imshow(np.asarray(images[i]), aspect="auto", origin="lower", cmap=cmap,
+                       vmin=vmin, vmax=vmax, interpolation="nearest")
+        if titles is not None:
+            ax.set_title(titles[i], fontsize=9)
+    if suptitle:
+        fig.suptitle(suptitle)
+    fig.colorbar(im, ax=axes.ravel().tolist(), label=label, shrink=0.9)
+    if path is not None:
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+    return fig
+
+
+def plot_accuracy_vs_snr(snr_db: Sequence[float], accuracies: dict[str, Sequence[float]],
+                         chance: float, path=None, title: str = ""):
+    """Accuracy per SNR for several models, with the chance line."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, acc in accuracies.items():
+        ax.plot(snr_db, acc, marker="o", label=name)
+    add_chance_line(ax, chance)
+    ax.set(xlabel="SNR (dB)", ylabel="accuracy", ylim=(0, 1.02), title=title or "accuracy vs SNR")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+    return fig
+
+
+def plot_enhancement(before: np.ndarray, after: np.ndarray, sfreq: float,
+                     reference: np.ndarray | None = None, path=None, title: str = "",
+                     nperseg: int | None = None):
+    """Waveforms (top) and spectrograms on one shared dB scale (bottom) of a signal before and
+    after enhancement (and the clean reference when known)."""
+    from scipy.signal import spectrogram
+
+    plt = _pyplot()
+    signals = {"before": before, "after": after}
+    if reference is not None:
+        signals["reference"] = reference
+    signals = {k: np.asarray(v, dtype=float).ravel() for k, v in signals.items()}
+    nperseg = nperseg or min(512, max(16, int(sfreq * 0.032)))
+    specs = {}
+    for name, x in signals.items():
+        f, t, sxx = spectrogram(x, fs=sfreq, nperseg=min(nperseg, len(x)))
+        specs[name] = (f, t, 10 * np.log10(sxx + 1e-12))
+    vmin, vmax = shared_color_limits([s[2] for s in specs.values()], percentile=99.5)
+    vmin = max(vmin, vmax - 80)  # an 80 dB range keeps silence from washing out the speech
+    fig, axes = plt.subplots(2, len(signals), figsize=(4.2 * len(signals) + 1, 5.5),
+                             squeeze=False)
+    im = None
+    for col, (name, x) in enumerate(signals.items()):
+        axes[0, col].plot(np.arange(len(x)) / sfreq, x, lw=0.5)
+        axes[0, col].set(title=name, xlabel="time (s)")
+        f, t, db = specs[name]
+        im = axes[1, col].pcolormesh(t, f, db, vmin=vmin, vmax=vmax, shading="auto")
+        axes[1, col].set(xlabel="time (s)", ylabel="frequency (Hz)")
+    fig.colorbar(im, ax=axes[1].tolist(), label="power (dB)")
+    if title:
+        fig.suptitle(title)
+    if path is not None:
+        fig.savefig(path, dpi=110)
         plt.close(fig)
     return fig
 

@@ -1,4 +1,7 @@
-"""Training through Lightning: CPU by default, progress bar, seeding, optional early stopping.
+"""Training through Lightning: CPU by default, progress bar, seeding, and the recipe options
+small EEG datasets need: early stopping on a validation set with best-epoch restore, cosine or
+plateau learning-rate schedules, label smoothing and on-the-fly augmentation
+(:mod:`sigformer.augment`).
 
 The same call scales out: ``train_classifier(..., accelerator="gpu", devices=4,
 strategy="ddp")`` or ``num_nodes=2`` for several machines (launch one process per node with
@@ -21,6 +24,11 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from .augment import Augmentation, apply_augmentations
+
+LR_SCHEDULES = (None, "cosine", "plateau")
+PLATEAU_FACTOR, PLATEAU_PATIENCE = 0.5, 5
+
 
 def seed_everything(seed: int | None) -> None:
     if seed is not None:
@@ -33,13 +41,28 @@ def logits_of(output: Any) -> torch.Tensor:
 
 
 class ClassifierModule(L.LightningModule):
-    """Cross-entropy classification around any ``nn.Module`` that maps a batch to logits."""
+    """Cross-entropy classification around any ``nn.Module`` that maps a batch to logits.
+
+    ``augmentations`` transform each training batch (never validation batches);
+    ``lr_schedule`` is ``None``, ``"cosine"`` (per epoch, to 0 at ``max_epochs``) or
+    ``"plateau"`` (halve the rate after 5 epochs without ``val_loss`` improvement, or
+    ``train_loss`` without validation data).
+    """
 
     def __init__(self, model: nn.Module, lr: float = 1e-3, weight_decay: float = 0.0,
-                 optimizer: str = "adam", class_weights: torch.Tensor | None = None):
+                 optimizer: str = "adam", class_weights: torch.Tensor | None = None,
+                 label_smoothing: float = 0.0, lr_schedule: str | None = None,
+                 augmentations: list[Augmentation] | None = None, seed: int | None = None,
+                 monitor: str = "train_loss"):
         super().__init__()
         self.model = model
         self.lr, self.weight_decay, self.optimizer_name = lr, weight_decay, optimizer
+        self.label_smoothing, self.lr_schedule = label_smoothing, lr_schedule
+        self.augmentations = list(augmentations or [])
+        self.monitor = monitor
+        self.augment_generator = torch.Generator()
+        if seed is not None:
+            self.augment_generator.manual_seed(int(seed))
         self.register_buffer("class_weights", class_weights, persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -47,8 +70,11 @@ class ClassifierModule(L.LightningModule):
 
     def _step(self, batch, stage: str) -> torch.Tensor:
         x, y = batch
+        if stage == "train" and self.augmentations:
+            x, y = apply_augmentations(self.augmentations, x, y, self.augment_generator)
         logits = self(x)
-        loss = nn.functional.cross_entropy(logits, y, weight=self.class_weights)
+        loss = nn.functional.cross_entropy(logits, y, weight=self.class_weights,
+                                           label_smoothing=self.label_smoothing)
         acc = (logits.argmax(-1) == y).float().mean()
         on_step = stage == "train"
         self.log(f"{stage}_loss", loss, prog_bar=True, on_step=False, on_epoch=True,
@@ -69,8 +95,21 @@ class ClassifierModule(L.LightningModule):
         if self.optimizer_name not in optimizers:
             raise ValueError(f"optimizer must be one of {sorted(optimizers)}, got "
                              f"{self.optimizer_name!r}")
-        return optimizers[self.optimizer_name](self.parameters(), lr=self.lr,
-                                               weight_decay=self.weight_decay)
+        opt = optimizers[self.optimizer_name](self.parameters(), lr=self.lr,
+                                              weight_decay=self.weight_decay)
+        if self.lr_schedule is None:
+            return opt
+        if self.lr_schedule == "cosine":
+            sched = torch.optim.lr_scheduler.CosineAnnealingLR(
+                opt, T_max=max(1, int(self.trainer.max_epochs)))
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
+        if self.lr_schedule == "plateau":
+            sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
+                opt, mode="min", factor=PLATEAU_FACTOR, patience=PLATEAU_PATIENCE)
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch",
+                                                       "monitor": self.monitor}}
+        raise ValueError(f"lr_schedule must be one of {list(LR_SCHEDULES)}, got "
+                         f"{self.lr_schedule!r}")
 
 
 @dataclass
@@ -78,6 +117,7 @@ class History:
     """Per-epoch metrics collected during training (for learning curves)."""
 
     epochs: list[dict[str, float]] = field(default_factory=list)
+    best_epoch: int | None = None  # epoch whose weights were restored (None: the last one)
 
     def series(self, key: str) -> list[float]:
         return [e[key] for e in self.epochs if key in e]
@@ -87,15 +127,46 @@ class _HistoryCallback(Callback):
     def __init__(self, history: History):
         self.history = history
 
+    def on_train_epoch_start(self, trainer, pl_module):
+        # the rate used during this epoch (schedulers step before on_train_epoch_end)
+        self.lr = float(trainer.optimizers[0].param_groups[0]["lr"]) if trainer.optimizers \
+            else None
+
     def on_train_epoch_end(self, trainer, pl_module):
         row = {"epoch": trainer.current_epoch}
         row.update({k: float(v) for k, v in trainer.callback_metrics.items()})
+        if getattr(self, "lr", None) is not None:
+            row["lr"] = self.lr
         self.history.epochs.append(row)
 
 
+class _BestWeights(Callback):
+    """Keep a copy of the weights of the epoch with the lowest ``monitor`` and load it back
+    when training ends (early stopping's "restore best weights")."""
+
+    def __init__(self, history: History, monitor: str = "val_loss"):
+        self.history, self.monitor = history, monitor
+        self.best: float = float("inf")
+        self.state: dict[str, torch.Tensor] | None = None
+
+    def on_validation_epoch_end(self, trainer, pl_module):
+        if trainer.sanity_checking or self.monitor not in trainer.callback_metrics:
+            return
+        value = float(trainer.callback_metrics[self.monitor])
+        if value < self.best:
+            self.best = value
+            self.history.best_epoch = trainer.current_epoch
+            self.state = {k: v.detach().clone() for k, v in pl_module.state_dict().items()}
+
+    def on_fit_end(self, trainer, pl_module):
+        if self.state is not None:
+            pl_module.load_state_dict(self.state)
+
+
 @contextlib.contextmanager
-def _quiet_lightning(enabled: bool):
-    """Silence Lightning's per-fit banners (device summary, tips) and known-benign warnings."""
+def _quiet_lightning(enabled: bool = True):
+    """Silence Lightning's per-fit banners (device summary, tips), its upgrade/deprecation
+    notices and known-benign warnings (on by default; the progress bar is separate)."""
     if not enabled:
         yield
         return
@@ -110,6 +181,8 @@ def _quiet_lightning(enabled: bool):
         warnings.filterwarnings("ignore", message=".*GPU available but not used.*")
         # frozen sub-modules (e.g. a pretrained tokenizer) are in eval mode on purpose
         warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode.*")
+        warnings.filterwarnings("ignore", message=".*litlogger.*")
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module="lightning")
         try:
             yield
         finally:
@@ -127,32 +200,85 @@ def make_loader(X: np.ndarray, y: np.ndarray | None, batch_size: int, shuffle: b
                       generator=generator)
 
 
+def check_training_args(*, max_epochs: Any = 1, batch_size: Any = 1, lr: Any = 1e-3,
+                        weight_decay: Any = 0.0, optimizer: Any = "adam",
+                        early_stopping_patience: Any = None, label_smoothing: Any = 0.0,
+                        lr_schedule: Any = None, has_validation: bool = True) -> None:
+    """Refuse training settings that cannot work, naming the argument and what was expected
+    (called before any data is read)."""
+    def integer(name: str, value: Any, minimum: int) -> None:
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+            raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+    def number(name: str, value: Any, low: float, high: float, *, low_open: bool = False,
+               high_open: bool = True) -> None:
+        ok = (isinstance(value, (int, float, np.number)) and not isinstance(value, bool)
+              and np.isfinite(value))
+        if ok:
+            ok = (value > low if low_open else value >= low) and \
+                 (value < high if high_open else value <= high)
+        if not ok:
+            interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+            raise ValueError(f"{name} must be a number in {interval}, got {value!r}")
+
+    integer("max_epochs", max_epochs, 1)
+    integer("batch_size", batch_size, 1)
+    number("lr", lr, 0.0, np.inf, low_open=True)
+    number("weight_decay", weight_decay, 0.0, np.inf)
+    number("label_smoothing", label_smoothing, 0.0, 1.0)
+    if optimizer not in ("adam", "adamw", "sgd"):
+        raise ValueError(f"optimizer must be one of ['adam', 'adamw', 'sgd'], got {optimizer!r}")
+    if lr_schedule not in LR_SCHEDULES:
+        raise ValueError(f"lr_schedule must be one of {list(LR_SCHEDULES)}, got {lr_schedule!r}")
+    if early_stopping_patience is not None:
+        integer("early_stopping_patience", early_stopping_patience, 0)
+        if not has_validation:
+            raise ValueError("early_stopping_patience needs validation data: set "
+                             "validation_split (e.g. 0.2) or pass X_val/y_val")
+
+
 def train_classifier(model: nn.Module, X: np.ndarray, y: np.ndarray, *,
                      X_val: np.ndarray | None = None, y_val: np.ndarray | None = None,
                      max_epochs: int = 100, batch_size: int = 32, lr: float = 1e-3,
                      weight_decay: float = 0.0, optimizer: str = "adam",
                      class_weights: np.ndarray | None = None, seed: int | None = 0,
                      early_stopping_patience: int | None = None,
+                     restore_best_weights: bool = True, label_smoothing: float = 0.0,
+                     lr_schedule: str | None = None,
+                     augmentations: list[Augmentation] | None = None,
                      accelerator: str = "cpu", devices: int | str = 1,
                      strategy: str = "auto", num_nodes: int = 1,
                      progress_bar: bool = True, trainer_kwargs: dict | None = None
                      ) -> History:
     """Fit ``model`` on integer labels ``y`` with Lightning; returns the per-epoch history.
 
-    Early stopping watches ``val_loss`` and needs ``X_val``/``y_val``.
+    With validation data, ``restore_best_weights`` loads back the weights of the epoch with
+    the lowest ``val_loss`` at the end (``history.best_epoch``); early stopping watches
+    ``val_loss`` too and needs ``X_val``/``y_val``. ``augmentations`` see the training set
+    once (:meth:`~sigformer.augment.Augmentation.prepare`) and then every training batch.
+    ``progress_bar`` shows one bar per epoch; Lightning's tips and notices stay silent.
     """
+    has_val = X_val is not None and y_val is not None and len(X_val) > 0
+    check_training_args(max_epochs=max_epochs, batch_size=batch_size, lr=lr,
+                        weight_decay=weight_decay, optimizer=optimizer,
+                        early_stopping_patience=early_stopping_patience,
+                        label_smoothing=label_smoothing, lr_schedule=lr_schedule,
+                        has_validation=has_val)
     seed_everything(seed)
+    for aug in augmentations or []:
+        aug.prepare(X, y)
     weights = None if class_weights is None else torch.as_tensor(class_weights, dtype=torch.float32)
     module = ClassifierModule(model, lr=lr, weight_decay=weight_decay, optimizer=optimizer,
-                              class_weights=weights)
+                              class_weights=weights, label_smoothing=label_smoothing,
+                              lr_schedule=lr_schedule, augmentations=augmentations, seed=seed,
+                              monitor="val_loss" if has_val else "train_loss")
     history = History()
     callbacks: list[Callback] = [_HistoryCallback(history)]
-    has_val = X_val is not None and y_val is not None and len(X_val) > 0
     if early_stopping_patience is not None:
-        if not has_val:
-            raise ValueError("early stopping needs validation data (X_val, y_val)")
         callbacks.append(EarlyStopping("val_loss", patience=early_stopping_patience))
-    with _quiet_lightning(not progress_bar):
+    if has_val and restore_best_weights:
+        callbacks.append(_BestWeights(history))
+    with _quiet_lightning():
         _fit(module, X, y, X_val, y_val, has_val, batch_size, seed, dict(
             max_epochs=max_epochs, accelerator=accelerator, devices=devices, strategy=strategy,
             num_nodes=num_nodes, callbacks=callbacks, enable_progress_bar=progress_bar,
@@ -179,6 +305,34 @@ def predict_logits(model: nn.Module, X: np.ndarray, batch_size: int = 256) -> np
     out = [logits_of(model(xb.to(device))).float().cpu()
            for (xb,) in make_loader(X, None, batch_size, False)]
     return torch.cat(out).numpy()
+
+
+def euclidean_align(X: np.ndarray, groups: np.ndarray | None = None) -> np.ndarray:
+    """Euclidean alignment (He & Wu 2019) of each group of trials (a subject, a session) with
+    its own mean covariance; ``groups=None`` aligns all trials together."""
+    from .stages import EuclideanAlignment
+
+    X = np.asarray(X)
+    groups = np.zeros(len(X), int) if groups is None else np.asarray(groups)
+    if len(groups) != len(X):
+        raise ValueError(f"subjects has {len(groups)} entries for {len(X)} trials")
+    out = np.empty(X.shape, dtype=np.float32)
+    for g in np.unique(groups):
+        idx = np.flatnonzero(groups == g)
+        out[idx] = EuclideanAlignment(mode="batch").transform(X[idx])
+    return out
+
+
+def reset_head(model: nn.Module) -> bool:
+    """Re-initialise the classification head (``final_layer``, braindecode's convention) for
+    fine-tuning on a new subject; returns whether the model has one."""
+    head = getattr(model, "final_layer", None)
+    if not isinstance(head, nn.Module):
+        return False
+    for module in head.modules():
+        if hasattr(module, "reset_parameters"):
+            module.reset_parameters()
+    return True
 
 
 # --- generic objectives (pretraining stages, tokenizers) -------------------------------------
@@ -242,7 +396,7 @@ def train_objective(model: nn.Module, loss_step, tensors: list, *, max_epochs: i
     generator = torch.Generator().manual_seed(seed) if seed is not None else None
     loader = DataLoader(TensorDataset(*data), batch_size=batch_size, shuffle=True,
                         generator=generator)
-    with _quiet_lightning(not progress_bar):
+    with _quiet_lightning():
         trainer = L.Trainer(max_epochs=max_epochs, accelerator=accelerator, devices=devices,
                             strategy=strategy, callbacks=[_HistoryCallback(history)],
                             enable_progress_bar=progress_bar, enable_model_summary=False,

@@ -99,3 +99,144 @@ def test_fit_is_reproducible_with_random_state(clf, mi_epochs):
     a = clone(clf).fit(mi_epochs.data, mi_epochs.labels).predict_proba(mi_epochs.data)
     b = clone(clf).fit(mi_epochs.data, mi_epochs.labels).predict_proba(mi_epochs.data)
     np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+# --- argument validation (issue 17) -----------------------------------------------------
+
+class _NeverRead:
+    """Stands for data that must not be touched: any access fails the test."""
+
+    def __array__(self, *args, **kwargs):
+        raise AssertionError("the data was read before the arguments were checked")
+
+
+@pytest.mark.parametrize("params, match", [
+    (dict(max_epochs=0), "max_epochs must be an integer >= 1, got 0"),
+    (dict(max_epochs=-1), "max_epochs must be an integer >= 1, got -1"),
+    (dict(batch_size=0), "batch_size must be an integer >= 1"),
+    (dict(lr=-1e-3), "lr must be a number"),
+    (dict(validation_split=1.0), r"validation_split must be a fraction in \[0, 1\)"),
+    (dict(validation_split=-0.2), "validation_split must be a fraction"),
+    (dict(early_stopping_patience=5), "early_stopping_patience needs validation data: set "
+                                      "validation_split"),
+    (dict(lr_schedule="linear"), "lr_schedule must be one of"),
+    (dict(label_smoothing=2.0), "label_smoothing must be a number"),
+    (dict(augmentation="cutout"), "unknown augmentation 'cutout'"),
+    (dict(class_weight="auto"), "class_weight must be None, 'balanced' or a dict"),
+])
+def test_settings_that_cannot_work_are_refused_before_data_loads(params, match):
+    with pytest.raises(ValueError, match=match):
+        SignalClassifier(**params).fit(_NeverRead(), _NeverRead())
+
+
+def test_validation_split_too_small_for_the_classes_is_refused(mi_epochs,
+                                                               tiny_dbconformer_params):
+    clf = SignalClassifier(model_params=tiny_dbconformer_params, max_epochs=1,
+                           validation_split=0.01)
+    with pytest.raises(ValueError, match=r"validation_split=0.01 cannot work with 60 trials "
+                                         r"of 2 classes"):
+        clf.fit(mi_epochs.data, mi_epochs.labels)
+
+
+def test_braindecode_name_without_prefix_gets_a_hint():
+    from sigformer.models.registry import UnknownModelError
+
+    with pytest.raises(UnknownModelError, match="did you mean 'braindecode.EEGNet'"):
+        SignalClassifier(model="EEGNet").fit(_NeverRead(), _NeverRead())
+    with pytest.raises(UnknownModelError, match="did you mean 'braindecode.ShallowFBCSPNet'"):
+        SignalClassifier(model="shallowfbcspnet").fit(_NeverRead(), _NeverRead())
+
+
+def test_non_finite_outputs_are_an_error_not_a_label(mi_epochs, tiny_dbconformer_params):
+    import torch
+
+    from sigformer import SignalError
+
+    clf = SignalClassifier(model_params=tiny_dbconformer_params, max_epochs=1)
+    clf.fit(mi_epochs.data, mi_epochs.labels)
+    with torch.no_grad():
+        next(clf.module_.final_layer.parameters()).fill_(float("nan"))  # corrupted weights
+    for method in (clf.predict, clf.predict_proba, clf.decision_function):
+        with pytest.raises(SignalError, match=r"non-finite outputs \(NaN/Inf\) for 60 of 60"):
+            method(mi_epochs.data)
+
+
+def test_scale_mismatch_warns_at_predict(tmp_path, mi_epochs, tiny_dbconformer_params):
+    import warnings
+
+    from sigformer.estimators import ScaleWarning
+
+    clf = SignalClassifier(model_params=tiny_dbconformer_params, max_epochs=1)
+    clf.fit(mi_epochs.data, mi_epochs.labels)  # microvolts
+    assert 0.1 < clf.input_scale_ < 100
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ScaleWarning)
+        clf.predict(mi_epochs.data * 3)  # another subject's amplitude: no warning
+    with pytest.warns(ScaleWarning, match=r"volts vs microvolts"):
+        clf.predict(mi_epochs.data * 1e-6)  # the same trials in volts
+    clf.save(tmp_path / "ckpt")
+    loaded = SignalClassifier.load(tmp_path / "ckpt")
+    assert loaded.input_scale_ == pytest.approx(clf.input_scale_)
+    with pytest.warns(ScaleWarning):
+        loaded.predict_proba(mi_epochs.data * 1e-6)
+
+
+# --- recipe options (issue 15) ----------------------------------------------------------
+
+def test_validation_split_early_stopping_and_best_epoch(mi_epochs, tiny_dbconformer_params):
+    clf = SignalClassifier(model_params=tiny_dbconformer_params, max_epochs=30, lr=0.05,
+                           optimizer="sgd", validation_split=0.25, early_stopping_patience=2,
+                           lr_schedule="cosine", label_smoothing=0.1)
+    clf.fit(mi_epochs.data, mi_epochs.labels)
+    epochs = clf.history_.epochs
+    assert len(epochs) < 30 and "val_loss" in epochs[-1]
+    val = clf.history_.series("val_loss")
+    assert clf.history_.best_epoch == int(np.argmin(val))
+
+
+def test_augmentation_specs_survive_save_load_and_clone(tmp_path, mi_epochs,
+                                                        tiny_dbconformer_params):
+    augmentation = [{"name": "segment_recombination", "n_segments": 4}, "gaussian_noise",
+                    {"name": "frequency_shift", "max_shift_hz": 1.0}]
+    clf = SignalClassifier(model_params=tiny_dbconformer_params, max_epochs=1,
+                           augmentation=augmentation)
+    clf.fit(mi_epochs)  # sfreq comes with the epochs (frequency shift needs it)
+    assert clone(clf).get_params()["augmentation"] == augmentation
+    clf.save(tmp_path / "ckpt")
+    assert SignalClassifier.load(tmp_path / "ckpt").get_params()["augmentation"] == \
+        [augmentation[0], {"name": "gaussian_noise"}, augmentation[2]]
+
+
+def test_euclidean_alignment_per_subject_ignores_subject_amplitude(mi_epochs,
+                                                                   tiny_dbconformer_params):
+    X, y = mi_epochs.data, mi_epochs.labels
+    subjects = np.repeat([1, 2], 30)
+    clf = SignalClassifier(model_params=tiny_dbconformer_params, max_epochs=2,
+                           euclidean_alignment=True).fit(X, y, subjects=subjects)
+    proba = clf.predict_proba(X[30:], subjects=subjects[30:])
+    # alignment whitens each subject: a subject recorded with 4x the gain looks the same
+    np.testing.assert_allclose(clf.predict_proba(4 * X[30:], subjects=subjects[30:]), proba,
+                               atol=1e-5)
+    unaligned = SignalClassifier(model_params=tiny_dbconformer_params, max_epochs=2).fit(X, y)
+    assert not np.allclose(unaligned.predict_proba(4 * X[30:]), unaligned.predict_proba(X[30:]),
+                           atol=1e-3)
+
+
+def test_fine_tune_continues_from_the_fitted_weights(mi_epochs, tiny_dbconformer_params):
+    import torch
+
+    from sigformer import SignalError
+
+    X, y = mi_epochs.data, mi_epochs.labels
+    clf = SignalClassifier(model_params=tiny_dbconformer_params, max_epochs=2,
+                           validation_split=0.2, early_stopping_patience=3).fit(X[:40], y[:40])
+    before = {k: v.clone() for k, v in clf.module_.state_dict().items()}
+    clf.fine_tune(X[40:44], y[40:44], max_epochs=1, new_head=True)  # 2 trials per class
+    after = clf.module_.state_dict()
+    changed = [k for k in before if not torch.equal(before[k], after[k])]
+    assert any(k.startswith("final_layer") for k in changed)
+    assert len(clf.history_.epochs) == 1  # no validation split on 4 trials
+    with pytest.raises(SignalError, match=r"label\(s\) \[7\] the model was not fitted on"):
+        clf.fine_tune(X[:2], [7, 7], max_epochs=1)
+    with pytest.raises(ValueError, match="max_epochs must be an integer >= 1"):
+        clf.fine_tune(X[:2], y[:2], max_epochs=0)

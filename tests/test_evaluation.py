@@ -4,7 +4,13 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.metrics import cohen_kappa_score, roc_auc_score
 
 from sigformer import SignalError
-from sigformer.evaluation import leave_one_subject_out, within_session_cv
+from sigformer.evaluation import (
+    cross_session,
+    cross_subject,
+    few_shot_curve,
+    leave_one_subject_out,
+    within_session_cv,
+)
 from sigformer.metrics import classification_metrics
 
 
@@ -67,3 +73,148 @@ def test_leave_one_subject_out(rng):
     assert all(r["n_test"] == 20 for r in res.rows)
     with pytest.raises(SignalError, match="at least 2 subjects"):
         leave_one_subject_out(_PowerClassifier(), X, y, subjects=np.ones(60))
+
+
+class _SubjectAware(_PowerClassifier):
+    """Records the subjects it is given; adapts its threshold on calibration trials."""
+
+    seen: list = []
+
+    def fit(self, X, y, subjects=None):
+        type(self).seen.append(("fit", None if subjects is None else sorted(set(subjects))))
+        return super().fit(X, y)
+
+    def predict_proba(self, X, subjects=None):
+        type(self).seen.append(("predict", None if subjects is None else sorted(set(subjects))))
+        return super().predict_proba(X)
+
+    def fine_tune(self, X, y, subjects=None, *, max_epochs=None, new_head=False):
+        return super().fit(X, y)  # recalibrate the threshold on the new subject
+
+
+def _subjects_data(rng, n_subjects=3, n=40):
+    X = rng.standard_normal((n_subjects * n, 2, 100))
+    y = np.tile(np.arange(n) % 2, n_subjects)
+    X[y == 1, 0] *= 2
+    subjects = np.repeat(np.arange(n_subjects), n)
+    X[subjects == n_subjects - 1, 1] *= 3  # the last subject's feature is offset
+    return X, y, subjects
+
+
+def test_cross_subject_passes_subjects_to_both_sides(rng):
+    X, y, subjects = _subjects_data(rng)
+    _SubjectAware.seen = []
+    res = cross_subject(_SubjectAware(), X, y, subjects=subjects)
+    assert [r["subject"] for r in res.rows] == ["0", "1", "2"]
+    assert _SubjectAware.seen[:2] == [("fit", [1, 2]), ("predict", [0])]
+    res = cross_subject(_PowerClassifier(), X, y, subjects=subjects, n_splits=3, seeds=(0, 1))
+    assert len(res.rows) == 6 and res.confusion.sum() == 2 * len(y)
+    with pytest.raises(SignalError, match="n_splits must be between 2"):
+        cross_subject(_PowerClassifier(), X, y, subjects=subjects, n_splits=4)
+
+
+def test_cross_session(rng):
+    X, y, subjects = _subjects_data(rng, n_subjects=2)
+    sessions = np.tile(np.repeat(["s1", "s2"], 20), 2)
+    res = cross_session(_PowerClassifier(), X, y, sessions=sessions, subjects=subjects)
+    assert [(r["subject"], r["session"]) for r in res.rows] == [
+        ("0", "s1"), ("0", "s2"), ("1", "s1"), ("1", "s2")]
+    assert all(r["n_train"] == 20 and r["n_test"] == 20 for r in res.rows)
+    with pytest.raises(SignalError, match="has one session"):
+        cross_session(_PowerClassifier(), X, y, sessions=np.zeros(len(y)), subjects=subjects)
+    with pytest.raises(SignalError, match="sessions has 3 entries for 80 trials"):
+        cross_session(_PowerClassifier(), X, y, sessions=[1, 2, 3])
+
+
+def test_few_shot_curve_calibrates_an_offset_subject(rng):
+    X, y, subjects = _subjects_data(rng)
+    res = few_shot_curve(_SubjectAware(), X, y, subjects=subjects, targets=[2],
+                         shots=(0, 2, 10), n_repeats=3)
+    assert len(res.rows) == 3 * 3
+    assert {r["n_test"] for r in res.rows} == {20}  # same test trials for every k
+    curve = res.curve()
+    # the threshold learnt on subjects 0/1 fails on subject 2; its own trials fix it
+    assert curve[0]["mean"] < 0.7 and curve[10]["mean"] > 0.85
+    with pytest.raises(SignalError, match="leave no test trial"):
+        few_shot_curve(_PowerClassifier(), X, y, subjects=subjects, targets=[2], shots=(20,))
+
+
+def test_few_shot_curve_without_fine_tune_refits_on_source_plus_calibration(rng):
+    X, y, subjects = _subjects_data(rng)
+    res = few_shot_curve(_PowerClassifier(), X, y, subjects=subjects, targets=[0],
+                         shots=(0, 5), n_repeats=1)
+    assert [r["shots"] for r in res.rows] == [0, 5]
+    assert set(res.to_dict()["curve"]) == {"0", "5"}
+
+
+def test_few_shot_curve_fine_tunes_a_signal_classifier_on_simulated_subjects(
+        tiny_dbconformer_params):
+    from sigformer.data import simulate_motor_imagery
+    from sigformer.estimators import SignalClassifier
+
+    X, y, subjects = [], [], []
+    for subject, gain in ((0, 1.0), (1, 2.0)):
+        rec = simulate_motor_imagery(24, sfreq=100.0, trial_duration=2.0, snr_db=3.0, seed=subject)
+        ep = rec.epochs({"left_hand": 0, "right_hand": 1}, 0.0, 2.0)
+        X.append(ep.data * 1e6 * gain)
+        y.append(ep.labels)
+        subjects.append(np.full(len(ep.labels), subject))
+    X, y, subjects = np.concatenate(X), np.concatenate(y), np.concatenate(subjects)
+    clf = SignalClassifier(model_params=tiny_dbconformer_params, max_epochs=2,
+                           euclidean_alignment=True)
+    res = few_shot_curve(clf, X, y, subjects=subjects, targets=[1], shots=(0, 4),
+                         n_repeats=1, fine_tune_epochs=2, new_head=True)
+    zero, four = res.rows
+    assert zero["shots"] == 0 and four["shots"] == 4 and zero["n_test"] == four["n_test"] == 16
+    assert 0 <= four["accuracy"] <= 1
+    assert zero["roc_auc"] != four["roc_auc"]  # the fine-tuned copy is another model
+
+
+# --- plots ------------------------------------------------------------------------------
+
+def test_learning_curves_show_validation_and_chance():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from sigformer.report import chance_level, plot_learning_curves
+
+    history = [{"train_loss": 1 - e / 10, "train_acc": 0.5 + e / 20, "val_loss": 1.0,
+                "val_acc": 0.6} for e in range(5)]
+    chance = chance_level([0, 0, 0, 1])
+    assert chance == 0.75 and chance_level(n_classes=4) == 0.25
+    fig = plot_learning_curves([history, history], chance=chance)
+    acc_ax = fig.axes[1]
+    labels = [line.get_label() for line in acc_ax.lines]
+    assert "validation (mean of 2)" in labels and "chance (0.75)" in labels
+    chance_line = acc_ax.lines[labels.index("chance (0.75)")]
+    assert list(chance_line.get_ydata()) == [0.75, 0.75]
+
+
+def test_grid_and_enhancement_plots_share_one_colour_scale(rng, tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from sigformer.report import (
+        imshow_grid,
+        plot_accuracy_vs_snr,
+        plot_enhancement,
+        shared_color_limits,
+    )
+
+    images = [rng.standard_normal((8, 8)), 10 + rng.standard_normal((8, 8))]
+    vmin, vmax = shared_color_limits(images)
+    assert vmin == pytest.approx(min(i.min() for i in images))
+    assert vmax == pytest.approx(max(i.max() for i in images))
+    assert shared_color_limits([np.array([-3.0, 1.0])], symmetric=True) == (-3.0, 3.0)
+    fig = imshow_grid(images, ["a", "b"], path=tmp_path / "grid.png", ncols=2)
+    assert (tmp_path / "grid.png").stat().st_size > 0
+    clims = {im.get_clim() for ax in fig.axes for im in ax.get_images()}
+    assert clims == {(vmin, vmax)}
+    t = np.arange(1600) / 8000
+    clean = np.sin(2 * np.pi * 440 * t)
+    fig = plot_enhancement(clean + rng.standard_normal(1600), clean * 0.9, 8000, reference=clean)
+    meshes = [c for ax in fig.axes if ax.get_ylabel() == "frequency (Hz)"
+              for c in ax.collections]
+    assert len(meshes) == 3 and len({m.get_clim() for m in meshes}) == 1
+    fig = plot_accuracy_vs_snr([-10, 0, 10], {"model": [0.3, 0.6, 0.9]}, chance=0.1)
+    assert any(line.get_label() == "chance (0.10)" for line in fig.axes[0].lines)

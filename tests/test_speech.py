@@ -308,12 +308,20 @@ def test_room_scene_follows_the_deftan_recipe():
 
 # --- CLI ----------------------------------------------------------------------------------------
 
+def _speech_bundle(path, model, task: str, n_mics: int = 1):
+    from sigformer.bundle import Bundle
+    from sigformer.spec import SignalSpec
+
+    spec = SignalSpec.audio(model.sample_rate, n_mics)
+    labels = [f"s{i + 1}" for i in range(model.n_src)] if task == "separate" else None
+    return Bundle(model=model, task=task, input_spec=spec, model_spec=spec, labels=labels
+                  ).save(path)
+
+
 def test_separate_cli(tmp_path):
-    from sigformer.checkpoint import save_checkpoint
     from sigformer.cli import main
 
-    model = create_model("mossformer", "tiny")
-    save_checkpoint(tmp_path / "sep", model)
+    _speech_bundle(tmp_path / "sep", create_model("mossformer", "tiny"), "separate")
     x = np.stack([_voiced(12000, 200, seed=1) + _voiced(12000, 110, seed=2)]) * 0.3
     write_audio(tmp_path / "mix.wav", x, 8000)
     assert main(["separate", str(tmp_path / "mix.wav"), "--model", str(tmp_path / "sep"),
@@ -321,13 +329,11 @@ def test_separate_cli(tmp_path):
     for i in (1, 2):
         audio, rate = read_audio(tmp_path / "out" / f"mix_s{i}.wav")
         assert audio.shape == (1, 12000) and rate == 8000
-    write_audio(tmp_path / "mix16k.wav", x, 16000)
+    write_audio(tmp_path / "mix16k.wav", x, 16000)  # other rates: resampled, output at 16 kHz
     assert main(["separate", str(tmp_path / "mix16k.wav"), "--model", str(tmp_path / "sep"),
-                 "--out", str(tmp_path / "o2")]) == 2
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        assert main(["separate", str(tmp_path / "mix16k.wav"), "--model", str(tmp_path / "sep"),
-                     "--out", str(tmp_path / "o3"), "--resample"]) == 0
+                 "--out", str(tmp_path / "o2")]) == 0
+    audio, rate = read_audio(tmp_path / "o2" / "mix16k_s1.wav")
+    assert rate == 16000 and abs(audio.shape[1] - 12000) <= 32
     write_audio(tmp_path / "stereo.wav", np.concatenate([x, x]), 8000)
     assert main(["separate", str(tmp_path / "stereo.wav"), "--model", str(tmp_path / "sep"),
                  "--out", str(tmp_path / "o4")]) == 2
@@ -433,10 +439,9 @@ def test_beamformers_improve_a_simulated_scene():
 
 
 def test_enhance_cli(tmp_path):
-    from sigformer.checkpoint import save_checkpoint
     from sigformer.cli import main
 
-    save_checkpoint(tmp_path / "enh", create_model("deftan2", "tiny"))
+    _speech_bundle(tmp_path / "enh", create_model("deftan2", "tiny"), "enhance", n_mics=4)
     x = 0.1 * np.random.default_rng(0).standard_normal((4, 20000)).astype(np.float32)
     write_audio(tmp_path / "array.wav", x, 16000)
     assert main(["enhance", str(tmp_path / "array.wav"), "--model", str(tmp_path / "enh"),
@@ -447,9 +452,10 @@ def test_enhance_cli(tmp_path):
     write_audio(tmp_path / "mono.wav", x[:1], 16000)
     assert main(["enhance", str(tmp_path / "mono.wav"), "--model", str(tmp_path / "enh"),
                  "--out", str(tmp_path / "o.wav")]) == 2
-    write_audio(tmp_path / "array8k.wav", x, 8000)
+    write_audio(tmp_path / "array8k.wav", x, 8000)  # resampled to the model's 16 kHz and back
     assert main(["enhance", str(tmp_path / "array8k.wav"), "--model", str(tmp_path / "enh"),
-                 "--out", str(tmp_path / "o.wav")]) == 2
+                 "--out", str(tmp_path / "o8k.wav")]) == 0
+    assert read_audio(tmp_path / "o8k.wav")[1] == 8000
 
 
 def test_enhancement_pipeline_end_to_end(tmp_path):

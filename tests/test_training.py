@@ -8,8 +8,15 @@ import numpy as np
 import pytest
 import torch
 
+from sigformer.augment import Augmentation
 from sigformer.models import create_model
-from sigformer.training import predict_logits, train_classifier
+from sigformer.training import (
+    check_training_args,
+    euclidean_align,
+    predict_logits,
+    reset_head,
+    train_classifier,
+)
 
 
 def _separable(rng, n=48):
@@ -48,7 +55,7 @@ def test_seeding_makes_training_reproducible(rng):
 
 def test_early_stopping(rng):
     X, y = _separable(rng)
-    with pytest.raises(ValueError, match="early stopping needs validation data"):
+    with pytest.raises(ValueError, match="early_stopping_patience needs validation data"):
         train_classifier(_tiny(), X, y, max_epochs=2, early_stopping_patience=1,
                          progress_bar=False)
     history = train_classifier(_tiny(), X[:32], y[:32], X_val=X[32:], y_val=y[32:],
@@ -56,6 +63,162 @@ def test_early_stopping(rng):
                                early_stopping_patience=2, progress_bar=False)
     assert len(history.epochs) < 200
     assert "val_loss" in history.epochs[-1]
+
+
+def _linear(n_chans=4, n_times=101, n_outputs=2):
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(n_chans * n_times, n_outputs))
+
+
+def _val_loss(model, X, y):
+    logits = torch.from_numpy(predict_logits(model, X))
+    return float(torch.nn.functional.cross_entropy(logits, torch.as_tensor(y)))
+
+
+@pytest.mark.parametrize("restore", [True, False])
+def test_best_epoch_restore(rng, restore):
+    X, y = _separable(rng, 64)
+    model = _linear()
+    # a large SGD step makes the validation loss jump around, so best != last epoch
+    history = train_classifier(model, X[:40], y[:40], X_val=X[40:], y_val=y[40:],
+                               max_epochs=12, batch_size=64, lr=2.0, optimizer="sgd",
+                               restore_best_weights=restore, progress_bar=False)
+    val = history.series("val_loss")
+    final = _val_loss(model, X[40:], y[40:])
+    if restore:
+        assert history.best_epoch == int(np.argmin(val))
+        assert final == pytest.approx(min(val), rel=1e-4)
+    else:
+        assert history.best_epoch is None
+        assert final == pytest.approx(val[-1], rel=1e-4)
+
+
+def test_cosine_schedule_follows_the_formula(rng):
+    X, y = _separable(rng, 32)
+    history = train_classifier(_linear(), X, y, max_epochs=6, batch_size=32, lr=0.1,
+                               lr_schedule="cosine", progress_bar=False)
+    lrs = np.array(history.series("lr"))
+    # the rate logged at the end of epoch e is the one used during it
+    expected = 0.1 * (1 + np.cos(np.pi * np.arange(6) / 6)) / 2
+    np.testing.assert_allclose(lrs, expected, rtol=1e-6)
+
+
+def test_plateau_schedule_lowers_the_rate_when_validation_stalls(rng):
+    X = rng.standard_normal((60, 4, 101)).astype(np.float32)
+    y = rng.integers(0, 2, 60)  # unlearnable: validation loss cannot keep improving
+    history = train_classifier(_linear(), X[:40], y[:40], X_val=X[40:], y_val=y[40:],
+                               max_epochs=25, batch_size=40, lr=0.05, lr_schedule="plateau",
+                               progress_bar=False)
+    lrs = history.series("lr")
+    assert lrs[0] == pytest.approx(0.05) and lrs[-1] < 0.05
+    assert all(b <= a for a, b in zip(lrs, lrs[1:]))
+
+
+def test_label_smoothing_keeps_predictions_less_confident(rng):
+    X, y = _separable(rng, 48)
+    confidence = {}
+    for smoothing in (0.0, 0.3):
+        model = _linear()
+        train_classifier(model, X, y, max_epochs=30, batch_size=48, lr=0.05,
+                         label_smoothing=smoothing, progress_bar=False)
+        proba = torch.softmax(torch.from_numpy(predict_logits(model, X)), -1).numpy()
+        confidence[smoothing] = proba.max(1).mean()
+    # smoothed targets put 0.85 on the true class (0.3 spread over 2 classes)
+    assert confidence[0.3] < confidence[0.0]
+    assert confidence[0.3] < 0.9
+
+
+class _Recorder(Augmentation):
+    """Counts the batches it sees and flips the sign of every trial."""
+
+    name = "recorder"
+
+    def __init__(self):
+        self.batches, self.prepared = [], None
+
+    def prepare(self, X, y):
+        self.prepared = len(X)
+
+    def __call__(self, X, y, generator):
+        self.batches.append(len(X))
+        return -X, y
+
+
+def test_augmentations_see_training_batches_only(rng):
+    X, y = _separable(rng, 48)
+    recorder = _Recorder()
+    train_classifier(_linear(), X[:32], y[:32], X_val=X[32:], y_val=y[32:], max_epochs=3,
+                     batch_size=16, augmentations=[recorder], progress_bar=False)
+    assert recorder.prepared == 32
+    assert recorder.batches == [16, 16] * 3  # validation batches (16 trials) never augmented
+
+
+def test_segment_recombination_adds_trials_to_each_batch(rng):
+    from sigformer.augment import SegmentRecombination
+
+    X, y = _separable(rng, 32)
+    history = train_classifier(_linear(), X, y, max_epochs=1, batch_size=16,
+                               augmentations=[SegmentRecombination(n_segments=4)],
+                               progress_bar=False)
+    assert np.isfinite(history.series("train_loss")).all()
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(max_epochs=0), "max_epochs must be an integer >= 1"),
+    (dict(max_epochs=-1), "max_epochs must be an integer >= 1"),
+    (dict(max_epochs=2.5), "max_epochs must be an integer"),
+    (dict(max_epochs=True), "max_epochs must be an integer"),
+    (dict(batch_size=0), "batch_size must be an integer >= 1"),
+    (dict(lr=0), r"lr must be a number in \(0, inf\)"),
+    (dict(lr=float("nan")), "lr must be a number"),
+    (dict(weight_decay=-1e-3), "weight_decay must be a number"),
+    (dict(label_smoothing=1.0), r"label_smoothing must be a number in \[0, 1\)"),
+    (dict(lr_schedule="step"), "lr_schedule must be one of"),
+    (dict(optimizer="rmsprop"), "optimizer must be one of"),
+    (dict(early_stopping_patience=-1), "early_stopping_patience must be an integer >= 0"),
+    (dict(early_stopping_patience=3, has_validation=False), "needs validation data"),
+])
+def test_training_arguments_that_cannot_work_are_refused(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        check_training_args(**kwargs)
+
+
+def test_train_classifier_refuses_before_training(rng):
+    X, y = _separable(rng, 8)
+    with pytest.raises(ValueError, match="max_epochs"):
+        train_classifier(_linear(), X, y, max_epochs=-1, progress_bar=False)
+
+
+def test_progress_bar_per_epoch_and_no_lightning_tips(rng, capfd):
+    X, y = _separable(rng, 16)
+    train_classifier(_linear(), X, y, max_epochs=2, batch_size=8, progress_bar=True)
+    err = capfd.readouterr()
+    text = err.out + err.err
+    assert "Epoch 1" in text  # tqdm bar of the second epoch
+    assert "Tip" not in text and "GPU available" not in text
+
+
+def test_euclidean_align_whitens_each_group(rng):
+    X = rng.standard_normal((40, 3, 200))
+    X[20:] *= 5  # second subject: another amplitude
+    groups = np.repeat(["a", "b"], 20)
+    aligned = euclidean_align(X, groups)
+    for g in ("a", "b"):
+        part = aligned[groups == g].astype(float)
+        mean_cov = np.mean([np.cov(t) for t in part], axis=0)  # EA's covariance (np.cov)
+        np.testing.assert_allclose(mean_cov, np.eye(3), atol=1e-4)
+    with pytest.raises(ValueError, match="subjects has 3 entries for 40 trials"):
+        euclidean_align(X, ["a", "b", "c"])
+
+
+def test_reset_head_reinitialises_only_the_head():
+    model = _tiny()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    assert reset_head(model)
+    changed = {k for k, v in model.state_dict().items()
+               if v.dtype.is_floating_point and not torch.equal(v, before[k])}
+    assert changed and all(k.startswith("final_layer") for k in changed)
+    assert not reset_head(_linear())
 
 
 @pytest.mark.slow

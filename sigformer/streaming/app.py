@@ -211,7 +211,8 @@ def make_source(text: str, *, realtime: bool = False, chunk_size: int | None = N
 
 
 def default_sinks(bundle: Bundle, source, *, out: str | None = None,
-                  lsl_name: str | None = None, record: str | None = None) -> list:
+                  lsl_name: str | None = None, record: str | None = None,
+                  stem: str | None = None) -> list:
     """Sinks for a bundle: audio -> WAV files, IQ labels -> SigMF annotations, channel
     estimates -> npz, class probabilities -> LSL outlet and/or recorder."""
     from .sinks import LSLSink, NpzSink, Recorder, SigMFAnnotationSink, WAVSink
@@ -223,8 +224,9 @@ def default_sinks(bundle: Bundle, source, *, out: str | None = None,
                                       f"--out (a folder for separated speakers, a .wav file "
                                       f"for enhancement)")
         single = bundle.task == "enhance" and str(out).endswith(".wav")
+        default_stem = "enhanced" if bundle.task == "enhance" else "source"
         sinks.append(WAVSink(out, source.sfreq, single_file=single,
-                             stem="enhanced" if bundle.task == "enhance" else "source"))
+                             stem=stem or default_stem))
     elif bundle.task == "estimate_channel":
         if out is not None:
             sinks.append(NpzSink(out))
