@@ -328,9 +328,9 @@ def test_deepmimo_real_scenario_matches_the_derived_channels():
 def test_ofdm_pipeline_through_the_cli(tmp_path):
     from sigformer.cli import main
 
-    cfg = {
+    cfg = {  # 12 x 2 pilots keep the fair sample-LMMSE fit (10 P^2 = 5,760 slots) small
         "name": "ofdm_tiny", "task": "ofdm",
-        "ofdm": {"n_train": 64, "n_test_per_point": 8,
+        "ofdm": {"n_train": 64, "n_test_per_point": 8, "grid": {"pilot_subcarrier_step": 10},
                  "models": [{"name": "ofdm_linear", "max_epochs": 1},
                             {"name": "adafortitran", "preset": "tiny", "max_epochs": 1}]},
     }
@@ -352,3 +352,257 @@ def test_ofdm_pipeline_through_the_cli(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump({"task": "ofdm", "ofdm": {"snr_definition": "loud"}}))
     assert main(["run", str(bad)]) == 2
+
+
+# --- fast simulator (issue 13) --------------------------------------------------------------
+
+@pytest.mark.parametrize("kwargs", [
+    {}, {"ici": True}, {"ici": True, "data_symbols": True},
+    {"profile": "D", "ici": True, "data_symbols": True}, {"profile": "E"},
+    {"snr_definition": "measured_grid", "ici": True},
+    {"ici": True, "doppler_hz": 30_000.0},  # beyond the Taylor range: the direct ICI path
+])
+def test_fast_engine_gives_the_reference_slots(kwargs):
+    """Same seed, same random draws in the same order: the complex64 matmul engine returns the
+    float64 reference formulas' slots within float32 rounding."""
+    ref = simulate_ofdm(40, seed=5, engine="reference", chunk=16, **kwargs)
+    fast = simulate_ofdm(40, seed=5, engine="fast", chunk=16, **kwargs)
+    np.testing.assert_allclose(fast.channels, ref.channels, atol=2e-5, rtol=0)
+    np.testing.assert_allclose(fast.ls, ref.ls, atol=5e-5 * np.abs(ref.ls).max(), rtol=0)
+    np.testing.assert_allclose(fast.noise_var, ref.noise_var, rtol=1e-5)
+    with pytest.raises(ValueError, match="engine must be one of"):
+        simulate_ofdm(2, engine="matlab")
+
+
+@settings(max_examples=30, deadline=None)
+@given(hs.floats(0.0, 4.0))
+def test_taylor_order_bounds_the_within_symbol_expansion(x):
+    """exp(i x u) on u in [-1, 1] from the chosen number of Taylor terms is exact to 1e-8."""
+    from math import factorial
+
+    from sigformer.data.ofdm import _taylor_order
+
+    order = _taylor_order(x)
+    u = np.linspace(-1, 1, 257)
+    series = sum((1j * x * u) ** j / factorial(j) for j in range(order))
+    assert np.abs(series - np.exp(1j * x * u)).max() < 1e-8
+
+
+def test_slot_stream_is_seeded_by_step_not_by_worker():
+    from torch.utils.data import DataLoader
+
+    from sigformer.data.ofdm import OFDMSlotStream
+
+    stream = OFDMSlotStream(4, 4, seed=3, delay_spread_ns=100, doppler_hz=[100, 900])
+    single = list(DataLoader(stream, batch_size=None, num_workers=0))
+    workers = list(DataLoader(stream, batch_size=None, num_workers=2))
+    assert len(single) == len(stream) == 4
+    for a, b in zip(single, workers):
+        for x, y in zip(a, b):
+            torch.testing.assert_close(x, y, rtol=0, atol=0)
+    step2 = stream.batch(2)
+    np.testing.assert_array_equal(torch.view_as_complex(single[2][0]).numpy(), step2.ls)
+    assert set(step2.doppler_hz) <= {100, 900}
+    stream.set_epoch(1)
+    assert not np.allclose(stream.batch(2).channels, step2.channels)  # a new epoch, new slots
+    assert not np.allclose(stream.fixed_set(4).channels, step2.channels)
+    with pytest.raises(ValueError, match="snr_definition"):
+        OFDMSlotStream(4, 4, snr_definition="loud")
+
+
+# --- released recipe (issue 12) -------------------------------------------------------------
+
+def test_release_recipe_is_adam_with_exponential_decay_per_epoch():
+    from sigformer.recipes.ofdm import RELEASE_RECIPE, build_optimizer, fit_channel_estimator
+
+    assert (RELEASE_RECIPE.lr, RELEASE_RECIPE.batch_size, RELEASE_RECIPE.max_epochs,
+            RELEASE_RECIPE.early_stopping_patience) == (1e-3, 64, 10, 3)
+    model = create_model("ofdm_linear")
+    optimizer, scheduler = build_optimizer(model, RELEASE_RECIPE)
+    assert type(optimizer) is torch.optim.Adam
+    assert isinstance(scheduler, torch.optim.lr_scheduler.ExponentialLR)
+    assert scheduler.gamma == 0.995
+    data = simulate_ofdm(40, seed=0)
+    from dataclasses import replace
+
+    hist = fit_channel_estimator(model, data, recipe=replace(RELEASE_RECIPE, max_epochs=3,
+                                                             batch_size=16))
+    np.testing.assert_allclose(hist.series("lr"), [1e-3, 1e-3 * 0.995, 1e-3 * 0.995 ** 2])
+    assert len(hist.series("val_loss")) == 3  # 10% held out for validation
+    with pytest.raises(ValueError, match="lr_decay"):
+        replace(RELEASE_RECIPE, lr_decay=1.5)
+
+
+def test_early_stopping_fires_and_restores_the_best_epoch(monkeypatch, tmp_path):
+    import sigformer.recipes.ofdm as recipe_module
+
+    scripted = iter([1.0, 0.5, 0.6, 0.7, 0.8, 0.2, 0.1])  # best at epoch 1, then 3 worse
+    snapshots = []
+
+    def fake_validation(model, data, **kwargs):
+        snapshots.append({k: v.clone() for k, v in model.state_dict().items()})
+        return {"val_loss": next(scripted), "val_nmse_db": 0.0}
+
+    monkeypatch.setattr(recipe_module, "evaluate_loss", fake_validation)
+    model = create_model("ofdm_linear")
+    data = simulate_ofdm(48, seed=1)
+    recipe = recipe_module.OFDMRecipe(max_epochs=7, batch_size=16, lr=1e-2)
+    hist = recipe_module.fit_channel_estimator(model, data, recipe=recipe,
+                                               checkpoint_dir=tmp_path)
+    assert len(hist.epochs) == 5 and hist.stopped_early and hist.best_epoch == 1
+    for key, value in model.state_dict().items():  # weights of epoch 1 restored
+        torch.testing.assert_close(value, snapshots[1][key], rtol=0, atol=0)
+    best, cfg = load_checkpoint(tmp_path / "best")
+    assert cfg["extra"]["epoch"] == 1
+    torch.testing.assert_close(best.upsampler.weight, model.upsampler.weight)
+    no_stop = recipe_module.OFDMRecipe(max_epochs=3, batch_size=16,
+                                       early_stopping_patience=None, restore_best=False)
+    hist = recipe_module.fit_channel_estimator(create_model("ofdm_linear"), data,
+                                               recipe=no_stop)
+    assert len(hist.epochs) == 3 and "val_loss" not in hist.epochs[0]  # no split needed
+
+
+def test_resume_continues_exactly_where_training_stopped(tmp_path):
+    from sigformer.recipes.ofdm import OFDMRecipe, fit_channel_estimator
+
+    data = simulate_ofdm(20, seed=2)
+    recipe = OFDMRecipe(max_epochs=3, batch_size=6, lr=5e-3)
+    torch.manual_seed(0)
+    straight = create_model("fortitran", "tiny")
+    initial = {k: v.clone() for k, v in straight.state_dict().items()}
+    full = fit_channel_estimator(straight, data, recipe=recipe, seed=4)
+    interrupted = create_model("fortitran", "tiny")
+    interrupted.load_state_dict(initial)
+    from dataclasses import replace
+
+    fit_channel_estimator(interrupted, data, recipe=replace(recipe, max_epochs=2), seed=4,
+                          checkpoint_dir=tmp_path)
+    resumed = create_model("fortitran", "tiny")  # fresh weights: all state comes from disk
+    hist = fit_channel_estimator(resumed, data, recipe=recipe, seed=4, checkpoint_dir=tmp_path,
+                                 resume=True)
+    assert [r["epoch"] for r in hist.epochs] == [0, 1, 2]
+    np.testing.assert_allclose(hist.series("train_loss"), full.series("train_loss"), rtol=1e-5)
+    for key, value in straight.state_dict().items():
+        torch.testing.assert_close(resumed.state_dict()[key], value, rtol=1e-5, atol=1e-6)
+    assert json.loads((tmp_path / "latest.json").read_text())["epoch"] == 3
+
+
+def test_metrics_are_named_for_what_they_measure():
+    from sigformer.recipes.ofdm import ErrorMeter, ofdm_loss
+
+    h = torch.randn(8, 120, 14, dtype=torch.complex64) * 3
+    meter = ErrorMeter()
+    estimate = 0.5 * h
+    meter.update(ofdm_loss(estimate, h), estimate, h)
+    out = meter.summary("val")
+    assert out["val_nmse_db"] == pytest.approx(20 * np.log10(0.5), abs=1e-4)  # -6.02 dB
+    mse = float(((estimate - h).abs() ** 2).mean())
+    assert out["val_mse_db"] == pytest.approx(10 * np.log10(mse), abs=1e-4)
+    assert out["val_mse_db"] == pytest.approx(10 * np.log10(2 * out["val_loss"]), abs=1e-4)
+    assert out["val_mse_db"] - out["val_nmse_db"] == pytest.approx(10 * np.log10(9), abs=0.2)
+
+
+# --- attention init switch and bf16 -------------------------------------------------------
+
+def test_attention_init_switch_follows_multihead_attention():
+    from sigformer.nn.blocks import MultiHeadAttention
+
+    torch.manual_seed(0)
+    release = create_model("adafortitran", "small")  # 2 layers, d_model 64
+    torch.manual_seed(0)
+    default = create_model("adafortitran", "small", attention_init="default")
+    d = 64
+    bound = np.sqrt(6 / (d + 3 * d))  # Xavier over the packed (3d, d) in_proj weight
+    attns = [m for m in release.modules() if isinstance(m, MultiHeadAttention)]
+    assert len(attns) == 2
+    for attn in attns:
+        for proj in (attn.query, attn.key, attn.value):
+            assert proj.weight.abs().max() <= bound
+            assert proj.weight.std().item() == pytest.approx(bound / np.sqrt(3), rel=0.05)
+            assert proj.bias.abs().max() == 0
+        assert attn.out.bias.abs().max() == 0
+    blocks = release.encoder.blocks  # nn.TransformerEncoder deep-copies one layer
+    for key, value in blocks[0].state_dict().items():
+        torch.testing.assert_close(blocks[1].state_dict()[key], value, rtol=0, atol=0)
+    plain = default.encoder.blocks[0].attn
+    assert plain.query.bias.abs().max() > 0
+    assert plain.query.weight.abs().max() <= 1 / np.sqrt(d)  # nn.Linear's default bound
+    assert not torch.equal(default.encoder.blocks[0].attn.query.weight,
+                           default.encoder.blocks[1].attn.query.weight)
+    assert sum(p.numel() for p in default.parameters()) == sum(
+        p.numel() for p in release.parameters())
+    with pytest.raises(ValueError, match="attention_init"):
+        create_model("adafortitran", "tiny", attention_init="xavier")
+
+
+@pytest.mark.parametrize("name, preset", [("adafortitran", "tiny"), ("fortitran", "tiny"),
+                                          ("ofdm_linear", None)])
+def test_forward_under_bf16_autocast(name, preset):
+    torch.manual_seed(0)
+    model = create_model(name, preset).eval()
+    x = torch.randn(4, 40, 2, dtype=torch.complex64)
+    stats = torch.tensor([[10.0, 100, 500]] * 4)
+    reference = model(x, stats)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(x, stats)
+    assert out.dtype == torch.complex64 and out.shape == (4, 120, 14)
+    assert ((out - reference).abs().norm() / reference.abs().norm()) < 0.05
+
+
+# --- fair sample LMMSE (issue 14) ---------------------------------------------------------
+
+def test_sample_lmmse_accumulates_in_chunks_and_counts_its_slots():
+    from sigformer.rf.channel_estimation import (
+        fair_sample_lmmse_slots,
+        fit_sample_lmmse_on_mixture,
+    )
+
+    assert fair_sample_lmmse_slots(OFDMConfig()) == 64_000  # 10 x 80^2
+    data = simulate_ofdm(300, seed=4)
+    whole = SampleLMMSE().fit(data)
+    parts = SampleLMMSE().partial_fit(data.subset(slice(0, 120))).partial_fit(
+        data.subset(slice(120, 300)))
+    np.testing.assert_allclose(parts.filter_, whole.filter_, rtol=1e-4, atol=1e-6)
+    assert parts.n_fitted_ == 300
+    cfg = OFDMConfig(pilot_subcarrier_step=40)  # 3 x 2 pilots: 360 slots are fair
+    mixed = fit_sample_lmmse_on_mixture(fair_sample_lmmse_slots(cfg), config=cfg, chunk=100)
+    assert mixed.n_fitted_ == 360
+    with pytest.raises(ValueError, match="not fitted"):
+        SampleLMMSE().predict(data)
+
+
+# --- the long-training script -----------------------------------------------------------------
+
+def test_train_script_smoke_and_resume(tmp_path, capsys):
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "train_ofdm.py"
+    spec = importlib.util.spec_from_file_location("train_ofdm", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    args = ["--model", "linear", "--n-train", "64", "--batch-size", "32", "--epochs", "1",
+            "--out", str(tmp_path), "--log-every", "0"]
+    assert script.main(args) == 0
+    assert (tmp_path / "data" / "train.npz").is_file()
+    args[args.index("--epochs") + 1] = "2"
+    assert script.main(args + ["--resume"]) == 0
+    out = capsys.readouterr().out
+    assert "samples/s" in out and "ETA" in out and "resumed after epoch 1" in out
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert [e["epoch"] for e in summary["epochs"]] == [0, 1]
+    model, cfg = load_checkpoint(tmp_path / "best")
+    assert cfg["extra"]["n_train"] == 64 and cfg["model"] == "ofdm_linear"
+
+
+def test_training_on_the_fly_from_a_slot_stream():
+    from sigformer.data.ofdm import OFDMSlotStream
+    from sigformer.recipes.ofdm import OFDMRecipe, fit_channel_estimator
+
+    stream = OFDMSlotStream(8, 4, seed=1)
+    model = create_model("ofdm_linear")
+    hist = fit_channel_estimator(model, stream, recipe=OFDMRecipe(max_epochs=2, batch_size=8,
+                                                                  lr=1e-2))
+    assert len(hist.epochs) == 2 and hist.epochs[1]["train_loss"] < hist.epochs[0]["train_loss"]
+    assert "val_nmse_db" in hist.epochs[0]  # 10% of an epoch's slots, independent seed
+    with pytest.raises(ValueError, match="batches of 8 slots"):
+        fit_channel_estimator(model, stream, recipe=OFDMRecipe(batch_size=16))

@@ -34,6 +34,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+from torch.utils.data import IterableDataset, get_worker_info
 
 from .io import DataError, load_npz, save_npz
 
@@ -317,17 +319,26 @@ def qpsk(rng: np.random.Generator, shape) -> np.ndarray:
 def simulate_ofdm(n: int, *, snr_db=REFERENCE_TRAIN["snr_db"],
                   delay_spread_ns=REFERENCE_TRAIN["delay_spread_ns"],
                   doppler_hz=REFERENCE_TRAIN["doppler_hz"], profile: str = "A",
-                  config: OFDMConfig | None = None, seed: int | None = 0, ici: bool = False,
+                  config: OFDMConfig | None = None, seed: int | np.random.SeedSequence | None = 0,
+                  ici: bool = False,
                   snr_definition: str = "pilot", n_sinusoids: int = 16,
-                  data_symbols: bool = False, chunk: int = 512) -> OFDMDataset:
+                  data_symbols: bool = False, chunk: int = 512,
+                  engine: str = "fast") -> OFDMDataset:
     """Simulate ``n`` slots: true channels, noisy LS pilot estimates and their statistics.
 
     ``snr_db``, ``delay_spread_ns`` and ``doppler_hz`` are each a number or a list to draw
     from uniformly and independently per sample (default: the reference's training sets).
     ``data_symbols=True`` fills the non-pilot REs with random QPSK (it only matters with
     ``ici=True``, where data REs leak into the pilots; the reference leaves them empty).
+    ``engine``: ``"fast"`` (default; float32/complex64 matmul kernels, the ICI coupling from a
+    Taylor expansion of every tap's gain over the symbol) or ``"reference"`` (the direct
+    float64 formulas). Both draw the same random numbers in the same order, so a seed gives
+    the same slots within float32 rounding.
     """
     config = config or OFDMConfig()
+    if engine not in SIMULATION_ENGINES:
+        raise ValueError(f"engine must be one of {tuple(SIMULATION_ENGINES)}, got {engine!r}")
+    simulate_chunk = SIMULATION_ENGINES[engine]
     if snr_definition not in SNR_DEFINITIONS:
         raise ValueError(f"snr_definition must be one of {SNR_DEFINITIONS}, got "
                          f"{snr_definition!r}")
@@ -345,7 +356,7 @@ def simulate_ofdm(n: int, *, snr_db=REFERENCE_TRAIN["snr_db"],
     noise_var = np.empty(n, np.float64)
     for start in range(0, n, chunk):
         sl = slice(start, min(n, start + chunk))
-        h, y_pilots, x_pilots, rx_power = _simulate_chunk(
+        h, y_pilots, x_pilots, rx_power = simulate_chunk(
             rng, config, ds[sl], fd[sl], delays, powers, los, n_sinusoids, ici, data_symbols)
         if snr_definition == "pilot":
             var = 10 ** (-snr[sl] / 10)
@@ -412,6 +423,129 @@ def _received_with_ici(config: OFDMConfig, fading: _SumOfSinusoids, powers, stee
     return out
 
 
+# --- fast engine: the same slots from float32/complex64 matmul kernels ------------------------
+
+TAYLOR_TOLERANCE = 1e-9  # truncation error of the within-symbol gain expansion
+MAX_TAYLOR_ARGUMENT = 4.0  # beyond this (f_D ~ 19 kHz at 15 kHz spacing) the direct path runs
+
+
+def _fast_averaged_gains(fading: _SumOfSinusoids, t_start: np.ndarray, duration: float
+                         ) -> np.ndarray:
+    """:meth:`_SumOfSinusoids.averaged` in float32: ``(n, taps, T)`` complex64."""
+    t_mid = (t_start + duration / 2).astype(np.float32)
+    omega = fading.omega.astype(np.float32)
+    phase = omega[..., None] * t_mid + fading.phi.astype(np.float32)[..., None]  # (n,p,M,T)
+    amplitude = fading.weight * _sinc(fading.omega * duration / 2)  # (n, p, M)
+    cosine = np.cos(phase)
+    out = np.empty(phase.shape[:2] + phase.shape[3:], np.complex64)
+    out.real = np.einsum("npm,npmt->npt", amplitude.real.astype(np.float32), cosine)
+    out.imag = np.einsum("npm,npmt->npt", amplitude.imag.astype(np.float32), cosine)
+    if fading.los_tap:
+        shrink = _sinc(fading.omega[:, 0, 0] * duration / 2)
+        los_phase = (fading.omega[:, 0, 0, None] * (t_start + duration / 2)
+                     + fading.los_phase[:, None])
+        out[:, 0] = np.exp(1j * los_phase) * shrink[:, None]
+    return out
+
+
+def _phasors(angle: np.ndarray) -> np.ndarray:
+    """``exp(1j * angle)`` as complex64 from float32 cos/sin (faster than a complex exp)."""
+    angle = angle.astype(np.float32, copy=False)
+    out = np.empty(angle.shape, np.complex64)
+    out.real = np.cos(angle)
+    out.imag = np.sin(angle)
+    return out
+
+
+def _simulate_chunk_fast(rng, config: OFDMConfig, ds_ns, fd, delays, powers, los, n_sinusoids,
+                         ici, data_symbols):
+    """:func:`_simulate_chunk` with complex64 matmuls (same random draws, same order)."""
+    n, taps = len(ds_ns), len(delays)
+    tau = delays[None, :] * ds_ns[:, None] * 1e-9
+    fading = _SumOfSinusoids(rng, n, taps, fd, n_sinusoids, los)
+    useful = config.fft_size / config.sample_rate
+    starts = np.arange(config.n_symbols) * config.symbol_duration + (
+        config.cp_length / config.sample_rate)
+    gains = _fast_averaged_gains(fading, starts, useful)
+    gains *= np.sqrt(powers).astype(np.float32)[None, :, None]
+    steer = _phasors(-2 * np.pi * tau.astype(np.float32)[:, :, None]
+                     * config.subcarrier_frequencies.astype(np.float32))  # (n, taps, K)
+    h = np.matmul(steer.transpose(0, 2, 1), gains)  # (n, K, L)
+    pk, ps = config.pilot_subcarriers, list(config.pilot_symbols)
+    x_grid = qpsk(rng, (n, *config.grid_shape)) if data_symbols else None
+    x_pilots = qpsk(rng, (n, *config.pilot_shape))
+    if x_grid is not None:
+        x_grid[:, pk[:, None], ps] = x_pilots
+    if ici and fading.omega.max() * useful / 2 > MAX_TAYLOR_ARGUMENT:
+        y_pilots = _received_with_ici(config, fading, powers, steer.astype(np.complex128),
+                                      starts, x_pilots, x_grid)
+    elif ici:
+        y_pilots = _fast_received_with_ici(config, fading, powers, steer, starts, x_pilots,
+                                           x_grid)
+    else:
+        y_pilots = h[:, pk[:, None], ps] * x_pilots
+    if x_grid is None:
+        rx_power = (np.abs(y_pilots) ** 2).sum(axis=(1, 2)) / h[0].size
+    else:
+        rx_power = (np.abs(h * x_grid) ** 2).mean(axis=(1, 2))
+    return h, y_pilots, x_pilots, rx_power
+
+
+def _taylor_order(max_argument: float) -> int:
+    """Terms of ``exp(i x u)``, ``|u| <= 1``, needed for a truncation error below tolerance."""
+    order, term = 1, max_argument
+    while term > TAYLOR_TOLERANCE:
+        order += 1
+        term *= max_argument / order
+    return order
+
+
+def _taylor_coupling(n_fft: int, order: int, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """``(order, len(cols), len(rows))``: ``W_j[(k - m) mod N]``, the DFT (over the symbol's
+    N samples, divided by N) of ``u^j`` with ``u`` the sample time scaled to [-1, 1]."""
+    u = np.linspace(-1.0, 1.0, n_fft)
+    spectra = np.fft.fft(u[None, :] ** np.arange(order)[:, None], axis=1) / n_fft
+    return spectra[:, (rows[None, :] - cols[:, None]) % n_fft].astype(np.complex64)
+
+
+def _fast_received_with_ici(config: OFDMConfig, fading: _SumOfSinusoids, powers, steer, starts,
+                            x_pilots, x_grid):
+    """:func:`_received_with_ici` without sampling the gains: over one symbol each tap's gain
+    is a short Taylor series in time, ``g_p(t_mid + u T/2) = sum_j C_pj u^j``, so its DFT is
+    ``sum_j C_pj W_j`` and the pilots are ``Y[k] = sum_j sum_m (sum_p C_pj s_pm) X_m W_j[k-m]``.
+    """
+    n_fft = config.fft_size
+    half = (n_fft - 1) / (2 * config.sample_rate)  # half the span of the sample times
+    arguments = fading.omega * half  # (n, p, M): phase change from the symbol centre to its end
+    order = _taylor_order(float(arguments.max()))
+    j = np.arange(order)
+    factorial = np.cumprod(np.maximum(j, 1)).astype(float)
+    pk = config.pilot_subcarriers
+    out = np.empty(x_pilots.shape, np.complex64)
+    for i, sym in enumerate(config.pilot_symbols):
+        centre = fading.omega * (starts[sym] + half) + fading.phi  # (n, p, M)
+        # d^j/dx^j cos(a + x) = cos(a + j pi / 2)
+        series = np.cos(centre[..., None] + j * np.pi / 2) * arguments[..., None] ** j / factorial
+        coeffs = np.einsum("npm,npmj->npj", fading.weight, series)
+        if fading.los_tap:
+            los_centre = centre[:, 0, 0] + fading.los_phase
+            coeffs[:, 0] = (np.exp(1j * los_centre)[:, None]
+                            * (1j * arguments[:, 0, 0, None]) ** j / factorial)
+        coeffs *= np.sqrt(powers)[None, :, None]
+        if x_grid is None:
+            cols, x = pk, x_pilots[:, :, i]
+        else:
+            cols, x = np.arange(config.n_subcarriers), x_grid[:, :, sym]
+        mixed = np.matmul(coeffs.astype(np.complex64).transpose(0, 2, 1), steer[:, :, cols])
+        mixed *= x.astype(np.complex64)[:, None, :]  # (n, order, M)
+        coupling = _taylor_coupling(n_fft, order, pk, cols)  # (order, M, Kp)
+        out[:, :, i] = mixed.reshape(len(x), -1) @ coupling.reshape(-1, len(pk))
+    return out
+
+
+SIMULATION_ENGINES = {"fast": _simulate_chunk_fast, "reference": _simulate_chunk}
+
+
 def simulate_sweeps(n_per_point: int, *, sweeps: dict | None = None, seed: int = 1,
                     **kwargs) -> dict[str, list[tuple[float, OFDMDataset]]]:
     """Test sets that vary one statistic at a time (default: the reference's three sweeps)."""
@@ -431,3 +565,59 @@ def rms_delay_spread(delays_s: np.ndarray, powers: np.ndarray) -> float:
     p = np.asarray(powers, float) / np.sum(powers)
     mean = np.sum(p * delays_s)
     return float(np.sqrt(np.sum(p * (np.asarray(delays_s) - mean) ** 2)))
+
+
+# --- on-the-fly training data ---------------------------------------------------------------
+
+class OFDMSlotStream(IterableDataset):
+    """Fresh simulated slots for every training step, one batch per item.
+
+    Batch ``s`` of epoch ``e`` is ``simulate_ofdm(batch_size, seed=(seed, e, s), **kwargs)``:
+    the data depend only on the seed, the epoch and the step, never on how many DataLoader
+    workers simulate them (worker ``w`` of ``W`` makes steps ``w, w + W, ...``, which the
+    DataLoader returns in step order). Items are ``(ls, channels, statistics)`` with complex
+    arrays as real ``(..., 2)`` float32 tensors (``torch.view_as_complex`` restores them).
+
+    Use with ``DataLoader(stream, batch_size=None, num_workers=k)``; call
+    :meth:`set_epoch` before each epoch for new slots.
+    """
+
+    def __init__(self, batch_size: int = 64, steps_per_epoch: int = 1000, *, seed: int = 0,
+                 **simulate_kwargs):
+        super().__init__()
+        if batch_size < 1 or steps_per_epoch < 1:
+            raise ValueError(f"batch_size and steps_per_epoch must be positive, got "
+                             f"{batch_size} and {steps_per_epoch}")
+        if "n" in simulate_kwargs:
+            raise ValueError("the stream sets n itself (batch_size slots per step)")
+        self.batch_size, self.steps_per_epoch, self.seed = batch_size, steps_per_epoch, seed
+        self.simulate_kwargs = simulate_kwargs
+        self.epoch = 0
+        probe = simulate_ofdm(1, seed=0, **simulate_kwargs)  # bad arguments fail here
+        self.config = probe.config
+
+    def __len__(self) -> int:
+        return self.steps_per_epoch
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def batch(self, step: int, epoch: int | None = None) -> OFDMDataset:
+        """The slots of one step, as a dataset (what the iterator yields as tensors)."""
+        epoch = self.epoch if epoch is None else epoch
+        seed = np.random.SeedSequence([self.seed, epoch, step])
+        return simulate_ofdm(self.batch_size, seed=seed, **self.simulate_kwargs)
+
+    def fixed_set(self, n: int, stream: int = 1) -> OFDMDataset:
+        """``n`` slots of the same mixture from an independent seed (validation, baselines)."""
+        seed = np.random.SeedSequence([self.seed, 2**31 - stream])
+        return simulate_ofdm(n, seed=seed, **self.simulate_kwargs)
+
+    def __iter__(self):
+        info = get_worker_info()
+        worker, n_workers = (0, 1) if info is None else (info.id, info.num_workers)
+        for step in range(worker, self.steps_per_epoch, n_workers):
+            data = self.batch(step)
+            yield (torch.view_as_real(torch.from_numpy(data.ls)),
+                   torch.view_as_real(torch.from_numpy(data.channels)),
+                   torch.from_numpy(data.statistics()))

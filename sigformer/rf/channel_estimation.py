@@ -149,12 +149,25 @@ class GenieLMMSE:
         return out.reshape(len(dataset), *cfg.grid_shape)
 
 
+SAMPLE_LMMSE_SLOTS_PER_PILOT_SQUARED = 10  # a fair fit: >= 10 P^2 slots (P pilots)
+
+
+def fair_sample_lmmse_slots(config: OFDMConfig) -> int:
+    """Slots a mixed-condition sample LMMSE is fitted on to be a fair baseline: ten times the
+    squared number of pilots (64,000 for 40 x 2), so its ``P x P`` correlation is well
+    estimated."""
+    n_pilots = config.pilot_shape[0] * config.pilot_shape[1]
+    return SAMPLE_LMMSE_SLOTS_PER_PILOT_SQUARED * n_pilots ** 2
+
+
 class SampleLMMSE:
     """Data-driven LMMSE: ``W = R_hp R_pp^-1`` from sample correlations of true channels and
     noisy LS pilots over a training set (the noise is inside ``R_pp``).
 
     ``add_noise_term=True`` reproduces the authors' ``lmmse.m``, which adds the mean noise
     variance to the diagonal once more (``W = R_hp (R_pp + sigma^2 I)^-1``).
+    :meth:`partial_fit` accumulates the correlations chunk by chunk (fit on many slots without
+    holding them); ``n_fitted_`` counts the slots seen.
     """
 
     name = "LMMSE (sample)"
@@ -164,20 +177,66 @@ class SampleLMMSE:
         self.ridge = ridge
 
     def fit(self, dataset: OFDMDataset) -> SampleLMMSE:
-        h = dataset.channels.reshape(len(dataset), -1).astype(np.complex128)
-        p = dataset.ls.reshape(len(dataset), -1).astype(np.complex128)
-        r_hp = h.T @ p.conj() / len(h)
-        r_pp = p.T @ p.conj() / len(p)
-        r_pp += (self.ridge * np.trace(r_pp).real / len(r_pp)) * np.eye(len(r_pp))
-        if self.add_noise_term:
-            r_pp += float(np.mean(dataset.noise_var)) * np.eye(len(r_pp))
-        self.filter_ = np.linalg.solve(r_pp.T, r_hp.T).T
+        for attr in ("r_hp_", "r_pp_", "noise_sum_", "n_fitted_"):
+            self.__dict__.pop(attr, None)
+        return self.partial_fit(dataset)
+
+    def partial_fit(self, dataset: OFDMDataset, chunk: int = 4096) -> SampleLMMSE:
+        """Add ``dataset``'s slots to the correlation sums and refresh the filter."""
+        if getattr(self, "n_fitted_", 0) and dataset.config != self.config_:
+            raise ValueError("SampleLMMSE was fitted on a different grid or pilot pattern")
+        n_grid = dataset.config.n_subcarriers * dataset.config.n_symbols
+        n_pilots = dataset.config.pilot_shape[0] * dataset.config.pilot_shape[1]
+        if not getattr(self, "n_fitted_", 0):
+            self.r_hp_ = np.zeros((n_grid, n_pilots), np.complex128)
+            self.r_pp_ = np.zeros((n_pilots, n_pilots), np.complex128)
+            self.noise_sum_, self.n_fitted_ = 0.0, 0
+        for i in range(0, len(dataset), chunk):
+            # complex128 products: R_pp is inverted, float32 sums would leak into the filter
+            h = dataset.channels[i:i + chunk].reshape(-1, n_grid).astype(np.complex128)
+            p = dataset.ls[i:i + chunk].reshape(-1, n_pilots).astype(np.complex128)
+            self.r_hp_ += h.T @ p.conj()
+            self.r_pp_ += p.T @ p.conj()
+        self.noise_sum_ += float(np.sum(dataset.noise_var, dtype=np.float64))
+        self.n_fitted_ += len(dataset)
         self.config_ = dataset.config
+        self._solve()
         return self
 
+    def _solve(self) -> None:
+        r_hp = self.r_hp_ / self.n_fitted_
+        r_pp = self.r_pp_ / self.n_fitted_
+        r_pp = r_pp + (self.ridge * np.trace(r_pp).real / len(r_pp)) * np.eye(len(r_pp))
+        if self.add_noise_term:
+            r_pp += self.noise_sum_ / self.n_fitted_ * np.eye(len(r_pp))
+        self.filter_ = np.linalg.solve(r_pp.T, r_hp.T).T
+
     def predict(self, dataset: OFDMDataset) -> np.ndarray:
+        if not hasattr(self, "filter_"):
+            raise ValueError("SampleLMMSE is not fitted: call fit() or partial_fit() first")
         if dataset.config != self.config_:
             raise ValueError("SampleLMMSE was fitted on a different grid or pilot pattern")
         p = dataset.ls.reshape(len(dataset), -1)
         return (p @ self.filter_.T).astype(np.complex64).reshape(len(dataset),
                                                                  *dataset.config.grid_shape)
+
+
+def fit_sample_lmmse_on_mixture(n_slots: int, *, train: OFDMDataset | None = None,
+                                seed: int = 0, chunk: int = 8192,
+                                **simulate_kwargs) -> SampleLMMSE:
+    """A fair mixed-condition sample LMMSE: fitted on ``train`` (if given) plus freshly
+    simulated slots of the same mixture (``simulate_kwargs`` as for
+    :func:`~sigformer.data.ofdm.simulate_ofdm`) up to ``n_slots`` in all, chunk by chunk."""
+    from ..data.ofdm import simulate_ofdm
+
+    estimator = SampleLMMSE()
+    if train is not None:
+        estimator.fit(train)
+    done, part = estimator.__dict__.get("n_fitted_", 0), 0
+    while done < n_slots:
+        n = min(chunk, n_slots - done)
+        data = simulate_ofdm(n, seed=np.random.SeedSequence([seed, 7919, part]),
+                             **simulate_kwargs)
+        estimator.partial_fit(data)
+        done, part = done + n, part + 1
+    return estimator

@@ -1,5 +1,6 @@
-"""Learned OFDM channel estimators: training, inference on datasets, and the NMSE sweeps that
-compare every estimator with the genie-LMMSE bound (tables, JSON and plots)."""
+"""Learned OFDM channel estimators: inference on datasets, the NMSE sweeps that compare every
+estimator with the genie-LMMSE bound (tables, JSON and plots), and the ``task: ofdm`` pipeline.
+Training goes through the released recipe in :mod:`sigformer.recipes.ofdm`."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import torch
 from torch import nn
 
 from ..data.ofdm import OFDMConfig, OFDMDataset
-from ..training import History, train_objective
+from ..training import History
 from .channel_estimation import GenieLMMSE, nmse_db
 
 
@@ -33,28 +34,19 @@ def check_model_config(model: nn.Module, config: OFDMConfig) -> None:
                          f"use a checkpoint trained on this pilot pattern")
 
 
-def _ofdm_loss(model: nn.Module, batch) -> dict[str, torch.Tensor]:
-    ls, h, stats = batch
-    estimate = model(torch.view_as_complex(ls.contiguous()), stats)
-    # The reference's loss: MSE over cat(real, imag); 2x it is the MSE per complex RE
-    loss = nn.functional.mse_loss(torch.view_as_real(estimate), h)
-    return {"loss": loss, "nmse_db": 10 * torch.log10(2 * loss.detach())}
-
-
 def train_channel_estimator(model: nn.Module, train: OFDMDataset, *, max_epochs: int = 10,
                             batch_size: int = 64, lr: float = 1e-3, weight_decay: float = 0.0,
                             seed: int | None = 0, progress_bar: bool = False,
-                            **trainer_kwargs) -> History:
-    """Fit an OFDM estimator on MSE over ``cat(real, imag)`` with Adam(W) and a cosine
-    schedule; the channel statistics go to adaptive models with every batch."""
-    check_model_config(model, train.config)
-    tensors = [torch.view_as_real(torch.as_tensor(train.ls)),
-               torch.view_as_real(torch.as_tensor(train.channels)),
-               torch.as_tensor(train.statistics())]
-    model.train()
-    return train_objective(model, _ofdm_loss, tensors, max_epochs=max_epochs,
-                           batch_size=batch_size, lr=lr, weight_decay=weight_decay, seed=seed,
-                           progress_bar=progress_bar, **trainer_kwargs)
+                            val: OFDMDataset | None = None, **recipe_kwargs) -> History:
+    """Fit an OFDM estimator with the released recipe (:mod:`sigformer.recipes.ofdm`: Adam,
+    ``ExponentialLR(0.995)`` per epoch, early stopping with patience 3 on the validation loss,
+    best epoch restored); ``recipe_kwargs`` override other :class:`OFDMRecipe` fields."""
+    from ..recipes.ofdm import OFDMRecipe, fit_channel_estimator
+
+    recipe = OFDMRecipe(max_epochs=max_epochs, batch_size=batch_size, lr=lr,
+                        weight_decay=weight_decay, **recipe_kwargs)
+    return fit_channel_estimator(model, train, val=val, recipe=recipe, seed=seed,
+                                 log=print if progress_bar else None)
 
 
 class ModelEstimator:
@@ -179,6 +171,29 @@ def _worst_gaps(result: dict[str, Any]) -> dict[str, float]:
     return {n: max(r["gap_to_bound_db"][n] for r in result["points"]) for n in names}
 
 
+def _fair_sample_lmmse(train: OFDMDataset, o, common: dict, log):
+    """The mixed-condition sample LMMSE fitted on the training slots plus simulated slots of
+    the same mixture up to ``fair_sample_lmmse_slots`` (10 P^2), or on a loaded training
+    file alone (its mixture is unknown)."""
+    from .channel_estimation import (
+        SampleLMMSE,
+        fair_sample_lmmse_slots,
+        fit_sample_lmmse_on_mixture,
+    )
+
+    n_fair = fair_sample_lmmse_slots(train.config)
+    if o.train_file:
+        if len(train) < n_fair:
+            log(f"      note: the sample LMMSE is fitted on the {len(train)} slots of "
+                f"{o.train_file}, fewer than the {n_fair} a fair baseline needs")
+        return SampleLMMSE().fit(train)
+    estimator = fit_sample_lmmse_on_mixture(
+        max(n_fair, len(train)), train=train, seed=o.seed + 2, snr_db=o.draw.snr_db,
+        delay_spread_ns=o.draw.delay_spread_ns, doppler_hz=o.draw.doppler_hz, **common)
+    log(f"      sample LMMSE fitted on {estimator.n_fitted_} slots of the training mixture")
+    return estimator
+
+
 def run_ofdm_pipeline(cfg, out_dir: str | Path | None = None, log=print) -> dict[str, Any]:
     """``task: ofdm``: simulate (or load) training data, fit the baselines and models, sweep
     NMSE over SNR / delay spread / Doppler against the genie-LMMSE bound, write the report."""
@@ -188,7 +203,7 @@ def run_ofdm_pipeline(cfg, out_dir: str | Path | None = None, log=print) -> dict
     from ..data.ofdm import simulate_ofdm, simulate_sweeps
     from ..models import create_model
     from ..pipeline import json_default
-    from .channel_estimation import LSInterpolation, SampleLMMSE
+    from .channel_estimation import LSInterpolation
 
     o = cfg.ofdm
     out = Path(out_dir or cfg.output.dir.format(name=cfg.name))
@@ -219,7 +234,7 @@ def run_ofdm_pipeline(cfg, out_dir: str | Path | None = None, log=print) -> dict
     if "ls" in o.baselines:
         estimators["LS"] = LSInterpolation()
     if "lmmse_sample" in o.baselines:
-        estimators["LMMSE (sample)"] = SampleLMMSE().fit(train)
+        estimators["LMMSE (sample)"] = _fair_sample_lmmse(train, o, common, log)
     log(f"[2/4] training {len(o.models)} model(s)")
     models, histories = {}, {}
     for m in o.models:

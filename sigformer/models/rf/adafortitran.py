@@ -11,7 +11,7 @@ whole grid, complex ``(B, n_subcarriers, n_symbols)``. Real and imaginary parts 
 same network separately (stacked on the batch axis) and are recombined at the end.
 
 Pipeline: ``Linear(P, K*L)`` upsampler -> ConvEnhancer -> ``Unfold`` into ``patch_size``
-patches -> [AdaFortiTran: concatenate per-patch tokens from three statistic MLPs] ->
+patches (a view/permute equal to ``nn.Unfold``) -> [AdaFortiTran: concatenate per-patch tokens from three statistic MLPs] ->
 ``Linear(., d_model)`` + learnable positional encoding -> post-LN transformer encoder ->
 ``Linear(d_model, patch)`` -> ``Fold`` -> residual with the enhanced grid -> ConvEnhancer.
 
@@ -22,20 +22,64 @@ dropout 0.1, 512 positions, statistic MLPs ``1 -> 7 -> 42 -> n_patches * 2``. Pa
 Documented switches: ``normalize_statistics`` (default False: the official code feeds SNR in
 dB, delay spread in ns and Doppler in Hz raw) scales each statistic by its trained range;
 ``statistics_range`` is the range the model was trained for - inputs outside it give a warning.
+``attention_init`` (default ``"release"``): the release builds its encoder from
+``nn.TransformerEncoderLayer``, whose ``nn.MultiheadAttention`` draws the packed q/k/v weight
+Xavier-uniform (fan ``d_model + 3 d_model``) and zeroes the q/k/v and output biases, and
+``nn.TransformerEncoder`` deep-copies that one layer, so all layers start equal; ``"release"``
+does both after construction, ``"default"`` keeps the shared block's ``nn.Linear`` defaults
+(independent layers), as sigformer did before.
+
+The training recipe (Adam, ``ExponentialLR(0.995)`` per epoch, early stopping, best-epoch
+restore) lives in :mod:`sigformer.recipes.ofdm`.
 """
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import torch
 from torch import nn
 
-from ...nn.blocks import TransformerEncoder
+from ...nn.blocks import MultiHeadAttention, TransformerEncoder, patchify_2d, unpatchify_2d
 from ..registry import register_model
 
 REFERENCE_STATISTICS_RANGE = ((0.0, 25.0), (25.0, 300.0), (50.0, 1000.0))
 STATISTIC_NAMES = ("SNR (dB)", "delay spread (ns)", "Doppler (Hz)")
+ATTENTION_INITS = ("release", "default")
+
+
+def _attention_projections(attn: nn.Module) -> tuple[list[nn.Linear], nn.Linear | None]:
+    """The q/k/v projections (separate or one fused ``qkv``) and the output projection."""
+    fused = getattr(attn, "qkv", None)
+    qkv = [fused] if isinstance(fused, nn.Linear) else [
+        getattr(attn, name) for name in ("query", "key", "value")]
+    out = getattr(attn, "out", None)
+    return qkv, out if isinstance(out, nn.Linear) else None
+
+
+@torch.no_grad()
+def init_attention_like_multihead(model: nn.Module) -> int:
+    """Initialise every :class:`~sigformer.nn.blocks.MultiHeadAttention` in ``model`` as
+    ``nn.MultiheadAttention._reset_parameters`` does: Xavier-uniform over the packed
+    ``(3 * inner, embed)`` q/k/v weight, zero q/k/v biases, zero output bias (the output
+    weight keeps ``nn.Linear``'s default). Returns the number of attention modules touched."""
+    count = 0
+    for attn in model.modules():
+        if not isinstance(attn, MultiHeadAttention):
+            continue
+        qkv, out = _attention_projections(attn)
+        fan_in = qkv[0].in_features
+        fan_out = sum(p.out_features for p in qkv)
+        bound = math.sqrt(6.0 / (fan_in + fan_out))
+        for proj in qkv:
+            proj.weight.uniform_(-bound, bound)
+            if proj.bias is not None:
+                proj.bias.zero_()
+        if out is not None and out.bias is not None:
+            out.bias.zero_()
+        count += 1
+    return count
 
 
 def as_complex_pilots(pilots: torch.Tensor, pilot_shape: tuple[int, int]) -> torch.Tensor:
@@ -112,6 +156,8 @@ class AdaFortiTran(nn.Module):
     normalize_statistics : scale statistics to [0, 1] over ``statistics_range`` (default off,
         as published).
     statistics_range : ``((lo, hi),) * 3`` trained range of SNR, delay spread, Doppler.
+    attention_init : ``"release"`` (``nn.MultiheadAttention`` init, all encoder layers
+        starting from the same weights as ``nn.TransformerEncoder``'s copies) or ``"default"``.
     """
 
     def __init__(self, n_subcarriers: int = 120, n_symbols: int = 14,
@@ -121,8 +167,13 @@ class AdaFortiTran(nn.Module):
                  adaptive: bool = True, adaptive_token_length: int = 6,
                  adapter_hidden: tuple[int, int] = (7, 42),
                  normalize_statistics: bool = False,
-                 statistics_range: tuple = REFERENCE_STATISTICS_RANGE):
+                 statistics_range: tuple = REFERENCE_STATISTICS_RANGE,
+                 attention_init: str = "release"):
         super().__init__()
+        if attention_init not in ATTENTION_INITS:
+            raise ValueError(f"attention_init must be one of {ATTENTION_INITS}, got "
+                             f"{attention_init!r}")
+        self.attention_init = attention_init
         self.grid = (int(n_subcarriers), int(n_symbols))
         self.pilot_shape = (int(pilot_shape[0]), int(pilot_shape[1]))
         self.patch_size = (int(patch_size[0]), int(patch_size[1]))
@@ -139,9 +190,6 @@ class AdaFortiTran(nn.Module):
         self.upsampler = nn.Linear(self.pilot_shape[0] * self.pilot_shape[1],
                                    n_subcarriers * n_symbols)
         self.initial_enhancer = ConvEnhancer()
-        self.unfold = nn.Unfold(kernel_size=self.patch_size, stride=self.patch_size)
-        self.fold = nn.Fold(output_size=self.grid, kernel_size=self.patch_size,
-                            stride=self.patch_size)
         token_dim = patch_dim
         if adaptive:
             if adaptive_token_length % 3:
@@ -158,6 +206,15 @@ class AdaFortiTran(nn.Module):
         self.output_projection = nn.Linear(d_model, patch_dim)
         self.refiner = ConvEnhancer()
         self._warned_range = False
+        if attention_init == "release":
+            self._init_encoder_as_released()
+
+    def _init_encoder_as_released(self) -> None:
+        """``nn.TransformerEncoder(layer, n)`` deep-copies one freshly built layer."""
+        blocks = self.encoder.blocks
+        init_attention_like_multihead(blocks[0])
+        for block in blocks[1:]:
+            block.load_state_dict(blocks[0].state_dict())
 
     def _check_statistics(self, statistics: torch.Tensor | None, batch: int) -> torch.Tensor:
         if statistics is None:
@@ -186,12 +243,13 @@ class AdaFortiTran(nn.Module):
         b = pilots.shape[0]
         grid = self.upsampler(pilots.reshape(b, -1)).view(b, 1, *self.grid)
         enhanced = self.initial_enhancer(grid)
-        tokens = self.unfold(enhanced).transpose(1, 2)  # (B, n_patches, patch_dim)
+        # view-based patches, identical to nn.Unfold/nn.Fold (whose im2col stalls under load)
+        tokens = patchify_2d(enhanced, self.patch_size).transpose(1, 2)  # (B, n_patches, 6)
         if self.adaptive:
             tokens = torch.cat([tokens, self.adapter(statistics)], dim=-1)
         x = self.input_projection(tokens) + self.positional_encoding[:, :self.n_patches]
         x = self.output_projection(self.encoder(x))
-        reconstructed = self.fold(x.transpose(1, 2))
+        reconstructed = unpatchify_2d(x.transpose(1, 2), self.grid, self.patch_size)
         return self.refiner(enhanced + reconstructed).squeeze(1)
 
     def forward(self, pilots: torch.Tensor, statistics: torch.Tensor | None = None):
@@ -201,7 +259,9 @@ class AdaFortiTran(nn.Module):
         if stats is not None:
             stats = stats.to(pilots.real.device).repeat(2, 1)
         both = torch.cat([pilots.real, pilots.imag], dim=0).float()
-        out = self._estimate_real(both, stats)
+        # float32 before building the complex output: bf16/fp16 autocast outputs are not
+        # accepted by torch.complex
+        out = self._estimate_real(both, stats).float()
         return torch.complex(out[:b], out[b:])
 
 

@@ -30,5 +30,5 @@ class OFDMLinear(nn.Module):
         pilots = as_complex_pilots(pilots, self.pilot_shape)
         b = pilots.shape[0]
         both = torch.cat([pilots.real, pilots.imag], 0).float().reshape(2 * b, -1)
-        out = self.upsampler(both).view(2 * b, *self.grid)
+        out = self.upsampler(both).view(2 * b, *self.grid).float()  # autocast gives bf16
         return torch.complex(out[:b], out[b:])

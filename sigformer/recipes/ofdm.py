@@ -1,0 +1,467 @@
+"""Training recipe of the OFDM channel estimators (AdaFortiTran, FortiTran, the linear model).
+
+As released (BerkIGuler/AdaFortiTran ``src/main/trainer.py``, see ``rf_models.md`` 1.2):
+
+* loss ``nn.MSELoss`` on ``cat(real, imag)`` of the estimated and true grid;
+* ``Adam`` (lr 1e-3, weight decay 0), ``ExponentialLR(gamma=0.995)`` stepped once per epoch;
+* batch 64, at most 10 epochs, early stopping on the validation loss with patience 3, and the
+  weights of the best validation epoch restored at the end.
+
+Every item is a field of :class:`OFDMRecipe` (``RELEASE_RECIPE`` is the release). Metrics are
+named for what they are: ``mse_db`` is ``10 log10(mean |H_hat - H|^2)`` per complex resource
+element (the release's logged number, = 2 x MSELoss), ``nmse_db`` is the normalised error
+``10 log10(sum |H_hat - H|^2 / sum |H|^2)``; both are accumulated over the whole epoch.
+
+:func:`fit_channel_estimator` trains on a fixed :class:`~sigformer.data.ofdm.OFDMDataset` or on
+an :class:`~sigformer.data.ofdm.OFDMSlotStream` (fresh slots per step, simulated in DataLoader
+workers), writes a checkpoint folder every epoch and resumes from it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from ..data.ofdm import OFDMDataset, OFDMSlotStream
+from ..training import History
+
+OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
+LATEST_FILE, BEST_DIR, EPOCHS_DIR = "latest.json", "best", "epochs"
+
+
+@dataclass(frozen=True)
+class OFDMRecipe:
+    """How an OFDM estimator is trained (defaults: the release).
+
+    optimizer : ``"adam"`` (release) or ``"adamw"``.
+    lr, weight_decay : 1e-3 and 0 in the release.
+    lr_decay : ``ExponentialLR`` gamma, stepped once per epoch (0.995; 1.0 = a flat rate).
+    batch_size, max_epochs : 64 and 10.
+    early_stopping_patience : epochs without a lower validation loss before stopping (3;
+        ``None`` trains all ``max_epochs``).
+    restore_best : load the weights of the best validation epoch at the end (release: yes).
+    val_fraction : share of a fixed training set held out for validation when no validation
+        set is given (the release simulates a separate set of 10% the size).
+    grad_clip : clip the gradient norm (the release's default: none).
+    bf16 : run forward passes under ``torch.autocast(dtype=torch.bfloat16)`` (not the release).
+    """
+
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    lr_decay: float = 0.995
+    batch_size: int = 64
+    max_epochs: int = 10
+    early_stopping_patience: int | None = 3
+    restore_best: bool = True
+    val_fraction: float = 0.1
+    grad_clip: float | None = None
+    bf16: bool = False
+
+    def __post_init__(self):
+        problems = []
+        if self.optimizer not in OPTIMIZERS:
+            problems.append(f"optimizer must be one of {sorted(OPTIMIZERS)}, got "
+                            f"{self.optimizer!r}")
+        if not self.lr > 0 or self.weight_decay < 0:
+            problems.append("lr must be positive and weight_decay non-negative")
+        if not 0 < self.lr_decay <= 1:
+            problems.append(f"lr_decay (ExponentialLR gamma) must be in (0, 1], got "
+                            f"{self.lr_decay}")
+        if self.batch_size < 1 or self.max_epochs < 1:
+            problems.append("batch_size and max_epochs must be at least 1")
+        if self.early_stopping_patience is not None and self.early_stopping_patience < 1:
+            problems.append("early_stopping_patience must be >= 1 or None")
+        if not 0 <= self.val_fraction < 1:
+            problems.append(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        if problems:
+            raise ValueError("invalid OFDM recipe: " + "; ".join(problems))
+
+    @property
+    def needs_validation(self) -> bool:
+        return self.early_stopping_patience is not None or self.restore_best
+
+
+RELEASE_RECIPE = OFDMRecipe()
+
+
+@dataclass
+class OFDMHistory(History):
+    """Per-epoch metrics plus the early-stopping outcome."""
+
+    best_epoch: int | None = None
+    best_val_loss: float = math.inf
+    stopped_early: bool = False
+
+
+def build_optimizer(model: nn.Module, recipe: OFDMRecipe
+                    ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.ExponentialLR]:
+    """The recipe's optimiser and its per-epoch exponential schedule."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = OPTIMIZERS[recipe.optimizer](params, lr=recipe.lr,
+                                             weight_decay=recipe.weight_decay)
+    return optimizer, torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=recipe.lr_decay)
+
+
+# --- loss and metrics ---------------------------------------------------------------------
+
+class ErrorMeter:
+    """Accumulates the loss and the squared errors of an epoch for honest dB metrics."""
+
+    def __init__(self):
+        self.loss_sum = self.error_sum = self.power_sum = 0.0
+        self.samples = self.elements = 0
+
+    def update(self, loss: torch.Tensor, estimate: torch.Tensor, truth: torch.Tensor) -> None:
+        with torch.no_grad():
+            self.loss_sum += float(loss) * len(truth)
+            self.error_sum += float((estimate - truth).abs().square().sum())
+            self.power_sum += float(truth.abs().square().sum())
+        self.samples += len(truth)
+        self.elements += truth.numel()
+
+    def summary(self, prefix: str) -> dict[str, float]:
+        if not self.samples:
+            return {}
+        error = max(self.error_sum, 1e-30)
+        return {f"{prefix}_loss": self.loss_sum / self.samples,
+                f"{prefix}_mse_db": 10 * math.log10(error / self.elements),
+                f"{prefix}_nmse_db": 10 * math.log10(error / max(self.power_sum, 1e-30))}
+
+
+def ofdm_loss(estimate: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
+    """The release's loss: ``MSELoss`` over ``cat(real, imag)`` (half the MSE per RE)."""
+    return nn.functional.mse_loss(torch.view_as_real(estimate), torch.view_as_real(truth))
+
+
+def dataset_tensors(data: OFDMDataset) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(ls, channels, statistics)`` as complex64 / complex64 / float32 tensors."""
+    return (torch.from_numpy(np.ascontiguousarray(data.ls, np.complex64)),
+            torch.from_numpy(np.ascontiguousarray(data.channels, np.complex64)),
+            torch.from_numpy(data.statistics()))
+
+
+def _autocast(enabled: bool):
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=enabled)
+
+
+@torch.no_grad()
+def evaluate_loss(model: nn.Module, data: OFDMDataset, batch_size: int = 256,
+                  bf16: bool = False, prefix: str = "val") -> dict[str, float]:
+    """Loss, MSE (dB) and NMSE (dB) of ``model`` on ``data`` in eval mode."""
+    was_training = model.training
+    model.eval()
+    meter = ErrorMeter()
+    ls, h, stats = dataset_tensors(data)
+    for i in range(0, len(data), batch_size):
+        with _autocast(bf16):
+            estimate = model(ls[i:i + batch_size], stats[i:i + batch_size])
+        truth = h[i:i + batch_size]
+        meter.update(ofdm_loss(estimate, truth), estimate, truth)
+    model.train(was_training)
+    return meter.summary(prefix)
+
+
+# --- batches ------------------------------------------------------------------------------
+
+def _fixed_batches(tensors, batch_size: int, generator: torch.Generator) -> Iterator:
+    order = torch.randperm(len(tensors[0]), generator=generator)
+    for i in range(0, len(order), batch_size):
+        idx = order[i:i + batch_size]
+        yield tuple(t[idx] for t in tensors)
+
+
+def _stream_batches(stream: OFDMSlotStream, num_workers: int) -> Iterator:
+    loader = torch.utils.data.DataLoader(stream, batch_size=None, num_workers=num_workers,
+                                         prefetch_factor=4 if num_workers else None)
+    for ls, h, stats in loader:
+        yield torch.view_as_complex(ls), torch.view_as_complex(h), stats
+
+
+def split_validation(train: OFDMDataset, fraction: float, seed: int | None
+                     ) -> tuple[OFDMDataset, OFDMDataset | None]:
+    """Hold out ``fraction`` of a fixed training set (seeded) for validation."""
+    n_val = int(round(len(train) * fraction))
+    if n_val < 1 or n_val >= len(train):
+        return train, None
+    order = np.random.default_rng(seed).permutation(len(train))
+    return train.subset(np.sort(order[n_val:])), train.subset(np.sort(order[:n_val]))
+
+
+# --- checkpoints --------------------------------------------------------------------------
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _optimizer_to_files(optimizer: torch.optim.Optimizer
+                        ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Split an optimiser state into tensors (safetensors) and plain values (JSON)."""
+    state = optimizer.state_dict()
+    tensors, plain = {}, {}
+    for index, values in state["state"].items():
+        for key, value in values.items():
+            if torch.is_tensor(value):
+                tensors[f"optimizer.{index}.{key}"] = value.detach().cpu().contiguous()
+            else:
+                plain[f"{index}.{key}"] = value
+    return tensors, {"param_groups": state["param_groups"], "scalars": plain}
+
+
+def _optimizer_from_files(tensors: dict[str, torch.Tensor], meta: dict[str, Any]
+                          ) -> dict[str, Any]:
+    state: dict[int, dict[str, Any]] = {}
+    for name, value in tensors.items():
+        if name.startswith("optimizer."):
+            _, index, key = name.split(".", 2)
+            state.setdefault(int(index), {})[key] = value
+    for name, value in meta["scalars"].items():
+        index, key = name.split(".", 1)
+        state.setdefault(int(index), {})[key] = value
+    return {"state": state, "param_groups": meta["param_groups"]}
+
+
+def save_training_state(out: Path, model: nn.Module, optimizer, scheduler, history: OFDMHistory,
+                        epoch: int, bad_epochs: int, generator: torch.Generator,
+                        recipe: OFDMRecipe, extra: dict[str, Any]) -> Path:
+    """``out/epochs/epoch-NNNN/`` (model checkpoint + optimiser/scheduler/RNG state), then
+    ``out/latest.json`` pointing at it, written last so an interrupted save is never read."""
+    from ..checkpoint import save_checkpoint
+
+    folder = out / EPOCHS_DIR / f"epoch-{epoch:04d}"
+    if folder.exists():
+        shutil.rmtree(folder)
+    save_checkpoint(folder / "model", model, extra={**extra, "epoch": epoch})
+    tensors, meta = _optimizer_to_files(optimizer)
+    tensors["rng.torch"] = torch.get_rng_state()
+    tensors["rng.shuffle"] = generator.get_state()
+    save_file(tensors, str(folder / "trainer.safetensors"))
+    meta.update(scheduler=scheduler.state_dict(), epoch=epoch, bad_epochs=bad_epochs,
+                recipe=asdict(recipe), history=history.epochs, best_epoch=history.best_epoch,
+                best_val_loss=history.best_val_loss if math.isfinite(history.best_val_loss)
+                else None)
+    _atomic_write_text(folder / "trainer.json", json.dumps(meta, indent=2))
+    _atomic_write_text(out / LATEST_FILE, json.dumps({"epoch": epoch, "folder": str(
+        folder.relative_to(out))}))
+    for old in (out / EPOCHS_DIR).iterdir():  # keep only the newest epoch
+        if old != folder and old.name.startswith("epoch-"):
+            shutil.rmtree(old, ignore_errors=True)
+    return folder
+
+
+def load_training_state(out: Path, model: nn.Module, optimizer, scheduler,
+                        generator: torch.Generator) -> tuple[int, int, OFDMHistory]:
+    """Restore what :func:`save_training_state` wrote; returns ``(epoch, bad_epochs, history)``
+    with ``epoch`` the number of finished epochs."""
+    from ..checkpoint import load_checkpoint
+
+    pointer = json.loads((out / LATEST_FILE).read_text())
+    folder = out / pointer["folder"]
+    loaded, _ = load_checkpoint(folder / "model")
+    model.load_state_dict(loaded.state_dict())
+    meta = json.loads((folder / "trainer.json").read_text())
+    tensors = load_file(str(folder / "trainer.safetensors"))
+    optimizer.load_state_dict(_optimizer_from_files(tensors, meta))
+    scheduler.load_state_dict(meta["scheduler"])
+    torch.set_rng_state(tensors["rng.torch"])
+    generator.set_state(tensors["rng.shuffle"])
+    best = meta["best_val_loss"]
+    history = OFDMHistory(epochs=meta["history"], best_epoch=meta["best_epoch"],
+                          best_val_loss=math.inf if best is None else best)
+    return int(meta["epoch"]), int(meta["bad_epochs"]), history
+
+
+# --- the loop -----------------------------------------------------------------------------
+
+def _duration(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "?"
+    seconds = int(seconds)
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else (
+        f"{seconds // 60}m{seconds % 60:02d}s")
+
+
+@dataclass
+class _Progress:
+    """Progress lines: samples/s and the ETA of the epoch and of the run."""
+
+    log: Callable[[str], None] | None
+    every_s: float
+    steps: int
+    epochs: int
+    started: float = field(default_factory=time.perf_counter)
+    last: float = field(default_factory=time.perf_counter)
+
+    def step(self, epoch: int, step: int, samples: int, epoch_start: float, loss: float):
+        now = time.perf_counter()
+        if self.log is None or now - self.last < self.every_s:
+            return
+        self.last = now
+        rate = samples / max(now - epoch_start, 1e-9)
+        per_step = (now - epoch_start) / step
+        left_epoch = per_step * (self.steps - step)
+        left_total = left_epoch + per_step * self.steps * (self.epochs - epoch - 1)
+        self.log(f"epoch {epoch + 1}/{self.epochs} step {step}/{self.steps} | {rate:,.1f} "
+                 f"samples/s | loss {loss:.4g} | ETA epoch {_duration(left_epoch)}, run "
+                 f"{_duration(left_total)}")
+
+
+def fit_channel_estimator(model: nn.Module, train: OFDMDataset | OFDMSlotStream, *,
+                          val: OFDMDataset | None = None, recipe: OFDMRecipe = RELEASE_RECIPE,
+                          seed: int | None = 0, checkpoint_dir: str | Path | None = None,
+                          resume: bool = False, log: Callable[[str], None] | None = None,
+                          log_every_s: float = 30.0, num_workers: int = 0,
+                          checkpoint_extra: dict[str, Any] | None = None) -> OFDMHistory:
+    """Train ``model`` with ``recipe`` on a fixed dataset or an on-the-fly slot stream.
+
+    Validation: ``val``, else (a recipe that needs it) ``recipe.val_fraction`` of a fixed
+    ``train``, or as many slots of a stream's mixture from an independent seed. ``checkpoint_dir``: a checkpoint every epoch (``epochs/epoch-NNNN``), the best
+    epoch's model in ``best/``; ``resume=True`` continues from the newest one. ``num_workers``
+    simulates a stream's slots in that many DataLoader worker processes.
+    """
+    from ..rf.ofdm import check_model_config
+
+    check_model_config(model, train.config)
+    if seed is not None:
+        torch.manual_seed(seed)
+    if isinstance(train, OFDMDataset):
+        if val is None and recipe.needs_validation:
+            train, val = split_validation(train, recipe.val_fraction, seed)
+        tensors = dataset_tensors(train)
+        steps = math.ceil(len(train) / recipe.batch_size)
+    elif isinstance(train, OFDMSlotStream):
+        if train.batch_size != recipe.batch_size:
+            raise ValueError(f"the stream makes batches of {train.batch_size} slots, the recipe "
+                             f"asks for {recipe.batch_size}")
+        tensors, steps = None, len(train)
+        if val is None and recipe.needs_validation and recipe.val_fraction > 0:
+            n_val = max(1, round(len(train) * train.batch_size * recipe.val_fraction))
+            val = train.fixed_set(n_val)  # same mixture, independent seed
+    else:
+        raise TypeError(f"train must be an OFDMDataset or an OFDMSlotStream, got "
+                        f"{type(train).__name__}")
+    optimizer, scheduler = build_optimizer(model, recipe)
+    generator = torch.Generator().manual_seed(0 if seed is None else seed)
+    history, start, bad_epochs = OFDMHistory(), 0, 0
+    out = Path(checkpoint_dir) if checkpoint_dir is not None else None
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        if resume and (out / LATEST_FILE).is_file():
+            start, bad_epochs, history = load_training_state(out, model, optimizer, scheduler,
+                                                             generator)
+            if log:
+                log(f"resumed after epoch {start} from {out}")
+    best_state = _best_state(out, history) if recipe.restore_best else None
+    progress = _Progress(log, log_every_s, steps, recipe.max_epochs)
+    extra = dict(checkpoint_extra or {}, recipe=asdict(recipe))
+    for epoch in range(start, recipe.max_epochs):
+        if history.stopped_early or _patience_spent(recipe, bad_epochs):
+            history.stopped_early = True
+            break
+        row = _train_epoch(model, train, tensors, optimizer, recipe, generator, epoch,
+                           progress, num_workers)
+        row["lr"] = optimizer.param_groups[0]["lr"]
+        scheduler.step()
+        if val is not None:
+            row.update(evaluate_loss(model, val, bf16=recipe.bf16))
+            if row["val_loss"] < history.best_val_loss:
+                history.best_val_loss, history.best_epoch, bad_epochs = row["val_loss"], epoch, 0
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                if out is not None:
+                    from ..checkpoint import save_checkpoint
+
+                    save_checkpoint(out / BEST_DIR, model, extra={**extra, "epoch": epoch,
+                                                                   **row})
+            else:
+                bad_epochs += 1
+        history.epochs.append(row)
+        if log:
+            log(_epoch_line(row, recipe.max_epochs, progress))
+        if out is not None:
+            save_training_state(out, model, optimizer, scheduler, history, epoch + 1,
+                                bad_epochs, generator, recipe, extra)
+    if _patience_spent(recipe, bad_epochs):
+        history.stopped_early = history.stopped_early or len(history.epochs) < recipe.max_epochs
+    if recipe.restore_best and best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    return history
+
+
+def _patience_spent(recipe: OFDMRecipe, bad_epochs: int) -> bool:
+    return (recipe.early_stopping_patience is not None
+            and bad_epochs >= recipe.early_stopping_patience)
+
+
+def _best_state(out: Path | None, history: OFDMHistory) -> dict[str, torch.Tensor] | None:
+    """The best epoch's weights when resuming (they are in ``out/best``)."""
+    if out is None or history.best_epoch is None or not (out / BEST_DIR).is_dir():
+        return None
+    from ..checkpoint import load_checkpoint
+
+    with torch.random.fork_rng(devices=[]):  # building the model must not move the RNG
+        loaded, _ = load_checkpoint(out / BEST_DIR)
+    return loaded.state_dict()
+
+
+def _train_epoch(model, train, tensors, optimizer, recipe: OFDMRecipe, generator, epoch: int,
+                 progress: _Progress, num_workers: int) -> dict[str, float]:
+    model.train()
+    meter = ErrorMeter()
+    if tensors is not None:
+        batches = _fixed_batches(tensors, recipe.batch_size, generator)
+    else:
+        train.set_epoch(epoch)
+        batches = _stream_batches(train, num_workers)
+    started = time.perf_counter()
+    for step, (ls, h, stats) in enumerate(batches, 1):
+        with _autocast(recipe.bf16):
+            estimate = model(ls, stats)
+        loss = ofdm_loss(estimate, h)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if recipe.grad_clip:
+            nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
+        optimizer.step()
+        loss = loss.detach()
+        meter.update(loss, estimate.detach(), h)
+        progress.step(epoch, step, meter.samples, started, float(loss))
+    seconds = time.perf_counter() - started
+    row = {"epoch": epoch, **meter.summary("train"), "seconds": seconds,
+           "samples_per_s": meter.samples / max(seconds, 1e-9)}
+    return row
+
+
+def _epoch_line(row: dict[str, float], max_epochs: int, progress: _Progress) -> str:
+    elapsed = time.perf_counter() - progress.started
+    done = row["epoch"] + 1
+    line = (f"epoch {done}/{max_epochs} | train loss {row['train_loss']:.4g} NMSE "
+            f"{row['train_nmse_db']:.2f} dB")
+    if "val_loss" in row:
+        line += f" | val loss {row['val_loss']:.4g} NMSE {row['val_nmse_db']:.2f} dB"
+    per_epoch = row["seconds"]
+    return (line + f" | lr {row['lr']:.3g} | {row['samples_per_s']:,.1f} samples/s | "
+            f"{_duration(per_epoch)} | ETA {_duration(per_epoch * (max_epochs - done))} "
+            f"(elapsed {_duration(elapsed)})")
