@@ -31,7 +31,8 @@ import torch
 
 from sigformer.data.modgen import FAMILY_CLASSES, RML2016_CLASSES, ModGenConfig
 from sigformer.data.radioml import RML2016_SNRS, generate_radioml
-from sigformer.recipes.amr import BASELINES, STUDENTS, StreamRecipe, train_bundles
+from sigformer.recipes.amr import BASELINES, STUDENTS, StreamRecipe
+from sigformer.rf.amr import train_bundles
 
 REPO = Path(__file__).resolve().parents[1]
 CAPTURES = REPO.parent / "shared" / "data" / "rf_sigmf"

@@ -257,8 +257,11 @@ class SignalClassifier(ClassifierMixin, BaseEstimator):
         seed_everything(self.random_state)  # the initial weights depend on the seed too
         self.module_ = create_model(self.model, self.preset, **self.model_kwargs_)
         X = self._align(X, subjects)
-        if hasattr(self.module_, "fit_unsupervised"):  # e.g. tokenizer pretraining
-            self.module_.fit_unsupervised(X)
+        from .recipes import unsupervised_stage
+
+        stage = unsupervised_stage(self.module_)  # e.g. TFM tokenizer + MTP pretraining
+        if stage is not None:
+            stage(X)
         self.history_ = self._train(X, y_idx, self.max_epochs, self.lr)
         return self
 

@@ -18,6 +18,7 @@ from sigformer.models.eeg.tfm_tokenizer import (
     tfm_prepare,
     tfm_spectrogram,
 )
+from sigformer.recipes import pretrain
 from sigformer.recipes.tfm import cosine_schedule, schedule_end_lr
 from sigformer.training import warmup_cosine
 
@@ -82,12 +83,12 @@ def test_lr_schedule_switch():
     assert np.all(np.diff(rates[5:]) > 0)  # the released cosine rises towards final_lr
     tok = create_model("tfm_tokenizer", preset="tiny")
     X = np.random.default_rng(0).standard_normal((8, 400)).astype(np.float32)
-    tok.fit(X, max_epochs=2, batch_size=4, warmup_epochs=0, lr_schedule="released")
+    pretrain(tok, X, max_epochs=2, batch_size=4, warmup_epochs=0, lr_schedule="released")
     assert tok.history_.series("lr")[-1] > 1e-3  # the rate applied in the last step
-    tok.fit(X, max_epochs=2, batch_size=4, warmup_epochs=0)
+    pretrain(tok, X, max_epochs=2, batch_size=4, warmup_epochs=0)
     assert tok.history_.series("lr")[-1] < 1e-3
     with pytest.raises(ValueError, match="lr_schedule"):
-        tok.fit(X, lr_schedule="warm")
+        pretrain(tok, X, lr_schedule="warm")
 
 
 def _motifs(n=48, seed=0):
@@ -101,7 +102,7 @@ def _motifs(n=48, seed=0):
 def test_tokenizer_pretraining_learns_motifs():
     X, freqs = _motifs()
     tok = create_model("tfm_tokenizer", preset="tiny")
-    tok.fit(X, max_epochs=20, batch_size=16, lr=1e-2, warmup_epochs=1)
+    pretrain(tok, X, max_epochs=20, batch_size=16, lr=1e-2, warmup_epochs=1)
     losses = tok.history_.series("train_reconstruction")
     assert losses[-1] < 0.85 * losses[0]
     ids = tok.transform(X)
@@ -289,7 +290,7 @@ def test_kmeans_init_and_dead_code_restart_switches():
     tok = _tiny_tokenizer(codebook_init="kmeans", dead_code_threshold=0.5)
     assert tok.quantizer.initted.item() == 0
     X = np.random.default_rng(0).standard_normal((8, 1000)).astype(np.float32)
-    tok.fit(X, max_epochs=1, batch_size=8, warmup_epochs=0)
+    pretrain(tok, X, max_epochs=1, batch_size=8, warmup_epochs=0)
     assert tok.quantizer.initted.item() == 1
     norms = tok.quantizer.codebook.norm(dim=-1)  # centroids of L2-normalised vectors
     assert float(norms.min()) > 0.3 and float(norms.max()) <= 1.0 + 1e-5
@@ -449,9 +450,9 @@ def test_mtp_recipe_transfers_everything_but_the_head():
     assert len(history.series("train_token_accuracy")) == 2
     assert torch.equal(enc.head.weight, head)
     assert not torch.equal(enc.transformer.blocks[0].ffn[0].weight, blocks)
-    clf = create_model("tfm_classifier", preset="tiny")
-    with pytest.warns(DeprecationWarning, match="recipes.tfm.pretrain_mtp"):
-        clf.pretrain_encoder_mtp(_signals(4, 1), max_epochs=1)
+    clf = create_model("tfm_classifier", preset="tiny")  # raw signals, tokenized inside
+    assert len(pretrain_mtp(clf, _signals(4, 1), max_epochs=1, batch_size=4,
+                            warmup_epochs=0).series("train_loss")) == 1
     with pytest.raises(ValueError, match="token ids must be integers"):
         pretrain_mtp(enc, ids.astype(float))
 

@@ -1,3 +1,46 @@
 """Training recipes: how a model is trained as published (optimiser, schedule, losses,
 pretraining stages), kept out of the model files. Import a recipe module directly, e.g.
-``from sigformer.recipes import tfm``; nothing heavy is imported here."""
+``from sigformer.recipes import tfm``; nothing heavy is imported here.
+
+:func:`pretrain` and :func:`unsupervised_stage` dispatch on the registered model name, so
+estimators and tokenizer wrappers can train any model that has a recipe without the model
+files importing training code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+
+def _model_name(model) -> str:
+    return getattr(model, "sigformer_config", {}).get("name") or type(model).__name__
+
+
+def pretrain(model, X, **kwargs) -> Any:
+    """Self-supervised pretraining of ``model`` on ``X`` with its published recipe; returns
+    the training history (also stored as ``model.history_``)."""
+    name = _model_name(model)
+    if name in ("tfm_tokenizer", "TFMTokenizer"):
+        from .tfm import pretrain_tokenizer
+
+        model.history_ = pretrain_tokenizer(model, X, **kwargs)
+        return model.history_
+    raise TypeError(f"no pretraining recipe for {name!r}; models with one: tfm_tokenizer "
+                    f"(sigformer.recipes.tfm), duin_vqvae / duin_mae (DuIN pretraining)")
+
+
+def unsupervised_stage(model) -> Callable[[Any], None] | None:
+    """The unsupervised stage an estimator runs before supervised training (e.g. the TFM
+    classifier's tokenizer and masked-token pretraining), or None."""
+    if _model_name(model) in ("tfm_classifier", "TFMClassifier"):
+        from .tfm import pretrain_classifier_stages
+
+        def run(X) -> None:
+            pretrain_classifier_stages(model, X, tokenizer_epochs=model.tokenizer_epochs,
+                                       mtp_epochs=model.mtp_epochs,
+                                       batch_size=model.pretrain_batch_size,
+                                       lr=model.pretrain_lr)
+
+        return run
+    return None

@@ -35,7 +35,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from ..data.ofdm import OFDMDataset, OFDMSlotStream
+from ..data.ofdm import OFDMConfig, OFDMDataset, OFDMSlotStream
 from ..training import History
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
@@ -341,7 +341,6 @@ def fit_channel_estimator(model: nn.Module, train: OFDMDataset | OFDMSlotStream,
     epoch's model in ``best/``; ``resume=True`` continues from the newest one. ``num_workers``
     simulates a stream's slots in that many DataLoader worker processes.
     """
-    from ..rf.ofdm import check_model_config
 
     check_model_config(model, train.config)
     if seed is not None:
@@ -465,3 +464,19 @@ def _epoch_line(row: dict[str, float], max_epochs: int, progress: _Progress) -> 
     return (line + f" | lr {row['lr']:.3g} | {row['samples_per_s']:,.1f} samples/s | "
             f"{_duration(per_epoch)} | ETA {_duration(per_epoch * (max_epochs - done))} "
             f"(elapsed {_duration(elapsed)})")
+
+
+def check_model_config(model: nn.Module, config: OFDMConfig) -> None:
+    """The model's grid and pilot grid must match the dataset's; say which differs."""
+    grid, pilots = getattr(model, "grid", None), getattr(model, "pilot_shape", None)
+    if grid is None or pilots is None:
+        raise TypeError(f"{type(model).__name__} is not an OFDM channel estimator (it lacks "
+                        f"grid/pilot_shape)")
+    if tuple(grid) != config.grid_shape:
+        raise ValueError(f"the model estimates a {grid[0]} x {grid[1]} grid but the data has "
+                         f"{config.grid_shape[0]} x {config.grid_shape[1]}")
+    if tuple(pilots) != config.pilot_shape:
+        raise ValueError(f"the model was built for {pilots[0]} x {pilots[1]} pilots but the data "
+                         f"has {config.pilot_shape[0]} x {config.pilot_shape[1]} (pilot step "
+                         f"{config.pilot_subcarrier_step}, symbols {config.pilot_symbols}); "
+                         f"use a checkpoint trained on this pilot pattern")

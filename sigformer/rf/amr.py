@@ -7,7 +7,10 @@ Training lives in :mod:`sigformer.recipes.amr` (the SKD trainer, on-the-fly gene
 
 from __future__ import annotations
 
+import json
 import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -16,9 +19,19 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..data.modgen import ModGenConfig
 from ..data.radioml import AMRDataset
-from ..recipes.amr import distillation_loss, run_amr_pipeline, train_amr
-from ..training import predict_logits
+from ..recipes.amr import (  # noqa: F401 - training lives in the recipe
+    BASELINES,
+    STUDENTS,
+    GeneratedFrames,
+    StreamRecipe,
+    distillation_loss,
+    fit_stream,
+    has_finished,
+    train_amr,
+)
+from ..training import History, predict_logits
 
 __all__ = ["HIGH_SNR_DB", "accuracy_by_snr", "capture_dataset", "classify_sigmf",
            "condition_capture", "count_flops", "distillation_loss",
@@ -472,3 +485,152 @@ def load_amr_data(a) -> AMRDataset:
         data = data.subset(np.sort(keep))
     data.X = normalize_frames(data.X, a.normalization)
     return data
+
+
+# --- shipped-bundle training and the pipeline runner (evaluation lives here) -------------
+
+def train_bundles(out: str | Path, *, classes: Sequence[str], config: ModGenConfig | None,
+                  recipe: StreamRecipe, test: AMRDataset, teacher_name: str = "clst",
+                  teacher_preset: str | None = None, students: Sequence[str] = STUDENTS,
+                  baselines: Sequence[str] = BASELINES, seed: int = 0, resume: bool = False,
+                  log: Callable[[str], None] = print, log_every: int = 50) -> dict[str, Any]:
+    """Teacher, then each student with SKD and without, then the baselines - the same
+    generator, budget and optimiser for all; each model in ``out/<label>/`` (a checkpoint
+    every epoch, ``resume=True`` continues an interrupted run and skips finished models).
+    Returns the evaluation of every model on ``test`` (also written to ``out/report.json``)."""
+    from ..checkpoint import load_checkpoint
+    from ..models import create_model
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    shape = dict(n_outputs=len(classes), n_times=test.frame_length)
+    extra = {"classes": list(classes), "normalization": "rms",
+             "frame_length": test.frame_length, "recipe": asdict(recipe),
+             "generator": "modgen"}
+    rows: dict[str, Any] = {}
+
+    def run(label: str, name: str, preset=None, teacher=None) -> nn.Module:
+        folder = out / label
+        if resume and has_finished(folder):
+            model, _ = load_checkpoint(folder)
+            log(f"[{label}] finished earlier, loaded from {folder}")
+        else:
+            torch.manual_seed(seed)
+            model = create_model(name, preset, **shape)
+            stream = GeneratedFrames(classes, config, frame_length=test.frame_length,
+                                     seed=seed)
+            fit_stream(model, stream, recipe, teacher=teacher, validation=test,
+                       checkpoint_dir=folder, resume=resume, label=label, log=log,
+                       log_every=log_every, extra={**extra, "label": label})
+        result = evaluate_amr(model, test)
+        rows[label] = {"accuracy": result["accuracy"],
+                       "high_snr_accuracy": result["high_snr_accuracy"],
+                       "accuracy_by_snr": result["accuracy_by_snr"],
+                       "parameters": int(sum(p.numel() for p in model.parameters()))}
+        log(f"[{label}] test accuracy {result['accuracy']:.3f}, >= 10 dB "
+            f"{result['high_snr_accuracy']:.3f}")
+        (out / "report.json").write_text(json.dumps({"models": rows}, indent=2, default=float))
+        return model
+
+    teacher = run(teacher_name, teacher_name, teacher_preset)
+    for name in students:
+        run(f"{name}+SKD", name, teacher=teacher)
+        run(name, name)
+    for name in baselines:
+        run(name, name)
+    return rows
+
+
+# --- the task: amr pipeline ------------------------------------------------------------------
+
+def _model_row(model: nn.Module, test: AMRDataset, hist: History, seconds: float
+               ) -> dict[str, Any]:
+
+    row = evaluate_amr(model, test)
+    row.update(parameters=int(sum(p.numel() for p in model.parameters())),
+               flops=count_flops(model, test.X.shape[1:]),
+               ms_per_frame=inference_ms_per_frame(model, test.X[:512]),
+               train_seconds=round(seconds, 1),
+               final_train_loss=hist.series("train_loss")[-1])
+    return row
+
+
+def run_amr_pipeline(cfg, out_dir: str | Path | None = None, log=print) -> dict[str, Any]:
+    """``task: amr``: load/generate frames, train the models, distil students from the
+    teacher (and train them alone), evaluate per SNR, write metrics, plots and checkpoints."""
+    from ..checkpoint import save_checkpoint
+    from ..models import create_model
+    from ..report import plot_confusion_matrix
+    from ..training import predict_logits
+
+    a = cfg.amr
+    out = Path(out_dir or cfg.output.dir.format(name=cfg.name))
+    t0 = time.perf_counter()
+    log(f"[1/4] loading frames ({a.source})")
+    data = load_amr_data(a)
+    train, test = data.split(a.test_size, a.seed)
+    log(f"      {len(train)} training / {len(test)} test frames of {data.frame_length} samples, "
+        f"{len(data.classes)} classes, SNR {data.snr.min():g}..{data.snr.max():g} dB")
+    shape = dict(n_chans=data.X.shape[1], n_outputs=len(data.classes),
+                 n_times=data.frame_length)
+    models: dict[str, nn.Module] = {}
+    rows: dict[str, dict[str, Any]] = {}
+
+    def fit(label, m, teacher_logits=None, alpha=1.0):
+        model = create_model(m.name, m.preset, **shape, **m.params)
+        t = time.perf_counter()
+        hist = train_amr(model, train.X, train.y, teacher_logits=teacher_logits,
+                         temperature=a.distill.temperature, alpha=alpha,
+                         max_epochs=m.max_epochs, batch_size=m.batch_size, lr=m.lr,
+                         weight_decay=m.weight_decay, seed=a.seed,
+                         progress_bar=cfg.train.progress_bar)
+        rows[label] = _model_row(model, test, hist, time.perf_counter() - t)
+        models[label] = model
+        log(f"      {label:24s} acc {rows[label]['accuracy']:.3f}, >= {HIGH_SNR_DB:g} dB "
+            f"{rows[label]['high_snr_accuracy']:.3f}, {rows[label]['parameters']:,} params")
+
+    log(f"[2/4] training {len(a.models)} model(s)")
+    labels = {}
+    for m in a.models:
+        label = m.name if m.preset is None else f"{m.name}:{m.preset}"
+        labels[m.name] = labels[label] = label
+        fit(label, m)
+    d = a.distill
+    if d.students:
+        if d.teacher not in labels:
+            from ..tasks.config import PipelineConfigError
+
+            raise PipelineConfigError(f"amr.distill.teacher {d.teacher!r} is not one of the "
+                                      f"trained models {sorted(set(labels.values()))}")
+        teacher = models[labels[d.teacher]]
+        log(f"[3/4] distilling {len(d.students)} student(s) from {labels[d.teacher]} "
+            f"(T={d.temperature:g}, alpha={d.alpha:g})")
+        teacher_logits = predict_logits(teacher, train.X)
+        for m in d.students:
+            fit(f"{m.name}+SKD", m, teacher_logits, d.alpha)
+            if d.compare_without:
+                fit(m.name, m)
+    report: dict[str, Any] = {
+        "pipeline": cfg.name, "source": a.source, "classes": list(data.classes),
+        "n_train": len(train), "n_test": len(test), "high_snr_db": HIGH_SNR_DB,
+        "models": {k: {kk: vv for kk, vv in v.items() if not kk.startswith("confusion")}
+                   for k, v in rows.items()},
+        "seconds": round(time.perf_counter() - t0, 2),
+    }
+    log(f"[4/4] writing the report to {out}")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "pipeline.json").write_text(cfg.model_dump_json(indent=2))
+    (out / "metrics.json").write_text(json.dumps(report, indent=2, default=str))
+    plot_accuracy_by_snr({k: v["accuracy_by_snr"] for k, v in rows.items()},
+                         out / "accuracy_vs_snr.png", title=cfg.name)
+    for label, row in rows.items():
+        safe = label.replace(":", "_").replace("+", "_")
+        plot_confusion_matrix(row["confusion_high_snr"], data.classes,
+                              out / f"confusion_{safe}.png",
+                              title=f"{label}, SNR >= {HIGH_SNR_DB:g} dB")
+        if cfg.output.save_model:
+            save_checkpoint(out / "models" / safe, models[label],
+                            extra={"classes": list(data.classes),
+                                   "normalization": a.normalization,
+                                   "frame_length": data.frame_length})
+    return report

@@ -14,24 +14,9 @@ import torch
 from torch import nn
 
 from ..data.ofdm import OFDMConfig, OFDMDataset
+from ..recipes.ofdm import check_model_config
 from ..training import History
 from .channel_estimation import GenieLMMSE, nmse_db
-
-
-def check_model_config(model: nn.Module, config: OFDMConfig) -> None:
-    """The model's grid and pilot grid must match the dataset's; say which differs."""
-    grid, pilots = getattr(model, "grid", None), getattr(model, "pilot_shape", None)
-    if grid is None or pilots is None:
-        raise TypeError(f"{type(model).__name__} is not an OFDM channel estimator (it lacks "
-                        f"grid/pilot_shape)")
-    if tuple(grid) != config.grid_shape:
-        raise ValueError(f"the model estimates a {grid[0]} x {grid[1]} grid but the data has "
-                         f"{config.grid_shape[0]} x {config.grid_shape[1]}")
-    if tuple(pilots) != config.pilot_shape:
-        raise ValueError(f"the model was built for {pilots[0]} x {pilots[1]} pilots but the data "
-                         f"has {config.pilot_shape[0]} x {config.pilot_shape[1]} (pilot step "
-                         f"{config.pilot_subcarrier_step}, symbols {config.pilot_symbols}); "
-                         f"use a checkpoint trained on this pilot pattern")
 
 
 def train_channel_estimator(model: nn.Module, train: OFDMDataset, *, max_epochs: int = 10,
@@ -199,10 +184,10 @@ def run_ofdm_pipeline(cfg, out_dir: str | Path | None = None, log=print) -> dict
     NMSE over SNR / delay spread / Doppler against the genie-LMMSE bound, write the report."""
     import json
 
+    from ..atomic import json_default
     from ..checkpoint import save_checkpoint
     from ..data.ofdm import simulate_ofdm, simulate_sweeps
     from ..models import create_model
-    from ..pipeline import json_default
     from .channel_estimation import LSInterpolation
 
     o = cfg.ofdm
@@ -211,7 +196,7 @@ def run_ofdm_pipeline(cfg, out_dir: str | Path | None = None, log=print) -> dict
     try:
         config = OFDMConfig.from_dict(o.grid)
     except (TypeError, ValueError) as err:
-        from ..pipeline import PipelineConfigError
+        from ..tasks.config import PipelineConfigError
 
         raise PipelineConfigError(f"ofdm.grid: {err}") from None
     common = dict(profile=o.profile, config=config, ici=o.ici, snr_definition=o.snr_definition)
@@ -219,7 +204,7 @@ def run_ofdm_pipeline(cfg, out_dir: str | Path | None = None, log=print) -> dict
         log(f"[1/4] loading training data from {o.train_file}")
         train = OFDMDataset.load(o.train_file)
         if train.config != config:
-            from ..pipeline import PipelineConfigError
+            from ..tasks.config import PipelineConfigError
 
             raise PipelineConfigError(f"{o.train_file} was made for another grid/pilot pattern than "
                              f"ofdm.grid: {train.config} vs {config}")

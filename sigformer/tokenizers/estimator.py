@@ -91,8 +91,10 @@ class TokenTransformer(TransformerMixin, BaseEstimator):
         Xp = self._prepare(X)
         self.n_channels_ = Xp.shape[1]
         if epochs > 0:
-            self.tokenizer_.fit(Xp, max_epochs=epochs, batch_size=self.batch_size,
-                                lr=self.lr, seed=self.random_state, **(self.fit_params or {}))
+            from ..recipes import pretrain
+
+            pretrain(self.tokenizer_, Xp, max_epochs=epochs, batch_size=self.batch_size,
+                     lr=self.lr, seed=self.random_state, **(self.fit_params or {}))
         self.tokenizer_.eval()
         quantizer = getattr(self.tokenizer_, "quantizer", None)
         if quantizer is not None:

@@ -19,7 +19,8 @@ STFT uses a 200-sample Hann window, hop 100, no centring, first 100 bins (0-99 H
 per 1 s window with 0.5 s hop (9 tokens for 5 s).
 
 Training (tokenizer pretraining, masked-token prediction, fine-tuning) lives in
-:mod:`sigformer.recipes.tfm`; the ``fit``/``fit_unsupervised`` methods here delegate to it.
+:mod:`sigformer.recipes.tfm` (this file holds no training code; ``sigformer.recipes.pretrain``
+trains any model that has a recipe).
 Every quirk of the release is a documented switch whose default is the release; see
 ``docs/tfm.md``.
 """
@@ -303,26 +304,6 @@ class TFMTokenizer(Tokenizer):
             perplexity = perplexity + out.perplexity.detach() / 2
         return {"loss": total, "reconstruction": recon, "vq": vq_loss, "perplexity": perplexity}
 
-    def fit(self, X, y=None, *, max_epochs: int = 100, batch_size: int = 256, lr: float = 1e-3,
-            weight_decay: float = 1e-5, warmup_epochs: int = 10, final_lr: float = 0.005,
-            lr_schedule: str = "intended", seed: int | None = 0, **recipe_kwargs):
-        """Tokenizer pretraining on signals ``(n, N)`` or ``(n, C, N)`` (channels are treated
-        independently), already at 200 Hz and normalised (:func:`tfm_prepare`). A thin
-        front-end of :func:`sigformer.recipes.tfm.pretrain_tokenizer` (which also offers
-        checkpoint/resume, bf16 and devices); sets ``history_``.
-
-        ``lr_schedule="released"`` reproduces the official config, where ``final_lr=0.005``
-        exceeds ``lr`` so the cosine schedule *rises* after warm-up; ``"intended"`` decays
-        from ``lr`` to ``final_lr * lr``.
-        """
-        from ...recipes.tfm import pretrain_tokenizer
-
-        self.history_ = pretrain_tokenizer(
-            self, X, max_epochs=max_epochs, batch_size=batch_size, lr=lr,
-            weight_decay=weight_decay, warmup_epochs=warmup_epochs, final_lr=final_lr,
-            lr_schedule=lr_schedule, seed=seed, **recipe_kwargs)
-        return self
-
 
 def tfm_prepare(x: np.ndarray, sfreq: float) -> np.ndarray:
     """Resample ``(..., N)`` to 200 Hz (``scipy.signal.resample``, as the reference loader)
@@ -470,30 +451,6 @@ class TFMClassifier(nn.Module):
         self.freeze_tokenizer = freeze_tokenizer
         if freeze_tokenizer:
             self.tokenizer.requires_grad_(False)
-
-    def fit_unsupervised(self, X: np.ndarray) -> None:
-        """Called by the estimator before supervised training, on the training trials only:
-        tokenizer pretraining (``tokenizer_epochs``), codebook-initialised token embeddings,
-        then masked-token pretraining of the encoder (``mtp_epochs``). The training itself is
-        :func:`sigformer.recipes.tfm.pretrain_classifier_stages`."""
-        from ...recipes.tfm import pretrain_classifier_stages
-
-        pretrain_classifier_stages(self, X, tokenizer_epochs=self.tokenizer_epochs,
-                                   mtp_epochs=self.mtp_epochs,
-                                   batch_size=self.pretrain_batch_size, lr=self.pretrain_lr)
-
-    def pretrain_encoder_mtp(self, X: np.ndarray, **kwargs) -> None:
-        """Deprecated: use :func:`sigformer.recipes.tfm.pretrain_mtp`."""
-        import warnings
-
-        from ...recipes.tfm import pretrain_mtp
-
-        warnings.warn("TFMClassifier.pretrain_encoder_mtp is deprecated; use "
-                      "sigformer.recipes.tfm.pretrain_mtp", DeprecationWarning, stacklevel=2)
-        kwargs.setdefault("max_epochs", self.mtp_epochs)
-        kwargs.setdefault("batch_size", self.pretrain_batch_size)
-        kwargs.setdefault("lr", self.pretrain_lr)
-        pretrain_mtp(self, X, **kwargs)
 
     def set_fast(self, fast: bool = True) -> TFMClassifier:
         """Fast or reference path for both the tokenizer and the encoder (weights unchanged)."""
