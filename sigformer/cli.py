@@ -383,12 +383,10 @@ def _user_error_types() -> tuple[type[BaseException], ...]:
     types: list[type[BaseException]] = [PipelineConfigError, DataError, SignalError,
                                         ChannelError, CheckpointError, UnknownModelError,
                                         StreamError, OutputLockedError]
-    try:
-        from .models.convert import ConversionError
+    from .export import ExportError
+    from .models.convert import ConversionError
 
-        types.append(ConversionError)
-    except ImportError:  # pragma: no cover
-        pass
+    types += [ConversionError, ExportError]
     return tuple(types)
 
 
