@@ -413,7 +413,6 @@ import torch
 
 from sigformer.data.mixtures import load_utterances, make_mixture, synthetic_voices
 from sigformer.models import create_model
-from sigformer.speech.chunked import ChunkedProcessor, model_function
 from sigformer.speech.metrics import evaluate_separation, pit_loss
 from sigformer.speech.pipeline import plot_separation
 
@@ -460,21 +459,33 @@ for _ in range(120):
 plt.figure(figsize=(5, 2.5)); plt.plot(curve); plt.xlabel("step"); plt.ylabel("train SI-SNR (dB)");
 """),
     md("""
-## 3. Long-form separation, chunk by chunk
+## 3. A bundle, streamed: long-form separation through the one runtime
 
-A 6 s mixture streamed in 0.25 s blocks through 1.5 s chunks with 0.25 s overlap: the output
-comes out as the input arrives, and the sources of every chunk are matched to the previous
-chunk's on the overlap, so speaker 1 stays speaker 1.
+The trained model becomes an inference bundle (spec, head, labels, checksums); `sigformer
+stream BUNDLE --source wav:mix.wav --out DIR` and the Python call below run it through the same
+streaming runtime as EEG and IQ. A 6 s mixture arrives in 0.25 s blocks and is separated in
+1.5 s chunks with 0.25 s overlap: output comes out as the input arrives, and the sources of
+every chunk are matched to the previous chunk's on the overlap, so speaker 1 stays speaker 1.
 """),
     code("""
+import tempfile
+from sigformer.bundle import Bundle
+from sigformer.spec import SignalSpec
+from sigformer.speech.audio import read_audio, write_audio
+from sigformer.streaming import WAVSink, WAVSource
+from sigformer.streaming.app import OnlineSettings, stream_bundle
+
+work = Path(tempfile.mkdtemp())
+spec = SignalSpec.audio(RATE, 1)
+bundle_dir = Bundle(model=model.eval(), task="separate", input_spec=spec, model_spec=spec,
+                    labels=["s1", "s2"]).save(work / "separation-bundle")
 long_mix, long_refs, _ = make_mixture([excerpt(a, 6 * RATE), excerpt(b, 6 * RATE)], overlap=1.0)
-proc = ChunkedProcessor(model_function(model), chunk=int(1.5 * RATE), overlap=RATE // 4,
-                        align=True)
-block = RATE // 4
-pieces = [proc.process(long_mix[None, i:i + block]) for i in range(0, len(long_mix), block)]
-pieces.append(proc.flush())
-estimate = np.concatenate([p for p in pieces if p.size], axis=1)
-print("output", estimate.shape, "- chunk permutations applied:", proc.permutations)
+write_audio(work / "mix.wav", long_mix, RATE)
+report = stream_bundle(bundle_dir, WAVSource(work / "mix.wav", chunk_size=RATE // 4),
+                       [WAVSink(work / "separated", RATE, stem="mix")],
+                       settings=OnlineSettings(chunk_s=1.5, overlap_s=0.25), log=print)
+estimate = np.concatenate([read_audio(p)[0] for p in report["written"]])
+print("output", estimate.shape, f"- real-time factor {report['real_time_factor']:.3f}")
 metrics = evaluate_separation(estimate, long_refs, long_mix, RATE)
 print({k: round(v, 2) for k, v in metrics.items()})
 """),
@@ -510,7 +521,8 @@ import torch
 
 from sigformer.data.ofdm import OFDMConfig, simulate_ofdm, simulate_sweeps
 from sigformer.models import create_model
-from sigformer.rf.channel_estimation import GenieLMMSE, LSInterpolation, SampleLMMSE
+from sigformer.rf.channel_estimation import (GenieLMMSE, LSInterpolation, fair_sample_lmmse_slots,
+                                             fit_sample_lmmse_on_mixture)
 from sigformer.rf.ofdm import (ModelEstimator, evaluate_sweeps, format_sweep_table,
                                plot_grids, plot_sweeps, train_channel_estimator)
 torch.manual_seed(0)
@@ -558,7 +570,9 @@ linear = create_model("ofdm_linear")
 train_channel_estimator(linear, train, max_epochs=15, batch_size=64, lr=1e-2)
 ada = create_model("adafortitran", "tiny")
 train_channel_estimator(ada, train, max_epochs=3, batch_size=32, lr=3e-3)
-estimators = {"LS": LSInterpolation(), "LMMSE (sample)": SampleLMMSE().fit(train),
+# a fair sample LMMSE: fitted on enough slots (10 x pilots^2) of the same training mixture
+lmmse = fit_sample_lmmse_on_mixture(fair_sample_lmmse_slots(train.config), train=train)
+estimators = {"LS": LSInterpolation(), "LMMSE (sample)": lmmse,
               "linear": ModelEstimator(linear), "AdaFortiTran (tiny)": ModelEstimator(ada)}
 result = evaluate_sweeps(estimators, sweeps, GenieLMMSE("A"))
 print(format_sweep_table(result))
@@ -683,6 +697,31 @@ result = classify_sigmf(meta, teacher, list(data.classes), normalization="rms",
                         min_power_db=None, in_place=True)
 for a in read_sigmf(meta).annotations:
     print(f"{a.start:5d} +{a.count:5d}  {a.label:6s} {a.comment or ''}")
+"""),
+    md("""
+## 6. The same capture through the streaming runtime
+
+As a bundle, the teacher runs in `sigformer stream BUNDLE --source sigmf:capture.sigmf-meta
+--out labels.sigmf-meta` (or `--source zmq:tcp://127.0.0.1:5555 --source-rate 200e3` for live
+IQ from SDR software): frames are labelled as they arrive and the annotations are written as
+it goes, into a new metadata file.
+"""),
+    code("""
+import json
+from sigformer.bundle import Bundle
+from sigformer.spec import SignalSpec
+from sigformer.streaming import SigMFAnnotationSink, SigMFSource
+from sigformer.streaming.app import stream_bundle
+
+spec = SignalSpec.iq(200e3, 128)
+bundle_dir = Bundle(model=teacher.eval(), task="classify", input_spec=spec, model_spec=spec,
+                    labels=list(data.classes), extra={"normalization": "rms"}
+                    ).save(folder / "amr-bundle")
+sink = SigMFAnnotationSink(folder / "streamed", sample_rate=200e3, labels=list(data.classes),
+                           center_freq=915e6)
+report = stream_bundle(bundle_dir, SigMFSource(meta, chunk_size=256), [sink], log=lambda *a: None)
+labels = [a["core:label"] for a in json.loads(sink.path.read_text())["annotations"]]
+print(report["predictions"], "frames:", " ".join(labels))
 """),
 ]
 
