@@ -64,10 +64,10 @@ def _resolve_model_class(name: str):
     try:
         return get_model_class(name)
     except UnknownModelError as err:
-        from .models.registry import BRAINDECODE_PREFIX, _braindecode_models
+        from .models.registry import BRAINDECODE_PREFIX, braindecode_model_names
 
         if not name.startswith(BRAINDECODE_PREFIX):
-            matches = [m for m in _braindecode_models() if m.lower() == name.lower()]
+            matches = [m for m in braindecode_model_names() if m.lower() == name.lower()]
             if matches:
                 raise UnknownModelError(f"unknown model {name!r}; did you mean "
                                         f"'{BRAINDECODE_PREFIX}{matches[0]}'? (braindecode "
@@ -110,7 +110,7 @@ def as_trials(X) -> tuple[np.ndarray, dict[str, Any]]:
     return X.astype(np.float32, copy=False), info
 
 
-def _labels_of(X, y):
+def labels_of(X, y):
     if y is None and isinstance(X, Epochs):
         return X.labels
     if y is None and hasattr(X, "events") and hasattr(X, "get_data"):
@@ -231,7 +231,7 @@ class SignalClassifier(ClassifierMixin, BaseEstimator):
         """Train on trials ``X`` and labels ``y``; ``subjects`` groups trials for per-subject
         Euclidean alignment."""
         self._check_params()
-        y = _labels_of(X, y)
+        y = labels_of(X, y)
         if y is None:
             raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y "
                              "is None (give labels, or Epochs that carry them)")

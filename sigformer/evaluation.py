@@ -20,7 +20,7 @@ from sklearn.base import clone
 from sklearn.metrics import confusion_matrix
 from sklearn.model_selection import GroupKFold, LeaveOneGroupOut, StratifiedKFold
 
-from .estimators import _labels_of, as_trials
+from .estimators import as_trials, labels_of
 from .metrics import METRICS, classification_metrics
 from .validation import SignalError, check_labels
 
@@ -99,7 +99,7 @@ def _run_splits(estimator, X, y, splits, meta: dict, result: EvaluationResult, s
 
 
 def _prepare(X, y):
-    y = _labels_of(X, y)
+    y = labels_of(X, y)
     X, _ = as_trials(X)
     return X, check_labels(y, len(X))
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 
-def _pyplot():
+def pyplot():
     # no backend switch here: headless sessions fall back to Agg by themselves, and notebooks
     # keep their inline backend
     import matplotlib.pyplot as plt
@@ -20,7 +20,7 @@ def _pyplot():
 
 def plot_confusion_matrix(cm: np.ndarray, classes: Sequence[str], path=None, title: str = ""):
     """Counts with row-normalised percentages; saved as PNG when ``path`` is given."""
-    plt = _pyplot()
+    plt = pyplot()
     cm = np.asarray(cm)
     norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
     fig, ax = plt.subplots(figsize=(1.2 * len(classes) + 2.5, 1.2 * len(classes) + 2))
@@ -60,7 +60,7 @@ def plot_learning_curves(histories: Sequence[Sequence[dict]], path=None, title: 
     """Training and validation loss and accuracy per epoch, one faint line per fold and their
     mean; ``chance`` draws the chance accuracy on the accuracy panel, and the epoch whose
     weights were restored (``best_epoch`` rows) is marked."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     for ax, key in zip(axes, ("loss", "acc")):
         for prefix, color in (("train", "tab:blue"), ("val", "tab:orange")):
@@ -107,7 +107,7 @@ def imshow_grid(images: Sequence[np.ndarray], titles: Sequence[str] | None = Non
                 ncols: int = 3, cmap: str = "viridis", label: str = "", symmetric: bool = False,
                 suptitle: str = ""):
     """Images on one shared colour scale with a single colour bar for the whole grid."""
-    plt = _pyplot()
+    plt = pyplot()
     vmin, vmax = shared_color_limits(images, symmetric=symmetric)
     nrows = int(np.ceil(len(images) / ncols))
     fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols + 1, 2.6 * nrows),
@@ -133,7 +133,7 @@ def imshow_grid(images: Sequence[np.ndarray], titles: Sequence[str] | None = Non
 def plot_accuracy_vs_snr(snr_db: Sequence[float], accuracies: dict[str, Sequence[float]],
                          chance: float, path=None, title: str = ""):
     """Accuracy per SNR for several models, with the chance line."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     for name, acc in accuracies.items():
         ax.plot(snr_db, acc, marker="o", label=name)
@@ -155,7 +155,7 @@ def plot_enhancement(before: np.ndarray, after: np.ndarray, sfreq: float,
     after enhancement (and the clean reference when known)."""
     from scipy.signal import spectrogram
 
-    plt = _pyplot()
+    plt = pyplot()
     signals = {"before": before, "after": after}
     if reference is not None:
         signals["reference"] = reference
@@ -187,7 +187,7 @@ def plot_enhancement(before: np.ndarray, after: np.ndarray, sfreq: float,
 
 def plot_codebook_usage(counts: np.ndarray, path=None, title: str = ""):
     """Code usage sorted by frequency (log scale), with usage and perplexity in the title."""
-    plt = _pyplot()
+    plt = pyplot()
     counts = np.asarray(counts, dtype=float)
     p = counts / max(counts.sum(), 1)
     nz = p[p > 0]
@@ -208,7 +208,7 @@ def plot_codebook_usage(counts: np.ndarray, path=None, title: str = ""):
 def plot_token_grid(ids: np.ndarray, labels=None, classes=None, n_channels: int = 1,
                     path=None, title: str = "", per_class: int = 4):
     """Token ids of a few windows per class as images (rows: channels, columns: frames)."""
-    plt = _pyplot()
+    plt = pyplot()
     ids = np.asarray(ids)
     labels = np.zeros(len(ids), int) if labels is None else np.asarray(labels)
     classes = classes or [str(c) for c in np.unique(labels)]

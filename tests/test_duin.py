@@ -10,11 +10,10 @@ from sigformer.models import create_model
 from sigformer.models.eeg.duin import (
     DuINMAE,
     DuINRegionTokens,
-    pretrain_mae,
-    pretrain_vqvae,
     vqvae_targets,
     zscore_channels,
 )
+from sigformer.recipes.duin import pretrain_mae, pretrain_vqvae
 
 
 def counts(m):

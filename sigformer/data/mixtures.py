@@ -358,7 +358,7 @@ class AudioPool:
         return self._cache[i]
 
 
-def _worker_rng(seed: int) -> np.random.Generator:
+def worker_rng(seed: int) -> np.random.Generator:
     """A generator that differs per DataLoader worker (and per process start)."""
     import torch.utils.data as tud
 
@@ -366,7 +366,7 @@ def _worker_rng(seed: int) -> np.random.Generator:
     return np.random.default_rng([seed, 0 if info is None else info.id + 1])
 
 
-def _segment(x: np.ndarray, length: int, rng: np.random.Generator) -> np.ndarray:
+def segment_of(x: np.ndarray, length: int, rng: np.random.Generator) -> np.ndarray:
     if len(x) <= length:
         out = np.zeros(length, np.float32)
         start = int(rng.integers(0, length - len(x) + 1))
@@ -440,7 +440,7 @@ class DynamicMixtures(IterableDataset):
 
         seed = self.seed if self.fixed else self.seed + 7919 * self._epoch
         self._epoch += 1
-        rng = _worker_rng(seed)
+        rng = worker_rng(seed)
         count = 0
         while self.n_items is None or count < self.n_items:
             mix, refs = self.draw(rng)
@@ -456,7 +456,7 @@ class DynamicMixtures(IterableDataset):
             x = self._pool.get(int(rng.choice(self._by_speaker[self.speakers_[k]])))
             if c.speed is not None:
                 x = speed_perturb(x, float(rng.uniform(*c.speed)))
-            sources.append(_segment(x, length, rng).astype(np.float64))
+            sources.append(segment_of(x, length, rng).astype(np.float64))
         if c.reverb_probability and rng.random() < c.reverb_probability:
             sources, images = _reverberate(sources, c, rng)
         else:
@@ -467,7 +467,7 @@ class DynamicMixtures(IterableDataset):
         refs = np.stack([g * s for g, s in zip(gains, sources)])
         mixture = sum(g * s for g, s in zip(gains, images))
         if c.noise_snr_db is not None and len(self._noise):
-            n = _segment(self._noise.get(int(rng.integers(len(self._noise)))), length, rng)
+            n = segment_of(self._noise.get(int(rng.integers(len(self._noise)))), length, rng)
             snr = float(rng.uniform(*c.noise_snr_db))
             mixture = mixture + n * (_rms(mixture) / _rms(n)) * 10 ** (-snr / 20)
         gain = 10 ** (float(rng.uniform(*c.gain_db)) / 20) * 0.1 / _rms(mixture)

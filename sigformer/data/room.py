@@ -144,11 +144,11 @@ class EnhancementScenes(IterableDataset):
     def __iter__(self):
         import torch
 
-        from .mixtures import _worker_rng
+        from .mixtures import worker_rng
 
         seed = self.seed if self.fixed else self.seed + 7919 * self._epoch
         self._epoch += 1
-        rng = _worker_rng(seed)
+        rng = worker_rng(seed)
         count = 0
         while self.n_items is None or count < self.n_items:
             scene = self.draw(rng)
@@ -156,13 +156,13 @@ class EnhancementScenes(IterableDataset):
             count += 1
 
     def draw(self, rng: np.random.Generator) -> Scene:
-        from .mixtures import _segment
+        from .mixtures import segment_of
 
         c = self.config or SceneConfig()
         length = int(self.seconds * c.sample_rate)
-        speech = _segment(self._speech.get(int(rng.integers(len(self._speech)))), length, rng)
+        speech = segment_of(self._speech.get(int(rng.integers(len(self._speech)))), length, rng)
         if len(self._noise):
-            noise = _segment(self._noise.get(int(rng.integers(len(self._noise)))), length, rng)
+            noise = segment_of(self._noise.get(int(rng.integers(len(self._noise)))), length, rng)
         else:
             noise = rng.standard_normal(length).astype(np.float32)
         return simulate_scene(speech, noise, c, seed=int(rng.integers(2 ** 31)))

@@ -124,7 +124,7 @@ def _import_model_module(name: str) -> None:
         importlib.import_module(MODEL_INDEX[name][0])
 
 
-def _braindecode_models() -> list[str]:
+def braindecode_model_names() -> list[str]:
     import braindecode.models as bm
     from braindecode.models.base import EEGModuleMixin
 
@@ -141,7 +141,7 @@ def list_models(domain: str | None = None, *, include_braindecode: bool = False)
     domains.update({n: e.domain for n, e in _REGISTRY.items()})
     names = sorted(n for n, d in domains.items() if domain in (None, d))
     if include_braindecode and domain in (None, "eeg"):
-        names += [BRAINDECODE_PREFIX + n for n in _braindecode_models()]
+        names += [BRAINDECODE_PREFIX + n for n in braindecode_model_names()]
     return names
 
 
@@ -171,7 +171,7 @@ def get_model_class(name: str) -> type[nn.Module]:
         cls_name = name[len(BRAINDECODE_PREFIX):]
         cls = getattr(bm, cls_name, None)
         if not isinstance(cls, type):
-            close = difflib.get_close_matches(cls_name, _braindecode_models(), n=3)
+            close = difflib.get_close_matches(cls_name, braindecode_model_names(), n=3)
             raise UnknownModelError(f"braindecode has no model {cls_name!r}"
                                     + (f"; did you mean {close}?" if close else ""))
         return cls

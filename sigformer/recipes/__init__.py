@@ -27,7 +27,8 @@ def pretrain(model, X, **kwargs) -> Any:
         model.history_ = pretrain_tokenizer(model, X, **kwargs)
         return model.history_
     raise TypeError(f"no pretraining recipe for {name!r}; models with one: tfm_tokenizer "
-                    f"(sigformer.recipes.tfm), duin_vqvae / duin_mae (DuIN pretraining)")
+                    f"(sigformer.recipes.tfm); Du-IN's two stages are sigformer.recipes.duin.pretrain_vqvae "
+                    f"and pretrain_mae")
 
 
 def unsupervised_stage(model) -> Callable[[Any], None] | None:

@@ -108,9 +108,9 @@ def inference_ms_per_frame(model: nn.Module, X: np.ndarray, batch_size: int = 25
 
 def plot_accuracy_by_snr(results: dict[str, dict[float, float]], path=None, title: str = ""):
     """Accuracy against SNR, one line per model."""
-    from ..report import _pyplot
+    from ..report import pyplot
 
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     for name, by_snr in results.items():
         snrs = sorted(by_snr)

@@ -101,9 +101,9 @@ def format_sweep_table(result: dict[str, Any]) -> str:
 
 def plot_sweeps(result: dict[str, Any], path: str | Path | None = None, title: str = ""):
     """NMSE against SNR, delay spread and Doppler: one panel per sweep, the bound dashed."""
-    from ..report import _pyplot
+    from ..report import pyplot
 
-    plt = _pyplot()
+    plt = pyplot()
     sweeps = list(dict.fromkeys(r["sweep"] for r in result["points"]))
     fig, axes = plt.subplots(1, len(sweeps), figsize=(4.2 * len(sweeps), 3.6), squeeze=False)
     for ax, sweep in zip(axes[0], sweeps):
@@ -128,9 +128,9 @@ def plot_sweeps(result: dict[str, Any], path: str | Path | None = None, title: s
 def plot_grids(dataset: OFDMDataset, estimates: dict[str, np.ndarray], index: int = 0,
                path: str | Path | None = None):
     """|H| of one sample: the true grid, the pilot positions and every estimate."""
-    from ..report import _pyplot
+    from ..report import pyplot
 
-    plt = _pyplot()
+    plt = pyplot()
     panels = [("true |H|", np.abs(dataset.channels[index]))] + [
         (name, np.abs(est[index])) for name, est in estimates.items()]
     fig, axes = plt.subplots(1, len(panels), figsize=(2.6 * len(panels), 4.2), squeeze=False)

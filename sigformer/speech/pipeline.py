@@ -110,10 +110,10 @@ def run_separation_pipeline(cfg, out_dir: str | Path | None = None, log=print
 def plot_separation(mixture: np.ndarray, references: np.ndarray, estimates: np.ndarray,
                     sample_rate: int, path=None):
     """Spectrograms of the mixture, the references and the (PIT-aligned) estimates."""
-    from ..report import _pyplot
+    from ..report import pyplot
     from .metrics import best_permutation, reorder
 
-    plt = _pyplot()
+    plt = pyplot()
     est = torch.as_tensor(np.asarray(estimates, np.float64))[None]
     ref = torch.as_tensor(np.asarray(references, np.float64))[None]
     _, perm = best_permutation(est, ref)

@@ -26,7 +26,7 @@ Training follows the release by default; each difference is a constructor switch
   does (``False`` is sigformer's earlier behaviour, which changed reconstructions by ~80 % of
   the signal scale).
 * ``DuINMAE(init_from_vqvae=False)``: the release trains the masked model from scratch; only
-  the VQ-VAE's codes are used, as targets. ``True`` makes :func:`pretrain_mae` start the MAE's
+  the VQ-VAE's codes are used, as targets. ``True`` makes :func:`sigformer.recipes.duin.pretrain_mae` start the MAE's
   subject layer, tokenizer and encoder from the VQ-VAE's.
 * ``DuINMAE(mae_loss="single_ce")``: one cross-entropy over every token, each predicted from
   the view in which it is masked (the release). ``"sum_of_views"`` sums the two views'
@@ -368,7 +368,7 @@ class DuINMAE(nn.Module):
     * ``mae_loss="single_ce"`` (release): one cross-entropy over all tokens of those
       predictions. ``"sum_of_views"``: the sum of each view's mean over its masked tokens
       (sigformer's earlier loss, twice the release's at ``mask_ratio=0.5``).
-    * ``init_from_vqvae=False`` (release): :func:`pretrain_mae` trains the MAE from scratch and
+    * ``init_from_vqvae=False`` (release): :func:`sigformer.recipes.duin.pretrain_mae` trains the MAE from scratch and
       uses the VQ-VAE only for its codes; ``True`` first copies the VQ-VAE's subject layer,
       tokenizer and encoder into the MAE's backbone.
     * ``head_init``: the token head's init, as in :class:`DuINClassifier`.
@@ -456,21 +456,6 @@ def zscore_channels(X: np.ndarray) -> np.ndarray:
     return (X - mean) / std
 
 
-def pretrain_vqvae(model: DuINVQVAE, X: np.ndarray, *, subjects: np.ndarray | None = None,
-                   max_epochs: int = 800, batch_size: int = 32, lr: float = 3e-4,
-                   final_lr: float = 5e-5, warmup_epochs: int = 80, weight_decay: float = 0.01,
-                   seed: int | None = 0, **kwargs):
-    """Stage 1: VQ-VAE pretraining (defaults: the release's 800 epochs, AdamW wd 0.01)."""
-    from ...training import train_objective
-
-    subjects = np.zeros(len(X), np.int64) if subjects is None else np.asarray(subjects)
-    model.train()
-    return train_objective(model, lambda m, b: m.loss(b[0], b[1]), [X, subjects],
-                           max_epochs=max_epochs, batch_size=batch_size, lr=lr,
-                           final_lr=final_lr, warmup_epochs=warmup_epochs,
-                           weight_decay=weight_decay, seed=seed, **kwargs)
-
-
 @torch.no_grad()
 def vqvae_targets(vqvae: DuINVQVAE, X: np.ndarray, subjects: np.ndarray | None = None,
                   batch_size: int = 64) -> np.ndarray:
@@ -480,24 +465,3 @@ def vqvae_targets(vqvae: DuINVQVAE, X: np.ndarray, subjects: np.ndarray | None =
                               torch.as_tensor(subjects[i:i + batch_size]))
            for i in range(0, len(X), batch_size)]
     return torch.cat(out).numpy()
-
-
-def pretrain_mae(model: DuINMAE, vqvae: DuINVQVAE, X: np.ndarray, *,
-                 subjects: np.ndarray | None = None, max_epochs: int = 400, batch_size: int = 64,
-                 lr: float = 3e-4, final_lr: float = 5e-5, warmup_epochs: int = 40,
-                 weight_decay: float = 0.05, seed: int | None = 0, **kwargs):
-    """Stage 2: masked-token pretraining against the frozen VQ-VAE's codes (release: 400
-    epochs, AdamW wd 0.05). From scratch as released, unless the MAE was built with
-    ``init_from_vqvae=True`` (then the VQ-VAE's subject layer, tokenizer and encoder
-    initialise the MAE's backbone)."""
-    from ...training import train_objective
-
-    subjects = np.zeros(len(X), np.int64) if subjects is None else np.asarray(subjects)
-    targets = vqvae_targets(vqvae, X, subjects)
-    if model.init_from_vqvae:
-        model.backbone.load_state_dict(vqvae.backbone.state_dict())
-    model.train()
-    return train_objective(model, lambda m, b: m.loss(b[0], b[2], b[1]), [X, subjects, targets],
-                           max_epochs=max_epochs, batch_size=batch_size, lr=lr,
-                           final_lr=final_lr, warmup_epochs=warmup_epochs,
-                           weight_decay=weight_decay, seed=seed, **kwargs)

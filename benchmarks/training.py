@@ -1,0 +1,290 @@
+"""Training throughput: samples/s of the reference path vs the fast paths, at equal configuration.
+
+Models: AdaFortiTran (``small`` and ``paper``), ClST, MossFormer (``small``), DeFTAN-II
+(``small``), TFM tokenizer (release size), DBConformer (``bnci2014001``). Each step is a forward,
+a loss, a backward and an AdamW update on generated data (the data is made before timing).
+
+Variants (``sigformer.nn.FastPath`` switches, plus the model's own where it has one):
+
+* ``reference``: the published path (what the parity fixtures pin);
+* ``fast``: switches that compute the same function (fused q/k/v projections, TFM's
+  ``set_fast``); attention dropout kept;
+* ``fast-noattn``: ``fast`` plus ``attention_dropout=False`` (a different regulariser: see
+  ``docs/performance.md`` for its quality effect);
+* ``fast-bf16``: ``fast`` under ``torch.autocast("cpu", torch.bfloat16)``;
+* ``compiled`` (``--compile`` only): ``fast`` with ``torch.compile``; compile time reported.
+
+Threads are pinned (``--threads``, 2 by default, one inter-op thread); variants alternate in
+one process, repeat after repeat, and the median of the repeats is reported, so load on the
+(shared) machine hits every variant alike. Prints a table of samples/s and ratios to the
+reference; writes ``benchmarks/results/training.json``.
+
+    python benchmarks/training.py [--quick] [--models clst,dbconformer] [--compile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import json
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from sigformer.models import create_model
+from sigformer.nn import FAST, REFERENCE, FastPath, set_fast_path
+
+RESULTS = Path(__file__).parent / "results"
+NOATTN = FastPath(fused_projections=True, attention_dropout=False)
+
+
+@dataclass
+class Case:
+    """A model, a batch maker ``(batch_size, generator) -> (inputs, target)`` and a loss."""
+
+    build: Callable[[], torch.nn.Module]
+    batch: Callable[[int, torch.Generator], tuple[tuple, torch.Tensor]]
+    loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    batch_size: int
+    unit: str = "samples"
+
+
+def _ofdm_batch(pilot_shape: tuple[int, int]):
+    def make(n: int, g: torch.Generator):
+        pilots = torch.complex(torch.randn(n, *pilot_shape, generator=g),
+                               torch.randn(n, *pilot_shape, generator=g))
+        stats = torch.rand(n, 3, generator=g) * torch.tensor([25.0, 275.0, 950.0])
+        stats = stats + torch.tensor([0.0, 25.0, 50.0])
+        target = torch.complex(torch.randn(n, 120, 14, generator=g),
+                               torch.randn(n, 120, 14, generator=g))
+        return (pilots, stats), target
+    return make
+
+
+def _complex_mse(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return F.mse_loss(torch.view_as_real(out).float(), torch.view_as_real(target))
+
+
+def _classes(n_chans: int, n_times: int, n_classes: int):
+    def make(n: int, g: torch.Generator):
+        return ((torch.randn(n, n_chans, n_times, generator=g),),
+                torch.randint(0, n_classes, (n,), generator=g))
+    return make
+
+
+def _waves(in_shape: tuple[int, ...], out_shape: tuple[int, ...]):
+    def make(n: int, g: torch.Generator):
+        return (torch.randn(n, *in_shape, generator=g),), torch.randn(n, *out_shape, generator=g)
+    return make
+
+
+def _cross_entropy(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(out.float(), target)
+
+
+def _mse(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return F.mse_loss(out.float(), target)
+
+
+class _TokenizerLoss(torch.nn.Module):
+    """TFM tokenizer pretraining step as a module: ``x -> reconstruction_loss(x)["loss"]``."""
+
+    def __init__(self, tokenizer: torch.nn.Module):
+        super().__init__()
+        self.tokenizer = tokenizer
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.tokenizer.reconstruction_loss(x)["loss"]
+
+
+def _tfm_tokenizer() -> torch.nn.Module:
+    return _TokenizerLoss(create_model("tfm_tokenizer"))
+
+
+CASES: dict[str, Case] = {
+    "adafortitran-small": Case(lambda: create_model("adafortitran", preset="small"),
+                               _ofdm_batch((40, 2)), _complex_mse, 64, "slots"),
+    "adafortitran-paper": Case(lambda: create_model("adafortitran", preset="paper"),
+                               _ofdm_batch((40, 2)), _complex_mse, 64, "slots"),
+    "clst": Case(lambda: create_model("clst", preset="paper"), _classes(2, 128, 11),
+                 _cross_entropy, 64, "frames"),
+    "mossformer-small": Case(lambda: create_model("mossformer", preset="small"),
+                             _waves((8000,), (2, 8000)), _mse, 4, "1 s mixtures"),
+    "deftan2-small": Case(lambda: create_model("deftan2", preset="small"),
+                          _waves((4, 16000), (1, 16000)), _mse, 4, "1 s clips"),
+    "tfm-tokenizer": Case(_tfm_tokenizer, _waves((1000,), ()), lambda out, _: out, 64,
+                          "5 s windows"),
+    "dbconformer": Case(lambda: create_model("dbconformer", preset="bnci2014001"),
+                        _classes(22, 1001, 2), _cross_entropy, 64, "trials"),
+}
+
+
+def set_model_fast(model: torch.nn.Module, fast: bool) -> None:
+    """Models with their own fast switch (TFM) get it together with the shared one."""
+    for module in model.modules():
+        if hasattr(module, "set_fast") and module is not model:
+            module.set_fast(fast)
+            return
+    if hasattr(model, "set_fast"):
+        model.set_fast(fast)
+
+
+@dataclass
+class Variant:
+    switches: FastPath
+    model_fast: bool
+    bf16: bool = False
+    compile: bool = False
+
+
+VARIANTS = {
+    "reference": Variant(REFERENCE, False),
+    "fast": Variant(FAST, True),
+    "fast-noattn": Variant(NOATTN, True),
+    "fast-bf16": Variant(FAST, True, bf16=True),
+}
+
+
+def pin_threads(threads: int) -> None:
+    """Intra-op threads = the cores we may use; one inter-op thread, so two pools never
+    compete for the same cores on a shared machine."""
+    torch.set_num_threads(threads)
+    with contextlib.suppress(RuntimeError):  # already set once in this process
+        torch.set_num_interop_threads(1)
+
+
+def autocast(enabled: bool):
+    return torch.autocast("cpu", dtype=torch.bfloat16) if enabled else contextlib.nullcontext()
+
+
+class Trainer:
+    """One model copy per variant, trained step by step on the same pre-made batches."""
+
+    def __init__(self, case: Case, variant: Variant, init: torch.nn.Module, batch_size: int):
+        self.case, self.variant, self.batch_size = case, variant, batch_size
+        self.model = copy.deepcopy(init).train()
+        set_model_fast(self.model, variant.model_fast)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=1e-4)
+        self.forward = self.model
+        self.compile_s = None
+        if variant.compile:
+            self.forward = torch.compile(self.model)
+        g = torch.Generator().manual_seed(0)
+        self.batches = [case.batch(batch_size, g) for _ in range(2)]
+        self.losses: list[float] = []
+
+    def step(self, i: int) -> None:
+        inputs, target = self.batches[i % len(self.batches)]
+        set_fast_path(self.variant.switches)
+        try:
+            with autocast(self.variant.bf16):
+                loss = self.case.loss(self.forward(*inputs), target)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+        finally:
+            set_fast_path(REFERENCE)
+        self.losses.append(float(loss.detach()))
+
+    def timed(self, steps: int) -> float:
+        start = time.perf_counter()
+        for i in range(steps):
+            self.step(i)
+        return steps * self.batch_size / (time.perf_counter() - start)
+
+
+def bench_case(name: str, variants: dict[str, Variant], repeats: int, steps: int,
+               batch_size: int | None, quick: bool = False) -> dict:
+    case = CASES[name]
+    torch.manual_seed(0)
+    init = case.build()
+    n = batch_size or case.batch_size
+    if quick:
+        n = min(n, 8)
+    trainers, errors = {}, {}
+    for v, variant in variants.items():  # warm-up (and compilation) outside the timing
+        trainer = Trainer(case, variant, init, n)
+        start = time.perf_counter()
+        try:
+            trainer.step(0)
+        except Exception as error:  # a variant that fails is reported, not fatal
+            errors[v] = f"{type(error).__name__}: {error}"[:300]
+            continue
+        if variant.compile:
+            trainer.compile_s = time.perf_counter() - start
+        trainers[v] = trainer
+    variants = {v: variants[v] for v in trainers}
+    rates: dict[str, list[float]] = {v: [] for v in variants}
+    for r in range(repeats):
+        order = list(trainers) if r % 2 == 0 else list(reversed(trainers))  # A/B alternation
+        for v in order:
+            rates[v].append(trainers[v].timed(steps))
+    medians = {v: statistics.median(rs) for v, rs in rates.items()}
+    ref = medians.get("reference")
+    return {
+        "unit": f"{case.unit}/s", "batch_size": n, "steps_per_repeat": steps,
+        "repeats": repeats,
+        "parameters": sum(p.numel() for p in init.parameters() if p.requires_grad),
+        "samples_per_s": medians, "all_repeats": rates,
+        "ratio_to_reference": {v: m / ref for v, m in medians.items()} if ref else {},
+        "compile_s": {v: t.compile_s for v, t in trainers.items() if t.compile_s is not None},
+        "last_loss": {v: t.losses[-1] for v, t in trainers.items()},
+        "errors": errors,
+    }
+
+
+def print_table(results: dict[str, dict], rate_key: str, title: str) -> None:
+    """Rate per variant and the ratio to the reference, one line per model."""
+    variants = list(next(iter(results.values()))[rate_key])
+    header = f"{'model':22s} {'unit':>16s}" + "".join(f" {v:>12s}" for v in variants)
+    header += "".join(f" {v + '/ref':>16s}" for v in variants if v != "reference")
+    print(f"\n{title}\n{header}\n{'-' * len(header)}")
+    for name, row in results.items():
+        line = f"{name:22s} {row['unit']:>16s}"
+        line += "".join(f" {row[rate_key].get(v, float('nan')):12.1f}" for v in variants)
+        line += "".join(f" {row['ratio_to_reference'].get(v, float('nan')):16.2f}"
+                        for v in variants if v != "reference")
+        print(line)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="tiny run (batch <= 8, 2 repeats of 1 step): checks that it works")
+    parser.add_argument("--models", default=",".join(CASES))
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=None)
+    parser.add_argument("--compile", action="store_true", help="add a torch.compile variant")
+    parser.add_argument("--out", type=Path, default=RESULTS / "training.json")
+    args = parser.parse_args()
+    pin_threads(args.threads)
+    repeats, steps, batch = args.repeats, args.steps, args.batch_size
+    if args.quick:
+        repeats, steps = 2, 1
+    variants = dict(VARIANTS)
+    if args.compile:
+        variants["compiled"] = Variant(FAST, True, compile=True)
+    results = {}
+    for name in args.models.split(","):
+        results[name] = bench_case(name, variants, repeats, steps, batch, args.quick)
+        print(f"{name}: " + ", ".join(f"{v} {r:.1f}" for v, r in
+                                      results[name]["samples_per_s"].items()), flush=True)
+    print_table(results, "samples_per_s", "training throughput (median of repeats)")
+    meta = {"quick": args.quick, "threads": args.threads, "torch": torch.__version__,
+            "machine": platform.processor() or platform.machine(), "models": results}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(meta, indent=1))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
