@@ -27,3 +27,14 @@ def print_metric_table(rows: dict[str, dict], name_width: int,
         print(line)
         if after_row is not None:
             after_row(name, row)
+
+
+def print_table(header: Sequence[str], rows: Sequence[Sequence]) -> None:
+    """A plain aligned table: first column left-aligned, the rest right-aligned."""
+    cells = [[str(c) for c in header]] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    for n, row in enumerate(cells):
+        print("  ".join(c.ljust(w) if i == 0 else c.rjust(w)
+                        for i, (c, w) in enumerate(zip(row, widths))))
+        if n == 0:
+            print("  ".join("-" * w for w in widths))

@@ -249,6 +249,76 @@ def soak(minutes: float, n_ch: int = 256, sfreq: float = 1000.0) -> dict:
             "rss_growth_pct": 100 * (rss_end - baseline) / baseline}
 
 
+def _domain_bundles(folder: Path) -> dict[str, tuple]:
+    """Random-weight bundles (latency and real-time factor do not depend on training) and a
+    source factory for each non-EEG domain."""
+    import numpy as np
+
+    from sigformer.bundle import Bundle
+    from sigformer.data.ofdm import simulate_ofdm
+    from sigformer.models import create_model
+    from sigformer.spec import SignalSpec
+    from sigformer.streaming.sources import ArraySource, SlotSource
+    from sigformer.tasks.estimate_channel import grid_spec
+
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    out = {}
+    audio = SignalSpec.audio(8000, 1)
+    sep = Bundle(model=create_model("mossformer", "small", sample_rate=8000).eval(),
+                 task="separate", input_spec=audio, model_spec=audio, labels=["s1", "s2"],
+                 extra={"chunk_s": 4.0, "overlap_s": 0.5}).save(folder / "sep")
+    out["separate (MossFormer small, 8 kHz)"] = (
+        sep, lambda seconds: ArraySource(0.1 * rng.standard_normal((1, int(8000 * seconds))),
+                                         8000, ["mic0"], chunk_size=800, realtime=True))
+    arr = SignalSpec.audio(16000, 4)
+    enh = Bundle(model=create_model("deftan2", "small", n_mics=4, sample_rate=16000).eval(),
+                 task="enhance", input_spec=arr, model_spec=arr,
+                 extra={"chunk_s": 4.0, "overlap_s": 0.5}).save(folder / "enh")
+    out["enhance (DeFTAN-II small, 4 mics, 16 kHz)"] = (
+        enh, lambda seconds: ArraySource(0.1 * rng.standard_normal((4, int(16000 * seconds))),
+                                         16000, [f"mic{i}" for i in range(4)],
+                                         chunk_size=1600, realtime=True))
+    iq = SignalSpec.iq(1e6, 128)
+    amr = Bundle(model=create_model("clst").eval(), task="classify", input_spec=iq,
+                 model_spec=iq, labels=[f"c{i}" for i in range(11)],
+                 extra={"normalization": "rms"}).save(folder / "amr")
+    out["classify IQ (ClST, 128-sample frames, 200 kS/s)"] = (
+        amr, lambda seconds: ArraySource(rng.standard_normal((2, int(200e3 * seconds))),
+                                         200e3, ["I0", "Q0"], chunk_size=2048, realtime=True))
+    data = simulate_ofdm(2000, seed=0)
+    data.save(folder / "slots.npz")
+    est = Bundle(model=create_model("adafortitran", "small").eval(), task="estimate_channel",
+                 input_spec=grid_spec(data.config.to_dict()),
+                 model_spec=grid_spec(data.config.to_dict())).save(folder / "ofdm")
+    out["estimate channel (AdaFortiTran small, 1 slot/ms)"] = (
+        est, lambda seconds: SlotSource(folder / "slots.npz", chunk_size=1, realtime=True))
+    return out
+
+
+def domains(seconds: float) -> dict:
+    """Latency p50/p95/p99 (chunk arrival -> output), real-time factor and RSS for audio, IQ
+    and OFDM bundles streamed in real time through the one runtime (random weights)."""
+    import tempfile
+
+    from sigformer.streaming.app import stream_bundle
+
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, (bundle, make) in _domain_bundles(Path(tmp)).items():
+            before = rss_mb()
+            report = stream_bundle(bundle, make(seconds), [], duration=seconds + 30,
+                                   log=lambda *a: None, keep_outputs=False)
+            results[name] = {
+                "outputs": report["outputs"], "seconds": report["seconds"],
+                "latency_ms": {q: report.get(f"processing_latency_ms_{q}")
+                               for q in ("p50", "p95", "p99")},
+                "compute_ms_p50": report.get("compute_ms_p50"),
+                "real_time_factor": report.get("real_time_factor"),
+                "rss_mb_growth": round(rss_mb() - before, 1)}
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--latency-seconds", type=float, default=20.0)
@@ -259,6 +329,9 @@ def main() -> None:
                         help="run the soak alone and update the soak entry of --out")
     parser.add_argument("--only-dsp", action="store_true",
                         help="run the DSP throughput part alone and update --out")
+    parser.add_argument("--only-domains", action="store_true",
+                        help="run the audio / IQ / OFDM part alone and update --out")
+    parser.add_argument("--domain-seconds", type=float, default=30.0)
     parser.add_argument("--out", type=Path,
                         default=REPO / "benchmarks" / "results" / "streaming.json")
     args = parser.parse_args()
@@ -268,6 +341,11 @@ def main() -> None:
         report = json.loads(args.out.read_text()) if args.out.exists() else report
         report["dsp"] = dsp = dsp_throughput(seconds=args.dsp_seconds)
         print({c: round(r["ratio_vs_scipy_whole"], 2) for c, r in dsp["chunks"].items()})
+        args.out.write_text(json.dumps(report, indent=2, default=str))
+        return
+    if args.only_domains:
+        report = json.loads(args.out.read_text()) if args.out.exists() else report
+        report["domains"] = _print_domains(domains(args.domain_seconds))
         args.out.write_text(json.dumps(report, indent=2, default=str))
         return
     if args.only_soak:
@@ -304,8 +382,11 @@ def main() -> None:
         print(f"   {chunk:>6d} {row['samples_per_s'] / 1e6:>12.2f} "
               f"{row['ratio_vs_scipy_whole']:>8.2f}x{mark}")
 
+    print(f"\n3. every domain through the one runtime ({args.domain_seconds:g} s, real time)")
+    report["domains"] = _print_domains(domains(args.domain_seconds))
+
     if not args.skip_soak:
-        print(f"\n3. soak: 256 ch @ 1 kHz for {args.soak_minutes:g} min")
+        print(f"\n4. soak: 256 ch @ 1 kHz for {args.soak_minutes:g} min")
         s = soak(args.soak_minutes)
         report["soak"] = s
         print(f"   dropped samples {s['dropped_samples']}, timestamp gap events "
@@ -315,6 +396,17 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2, default=str))
     print(f"\nwrote {args.out}")
+
+
+def _print_domains(results: dict) -> dict:
+    from _table import print_table
+
+    rows = [[name, r["outputs"], *(f"{r['latency_ms'][q]:.1f}" if r["latency_ms"][q] else "-"
+                                   for q in ("p50", "p95", "p99")),
+             f"{r['real_time_factor']:.3f}" if r["real_time_factor"] else "-",
+             f"{r['rss_mb_growth']:+.0f}"] for name, r in results.items()]
+    print_table(["stream", "outputs", "latency p50 ms", "p95", "p99", "RTF", "RSS +MB"], rows)
+    return results
 
 
 if __name__ == "__main__":

@@ -123,6 +123,8 @@ def main(argv=None) -> int:
     parser.add_argument("--preset", default=None, help="tokenizer preset (default: release)")
     parser.add_argument("--n-codes", type=int, default=None)
     parser.add_argument("--window-s", type=float, default=5.0)
+    parser.add_argument("--dead-code-threshold", type=float, default=0.1,
+                        help="re-seed codes whose EMA count falls below this (keeps usage up)")
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--lr", type=float, default=1e-3)
@@ -153,7 +155,8 @@ def main(argv=None) -> int:
           f" h), {len(np.unique(groups))} recordings; held out {len(X_test)} windows; built in "
           f"{time.time() - t0:.0f} s", flush=True)
     kwargs = {} if args.n_codes is None else {"n_codes": args.n_codes}
-    tokenizer = create_model("tfm_tokenizer", args.preset, codebook_init="kmeans", **kwargs)
+    tokenizer = create_model("tfm_tokenizer", args.preset, codebook_init="kmeans",
+                             dead_code_threshold=args.dead_code_threshold, **kwargs)
     ckpt = out / "checkpoints"
     if not args.package_only:
         recipe.pretrain_tokenizer(tokenizer, X_train, max_epochs=args.epochs,
@@ -191,6 +194,7 @@ def main(argv=None) -> int:
                        "epochs_planned": args.epochs, "batch_size": args.batch_size,
                        "lr": args.lr, "optimizer": "AdamW (0.9, 0.99), wd 1e-5",
                        "schedule": "warm-up + cosine", "codebook_init": "kmeans",
+                       "dead_code_threshold": args.dead_code_threshold,
                        "window_s": args.window_s},
             "budget": f"{args.threads} CPU threads (2-core VM)",
             "training_time": f"{sum(r.get('seconds', 0) for r in history):.0f} s of training "
