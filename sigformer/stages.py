@@ -531,6 +531,24 @@ class Resample(Stage):
         return self._process(data)
 
 
+def resample_array(data: np.ndarray, sfreq_in: float, sfreq_out: float, *,
+                   phase: str = "zero") -> np.ndarray:
+    """Resample ``(..., n)`` with sigformer's one resampler (:class:`Resample`: polyphase
+    Kaiser FIR). ``phase="zero"`` (offline, delay-compensated) or ``"causal"`` (what a stream
+    sees). Used for audio files, IQ symbol-rate conditioning and EEG stages alike."""
+    data = np.asarray(data)
+    if float(sfreq_in) == float(sfreq_out):
+        return data
+    flat = data.reshape(-1, data.shape[-1])
+    stage = Resample(float(sfreq_out), phase=phase)
+    stage.configure(float(sfreq_in), tuple(f"ch{i}" for i in range(flat.shape[0])))
+    if np.iscomplexobj(flat):
+        out = stage._offline(flat.real) + 1j * stage._offline(flat.imag)
+    else:
+        out = stage._offline(flat)
+    return out.reshape(*data.shape[:-1], out.shape[-1]).astype(data.dtype, copy=False)
+
+
 # --- channel operations -----------------------------------------------------------------
 
 class PickChannels(Stage):

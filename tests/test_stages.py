@@ -321,3 +321,25 @@ def test_units_follow_the_stages(rng):
     assert st.Standardize(mode="recording").transform(rec).unit == "a.u."
     with pytest.raises(SignalError, match="MNE objects hold volts"):
         st.Scale(1e6).transform(rec).to_mne()
+
+
+def test_one_resampler_for_eeg_audio_iq_and_tfm():
+    """resample_array is the Resample stage's filter: equal to scipy's resample_poly offline,
+    for real and complex data, and used by audio files, IQ conditioning and TFM preparation."""
+    from scipy.signal import resample_poly
+
+    from sigformer.models.eeg.tfm_tokenizer import tfm_prepare
+    from sigformer.speech.audio import resample
+    from sigformer.stages import resample_array
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((3, 1000))
+    np.testing.assert_allclose(resample_array(x, 1000, 250), resample_poly(x, 1, 4, axis=-1))
+    z = rng.standard_normal(600) + 1j * rng.standard_normal(600)
+    np.testing.assert_allclose(resample_array(z, 3, 2), resample_poly(z, 2, 3))
+    np.testing.assert_allclose(resample(x.astype(np.float32), 16000, 8000),
+                               resample_poly(x, 1, 2, axis=-1), atol=1e-5)
+    prepared = tfm_prepare(x, 250, resampler="polyphase")
+    expected = resample_poly(x, 4, 5, axis=-1)
+    np.testing.assert_allclose(prepared, expected / np.quantile(np.abs(expected), 0.95, axis=-1,
+                                                                keepdims=True), rtol=1e-5)

@@ -287,9 +287,9 @@ def condition_capture(iq: np.ndarray, target_sps: float, *, sps: float | None = 
     if ratio.numerator == 0:
         ratio = Fraction(1, max_denominator)
     if ratio != 1:
-        from scipy.signal import resample_poly
+        from ..stages import resample_array  # the one resampler (polyphase Kaiser FIR)
 
-        iq = resample_poly(iq, ratio.numerator, ratio.denominator)
+        iq = resample_array(iq, ratio.denominator, ratio.numerator)
     info["factor"] = ratio.numerator / ratio.denominator
     return iq.astype(np.complex64), info
 

@@ -29,11 +29,15 @@ class AudioWarning(UserWarning):
 
 
 def read_audio(path: str | os.PathLike, sample_rate: int | None = None,
-               channels: list[int] | None = None) -> tuple[np.ndarray, int]:
+               channels: list[int] | None = None, nan_policy: str = "raise"
+               ) -> tuple[np.ndarray, int]:
     """Read any format soundfile knows as ``(channels, samples)`` float32; resample to
-    ``sample_rate`` if given."""
+    ``sample_rate`` if given. A WAV file shorter than its header declares is an error;
+    NaN/Inf samples follow ``nan_policy`` (``"raise"`` or ``"interpolate"``)."""
     import soundfile as sf
 
+    if nan_policy not in AUDIO_NAN_POLICIES:
+        raise ValueError(f"nan_policy must be one of {AUDIO_NAN_POLICIES}, got {nan_policy!r}")
     path = Path(path)
     if not path.is_file():
         raise DataError(f"audio file {path} does not exist")
@@ -41,7 +45,8 @@ def read_audio(path: str | os.PathLike, sample_rate: int | None = None,
         data, rate = sf.read(str(path), dtype="float32", always_2d=True)
     except (RuntimeError, sf.LibsndfileError, ValueError) as err:
         raise DataError(f"{path} is not readable audio: {err}") from None
-    audio = np.ascontiguousarray(data.T)
+    check_wav_length(path, data.shape[0])
+    audio = _apply_nan_policy(np.ascontiguousarray(data.T), nan_policy, path)
     if channels is not None:
         bad = [c for c in channels if not 0 <= c < audio.shape[0]]
         if bad:
@@ -54,15 +59,71 @@ def read_audio(path: str | os.PathLike, sample_rate: int | None = None,
     return audio, int(rate)
 
 
+def _wav_data_chunk(path: Path) -> tuple[int, int, int] | None:
+    """``(declared data bytes, bytes present, bytes per frame)`` of a RIFF/WAVE file; None
+    for other formats or headers this reader does not follow."""
+    import struct
+
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        if fh.read(4) != b"RIFF" or fh.read(8)[4:] != b"WAVE":
+            return None
+        frame_bytes = None
+        while True:
+            head = fh.read(8)
+            if len(head) < 8:
+                return None
+            chunk, length = head[:4], struct.unpack("<I", head[4:])[0]
+            if chunk == b"fmt ":
+                fmt = fh.read(length + (length & 1))
+                frame_bytes = struct.unpack("<H", fmt[12:14])[0] if len(fmt) >= 14 else None
+            elif chunk == b"data":
+                if not frame_bytes or length == 0xFFFFFFFF:  # streaming writers: unknown size
+                    return None
+                return length, size - fh.tell(), frame_bytes
+            else:
+                fh.seek(length + (length & 1), 1)
+
+
+def check_wav_length(path: Path, n_read: int) -> None:
+    """A WAV file whose data chunk is shorter than its header says is truncated (soundfile
+    returns what is there without a word)."""
+    chunk = _wav_data_chunk(path)
+    if chunk is None:
+        return
+    declared, present, frame_bytes = chunk
+    if present < declared:
+        raise DataError(f"{path} is truncated: its header declares {declared // frame_bytes} "
+                        f"samples per channel but the file holds {present // frame_bytes} "
+                        f"(an interrupted copy or recording?)")
+
+
+AUDIO_NAN_POLICIES = ("raise", "interpolate")
+
+
+def _apply_nan_policy(audio: np.ndarray, nan_policy: str, path: Path) -> np.ndarray:
+    bad = ~np.isfinite(audio)
+    if not bad.any():
+        return audio
+    if nan_policy == "raise":
+        channel, sample = (int(i) for i in np.argwhere(bad)[0])
+        raise DataError(f"{path}: {int(bad.sum())} NaN/Inf sample value(s), the first at "
+                        f"channel {channel}, sample {sample}; expected finite audio (pass "
+                        f"nan_policy='interpolate' to fill them linearly)")
+    from ..data.sigmf_io import _interpolate_nonfinite
+
+    return _interpolate_nonfinite(audio.T).T.astype(np.float32)
+
+
 def resample(audio: np.ndarray, orig_rate: int, new_rate: int) -> np.ndarray:
-    """Band-limited resampling (torchaudio's sinc interpolation) along the last axis."""
-    import torch
-    import torchaudio.functional as AF
+    """Band-limited resampling along the last axis with sigformer's one resampler (the
+    polyphase Kaiser FIR of :class:`~sigformer.stages.Resample`, zero phase), the same filter
+    that streams audio, IQ and EEG."""
+    from ..stages import resample_array
 
     if orig_rate == new_rate:
         return audio
-    out = AF.resample(torch.as_tensor(np.ascontiguousarray(audio)), int(orig_rate), int(new_rate))
-    return out.numpy().astype(np.float32)
+    return resample_array(np.asarray(audio, np.float32), orig_rate, new_rate).astype(np.float32)
 
 
 def write_audio(path: str | os.PathLike, audio: np.ndarray, sample_rate: int,

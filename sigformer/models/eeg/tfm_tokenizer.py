@@ -305,14 +305,22 @@ class TFMTokenizer(Tokenizer):
         return {"loss": total, "reconstruction": recon, "vq": vq_loss, "perplexity": perplexity}
 
 
-def tfm_prepare(x: np.ndarray, sfreq: float) -> np.ndarray:
-    """Resample ``(..., N)`` to 200 Hz (``scipy.signal.resample``, as the reference loader)
-    and scale each channel by its 95th-percentile absolute value."""
-    from scipy.signal import resample
-
+def tfm_prepare(x: np.ndarray, sfreq: float, resampler: str = "fft") -> np.ndarray:
+    """Resample ``(..., N)`` to 200 Hz and scale each channel by its 95th-percentile absolute
+    value. ``resampler="fft"`` (default) is ``scipy.signal.resample``, as the reference loader;
+    ``"polyphase"`` is sigformer's one resampler (:func:`sigformer.stages.resample_array`, the
+    filter that also streams), for data that must match a streamed chain."""
     x = np.asarray(x, dtype=np.float64)
-    if sfreq != TFM_SFREQ:
+    if resampler not in ("fft", "polyphase"):
+        raise ValueError(f"resampler must be 'fft' or 'polyphase', got {resampler!r}")
+    if sfreq != TFM_SFREQ and resampler == "fft":
+        from scipy.signal import resample
+
         x = resample(x, int(round(x.shape[-1] * TFM_SFREQ / sfreq)), axis=-1)
+    elif sfreq != TFM_SFREQ:
+        from ...stages import resample_array
+
+        x = resample_array(x, sfreq, TFM_SFREQ)
     scale = np.quantile(np.abs(x), 0.95, axis=-1, keepdims=True) + 1e-8
     return (x / scale).astype(np.float32)
 
