@@ -362,11 +362,12 @@ def frame_signal(iq: np.ndarray, frame_length: int, hop: int | None = None, *,
     if nan_policy != "skip":
         iq = iq.copy()
         iq[start:stop] = apply_nan_policy(iq[start:stop], nan_policy, "IQ samples")
-    starts = np.arange(start, stop - frame_length + 1, hop)
+    from ..windowing import frame_array, frame_starts  # the one windowing module
+
+    starts = start + np.asarray(frame_starts(stop - start, frame_length, hop))
     if len(starts) == 0:
         return np.zeros((0, 2, frame_length), np.float32), starts
-    index = starts[:, None] + np.arange(frame_length)
-    segment = iq[index]
+    segment = frame_array(iq[start:stop], frame_length, hop)
     finite = np.isfinite(segment).all(axis=1)
     if not finite.all():
         warnings.warn(f"skipped {int((~finite).sum())} of {len(finite)} frames that contain "
