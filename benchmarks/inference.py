@@ -32,7 +32,7 @@ from training import (
     Variant,
     autocast,
     pin_threads,
-    print_table,
+    print_rates,
     set_model_fast,
 )
 
@@ -169,7 +169,7 @@ def main() -> None:
             results[key] = bench_case(name, variants, batch, repeats, calls)
             print(f"{key}: " + ", ".join(f"{v} {r:.1f}" for v, r in
                                          results[key]["items_per_s"].items()), flush=True)
-    print_table(results, "items_per_s", "inference throughput (median of repeats)")
+    print_rates(results, "items_per_s", "inference throughput (median of repeats)")
     print("\nlargest |output - reference| per variant:")
     for key, row in results.items():
         diffs = ", ".join(f"{v} {d:.1e}" for v, d in row["max_abs_diff_to_reference"].items()

@@ -37,6 +37,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from _table import print_table
 
 from sigformer.models import create_model
 from sigformer.nn import FAST, REFERENCE, FastPath, set_fast_path
@@ -240,18 +241,15 @@ def bench_case(name: str, variants: dict[str, Variant], repeats: int, steps: int
     }
 
 
-def print_table(results: dict[str, dict], rate_key: str, title: str) -> None:
+def print_rates(results: dict[str, dict], rate_key: str, title: str) -> None:
     """Rate per variant and the ratio to the reference, one line per model."""
     variants = list(next(iter(results.values()))[rate_key])
-    header = f"{'model':22s} {'unit':>16s}" + "".join(f" {v:>12s}" for v in variants)
-    header += "".join(f" {v + '/ref':>16s}" for v in variants if v != "reference")
-    print(f"\n{title}\n{header}\n{'-' * len(header)}")
-    for name, row in results.items():
-        line = f"{name:22s} {row['unit']:>16s}"
-        line += "".join(f" {row[rate_key].get(v, float('nan')):12.1f}" for v in variants)
-        line += "".join(f" {row['ratio_to_reference'].get(v, float('nan')):16.2f}"
-                        for v in variants if v != "reference")
-        print(line)
+    header = ["model", "unit", *variants, *(f"{v}/ref" for v in variants if v != "reference")]
+    rows = [[name, row["unit"], *(f"{row[rate_key].get(v, float('nan')):.1f}" for v in variants),
+             *(f"{row['ratio_to_reference'].get(v, float('nan')):.2f}" for v in variants
+               if v != "reference")] for name, row in results.items()]
+    print(f"\n{title}")
+    print_table(header, rows)
 
 
 def main() -> None:
@@ -278,7 +276,7 @@ def main() -> None:
         results[name] = bench_case(name, variants, repeats, steps, batch, args.quick)
         print(f"{name}: " + ", ".join(f"{v} {r:.1f}" for v, r in
                                       results[name]["samples_per_s"].items()), flush=True)
-    print_table(results, "samples_per_s", "training throughput (median of repeats)")
+    print_rates(results, "samples_per_s", "training throughput (median of repeats)")
     meta = {"quick": args.quick, "threads": args.threads, "torch": torch.__version__,
             "machine": platform.processor() or platform.machine(), "models": results}
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,7 @@ import torch
 from braindecode.models.base import EEGModuleMixin
 from torch import nn
 
-from ...nn import TransformerEncoder
+from ...nn import TransformerEncoder, learnable_positions
 from ..registry import register_model
 
 _BRANCHES = ("all", "temporal", "spatial")
@@ -147,8 +147,8 @@ class DBConformer(EEGModuleMixin, nn.Module):
                                                 radix, drop_last_sample, dropout)
         self.spatial_embedding = _SpatialEmbedding(spa_dim, emb_size)
         if pos_emb:
-            self.pos_embedding_temporal = nn.Parameter(torch.randn(1, self.n_patches, emb_size))
-            self.pos_embedding_spatial = nn.Parameter(torch.randn(1, self.n_chans, emb_size))
+            self.pos_embedding_temporal = learnable_positions(self.n_patches, emb_size)
+            self.pos_embedding_spatial = learnable_positions(self.n_chans, emb_size)
         block = dict(dropout=dropout, attn_scale=attn_scale, norm_first=True)
         self.temporal_transformer = TransformerEncoder(depth, emb_size, num_heads, **block)
         self.spatial_transformer = TransformerEncoder(depth, emb_size, num_heads, **block)

@@ -28,10 +28,13 @@ classes. Presets: ``small`` (dims 16/32/64) and ``tiny`` (2 stages).
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from ...nn.blocks import ConvProjection, ConvProjectionAttention
 from ..registry import register_model
+
+__all__ = ["PSCA", "ClST", "ClSTStage", "ConvAttention", "ConvProjection",
+           "ConvTransformerBlock", "check_iq_input"]
 
 
 class PSCA(nn.Module):
@@ -52,44 +55,8 @@ class PSCA(nn.Module):
         return x * channel + x * spatial
 
 
-class ConvProjection(nn.Module):
-    """CTP projection: depthwise ``Conv1d + BatchNorm`` over tokens, then ``Linear``."""
-
-    def __init__(self, dim: int, stride: int = 1, kernel_size: int = 3):
-        super().__init__()
-        self.conv = nn.Conv1d(dim, dim, kernel_size, stride, kernel_size // 2, groups=dim,
-                              bias=False)
-        self.norm = nn.BatchNorm1d(dim)
-        self.linear = nn.Linear(dim, dim)
-
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:  # (B, T, D) -> (B, T', D)
-        x = self.norm(self.conv(tokens.transpose(1, 2)))
-        return self.linear(x.transpose(1, 2))
-
-
-class ConvAttention(nn.Module):
-    """Multi-head attention whose Q/K/V come from convolutional projections (CTP)."""
-
-    def __init__(self, dim: int, heads: int, kv_stride: int = 2, dropout: float = 0.0):
-        super().__init__()
-        if dim % heads:
-            raise ValueError(f"dim {dim} must be divisible by heads {heads}")
-        self.heads = heads
-        self.q, self.k = ConvProjection(dim), ConvProjection(dim, kv_stride)
-        self.v = ConvProjection(dim, kv_stride)
-        self.out = nn.Linear(dim, dim)
-        self.dropout = dropout
-
-    def _split(self, x: torch.Tensor) -> torch.Tensor:
-        b, t, d = x.shape
-        return x.view(b, t, self.heads, d // self.heads).transpose(1, 2)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        q, k, v = self._split(self.q(x)), self._split(self.k(x)), self._split(self.v(x))
-        out = F.scaled_dot_product_attention(q, k, v,
-                                             dropout_p=self.dropout if self.training else 0.0)
-        b, h, t, d = out.shape
-        return self.out(out.transpose(1, 2).reshape(b, t, h * d))
+# The CTP attention is one of the shared attention variants of ``sigformer.nn.blocks``.
+ConvAttention = ConvProjectionAttention
 
 
 class ConvTransformerBlock(nn.Module):

@@ -36,7 +36,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ...nn.blocks import ConvEfficientAttention, patchify_1d
 from ..registry import register_model
+
+__all__ = ["AxisTransformer", "ChannelLayerNorm", "ConvEfficientAttention", "DeFTAN2",
+           "DeFTAN2Block", "DualPathFeedForward", "SplitDenseBlock"]
 
 
 class SplitDenseBlock(nn.Module):
@@ -75,34 +79,6 @@ class ChannelLayerNorm(nn.Module):
         mean = x.mean(dim=1, keepdim=True)
         var = x.var(dim=1, unbiased=False, keepdim=True)
         return (x - mean) / torch.sqrt(var + self.eps) * self.gamma + self.beta
-
-
-class ConvEfficientAttention(nn.Module):
-    """CEA: queries and keys from a gated ``Conv1d(k=3)`` of the input, values from the input,
-    efficient attention ``softmax_features(q) @ (softmax_sequence(k)^T v) / sqrt(d)``."""
-
-    def __init__(self, dim: int, heads: int, head_dim: int, dropout: float):
-        super().__init__()
-        inner = heads * head_dim
-        self.heads, self.scale = heads, head_dim ** -0.5
-        self.qk_conv = nn.Conv1d(dim, 2 * dim, 3, padding=1, bias=False)
-        self.to_q = nn.Linear(dim, inner, bias=False)
-        self.to_k = nn.Linear(dim, inner, bias=False)
-        self.to_v = nn.Linear(dim, inner, bias=False)
-        self.context_dropout = nn.Dropout(dropout)
-        self.to_out = nn.Sequential(nn.Linear(inner, dim), nn.Dropout(dropout))
-
-    def _heads(self, x: torch.Tensor) -> torch.Tensor:
-        b, n, _ = x.shape
-        return x.view(b, n, self.heads, -1).transpose(1, 2)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, N, D)
-        qk = F.glu(self.qk_conv(x.transpose(1, 2)), dim=1).transpose(1, 2)
-        q, k, v = self._heads(self.to_q(qk)), self._heads(self.to_k(qk)), self._heads(self.to_v(x))
-        context = k.softmax(dim=2).transpose(-1, -2) @ v * self.scale  # (B, h, d, d)
-        out = q.softmax(dim=3) @ self.context_dropout(context)
-        b, h, n, d = out.shape
-        return self.to_out(out.transpose(1, 2).reshape(b, n, h * d))
 
 
 class DualPathFeedForward(nn.Module):
@@ -154,7 +130,7 @@ class AxisTransformer(nn.Module):
             seq = h.transpose(1, 2).reshape(b * t, c, f)
         else:  # sequences along time, one per (batch, bin)
             seq = h.permute(0, 3, 1, 2).reshape(b * f, c, t)
-        seq = F.unfold(seq[..., None], (self.emb_ks, 1), stride=(self.emb_hs, 1))
+        seq = patchify_1d(seq, self.emb_ks, self.emb_hs)  # = F.unfold, without im2col
         tokens = self.subgroups(seq).transpose(1, 2)  # (B', L', C)
         tokens = tokens + self.attention(tokens)
         tokens = tokens + self.feed_forward(tokens)
@@ -255,7 +231,9 @@ class DeFTAN2(nn.Module):
         for block in self.blocks:
             h = block(h)
         h = h[..., :t, :f]
-        out = self.decoder(h).view(b * self.n_srcs, 2, t, f).permute(0, 3, 2, 1)
+        # float32 before the complex ops: under bf16 autocast the decoder returns bf16, which
+        # torch.complex and istft do not take
+        out = self.decoder(h).float().view(b * self.n_srcs, 2, t, f).permute(0, 3, 2, 1)
         wave = torch.istft(torch.complex(out[..., 0].contiguous(), out[..., 1].contiguous()),
                            self.win, self.hop, window=self.window)
         wave = wave[:, self.hop:self.hop + n].reshape(b, self.n_srcs, n)

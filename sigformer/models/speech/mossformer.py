@@ -35,7 +35,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ...nn.blocks import current_fast_path
+from ...nn.positional import RotaryEmbedding, ScaledSinusoidalEmbedding
 from ..registry import register_model
+
+RotaryTable = tuple[torch.Tensor, torch.Tensor]
 
 
 class ScaleNorm(nn.Module):
@@ -49,28 +53,6 @@ class ScaleNorm(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         norm = torch.norm(x, dim=-1, keepdim=True) * self.scale
         return x / norm.clamp(min=self.eps) * self.g
-
-
-class RotaryEmbedding(nn.Module):
-    """Rotary position embedding on the first ``dim`` features (interleaved pairs); the
-    frequencies are a frozen parameter (counted, as in the reference)."""
-
-    def __init__(self, dim: int, theta: float = 10000.0):
-        super().__init__()
-        freqs = 1.0 / theta ** (torch.arange(0, dim, 2).float() / dim)
-        self.freqs = nn.Parameter(freqs, requires_grad=False)
-        self.dim = dim
-
-    def rotate(self, x: torch.Tensor) -> torch.Tensor:
-        """``x``: ``(..., n, d)`` with the sequence on the second-to-last axis."""
-        n = x.shape[-2]
-        angles = torch.arange(n, device=x.device, dtype=self.freqs.dtype)[:, None] * self.freqs
-        angles = angles.repeat_interleave(2, dim=-1).to(x.dtype)  # (n, dim)
-        rot, rest = x[..., :self.dim], x[..., self.dim:]
-        pairs = rot.unflatten(-1, (-1, 2))
-        rotated_half = torch.stack([-pairs[..., 1], pairs[..., 0]], dim=-1).flatten(-2)
-        rot = rot * angles.cos() + rotated_half * angles.sin()
-        return torch.cat([rot, rest], dim=-1)
 
 
 class ConvModule(nn.Module):
@@ -118,19 +100,28 @@ class MossFormerBlock(nn.Module):
         self.qk_offset_scale = OffsetScale(query_key_dim, heads=4)
         self.to_out = FFConvM(hidden // 2, dim, dropout)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, T, C)
+    def forward(self, x: torch.Tensor, rotary_table: RotaryTable | None = None) -> torch.Tensor:
+        """``x``: ``(B, T, C)``; ``rotary_table``: the shared rotary cos/sin for ``T`` frames
+        (computed here when not given)."""
         normed = x
         if self.shift_tokens:
             shift, keep = normed.chunk(2, dim=-1)
             normed = torch.cat([F.pad(shift, (0, 0, 1, -1)), keep], dim=-1)
         v, u = self.to_hidden(normed).chunk(2, dim=-1)
-        quad_q, lin_q, quad_k, lin_k = self.qk_offset_scale(self.to_qk(normed))
-        att_v, att_u = self._attention(quad_q, lin_q, quad_k, lin_k, v, u)
+        qk = self.to_qk(normed)
+        rotary = self.rotary[0]
+        if rotary_table is None:
+            rotary_table = rotary.table(qk.shape[1], qk.device, qk.dtype)
+        rotary_table = tuple(t.to(qk.dtype) for t in rotary_table)  # autocast: bf16 q/k
+        if current_fast_path().fused_projections:  # rotate the four q/k at once, same values
+            offset = qk.unsqueeze(-2) * self.qk_offset_scale.gamma + self.qk_offset_scale.beta
+            rotated = rotary.rotate(offset, rotary_table, seq_dim=-3).unbind(dim=-2)
+        else:
+            rotated = (rotary.rotate(t, rotary_table) for t in self.qk_offset_scale(qk))
+        att_v, att_u = self._attention(*rotated, v, u)
         return x + self.to_out((att_u * v) * torch.sigmoid(att_v * u))
 
     def _attention(self, quad_q, lin_q, quad_k, lin_k, v, u):
-        rotary = self.rotary[0]
-        quad_q, lin_q, quad_k, lin_k = (rotary.rotate(t) for t in (quad_q, lin_q, quad_k, lin_k))
         b, n, _ = v.shape
         g = self.group_size
         pad = (-n) % g
@@ -150,17 +141,7 @@ class MossFormerBlock(nn.Module):
         return att_v, att_u
 
 
-class ScaledSinuEmbedding(nn.Module):
-    def __init__(self, dim: int):
-        super().__init__()
-        self.scale = nn.Parameter(torch.ones(1))
-        self.register_buffer("inv_freq", 1.0 / 10000 ** (torch.arange(0, dim, 2).float() / dim),
-                             persistent=False)
-
-    def forward(self, n: int, device=None) -> torch.Tensor:
-        t = torch.arange(n, device=device, dtype=self.inv_freq.dtype)
-        sinu = t[:, None] * self.inv_freq
-        return torch.cat([sinu.sin(), sinu.cos()], dim=-1) * self.scale  # (n, dim)
+ScaledSinuEmbedding = ScaledSinusoidalEmbedding  # the name used before nn.positional
 
 
 class MossFormerMasker(nn.Module):
@@ -172,7 +153,7 @@ class MossFormerMasker(nn.Module):
         self.n_src = n_src
         self.norm = nn.GroupNorm(1, n_filters, eps=1e-8)
         self.conv_in = nn.Conv1d(n_filters, n_filters, 1, bias=False)
-        self.pos_enc = ScaledSinuEmbedding(n_filters)
+        self.pos_enc = ScaledSinusoidalEmbedding(n_filters)
         self.rotary = RotaryEmbedding(min(32, query_key_dim))
         self.blocks = nn.ModuleList(
             MossFormerBlock(n_filters, self.rotary, group_size, query_key_dim, expansion_factor,
@@ -191,8 +172,9 @@ class MossFormerMasker(nn.Module):
         x = x + self.pos_enc(s, x.device).T.to(x.dtype)
         skip = x
         h = x.transpose(1, 2)
+        table = self.rotary.table(s, h.device, h.dtype)  # once for all blocks
         for block in self.blocks:
-            h = block(h)
+            h = block(h, table)
         x = self.stack_norm(self.blocks_norm(h).transpose(1, 2)) + skip
         x = self.conv_out(self.prelu(x)).view(b * self.n_src, n, s)
         x = torch.tanh(self.output(x)) * torch.sigmoid(self.output_gate(x))
