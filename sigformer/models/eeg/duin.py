@@ -46,6 +46,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...nn import TransformerEncoder
+from ...nn.positional import sinusoidal_table
 from ...nn.vq import VectorQuantizer
 from ...tokenizers.base import Tokenizer, Tokens
 from ...validation import SignalError
@@ -99,12 +100,7 @@ class RegionTokenizer(nn.Module):
         return out.reshape(b, t // self.seg_len, -1)
 
 
-def sincos_table(length: int, dim: int) -> torch.Tensor:
-    position = torch.arange(length, dtype=torch.float32)[:, None]
-    div = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32) * -(math.log(1e4) / dim))
-    table = torch.zeros(length, dim)
-    table[:, 0::2], table[:, 1::2] = torch.sin(position * div), torch.cos(position * div)
-    return table
+sincos_table = sinusoidal_table  # the shared table (sigformer.nn.positional); earlier name
 
 
 def duin_transformer(depth: int, d_model: int = 160, heads: int = 8, d_head: int = 64,

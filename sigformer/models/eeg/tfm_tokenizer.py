@@ -36,6 +36,7 @@ from torch import nn
 
 from ...nn import TransformerEncoder
 from ...nn.blocks import fused_linear, merge_heads, split_heads
+from ...nn.positional import sinusoidal_table
 from ...nn.vq import VectorQuantizer
 from ...tokenizers.base import Tokenizer, Tokens
 from ...tokenizers.simple import stft_magnitude
@@ -325,13 +326,7 @@ def tfm_prepare(x: np.ndarray, sfreq: float, resampler: str = "fft") -> np.ndarr
     return (x / scale).astype(np.float32)
 
 
-def sinusoidal_encoding(max_len: int, dim: int) -> torch.Tensor:
-    position = torch.arange(max_len, dtype=torch.float32)[:, None]
-    div = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32) * -(math.log(10000.0) / dim))
-    pe = torch.zeros(max_len, dim)
-    pe[:, 0::2] = torch.sin(position * div)
-    pe[:, 1::2] = torch.cos(position * div)
-    return pe
+sinusoidal_encoding = sinusoidal_table  # the shared table (sigformer.nn.positional)
 
 
 @register_model("tfm_encoder", domain="eeg", presets={
