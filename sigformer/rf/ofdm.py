@@ -128,16 +128,18 @@ def plot_sweeps(result: dict[str, Any], path: str | Path | None = None, title: s
 def plot_grids(dataset: OFDMDataset, estimates: dict[str, np.ndarray], index: int = 0,
                path: str | Path | None = None):
     """|H| of one sample: the true grid, the pilot positions and every estimate."""
-    from ..report import pyplot
+    from ..report import pyplot, shared_color_limits
 
     plt = pyplot()
     panels = [("true |H|", np.abs(dataset.channels[index]))] + [
         (name, np.abs(est[index])) for name, est in estimates.items()]
-    fig, axes = plt.subplots(1, len(panels), figsize=(2.6 * len(panels), 4.2), squeeze=False)
-    vmax = max(p.max() for _, p in panels)
+    fig, axes = plt.subplots(1, len(panels), figsize=(2.6 * len(panels) + 0.8, 4.2),
+                             squeeze=False)
+    # one scale for every panel (0 = no gain), so colours compare across estimators
+    vmax = shared_color_limits([grid for _, grid in panels])[1]
     mask = dataset.config.pilot_mask()
     for ax, (name, grid) in zip(axes[0], panels):
-        ax.imshow(grid, aspect="auto", origin="lower", vmin=0, vmax=vmax, cmap="viridis")
+        image = ax.imshow(grid, aspect="auto", origin="lower", vmin=0, vmax=vmax, cmap="viridis")
         ax.set_title(name, fontsize=9)
         ax.set_xlabel("OFDM symbol")
     ks, ls = np.nonzero(mask)
@@ -145,6 +147,7 @@ def plot_grids(dataset: OFDMDataset, estimates: dict[str, np.ndarray], index: in
     axes[0][0].set_ylabel("subcarrier")
     axes[0][0].legend(fontsize=7, loc="upper right")
     fig.tight_layout()
+    fig.colorbar(image, ax=axes[0].tolist(), label="|H|", fraction=0.04, pad=0.02)
     if path is not None:
         fig.savefig(path, dpi=120)
         plt.close(fig)

@@ -219,6 +219,16 @@ def _pcm_step(model, batch):
     return {"loss": pcm_loss(mix[:, :1], est, target)}
 
 
+def _plot_enhancement_example(noisy: np.ndarray, enhanced: np.ndarray, target: np.ndarray,
+                              sample_rate: int, path: Path, model_name: str) -> None:
+    """``enhancement.png``: reference mic before, the model's output after, the clean target."""
+    from ..report import plot_enhancement, pyplot
+
+    fig = plot_enhancement(noisy, enhanced, sample_rate, reference=target, path=path,
+                           title=f"{model_name}: test scene 0 (reference mic)")
+    pyplot().close(fig)
+
+
 def run_enhancement_pipeline(cfg, out_dir: str | Path | None = None, log=print
                              ) -> dict[str, Any]:
     """``task: enhance``: simulated array scenes -> PCM-loss training -> SI-SDR/PESQ/STOI of
@@ -279,6 +289,8 @@ def run_enhancement_pipeline(cfg, out_dir: str | Path | None = None, log=print
     for name, est in example.items():
         safe = "".join(c if c.isalnum() else "_" for c in name)
         write_audio(out / f"example_{safe}.wav", est, e.sample_rate)
+    _plot_enhancement_example(test_mix[0][0], example[e.model], test_target[0][0],
+                              e.sample_rate, out / "enhancement.png", e.model)
     if cfg.output.save_model:
         save_checkpoint(out / "model", model, extra={"sample_rate": e.sample_rate})
     return report

@@ -141,6 +141,7 @@ class RateAdaptingPipeline(OnlinePipeline):
 
     expected_sfreq: float | None = None
     resampled_from: float | None = None
+    filled_channels: dict[str, list[str]] | None = None
 
     def configure(self, sfreq: float, channels) -> None:
         expected = self.expected_sfreq
@@ -155,6 +156,27 @@ class RateAdaptingPipeline(OnlinePipeline):
             self.resampled_from = None
         self.pre = Pipeline(stages)
         super().configure(sfreq, channels)
+        self.filled_channels = _report_filled_channels(self.pre)
+
+
+def _report_filled_channels(chain: Pipeline) -> dict[str, list[str]]:
+    """Model channels the stream lacks, said once at start (never a silent zero-fill)."""
+    adapter = next((s for s in chain.stages if isinstance(s, AdaptChannels)), None)
+    fitted = getattr(adapter, "_adapter", None)
+    if fitted is None:
+        return {}
+    filled = {"interpolated": list(fitted.interpolated_), "zero_filled": list(fitted.zero_filled_)}
+    if filled["interpolated"] or filled["zero_filled"]:
+        import warnings
+
+        from .runtime import StreamWarning
+
+        n_found = int(fitted.mask_.sum())
+        warnings.warn(f"the stream has {n_found} of the model's {len(fitted.mask_)} channels: "
+                      f"interpolated {filled['interpolated']}, zero-filled "
+                      f"{filled['zero_filled']} (expected every model channel; at least "
+                      f"{fitted.min_match:.0%} are required)", StreamWarning, stacklevel=2)
+    return filled
 
 
 # --- sources and sinks from short strings -------------------------------------------------
@@ -215,7 +237,7 @@ def default_sinks(bundle: Bundle, source, *, out: str | None = None,
                   stem: str | None = None) -> list:
     """Sinks for a bundle: audio -> WAV files, IQ labels -> SigMF annotations, channel
     estimates -> npz, class probabilities -> LSL outlet and/or recorder."""
-    from .sinks import LSLSink, NpzSink, Recorder, SigMFAnnotationSink, WAVSink
+    from .sinks import LSLSink, NpzSink, Recorder, SigMFAnnotationSink, WAVSink, XDFRecorder
 
     sinks: list = []
     if bundle.task in ("separate", "enhance"):
@@ -242,7 +264,8 @@ def default_sinks(bundle: Bundle, source, *, out: str | None = None,
     if lsl_name and bundle.task == "classify":
         sinks.append(LSLSink(bundle.labels, name=lsl_name, source_id=lsl_name))
     if record and bundle.task == "classify":
-        sinks.append(Recorder(record, bundle.labels))
+        recorder = XDFRecorder if str(record).endswith(".xdf") else Recorder
+        sinks.append(recorder(record, bundle.labels))
     return sinks
 
 
@@ -279,6 +302,9 @@ def stream_bundle(bundle, source, sinks=(), *, settings: OnlineSettings | None =
         if labels:
             values, counts = np.unique(labels, return_counts=True)
             report["label_counts"] = {str(v): int(c) for v, c in zip(values, counts)}
+    filled = {k: v for k, v in (getattr(online, "filled_channels", None) or {}).items() if v}
+    if filled:
+        report["filled_channels"] = filled
     resampled = getattr(online, "resampled_from", None)
     if resampled is not None:
         report["resampled_from_hz"] = resampled

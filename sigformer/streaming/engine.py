@@ -48,6 +48,7 @@ class StreamRunner:
         self.keep_outputs = keep_outputs
         self.n_outputs = 0
         self.interrupted = False
+        self.last_output = None  # the newest prediction, shown on the status line
 
     def _reader(self) -> None:
         try:
@@ -143,6 +144,7 @@ class StreamRunner:
         for sink in self.sinks:
             sink.write(new)
         self.n_outputs += len(new)
+        self.last_output = new[-1]
         if self.keep_outputs:
             predictions.extend(new)
 
@@ -161,7 +163,18 @@ class StreamRunner:
             lat = 1e3 * np.asarray(list(self.processing_latencies)[-200:])
             msg += (f", processing latency p50 {np.median(lat):.1f} ms p99 "
                     f"{np.quantile(lat, 0.99):.1f} ms")
+        msg += _latest_class(self.last_output)
         if st.gaps or st.queue_drops or st.timestamp_jumps:
             msg += (f", gaps {st.gaps} ({st.dropped_samples} samples), jumps "
                     f"{st.timestamp_jumps}, queue drops {st.queue_drops}")
         return msg
+
+
+def _latest_class(output) -> str:
+    """``, latest left_hand (p=0.83)`` for a classification output, else nothing (audio
+    blocks and channel estimates have no class)."""
+    label = getattr(output, "label", None)
+    probabilities = getattr(output, "probabilities", None)
+    if label is None or probabilities is None or len(probabilities) == 0:
+        return ""
+    return f", latest {label} (p={float(max(probabilities)):.2f})"

@@ -1,5 +1,5 @@
 """Stream sinks: callbacks, LSL outlets (class probabilities + markers), a crash-safe
-recorder, WAV writers (one file per separated speaker), a SigMF annotation writer and an npz
+recorder, an XDF prediction writer, WAV writers (one file per separated speaker), a SigMF annotation writer and an npz
 writer for channel estimates.
 
 Nothing a sink writes replaces earlier results: the recorder starts a new file when the
@@ -135,6 +135,50 @@ def _create_new(path: Path):
     raise FileExistsError(f"too many recordings named like {path}")
 
 
+class XDFRecorder:
+    """Predictions as an XDF file, readable by pyxdf / MNE / EEGLAB next to the EEG recorded by
+    LabRecorder: a ``Predictions`` stream (one ``probability`` channel per class, labelled) and a
+    ``Markers`` stream with the predicted label, both stamped with the window's last-sample
+    timestamp. XDF has no append-safe layout, so rows are kept in memory (a few MB for a
+    session) and the file is written when the stream ends, under a temporary name renamed into
+    place; use :class:`Recorder` (``--record``) where a crash must not lose rows."""
+
+    def __init__(self, path, classes: Sequence[str], name: str = "sigformer-predictions"):
+        self.requested_path = Path(path)
+        self.classes = list(classes)
+        self.name = name
+        self.path: Path | None = None
+        self._timestamps: list[float] = []
+        self._probabilities: list[np.ndarray] = []
+        self._labels: list[str] = []
+
+    def write(self, predictions: Sequence[Prediction]) -> None:
+        for p in predictions:
+            if len(p.probabilities) != len(self.classes):
+                raise ValueError(f"XDFRecorder has {len(self.classes)} classes, got a prediction "
+                                 f"with {len(p.probabilities)} probabilities")
+            self._timestamps.append(float(p.timestamp))
+            self._probabilities.append(np.asarray(p.probabilities, dtype=float))
+            self._labels.append(str(p.label))
+
+    def close(self) -> None:
+        if self.path is not None or not self._timestamps:
+            return  # already written, or nothing to write (XDF needs one sample per stream)
+        from ..data.xdf import XDFStream, write_xdf
+
+        stamps = np.asarray(self._timestamps)
+        streams = [XDFStream(self.name, "Predictions", np.stack(self._probabilities), stamps,
+                             labels=self.classes, unit="probability"),
+                   XDFStream(f"{self.name}-markers", "Markers", list(self._labels), stamps,
+                             labels=["label"], unit="")]
+        target, handle = _create_new(self.requested_path)  # never replace a recording
+        handle.close()
+        tmp = target.with_name(f".{target.name}.tmp")
+        write_xdf(tmp, streams)
+        os.replace(tmp, target)
+        self.path = target
+
+
 class RecorderData(NamedTuple):
     """A recorder file's content: column names, timestamps and values (labelled)."""
 
@@ -165,7 +209,8 @@ def read_recorder(path) -> RecorderData:
     a torn last row is dropped."""
     raw = Path(path).read_bytes()
     if not raw.startswith(RECORDER_MAGIC):
-        raise ValueError(f"{path} is not a sigformer recorder file")
+        raise ValueError(f"{path} is not a sigformer recorder file (expected a file written by "
+                         f"Recorder / --record, starting with {RECORDER_MAGIC!r})")
     header_end = raw.index(b"\n", len(RECORDER_MAGIC))
     header = json.loads(raw[len(RECORDER_MAGIC):header_end])
     n_cols = len(header["columns"])
