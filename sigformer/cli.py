@@ -44,6 +44,8 @@ def _cmd_run(args) -> int:
     overrides = {k: getattr(args, k) for k in ("data", "max_epochs", "accelerator", "devices",
                                                "strategy", "num_nodes")
                  if getattr(args, k) is not None}
+    if args.progress:
+        overrides["progress"] = True
     cfg = load_task_config(args.pipeline, overrides)
     report = run_task(cfg, args.out)
     _print_json(get_task(cfg.task).summary(report))
@@ -265,6 +267,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--strategy", help="override train.strategy (e.g. ddp)")
     run.add_argument("--accelerator", help="override train.accelerator (cpu, gpu, auto)")
     run.add_argument("--num-nodes", type=int, help="override train.num_nodes (multi-node DDP)")
+    run.add_argument("--progress", action="store_true",
+                     help="show per-epoch progress of the training (every task)")
     run.set_defaults(func=_cmd_run)
     tasks = sub.add_parser("tasks", help="list the pipeline tasks")
     tasks.set_defaults(func=_cmd_tasks)

@@ -28,7 +28,7 @@ from .config import (
     StreamConfig,
     TrainConfig,
 )
-from .registry import RunContext, Task, register_task, set_in
+from .registry import RunContext, Task, register_task, set_in, setter
 
 
 class ClassifyConfig(BaseConfig):
@@ -342,7 +342,7 @@ def _summary(report: dict):
 
 TASK = register_task(Task(
     name="classify", config_cls=ClassifyConfig, run=run_classify,
-    overrides={"max_epochs": _max_epochs, "data": _data,
+    overrides={"progress": setter("train.progress_bar"), "max_epochs": _max_epochs, "data": _data,
                **{k: _train_setting(k) for k in ("accelerator", "devices", "strategy",
                                                  "num_nodes")}},
     summary=_summary, prepare_raw=_prepare_raw,

@@ -140,6 +140,7 @@ class TokenizerConfig(_Strict):
     batch_size: int = Field(64, gt=0)
     lr: float = Field(1e-3, gt=0)
     seed: int = 0
+    progress_bar: bool = False
 
 
 class StreamSourceConfig(_Strict):
@@ -312,6 +313,9 @@ class OutputConfig(_Strict):
         if unknown:
             raise ValueError(f"output.dir uses unknown field(s) {unknown}; templates may use "
                              f"{{name}} and {{task}}")
+        if ".." in re.split(r"[/\\]", value):  # a run must not write beside its parents
+            raise ValueError(f"output.dir {value!r} steps out with '..'; give the folder "
+                             f"without '..' (relative to the working folder, or absolute)")
         return value
 
 

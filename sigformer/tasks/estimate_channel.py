@@ -13,7 +13,7 @@ from pydantic import Field
 from ..channels import ChannelSet
 from ..spec import SignalSpec
 from .config import BaseConfig, OFDMTaskConfig, PipelineConfigError, TrainConfig
-from .registry import RunContext, Task, register_task
+from .registry import RunContext, Task, register_task, setter
 
 
 class EstimateChannelConfig(BaseConfig):
@@ -90,6 +90,6 @@ def _prepare_raw(raw: dict, requested: str) -> None:
 
 register_task(Task(
     name="estimate_channel", config_cls=EstimateChannelConfig, run=run_estimate_channel,
-    overrides={"max_epochs": _max_epochs, "data": _data}, prepare_raw=_prepare_raw,
+    overrides={"progress": setter("train.progress_bar"), "max_epochs": _max_epochs, "data": _data}, prepare_raw=_prepare_raw,
     summary=lambda r: r.get("worst_gap_to_bound_db", {}),
     description="OFDM pilots -> channel estimate"), aliases=("ofdm",))

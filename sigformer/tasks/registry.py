@@ -33,10 +33,11 @@ from pydantic import BaseModel, ValidationError
 from ..atomic import json_default
 from .config import BaseConfig, PipelineConfigError
 
-OVERRIDES = ("max_epochs", "accelerator", "devices", "strategy", "num_nodes", "data")
+OVERRIDES = ("max_epochs", "accelerator", "devices", "strategy", "num_nodes", "data",
+             "progress")
 OVERRIDE_FLAGS = {"max_epochs": "--max-epochs", "accelerator": "--accelerator",
                   "devices": "--devices", "strategy": "--strategy",
-                  "num_nodes": "--num-nodes", "data": "--data"}
+                  "num_nodes": "--num-nodes", "data": "--data", "progress": "--progress"}
 
 Applier = Callable[[dict, Any], None]
 

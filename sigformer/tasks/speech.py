@@ -87,9 +87,9 @@ def _clean_dir(section: str):
 
 register_task(Task(
     name="separate", config_cls=SeparateConfig, run=run_separate,
-    overrides={"max_epochs": setter("speech.max_epochs"), "data": _clean_dir("speech")},
+    overrides={"progress": setter("train.progress_bar"), "max_epochs": setter("speech.max_epochs"), "data": _clean_dir("speech")},
     summary=lambda r: r.get("summary", {}), description="mono mixture -> speakers"))
 register_task(Task(
     name="enhance", config_cls=EnhanceConfig, run=run_enhance,
-    overrides={"max_epochs": setter("enhance.max_epochs"), "data": _clean_dir("enhance")},
+    overrides={"progress": setter("train.progress_bar"), "max_epochs": setter("enhance.max_epochs"), "data": _clean_dir("enhance")},
     summary=lambda r: r.get("results", {}), description="microphone array -> clean speech"))

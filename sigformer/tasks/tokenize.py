@@ -61,7 +61,8 @@ def run_tokenize(cfg: TokenizeConfig, ctx: RunContext) -> dict[str, Any]:
     log(f"[2/3] tokenizer {t.name!r} {origin}, {t.max_epochs} training epochs")
     tt = TokenTransformer(t.name, t.preset, dict(t.params), sfreq=epochs.sfreq,
                           max_epochs=t.max_epochs, batch_size=t.batch_size, lr=t.lr,
-                          random_state=t.seed, weights=t.weights).fit(epochs.data)
+                          random_state=t.seed, weights=t.weights,
+                          fit_params={"progress_bar": t.progress_bar}).fit(epochs.data)
     ids = tt.transform(epochs.data)
     tokenizer = tt.tokenizer_
     n_codes = tokenizer.quantizer.num_codes
@@ -114,5 +115,6 @@ def _summary(report: dict):
 register_task(Task(
     name="tokenize", config_cls=TokenizeConfig, run=run_tokenize,
     overrides={"max_epochs": setter("tokenizer.max_epochs"),
+               "progress": setter("tokenizer.progress_bar"),
                "data": lambda raw, path: raw.__setitem__("data", data_override(path))},
     summary=_summary, description="EEG windows -> discrete tokens (codebook statistics)"))
