@@ -76,6 +76,10 @@ def atomic_write_json(path: str | os.PathLike, obj, **dump_kwargs) -> Path:
 def staging_directory(final: str | os.PathLike) -> Path:
     """A fresh empty folder beside ``final`` (same file system, so publishing is a rename)."""
     final = Path(final)
+    if final.exists() and not final.is_dir():  # never swap a user's file for a folder
+        raise NotADirectoryError(f"{final} exists and is not a folder; refusing to replace it "
+                                 f"with an output folder (expected a folder path (or a new "
+                                 f"name))")
     final.parent.mkdir(parents=True, exist_ok=True)
     path = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.staging-"))
     os.chmod(path, 0o755)

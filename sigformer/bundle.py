@@ -31,6 +31,7 @@ from torch import nn
 
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .spec import SignalSpec
+from .validation import check_finite
 
 TASK_HEADS = {"classify": "classify", "tokenize": "tokenize", "separate": "separate",
               "enhance": "enhance", "estimate_channel": "estimate_channel"}
@@ -107,16 +108,13 @@ class Bundle:
                 f"{path} is a model checkpoint without an inference bundle (no task, input "
                 f"spec or chain): load it with sigformer.checkpoint.load_checkpoint, or "
                 f"re-train with `sigformer run` to get a bundle")
-        spec = config.get("input_spec")
-        model_spec = config.get("model_spec")
         head = config.get("head") or {}
         return cls(model=model, task=config["task"],
-                   input_spec=None if spec is None else SignalSpec.from_dict(spec),
+                   input_spec=_spec_field(config, "input_spec", path),
                    chain=config.get("chain", []), input_scale=config.get("input_scale", 1.0),
                    labels=head.get("labels"), provenance=config.get("provenance", {}),
                    extra=config.get("extra", {}),
-                   model_spec=None if model_spec is None else SignalSpec.from_dict(model_spec),
-                   path=Path(path))
+                   model_spec=_spec_field(config, "model_spec", path), path=Path(path))
 
     # --- offline inference ------------------------------------------------------------------
 
@@ -144,6 +142,10 @@ class Bundle:
         if self.task != "classify":
             raise CheckpointError(f"predict_proba needs a classification bundle, this one is "
                                   f"{self.task!r}")
+        windows = np.asarray(windows)
+        if self.model_spec is not None:  # a clear error before the model sees the shape
+            self.model_spec.check(windows, name="windows")
+        check_finite(windows, "windows")
         x = torch.as_tensor(np.ascontiguousarray(windows) * self.input_scale,
                             dtype=torch.float32)
         with torch.inference_mode():
@@ -170,6 +172,20 @@ class Bundle:
         name = getattr(self.model, "sigformer_config", {}).get("name", type(self.model).__name__)
         labels = "" if not self.labels else f", labels {self.labels}"
         return f"<Bundle | {self.task}, model {name}, input {self.input_spec}{labels}>"
+
+
+def _spec_field(config: dict[str, Any], key: str, path) -> SignalSpec | None:
+    """A spec from the config, a malformed one named as the config field it is."""
+    from .checkpoint import CONFIG_FILE
+    from .spec import SpecError
+
+    value = config.get(key)
+    if value is None:
+        return None
+    try:
+        return SignalSpec.from_dict(value)
+    except (SpecError, TypeError, ValueError) as err:
+        raise CheckpointError(f"{Path(path) / CONFIG_FILE}: {key}: {err}") from None
 
 
 def class_probabilities(logits: torch.Tensor) -> torch.Tensor:

@@ -48,8 +48,12 @@ def resolve_bundle_path(source: str | os.PathLike) -> Path:
     if path.exists():
         raise CheckpointError(f"{path} is a file, not a bundle folder; official checkpoint "
                               f"files load with create_model(name, weights={str(path)!r})")
-    if _looks_like_hub_id(name):
+    if _looks_like_hub_id(name) and not Path(name.split("/")[0]).is_dir():
         return _download_from_hub(name)
+    if len(path.parts) > 1:  # a path, not a name: say so plainly
+        raise CheckpointError(f"bundle folder {name!r} does not exist ({path.absolute()}); "
+                              f"expected a folder written by `sigformer run` (or a pretrained "
+                              f"name: `sigformer models --pretrained` lists them)")
     known = [e["name"] for e in list_pretrained()]
     raise CheckpointError(f"{name!r} is neither a bundle folder nor a pretrained name; "
                           f"pretrained: {known or 'none installed'} "
@@ -68,7 +72,15 @@ def _download_from_hub(repo_id: str) -> Path:
         raise CheckpointError(f"{repo_id!r} is not a local folder or pretrained name; to fetch "
                               f"it from the Hugging Face hub install huggingface_hub "
                               f"(pip install 'sigformer[hub]')") from None
-    return Path(snapshot_download(repo_id))
+    try:
+        return Path(snapshot_download(repo_id))
+    except Exception as err:  # noqa: BLE001 - offline, unknown repository, no access, ...
+        raise CheckpointError(f"{repo_id!r} is not a local folder (it does not exist here: "
+                              f"{Path(repo_id).absolute()}) nor a pretrained name, and the "
+                              f"Hugging Face hub lookup failed ({type(err).__name__}); "
+                              f"expected a bundle folder, a pretrained name (`sigformer "
+                              f"models --pretrained`) or a reachable hub repository"
+                              ) from None
 
 
 def push_folder_to_hub(folder: str | os.PathLike, repo_id: str, *, private: bool = False,

@@ -51,12 +51,44 @@ def _meta_shapes(name: str, kwargs: dict[str, Any]) -> dict[str, list[int]] | No
     return {k: list(v.shape) for k, v in model.state_dict().items()}
 
 
+def check_model_kwargs(config: dict[str, Any], where: Path) -> None:
+    """The config's model is registered and its kwargs are arguments of that model, with
+    the type of their defaults (a CheckpointError names the field otherwise)."""
+    import inspect
+
+    from .models.registry import UnknownModelError, get_model_class
+
+    try:
+        cls = get_model_class(config["model"])
+    except UnknownModelError as err:
+        raise CheckpointError(f"{where}: model: {err}") from None
+    try:
+        params = inspect.signature(cls.__init__).parameters
+    except (TypeError, ValueError):
+        return
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    for key, value in config["kwargs"].items():
+        if key in ("preset", "spec", "weights", "strict"):  # create_model's own arguments
+            continue
+        if key not in params or key == "self":
+            accepted = [k for k in params if k != "self"]
+            raise CheckpointError(f"{where}: kwargs.{key}: model {config['model']!r} has no "
+                                  f"argument {key!r}; it takes {accepted}")
+        default = params[key].default
+        numeric = isinstance(default, (int, float)) and not isinstance(default, bool)
+        if numeric and isinstance(value, str):  # (lists stay: some take int or tuple)
+            raise CheckpointError(f"{where}: kwargs.{key} is {value!r}; expected "
+                                  f"{type(default).__name__} (like its default {default!r})")
+
+
 def load_checkpoint(path: str | os.PathLike, *, map_location: str = "cpu", verify: bool = True
                     ) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild the model from its config and load its weights. Returns ``(model, config)``."""
     from .models import create_model
 
     config = read_config(path)
+    check_model_kwargs(config, Path(path) / CONFIG_FILE)
     weights = Path(path) / WEIGHTS_FILE
     if not weights.is_file():
         raise CheckpointError(f"{weights} is missing")

@@ -203,10 +203,12 @@ def _choose_channels(path: Path, header: list[str], rows: list[list[str]],
             if channels is not None:
                 raise DataError(f"{path.name}: channel column {name!r} holds text")
             continue
-        if np.isnan(values).any():
-            raise DataError(f"{path.name}: channel {name!r} has {int(np.isnan(values).sum())} "
-                            f"empty or missing cells (first at data row "
-                            f"{int(np.flatnonzero(np.isnan(values))[0]) + 1})")
+        bad = ~np.isfinite(values)
+        if bad.any():
+            raise DataError(f"{path.name}: channel {name!r} has {int(bad.sum())} empty, "
+                            f"missing, NaN or Inf cells (first at data row "
+                            f"{int(np.flatnonzero(bad)[0]) + 1}); every cell must be a "
+                            f"finite number")
         chosen.append((normalize_channel_name(name) if channels is None else name, values))
     if not chosen:
         raise DataError(f"{path.name}: no numeric channel columns among {header}")

@@ -79,8 +79,11 @@ def read_edf_header(path: Path) -> tuple[int, int, list[EDFSignal]]:
         except ValueError:
             raise DataError(f"{path} has a corrupt EDF header (non-numeric size fields)"
                             ) from None
+        if n_signals <= 0:
+            raise DataError(f"{path} has a corrupt EDF header: it declares {n_signals} "
+                            "signals, and an EDF file needs at least one")
         block = fh.read(n_signals * 256)
-    if n_signals <= 0 or len(block) < n_signals * 256:
+    if len(block) < n_signals * 256:
         raise DataError(f"{path} is truncated inside its header ({n_signals} signals declared)")
     widths = [16, 80, 8, 8, 8, 8, 8, 80, 8, 32]
     columns, offset = [], 0
@@ -199,6 +202,9 @@ def read_raw(path, *, clipping: str = "warn") -> object:
     if clipping not in ("warn", "raise", "ignore"):
         raise ValueError(f"clipping must be 'warn', 'raise' or 'ignore', got {clipping!r}")
     path = Path(path)
+    if path.is_dir():
+        raise DataError(f"{path} is a folder, not a recording file (expected one of "
+                        f"{list(FORMATS)})")
     if not path.is_file():
         raise DataError(f"no such file: {path}")
     suffix = _suffix(path)
@@ -211,6 +217,8 @@ def read_raw(path, *, clipping: str = "warn") -> object:
         _, _, signals = read_edf_header(path)
         check_edf_header(path, signals)
         check_edf_size(path)
+    if path.stat().st_size == 0:
+        raise DataError(f"{path} is empty (0 bytes): expected a {suffix[1:].upper()} recording")
     reader = getattr(mne.io, READERS[suffix])
     try:
         with warnings.catch_warnings():
@@ -266,6 +274,9 @@ def load_npz(path: str | Path, required: set[str], what: str
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{what} {path} does not exist")
+    if not zipfile.is_zipfile(path):  # else np.load reads any other bytes as a pickle
+        raise DataError(f"{path} is not a readable {what} (.npz): it is not a zip archive "
+                        f"(truncated, or another file renamed .npz?)")
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}

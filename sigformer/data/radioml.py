@@ -167,14 +167,21 @@ def _read_named(path: Path, keys: list[str]) -> dict[str, np.ndarray]:
                 if missing:
                     raise DataError(f"{path} has no datasets {missing}; it holds {available}")
                 return {k: np.asarray(f[k][()]) for k in wanted}
+        except DataError:
+            raise
         except OSError as err:
             raise DataError(f"{path} is not a readable HDF5 file: {err}") from None
+    if not zipfile.is_zipfile(path):  # else np.load reads any other bytes as a pickle
+        raise DataError(f"{path} is not a readable .npz file: it is not a zip archive "
+                        f"(truncated, or another file renamed?)")
     try:
         with np.load(path, allow_pickle=False) as z:
             missing = [k for k in wanted if k not in z.files]
             if missing:
                 raise DataError(f"{path} has no arrays {missing}; it holds {z.files}")
             return {k: z[k] for k in wanted}
+    except DataError:
+        raise
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
         raise DataError(f"{path} is not a readable .npz file (object arrays are refused: "
                         f"no pickle): {err}") from None

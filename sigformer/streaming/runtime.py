@@ -28,6 +28,10 @@ class StreamError(RuntimeError):
     """The stream cannot continue under the configured policy (e.g. NaN with 'raise')."""
 
 
+class StreamWarning(UserWarning):
+    """The stream runs, but not as recorded (e.g. model channels filled in)."""
+
+
 @dataclass
 class Prediction:
     window_index: int

@@ -1,0 +1,177 @@
+"""Shared inputs for the bad-input catalogue: tiny bundles built once per session (random
+weights, no training), a fitted estimator, and writers of small generated files."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))  # the case type (badinput.py)
+
+EEG_NAMES = ["Fp1", "C3", "Cz", "C4", "P3", "P4"]
+
+
+def _field(value, width: int) -> bytes:
+    return str(value).ljust(width)[:width].encode("latin-1")
+
+
+def write_edf(path: Path, digital: np.ndarray, labels: list[str], *, sfreq: int = 100,
+              phys=(-500.0, 500.0), dig=(-32768, 32767), overrides: dict | None = None,
+              header: dict | None = None, n_records: int | None = None) -> Path:
+    """A minimal EDF (1-s records, int16 samples); ``overrides[(label, field)]`` replaces a
+    signal's header field, ``header[field]`` one of the fixed fields."""
+    n_ch, n = digital.shape
+    n_rec = n // sfreq
+    overrides, header = overrides or {}, header or {}
+    fixed = {"version": "0", "bytes": 256 * (n_ch + 1), "records": n_records or n_rec,
+             "n_signals": n_ch, **header}
+    head = _field(fixed["version"], 8) + _field("X X X X", 80) + _field("Startdate X X X X", 80)
+    head += b"01.01.0100.00.00" + _field(fixed["bytes"], 8) + _field("", 44)
+    head += _field(fixed["records"], 8) + _field(1, 8) + _field(fixed["n_signals"], 4)
+
+    def column(key, default, width):
+        return b"".join(_field(overrides.get((lab, key), default), width) for lab in labels)
+    head += b"".join(_field(label, 16) for label in labels) + column("t", "", 80)
+    head += column("dim", "uV", 8) + column("pmin", phys[0], 8) + column("pmax", phys[1], 8)
+    head += column("dmin", dig[0], 8) + column("dmax", dig[1], 8) + column("pf", "", 80)
+    head += column("n", sfreq, 8) + column("r", "", 32)
+    records = digital[:, :n_rec * sfreq].reshape(n_ch, n_rec, sfreq).transpose(1, 0, 2)
+    path.write_bytes(head + records.astype("<i2").tobytes())
+    return path
+
+
+@dataclass
+class Shared:
+    """Session-wide, read-only inputs (copy a bundle before damaging it)."""
+
+    root: Path
+
+    def _cached(self, name, build):
+        if not hasattr(self, "_cache"):
+            self._cache = {}
+        if name not in self._cache:
+            self._cache[name] = build()
+        return self._cache[name]
+
+    @property
+    def eeg_bundle(self) -> Path:
+        return self._cached("eeg", lambda: _eeg_bundle().save(self.root / "eeg_bundle"))
+
+    @property
+    def iq_bundle(self) -> Path:
+        return self._cached("iq", lambda: _iq_bundle().save(self.root / "iq_bundle"))
+
+    @property
+    def sep_bundle(self) -> Path:
+        return self._cached("sep", lambda: _sep_bundle().save(self.root / "sep_bundle"))
+
+    @property
+    def fitted(self):
+        return self._cached("fitted", _fitted_classifier)
+
+
+def _eeg_bundle(chain=(), sfreq: float = 100.0):
+    import torch
+
+    from sigformer.bundle import Bundle
+    from sigformer.models import create_model
+    from sigformer.spec import SignalSpec
+
+    torch.manual_seed(0)
+    spec = SignalSpec.eeg(sfreq, EEG_NAMES, window=int(sfreq))
+    model = create_model("dbconformer", spec=spec, n_outputs=2, emb_size=8, num_heads=2,
+                         depth=1, spa_dim=4, patch_size=20, kernel_size=15).eval()
+    return Bundle(model=model, task="classify", input_spec=spec, chain=list(chain),
+                  model_spec=spec, input_scale=1e6, labels=["left", "right"])
+
+
+def _iq_bundle():
+    import torch
+
+    from sigformer.bundle import Bundle
+    from sigformer.models import create_model
+    from sigformer.spec import SignalSpec
+
+    torch.manual_seed(0)
+    spec = SignalSpec.iq(1e6, 128)
+    return Bundle(model=create_model("kd_cnn", n_outputs=3).eval(), task="classify",
+                  input_spec=spec, model_spec=spec, labels=["ASK", "FSK", "PSK"],
+                  extra={"normalization": "rms"})
+
+
+def _sep_bundle():
+    import torch
+
+    from sigformer.bundle import Bundle
+    from sigformer.models import create_model
+    from sigformer.spec import SignalSpec
+
+    torch.manual_seed(0)
+    model = create_model("mossformer", "tiny", n_src=2, sample_rate=8000).eval()
+    spec = SignalSpec.audio(8000, 1)
+    return Bundle(model=model, task="separate", input_spec=spec, model_spec=spec,
+                  labels=["s1", "s2"], extra={"chunk_s": 0.5, "overlap_s": 0.1})
+
+
+def _fitted_classifier():
+    from sigformer.data import simulate_motor_imagery
+    from sigformer.estimators import SignalClassifier
+
+    rec = simulate_motor_imagery(20, sfreq=100.0, trial_duration=1.0, seed=3,
+                                 channels=["C3", "Cz", "C4", "P3"])
+    epochs = rec.epochs({"left_hand": 0, "right_hand": 1}, 0.0, 1.0)
+    epochs.data = epochs.data * 1e6
+    clf = SignalClassifier(max_epochs=1, batch_size=16,
+                           model_params=dict(emb_size=8, num_heads=2, depth=1, spa_dim=4,
+                                             patch_size=20, kernel_size=15))
+    return clf.fit(epochs), epochs
+
+
+@pytest.fixture(scope="session")
+def shared(tmp_path_factory) -> Shared:
+    return Shared(tmp_path_factory.mktemp("bad_input_shared"))
+
+
+@dataclass
+class Ctx:
+    """What a case gets: a fresh folder, a seeded generator and the shared inputs."""
+
+    tmp: Path
+    rng: np.random.Generator
+    shared: Shared
+
+    def copy_bundle(self, which: str = "eeg_bundle") -> Path:
+        target = self.tmp / which
+        shutil.copytree(getattr(self.shared, which), target)
+        return target
+
+    def edf(self, name: str = "rec.edf", n_ch: int = 3, seconds: int = 10, **kwargs) -> Path:
+        digital = (self.rng.standard_normal((n_ch, 100 * seconds)) * 800).astype(np.int16)
+        labels = kwargs.pop("labels", ["C3", "Cz", "C4", "P3", "P4", "Pz"][:n_ch])
+        return write_edf(self.tmp / name, kwargs.pop("digital", digital), labels, **kwargs)
+
+    def sigmf(self, name: str = "cap", samples=None, **kwargs) -> Path:
+        from sigformer.data.sigmf_io import write_sigmf
+
+        if samples is None:
+            samples = (self.rng.standard_normal(1024)
+                       + 1j * self.rng.standard_normal(1024)).astype(np.complex64)
+        return write_sigmf(self.tmp / name, samples, sample_rate=1e6, **kwargs)
+
+    def wav(self, name: str = "a.wav", channels: int = 1, seconds: float = 0.5,
+            rate: int = 8000, subtype: str = "FLOAT") -> Path:
+        import soundfile as sf
+
+        audio = 0.1 * self.rng.standard_normal((int(rate * seconds), channels))
+        sf.write(str(self.tmp / name), audio, rate, subtype=subtype)
+        return self.tmp / name
+
+
+@pytest.fixture()
+def ctx(tmp_path, shared) -> Ctx:
+    return Ctx(tmp_path, np.random.default_rng(0), shared)

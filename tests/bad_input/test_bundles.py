@@ -1,0 +1,304 @@
+"""Bad bundles: missing or damaged files, configs with unknown, mistyped or malformed fields,
+future formats, absurd shapes, non-finite weights, and a bundle given to the wrong command."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+from badinput import Catalogue, check
+
+from sigformer.bundle import Bundle
+from sigformer.checkpoint import CheckpointError, load_checkpoint
+
+CASES = Catalogue("bundles")
+case = CASES.case
+
+
+def _edit_config(path, edit):
+    config = json.loads((path / "config.json").read_text())
+    edit(config)
+    (path / "config.json").write_text(json.dumps(config))
+    return path
+
+
+def _set(key, value):
+    return lambda config: config.__setitem__(key, value)
+
+
+@case("bundle-missing", "bundle folder that does not exist (absolute path)", CheckpointError,
+      r"nope", r"neither a bundle folder nor a pretrained name|does not exist")
+def _(ctx):
+    Bundle.load(ctx.tmp / "nope")
+
+
+@case("bundle-missing-relative", "relative bundle path 'runs/nope' that does not exist",
+      CheckpointError, r"bundle folder 'runs/nope' does not exist",
+      r"expected a folder written by `sigformer run`", before="crash")
+def _(ctx):
+    (ctx.tmp / "runs").mkdir()
+    cwd = os.getcwd()
+    os.chdir(ctx.tmp)
+    try:
+        Bundle.load("runs/nope")
+    finally:
+        os.chdir(cwd)
+
+
+@case("hub-lookup-offline", "'someone/model' with no such folder and no hub access",
+      CheckpointError, r"'someone/model' is not a local folder .* hub lookup failed",
+      r"expected a bundle folder, a pretrained name", before="crash")
+def _(ctx):
+    pytest.importorskip("huggingface_hub")
+    cwd, offline = os.getcwd(), os.environ.get("HF_HUB_OFFLINE")
+    os.chdir(ctx.tmp)
+    os.environ["HF_HUB_OFFLINE"] = "1"  # nothing leaves this machine
+    try:
+        Bundle.load("someone/model")
+    finally:
+        os.chdir(cwd)
+        if offline is None:
+            os.environ.pop("HF_HUB_OFFLINE")
+        else:
+            os.environ["HF_HUB_OFFLINE"] = offline
+
+
+@case("bundle-is-file", "a file given as the bundle folder", CheckpointError,
+      r"is a file, not a bundle folder", r"create_model\(name, weights=")
+def _(ctx):
+    (ctx.tmp / "model.pt").write_bytes(b"x")
+    Bundle.load(ctx.tmp / "model.pt")
+
+
+@case("config-missing", "bundle folder without config.json", CheckpointError,
+      r"config\.json missing", r"is not a sigformer checkpoint")
+def _(ctx):
+    path = ctx.copy_bundle()
+    (path / "config.json").unlink()
+    Bundle.load(path)
+
+
+@case("weights-missing", "bundle folder without model.safetensors", CheckpointError,
+      r"model\.safetensors is missing", r"model\.safetensors")
+def _(ctx):
+    path = ctx.copy_bundle()
+    (path / "model.safetensors").unlink()
+    Bundle.load(path)
+
+
+@case("config-not-json", "config.json that is not JSON", CheckpointError,
+      r"config\.json is not valid JSON", r"Expecting")
+def _(ctx):
+    path = ctx.copy_bundle()
+    (path / "config.json").write_text("{model: dbconformer")
+    Bundle.load(path)
+
+
+@case("config-list", "config.json holding a list", CheckpointError, r"got list",
+      r"must hold a JSON object")
+def _(ctx):
+    path = ctx.copy_bundle()
+    (path / "config.json").write_text("[]")
+    Bundle.load(path)
+
+
+@case("config-lacks-model", "config.json without 'model'", CheckpointError,
+      r"lacks the required key 'model'", r"config\.json")
+def _(ctx):
+    Bundle.load(_edit_config(ctx.copy_bundle(), lambda c: c.pop("model")))
+
+
+@case("future-format", "format_version 99", CheckpointError, r"has format 99",
+      r"this sigformer reads up to 2: upgrade sigformer")
+def _(ctx):
+    Bundle.load(_edit_config(ctx.copy_bundle(), _set("format_version", 99)))
+
+
+@case("format-mistyped", "format_version '2'", CheckpointError,
+      r"format_version must be an integer", r"got '2'")
+def _(ctx):
+    Bundle.load(_edit_config(ctx.copy_bundle(), _set("format_version", "2")))
+
+
+@case("unknown-field", "unknown config field 'colour'", CheckpointError,
+      r"colour: Extra inputs are not permitted", r"not a valid sigformer checkpoint config")
+def _(ctx):
+    Bundle.load(_edit_config(ctx.copy_bundle(), _set("colour", "blue")))
+
+
+@case("mistyped-field", "input_scale 'big'", CheckpointError, r"input_scale: .*got 'big'",
+      r"valid number")
+def _(ctx):
+    Bundle.load(_edit_config(ctx.copy_bundle(), _set("input_scale", "big")))
+
+
+@case("negative-scale", "input_scale -1", CheckpointError, r"input_scale: .*got -1",
+      r"greater than 0")
+def _(ctx):
+    Bundle.load(_edit_config(ctx.copy_bundle(), _set("input_scale", -1)))
+
+
+@case("unknown-task", "task 'dance'", CheckpointError, r"task: .*got 'dance'",
+      r"'classify', 'tokenize', 'separate', 'enhance' or 'estimate_channel'")
+def _(ctx):
+    Bundle.load(_edit_config(ctx.copy_bundle(), _set("task", "dance")))
+
+
+@case("malformed-labels", "head.labels 'ab' (a string)", CheckpointError,
+      r"head\.labels: .*got 'ab'", r"valid list")
+def _(ctx):
+    Bundle.load(_edit_config(ctx.copy_bundle(),
+                             _set("head", {"kind": "classify", "labels": "ab"})))
+
+
+@case("malformed-checksum", "files.*.sha256 'xyz'", CheckpointError,
+      r"files\.model\.safetensors\.sha256: .*got 'xyz'", r"should match pattern")
+def _(ctx):
+    Bundle.load(_edit_config(ctx.copy_bundle(), _set(
+        "files", {"model.safetensors": {"sha256": "xyz", "bytes": 1}})))
+
+
+@case("malformed-input-spec", "input_spec with an unknown field 'rate'", CheckpointError,
+      r"config\.json: input_spec: unknown spec field\(s\) \['rate'\]",
+      r"expected sfreq, channels", before="unclear")
+def _(ctx):
+    def edit(config):
+        config["input_spec"]["rate"] = 3
+    Bundle.load(_edit_config(ctx.copy_bundle(), edit))
+
+
+@case("unknown-model", "config naming model 'eegnet9'", CheckpointError,
+      r"config\.json: model: unknown model 'eegnet9'", r"Known models: \[",
+      before="unclear")
+def _(ctx):
+    Bundle.load(_edit_config(ctx.copy_bundle(), _set("model", "eegnet9")))
+
+
+@case("kwargs-mistyped", "kwargs.emb_size 'eight'", CheckpointError,
+      r"config\.json: kwargs\.emb_size is 'eight'", r"expected int \(like its default 40\)",
+      before="unclear")
+def _(ctx):
+    def edit(config):
+        config["kwargs"]["emb_size"] = "eight"
+    Bundle.load(_edit_config(ctx.copy_bundle(), edit))
+
+
+@case("kwargs-unknown", "kwargs with an argument the model lacks", CheckpointError,
+      r"kwargs\.colour: model 'dbconformer' has no argument 'colour'",
+      r"it takes \['n_chans'")
+def _(ctx):
+    def edit(config):
+        config["kwargs"]["colour"] = "blue"
+    Bundle.load(_edit_config(ctx.copy_bundle(), edit))
+
+
+@case("absurd-shapes", "kwargs.n_chans 1e9", CheckpointError,
+      r"cannot build model 'dbconformer' from its kwargs: n_chans=1000000000",
+      r"different from chs_info")
+def _(ctx):
+    def edit(config):
+        config["kwargs"]["n_chans"] = 10**9
+    load_checkpoint(_edit_config(ctx.copy_bundle(), edit))
+
+
+@case("shape-mismatch", "kwargs.emb_size changed after saving", CheckpointError,
+      r"shape mismatch", r"model \[.*\] vs file \[")
+def _(ctx):
+    def edit(config):
+        config["kwargs"]["emb_size"] = 16
+    Bundle.load(_edit_config(ctx.copy_bundle(), edit))
+
+
+@case("corrupted-bytes", "one flipped byte in the weights", CheckpointError,
+      r"model\.safetensors is corrupt: its SHA-256 does not match",
+      r"recorded in config\.json")
+def _(ctx):
+    path = ctx.copy_bundle()
+    raw = bytearray((path / "model.safetensors").read_bytes())
+    raw[-7] ^= 0xFF
+    (path / "model.safetensors").write_bytes(bytes(raw))
+    Bundle.load(path)
+
+
+@case("truncated-weights", "weights cut in half", CheckpointError,
+      r"model\.safetensors is truncated or corrupt: \d+ bytes", r"the config records \d+")
+def _(ctx):
+    path = ctx.copy_bundle()
+    raw = (path / "model.safetensors").read_bytes()
+    (path / "model.safetensors").write_bytes(raw[:len(raw) // 2])
+    Bundle.load(path)
+
+
+@case("truncated-unverified", "truncated weights of a checkpoint without checksums",
+      CheckpointError, r"truncated or corrupt", r"model\.safetensors")
+def _(ctx):
+    path = _edit_config(ctx.copy_bundle(), _set("files", {}))
+    raw = (path / "model.safetensors").read_bytes()
+    (path / "model.safetensors").write_bytes(raw[:len(raw) // 2])
+    with pytest.warns(UserWarning, match="no checksums"):
+        Bundle.load(path)
+
+
+@case("non-finite-weights", "NaN weights (re-saved, checksums valid)", FloatingPointError,
+      r"the model produced non-finite outputs", r"input may hold NaN/Inf")
+def _(ctx):
+    import torch
+
+    bundle = Bundle.load(ctx.shared.eeg_bundle)
+    with torch.no_grad():
+        next(bundle.model.parameters()).fill_(float("nan"))
+    bundle = Bundle.load(bundle.save(ctx.tmp / "nan_bundle"))
+    bundle.predict(np.zeros((1, 6, 100)))
+
+
+@case("plain-checkpoint", "a model checkpoint without bundle fields", CheckpointError,
+      r"model checkpoint without an inference bundle", r"load it with .*load_checkpoint")
+def _(ctx):
+    Bundle.load(_edit_config(ctx.copy_bundle(), lambda c: c.pop("task")))
+
+
+@case("classify-without-labels", "classification bundle without label names",
+      CheckpointError, r"classification bundle", r"needs its label names")
+def _(ctx):
+    Bundle.load(_edit_config(ctx.copy_bundle(),
+                             _set("head", {"kind": "classify", "labels": None})))
+
+
+@case("wrong-task-classify-iq", "an EEG bundle given to classify-iq", CheckpointError,
+      r"is not a modulation-recognition bundle", r"IQ classification pipeline")
+def _(ctx):
+    from sigformer.cli import _cmd_classify_iq
+
+    class Args:
+        model, file, out, in_place = str(ctx.shared.eeg_bundle), "x.sigmf-meta", None, False
+    _cmd_classify_iq(Args)
+
+
+@case("wrong-task-separate", "a classification bundle given to separate", CheckpointError,
+      r"is not a separation bundle", r"its task is 'classify'")
+def _(ctx):
+    from sigformer.cli import _run_audio_bundle
+
+    class Args:
+        model, input = str(ctx.shared.eeg_bundle), ["a.wav"]
+    _run_audio_bundle(Args, "separate", str(ctx.tmp / "out"))
+
+
+@case("wrong-task-predict", "predict_proba on a separation bundle", CheckpointError,
+      r"this one is 'separate'", r"needs a classification bundle")
+def _(ctx):
+    Bundle.load(ctx.shared.sep_bundle).predict_proba(np.zeros((1, 1, 100)))
+
+
+@case("unknown-pretrained", "pretrained name that is not installed", CheckpointError,
+      r"'dbconformer-imaginary' is neither a bundle folder nor a pretrained name",
+      r"sigformer models --pretrained")
+def _(ctx):
+    Bundle.load("dbconformer-imaginary")
+
+
+@pytest.mark.parametrize("case", CASES.params())
+def test_bad_bundle(case, ctx):
+    check(case, ctx)
