@@ -76,6 +76,14 @@ class Recording:
     def ch_names(self) -> list[str]:
         return list(self.channels.names)
 
+    @property
+    def spec(self):
+        """The :class:`~sigformer.spec.SignalSpec` of this recording (rate, channels, unit;
+        any length)."""
+        from .spec import SignalSpec
+
+        return SignalSpec(self.sfreq, self.channels, "channels_time", None, self.unit)
+
     def __repr__(self) -> str:
         unit = "" if self.unit == "V" else f", unit={self.unit}"
         return f"<Recording | {self.n_channels} ch, {self.sfreq:g} Hz, {self.duration:.1f} s{unit}>"
@@ -193,6 +201,14 @@ class Epochs:
     @property
     def n_times(self) -> int:
         return self.data.shape[2]
+
+    @property
+    def spec(self):
+        """The :class:`~sigformer.spec.SignalSpec` of these epochs (window = epoch length),
+        e.g. ``create_model("dbconformer", spec=epochs.spec, n_outputs=2)``."""
+        from .spec import SignalSpec
+
+        return SignalSpec(self.sfreq, self.channels, "channels_time", self.n_times, self.unit)
 
     def __repr__(self) -> str:
         counts = {name: int((self.labels == code).sum()) for name, code in self.event_id.items()}

@@ -296,3 +296,43 @@ def test_model_param_typos_get_did_you_mean(tmp_path):
         load_task_config({"name": "t", "output": {"dir": "runs/{user}"}})
     with pytest.raises(PipelineConfigError, match="path separators"):
         load_task_config({"name": "../../etc"})
+
+
+@pytest.mark.slow
+def test_ctrl_c_ends_a_stream_cleanly_with_the_recording_flushed(tmp_path):
+    """SIGINT to `sigformer stream`: the summary is printed, the exit status is 130, and
+    every prediction made so far is in the recording."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    import mne
+
+    from sigformer.streaming import read_recorder
+    from tests.test_bundle import NAMES, _eeg_bundle
+
+    bundle = _eeg_bundle([]).save(tmp_path / "b")
+    data = np.random.default_rng(8).standard_normal((len(NAMES), 160 * 60)) * 1e-5
+    raw = mne.io.RawArray(data, mne.create_info(NAMES, 160, "eeg"), verbose="error")
+    raw.save(tmp_path / "long_raw.fif", verbose="error")
+    record = tmp_path / "p.sgrec"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sigformer.cli", "stream", str(bundle), "--source",
+         f"file:{tmp_path / 'long_raw.fif'}", "--realtime", "--hop-s", "0.25", "--record",
+         str(record)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:  # wait for a few predictions on disk
+            if record.exists() and record.stat().st_size > 400:
+                break
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err[-2000:]
+    report = json.loads(out[out.index("{"):])
+    assert report["interrupted"] is True and report["predictions"] >= 1
+    assert len(read_recorder(record).timestamps) == report["predictions"]

@@ -106,15 +106,18 @@ def inference_ms_per_frame(model: nn.Module, X: np.ndarray, batch_size: int = 25
     return 1e3 * best / len(X)
 
 
-def plot_accuracy_by_snr(results: dict[str, dict[float, float]], path=None, title: str = ""):
-    """Accuracy against SNR, one line per model."""
-    from ..report import pyplot
+def plot_accuracy_by_snr(results: dict[str, dict[float, float]], path=None, title: str = "",
+                         n_classes: int | None = None):
+    """Accuracy against SNR, one line per model, with the chance line (``1 / n_classes``)."""
+    from ..report import add_chance_line, pyplot
 
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     for name, by_snr in results.items():
         snrs = sorted(by_snr)
         ax.plot(snrs, [by_snr[s] for s in snrs], marker="o", ms=3, label=name)
+    if n_classes:
+        add_chance_line(ax, 1.0 / n_classes)
     ax.set(xlabel="SNR (dB)", ylabel="accuracy", ylim=(0, 1), title=title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
@@ -622,7 +625,8 @@ def run_amr_pipeline(cfg, out_dir: str | Path | None = None, log=print) -> dict[
     (out / "pipeline.json").write_text(cfg.model_dump_json(indent=2))
     (out / "metrics.json").write_text(json.dumps(report, indent=2, default=str))
     plot_accuracy_by_snr({k: v["accuracy_by_snr"] for k, v in rows.items()},
-                         out / "accuracy_vs_snr.png", title=cfg.name)
+                         out / "accuracy_vs_snr.png", title=cfg.name,
+                         n_classes=len(data.classes))
     for label, row in rows.items():
         safe = label.replace(":", "_").replace("+", "_")
         plot_confusion_matrix(row["confusion_high_snr"], data.classes,
