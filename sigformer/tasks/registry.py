@@ -125,7 +125,8 @@ def load_task_config(path_or_dict, overrides: dict | None = None):
         task.prepare_raw(raw, requested)
     overrides = dict(overrides or {})
     for key in OVERRIDES:
-        if key in overrides:
+        # a mapping under "data" is a section merge (Python API), not the CLI's --data PATH
+        if key in overrides and not isinstance(overrides[key], dict):
             apply_override(task, raw, key, overrides.pop(key))
     for key, value in overrides.items():  # section merges, e.g. {"train": {"lr": 1e-4}}
         if isinstance(value, dict):
