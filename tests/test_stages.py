@@ -156,7 +156,7 @@ def test_online_euclidean_alignment_is_incremental(rng):
     # trial k is whitened by the mean covariance of trials 0..k
     k = 11
     ref = st.trial_covariances(X[:k + 1]).mean(0)
-    expected = st._inv_sqrtm(ref) @ X[k]
+    expected = st.inverse_sqrtm(ref) @ X[k]
     np.testing.assert_allclose(whole[k], expected, atol=1e-10)
     with pytest.raises(SignalError, match="fitted on 6 channels, got 5"):
         st.EuclideanAlignment().fit(X).transform(X[:, :5])
