@@ -96,7 +96,7 @@ def _cmd_stream(args) -> int:
                          sample_rate=args.source_rate, channels=args.source_channels,
                          timeout=args.timeout)
     sinks = default_sinks(bundle, source, out=args.out, lsl_name=args.lsl_out,
-                          record=args.record)
+                          record=args.record, plot=args.plot or False)
     settings = OnlineSettings(hop_s=args.hop_s, threads=args.threads,
                               nan_policy=args.nan_policy, channel=args.channel)
     report = stream_bundle(bundle, source, sinks, settings=settings, duration=args.duration,
@@ -291,7 +291,10 @@ def build_parser() -> argparse.ArgumentParser:
     stream.add_argument("--timeout", type=float, default=10.0, help="seconds to find the stream")
     stream.add_argument("--out", help="audio folder / .wav, SigMF meta or npz to write")
     stream.add_argument("--lsl-out", help="publish class probabilities as this LSL stream")
-    stream.add_argument("--record", help="record predictions (crash-safe) to this file")
+    stream.add_argument("--record", help="record predictions: crash-safe .sgrec, or .xdf")
+    stream.add_argument("--plot", nargs="?", const=True, metavar="PNG",
+                        help="live plot of the class probabilities (optionally saved as PNG "
+                             "when the stream ends)")
     stream.add_argument("--hop-s", type=float, help="seconds between windows (classification)")
     stream.add_argument("--channel", type=int, help="input channel to separate")
     stream.add_argument("--threads", type=int, default=1, help="model threads")

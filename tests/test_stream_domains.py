@@ -336,3 +336,34 @@ def test_ctrl_c_ends_a_stream_cleanly_with_the_recording_flushed(tmp_path):
     report = json.loads(out[out.index("{"):])
     assert report["interrupted"] is True and report["predictions"] >= 1
     assert len(read_recorder(record).timestamps) == report["predictions"]
+
+
+def test_live_plot_of_probabilities_is_drawn_and_saved(tmp_path, capsys):
+    """`sigformer stream ... --plot out.png`: the probabilities are plotted as they come
+    (headless here: nothing is shown) and the final figure is saved."""
+    import mne
+
+    from tests.test_bundle import NAMES, _eeg_bundle
+
+    bundle = _eeg_bundle([]).save(tmp_path / "b")
+    data = np.random.default_rng(9).standard_normal((len(NAMES), 160 * 4)) * 1e-5
+    raw = mne.io.RawArray(data, mne.create_info(NAMES, 160, "eeg"), verbose="error")
+    raw.save(tmp_path / "rec_raw.fif", verbose="error")
+    report = _cli_json(capsys, ["stream", str(bundle), "--source",
+                                f"file:{tmp_path / 'rec_raw.fif'}", "--hop-s", "0.5",
+                                "--plot", str(tmp_path / "live.png")])
+    assert report["predictions"] == 7
+    assert (tmp_path / "live.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_sound_card_source_names_its_extra_when_missing():
+    pytest.importorskip("sigformer.streaming.sources")
+    try:
+        import sounddevice  # noqa: F401
+    except (ImportError, OSError):
+        from sigformer.streaming.sources import SoundCardSource
+
+        with pytest.raises(ImportError, match=r"sigformer\[audio-live\]"):
+            SoundCardSource(16000, 1)
+    else:
+        pytest.skip("sounddevice is installed here; the live device path needs hardware")

@@ -13,7 +13,7 @@ _NAMES = {
     "StreamError": "runtime", "StreamStats": "runtime", "offline_windows": "runtime",
     "CallbackSink": "sinks", "ListSink": "sinks", "LSLSink": "sinks", "Recorder": "sinks",
     "RecorderData": "sinks", "read_recorder": "sinks", "WAVSink": "sinks",
-    "SigMFAnnotationSink": "sinks", "NpzSink": "sinks", "XDFRecorder": "sinks",
+    "SigMFAnnotationSink": "sinks", "NpzSink": "sinks", "XDFRecorder": "sinks", "LivePlotSink": "sinks",
     "ArraySource": "sources", "EndOfStream": "sources", "FileReplaySource": "sources",
     "LSLSource": "sources", "SigMFSource": "sources", "WAVSource": "sources",
     "ZMQSource": "sources", "SoundCardSource": "sources", "SlotSource": "sources",

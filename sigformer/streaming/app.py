@@ -234,7 +234,7 @@ def make_source(text: str, *, realtime: bool = False, chunk_size: int | None = N
 
 def default_sinks(bundle: Bundle, source, *, out: str | None = None,
                   lsl_name: str | None = None, record: str | None = None,
-                  stem: str | None = None) -> list:
+                  stem: str | None = None, plot: bool | str = False) -> list:
     """Sinks for a bundle: audio -> WAV files, IQ labels -> SigMF annotations, channel
     estimates -> npz, class probabilities -> LSL outlet and/or recorder."""
     from .sinks import LSLSink, NpzSink, Recorder, SigMFAnnotationSink, WAVSink, XDFRecorder
@@ -266,6 +266,10 @@ def default_sinks(bundle: Bundle, source, *, out: str | None = None,
     if record and bundle.task == "classify":
         recorder = XDFRecorder if str(record).endswith(".xdf") else Recorder
         sinks.append(recorder(record, bundle.labels))
+    if plot and bundle.task == "classify":
+        from .sinks import LivePlotSink
+
+        sinks.append(LivePlotSink(bundle.labels, save=plot if isinstance(plot, str) else None))
     return sinks
 
 

@@ -350,3 +350,58 @@ class NpzSink:
         np.savez(buffer, slots=np.asarray(self.slots), timestamps=np.asarray(self.timestamps),
                  estimates=np.stack(self.estimates) if self.estimates else np.zeros((0,)))
         atomic_write_bytes(self.path, buffer.getvalue())
+
+
+class LivePlotSink:
+    """A live plot of the class probabilities (last ``history`` windows) and of the latest
+    window's signal when the stream provides it; redrawn at most every ``every_s`` seconds.
+    With a non-interactive matplotlib backend (servers, CI) nothing is shown; ``save`` writes
+    the final figure as a PNG when the stream ends."""
+
+    def __init__(self, classes: Sequence[str], *, history: int = 200, every_s: float = 0.5,
+                 save: str | os.PathLike | None = None):
+        from ..report import pyplot
+
+        self.classes, self.history, self.every_s = list(classes), history, every_s
+        self.save = None if save is None else Path(save)
+        self._plt = pyplot()
+        self.fig, self.ax = self._plt.subplots(figsize=(7, 3))
+        self._times: list[float] = []
+        self._probs: list[np.ndarray] = []
+        self._lines = [self.ax.plot([], [], label=c)[0] for c in self.classes]
+        self.ax.set(ylim=(0, 1), xlabel="stream time (s)", ylabel="probability")
+        self.ax.legend(loc="upper left", fontsize=8)
+        self._last_draw = 0.0
+        self.draws = 0
+
+    def write(self, predictions: Sequence[Prediction]) -> None:
+        import time
+
+        for p in predictions:
+            self._times.append(p.timestamp)
+            self._probs.append(np.asarray(p.probabilities, float))
+        self._times, self._probs = self._times[-self.history:], self._probs[-self.history:]
+        if predictions and time.monotonic() - self._last_draw >= self.every_s:
+            self._draw()
+
+    def _draw(self) -> None:
+        import time
+
+        if not self._probs:
+            return
+        probs = np.stack(self._probs)
+        for i, line in enumerate(self._lines):
+            line.set_data(self._times, probs[:, i])
+        self.ax.set_xlim(self._times[0], max(self._times[-1], self._times[0] + 1e-6))
+        self.ax.set_title(f"latest: {self.classes[int(probs[-1].argmax())]} "
+                          f"(p={probs[-1].max():.2f})")
+        self.fig.canvas.draw_idle()
+        self._plt.pause(0.001) if self._plt.isinteractive() else None
+        self._last_draw = time.monotonic()
+        self.draws += 1
+
+    def close(self) -> None:
+        self._draw()
+        if self.save is not None:
+            self.fig.savefig(self.save, dpi=100)
+        self._plt.close(self.fig)
