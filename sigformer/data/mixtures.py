@@ -402,7 +402,38 @@ class DynamicMixConfig:
     rt60: tuple[float, float] = (0.2, 0.8)
 
 
-class DynamicMixtures(IterableDataset):
+class DrawnExamples(IterableDataset):
+    """Examples drawn afresh at every step: ``n_items=None`` streams forever, a number yields
+    that many per iteration (and per DataLoader worker); ``fixed=True`` draws the same ones
+    every time (a validation set). Subclasses implement ``pair(rng) -> (input, target)``."""
+
+    n_items: int | None
+    seed: int
+    fixed: bool
+    _epoch: int = 0
+
+    def __len__(self) -> int:
+        if self.n_items is None:
+            raise TypeError(f"an endless {type(self).__name__} has no length")
+        return self.n_items
+
+    def pair(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError
+
+    def __iter__(self):
+        import torch
+
+        seed = self.seed if self.fixed else self.seed + 7919 * self._epoch
+        self._epoch += 1
+        rng = worker_rng(seed)
+        count = 0
+        while self.n_items is None or count < self.n_items:
+            x, y = self.pair(rng)
+            yield torch.from_numpy(x), torch.from_numpy(y)
+            count += 1
+
+
+class DynamicMixtures(DrawnExamples):
     """``torch.utils.data.IterableDataset`` of fresh mixtures every step (dynamic mixing):
     ``n_src`` different speakers drawn from ``utterances`` (e.g. one split of
     :func:`speaker_splits`), random segments, speed perturbation, relative levels, overall
@@ -430,22 +461,8 @@ class DynamicMixtures(IterableDataset):
         self._noise = AudioPool(noises or [], c.sample_rate)
         self._epoch = 0
 
-    def __len__(self) -> int:
-        if self.n_items is None:
-            raise TypeError("an endless DynamicMixtures has no length")
-        return self.n_items
-
-    def __iter__(self):
-        import torch
-
-        seed = self.seed if self.fixed else self.seed + 7919 * self._epoch
-        self._epoch += 1
-        rng = worker_rng(seed)
-        count = 0
-        while self.n_items is None or count < self.n_items:
-            mix, refs = self.draw(rng)
-            yield torch.from_numpy(mix), torch.from_numpy(refs)
-            count += 1
+    def pair(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        return self.draw(rng)
 
     def draw(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         c = self.config or DynamicMixConfig()

@@ -46,7 +46,7 @@ from scipy import signal
 
 from .io import DataError, load_npz, save_npz
 from .modgen import FAMILY_CLASSES as FAMILY_CLASSES  # re-exported
-from .modgen import ModGenConfig, condition_grid, generate_frames
+from .modgen import ModGenConfig, condition_grid, constellation, generate_frames
 from .sigmf_io import normalize_frames
 
 RML2016_CLASSES = ("8PSK", "AM-DSB", "AM-SSB", "BPSK", "CPFSK", "GFSK", "PAM4", "QAM16",
@@ -260,21 +260,8 @@ def rrc_taps(sps: int = SPS, beta: float = 0.35, span: int = 11) -> np.ndarray:
 
 
 def _constellation(name: str) -> np.ndarray:
-    if name == "BPSK":
-        points = np.array([-1, 1], complex)
-    elif name == "QPSK":
-        points = np.exp(1j * (np.pi / 4 + np.pi / 2 * np.arange(4)))
-    elif name == "8PSK":
-        points = np.exp(2j * np.pi * np.arange(8) / 8)
-    elif name == "PAM4":
-        points = np.array([-3, -1, 1, 3], complex)
-    elif name in ("QAM16", "QAM64"):
-        m = 4 if name == "QAM16" else 8
-        axis = np.arange(m) * 2 - (m - 1)
-        points = (axis[:, None] + 1j * axis[None, :]).ravel()
-    else:
-        raise ValueError(name)
-    return points / np.sqrt(np.mean(np.abs(points) ** 2))
+    """The legacy generator's constellations: the realistic generator's (unit mean power)."""
+    return constellation(name)
 
 
 def _linear_modulation(rng, name: str, n: int, length: int) -> np.ndarray:

@@ -16,7 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from torch.utils.data import IterableDataset
+
+from .mixtures import DrawnExamples
 
 
 @dataclass
@@ -114,7 +115,7 @@ def simulate_scene(speech: np.ndarray, noise: np.ndarray, config: SceneConfig | 
                  (reverberant * scale).astype(np.float32), info, direct)
 
 
-class EnhancementScenes(IterableDataset):
+class EnhancementScenes(DrawnExamples):
     """``torch.utils.data.IterableDataset`` of array scenes simulated on the fly: every item
     a new random room, RT60, array radius / rotation / position, talker and noise positions
     and SNR (:func:`simulate_scene` with ``config``), speech from ``utterances`` (e.g. one
@@ -136,24 +137,9 @@ class EnhancementScenes(IterableDataset):
         self._speech, self._noise = AudioPool(utterances, rate), AudioPool(noises or [], rate)
         self._epoch = 0
 
-    def __len__(self) -> int:
-        if self.n_items is None:
-            raise TypeError("an endless EnhancementScenes has no length")
-        return self.n_items
-
-    def __iter__(self):
-        import torch
-
-        from .mixtures import worker_rng
-
-        seed = self.seed if self.fixed else self.seed + 7919 * self._epoch
-        self._epoch += 1
-        rng = worker_rng(seed)
-        count = 0
-        while self.n_items is None or count < self.n_items:
-            scene = self.draw(rng)
-            yield torch.from_numpy(scene.mixture), torch.from_numpy(scene.target)
-            count += 1
+    def pair(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        scene = self.draw(rng)
+        return scene.mixture, scene.target
 
     def draw(self, rng: np.random.Generator) -> Scene:
         from .mixtures import segment_of
