@@ -54,25 +54,19 @@ def _meta_shapes(name: str, kwargs: dict[str, Any]) -> dict[str, list[int]] | No
 def check_model_kwargs(config: dict[str, Any], where: Path) -> None:
     """The config's model is registered and its kwargs are arguments of that model, with
     the type of their defaults (a CheckpointError names the field otherwise)."""
-    import inspect
-
-    from .models.registry import UnknownModelError, get_model_class
+    from .models.registry import UnknownModelError, constructor_parameters
 
     try:
-        cls = get_model_class(config["model"])
+        params = constructor_parameters(config["model"])
     except UnknownModelError as err:
         raise CheckpointError(f"{where}: model: {err}") from None
-    try:
-        params = inspect.signature(cls.__init__).parameters
-    except (TypeError, ValueError):
-        return
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+    if params is None:
         return
     for key, value in config["kwargs"].items():
         if key in ("preset", "spec", "weights", "strict"):  # create_model's own arguments
             continue
-        if key not in params or key == "self":
-            accepted = [k for k in params if k != "self"]
+        if key not in params:
+            accepted = list(params)
             raise CheckpointError(f"{where}: kwargs.{key}: model {config['model']!r} has no "
                                   f"argument {key!r}; it takes {accepted}")
         default = params[key].default

@@ -178,6 +178,21 @@ def get_model_class(name: str) -> type[nn.Module]:
     return _entry(name).cls
 
 
+def constructor_parameters(name: str) -> dict[str, Any] | None:
+    """``{argument: inspect.Parameter}`` of a registered model's constructor, or None when it
+    takes ``**kwargs`` (anything goes) or has no inspectable signature."""
+    import inspect
+
+    cls = get_model_class(name)
+    try:
+        params = inspect.signature(cls.__init__).parameters
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return None
+    return {k: p for k, p in params.items() if k != "self"}
+
+
 def resolve_kwargs(name: str, preset: str | None = None, **kwargs) -> dict[str, Any]:
     """Preset values overridden by explicit keyword arguments."""
     merged: dict[str, Any] = {}

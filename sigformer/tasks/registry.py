@@ -16,7 +16,6 @@ needs to change to add one. :func:`run_task` gives every task the same outputs:
 from __future__ import annotations
 
 import difflib
-import inspect
 import json
 import os
 import shutil
@@ -172,19 +171,15 @@ def check_model_params(name: str, params: dict, where: str) -> None:
     """Unknown constructor arguments in ``model.params`` get a 'did you mean'."""
     if not params:
         return
-    from ..models.registry import get_model_class
+    from ..models.registry import constructor_parameters
 
     try:
-        cls = get_model_class(name)
+        signature = constructor_parameters(name)
     except KeyError as err:
         raise PipelineConfigError(f"{where}.name: {err}") from None
-    try:
-        sig = inspect.signature(cls.__init__).parameters
-    except (TypeError, ValueError):
+    if signature is None:
         return
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.values()):
-        return
-    accepted = [k for k in sig if k != "self"]
+    accepted = list(signature)
     for key in params:
         if key not in accepted:
             close = difflib.get_close_matches(key, accepted, n=2)
