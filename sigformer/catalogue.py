@@ -17,6 +17,14 @@ from typing import Any
 from .checkpoint_io import CONFIG_FILE, CheckpointError, read_config
 
 CATALOGUE_DIR = Path(__file__).parent / "catalogue"
+# the pretrained weights a model uses when it is asked for without training
+DEFAULT_PRETRAINED = {"tfm_tokenizer": "tfm-tokenizer-eeg-corpus"}
+
+
+def default_pretrained(model: str) -> str | None:
+    """The catalogue entry a model falls back to when no training is asked for."""
+    name = DEFAULT_PRETRAINED.get(model)
+    return name if name and (CATALOGUE_DIR / name / CONFIG_FILE).is_file() else None
 
 
 def list_pretrained(model: str | None = None) -> list[dict[str, Any]]:

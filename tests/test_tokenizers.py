@@ -169,3 +169,18 @@ def test_token_transformer_uses_pretrained_weights_without_training(tmp_path):
                if "usage" not in k)
     with pytest.raises(ValueError, match="or 0 with pretrained weights"):
         TokenTransformer("tfm_tokenizer", "tiny", sfreq=200, max_epochs=0).fit(X)
+
+
+def test_shipped_tfm_tokenizer_is_the_default_without_training():
+    """max_epochs=0 and no weights: the catalogue's pretrained TFM tokenizer, as shipped."""
+    from sigformer.catalogue import default_pretrained
+    from sigformer.tokenizers import TokenTransformer
+
+    name = default_pretrained("tfm_tokenizer")
+    if name is None:
+        pytest.skip("no pretrained TFM tokenizer in this installation's catalogue")
+    X = np.random.default_rng(1).standard_normal((3, 2, 1000)).astype(np.float32)
+    tt = TokenTransformer("tfm_tokenizer", sfreq=200, max_epochs=0).fit(X)
+    ids = tt.transform(X)
+    assert tt.tokenizer_.quantizer.num_codes == 1024 and ids.max() < 1024
+    assert getattr(tt.tokenizer_, "history_", None) is None  # nothing was trained

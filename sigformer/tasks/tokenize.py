@@ -54,14 +54,20 @@ def run_tokenize(cfg: TokenizeConfig, ctx: RunContext) -> dict[str, Any]:
     log(f"      {len(epochs)} windows x {len(epochs.channels)} channels x {epochs.n_times} "
         f"samples at {epochs.sfreq:g} Hz")
     t = cfg.tokenizer
-    if t.max_epochs == 0 and t.weights is None:
-        raise PipelineConfigError("tokenizer.max_epochs is 0 but no tokenizer.weights are "
-                                  "given: train (max_epochs > 0) or name pretrained weights")
-    origin = f"from {t.weights}" if t.weights else "from scratch"
+    from ..catalogue import default_pretrained
+
+    weights = t.weights
+    if t.max_epochs == 0 and weights is None:
+        weights = default_pretrained(t.name)  # no training asked for: the shipped tokenizer
+        if weights is None:
+            raise PipelineConfigError(f"tokenizer.max_epochs is 0 but no tokenizer.weights are "
+                                      f"given and {t.name!r} ships none: train (max_epochs > "
+                                      f"0) or name pretrained weights")
+    origin = f"from {weights}" if weights else "from scratch"
     log(f"[2/3] tokenizer {t.name!r} {origin}, {t.max_epochs} training epochs")
     tt = TokenTransformer(t.name, t.preset, dict(t.params), sfreq=epochs.sfreq,
                           max_epochs=t.max_epochs, batch_size=t.batch_size, lr=t.lr,
-                          random_state=t.seed, weights=t.weights,
+                          random_state=t.seed, weights=weights,
                           fit_params={"progress_bar": t.progress_bar}).fit(epochs.data)
     ids = tt.transform(epochs.data)
     tokenizer = tt.tokenizer_

@@ -28,6 +28,8 @@ class TokenTransformer(TransformerMixin, BaseEstimator):
     weights : a pretrained tokenizer to start from: a catalogue name (e.g.
         ``"tfm-tokenizer-eeg-corpus"``, see ``sigformer models --pretrained``), a bundle folder
         or an official checkpoint; with ``max_epochs`` > 0 pretraining continues from it.
+        ``max_epochs=0`` without ``weights`` uses the shipped tokenizer (TFM: pretrained on
+        29 h of EEG, ``tfm-tokenizer-eeg-corpus``).
     output : ``"ids"`` (discrete tokens, ``(n, C*T)``) or ``"embeddings"``.
     fit_params : extra keyword arguments for the tokenizer's ``fit`` (TFM: ``device``,
         ``precision``, ``checkpoint_dir``, ``lr_schedule``... of
@@ -74,10 +76,15 @@ class TokenTransformer(TransformerMixin, BaseEstimator):
 
         if self.output not in ("ids", "embeddings"):
             raise ValueError(f"output must be 'ids' or 'embeddings', got {self.output!r}")
+        from ..catalogue import default_pretrained
+
         epochs = self.max_epochs
         if epochs is None:
             epochs = 0 if self.weights is not None else 10
-        if not isinstance(epochs, int) or epochs < 0 or (epochs == 0 and self.weights is None):
+        weights = self.weights
+        if epochs == 0 and weights is None:  # no training asked for: the shipped tokenizer
+            weights = default_pretrained(self.tokenizer)
+        if not isinstance(epochs, int) or epochs < 0 or (epochs == 0 and weights is None):
             raise ValueError(f"max_epochs must be a positive integer (or 0 with pretrained "
                              f"weights), got {self.max_epochs!r}")
         from .frontends import create_tokenizer
@@ -85,8 +92,8 @@ class TokenTransformer(TransformerMixin, BaseEstimator):
         kwargs = dict(self.params or {})
         if self.preset is not None:
             kwargs["preset"] = self.preset
-        if self.weights is not None:
-            kwargs["weights"] = self.weights
+        if weights is not None:
+            kwargs["weights"] = weights
         self.tokenizer_ = create_tokenizer(self.tokenizer, **kwargs)
         Xp = self._prepare(X)
         self.n_channels_ = Xp.shape[1]
