@@ -40,7 +40,8 @@ def package(run: Path, label: str, dest: Path, log_path: Path | None) -> Path:
     bundle = Bundle(
         model=model, task="classify", input_spec=spec, model_spec=spec,
         labels=list(extra["classes"]),
-        extra={"normalization": extra.get("normalization", "rms"), "generator": "modgen"},
+        extra={"normalization": extra.get("normalization", "rms"), "generator": "modgen",
+               "rate_agnostic": True},
         provenance={
             "title": f"{label} modulation recognition, trained on sigformer's realistic "
                      f"generator",

@@ -117,7 +117,9 @@ def _iq_classifier(bundle: Bundle, settings: OnlineSettings) -> OnlinePipeline:
     online = RateAdaptingPipeline(Pipeline([]), window, hop, runner,
                                   smoothing=settings.smoothing or Smoother(),
                                   nan_policy=settings.nan_policy)
-    online.expected_sfreq = bundle.input_spec.sfreq
+    # models trained on generated frames know samples per symbol, not Hz: no resampling
+    rate_free = bundle.extra.get("rate_agnostic", False)
+    online.expected_sfreq = None if rate_free else bundle.input_spec.sfreq
     return online
 
 

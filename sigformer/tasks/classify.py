@@ -267,6 +267,8 @@ def run_iq(cfg: ClassifyConfig, ctx: RunContext) -> dict[str, Any]:
             spec = SignalSpec.iq(rate, a.frame_length)
             promote_to_bundle(folder, task="classify", input_spec=spec, model_spec=spec,
                               labels=extra.get("classes"),
+                              # generated / RadioML frames carry no absolute rate
+                              extra={"rate_agnostic": not extra.get("sample_rate")},
                               provenance={"summary": f"modulation recognition ({a.source})",
                                           "data": a.model_dump(mode="json",
                                                                exclude={"models", "distill"})})
