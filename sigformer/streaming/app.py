@@ -321,7 +321,11 @@ def stream_bundle(bundle, source, sinks=(), *, settings: OnlineSettings | None =
                       processing_latency_ms_p99=float(np.quantile(lat, 0.99)))
     samples = online.stats.samples
     if elapsed > 0 and samples:
+        # wall time per second of signal (>= 1 with a paced source that keeps up) and model
+        # compute per second of signal (< 1: faster than real time)
         report["real_time_factor"] = float(elapsed / (samples / source.sfreq))
+        compute = float(sum(online.stats.compute_s))
+        report["compute_real_time_factor"] = compute / (samples / source.sfreq)
     for sink in sinks:
         for attr in ("paths", "path"):
             value = getattr(sink, attr, None)
