@@ -155,8 +155,9 @@ class StreamRunner:
     def summary(self, elapsed: float) -> str:
         st = self.pipeline.stats
         rate = st.samples / elapsed if elapsed > 0 else 0.0
-        msg = (f"{st.windows} windows, {st.samples} samples ({rate:,.0f}/s, real-time factor "
-               f"{rate / self.source.sfreq:.2f})")
+        # speed as a multiple of real time (a paced source that keeps up shows ~1.00x)
+        msg = (f"{st.windows} windows, {st.samples} samples ({rate:,.0f}/s, "
+               f"{rate / self.source.sfreq:.2f}x real time)")
         if self.processing_latencies:
             import numpy as np
 
