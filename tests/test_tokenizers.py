@@ -168,7 +168,7 @@ def test_token_transformer_uses_pretrained_weights_without_training(tmp_path):
     assert all(torch.equal(v, reference[k]) for k, v in again.tokenizer_.state_dict().items()
                if "usage" not in k)
     with pytest.raises(ValueError, match="or 0 with pretrained weights"):
-        TokenTransformer("tfm_tokenizer", "tiny", sfreq=200, max_epochs=0).fit(X)
+        TokenTransformer("tfm_tokenizer", "tiny", sfreq=200, max_epochs=-1).fit(X)
 
 
 def test_shipped_tfm_tokenizer_is_the_default_without_training():
