@@ -38,3 +38,19 @@ def print_table(header: Sequence[str], rows: Sequence[Sequence]) -> None:
                         for i, (c, w) in enumerate(zip(row, widths))))
         if n == 0:
             print("  ".join("-" * w for w in widths))
+
+
+def save_results(path, results: dict, **meta) -> None:
+    """Write a benchmark's results JSON with the machine, torch version and settings."""
+    import json
+    import platform
+    from pathlib import Path
+
+    import torch
+
+    payload = {**meta, "torch": torch.__version__,
+               "machine": platform.processor() or platform.machine(), "models": results}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, indent=1))
+    print(f"wrote {path}")

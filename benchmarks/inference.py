@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
-import platform
 import statistics
 import time
 from collections.abc import Callable
@@ -25,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from _table import save_results
 from training import (
     CASES,
     RESULTS,
@@ -175,11 +174,7 @@ def main() -> None:
         diffs = ", ".join(f"{v} {d:.1e}" for v, d in row["max_abs_diff_to_reference"].items()
                           if v != "reference")
         print(f"  {key:26s} {diffs} (output scale {row['reference_output_scale']:.2g})")
-    meta = {"quick": args.quick, "threads": args.threads, "torch": torch.__version__,
-            "machine": platform.processor() or platform.machine(), "models": results}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(meta, indent=1))
-    print(f"wrote {args.out}")
+    save_results(args.out, results, quick=args.quick, threads=args.threads)
 
 
 if __name__ == "__main__":

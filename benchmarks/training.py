@@ -27,8 +27,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
-import json
-import platform
 import statistics
 import time
 from collections.abc import Callable
@@ -37,7 +35,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from _table import print_table
+from _table import print_table, save_results
 
 from sigformer.models import create_model
 from sigformer.nn import FAST, REFERENCE, FastPath, set_fast_path
@@ -277,11 +275,7 @@ def main() -> None:
         print(f"{name}: " + ", ".join(f"{v} {r:.1f}" for v, r in
                                       results[name]["samples_per_s"].items()), flush=True)
     print_rates(results, "samples_per_s", "training throughput (median of repeats)")
-    meta = {"quick": args.quick, "threads": args.threads, "torch": torch.__version__,
-            "machine": platform.processor() or platform.machine(), "models": results}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(meta, indent=1))
-    print(f"wrote {args.out}")
+    save_results(args.out, results, quick=args.quick, threads=args.threads)
 
 
 if __name__ == "__main__":
