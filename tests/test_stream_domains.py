@@ -367,3 +367,17 @@ def test_sound_card_source_names_its_extra_when_missing():
             SoundCardSource(16000, 1)
     else:
         pytest.skip("sounddevice is installed here; the live device path needs hardware")
+
+
+def test_sigmf_capture_without_a_rate_streams_with_source_rate(tmp_path, capsys, iq_bundle):
+    """Captures saved without core:sample_rate (e.g. from URH) need --source-rate; without it
+    the error says so."""
+    from sigformer.data.sigmf_io import write_sigmf
+
+    iq = np.exp(2j * np.pi * 0.01 * np.arange(128 * 6)).astype(np.complex64)
+    meta = write_sigmf(tmp_path / "norate", iq)
+    assert main(["stream", str(iq_bundle), "--source", f"sigmf:{meta}"]) == 2
+    assert "--source-rate" in capsys.readouterr().err
+    report = _cli_json(capsys, ["stream", str(iq_bundle), "--source", f"sigmf:{meta}",
+                                "--source-rate", "1e6"])
+    assert report["predictions"] == 6

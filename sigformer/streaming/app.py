@@ -230,7 +230,8 @@ def make_source(text: str, *, realtime: bool = False, chunk_size: int | None = N
     if kind == "wav":
         return sources.WAVSource(target, chunk_size or 4096, realtime)
     if kind == "sigmf":
-        return sources.SigMFSource(target, chunk_size or 4096, realtime)
+        return sources.SigMFSource(target, chunk_size or 4096, realtime,
+                                   sample_rate=sample_rate)
     return sources.SlotSource(target, chunk_size or 8, realtime)
 
 

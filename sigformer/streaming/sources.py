@@ -112,7 +112,8 @@ class SigMFSource(ArraySource):
     """Complex IQ from a SigMF recording (``.sigmf-meta`` + ``.sigmf-data``) as two real
     channels (I, Q) per capture channel."""
 
-    def __init__(self, path, chunk_size: int = 1024, realtime: bool = False):
+    def __init__(self, path, chunk_size: int = 1024, realtime: bool = False,
+                 sample_rate: float | None = None):
         from ..channels import iq_channel_set, iq_to_channels
         from ..data.io import DataError
         from ..data.sigmf_io import read_sigmf
@@ -121,14 +122,15 @@ class SigMFSource(ArraySource):
             recording = read_sigmf(path)
         except DataError as err:
             raise SignalError(f"{path} could not be read as SigMF: {err}") from err
-        if recording.sample_rate is None:
-            raise SignalError(f"{path} has no core:sample_rate")
+        rate = recording.sample_rate if recording.sample_rate is not None else sample_rate
+        if rate is None:
+            raise SignalError(f"{path} has no core:sample_rate; give the capture's rate "
+                              f"(--source-rate HZ, or sample_rate=)")
         if not recording.is_complex:
             raise SignalError(f"{path} holds real samples; a SigMF IQ source needs complex data")
         samples = recording.samples.T if recording.samples.ndim == 2 else recording.samples[None]
         data = iq_to_channels(samples).reshape(-1, samples.shape[-1])
-        super().__init__(data, recording.sample_rate, iq_channel_set(samples.shape[0]),
-                         chunk_size, realtime)
+        super().__init__(data, rate, iq_channel_set(samples.shape[0]), chunk_size, realtime)
 
 
 class LSLSource:
