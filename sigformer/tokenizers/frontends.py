@@ -197,6 +197,16 @@ def _positions(parameter: nn.Parameter | None, add: bool) -> nn.Parameter | None
     return parameter if add else None
 
 
+def _dbconformer_positions(model: nn.Module, attribute: str, add: bool
+                           ) -> nn.Parameter | None:
+    """The model's learnable positions when asked for (DBConformer built with pos_emb)."""
+    positions = getattr(model, attribute, None)
+    if add and positions is None:
+        raise ValueError("add_positions=True, but this DBConformer has no positional "
+                         "embedding (pos_emb=False)")
+    return _positions(positions, add)
+
+
 def _add_positions(tokens: torch.Tensor, positions: torch.Tensor | None,
                    what: str) -> torch.Tensor:
     if positions is None:
@@ -243,12 +253,8 @@ class DBConformerPatches(ModelFrontEnd):
     @classmethod
     def from_model(cls, model: nn.Module, add_positions: bool = False) -> DBConformerPatches:
         cls.check_model(model)
-        positions = getattr(model, "pos_embedding_temporal", None)
-        if add_positions and positions is None:
-            raise ValueError("add_positions=True, but this DBConformer has no positional "
-                             "embedding (pos_emb=False)")
-        return cls(model.temporal_embedding, model.n_chans, _positions(positions, add_positions),
-                   model.sfreq)
+        positions = _dbconformer_positions(model, "pos_embedding_temporal", add_positions)
+        return cls(model.temporal_embedding, model.n_chans, positions, model.sfreq)
 
     def encode(self, x: torch.Tensor) -> Tokens:
         x = _check_eeg(self, x, self.n_chans)
@@ -286,11 +292,8 @@ class DBConformerChannels(ModelFrontEnd):
     @classmethod
     def from_model(cls, model: nn.Module, add_positions: bool = False) -> DBConformerChannels:
         cls.check_model(model)
-        positions = getattr(model, "pos_embedding_spatial", None)
-        if add_positions and positions is None:
-            raise ValueError("add_positions=True, but this DBConformer has no positional "
-                             "embedding (pos_emb=False)")
-        return cls(model.spatial_embedding, _positions(positions, add_positions), model.sfreq)
+        positions = _dbconformer_positions(model, "pos_embedding_spatial", add_positions)
+        return cls(model.spatial_embedding, positions, model.sfreq)
 
     def encode(self, x: torch.Tensor) -> Tokens:
         n_chans = None if self.positions is None else self.positions.shape[-2]
