@@ -391,12 +391,7 @@ def _simulate_chunk(rng, config: OFDMConfig, ds_ns, fd, delays, powers, los, n_s
         y_pilots = _received_with_ici(config, fading, powers, steer, starts, x_pilots, x_grid)
     else:
         y_pilots = h[:, pk[:, None], ps] * x_pilots
-    # Received-grid power for the 'measured' SNR definition (empty REs count as zeros)
-    if x_grid is None:
-        rx_power = (np.abs(y_pilots) ** 2).sum(axis=(1, 2)) / h[0].size
-    else:
-        rx_power = (np.abs(h * x_grid) ** 2).mean(axis=(1, 2))
-    return h, y_pilots, x_pilots, rx_power
+    return h, y_pilots, x_pilots, _received_power(h, y_pilots, x_grid)
 
 
 def _received_with_ici(config: OFDMConfig, fading: _SumOfSinusoids, powers, steer, starts,
@@ -448,6 +443,14 @@ def _fast_averaged_gains(fading: _SumOfSinusoids, t_start: np.ndarray, duration:
     return out
 
 
+def _received_power(h: np.ndarray, y_pilots: np.ndarray, x_grid: np.ndarray | None
+                    ) -> np.ndarray:
+    """Received-grid power for the 'measured' SNR definition (empty REs count as zeros)."""
+    if x_grid is None:
+        return (np.abs(y_pilots) ** 2).sum(axis=(1, 2)) / h[0].size
+    return (np.abs(h * x_grid) ** 2).mean(axis=(1, 2))
+
+
 def _phasors(angle: np.ndarray) -> np.ndarray:
     """``exp(1j * angle)`` as complex64 from float32 cos/sin (faster than a complex exp)."""
     angle = angle.astype(np.float32, copy=False)
@@ -484,11 +487,7 @@ def _simulate_chunk_fast(rng, config: OFDMConfig, ds_ns, fd, delays, powers, los
                                            x_grid)
     else:
         y_pilots = h[:, pk[:, None], ps] * x_pilots
-    if x_grid is None:
-        rx_power = (np.abs(y_pilots) ** 2).sum(axis=(1, 2)) / h[0].size
-    else:
-        rx_power = (np.abs(h * x_grid) ** 2).mean(axis=(1, 2))
-    return h, y_pilots, x_pilots, rx_power
+    return h, y_pilots, x_pilots, _received_power(h, y_pilots, x_grid)
 
 
 def _taylor_order(max_argument: float) -> int:
