@@ -137,9 +137,6 @@ def _cmd_classify_iq(args) -> int:
         raise CheckpointError(f"{args.model} is not a modulation-recognition bundle (task "
                               f"{bundle.task!r}, input {bundle.input_spec!r}); train one with "
                               f"an IQ classification pipeline (pipelines/amr_clst.yaml)")
-    if args.out is None and not args.in_place:
-        raise _config_error("give --out META (a new .sigmf-meta next to the capture's data) or "
-                            "--in-place to add the annotations to the capture's own metadata")
     result = classify_sigmf(args.file, bundle.model, bundle.labels,
                             normalization=bundle.extra.get("normalization", "l1"),
                             hop=args.hop,
@@ -147,9 +144,14 @@ def _cmd_classify_iq(args) -> int:
                             out_meta=args.out, in_place=args.in_place,
                             copy_data=args.copy_data, nan_policy=args.nan_policy,
                             target_sps=args.target_sps or bundle.extra.get("target_sps"))
-    _print_json({"meta": result["meta"], "n_frames": result["n_frames"],
-                 "annotations": len(result["annotations"]),
-                 "frame_labels": result["frame_labels"]})
+    summary = {"meta": result["meta"], "n_frames": result["n_frames"],
+               "annotations": len(result["annotations"]),
+               "frame_labels": result["frame_labels"]}
+    if args.out is None and not args.in_place:
+        # nothing written: the label runs themselves are the answer
+        summary["runs"] = [{"sample_start": ann.start, "sample_count": ann.count,
+                            "label": ann.label} for ann in result["annotations"]]
+    _print_json(summary)
     return 0
 
 
@@ -311,8 +313,9 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--duration", type=float, help="stop after this many seconds")
     rep.set_defaults(func=_cmd_replay)
 
-    iq = sub.add_parser("classify-iq", help="classify the modulation of a SigMF recording and "
-                                          "write the predictions as SigMF annotations")
+    iq = sub.add_parser("classify-iq", help="classify the modulation of a SigMF recording: "
+                                          "print the label runs, or write them as SigMF "
+                                          "annotations (--out / --in-place)")
     iq.add_argument("file", help="recording (.sigmf-meta)")
     iq.add_argument("--model", required=True, help="modulation bundle or pretrained name")
     iq.add_argument("--out", help="write the annotated metadata to this new .sigmf-meta")
