@@ -414,7 +414,8 @@ def classifier_token_ids(classifier: TFMClassifier, X, normalized: bool = False)
     X = np.asarray(X, np.float32)
     if not normalized:
         X = percentile_normalize(torch.as_tensor(X)).numpy()
-    classifier.tokenizer.eval()
+    # transform() encodes in eval mode and restores the tokenizer's mode: an unfrozen
+    # tokenizer stays in training mode for fine-tuning (its EMA codebook keeps adapting)
     return classifier.tokenizer.transform(X).reshape(len(X), X.shape[1], -1)
 
 
@@ -463,7 +464,15 @@ def pretrain_classifier_stages(classifier: TFMClassifier, X, *, tokenizer_epochs
                                ) -> None:
     """The estimator's unsupervised stages on raw training signals ``(n, C, N)``: tokenizer
     pretraining (``tokenizer_epochs``), codebook-initialised token embeddings, then
-    masked-token pretraining (``mtp_epochs``); warm-up is a tenth of each stage."""
+    masked-token pretraining (``mtp_epochs``); warm-up is a tenth of each stage. A classifier
+    built with ``tokenizer_weights`` (e.g. the shipped ``tfm-tokenizer-eeg-corpus``) already
+    has a pretrained tokenizer and codebook-initialised embeddings: only the masked-token
+    stage runs, on the training data, as the TFM paper does after its tokenizer stage."""
+    pretrained = getattr(classifier, "tokenizer_weights", None)
+    if tokenizer_epochs > 0 and pretrained is not None:
+        # retraining would silently replace the pretrained tokenizer the caller asked for
+        raise ValueError(f"the classifier's tokenizer is pretrained ({pretrained!r}); got "
+                         f"tokenizer_epochs={tokenizer_epochs}, expected 0")
     X = percentile_normalize(torch.as_tensor(np.asarray(X, np.float32))).numpy()
     if tokenizer_epochs > 0:
         tokenizer = classifier.tokenizer
@@ -471,6 +480,9 @@ def pretrain_classifier_stages(classifier: TFMClassifier, X, *, tokenizer_epochs
         tokenizer.fit(X, max_epochs=tokenizer_epochs, lr=lr, batch_size=batch_size,
                       warmup_epochs=max(1, tokenizer_epochs // 10))
         tokenizer.requires_grad_(not classifier.freeze_tokenizer)
+        # the pretraining loop ends in eval mode; an unfrozen tokenizer goes on adapting its
+        # EMA codebook in fine-tuning (Lightning keeps the submodule modes it finds)
+        tokenizer.train(classifier.training and not classifier.freeze_tokenizer)
         classifier.encoder.init_from_codebook(tokenizer.quantizer.codebook.detach())
     if mtp_epochs > 0:
         pretrain_mtp(classifier, X, max_epochs=mtp_epochs, batch_size=batch_size, lr=lr,

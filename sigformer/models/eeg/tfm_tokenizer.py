@@ -424,6 +424,48 @@ class TFMEncoder(nn.Module):
         return {"loss": total, "token_accuracy": torch.tensor(correct / max(count, 1))}
 
 
+def load_pretrained_tokenizer(source, tokenizer_params: dict | None = None
+                              ) -> tuple[TFMTokenizer, int | None]:
+    """A :class:`TFMTokenizer` from a sigformer bundle or catalogue name (e.g.
+    ``"tfm-tokenizer-eeg-corpus"``), built with the architecture its config records and
+    loaded strictly (checksums verified), plus the window length (samples at 200 Hz) it was
+    trained on (None if the bundle does not say). ``tokenizer_params`` may set ``fast``;
+    any other key must equal what the bundle records (the weights fix the architecture)."""
+    from ...catalogue import resolve_bundle_path
+    from ...checkpoint_io import read_config
+    from ..registry import create_model
+
+    path = resolve_bundle_path(source)
+    config = read_config(path)
+    if config["model"] != "tfm_tokenizer":
+        raise ValueError(f"tokenizer_weights={str(source)!r} holds a {config['model']!r} "
+                         "model; expected a tfm_tokenizer bundle (e.g. the catalogue's "
+                         "'tfm-tokenizer-eeg-corpus')")
+    spec = config.get("model_spec") or config.get("input_spec") or {}
+    if spec.get("sfreq") is not None and float(spec["sfreq"]) != TFM_SFREQ:
+        raise SignalError(f"tokenizer_weights={str(source)!r} was trained at "
+                          f"{spec['sfreq']:g} Hz; TFM models take {TFM_SFREQ:g} Hz")
+    params = dict(tokenizer_params or {})
+    runtime = {"fast": params.pop("fast")} if "fast" in params else {}
+    tokenizer = create_model("tfm_tokenizer", weights=path, **runtime)
+    recorded = tokenizer.constructor_kwargs()
+    conflicts = {k: v for k, v in params.items() if k not in recorded or recorded[k] != v}
+    if conflicts:
+        bundle_values = {k: recorded[k] for k in conflicts if k in recorded}
+        raise ValueError(f"tokenizer_params {conflicts} conflict with tokenizer_weights="
+                         f"{str(source)!r}: the architecture comes from the bundle "
+                         f"({bundle_values}); only 'fast' may be set")
+    window = spec.get("window")
+    return tokenizer, None if window is None else int(window)
+
+
+def _window_error(source, window: int, got: int) -> SignalError:
+    seconds = window / TFM_SFREQ
+    return SignalError(f"the pretrained tokenizer {str(source)!r} takes {window}-sample windows "
+                       f"({seconds:g} s at {TFM_SFREQ:g} Hz), got {got} samples; resample to "
+                       f"{TFM_SFREQ:g} Hz (tfm_prepare) and cut {seconds:g} s windows")
+
+
 @register_model("tfm_classifier", domain="eeg", presets={
     "tiny": dict(tokenizer_params=dict(emb_size=16, code_size=16, n_codes=64, freq_depth=1,
                                        temporal_depth=1, decoder_depth=1, heads=2,
@@ -435,25 +477,69 @@ class TFMClassifier(nn.Module):
 
     Inputs are normalised per channel (95th percentile) inside the model, so the estimator can
     feed epochs directly; resample to 200 Hz beforehand (:func:`tfm_prepare`).
+
+    Parameters
+    ----------
+    tokenizer_params, encoder_params : constructor arguments of the two parts. The encoder's
+        ``n_codes`` and ``emb_size`` default to the tokenizer's ``n_codes`` and ``code_size``
+        (its token embeddings start from the codebook).
+    tokenizer_weights : a pretrained tokenizer, as a catalogue name (the shipped
+        ``"tfm-tokenizer-eeg-corpus"``) or a bundle folder. Its architecture comes from the
+        bundle's config (``tokenizer_params`` may only set ``fast``), its weights are loaded
+        strictly, the token embeddings start from its codebook, and the input must be the
+        window it was trained on (1000 samples, 5 s at 200 Hz for the shipped one; checked at
+        construction when ``n_times`` is given and on every forward). Tokenizer pretraining is
+        then skipped (``tokenizer_epochs`` must be 0); masked-token pretraining
+        (``mtp_epochs``) and fine-tuning still run. Rebuilding the model (checkpoint, pickle)
+        reads the bundle again before the saved weights are loaded.
+    freeze_tokenizer : True (default): the tokenizer stays in eval mode and its weights,
+        codebook included, never change. False lets the EMA codebook keep adapting while the
+        classifier trains (no gradient reaches the tokenizer either way: the encoder sees
+        discrete ids).
+    tokenizer_epochs, mtp_epochs, pretrain_batch_size, pretrain_lr : the estimator's
+        unsupervised stages (:func:`sigformer.recipes.tfm.pretrain_classifier_stages`).
     """
 
     def __init__(self, n_chans=None, n_outputs=2, n_times=None, sfreq=TFM_SFREQ, chs_info=None,
                  tokenizer_params: dict | None = None, encoder_params: dict | None = None,
                  freeze_tokenizer: bool = True, tokenizer_epochs: int = 0,
-                 mtp_epochs: int = 0, pretrain_batch_size: int = 256, pretrain_lr: float = 1e-3):
+                 mtp_epochs: int = 0, pretrain_batch_size: int = 256, pretrain_lr: float = 1e-3,
+                 tokenizer_weights: str | None = None):
         super().__init__()
         self.tokenizer_epochs, self.mtp_epochs = tokenizer_epochs, mtp_epochs
         self.pretrain_batch_size, self.pretrain_lr = pretrain_batch_size, pretrain_lr
         if sfreq is not None and float(sfreq) != TFM_SFREQ:
             raise SignalError(f"TFM models take 200 Hz signals, got sfreq={sfreq}; resample "
                               "with tfm_prepare()")
-        self.tokenizer = TFMTokenizer(**(tokenizer_params or {}))
+        self.tokenizer_weights = None if tokenizer_weights is None else str(tokenizer_weights)
+        self.tokenizer_window: int | None = None
+        if tokenizer_weights is None:
+            self.tokenizer = TFMTokenizer(**(tokenizer_params or {}))
+        else:
+            if tokenizer_epochs:
+                raise ValueError(f"tokenizer_weights={self.tokenizer_weights!r} is already "
+                                 f"pretrained; got tokenizer_epochs={tokenizer_epochs}: use 0 "
+                                 "(masked-token pretraining still runs with mtp_epochs), or "
+                                 "tokenizer_weights=None to pretrain one on the training data")
+            self.tokenizer, self.tokenizer_window = load_pretrained_tokenizer(
+                tokenizer_weights, tokenizer_params)
+            if n_times is not None and self.tokenizer_window not in (None, int(n_times)):
+                raise _window_error(self.tokenizer_weights, self.tokenizer_window, int(n_times))
         enc = dict(encoder_params or {})
         enc.setdefault("n_codes", self.tokenizer.n_codes)
+        enc.setdefault("emb_size", self.tokenizer.code_size)
+        if tokenizer_weights is not None and enc["emb_size"] != self.tokenizer.code_size:
+            raise ValueError(f"encoder_params emb_size={enc['emb_size']} must equal the "
+                             f"pretrained tokenizer's code_size ({self.tokenizer.code_size}): "
+                             "the token embeddings start from its codebook")
         self.encoder = TFMEncoder(n_outputs=n_outputs, **enc)
+        if tokenizer_weights is not None:
+            self.encoder.init_from_codebook(self.tokenizer.quantizer.codebook.detach())
         self.freeze_tokenizer = freeze_tokenizer
         if freeze_tokenizer:
-            self.tokenizer.requires_grad_(False)
+            # eval from the start: Lightning keeps submodule modes, so a tokenizer left in
+            # training mode here would update its EMA codebook during fine-tuning
+            self.tokenizer.requires_grad_(False).eval()
 
     def set_fast(self, fast: bool = True) -> TFMClassifier:
         """Fast or reference path for both the tokenizer and the encoder (weights unchanged)."""
@@ -473,6 +559,8 @@ class TFMClassifier(nn.Module):
         return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.tokenizer_window is not None and x.shape[-1] != self.tokenizer_window:
+            raise _window_error(self.tokenizer_weights, self.tokenizer_window, x.shape[-1])
         with torch.set_grad_enabled(not self.freeze_tokenizer and torch.is_grad_enabled()):
             tok = self.tokenizer.encode(percentile_normalize(x))
         b, c = x.shape[:2]
