@@ -1,0 +1,76 @@
+"""scripts/train_amr.py -> scripts/package_amr.py: a tiny run becomes a loadable catalogue
+bundle whose card records the budget, the training time and (family mode) the target symbol
+length that classify-iq conditions captures to."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _script(name: str):
+    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def family_run(tmp_path_factory):
+    """One epoch of 512 frames, ClST small and KD-CNN with SKD, logged like a real run."""
+    import contextlib
+    import io
+
+    root = tmp_path_factory.mktemp("amr")
+    run, log = root / "run", root / "run.log"
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        assert _script("train_amr").main([
+            "--out", str(run), "--mode", "family", "--frames", "512", "--epochs", "1",
+            "--batch-size", "128", "--test-per-condition", "2", "--threads", "1",
+            "--clst-preset", "small", "--students", "kd_cnn", "--log-every", "1",
+            "--captures", str(root / "no-captures")]) == 0
+    log.write_text(buffer.getvalue())
+    return run, log
+
+
+def test_family_bundle_records_target_sps_budget_and_time(family_run, tmp_path):
+    from sigformer.bundle import Bundle
+
+    run, log = family_run
+    folder = _script("package_amr").package(run, "clst", tmp_path, log)
+    assert Path(folder).name == "amr-clst-family"
+    bundle = Bundle.load(folder)
+    assert bundle.labels == ["ASK", "FSK", "PSK", "QAM", "analog"]
+    assert bundle.extra["target_sps"] == 8.0
+    data = bundle.provenance["data"]
+    assert data["frames_seen"] == 512
+    assert "min wall time" in bundle.provenance["training_time"]
+    report = json.loads((run / "report.json").read_text())
+    assert bundle.provenance["results"]["clst"]["accuracy"] == pytest.approx(
+        report["models"]["clst"]["accuracy"], abs=1e-4)
+    # the packaged weights are the trained ones
+    x = np.random.default_rng(0).standard_normal((4, 2, 128)).astype(np.float32)
+    from sigformer.checkpoint import load_checkpoint
+
+    trained, _ = load_checkpoint(run / "clst")
+    import torch
+
+    with torch.no_grad():
+        assert torch.allclose(bundle.model(torch.as_tensor(x)), trained(torch.as_tensor(x)))
+
+
+def test_training_time_reads_only_its_model_and_crosses_midnight(tmp_path):
+    log = tmp_path / "run.log"
+    log.write_text("23:59:00 [clst] epoch 1/2 step 1\n"
+                   "23:59:30 [kd_cnn] unrelated\n"
+                   "00:01:00 [clst] epoch 2/2 done\n")
+    text = _script("package_amr").training_time(log, "clst")
+    assert text.startswith("2.0 min")
+    assert _script("package_amr").training_time(log, "vtcnn2") is None
