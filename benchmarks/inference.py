@@ -3,13 +3,15 @@
 All seven models: DBConformer, TFM tokenizer (``encode``), Du-IN, MossFormer (``small``),
 DeFTAN-II (``small``), AdaFortiTran (``small``, also at batch 256) and ClST. Eval mode under
 ``torch.inference_mode``. Variants: ``reference``, ``fast`` (same function: fused
-projections, TFM's ``set_fast``), ``fast-bf16`` (``fast`` under bf16 autocast; the largest
+projections, the models' own ``set_fast`` - TFM, AdaFortiTran's chunked batches), ``fast-bf16`` (``fast`` under bf16 autocast; the largest
 output difference to the reference is recorded) and, with ``--compile``, ``compiled``.
 
 Threads pinned (``--threads``, 2), variants alternated in one process, median of repeats.
-Writes ``benchmarks/results/inference.json``.
+AdaFortiTran is reported next to the sample LMMSE estimator (the classical baseline of
+``sigformer.rf.channel_estimation``, timed in the same run on the same number of threads) with
+issue 13's target: >= 5,000 slots/s at batch 256. Writes ``benchmarks/results/inference.json``.
 
-    python benchmarks/inference.py [--quick] [--models clst,duin] [--compile]
+    python benchmarks/inference.py [--quick] [--models clst,duin] [--batches 256] [--compile]
 """
 
 from __future__ import annotations
@@ -22,8 +24,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
-from _table import save_results
+from _table import print_table, save_results
+from threadpoolctl import threadpool_limits
 from training import (
     CASES,
     RESULTS,
@@ -35,8 +39,13 @@ from training import (
     set_model_fast,
 )
 
+from sigformer.data.ofdm import simulate_ofdm
 from sigformer.models import create_model
 from sigformer.nn import set_fast_path
+from sigformer.rf.channel_estimation import SampleLMMSE
+
+OFDM_CASE = "adafortitran-small"
+OFDM_TARGET = (256, 5000.0)  # issue 13: batch, slots/s
 
 
 @dataclass
@@ -132,6 +141,47 @@ def bench_case(name: str, variants: dict[str, Variant], batch: int, repeats: int
     }
 
 
+def bench_sample_lmmse(batch: int, repeats: int, calls: int, threads: int) -> list[float]:
+    """Slots/s of :class:`SampleLMMSE` prediction on ``batch`` simulated slots (numpy BLAS held
+    to ``threads``, like torch). Fitted on 1,024 slots: the filter's quality does not change
+    its cost, one ``(P) x (P, K*L)`` product per slot."""
+    with threadpool_limits(threads):
+        estimator = SampleLMMSE().fit(simulate_ofdm(1024, seed=0))
+        data = simulate_ofdm(batch, seed=1)
+        estimator.predict(data)  # warm-up
+        rates = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            for _ in range(calls):
+                estimator.predict(data)
+            rates.append(calls * batch / (time.perf_counter() - start))
+    return rates
+
+
+def print_ofdm_comparison(results: dict) -> None:
+    """AdaFortiTran slots/s per variant next to the sample LMMSE, and the issue's target."""
+    rows = {k: r for k, r in results.items() if "sample_lmmse_slots_per_s" in r}
+    if not rows:
+        return
+    batch, target = OFDM_TARGET
+    print(f"\n{OFDM_CASE} vs the sample LMMSE (slots/s, same run, same threads)")
+    variants = list(next(iter(rows.values()))["items_per_s"])
+    print_table(["batch", *variants, "sample LMMSE", *(f"{v}/LMMSE" for v in variants)],
+                [[r["batch_size"], *(f"{r['items_per_s'][v]:,.0f}" for v in variants),
+                  f"{r['sample_lmmse_slots_per_s']:,.0f}",
+                  *(f"{r['items_per_s'][v] / r['sample_lmmse_slots_per_s']:.4f}"
+                    for v in variants)] for r in rows.values()])
+    row = next((r for r in rows.values() if r["batch_size"] == batch), None)
+    if row is None:
+        print(f"target >= {target:,.0f} slots/s at batch {batch}: not measured (run with "
+              f"batch {batch}, e.g. --models {OFDM_CASE} --batches {batch})")
+        return
+    for v, rate in row["items_per_s"].items():
+        status = "met" if rate >= target else "NOT met"
+        print(f"target >= {target:,.0f} slots/s at batch {batch}, {v}: {status} "
+              f"({rate:,.0f} slots/s)")
+
+
 def run(model: torch.nn.Module, variant: Variant, inputs: tuple):
     set_fast_path(variant.switches)
     try:
@@ -146,6 +196,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true",
                         help="tiny run (2 repeats of 1 call, batch 1 and 8): checks it works")
     parser.add_argument("--models", default=",".join(INFERENCE_CASES))
+    parser.add_argument("--batches", default=None,
+                        help="comma-separated batch sizes for every model (default: each "
+                             "model's own, e.g. 1,64,256 for AdaFortiTran)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--calls", type=int, default=3)
@@ -159,13 +212,19 @@ def main() -> None:
     repeats, calls = (2, 1) if args.quick else (args.repeats, args.calls)
     results = {}
     for name in args.models.split(","):
-        for batch in INFERENCE_CASES[name].batch_sizes:
-            if args.quick:
+        batches = (INFERENCE_CASES[name].batch_sizes if args.batches is None else
+                   tuple(int(b) for b in args.batches.split(",")))
+        for batch in batches:
+            if args.quick and args.batches is None:
                 batch = min(batch, 8)
             key = f"{name} b{batch}"
             if key in results:
                 continue
             results[key] = bench_case(name, variants, batch, repeats, calls)
+            if name == OFDM_CASE:
+                lmmse = bench_sample_lmmse(batch, repeats, calls, args.threads)
+                results[key]["sample_lmmse_slots_per_s"] = float(np.median(lmmse))
+                results[key]["sample_lmmse_all_repeats"] = lmmse
             print(f"{key}: " + ", ".join(f"{v} {r:.1f}" for v, r in
                                          results[key]["items_per_s"].items()), flush=True)
     print_rates(results, "items_per_s", "inference throughput (median of repeats)")
@@ -174,6 +233,7 @@ def main() -> None:
         diffs = ", ".join(f"{v} {d:.1e}" for v, d in row["max_abs_diff_to_reference"].items()
                           if v != "reference")
         print(f"  {key:26s} {diffs} (output scale {row['reference_output_scale']:.2g})")
+    print_ofdm_comparison(results)
     save_results(args.out, results, quick=args.quick, threads=args.threads)
 
 

@@ -84,6 +84,9 @@ class STFTTokenizer(Tokenizer):
         b = tokens.batch_size
         emb = tokens.embeddings.reshape(b * c, -1, tokens.embeddings.shape[-1]).transpose(1, 2)
         half = emb.shape[1] // 2
+        if emb.dtype in (torch.bfloat16, torch.float16):
+            # embeddings made under autocast: torch.complex and istft take float32/64 only
+            emb = emb.float()
         z = torch.complex(emb[:, :half], emb[:, half:])
         out = torch.istft(z, self.n_fft, self.hop, window=torch.hann_window(
             self.n_fft, device=emb.device, dtype=emb.dtype), center=self.center,

@@ -1,0 +1,83 @@
+"""AdaFortiTran's fast inference path (``set_fast()``: eval batches in chunks) computes the
+reference function: outputs equal within 1e-5 on random input (bitwise in practice), training
+mode untouched. Speed is measured in ``benchmarks/inference.py``, not here."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from sigformer.models import create_model
+
+
+def _inputs(n: int, pilot_shape: tuple[int, int], seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    pilots = torch.complex(torch.randn(n, *pilot_shape, generator=g),
+                           torch.randn(n, *pilot_shape, generator=g))
+    stats = torch.rand(n, 3, generator=g) * torch.tensor([25.0, 275.0, 950.0])
+    return pilots, stats + torch.tensor([0.0, 25.0, 50.0])
+
+
+def _pair(name: str, preset: str):
+    torch.manual_seed(0)
+    reference = create_model(name, preset=preset).eval()
+    return reference, copy.deepcopy(reference).set_fast()
+
+
+@pytest.mark.parametrize("name, preset, n", [
+    ("adafortitran", "small", 37),  # 3 chunks of 16, the last one partial
+    ("adafortitran", "tiny", 16),   # exactly one chunk
+    ("adafortitran", "tiny", 5),    # fewer slots than a chunk
+    ("fortitran", "tiny", 33),      # no statistics
+])
+def test_fast_path_equals_reference_in_eval(name, preset, n):
+    reference, fast = _pair(name, preset)
+    pilots, stats = _inputs(n, reference.pilot_shape)
+    with torch.inference_mode():
+        expected = reference(pilots, stats)
+        out = fast(pilots, stats)
+    assert fast.fast and not reference.fast
+    assert out.shape == expected.shape == (n, *reference.grid)
+    assert torch.allclose(torch.view_as_real(out), torch.view_as_real(expected), atol=1e-5,
+                          rtol=0)
+
+
+def test_fast_path_chunk_size_does_not_change_the_output():
+    reference, fast = _pair("adafortitran", "tiny")
+    pilots, stats = _inputs(23, reference.pilot_shape, seed=3)
+    with torch.no_grad():
+        expected = torch.view_as_real(reference(pilots, stats))
+        for chunk in (1, 4, 7):
+            fast.fast_chunk_slots = chunk
+            assert torch.allclose(torch.view_as_real(fast(pilots, stats)), expected,
+                                  atol=1e-5, rtol=0), chunk
+
+
+def test_fast_path_keeps_gradients_in_eval():
+    reference, fast = _pair("adafortitran", "tiny")
+    pilots, stats = _inputs(20, reference.pilot_shape, seed=1)
+    grads = []
+    for model in (reference, fast):
+        model.zero_grad()
+        torch.view_as_real(model(pilots, stats)).square().sum().backward()
+        grads.append(model.upsampler.weight.grad.clone())
+    assert torch.allclose(grads[0], grads[1], atol=1e-5, rtol=1e-4)
+
+
+def test_training_mode_takes_the_reference_path():
+    """Chunking would reorder the dropout draws: in training the switch changes nothing."""
+    reference, fast = _pair("adafortitran", "tiny")
+    reference.train()
+    fast.train()
+    pilots, stats = _inputs(40, reference.pilot_shape, seed=2)
+    torch.manual_seed(5)
+    expected = reference(pilots, stats)
+    torch.manual_seed(5)
+    assert torch.equal(fast(pilots, stats), expected)
+
+
+def test_set_fast_false_restores_the_reference():
+    _, fast = _pair("adafortitran", "tiny")
+    assert fast.set_fast(False) is fast and not fast.fast
