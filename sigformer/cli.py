@@ -98,7 +98,8 @@ def _cmd_stream(args) -> int:
     sinks = default_sinks(bundle, source, out=args.out, lsl_name=args.lsl_out,
                           record=args.record, plot=args.plot or False)
     settings = OnlineSettings(hop_s=args.hop_s, threads=args.threads,
-                              nan_policy=args.nan_policy, channel=args.channel)
+                              nan_policy=args.nan_policy, channel=args.channel,
+                              samples_per_symbol=args.sps)
     report = stream_bundle(bundle, source, sinks, settings=settings, duration=args.duration,
                            max_outputs=args.max_predictions)
     report.pop("_outputs", None)
@@ -298,6 +299,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="live plot of the class probabilities (optionally saved as PNG "
                              "when the stream ends)")
     stream.add_argument("--hop-s", type=float, help="seconds between windows (classification)")
+    stream.add_argument("--sps", type=float,
+                        help="IQ family bundles: samples per symbol of the stream (resampled "
+                             "to the bundle's training symbol length)")
     stream.add_argument("--channel", type=int, help="input channel to separate")
     stream.add_argument("--threads", type=int, default=1, help="model threads")
     stream.add_argument("--nan-policy", default="skip", choices=("raise", "skip", "interpolate"))

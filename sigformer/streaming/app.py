@@ -45,6 +45,7 @@ class OnlineSettings:
     channel: int | None = None  # separation: which input channel
     chunk_s: float | None = None  # audio: overlap-add chunk (default: the bundle's)
     overlap_s: float | None = None
+    samples_per_symbol: float | None = None  # IQ family bundles: the stream's symbol length
 
 
 def load_bundle(source) -> Bundle:
@@ -120,7 +121,36 @@ def _iq_classifier(bundle: Bundle, settings: OnlineSettings) -> OnlinePipeline:
     # models trained on generated frames know samples per symbol, not Hz: no resampling
     rate_free = bundle.extra.get("rate_agnostic", False)
     online.expected_sfreq = None if rate_free else bundle.input_spec.sfreq
+    online.symbol_factor = _symbol_factor(bundle, settings.samples_per_symbol)
     return online
+
+
+def _symbol_factor(bundle: Bundle, stream_sps: float | None) -> float | None:
+    """Resampling factor that brings a stream to the symbol length a family bundle was
+    trained at (``extra["target_sps"]``); a stream cannot estimate it blindly chunk by chunk,
+    so the user states it, and a missing value is said, never guessed."""
+    target = bundle.extra.get("target_sps")
+    if stream_sps is not None and stream_sps <= 0:
+        raise ValueError(f"samples_per_symbol must be positive, got {stream_sps}")
+    if target is None:
+        if stream_sps is not None:
+            raise ValueError("samples_per_symbol only applies to bundles trained at a fixed "
+                             "symbol length (extra['target_sps']); this bundle has none")
+        return None
+    if stream_sps is None:
+        import warnings
+
+        from .runtime import StreamWarning
+
+        warnings.warn(f"this bundle classifies frames at {target:g} samples per symbol and the "
+                      f"stream is used as it comes: give the stream's samples per symbol "
+                      f"(--sps) to resample it, or use classify-iq, which estimates it",
+                      StreamWarning, stacklevel=3)
+        return None
+    from fractions import Fraction
+
+    # a simple ratio keeps the polyphase resampler short (as classify-iq does)
+    return float(Fraction(float(target) / float(stream_sps)).limit_denominator(100))
 
 
 def _audio(bundle: Bundle, settings: OnlineSettings):
@@ -142,11 +172,14 @@ class RateAdaptingPipeline(OnlinePipeline):
     bundle's input rate before the chain (logged, never silent)."""
 
     expected_sfreq: float | None = None
+    symbol_factor: float | None = None  # IQ: target / stream samples per symbol
     resampled_from: float | None = None
     filled_channels: dict[str, list[str]] | None = None
 
     def configure(self, sfreq: float, channels) -> None:
         expected = self.expected_sfreq
+        if self.symbol_factor is not None and abs(self.symbol_factor - 1.0) > 1e-9:
+            expected = float(sfreq) * self.symbol_factor
         stages = [s for s in self.pre.stages if not getattr(s, "_inserted_by_runtime", False)]
         if expected is not None and abs(float(sfreq) - expected) > 1e-6 * expected:
             resample = Resample(expected)
