@@ -37,7 +37,7 @@ from torch import nn
 from ...nn import TransformerEncoder
 from ...nn.blocks import fused_linear, merge_heads, split_heads
 from ...nn.positional import sinusoidal_table
-from ...nn.vq import VectorQuantizer
+from ...nn.vq import VectorQuantizer, tracing
 from ...tokenizers.base import Tokenizer, Tokens
 from ...tokenizers.simple import stft_magnitude
 from ...validation import SignalError
@@ -45,6 +45,10 @@ from ..registry import register_model
 
 TFM_SFREQ = 200.0
 N_FFT, HOP, N_BINS = 200, 100, 100
+# fast path: spectrogram frames per chunk of the frequency path (256 frames x 20 patches: the
+# feed-forward activations stay in cache; a training step measured 128-384 within noise, 64 and
+# the whole batch 3-5% slower)
+FREQ_CHUNK_FRAMES = 256
 
 
 def lat(dim: int, depth: int, heads: int = 8, layer_dropout: float = 0.0,
@@ -63,25 +67,129 @@ def _softmax_last(x: torch.Tensor) -> torch.Tensor:
     return e / e.sum(-1, keepdim=True)
 
 
+def _softmax_(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """Softmax of ``x`` over ``dim`` into one new tensor (exp and division in place on it).
+    No autograd: :class:`_LinearAttention` writes the backward by hand."""
+    e = (x - x.amax(dim, keepdim=True)).exp_()
+    return e.div_(e.sum(dim, keepdim=True))
+
+
+class _LinearAttention(torch.autograd.Function):
+    """Linear-attention core on packed projections: ``qkv (B, N, 3*H*d) -> (B, N, H*d)``,
+    ``softmax_d(q) * scale @ (softmax_N(k)^T v)`` per head, with a hand-written backward.
+
+    Why: autograd of the plain formulation costs about twice the forward in small kernels
+    over ``(B, H, N, 8)`` tensors (strided copies at every head split and merge, the softmax
+    backward, and a gradient through the ``amax`` shift that is zero in exact arithmetic). Here
+    q/k/v are made head-first once (one copy), both softmaxes are exp/sum, the scale is
+    folded into the small ``(d, d)`` context, and the gradient of ``qkv`` is assembled in one
+    buffer. Same function: equal to the reference within float rounding (tested)."""
+
+    @staticmethod
+    def forward(ctx, qkv: torch.Tensor, heads: int, scale: float) -> torch.Tensor:
+        b, n, width = qkv.shape
+        # (B, N, 3, H, d) -> (3, B, H, N, d): one copy instead of one per tensor
+        q, k, v = qkv.view(b, n, 3, heads, -1).permute(2, 0, 3, 1, 4).contiguous()
+        q, k = _softmax_(q, -1), _softmax_(k, -2)
+        context = (k.transpose(-1, -2) @ v).mul_(scale)  # (B, H, d, d), scale folded in
+        ctx.save_for_backward(q, k, v, context)
+        ctx.scale = scale
+        return (q @ context).transpose(1, 2).reshape(b, n, width // 3)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: torch.Tensor):
+        q, k, v, context = ctx.saved_tensors  # q, k: softmax outputs
+        b, h, n, d = q.shape
+        grad = grad.reshape(b, n, h, d).transpose(1, 2).contiguous()  # (B, H, N, d)
+        out = torch.empty(3, b, h, n, d, dtype=grad.dtype, device=grad.device)
+        g_q = grad @ context.transpose(-1, -2)
+        g_context = (q.transpose(-1, -2) @ grad).mul_(ctx.scale)
+        g_k = v @ g_context.transpose(-1, -2)
+        torch.matmul(k, g_context, out=out[2])  # g_v
+        # softmax backward: s * (g - sum(g * s)) over the softmax axis
+        torch.mul(q, g_q.sub_((g_q * q).sum(-1, keepdim=True)), out=out[0])
+        torch.mul(k, g_k.sub_((g_k * k).sum(-2, keepdim=True)), out=out[1])
+        return out.permute(1, 3, 0, 2, 4).reshape(b, n, 3 * h * d), None, None
+
+
+def _autocast(device_type: str) -> bool:
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except TypeError:  # torch < 2.4 takes no device type
+        return (torch.is_autocast_cpu_enabled() if device_type == "cpu"
+                else torch.is_autocast_enabled())
+
+
 def _fast_linear_attention(attn: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """:class:`~sigformer.nn.blocks.MultiHeadAttention` (``attention="linear"``) with one packed
-    q/k/v projection and the hand-written feature softmax: the same function, fewer kernels."""
-    q, k, v = (split_heads(t, attn.num_heads)
-               for t in fused_linear(x, (attn.query, attn.key, attn.value)))
-    q = _softmax_last(q) * attn.head_dim ** -0.5
-    context = k.softmax(dim=-2).transpose(-1, -2) @ v  # (B, H, d, d)
-    return attn.out_dropout(attn.out(merge_heads(q @ context)))
+    q/k/v projection and the hand-written core, *before* its output dropout (the caller
+    applies it): the same function, fewer kernels."""
+    if _autocast(x.device.type) or tracing():
+        # mixed dtypes (autocast) or a tracer: plain operations, autograd differentiates them
+        q, k, v = (split_heads(t, attn.num_heads)
+                   for t in fused_linear(x, (attn.query, attn.key, attn.value)))
+        q = _softmax_last(q) * attn.head_dim ** -0.5
+        context = k.softmax(dim=-2).transpose(-1, -2) @ v  # (B, H, d, d)
+        return attn.out(merge_heads(q @ context))
+    layers = (attn.query, attn.key, attn.value)
+    weight = torch.cat([layer.weight for layer in layers])
+    bias = None if attn.query.bias is None else torch.cat([layer.bias for layer in layers])
+    out = _LinearAttention.apply(F.linear(x, weight, bias), attn.num_heads,
+                                 attn.head_dim ** -0.5)
+    return attn.out(out)
+
+
+def _run_blocks(encoder: TransformerEncoder, x: torch.Tensor,
+                masks: list[torch.Tensor | None] | None = None) -> torch.Tensor:
+    """The fast path of a :func:`lat` stack. ``masks`` (one per block): pre-drawn, already
+    scaled attention-output dropout masks (see :func:`_attention_dropout_masks`) replacing
+    the ``out_dropout`` modules; ``None``: call the modules."""
+    for i, block in enumerate(encoder.blocks):
+        attn = _fast_linear_attention(block.attn, block.norm1(x))
+        if masks is None:
+            attn = block.attn.out_dropout(attn)
+        elif masks[i] is not None:
+            attn = attn * masks[i]
+        x = x + block.drop1(attn)
+        x = x + block.drop2(block.ffn(block.norm2(x)))
+    return x
+
+
+def _active(module: nn.Module) -> bool:
+    return isinstance(module, nn.Dropout) and module.training and module.p > 0
+
+
+def _attention_dropout_masks(encoder: TransformerEncoder, shape: tuple[int, ...],
+                             like: torch.Tensor) -> list[torch.Tensor | None] | None:
+    """The attention-output dropout masks of every block, drawn up front for the whole batch
+    exactly as ``F.dropout`` draws them on CPU (``empty.bernoulli_(1 - p).div_(1 - p)``, block
+    after block: the same generator calls in the same order), so a batch run in chunks drops
+    the same entries as the reference. ``None`` when this cannot be reproduced: another
+    dropout of the stack is active, ``p >= 1``, autocast (the mask would follow the low
+    precision dtype), a tracer, or a non-CPU device (CUDA's fused dropout draws differently).
+    """
+    if (like.device.type != "cpu" or _autocast("cpu") or tracing()
+            or any(_active(m) for block in encoder.blocks
+                   for m in (block.drop1, block.drop2, *block.ffn))):
+        return None
+    masks: list[torch.Tensor | None] = []
+    for block in encoder.blocks:
+        drop = block.attn.out_dropout
+        if not _active(drop):
+            masks.append(None)
+        elif drop.p >= 1:
+            return None
+        else:
+            mask = torch.empty(shape, dtype=like.dtype, device=like.device)
+            masks.append(mask.bernoulli_(1 - drop.p).div_(1 - drop.p))
+    return masks
 
 
 def run_transformer(encoder: TransformerEncoder, x: torch.Tensor, fast: bool) -> torch.Tensor:
     """Run a :func:`lat` stack: the reference modules, or the fast path (same weights, same
-    dropout modules, packed q/k/v and hand-written softmax; equal within 1e-5)."""
-    if not fast:
-        return encoder(x)
-    for block in encoder.blocks:
-        x = x + block.drop1(_fast_linear_attention(block.attn, block.norm1(x)))
-        x = x + block.drop2(block.ffn(block.norm2(x)))
-    return x
+    dropout modules, packed q/k/v and hand-written attention core; equal within 1e-5)."""
+    return _run_blocks(encoder, x) if fast else encoder(x)
 
 
 def percentile_normalize(x: torch.Tensor, q: float = 0.95, eps: float = 1e-8) -> torch.Tensor:
@@ -165,9 +273,13 @@ class TFMTokenizer(Tokenizer):
     codebook_init : ``"uniform"`` (release, ``U(-1/K, 1/K)``) or ``"kmeans"`` (k-means on the
         first training batch; with ``dead_code_threshold > 0`` the usual cure for codebook
         collapse).
-    fast : fast inference/training path (packed q/k/v, hand-written softmax over the head
-        width, ``bincount`` code counting). Same ids and outputs within 1e-5 (tested); off by
-        default because the reference path is what the parity fixtures pin.
+    fast : fast inference/training path: packed q/k/v and a linear-attention core with a
+        hand-written backward, the frequency path in cache-sized chunks of frames (attention
+        dropout masks drawn for the whole batch first, so the same entries drop), the gates as
+        one linear layer, ``bincount`` code counting and blocked nearest-code search. Same ids
+        and outputs within 1e-5, same training losses and gradients (tests/test_tfm.py,
+        tests/test_tfm_fast_training.py); off by default because the reference path is what
+        the parity fixtures pin.
     """
 
     discrete = True
@@ -244,10 +356,13 @@ class TFMTokenizer(Tokenizer):
         if visible is not None:
             spec = spec * visible.to(spec.dtype)
         frames = spec.transpose(1, 2).reshape(b * t, 1, n_bins)
-        patches = self.freq_patch(frames).transpose(1, 2)  # (B*T, 20, D)
-        patches = run_transformer(self.freq_transformer, patches, self.fast).transpose(1, 2)
-        freq = (torch.sigmoid(self.freq_gate(patches)) * self.freq_value(patches))
-        freq = freq.reshape(b, t, -1)  # (B, T, D/2)
+        if self.fast:
+            freq = self._fast_freq_path(frames).reshape(b, t, -1)
+        else:
+            patches = self.freq_patch(frames).transpose(1, 2)  # (B*T, 20, D)
+            patches = run_transformer(self.freq_transformer, patches, False).transpose(1, 2)
+            freq = (torch.sigmoid(self.freq_gate(patches)) * self.freq_value(patches))
+            freq = freq.reshape(b, t, -1)  # (B, T, D/2)
         temporal = self.temporal_embed(signal[:, None]).transpose(1, 2)  # (B, T, D/2)
         if visible is not None and self.mask_temporal_branch:
             frame_kept = visible.any(0).to(temporal.dtype)  # frames with any visible bin
@@ -255,6 +370,47 @@ class TFMTokenizer(Tokenizer):
         fused = run_transformer(self.temporal_transformer,
                                 torch.cat([freq, temporal.to(freq.dtype)], dim=-1), self.fast)
         return F.normalize(self.to_code(fused), dim=-1)
+
+    def _fast_freq_path(self, frames: torch.Tensor) -> torch.Tensor:
+        """Frequency path of the fast path: ``(B*T, 1, 100)`` spectrogram frames ->
+        ``(B*T, 8, 4)`` gated features, the same function as the reference, arranged for CPU
+        caches:
+
+        * frames go through patch stack, transformer and gates in chunks of
+          ``FREQ_CHUNK_FRAMES`` (every frame is independent; whole-batch activations of
+          ``(B*T*20, 256)`` do not fit in cache), with the attention dropout masks drawn for
+          the whole batch first, so the same entries are dropped as in the reference;
+        * the transformer input is made contiguous (a transposed one made every layer norm
+          and residual copy);
+        * the two strided ``Conv1d(D, 8, 5, 5)`` gates are one linear layer over groups of 5
+          patches (the same weights, reordered).
+        """
+        conv = self.freq_patch[0]
+        n_patches = (frames.shape[-1] - conv.kernel_size[0]) // conv.stride[0] + 1
+        masks = _attention_dropout_masks(self.freq_transformer,
+                                         (frames.shape[0], n_patches, self.emb_size), frames)
+        if masks is None:  # dropout not reproducible in chunks: the whole batch at once
+            patches = self.freq_patch(frames).transpose(1, 2).contiguous()
+            return self._gates(_run_blocks(self.freq_transformer, patches))
+        outs = []
+        for start in range(0, frames.shape[0], FREQ_CHUNK_FRAMES):
+            block = slice(start, start + FREQ_CHUNK_FRAMES)
+            patches = self.freq_patch(frames[block]).transpose(1, 2).contiguous()
+            chunk_masks = [None if m is None else m[block] for m in masks]
+            outs.append(self._gates(_run_blocks(self.freq_transformer, patches, chunk_masks)))
+        return torch.cat(outs)
+
+    def _gates(self, x: torch.Tensor) -> torch.Tensor:
+        """``sigmoid(freq_gate(x)) * freq_value(x)`` on token-major ``(B*T, 20, D)``: the two
+        ``Conv1d(D, 8, 5, 5)`` as one linear layer over groups of 5 patches -> ``(B*T, 8, 4)``."""
+        gate, value = self.freq_gate, self.freq_value
+        kernel = gate.kernel_size[0]
+        # conv weight (out, D, kernel) -> (out, kernel * D), matching 5 consecutive patches
+        weight = torch.cat([gate.weight, value.weight]).transpose(1, 2).flatten(1)
+        n = x.shape[1] // kernel  # a strided convolution drops an incomplete last group
+        groups = x[:, :n * kernel].reshape(x.shape[0], n, kernel * x.shape[2])
+        g, v = F.linear(groups, weight, torch.cat([gate.bias, value.bias])).chunk(2, dim=-1)
+        return (torch.sigmoid(g) * v).transpose(1, 2)  # (B*T, 8, 4), as the convolutions
 
     def reconstruct(self, codes: torch.Tensor) -> torch.Tensor:
         """Decoder: code vectors ``(B, T, code_size)`` -> spectrogram ``(B, 100, T)``."""
