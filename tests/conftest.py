@@ -63,3 +63,32 @@ def isolated_mne_home(tmp_path, monkeypatch):
     monkeypatch.setenv("MNE_DATA", str(tmp_path / "mne_data"))
     (tmp_path / "mne_data").mkdir()
     return tmp_path
+
+
+@pytest.fixture()
+def one_thread():
+    """One intra-op thread for the test (exports, A/B equality checks): avoids oversubscribing
+    shared CI cores; restores the previous count."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _random_ofdm_inputs(n: int, pilot_shape: tuple[int, int], seed: int = 0):
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    pilots = torch.complex(torch.randn(n, *pilot_shape, generator=g),
+                           torch.randn(n, *pilot_shape, generator=g))
+    # inside the trained range: SNR 0-25 dB, delay spread 25-300 ns, Doppler 50-1000 Hz
+    stats = torch.rand(n, 3, generator=g) * torch.tensor([25.0, 275.0, 950.0])
+    return pilots, stats + torch.tensor([0.0, 25.0, 50.0])
+
+
+@pytest.fixture()
+def ofdm_inputs():
+    """``make(n, pilot_shape, seed=0) -> (complex pilots, [SNR, delay spread, Doppler])``."""
+    return _random_ofdm_inputs

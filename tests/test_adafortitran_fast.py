@@ -12,14 +12,6 @@ import torch
 from sigformer.models import create_model
 
 
-def _inputs(n: int, pilot_shape: tuple[int, int], seed: int = 0):
-    g = torch.Generator().manual_seed(seed)
-    pilots = torch.complex(torch.randn(n, *pilot_shape, generator=g),
-                           torch.randn(n, *pilot_shape, generator=g))
-    stats = torch.rand(n, 3, generator=g) * torch.tensor([25.0, 275.0, 950.0])
-    return pilots, stats + torch.tensor([0.0, 25.0, 50.0])
-
-
 def _pair(name: str, preset: str):
     torch.manual_seed(0)
     reference = create_model(name, preset=preset).eval()
@@ -32,9 +24,9 @@ def _pair(name: str, preset: str):
     ("adafortitran", "tiny", 5),    # fewer slots than a chunk
     ("fortitran", "tiny", 33),      # no statistics
 ])
-def test_fast_path_equals_reference_in_eval(name, preset, n):
+def test_fast_path_equals_reference_in_eval(name, preset, n, ofdm_inputs):
     reference, fast = _pair(name, preset)
-    pilots, stats = _inputs(n, reference.pilot_shape)
+    pilots, stats = ofdm_inputs(n, reference.pilot_shape)
     with torch.inference_mode():
         expected = reference(pilots, stats)
         out = fast(pilots, stats)
@@ -44,9 +36,9 @@ def test_fast_path_equals_reference_in_eval(name, preset, n):
                           rtol=0)
 
 
-def test_fast_path_chunk_size_does_not_change_the_output():
+def test_fast_path_chunk_size_does_not_change_the_output(ofdm_inputs):
     reference, fast = _pair("adafortitran", "tiny")
-    pilots, stats = _inputs(23, reference.pilot_shape, seed=3)
+    pilots, stats = ofdm_inputs(23, reference.pilot_shape, seed=3)
     with torch.no_grad():
         expected = torch.view_as_real(reference(pilots, stats))
         for chunk in (1, 4, 7):
@@ -55,9 +47,9 @@ def test_fast_path_chunk_size_does_not_change_the_output():
                                   atol=1e-5, rtol=0), chunk
 
 
-def test_fast_path_keeps_gradients_in_eval():
+def test_fast_path_keeps_gradients_in_eval(ofdm_inputs):
     reference, fast = _pair("adafortitran", "tiny")
-    pilots, stats = _inputs(20, reference.pilot_shape, seed=1)
+    pilots, stats = ofdm_inputs(20, reference.pilot_shape, seed=1)
     grads = []
     for model in (reference, fast):
         model.zero_grad()
@@ -66,12 +58,12 @@ def test_fast_path_keeps_gradients_in_eval():
     assert torch.allclose(grads[0], grads[1], atol=1e-5, rtol=1e-4)
 
 
-def test_training_mode_takes_the_reference_path():
+def test_training_mode_takes_the_reference_path(ofdm_inputs):
     """Chunking would reorder the dropout draws: in training the switch changes nothing."""
     reference, fast = _pair("adafortitran", "tiny")
     reference.train()
     fast.train()
-    pilots, stats = _inputs(40, reference.pilot_shape, seed=2)
+    pilots, stats = ofdm_inputs(40, reference.pilot_shape, seed=2)
     torch.manual_seed(5)
     expected = reference(pilots, stats)
     torch.manual_seed(5)

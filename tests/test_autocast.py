@@ -26,15 +26,6 @@ from sigformer.tokenizers.base import Tokens
 from sigformer.tokenizers.simple import STFTTokenizer
 
 
-def _ofdm_inputs(n: int, pilot_shape: tuple[int, int], seed: int = 0):
-    g = torch.Generator().manual_seed(seed)
-    pilots = torch.complex(torch.randn(n, *pilot_shape, generator=g),
-                           torch.randn(n, *pilot_shape, generator=g))
-    # inside the trained range: SNR 0-25 dB, delay spread 25-300 ns, Doppler 50-1000 Hz
-    stats = torch.rand(n, 3, generator=g) * torch.tensor([25.0, 275.0, 950.0])
-    return pilots, stats + torch.tensor([0.0, 25.0, 50.0])
-
-
 def _relative_error(out: torch.Tensor, ref: torch.Tensor) -> float:
     out, ref = (torch.view_as_real(t) if t.is_complex() else t for t in (out, ref))
     return float((out - ref).norm() / ref.norm())
@@ -57,10 +48,10 @@ OFDM_CASES = [
 
 
 @pytest.mark.parametrize("name, preset, adaptive, bound", OFDM_CASES)
-def test_ofdm_estimators_run_under_bf16_autocast(name, preset, adaptive, bound):
+def test_ofdm_estimators_run_under_bf16_autocast(name, preset, adaptive, bound, ofdm_inputs):
     torch.manual_seed(0)
     model = create_model(name, preset=preset).eval()
-    pilots, stats = _ofdm_inputs(6, model.pilot_shape)
+    pilots, stats = ofdm_inputs(6, model.pilot_shape)
     inputs = (pilots, stats) if adaptive else (pilots,)
     ref, out = _fp32_and_bf16(model, *inputs)
     assert out.dtype == torch.complex64 and out.shape == ref.shape == (6, *model.grid)
@@ -68,11 +59,11 @@ def test_ofdm_estimators_run_under_bf16_autocast(name, preset, adaptive, bound):
     assert 0 < _relative_error(out, ref) <= bound
 
 
-def test_adafortitran_fast_path_runs_under_bf16_autocast():
+def test_adafortitran_fast_path_runs_under_bf16_autocast(ofdm_inputs):
     """The chunked fast path concatenates complex chunks built from bf16 network outputs."""
     torch.manual_seed(0)
     model = create_model("adafortitran", preset="tiny").eval()
-    pilots, stats = _ofdm_inputs(2 * model.fast_chunk_slots + 3, model.pilot_shape)
+    pilots, stats = ofdm_inputs(2 * model.fast_chunk_slots + 3, model.pilot_shape)
     ref, out = _fp32_and_bf16(model.set_fast(), pilots, stats)
     assert out.dtype == torch.complex64 and out.shape == ref.shape
     assert 0 < _relative_error(out, ref) <= 0.05

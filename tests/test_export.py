@@ -57,13 +57,7 @@ SLOW_EXPORT = {"mossformer", "deftan2", "mcldnn"}
 STATIC_TIME = {"mossformer": False, "deftan2": False}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Exports are tiny; one intra-op thread avoids oversubscribing shared CI cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny work; see conftest
 
 
 def _model(name: str) -> torch.nn.Module:

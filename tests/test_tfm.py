@@ -304,9 +304,11 @@ def _released_width_tokenizer() -> TFMTokenizer:
     return TFMTokenizer(n_codes=512, decoder_depth=2)
 
 
-def test_fast_path_gives_identical_ids_and_outputs():
+# 24 windows x 2 channels = 432 frames: several chunks of the fast frequency path
+@pytest.mark.parametrize("n_windows", [6, 24])
+def test_fast_path_gives_identical_ids_and_outputs(n_windows):
     tok = _released_width_tokenizer().eval()
-    x = torch.randn(6, 2, 1000)
+    x = torch.randn(n_windows, 2, 1000)
     with torch.no_grad():
         ref = tok.encode(x)
         ref_usage = tok.quantizer.usage.clone()
