@@ -14,7 +14,7 @@ from sigformer.models import create_model
 
 def _pair(name: str, preset: str):
     torch.manual_seed(0)
-    reference = create_model(name, preset=preset).eval()
+    reference = create_model(name, preset=preset).eval().set_fast(False)
     return reference, copy.deepcopy(reference).set_fast()
 
 
@@ -73,3 +73,8 @@ def test_training_mode_takes_the_reference_path(ofdm_inputs):
 def test_set_fast_false_restores_the_reference():
     _, fast = _pair("adafortitran", "tiny")
     assert fast.set_fast(False) is fast and not fast.fast
+
+
+def test_fast_path_is_the_default_for_new_models():
+    # default on because it is bitwise equal (the tests above) and measured faster
+    assert create_model("adafortitran", preset="tiny").fast
