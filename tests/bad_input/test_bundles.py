@@ -12,6 +12,7 @@ from badinput import Catalogue, check
 
 from sigformer.bundle import Bundle
 from sigformer.checkpoint import CheckpointError, load_checkpoint
+from sigformer.validation import SignalError
 
 CASES = Catalogue("bundles")
 case = CASES.case
@@ -297,6 +298,40 @@ def _(ctx):
       r"sigformer models --pretrained")
 def _(ctx):
     Bundle.load("dbconformer-imaginary")
+
+
+@case("tfm-tokenizer-rate", "TFM classifier from the shipped tokenizer at Bonn's 173.61 Hz",
+      SignalError, r"got sfreq=173\.61", r"200 Hz.*tfm_prepare")
+def _(ctx):
+    from sigformer.models import create_model
+
+    create_model("tfm_classifier", n_chans=1, n_outputs=2, sfreq=173.61,
+                 tokenizer_weights="tfm-tokenizer-eeg-corpus")
+
+
+@case("tfm-tokenizer-window", "868-sample windows for the shipped 5 s tokenizer", SignalError,
+      r"got 868 samples", r"takes 1000-sample windows \(5 s at 200 Hz\)")
+def _(ctx):
+    from sigformer.models import create_model
+
+    create_model("tfm_classifier", n_chans=1, n_outputs=2, n_times=868,
+                 tokenizer_weights="tfm-tokenizer-eeg-corpus")
+
+
+@case("tfm-tokenizer-not-a-tokenizer", "a modulation bundle given as the TFM tokenizer",
+      ValueError, r"holds a 'clst' model", r"expected a tfm_tokenizer bundle")
+def _(ctx):
+    from sigformer.models import create_model
+
+    create_model("tfm_classifier", tokenizer_weights="amr-clst-modgen")
+
+
+@case("sps-without-symbol-length", "--sps for an IQ bundle trained at no fixed symbol length",
+      ValueError, r"this bundle has none", r"bundles trained at a fixed symbol length")
+def _(ctx):
+    from sigformer.streaming.app import OnlineSettings, build_online
+
+    build_online("amr-clst-modgen", OnlineSettings(samples_per_symbol=8.0))
 
 
 @pytest.mark.parametrize("case", CASES.params())
