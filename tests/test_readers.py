@@ -15,6 +15,7 @@ from sigformer.data import read_recording
 from sigformer.data.csv_recording import estimate_sfreq, read_csv_recording
 from sigformer.data.io import DataWarning, read_raw
 from sigformer.validation import DataError, SignalError
+from tests.edf_files import write_edf
 
 SHARED_DATA = Path(os.environ.get("SIGFORMER_SHARED_DATA",
                                   Path(__file__).resolve().parents[2] / "shared" / "data"))
@@ -150,33 +151,6 @@ def test_generated_xdf_round_trip(tmp_path, rng):
 
 
 # --- EDF robustness ----------------------------------------------------------------------
-
-def _edf_field(value, width: int) -> bytes:
-    return str(value).ljust(width)[:width].encode("ascii")
-
-
-def write_edf(path: Path, digital: np.ndarray, labels: list[str], *, sfreq: int = 100,
-              phys=(-500.0, 500.0), dig=(-32768, 32767), overrides: dict | None = None,
-              version: bytes = b"0       ") -> Path:
-    """A minimal EDF (1-s records, int16 samples) with per-channel header overrides."""
-    n_ch, n = digital.shape
-    n_rec = n // sfreq
-    overrides = overrides or {}
-    head = version + _edf_field("X X X X", 80) + _edf_field("Startdate X X X X", 80)
-    head += b"01.01.0100.00.00" + _edf_field(256 * (n_ch + 1), 8) + _edf_field("", 44)
-    head += _edf_field(n_rec, 8) + _edf_field(1, 8) + _edf_field(n_ch, 4)
-
-    def column(key, default, width):
-        return b"".join(_edf_field(overrides.get((label, key), default), width)
-                        for label in labels)
-    head += b"".join(_edf_field(label, 16) for label in labels) + column("t", "", 80)
-    head += column("dim", "uV", 8) + column("pmin", phys[0], 8) + column("pmax", phys[1], 8)
-    head += column("dmin", dig[0], 8) + column("dmax", dig[1], 8) + column("pf", "", 80)
-    head += column("n", sfreq, 8) + column("r", "", 32)
-    records = digital[:, :n_rec * sfreq].reshape(n_ch, n_rec, sfreq).transpose(1, 0, 2)
-    path.write_bytes(head + records.astype("<i2").tobytes())
-    return path
-
 
 def _digital(rng, n_ch=3, n=1000):
     return (rng.standard_normal((n_ch, n)) * 800).astype(np.int16)
