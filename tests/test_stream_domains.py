@@ -29,6 +29,16 @@ def _cli_json(capsys, argv) -> dict:
     return json.loads(out[out.index("{"):])
 
 
+def _fif_recording(tmp_path: Path, names: list[str], *, seconds: int, seed: int) -> Path:
+    """``tmp_path/rec_raw.fif``: white noise (~10 uV) on ``names`` at 160 Hz."""
+    import mne
+
+    data = np.random.default_rng(seed).standard_normal((len(names), 160 * seconds)) * 1e-5
+    raw = mne.io.RawArray(data, mne.create_info(names, 160, "eeg"), verbose="error")
+    raw.save(tmp_path / "rec_raw.fif", verbose="error")
+    return tmp_path / "rec_raw.fif"
+
+
 @pytest.fixture(scope="module")
 def separation_bundle(tmp_path_factory) -> Path:
     torch.manual_seed(0)
@@ -198,14 +208,11 @@ def test_channel_estimation_bundle_streams_slot_by_slot(tmp_path, capsys):
 # --- EEG through the CLI ------------------------------------------------------------------
 
 def test_eeg_bundle_streams_a_recording_file(tmp_path, capsys):
-    import mne
 
     from tests.test_bundle import CHAINS, NAMES, _eeg_bundle
 
     bundle = _eeg_bundle(CHAINS["notch_reref"]).save(tmp_path / "b")
-    data = np.random.default_rng(7).standard_normal((len(NAMES), 160 * 5)) * 1e-5
-    raw = mne.io.RawArray(data, mne.create_info(NAMES, 160, "eeg"), verbose="error")
-    raw.save(tmp_path / "rec_raw.fif", verbose="error")
+    _fif_recording(tmp_path, NAMES, seconds=5, seed=7)
     report = _cli_json(capsys, ["stream", str(bundle), "--source",
                                 f"file:{tmp_path / 'rec_raw.fif'}", "--hop-s", "0.5",
                                 "--record", str(tmp_path / "p.sgrec")])
@@ -341,14 +348,11 @@ def test_ctrl_c_ends_a_stream_cleanly_with_the_recording_flushed(tmp_path):
 def test_live_plot_of_probabilities_is_drawn_and_saved(tmp_path, capsys):
     """`sigformer stream ... --plot out.png`: the probabilities are plotted as they come
     (headless here: nothing is shown) and the final figure is saved."""
-    import mne
 
     from tests.test_bundle import NAMES, _eeg_bundle
 
     bundle = _eeg_bundle([]).save(tmp_path / "b")
-    data = np.random.default_rng(9).standard_normal((len(NAMES), 160 * 4)) * 1e-5
-    raw = mne.io.RawArray(data, mne.create_info(NAMES, 160, "eeg"), verbose="error")
-    raw.save(tmp_path / "rec_raw.fif", verbose="error")
+    _fif_recording(tmp_path, NAMES, seconds=4, seed=9)
     report = _cli_json(capsys, ["stream", str(bundle), "--source",
                                 f"file:{tmp_path / 'rec_raw.fif'}", "--hop-s", "0.5",
                                 "--plot", str(tmp_path / "live.png")])
