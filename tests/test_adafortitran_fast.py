@@ -78,3 +78,15 @@ def test_set_fast_false_restores_the_reference():
 def test_fast_path_is_the_default_for_new_models():
     # default on because it is bitwise equal (the tests above) and measured faster
     assert create_model("adafortitran", preset="tiny").fast
+
+
+def test_a_trace_taken_at_a_large_batch_runs_any_batch(ofdm_inputs):
+    # under a tracer the fast path keeps the one-batch form: a per-chunk loop would be baked
+    # into the graph at the example's batch size
+    model = create_model("adafortitran", preset="tiny").eval()
+    example = ofdm_inputs(40, model.pilot_shape)
+    with torch.no_grad():
+        traced = torch.jit.trace(model, example, check_trace=False)
+        pilots, stats = ofdm_inputs(21, model.pilot_shape, seed=5)
+        torch.testing.assert_close(traced(pilots, stats), model(pilots, stats), rtol=0,
+                                   atol=1e-5)

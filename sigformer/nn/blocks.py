@@ -343,3 +343,11 @@ class TransformerEncoder(nn.Module):
         for block in self.blocks:
             x = block(x, key_padding_mask)
         return x
+
+
+def tracing() -> bool:
+    """Under a tracer or compiler (export, ONNX, torch.compile): no Python loops whose
+    length depends on the batch, so the fast path keeps the one-matrix form there."""
+    checks = (torch.jit.is_tracing, getattr(torch.compiler, "is_compiling", None),
+              getattr(torch.compiler, "is_exporting", None))  # is_exporting: torch >= 2.5
+    return any(check() for check in checks if check is not None)

@@ -29,6 +29,8 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from .blocks import tracing  # noqa: F401 - re-exported: the fast paths' shared check
+
 
 @dataclass
 class VQOutput:
@@ -40,14 +42,6 @@ class VQOutput:
 
 
 CHUNK_ELEMENTS = 2 ** 18  # distance block of the fast CPU path (1 MB of float32)
-
-
-def tracing() -> bool:
-    """Under a tracer or compiler (export, ONNX, torch.compile): no Python loops whose
-    length depends on the batch, so the fast path keeps the one-matrix form there."""
-    checks = (torch.jit.is_tracing, getattr(torch.compiler, "is_compiling", None),
-              getattr(torch.compiler, "is_exporting", None))  # is_exporting: torch >= 2.5
-    return any(check() for check in checks if check is not None)
 
 
 def _all_reduce(t: torch.Tensor) -> torch.Tensor:

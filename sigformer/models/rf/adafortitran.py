@@ -50,7 +50,13 @@ import warnings
 import torch
 from torch import nn
 
-from ...nn.blocks import MultiHeadAttention, TransformerEncoder, patchify_2d, unpatchify_2d
+from ...nn.blocks import (
+    MultiHeadAttention,
+    TransformerEncoder,
+    patchify_2d,
+    tracing,
+    unpatchify_2d,
+)
 from ..registry import register_model
 
 REFERENCE_STATISTICS_RANGE = ((0.0, 25.0), (25.0, 300.0), (50.0, 1000.0))
@@ -277,7 +283,9 @@ class AdaFortiTran(nn.Module):
         b = pilots.shape[0]
         stats = self._check_statistics(statistics, b) if self.adaptive else None
         chunk = self.fast_chunk_slots
-        if not self.fast or self.training or b <= chunk:  # the reference path
+        # the reference path; tracers and exporters too (a loop over the batch would be
+        # baked into the graph at the example's batch size)
+        if not self.fast or self.training or b <= chunk or tracing():
             return self._estimate_complex(pilots, stats)
         return torch.cat([self._estimate_complex(pilots[i:i + chunk],
                                                  None if stats is None else stats[i:i + chunk])
