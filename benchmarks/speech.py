@@ -110,23 +110,6 @@ def speed(args, name: str) -> dict:
     return {"rows": rows, "streaming_memory_flat": flat}
 
 
-def _oracle_mask(mix: np.ndarray, refs: np.ndarray, binary: bool = False) -> np.ndarray:
-    """Ideal ratio (or binary) mask in the STFT domain: the ceilings of mask-based
-    separation."""
-    from scipy.signal import istft, stft
-
-    _, _, m = stft(mix, nperseg=256, noverlap=192)
-    mags = np.stack([np.abs(stft(r, nperseg=256, noverlap=192)[2]) for r in refs])
-    masks = (mags == mags.max(0, keepdims=True)).astype(float) if binary else (
-        mags / (mags.sum(0, keepdims=True) + 1e-8))
-    out = [istft(k * m, nperseg=256, noverlap=192)[1][:len(mix)] for k in masks]
-    return np.stack([np.pad(o, (0, len(mix) - len(o))) for o in out])
-
-
-def _oracle_irm(mix: np.ndarray, refs: np.ndarray) -> np.ndarray:
-    return _oracle_mask(mix, refs)
-
-
 def asteroid_worker(data_path: str, out_path: str) -> None:
     """Run inside the asteroid virtual environment (numpy + torch + asteroid only): train
     ConvTasNet on the saved training mixtures with negative PIT SI-SDR for the same steps and
@@ -182,7 +165,7 @@ def quality(args) -> dict:
     from sigformer.data.mixtures import make_mixture, synthetic_voices
     from sigformer.models import create_model
     from sigformer.speech.chunked import model_function, process_array
-    from sigformer.speech.metrics import evaluate_separation, pit_loss
+    from sigformer.speech.metrics import evaluate_separation, oracle_masks, pit_loss
 
     rate, length = 8000, int(args.seconds * 8000)
     if SPEECH.is_dir():
@@ -238,8 +221,8 @@ def quality(args) -> dict:
     systems = {"mixture (floor)": lambda i, m, r: np.stack([m, m]),
                "MossFormer tiny": lambda i, m, r: process_array(fn, m[None], 4 * rate,
                                                                 rate // 2, align=True),
-               "oracle IRM (ceiling)": lambda i, m, r: _oracle_mask(m, r),
-               "oracle IBM (ceiling)": lambda i, m, r: _oracle_mask(m, r, binary=True)}
+               "oracle IRM (ceiling)": lambda i, m, r: oracle_masks(m, r),
+               "oracle IBM (ceiling)": lambda i, m, r: oracle_masks(m, r, binary=True)}
     if peer_est is not None:
         systems["asteroid ConvTasNet"] = lambda i, m, r: peer_est[i]
     results = {}

@@ -664,4 +664,7 @@ def test_train_speech_script_trains_checkpoints_and_resumes(tmp_path):
     assert script.main(common + ["--steps", "3", "--resume"]) == 0
     second = json.loads((out / "train_report.json").read_text())
     assert second["steps"] == 3 and [h["step"] for h in second["history"]] == [2, 3]
+    best_step = max(second["history"], key=lambda h: h["si_sdri"])["step"]
+    best = json.loads((tmp_path / "run-best" / "config.json").read_text())["extra"]
+    assert best["step"] == best_step
     assert 0 <= second["data_wait_share"] < 1

@@ -19,7 +19,8 @@ IterableDataset (:class:`~sigformer.data.mixtures.DynamicMixtures` /
 :class:`~sigformer.data.room.EnhancementScenes`), progress lines (steps/s, loss, ETA, share
 of step time spent waiting for data), validation (SI-SDRi on held-out speakers for
 separation, SI-SDR gain over the reference microphone for enhancement) every
-``val_every`` steps driving the scheduler, a checkpoint folder every ``checkpoint_every``
+``val_every`` steps driving the scheduler (the best one's weights kept in ``<out>-best``), a
+checkpoint folder every ``checkpoint_every``
 steps (:func:`sigformer.checkpoint.save_checkpoint` + the optimiser/scheduler state,
 read back with ``torch.load(weights_only=True)``) and ``resume=True``.
 """
@@ -42,6 +43,7 @@ from torch import nn
 from ..speech.metrics import pcm_loss, pit_loss, si_sdr
 
 TRAIN_STATE = "train_state.pt"
+BEST_SUFFIX = "-best"  # sibling folder with the best validation's weights
 
 
 @dataclass(frozen=True)
@@ -144,6 +146,16 @@ def save_train_state(folder: Path, model: nn.Module, optimizer, scheduler, step:
         "history.json": json.dumps(history, indent=1).encode()})
 
 
+def save_best(folder: Path, model: nn.Module, step: int, scores: dict[str, float]) -> Path:
+    """The weights of the best validation so far in the sibling folder ``<folder>-best`` (what
+    a bundle ships when the last steps overfit or a run is stopped at a bad moment). A sibling,
+    because each checkpoint replaces ``folder`` as a whole."""
+    from ..checkpoint import save_checkpoint
+
+    return save_checkpoint(folder.with_name(folder.name + BEST_SUFFIX), model,
+                           extra={"step": step, **scores})
+
+
 def load_train_state(folder: Path, model: nn.Module, optimizer, scheduler
                      ) -> tuple[int, list[dict]]:
     """Restore model, optimiser and scheduler from :func:`save_train_state`'s folder."""
@@ -202,6 +214,8 @@ def fit(model: nn.Module, train_loader: Iterable, val_items: list, recipe: Speec
             history.append({"step": step, **scores, "lr": optimizer.param_groups[0]["lr"]})
             log(f"validation at step {step}: SI-SDR {scores['si_sdr']:.2f} dB, "
                 f"SI-SDRi {scores['si_sdri']:.2f} dB")
+            if scores["si_sdri"] >= max(h["si_sdri"] for h in history):
+                save_best(out, model, step, scores)
         if step % checkpoint_every == 0 or step == steps:
             save_train_state(out, model, optimizer, scheduler, step, history)
     total = time.perf_counter() - t_start

@@ -270,6 +270,24 @@ def evaluate_separation(estimates: np.ndarray, references: np.ndarray, mixture: 
     return out
 
 
+def oracle_masks(mixture: np.ndarray, references: np.ndarray, binary: bool = False,
+                 n_fft: int = 256, hop: int = 64) -> np.ndarray:
+    """Sources ``(n_src, L)`` from the ideal ratio mask (or ideal binary mask, ``binary=True``)
+    of the reference magnitudes applied to the mixture STFT: the ceilings of mask-based
+    separation that benchmarks report next to trained models."""
+    from scipy.signal import istft, stft
+
+    mix = _as_numpy(mixture, "mixture").astype(np.float64)
+    refs = _as_numpy(references, "references").astype(np.float64)
+    overlap = n_fft - hop
+    spec = stft(mix, nperseg=n_fft, noverlap=overlap)[2]
+    mags = np.stack([np.abs(stft(r, nperseg=n_fft, noverlap=overlap)[2]) for r in refs])
+    masks = (mags == mags.max(0, keepdims=True)).astype(float) if binary else (
+        mags / (mags.sum(0, keepdims=True) + 1e-8))
+    out = [istft(m * spec, nperseg=n_fft, noverlap=overlap)[1][:len(mix)] for m in masks]
+    return np.stack([np.pad(o, (0, len(mix) - len(o))) for o in out])
+
+
 def _stft_ri(x: torch.Tensor, win: int, hop: int) -> torch.Tensor:
     spec = torch.stft(x.reshape(-1, x.shape[-1]), win, hop,
                       window=torch.hann_window(win, device=x.device, dtype=x.dtype),

@@ -1,0 +1,224 @@
+"""Shipped separation bundles on speakers they never heard: SI-SDRi by mixture class, the
+oracle-mask ceilings beside them, and the streaming real-time factor on 2 cores.
+
+Test mixtures are made from the **test split** of ``../shared/data/speech``
+(:func:`~sigformer.data.mixtures.speaker_splits` with the seed the bundle was trained with;
+the bundle records its training speakers and the benchmark refuses to run if they overlap the
+test speakers). Every pair of test speakers is mixed at each overlap ratio (1.0 = fully
+overlapped, as WSJ0-2mix; 0.6 and 0.3 = partly overlapped turns), relative level drawn in
++-2.5 dB, segments at random offsets. Gender pairs come from the file names where they say so,
+otherwise from the median F0 of the voiced frames (torchaudio's pitch detector; above 165 Hz =
+female): an estimate, reported as such.
+
+Systems, side by side on the same mixtures: the mixture itself (floor, 0 dB SI-SDRi), the
+bundle run exactly as ``sigformer separate`` runs it (chunks and overlap from the bundle,
+speaker order aligned across chunks), and the ideal ratio / binary masks (ceilings). The
+real-time factor is that of ``sigformer separate`` on a 30 s mixture with 2 threads.
+
+    python benchmarks/speech_pretrained.py [--model sep-mossformer-small-dm8k] [--quick]
+
+Targets (issue 16): SI-SDRi >= 6 dB on average, never below the mixture (SI-SDRi > 0) on any
+class, RTF < 0.5 streaming on 2 cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+SPEECH = REPO.parent / "shared" / "data" / "speech"
+OVERLAPS = (1.0, 0.6, 0.3)
+FEMALE_F0_HZ = 165.0
+
+
+def median_f0(audio: np.ndarray, rate: int) -> float:
+    """Median pitch (Hz) over the loudest half of 40 ms frames."""
+    import torchaudio.functional as AF
+
+    x = torch.as_tensor(audio, dtype=torch.float32)
+    pitch = AF.detect_pitch_frequency(x, rate, frame_time=0.04, freq_low=60).numpy()
+    frame = len(x) // max(len(pitch), 1)
+    energy = np.array([np.mean(audio[i * frame:(i + 1) * frame] ** 2)
+                       for i in range(len(pitch))])
+    voiced = (energy >= np.median(energy)) & (pitch > 60) & (pitch < 400)
+    return float(np.median(pitch[voiced])) if voiced.any() else float("nan")
+
+
+def gender_of(utterance, audio: np.ndarray, rate: int) -> tuple[str, str]:
+    """('female'|'male', 'name'|'f0') for one test utterance."""
+    if utterance.gender:
+        return utterance.gender, "name"
+    return ("female" if median_f0(audio, rate) > FEMALE_F0_HZ else "male"), "f0"
+
+
+def test_mixtures(utterances, rate: int, seconds: float, per_cell: int, seed: int):
+    """``[(mixture, references, info)]`` over every speaker pair and overlap ratio."""
+    from sigformer.data.mixtures import AudioPool, make_mixture
+
+    pool = AudioPool(utterances, rate)
+    audio = [pool.get(i) for i in range(len(utterances))]
+    genders = [gender_of(u, a, rate) for u, a in zip(utterances, audio)]
+    rng = np.random.default_rng(seed)
+    length = int(seconds * rate)
+    items = []
+    for i, j in itertools.combinations(range(len(utterances)), 2):
+        if utterances[i].speaker == utterances[j].speaker:
+            continue
+        pair = "".join(sorted(genders[k][0][0].upper() for k in (i, j)))
+        for overlap in OVERLAPS:
+            for _ in range(per_cell):
+                srcs = []
+                for k in (i, j):
+                    x = audio[k]
+                    start = int(rng.integers(0, max(len(x) - length, 0) + 1))
+                    srcs.append(x[start:start + length])
+                mix, refs, _ = make_mixture(srcs, overlap=overlap,
+                                            level_db=[0.0, float(rng.uniform(-2.5, 2.5))])
+                items.append((mix, refs, {"speakers": [utterances[i].speaker,
+                                                       utterances[j].speaker],
+                                          "overlap": overlap, "gender_pair": pair}))
+    return items, {u.speaker: {"gender": g, "from": how}
+                   for u, (g, how) in zip(utterances, genders)}
+
+
+def separate_like_cli(bundle, mixture: np.ndarray, rate: int) -> np.ndarray:
+    """The bundle's sources for one mono mixture, chunked as ``sigformer separate`` does."""
+    from sigformer.speech.chunked import model_function, process_array
+
+    extra = bundle.extra
+    fn = model_function(bundle.model.eval())
+    return process_array(fn, mixture[None], int(extra.get("chunk_s", 4.0) * rate),
+                         int(extra.get("overlap_s", 0.5) * rate), align=True)
+
+
+def cli_real_time_factor(model_name: str, mixture: np.ndarray, rate: int) -> dict:
+    """Wall time of ``sigformer separate`` (the streaming runtime) on one file."""
+    from sigformer.cli import main as cli_main
+    from sigformer.speech.audio import write_audio
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "mix.wav"
+        write_audio(path, mixture, rate)
+        t0 = time.perf_counter()
+        cli_main(["separate", str(path), "--model", model_name, "--out", str(Path(tmp) / "o")])
+        wall = time.perf_counter() - t0
+    seconds = len(mixture) / rate
+    return {"seconds": seconds, "wall_s": round(wall, 2), "rtf": round(wall / seconds, 3)}
+
+
+def summarise(rows: list[dict], key: str) -> dict:
+    groups: dict = {}
+    for r in rows:
+        groups.setdefault(str(r["info"][key]), []).append(r)
+    return {g: {"n": len(rs),
+                **{m: float(np.mean([r[m] for r in rs])) for m in ("si_sdri", "si_sdr")},
+                "min_si_sdri": float(min(r["si_sdri"] for r in rs))}
+            for g, rs in sorted(groups.items())}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="sep-mossformer-small-dm8k",
+                    help="separation bundle (catalogue name or folder)")
+    ap.add_argument("--data", default=str(SPEECH))
+    ap.add_argument("--per-cell", type=int, default=4, help="mixtures per speaker pair and "
+                                                            "overlap ratio")
+    ap.add_argument("--seconds", type=float, default=3.0, help="length of each source segment")
+    ap.add_argument("--perceptual", action="store_true", help="also PESQ / STOI (slower)")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=2026)
+    ap.add_argument("--quick", action="store_true", help="one mixture per cell, no RTF run")
+    ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" /
+                                         "speech_pretrained.json"))
+    args = ap.parse_args(argv)
+    if not Path(args.data).is_dir():
+        print(f"no speech data at {args.data}: nothing to evaluate on")
+        return 1
+    torch.set_num_threads(args.threads)
+    from sigformer.bundle import Bundle
+    from sigformer.data.mixtures import list_speech, speaker_splits
+    from sigformer.speech.metrics import evaluate_separation, oracle_masks
+
+    bundle = Bundle.load(args.model)
+    if bundle.task != "separate":
+        raise SystemExit(f"{args.model} is a {bundle.task!r} bundle, not a separation one")
+    rate = int(bundle.input_spec.sfreq)
+    training = bundle.extra.get("training", {})
+    splits = speaker_splits(list_speech(args.data)[0], seed=int(training.get("split_seed", 0)))
+    test = splits["test"]
+    heard = set(training.get("speakers", {}).get("train", []))
+    leak = heard & {u.speaker for u in test}
+    if leak:
+        raise SystemExit(f"test speakers {sorted(leak)} were in the bundle's training split")
+    per_cell = 1 if args.quick else args.per_cell
+    items, genders = test_mixtures(test, rate, args.seconds, per_cell, args.seed)
+    systems = {
+        "mixture (floor)": lambda m, r: np.stack([m] * len(r)),
+        args.model: lambda m, r: separate_like_cli(bundle, m, rate),
+        "oracle IRM (ceiling)": lambda m, r: oracle_masks(m, r),
+        "oracle IBM (ceiling)": lambda m, r: oracle_masks(m, r, binary=True),
+    }
+    results = {}
+    for name, run in systems.items():
+        rows = []
+        for mix, refs, info in items:
+            with torch.inference_mode():
+                scores = evaluate_separation(run(mix, refs), refs, mix, rate,
+                                             perceptual=args.perceptual)
+            rows.append({**scores, "info": info})
+        results[name] = {"mean": {k: float(np.mean([r[k] for r in rows]))
+                                  for k in rows[0] if k != "info"},
+                         "min_si_sdri": float(min(r["si_sdri"] for r in rows)),
+                         "by_overlap": summarise(rows, "overlap"),
+                         "by_gender_pair": summarise(rows, "gender_pair")}
+    rtf = None
+    if not args.quick:
+        long_items, _ = test_mixtures(test[:2], rate, 15.0, 1, args.seed + 1)
+        mix30 = np.concatenate([long_items[0][0], long_items[1][0]])[:30 * rate]
+        rtf = cli_real_time_factor(args.model, mix30, rate)
+
+    print(f"{len(items)} test mixtures of held-out speakers "
+          f"{sorted({u.speaker for u in test})} at {rate} Hz; genders: {genders}\n")
+    print(f"{'system':32s} {'SI-SDRi':>8s} {'worst':>7s} " +
+          " ".join(f"{'ov ' + str(o):>7s}" for o in OVERLAPS))
+    for name, r in results.items():
+        by = r["by_overlap"]
+        print(f"{name:32s} {r['mean']['si_sdri']:8.2f} {r['min_si_sdri']:7.2f} " +
+              " ".join(f"{by[str(o)]['si_sdri']:7.2f}" for o in OVERLAPS))
+    model_row = results[args.model]
+    print("\nby gender pair (SI-SDRi):", {k: round(v["si_sdri"], 2)
+                                         for k, v in model_row["by_gender_pair"].items()})
+    classes = {**model_row["by_overlap"], **model_row["by_gender_pair"]}
+    targets = {"si_sdri_ge_6db": model_row["mean"]["si_sdri"] >= 6.0,
+               "never_below_mixture_per_class": all(v["si_sdri"] > 0
+                                                    for v in classes.values())}
+    if rtf is not None:
+        targets["rtf_lt_0.5"] = rtf["rtf"] < 0.5
+        print(f"sigformer separate on {rtf['seconds']:.0f} s: {rtf['wall_s']} s wall, "
+              f"RTF {rtf['rtf']} ({args.threads} threads)")
+    for name, ok in targets.items():
+        print(f"  target {name}: {'MET' if ok else 'NOT MET'}")
+    report = {"model": args.model, "sample_rate": rate, "n_mixtures": len(items),
+              "seconds_per_source": args.seconds, "overlaps": list(OVERLAPS),
+              "test_speakers": genders, "results": results, "rtf": rtf, "targets": targets,
+              "threads": args.threads, "machine": platform.machine(),
+              "bundle_training": training}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=1))
+    print(f"\nwrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,151 @@
+"""scripts/train_speech.py -> scripts/package_speech.py -> `sigformer separate`: a tiny run on
+generated voices becomes a loadable separation bundle whose card and extra record the budget,
+the speaker split and the training time, and benchmarks/speech_pretrained.py refuses test
+speakers the bundle heard."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _script(path: str):
+    spec = importlib.util.spec_from_file_location(Path(path).stem, REPO / path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def speech_run(tmp_path_factory):
+    """Eight generated talkers (one file each), four training steps of the tiny preset."""
+    from sigformer.data.mixtures import synthetic_voices
+    from sigformer.speech.audio import write_audio
+
+    root = tmp_path_factory.mktemp("speech")
+    data, run, log = root / "data", root / "run", root / "run.log"
+    data.mkdir()
+    for i, voice in enumerate(synthetic_voices(8, 2.0, 8000, 0)):
+        write_audio(data / f"talker{i}.wav", voice / np.abs(voice).max() * 0.5, 8000)
+    buffer = io.StringIO()
+    torch.manual_seed(0)
+    with contextlib.redirect_stdout(buffer):
+        assert _script("scripts/train_speech.py").main([
+            "--task", "separate", "--preset", "tiny", "--steps", "4", "--batch-size", "2",
+            "--seconds", "0.5", "--val-every", "2", "--n-val", "2", "--log-every", "2",
+            "--checkpoint-every", "2", "--workers", "0", "--data", str(data),
+            "--out", str(run)]) == 0
+    log.write_text(buffer.getvalue())
+    return data, run, log
+
+
+def test_bundle_records_budget_split_and_time(speech_run, tmp_path):
+    from sigformer.bundle import Bundle
+    from sigformer.checkpoint import load_checkpoint
+
+    data, run, log = speech_run
+    assert _script("scripts/package_speech.py").main([
+        str(run), "--log", str(log), "--data", str(data), "--batch-size", "2",
+        "--seconds", "0.5", "--dest", str(tmp_path), "--name", "sep-test"]) == 0
+    bundle = Bundle.load(tmp_path / "sep-test")
+    assert bundle.task == "separate" and bundle.labels == ["s1", "s2"]
+    assert bundle.input_spec.sfreq == 8000
+    facts = bundle.extra["training"]
+    assert facts["steps"] == 4 and facts["logged_steps"] == 4
+    assert facts["train_seconds"] >= 0 and facts["recipe"].startswith("SpeechRecipe(")
+    split = facts["speakers"]
+    assert not set(split["train"]) & set(split["test"])
+    assert len(facts["validation"]) == 2  # validations at steps 2 and 4
+    card = (tmp_path / "sep-test" / "MODEL_CARD.md").read_text()
+    assert "4 steps of 2 x 0.5 s" in card and "talker" in card
+    # the packaged weights are the trained ones
+    trained, _ = load_checkpoint(run)
+    x = torch.randn(1, 4000)
+    with torch.inference_mode():
+        assert torch.allclose(bundle.model.eval()(x), trained.eval()(x))
+
+
+def test_packaged_bundle_runs_through_sigformer_separate(speech_run, tmp_path):
+    import soundfile as sf
+
+    from sigformer.cli import main as cli_main
+    from sigformer.speech.audio import write_audio
+
+    data, run, log = speech_run
+    _script("scripts/package_speech.py").main([
+        str(run), "--data", str(data), "--dest", str(tmp_path), "--name", "sep-test"])
+    mix = np.random.default_rng(0).standard_normal(16000 * 2).astype(np.float32) * 0.05
+    write_audio(tmp_path / "mix.wav", mix, 16000)  # another rate: resampled in and out
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert cli_main(["separate", str(tmp_path / "mix.wav"), "--model",
+                         str(tmp_path / "sep-test"), "--out", str(tmp_path / "out")]) == 0
+    outputs = sorted((tmp_path / "out").glob("*.wav"))
+    assert len(outputs) == 2
+    info = sf.info(str(outputs[0]))
+    assert info.samplerate == 16000 and abs(info.frames - len(mix)) <= 2
+
+
+def test_results_of_another_model_are_refused(speech_run, tmp_path):
+    data, run, _ = speech_run
+    results = tmp_path / "r.json"
+    results.write_text(json.dumps({"model": "something-else"}))
+    with pytest.raises(SystemExit, match="something-else"):
+        _script("scripts/package_speech.py").main([
+            str(run), "--data", str(data), "--dest", str(tmp_path), "--results", str(results)])
+
+
+def test_read_log_sums_windows_across_a_resume(tmp_path):
+    log = tmp_path / "train.log"
+    log.write_text("\n".join([
+        "separate: MossFormer (1,000 parameters), recipe SpeechRecipe(lr=0.001)",
+        "step 50/200  0.50 steps/s  loss 1.000  lr 1e-3",
+        "step 100/200  0.25 steps/s  loss 0.500  lr 1e-3",
+        "separate: MossFormer (1,000 parameters), recipe SpeechRecipe(lr=0.001)",
+        "resumed from runs/x at step 100",
+        "step 150/200  1.00 steps/s  loss 0.100  lr 1e-3"]))
+    facts = _script("scripts/package_speech.py").read_log(log)
+    assert facts == {"logged_steps": 150, "train_seconds": 100 + 200 + 50,
+                     "recipe": "SpeechRecipe(lr=0.001)"}
+
+
+def test_benchmark_refuses_test_speakers_the_bundle_heard(speech_run, tmp_path):
+    from sigformer.bundle import Bundle
+
+    data, run, _ = speech_run
+    _script("scripts/package_speech.py").main([
+        str(run), "--data", str(data), "--dest", str(tmp_path), "--name", "sep-test"])
+    folder = tmp_path / "sep-test"
+    bundle = Bundle.load(folder)
+    split = bundle.extra["training"]["speakers"]
+    bundle.extra["training"]["speakers"]["train"] = split["train"] + split["test"]
+    bundle.save(folder)
+    with pytest.raises(SystemExit, match="were in the bundle's training split"):
+        _script("benchmarks/speech_pretrained.py").main([
+            "--model", str(folder), "--data", str(data), "--quick",
+            "--out", str(tmp_path / "r.json")])
+
+
+def test_benchmark_scores_floor_ceiling_and_model(speech_run, tmp_path):
+    data, run, _ = speech_run
+    _script("scripts/package_speech.py").main([
+        str(run), "--data", str(data), "--dest", str(tmp_path), "--name", "sep-test"])
+    out = tmp_path / "r.json"
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert _script("benchmarks/speech_pretrained.py").main([
+            "--model", str(tmp_path / "sep-test"), "--data", str(data), "--quick",
+            "--seconds", "1.0", "--threads", "1", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    results = report["results"]
+    assert results["mixture (floor)"]["mean"]["si_sdri"] == pytest.approx(0.0, abs=1e-6)
+    assert results["oracle IRM (ceiling)"]["mean"]["si_sdri"] > 5.0
+    assert set(results[str(tmp_path / "sep-test")]["by_overlap"]) == {"1.0", "0.6", "0.3"}
+    assert report["rtf"] is None  # --quick skips the CLI timing
