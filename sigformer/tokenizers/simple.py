@@ -49,7 +49,8 @@ class STFTTokenizer(Tokenizer):
     """One token per STFT frame and channel: the magnitude spectrum (first ``n_bins`` bins).
 
     With ``magnitude=False`` the tokens are real/imaginary pairs and :meth:`decode` inverts
-    them with the inverse STFT (``center=True`` needed for perfect reconstruction).
+    them with the inverse STFT: exact with ``center=True``; with ``center=False`` exact except
+    the first sample (where the Hann window is 0) and any samples after the last frame.
     """
 
     def __init__(self, n_fft: int = 200, hop: int = 100, n_bins: int | None = None,
@@ -88,10 +89,29 @@ class STFTTokenizer(Tokenizer):
             # embeddings made under autocast: torch.complex and istft take float32/64 only
             emb = emb.float()
         z = torch.complex(emb[:, :half], emb[:, half:])
-        out = torch.istft(z, self.n_fft, self.hop, window=torch.hann_window(
-            self.n_fft, device=emb.device, dtype=emb.dtype), center=self.center,
-            length=self._length)
+        window = torch.hann_window(self.n_fft, device=emb.device, dtype=emb.dtype)
+        if self.center:
+            out = torch.istft(z, self.n_fft, self.hop, window=window, center=True,
+                              length=self._length)
+        else:  # torch.istft refuses: the Hann window is 0 at the first sample
+            out = _istft_uncentred(z, self.n_fft, self.hop, window, self._length)
         return out.reshape(b, c, -1)
+
+
+def _istft_uncentred(z: torch.Tensor, n_fft: int, hop: int, window: torch.Tensor,
+                     length: int | None) -> torch.Tensor:
+    """Least-squares inverse of an uncentred STFT ``(batch, bins, frames)``: weighted overlap-
+    add divided by the summed squared window. Exact wherever the window covers a sample; the
+    first sample (window 0) and samples after the last frame come back as 0."""
+    frames = torch.fft.irfft(z, n=n_fft, dim=1) * window[:, None]
+    n_frames = z.shape[-1]
+    total = (n_frames - 1) * hop + n_fft
+    fold = torch.nn.Fold((1, total), (1, n_fft), stride=(1, hop))
+    signal = fold(frames)[:, 0, 0]
+    norm = fold((window ** 2)[None, :, None].expand(1, n_fft, n_frames))[:, 0, 0]
+    out = signal / norm.clamp_min(torch.finfo(norm.dtype).tiny)
+    length = total if length is None else length
+    return torch.nn.functional.pad(out, (0, max(length - total, 0)))[:, :length]
 
 
 class VQTokenizer(Tokenizer):
