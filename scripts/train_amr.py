@@ -40,9 +40,14 @@ CAPTURES = REPO.parent / "shared" / "data" / "rf_sigmf"
 
 def family_config(target_sps: float) -> ModGenConfig:
     """Family frames after resampling: around ``target_sps`` (the estimate may be off by a
-    few per cent, or by a factor for odd line codes), centred carriers, real-world SNRs."""
-    return ModGenConfig(sps_range=(target_sps / 2, target_sps * 2), cfo_max=0.01,
-                        snr_range=(-5.0, 30.0))
+    few per cent, or by a factor for odd line codes), centred carriers, real-world SNRs, and
+    the ISM transmitter realism of :func:`~sigformer.data.modgen.family_realistic`: OOK/ASK
+    line codes with long on/off runs, PWM and Manchester, constant-carrier preambles, edge
+    overshoot with ringing, and a residual carrier drift (what centring leaves)."""
+    from sigformer.data.modgen import family_realistic
+
+    return family_realistic(ModGenConfig(sps_range=(target_sps / 2, target_sps * 2),
+                                         cfo_max=0.01, snr_range=(-5.0, 30.0)))
 
 
 def parse_args(argv=None) -> argparse.Namespace:

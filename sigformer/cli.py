@@ -144,7 +144,8 @@ def _cmd_classify_iq(args) -> int:
                             min_power_db=None if args.all_frames else args.min_power_db,
                             out_meta=args.out, in_place=args.in_place,
                             copy_data=args.copy_data, nan_policy=args.nan_policy,
-                            target_sps=args.target_sps or bundle.extra.get("target_sps"))
+                            target_sps=args.target_sps or bundle.extra.get("target_sps"),
+                            decision=args.decision)
     summary = {"meta": result["meta"], "n_frames": result["n_frames"],
                "annotations": len(result["annotations"]),
                "frame_labels": result["frame_labels"]}
@@ -336,6 +337,9 @@ def build_parser() -> argparse.ArgumentParser:
     iq.add_argument("--target-sps", type=float,
                     help="resample to this many samples per symbol before framing (estimated "
                          "blindly); family bundles record their own")
+    iq.add_argument("--decision", default="frame", choices=("frame", "burst"),
+                    help="label each frame on its own (default), or give all frames of a "
+                         "burst (consecutive loud frames) the burst's most likely label")
     iq.set_defaults(func=_cmd_classify_iq)
 
     sep = sub.add_parser("separate", help="separate the speakers of a recording (any length, "

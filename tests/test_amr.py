@@ -242,6 +242,12 @@ def test_amr_pipeline_and_classify_iq_cli(tmp_path):
     assert annotated.annotations and all(a.label in RML2016_CLASSES
                                          for a in annotated.annotations)
     assert sum(a.count for a in annotated.annotations) == 128 * 8
+    burst_meta = tmp_path / "bursts.sigmf-meta"
+    assert main(["classify-iq", str(rec), "--model", str(tmp_path / "out" / "models" /
+                                                          "clst_tiny"), "--out",
+                 str(burst_meta), "--decision", "burst"]) == 0
+    # one loud burst of noise: one label for all of it
+    assert len({a.label for a in read_sigmf(burst_meta).annotations}) == 1
     short = write_sigmf(tmp_path / "short", iq[:64], sample_rate=200e3)
     assert main(["classify-iq", str(short), "--model",
                  str(tmp_path / "out" / "models" / "clst_tiny")]) == 2
@@ -344,3 +350,87 @@ def test_fit_stream_checkpoints_every_epoch_and_resumes(tmp_path):
     assert np.isfinite(hist.epochs[-1]["train_loss"])
     with pytest.raises(ValueError, match="epochs must be positive"):
         StreamRecipe(epochs=0)
+
+
+# --- per-burst decisions on captures -------------------------------------------------------
+
+class _MeanIQ(torch.nn.Module):
+    """Deterministic stand-in model: logits ``W [mean I, mean Q]`` - a real carrier is
+    clearly class 0, an imaginary one weakly class 1."""
+
+    n_times = 128
+
+    def __init__(self):
+        super().__init__()
+        self.linear = torch.nn.Linear(2, 2, bias=False)
+        with torch.no_grad():
+            self.linear.weight.copy_(torch.tensor([[2.0, 0.0], [0.0, 1.0]]))
+
+    def forward(self, x):
+        return self.linear(x.mean(-1))
+
+
+# frames of the capture: A = real carrier, B = imaginary, "-" = silence. Burst 1 (with a
+# one-frame fade) is mostly A, burst 2 mostly B; three silent frames lie between them.
+TWO_BURSTS = "AABA-AB---BBABB"
+
+
+def _two_burst_capture(tmp_path):
+    value = {"A": 1.0, "B": 1j, "-": 0.0}
+    iq = np.concatenate([np.full(128, value[c], np.complex64) for c in TWO_BURSTS])
+    return write_sigmf(tmp_path / "two_bursts", iq, sample_rate=1e6)
+
+
+def test_burst_decision_gives_one_label_per_burst(tmp_path):
+    from sigformer.rf.amr import classify_sigmf, frame_bursts
+
+    path = _two_burst_capture(tmp_path)
+    model, classes = _MeanIQ(), ["A", "B"]
+    kw = dict(normalization="rms", min_power_db=30.0)
+    frame = classify_sigmf(path, model, classes, **kw)
+    burst = classify_sigmf(path, model, classes, decision="burst", **kw)
+    active = [i for i, c in enumerate(TWO_BURSTS) if c != "-"]
+
+    def label_of_frame(result):  # the annotations keep each frame's sample position
+        return {a.start // 128 + k: a.label for a in result["annotations"]
+                for k in range(a.count // 128)}
+
+    assert label_of_frame(frame) == {i: TWO_BURSTS[i] for i in active}  # frame by frame
+    assert label_of_frame(burst) == {i: "A" if i < 7 else "B" for i in active}
+    assert frame["decision"] == "frame" and burst["decision"] == "burst"
+    assert [(b["start"], b["count"], b["frames"], b["label"]) for b in burst["bursts"]] == [
+        (0, 7 * 128, 6, "A"), (10 * 128, 5 * 128, 5, "B")]
+    assert burst["frame_labels"] == {"A": 6, "B": 5}
+    for a in burst["annotations"]:  # confidence of the burst's decision, not of the frame
+        assert 0.5 < a.extra["sigformer:confidence"] < 1
+    # a gap of more than max_gap frames splits a burst
+    np.testing.assert_array_equal(frame_bursts(np.array([0, 128, 384, 896]), 128),
+                                  [0, 0, 0, 1])
+    np.testing.assert_array_equal(frame_bursts(np.array([0, 128, 384]), 128, max_gap=0),
+                                  [0, 0, 1])
+    with pytest.raises(ValueError, match=r"decision must be one of \['frame', 'burst'\]"):
+        classify_sigmf(path, model, classes, decision="capture", **kw)
+
+
+def test_evaluate_by_capture_decisions():
+    from sigformer.rf.amr import evaluate_by_capture
+
+    frames = {"A": [1.0, 0.0], "B": [0.0, 1.0]}
+    kinds = [c for c in TWO_BURSTS if c != "-"] * 2
+    X = np.stack([np.repeat(np.array(frames[c], np.float32)[:, None], 128, 1)
+                  for c in kinds])
+    starts = np.array([i * 128 for i, c in enumerate(TWO_BURSTS) if c != "-"] * 2)
+    truth = [0 if i < 7 * 128 else 1 for i in starts[:11]] + [0] * 11  # capture 2: all A
+    data = AMRDataset(X, truth, np.zeros(22), ("A", "B"), {"captures": ["one", "two"],
+                                                           "hop": 128},
+                      {"capture": np.repeat([0, 1], 11), "start": starts})
+    model = _MeanIQ()
+    assert evaluate_by_capture(model, data) == pytest.approx({"one": 8 / 11, "two": 5 / 11})
+    assert evaluate_by_capture(model, data, "burst") == {"one": 1.0, "two": 6 / 11}
+    assert evaluate_by_capture(model, data, "capture") == {"one": 6 / 11, "two": 1.0}
+    no_starts = AMRDataset(X, truth, np.zeros(22), ("A", "B"), {},
+                           {"capture": np.repeat([0, 1], 11)})
+    with pytest.raises(ValueError, match=r"params\['start'\]"):
+        evaluate_by_capture(model, no_starts, "burst")
+    with pytest.raises(ValueError, match="decision must be one of"):
+        evaluate_by_capture(model, data, "majority")

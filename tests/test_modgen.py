@@ -13,11 +13,13 @@ from sigformer.data.modgen import (
     FAMILIES,
     FAMILY_CLASSES,
     IMPAIRMENTS,
+    LINE_CODES,
     MODULATIONS,
     PULSES,
     RML2016_CLASSES,
     ModGenConfig,
     constellation,
+    family_realistic,
     gauss_rect,
     gauss_rect_integral,
     generate_frames,
@@ -257,3 +259,179 @@ def test_symbol_length_is_recovered_from_generated_bursts(name, sps):
     noise = (np.random.default_rng(0).standard_normal(4000)
              + 1j * np.random.default_rng(1).standard_normal(4000))
     assert estimate_samples_per_symbol(noise)["sps"] is None  # no two levels: no estimate
+
+
+# --- ISM transmitter realism: line codes, preambles, overshoot, carrier drift ---------------
+
+REALISM = ("line_code", "run_mean_on", "run_mean_off", "preamble_symbols", "preamble_start",
+           "overshoot", "ring_decay", "ring_freq", "drift")
+KEYED_CLASSES = ("OOK", "ASK2", "ASK4", "QPSK", "FSK2", "AM-DSB")
+
+
+def _envelope_runs(on: np.ndarray, complete: bool = True) -> tuple[list[int], list[int]]:
+    """Lengths of the "on" and "off" runs of a boolean row (``complete``: without the runs
+    cut by the frame's ends)."""
+    change = np.flatnonzero(np.diff(on.astype(int))) + 1
+    bounds = np.concatenate([[0], change, [len(on)]])
+    lengths, values = np.diff(bounds), on[bounds[:-1]]
+    if complete:
+        lengths, values = lengths[1:-1], values[1:-1]
+    return list(lengths[values]), list(lengths[~values])
+
+
+def test_realism_off_by_default_and_on_it_changes_only_its_own_draws():
+    off = ModGenConfig(line_codes=("iid",), preamble_probability=0.0,
+                       overshoot_range=(0.0, 0.0), drift_max=0.0)
+    a, b = _pair(ModGenConfig(), off, classes=KEYED_CLASSES, n=200)
+    np.testing.assert_array_equal(a.iq, b.iq)
+    assert not set(REALISM) & set(a.params)  # nothing new is drawn or recorded
+    # switched on: every earlier draw (rates, pulses, channel, SNR, carrier) stays the same
+    base = ModGenConfig().without("awgn", "iq_imbalance", "dc_offset")
+    plain, real = _pair(base, family_realistic(base), classes=KEYED_CLASSES, n=300)
+    assert set(real.params) - set(plain.params) == set(REALISM)
+    for key, value in plain.params.items():
+        np.testing.assert_array_equal(real.params[key], value, err_msg=key)
+    # frames that are not keyed differ by the drift alone: remove it and they are equal
+    names = np.array(MODULATIONS)[plain.params["modulation"].astype(int)]
+    other = ~np.isin(names, ["OOK", "ASK2", "ASK4"])
+    assert other.sum() > 100
+    centred = np.arange(128) - 63.5
+    ramp = np.exp(1j * np.pi * real.params["drift"][:, None] * centred ** 2)
+    np.testing.assert_allclose(real.iq[other], (plain.iq * ramp)[other], atol=2e-5)
+    assert not np.allclose(real.iq[~other], (plain.iq * ramp)[~other], atol=1e-3)
+
+
+def test_runs_line_code_puts_whole_frames_inside_one_long_run():
+    def constant_fraction(line_codes):
+        cfg = CLEAN.with_ranges(sps_range=(8.0, 8.0), line_codes=line_codes)
+        frames = generate_frames(1000, classes=("OOK",), config=cfg, seed=1)
+        envelope = np.abs(frames.iq)
+        return np.mean(envelope.std(1) < 0.01 * envelope.mean(1)), frames.params
+
+    runs, p = constant_fraction(("runs",))
+    iid, _ = constant_fraction(("iid",))
+    assert runs > 0.03 and iid == 0  # 16 i.i.d. symbols are one level with p = 2 ** -15
+    assert np.all(p["line_code"] == LINE_CODES.index("runs"))
+    for key in ("run_mean_on", "run_mean_off"):
+        assert np.all((p[key] >= 1.0) & (p[key] <= 12.0))
+    frames = generate_frames(200, classes=("OOK",), config=CLEAN.with_ranges(
+        sps_range=(8.0, 8.0), line_codes=("runs",), run_mean_range=(1.0, 1.0)), seed=1)
+    on = np.abs(frames.iq) > 0.5  # mean run 1: the alternating 1010... of a preamble
+    for row in on[:20]:
+        ons, offs = _envelope_runs(row)
+        assert set(ons) | set(offs) <= {7, 8, 9}
+
+
+@pytest.mark.parametrize("code, chips", [("pwm", 3), ("manchester", 2)])
+def test_sub_symbol_line_codes_show_their_duty_cycle_in_the_envelope(code, chips):
+    sps = 16
+    cfg = CLEAN.with_ranges(sps_range=(sps, sps), line_codes=(code,), edge_bt_range=(3, 3))
+    frames = generate_frames(40, classes=("OOK",), config=cfg, seed=2, frame_length=512)
+    ons, offs = [], []
+    for row in np.abs(frames.iq):
+        a, b = _envelope_runs(row > 0.5 * row.max())
+        ons += a
+        offs += b
+    chip = np.round(np.array(ons + offs) / sps)
+    np.testing.assert_allclose(np.array(ons + offs) / sps, chip, atol=0.15)
+    assert set(chip[: len(ons)]) == {1, 2} and set(chip[len(ons):]) == {1, 2}
+    if code == "pwm":  # 1/3 and 2/3 duty: every bit starts "on", periods of 3 chips
+        rows = np.abs(frames.iq) > 0.5 * np.abs(frames.iq).max(1, keepdims=True)
+        for row in rows:
+            rises = np.flatnonzero(~row[:-1] & row[1:])
+            np.testing.assert_allclose(np.diff(rises), chips * sps, atol=2)
+
+
+def test_preamble_is_a_constant_carrier_burst():
+    cfg = CLEAN.with_ranges(sps_range=(4.0, 4.0), preamble_probability=1.0,
+                            preamble_symbols_range=(8, 12), edge_bt_range=(3, 3))
+    frames = generate_frames(200, classes=("OOK",), config=cfg, seed=4)
+    p = frames.params
+    assert np.all((p["preamble_symbols"] >= 8) & (p["preamble_symbols"] <= 12))
+    inside = (p["preamble_start"] >= 1) & (p["preamble_start"] + p["preamble_symbols"] <= 31)
+    assert inside.sum() > 20
+    for row, length in zip(np.abs(frames.iq[inside]), p["preamble_symbols"][inside]):
+        ons, _ = _envelope_runs(row > 0.5 * row.max(), complete=False)
+        assert max(ons) >= length * 4 - 2  # data "on" symbols may lengthen it
+    none = generate_frames(50, classes=("OOK",), seed=4, config=cfg.with_ranges(
+        preamble_probability=0.0, line_codes=("iid", "runs")))
+    assert np.all(none.params["preamble_symbols"] == 0)
+    assert np.isnan(none.params["preamble_start"]).all()
+
+
+def test_overshoot_peak_matches_the_recorded_amount():
+    base = CLEAN.with_ranges(sps_range=(16.0, 16.0), line_codes=("runs",),
+                             run_mean_range=(4.0, 12.0), edge_bt_range=(1.0, 3.0))
+    clean, ringing = _pair(base, base.with_ranges(overshoot_range=(0.0, 0.3)),
+                           classes=("OOK",), n=200, seed=2)
+    measured, recorded = [], []
+    for i, (e0, e1) in enumerate(zip(np.abs(clean.iq), np.abs(ringing.iq))):
+        on = e0 > 0.5 * e0.max()
+        rises = [r for r in np.flatnonzero(~on[:-1] & on[1:]) + 1
+                 if r + 32 < 128 and on[r:r + 32].all()]  # a rise, then two "on" symbols
+        if rises:
+            steady = np.median(e1[on])
+            measured.append(e1[rises[0]:rises[0] + 32].max() / steady - 1)
+            recorded.append(ringing.params["overshoot"][i])
+    error = np.array(measured) - np.array(recorded)
+    assert len(error) > 20 and np.ptp(recorded) > 0.15
+    assert abs(np.median(error)) < 0.01 and np.max(np.abs(error)) < 0.07
+    p = ringing.params
+    assert np.all((p["overshoot"] >= 0) & (p["overshoot"] <= 0.3))
+    assert np.all((p["ring_decay"] >= 0.1) & (p["ring_decay"] <= 1.0))
+    assert np.all(np.abs(ringing.iq) >= 0) and np.isfinite(ringing.iq).all()
+    psk = generate_frames(20, classes=("QPSK",), config=base.with_ranges(
+        overshoot_range=(0.1, 0.3)), seed=2)
+    assert "overshoot" not in psk.params  # keyed amplitudes only
+
+
+def test_carrier_drift_is_the_recorded_frequency_slope():
+    clean, drifting = _pair(CLEAN, CLEAN.only("cfo").with_ranges(drift_max=2e-4),
+                            classes=("CPFSK",), n=50)
+    fixed = generate_frames(50, classes=("CPFSK",), config=CLEAN.only("cfo"), seed=3)
+    np.testing.assert_array_equal(fixed.params["cfo"], drifting.params["cfo"])  # own stream
+    phase = np.unwrap(np.angle(drifting.iq * np.conj(clean.iq)), axis=1)
+    freq = np.diff(phase, axis=1) / (2 * np.pi)  # cycles/sample between samples k, k + 1
+    slope, _ = np.polyfit(np.arange(127) + 0.5, freq.T, 1)
+    np.testing.assert_allclose(slope, drifting.params["drift"], atol=1e-8)
+    np.testing.assert_allclose(freq.mean(1), drifting.params["cfo"], atol=1e-6)  # the mean
+    assert np.all(np.abs(drifting.params["drift"]) <= 2e-4)
+    assert (drifting.params["drift"] > 0).any() and (drifting.params["drift"] < 0).any()
+    assert "drift" not in generate_frames(5, config=CLEAN.with_ranges(drift_max=2e-4)).params
+
+
+def test_realism_parameters_are_recorded_per_frame_and_seeded():
+    cfg = family_realistic()
+    a, b = _pair(cfg, cfg, classes=FAMILY_CLASSES, n=600, seed=5)
+    np.testing.assert_array_equal(a.iq, b.iq)
+    other = generate_frames(600, classes=FAMILY_CLASSES, config=cfg, seed=6)
+    assert not np.allclose(a.iq, other.iq)
+    p = a.params
+    names = np.array(MODULATIONS)[p["modulation"].astype(int)]
+    binary, keyed = np.isin(names, ["OOK", "ASK2"]), np.isin(names, ["OOK", "ASK2", "ASK4"])
+    for key in REALISM:
+        assert p[key].shape == (600,), key
+        np.testing.assert_array_equal(p[key], b.params[key], err_msg=key)
+    assert np.isfinite(p["line_code"][binary]).all() and np.isnan(p["line_code"][~binary]).all()
+    assert set(p["line_code"][binary]) == set(range(len(LINE_CODES)))
+    runs = p["line_code"] == LINE_CODES.index("runs")
+    assert np.isfinite(p["run_mean_on"][runs]).all() and np.isnan(p["run_mean_on"][~runs]).all()
+    assert np.isfinite(p["overshoot"][keyed]).all() and np.isnan(p["overshoot"][~keyed]).all()
+    assert np.isfinite(p["drift"]).all() and np.all(np.abs(p["drift"]) <= cfg.drift_max)
+    assert 0 < np.mean(p["preamble_symbols"][binary] > 0) < 0.5
+    assert np.isfinite(a.iq).all()
+
+
+def test_realism_options_are_validated():
+    with pytest.raises(ValueError, match="line_codes"):
+        ModGenConfig(line_codes=("nrzi",))
+    with pytest.raises(ValueError, match="line_codes"):
+        ModGenConfig(line_codes=())
+    with pytest.raises(ValueError, match="preamble_probability"):
+        ModGenConfig(preamble_probability=1.5)
+    with pytest.raises(ValueError, match="overshoot_range"):
+        ModGenConfig(overshoot_range=(-0.1, 0.2))
+    with pytest.raises(ValueError, match="run_mean_range"):
+        ModGenConfig(run_mean_range=(0.5, 4.0))
+    with pytest.raises(ValueError, match="drift_max"):
+        ModGenConfig(drift_max=-1e-4)

@@ -273,6 +273,9 @@ def test_capture_dataset_and_grouped_evaluation(tmp_path):
     data = capture_dataset([a, b], 128, classes=["BPSK", "QPSK"], normalization="none",
                            min_power_db=None)
     assert data.info["captures"] == ["a", "b"] and len(data) == 2 * 24
+    # frame starts on the hop grid, so decisions per burst can regroup the frames
+    assert data.info["hop"] == 128 and len(data.params["start"]) == len(data)
+    assert np.all(data.params["start"] % 128 == 0)
     splits = list(leave_one_capture_out(data))
     assert [name for name, _, _ in splits] == ["a", "b"]
     for _, train, test in splits:

@@ -14,11 +14,30 @@ generator is vectorised numpy (no per-frame Python loop) and seeded. Signal chai
    gliding pitch with formant weights and a syllabic envelope) or one or two tones: AM-DSB
    with carrier (modulation index), AM-SSB (upper or lower sideband, suppressed carrier),
    WBFM/NBFM (peak deviation in Hz at a per-frame sample rate).
+
+   *ISM transmitter realism* (off by default; :func:`family_realistic` switches it on):
+   **line codes** for OOK/ASK2 (stream ``"line_code"``; ``line_codes``, one drawn per frame,
+   repeats weighting the draw): ``"iid"`` bits, ``"runs"`` (NRZ, geometric on/off run
+   lengths with means drawn in ``run_mean_range``, so whole frames fall inside one long
+   "on" or "off" run), ``"pwm"`` (each bit is 3 chips, ``110`` or ``100``: 2/3 or 1/3 duty)
+   and ``"manchester"`` (``10``/``01``). Chips sit on the symbol grid, so ``sps`` counts
+   chips, the keying unit a blind symbol-rate estimate finds. With
+   ``preamble_probability`` a constant-carrier burst of ``preamble_symbols_range`` symbols
+   overlaps the frame. An OOK frame without any "on" symbol (receiver noise, which a
+   power gate drops) is inverted so that it lies inside an "on" run. **Edge overshoot**
+   for OOK/ASK (stream ``"overshoot"``; ``overshoot_range``, 0 = none): after each edge a
+   damped oscillation (time constant ``ring_decay_range`` symbols, ``ring_freq_range``
+   cycles per symbol) whose first maximum overshoots the new level by ``overshoot`` times
+   the step; the envelope is clipped at 0.
 2. **Multipath** (``"multipath"``): 1..``max_paths`` paths with random fractional delays and
    an exponential power-delay profile of random spread; the first path is Rician (K drawn
    per frame) or Rayleigh, the others Rayleigh; tap gains vary in time with a random
    maximum Doppler (sum of sinusoids, Clarke's model).
-3. **Carrier** (``"cfo"``): frequency offset (cycles/sample) and phase offset;
+3. **Carrier** (``"cfo"``): frequency offset (cycles/sample) and phase offset; with
+   ``drift_max > 0`` a **carrier drift** (own stream ``"drift"``): the frequency ramps
+   linearly across the frame, ``cfo + drift (k - (L - 1) / 2)`` at sample ``k``, so ``cfo``
+   stays the frame's mean frequency (``drift`` in cycles/sample per sample, uniform in
+   ``+-drift_max``: 2e-4 drifts 2.6 % of the sample rate over 128 samples);
    **phase noise** (``"phase_noise"``): a Wiener process of random per-sample step.
 4. **AWGN** (``"awgn"``). *SNR definition*: the noise-free received frame (after steps 1-3,
    over the ``frame_length`` samples returned) is scaled to unit mean power ``mean |s|^2 = 1``
@@ -33,7 +52,13 @@ generator is vectorised numpy (no per-frame Python loop) and seeded. Signal chai
 
 Impairment families are switched with ``ModGenConfig(impairments=...)``; each family draws
 from its own random stream, so switching one family off leaves every other draw (symbols,
-rates, channel, noise) unchanged for the same seed.
+rates, channel, noise) unchanged for the same seed. The realism options draw from their
+own streams too: with them off the frames are exactly those of earlier versions, and with
+them on every other draw (rates, pulses, channel, noise, the i.i.d. data bits a line code
+encodes) is unchanged. New per-frame parameters: ``line_code`` (index into
+:data:`LINE_CODES`), ``run_mean_on``/``run_mean_off``, ``preamble_symbols`` (0: none),
+``preamble_start`` (symbols from the first sample), ``overshoot``, ``ring_decay``,
+``ring_freq`` and ``drift``.
 """
 
 from __future__ import annotations
@@ -64,12 +89,18 @@ FREQUENCY = {"CPFSK", "GFSK", "FSK2", "FSK4"}
 ANALOG = {"AM-DSB", "AM-SSB", "WBFM", "NBFM"}
 MODULATIONS = tuple(sorted(LINEAR | FREQUENCY | ANALOG))
 PULSES = ("rrc", "rc", "gauss_rect")
+KEYED = {"OOK", "ASK2", "ASK4"}  # amplitude keying: Gaussian-smoothed edges, may ring
+BINARY_KEYED = {"OOK", "ASK2"}  # the line codes apply to these
+LINE_CODES = ("iid", "runs", "pwm", "manchester")
+CHIPS = {"pwm": 3, "manchester": 2}  # chips per bit of the sub-symbol line codes
 SOURCES = ("speech", "tone")
 SPAN = 4  # symbols each side of a linear pulse (RRC tails beyond are < 1 %)
 MARGIN = 24  # samples generated before the frame, room for multipath delays
 TAIL = 3  # samples after it, for the interpolator
+# new streams go at the end: SeedSequence children do not depend on how many are spawned,
+# so the existing streams (and the frames they draw) stay the same
 STREAMS = ("modulation", "timing", "multipath", "cfo", "phase_noise", "snr", "awgn",
-           "iq_imbalance", "dc_offset", "labels")
+           "iq_imbalance", "dc_offset", "labels", "line_code", "overshoot", "drift")
 
 
 @dataclass(frozen=True)
@@ -106,6 +137,15 @@ class ModGenConfig:
     wbfm_deviation_hz_range: tuple[float, float] = (50e3, 75e3)
     nbfm_deviation_hz_range: tuple[float, float] = (2e3, 5e3)
     am_index_range: tuple[float, float] = (0.3, 1.0)
+    # ISM transmitter realism (all off by default; family_realistic() switches them on)
+    line_codes: tuple[str, ...] = ("iid",)  # OOK/ASK2; drawn uniformly, repeats weight
+    run_mean_range: tuple[float, float] = (1.0, 12.0)  # "runs": mean on/off run, symbols
+    preamble_probability: float = 0.0  # OOK/ASK2 frames with a constant-carrier burst
+    preamble_symbols_range: tuple[int, int] = (8, 32)
+    overshoot_range: tuple[float, float] = (0.0, 0.0)  # OOK/ASK edge overshoot (fraction)
+    ring_decay_range: tuple[float, float] = (0.1, 1.0)  # ringing time constant, symbols
+    ring_freq_range: tuple[float, float] = (0.5, 3.0)  # ringing, cycles per symbol
+    drift_max: float = 0.0  # carrier drift, cycles/sample per sample (inside "cfo")
     impairments: tuple[str, ...] = IMPAIRMENTS
 
     def __post_init__(self):
@@ -130,6 +170,31 @@ class ModGenConfig:
             raise ValueError(f"rolloff_range must lie in (0, 1], got {self.rolloff_range}")
         if not 1 <= self.max_paths <= 16 or self.max_delay > MARGIN - 3:
             raise ValueError(f"max_paths must be 1..16 and max_delay <= {MARGIN - 3} samples")
+        self._check_realism()
+
+    def _check_realism(self) -> None:
+        bad = set(self.line_codes) - set(LINE_CODES)
+        if bad or not self.line_codes:
+            raise ValueError(f"line_codes must be a non-empty tuple of {LINE_CODES}, got "
+                             f"{self.line_codes}")
+        for name, low_bound in (("run_mean_range", 1.0), ("preamble_symbols_range", 1),
+                                ("overshoot_range", 0.0), ("ring_decay_range", 1e-3),
+                                ("ring_freq_range", 1e-3)):
+            low, high = getattr(self, name)
+            if not low_bound <= low <= high:
+                raise ValueError(f"{name} must be (low, high) with {low_bound} <= low <= "
+                                 f"high, got {(low, high)}")
+        if not 0.0 <= self.preamble_probability <= 1.0:
+            raise ValueError(f"preamble_probability must lie in [0, 1], got "
+                             f"{self.preamble_probability}")
+        if not 0.0 <= self.drift_max <= 1e-2:
+            raise ValueError(f"drift_max is a frequency ramp in cycles/sample per sample and "
+                             f"must lie in [0, 1e-2], got {self.drift_max}")
+
+    @property
+    def line_coding(self) -> bool:
+        """Whether OOK/ASK2 symbols leave the i.i.d. draw (line codes or preambles)."""
+        return self.line_codes != ("iid",) or self.preamble_probability > 0
 
     def without(self, *families: str) -> ModGenConfig:
         """The same ranges with impairment ``families`` switched off."""
@@ -144,6 +209,17 @@ class ModGenConfig:
 
 
 CLEAN = ModGenConfig(impairments=())
+# line codes of ISM remotes: i.i.d. bits, NRZ runs (twice as likely), PWM, Manchester
+ISM_LINE_CODES = ("iid", "runs", "runs", "pwm", "manchester")
+
+
+def family_realistic(base: ModGenConfig | None = None) -> ModGenConfig:
+    """``base`` (default: ``ModGenConfig()``) with the ISM transmitter realism switched on:
+    OOK/ASK2 line codes (:data:`ISM_LINE_CODES`), a constant-carrier preamble in 20 % of
+    the keyed frames, edge overshoot 0..30 % with ringing, and a carrier drift of up to
+    +-2e-4 cycles/sample per sample (2.6 % of the sample rate over a 128-sample frame)."""
+    return replace(base or ModGenConfig(), line_codes=ISM_LINE_CODES,
+                   preamble_probability=0.2, overshoot_range=(0.0, 0.3), drift_max=2e-4)
 
 
 @dataclass
@@ -255,11 +331,97 @@ def _symbol_grid(rng_mod, rng_timing, cfg: ModGenConfig, n: int, length: int,
     return t, n_symbols
 
 
+def _line_code(rng, index: np.ndarray, t: np.ndarray, on_off: bool, cfg: ModGenConfig,
+               params: dict) -> np.ndarray:
+    """Binary symbols ``index (n, n_symbols)`` (0 off/low, 1 on/high) re-coded per frame
+    with a line code drawn from ``cfg.line_codes``; the i.i.d. draw supplies the data bits.
+
+    ``"runs"``: NRZ with geometric run lengths (on and off means drawn in
+    ``run_mean_range``); ``"pwm"``: each bit is 3 chips ``110`` (1) or ``100`` (0), i.e.
+    2/3 or 1/3 duty; ``"manchester"``: ``10`` / ``01``. Chips sit on the symbol grid, so
+    ``sps`` counts chips (the keying unit a symbol-rate estimate finds). Every array is
+    drawn for every frame, so the draws do not depend on which code a frame gets."""
+    n, n_symbols = index.shape
+    code = np.array([LINE_CODES.index(c) for c in cfg.line_codes])[
+        rng.integers(0, len(cfg.line_codes), n)]
+    out = index.copy()
+    # runs: run r has level (first + r) % 2 and a geometric length of that level's mean
+    mean_on, mean_off = (_uniform(rng, cfg.run_mean_range, n) for _ in range(2))
+    first = rng.integers(0, 2, n)
+    level_of_run = (first[:, None] + np.arange(n_symbols)) % 2
+    p = np.where(level_of_run == 1, 1 / mean_on[:, None], 1 / mean_off[:, None])
+    ends = np.cumsum(rng.geometric(p), axis=1)  # run r covers [ends[r-1], ends[r])
+    marks = np.zeros((n, n_symbols + 1), np.int64)
+    rows, cols = np.nonzero(ends < n_symbols)
+    marks[rows, ends[rows, cols]] = 1
+    runs = (first[:, None] + np.cumsum(marks[:, :n_symbols], axis=1)) % 2
+    chip_offset = rng.integers(0, 6, n)  # a random chip phase within the first bit
+    rows = code == LINE_CODES.index("runs")
+    out[rows] = runs[rows]
+    for name, patterns in (("pwm", ((1, 0, 0), (1, 1, 0))), ("manchester", ((0, 1), (1, 0)))):
+        rows = code == LINE_CODES.index(name)
+        if rows.any():
+            c = CHIPS[name]
+            bits = index[rows, : n_symbols // c + 2]
+            chips = np.asarray(patterns)[bits].reshape(len(bits), -1)
+            shift = (chip_offset[rows] % c)[:, None] + np.arange(n_symbols)
+            out[rows] = np.take_along_axis(chips, shift, axis=1)
+    # a constant-carrier preamble that overlaps the frame
+    visible = t[:, MARGIN:len(t[0]) - TAIL]
+    first_symbol, last_symbol = np.floor(visible[:, 0]), np.ceil(visible[:, -1])
+    has_preamble = rng.random(n) < cfg.preamble_probability
+    length = rng.integers(cfg.preamble_symbols_range[0], cfg.preamble_symbols_range[1] + 1, n)
+    start = np.floor(first_symbol - length + rng.random(n) * (last_symbol - first_symbol
+                                                              + length + 1))
+    j = np.arange(n_symbols)
+    inside = (j >= start[:, None]) & (j < (start + length)[:, None]) & has_preamble[:, None]
+    out[inside] = 1
+    if on_off:  # a frame with no "on" symbol is receiver noise, which a power gate drops:
+        seen = ((j >= np.ceil(visible[:, :1] - 0.5)) & (j <= np.floor(visible[:, -1:] + 0.5)))
+        dark = ~np.any((out == 1) & seen, axis=1)  # keep it, inside an "on" run instead
+        out[dark] = 1 - out[dark]
+    coded_runs = code == LINE_CODES.index("runs")
+    params.update(line_code=code.astype(float),
+                  run_mean_on=np.where(coded_runs, mean_on, np.nan),
+                  run_mean_off=np.where(coded_runs, mean_off, np.nan),
+                  preamble_symbols=np.where(has_preamble, length, 0).astype(float),
+                  preamble_start=np.where(has_preamble, start - visible[:, 0], np.nan))
+    return out
+
+
+def _ringing(rng, symbols: np.ndarray, tau: np.ndarray, index: np.ndarray, bt: np.ndarray,
+             cfg: ModGenConfig, params: dict) -> np.ndarray:
+    """Edge overshoot of keyed amplitudes: after each edge (step ``d``, at ``m - 1/2``) a
+    damped oscillation ``overshoot d e^{-u/decay} sin(2 pi f u) / peak`` starts once the
+    Gaussian edge has risen (two of its widths after the edge's centre); ``peak``
+    normalises its first maximum to 1, so an isolated edge overshoots its new level by
+    ``overshoot`` (relative to the step). ``tau (n, L, K)`` and ``index`` as in
+    :func:`_linear`; returns the ``(n, L)`` term to add."""
+    n = len(symbols)
+    overshoot = _uniform(rng, cfg.overshoot_range, n)
+    decay = _uniform(rng, cfg.ring_decay_range, n)
+    freq = _uniform(rng, cfg.ring_freq_range, n)
+    params.update(overshoot=overshoot, ring_decay=decay, ring_freq=freq)
+    past = slice(0, SPAN + 2)  # offsets -SPAN..1: later edges have not started ringing
+    tau, index = tau[..., past], index[..., past]
+    step = np.diff(symbols.real, axis=1, prepend=symbols.real[:, :1])
+    taken = np.take_along_axis(step, index.reshape(n, -1), axis=1).reshape(tau.shape)
+    w = 2 * np.pi * freq
+    u_peak = np.arctan(w * decay) / w  # first maximum of e^{-u/decay} sin(w u)
+    peak = np.exp(-u_peak / decay) * np.sin(w * u_peak)
+    width = 2 * math.sqrt(math.log(2)) / (2 * np.pi * bt)  # two Gaussian sigmas, symbols
+    u = np.maximum(tau + (0.5 - width)[:, None, None], 0.0)  # sin(0) = 0 before the ring
+    ring = np.exp(u * (-1 / decay)[:, None, None]) * np.sin(u * w[:, None, None])
+    return (overshoot / peak)[:, None] * np.einsum("nlk,nlk->nl", taken, ring)
+
+
 def _linear(name: str, rng_mod, t: np.ndarray, n_symbols: int, cfg: ModGenConfig,
-            params: dict) -> np.ndarray:
+            params: dict, streams: dict[str, np.random.Generator]) -> np.ndarray:
     n = len(t)
     points = constellation("OOK" if name == "ASK2" else name)
     index = rng_mod.integers(0, len(points), (n, n_symbols))
+    if name in BINARY_KEYED and cfg.line_coding:  # its own stream: other draws unchanged
+        index = _line_code(streams["line_code"], index, t, name == "OOK", cfg, params)
     symbols = points[index]
     if name == "ASK2":  # two non-zero levels: 1 - depth and 1
         depth = _uniform(rng_mod, cfg.ask_depth_range, n)
@@ -285,6 +447,10 @@ def _linear(name: str, rng_mod, t: np.ndarray, n_symbols: int, cfg: ModGenConfig
             shape[rows] = gauss_rect(tau[rows], bt[rows, None, None])
     taken = np.take_along_axis(symbols, (base[..., None] + offsets).reshape(n, -1), axis=1)
     x = np.einsum("nlk,nlk->nl", taken.reshape(tau.shape), shape)
+    if name in KEYED and cfg.overshoot_range[1] > 0:
+        x = x + _ringing(streams["overshoot"], symbols, tau, base[..., None] + offsets, bt,
+                         cfg, params)
+        x = np.maximum(x.real, 0.0).astype(complex)  # an amplitude envelope is >= 0
     params["pulse"] = np.array([PULSES.index(pulse_names[p]) for p in pulse], float)
     params["rolloff"] = np.where(np.isin(params["pulse"], (0, 1)), rolloff, np.nan)
     params["edge_bt"] = np.where(params["pulse"] == 2, bt, np.nan)
@@ -433,7 +599,8 @@ def _delayed(x: np.ndarray, delay: np.ndarray, length: int) -> np.ndarray:
     return np.einsum("nlk,nlk->nl", taken, weights)
 
 
-def _carrier(rng_cfo, rng_pn, x: np.ndarray, cfg: ModGenConfig, params: dict) -> np.ndarray:
+def _carrier(rng_cfo, rng_pn, x: np.ndarray, cfg: ModGenConfig, params: dict,
+             rng_drift=None) -> np.ndarray:
     n, length = x.shape
     k = np.arange(length)
     phase = np.zeros((n, length))
@@ -442,6 +609,11 @@ def _carrier(rng_cfo, rng_pn, x: np.ndarray, cfg: ModGenConfig, params: dict) ->
         offset = rng_cfo.uniform(-np.pi, np.pi, n)
         phase += 2 * np.pi * cfo[:, None] * k + offset[:, None]
         params.update(cfo=cfo, phase_offset=offset)
+        if cfg.drift_max > 0:  # frequency cfo + drift (k - centre): cfo stays the mean
+            drift = rng_drift.uniform(-cfg.drift_max, cfg.drift_max, n)
+            centred = k - (length - 1) / 2
+            phase += np.pi * drift[:, None] * centred ** 2
+            params["drift"] = drift
     if "phase_noise" in cfg.impairments:
         step = _log_uniform(rng_pn, cfg.phase_noise_std_range, n)
         phase += np.cumsum(rng_pn.standard_normal((n, length)) * step[:, None], axis=1)
@@ -500,12 +672,15 @@ def modulate_batch(name: str, n: int, length: int, cfg: ModGenConfig,
         x = _analog(name, rng_mod, total, cfg, params)
     else:
         t, n_symbols = _symbol_grid(rng_mod, streams["timing"], cfg, n, total, params)
-        x = (_linear if name in LINEAR else _frequency)(name, rng_mod, t, n_symbols, cfg, params)
+        if name in LINEAR:
+            x = _linear(name, rng_mod, t, n_symbols, cfg, params, streams)
+        else:
+            x = _frequency(name, rng_mod, t, n_symbols, cfg, params)
     if "multipath" in cfg.impairments:
         x = _multipath(streams["multipath"], x, length, cfg, params)
     else:
         x = x[:, MARGIN:MARGIN + length]
-    x = _carrier(streams["cfo"], streams["phase_noise"], x, cfg, params)
+    x = _carrier(streams["cfo"], streams["phase_noise"], x, cfg, params, streams["drift"])
     power = np.mean(np.abs(x) ** 2, axis=1, keepdims=True)
     x = x / np.sqrt(np.maximum(power, 1e-20))
     params.pop("n")

@@ -35,7 +35,7 @@ from ..training import History, predict_logits
 
 __all__ = ["HIGH_SNR_DB", "accuracy_by_snr", "capture_dataset", "classify_sigmf",
            "condition_capture", "count_flops", "distillation_loss",
-           "estimate_samples_per_symbol", "evaluate_amr", "evaluate_by_capture",
+           "estimate_samples_per_symbol", "evaluate_amr", "evaluate_by_capture", "frame_bursts",
            "inference_ms_per_frame", "leave_one_capture_out", "load_amr_data",
            "plot_accuracy_by_snr", "run_amr_pipeline", "train_amr"]
 
@@ -325,12 +325,47 @@ def _frequency_edges(annotations, iq: np.ndarray, recording) -> bool:
     return True
 
 
+DECISIONS = ("frame", "burst")
+
+
+def _check_decision(decision: str, allowed: Sequence[str] = DECISIONS) -> None:
+    if decision not in allowed:
+        raise ValueError(f"decision must be one of {list(allowed)}, got {decision!r}")
+
+
+def frame_bursts(starts: np.ndarray, hop: int, max_gap: int = 1) -> np.ndarray:
+    """Burst index of each kept frame: consecutive frames (``starts`` on a ``hop`` grid, the
+    quiet ones dropped) belong to one burst unless more than ``max_gap`` frames are missing
+    between them (a short fade or a dropped frame does not split a transmission)."""
+    starts = np.asarray(starts)
+    if len(starts) == 0:
+        return np.zeros(0, np.int64)
+    missing = np.round(np.diff(starts) / hop).astype(np.int64) - 1
+    return np.concatenate([[0], np.cumsum(missing > max_gap)]).astype(np.int64)
+
+
+def _decide_by_group(log_proba: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray,
+                                                                         np.ndarray]:
+    """One decision per group: the class of the largest mean log-probability over the
+    group's frames (independent frames: the most likely class of the whole burst), spread
+    back to its frames, with its normalised probability (softmax of the mean)."""
+    _, inverse = np.unique(groups, return_inverse=True)
+    sums = np.zeros((inverse.max() + 1, log_proba.shape[1]))
+    np.add.at(sums, inverse, log_proba)
+    mean = sums / np.bincount(inverse)[:, None]
+    mean = np.exp(mean - mean.max(1, keepdims=True))
+    mean /= mean.sum(1, keepdims=True)
+    best = mean.argmax(1)
+    return best[inverse], mean[np.arange(len(mean)), best][inverse]
+
+
 def classify_sigmf(path: str | Path, model: nn.Module, classes: list[str], *,
                    normalization: str = "l1", hop: int | None = None,
                    min_power_db: float | None = 30.0, out_meta: str | Path | None = None,
                    in_place: bool = False, copy_data: bool | None = None,
                    batch_size: int = 256, nan_policy: str = "raise",
-                   target_sps: float | None = None) -> dict[str, Any]:
+                   target_sps: float | None = None, decision: str = "frame",
+                   max_gap: int = 1) -> dict[str, Any]:
     """Frame a SigMF recording, classify every frame and write the predictions as SigMF
     annotations (merged runs of equal labels, best frame confidence, frequency edges when the
     sample rate is known, the ``sigformer:`` extension declared).
@@ -340,7 +375,12 @@ def classify_sigmf(path: str | Path, model: nn.Module, classes: list[str], *,
     input is never modified otherwise. ``target_sps``: estimate the symbol length, centre and
     resample to that many samples per symbol before framing (family models). Frames quieter
     than ``min_power_db`` below the loudest (gaps between bursts) are skipped; NaN/Inf
-    samples follow ``nan_policy``. Returns the annotations and a label histogram."""
+    samples follow ``nan_policy``. ``decision="burst"``: the frames of one burst (consecutive
+    kept frames, at most ``max_gap`` missing frames between them: :func:`frame_bursts`) all
+    get the class of the burst's largest mean log-probability, with that decision's
+    probability as confidence; annotations stay per frame position. Returns the annotations,
+    a label histogram and ``bursts`` (start and count in original samples, frames, and the
+    burst's label with ``decision="burst"``, else None)."""
     from ..data.io import DataError
     from ..data.sigmf_io import (
         frame_signal,
@@ -349,6 +389,7 @@ def classify_sigmf(path: str | Path, model: nn.Module, classes: list[str], *,
         write_annotations,
     )
 
+    _check_decision(decision)
     frame_length = int(getattr(model, "n_times", 0)) or None
     if frame_length is None:
         raise ValueError("the model does not declare its frame length (n_times)")
@@ -370,13 +411,17 @@ def classify_sigmf(path: str | Path, model: nn.Module, classes: list[str], *,
     if len(frames) == 0:
         raise DataError(f"{path}: no frame to classify (all NaN or below min_power_db)")
     logits = predict_logits(model, frames, batch_size)
-    proba = torch.softmax(torch.as_tensor(logits), 1).numpy()
-    labels = [classes[i] for i in proba.argmax(1)]
+    log_proba = torch.log_softmax(torch.as_tensor(logits).double(), 1).numpy()
+    bursts = frame_bursts(starts, hop or frame_length, max_gap)
+    if decision == "burst":
+        best, confidence = _decide_by_group(log_proba, bursts)
+    else:
+        best, confidence = log_proba.argmax(1), np.exp(log_proba.max(1))
+    labels = [classes[i] for i in best]
     scale = 1.0 / info["factor"]  # original samples per conditioned sample
     original_starts = np.round(starts * scale).astype(np.int64)
-    annotations = prediction_annotations(original_starts,
-                                         min(int(np.ceil(frame_length * scale)), len(iq)),
-                                         labels, proba.max(1))
+    span = min(int(np.ceil(frame_length * scale)), len(iq))
+    annotations = prediction_annotations(original_starts, span, labels, confidence)
     for a in annotations:
         a.count = min(a.count, len(iq) - a.start)
     edges = _frequency_edges(annotations, iq, recording)
@@ -385,10 +430,17 @@ def classify_sigmf(path: str | Path, model: nn.Module, classes: list[str], *,
         meta = str(write_annotations(path, annotations, out_meta, in_place=in_place,
                                      copy_data=copy_data))
     values, counts = np.unique(labels, return_counts=True)
+    burst_rows = []
+    for b in np.unique(bursts):
+        rows = np.flatnonzero(bursts == b)
+        first, last = int(original_starts[rows[0]]), int(original_starts[rows[-1]])
+        burst_rows.append({"start": first, "count": min(last + span, len(iq)) - first,
+                           "frames": len(rows), "label": labels[rows[0]] if
+                           decision == "burst" else None})
     return {"meta": meta, "n_frames": len(frames), "annotations": annotations,
             "frame_labels": dict(zip(values.tolist(), counts.tolist())),
             "frequency_edges": edges, "samples_per_symbol": info.get("sps"),
-            "resample_factor": info["factor"]}
+            "resample_factor": info["factor"], "decision": decision, "bursts": burst_rows}
 
 
 def capture_dataset(paths, frame_length: int = 128, *, classes: list[str] | None = None,
@@ -404,7 +456,7 @@ def capture_dataset(paths, frame_length: int = 128, *, classes: list[str] | None
     from ..data.io import DataError
     from ..data.sigmf_io import frame_signal, read_sigmf
 
-    X, labels, origin, names = [], [], [], []
+    X, labels, origin, names, starts = [], [], [], [], []
     for i, path in enumerate(paths):
         recording = read_sigmf(path, nan_policy=nan_policy)
         iq = _recording_iq(recording, path)
@@ -421,10 +473,12 @@ def capture_dataset(paths, frame_length: int = 128, *, classes: list[str] | None
                 raise DataError(f"{path}: annotation label {label!r} is not one of the "
                                 f"classes {list(classes)}; map it with label_map")
             start, stop = int(a.start * factor), int((a.start + a.count) * factor)
-            frames, _ = frame_signal(iq, frame_length, hop, start=start, stop=stop,
-                                     normalization=normalization, min_power_db=min_power_db,
-                                     nan_policy=nan_policy)
+            frames, frame_starts = frame_signal(iq, frame_length, hop, start=start, stop=stop,
+                                                normalization=normalization,
+                                                min_power_db=min_power_db,
+                                                nan_policy=nan_policy)
             X.append(frames)
+            starts += [int(v) for v in frame_starts]
             labels += [label] * len(frames)
             origin += [i] * len(frames)
     if not labels:
@@ -433,7 +487,8 @@ def capture_dataset(paths, frame_length: int = 128, *, classes: list[str] | None
     return AMRDataset(np.concatenate(X), [classes.index(v) for v in labels],
                       np.full(len(labels), np.nan), tuple(classes),
                       {"source": "sigformer.capture_dataset", "captures": names,
-                       "target_sps": target_sps}, {"capture": np.asarray(origin)})
+                       "target_sps": target_sps, "hop": hop or frame_length},
+                      {"capture": np.asarray(origin), "start": np.asarray(starts)})
 
 
 def leave_one_capture_out(data: AMRDataset):
@@ -448,11 +503,39 @@ def leave_one_capture_out(data: AMRDataset):
         yield names[int(g)], np.flatnonzero(groups != g), np.flatnonzero(groups == g)
 
 
-def evaluate_by_capture(model: nn.Module, data: AMRDataset) -> dict[str, float]:
-    """Frame accuracy of ``model`` on each capture of ``data`` separately."""
+def evaluate_by_capture(model: nn.Module, data: AMRDataset, decision: str = "frame",
+                        max_gap: int = 1) -> dict[str, float]:
+    """Frame accuracy of ``model`` on each capture of ``data`` separately.
+
+    ``decision``: ``"frame"`` (each frame on its own), ``"burst"`` (the frames of one burst
+    share the class of the burst's largest mean log-probability, as
+    ``classify_sigmf(decision="burst")``; needs ``params["start"]``, each frame's start in
+    samples on a ``info["hop"]`` grid) or ``"capture"`` (one decision per capture: the
+    accuracy is then 0 or 1)."""
+    _check_decision(decision, DECISIONS + ("capture",))
     if "capture" not in data.params:
         raise ValueError("the dataset records no capture per frame (params['capture'])")
-    pred = predict_logits(model, data.X).argmax(1)
+    logits = predict_logits(model, data.X)
+    capture = np.asarray(data.params["capture"])
+    if decision == "frame":
+        pred = logits.argmax(1)
+    else:
+        log_proba = torch.log_softmax(torch.as_tensor(logits).double(), 1).numpy()
+        groups = capture
+        if decision == "burst":
+            if "start" not in data.params or not data.info.get("hop"):
+                raise ValueError("decision='burst' needs each frame's start in samples "
+                                 "(params['start']) and the frame hop (info['hop']); "
+                                 "use decision='capture' or 'frame' for this dataset")
+            starts, hop = np.asarray(data.params["start"]), int(data.info["hop"])
+            groups = np.zeros(len(capture), np.int64)
+            offset = 0
+            for g in np.unique(capture):  # bursts never span two captures
+                rows = np.flatnonzero(capture == g)
+                rows = rows[np.argsort(starts[rows], kind="stable")]
+                groups[rows] = frame_bursts(starts[rows], hop, max_gap) + offset
+                offset = groups[rows].max() + 1
+        pred, _ = _decide_by_group(log_proba, groups)
     names = data.info.get("captures") or []
     out = {}
     for g in np.unique(data.params["capture"]):
