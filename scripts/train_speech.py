@@ -60,6 +60,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     return ap.parse_args(argv)
 
 
+def resumed_step(out: str) -> int:
+    """The step of the checkpoint in ``out`` (0 when there is none)."""
+    config = Path(out) / "config.json"
+    if not config.is_file():
+        return 0
+    return int(json.loads(config.read_text()).get("extra", {}).get("step", 0))
+
+
 def build(args):
     """Model, recipe, training loader and fixed validation items for ``args``."""
     from torch.utils.data import DataLoader
@@ -76,6 +84,8 @@ def build(args):
 
     speech, noises = list_speech(args.data)
     splits = speaker_splits(speech, seed=args.seed)
+    # a resumed run draws new mixtures, not the ones its first steps already saw
+    data_seed = args.seed + 1000 * resumed_step(args.out) if args.resume else args.seed
     preset = args.preset or "small"
     if args.task == "separate":
         rate, seconds = args.sample_rate or 8000, args.seconds or 4.0
@@ -84,7 +94,7 @@ def build(args):
         config = DynamicMixConfig(sample_rate=rate, seconds=seconds,
                                   noise_snr_db=tuple(args.noise_snr) if args.noise_snr else None,
                                   reverb_probability=args.reverb)
-        train = DynamicMixtures(splits["train"], noises, config, seed=args.seed)
+        train = DynamicMixtures(splits["train"], noises, config, seed=data_seed)
         val = DynamicMixtures(splits["val"], noises, config, n_items=args.n_val,
                               seed=args.seed + 1, fixed=True)
     else:
@@ -94,7 +104,7 @@ def build(args):
         model = create_model("deftan2", preset, n_mics=args.n_mics, sample_rate=rate)
         recipe = RECIPES["deftan2"]
         config = SceneConfig(sample_rate=rate, n_mics=args.n_mics, radius=(0.05, 0.1))
-        train = EnhancementScenes(splits["train"], noises, config, seconds, seed=args.seed)
+        train = EnhancementScenes(splits["train"], noises, config, seconds, seed=data_seed)
         val = EnhancementScenes(splits["val"], noises, config, seconds, n_items=args.n_val,
                                 seed=args.seed + 1, fixed=True)
     changes = {k: v for k, v in (("lr", args.lr), ("loss_threshold", args.loss_threshold))

@@ -661,6 +661,8 @@ def test_train_speech_script_trains_checkpoints_and_resumes(tmp_path):
     first = json.loads((out / "train_report.json").read_text())
     assert first["steps"] == 2 and len(first["history"]) == 1
     assert set(first["speakers"]["test"]).isdisjoint(first["speakers"]["train"])
+    assert script.resumed_step(str(out)) == 2  # the resumed run reseeds its data by it
+    assert script.resumed_step(str(tmp_path / "nowhere")) == 0
     assert script.main(common + ["--steps", "3", "--resume"]) == 0
     second = json.loads((out / "train_report.json").read_text())
     assert second["steps"] == 3 and [h["step"] for h in second["history"]] == [2, 3]
