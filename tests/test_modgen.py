@@ -261,6 +261,54 @@ def test_symbol_length_is_recovered_from_generated_bursts(name, sps):
     assert estimate_samples_per_symbol(noise)["sps"] is None  # no two levels: no estimate
 
 
+def _fsk_burst(offset: float, share_high: float, sps: int = 100, n_symbols: int = 200,
+               deviation: float = 0.004) -> np.ndarray:
+    """2-FSK at carrier ``offset`` (cycles/sample) whose high tone takes ``share_high`` of
+    the symbols, as a preamble of one tone does."""
+    rng = np.random.default_rng(3)
+    bits = (rng.random(n_symbols) < share_high).astype(float) * 2 - 1
+    freq = offset + deviation * np.repeat(bits, sps)
+    return np.exp(2j * np.pi * np.cumsum(freq)) + 0.01 * (
+        rng.standard_normal(len(freq)) + 1j * rng.standard_normal(len(freq)))
+
+
+@pytest.mark.parametrize("share_high", [0.5, 0.8, 0.2])
+def test_tone_centre_finds_the_carrier_between_unequal_fsk_tones(share_high):
+    from sigformer.rf.amr import carrier_offset, tone_centre
+
+    burst = _fsk_burst(0.01, share_high)
+    assert tone_centre(burst) == pytest.approx(0.01, abs=2e-4)
+    # the power-weighted mean follows the tone shares
+    bias = (2 * share_high - 1) * 0.004
+    assert carrier_offset(burst) == pytest.approx(0.01 + bias, abs=3e-4)
+    rng = np.random.default_rng(0)
+    ook = np.repeat(rng.integers(0, 2, 200), 100) * np.exp(2j * np.pi * 0.003 * np.arange(
+        20000)) + 0.01 * (rng.standard_normal(20000) + 1j * rng.standard_normal(20000))
+    assert tone_centre(ook) == pytest.approx(0.003, abs=1e-4)  # one tone: its frequency
+
+
+def test_condition_capture_recentres_after_decimation():
+    """A first-stage residual of 0.2 % of the sample rate is 25 % of it after decimating 125x:
+    the second estimate at the new rate removes it (FSK tones end up symmetric about 0)."""
+    from sigformer.rf.amr import condition_capture
+
+    burst = _fsk_burst(0.002, 0.8, sps=1000, n_symbols=120, deviation=0.0005)
+    before, info = condition_capture(burst, 8.0, sps=1000.0, fine_centre=False)
+    after, info_fine = condition_capture(burst, 8.0, sps=1000.0)
+    assert info_fine["fine_offset"] != 0.0 and info["fine_offset"] == 0.0
+
+    def tones(x):
+        f = np.angle(x[1:] * np.conj(x[:-1])) / (2 * np.pi)
+        f = f[np.abs(x[1:]) > 0.5]
+        middle = (np.percentile(f, 5) + np.percentile(f, 95)) / 2
+        return np.median(f[f < middle]), np.median(f[f >= middle])
+
+    low, high = tones(after[50:-50])
+    assert low == pytest.approx(-high, abs=0.01)  # centred between the tones
+    low_b, high_b = tones(before[50:-50])
+    assert abs(low_b + high_b) > 0.05  # without the second stage they were not
+
+
 # --- ISM transmitter realism: line codes, preambles, overshoot, carrier drift ---------------
 
 REALISM = ("line_code", "run_mean_on", "run_mean_off", "preamble_symbols", "preamble_start",
