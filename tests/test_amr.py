@@ -434,3 +434,38 @@ def test_evaluate_by_capture_decisions():
         evaluate_by_capture(model, no_starts, "burst")
     with pytest.raises(ValueError, match="decision must be one of"):
         evaluate_by_capture(model, data, "majority")
+
+
+def _frames(*signals: np.ndarray) -> np.ndarray:
+    return np.stack([np.stack([s.real, s.imag]) for s in signals]).astype(np.float32)
+
+
+def test_carrier_only_frames_are_the_steady_ones():
+    from sigformer.rf.amr import carrier_only_frames
+
+    k = np.arange(128)
+    rng = np.random.default_rng(0)
+    noise = 0.01 * (rng.standard_normal(128) + 1j * rng.standard_normal(128))
+    tone = np.exp(2j * np.pi * 0.01 * k) + noise  # an OOK "on" run, or one FSK tone held
+    ook = np.repeat(rng.integers(0, 2, 16), 8) * np.exp(2j * np.pi * 0.01 * k) + noise
+    bits = np.repeat(np.array([0, 1] * 8), 8) * 2 - 1
+    fsk = np.exp(2j * np.pi * np.cumsum(0.06 * bits)) + noise
+    qpsk = np.repeat(np.exp(1j * np.pi / 2 * rng.integers(0, 4, 16)), 8) + noise
+    assert carrier_only_frames(_frames(tone, ook, fsk, qpsk)).tolist() == [
+        True, False, False, False]
+
+
+def test_carrier_only_frames_do_not_vote_in_a_burst():
+    from sigformer.rf.amr import _decide_by_group
+
+    # burst 0: three steady-carrier frames lean "analog" (1), one informative frame says
+    # "ASK" (0); burst 1 has no informative frame, so all of its frames vote
+    log_proba = np.log(np.array([[0.3, 0.7], [0.3, 0.7], [0.3, 0.7], [0.6, 0.4],
+                                 [0.2, 0.8], [0.4, 0.6]]))
+    groups = np.array([0, 0, 0, 0, 1, 1])
+    informative = np.array([False, False, False, True, False, False])
+    every_frame, _ = _decide_by_group(log_proba, groups)
+    assert every_frame.tolist() == [1] * 6
+    voted, confidence = _decide_by_group(log_proba, groups, informative=informative)
+    assert voted.tolist() == [0, 0, 0, 0, 1, 1]
+    assert confidence[0] == pytest.approx(0.6)

@@ -375,15 +375,37 @@ def frame_bursts(starts: np.ndarray, hop: int, max_gap: int = 1) -> np.ndarray:
     return np.concatenate([[0], np.cumsum(missing > max_gap)]).astype(np.int64)
 
 
-def _decide_by_group(log_proba: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray,
-                                                                         np.ndarray]:
+def carrier_only_frames(frames: np.ndarray, max_envelope_cv: float = 0.1,
+                        max_frequency_std: float = 0.02) -> np.ndarray:
+    """Frames ``(n, 2, L)`` that hold a steady carrier and nothing else: envelope variation
+    (std / mean) below ``max_envelope_cv`` and instantaneous frequency of the loud samples
+    steadier than ``max_frequency_std`` cycles/sample. No modulation is visible in them
+    (an OOK "on" run, one FSK tone held, an AM/FM source at rest), so a burst decision
+    leaves them out of its vote."""
+    z = frames[:, 0].astype(np.float64) + 1j * frames[:, 1]
+    envelope = np.abs(z)
+    cv = envelope.std(1) / np.maximum(envelope.mean(1), 1e-12)
+    freq = np.angle(z[:, 1:] * np.conj(z[:, :-1])) / (2 * np.pi)
+    loud = envelope[:, 1:] > 0.5 * envelope.max(1, keepdims=True)
+    count = np.maximum(loud.sum(1), 1)
+    mean = (freq * loud).sum(1) / count
+    spread = np.sqrt((((freq - mean[:, None]) ** 2) * loud).sum(1) / count)
+    return (cv < max_envelope_cv) & (spread < max_frequency_std)
+
+
+def _decide_by_group(log_proba: np.ndarray, groups: np.ndarray,
+                     informative: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """One decision per group: the class of the largest mean log-probability over the
     group's frames (independent frames: the most likely class of the whole burst), spread
-    back to its frames, with its normalised probability (softmax of the mean)."""
+    back to its frames, with its normalised probability (softmax of the mean). With
+    ``informative`` (a mask), only those frames vote, in groups that have any."""
     _, inverse = np.unique(groups, return_inverse=True)
+    weight = np.ones(len(log_proba)) if informative is None else informative.astype(float)
+    has_any = np.bincount(inverse, weight) > 0
+    weight = np.where(has_any[inverse], weight, 1.0)  # no informative frame: all vote
     sums = np.zeros((inverse.max() + 1, log_proba.shape[1]))
-    np.add.at(sums, inverse, log_proba)
-    mean = sums / np.bincount(inverse)[:, None]
+    np.add.at(sums, inverse, log_proba * weight[:, None])
+    mean = sums / np.bincount(inverse, weight)[:, None]
     mean = np.exp(mean - mean.max(1, keepdims=True))
     mean /= mean.sum(1, keepdims=True)
     best = mean.argmax(1)
@@ -445,7 +467,8 @@ def classify_sigmf(path: str | Path, model: nn.Module, classes: list[str], *,
     log_proba = torch.log_softmax(torch.as_tensor(logits).double(), 1).numpy()
     bursts = frame_bursts(starts, hop or frame_length, max_gap)
     if decision == "burst":
-        best, confidence = _decide_by_group(log_proba, bursts)
+        best, confidence = _decide_by_group(log_proba, bursts,
+                                            informative=~carrier_only_frames(frames))
     else:
         best, confidence = log_proba.argmax(1), np.exp(log_proba.max(1))
     labels = [classes[i] for i in best]
@@ -566,7 +589,8 @@ def evaluate_by_capture(model: nn.Module, data: AMRDataset, decision: str = "fra
                 rows = rows[np.argsort(starts[rows], kind="stable")]
                 groups[rows] = frame_bursts(starts[rows], hop, max_gap) + offset
                 offset = groups[rows].max() + 1
-        pred, _ = _decide_by_group(log_proba, groups)
+        pred, _ = _decide_by_group(log_proba, groups,
+                                   informative=~carrier_only_frames(np.asarray(data.X)))
     names = data.info.get("captures") or []
     out = {}
     for g in np.unique(data.params["capture"]):
