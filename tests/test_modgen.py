@@ -312,7 +312,7 @@ def test_condition_capture_recentres_after_decimation():
 # --- ISM transmitter realism: line codes, preambles, overshoot, carrier drift ---------------
 
 REALISM = ("line_code", "run_mean_on", "run_mean_off", "preamble_symbols", "preamble_start",
-           "overshoot", "ring_decay", "ring_freq", "drift")
+           "overshoot", "ring_decay", "ring_freq", "drift", "chirp", "chirp_decay")
 KEYED_CLASSES = ("OOK", "ASK2", "ASK4", "QPSK", "FSK2", "AM-DSB")
 
 
@@ -329,7 +329,7 @@ def _envelope_runs(on: np.ndarray, complete: bool = True) -> tuple[list[int], li
 
 def test_realism_off_by_default_and_on_it_changes_only_its_own_draws():
     off = ModGenConfig(line_codes=("iid",), preamble_probability=0.0,
-                       overshoot_range=(0.0, 0.0), drift_max=0.0)
+                       overshoot_range=(0.0, 0.0), drift_max=0.0, chirp_probability=0.0)
     a, b = _pair(ModGenConfig(), off, classes=KEYED_CLASSES, n=200)
     np.testing.assert_array_equal(a.iq, b.iq)
     assert not set(REALISM) & set(a.params)  # nothing new is drawn or recorded
@@ -347,6 +347,37 @@ def test_realism_off_by_default_and_on_it_changes_only_its_own_draws():
     ramp = np.exp(1j * np.pi * real.params["drift"][:, None] * centred ** 2)
     np.testing.assert_allclose(real.iq[other], (plain.iq * ramp)[other], atol=2e-5)
     assert not np.allclose(real.iq[~other], (plain.iq * ramp)[~other], atol=1e-3)
+
+
+def test_keying_chirp_pulls_the_carrier_at_each_rising_edge_and_relaxes():
+    """Chirp on vs off, same seed: the frames differ by a unit phasor alone (its own stream),
+    whose frequency is the recorded pull (cycles/symbol over samples per symbol) decaying
+    with the recorded time constant after each key-on."""
+    cfg = CLEAN.with_ranges(sps_range=(16.0, 16.0), line_codes=("runs",),
+                            run_mean_range=(4.0, 4.0), chirp_range=(0.5, 1.0),
+                            chirp_decay_range=(1.0, 1.0))
+    plain = generate_frames(200, classes=("OOK",), config=cfg, seed=3)
+    pulled = generate_frames(200, classes=("OOK",), config=cfg.with_ranges(
+        chirp_probability=1.0), seed=3)
+    np.testing.assert_allclose(np.abs(pulled.iq), np.abs(plain.iq), atol=1e-6)
+    pull = pulled.params["chirp"]
+    assert np.all((np.abs(pull) >= 0.5) & (np.abs(pull) <= 1.0))
+    assert np.all(pulled.params["chirp_decay"] == 1.0)
+    on = np.abs(plain.iq) > 0.5 * np.abs(plain.iq).max(1, keepdims=True)
+    checked = 0
+    for x, y, row, p in zip(plain.iq, pulled.iq, on, pull):
+        rises = np.flatnonzero(np.diff(row.astype(int)) == 1) + 1
+        rises = [r for r in rises if r + 40 < len(row) and row[r:r + 40].all()]
+        if not rises:
+            continue
+        r = rises[0]
+        phasor = y[r:r + 40] * np.conj(x[r:r + 40])
+        freq = np.angle(phasor[1:] * np.conj(phasor[:-1])) / (2 * np.pi)
+        assert np.sign(freq[0]) == np.sign(p) and abs(freq[0]) <= abs(p) / 16 * 1.01
+        # one symbol (16 samples) later it has relaxed by about e^-1
+        assert abs(freq[16] / freq[0]) == pytest.approx(np.exp(-1), rel=0.15)
+        checked += 1
+    assert checked > 20
 
 
 def test_runs_line_code_puts_whole_frames_inside_one_long_run():

@@ -28,7 +28,10 @@ generator is vectorised numpy (no per-frame Python loop) and seeded. Signal chai
    for OOK/ASK (stream ``"overshoot"``; ``overshoot_range``, 0 = none): after each edge a
    damped oscillation (time constant ``ring_decay_range`` symbols, ``ring_freq_range``
    cycles per symbol) whose first maximum overshoots the new level by ``overshoot`` times
-   the step; the envelope is clipped at 0.
+   the step; the envelope is clipped at 0. **Keying chirp** for OOK/ASK2 (stream
+   ``"chirp"``; ``chirp_probability``): at each key-on the carrier is pulled by ``chirp``
+   cycles per symbol and relaxes as ``exp(-u / chirp_decay)``, so every "on" run sweeps in
+   frequency, as cheap keyed oscillators do.
 2. **Multipath** (``"multipath"``): 1..``max_paths`` paths with random fractional delays and
    an exponential power-delay profile of random spread; the first path is Rician (K drawn
    per frame) or Rayleigh, the others Rayleigh; tap gains vary in time with a random
@@ -58,7 +61,7 @@ them on every other draw (rates, pulses, channel, noise, the i.i.d. data bits a 
 encodes) is unchanged. New per-frame parameters: ``line_code`` (index into
 :data:`LINE_CODES`), ``run_mean_on``/``run_mean_off``, ``preamble_symbols`` (0: none),
 ``preamble_start`` (symbols from the first sample), ``overshoot``, ``ring_decay``,
-``ring_freq`` and ``drift``.
+``ring_freq``, ``drift``, ``chirp`` (cycles/symbol, 0: none) and ``chirp_decay``.
 """
 
 from __future__ import annotations
@@ -100,7 +103,7 @@ TAIL = 3  # samples after it, for the interpolator
 # new streams go at the end: SeedSequence children do not depend on how many are spawned,
 # so the existing streams (and the frames they draw) stay the same
 STREAMS = ("modulation", "timing", "multipath", "cfo", "phase_noise", "snr", "awgn",
-           "iq_imbalance", "dc_offset", "labels", "line_code", "overshoot", "drift")
+           "iq_imbalance", "dc_offset", "labels", "line_code", "overshoot", "drift", "chirp")
 
 
 @dataclass(frozen=True)
@@ -146,6 +149,9 @@ class ModGenConfig:
     ring_decay_range: tuple[float, float] = (0.1, 1.0)  # ringing time constant, symbols
     ring_freq_range: tuple[float, float] = (0.5, 3.0)  # ringing, cycles per symbol
     drift_max: float = 0.0  # carrier drift, cycles/sample per sample (inside "cfo")
+    chirp_probability: float = 0.0  # OOK/ASK2 frames whose carrier is pulled at key-on
+    chirp_range: tuple[float, float] = (0.0, 1.5)  # pull at the rising edge, cycles/symbol
+    chirp_decay_range: tuple[float, float] = (0.3, 4.0)  # its time constant, symbols
     impairments: tuple[str, ...] = IMPAIRMENTS
 
     def __post_init__(self):
@@ -184,6 +190,14 @@ class ModGenConfig:
             if not low_bound <= low <= high:
                 raise ValueError(f"{name} must be (low, high) with {low_bound} <= low <= "
                                  f"high, got {(low, high)}")
+        if not 0.0 <= self.chirp_probability <= 1.0:
+            raise ValueError(f"chirp_probability must lie in [0, 1], got "
+                             f"{self.chirp_probability}")
+        for name in ("chirp_range", "chirp_decay_range"):
+            low, high = getattr(self, name)
+            if not 0.0 <= low <= high or (name == "chirp_decay_range" and low <= 0):
+                raise ValueError(f"{name} must be (low, high) with 0 <= low <= high (decay > "
+                                 f"0), got {(low, high)}")
         if not 0.0 <= self.preamble_probability <= 1.0:
             raise ValueError(f"preamble_probability must lie in [0, 1], got "
                              f"{self.preamble_probability}")
@@ -216,10 +230,12 @@ ISM_LINE_CODES = ("iid", "runs", "runs", "pwm", "manchester")
 def family_realistic(base: ModGenConfig | None = None) -> ModGenConfig:
     """``base`` (default: ``ModGenConfig()``) with the ISM transmitter realism switched on:
     OOK/ASK2 line codes (:data:`ISM_LINE_CODES`), a constant-carrier preamble in 20 % of
-    the keyed frames, edge overshoot 0..30 % with ringing, and a carrier drift of up to
-    +-2e-4 cycles/sample per sample (2.6 % of the sample rate over a 128-sample frame)."""
+    the keyed frames, edge overshoot 0..30 % with ringing, a carrier drift of up to
+    +-2e-4 cycles/sample per sample (2.6 % of the sample rate over a 128-sample frame), and
+    a keying chirp (frequency pulling at key-on) in half of the OOK/ASK2 frames."""
     return replace(base or ModGenConfig(), line_codes=ISM_LINE_CODES,
-                   preamble_probability=0.2, overshoot_range=(0.0, 0.3), drift_max=2e-4)
+                   preamble_probability=0.2, overshoot_range=(0.0, 0.3), drift_max=2e-4,
+                   chirp_probability=0.5)
 
 
 @dataclass
@@ -415,6 +431,28 @@ def _ringing(rng, symbols: np.ndarray, tau: np.ndarray, index: np.ndarray, bt: n
     return (overshoot / peak)[:, None] * np.einsum("nlk,nlk->nl", taken, ring)
 
 
+def _keying_chirp(rng, on: np.ndarray, t: np.ndarray, cfg: ModGenConfig, params: dict
+                  ) -> np.ndarray:
+    """Frequency pulling of a keyed oscillator: at each rising edge the carrier jumps by
+    ``chirp`` cycles per symbol and relaxes back as ``exp(-u / decay)`` (``u`` symbols since
+    the edge), so each "on" run sweeps in frequency. ``on (n, n_symbols)`` are the keyed
+    levels (1 = on), ``t (n, L)`` the sample instants in symbols; returns the ``(n, L)`` unit
+    phasor to multiply the envelope by (1 where a frame has no chirp)."""
+    n, n_symbols = on.shape
+    active = rng.random(n) < cfg.chirp_probability
+    pull = _uniform(rng, cfg.chirp_range, n) * np.where(rng.random(n) < 0.5, -1.0, 1.0)
+    decay = _uniform(rng, cfg.chirp_decay_range, n)
+    params.update(chirp=np.where(active, pull, 0.0), chirp_decay=np.where(active, decay,
+                                                                          np.nan))
+    rising = (on == 1) & (np.diff(on, axis=1, prepend=0) == 1)
+    last_rise = np.maximum.accumulate(np.where(rising, np.arange(n_symbols), -10 ** 6), axis=1)
+    symbol = np.clip(np.floor(t + 0.5).astype(np.int64), 0, n_symbols - 1)
+    since = t - (np.take_along_axis(last_rise, symbol, axis=1) - 0.5)  # symbols
+    step = np.diff(t, axis=1, append=t[:, -1:] * 2 - t[:, -2:-1])  # symbols per sample
+    freq = (pull * active)[:, None] * np.exp(-since / decay[:, None]) * step
+    return np.exp(2j * np.pi * np.cumsum(freq, axis=1))
+
+
 def _linear(name: str, rng_mod, t: np.ndarray, n_symbols: int, cfg: ModGenConfig,
             params: dict, streams: dict[str, np.random.Generator]) -> np.ndarray:
     n = len(t)
@@ -451,6 +489,8 @@ def _linear(name: str, rng_mod, t: np.ndarray, n_symbols: int, cfg: ModGenConfig
         x = x + _ringing(streams["overshoot"], symbols, tau, base[..., None] + offsets, bt,
                          cfg, params)
         x = np.maximum(x.real, 0.0).astype(complex)  # an amplitude envelope is >= 0
+    if name in BINARY_KEYED and cfg.chirp_probability > 0:
+        x = x * _keying_chirp(streams["chirp"], index, t, cfg, params)
     params["pulse"] = np.array([PULSES.index(pulse_names[p]) for p in pulse], float)
     params["rolloff"] = np.where(np.isin(params["pulse"], (0, 1)), rolloff, np.nan)
     params["edge_bt"] = np.where(params["pulse"] == 2, bt, np.nan)
