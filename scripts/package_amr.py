@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+CAPTURES = REPO.parent / "shared" / "data" / "rf_sigmf"
 
 
 def training_time(log_path: Path | None, label: str) -> str | None:
@@ -40,7 +41,22 @@ def training_time(log_path: Path | None, label: str) -> str | None:
            f"with other work part of the time)"
 
 
-def package(run: Path, label: str, dest: Path, log_path: Path | None) -> Path:
+def capture_results(model, target_sps: float, folder: Path = CAPTURES) -> dict | None:
+    """Frame accuracy per real capture with frame and with burst decisions."""
+    from sigformer.data.modgen import FAMILY_CLASSES
+    from sigformer.rf.amr import capture_dataset, evaluate_by_capture
+
+    metas = sorted(folder.glob("*.sigmf-meta")) if folder.is_dir() else []
+    if not metas:
+        return None
+    data = capture_dataset(metas, classes=list(FAMILY_CLASSES), target_sps=target_sps,
+                           normalization="rms")
+    return {decision: {k: round(v, 4) for k, v in evaluate_by_capture(
+        model, data, decision=decision).items()} for decision in ("frame", "burst")}
+
+
+def package(run: Path, label: str, dest: Path, log_path: Path | None,
+            decision: str | None = None, captures_dir: Path = CAPTURES) -> Path:
     from sigformer.bundle import Bundle
     from sigformer.checkpoint import load_checkpoint
     from sigformer.spec import SignalSpec
@@ -98,8 +114,25 @@ def package(run: Path, label: str, dest: Path, log_path: Path | None) -> Path:
         "training_time": training_time(log_path, label) or "not recorded",
         "results": results,
         "limitations": limitations}
+    if decision is not None:
+        bundle_extra["decision"] = decision  # classify-iq's default for this bundle
+    measured = capture_results(model.eval(), bundle_extra["target_sps"], captures_dir) \
+        if family else None
     captures = report.get("captures", {}).get(label)
-    if captures:
+    if measured:
+        provenance["results_real_captures"] = {
+            "data": "../shared/data/rf_sigmf (URH ISM captures, never trained on; they did "
+                    "guide the generator's design, so they are not an independent test)",
+            "frame_accuracy_per_capture": measured["frame"],
+            "burst_decision_accuracy_per_capture": measured["burst"],
+            "min": round(min(measured[decision or "frame"].values()), 4),
+            "default_decision": decision or "frame"}
+        below = [k for k, v in measured[decision or "frame"].items() if v < 0.9]
+        if below:
+            provenance["limitations"] += (f"; below 0.9 frame accuracy on the real captures "
+                                          f"{', '.join(below)} (issue 14's target is >= 0.9 "
+                                          f"on every capture: not met)")
+    elif captures:
         provenance["results_real_captures"] = {
             "data": "../shared/data/rf_sigmf (URH ISM captures, never trained on)",
             "frame_accuracy_per_capture": {k: round(v, 4) for k, v in captures.items()},
@@ -118,9 +151,13 @@ def main(argv=None) -> int:
     ap.add_argument("--labels", default="clst,kd_cnn+SKD,kd_mobilenet+SKD")
     ap.add_argument("--dest", type=Path, default=REPO / "sigformer" / "catalogue")
     ap.add_argument("--log", type=Path)
+    ap.add_argument("--decision", choices=("frame", "burst"),
+                    help="record classify-iq's default decision in the bundle (family mode)")
+    ap.add_argument("--captures", type=Path, default=CAPTURES,
+                    help="SigMF captures to measure family bundles on")
     args = ap.parse_args(argv)
     for label in [x for x in args.labels.split(",") if x]:
-        print(package(args.run, label, args.dest, args.log))
+        print(package(args.run, label, args.dest, args.log, args.decision, args.captures))
     return 0
 
 

@@ -209,7 +209,7 @@ def model_card(bundle: Bundle) -> str:
     if bundle.labels:
         lines.append(f"- labels: {', '.join(bundle.labels)}")
     for key in ("data", "data_licence", "recipe", "budget", "training_time", "results",
-                "limitations"):
+                "results_real_captures", "limitations"):
         if key in prov:
             value = prov[key]
             if isinstance(value, dict):

@@ -145,10 +145,10 @@ def _cmd_classify_iq(args) -> int:
                             out_meta=args.out, in_place=args.in_place,
                             copy_data=args.copy_data, nan_policy=args.nan_policy,
                             target_sps=args.target_sps or bundle.extra.get("target_sps"),
-                            decision=args.decision)
+                            decision=args.decision or bundle.extra.get("decision", "frame"))
     summary = {"meta": result["meta"], "n_frames": result["n_frames"],
                "annotations": len(result["annotations"]),
-               "frame_labels": result["frame_labels"]}
+               "frame_labels": result["frame_labels"], "decision": result.get("decision")}
     if args.out is None and not args.in_place:
         # nothing written: the label runs themselves are the answer
         summary["runs"] = [{"sample_start": ann.start, "sample_count": ann.count,
@@ -337,9 +337,10 @@ def build_parser() -> argparse.ArgumentParser:
     iq.add_argument("--target-sps", type=float,
                     help="resample to this many samples per symbol before framing (estimated "
                          "blindly); family bundles record their own")
-    iq.add_argument("--decision", default="frame", choices=("frame", "burst"),
-                    help="label each frame on its own (default), or give all frames of a "
-                         "burst (consecutive loud frames) the burst's most likely label")
+    iq.add_argument("--decision", choices=("frame", "burst"),
+                    help="label each frame on its own, or give all frames of a burst "
+                         "(consecutive loud frames) the burst's most likely label; default: "
+                         "the bundle's own (family bundles: burst), else frame")
     iq.set_defaults(func=_cmd_classify_iq)
 
     sep = sub.add_parser("separate", help="separate the speakers of a recording (any length, "

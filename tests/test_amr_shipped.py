@@ -160,3 +160,22 @@ def test_benchmark_pretrained_refuses_a_non_iq_bundle(monkeypatch):
     bench = _benchmark(monkeypatch)
     with pytest.raises(SystemExit, match="not a modulation-recognition bundle"):
         bench.load_amr_bundle("tfm-tokenizer-eeg-corpus")
+
+
+RF_SIGMF = REPO.parent / "shared" / "data" / "rf_sigmf"
+
+
+@pytest.mark.realdata
+@pytest.mark.skipif(not (RF_SIGMF / "ask.sigmf-meta").is_file(), reason="URH captures not "
+                    "found in ../shared/data/rf_sigmf (real-data test)")
+def test_family_bundle_decides_per_burst_by_default(capsys):
+    if "amr-clst-family" not in SHIPPED:
+        pytest.fail(f"amr-clst-family is not in the catalogue (found {SHIPPED})")
+    bundle = Bundle.load("amr-clst-family")
+    assert bundle.extra["decision"] == "burst" and bundle.extra["target_sps"] == 8.0
+    capture = str(RF_SIGMF / "ask.sigmf-meta")
+    burst = _cli_json(capsys, ["classify-iq", capture, "--model", "amr-clst-family"])
+    assert burst["decision"] == "burst" and set(burst["frame_labels"]) == {"ASK"}
+    frame = _cli_json(capsys, ["classify-iq", capture, "--model", "amr-clst-family",
+                               "--decision", "frame"])
+    assert frame["decision"] == "frame" and frame["n_frames"] == burst["n_frames"]

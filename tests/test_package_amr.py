@@ -66,6 +66,31 @@ def test_family_bundle_records_target_sps_budget_and_time(family_run, tmp_path):
         assert torch.allclose(bundle.model(torch.as_tensor(x)), trained(torch.as_tensor(x)))
 
 
+def test_family_bundle_records_its_decision_and_capture_results(family_run, tmp_path):
+    """With --decision the bundle carries classify-iq's default; with captures at hand the
+    card holds frame and burst accuracy per capture (here: one generated capture)."""
+    from sigformer.bundle import Bundle
+    from sigformer.data.modgen import generate_frames
+    from sigformer.data.sigmf_io import SigMFAnnotation, write_sigmf
+
+    run, log = family_run
+    captures = tmp_path / "captures"
+    captures.mkdir()
+    burst = generate_frames(1, classes=("FSK2",), frame_length=4096, seed=1).iq[0]
+    iq = np.concatenate([np.zeros(512), burst, np.zeros(512)]).astype(np.complex64)
+    write_sigmf(captures / "gen", iq, sample_rate=1e6,
+                annotations=[SigMFAnnotation(512, 4096, "FSK")])
+    folder = _script("package_amr").package(run, "clst", tmp_path / "out", log, "burst",
+                                            captures)
+    bundle = Bundle.load(folder)
+    assert bundle.extra["decision"] == "burst"
+    real = bundle.provenance["results_real_captures"]
+    assert set(real["frame_accuracy_per_capture"]) == {"gen"}
+    assert set(real["burst_decision_accuracy_per_capture"]) == {"gen"}
+    assert real["default_decision"] == "burst"
+    assert "burst_decision_accuracy_per_capture" in (folder / "MODEL_CARD.md").read_text()
+
+
 def test_training_time_reads_only_its_model_and_crosses_midnight(tmp_path):
     log = tmp_path / "run.log"
     log.write_text("23:59:00 [clst] epoch 1/2 step 1\n"
