@@ -1,10 +1,11 @@
 """Shipped separation bundles on speakers they never heard: SI-SDRi by mixture class, the
 oracle-mask ceilings beside them, and the streaming real-time factor on 2 cores.
 
-Test mixtures are made from the **test split** of ``../shared/data/speech``
-(:func:`~sigformer.data.mixtures.speaker_splits` with the seed the bundle was trained with;
-the bundle records its training speakers and the benchmark refuses to run if they overlap the
-test speakers). Every pair of test speakers is mixed at each overlap ratio (1.0 = fully
+Test mixtures are made from every speaker of ``../shared/data/speech`` that the bundle never
+heard: the bundle records the files it trained on, and a speaker counts as heard when any of
+its files (by today's speaker rules, :data:`~sigformer.data.mixtures.SPEAKER_RULES`) was
+among them. Validation speakers (they steered only the learning-rate schedule) are marked as
+such, and the mixtures of test-role speakers alone are reported apart. Every pair of speakers is mixed at each overlap ratio (1.0 = fully
 overlapped, as WSJ0-2mix; 0.6 and 0.3 = partly overlapped turns), relative level drawn in
 +-2.5 dB, segments at random offsets. Gender pairs come from the file names where they say so,
 otherwise from the median F0 of the voiced frames (torchaudio's pitch detector; above 165 Hz =
@@ -91,6 +92,28 @@ def test_mixtures(utterances, rate: int, seconds: float, per_cell: int, seed: in
                    for u, (g, how) in zip(utterances, genders)}
 
 
+def unheard_utterances(utterances, training: dict, data: str):
+    """Utterances of speakers with no file in the bundle's training files (speakers by
+    today's rules, so files a later rule groups with a heard talker count as heard), and
+    each speaker's role: ``validation`` (steered the learning-rate schedule) or ``test``."""
+    root = Path(data).resolve()
+
+    def rel(u) -> str:
+        return str(u.path.resolve().relative_to(root))
+
+    train, val = set(training["files"]["train"]), set(training["files"].get("val", []))
+    heard = {u.speaker for u in utterances if rel(u) in train}
+    test = [u for u in utterances if u.speaker not in heard]
+    if len({u.speaker for u in test}) < 2:
+        raise SystemExit(f"fewer than two speakers in {data} were not heard in training "
+                         f"(heard: {sorted(heard)}): nothing fair to test on")
+    roles = {u.speaker: "test" for u in test}
+    for u in test:
+        if rel(u) in val:
+            roles[u.speaker] = "validation"
+    return test, roles
+
+
 def separate_like_cli(bundle, mixture: np.ndarray, rate: int) -> np.ndarray:
     """The bundle's sources for one mono mixture, chunked as ``sigformer separate`` does."""
     from sigformer.speech.chunked import model_function, process_array
@@ -99,6 +122,17 @@ def separate_like_cli(bundle, mixture: np.ndarray, rate: int) -> np.ndarray:
     fn = model_function(bundle.model.eval())
     return process_array(fn, mixture[None], int(extra.get("chunk_s", 4.0) * rate),
                          int(extra.get("overlap_s", 0.5) * rate), align=True)
+
+
+def long_mixture(utterances, rate: int, seconds: float) -> np.ndarray:
+    """Two different talkers, each tiled to ``seconds``, summed: a long file for the RTF."""
+    from sigformer.data.mixtures import AudioPool
+
+    first = utterances[0]
+    second = next(u for u in utterances if u.speaker != first.speaker)
+    pool = AudioPool([first, second], rate)
+    n = int(seconds * rate)
+    return sum(np.resize(pool.get(i), n) for i in range(2)).astype(np.float32)
 
 
 def cli_real_time_factor(model_name: str, mixture: np.ndarray, rate: int) -> dict:
@@ -110,8 +144,11 @@ def cli_real_time_factor(model_name: str, mixture: np.ndarray, rate: int) -> dic
         path = Path(tmp) / "mix.wav"
         write_audio(path, mixture, rate)
         t0 = time.perf_counter()
-        cli_main(["separate", str(path), "--model", model_name, "--out", str(Path(tmp) / "o")])
+        code = cli_main(["separate", str(path), "--model", model_name, "--out",
+                         str(Path(tmp) / "o")])
         wall = time.perf_counter() - t0
+        if code != 0 or len(list((Path(tmp) / "o").glob("*.wav"))) != 2:
+            raise SystemExit(f"sigformer separate failed (exit {code}): no RTF to report")
     seconds = len(mixture) / rate
     return {"seconds": seconds, "wall_s": round(wall, 2), "rtf": round(wall / seconds, 3)}
 
@@ -146,7 +183,7 @@ def main(argv=None) -> int:
         return 1
     torch.set_num_threads(args.threads)
     from sigformer.bundle import Bundle
-    from sigformer.data.mixtures import list_speech, speaker_splits
+    from sigformer.data.mixtures import list_speech
     from sigformer.speech.metrics import evaluate_separation, oracle_masks
 
     bundle = Bundle.load(args.model)
@@ -154,14 +191,15 @@ def main(argv=None) -> int:
         raise SystemExit(f"{args.model} is a {bundle.task!r} bundle, not a separation one")
     rate = int(bundle.input_spec.sfreq)
     training = bundle.extra.get("training", {})
-    splits = speaker_splits(list_speech(args.data)[0], seed=int(training.get("split_seed", 0)))
-    test = splits["test"]
-    heard = set(training.get("speakers", {}).get("train", []))
-    leak = heard & {u.speaker for u in test}
-    if leak:
-        raise SystemExit(f"test speakers {sorted(leak)} were in the bundle's training split")
+    if not training.get("files"):
+        raise SystemExit(f"{args.model} records no training files (extra.training.files): "
+                         f"cannot tell which speakers it heard; package it with "
+                         f"scripts/package_speech.py")
+    test, roles = unheard_utterances(list_speech(args.data)[0], training, args.data)
     per_cell = 1 if args.quick else args.per_cell
     items, genders = test_mixtures(test, rate, args.seconds, per_cell, args.seed)
+    for speaker, info in genders.items():
+        info["role"] = roles[speaker]
     systems = {
         "mixture (floor)": lambda m, r: np.stack([m] * len(r)),
         args.model: lambda m, r: separate_like_cli(bundle, m, rate),
@@ -181,14 +219,18 @@ def main(argv=None) -> int:
                          "min_si_sdri": float(min(r["si_sdri"] for r in rows)),
                          "by_overlap": summarise(rows, "overlap"),
                          "by_gender_pair": summarise(rows, "gender_pair")}
+        untouched = [r for r in rows if all(roles[k] == "test" for k in r["info"]["speakers"])]
+        results[name]["test_role_only"] = {  # speakers no training decision ever saw
+            "n": len(untouched),
+            "si_sdri": float(np.mean([r["si_sdri"] for r in untouched])) if untouched else None}
     rtf = None
     if not args.quick:
-        long_items, _ = test_mixtures(test[:2], rate, 15.0, 1, args.seed + 1)
-        mix30 = np.concatenate([long_items[0][0], long_items[1][0]])[:30 * rate]
-        rtf = cli_real_time_factor(args.model, mix30, rate)
+        rtf = cli_real_time_factor(args.model, long_mixture(test, rate, 30.0), rate)
 
-    print(f"{len(items)} test mixtures of held-out speakers "
-          f"{sorted({u.speaker for u in test})} at {rate} Hz; genders: {genders}\n")
+    print(f"{len(items)} test mixtures of speakers the model never heard at {rate} Hz:")
+    for speaker, info in genders.items():
+        print(f"  {speaker}: {info['gender']} (from {info['from']}), {info['role']} speaker")
+    print()
     print(f"{'system':32s} {'SI-SDRi':>8s} {'worst':>7s} " +
           " ".join(f"{'ov ' + str(o):>7s}" for o in OVERLAPS))
     for name, r in results.items():
@@ -198,6 +240,10 @@ def main(argv=None) -> int:
     model_row = results[args.model]
     print("\nby gender pair (SI-SDRi):", {k: round(v["si_sdri"], 2)
                                          for k, v in model_row["by_gender_pair"].items()})
+    only = model_row["test_role_only"]
+    if only["n"]:
+        print(f"mixtures of test-role speakers only (never used for any training decision): "
+              f"{only['n']}, SI-SDRi {only['si_sdri']:.2f} dB")
     classes = {**model_row["by_overlap"], **model_row["by_gender_pair"]}
     targets = {"si_sdri_ge_6db": model_row["mean"]["si_sdri"] >= 6.0,
                "never_below_mixture_per_class": all(v["si_sdri"] > 0

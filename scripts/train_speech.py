@@ -68,6 +68,40 @@ def resumed_step(out: str) -> int:
     return int(json.loads(config.read_text()).get("extra", {}).get("step", 0))
 
 
+def split_path(out: str) -> Path:
+    """``<out>-split.json``: a sibling, because each checkpoint replaces ``out`` whole."""
+    out = Path(out)
+    return out.with_name(out.name + "-split.json")
+
+
+def write_split_record(args, splits) -> Path:
+    """The files of each split and the run's arguments, so packaging and benchmarks know
+    exactly which speakers the model heard (speaker rules may change later)."""
+    from sigformer.atomic import atomic_write_json
+
+    root = Path(args.data).resolve()
+
+    def rel(path: Path) -> str:
+        path = Path(path).resolve()
+        return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
+
+    record = {"data": str(root), "split_seed": args.seed,
+              "args": {k: v for k, v in vars(args).items() if k not in ("out", "data")},
+              "files": {k: [rel(u.path) for u in v] for k, v in splits.items()},
+              "speakers": {k: sorted({u.speaker for u in v}) for k, v in splits.items()}}
+    path = split_path(args.out)
+    if args.resume and path.is_file():  # keep what the run started with
+        before = json.loads(path.read_text())["files"]
+        if before != record["files"]:
+            print(f"warning: the speaker split differs from the one this run started with "
+                  f"({path}); the record keeps the first one, training continues on the new",
+                  flush=True)
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(path, record)
+    return path
+
+
 def build(args):
     """Model, recipe, training loader and fixed validation items for ``args``."""
     from torch.utils.data import DataLoader
@@ -125,6 +159,7 @@ def main(argv=None) -> int:
     from sigformer.recipes.speech import fit
 
     model, recipe, loader, val_items, splits = build(args)
+    write_split_record(args, splits)
     n_params = sum(p.numel() for p in model.parameters())
     print(f"{args.task}: {type(model).__name__} ({n_params:,} parameters), recipe {recipe}",
           flush=True)

@@ -54,8 +54,7 @@ def test_bundle_records_budget_split_and_time(speech_run, tmp_path):
 
     data, run, log = speech_run
     assert _script("scripts/package_speech.py").main([
-        str(run), "--log", str(log), "--data", str(data), "--batch-size", "2",
-        "--seconds", "0.5", "--dest", str(tmp_path), "--name", "sep-test"]) == 0
+        str(run), "--log", str(log), "--dest", str(tmp_path), "--name", "sep-test"]) == 0
     bundle = Bundle.load(tmp_path / "sep-test")
     assert bundle.task == "separate" and bundle.labels == ["s1", "s2"]
     assert bundle.input_spec.sfreq == 8000
@@ -64,9 +63,13 @@ def test_bundle_records_budget_split_and_time(speech_run, tmp_path):
     assert facts["train_seconds"] >= 0 and facts["recipe"].startswith("SpeechRecipe(")
     split = facts["speakers"]
     assert not set(split["train"]) & set(split["test"])
+    assert facts["heard_speakers"] == split["train"]  # one file per generated talker
+    assert facts["batch_size"] == 2 and facts["segment_seconds"] == 0.5  # from the run
+    assert facts["preset"] == "tiny" and facts["lr"] is None
+    assert sorted(facts["files"]) == ["test", "train", "val"]
     assert len(facts["validation"]) == 2  # validations at steps 2 and 4
     card = (tmp_path / "sep-test" / "MODEL_CARD.md").read_text()
-    assert "4 steps of 2 x 0.5 s" in card and "talker" in card
+    assert "4 steps of 2 x 0.5 s" in card and "`tiny` preset" in card and "talker" in card
     # the packaged weights are the trained ones
     trained, _ = load_checkpoint(run)
     x = torch.randn(1, 4000)
@@ -82,7 +85,7 @@ def test_packaged_bundle_runs_through_sigformer_separate(speech_run, tmp_path):
 
     data, run, log = speech_run
     _script("scripts/package_speech.py").main([
-        str(run), "--data", str(data), "--dest", str(tmp_path), "--name", "sep-test"])
+        str(run), "--dest", str(tmp_path), "--name", "sep-test"])
     mix = np.random.default_rng(0).standard_normal(16000 * 2).astype(np.float32) * 0.05
     write_audio(tmp_path / "mix.wav", mix, 16000)  # another rate: resampled in and out
     with contextlib.redirect_stdout(io.StringIO()):
@@ -100,7 +103,7 @@ def test_results_of_another_model_are_refused(speech_run, tmp_path):
     results.write_text(json.dumps({"model": "something-else"}))
     with pytest.raises(SystemExit, match="something-else"):
         _script("scripts/package_speech.py").main([
-            str(run), "--data", str(data), "--dest", str(tmp_path), "--results", str(results)])
+            str(run), "--dest", str(tmp_path), "--results", str(results)])
 
 
 def test_read_log_sums_windows_across_a_resume(tmp_path):
@@ -117,27 +120,44 @@ def test_read_log_sums_windows_across_a_resume(tmp_path):
                      "recipe": "SpeechRecipe(lr=0.001)"}
 
 
-def test_benchmark_refuses_test_speakers_the_bundle_heard(speech_run, tmp_path):
+def test_benchmark_refuses_when_every_speaker_was_heard(speech_run, tmp_path):
     from sigformer.bundle import Bundle
 
     data, run, _ = speech_run
     _script("scripts/package_speech.py").main([
-        str(run), "--data", str(data), "--dest", str(tmp_path), "--name", "sep-test"])
+        str(run), "--dest", str(tmp_path), "--name", "sep-test"])
     folder = tmp_path / "sep-test"
     bundle = Bundle.load(folder)
-    split = bundle.extra["training"]["speakers"]
-    bundle.extra["training"]["speakers"]["train"] = split["train"] + split["test"]
+    files = bundle.extra["training"]["files"]
+    files["train"] = files["train"] + files["val"] + files["test"]
     bundle.save(folder)
-    with pytest.raises(SystemExit, match="were in the bundle's training split"):
+    with pytest.raises(SystemExit, match="not heard in training"):
         _script("benchmarks/speech_pretrained.py").main([
             "--model", str(folder), "--data", str(data), "--quick",
             "--out", str(tmp_path / "r.json")])
 
 
+def test_a_speaker_rule_added_later_still_counts_grouped_files_as_heard(tmp_path):
+    """``source7_0`` trained, ``source7_1`` later grouped with it by a speaker rule: the
+    benchmark must not test on ``source7_1``."""
+    from sigformer.data.mixtures import list_speech, synthetic_voices
+    from sigformer.speech.audio import write_audio
+
+    names = ["source7_0", "source7_1", "talkerA", "talkerB", "talkerC"]
+    for name, voice in zip(names, synthetic_voices(len(names), 1.0, 8000, 1)):
+        write_audio(tmp_path / f"{name}.wav", voice / np.abs(voice).max() * 0.5, 8000)
+    training = {"files": {"train": ["source7_0.wav", "talkerA.wav"], "val": ["talkerB.wav"]}}
+    bench = _script("benchmarks/speech_pretrained.py")
+    test, roles = bench.unheard_utterances(list_speech(tmp_path)[0], training, str(tmp_path))
+    assert sorted(u.path.name for u in test) == ["talkerB.wav", "talkerC.wav"]
+    assert roles == {f"{tmp_path.name}/talkerB": "validation",
+                     f"{tmp_path.name}/talkerC": "test"}
+
+
 def test_benchmark_scores_floor_ceiling_and_model(speech_run, tmp_path):
     data, run, _ = speech_run
     _script("scripts/package_speech.py").main([
-        str(run), "--data", str(data), "--dest", str(tmp_path), "--name", "sep-test"])
+        str(run), "--dest", str(tmp_path), "--name", "sep-test"])
     out = tmp_path / "r.json"
     with contextlib.redirect_stdout(io.StringIO()):
         assert _script("benchmarks/speech_pretrained.py").main([
@@ -149,3 +169,17 @@ def test_benchmark_scores_floor_ceiling_and_model(speech_run, tmp_path):
     assert results["oracle IRM (ceiling)"]["mean"]["si_sdri"] > 5.0
     assert set(results[str(tmp_path / "sep-test")]["by_overlap"]) == {"1.0", "0.6", "0.3"}
     assert report["rtf"] is None  # --quick skips the CLI timing
+    roles = {v["role"] for v in report["test_speakers"].values()}
+    assert roles == {"test", "validation"}  # unheard speakers of both roles are tested
+    only = results[str(tmp_path / "sep-test")]["test_role_only"]
+    assert only["n"] >= 1 and only["si_sdri"] is not None
+
+
+def test_packaging_needs_the_runs_split_record(speech_run, tmp_path):
+    import shutil
+
+    _, run, _ = speech_run
+    copy = tmp_path / "copied-run"
+    shutil.copytree(run, copy)  # without its sibling -split.json
+    with pytest.raises(SystemExit, match="split.json is missing"):
+        _script("scripts/package_speech.py").main([str(copy), "--dest", str(tmp_path)])

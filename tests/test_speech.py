@@ -662,6 +662,10 @@ def test_train_speech_script_trains_checkpoints_and_resumes(tmp_path):
     assert first["steps"] == 2 and len(first["history"]) == 1
     assert set(first["speakers"]["test"]).isdisjoint(first["speakers"]["train"])
     assert script.resumed_step(str(out)) == 2  # the resumed run reseeds its data by it
+    resumed = script.build(script.parse_args(common + ["--steps", "3", "--resume"]))
+    assert resumed[2].dataset.seed == 2 * 1000
+    split = json.loads((tmp_path / "run-split.json").read_text())
+    assert split["files"]["train"] and split["args"]["batch_size"] == 2
     assert script.resumed_step(str(tmp_path / "nowhere")) == 0
     assert script.main(common + ["--steps", "3", "--resume"]) == 0
     second = json.loads((out / "train_report.json").read_text())

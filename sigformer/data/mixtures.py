@@ -257,6 +257,9 @@ SPEAKER_RULES: tuple[tuple[str, str], ...] = (
      "WSJ / MC-WSJ-AV: the utterance id's first 3 characters"),
     (r"^(?P<spk>(?:spk|speaker|s)\d+)[_-]", "spk<N>_<utterance> and similar"),
     (r"^(?P<spk>.+_src_\d+)$", "SiSEC: every source index is a different talker"),
+    (r"^(?P<spk>source\d+)_\d+$",
+     "separation examples source<N>_<k>: source N is one talker across examples k (their "
+     "audio overlaps)"),
 )
 MIXTURE_STEMS = ("mix", "mixture")
 

@@ -387,8 +387,9 @@ def _line_code(rng, index: np.ndarray, t: np.ndarray, on_off: bool, cfg: ModGenC
     first_symbol, last_symbol = np.floor(visible[:, 0]), np.ceil(visible[:, -1])
     has_preamble = rng.random(n) < cfg.preamble_probability
     length = rng.integers(cfg.preamble_symbols_range[0], cfg.preamble_symbols_range[1] + 1, n)
-    start = np.floor(first_symbol - length + rng.random(n) * (last_symbol - first_symbol
-                                                              + length + 1))
+    # start in [first - length + 1, last]: at least one preamble symbol inside the frame
+    start = np.floor(first_symbol - length + 1 + rng.random(n) * (last_symbol - first_symbol
+                                                                  + length))
     j = np.arange(n_symbols)
     inside = (j >= start[:, None]) & (j < (start + length)[:, None]) & has_preamble[:, None]
     out[inside] = 1

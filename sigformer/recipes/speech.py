@@ -214,7 +214,8 @@ def fit(model: nn.Module, train_loader: Iterable, val_items: list, recipe: Speec
             history.append({"step": step, **scores, "lr": optimizer.param_groups[0]["lr"]})
             log(f"validation at step {step}: SI-SDR {scores['si_sdr']:.2f} dB, "
                 f"SI-SDRi {scores['si_sdri']:.2f} dB")
-            if scores["si_sdri"] >= max(h["si_sdri"] for h in history):
+            finite = [h["si_sdri"] for h in history if math.isfinite(h["si_sdri"])]
+            if math.isfinite(scores["si_sdri"]) and scores["si_sdri"] >= max(finite):
                 save_best(out, model, step, scores)
         if step % checkpoint_every == 0 or step == steps:
             save_train_state(out, model, optimizer, scheduler, step, history)

@@ -306,7 +306,8 @@ def condition_capture(iq: np.ndarray, target_sps: float, *, sps: float | None = 
     offset = carrier_offset(iq) if centre else 0.0
     if offset:
         iq = iq * np.exp(-2j * np.pi * offset * np.arange(len(iq)))
-    info = {"sps": sps, "carrier_offset": offset, "estimate": estimate, "factor": 1.0}
+    info = {"sps": sps, "carrier_offset": offset, "estimate": estimate, "factor": 1.0,
+            "fine_offset": 0.0}
     if sps is None:
         return iq.astype(np.complex64), info
     ratio = Fraction(float(target_sps) / float(sps)).limit_denominator(max_denominator)
@@ -317,7 +318,6 @@ def condition_capture(iq: np.ndarray, target_sps: float, *, sps: float | None = 
 
         iq = resample_array(iq, ratio.denominator, ratio.numerator)
     info["factor"] = ratio.numerator / ratio.denominator
-    info["fine_offset"] = 0.0
     if centre and fine_centre:
         # a small error of the first estimate grows by 1 / factor after decimation (0.005
         # cycles/sample at 500 samples per symbol is 0.3 at 8): estimate again at the new
