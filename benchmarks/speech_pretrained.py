@@ -92,28 +92,6 @@ def test_mixtures(utterances, rate: int, seconds: float, per_cell: int, seed: in
                    for u, (g, how) in zip(utterances, genders)}
 
 
-def unheard_utterances(utterances, training: dict, data: str):
-    """Utterances of speakers with no file in the bundle's training files (speakers by
-    today's rules, so files a later rule groups with a heard talker count as heard), and
-    each speaker's role: ``validation`` (steered the learning-rate schedule) or ``test``."""
-    root = Path(data).resolve()
-
-    def rel(u) -> str:
-        return str(u.path.resolve().relative_to(root))
-
-    train, val = set(training["files"]["train"]), set(training["files"].get("val", []))
-    heard = {u.speaker for u in utterances if rel(u) in train}
-    test = [u for u in utterances if u.speaker not in heard]
-    if len({u.speaker for u in test}) < 2:
-        raise SystemExit(f"fewer than two speakers in {data} were not heard in training "
-                         f"(heard: {sorted(heard)}): nothing fair to test on")
-    roles = {u.speaker: "test" for u in test}
-    for u in test:
-        if rel(u) in val:
-            roles[u.speaker] = "validation"
-    return test, roles
-
-
 def separate_like_cli(bundle, mixture: np.ndarray, rate: int) -> np.ndarray:
     """The bundle's sources for one mono mixture, chunked as ``sigformer separate`` does."""
     from sigformer.speech.chunked import model_function, process_array
@@ -183,7 +161,7 @@ def main(argv=None) -> int:
         return 1
     torch.set_num_threads(args.threads)
     from sigformer.bundle import Bundle
-    from sigformer.data.mixtures import list_speech
+    from sigformer.data.mixtures import list_speech, unheard_utterances
     from sigformer.speech.metrics import evaluate_separation, oracle_masks
 
     bundle = Bundle.load(args.model)
@@ -195,7 +173,10 @@ def main(argv=None) -> int:
         raise SystemExit(f"{args.model} records no training files (extra.training.files): "
                          f"cannot tell which speakers it heard; package it with "
                          f"scripts/package_speech.py")
-    test, roles = unheard_utterances(list_speech(args.data)[0], training, args.data)
+    test, roles = unheard_utterances(list_speech(args.data)[0], training["files"], args.data)
+    if len(roles) < 2:
+        raise SystemExit(f"fewer than two speakers in {args.data} were not heard in training: "
+                         f"nothing fair to test on")
     per_cell = 1 if args.quick else args.per_cell
     items, genders = test_mixtures(test, rate, args.seconds, per_cell, args.seed)
     for speaker, info in genders.items():

@@ -146,9 +146,10 @@ def test_a_speaker_rule_added_later_still_counts_grouped_files_as_heard(tmp_path
     names = ["source7_0", "source7_1", "talkerA", "talkerB", "talkerC"]
     for name, voice in zip(names, synthetic_voices(len(names), 1.0, 8000, 1)):
         write_audio(tmp_path / f"{name}.wav", voice / np.abs(voice).max() * 0.5, 8000)
-    training = {"files": {"train": ["source7_0.wav", "talkerA.wav"], "val": ["talkerB.wav"]}}
-    bench = _script("benchmarks/speech_pretrained.py")
-    test, roles = bench.unheard_utterances(list_speech(tmp_path)[0], training, str(tmp_path))
+    from sigformer.data.mixtures import unheard_utterances
+
+    files = {"train": ["source7_0.wav", "talkerA.wav"], "val": ["talkerB.wav"]}
+    test, roles = unheard_utterances(list_speech(tmp_path)[0], files, tmp_path)
     assert sorted(u.path.name for u in test) == ["talkerB.wav", "talkerC.wav"]
     assert roles == {f"{tmp_path.name}/talkerB": "validation",
                      f"{tmp_path.name}/talkerC": "test"}

@@ -337,6 +337,29 @@ def speaker_splits(utterances: list[Utterance], fractions=(0.7, 0.15, 0.15), see
             groups.items()}
 
 
+def unheard_utterances(utterances: list[Utterance], training_files: dict[str, list[str]],
+                       root: str | Path) -> tuple[list[Utterance], dict[str, str]]:
+    """Utterances of speakers that a model trained on ``training_files`` (split name ->
+    paths relative to ``root``, as ``scripts/train_speech.py`` records them) never heard,
+    and each such speaker's role: ``"validation"`` when one of its files was in the
+    ``val`` split (it steered training decisions such as the learning-rate schedule),
+    ``"test"`` otherwise. Speakers are those of today's :data:`SPEAKER_RULES`, so files a
+    later rule groups with a heard talker count as heard."""
+    root = Path(root).resolve()
+
+    def rel(u: Utterance) -> str:
+        return str(Path(u.path).resolve().relative_to(root))
+
+    train, val = set(training_files["train"]), set(training_files.get("val", []))
+    heard = {u.speaker for u in utterances if rel(u) in train}
+    unheard = [u for u in utterances if u.speaker not in heard]
+    roles = {u.speaker: "test" for u in unheard}
+    for u in unheard:
+        if rel(u) in val:
+            roles[u.speaker] = "validation"
+    return unheard, roles
+
+
 class AudioPool:
     """Lazily loaded, cached mono audio at one sample rate (one cache per DataLoader worker).
     Quiet recordings are RMS-normalised to -25 dBFS when loaded."""
