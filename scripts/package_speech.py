@@ -79,12 +79,15 @@ def training_facts(run: Path, log: Path | None) -> dict:
     args = record["args"]
     root = Path(record["data"])
     noise = args.get("noise_snr")
+    speed = args.get("speed") or (0.95, 1.05)
     facts = {"steps": step, "steps_trained": total,
              "preset": args.get("preset") or "small",
              "batch_size": args.get("batch_size"), "segment_seconds": args.get("seconds"),
              "lr": args.get("lr"),
+             "init": args.get("init"),
              "data": "dynamic two-speaker mixtures of every training-split file under "
-                     f"{root.name}/ (speed perturbation 0.95-1.05, level +-2.5 dB, gain +-6 dB, "
+                     f"{root.name}/ (speed perturbation {speed[0]:g}-{speed[1]:g}, level "
+                     f"+-2.5 dB, gain +-6 dB, "
                      + (f"noise at {noise[0]:g}-{noise[1]:g} dB SNR" if noise else "no noise")
                      + f", reverberation in {float(args.get('reverb') or 0):.0%} of mixtures)",
              "split_seed": record["split_seed"], "files": record["files"],
@@ -120,6 +123,8 @@ def model_card(name: str, n_params: int, rate: int, facts: dict, results: dict |
         f"{facts['segment_seconds']:g} s mixtures ({hours:.1f} h of mixtures seen; "
         f"{facts['steps_trained']:,} steps trained in all), "
         f"{facts.get('train_seconds', 0) / 60:.0f} min of training on a 2-core CPU.",
+        *([f"- Fine-tuned from the checkpoint `{facts['init']}` (its own budget is in its "
+           f"training log), with the data above."] if facts.get("init") else []),
         f"- Recipe: {facts.get('recipe')}. The published recipe's learning rate is 1.5e-4 for "
         f"the 42 M-parameter model; this model was trained at {facts['lr']}.", "",
         f"Validation ({facts['n_val']} fixed {facts['segment_seconds']:g} s mixtures of the "

@@ -46,6 +46,13 @@ def parse_args(argv=None) -> argparse.Namespace:
                     help="separate: add noise at an SNR drawn from this range (dB)")
     ap.add_argument("--reverb", type=float, default=0.0,
                     help="separate: share of mixtures rendered in a random room")
+    ap.add_argument("--speed", type=float, nargs=2, default=None,
+                    help="separate: speed perturbation range per source (default 0.95 1.05; "
+                         "a wider range also shifts pitch and formants: new voices)")
+    ap.add_argument("--split-from", default=None,
+                    help="use the splits recorded by an earlier run (its -split.json)")
+    ap.add_argument("--init", default=None,
+                    help="start from the weights of this checkpoint folder (fine-tuning)")
     ap.add_argument("--lr", type=float, default=None)
     ap.add_argument("--clip", type=float, default=None, help="gradient max-norm (0: off)")
     ap.add_argument("--loss-threshold", type=float, default=None)
@@ -102,6 +109,18 @@ def write_split_record(args, splits) -> Path:
     return path
 
 
+def recorded_splits(speech, record_path: str, data: str) -> dict:
+    """The splits of an earlier run's ``-split.json`` (the same files, whatever today's
+    speaker rules say), so a continued or fine-tuned run never trains on its test files."""
+    record = json.loads(Path(record_path).read_text())
+    root = Path(data).resolve()
+    by_file = {str(Path(u.path).resolve().relative_to(root)): u for u in speech}
+    missing = [f for files in record["files"].values() for f in files if f not in by_file]
+    if missing:
+        raise SystemExit(f"{record_path} names files not found under {data}: {missing[:3]}")
+    return {k: [by_file[f] for f in files] for k, files in record["files"].items()}
+
+
 def build(args):
     """Model, recipe, training loader and fixed validation items for ``args``."""
     from torch.utils.data import DataLoader
@@ -117,7 +136,8 @@ def build(args):
     from sigformer.recipes.speech import RECIPES
 
     speech, noises = list_speech(args.data)
-    splits = speaker_splits(speech, seed=args.seed)
+    splits = recorded_splits(speech, args.split_from, args.data) if args.split_from else \
+        speaker_splits(speech, seed=args.seed)
     # a resumed run draws new mixtures, not the ones its first steps already saw
     data_seed = args.seed + 1000 * resumed_step(args.out) if args.resume else args.seed
     preset = args.preset or "small"
@@ -126,6 +146,7 @@ def build(args):
         model = create_model("mossformer", preset, sample_rate=rate)
         recipe = RECIPES["mossformer"]
         config = DynamicMixConfig(sample_rate=rate, seconds=seconds,
+                                  speed=tuple(args.speed) if args.speed else (0.95, 1.05),
                                   noise_snr_db=tuple(args.noise_snr) if args.noise_snr else None,
                                   reverb_probability=args.reverb)
         train = DynamicMixtures(splits["train"], noises, config, seed=data_seed)
@@ -160,6 +181,11 @@ def main(argv=None) -> int:
 
     model, recipe, loader, val_items, splits = build(args)
     write_split_record(args, splits)
+    if args.init and not (args.resume and (Path(args.out) / "train_state.pt").is_file()):
+        from sigformer.checkpoint import load_checkpoint
+
+        model.load_state_dict(load_checkpoint(args.init)[0].state_dict())
+        print(f"initialised from {args.init}", flush=True)
     n_params = sum(p.numel() for p in model.parameters())
     print(f"{args.task}: {type(model).__name__} ({n_params:,} parameters), recipe {recipe}",
           flush=True)

@@ -674,3 +674,18 @@ def test_train_speech_script_trains_checkpoints_and_resumes(tmp_path):
     best = json.loads((tmp_path / "run-best" / "config.json").read_text())["extra"]
     assert best["step"] == best_step
     assert 0 <= second["data_wait_share"] < 1
+    # fine-tuning: the recorded splits (whatever the speaker rules say now), the weights of
+    # the first run, a wider speed perturbation
+    tuned_out = tmp_path / "tuned"
+    tuned = [a if a != str(out) else str(tuned_out) for a in common]
+    args = script.parse_args(tuned + ["--steps", "1", "--split-from",
+                                      str(tmp_path / "run-split.json"), "--init", str(out),
+                                      "--speed", "0.8", "1.25"])
+    model, _, loader, _, splits = script.build(args)
+    assert {k: sorted(str(u.path.relative_to(data)) for u in v) for k, v in splits.items()} == \
+        {k: sorted(v) for k, v in split["files"].items()}
+    assert loader.dataset.config.speed == (0.8, 1.25)
+    assert script.main(tuned + ["--steps", "1", "--split-from",
+                                str(tmp_path / "run-split.json"), "--init", str(out)]) == 0
+    record = json.loads((tmp_path / "tuned-split.json").read_text())
+    assert record["files"] == split["files"] and record["args"]["init"] == str(out)
