@@ -6,7 +6,6 @@ speakers the bundle heard."""
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import io
 import json
 from pathlib import Path
@@ -15,14 +14,13 @@ import numpy as np
 import pytest
 import torch
 
+from tests.repo_scripts import load_script
+
 REPO = Path(__file__).resolve().parents[1]
 
 
 def _script(path: str):
-    spec = importlib.util.spec_from_file_location(Path(path).stem, REPO / path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(path)
 
 
 @pytest.fixture(scope="module")
