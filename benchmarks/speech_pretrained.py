@@ -1,4 +1,4 @@
-"""Shipped separation bundles on speakers they never heard: SI-SDRi by mixture class, the
+"""Trained separation bundles on speakers they never heard: SI-SDRi by mixture class, the
 oracle-mask ceilings beside them, and the streaming real-time factor on 2 cores.
 
 Test mixtures are made from every speaker of ``../shared/data/speech`` that the bundle never
@@ -16,7 +16,7 @@ bundle run exactly as ``sigformer separate`` runs it (chunks and overlap from th
 speaker order aligned across chunks), and the ideal ratio / binary masks (ceilings). The
 real-time factor is that of ``sigformer separate`` on a 30 s mixture with 2 threads.
 
-    python benchmarks/speech_pretrained.py [--model sep-mossformer-small-dm8k] [--quick]
+    python benchmarks/speech_pretrained.py --model BUNDLE [--perceptual] [--quick]
 
 Targets (issue 16): SI-SDRi >= 6 dB on average, never below the mixture (SI-SDRi > 0) on any
 class, RTF < 0.5 streaming on 2 cores.
@@ -143,8 +143,9 @@ def summarise(rows: list[dict], key: str) -> dict:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default="sep-mossformer-small-dm8k",
-                    help="separation bundle (catalogue name or folder)")
+    ap.add_argument("--model", required=True,
+                    help="separation bundle (catalogue name or folder, e.g. one written by "
+                         "scripts/package_speech.py)")
     ap.add_argument("--data", default=str(SPEECH))
     ap.add_argument("--per-cell", type=int, default=4, help="mixtures per speaker pair and "
                                                             "overlap ratio")
