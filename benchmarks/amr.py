@@ -45,6 +45,7 @@ from sigformer.bundle import Bundle
 from sigformer.catalogue import list_pretrained, resolve_bundle_path
 from sigformer.checkpoint import load_checkpoint
 from sigformer.checkpoint_io import read_config
+from sigformer.data.modgen import family_mode_config
 from sigformer.data.radioml import RML2016_SNRS, AMRDataset, generate_radioml
 from sigformer.models import create_model
 from sigformer.rf.amr import (
@@ -108,10 +109,14 @@ def load_amr_bundle(source: str) -> Bundle:
 def held_out_grid(bundle: Bundle, n_per_condition: int, seed: int) -> AMRDataset:
     """RadioML-2016-style frames for ``bundle``: its classes in its label order (so class
     index = probability column), its frame length and per-frame scaling."""
+    # a family bundle is tested on frames like its training ones (conditioned captures)
+    target_sps = bundle.extra.get("target_sps")
+    config = family_mode_config(float(target_sps)) if target_sps else None
     try:
         return generate_radioml(n_per_condition, snrs=RML2016_SNRS, classes=bundle.labels,
                                 frame_length=bundle.window, seed=seed,
-                                normalization=bundle.extra.get("normalization", "l1"))
+                                normalization=bundle.extra.get("normalization", "l1"),
+                                config=config)
     except ValueError as err:
         raise SystemExit(f"{bundle.path}: cannot generate its classes {bundle.labels}: "
                          f"{err}") from None

@@ -29,25 +29,18 @@ from pathlib import Path
 
 import torch
 
-from sigformer.data.modgen import FAMILY_CLASSES, RML2016_CLASSES, ModGenConfig
+from sigformer.data.modgen import (
+    FAMILY_CLASSES,
+    RML2016_CLASSES,
+    ModGenConfig,
+    family_mode_config,
+)
 from sigformer.data.radioml import RML2016_SNRS, generate_radioml
 from sigformer.recipes.amr import BASELINES, STUDENTS, StreamRecipe
 from sigformer.rf.amr import train_bundles
 
 REPO = Path(__file__).resolve().parents[1]
 CAPTURES = REPO.parent / "shared" / "data" / "rf_sigmf"
-
-
-def family_config(target_sps: float) -> ModGenConfig:
-    """Family frames after resampling: around ``target_sps`` (the estimate may be off by a
-    few per cent, or by a factor for odd line codes), centred carriers, real-world SNRs, and
-    the ISM transmitter realism of :func:`~sigformer.data.modgen.family_realistic`: OOK/ASK
-    line codes with long on/off runs, PWM and Manchester, constant-carrier preambles, edge
-    overshoot with ringing, and a residual carrier drift (what centring leaves)."""
-    from sigformer.data.modgen import family_realistic
-
-    return family_realistic(ModGenConfig(sps_range=(target_sps / 2, target_sps * 2),
-                                         cfo_max=0.01, snr_range=(-5.0, 30.0)))
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -108,7 +101,7 @@ def main(argv=None) -> int:
 
     family = args.mode == "family"
     classes = FAMILY_CLASSES if family else RML2016_CLASSES
-    config = family_config(args.target_sps) if family else ModGenConfig()
+    config = family_mode_config(args.target_sps) if family else ModGenConfig()
     recipe = StreamRecipe(epochs=args.epochs, frames_per_epoch=args.frames,
                           batch_size=args.batch_size, lr=args.lr, num_workers=args.workers)
     test = generate_radioml(args.test_per_condition, snrs=RML2016_SNRS, classes=classes,

@@ -179,3 +179,15 @@ def test_family_bundle_decides_per_burst_by_default(capsys):
     frame = _cli_json(capsys, ["classify-iq", capture, "--model", "amr-clst-family",
                                "--decision", "frame"])
     assert frame["decision"] == "frame" and frame["n_frames"] == burst["n_frames"]
+
+
+def test_benchmark_tests_a_family_bundle_on_frames_like_its_training_ones(monkeypatch):
+    if "amr-clst-family" not in SHIPPED:
+        pytest.fail(f"amr-clst-family is not in the catalogue (found {SHIPPED})")
+    bench = _benchmark(monkeypatch)
+    bundle = bench.load_amr_bundle("amr-clst-family")
+    grid = bench.held_out_grid(bundle, 1, 20_000)
+    target = bundle.extra["target_sps"]
+    sps = grid.params["sps"][np.isfinite(grid.params["sps"])]
+    assert sps.min() >= target / 2 and sps.max() <= target * 2
+    assert np.nanmax(np.abs(grid.params["cfo"])) <= 0.01  # centred, as after classify-iq

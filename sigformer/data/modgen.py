@@ -238,6 +238,16 @@ def family_realistic(base: ModGenConfig | None = None) -> ModGenConfig:
                    chirp_probability=0.5)
 
 
+def family_mode_config(target_sps: float = 8.0) -> ModGenConfig:
+    """The family model's training frames (``scripts/train_amr.py --mode family``): frames
+    as they look after :func:`sigformer.rf.amr.condition_capture` - around ``target_sps``
+    samples per symbol (the blind estimate may be off by a few per cent, or by a factor for
+    odd line codes), centred carriers (``cfo_max`` 0.01), SNR -5..30 dB, and the ISM
+    transmitter realism of :func:`family_realistic`."""
+    return family_realistic(ModGenConfig(sps_range=(target_sps / 2, target_sps * 2),
+                                         cfo_max=0.01, snr_range=(-5.0, 30.0)))
+
+
 @dataclass
 class Frames:
     """Generated complex frames ``iq (n, L)``, labels indexing ``classes`` and the per-frame
