@@ -347,6 +347,10 @@ def main() -> None:
                              "script runs (writes a report only with --out)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
+    known = set(candidates(args.size, args.epochs, 173.61, args.tokenizer)) | {"SPARCNet"}
+    unknown = [m for m in args.models if m not in known]
+    if unknown:  # a misspelt name would silently leave its row out
+        raise SystemExit(f"unknown --models {unknown}; choose from {sorted(known)}")
     if args.quick:
         args.epochs, args.folds, args.tasks = 1, 2, args.tasks[:1]
     out = args.out or (None if args.quick else REPO / "benchmarks" / "results" / "eeg_bonn.json")
