@@ -20,7 +20,6 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-BEST_SUFFIX = "-best"  # sigformer.recipes.speech.BEST_SUFFIX
 STEP_LINE = re.compile(r"step (\d+)/\d+\s+([\d.]+) steps/s\s+loss ([-\d.naninf]+)")
 START_LINE = re.compile(r"^(separate|enhance): (\w+) \(([\d,]+) parameters\), recipe (.*)$")
 
@@ -49,6 +48,8 @@ def read_log(path: Path | None) -> dict:
 def split_record(run: Path) -> tuple[Path, dict]:
     """The ``<run>-split.json`` that ``train_speech.py`` writes (a ``<run>-best`` folder
     shares its run's record)."""
+    from sigformer.recipes.speech import BEST_SUFFIX
+
     main_run = run.with_name(run.name.removesuffix(BEST_SUFFIX))
     path = main_run.with_name(main_run.name + "-split.json")
     if not path.is_file():

@@ -257,13 +257,18 @@ def estimate_samples_per_symbol(iq: np.ndarray, *, min_sps: float = 2.0,
     return {"sps": sps, "feature": name, "separation": separation, "score": score}
 
 
-def carrier_offset(iq: np.ndarray, active_db: float = 20.0) -> float:
-    """Power-weighted mean instantaneous frequency (cycles/sample) of the active samples."""
+def _active_products(iq: np.ndarray, active_db: float) -> tuple[np.ndarray, np.ndarray]:
+    """Lag-1 products ``x[k] conj(x[k-1])`` (their angle is the instantaneous frequency) and
+    the mask of samples within ``active_db`` of the loudest."""
     iq = np.asarray(iq)
     iq = np.where(np.isfinite(iq), iq, 0)
-    product = iq[1:] * np.conj(iq[:-1])
     power = np.abs(iq[1:]) ** 2
-    active = power >= power.max() * 10 ** (-active_db / 10)
+    return iq[1:] * np.conj(iq[:-1]), power >= power.max() * 10 ** (-active_db / 10)
+
+
+def carrier_offset(iq: np.ndarray, active_db: float = 20.0) -> float:
+    """Power-weighted mean instantaneous frequency (cycles/sample) of the active samples."""
+    product, active = _active_products(iq, active_db)
     return float(np.angle(np.sum(product[active])) / (2 * np.pi))
 
 
@@ -273,11 +278,7 @@ def tone_centre(iq: np.ndarray, active_db: float = 20.0, min_separation: float =
     instantaneous frequency has two clean levels (Otsu separation >= ``min_separation``) the
     carrier is midway between the two tones, whatever their shares; otherwise the
     power-weighted mean frequency (:func:`carrier_offset`)."""
-    iq = np.asarray(iq)
-    iq = np.where(np.isfinite(iq), iq, 0)
-    product = iq[1:] * np.conj(iq[:-1])
-    power = np.abs(iq[1:]) ** 2
-    active = power >= power.max() * 10 ** (-active_db / 10)
+    product, active = _active_products(iq, active_db)
     freq = _smooth(np.angle(product) / (2 * np.pi), 3)[active]
     if len(freq) > 16:
         threshold, separation = _otsu(freq)
