@@ -53,6 +53,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--bf16", action="store_true", help="bf16 autocast (not the release)")
     ap.add_argument("--fast", action="store_true",
                     help="fused q/k/v projections (sigformer.nn.fast_path: same function)")
+    ap.add_argument("--no-attention-dropout", action="store_true",
+                    help="skip dropout on the attention weights in training (fast_path("
+                         "attention_dropout=False): ~3x faster on CPU, a different regulariser)")
     ap.add_argument("--data", choices=("fixed", "stream"), default="fixed")
     ap.add_argument("--workers", type=int, default=1, help="simulation workers (--data stream)")
     ap.add_argument("--profile", default="A", help="TDL profile")
@@ -111,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     preset = None if args.preset == "paper" or args.model == "linear" else args.preset
+    torch.manual_seed(args.seed)  # the initial weights follow --seed too
     model = create_model(MODELS[args.model], preset)
     n_params = sum(p.numel() for p in model.parameters())
     log(f"{args.model} ({args.preset}): {n_params:,} parameters, {torch.get_num_threads()} "
@@ -121,9 +125,10 @@ def main(argv: list[str] | None = None) -> int:
                         early_stopping_patience=args.patience or None)
     extra = {"ofdm_config": train.config.to_dict(), "profile": f"TDL-{args.profile}",
              "snr_definition": "pilot", "training_draws": DRAWS, "n_train": args.n_train,
-             "n_val": len(val), "data": args.data, "seed": args.seed}
+             "n_val": len(val), "data": args.data, "seed": args.seed,
+             "attention_dropout": not args.no_attention_dropout}
     t0 = time.perf_counter()
-    with fast_path_if(args.fast):
+    with fast_path_if(args.fast, attention_dropout=not args.no_attention_dropout):
         history = run_training(model, train, val, recipe, args, out, extra)
     summary = {"args": vars(args), "parameters": n_params, "recipe": recipe.__dict__,
                "epochs": history.epochs, "best_epoch": history.best_epoch,
@@ -136,12 +141,13 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def fast_path_if(enabled: bool):
-    if not enabled:
+def fast_path_if(enabled: bool, attention_dropout: bool = True):
+    """The fast-path switches asked for (none: the reference path)."""
+    if not enabled and attention_dropout:
         return contextlib.nullcontext()
     from sigformer.nn import fast_path
 
-    return fast_path()
+    return fast_path(fused_projections=enabled, attention_dropout=attention_dropout)
 
 
 def run_training(model, train, val, recipe: OFDMRecipe, args: argparse.Namespace, out: Path,

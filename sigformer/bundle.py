@@ -214,10 +214,28 @@ def model_card(bundle: Bundle) -> str:
             value = prov[key]
             if isinstance(value, dict):
                 lines += ["", f"## {key.replace('_', ' ')}", ""]
-                lines += [f"- {k}: {v}" for k, v in value.items()]
+                for k, v in value.items():
+                    table = _markdown_table(v)
+                    lines += [f"- {k}:", "", *table, ""] if table else [f"- {k}: {v}"]
             else:
                 lines.append(f"- {key.replace('_', ' ')}: {value}")
     return "\n".join(lines) + "\n"
+
+
+def _markdown_table(rows) -> list[str]:
+    """A Markdown table for a mapping of rows that share their keys (per-point or per-class
+    results read better as a table than as one long line); ``[]`` for anything else."""
+    if not isinstance(rows, dict) or len(rows) < 2 or not all(
+            isinstance(r, dict) and r for r in rows.values()):
+        return []
+    columns = list(next(iter(rows.values())))
+    if any(list(r) != columns for r in rows.values()):
+        return []
+    lines = ["| | " + " | ".join(map(str, columns)) + " |",
+             "|---|" + "---:|" * len(columns)]
+    lines += [f"| {name} | " + " | ".join(str(r[c]) for c in columns) + " |"
+              for name, r in rows.items()]
+    return lines
 
 
 def bundle_from_windows_model(model: nn.Module, *, task: str, input_spec: SignalSpec,

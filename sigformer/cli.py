@@ -46,6 +46,8 @@ def _cmd_run(args) -> int:
                  if getattr(args, k) is not None}
     if args.progress:
         overrides["progress"] = True
+    if args.pretrained:
+        overrides["pretrained"] = True
     cfg = load_task_config(args.pipeline, overrides)
     report = run_task(cfg, args.out)
     _print_json(get_task(cfg.task).summary(report))
@@ -271,6 +273,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--strategy", help="override train.strategy (e.g. ddp)")
     run.add_argument("--accelerator", help="override train.accelerator (cpu, gpu, auto)")
     run.add_argument("--num-nodes", type=int, help="override train.num_nodes (multi-node DDP)")
+    run.add_argument("--pretrained", action="store_true",
+                     help="evaluate the shipped bundles of the pipeline's models instead of "
+                          "training them (channel estimation)")
     run.add_argument("--progress", action="store_true",
                      help="show per-epoch progress of the training (every task)")
     run.set_defaults(func=_cmd_run)

@@ -159,6 +159,24 @@ def _worst_gaps(result: dict[str, Any]) -> dict[str, float]:
     return {n: max(r["gap_to_bound_db"][n] for r in result["points"]) for n in names}
 
 
+def load_pretrained_estimator(weights: str, config: OFDMConfig, log) -> nn.Module:
+    """A shipped (catalogue name) or saved bundle folder, checked against the grid and pilot
+    pattern of the run: an estimator trained for another pattern cannot be evaluated on it."""
+    from ..catalogue import resolve_bundle_path
+    from ..checkpoint import load_checkpoint
+    from ..tasks.config import PipelineConfigError
+
+    folder = resolve_bundle_path(weights)
+    model, saved = load_checkpoint(folder)
+    grid = saved.get("extra", {}).get("ofdm_config")
+    if grid is not None and OFDMConfig.from_dict(grid) != config:
+        raise PipelineConfigError(f"{weights} was trained for another grid/pilot pattern than "
+                                  f"ofdm.grid: {OFDMConfig.from_dict(grid)} vs {config}")
+    log(f"      {saved['model']}: {sum(p.numel() for p in model.parameters()):,} parameters, "
+        f"loaded from {folder} (not trained)")
+    return model.eval()
+
+
 def _fair_sample_lmmse(train: OFDMDataset, o, common: dict, log):
     """The mixed-condition sample LMMSE fitted on the training slots plus simulated slots of
     the same mixture up to ``fair_sample_lmmse_slots`` (10 P^2), or on a loaded training
@@ -188,6 +206,7 @@ def run_ofdm_pipeline(cfg, out_dir: str | Path | None = None, log=print) -> dict
     import json
 
     from ..atomic import json_default
+    from ..catalogue import default_pretrained
     from ..checkpoint import save_checkpoint
     from ..data.ofdm import simulate_ofdm, simulate_sweeps
     from ..models import create_model
@@ -223,9 +242,21 @@ def run_ofdm_pipeline(cfg, out_dir: str | Path | None = None, log=print) -> dict
         estimators["LS"] = LSInterpolation()
     if "lmmse_sample" in o.baselines:
         estimators["LMMSE (sample)"] = _fair_sample_lmmse(train, o, common, log)
-    log(f"[2/4] training {len(o.models)} model(s)")
-    models, histories = {}, {}
+    log(f"[2/4] {'loading' if o.pretrained else 'training'} {len(o.models)} model(s)")
+    models, histories, loaded = {}, {}, set()
     for m in o.models:
+        weights = m.weights or (default_pretrained(m.name) if o.pretrained else None)
+        if weights is not None:
+            label = f"{m.name} ({Path(str(weights)).name})"
+            models[label] = load_pretrained_estimator(weights, config, log)
+            histories[label] = []  # not trained here
+            loaded.add(label)
+            estimators[label] = ModelEstimator(models[label], label)
+            continue
+        if o.pretrained:
+            log(f"      {m.name}: no shipped weights (sigformer models --pretrained lists "
+                f"them): left out, not trained")
+            continue
         model = create_model(m.name, m.preset, n_subcarriers=config.n_subcarriers,
                              n_symbols=config.n_symbols, pilot_shape=config.pilot_shape,
                              **m.params)
@@ -277,6 +308,8 @@ def run_ofdm_pipeline(cfg, out_dir: str | Path | None = None, log=print) -> dict
                          estimators.items()}, path=out / "grids.png")
     if cfg.output.save_model:
         for label, model in models.items():
+            if label in loaded:
+                continue  # not trained here: its bundle already exists
             save_checkpoint(out / "models" / label.replace(":", "_"), model,
                             extra={"ofdm_config": config.to_dict(), "profile": o.profile,
                                    "snr_definition": o.snr_definition})

@@ -188,7 +188,8 @@ class OFDMDrawConfig(_Strict):
     doppler_hz: list[float] = Field(default_factory=lambda: [float(v) for v in range(50, 1001, 50)])
 
 
-class OFDMModelConfig(_Strict):
+class TrainedModelConfig(_Strict):
+    """A model of a task's ``models`` list and its training settings."""
     name: str
     preset: str | None = None
     params: dict[str, Any] = Field(default_factory=dict)
@@ -196,6 +197,11 @@ class OFDMModelConfig(_Strict):
     batch_size: int = Field(64, gt=0)
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(0.0, ge=0)
+
+
+class OFDMModelConfig(TrainedModelConfig):
+    # a catalogue name or bundle folder: evaluated as trained, not trained again
+    weights: str | None = None
 
 
 class OFDMTaskConfig(_Strict):
@@ -212,11 +218,14 @@ class OFDMTaskConfig(_Strict):
     baselines: list[Literal["ls", "lmmse_sample"]] = Field(
         default_factory=lambda: ["ls", "lmmse_sample"])
     models: list[OFDMModelConfig] = Field(default_factory=list)
+    # evaluate each model's shipped bundle (sigformer run ... --pretrained); models without
+    # one are left out, none is trained
+    pretrained: bool = False
     deepmimo: str | None = None
     deepmimo_snr_db: list[float] = Field(default_factory=lambda: [0.0, 10.0, 20.0])
 
 
-class AMRModelConfig(OFDMModelConfig):
+class AMRModelConfig(TrainedModelConfig):
     max_epochs: int = Field(20, gt=0)
     batch_size: int = Field(128, gt=0)
     lr: float = Field(2e-3, gt=0)

@@ -90,6 +90,8 @@ def _prepare_raw(raw: dict, requested: str) -> None:
 
 register_task(Task(
     name="estimate_channel", config_cls=EstimateChannelConfig, run=run_estimate_channel,
-    overrides={"progress": setter("train.progress_bar"), "max_epochs": _max_epochs, "data": _data}, prepare_raw=_prepare_raw,
+    overrides={"progress": setter("train.progress_bar"), "max_epochs": _max_epochs,
+               "data": _data, "pretrained": setter("ofdm.pretrained")},
+    prepare_raw=_prepare_raw,
     summary=lambda r: r.get("worst_gap_to_bound_db", {}),
     description="OFDM pilots -> channel estimate"), aliases=("ofdm",))

@@ -33,10 +33,11 @@ from ..atomic import json_default
 from .config import BaseConfig, PipelineConfigError
 
 OVERRIDES = ("max_epochs", "accelerator", "devices", "strategy", "num_nodes", "data",
-             "progress")
+             "progress", "pretrained")
 OVERRIDE_FLAGS = {"max_epochs": "--max-epochs", "accelerator": "--accelerator",
                   "devices": "--devices", "strategy": "--strategy",
-                  "num_nodes": "--num-nodes", "data": "--data", "progress": "--progress"}
+                  "num_nodes": "--num-nodes", "data": "--data", "progress": "--progress",
+                  "pretrained": "--pretrained"}
 
 Applier = Callable[[dict, Any], None]
 

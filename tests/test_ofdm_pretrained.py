@@ -1,0 +1,112 @@
+"""Shipped OFDM estimators: the pipeline evaluates a bundle without training it
+(``--pretrained`` / ``weights``), and ``scripts/package_ofdm.py`` writes its catalogue card."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import pytest
+import yaml
+from repo_scripts import load_script
+
+from sigformer.checkpoint import load_checkpoint
+
+TINY_GRID = {"pilot_subcarrier_step": 10}  # 12 x 2 pilots: a small sample-LMMSE fit
+
+
+def run_pipeline(tmp_path: Path, name: str, ofdm: dict, *flags: str) -> tuple[int, Path]:
+    from sigformer.cli import main
+
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump({"name": name, "task": "ofdm", "ofdm": {
+        "n_train": 64, "n_test_per_point": 8, "grid": TINY_GRID, **ofdm}}))
+    out = tmp_path / name
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return main(["run", str(path), "--out", str(out), *flags]), out
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> tuple[Path, dict]:
+    """A tiny AdaFortiTran trained by the pipeline (its bundle and its report)."""
+    tmp = tmp_path_factory.mktemp("trained")
+    code, out = run_pipeline(tmp, "train", {"models": [
+        {"name": "adafortitran", "preset": "tiny", "max_epochs": 1}]})
+    assert code == 0
+    return out / "models" / "adafortitran_tiny", json.loads((out / "metrics.json").read_text())
+
+
+def test_pretrained_weights_are_evaluated_not_trained(tmp_path, trained):
+    bundle, first = trained
+    code, out = run_pipeline(tmp_path, "eval", {"models": [
+        {"name": "adafortitran", "weights": str(bundle)}, {"name": "ofdm_linear"}]},
+        "--pretrained")
+    assert code == 0
+    report = json.loads((out / "metrics.json").read_text())
+    label = f"adafortitran ({bundle.name})"
+    # the linear model has no shipped bundle: --pretrained leaves it out instead of training it
+    assert set(report["sweeps"][0]["nmse_db"]) == {"LS", "LMMSE (sample)", label}
+    assert report["histories"][label] == []
+    # same seed, same test slots: the loaded weights give the trained model's numbers
+    for before, after in zip(first["sweeps"], report["sweeps"]):
+        assert after["nmse_db"][label] == pytest.approx(before["nmse_db"]["adafortitran:tiny"],
+                                                        abs=1e-9)
+    assert not (out / "models").exists()  # nothing trained, nothing re-saved
+
+
+def test_pretrained_weights_for_another_pilot_pattern_are_refused(tmp_path, trained, capsys):
+    bundle, _ = trained
+    code, _ = run_pipeline(tmp_path, "bad", {"grid": {}, "models": [
+        {"name": "adafortitran", "weights": str(bundle)}]})
+    assert code == 2
+    assert "another grid/pilot pattern" in capsys.readouterr().err
+
+
+def test_pretrained_flag_is_refused_by_tasks_without_it(tmp_path, capsys):
+    from sigformer.cli import main
+
+    path = tmp_path / "amr.yaml"
+    path.write_text(yaml.safe_dump({"task": "amr"}))
+    assert main(["run", str(path), "--pretrained"]) == 2
+    assert "--pretrained does not apply" in capsys.readouterr().err
+
+
+def fake_results(folder: Path, model_db: float) -> dict:
+    """The shape benchmarks/ofdm.py --pretrained writes, with chosen numbers."""
+    points = []
+    for sweep, value, bound in (("snr", 0, -11.0), ("snr", 25, -17.0)):
+        nmse = {"LS": -2.0, "LMMSE (sample)": -10.0, "AdaFortiTran": model_db + bound}
+        points.append({"sweep": sweep, "value": value, "bound_db": bound, "nmse_db": nmse,
+                       "gap_to_bound_db": {k: v - bound for k, v in nmse.items()}})
+    return {"pretrained": {"AdaFortiTran": {"folder": str(folder)}}, "points": points,
+            "sample_lmmse_fit_slots": 5760}
+
+
+@pytest.mark.parametrize("gap, met", [(0.5, True), (4.0, False)])
+def test_package_writes_the_card_with_targets(tmp_path, gap, met):
+    script = load_script("scripts/package_ofdm.py")
+    train = load_script("scripts/train_ofdm.py")
+    run = tmp_path / "run"
+    assert train.main(["--preset", "tiny", "--n-train", "64", "--epochs", "1", "--out",
+                       str(run), "--log-every", "0", "--no-attention-dropout"]) == 0
+    results = tmp_path / "results.json"
+    results.write_text(json.dumps(fake_results(run / "best", gap)))
+    folder = script.package(run, "ofdm-test", results, tmp_path / "catalogue")
+    model, config = load_checkpoint(folder)
+    assert config["task"] == "estimate_channel"
+    prov = config["provenance"]
+    assert prov["results"]["mean_gap_to_bound_db"] == pytest.approx(gap)
+    assert prov["results"]["targets"]["mean gap to the genie LMMSE <= 1 dB"] is met
+    assert prov["recipe"]["attention_dropout"] is False
+    card = (folder / "MODEL_CARD.md").read_text()
+    assert "| snr=0 |" in card  # per-point results render as a table
+    assert ("targets not met" in card) is not met
+
+
+def test_package_refuses_results_of_another_run(tmp_path):
+    script = load_script("scripts/package_ofdm.py")
+    with pytest.raises(SystemExit, match="does not hold the run"):
+        script.model_label(fake_results(tmp_path / "other", 0.5), tmp_path / "run" / "best",
+                           "adafortitran")
