@@ -101,7 +101,9 @@ def _cmd_stream(args) -> int:
                           record=args.record, plot=args.plot or False)
     settings = OnlineSettings(hop_s=args.hop_s, threads=args.threads,
                               nan_policy=args.nan_policy, channel=args.channel,
-                              samples_per_symbol=args.sps)
+                              samples_per_symbol=args.sps, decision=args.decision,
+                              min_power_db=None if args.all_frames else args.min_power_db,
+                              max_burst_frames=args.max_burst_frames)
     report = stream_bundle(bundle, source, sinks, settings=settings, duration=args.duration,
                            max_outputs=args.max_predictions)
     report.pop("_outputs", None)
@@ -308,6 +310,18 @@ def build_parser() -> argparse.ArgumentParser:
     stream.add_argument("--sps", type=float,
                         help="IQ family bundles: samples per symbol of the stream (resampled "
                              "to the bundle's training symbol length)")
+    stream.add_argument("--decision", choices=("frame", "burst"),
+                        help="IQ classification: a label per frame, or the burst's most likely "
+                             "label for all its frames, emitted when the burst ends (as "
+                             "classify-iq); default: the bundle's own (family bundles: burst)")
+    stream.add_argument("--max-burst-frames", type=int, default=64,
+                        help="--decision burst: decide a longer burst every N frames (bounds "
+                             "the latency on a continuous signal)")
+    stream.add_argument("--min-power-db", type=float, default=30.0,
+                        help="--decision burst: frames this many dB below the loudest so far "
+                             "are quiet (no prediction)")
+    stream.add_argument("--all-frames", action="store_true",
+                        help="--decision burst: no power gate, every frame is kept")
     stream.add_argument("--channel", type=int, help="input channel to separate")
     stream.add_argument("--threads", type=int, default=1, help="model threads")
     stream.add_argument("--nan-policy", default="skip", choices=("raise", "skip", "interpolate"))

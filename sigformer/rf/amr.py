@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -33,7 +33,8 @@ from ..recipes.amr import (  # noqa: F401 - training lives in the recipe
 )
 from ..training import History, predict_logits
 
-__all__ = ["HIGH_SNR_DB", "accuracy_by_snr", "capture_dataset", "classify_sigmf",
+__all__ = ["HIGH_SNR_DB", "BurstGroup", "BurstGroups", "accuracy_by_snr", "burst_decision",
+           "capture_dataset", "classify_sigmf",
            "condition_capture", "count_flops", "distillation_loss", "tone_centre",
            "estimate_samples_per_symbol", "evaluate_amr", "evaluate_by_capture", "frame_bursts",
            "inference_ms_per_frame", "leave_one_capture_out", "load_amr_data",
@@ -394,12 +395,17 @@ def carrier_only_frames(frames: np.ndarray, max_envelope_cv: float = 0.1,
     return (cv < max_envelope_cv) & (spread < max_frequency_std)
 
 
-def _decide_by_group(log_proba: np.ndarray, groups: np.ndarray,
-                     informative: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """One decision per group: the class of the largest mean log-probability over the
-    group's frames (independent frames: the most likely class of the whole burst), spread
-    back to its frames, with its normalised probability (softmax of the mean). With
-    ``informative`` (a mask), only those frames vote, in groups that have any."""
+def log_probabilities(logits: np.ndarray) -> np.ndarray:
+    """Log-softmax of model outputs in float64 (what the burst vote averages)."""
+    return torch.log_softmax(torch.as_tensor(np.asarray(logits)).double(), 1).numpy()
+
+
+def _group_probabilities(log_proba: np.ndarray, groups: np.ndarray,
+                         informative: np.ndarray | None = None
+                         ) -> tuple[np.ndarray, np.ndarray]:
+    """Group of each frame (0..n_groups-1) and each group's normalised probabilities:
+    softmax of the mean log-probability over the group's frames, where only
+    ``informative`` frames vote in groups that have any."""
     _, inverse = np.unique(groups, return_inverse=True)
     weight = np.ones(len(log_proba)) if informative is None else informative.astype(float)
     has_any = np.bincount(inverse, weight) > 0
@@ -408,9 +414,163 @@ def _decide_by_group(log_proba: np.ndarray, groups: np.ndarray,
     np.add.at(sums, inverse, log_proba * weight[:, None])
     mean = sums / np.bincount(inverse, weight)[:, None]
     mean = np.exp(mean - mean.max(1, keepdims=True))
-    mean /= mean.sum(1, keepdims=True)
+    return inverse, mean / mean.sum(1, keepdims=True)
+
+
+def _decide_by_group(log_proba: np.ndarray, groups: np.ndarray,
+                     informative: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """One decision per group: the class of the largest mean log-probability over the
+    group's frames (independent frames: the most likely class of the whole burst), spread
+    back to its frames, with its normalised probability (softmax of the mean). With
+    ``informative`` (a mask), only those frames vote, in groups that have any."""
+    inverse, mean = _group_probabilities(log_proba, groups, informative)
     best = mean.argmax(1)
     return best[inverse], mean[np.arange(len(mean)), best][inverse]
+
+
+def burst_decision(logits: np.ndarray, frames: np.ndarray) -> np.ndarray:
+    """The class probabilities of one burst from its frames' model outputs ``logits`` and
+    the frames ``(n, 2, L)`` as fed to the model: softmax of the mean log-probability over
+    the frames that are not a steady carrier (:func:`carrier_only_frames`; all frames when
+    none is). The one decision of ``classify_sigmf(decision="burst")`` and of the IQ
+    stream."""
+    _, mean = _group_probabilities(log_probabilities(logits), np.zeros(len(frames), np.int64),
+                                   informative=~carrier_only_frames(frames))
+    return mean[0]
+
+
+@dataclass
+class BurstGroup:
+    """Frames decided together: their frame indices, what the caller attached to each, and
+    whether the group starts a burst (False: it continues one cut at ``max_burst_frames``)."""
+
+    indices: list[int]
+    items: list[Any]
+    new_burst: bool
+
+
+class BurstGroups:
+    """Causal grouping of frames (indices on the hop grid, increasing) into bursts, for
+    ``classify_sigmf`` (frames gated beforehand) and the IQ stream (gated here).
+
+    A burst is a run of kept frames with at most ``max_gap`` quiet or missing frames
+    between them (as :func:`frame_bursts`). Its frames are held and handed back as a
+    :class:`BurstGroup` once it ends (more than ``max_gap`` quiet frames follow), once it
+    reaches ``max_burst_frames`` frames (a new group of the same burst starts: this bounds
+    the latency and memory on a continuous signal) or at :meth:`flush`.
+
+    ``min_power_db`` (with a ``power`` per frame): a frame more than that many dB below the
+    loudest frame pushed so far is quiet, as is a frame with no power at all (a source that
+    has not started). When a louder frame arrives, held frames that are now below the gate
+    are dropped as if they had been quiet (they were never handed back), so the noise floor
+    before the first transmission does not join it; groups handed back are final."""
+
+    def __init__(self, max_gap: int = 1, max_burst_frames: int | None = None,
+                 min_power_db: float | None = None):
+        if isinstance(max_gap, bool) or not isinstance(max_gap, (int, np.integer)) \
+                or max_gap < 0:
+            raise ValueError(f"max_gap must be a whole number of frames >= 0, got {max_gap!r}")
+        if max_burst_frames is not None and (
+                isinstance(max_burst_frames, bool)
+                or not isinstance(max_burst_frames, (int, np.integer)) or max_burst_frames < 1):
+            raise ValueError(f"max_burst_frames must be a whole number of frames >= 1 or None "
+                             f"(unbounded), got {max_burst_frames!r}")
+        if min_power_db is not None and not (np.isfinite(min_power_db) and min_power_db >= 0):
+            raise ValueError(f"min_power_db must be a level in dB below the loudest frame "
+                             f"(>= 0) or None (no gate), got {min_power_db!r}")
+        self.max_gap, self.max_burst_frames = int(max_gap), max_burst_frames
+        self.min_power_db = min_power_db
+        self.reset()
+
+    def reset(self) -> None:
+        self._held: list[tuple[int, float | None, Any]] = []  # (index, power, item)
+        self._anchor: int | None = None  # last frame of the running burst already handed back
+        self._previous = -1
+        self.loudest = 0.0
+        self.n_bursts = self.n_groups = 0
+
+    def _last(self) -> int | None:
+        return self._held[-1][0] if self._held else self._anchor
+
+    def _check(self, index: int) -> None:
+        if index <= self._previous:
+            raise ValueError(f"frame indices must increase: {index} after {self._previous}")
+        self._previous = index
+
+    def _close(self, frames: list) -> list[BurstGroup]:
+        if not frames:
+            return []
+        first = frames[0][0]
+        new = self._anchor is None or first - self._anchor - 1 > self.max_gap
+        self._anchor = frames[-1][0]
+        self.n_groups += 1
+        self.n_bursts += new
+        return [BurstGroup([f[0] for f in frames], [f[2] for f in frames], new)]
+
+    def _quiet_through(self, index: int) -> list[BurstGroup]:
+        """No kept frame after the last one up to ``index``: the burst ends once more than
+        ``max_gap`` frames are missing."""
+        last = self._last()
+        if last is None or index - last <= self.max_gap:
+            return []
+        out, self._held = self._close(self._held), []
+        self._anchor = None
+        return out
+
+    def _regate(self) -> list[BurstGroup]:
+        """Drop held frames now below the gate; a gap they leave may end a burst."""
+        threshold = self.loudest * 10 ** (-self.min_power_db / 10)
+        kept = [f for f in self._held if f[1] >= threshold]
+        if len(kept) == len(self._held):
+            return []
+        out, current = [], []
+        for frame in kept:
+            last = current[-1][0] if current else self._anchor
+            if last is not None and frame[0] - last - 1 > self.max_gap:
+                out += self._close(current)
+                current, self._anchor = [], None
+            current.append(frame)
+        self._held = current
+        return out
+
+    def _is_loud(self, power: float | None) -> tuple[bool, list[BurstGroup]]:
+        if self.min_power_db is None:
+            return True, []
+        if power is None or not np.isfinite(power):
+            raise ValueError(f"a power gate (min_power_db={self.min_power_db}) needs each "
+                             f"frame's finite power, got {power!r}")
+        out = []
+        if power > self.loudest:
+            self.loudest = float(power)
+            out = self._regate()
+        return power > 0 and power >= self.loudest * 10 ** (-self.min_power_db / 10), out
+
+    def push(self, index: int, item: Any = None, power: float | None = None
+             ) -> list[BurstGroup]:
+        """Frame ``index`` (with its mean ``power`` when gating); the groups it completes."""
+        index = int(index)
+        self._check(index)
+        loud, out = self._is_loud(power)
+        if not loud:
+            return out + self._quiet_through(index)
+        out += self._quiet_through(index - 1)
+        self._held.append((index, power, item))
+        if self.max_burst_frames is not None and len(self._held) >= self.max_burst_frames:
+            out += self._close(self._held)
+            self._held = []
+        return out
+
+    def skip(self, index: int) -> list[BurstGroup]:
+        """Frame ``index`` is missing (unusable samples): it counts as quiet."""
+        index = int(index)
+        self._check(index)
+        return self._quiet_through(index)
+
+    def flush(self) -> list[BurstGroup]:
+        """The end of the frames: the running burst's held frames."""
+        out, self._held = self._close(self._held), []
+        self._anchor = None
+        return out
 
 
 def classify_sigmf(path: str | Path, model: nn.Module, classes: list[str], *,
@@ -419,7 +579,7 @@ def classify_sigmf(path: str | Path, model: nn.Module, classes: list[str], *,
                    in_place: bool = False, copy_data: bool | None = None,
                    batch_size: int = 256, nan_policy: str = "raise",
                    target_sps: float | None = None, decision: str = "frame",
-                   max_gap: int = 1) -> dict[str, Any]:
+                   max_gap: int = 1, max_burst_frames: int | None = None) -> dict[str, Any]:
     """Frame a SigMF recording, classify every frame and write the predictions as SigMF
     annotations (merged runs of equal labels, best frame confidence, frequency edges when the
     sample rate is known, the ``sigformer:`` extension declared).
@@ -432,9 +592,13 @@ def classify_sigmf(path: str | Path, model: nn.Module, classes: list[str], *,
     samples follow ``nan_policy``. ``decision="burst"``: the frames of one burst (consecutive
     kept frames, at most ``max_gap`` missing frames between them: :func:`frame_bursts`) all
     get the class of the burst's largest mean log-probability, with that decision's
-    probability as confidence; annotations stay per frame position. Returns the annotations,
-    a label histogram and ``bursts`` (start and count in original samples, frames, and the
-    burst's label with ``decision="burst"``, else None)."""
+    probability as confidence; annotations stay per frame position. ``max_burst_frames``
+    decides a longer burst in groups of that many frames (None: whole bursts; the IQ stream
+    needs a bound, 64 by default, and gives the same decisions as this with the same value:
+    :class:`BurstGroups`, :func:`burst_decision`). Returns the annotations, a label
+    histogram, ``bursts`` (one row per decided group: start and count in original samples,
+    frames, and the group's label with ``decision="burst"``, else None) and ``frames`` (each
+    kept frame's ``start`` in original samples, ``label`` and class ``probabilities``)."""
     from ..data.io import DataError
     from ..data.sigmf_io import (
         frame_signal,
@@ -464,14 +628,21 @@ def classify_sigmf(path: str | Path, model: nn.Module, classes: list[str], *,
                                   min_power_db=min_power_db, nan_policy=nan_policy)
     if len(frames) == 0:
         raise DataError(f"{path}: no frame to classify (all NaN or below min_power_db)")
-    logits = predict_logits(model, frames, batch_size)
-    log_proba = torch.log_softmax(torch.as_tensor(logits).double(), 1).numpy()
-    bursts = frame_bursts(starts, hop or frame_length, max_gap)
+    grouper = BurstGroups(max_gap, max_burst_frames)  # frames gated above: no power gate
+    groups = [g for k, i in enumerate(np.round(starts / (hop or frame_length)))
+              for g in grouper.push(i, k)] + grouper.flush()
     if decision == "burst":
-        best, confidence = _decide_by_group(log_proba, bursts,
-                                            informative=~carrier_only_frames(frames))
+        # each group is run through the model on its own, as the stream runs it: the same
+        # batches give the same outputs bit for bit
+        probabilities = np.zeros((len(frames), len(classes)))
+        for g in groups:
+            rows = np.asarray(g.items)
+            probabilities[rows] = burst_decision(
+                predict_logits(model, frames[rows], batch_size), frames[rows])
     else:
-        best, confidence = log_proba.argmax(1), np.exp(log_proba.max(1))
+        probabilities = np.exp(log_probabilities(predict_logits(model, frames, batch_size)))
+    best = probabilities.argmax(1)
+    confidence = probabilities[np.arange(len(best)), best]
     labels = [classes[i] for i in best]
     scale = 1.0 / info["factor"]  # original samples per conditioned sample
     original_starts = np.round(starts * scale).astype(np.int64)
@@ -486,16 +657,17 @@ def classify_sigmf(path: str | Path, model: nn.Module, classes: list[str], *,
                                      copy_data=copy_data))
     values, counts = np.unique(labels, return_counts=True)
     burst_rows = []
-    for b in np.unique(bursts):
-        rows = np.flatnonzero(bursts == b)
-        first, last = int(original_starts[rows[0]]), int(original_starts[rows[-1]])
+    for g in groups:
+        first, last = int(original_starts[g.items[0]]), int(original_starts[g.items[-1]])
         burst_rows.append({"start": first, "count": min(last + span, len(iq)) - first,
-                           "frames": len(rows), "label": labels[rows[0]] if
+                           "frames": len(g.items), "label": labels[g.items[0]] if
                            decision == "burst" else None})
     return {"meta": meta, "n_frames": len(frames), "annotations": annotations,
             "frame_labels": dict(zip(values.tolist(), counts.tolist())),
             "frequency_edges": edges, "samples_per_symbol": info.get("sps"),
-            "resample_factor": info["factor"], "decision": decision, "bursts": burst_rows}
+            "resample_factor": info["factor"], "decision": decision, "bursts": burst_rows,
+            "frames": {"start": original_starts, "label": labels,
+                       "probabilities": probabilities}}
 
 
 def capture_dataset(paths, frame_length: int = 128, *, classes: list[str] | None = None,

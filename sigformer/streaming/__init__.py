@@ -8,7 +8,7 @@ import importlib
 
 _NAMES = {
     "StreamRunner": "engine", "use_loopback_config": "lsl",
-    "ModelRunner": "runtime", "OnlinePipeline": "runtime", "Prediction": "runtime",
+    "ModelRunner": "runtime", "OnlinePipeline": "runtime", "BurstDecisions": "runtime", "Prediction": "runtime",
     "QualityMonitor": "runtime", "SlidingWindows": "runtime", "Smoother": "runtime",
     "StreamError": "runtime", "StreamStats": "runtime", "offline_windows": "runtime",
     "CallbackSink": "sinks", "ListSink": "sinks", "LSLSink": "sinks", "Recorder": "sinks",

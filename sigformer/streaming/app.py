@@ -30,7 +30,9 @@ from ..bundle import Bundle
 from ..checkpoint import CheckpointError
 from ..stages import AdaptChannels, Pipeline, Resample
 from ..tasks.config import PipelineConfigError
-from .runtime import ModelRunner, OnlinePipeline, Smoother
+from .runtime import BurstDecisions, ModelRunner, OnlinePipeline, Smoother
+
+DECISIONS = ("frame", "burst")  # as classify-iq's (sigformer.rf.amr)
 
 
 @dataclass
@@ -46,6 +48,12 @@ class OnlineSettings:
     chunk_s: float | None = None  # audio: overlap-add chunk (default: the bundle's)
     overlap_s: float | None = None
     samples_per_symbol: float | None = None  # IQ family bundles: the stream's symbol length
+    # IQ classification: "frame" or "burst" (default: the bundle's extra["decision"], else
+    # frame); the burst gate and grouping as classify-iq's, with a bound on held frames
+    decision: str | None = None
+    min_power_db: float | None = 30.0
+    max_gap: int = 1
+    max_burst_frames: int = 64
 
 
 def load_bundle(source) -> Bundle:
@@ -56,8 +64,15 @@ def build_online(bundle: Bundle | str | Path, settings: OnlineSettings | None = 
     """The online processor for a bundle (see the module docstring)."""
     bundle = load_bundle(bundle)
     settings = settings or OnlineSettings()
+    if settings.decision is not None:
+        _check_decision(settings.decision, "decision")
+    iq = bundle.input_spec is not None and bundle.input_spec.layout == "iq"
+    if settings.decision == "burst" and not (bundle.task == "classify" and iq):
+        raise PipelineConfigError(f"decision='burst' is for IQ classification bundles (bursts "
+                                  f"of a radio capture); this bundle is {bundle.task!r} with "
+                                  f"{bundle.input_spec!r}")
     if bundle.task == "classify":
-        if bundle.input_spec is not None and bundle.input_spec.layout == "iq":
+        if iq:
             return _iq_classifier(bundle, settings)
         return _eeg_classifier(bundle, settings)
     if bundle.task in ("separate", "enhance"):
@@ -111,13 +126,39 @@ def _eeg_classifier(bundle: Bundle, settings: OnlineSettings) -> OnlinePipeline:
     return online
 
 
+def _check_decision(value, where: str) -> None:
+    if value not in DECISIONS:
+        raise PipelineConfigError(f"{where} must be one of {list(DECISIONS)}, got {value!r}")
+
+
 def _iq_classifier(bundle: Bundle, settings: OnlineSettings) -> OnlinePipeline:
     window, hop = _window_and_hop(bundle, settings, default_hop=1.0)
     runner = ModelRunner(bundle.model, bundle.labels, threads=settings.threads,
                          normalization=bundle.extra.get("normalization", "none"))
+    decision = settings.decision
+    if decision is None:
+        decision = bundle.extra.get("decision", "frame")
+        _check_decision(decision, "the bundle's extra['decision']")
+    bursts = None
+    if decision == "burst":
+        try:
+            bursts = BurstDecisions(runner, window, hop, min_power_db=settings.min_power_db,
+                                    max_gap=settings.max_gap,
+                                    max_burst_frames=settings.max_burst_frames)
+        except ValueError as err:  # a bad setting: one line from the CLI, not a traceback
+            raise PipelineConfigError(str(err)) from err
+        if settings.smoothing is not None and settings.smoothing.mode != "none":
+            import warnings
+
+            from .runtime import StreamWarning
+
+            warnings.warn(f"smoothing {settings.smoothing.mode!r} is not applied with burst "
+                          f"decisions: the burst's frames share one decision already",
+                          StreamWarning, stacklevel=3)
     online = RateAdaptingPipeline(Pipeline([]), window, hop, runner,
                                   smoothing=settings.smoothing or Smoother(),
-                                  nan_policy=settings.nan_policy)
+                                  nan_policy=settings.nan_policy, bursts=bursts)
+    online.decision = decision
     # models trained on generated frames know samples per symbol, not Hz: no resampling
     rate_free = bundle.extra.get("rate_agnostic", False)
     online.expected_sfreq = None if rate_free else bundle.input_spec.sfreq
@@ -150,7 +191,7 @@ def _symbol_factor(bundle: Bundle, stream_sps: float | None) -> float | None:
     from fractions import Fraction
 
     # a simple ratio keeps the polyphase resampler short (as classify-iq does)
-    return float(Fraction(float(target) / float(stream_sps)).limit_denominator(100))
+    return float(Fraction(float(target) / float(stream_sps)).limit_denominator(256))
 
 
 def _audio(bundle: Bundle, settings: OnlineSettings):
@@ -173,6 +214,7 @@ class RateAdaptingPipeline(OnlinePipeline):
 
     expected_sfreq: float | None = None
     symbol_factor: float | None = None  # IQ: target / stream samples per symbol
+    decision: str | None = None  # IQ classification: "frame" or "burst"
     resampled_from: float | None = None
     filled_channels: dict[str, list[str]] | None = None
 
@@ -342,6 +384,11 @@ def stream_bundle(bundle, source, sinks=(), *, settings: OnlineSettings | None =
         if labels:
             values, counts = np.unique(labels, return_counts=True)
             report["label_counts"] = {str(v): int(c) for v, c in zip(values, counts)}
+    if getattr(online, "decision", None) is not None:
+        report["decision"] = online.decision
+    bursts = getattr(online, "bursts", None)
+    if bursts is not None:  # a burst cut at max_burst_frames is one burst, several decisions
+        report.update(bursts=bursts.groups.n_bursts, burst_decisions=bursts.groups.n_groups)
     filled = {k: v for k, v in (getattr(online, "filled_channels", None) or {}).items() if v}
     if filled:
         report["filled_channels"] = filled
@@ -378,7 +425,9 @@ def settings_from_config(cfg) -> OnlineSettings:
     return OnlineSettings(hop_s=s.hop_s, window_s=s.window_s, threads=s.threads,
                           nan_policy=s.nan_policy,
                           smoothing=Smoother(s.smoothing.mode, s.smoothing.alpha,
-                                             s.smoothing.n))
+                                             s.smoothing.n),
+                          decision=s.decision, min_power_db=s.min_power_db,
+                          max_burst_frames=s.max_burst_frames)
 
 
 def build_online_pipeline(cfg, checkpoint_dir) -> OnlinePipeline:

@@ -190,14 +190,19 @@ class ModelRunner:
         if self.alignment is not None:
             self.alignment.reset()
 
-    def __call__(self, windows: np.ndarray) -> np.ndarray:
-        x = windows * self.scale
+    def prepare(self, windows: np.ndarray) -> np.ndarray:
+        """The model's input for ``windows``: scaled, normalised, aligned."""
+        x = windows * self.scale if self.scale != 1 else windows
         if self.normalization != "none":
             from ..data.sigmf_io import normalize_frames
 
             x = normalize_frames(x, self.normalization)
         if self.alignment is not None:
             x = self.alignment.transform(x)
+        return x
+
+    def logits(self, x: np.ndarray) -> torch.Tensor:
+        """The model's outputs for prepared windows (:meth:`prepare`)."""
         previous = torch.get_num_threads()
         torch.set_num_threads(self.threads)
         try:
@@ -205,15 +210,77 @@ class ModelRunner:
                 out = self.model(torch.as_tensor(np.ascontiguousarray(x), dtype=torch.float32))
                 if isinstance(out, (tuple, list)):
                     out = out[-1]
-                from ..bundle import class_probabilities
-
-                probs = class_probabilities(out.float()).numpy()
+                return out.float()
         finally:
             torch.set_num_threads(previous)
+
+    def __call__(self, windows: np.ndarray) -> np.ndarray:
+        from ..bundle import class_probabilities
+
+        probs = class_probabilities(self.logits(self.prepare(windows))).numpy()
         if not np.isfinite(probs).all():
             raise StreamError("the model produced non-finite outputs for a window (the input "
                               "may hold NaN/Inf or be far off the training scale)")
         return probs
+
+
+class BurstDecisions:
+    """``classify-iq --decision burst`` on a stream of IQ frames, causally.
+
+    A frame more than ``min_power_db`` below the loudest frame seen so far (or with no power
+    at all) is quiet and gives no prediction; the frames of a burst (at most ``max_gap``
+    quiet frames between kept ones) are held and emitted together once it ends, once it
+    reaches ``max_burst_frames`` frames (the bound on latency and memory) or at
+    :meth:`flush`, all with the burst's class: :func:`~sigformer.rf.amr.burst_decision` over
+    the group's frames, which are run through the model as one batch, as ``classify_sigmf``
+    runs them. Grouping and gate: :class:`~sigformer.rf.amr.BurstGroups`."""
+
+    def __init__(self, runner: ModelRunner, window: int, hop: int, *,
+                 min_power_db: float | None = 30.0, max_gap: int = 1,
+                 max_burst_frames: int = 64):
+        from ..rf.amr import BurstGroups
+
+        if max_burst_frames is None:
+            raise ValueError("max_burst_frames bounds how long a stream holds a burst's "
+                             "frames (latency and memory): give a whole number >= 1")
+        self.runner, self.window, self.hop = runner, window, hop
+        self.groups = BurstGroups(max_gap, max_burst_frames, min_power_db)
+
+    def reset(self) -> None:
+        self.groups.reset()
+
+    def push(self, index: int, window: np.ndarray, timestamp: float) -> list[Prediction]:
+        """Window ``index`` ``(2, L)`` (I and Q rows); the predictions it completes."""
+        # float32, as classify-iq frames a capture: the same model input bit for bit
+        frame = np.asarray(window, np.float32)
+        power = float(np.mean(frame.astype(np.float64) ** 2) * frame.shape[0])
+        return self._decide(self.groups.push(index, (frame, timestamp), power))
+
+    def skip(self, index: int) -> list[Prediction]:
+        """Window ``index`` was dropped (non-finite samples): a missing frame."""
+        return self._decide(self.groups.skip(index))
+
+    def flush(self) -> list[Prediction]:
+        return self._decide(self.groups.flush())
+
+    def _decide(self, groups) -> list[Prediction]:
+        from ..rf.amr import burst_decision
+
+        out = []
+        for group in groups:
+            t0 = time.perf_counter()
+            x = self.runner.prepare(np.stack([frame for frame, _ in group.items]))
+            logits = self.runner.logits(x).numpy()
+            if not np.isfinite(logits).all():
+                raise StreamError("the model produced non-finite outputs for a burst's frames "
+                                  "(the input may be far off the training scale)")
+            probs = burst_decision(logits, x)
+            compute = (time.perf_counter() - t0) / len(group.items)
+            label = self.runner.classes[int(probs.argmax())]
+            out += [Prediction(index, timestamp, probs, label, compute,
+                               start=index * self.hop, length=self.window)
+                    for index, (_, timestamp) in zip(group.indices, group.items)]
+        return out
 
 
 class OnlinePipeline:
@@ -224,7 +291,9 @@ class OnlinePipeline:
 
     def __init__(self, stages: Stage | Sequence[Stage], window: int, hop: int,
                  runner: ModelRunner, *, smoothing: Smoother | None = None,
-                 nan_policy: str = "raise", gap_tolerance_s: float | None = None):
+                 nan_policy: str = "raise", gap_tolerance_s: float | None = None,
+                 bursts: BurstDecisions | None = None):
+        self.bursts = bursts  # IQ burst decisions instead of one prediction per window
         self.pre = stages if isinstance(stages, Stage) else Pipeline(list(stages))
         if not self.pre.streamable:
             raise ValueError("the preprocessing contains zero-phase stages, which cannot stream;"
@@ -244,6 +313,8 @@ class OnlinePipeline:
         self.windows.reset()
         self.smoother.reset()
         self.runner.reset()
+        if self.bursts is not None:
+            self.bursts.reset()
         self._pending_invalid = 0
 
     def process(self, chunk: np.ndarray, timestamps: np.ndarray | None = None
@@ -267,6 +338,11 @@ class OnlinePipeline:
             index = self.stats.windows - 1
             if self._pending_invalid > 0:
                 self.stats.skipped_windows += 1
+                if self.bursts is not None:
+                    predictions += self._count(self.bursts.skip(index))
+                continue
+            if self.bursts is not None:
+                predictions += self._count(self.bursts.push(index, window, t_last))
                 continue
             t0 = time.perf_counter()
             probs = self.runner(window[None])[0]
@@ -280,6 +356,14 @@ class OnlinePipeline:
         if self._pending_invalid > 0:
             self._pending_invalid = max(0, self._pending_invalid - chunk.shape[1])
         return predictions
+
+    def _count(self, predictions: list[Prediction]) -> list[Prediction]:
+        self.stats.compute_s.extend(p.compute_s for p in predictions)
+        return predictions
+
+    def flush(self) -> list[Prediction]:
+        """The end of the stream: a burst still held is decided and emitted."""
+        return self._count(self.bursts.flush()) if self.bursts is not None else []
 
     def _output_timestamps(self, ts: np.ndarray | None, n_in: int, n_out: int):
         if ts is None or n_out == 0:

@@ -178,6 +178,10 @@ class StreamConfig(_Strict):
     output: StreamOutputConfig = Field(default_factory=StreamOutputConfig)
     queue_size: int = Field(256, ge=1)
     report_every_s: float = Field(2.0, gt=0)
+    # IQ classifiers: a label per frame, or per burst as classify-iq (None: the bundle's own)
+    decision: Literal["frame", "burst"] | None = None
+    min_power_db: float | None = Field(30.0, ge=0)  # burst gate; None: every frame is kept
+    max_burst_frames: int = Field(64, ge=1)
 
 
 class OFDMDrawConfig(_Strict):

@@ -1,0 +1,296 @@
+"""Burst decisions in the IQ stream: ``sigformer stream`` gives the decisions of
+``classify-iq --decision burst`` (same labels and probabilities, whatever the chunking),
+causally: quiet frames give nothing, a burst's frames come out when it ends, a long burst is
+decided every ``max_burst_frames`` frames, the end of the stream emits the burst held."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as hst
+
+from sigformer.bundle import Bundle
+from sigformer.cli import main
+from sigformer.data.sigmf_io import write_sigmf
+from sigformer.models import create_model
+from sigformer.rf.amr import BurstGroups, classify_sigmf
+from sigformer.spec import SignalSpec
+from sigformer.streaming.app import OnlineSettings, build_online
+from sigformer.streaming.runtime import Smoother, StreamWarning
+from sigformer.streaming.sources import SigMFSource
+from sigformer.tasks.config import PipelineConfigError
+
+L = 128  # frame length of the model
+SPS = 8
+NOISE = 1e-3  # amplitude of the silence between bursts: -60 dB, far below the 30 dB gate
+
+
+@pytest.fixture(scope="module")
+def bundle_dir(tmp_path_factory) -> Path:
+    torch.manual_seed(2)  # a seed whose untrained model does not call every frame the same
+    spec = SignalSpec.iq(1.0, L)
+    model = create_model("clst", "tiny", n_outputs=4, n_times=L).eval()
+    return Bundle(model=model, task="classify", input_spec=spec, model_spec=spec,
+                  labels=["BPSK", "QPSK", "FSK", "OOK"],
+                  extra={"normalization": "rms", "rate_agnostic": True, "decision": "burst"}
+                  ).save(tmp_path_factory.mktemp("burst") / "bundle")
+
+
+@pytest.fixture(scope="module")
+def bundle(bundle_dir) -> Bundle:
+    return Bundle.load(bundle_dir)
+
+
+def _modulated(kind: str, n: int, amplitude: float, rng) -> np.ndarray:
+    n_sym = -(-n // SPS)
+    if kind == "BPSK":
+        symbols = rng.choice([-1.0, 1.0], n_sym).astype(complex)
+    elif kind == "QPSK":
+        symbols = np.exp(1j * np.pi / 2 * rng.integers(0, 4, n_sym) + 1j * np.pi / 4)
+    elif kind == "OOK":
+        symbols = rng.integers(0, 2, n_sym).astype(complex)
+        symbols[0] = 1.0
+    elif kind == "CW":  # a steady carrier: such frames do not vote in a burst
+        return amplitude * np.exp(2j * np.pi * 0.01 * np.arange(n))
+    else:  # FSK: two tones, constant envelope
+        bits = np.repeat(rng.choice([-1.0, 1.0], n_sym), SPS)[:n]
+        return amplitude * np.exp(2j * np.pi * np.cumsum(0.05 * bits))
+    return amplitude * np.repeat(symbols, SPS)[:n]
+
+
+def _capture(seed: int) -> np.ndarray:
+    """Bursts of known modulations (and steady carriers) separated by silence (short gaps that max_gap bridges and
+    long ones), not aligned to frames. The first burst (QPSK at full scale) is the loudest,
+    so the stream's gate (loudest so far) and classify-iq's (loudest of all) agree; later
+    bursts are within 6 dB of it, so even a frame holding one sample of a burst edge is
+    kept by both (-27 dB and up)."""
+    rng = np.random.default_rng(seed)
+    parts = [np.zeros(int(rng.integers(0, 2 * L)), complex)]  # noise before the first burst
+    for k in range(int(rng.integers(2, 6))):
+        kind = "QPSK" if k == 0 else str(rng.choice(["BPSK", "QPSK", "FSK", "OOK", "CW"]))
+        amplitude = 1.0 if k == 0 else 10 ** (-rng.uniform(0, 6) / 20)
+        parts.append(_modulated(kind, int(rng.integers(L // 2, 12 * L)), amplitude, rng))
+        parts.append(np.zeros(int(rng.choice([rng.integers(1, L), rng.integers(2 * L, 8 * L)])),
+                              complex))
+    iq = np.concatenate(parts)
+    noise = NOISE * (rng.standard_normal(len(iq)) + 1j * rng.standard_normal(len(iq)))
+    return (iq + noise / np.sqrt(2)).astype(np.complex64)
+
+
+def _chunks(n: int, cuts) -> list[tuple[int, int]]:
+    edges = sorted({0, n, *[c % (n + 1) for c in cuts]})
+    return list(zip(edges[:-1], edges[1:]))
+
+
+def _stream(bundle, path, cuts=(), **settings) -> tuple[list, object]:
+    """The stream's predictions for a SigMF capture pushed in the given chunks, then the end
+    of the stream (as the runner ends it)."""
+    source = SigMFSource(path)
+    online = build_online(bundle, OnlineSettings(**settings))
+    online.configure(source.sfreq, source.channels)
+    n = source.data.shape[1]
+    predictions = []
+    for a, b in _chunks(n, cuts):
+        predictions += online.process(source.data[:, a:b], np.arange(a, b) / source.sfreq)
+    return predictions + online.flush(), online
+
+
+@pytest.fixture()
+def one_thread():
+    # both sides run the model in one thread, so the same batch gives the same outputs
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@settings(max_examples=12, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=hst.integers(0, 10_000), max_burst_frames=hst.sampled_from([3, 5, 64]),
+       cuts=hst.lists(hst.integers(0, 100_000), max_size=15))
+def test_stream_gives_classify_iq_burst_decisions_in_any_chunking(
+        bundle, tmp_path_factory, one_thread, seed, max_burst_frames, cuts):
+    path = write_sigmf(tmp_path_factory.mktemp("cap") / "cap", _capture(seed), sample_rate=1e6)
+    offline = classify_sigmf(path, bundle.model, bundle.labels, normalization="rms",
+                             min_power_db=30.0, decision="burst",
+                             max_burst_frames=max_burst_frames)
+    online, _ = _stream(bundle, path, cuts, max_burst_frames=max_burst_frames)
+    frames = offline["frames"]
+    # the same frames are kept (quiet ones give nothing), with the same labels and probabilities
+    assert [p.start for p in online] == frames["start"].tolist()
+    assert [p.label for p in online] == frames["label"]
+    np.testing.assert_allclose(np.stack([p.probabilities for p in online]),
+                               frames["probabilities"], rtol=0, atol=1e-9)
+    assert [p.window_index for p in online] == (frames["start"] // L).tolist()
+
+
+def test_the_capture_generator_has_quiet_frames_and_several_bursts(bundle, tmp_path):
+    # the property above is not vacuous: its captures have gaps, bursts and splits
+    path = write_sigmf(tmp_path / "cap", _capture(1), sample_rate=1e6)
+    predictions, online = _stream(bundle, path, max_burst_frames=3)
+    n_frames = len(_capture(1)) // L
+    assert 0 < len(predictions) < n_frames
+    assert online.bursts.groups.n_bursts >= 2
+    assert online.bursts.groups.n_groups > online.bursts.groups.n_bursts
+
+
+def test_a_quiet_stream_gives_no_prediction(bundle, tmp_path):
+    silent = write_sigmf(tmp_path / "zeros", np.zeros(20 * L, np.complex64), sample_rate=1e6)
+    predictions, online = _stream(bundle, silent, [333, 1000])
+    assert predictions == [] and online.bursts.groups.n_bursts == 0
+    # a burst, then a long quiet tail: only the burst's frames are predicted
+    rng = np.random.default_rng(0)
+    iq = np.concatenate([_modulated("QPSK", 4 * L, 1.0, rng), np.zeros(30 * L)])
+    iq = (iq + NOISE * rng.standard_normal(len(iq))).astype(np.complex64)
+    tail = write_sigmf(tmp_path / "tail", iq, sample_rate=1e6)
+    predictions, _ = _stream(bundle, tail, [L // 2, 7 * L])
+    assert [p.window_index for p in predictions] == [0, 1, 2, 3]
+    assert len({p.label for p in predictions}) == 1
+
+
+def test_a_burst_longer_than_max_burst_frames_is_split_and_decided_as_it_goes(bundle,
+                                                                              tmp_path):
+    rng = np.random.default_rng(1)
+    iq = _modulated("FSK", 10 * L, 1.0, rng).astype(np.complex64)
+    path = write_sigmf(tmp_path / "long", iq, sample_rate=1e6)
+    source = SigMFSource(path)
+    online = build_online(bundle, OnlineSettings(max_burst_frames=4))
+    online.configure(source.sfreq, source.channels)
+    emitted = []  # which frames each chunk of one frame releases
+    for k in range(10):
+        emitted.append([p.window_index for p in online.process(
+            source.data[:, k * L:(k + 1) * L], np.arange(k * L, (k + 1) * L) / 1e6)])
+    assert emitted == [[], [], [], [0, 1, 2, 3], [], [], [], [4, 5, 6, 7], [], []]
+    last = online.flush()
+    assert [p.window_index for p in last] == [8, 9]  # the end of the stream emits the rest
+    assert online.bursts.groups.n_bursts == 1 and online.bursts.groups.n_groups == 3
+    # each group shares one decision; offline with the same bound splits it the same way
+    offline = classify_sigmf(path, bundle.model, bundle.labels, normalization="rms",
+                             decision="burst", max_burst_frames=4)
+    assert [b["frames"] for b in offline["bursts"]] == [4, 4, 2]
+    whole = classify_sigmf(path, bundle.model, bundle.labels, normalization="rms",
+                           decision="burst")
+    assert [b["frames"] for b in whole["bursts"]] == [10]
+
+
+def test_the_end_of_the_stream_emits_the_held_burst_through_the_cli(bundle_dir, tmp_path,
+                                                                    capsys):
+    rng = np.random.default_rng(2)
+    iq = np.concatenate([_modulated("QPSK", 5 * L, 1.0, rng), np.zeros(4 * L),
+                         _modulated("BPSK", 6 * L, 0.8, rng)])  # runs to the end
+    iq = (iq + NOISE * rng.standard_normal(len(iq))).astype(np.complex64)
+    path = write_sigmf(tmp_path / "cap", iq, sample_rate=1e6)
+    out = tmp_path / "annotated"
+    assert main(["stream", str(bundle_dir), "--source", f"sigmf:{path}", "--chunk-size", "300",
+                 "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    report = json.loads(printed[printed.index("{"):])
+    assert report["decision"] == "burst"
+    assert report["bursts"] == report["burst_decisions"] == 2
+    assert report["predictions"] == 11  # 5 + 6 frames: the last burst came out at the end
+    annotations = json.loads(Path(f"{out}.sigmf-meta").read_text())["annotations"]
+    assert [a["core:sample_start"] for a in annotations] == [k * L for k in
+                                                               [0, 1, 2, 3, 4, *range(9, 15)]]
+    # --decision frame: one prediction per window again, quiet ones included
+    assert main(["stream", str(bundle_dir), "--source", f"sigmf:{path}",
+                 "--decision", "frame"]) == 0
+    printed = capsys.readouterr().out
+    report = json.loads(printed[printed.index("{"):])
+    assert report["decision"] == "frame" and "bursts" not in report
+    assert report["predictions"] == 15
+
+
+def test_decision_frame_is_unchanged(bundle, tmp_path):
+    path = write_sigmf(tmp_path / "cap", _capture(3), sample_rate=1e6)
+    predictions, online = _stream(bundle, path, [500, 777], decision="frame")
+    assert online.bursts is None and online.decision == "frame"
+    source = SigMFSource(path)
+    n = source.data.shape[1] // L
+    windows = source.data[:, :n * L].astype(np.float64).reshape(2, n, L).transpose(1, 0, 2)
+    assert [p.window_index for p in predictions] == list(range(n))  # quiet windows too
+    np.testing.assert_array_equal(np.stack([p.probabilities for p in predictions]),
+                                  np.concatenate([online.runner(w[None]) for w in windows]))
+
+
+def test_bad_decision_settings_are_refused(bundle, capsys):
+    with pytest.raises(SystemExit):
+        main(["stream", "bundle", "--source", "sigmf:x.sigmf-meta", "--decision", "capture"])
+    assert "invalid choice: 'capture'" in capsys.readouterr().err
+    with pytest.raises(PipelineConfigError, match=r"decision must be one of \['frame', "
+                                                  r"'burst'\], got 'capture'"):
+        build_online(bundle, OnlineSettings(decision="capture"))
+    odd = Bundle(model=bundle.model, task="classify", input_spec=bundle.input_spec,
+                 model_spec=bundle.model_spec, labels=bundle.labels,
+                 extra={**bundle.extra, "decision": "majority"})
+    with pytest.raises(PipelineConfigError, match=r"extra\['decision'\] must be one of"):
+        build_online(odd, OnlineSettings())
+    with pytest.raises(PipelineConfigError, match="max_burst_frames"):
+        build_online(bundle, OnlineSettings(max_burst_frames=0))
+    with pytest.raises(PipelineConfigError, match="min_power_db"):
+        build_online(bundle, OnlineSettings(min_power_db=-30.0))
+    eeg = Bundle(model=bundle.model, task="classify", input_spec=SignalSpec.eeg(100.0, ["C3"]),
+                 model_spec=SignalSpec.eeg(100.0, ["C3"], 128), labels=bundle.labels)
+    with pytest.raises(PipelineConfigError, match="IQ classification bundles"):
+        build_online(eeg, OnlineSettings(decision="burst"))
+
+
+def test_smoothing_is_not_applied_to_burst_decisions_and_says_so(bundle):
+    with pytest.warns(StreamWarning, match="smoothing 'ema' is not applied"):
+        build_online(bundle, OnlineSettings(smoothing=Smoother("ema")))
+
+
+# --- the grouping shared by classify_sigmf and the stream -----------------------------------
+
+def _ids(groups) -> list[list[int]]:
+    return [g.indices for g in groups]
+
+
+def test_burst_groups_join_short_gaps_and_split_long_ones():
+    groups = BurstGroups(max_gap=1)
+    out = []
+    for i in [0, 1, 3, 6, 7]:  # one missing frame between 1 and 3, two between 3 and 6
+        out += groups.push(i)
+    assert _ids(out) == [[0, 1, 3]]
+    assert _ids(groups.flush()) == [[6, 7]] and groups.n_bursts == 2
+
+
+def test_burst_groups_gate_drops_held_noise_when_the_burst_arrives():
+    groups = BurstGroups(max_gap=1, max_burst_frames=8, min_power_db=30.0)
+    out = []
+    for i, power in enumerate([1e-6, 1e-6, 1.0, 1.0, 1e-6, 1e-6, 0.5, 0.0]):
+        out += groups.push(i, item=i, power=power)
+    # the noise floor before the burst was held while it was the loudest: dropped, not sent
+    assert _ids(out) == [[2, 3]] and out[0].items == [2, 3] and out[0].new_burst
+    assert _ids(groups.flush()) == [[6]]  # a frame with no power is never a signal
+    assert groups.skip(9) == [] and groups.n_bursts == 2
+
+
+def test_burst_groups_missing_frames_end_a_burst_and_indices_must_increase():
+    groups = BurstGroups(max_gap=0)
+    assert groups.push(0) == [] and _ids(groups.skip(1)) == [[0]]
+    with pytest.raises(ValueError, match="must increase: 1 after 1"):
+        groups.push(1)
+    with pytest.raises(ValueError, match="max_gap"):
+        BurstGroups(max_gap=-1)
+    with pytest.raises(ValueError, match="finite power"):
+        BurstGroups(min_power_db=30.0).push(0, power=None)
+
+
+def test_yaml_stream_section_carries_the_decision():
+    from sigformer.streaming.app import settings_from_config
+    from sigformer.tasks import load_task_config
+    from sigformer.tasks.config import PipelineConfigError
+
+    cfg = load_task_config({"task": "classify", "stream": {
+        "decision": "burst", "min_power_db": 20.0, "max_burst_frames": 16}})
+    settings = settings_from_config(cfg)
+    assert (settings.decision, settings.min_power_db, settings.max_burst_frames) == \
+        ("burst", 20.0, 16)
+    assert settings_from_config(load_task_config({"task": "classify"})).decision is None
+    with pytest.raises(PipelineConfigError, match="decision"):
+        load_task_config({"task": "classify", "stream": {"decision": "bursts"}})
