@@ -49,6 +49,7 @@ from sigformer.rf.channel_estimation import (
 )
 from sigformer.rf.ofdm import (
     ModelEstimator,
+    estimator_targets,
     evaluate_sweeps,
     format_sweep_table,
     plot_sweeps,
@@ -69,29 +70,6 @@ def frames_per_second(estimator, data, repeats: int = 3) -> float:
         estimator.predict(data)
         best = min(best, time.perf_counter() - t0)
     return len(data) / best
-
-
-def check_targets(points: list[dict]) -> dict[str, bool]:
-    """The issue's targets, for the estimators present."""
-    names = set(points[0]["nmse_db"])
-    ada, forti, lin, sample = "AdaFortiTran", "FortiTran", "linear", "LMMSE (sample)"
-    nmse = [r["nmse_db"] for r in points]
-    targets: dict[str, bool] = {}
-    chain = [n for n in (ada, forti, lin, "LS") if n in names]
-    if len(chain) > 1:
-        targets[" < ".join(chain) + " at every point"] = all(
-            all(row[a] < row[b] for a, b in zip(chain, chain[1:])) for row in nmse)
-    if ada in names:
-        gaps = [r["gap_to_bound_db"][ada] for r in points]
-        targets["Ada within 1 dB of the genie bound on average"] = float(np.mean(gaps)) <= 1.0
-        targets["Ada never more than 3 dB from the genie bound"] = max(gaps) <= 3.0
-        if sample in names:
-            targets["Ada better than the mixed sample LMMSE at every point"] = all(
-                row[ada] < row[sample] for row in nmse)
-            low = [r for r in points if r["sweep"] == "low_doppler_25dB"]
-            targets["Ada >= 3 dB better than mixed sample LMMSE at 25 dB, low Doppler"] = all(
-                r["nmse_db"][sample] - r["nmse_db"][ada] >= 3.0 for r in low)
-    return targets
 
 
 def simulator_speed(rounds: int = 3) -> dict[str, dict[str, float]]:
@@ -239,7 +217,7 @@ def main() -> None:
     if "AdaFortiTran" in fps:
         print("ratio AdaFortiTran / sample LMMSE frames/s: "
               f"{fps['AdaFortiTran'] / fps['LMMSE (sample)']:.4f}")
-    targets = check_targets(result["points"])
+    targets = estimator_targets(result["points"])
     print("\ntargets:")
     for k, v in targets.items():
         print(f"  {'MET ' if v else 'MISS'} {k}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,21 @@ def default_pretrained(model: str) -> str | None:
     """The catalogue entry a model falls back to when no training is asked for."""
     name = DEFAULT_PRETRAINED.get(model)
     return name if name and (CATALOGUE_DIR / name / CONFIG_FILE).is_file() else None
+
+
+def find_pretrained(model: str, *, task: str | None = None,
+                    accept: Callable[[dict[str, Any]], bool] | None = None) -> list[str]:
+    """Names of the catalogue bundles of ``model`` (and ``task``) whose ``config.json``
+    ``accept`` takes (e.g. the right grid and architecture); the model's default first."""
+    names = []
+    for entry in list_pretrained(model):
+        if task is not None and entry["task"] != task:
+            continue
+        config = json.loads((Path(entry["path"]) / CONFIG_FILE).read_text())
+        if accept is None or accept(config):
+            names.append(entry["name"])
+    default = DEFAULT_PRETRAINED.get(model)
+    return sorted(names, key=lambda name: (name != default, name))
 
 
 def list_pretrained(model: str | None = None) -> list[dict[str, Any]]:
