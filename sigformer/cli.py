@@ -153,6 +153,10 @@ def _cmd_classify_iq(args) -> int:
     summary = {"meta": result["meta"], "n_frames": result["n_frames"],
                "annotations": len(result["annotations"]),
                "frame_labels": result["frame_labels"], "decision": result.get("decision")}
+    if result.get("samples_per_symbol") is not None:
+        # the estimate a live stream of the same transmitter needs (sigformer stream --sps)
+        summary["samples_per_symbol"] = round(float(result["samples_per_symbol"]), 3)
+        summary["resample_factor"] = result["resample_factor"]
     if args.out is None and not args.in_place:
         # nothing written: the label runs themselves are the answer
         summary["runs"] = [{"sample_start": ann.start, "sample_count": ann.count,
@@ -319,14 +323,17 @@ def build_parser() -> argparse.ArgumentParser:
                              "the latency on a continuous signal)")
     stream.add_argument("--min-power-db", type=float, default=30.0,
                         help="--decision burst: frames this many dB below the loudest so far "
-                             "are quiet (no prediction)")
+                             "are quiet (no prediction); the gate never decays, so one spike "
+                             "can silence the stream (a warning says so)")
     stream.add_argument("--all-frames", action="store_true",
                         help="--decision burst: no power gate, every frame is kept")
     stream.add_argument("--channel", type=int, help="input channel to separate")
     stream.add_argument("--threads", type=int, default=1, help="model threads")
     stream.add_argument("--nan-policy", default="skip", choices=("raise", "skip", "interpolate"))
     stream.add_argument("--duration", type=float, help="stop after this many seconds")
-    stream.add_argument("--max-predictions", type=int, help="stop after this many outputs")
+    stream.add_argument("--max-predictions", type=int,
+                        help="stop after this many outputs (exactly: a chunk or an IQ burst "
+                             "that completes more is cut at the limit)")
     stream.set_defaults(func=_cmd_stream)
 
     rep = sub.add_parser("replay", help="publish a recording as an LSL stream (mne-lsl)")

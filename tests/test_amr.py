@@ -456,16 +456,19 @@ def test_carrier_only_frames_are_the_steady_ones():
 
 
 def test_carrier_only_frames_do_not_vote_in_a_burst():
-    from sigformer.rf.amr import _decide_by_group
+    from sigformer.rf.amr import burst_decision
 
-    # burst 0: three steady-carrier frames lean "analog" (1), one informative frame says
-    # "ASK" (0); burst 1 has no informative frame, so all of its frames vote
-    log_proba = np.log(np.array([[0.3, 0.7], [0.3, 0.7], [0.3, 0.7], [0.6, 0.4],
-                                 [0.2, 0.8], [0.4, 0.6]]))
-    groups = np.array([0, 0, 0, 0, 1, 1])
-    informative = np.array([False, False, False, True, False, False])
-    every_frame, _ = _decide_by_group(log_proba, groups)
-    assert every_frame.tolist() == [1] * 6
-    voted, confidence = _decide_by_group(log_proba, groups, informative=informative)
-    assert voted.tolist() == [0, 0, 0, 0, 1, 1]
-    assert confidence[0] == pytest.approx(0.6)
+    # three steady-carrier frames lean "analog" (1), one informative frame says "ASK" (0):
+    # the informative frame decides; a burst with no informative frame votes with them all
+    k = np.arange(128)
+    tone = np.exp(2j * np.pi * 0.01 * k)
+    qpsk = np.repeat(np.exp(1j * np.pi / 2 * np.random.default_rng(0).integers(0, 4, 16)), 8)
+    logits = np.log(np.array([[0.3, 0.7], [0.3, 0.7], [0.3, 0.7], [0.6, 0.4]]))
+    voted = burst_decision(logits, _frames(tone, tone, tone, qpsk))
+    assert voted.argmax() == 0 and voted[0] == pytest.approx(0.6)
+    every_frame = burst_decision(logits[:3], _frames(tone, tone, tone))
+    np.testing.assert_allclose(every_frame, [0.3, 0.7])
+    # with every frame voting, the mean log-probability: (0.3^3 0.6)^(1/4) vs (0.7^3 0.4)^(1/4)
+    mixed = burst_decision(logits, _frames(qpsk, qpsk, qpsk, qpsk))
+    expected = np.array([(0.3 ** 3 * 0.6) ** 0.25, (0.7 ** 3 * 0.4) ** 0.25])
+    np.testing.assert_allclose(mixed, expected / expected.sum())

@@ -176,6 +176,8 @@ def test_family_bundle_decides_per_burst_by_default(capsys):
     capture = str(RF_SIGMF / "ask.sigmf-meta")
     burst = _cli_json(capsys, ["classify-iq", capture, "--model", "amr-clst-family"])
     assert burst["decision"] == "burst" and set(burst["frame_labels"]) == {"ASK"}
+    # the blind symbol-length estimate is printed: a live stream needs it as --sps
+    assert burst["samples_per_symbol"] > 8.0 and 0 < burst["resample_factor"] < 1
     frame = _cli_json(capsys, ["classify-iq", capture, "--model", "amr-clst-family",
                                "--decision", "frame"])
     assert frame["decision"] == "frame" and frame["n_frames"] == burst["n_frames"]

@@ -417,23 +417,13 @@ def _group_probabilities(log_proba: np.ndarray, groups: np.ndarray,
     return inverse, mean / mean.sum(1, keepdims=True)
 
 
-def _decide_by_group(log_proba: np.ndarray, groups: np.ndarray,
-                     informative: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """One decision per group: the class of the largest mean log-probability over the
-    group's frames (independent frames: the most likely class of the whole burst), spread
-    back to its frames, with its normalised probability (softmax of the mean). With
-    ``informative`` (a mask), only those frames vote, in groups that have any."""
-    inverse, mean = _group_probabilities(log_proba, groups, informative)
-    best = mean.argmax(1)
-    return best[inverse], mean[np.arange(len(mean)), best][inverse]
-
-
 def burst_decision(logits: np.ndarray, frames: np.ndarray) -> np.ndarray:
     """The class probabilities of one burst from its frames' model outputs ``logits`` and
     the frames ``(n, 2, L)`` as fed to the model: softmax of the mean log-probability over
     the frames that are not a steady carrier (:func:`carrier_only_frames`; all frames when
-    none is). The one decision of ``classify_sigmf(decision="burst")`` and of the IQ
-    stream."""
+    none is); independent frames make its argmax the most likely class of the whole burst.
+    The one decision of ``classify_sigmf(decision="burst")``, ``evaluate_by_capture`` and
+    the IQ stream."""
     _, mean = _group_probabilities(log_probabilities(logits), np.zeros(len(frames), np.int64),
                                    informative=~carrier_only_frames(frames))
     return mean[0]
@@ -463,7 +453,10 @@ class BurstGroups:
     loudest frame pushed so far is quiet, as is a frame with no power at all (a source that
     has not started). When a louder frame arrives, held frames that are now below the gate
     are dropped as if they had been quiet (they were never handed back), so the noise floor
-    before the first transmission does not join it; groups handed back are final."""
+    before the first transmission does not join it; groups handed back are final. The gate
+    never decays (classify-iq gates on the loudest frame of the whole capture, and the
+    stream must decide as it does): ``n_quiet`` counts the frames below it when they
+    arrived, ``n_dropped`` the held frames a louder one dropped."""
 
     def __init__(self, max_gap: int = 1, max_burst_frames: int | None = None,
                  min_power_db: float | None = None):
@@ -488,6 +481,7 @@ class BurstGroups:
         self._previous = -1
         self.loudest = 0.0
         self.n_bursts = self.n_groups = 0
+        self.n_quiet = self.n_dropped = 0
 
     def _last(self) -> int | None:
         return self._held[-1][0] if self._held else self._anchor
@@ -523,6 +517,7 @@ class BurstGroups:
         kept = [f for f in self._held if f[1] >= threshold]
         if len(kept) == len(self._held):
             return []
+        self.n_dropped += len(self._held) - len(kept)
         out, current = [], []
         for frame in kept:
             last = current[-1][0] if current else self._anchor
@@ -552,6 +547,7 @@ class BurstGroups:
         self._check(index)
         loud, out = self._is_loud(power)
         if not loud:
+            self.n_quiet += 1
             return out + self._quiet_through(index)
         out += self._quiet_through(index - 1)
         self._held.append((index, power, item))
@@ -571,6 +567,28 @@ class BurstGroups:
         out, self._held = self._close(self._held), []
         self._anchor = None
         return out
+
+
+def _grid_indices(starts: np.ndarray, hop: int) -> np.ndarray:
+    """Increasing frame indices on the ``hop`` grid for increasing frame ``starts``
+    (samples): each step is the rounded number of hops between neighbours, as
+    :func:`frame_bursts` counts missing frames, and at least 1 (the overlapping frames of two
+    annotations stay neighbours, as there)."""
+    starts = np.asarray(starts)
+    if len(starts) == 0:
+        return np.zeros(0, np.int64)
+    steps = np.maximum(np.round(np.diff(starts) / hop).astype(np.int64), 1)
+    first = int(np.round(starts[0] / hop))
+    return np.concatenate([[first], first + np.cumsum(steps)]).astype(np.int64)
+
+
+def _burst_rows(starts: np.ndarray, hop: int, max_gap: int = 1,
+                max_burst_frames: int | None = None) -> list[np.ndarray]:
+    """The rows of kept frames (``starts`` increasing, quiet frames already dropped) that
+    are decided together, group by group: :class:`BurstGroups`, as the stream groups."""
+    grouper = BurstGroups(max_gap, max_burst_frames)  # gated beforehand: no power gate
+    groups = [g for k, i in enumerate(_grid_indices(starts, hop)) for g in grouper.push(i, k)]
+    return [np.asarray(g.items) for g in groups + grouper.flush()]
 
 
 def classify_sigmf(path: str | Path, model: nn.Module, classes: list[str], *,
@@ -595,7 +613,8 @@ def classify_sigmf(path: str | Path, model: nn.Module, classes: list[str], *,
     probability as confidence; annotations stay per frame position. ``max_burst_frames``
     decides a longer burst in groups of that many frames (None: whole bursts; the IQ stream
     needs a bound, 64 by default, and gives the same decisions as this with the same value:
-    :class:`BurstGroups`, :func:`burst_decision`). Returns the annotations, a label
+    :class:`BurstGroups`, :func:`burst_decision`; probabilities within 1e-6, as it runs the
+    model on other batches). Returns the annotations, a label
     histogram, ``bursts`` (one row per decided group: start and count in original samples,
     frames, and the group's label with ``decision="burst"``, else None) and ``frames`` (each
     kept frame's ``start`` in original samples, ``label`` and class ``probabilities``)."""
@@ -628,19 +647,16 @@ def classify_sigmf(path: str | Path, model: nn.Module, classes: list[str], *,
                                   min_power_db=min_power_db, nan_policy=nan_policy)
     if len(frames) == 0:
         raise DataError(f"{path}: no frame to classify (all NaN or below min_power_db)")
-    grouper = BurstGroups(max_gap, max_burst_frames)  # frames gated above: no power gate
-    groups = [g for k, i in enumerate(np.round(starts / (hop or frame_length)))
-              for g in grouper.push(i, k)] + grouper.flush()
+    groups = _burst_rows(starts, hop or frame_length, max_gap, max_burst_frames)
+    # one batched pass over all frames (a pass per group costs ~8x on many short bursts);
+    # the stream batches each group instead, which moves the outputs by ~1e-7 only
+    logits = predict_logits(model, frames, batch_size)
     if decision == "burst":
-        # each group is run through the model on its own, as the stream runs it: the same
-        # batches give the same outputs bit for bit
         probabilities = np.zeros((len(frames), len(classes)))
-        for g in groups:
-            rows = np.asarray(g.items)
-            probabilities[rows] = burst_decision(
-                predict_logits(model, frames[rows], batch_size), frames[rows])
+        for rows in groups:
+            probabilities[rows] = burst_decision(logits[rows], frames[rows])
     else:
-        probabilities = np.exp(log_probabilities(predict_logits(model, frames, batch_size)))
+        probabilities = np.exp(log_probabilities(logits))
     best = probabilities.argmax(1)
     confidence = probabilities[np.arange(len(best)), best]
     labels = [classes[i] for i in best]
@@ -657,10 +673,10 @@ def classify_sigmf(path: str | Path, model: nn.Module, classes: list[str], *,
                                      copy_data=copy_data))
     values, counts = np.unique(labels, return_counts=True)
     burst_rows = []
-    for g in groups:
-        first, last = int(original_starts[g.items[0]]), int(original_starts[g.items[-1]])
+    for rows in groups:
+        first, last = int(original_starts[rows[0]]), int(original_starts[rows[-1]])
         burst_rows.append({"start": first, "count": min(last + span, len(iq)) - first,
-                           "frames": len(g.items), "label": labels[g.items[0]] if
+                           "frames": len(rows), "label": labels[rows[0]] if
                            decision == "burst" else None})
     return {"meta": meta, "n_frames": len(frames), "annotations": annotations,
             "frame_labels": dict(zip(values.tolist(), counts.tolist())),
@@ -730,6 +746,22 @@ def leave_one_capture_out(data: AMRDataset):
         yield names[int(g)], np.flatnonzero(groups != g), np.flatnonzero(groups == g)
 
 
+def _decision_groups(capture: np.ndarray, starts: np.ndarray | None, hop: int | None,
+                     decision: str, max_gap: int) -> list[np.ndarray]:
+    """Rows decided together: each capture's (``"capture"``) or each burst's, grouped as
+    ``classify_sigmf`` groups them (:func:`_burst_rows`; bursts never span two captures)."""
+    out = []
+    for g in np.unique(capture):
+        rows = np.flatnonzero(capture == g)
+        if decision == "capture":
+            out.append(rows)
+            continue
+        at = np.asarray(starts)[rows]
+        order = np.argsort(at, kind="stable")
+        out += [rows[order][k] for k in _burst_rows(at[order], int(hop), max_gap)]
+    return out
+
+
 def evaluate_by_capture(model: nn.Module, data: AMRDataset, decision: str = "frame",
                         max_gap: int = 1) -> dict[str, float]:
     """Frame accuracy of ``model`` on each capture of ``data`` separately.
@@ -742,28 +774,19 @@ def evaluate_by_capture(model: nn.Module, data: AMRDataset, decision: str = "fra
     _check_decision(decision, DECISIONS + ("capture",))
     if "capture" not in data.params:
         raise ValueError("the dataset records no capture per frame (params['capture'])")
+    if decision == "burst" and ("start" not in data.params or not data.info.get("hop")):
+        raise ValueError("decision='burst' needs each frame's start in samples "
+                         "(params['start']) and the frame hop (info['hop']); "
+                         "use decision='capture' or 'frame' for this dataset")
     logits = predict_logits(model, data.X)
     capture = np.asarray(data.params["capture"])
     if decision == "frame":
         pred = logits.argmax(1)
     else:
-        log_proba = torch.log_softmax(torch.as_tensor(logits).double(), 1).numpy()
-        groups = capture
-        if decision == "burst":
-            if "start" not in data.params or not data.info.get("hop"):
-                raise ValueError("decision='burst' needs each frame's start in samples "
-                                 "(params['start']) and the frame hop (info['hop']); "
-                                 "use decision='capture' or 'frame' for this dataset")
-            starts, hop = np.asarray(data.params["start"]), int(data.info["hop"])
-            groups = np.zeros(len(capture), np.int64)
-            offset = 0
-            for g in np.unique(capture):  # bursts never span two captures
-                rows = np.flatnonzero(capture == g)
-                rows = rows[np.argsort(starts[rows], kind="stable")]
-                groups[rows] = frame_bursts(starts[rows], hop, max_gap) + offset
-                offset = groups[rows].max() + 1
-        pred, _ = _decide_by_group(log_proba, groups,
-                                   informative=~carrier_only_frames(np.asarray(data.X)))
+        X, pred = np.asarray(data.X), np.zeros(len(capture), np.int64)
+        for rows in _decision_groups(capture, data.params.get("start"), data.info.get("hop"),
+                                     decision, max_gap):
+            pred[rows] = burst_decision(logits[rows], X[rows]).argmax()
     names = data.info.get("captures") or []
     out = {}
     for g in np.unique(data.params["capture"]):

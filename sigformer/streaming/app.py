@@ -32,8 +32,6 @@ from ..stages import AdaptChannels, Pipeline, Resample
 from ..tasks.config import PipelineConfigError
 from .runtime import BurstDecisions, ModelRunner, OnlinePipeline, Smoother
 
-DECISIONS = ("frame", "burst")  # as classify-iq's (sigformer.rf.amr)
-
 
 @dataclass
 class OnlineSettings:
@@ -127,6 +125,8 @@ def _eeg_classifier(bundle: Bundle, settings: OnlineSettings) -> OnlinePipeline:
 
 
 def _check_decision(value, where: str) -> None:
+    from ..rf.amr import DECISIONS  # classify-iq's (imported here: rf.amr loads the trainers)
+
     if value not in DECISIONS:
         raise PipelineConfigError(f"{where} must be one of {list(DECISIONS)}, got {value!r}")
 
@@ -136,9 +136,10 @@ def _iq_classifier(bundle: Bundle, settings: OnlineSettings) -> OnlinePipeline:
     runner = ModelRunner(bundle.model, bundle.labels, threads=settings.threads,
                          normalization=bundle.extra.get("normalization", "none"))
     decision = settings.decision
-    if decision is None:
-        decision = bundle.extra.get("decision", "frame")
+    if decision is None and "decision" in bundle.extra:
+        decision = bundle.extra["decision"]
         _check_decision(decision, "the bundle's extra['decision']")
+    decision = decision or "frame"  # no import of rf.amr (and its trainers) for the default
     bursts = None
     if decision == "burst":
         try:
@@ -388,7 +389,10 @@ def stream_bundle(bundle, source, sinks=(), *, settings: OnlineSettings | None =
         report["decision"] = online.decision
     bursts = getattr(online, "bursts", None)
     if bursts is not None:  # a burst cut at max_burst_frames is one burst, several decisions
-        report.update(bursts=bursts.groups.n_bursts, burst_decisions=bursts.groups.n_groups)
+        groups = bursts.groups
+        # quiet: below the gate when they came; dropped: held, then below a louder frame's
+        report.update(bursts=groups.n_bursts, burst_decisions=groups.n_groups,
+                      quiet_frames=groups.n_quiet, dropped_held_frames=groups.n_dropped)
     filled = {k: v for k, v in (getattr(online, "filled_channels", None) or {}).items() if v}
     if filled:
         report["filled_channels"] = filled

@@ -26,7 +26,8 @@ from .sources import EndOfStream
 
 class StreamRunner:
     """Run ``pipeline`` on ``source`` until the source ends, ``duration`` seconds pass or
-    ``max_predictions`` are made. ``status`` receives a one-line report every
+    ``max_predictions`` are made (exactly that many reach the sinks: a chunk, or an IQ
+    burst, that completes more is cut there). ``status`` receives a one-line report every
     ``report_every`` seconds (live latency and throughput)."""
 
     def __init__(self, source, pipeline: OnlinePipeline, sinks: Sequence = (), *,
@@ -47,6 +48,7 @@ class StreamRunner:
         # audio and long runs: count outputs instead of keeping them (flat memory)
         self.keep_outputs = keep_outputs
         self.n_outputs = 0
+        self.max_outputs: int | None = None  # set by run(max_predictions=...)
         self.interrupted = False
         self.last_output = None  # the newest prediction, shown on the status line
 
@@ -82,6 +84,7 @@ class StreamRunner:
     def run(self, duration: float | None = None, max_predictions: int | None = None,
             idle_report: float = 1.0) -> list[Prediction]:
         self.pipeline.configure(self.source.sfreq, self.source.channels)
+        self.max_outputs = max_predictions
         reader = threading.Thread(target=self._reader, daemon=True, name="sigformer-reader")
         reader.start()
         predictions: list[Prediction] = []
@@ -93,7 +96,7 @@ class StreamRunner:
             while not self._stop.is_set():
                 if duration is not None and time.perf_counter() - t_start >= duration:
                     break
-                if max_predictions is not None and self.n_outputs >= max_predictions:
+                if self._limit_reached():
                     break
                 try:
                     chunk, ts, arrival = self.queue.get(timeout=0.05)
@@ -110,7 +113,7 @@ class StreamRunner:
                     self._say(f"source back after {time.perf_counter() - last_data:.1f} s")
                     idle_reported = False
                 last_data = time.perf_counter()
-                new = self.pipeline.process(chunk, ts)
+                new = self._within_limit(self.pipeline.process(chunk, ts))
                 if new:
                     self.processing_latencies.extend([time.perf_counter() - arrival] * len(new))
                     now = self.clock() if self.clock is not None else None
@@ -129,14 +132,24 @@ class StreamRunner:
             reader.join(timeout=2.0)
             try:
                 flush = getattr(self.pipeline, "flush", None)
-                if flush is not None and self.error is None:
-                    self._emit(flush(), predictions)
+                if flush is not None and self.error is None and not self._limit_reached():
+                    self._emit(self._within_limit(flush()), predictions)
             finally:
                 for sink in self.sinks:
                     sink.close()
         if self.error is not None:
             raise self.error
         return predictions
+
+    def _limit_reached(self) -> bool:
+        return self.max_outputs is not None and self.n_outputs >= self.max_outputs
+
+    def _within_limit(self, new: list) -> list:
+        """The outputs that fit under ``max_predictions``: a chunk (or a held IQ burst, held
+        up to ``max_burst_frames`` frames) can complete many at once."""
+        if self.max_outputs is None:
+            return new
+        return new[:max(self.max_outputs - self.n_outputs, 0)]
 
     def _emit(self, new: list, predictions: list) -> None:
         if not new:

@@ -232,29 +232,72 @@ class BurstDecisions:
     quiet frames between kept ones) are held and emitted together once it ends, once it
     reaches ``max_burst_frames`` frames (the bound on latency and memory) or at
     :meth:`flush`, all with the burst's class: :func:`~sigformer.rf.amr.burst_decision` over
-    the group's frames, which are run through the model as one batch, as ``classify_sigmf``
-    runs them. Grouping and gate: :class:`~sigformer.rf.amr.BurstGroups`."""
+    the group's frames, which are run through the model as one batch (``classify_sigmf``
+    runs all frames in one pass: the same decisions, probabilities within 1e-6). Grouping
+    and gate: :class:`~sigformer.rf.amr.BurstGroups`.
+
+    The gate never decays (a decaying one would no longer decide as classify-iq, which
+    gates on the loudest frame of the whole capture), so one spike can silence a live stream
+    for good: once more than half of the last ``quiet_window`` frames since the first kept
+    one were quiet, a :class:`StreamWarning` says so, once."""
 
     def __init__(self, runner: ModelRunner, window: int, hop: int, *,
                  min_power_db: float | None = 30.0, max_gap: int = 1,
-                 max_burst_frames: int = 64):
+                 max_burst_frames: int = 64, quiet_window: int = 256):
         from ..rf.amr import BurstGroups
 
         if max_burst_frames is None:
             raise ValueError("max_burst_frames bounds how long a stream holds a burst's "
                              "frames (latency and memory): give a whole number >= 1")
+        if quiet_window < 1:
+            raise ValueError(f"quiet_window must be a number of frames >= 1, got "
+                             f"{quiet_window!r}")
         self.runner, self.window, self.hop = runner, window, hop
         self.groups = BurstGroups(max_gap, max_burst_frames, min_power_db)
+        self.quiet_window = int(quiet_window)
+        self.reset()
 
     def reset(self) -> None:
         self.groups.reset()
+        self._recent: deque = deque(maxlen=self.quiet_window)  # quiet or not, per frame
+        self._recent_quiet = 0
+        self._kept_any = False
+        self.quiet_warned = False
 
     def push(self, index: int, window: np.ndarray, timestamp: float) -> list[Prediction]:
         """Window ``index`` ``(2, L)`` (I and Q rows); the predictions it completes."""
         # float32, as classify-iq frames a capture: the same model input bit for bit
         frame = np.asarray(window, np.float32)
         power = float(np.mean(frame.astype(np.float64) ** 2) * frame.shape[0])
-        return self._decide(self.groups.push(index, (frame, timestamp), power))
+        quiet_before = self.groups.n_quiet
+        groups = self.groups.push(index, (frame, timestamp), power)
+        self._watch_gate(self.groups.n_quiet > quiet_before)
+        return self._decide(groups)
+
+    def _watch_gate(self, quiet: bool) -> None:
+        """Count quiet frames over the last ``quiet_window`` since the first kept frame and
+        warn once when they are more than half (before any burst, quiet is expected)."""
+        self._kept_any |= not quiet
+        if not self._kept_any or self.quiet_warned:
+            return
+        if len(self._recent) == self._recent.maxlen:
+            self._recent_quiet -= self._recent[0]
+        self._recent.append(quiet)
+        self._recent_quiet += quiet
+        if len(self._recent) < self._recent.maxlen or 2 * self._recent_quiet <= len(self._recent):
+            return
+        import warnings
+
+        self.quiet_warned = True
+        loudest_db = 10 * np.log10(self.groups.loudest)
+        warnings.warn(f"{self._recent_quiet} of the last {len(self._recent)} frames were quiet "
+                      f"(more than {self.groups.min_power_db:g} dB below the loudest frame so "
+                      f"far, {loudest_db:.1f} dB): the burst gate follows the loudest frame and "
+                      f"never decays, so one spike silences the stream for good. If the signal "
+                      f"is still there, allow a wider range with --min-power-db (stream."
+                      f"min_power_db) or keep every frame with --all-frames (min_power_db: "
+                      f"null); a stream of sparse bursts is quiet most of the time and can "
+                      f"ignore this", StreamWarning, stacklevel=2)
 
     def skip(self, index: int) -> list[Prediction]:
         """Window ``index`` was dropped (non-finite samples): a missing frame."""
