@@ -158,3 +158,27 @@ def test_package_refuses_results_of_another_run(tmp_path):
     with pytest.raises(SystemExit, match="does not hold the run"):
         script.model_label(fake_results(tmp_path / "other", 0.5), tmp_path / "run" / "best",
                            "adafortitran")
+
+
+def test_attention_dropout_benchmark_pairs_the_arms(tmp_path, monkeypatch, capsys):
+    """The benchmark's collect step on two tiny runs per arm: per-seed paired differences of
+    the common-test NMSE, and each run's own recorded switch."""
+    train = load_script("scripts/train_ofdm.py")
+    bench = load_script("benchmarks/attention_dropout.py")
+    for folder, flags in (("ref_s0", []), ("noattn_s0", ["--no-attention-dropout"])):
+        assert train.main(["--preset", "tiny", "--n-train", "64", "--epochs", "1", "--seed", "0",
+                           "--out", str(tmp_path / folder), "--log-every", "0", *flags]) == 0
+    out = tmp_path / "result.json"
+    monkeypatch.setattr("sys.argv", ["attention_dropout.py", "--runs", str(tmp_path), "--seeds",
+                                     "0", "1", "--collect", "--n-test", "32", "--threads", "1",
+                                     "--out", str(out)])
+    bench.main()
+    report = json.loads(out.read_text())
+    ref = report["results"]["reference"]["0"]
+    fast = report["results"]["no attention dropout"]["0"]
+    assert report["preset"] == "tiny" and "1" not in report["results"]["reference"]
+    assert report["paired_difference_db"]["0"] == pytest.approx(
+        fast["test_nmse_db"] - ref["test_nmse_db"])
+    # same seed, same initial weights and data: the arms differ only by the switch
+    assert ref["test_nmse_db"] != fast["test_nmse_db"]
+    assert "not finished" in capsys.readouterr().out  # seed 1 was never trained
