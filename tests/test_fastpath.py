@@ -111,6 +111,27 @@ def test_fused_projections_match_reference(kwargs):
     torch.testing.assert_close(got, expected, atol=1e-6, rtol=1e-5)
 
 
+def test_fused_weights_are_cached_for_inference_and_refreshed_when_they_change():
+    torch.manual_seed(0)
+    attn = MultiHeadAttention(24, 4).eval()
+    x = torch.randn(2, 5, 24)
+    with fast_path(), torch.no_grad():
+        first = attn(x)
+        cached = attn._fused_cache["value"][0]
+        assert attn(x).equal(first) and attn._fused_cache["value"][0] is cached
+        attn.key.weight.mul_(2.0)  # an in-place update (optimizer step, load_state_dict)
+        changed = attn(x)
+        assert attn._fused_cache["value"][0] is not cached
+    with torch.no_grad():
+        torch.testing.assert_close(changed, attn(x), atol=1e-6, rtol=1e-5)  # the reference
+    assert not changed.equal(first)
+    attn.train()  # with autograd the weights are concatenated afresh: gradients reach them
+    with fast_path(attention_dropout=False):
+        attn(x).sum().backward()
+    assert all(p.grad is not None for p in (attn.query.weight, attn.key.weight,
+                                            attn.value.weight))
+
+
 def test_attention_dropout_switch_only_skips_the_attention_dropout():
     torch.manual_seed(0)
     attn = MultiHeadAttention(16, 2, dropout=0.5).train()

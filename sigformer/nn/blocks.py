@@ -91,11 +91,30 @@ def softmax_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, drop
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p, scale=scale)
 
 
-def fused_linear(x: torch.Tensor, layers: tuple[nn.Linear, ...]) -> tuple[torch.Tensor, ...]:
-    """Apply several ``nn.Linear`` of one input as one GEMM (same function as applying each)."""
+def _concatenated(layers: tuple[nn.Linear, ...]) -> tuple[torch.Tensor, torch.Tensor | None]:
     weight = torch.cat([layer.weight for layer in layers])
     biases = [layer.bias for layer in layers]
-    bias = None if biases[0] is None else torch.cat(biases)
+    return weight, None if biases[0] is None else torch.cat(biases)
+
+
+def fused_linear(x: torch.Tensor, layers: tuple[nn.Linear, ...], cache: dict | None = None
+                 ) -> tuple[torch.Tensor, ...]:
+    """Apply several ``nn.Linear`` of one input as one GEMM (same function as applying each).
+
+    ``cache`` (a dict the caller keeps): outside autograd the concatenated weights are kept
+    there and reused while every weight keeps its storage and version (an optimizer step,
+    ``load_state_dict`` or ``.to()`` makes them stale), so inference does not copy the
+    weights at every call - for wide projections (Du-IN: 3 x 4096 x 160) that copy cost more
+    than the fusion saved."""
+    params = [t for layer in layers for t in (layer.weight, layer.bias) if t is not None]
+    if cache is None or tracing() or (torch.is_grad_enabled()
+                                      and any(p.requires_grad for p in params)):
+        weight, bias = _concatenated(layers)
+    else:
+        key = tuple((p.data_ptr(), p._version, p.dtype, p.device) for p in params)
+        if cache.get("key") != key:
+            cache["key"], cache["value"] = key, _concatenated(layers)
+        weight, bias = cache["value"]
     sizes = [layer.out_features for layer in layers]
     return F.linear(x, weight, bias).split(sizes, dim=-1)
 
@@ -178,6 +197,7 @@ class MultiHeadAttention(nn.Module):
         else:
             self.scale = scale_value
         self.dropout = dropout
+        self._fused_cache: dict = {}  # fast path: q/k/v weights concatenated for inference
         inner = num_heads * head_dim
         qkv_bias = bias if qkv_bias is None else qkv_bias
         self.query = nn.Linear(embed_dim, inner, bias=qkv_bias)
@@ -190,7 +210,7 @@ class MultiHeadAttention(nn.Module):
 
     def _project(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         if _current.fused_projections:
-            return fused_linear(x, (self.query, self.key, self.value))
+            return fused_linear(x, (self.query, self.key, self.value), self._fused_cache)
         return self.query(x), self.key(x), self.value(x)
 
     def forward(self, x: torch.Tensor, key_padding_mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -267,11 +287,12 @@ class ConvEfficientAttention(nn.Module):
         self.to_v = nn.Linear(dim, inner, bias=False)
         self.context_dropout = nn.Dropout(dropout)
         self.to_out = nn.Sequential(nn.Linear(inner, dim), nn.Dropout(dropout))
+        self._fused_cache: dict = {}  # fast path: q/k weights concatenated for inference
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, N, D)
         qk = F.glu(self.qk_conv(x.transpose(1, 2)), dim=1).transpose(1, 2)
         if _current.fused_projections:
-            q, k = fused_linear(qk, (self.to_q, self.to_k))
+            q, k = fused_linear(qk, (self.to_q, self.to_k), self._fused_cache)
         else:
             q, k = self.to_q(qk), self.to_k(qk)
         q, k, v = (split_heads(t, self.heads) for t in (q, k, self.to_v(x)))
