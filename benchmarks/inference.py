@@ -4,7 +4,10 @@ All seven models: DBConformer, TFM tokenizer (``encode``), Du-IN, MossFormer (``
 DeFTAN-II (``small``), AdaFortiTran (``small``, also at batch 256) and ClST. Eval mode under
 ``torch.inference_mode``. Variants: ``reference``, ``fast`` (same function: fused
 projections, the models' own ``set_fast`` - TFM, AdaFortiTran's chunked batches), ``fast-bf16`` (``fast`` under bf16 autocast; the largest
-output difference to the reference is recorded) and, with ``--compile``, ``compiled``.
+output difference to the reference is recorded), with ``--compile``, ``compiled`` and, with
+``--onnxruntime``, ``onnxruntime``: the reference model exported once per model by
+``sigformer.export.export_model`` (the CLI's wrappers and parity check; export time recorded)
+and run by an ONNX Runtime session on the same threads, sequentially, numpy in.
 
 Threads pinned (``--threads``, 2), variants alternated in one process, median of repeats.
 AdaFortiTran is reported next to the sample LMMSE estimator (the classical baseline of
@@ -12,17 +15,21 @@ AdaFortiTran is reported next to the sample LMMSE estimator (the classical basel
 issue 13's target: >= 5,000 slots/s at batch 256. Writes ``benchmarks/results/inference.json``.
 
     python benchmarks/inference.py [--quick] [--models clst,duin] [--batches 256] [--compile]
+                                   [--onnxruntime] [--out results.json]
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import statistics
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -40,6 +47,7 @@ from training import (
 )
 
 from sigformer.data.ofdm import simulate_ofdm
+from sigformer.export import export_model, onnx_session
 from sigformer.models import create_model
 from sigformer.nn import set_fast_path
 from sigformer.rf.channel_estimation import SampleLMMSE
@@ -54,6 +62,8 @@ class InferenceCase:
     inputs: Callable[[int, torch.Generator], tuple]
     unit: str
     batch_sizes: tuple[int, ...] = (1, 64)
+    # the module sigformer.export knows (its deployable wrapper), for the ONNX Runtime variant
+    deploy: Callable[[torch.nn.Module], torch.nn.Module] = lambda model: model
 
 
 class _Encode(torch.nn.Module):
@@ -74,9 +84,10 @@ def _from_training(name: str, **kwargs) -> InferenceCase:
 
 INFERENCE_CASES: dict[str, InferenceCase] = {
     "dbconformer": _from_training("dbconformer"),
+    # (B, 1, N): one channel, what the exported encoder path takes (encode flattens channels)
     "tfm-tokenizer": InferenceCase(lambda: _Encode(create_model("tfm_tokenizer")),
-                                   lambda n, g: (torch.randn(n, 1000, generator=g),),
-                                   "5 s windows"),
+                                   lambda n, g: (torch.randn(n, 1, 1000, generator=g),),
+                                   "5 s windows", deploy=lambda model: model.tokenizer),
     "duin": InferenceCase(lambda: create_model("duin", preset="he2023"),
                           lambda n, g: (torch.randn(n, 10, 3000, generator=g),), "3 s trials"),
     "mossformer-small": _from_training("mossformer-small"),
@@ -99,34 +110,107 @@ def _difference(out: torch.Tensor, ref: torch.Tensor) -> float:
     return float((out - ref).abs().max())
 
 
+@dataclass
+class OnnxModel:
+    """An exported model in an ONNX Runtime session; ``output`` is the exported output compared
+    with the benchmark's: the first one (the tokenizer's ids; the only one for other models)."""
+
+    session: Any  # onnxruntime.InferenceSession
+    input_names: list[str]
+    output: str
+    export_s: float
+    exporter: str  # which ONNX exporter wrote the graph, and its opset
+
+    def feed(self, inputs: tuple) -> dict[str, np.ndarray]:
+        """Complex inputs go in as real/imag pairs, the layout of the export wrappers."""
+        return {name: (torch.view_as_real(t) if t.is_complex() else t).numpy()
+                for name, t in zip(self.input_names, inputs)}
+
+    def run(self, feed: dict[str, np.ndarray]) -> np.ndarray:
+        return self.session.run([self.output], feed)[0]
+
+
+class OnnxRuntime:
+    """The ``onnxruntime`` variant: each model's reference path exported once into ``folder``
+    (at batch 2; the batch axis is dynamic and checked by the export) and opened with
+    ``threads`` intra-op threads and one inter-op thread, like the torch variants. A failed
+    export is kept and reported for every batch of that model, not retried."""
+
+    def __init__(self, folder: Path, threads: int):
+        self.folder, self.threads = folder, threads
+        self._models: dict[str, OnnxModel | Exception] = {}
+
+    def load(self, name: str, init: torch.nn.Module) -> OnnxModel:
+        if name not in self._models:
+            try:
+                self._models[name] = self._export(name, init)
+            except Exception as error:  # reported as the variant's error
+                self._models[name] = error
+        found = self._models[name]
+        if isinstance(found, Exception):
+            raise found
+        return found
+
+    def _export(self, name: str, init: torch.nn.Module) -> OnnxModel:
+        case = INFERENCE_CASES[name]
+        model = copy.deepcopy(init)
+        set_model_fast(model, False)
+        set_fast_path(VARIANTS["reference"].switches)
+        example = case.inputs(2, torch.Generator().manual_seed(1))
+        start = time.perf_counter()
+        # fixed time axis: the benchmark feeds one length (and the export skips a second check)
+        result = export_model(case.deploy(model), example, self.folder / name, "onnx",
+                              dynamic_time=False)
+        export_s = time.perf_counter() - start
+        session = onnx_session(result["files"][0], self.threads)
+        return OnnxModel(session, [i["name"] for i in result["inputs"]],
+                         result["outputs"][0]["name"], export_s,
+                         f"{result['exporter']}, opset {result['opset']}")
+
+
 def bench_case(name: str, variants: dict[str, Variant], batch: int, repeats: int,
-               calls: int) -> dict:
+               calls: int, onnxruntime: OnnxRuntime | None = None) -> dict:
     case = INFERENCE_CASES[name]
     torch.manual_seed(0)
     init = case.build().eval()
     inputs = case.inputs(batch, torch.Generator().manual_seed(0))
-    models, outputs, compile_s, errors = {}, {}, {}, {}
+    runners: dict[str, Callable[[], Any]] = {}
+    outputs, compile_s, export_s, errors, exporter = {}, {}, {}, {}, None
     for v, variant in variants.items():
         model = copy.deepcopy(init)
         set_model_fast(model, variant.model_fast)
         model = torch.compile(model) if variant.compile else model
+        runner = functools.partial(run, model, variant, inputs)
         start = time.perf_counter()
         try:
-            outputs[v] = _as_float(run(model, variant, inputs))  # warm-up, compile
+            outputs[v] = _as_float(runner())  # warm-up, compile
         except Exception as error:  # a variant that fails is reported, not fatal
             errors[v] = f"{type(error).__name__}: {error}"[:300]
             continue
-        models[v] = model
+        runners[v] = runner
         if variant.compile:
             compile_s[v] = time.perf_counter() - start
-    variants = {v: variants[v] for v in models}
-    rates: dict[str, list[float]] = {v: [] for v in variants}
+    if onnxruntime is not None:
+        try:
+            onnx = onnxruntime.load(name, init)
+            runner = functools.partial(onnx.run, onnx.feed(inputs))
+            out = _as_float(torch.from_numpy(runner()))  # warm-up
+            ref = outputs.get("reference", out)
+            if out.shape != ref.shape:  # a wrong output mapping, not a rounding difference
+                raise ValueError(f"exported output {onnx.output!r} has shape "
+                                 f"{tuple(out.shape)}, the reference {tuple(ref.shape)}")
+            outputs["onnxruntime"] = out
+            runners["onnxruntime"], export_s["onnxruntime"] = runner, onnx.export_s
+            exporter = onnx.exporter
+        except Exception as error:  # a failed export is reported, not fatal
+            errors["onnxruntime"] = f"{type(error).__name__}: {error}"[:300]
+    rates: dict[str, list[float]] = {v: [] for v in runners}
     for r in range(repeats):
-        order = list(variants) if r % 2 == 0 else list(reversed(variants))
+        order = list(runners) if r % 2 == 0 else list(reversed(runners))
         for v in order:
             start = time.perf_counter()
             for _ in range(calls):
-                run(models[v], variants[v], inputs)
+                runners[v]()
             rates[v].append(calls * batch / (time.perf_counter() - start))
     medians = {v: statistics.median(rs) for v, rs in rates.items()}
     ref = outputs["reference"]
@@ -137,6 +221,8 @@ def bench_case(name: str, variants: dict[str, Variant], batch: int, repeats: int
         "max_abs_diff_to_reference": {v: _difference(o, ref) for v, o in outputs.items()},
         "reference_output_scale": float(ref.float().abs().max()),
         "compile_s": compile_s,
+        "export_s": export_s,
+        "onnx_exporter": exporter,
         "errors": errors,
     }
 
@@ -203,6 +289,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--calls", type=int, default=3)
     parser.add_argument("--compile", action="store_true", help="add a torch.compile variant")
+    parser.add_argument("--onnxruntime", action="store_true",
+                        help="add an ONNX Runtime variant (the reference model exported once "
+                             "per model to a temporary folder)")
     parser.add_argument("--out", type=Path, default=RESULTS / "inference.json")
     args = parser.parse_args()
     pin_threads(args.threads)
@@ -210,6 +299,15 @@ def main() -> None:
     if args.compile:
         variants["compiled"] = Variant(VARIANTS["fast"].switches, True, compile=True)
     repeats, calls = (2, 1) if args.quick else (args.repeats, args.calls)
+    with tempfile.TemporaryDirectory(prefix="sigformer-ort-") as folder:
+        onnxruntime = OnnxRuntime(Path(folder), args.threads) if args.onnxruntime else None
+        results = bench_all(args, variants, repeats, calls, onnxruntime)
+    report(results)
+    save_results(args.out, results, quick=args.quick, threads=args.threads)
+
+
+def bench_all(args: argparse.Namespace, variants: dict[str, Variant], repeats: int,
+              calls: int, onnxruntime: OnnxRuntime | None) -> dict:
     results = {}
     for name in args.models.split(","):
         batches = (INFERENCE_CASES[name].batch_sizes if args.batches is None else
@@ -220,21 +318,29 @@ def main() -> None:
             key = f"{name} b{batch}"
             if key in results:
                 continue
-            results[key] = bench_case(name, variants, batch, repeats, calls)
+            results[key] = bench_case(name, variants, batch, repeats, calls, onnxruntime)
             if name == OFDM_CASE:
                 lmmse = bench_sample_lmmse(batch, repeats, calls, args.threads)
                 results[key]["sample_lmmse_slots_per_s"] = float(np.median(lmmse))
                 results[key]["sample_lmmse_all_repeats"] = lmmse
             print(f"{key}: " + ", ".join(f"{v} {r:.1f}" for v, r in
                                          results[key]["items_per_s"].items()), flush=True)
+    return results
+
+
+def report(results: dict) -> None:
     print_rates(results, "items_per_s", "inference throughput (median of repeats)")
     print("\nlargest |output - reference| per variant:")
     for key, row in results.items():
         diffs = ", ".join(f"{v} {d:.1e}" for v, d in row["max_abs_diff_to_reference"].items()
                           if v != "reference")
         print(f"  {key:26s} {diffs} (output scale {row['reference_output_scale']:.2g})")
+        for v, seconds in row["export_s"].items():
+            print(f"  {'':26s} {v} export (with its parity check) {seconds:.1f} s, "
+                  f"ONNX exporter: {row['onnx_exporter']}")
+        for v, error in row["errors"].items():
+            print(f"  {'':26s} {v} FAILED: {error}")
     print_ofdm_comparison(results)
-    save_results(args.out, results, quick=args.quick, threads=args.threads)
 
 
 if __name__ == "__main__":
