@@ -15,3 +15,15 @@ def load_script(path: str) -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def cli_json(capsys, argv: list[str]) -> dict:
+    """Run ``sigformer ARGV`` in this process (it must succeed) and parse the JSON report it
+    prints last (progress lines may come before it)."""
+    import json
+
+    from sigformer.cli import main
+
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    return json.loads(out[out.index("{"):])

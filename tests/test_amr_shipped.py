@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from repo_scripts import cli_json
 
 from sigformer.bundle import Bundle
 from sigformer.catalogue import list_pretrained
-from sigformer.cli import main
 from sigformer.data.radioml import generate_radioml
 
 REPO = Path(__file__).resolve().parents[1]
@@ -25,10 +25,7 @@ CLST = "amr-clst-modgen"
 SHIPPED = [e["name"] for e in list_pretrained() if e["name"].startswith("amr-")]
 
 
-def _cli_json(capsys, argv) -> dict:
-    assert main(argv) == 0
-    out = capsys.readouterr().out
-    return json.loads(out[out.index("{"):])
+_cli_json = cli_json
 
 
 @pytest.fixture(scope="module")

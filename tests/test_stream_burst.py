@@ -14,6 +14,7 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as hst
+from repo_scripts import cli_json
 
 from sigformer.bundle import Bundle
 from sigformer.cli import main
@@ -235,9 +236,7 @@ def test_classify_iq_runs_the_model_once_over_all_frames(bundle, tmp_path):
 
 
 def _stream_report(bundle_dir, path, capsys, *extra) -> dict:
-    assert main(["stream", str(bundle_dir), "--source", f"sigmf:{path}", *extra]) == 0
-    printed = capsys.readouterr().out
-    return json.loads(printed[printed.index("{"):])
+    return cli_json(capsys, ["stream", str(bundle_dir), "--source", f"sigmf:{path}", *extra])
 
 
 def test_max_predictions_is_exact_even_when_a_burst_completes_many(bundle_dir, tmp_path,

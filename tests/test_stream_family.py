@@ -4,16 +4,15 @@ the runtime says so instead of guessing; bad values are refused."""
 
 from __future__ import annotations
 
-import json
 import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from repo_scripts import cli_json
 
 from sigformer.bundle import Bundle
-from sigformer.cli import main
 from sigformer.models import create_model
 from sigformer.spec import SignalSpec
 from sigformer.streaming.app import OnlineSettings, build_online
@@ -39,9 +38,7 @@ def capture(tmp_path) -> Path:
 
 
 def _stream(capsys, bundle, capture, *extra) -> dict:
-    assert main(["stream", str(bundle), "--source", f"sigmf:{capture}", *extra]) == 0
-    out = capsys.readouterr().out
-    return json.loads(out[out.index("{"):])
+    return cli_json(capsys, ["stream", str(bundle), "--source", f"sigmf:{capture}", *extra])
 
 
 def test_sps_resamples_the_stream_to_the_training_symbol_length(capsys, family_bundle,
