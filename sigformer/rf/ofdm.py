@@ -83,29 +83,38 @@ def evaluate_sweeps(estimators: dict[str, Any], sweeps: dict[str, list[tuple[flo
     return {"points": rows, "seconds": seconds}
 
 
+REFERENCE_SWEEP_NAMES = ("snr", "delay_spread", "doppler")
+
+
 def estimator_targets(points: list[dict], model: str = "AdaFortiTran",
                       ordering: tuple[str, ...] = ("FortiTran", "linear", "LS"),
                       sample: str = "LMMSE (sample)") -> dict[str, bool]:
     """Issue 14's targets for ``model`` over sweep ``points`` (:func:`evaluate_sweeps` rows),
-    for the estimators present: ``model`` < ``ordering`` (each better than the next) at every
-    point, within 1 dB of the genie bound on average and never more than 3 dB from it, better
-    than the mixed-condition sample LMMSE at every point and >= 3 dB better than it at 25 dB,
-    low Doppler. The one definition the benchmark and the model cards use."""
+    for the estimators present: on the test sweep (the reference's SNR, delay-spread and
+    Doppler sweeps) ``model`` < ``ordering`` (each better than the next) at every point,
+    within 1 dB of the genie bound on average and never more than 3 dB from it, better than
+    the mixed-condition sample LMMSE at every point; and >= 3 dB better than it on the extra
+    25 dB low-Doppler points. The one definition the benchmark and the model cards use."""
     names = set(points[0]["nmse_db"])
-    nmse = [r["nmse_db"] for r in points]
+    # the issue's test sweep: the reference's SNR / delay-spread / Doppler sweeps; extra
+    # stress points (25 dB at low Doppler) have a target of their own
+    sweep = [r for r in points if r["sweep"] in REFERENCE_SWEEP_NAMES] or points
+    nmse = [r["nmse_db"] for r in sweep]
     targets: dict[str, bool] = {}
     chain = [n for n in (model, *ordering) if n in names]
     if len(chain) > 1:
-        targets[" < ".join(chain) + " at every point"] = all(
+        targets[" < ".join(chain) + " at every point of the test sweep"] = all(
             all(row[a] < row[b] for a, b in zip(chain, chain[1:])) for row in nmse)
     if model not in names:
         return targets
-    gaps = [r["gap_to_bound_db"][model] for r in points]
-    targets[f"{model} within 1 dB of the genie bound on average"] = float(np.mean(gaps)) <= 1.0
-    targets[f"{model} never more than 3 dB from the genie bound"] = max(gaps) <= 3.0
+    gaps = [r["gap_to_bound_db"][model] for r in sweep]
+    targets[f"{model} within 1 dB of the genie bound on average over the test sweep"] = \
+        float(np.mean(gaps)) <= 1.0
+    targets[f"{model} never more than 3 dB from the genie bound on the test sweep"] = \
+        max(gaps) <= 3.0
     if sample in names:
-        targets[f"{model} better than the mixed sample LMMSE at every point"] = all(
-            row[model] < row[sample] for row in nmse)
+        targets[f"{model} better than the mixed sample LMMSE at every point of the test "
+                f"sweep"] = all(row[model] < row[sample] for row in nmse)
         low = [r for r in points if r["sweep"] == "low_doppler_25dB"]
         if low:
             targets[f"{model} >= 3 dB better than the mixed sample LMMSE at 25 dB, low "
