@@ -14,8 +14,13 @@ AdaFortiTran is reported next to the sample LMMSE estimator (the classical basel
 ``sigformer.rf.channel_estimation``, timed in the same run on the same number of threads) with
 issue 13's target: >= 5,000 slots/s at batch 256. Writes ``benchmarks/results/inference.json``.
 
+``--device cuda``: models and inputs on the GPU, each timed repeat closed by
+``torch.cuda.synchronize()``, bf16 autocast on CUDA, threads not pinned (the sample LMMSE
+stays a numpy baseline on ``--threads`` CPU threads); the ONNX Runtime variant is skipped
+(the benchmark opens CPU sessions). The JSON adds the GPU's name and CUDA/cuDNN versions.
+
     python benchmarks/inference.py [--quick] [--models clst,duin] [--batches 256] [--compile]
-                                   [--onnxruntime] [--out results.json]
+                                   [--onnxruntime] [--device cuda] [--out results.json]
 """
 
 from __future__ import annotations
@@ -37,13 +42,19 @@ from _table import print_table, save_results
 from threadpoolctl import threadpool_limits
 from training import (
     CASES,
+    CPU,
+    DEVICES,
     RESULTS,
     VARIANTS,
     Variant,
     autocast,
+    device_meta,
+    device_or_exit,
     pin_threads,
     print_rates,
     set_model_fast,
+    synchronize,
+    to_device,
 )
 
 from sigformer.data.ofdm import simulate_ofdm
@@ -169,27 +180,33 @@ class OnnxRuntime:
 
 
 def bench_case(name: str, variants: dict[str, Variant], batch: int, repeats: int,
-               calls: int, onnxruntime: OnnxRuntime | None = None) -> dict:
+               calls: int, onnxruntime: OnnxRuntime | None = None,
+               device: torch.device = CPU) -> dict:
     case = INFERENCE_CASES[name]
     torch.manual_seed(0)
     init = case.build().eval()
-    inputs = case.inputs(batch, torch.Generator().manual_seed(0))
+    # made on the CPU from the seeded generator (same data on every device), then moved
+    inputs = to_device(case.inputs(batch, torch.Generator().manual_seed(0)), device)
     runners: dict[str, Callable[[], Any]] = {}
     outputs, compile_s, export_s, errors, exporter = {}, {}, {}, {}, None
     for v, variant in variants.items():
-        model = copy.deepcopy(init)
+        model = copy.deepcopy(init).to(device)
         set_model_fast(model, variant.model_fast)
         model = torch.compile(model) if variant.compile else model
         runner = functools.partial(run, model, variant, inputs)
         start = time.perf_counter()
         try:
             outputs[v] = _as_float(runner())  # warm-up, compile
+            synchronize(device)  # a kernel's failure surfaces here, and compile_s is the work
         except Exception as error:  # a variant that fails is reported, not fatal
             errors[v] = f"{type(error).__name__}: {error}"[:300]
             continue
         runners[v] = runner
         if variant.compile:
             compile_s[v] = time.perf_counter() - start
+    if onnxruntime is not None and device.type != "cpu":
+        raise ValueError("the onnxruntime variant runs CPU sessions: pass onnxruntime=None "
+                         f"on {device.type}")
     if onnxruntime is not None:
         try:
             onnx = onnxruntime.load(name, init)
@@ -208,9 +225,11 @@ def bench_case(name: str, variants: dict[str, Variant], batch: int, repeats: int
     for r in range(repeats):
         order = list(runners) if r % 2 == 0 else list(reversed(runners))
         for v in order:
+            synchronize(device)
             start = time.perf_counter()
             for _ in range(calls):
                 runners[v]()
+            synchronize(device)
             rates[v].append(calls * batch / (time.perf_counter() - start))
     medians = {v: statistics.median(rs) for v, rs in rates.items()}
     ref = outputs["reference"]
@@ -270,8 +289,9 @@ def print_ofdm_comparison(results: dict) -> None:
 
 def run(model: torch.nn.Module, variant: Variant, inputs: tuple):
     set_fast_path(variant.switches)
+    device_type = inputs[0].device.type  # autocast for where the inputs (and model) live
     try:
-        with torch.inference_mode(), autocast(variant.bf16):
+        with torch.inference_mode(), autocast(variant.bf16, device_type):
             return model(*inputs)
     finally:
         set_fast_path(VARIANTS["reference"].switches)
@@ -292,22 +312,31 @@ def main() -> None:
     parser.add_argument("--onnxruntime", action="store_true",
                         help="add an ONNX Runtime variant (the reference model exported once "
                              "per model to a temporary folder)")
+    parser.add_argument("--device", choices=DEVICES, default="cpu",
+                        help="where models and inputs live (cuda: timed with synchronize, "
+                             "threads not pinned, no onnxruntime variant, GPU name in the JSON)")
     parser.add_argument("--out", type=Path, default=RESULTS / "inference.json")
     args = parser.parse_args()
-    pin_threads(args.threads)
+    device = device_or_exit(parser, args.device)
+    if device.type == "cpu":  # on a GPU the CPU only launches kernels: leave its threads be
+        pin_threads(args.threads)
+    if args.onnxruntime and device.type != "cpu":
+        print(f"--onnxruntime skipped on --device {device.type}: the variant runs ONNX Runtime's "
+              "CPU sessions, which would not compare like with like", flush=True)
+        args.onnxruntime = False
     variants = {v: VARIANTS[v] for v in ("reference", "fast", "fast-bf16")}
     if args.compile:
         variants["compiled"] = Variant(VARIANTS["fast"].switches, True, compile=True)
     repeats, calls = (2, 1) if args.quick else (args.repeats, args.calls)
     with tempfile.TemporaryDirectory(prefix="sigformer-ort-") as folder:
         onnxruntime = OnnxRuntime(Path(folder), args.threads) if args.onnxruntime else None
-        results = bench_all(args, variants, repeats, calls, onnxruntime)
+        results = bench_all(args, variants, repeats, calls, onnxruntime, device)
     report(results)
-    save_results(args.out, results, quick=args.quick, threads=args.threads)
+    save_results(args.out, results, quick=args.quick, threads=args.threads, **device_meta(device))
 
 
 def bench_all(args: argparse.Namespace, variants: dict[str, Variant], repeats: int,
-              calls: int, onnxruntime: OnnxRuntime | None) -> dict:
+              calls: int, onnxruntime: OnnxRuntime | None, device: torch.device = CPU) -> dict:
     results = {}
     for name in args.models.split(","):
         batches = (INFERENCE_CASES[name].batch_sizes if args.batches is None else
@@ -318,7 +347,8 @@ def bench_all(args: argparse.Namespace, variants: dict[str, Variant], repeats: i
             key = f"{name} b{batch}"
             if key in results:
                 continue
-            results[key] = bench_case(name, variants, batch, repeats, calls, onnxruntime)
+            results[key] = bench_case(name, variants, batch, repeats, calls, onnxruntime,
+                                      device)
             if name == OFDM_CASE:
                 lmmse = bench_sample_lmmse(batch, repeats, calls, args.threads)
                 results[key]["sample_lmmse_slots_per_s"] = float(np.median(lmmse))

@@ -11,7 +11,7 @@ Variants (``sigformer.nn.FastPath`` switches, plus the model's own where it has 
   ``set_fast``); attention dropout kept;
 * ``fast-noattn``: ``fast`` plus ``attention_dropout=False`` (a different regulariser: see
   ``docs/performance.md`` for its quality effect);
-* ``fast-bf16``: ``fast`` under ``torch.autocast("cpu", torch.bfloat16)``;
+* ``fast-bf16``: ``fast`` under ``torch.autocast(device, torch.bfloat16)``;
 * ``compiled`` (``--compile`` only): ``fast`` with ``torch.compile``; compile time reported.
 
 Threads are pinned (``--threads``, 2 by default, one inter-op thread); variants alternate in
@@ -19,7 +19,12 @@ one process, repeat after repeat, and the median of the repeats is reported, so 
 (shared) machine hits every variant alike. Prints a table of samples/s and ratios to the
 reference; writes ``benchmarks/results/training.json``.
 
+``--device cuda``: models and batches on the GPU, timed regions closed by
+``torch.cuda.synchronize()`` (kernels run asynchronously), threads left unpinned; the JSON
+adds the GPU's name and the CUDA/cuDNN versions (a CPU run's JSON is unchanged).
+
     python benchmarks/training.py [--quick] [--models clst,dbconformer] [--compile]
+                                  [--device cuda]
 """
 
 from __future__ import annotations
@@ -42,6 +47,8 @@ from sigformer.nn import FAST, REFERENCE, FastPath, set_fast_path
 
 RESULTS = Path(__file__).parent / "results"
 NOATTN = FastPath(fused_projections=True, attention_dropout=False)
+DEVICES = ("cpu", "cuda")
+CPU = torch.device("cpu")
 
 
 @dataclass
@@ -159,16 +166,64 @@ def pin_threads(threads: int) -> None:
         torch.set_num_interop_threads(1)
 
 
-def autocast(enabled: bool):
-    return torch.autocast("cpu", dtype=torch.bfloat16) if enabled else contextlib.nullcontext()
+def autocast(enabled: bool, device_type: str = "cpu"):
+    return (torch.autocast(device_type, dtype=torch.bfloat16) if enabled
+            else contextlib.nullcontext())
+
+
+def resolve_device(name: str) -> torch.device:
+    """``"cpu"`` or ``"cuda"`` as a device, refusing CUDA up front when this torch cannot use it
+    (rather than a failure deep inside the first ``.to()``)."""
+    if name not in DEVICES:
+        raise ValueError(f"device must be one of {list(DEVICES)}, got {name!r}")
+    if name == "cuda" and not torch.cuda.is_available():
+        build = (f"built with CUDA {torch.version.cuda}, but no GPU is visible"
+                 if torch.version.cuda else "a CPU-only build")
+        raise RuntimeError(f"--device cuda: torch.cuda.is_available() is False (torch "
+                           f"{torch.__version__}, {build}); run on a machine with an NVIDIA "
+                           "GPU and a CUDA build of torch, or pass --device cpu")
+    return torch.device(name)
+
+
+def device_meta(device: torch.device) -> dict:
+    """Fields a GPU run adds to the results JSON (none on CPU: its JSON stays as it was)."""
+    if device.type == "cpu":
+        return {}
+    return {"device": device.type, "device_name": torch.cuda.get_device_name(device),
+            "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version(),
+            "threads_pinned": False, "fp32_precision": fp32_precision()}
+
+
+def fp32_precision() -> dict[str, str | None]:
+    """The float32 precision of CUDA matmuls and cuDNN convolutions (``"tf32"``: convolutions
+    use TF32 by default on Ampere and later; ``"none"``: the global default, IEEE fp32).
+    Read with torch's newer per-backend API only: reading the legacy ``allow_tf32`` flags
+    after the new API set them raises."""
+    backends = {"matmul": torch.backends.cuda.matmul,
+                "cudnn_conv": getattr(torch.backends.cudnn, "conv", None)}
+    return {k: getattr(b, "fp32_precision", None) for k, b in backends.items()}
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued kernels (CUDA runs asynchronously: a timer stopped without
+    this measures the launches, not the work)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def to_device(tensors: tuple, device: torch.device) -> tuple:
+    """A (nested) tuple of tensors moved to ``device``; on CPU the very same tensors."""
+    return tuple(to_device(t, device) if isinstance(t, tuple) else t.to(device)
+                 for t in tensors)
 
 
 class Trainer:
     """One model copy per variant, trained step by step on the same pre-made batches."""
 
-    def __init__(self, case: Case, variant: Variant, init: torch.nn.Module, batch_size: int):
-        self.case, self.variant, self.batch_size = case, variant, batch_size
-        self.model = copy.deepcopy(init).train()
+    def __init__(self, case: Case, variant: Variant, init: torch.nn.Module, batch_size: int,
+                 device: torch.device = CPU):
+        self.case, self.variant, self.batch_size, self.device = case, variant, batch_size, device
+        self.model = copy.deepcopy(init).to(device).train()
         set_model_fast(self.model, variant.model_fast)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=1e-4)
         self.forward = self.model
@@ -176,31 +231,34 @@ class Trainer:
         if variant.compile:
             self.forward = torch.compile(self.model)
         g = torch.Generator().manual_seed(0)
-        self.batches = [case.batch(batch_size, g) for _ in range(2)]
-        self.losses: list[float] = []
+        # made on the CPU from the seeded generator (same data on every device), then moved
+        self.batches = [to_device(case.batch(batch_size, g), device) for _ in range(2)]
+        self.losses: list[torch.Tensor] = []  # detached; read once at the end (no GPU sync)
 
     def step(self, i: int) -> None:
         inputs, target = self.batches[i % len(self.batches)]
         set_fast_path(self.variant.switches)
         try:
-            with autocast(self.variant.bf16):
+            with autocast(self.variant.bf16, self.device.type):
                 loss = self.case.loss(self.forward(*inputs), target)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
         finally:
             set_fast_path(REFERENCE)
-        self.losses.append(float(loss.detach()))
+        self.losses.append(loss.detach())
 
     def timed(self, steps: int) -> float:
+        synchronize(self.device)
         start = time.perf_counter()
         for i in range(steps):
             self.step(i)
+        synchronize(self.device)
         return steps * self.batch_size / (time.perf_counter() - start)
 
 
 def bench_case(name: str, variants: dict[str, Variant], repeats: int, steps: int,
-               batch_size: int | None, quick: bool = False) -> dict:
+               batch_size: int | None, quick: bool = False, device: torch.device = CPU) -> dict:
     case = CASES[name]
     torch.manual_seed(0)
     init = case.build()
@@ -209,10 +267,11 @@ def bench_case(name: str, variants: dict[str, Variant], repeats: int, steps: int
         n = min(n, 8)
     trainers, errors = {}, {}
     for v, variant in variants.items():  # warm-up (and compilation) outside the timing
-        trainer = Trainer(case, variant, init, n)
+        trainer = Trainer(case, variant, init, n, device)
         start = time.perf_counter()
         try:
             trainer.step(0)
+            synchronize(device)  # a kernel's failure surfaces here, and compile_s is the work
         except Exception as error:  # a variant that fails is reported, not fatal
             errors[v] = f"{type(error).__name__}: {error}"[:300]
             continue
@@ -234,7 +293,7 @@ def bench_case(name: str, variants: dict[str, Variant], repeats: int, steps: int
         "samples_per_s": medians, "all_repeats": rates,
         "ratio_to_reference": {v: m / ref for v, m in medians.items()} if ref else {},
         "compile_s": {v: t.compile_s for v, t in trainers.items() if t.compile_s is not None},
-        "last_loss": {v: t.losses[-1] for v, t in trainers.items()},
+        "last_loss": {v: float(t.losses[-1]) for v, t in trainers.items()},
         "errors": errors,
     }
 
@@ -260,9 +319,14 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--compile", action="store_true", help="add a torch.compile variant")
+    parser.add_argument("--device", choices=DEVICES, default="cpu",
+                        help="where models and batches live (cuda: timed with synchronize, "
+                             "threads not pinned, GPU name in the JSON)")
     parser.add_argument("--out", type=Path, default=RESULTS / "training.json")
     args = parser.parse_args()
-    pin_threads(args.threads)
+    device = device_or_exit(parser, args.device)
+    if device.type == "cpu":  # on a GPU the CPU only launches kernels: leave its threads be
+        pin_threads(args.threads)
     repeats, steps, batch = args.repeats, args.steps, args.batch_size
     if args.quick:
         repeats, steps = 2, 1
@@ -271,11 +335,20 @@ def main() -> None:
         variants["compiled"] = Variant(FAST, True, compile=True)
     results = {}
     for name in args.models.split(","):
-        results[name] = bench_case(name, variants, repeats, steps, batch, args.quick)
+        results[name] = bench_case(name, variants, repeats, steps, batch, args.quick, device)
         print(f"{name}: " + ", ".join(f"{v} {r:.1f}" for v, r in
                                       results[name]["samples_per_s"].items()), flush=True)
     print_rates(results, "samples_per_s", "training throughput (median of repeats)")
-    save_results(args.out, results, quick=args.quick, threads=args.threads)
+    save_results(args.out, results, quick=args.quick, threads=args.threads, **device_meta(device))
+
+
+def device_or_exit(parser: argparse.ArgumentParser, name: str) -> torch.device:
+    """The ``--device`` as a device; a usage error naming the problem (exit 2), not a traceback,
+    when CUDA is not usable here."""
+    try:
+        return resolve_device(name)
+    except RuntimeError as error:
+        parser.error(str(error))
 
 
 if __name__ == "__main__":

@@ -83,10 +83,14 @@ def _cmd_stream(args) -> int:
             raise _config_error(f"{target} is a pipeline file: give the trained bundle with "
                                 f"--model (or stream the bundle directly: sigformer stream "
                                 f"BUNDLE --source ...)")
+        from .streaming.app import override_stream
         from .tasks import load_task_config
 
-        cfg = load_task_config(target)
-        report = run_stream(cfg, args.model, duration=args.duration,
+        # flags given on the command line win over the YAML's stream section, as with run
+        cfg = override_stream(load_task_config(target), _stream_overrides(args))
+        report = run_stream(cfg, args.model, source=args.source, out=args.out,
+                            plot=args.plot or False, samples_per_symbol=args.sps,
+                            channel=args.channel, duration=args.duration,
                             max_predictions=args.max_predictions)
         _print_json({k: v for k, v in report.items() if not isinstance(v, list)})
         return EXIT_INTERRUPTED if report.get("interrupted") else 0
@@ -94,21 +98,46 @@ def _cmd_stream(args) -> int:
         raise _config_error("give the stream to read with --source (lsl:NAME, wav:FILE, "
                             "sigmf:FILE, file:EDF, zmq:ADDRESS, soundcard, slots:NPZ)")
     bundle = load_bundle(target)
-    source = make_source(args.source, realtime=args.realtime, chunk_size=args.chunk_size,
-                         sample_rate=args.source_rate, channels=args.source_channels,
-                         timeout=args.timeout)
+    source = make_source(args.source, realtime=bool(args.realtime), chunk_size=args.chunk_size,
+                         sample_rate=args.source_rate, channels=_or(args.source_channels, 1),
+                         timeout=_or(args.timeout, 10.0))
     sinks = default_sinks(bundle, source, out=args.out, lsl_name=args.lsl_out,
                           record=args.record, plot=args.plot or False)
-    settings = OnlineSettings(hop_s=args.hop_s, threads=args.threads,
-                              nan_policy=args.nan_policy, channel=args.channel,
-                              samples_per_symbol=args.sps, decision=args.decision,
-                              min_power_db=None if args.all_frames else args.min_power_db,
-                              max_burst_frames=args.max_burst_frames)
+    # flags not given keep OnlineSettings' defaults (the defaults the help text states)
+    given = {k: v for k, v in _stream_overrides(args).items() if k in _SETTINGS_KEYS}
+    settings = OnlineSettings(channel=args.channel, samples_per_symbol=args.sps, **given)
     report = stream_bundle(bundle, source, sinks, settings=settings, duration=args.duration,
                            max_outputs=args.max_predictions)
     report.pop("_outputs", None)
     _print_json({k: v for k, v in report.items() if not isinstance(v, list) or k == "written"})
     return EXIT_INTERRUPTED if report.get("interrupted") else 0
+
+
+# `sigformer stream` flags with a key in a pipeline's stream section (dotted: a subsection);
+# argparse leaves them None when not given, so the YAML form can tell "given" from "default"
+_STREAM_KEYS = {"hop_s": "hop_s", "threads": "threads", "nan_policy": "nan_policy",
+                "decision": "decision", "min_power_db": "min_power_db",
+                "max_burst_frames": "max_burst_frames", "realtime": "source.realtime",
+                "chunk_size": "source.chunk_size", "source_rate": "source.sfreq",
+                "source_channels": "source.channels", "timeout": "source.timeout",
+                "lsl_out": "output.lsl_name", "record": "output.record"}
+# the keys that are OnlineSettings fields too (the bundle form)
+_SETTINGS_KEYS = ("hop_s", "threads", "nan_policy", "decision", "min_power_db",
+                  "max_burst_frames")
+
+
+def _stream_overrides(args) -> dict:
+    """The stream-section keys of the flags given on the command line (``--all-frames``:
+    ``min_power_db`` None, no gate)."""
+    given = {key: getattr(args, flag) for flag, key in _STREAM_KEYS.items()
+             if getattr(args, flag) is not None}
+    if args.all_frames:
+        given["min_power_db"] = None
+    return given
+
+
+def _or(value, default):
+    return default if value is None else value
 
 
 def _cmd_replay(args) -> int:
@@ -291,19 +320,21 @@ def build_parser() -> argparse.ArgumentParser:
     stream = sub.add_parser("stream", help="run a trained bundle on a live or replayed stream "
                                            "(EEG over LSL, audio, IQ, OFDM slots)")
     stream.add_argument("target", help="bundle folder or pretrained name (or, with --model, a "
-                                       "pipeline YAML whose stream section to use)")
+                                       "pipeline YAML whose stream section to use; flags "
+                                       "given on the command line override its values)")
     stream.add_argument("--model", help="with a pipeline YAML: the bundle from `sigformer run`")
     stream.add_argument("--source", help="lsl:NAME, wav:FILE, sigmf:FILE, file:EDF, "
                                          "zmq:tcp://127.0.0.1:PORT, soundcard[:DEVICE], "
-                                         "slots:NPZ, or a file path")
+                                         "slots:NPZ, or a file path (with a pipeline YAML: "
+                                         "read instead of its stream.source)")
     stream.add_argument("--source-rate", type=float, help="sample rate of a zmq / soundcard "
                                                           "source (Hz)")
-    stream.add_argument("--source-channels", type=int, default=1,
-                        help="input channels of a soundcard source")
-    stream.add_argument("--realtime", action="store_true",
-                        help="pace file sources at their sample rate")
+    stream.add_argument("--source-channels", type=int,
+                        help="input channels of a soundcard source (default 1)")
+    stream.add_argument("--realtime", action=argparse.BooleanOptionalAction,
+                        help="pace file sources at their sample rate (default: not paced)")
     stream.add_argument("--chunk-size", type=int, help="samples per chunk read from the source")
-    stream.add_argument("--timeout", type=float, default=10.0, help="seconds to find the stream")
+    stream.add_argument("--timeout", type=float, help="seconds to find the stream (default 10)")
     stream.add_argument("--out", help="audio folder / .wav, SigMF meta or npz to write")
     stream.add_argument("--lsl-out", help="publish class probabilities as this LSL stream")
     stream.add_argument("--record", help="record predictions: crash-safe .sgrec, or .xdf")
@@ -318,18 +349,19 @@ def build_parser() -> argparse.ArgumentParser:
                         help="IQ classification: a label per frame, or the burst's most likely "
                              "label for all its frames, emitted when the burst ends (as "
                              "classify-iq); default: the bundle's own (family bundles: burst)")
-    stream.add_argument("--max-burst-frames", type=int, default=64,
+    stream.add_argument("--max-burst-frames", type=int,
                         help="--decision burst: decide a longer burst every N frames (bounds "
-                             "the latency on a continuous signal)")
-    stream.add_argument("--min-power-db", type=float, default=30.0,
+                             "the latency on a continuous signal; default 64)")
+    stream.add_argument("--min-power-db", type=_db_below_loudest,
                         help="--decision burst: frames this many dB below the loudest so far "
-                             "are quiet (no prediction); the gate never decays, so one spike "
-                             "can silence the stream (a warning says so)")
+                             "are quiet (no prediction; >= 0, default 30); the gate never "
+                             "decays, so one spike can silence the stream (a warning says so)")
     stream.add_argument("--all-frames", action="store_true",
                         help="--decision burst: no power gate, every frame is kept")
     stream.add_argument("--channel", type=int, help="input channel to separate")
-    stream.add_argument("--threads", type=int, default=1, help="model threads")
-    stream.add_argument("--nan-policy", default="skip", choices=("raise", "skip", "interpolate"))
+    stream.add_argument("--threads", type=int, help="model threads (default 1)")
+    stream.add_argument("--nan-policy", choices=("raise", "skip", "interpolate"),
+                        help="NaN/Inf samples (default: skip their windows)")
     stream.add_argument("--duration", type=float, help="stop after this many seconds")
     stream.add_argument("--max-predictions", type=int,
                         help="stop after this many outputs (exactly: a chunk or an IQ burst "
@@ -353,8 +385,9 @@ def build_parser() -> argparse.ArgumentParser:
     iq.add_argument("--in-place", action="store_true",
                     help="add the annotations to the recording's own metadata file")
     iq.add_argument("--hop", type=int, help="frame hop in samples (default: frame length)")
-    iq.add_argument("--min-power-db", type=float, default=30.0,
-                    help="skip frames this many dB below the loudest (gaps between bursts)")
+    iq.add_argument("--min-power-db", type=_db_below_loudest, default=30.0,
+                    help="skip frames this many dB below the loudest (gaps between bursts; "
+                         ">= 0, default 30)")
     iq.add_argument("--all-frames", action="store_true", help="classify quiet frames too")
     iq.add_argument("--copy-data", action="store_true", default=None,
                     help="with --out elsewhere: copy the data file beside the new metadata")
@@ -406,6 +439,22 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--opset", type=int, default=17, help="ONNX opset")
     export.set_defaults(func=_cmd_export)
     return parser
+
+
+def _db_below_loudest(text: str) -> float:
+    """``--min-power-db`` (classify-iq and stream alike): a level in dB *below* the loudest
+    frame, so >= 0; argparse names the option in the error."""
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"expected how many dB below the loudest frame a "
+                                         f"frame counts as quiet, a number >= 0 (e.g. 30; "
+                                         f"--all-frames keeps every frame), got {text!r}")
+    return value
 
 
 def _config_error(message: str) -> Exception:

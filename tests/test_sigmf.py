@@ -106,6 +106,9 @@ def test_framing_skips_quiet_gaps_and_normalises(tmp_path):
     np.testing.assert_allclose((rms ** 2).sum(1).mean(1), 1.0, rtol=1e-5)
     with pytest.raises(DataError, match="complex IQ"):
         frame_signal(iq.real, 128)
+    # a level below the loudest frame: -20 used to mean the same as 20 here only
+    with pytest.raises(ValueError, match="min_power_db must be a level in dB below"):
+        frame_signal(iq, 256, min_power_db=-20)
 
 
 def test_predictions_merge_and_write_back(tmp_path):

@@ -259,6 +259,55 @@ def test_max_predictions_is_exact_even_when_a_burst_completes_many(bundle_dir, t
     assert report["predictions"] == 4
 
 
+def _two_bursts(tmp_path, name: str = "cap") -> Path:
+    """QPSK for 5 frames, 4 quiet frames, BPSK for 6 frames (to the end)."""
+    rng = np.random.default_rng(2)
+    iq = np.concatenate([_modulated("QPSK", 5 * L, 1.0, rng), np.zeros(4 * L),
+                         _modulated("BPSK", 6 * L, 0.8, rng)])
+    iq = (iq + NOISE * rng.standard_normal(len(iq))).astype(np.complex64)
+    return write_sigmf(tmp_path / name, iq, sample_rate=1e6)
+
+
+def test_flags_given_override_the_yaml_stream_section(bundle_dir, tmp_path, capsys):
+    import yaml
+
+    path = _two_bursts(tmp_path)
+    pipeline = tmp_path / "stream.yaml"
+    pipeline.write_text(yaml.safe_dump({"task": "classify", "stream": {
+        # no hop_s: one frame, the IQ default (a fixed 0.5 s used to give one sample)
+        "decision": "frame", "max_burst_frames": 2,
+        "output": {"lsl_name": None},
+        "source": {"kind": "sigmf", "path": str(path), "realtime": False,
+                   "chunk_size": 300}}}))
+
+    def run(*flags) -> dict:
+        return cli_json(capsys, ["stream", str(pipeline), "--model", str(bundle_dir), *flags])
+
+    # no flag: the YAML's frame decisions (over the bundle's own burst default)
+    report = run()
+    assert report["decision"] == "frame" and "bursts" not in report
+    assert report["predictions"] == 15
+    # --decision burst wins; the YAML's max_burst_frames (not given) still applies: the
+    # 5- and 6-frame bursts are decided in groups of at most 2 frames
+    report = run("--decision", "burst")
+    assert report["decision"] == "burst" and report["predictions"] == 11
+    assert (report["bursts"], report["burst_decisions"]) == (2, 3 + 3)
+    report = run("--decision", "burst", "--max-burst-frames", "64")
+    assert (report["bursts"], report["burst_decisions"]) == (2, 2)
+    # --all-frames over the YAML's gate: the quiet gap is kept, one burst of all 15 frames
+    report = run("--decision", "burst", "--max-burst-frames", "64", "--all-frames")
+    assert (report["bursts"], report["predictions"], report["quiet_frames"]) == (1, 15, 0)
+    # --source reads another capture with the YAML's source settings
+    short = _modulated("QPSK", 3 * L, 1.0, np.random.default_rng(5)).astype(np.complex64)
+    other = write_sigmf(tmp_path / "short", short, sample_rate=1e6)
+    report = run("--source", f"sigmf:{other}")
+    assert report["decision"] == "frame" and report["predictions"] == 3
+    # an override obeys the YAML's rules, and the error names the stream key
+    assert main(["stream", str(pipeline), "--model", str(bundle_dir),
+                 "--max-burst-frames", "0"]) == 2
+    assert "stream.max_burst_frames" in capsys.readouterr().err
+
+
 def test_a_spike_that_silences_the_stream_is_counted_and_said(bundle, tmp_path):
     # a burst, a one-frame spike 40 dB louder, then the same signal for 300 frames: the gate
     # follows the spike for good (it never decays, as classify-iq's), so nothing after it is

@@ -344,6 +344,15 @@ def normalize_frames(frames: np.ndarray, mode: str = "l1") -> np.ndarray:
     return (frames / np.maximum(scale, 1e-12)[:, None, None]).astype(np.float32)
 
 
+def check_min_power_db(min_power_db: float | None) -> None:
+    """The power gate's level: dB below the loudest frame, >= 0, or None (no gate). A
+    negative level is refused everywhere (classify-iq, the stream, capture datasets), so no
+    two paths disagree on what it means."""
+    if min_power_db is not None and not (np.isfinite(min_power_db) and min_power_db >= 0):
+        raise ValueError(f"min_power_db must be a level in dB below the loudest frame "
+                         f"(>= 0) or None (no gate), got {min_power_db!r}")
+
+
 def frame_signal(iq: np.ndarray, frame_length: int, hop: int | None = None, *,
                  start: int = 0, stop: int | None = None, normalization: str = "l1",
                  min_power_db: float | None = None, nan_policy: str = "raise"
@@ -357,6 +366,7 @@ def frame_signal(iq: np.ndarray, frame_length: int, hop: int | None = None, *,
     if iq.ndim != 1 or not np.iscomplexobj(iq):
         raise DataError(f"expected one channel of complex IQ samples, got {iq.dtype} "
                         f"{iq.shape}")
+    check_min_power_db(min_power_db)
     hop = hop or frame_length
     stop = len(iq) if stop is None else min(stop, len(iq))
     if nan_policy != "skip":
@@ -375,7 +385,7 @@ def frame_signal(iq: np.ndarray, frame_length: int, hop: int | None = None, *,
         segment, starts = segment[finite], starts[finite]
     if min_power_db is not None and len(segment):
         power = np.mean(np.abs(segment) ** 2, axis=1)
-        keep = power >= power.max() * 10 ** (-abs(min_power_db) / 10)
+        keep = power >= power.max() * 10 ** (-min_power_db / 10)
         segment, starts = segment[keep], starts[keep]
     frames = np.stack([segment.real, segment.imag], axis=1).astype(np.float32)
     return normalize_frames(frames, normalization), starts

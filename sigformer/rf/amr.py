@@ -2,7 +2,9 @@
 (symbol-rate estimation and resampling, SigMF classification, grouped-by-capture evaluation).
 
 Training lives in :mod:`sigformer.recipes.amr` (the SKD trainer, on-the-fly generation, the
-``task: amr`` pipeline); its entry points are re-exported here.
+``task: amr`` pipeline); its entry points are re-exported here, loaded on first use: the
+inference half (burst decisions, ``classify_sigmf``) must not pay for Lightning, so a
+stream's first burst decision does not wait for the trainers to import.
 """
 
 from __future__ import annotations
@@ -13,25 +15,19 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from ..data.modgen import ModGenConfig
-from ..data.radioml import AMRDataset
-from ..recipes.amr import (  # noqa: F401 - training lives in the recipe
-    BASELINES,
-    STUDENTS,
-    GeneratedFrames,
-    StreamRecipe,
-    distillation_loss,
-    fit_stream,
-    has_finished,
-    train_amr,
-)
-from ..training import History, predict_logits
+from ..data.sigmf_io import check_min_power_db
+
+if TYPE_CHECKING:  # for annotations and type checkers: these modules load Lightning
+    from ..data.modgen import ModGenConfig
+    from ..data.radioml import AMRDataset
+    from ..recipes.amr import StreamRecipe, distillation_loss, train_amr  # see __getattr__
+    from ..training import History
 
 __all__ = ["HIGH_SNR_DB", "BurstGroup", "BurstGroups", "accuracy_by_snr", "burst_decision",
            "capture_dataset", "classify_sigmf",
@@ -41,6 +37,31 @@ __all__ = ["HIGH_SNR_DB", "BurstGroup", "BurstGroups", "accuracy_by_snr", "burst
            "plot_accuracy_by_snr", "run_amr_pipeline", "train_amr"]
 
 HIGH_SNR_DB = 10.0
+
+# the training entry points of sigformer.recipes.amr, re-exported without importing them here
+_RECIPE_NAMES = ("BASELINES", "STUDENTS", "GeneratedFrames", "StreamRecipe",
+                 "distillation_loss", "fit_stream", "has_finished", "train_amr")
+
+
+def __getattr__(name: str) -> Any:
+    # PEP 562: ``from sigformer.rf.amr import train_amr`` imports the recipe on first use
+    if name in _RECIPE_NAMES:
+        from ..recipes import amr as recipe
+
+        return getattr(recipe, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_RECIPE_NAMES])
+
+
+def predict_logits(model: nn.Module, X: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """:func:`sigformer.training.predict_logits`, imported when first called (the training
+    module imports Lightning)."""
+    from ..training import predict_logits as predict
+
+    return predict(model, X, batch_size)
 
 
 def accuracy_by_snr(y_true: np.ndarray, y_pred: np.ndarray, snr: np.ndarray
@@ -468,9 +489,7 @@ class BurstGroups:
                 or not isinstance(max_burst_frames, (int, np.integer)) or max_burst_frames < 1):
             raise ValueError(f"max_burst_frames must be a whole number of frames >= 1 or None "
                              f"(unbounded), got {max_burst_frames!r}")
-        if min_power_db is not None and not (np.isfinite(min_power_db) and min_power_db >= 0):
-            raise ValueError(f"min_power_db must be a level in dB below the loudest frame "
-                             f"(>= 0) or None (no gate), got {min_power_db!r}")
+        check_min_power_db(min_power_db)
         self.max_gap, self.max_burst_frames = int(max_gap), max_burst_frames
         self.min_power_db = min_power_db
         self.reset()
@@ -627,6 +646,7 @@ def classify_sigmf(path: str | Path, model: nn.Module, classes: list[str], *,
     )
 
     _check_decision(decision)
+    check_min_power_db(min_power_db)
     frame_length = int(getattr(model, "n_times", 0)) or None
     if frame_length is None:
         raise ValueError("the model does not declare its frame length (n_times)")
@@ -697,6 +717,7 @@ def capture_dataset(paths, frame_length: int = 128, *, classes: list[str] | None
     ``info["captures"]``) for grouped evaluation. ``target_sps`` conditions each capture as
     :func:`condition_capture` does, annotations moved with it."""
     from ..data.io import DataError
+    from ..data.radioml import AMRDataset
     from ..data.sigmf_io import frame_signal, read_sigmf
 
     X, labels, origin, names, starts = [], [], [], [], []
@@ -828,15 +849,20 @@ def load_amr_data(a) -> AMRDataset:
 
 def train_bundles(out: str | Path, *, classes: Sequence[str], config: ModGenConfig | None,
                   recipe: StreamRecipe, test: AMRDataset, teacher_name: str = "clst",
-                  teacher_preset: str | None = None, students: Sequence[str] = STUDENTS,
-                  baselines: Sequence[str] = BASELINES, seed: int = 0, resume: bool = False,
+                  teacher_preset: str | None = None, students: Sequence[str] | None = None,
+                  baselines: Sequence[str] | None = None, seed: int = 0, resume: bool = False,
                   log: Callable[[str], None] = print, log_every: int = 50) -> dict[str, Any]:
-    """Teacher, then each student with SKD and without, then the baselines - the same
-    generator, budget and optimiser for all; each model in ``out/<label>/`` (a checkpoint
-    every epoch, ``resume=True`` continues an interrupted run and skips finished models).
-    Returns the evaluation of every model on ``test`` (also written to ``out/report.json``)."""
+    """Teacher, then each student (default: the recipe's ``STUDENTS``) with SKD and without,
+    then the baselines (default ``BASELINES``) - the same generator, budget and optimiser for
+    all; each model in ``out/<label>/`` (a checkpoint every epoch, ``resume=True`` continues
+    an interrupted run and skips finished models). Returns the evaluation of every model on
+    ``test`` (also written to ``out/report.json``)."""
     from ..checkpoint import load_checkpoint
     from ..models import create_model
+    from ..recipes.amr import BASELINES, STUDENTS, GeneratedFrames, fit_stream, has_finished
+
+    students = STUDENTS if students is None else students
+    baselines = BASELINES if baselines is None else baselines
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -897,8 +923,8 @@ def run_amr_pipeline(cfg, out_dir: str | Path | None = None, log=print) -> dict[
     teacher (and train them alone), evaluate per SNR, write metrics, plots and checkpoints."""
     from ..checkpoint import save_checkpoint
     from ..models import create_model
+    from ..recipes.amr import train_amr
     from ..report import plot_confusion_matrix
-    from ..training import predict_logits
 
     a = cfg.amr
     out = Path(out_dir or cfg.output.dir.format(name=cfg.name))

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import ValidationError
 
 from ..bundle import Bundle
 from ..checkpoint import CheckpointError
@@ -125,7 +126,7 @@ def _eeg_classifier(bundle: Bundle, settings: OnlineSettings) -> OnlinePipeline:
 
 
 def _check_decision(value, where: str) -> None:
-    from ..rf.amr import DECISIONS  # classify-iq's (imported here: rf.amr loads the trainers)
+    from ..rf.amr import DECISIONS  # classify-iq's (rf.amr loads its trainers lazily)
 
     if value not in DECISIONS:
         raise PipelineConfigError(f"{where} must be one of {list(DECISIONS)}, got {value!r}")
@@ -139,7 +140,7 @@ def _iq_classifier(bundle: Bundle, settings: OnlineSettings) -> OnlinePipeline:
     if decision is None and "decision" in bundle.extra:
         decision = bundle.extra["decision"]
         _check_decision(decision, "the bundle's extra['decision']")
-    decision = decision or "frame"  # no import of rf.amr (and its trainers) for the default
+    decision = decision or "frame"
     bursts = None
     if decision == "burst":
         try:
@@ -453,14 +454,52 @@ def make_source_from_config(cfg):
                        channels=src.channels, timeout=src.timeout)
 
 
-def run_stream(cfg, checkpoint_dir, *, duration: float | None = None,
+def override_stream(cfg, overrides: dict[str, Any]):
+    """``cfg`` with values of its ``stream`` section replaced (keys ``"decision"`` or dotted
+    ``"source.chunk_size"``, ``"output.record"``): the command line's flags over the YAML's.
+    The section is validated again, so an override obeys the YAML's rules; errors name
+    ``stream.KEY``."""
+    if not overrides:
+        return cfg
+    section = cfg.stream.model_dump(exclude_unset=True)  # what the YAML set stays "set"
+    for key, value in overrides.items():
+        *parents, last = key.split(".")
+        node = section
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[last] = value
+    try:
+        stream = type(cfg.stream).model_validate(section)
+    except ValidationError as err:
+        lines = [f"  stream.{'.'.join(str(p) for p in e['loc'])}: {e['msg']} (got "
+                 f"{e.get('input')!r})" for e in err.errors()]
+        raise PipelineConfigError("invalid stream settings (the command line's flags over "
+                                  "the pipeline's stream section):\n" + "\n".join(lines)
+                                  ) from None
+    return cfg.model_copy(update={"stream": stream})
+
+
+def run_stream(cfg, checkpoint_dir, *, source: str | None = None, out: str | None = None,
+               plot: bool | str = False, samples_per_symbol: float | None = None,
+               channel: int | None = None, duration: float | None = None,
                max_predictions: int | None = None, log=print) -> dict:
-    """Stream with the settings of a pipeline's ``stream`` section."""
+    """Stream with the settings of a pipeline's ``stream`` section. ``source``: a source
+    string (as ``--source``) read instead of the section's ``source`` (its realtime,
+    chunk_size, sfreq, channels and timeout still apply); ``out``, ``plot``,
+    ``samples_per_symbol`` and ``channel`` have no YAML key and are given here."""
     bundle = Bundle.load(checkpoint_dir)
-    source = make_source_from_config(cfg)
-    out = cfg.stream.output
-    sinks = default_sinks(bundle, source, lsl_name=out.lsl_name, record=out.record)
-    report = stream_bundle(bundle, source, sinks, settings=settings_from_config(cfg),
+    if source is None:
+        source = make_source_from_config(cfg)
+    else:
+        src = cfg.stream.source
+        source = make_source(source, realtime=src.realtime, chunk_size=src.chunk_size,
+                             sample_rate=src.sfreq, channels=src.channels, timeout=src.timeout)
+    output = cfg.stream.output
+    sinks = default_sinks(bundle, source, out=out, lsl_name=output.lsl_name,
+                          record=output.record, plot=plot)
+    settings = settings_from_config(cfg)
+    settings.samples_per_symbol, settings.channel = samples_per_symbol, channel
+    report = stream_bundle(bundle, source, sinks, settings=settings,
                            duration=duration, max_outputs=max_predictions,
                            queue_size=cfg.stream.queue_size,
                            report_every=cfg.stream.report_every_s, log=log)

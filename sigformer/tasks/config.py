@@ -171,7 +171,9 @@ class StreamOutputConfig(_Strict):
 class StreamConfig(_Strict):
     source: StreamSourceConfig = Field(default_factory=StreamSourceConfig)
     window_s: float | None = Field(None, gt=0)  # default: the epochs' length
-    hop_s: float = Field(0.5, gt=0)
+    # None: the bundle-form default (EEG: a quarter window; IQ: one frame); 0.5 s used to be
+    # the default, which gave a rate-agnostic IQ bundle a hop of one sample
+    hop_s: float | None = Field(None, gt=0)
     threads: int = Field(1, ge=1)
     nan_policy: Literal["raise", "skip", "interpolate"] = "skip"
     smoothing: StreamSmoothingConfig = Field(default_factory=StreamSmoothingConfig)
