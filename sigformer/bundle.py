@@ -19,7 +19,9 @@ rebuilds its online chain from the bundle alone; the YAML is only needed to trai
 
 from __future__ import annotations
 
+import json
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,9 +31,18 @@ import numpy as np
 import torch
 from torch import nn
 
-from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .checkpoint import (
+    CONFIG_FILE,
+    CheckpointError,
+    load_checkpoint,
+    read_config,
+    save_checkpoint,
+)
+from .checkpoint_io import CONFIG_DIGEST_KEY, config_digest, verify_config_digest  # noqa: F401
 from .spec import SignalSpec
-from .validation import check_finite
+from .validation import ScaleWarning, check_finite, detect_scale
+
+UNIT_CHECK_WINDOWS, UNIT_CHECK_SAMPLES = 16, 100_000  # how much input the unit check reads
 
 TASK_HEADS = {"classify": "classify", "tokenize": "tokenize", "separate": "separate",
               "enhance": "enhance", "estimate_channel": "estimate_channel"}
@@ -92,9 +103,10 @@ class Bundle:
         """Write the bundle folder atomically (see :func:`sigformer.checkpoint.save_checkpoint`);
         ``card`` defaults to a model card generated from the provenance."""
         card = card if card is not None else model_card(self)
-        self.path = save_checkpoint(path, self.model, extra=self.extra,
+        extra = {k: v for k, v in self.extra.items() if k != CONFIG_DIGEST_KEY}
+        self.path = save_checkpoint(path, self.model, extra=extra,
                                     bundle=self.config_fields(), card=card)
-        return self.path
+        return stamp_config(self.path)
 
     @classmethod
     def load(cls, source: str | os.PathLike) -> Bundle:
@@ -102,19 +114,24 @@ class Bundle:
         from .catalogue import resolve_bundle_path
 
         path = resolve_bundle_path(source)
-        model, config = load_checkpoint(path)
+        model, config = load_checkpoint(path, verify_config=False)  # checked last, below
         if config.get("task") is None:
             raise CheckpointError(
                 f"{path} is a model checkpoint without an inference bundle (no task, input "
                 f"spec or chain): load it with sigformer.checkpoint.load_checkpoint, or "
                 f"re-train with `sigformer run` to get a bundle")
         head = config.get("head") or {}
-        return cls(model=model, task=config["task"],
-                   input_spec=_spec_field(config, "input_spec", path),
-                   chain=config.get("chain", []), input_scale=config.get("input_scale", 1.0),
-                   labels=head.get("labels"), provenance=config.get("provenance", {}),
-                   extra=config.get("extra", {}),
-                   model_spec=_spec_field(config, "model_spec", path), path=Path(path))
+        bundle = cls(model=model, task=config["task"],
+                     input_spec=_spec_field(config, "input_spec", path),
+                     chain=config.get("chain", []), input_scale=config.get("input_scale", 1.0),
+                     labels=head.get("labels"), provenance=config.get("provenance", {}),
+                     extra={k: v for k, v in config.get("extra", {}).items()
+                            if k != CONFIG_DIGEST_KEY},
+                     model_spec=_spec_field(config, "model_spec", path), path=Path(path))
+        # last: a malformed field gets its own error above; an edit that still parses (a
+        # label, a rate, a chain stage) would otherwise run silently wrong
+        verify_config_digest(config, path)
+        return bundle
 
     # --- offline inference ------------------------------------------------------------------
 
@@ -134,7 +151,9 @@ class Bundle:
             stages.insert(1, Resample(spec.sfreq))
         chain = Pipeline(stages)
         chain.configure(sfreq, channels)
-        return chain.process(np.asarray(data, dtype=np.float64))
+        data = np.asarray(data, dtype=np.float64)
+        warn_on_unit_mismatch(data, spec.unit, "the data given to preprocess")
+        return chain.process(data)
 
     def predict_proba(self, windows: np.ndarray) -> np.ndarray:
         """Class probabilities for model-space windows ``(n, channels, window)`` (after the
@@ -146,6 +165,8 @@ class Bundle:
         if self.model_spec is not None:  # a clear error before the model sees the shape
             self.model_spec.check(windows, name="windows")
         check_finite(windows, "windows")
+        if self.model_spec is not None:
+            warn_on_unit_mismatch(windows, self.model_spec.unit, "the windows")
         x = torch.as_tensor(np.ascontiguousarray(windows) * self.input_scale,
                             dtype=torch.float32)
         with torch.inference_mode():
@@ -174,9 +195,36 @@ class Bundle:
         return f"<Bundle | {self.task}, model {name}, input {self.input_spec}{labels}>"
 
 
+def warn_on_unit_mismatch(data: np.ndarray, unit: str, what: str) -> None:
+    """A :class:`~sigformer.validation.ScaleWarning` when the amplitude of EEG-like ``data``
+    says volts but the bundle expects microvolts (or the reverse): the model would see values
+    1e6 off its training scale and answer with confidence anyway."""
+    if unit not in ("V", "mV", "uV"):  # I/Q full scale, audio, a.u.: no physical scale
+        return
+    # the first windows / samples tell the unit; the whole of a large batch costs seconds
+    sample = data[:UNIT_CHECK_WINDOWS] if data.ndim == 3 else data[..., :UNIT_CHECK_SAMPLES]
+    guessed = detect_scale(sample)
+    if guessed == "unknown" or guessed == unit:
+        return
+    warnings.warn(f"{what} look like {guessed} (from their amplitude) but this bundle "
+                  f"expects {unit}; convert them (volts vs microvolts differ by 1e6), or the "
+                  f"predictions will be meaningless", ScaleWarning, stacklevel=3)
+
+
+def stamp_config(path: str | os.PathLike) -> Path:
+    """Record the digest of a bundle folder's config.json in it (the weights, and so their
+    checksums, are untouched); returns the folder."""
+    from .atomic import atomic_write_json
+
+    path = Path(path)
+    config = read_config(path)
+    config["extra"] = {**config.get("extra", {}), CONFIG_DIGEST_KEY: config_digest(config)}
+    atomic_write_json(path / CONFIG_FILE, config)
+    return path
+
+
 def _spec_field(config: dict[str, Any], key: str, path) -> SignalSpec | None:
     """A spec from the config, a malformed one named as the config field it is."""
-    from .checkpoint import CONFIG_FILE
     from .spec import SpecError
 
     value = config.get(key)
@@ -254,10 +302,7 @@ def promote_to_bundle(path: str | os.PathLike, *, task: str, input_spec: SignalS
                       extra: dict[str, Any] | None = None) -> Path:
     """Add the bundle fields to a checkpoint folder written by a task runner (its weights,
     and so their checksums, are unchanged); the folder is rewritten atomically."""
-    import json
-
     from .atomic import atomic_write_json
-    from .checkpoint import CONFIG_FILE, read_config
 
     path = Path(path)
     config = read_config(path)
@@ -271,7 +316,8 @@ def promote_to_bundle(path: str | os.PathLike, *, task: str, input_spec: SignalS
               "labels": None if labels is None else [str(x) for x in labels]},
         provenance={**config.get("provenance", {}), **(provenance or {})},
         extra={**config.get("extra", {}), **(extra or {})})
-    json.dumps(config)  # fail here, not half-way through writing
+    config = json.loads(json.dumps(config))  # fail here, not half-way through writing
+    config["extra"][CONFIG_DIGEST_KEY] = config_digest(config)  # of what is written
     atomic_write_json(path / CONFIG_FILE, config)
     read_config(path)  # validates the result
     return path

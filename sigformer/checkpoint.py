@@ -29,6 +29,7 @@ from .checkpoint_io import (  # noqa: F401 - the public checkpoint API lives her
     save_checkpoint,
     shape_report,
     state_dict_tensors,
+    verify_config_digest,
     verify_files,
 )
 
@@ -76,9 +77,11 @@ def check_model_kwargs(config: dict[str, Any], where: Path) -> None:
                                   f"{type(default).__name__} (like its default {default!r})")
 
 
-def load_checkpoint(path: str | os.PathLike, *, map_location: str = "cpu", verify: bool = True
-                    ) -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild the model from its config and load its weights. Returns ``(model, config)``."""
+def load_checkpoint(path: str | os.PathLike, *, map_location: str = "cpu", verify: bool = True,
+                    verify_config: bool = True) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild the model from its config and load its weights. Returns ``(model, config)``.
+    ``verify``: the weights' checksums and (``verify_config``) config.json's own digest,
+    when it has one (``Bundle.load`` checks the digest itself, after its field checks)."""
     from .models import create_model
 
     config = read_config(path)
@@ -113,4 +116,6 @@ def load_checkpoint(path: str | os.PathLike, *, map_location: str = "cpu", verif
         raise CheckpointError(f"weights in {weights} do not fit model {config['model']!r} built "
                               f"from {Path(path) / CONFIG_FILE}: {err}") from None
     model.eval()
+    if verify and verify_config:
+        verify_config_digest(config, path)
     return model, config

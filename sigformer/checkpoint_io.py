@@ -262,6 +262,37 @@ def verify_files(path: str | os.PathLike, config: dict[str, Any]) -> None:
                                   f"recorded in {CONFIG_FILE} (the bytes changed after saving)")
 
 
+# config.json's own integrity: the SHA-256 of the canonical config (every field but the
+# ``files`` checksums and this entry), kept in ``extra`` so that earlier sigformer releases,
+# whose schema refuses unknown top-level keys, still read the bundles.
+CONFIG_DIGEST_KEY = "config_sha256"
+
+
+def config_digest(config: dict[str, Any]) -> str:
+    """SHA-256 of a bundle config in canonical JSON (sorted keys, no whitespace), without
+    its ``files`` checksums (the weights have their own) and without the digest itself."""
+    canonical = {k: v for k, v in config.items() if k != "files"}
+    canonical["extra"] = {k: v for k, v in (config.get("extra") or {}).items()
+                          if k != CONFIG_DIGEST_KEY}
+    text = json.dumps(canonical, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def verify_config_digest(config: dict[str, Any], path) -> None:
+    """Refuse a config.json edited after it was saved (a changed label, rate or chain would
+    otherwise run silently wrong). Bundles saved before the digest existed have none and
+    pass."""
+    recorded = (config.get("extra") or {}).get(CONFIG_DIGEST_KEY)
+    if recorded is None:
+        return
+    if recorded != config_digest(config):
+        raise CheckpointError(
+            f"{Path(path) / CONFIG_FILE} was changed after it was saved: its content no "
+            f"longer matches the SHA-256 recorded in extra.{CONFIG_DIGEST_KEY}. Restore the "
+            f"original file; if the edit is intended, record it with "
+            f"sigformer.bundle.stamp_config({str(path)!r})")
+
+
 def read_safetensors_header(path: str | os.PathLike) -> dict[str, tuple[str, list[int]]]:
     """``{key: (dtype, shape)}`` from a safetensors header, without reading the tensors."""
     path = Path(path)

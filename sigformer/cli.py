@@ -73,6 +73,7 @@ def _cmd_stream(args) -> int:
         default_sinks,
         load_bundle,
         make_source,
+        nominal_rate,
         run_stream,
         stream_bundle,
     )
@@ -100,9 +101,13 @@ def _cmd_stream(args) -> int:
     bundle = load_bundle(target)
     source = make_source(args.source, realtime=bool(args.realtime), chunk_size=args.chunk_size,
                          sample_rate=args.source_rate, channels=_or(args.source_channels, 1),
-                         timeout=_or(args.timeout, 10.0))
-    sinks = default_sinks(bundle, source, out=args.out, lsl_name=args.lsl_out,
-                          record=args.record, plot=args.plot or False)
+                         timeout=_or(args.timeout, 10.0),
+                         nominal_rate=nominal_rate(bundle, bool(args.realtime)))
+
+    def sinks():  # opened only once the bundle has accepted the stream (no empty recording)
+        return default_sinks(bundle, source, out=args.out, lsl_name=args.lsl_out,
+                             record=args.record, plot=args.plot or False)
+
     # flags not given keep OnlineSettings' defaults (the defaults the help text states)
     given = {k: v for k, v in _stream_overrides(args).items() if k in _SETTINGS_KEYS}
     settings = OnlineSettings(channel=args.channel, samples_per_symbol=args.sps, **given)
@@ -178,7 +183,8 @@ def _cmd_classify_iq(args) -> int:
                             out_meta=args.out, in_place=args.in_place,
                             copy_data=args.copy_data, nan_policy=args.nan_policy,
                             target_sps=args.target_sps or bundle.extra.get("target_sps"),
-                            decision=args.decision or bundle.extra.get("decision", "frame"))
+                            decision=args.decision or bundle.extra.get("decision", "frame"),
+                            verify_checksum=args.verify_checksum)
     summary = {"meta": result["meta"], "n_frames": result["n_frames"],
                "annotations": len(result["annotations"]),
                "frame_labels": result["frame_labels"], "decision": result.get("decision")}
@@ -194,21 +200,36 @@ def _cmd_classify_iq(args) -> int:
     return 0
 
 
-def _read_array_input(inputs: list[str]):
-    """One multichannel file, several mono files (one per microphone) or a glob."""
+def _natural_key(path: str) -> list:
+    """``mic2.wav`` before ``mic10.wav``: digit runs compare as numbers."""
+    import re
+
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path)]
+
+
+def _microphone_paths(inputs: list[str]) -> list[str]:
+    """The input files in microphone order: as given, a glob's matches in natural order."""
     import glob
 
+    from .data.io import DataError
+
+    paths: list[str] = []
+    for item in inputs:
+        matched = sorted(glob.glob(item), key=_natural_key) if any(c in item for c in "*?[") \
+            else [item]
+        if not matched:
+            raise DataError(f"{item!r} matches no file")
+        paths.extend(matched)
+    return paths
+
+
+def _read_array_input(paths: list[str]):
+    """One multichannel file, or several mono files (one per microphone, in this order)."""
     import numpy as np
 
     from .data.io import DataError
     from .speech.audio import read_audio
 
-    paths: list[str] = []
-    for item in inputs:
-        matched = sorted(glob.glob(item)) if any(c in item for c in "*?[") else [item]
-        if not matched:
-            raise DataError(f"{item!r} matches no file")
-        paths.extend(matched)
     if len(paths) == 1:
         return read_audio(paths[0])
     parts, rates = [], set()
@@ -239,19 +260,25 @@ def _run_audio_bundle(args, task: str, out: str) -> dict:
         kind = {"separate": "separation", "enhance": "multichannel enhancement"}[task]
         raise CheckpointError(f"{args.model} is not a {kind} bundle (its task is "
                               f"{bundle.task!r})")
-    audio, rate = _read_array_input(args.input)
+    paths = _microphone_paths(args.input)
+    audio, rate = _read_array_input(paths)
     names = tuple(f"mic{i}" for i in range(audio.shape[0]))
     source = ArraySource(audio, rate, names, chunk_size=int(rate))
     settings = OnlineSettings(channel=getattr(args, "channel", None), chunk_s=args.chunk_s,
                               overlap_s=args.overlap_s)
     from pathlib import Path
 
-    sinks = default_sinks(bundle, source, out=out, stem=Path(args.input[0]).stem)
-    report = stream_bundle(bundle, source, sinks, settings=settings,
-                           log=lambda *a: None)
-    return {"outputs": report.get("written", []), "sample_rate": rate,
-            "model_rate": bundle.input_spec.sfreq, "seconds": round(audio.shape[1] / rate, 3),
-            "real_time_factor": report.get("real_time_factor")}
+    def sinks():  # after the chunking and channels are accepted: a refusal writes nothing
+        return default_sinks(bundle, source, out=out, stem=Path(paths[0]).stem)
+
+    report = stream_bundle(bundle, source, sinks, settings=settings, log=lambda *a: None)
+    summary = {"outputs": report.get("written", []), "sample_rate": rate,
+               "model_rate": bundle.input_spec.sfreq,
+               "seconds": round(audio.shape[1] / rate, 3),
+               "real_time_factor": report.get("real_time_factor")}
+    if len(paths) > 1:  # the order the files became mic0, mic1, ... (a glob: natural order)
+        summary["microphones"] = paths
+    return summary
 
 
 def _cmd_separate(args) -> int:
@@ -279,6 +306,13 @@ def _cmd_models(args) -> int:
         return 0
     from .models import list_models
 
+    if args.domain is not None:
+        from .models.registry import MODEL_INDEX
+
+        known = sorted({domain for _, domain in MODEL_INDEX.values()})
+        if args.domain not in known:
+            raise _config_error(f"unknown domain {args.domain!r} for --domain; known domains: "
+                                f"{', '.join(known)}")
     for name in list_models(args.domain, include_braindecode=args.braindecode):
         print(name)
     return 0
@@ -384,7 +418,8 @@ def build_parser() -> argparse.ArgumentParser:
     iq.add_argument("--out", help="write the annotated metadata to this new .sigmf-meta")
     iq.add_argument("--in-place", action="store_true",
                     help="add the annotations to the recording's own metadata file")
-    iq.add_argument("--hop", type=int, help="frame hop in samples (default: frame length)")
+    iq.add_argument("--hop", type=_positive_int,
+                    help="frame hop in samples (default: frame length)")
     iq.add_argument("--min-power-db", type=_db_below_loudest, default=30.0,
                     help="skip frames this many dB below the loudest (gaps between bursts; "
                          ">= 0, default 30)")
@@ -392,7 +427,11 @@ def build_parser() -> argparse.ArgumentParser:
     iq.add_argument("--copy-data", action="store_true", default=None,
                     help="with --out elsewhere: copy the data file beside the new metadata")
     iq.add_argument("--nan-policy", default="raise", choices=("raise", "skip", "interpolate"),
-                    help="NaN/Inf samples: refuse (default), skip their frames, interpolate")
+                    help="NaN/Inf samples: refuse (default), skip their frames (with "
+                         "resampling: the frames the NaN samples reach through the "
+                         "resampler), interpolate")
+    iq.add_argument("--no-verify-checksum", dest="verify_checksum", action="store_false",
+                    help="read a capture whose data no longer matches its core:sha512")
     iq.add_argument("--target-sps", type=float,
                     help="resample to this many samples per symbol before framing (estimated "
                          "blindly); family bundles record their own")
@@ -407,8 +446,11 @@ def build_parser() -> argparse.ArgumentParser:
     sep.add_argument("input", nargs=1, help="audio file (WAV/FLAC/...)")
     sep.add_argument("--model", required=True, help="separation bundle or pretrained name")
     sep.add_argument("--out", required=True, help="output folder for source_s1.wav, ...")
-    sep.add_argument("--chunk-s", type=float, help="chunk length in seconds")
-    sep.add_argument("--overlap-s", type=float, help="overlap between chunks")
+    sep.add_argument("--chunk-s", type=_positive_seconds,
+                     help="chunk length in seconds (default: the bundle's)")
+    sep.add_argument("--overlap-s", type=_non_negative_seconds,
+                     help="overlap between chunks in seconds, at most half a chunk "
+                          "(default: the bundle's)")
     sep.add_argument("--channel", type=int, help="channel to separate in multichannel files")
     sep.add_argument("--resample", action="store_true", help=argparse.SUPPRESS)  # now default
     sep.set_defaults(func=_cmd_separate)
@@ -419,8 +461,11 @@ def build_parser() -> argparse.ArgumentParser:
                                               "microphone, or a glob ('mic*.wav')")
     enh.add_argument("--model", required=True, help="enhancement bundle or pretrained name")
     enh.add_argument("--out", required=True, help="output .wav file")
-    enh.add_argument("--chunk-s", type=float, help="chunk length in seconds")
-    enh.add_argument("--overlap-s", type=float, help="overlap between chunks")
+    enh.add_argument("--chunk-s", type=_positive_seconds,
+                     help="chunk length in seconds (default: the bundle's)")
+    enh.add_argument("--overlap-s", type=_non_negative_seconds,
+                     help="overlap between chunks in seconds, at most half a chunk "
+                          "(default: the bundle's)")
     enh.add_argument("--resample", action="store_true", help=argparse.SUPPRESS)  # now default
     enh.set_defaults(func=_cmd_enhance)
 
@@ -457,6 +502,48 @@ def _db_below_loudest(text: str) -> float:
     return value
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of samples >= 1, got "
+                                         f"{text!r}")
+    return value
+
+
+def _seconds(text: str, *, allow_zero: bool) -> float:
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and (value >= 0 if allow_zero else value > 0)):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise argparse.ArgumentTypeError(f"expected seconds, a number {bound}, got {text!r}")
+    return value
+
+
+def _positive_seconds(text: str) -> float:
+    return _seconds(text, allow_zero=False)
+
+
+def _non_negative_seconds(text: str) -> float:
+    return _seconds(text, allow_zero=True)
+
+
+def _argument_problem(args) -> str | None:
+    """What argparse cannot check one flag at a time (both given: the bundle's defaults are
+    checked when it is loaded)."""
+    chunk, overlap = getattr(args, "chunk_s", None), getattr(args, "overlap_s", None)
+    if chunk is not None and overlap is not None and overlap > chunk / 2:
+        return (f"argument --overlap-s: {overlap:g} s is more than half of --chunk-s {chunk:g} "
+                f"s (each sample is shared by at most two chunks)")
+    return None
+
+
 def _config_error(message: str) -> Exception:
     from .tasks.config import PipelineConfigError
 
@@ -485,7 +572,11 @@ def _user_error_types() -> tuple[type[BaseException], ...]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    problem = _argument_problem(args)
+    if problem:
+        parser.error(problem)  # exit 2, as argparse's own checks
     _quiet()
     try:
         return args.func(args)

@@ -42,20 +42,35 @@ from .training import (
     seed_everything,
     train_classifier,
 )
-from .validation import SignalError, check_array, check_labels
+from .validation import ScaleWarning, SignalError, check_array, check_labels  # noqa: F401 - ScaleWarning: public here too
 
 # Training and prediction data whose median absolute amplitudes differ by this factor or more
 # are almost surely in different units (volts vs microvolts differ by 1e6).
 SCALE_MISMATCH_FACTOR = 1e3
 
 
-class ScaleWarning(UserWarning):
-    """The data given to predict is on another amplitude scale than the training data."""
-
-
 def median_abs_amplitude(X: np.ndarray) -> float:
     """Typical amplitude of a batch of trials: EEG in volts is ~1e-5, in microvolts ~10."""
     return float(np.median(np.abs(np.asarray(X, dtype=np.float64))))
+
+
+# Training data below this median absolute amplitude are almost surely EEG in volts: the
+# models' normalisation layers (BatchNorm eps 1e-5 vs a variance of ~1e-10) drown them.
+VOLTS_LIKE_AMPLITUDE = 1e-3
+
+
+def warn_if_volts(scale: float, what: str = "the training trials", stacklevel: int = 3
+                  ) -> None:
+    """A :class:`ScaleWarning` when the median absolute amplitude ``scale`` of trials says
+    EEG in volts (the models expect microvolts)."""
+    if not 0 < scale < VOLTS_LIKE_AMPLITUDE:
+        return
+    warnings.warn(
+        f"{what} look like volts (median absolute amplitude {scale:.3g}); the models expect "
+        f"microvolts (~10), and at this scale their normalisation layers swamp the signal so "
+        f"training ends with constant predictions. Multiply by 1e6, or pass sigformer/mne "
+        f"Epochs (converted from their unit); ignore this if the data are not EEG",
+        ScaleWarning, stacklevel=stacklevel)
 
 
 def _resolve_model_class(name: str):
@@ -75,19 +90,26 @@ def _resolve_model_class(name: str):
         raise err from None
 
 
+# Physical units -> the factor that gives microvolts, the unit models are trained in (as
+# braindecode reads mne.Epochs); "a.u." data pass unchanged.
+TO_MICROVOLTS = {"V": 1e6, "mV": 1e3, "uV": 1.0}
+
+
 def as_trials(X) -> tuple[np.ndarray, dict[str, Any]]:
     """Trials array ``(n_trials, n_channels, n_times)`` + what is known about it.
 
-    Accepts numpy arrays, :class:`sigformer.Epochs` and ``mne.Epochs`` (converted to
-    microvolts, as braindecode does). A 2-D array is read as single-channel trials
-    ``(n_trials, n_times)``.
+    Accepts numpy arrays (used as given), :class:`sigformer.Epochs` and ``mne.Epochs``; both
+    kinds of epochs are converted to microvolts from their unit (volts by default), as
+    braindecode does. A 2-D array is read as single-channel trials ``(n_trials, n_times)``.
     """
     info: dict[str, Any] = {}
     if sp.issparse(X):
         raise TypeError("sparse input is not supported: signal trials must be a dense array")
     if isinstance(X, Epochs):
         info = {"sfreq": X.sfreq, "ch_names": list(X.channels)}
-        X = X.data
+        # sigformer Epochs hold volts like MNE's: the same trials must reach the model in the
+        # same unit whichever container carries them
+        X = X.data * TO_MICROVOLTS.get(X.unit, 1.0)
     elif type(X).__module__.startswith("mne") and hasattr(X, "get_data"):
         info = {"sfreq": float(X.info["sfreq"]), "ch_names": list(X.ch_names)}
         X = X.get_data(units="uV", copy=True)
@@ -252,6 +274,7 @@ class SignalClassifier(ClassifierMixin, BaseEstimator):
         self.sfreq_ = info.get("sfreq")
         self.ch_names_ = info.get("ch_names")
         self.input_scale_ = median_abs_amplitude(X)
+        warn_if_volts(self.input_scale_)
         self.model_kwargs_ = self._model_kwargs(self.n_chans_, self.n_times_,
                                                 len(self.classes_), self.sfreq_)
         seed_everything(self.random_state)  # the initial weights depend on the seed too
@@ -324,6 +347,8 @@ class SignalClassifier(ClassifierMixin, BaseEstimator):
         check_is_fitted(self, "module_")
         X, info = as_trials(X)
         n_features = info.get("n_features")
+        if n_features is not None and self.n_chans_ > 1:
+            raise SignalError(self._two_d_message(X[:, 0]))
         if n_features is not None and n_features != self.n_features_in_:
             raise ValueError(f"X has {n_features} features, but {type(self).__name__} is "
                              f"expecting {self.n_features_in_} features as input")
@@ -340,6 +365,16 @@ class SignalClassifier(ClassifierMixin, BaseEstimator):
                               f"{self.ch_names_}, got {info['ch_names']}")
         self._check_scale(X)
         return X
+
+    def _two_d_message(self, X: np.ndarray) -> str:
+        """Why a 2-D array fails a multichannel model (sklearn reads 2-D as samples x
+        features, so a 2-D array here is single-channel trials, never one trial)."""
+        hint = (f"pass one multichannel trial as X[None] (shape (1, {self.n_chans_}, "
+                f"{self.n_times_}))" if X.shape == (self.n_chans_, self.n_times_) else
+                "pass trials as (n_trials, n_channels, n_times); one trial as X[None]")
+        return (f"X is 2-D (shape {X.shape}): 2-D input is read as single-channel trials "
+                f"(n_trials, n_times), but the model was fitted on trials of {self.n_chans_} "
+                f"channels x {self.n_times_} samples; {hint}")
 
     def _check_scale(self, X: np.ndarray) -> None:
         trained = getattr(self, "input_scale_", None)

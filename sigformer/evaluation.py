@@ -74,12 +74,21 @@ def predict_proba_with_subjects(est, X, subjects=None) -> np.ndarray:
     return est.predict_proba(X, subjects=subjects)
 
 
+def set_random_state(est, seed: int) -> None:
+    """Seed every step: ``random_state`` and, inside a ``Pipeline`` or any meta-estimator,
+    every ``<step>__random_state`` (a Pipeline itself has no ``random_state``)."""
+    names = [k for k in est.get_params() if k == "random_state" or
+             k.endswith("__random_state")]
+    if names:
+        est.set_params(**dict.fromkeys(names, seed))
+
+
 def _run_splits(estimator, X, y, splits, meta: dict, result: EvaluationResult, seed,
                 progress: Callable | None = None, subjects=None) -> None:
     for fold, (train, test) in enumerate(splits):
         est = clone(estimator)
-        if seed is not None and "random_state" in est.get_params():
-            est.set_params(random_state=seed)
+        if seed is not None:
+            set_random_state(est, seed)
         groups = (None, None) if subjects is None else (subjects[train], subjects[test])
         fit_with_subjects(est, X[train], y[train], groups[0])
         proba = predict_proba_with_subjects(est, X[test], groups[1])
@@ -223,6 +232,8 @@ def _adapt(pretrained, estimator, X_src, y_src, s_src, X_cal, y_cal, s_cal, fine
     (classical pipelines), refit on the source trials plus the calibration trials."""
     if hasattr(final_step(pretrained), "fine_tune"):
         model = copy.deepcopy(pretrained)
+        if hasattr(model, "steps"):  # the final step was trained on what the others output
+            X_cal = model[:-1].transform(X_cal)
         final_step(model).fine_tune(X_cal, y_cal, subjects=s_cal, max_epochs=fine_tune_epochs,
                                     new_head=new_head)
         return model

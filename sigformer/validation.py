@@ -13,6 +13,11 @@ class DataError(ValueError):
     """A data file or folder is missing, unsupported, truncated or corrupt."""
 
 
+class ScaleWarning(UserWarning):
+    """Data on an amplitude scale that cannot be meant: predict data on another scale than
+    the training data, or EEG in volts for models that expect microvolts."""
+
+
 class DataWarning(UserWarning):
     """A data file is readable but suspicious (clipped or flat channels, renamed files)."""
 

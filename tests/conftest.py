@@ -39,7 +39,7 @@ def mi_epochs():
                                  seed=3)
     rec = BandPass(8, 30, phase="zero").transform(rec)
     ep = rec.epochs({"left_hand": 0, "right_hand": 1}, 0.0, 2.0)
-    ep.data = ep.data * 1e6
+    ep.data, ep.unit = ep.data * 1e6, "uV"
     return ep
 
 

@@ -189,6 +189,13 @@ def test_bad_input_is_named():
         bf.estimate_doa(x, RATE, pos, "NOPE")
     with pytest.raises(ValueError, match="needs mic_positions"):
         bf.delay_and_sum(x, RATE, azimuth=0.3)
+    broken = x.copy()
+    broken[2, 100] = np.nan  # one NaN used to turn every output sample into NaN
+    with pytest.raises(ValueError, match=r"x holds 1 NaN/Inf value\(s\), the first at "
+                                         r"microphone 2, sample 100; expected finite audio"):
+        bf.souden_mvdr(broken, speech=speech, noise=noise)
+    with pytest.raises(ValueError, match=r"speech holds 1 NaN/Inf"):
+        bf.souden_mvdr(x, speech=np.where(broken == broken, speech, np.inf), noise=noise)
 
 
 def test_transform_modules_match_the_functions():

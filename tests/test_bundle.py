@@ -182,6 +182,82 @@ def test_format_1_checkpoints_still_load_with_a_warning(tmp_path):
         load_checkpoint(path)
 
 
+def _edit_labels(path: Path, labels: list[str]) -> None:
+    config = json.loads((path / "config.json").read_text())
+    config["head"]["labels"] = labels
+    (path / "config.json").write_text(json.dumps(config, indent=2))
+
+
+def test_edited_config_is_refused_and_unstamped_bundles_still_load(tmp_path):
+    from sigformer.bundle import CONFIG_DIGEST_KEY, stamp_config
+
+    path = _eeg_bundle([]).save(tmp_path / "b")
+    loaded = Bundle.load(path)
+    assert loaded.labels == ["left", "right"] and CONFIG_DIGEST_KEY not in loaded.extra
+    loaded.save(tmp_path / "again")  # re-saving a loaded bundle records a fresh digest
+    Bundle.load(tmp_path / "again")
+    _edit_labels(path, ["left", "rihgt"])
+    with pytest.raises(CheckpointError, match=r"config\.json was changed after it was saved.*"
+                                              r"Restore the original file"):
+        Bundle.load(path)
+    stamp_config(path)  # an intended edit, recorded
+    assert Bundle.load(path).labels == ["left", "rihgt"]
+    config = json.loads((path / "config.json").read_text())
+    del config["extra"][CONFIG_DIGEST_KEY]  # a bundle saved before the digest existed
+    config["head"]["labels"] = ["a", "b"]
+    (path / "config.json").write_text(json.dumps(config))
+    assert Bundle.load(path).labels == ["a", "b"]
+
+
+def test_shipped_bundles_carry_their_config_digest(tmp_path):
+    import shutil
+
+    from sigformer.bundle import CONFIG_DIGEST_KEY, config_digest
+    from sigformer.catalogue import CATALOGUE_DIR
+
+    folders = sorted(p for p in CATALOGUE_DIR.iterdir() if (p / "config.json").is_file())
+    assert folders
+    for folder in folders:
+        config = read_config(folder)
+        assert config["extra"].get(CONFIG_DIGEST_KEY) == config_digest(config), folder.name
+    copy = Path(shutil.copytree(CATALOGUE_DIR / "amr-clst-family", tmp_path / "family"))
+    labels = Bundle.load(copy).labels
+    _edit_labels(copy, [("QAM17" if label == "QAM" else label) for label in labels])
+    with pytest.raises(CheckpointError, match=r"family/config\.json was changed after it was "
+                                              r"saved"):
+        Bundle.load(copy)
+    # the model-level loaders check it too (create_model(weights=...) reads the same folder)
+    with pytest.raises(CheckpointError, match="changed after it was saved"):
+        load_checkpoint(copy)
+    load_checkpoint(copy, verify=False)  # the documented opt-out of every integrity check
+
+
+def test_promoted_checkpoints_are_stamped(tmp_path):
+    from sigformer.bundle import promote_to_bundle
+
+    path = save_checkpoint(tmp_path / "c", create_model("kd_cnn"))
+    promote_to_bundle(path, task="classify", input_spec=None, labels=[str(i) for i in range(11)])
+    assert len(Bundle.load(path).labels) == 11
+    _edit_labels(path, [str(i) for i in range(1, 12)])
+    with pytest.raises(CheckpointError, match="changed after it was saved"):
+        Bundle.load(path)
+
+
+def test_input_in_the_wrong_unit_warns():
+    from sigformer.estimators import ScaleWarning
+
+    bundle = _eeg_bundle([])  # expects volts (input_scale 1e6 makes microvolts)
+    volts = np.random.default_rng(0).standard_normal((2, len(NAMES), bundle.window)) * 1e-5
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ScaleWarning)
+        bundle.predict_proba(volts)
+        bundle.preprocess(volts[0])
+    with pytest.warns(ScaleWarning, match=r"the windows look like uV .*this bundle expects V"):
+        bundle.predict_proba(volts * 1e6)
+    with pytest.warns(ScaleWarning, match=r"data given to preprocess look like uV"):
+        bundle.preprocess(volts[0] * 1e6)
+
+
 # --- atomic publishing and locks -----------------------------------------------------------
 
 SAVER = textwrap.dedent("""

@@ -39,3 +39,116 @@ def test_classify_sigmf_refuses_a_negative_level_too():
     with pytest.raises(ValueError, match=r"min_power_db must be a level in dB below the "
                                          r"loudest frame \(>= 0\)"):
         classify_sigmf("capture.sigmf-meta", nn.Identity(), ["a"], min_power_db=-30.0)
+
+
+# --- NaN samples and checksums with a resampling (family) bundle --------------------------
+
+L = 128
+
+
+@pytest.fixture(scope="module")
+def family_bundle(tmp_path_factory):
+    """A rate-agnostic bundle trained at 8 samples per symbol: classify-iq always resamples."""
+    import torch
+
+    from sigformer.bundle import Bundle
+    from sigformer.models import create_model
+    from sigformer.spec import SignalSpec
+
+    torch.manual_seed(0)
+    spec = SignalSpec.iq(1.0, L)
+    return Bundle(model=create_model("kd_cnn", n_outputs=2).eval(), task="classify",
+                  input_spec=spec, model_spec=spec, labels=["ASK", "FSK"],
+                  extra={"normalization": "rms", "rate_agnostic": True, "target_sps": 8.0,
+                         "decision": "frame"}
+                  ).save(tmp_path_factory.mktemp("fam") / "b")
+
+
+def _fsk_capture(tmp_path, nan_at: slice | None = None):
+    """2-FSK at 32 samples per symbol (classify-iq resamples it by 1/4), 96 frames long,
+    written without core:sha512 (NaN samples cannot be written by write_sigmf)."""
+    import json
+
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    n = L * 96
+    bits = np.repeat(rng.choice([-1.0, 1.0], n // 32 + 1), 32)[:n]
+    noise = rng.standard_normal(n) + 1j * rng.standard_normal(n)
+    iq = (np.exp(2j * np.pi * np.cumsum(0.05 * bits)) + 0.01 * noise).astype(np.complex64)
+    if nan_at is not None:
+        iq[nan_at] = np.nan
+    iq.tofile(tmp_path / "cap.sigmf-data")
+    meta = {"global": {"core:datatype": "cf32_le", "core:sample_rate": 1e6,
+                       "core:version": "1.0.0"},
+            "captures": [{"core:sample_start": 0}], "annotations": []}
+    (tmp_path / "cap.sigmf-meta").write_text(json.dumps(meta))
+    return tmp_path / "cap.sigmf-meta"
+
+
+def test_skip_drops_the_frames_the_resampler_carries_nan_samples_into(tmp_path, family_bundle):
+    """NaN at original samples 5118-5119: at 1/4 rate that is conditioned sample 1279, the
+    last of frame 9; the resampling filter spreads it into frame 10 too. Both frames are
+    dropped (the frame holding the mapped sample alone would leave a contaminated one); every
+    other frame is exactly what interpolating the capture gives."""
+    import numpy as np
+
+    from sigformer.bundle import Bundle
+
+    bundle = Bundle.load(family_bundle)
+    path = _fsk_capture(tmp_path, slice(5118, 5120))
+    common = dict(normalization="rms", target_sps=8.0, min_power_db=None)
+    with pytest.warns(UserWarning, match=r"skipped 2 of 24 frames"):
+        skip = classify_sigmf(path, bundle.model, bundle.labels, nan_policy="skip", **common)
+    fill = classify_sigmf(path, bundle.model, bundle.labels, nan_policy="interpolate",
+                          **common)
+    assert skip["resample_factor"] == 0.25 and fill["n_frames"] == 24
+    kept, every = skip["frames"]["start"], fill["frames"]["start"]
+    assert sorted(set(every) - set(kept)) == [9 * L * 4, 10 * L * 4]
+    same = np.isin(every, kept)
+    np.testing.assert_array_equal(skip["frames"]["probabilities"],
+                                  fill["frames"]["probabilities"][same])
+
+
+def test_classify_iq_nan_policy_skip_runs_with_a_resampling_bundle(tmp_path, family_bundle,
+                                                                   capsys):
+    from repo_scripts import cli_json
+
+    path = _fsk_capture(tmp_path, slice(5118, 5120))
+    report = cli_json(capsys, ["classify-iq", str(path), "--model", str(family_bundle),
+                               "--nan-policy", "skip", "--all-frames"])
+    assert report["n_frames"] == 22 and report["resample_factor"] == 0.25
+    # the default policy refuses, naming the command line's flag (not only the Python name)
+    assert main(["classify-iq", str(path), "--model", str(family_bundle)]) == 2
+    err = capsys.readouterr().err
+    assert "2 NaN/Inf sample value(s), the first at sample 5118" in err
+    assert "--nan-policy skip" in err
+
+
+def test_a_checksum_mismatch_names_the_flag_that_reads_it_anyway(tmp_path, family_bundle,
+                                                                 capsys):
+    import numpy as np
+
+    from sigformer.data.sigmf_io import read_sigmf, write_sigmf
+
+    clean = read_sigmf(_fsk_capture(tmp_path)).samples
+    path = write_sigmf(tmp_path / "signed", clean, sample_rate=1e6)  # with core:sha512
+    data = tmp_path / "signed.sigmf-data"
+    raw = np.fromfile(data, np.complex64)
+    raw[7] *= -1  # a changed sample: the SHA-512 no longer matches
+    raw.tofile(data)
+    assert main(["classify-iq", str(path), "--model", str(family_bundle)]) == 2
+    err = capsys.readouterr().err
+    assert "SHA-512 of the data does not match" in err and "--no-verify-checksum" in err
+    assert main(["classify-iq", str(path), "--model", str(family_bundle),
+                 "--no-verify-checksum"]) == 0
+
+
+@pytest.mark.parametrize("value", ["-5", "0", "1.5", "many"])
+def test_hop_must_be_a_positive_whole_number(value, capsys):
+    with pytest.raises(SystemExit) as exited:
+        main([*COMMANDS["classify-iq"], "--hop", value])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert "argument --hop: expected a whole number of samples >= 1" in err and repr(value) in err
+    assert build_parser().parse_args([*COMMANDS["classify-iq"], "--hop", "64"]).hop == 64

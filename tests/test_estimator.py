@@ -56,7 +56,7 @@ def test_accepts_sigformer_and_mne_epochs(clf, mi_epochs):
     assert clf.ch_names_ == list(mi_epochs.channels) and clf.sfreq_ == mi_epochs.sfreq
     assert clf.predict(mi_epochs).shape == (len(mi_epochs),)
     volts = mi_epochs[np.arange(len(mi_epochs))]
-    volts.data = volts.data * 1e-6
+    volts.data, volts.unit = volts.data * 1e-6, "V"
     mne_epochs = volts.to_mne()
     proba_mne = clf.predict_proba(mne_epochs)  # mne.Epochs are read in microvolts
     np.testing.assert_allclose(proba_mne, clf.predict_proba(mi_epochs), atol=1e-5)
@@ -240,3 +240,52 @@ def test_fine_tune_continues_from_the_fitted_weights(mi_epochs, tiny_dbconformer
         clf.fine_tune(X[:2], [7, 7], max_epochs=1)
     with pytest.raises(ValueError, match="max_epochs must be an integer >= 1"):
         clf.fine_tune(X[:2], y[:2], max_epochs=0)
+
+
+# --- units and shapes (review 7) ---------------------------------------------------------
+
+def test_sigformer_epochs_reach_the_model_in_microvolts_as_mne_epochs_do(mi_epochs):
+    """The same trials as sigformer Epochs (volts, the default unit) and as mne.Epochs give
+    the same model input; Epochs already in microvolts pass unchanged."""
+    from sigformer.estimators import as_trials
+
+    volts = mi_epochs[np.arange(len(mi_epochs))]
+    volts.data, volts.unit = mi_epochs.data * 1e-6, "V"
+    from_sigformer, info = as_trials(volts)
+    from_mne, _ = as_trials(volts.to_mne())
+    np.testing.assert_array_equal(from_sigformer, from_mne)
+    assert info["sfreq"] == mi_epochs.sfreq
+    np.testing.assert_allclose(as_trials(mi_epochs)[0], from_mne, rtol=1e-5)  # unit="uV"
+    millivolts = volts[np.arange(len(volts))]
+    millivolts.data, millivolts.unit = volts.data * 1e3, "mV"
+    np.testing.assert_allclose(as_trials(millivolts)[0], from_mne, rtol=1e-5)
+
+
+def test_fit_on_volts_warns_and_fit_on_microvolts_does_not(mi_epochs, tiny_dbconformer_params):
+    import warnings
+
+    from sigformer.estimators import ScaleWarning
+
+    clf = SignalClassifier(model_params=tiny_dbconformer_params, max_epochs=1)
+    with pytest.warns(ScaleWarning, match=r"look like volts .*Multiply by 1e6"):
+        clf.fit(mi_epochs.data * 1e-6, mi_epochs.labels)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ScaleWarning)
+        clf.fit(mi_epochs.data, mi_epochs.labels)
+        volts = mi_epochs[np.arange(len(mi_epochs))]
+        volts.data, volts.unit = mi_epochs.data * 1e-6, "V"
+        clf.fit(volts)  # Epochs say their unit: converted, no warning
+
+
+def test_one_2d_multichannel_trial_gets_the_x_none_hint(mi_epochs, tiny_dbconformer_params):
+    from sigformer import SignalError
+
+    clf = SignalClassifier(model_params=tiny_dbconformer_params, max_epochs=1)
+    clf.fit(mi_epochs.data, mi_epochs.labels)
+    with pytest.raises(SignalError, match=r"2-D input is read as single-channel trials.*"
+                                          r"pass one multichannel trial as X\[None\] "
+                                          r"\(shape \(1, 22, 200\)\)"):
+        clf.predict(mi_epochs.data[0])
+    with pytest.raises(SignalError, match=r"X is 2-D \(shape \(60, 200\)\).*22 channels"):
+        clf.predict(mi_epochs.data[:, 0])
+    assert clf.predict(mi_epochs.data[0][None]).shape == (1,)

@@ -170,6 +170,71 @@ def test_few_shot_curve_fine_tunes_a_signal_classifier_on_simulated_subjects(
     assert zero["roc_auc"] != four["roc_auc"]  # the fine-tuned copy is another model
 
 
+class _Recorder(_SubjectAware):
+    """Records what its fit and fine_tune receive and the random_state it was fitted with."""
+
+    given: dict = {}
+
+    def __init__(self, random_state=None):
+        self.random_state = random_state
+
+    def fit(self, X, y, subjects=None):
+        type(self).given.setdefault("fit", []).append(np.array(X))
+        type(self).given.setdefault("random_state", []).append(self.random_state)
+        return super().fit(X, y, subjects)
+
+    def fine_tune(self, X, y, subjects=None, *, max_epochs=None, new_head=False):
+        type(self).given.setdefault("fine_tune", []).append(np.array(X))
+        return super().fine_tune(X, y, subjects)
+
+
+class _SeededScaler(BaseEstimator):
+    """A first step with its own random_state: multiplies by 1e6 (volts -> microvolts)."""
+
+    fitted_states: list = []
+
+    def __init__(self, random_state=None):
+        self.random_state = random_state
+
+    def fit(self, X, y=None):
+        type(self).fitted_states.append(self.random_state)
+        self.n_features_in_ = np.shape(X)[1]
+        return self
+
+    def transform(self, X):
+        return np.asarray(X) * 1e6
+
+
+def test_few_shot_curve_fine_tunes_a_pipeline_on_its_transformed_calibration_trials(rng):
+    from sklearn.pipeline import make_pipeline
+
+    X, y, subjects = _subjects_data(rng)
+    X = X * 1e-6  # volts; the pipeline's first step makes microvolts
+    _Recorder.given = {}
+    few_shot_curve(make_pipeline(_SeededScaler(), _Recorder()), X, y, subjects=subjects,
+                   targets=[2], shots=(0, 3), n_repeats=1)
+    (fitted,), (tuned,) = _Recorder.given["fit"], _Recorder.given["fine_tune"]
+    np.testing.assert_allclose(fitted, X[subjects != 2] * 1e6, rtol=1e-5)  # transformed
+    assert len(tuned) == 6
+    target = X[subjects == 2] * 1e6
+    for trial in tuned:  # every calibration trial went through the first step too
+        assert any(np.allclose(trial, t) for t in target)
+
+
+def test_seeds_reach_every_step_of_a_pipeline(rng):
+    from sklearn.pipeline import make_pipeline
+
+    X, y = _data(rng)
+    _Recorder.given, _SeededScaler.fitted_states = {}, []
+    within_session_cv(make_pipeline(_SeededScaler(random_state=0), _Recorder(random_state=0)),
+                      X, y, n_splits=2, seeds=(7, 8))
+    assert _Recorder.given["random_state"] == [7, 7, 8, 8]
+    assert _SeededScaler.fitted_states == [7, 7, 8, 8]
+    _Recorder.given = {}
+    within_session_cv(_Recorder(random_state=0), X, y, n_splits=2, seeds=(3,))
+    assert _Recorder.given["random_state"] == [3, 3]
+
+
 # --- plots ------------------------------------------------------------------------------
 
 def test_learning_curves_show_validation_and_chance():

@@ -106,6 +106,40 @@ def test_bad_csv_names_the_problem(tmp_path, content, options, match):
         read_recording(path, **options)
 
 
+def test_given_sfreq_that_contradicts_the_timestamps_warns(tmp_path, rng):
+    path = _write_muse_csv(tmp_path / "rec.csv", rng.standard_normal((5, 3000)) * 20, 256.0, {})
+    with pytest.warns(DataWarning, match=r"sfreq=250 Hz was given, but its timestamps say "
+                                         r"256 Hz \(2\.3% apart\)"):
+        rec = read_recording(path, sfreq=250)
+    assert rec.sfreq == 250  # the given rate is still used
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DataWarning)
+        assert read_recording(path, sfreq=256).sfreq == 256
+        assert read_recording(path, sfreq=255).sfreq == 255  # within 1 %: rounding, no warning
+
+
+def test_unit_that_contradicts_the_amplitude_warns(tmp_path, rng):
+    data_uv = rng.standard_normal((5, 3000)) * 20
+    path = _write_muse_csv(tmp_path / "rec.csv", data_uv, 256.0, {})
+    with pytest.warns(DataWarning, match=r"read as unit='V', but the amplitude looks like "
+                                         r"'uV'.*pass unit='uV'"):
+        read_recording(path, unit="V")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DataWarning)
+        read_recording(path, unit="uV")  # what it is
+        read_recording(path, unit="auto")
+    volts = tmp_path / "volts.csv"  # the same signal written in volts
+    rows = [f"{i / 256:.6f}," + ",".join(f"{v:.6e}" for v in data_uv[:4, i] * 1e-6)
+            for i in range(data_uv.shape[1])]
+    volts.write_text("\n".join(["timestamps,TP9,AF7,AF8,TP10", *rows]) + "\n")
+    with pytest.warns(DataWarning, match=r"read as unit='uV', but the amplitude looks like 'V'"):
+        read_recording(volts)  # the default unit, microvolts, on a file in volts
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DataWarning)
+        np.testing.assert_allclose(read_recording(volts, unit="V").data, data_uv[:4] * 1e-6,
+                                   rtol=1e-5)
+
+
 def test_real_muse_recordings():
     files = sorted(MUSE.glob("**/*.csv*")) if MUSE.is_dir() else []
     if not files:

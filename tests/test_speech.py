@@ -168,11 +168,41 @@ def test_metrics_share_one_convention():
     speech = _voiced(16000, 150, 16000) * 0.3
     degraded = speech + 0.05 * rng.standard_normal(16000)
     keyword = stoi_score(estimate=degraded, reference=speech, sample_rate=16000)
-    with pytest.warns(FutureWarning, match="argument order is now"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the documented positional order warns no more
         positional = stoi_score(degraded, speech, 16000)
+        assert pesq_score(degraded, speech, 16000) == pesq_score(
+            estimate=degraded, reference=speech, sample_rate=16000)
     assert positional == keyword
+    # the order matters (PESQ is not symmetric): positional means (estimate, reference)
+    assert pesq_score(degraded, speech, 16000) != pesq_score(speech, degraded, 16000)
     with pytest.raises(SpeechMetricError, match="no utterance"):
         pesq_score(estimate=np.zeros(16000), reference=np.zeros(16000), sample_rate=16000)
+
+
+def test_metrics_refuse_nan_and_length_mismatches():
+    """A NaN score says nothing about its cause: NaN input is named; SDR refuses different
+    lengths as SI-SDR and PESQ do (fast_bss_eval would cut the longer one silently)."""
+    rng = np.random.default_rng(0)
+    ref = rng.standard_normal(4000)
+    est = ref + 0.1 * rng.standard_normal(4000)
+    with pytest.raises(ValueError, match="estimate has 3995 samples, reference 4000"):
+        sdr(est[:-5], ref)
+    with pytest.raises(ValueError, match="estimate has 3995 samples, reference 4000"):
+        si_sdr(est[:-5], ref)
+    bad = est.copy()
+    bad[[10, 20]] = np.nan
+    for fn in (si_sdr, sdr):
+        with pytest.raises(ValueError, match=r"estimate holds 2 NaN/Inf value\(s\); expected "
+                                             r"finite audio"):
+            fn(bad, ref)
+        with pytest.raises(ValueError, match=r"reference holds 2 NaN/Inf"):
+            fn(ref, bad)
+    with pytest.raises(ValueError, match=r"estimate holds 2 NaN/Inf"):
+        si_sdr(torch.tensor(bad), torch.tensor(ref))
+    with pytest.raises(ValueError, match=r"mixture holds 2 NaN/Inf"):
+        si_sdr_improvement(est, ref, bad)
+    assert np.isfinite(si_sdr(est, ref)) and np.isfinite(sdr(est, ref)).all()
 
 
 # --- chunked inference -------------------------------------------------------------------

@@ -201,3 +201,23 @@ def test_shipped_tfm_tokenizer_is_the_default_without_training():
     ids = tt.transform(X)
     assert tt.tokenizer_.quantizer.num_codes == 1024 and ids.max() < 1024
     assert getattr(tt.tokenizer_, "history_", None) is None  # nothing was trained
+
+
+def test_token_transformer_needs_sfreq_for_a_fixed_rate_tokenizer():
+    """Without sfreq a 256 Hz window would be tokenized as if sampled at 200 Hz (more
+    tokens, wrong frequencies): refused, naming sfreq, before any training."""
+    from sigformer.tokenizers import TokenTransformer
+
+    X = np.random.default_rng(0).standard_normal((4, 1, 1280)).astype(np.float32)
+    with pytest.raises(SignalError, match=r"tfm_tokenizer expects 200 Hz input and sfreq is "
+                                          r"not set: pass sfreq="):
+        TokenTransformer(preset="tiny", max_epochs=1).fit(X)
+
+
+def test_token_transformer_unknown_name_is_named_before_max_epochs():
+    from sigformer.tokenizers import TokenTransformer
+    from sigformer.tokenizers.frontends import UnknownTokenizerError
+
+    X = np.zeros((2, 1, 400), np.float32)
+    with pytest.raises(UnknownTokenizerError, match=r"unknown tokenizer 'tfm'"):
+        TokenTransformer("tfm", sfreq=256, max_epochs=0).fit(X)

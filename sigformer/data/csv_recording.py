@@ -29,11 +29,12 @@ import numpy as np
 
 from ..channels import ChannelSet, normalize_channel_name
 from ..recording import Annotation, Recording
-from ..validation import DataError, detect_scale
+from ..validation import DataError, DataWarning, detect_scale
 
 NOMINAL_RATES = (100.0, 125.0, 128.0, 200.0, 250.0, 256.0, 500.0, 512.0, 1000.0, 1024.0,
                  2000.0, 2048.0, 4000.0, 4096.0, 8000.0, 8192.0, 16384.0)
 SNAP_TOLERANCE = 0.01  # snap an estimated rate to a nominal one within 1%
+RATE_MISMATCH_TOLERANCE = 0.01  # a given sfreq further than this from the timestamps warns
 TIMESTAMP_COLUMN = re.compile(r"^(timestamps?|time|time[ _]?stamp|lsl[ _]?timestamp|t)$", re.I)
 MARKER_COLUMN = re.compile(r"^(markers?|events?|triggers?|stim)\d*$", re.I)
 AUX_COLUMN = re.compile(r"aux|accel|gyro|other|analog|digital|battery|sample[ _]?index|"
@@ -218,6 +219,7 @@ def _choose_channels(path: Path, header: list[str], rows: list[list[str]],
 def _sampling_rate(path: Path, header: list[str], rows: list[list[str]], time_col: str | None,
                    comments: Sequence[str], sfreq: float | None) -> float:
     if sfreq is not None:
+        _check_given_rate(path, header, rows, time_col, float(sfreq))
         return float(sfreq)
     declared = _header_rate(comments)
     if declared is not None:
@@ -231,6 +233,24 @@ def _sampling_rate(path: Path, header: list[str], rows: list[list[str]], time_co
     return estimate_sfreq(stamps)
 
 
+def _check_given_rate(path: Path, header: list[str], rows: list[list[str]],
+                      time_col: str | None, sfreq: float) -> None:
+    """Warn when the timestamps say another rate than ``sfreq``: the given rate wins, but a
+    wrong one shifts every event and frequency (e.g. 250 Hz for a 256 Hz Muse file)."""
+    stamps = None if time_col is None else _numeric_column(rows, header.index(time_col))
+    if stamps is None:
+        return
+    try:
+        estimate = estimate_sfreq(stamps)
+    except DataError:  # too few or non-increasing timestamps: nothing to compare with
+        return
+    if abs(estimate - sfreq) > RATE_MISMATCH_TOLERANCE * estimate:
+        warnings.warn(f"{path.name}: sfreq={sfreq:g} Hz was given, but its timestamps say "
+                      f"{estimate:g} Hz ({abs(estimate - sfreq) / estimate:.1%} apart); the "
+                      f"given rate is used: leave sfreq out to use the timestamps' rate",
+                      DataWarning, stacklevel=4)
+
+
 def _unit_scale(path: Path, unit: str, data: np.ndarray) -> float:
     if unit == "auto":
         guessed = detect_scale(data)
@@ -241,4 +261,10 @@ def _unit_scale(path: Path, unit: str, data: np.ndarray) -> float:
         unit = guessed
     if unit not in UNIT_SCALE:
         raise DataError(f"unit must be one of {sorted(UNIT_SCALE)} or 'auto', got {unit!r}")
+    guessed = detect_scale(data)
+    if guessed not in ("unknown", unit):  # e.g. unit="V" on a Muse file's microvolts
+        warnings.warn(f"{path.name}: read as unit={unit!r}, but the amplitude looks like "
+                      f"{guessed!r} (EEG is ~10 uV, ~1e-5 V): if the file is in {guessed}, pass "
+                      f"unit={guessed!r} (or unit='auto'), else the volts are off by the "
+                      f"factor between the units", DataWarning, stacklevel=3)
     return UNIT_SCALE[unit]

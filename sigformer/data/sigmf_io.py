@@ -229,7 +229,8 @@ def apply_nan_policy(samples: np.ndarray, nan_policy: str, where: str = "samples
         first = int(np.flatnonzero(bad.reshape(len(samples), -1).any(axis=1))[0])
         raise DataError(f"{where}: {int(bad.sum())} NaN/Inf sample value(s), the first at "
                         f"sample {first}; pass nan_policy='skip' (drop the frames that contain "
-                        f"them) or 'interpolate'")
+                        f"them) or 'interpolate' (command line: --nan-policy skip or "
+                        f"--nan-policy interpolate)")
     if nan_policy == "interpolate":
         return _interpolate_nonfinite(samples)
     return samples
@@ -262,7 +263,8 @@ def read_sigmf(path: str | os.PathLike, *, verify_checksum: bool = True,
         if "hash does not match" in message:
             raise DataError(f"{meta_path}: the SHA-512 of the data does not match core:sha512 "
                             f"(the data changed, is truncated or corrupt); pass "
-                            f"verify_checksum=False to read it anyway") from None
+                            f"verify_checksum=False to read it anyway (command line: "
+                            f"classify-iq --no-verify-checksum)") from None
         raise DataError(f"{meta_path} could not be read as SigMF: {message}") from None
     except UserWarning as err:
         raise DataError(f"{path}: {err}") from None

@@ -318,7 +318,8 @@ def condition_capture(iq: np.ndarray, target_sps: float, *, sps: float | None = 
     symbol length (or use ``sps``), shift the carrier to 0 Hz, resample by the rational
     factor nearest ``target_sps / sps`` (polyphase, anti-aliased), then (``fine_centre``)
     re-centre at the new rate with :func:`tone_centre`. Returns the conditioned IQ and
-    ``info`` (``sps``, ``factor`` = new samples per old sample, ``carrier_offset``,
+    ``info`` (``sps``, ``factor`` = new samples per old sample (exactly ``ratio`` =
+    ``(up, down)``), ``carrier_offset``,
     ``fine_offset`` (cycles per new sample), ``estimate``); with no usable estimate the
     capture is only centred (``factor`` 1)."""
     iq = np.asarray(iq, np.complex128)
@@ -341,6 +342,7 @@ def condition_capture(iq: np.ndarray, target_sps: float, *, sps: float | None = 
 
         iq = resample_array(iq, ratio.denominator, ratio.numerator)
     info["factor"] = ratio.numerator / ratio.denominator
+    info["ratio"] = (ratio.numerator, ratio.denominator)  # exact, for mapping sample ranges
     if centre and fine_centre:
         # a small error of the first estimate grows by 1 / factor after decimation (0.005
         # cycles/sample at 500 samples per symbol is 0.3 at 8): estimate again at the new
@@ -349,6 +351,30 @@ def condition_capture(iq: np.ndarray, target_sps: float, *, sps: float | None = 
         iq = iq * np.exp(-2j * np.pi * fine * np.arange(len(iq)))
         info["fine_offset"] = fine
     return iq.astype(np.complex64), info
+
+
+def _skip_resampled_nan(iq: np.ndarray, bad: np.ndarray, target_sps: float
+                        ) -> tuple[np.ndarray, dict[str, Any]]:
+    """:func:`condition_capture` for a capture with NaN/Inf samples ``bad`` under
+    ``nan_policy="skip"``: a resampler spreads one NaN over its whole filter, so the
+    samples are interpolated for the estimate and the resampling only, and every
+    conditioned sample that an interpolated one reaches through the filter (the bad mask
+    resampled by the same filter: nonzero exactly there) is set back to NaN, so framing
+    with ``"skip"`` drops those frames and only those."""
+    from ..data.sigmf_io import apply_nan_policy
+
+    conditioned, info = condition_capture(apply_nan_policy(iq, "interpolate"), target_sps)
+    reached = bad
+    if "ratio" in info and info["factor"] != 1.0:
+        from ..stages import resample_array
+
+        up, down = info["ratio"]
+        reached = resample_array(bad.astype(np.float64), down, up) != 0
+        # and each bad sample's own position (the filter's weight there is never zero)
+        reached[np.minimum(np.flatnonzero(bad) * up // down, len(reached) - 1)] = True
+    conditioned = conditioned.copy()
+    conditioned[reached[:len(conditioned)]] = np.nan
+    return conditioned, info
 
 
 def _recording_iq(recording, path) -> np.ndarray:
@@ -616,7 +642,8 @@ def classify_sigmf(path: str | Path, model: nn.Module, classes: list[str], *,
                    in_place: bool = False, copy_data: bool | None = None,
                    batch_size: int = 256, nan_policy: str = "raise",
                    target_sps: float | None = None, decision: str = "frame",
-                   max_gap: int = 1, max_burst_frames: int | None = None) -> dict[str, Any]:
+                   max_gap: int = 1, max_burst_frames: int | None = None,
+                   verify_checksum: bool = True) -> dict[str, Any]:
     """Frame a SigMF recording, classify every frame and write the predictions as SigMF
     annotations (merged runs of equal labels, best frame confidence, frequency edges when the
     sample rate is known, the ``sigformer:`` extension declared).
@@ -626,7 +653,9 @@ def classify_sigmf(path: str | Path, model: nn.Module, classes: list[str], *,
     input is never modified otherwise. ``target_sps``: estimate the symbol length, centre and
     resample to that many samples per symbol before framing (family models). Frames quieter
     than ``min_power_db`` below the loudest (gaps between bursts) are skipped; NaN/Inf
-    samples follow ``nan_policy``. ``decision="burst"``: the frames of one burst (consecutive
+    samples follow ``nan_policy``; with ``target_sps``, ``"skip"`` interpolates them only so
+    that the capture can be estimated and resampled, then drops every frame the resampler
+    carried them into (:func:`_skip_resampled_nan`). ``decision="burst"``: the frames of one burst (consecutive
     kept frames, at most ``max_gap`` missing frames between them: :func:`frame_bursts`) all
     get the class of the burst's largest mean log-probability, with that decision's
     probability as confidence; annotations stay per frame position. ``max_burst_frames``
@@ -652,14 +681,17 @@ def classify_sigmf(path: str | Path, model: nn.Module, classes: list[str], *,
         raise ValueError("the model does not declare its frame length (n_times)")
     if out_meta is not None and in_place:
         raise ValueError("pass out_meta or in_place=True, not both")
-    recording = read_sigmf(path, nan_policy=nan_policy)
+    recording = read_sigmf(path, nan_policy=nan_policy, verify_checksum=verify_checksum)
     iq = _recording_iq(recording, path)
     conditioned, info = iq, {"factor": 1.0}
     if target_sps is not None:
-        if nan_policy == "skip" and not np.isfinite(iq).all():
-            raise DataError(f"{path}: resampling needs finite samples; use "
-                            f"nan_policy='interpolate' with target_sps")
-        conditioned, info = condition_capture(iq, target_sps)
+        bad = ~np.isfinite(iq)
+        if bad.all():
+            raise DataError(f"{path}: every sample is NaN or Inf; no frame to classify")
+        if bad.any():  # nan_policy "skip" (the others left no NaN)
+            conditioned, info = _skip_resampled_nan(iq, bad, target_sps)
+        else:
+            conditioned, info = condition_capture(iq, target_sps)
     if len(conditioned) < frame_length:
         raise DataError(f"{path} has {len(conditioned)} samples (after resampling), fewer than "
                         f"one {frame_length}-sample frame")

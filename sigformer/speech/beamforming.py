@@ -53,6 +53,11 @@ def _check_array(x, name: str = "x") -> np.ndarray:
                          f"(n_mics, samples), e.g. x.T for a (samples, n_mics) array")
     if x.shape[0] < 2:
         raise ValueError(f"beamforming needs at least 2 microphones, got {x.shape[0]}")
+    bad = ~np.isfinite(x)
+    if bad.any():  # a NaN spreads through every covariance and weight: name it here
+        mic, sample = np.argwhere(bad)[0]
+        raise ValueError(f"{name} holds {int(bad.sum())} NaN/Inf value(s), the first at "
+                         f"microphone {mic}, sample {sample}; expected finite audio")
     return x
 
 

@@ -7,7 +7,9 @@ Conventions (the same in every function here, as in torchmetrics and asteroid):
 * audio is ``(..., samples)`` with samples on the last axis; a 2-D array that looks like
   ``(samples, channels)`` (more rows than columns, at most 64 columns) is transposed with a
   :class:`AudioLayoutWarning`;
-* PESQ's "no utterances detected" becomes a :class:`SpeechMetricError` naming the cause.
+* PESQ's "no utterances detected" becomes a :class:`SpeechMetricError` naming the cause;
+* NaN/Inf input is refused (``ValueError`` naming the argument) instead of giving a NaN score;
+  estimate and reference must have the same number of samples.
 
 Functions:
 
@@ -17,8 +19,8 @@ Functions:
 * :func:`si_sdr_improvement` - SI-SDR of the estimate minus SI-SDR of the mixture.
 * :func:`sdr` - BSS-eval SDR (512-tap distortion filter) through ``fast_bss_eval``.
 * :func:`pesq_score` / :func:`stoi_score` - PESQ (ITU-T P.862 via ``pesq``; 8/16 kHz) and STOI
-  (``pystoi``). Their order was ``(reference, estimate)`` before: positional calls now give a
-  one-time ``FutureWarning``; keyword calls (``estimate=``, ``reference=``) are unchanged.
+  (``pystoi``), ``(estimate, reference, sample_rate)`` like the rest (their order was
+  ``(reference, estimate)`` in early versions; keyword calls read the same in both).
 * :func:`pit_si_sdr` / :func:`best_permutation` - utterance-level permutation-invariant SI-SDR.
 * :func:`pit_loss` - negative PIT SI-SNR, the MossFormer training loss.
 * :func:`pcm_loss` - DeFTAN-II's loss; it keeps the published ``(mixture, estimate, target)``
@@ -66,6 +68,16 @@ def _as_numpy(x, name: str) -> np.ndarray:
     return _channels_first(arr.astype(np.float64), name)
 
 
+def _check_finite(x, name: str) -> None:
+    """A NaN score says nothing about where the NaN came from: name the input instead."""
+    finite = torch.isfinite(x).all() if torch.is_tensor(x) else np.isfinite(x).all()
+    if not bool(finite):
+        n_bad = int((~torch.isfinite(x)).sum()) if torch.is_tensor(x) else \
+            int((~np.isfinite(x)).sum())
+        raise ValueError(f"{name} holds {n_bad} NaN/Inf value(s); expected finite audio "
+                         f"(metrics of NaN are NaN)")
+
+
 def _like(value: torch.Tensor, template):
     """Return ``value`` as numpy when the template (the estimate) was not a tensor."""
     return value if torch.is_tensor(template) else value.detach().cpu().numpy()
@@ -95,6 +107,8 @@ def si_sdr(estimate, reference, zero_mean: bool = True, eps: float | None = None
     ``eps=None`` uses torchmetrics (its machine-epsilon guard); a float uses the same formula
     here with that guard."""
     est, ref = _as_tensor(estimate, "estimate"), _as_tensor(reference, "reference")
+    _check_finite(est, "estimate")
+    _check_finite(ref, "reference")
     return _like(_si_sdr(est, ref, zero_mean, eps), estimate)
 
 
@@ -103,6 +117,8 @@ def si_sdr_improvement(estimate, reference, mixture, zero_mean: bool = True):
     est = _as_tensor(estimate, "estimate")
     ref = _as_tensor(reference, "reference")
     mix = _as_tensor(mixture, "mixture")
+    for name, value in (("estimate", est), ("reference", ref), ("mixture", mix)):
+        _check_finite(value, name)
     if mix.ndim < ref.ndim:
         mix = mix.unsqueeze(-2).expand_as(ref)
     out = _si_sdr(est, ref, zero_mean, None) - _si_sdr(mix.to(est.dtype), ref, zero_mean, None)
@@ -170,20 +186,12 @@ def sdr(estimate, reference, filter_length: int = 512):
 
     est = np.atleast_2d(_as_numpy(estimate, "estimate"))
     ref = np.atleast_2d(_as_numpy(reference, "reference"))
+    if est.shape[-1] != ref.shape[-1]:  # fast_bss_eval would cut the longer one silently
+        raise ValueError(f"estimate has {est.shape[-1]} samples, reference {ref.shape[-1]}")
+    _check_finite(est, "estimate")
+    _check_finite(ref, "reference")
     out = np.asarray(fast_bss_eval.sdr(ref, est, filter_length=filter_length))
     return torch.as_tensor(out) if torch.is_tensor(estimate) else out
-
-
-_WARNED_ORDER: set[str] = set()
-
-
-def _warn_positional_order(name: str) -> None:
-    if name not in _WARNED_ORDER:
-        _WARNED_ORDER.add(name)
-        warnings.warn(f"{name}(estimate, reference, sample_rate): the argument order is now "
-                      f"(estimate, reference) as in every sigformer metric (it was "
-                      f"(reference, estimate) before); pass estimate=... and reference=... "
-                      f"to silence this warning", FutureWarning, stacklevel=3)
 
 
 def _mono_pair(estimate, reference) -> tuple[np.ndarray, np.ndarray]:
@@ -194,33 +202,22 @@ def _mono_pair(estimate, reference) -> tuple[np.ndarray, np.ndarray]:
                          f"reference {ref.shape} (loop over channels)")
     if len(est) != len(ref):
         raise ValueError(f"estimate has {len(est)} samples, reference {len(ref)}")
+    _check_finite(est, "estimate")
+    _check_finite(ref, "reference")
     return est, ref
 
 
-def _positional(args: tuple, estimate, reference, sample_rate, name: str):
-    """Resolve ``(estimate, reference, sample_rate)`` from positional and keyword arguments."""
-    if len(args) > 3:
-        raise TypeError(f"{name} takes at most 3 positional arguments")
-    if len(args) >= 2:
-        _warn_positional_order(name)
-    slots = list(args) + [None] * (3 - len(args))
-    estimate = slots[0] if estimate is None else estimate
-    reference = slots[1] if reference is None else reference
-    sample_rate = slots[2] if sample_rate is None else sample_rate
-    if estimate is None or reference is None or sample_rate is None:
-        raise TypeError(f"{name} needs estimate, reference and sample_rate")
-    return estimate, reference, int(sample_rate)
-
-
-def pesq_score(*args, estimate=None, reference=None, sample_rate: int | None = None,
-               mode: str | None = None) -> float:
+# PESQ and STOI are plain functions of (estimate, reference, sample_rate), positional or by
+# keyword. They used to take *args and warn on every positional call while their order moved
+# from (reference, estimate): the warning could not tell old callers from new ones, so it
+# fired on the documented call.
+def pesq_score(estimate, reference, sample_rate: int, mode: str | None = None) -> float:
     """PESQ of ``estimate`` against ``reference``; wide-band at 16 kHz, narrow-band at 8 kHz
     (other rates: resample first). Call as ``pesq_score(estimate, reference, sample_rate)``
     or with keywords."""
     from pesq import NoUtterancesError, PesqError, pesq
 
-    estimate, reference, sample_rate = _positional(args, estimate, reference, sample_rate,
-                                                   "pesq_score")
+    sample_rate = int(sample_rate)
     if sample_rate not in (8000, 16000):
         raise ValueError(f"PESQ needs 8000 or 16000 Hz audio, got {sample_rate} Hz")
     est, ref = _mono_pair(estimate, reference)
@@ -239,14 +236,12 @@ def pesq_score(*args, estimate=None, reference=None, sample_rate: int | None = N
         raise SpeechMetricError(f"PESQ failed: {type(err).__name__}: {err}") from None
 
 
-def stoi_score(*args, estimate=None, reference=None, sample_rate: int | None = None,
-               extended: bool = False) -> float:
+def stoi_score(estimate, reference, sample_rate: int, extended: bool = False) -> float:
     """STOI (or ESTOI with ``extended=True``) of ``estimate`` against ``reference``. Call as
     ``stoi_score(estimate, reference, sample_rate)`` or with keywords."""
     from pystoi import stoi
 
-    estimate, reference, sample_rate = _positional(args, estimate, reference, sample_rate,
-                                                   "stoi_score")
+    sample_rate = int(sample_rate)
     est, ref = _mono_pair(estimate, reference)
     return float(stoi(ref, est, sample_rate, extended=extended))
 

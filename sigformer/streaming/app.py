@@ -31,6 +31,7 @@ from ..bundle import Bundle
 from ..checkpoint import CheckpointError
 from ..stages import AdaptChannels, Pipeline, Resample
 from ..tasks.config import PipelineConfigError
+from ..validation import SignalError
 from .runtime import BurstDecisions, ModelRunner, OnlinePipeline, Smoother
 
 
@@ -161,6 +162,7 @@ def _iq_classifier(bundle: Bundle, settings: OnlineSettings) -> OnlinePipeline:
                                   smoothing=settings.smoothing or Smoother(),
                                   nan_policy=settings.nan_policy, bursts=bursts)
     online.decision = decision
+    online.iq_channels = bundle.input_spec.n_channels  # I and Q rows of one capture channel
     # models trained on generated frames know samples per symbol, not Hz: no resampling
     rate_free = bundle.extra.get("rate_agnostic", False)
     online.expected_sfreq = None if rate_free else bundle.input_spec.sfreq
@@ -201,13 +203,37 @@ def _audio(bundle: Bundle, settings: OnlineSettings):
 
     spec = bundle.input_spec
     multichannel = bundle.task == "enhance"
+    chunk_s = settings.chunk_s if settings.chunk_s is not None else \
+        bundle.extra.get("chunk_s", 4.0)
+    overlap_s = settings.overlap_s if settings.overlap_s is not None else \
+        bundle.extra.get("overlap_s", 0.5)
+    _check_chunking(chunk_s, overlap_s, spec.sfreq, given=settings)
     return AudioStream(bundle.model, spec.sfreq, multichannel=multichannel,
-                       chunk_s=settings.chunk_s or bundle.extra.get("chunk_s", 4.0),
-                       overlap_s=(settings.overlap_s if settings.overlap_s is not None
-                                  else bundle.extra.get("overlap_s", 0.5)),
+                       chunk_s=chunk_s, overlap_s=overlap_s,
                        labels=bundle.labels or ["enhanced"], channel=settings.channel,
                        n_mics=spec.n_channels if multichannel else None,
                        nan_policy=settings.nan_policy)
+
+
+def _check_chunking(chunk_s: float, overlap_s: float, rate: float,
+                    given: OnlineSettings) -> None:
+    """Overlap-add needs a chunk of at least one sample at the model's rate and an overlap
+    of at most half a chunk (each sample is shared by at most two chunks); the error names
+    the settings (and their flags) and says which values came from the bundle."""
+    def named(key: str, value: float) -> str:
+        origin = "" if getattr(given, key) is not None else " (the bundle's default)"
+        return f"{key}={value:g} (--{key.replace('_', '-')}){origin}"
+
+    chunk = int(chunk_s * rate) if np.isfinite(chunk_s) else 0
+    if chunk < 1:
+        raise PipelineConfigError(f"{named('chunk_s', chunk_s)} must be a positive number of "
+                                  f"seconds, at least one sample at the model's "
+                                  f"{rate:g} Hz")
+    overlap = int(overlap_s * rate) if np.isfinite(overlap_s) and overlap_s >= 0 else -1
+    if not 0 <= overlap <= chunk // 2:
+        raise PipelineConfigError(f"{named('overlap_s', overlap_s)} must be >= 0 and at most "
+                                  f"half of {named('chunk_s', chunk_s)} (each sample is "
+                                  f"shared by at most two chunks)")
 
 
 class RateAdaptingPipeline(OnlinePipeline):
@@ -217,10 +243,13 @@ class RateAdaptingPipeline(OnlinePipeline):
     expected_sfreq: float | None = None
     symbol_factor: float | None = None  # IQ: target / stream samples per symbol
     decision: str | None = None  # IQ classification: "frame" or "burst"
+    iq_channels: int | None = None  # IQ classification: the rows a frame has (I, Q)
     resampled_from: float | None = None
     filled_channels: dict[str, list[str]] | None = None
 
     def configure(self, sfreq: float, channels) -> None:
+        if self.iq_channels is not None:
+            _check_iq_channels(channels, self.iq_channels)
         expected = self.expected_sfreq
         if self.symbol_factor is not None and abs(self.symbol_factor - 1.0) > 1e-9:
             expected = float(sfreq) * self.symbol_factor
@@ -236,6 +265,18 @@ class RateAdaptingPipeline(OnlinePipeline):
         self.pre = Pipeline(stages)
         super().configure(sfreq, channels)
         self.filled_channels = _report_filled_channels(self.pre)
+
+
+def _check_iq_channels(channels, expected: int) -> None:
+    """An I/Q bundle frames I and Q rows; any other stream (mono audio, 4-channel EEG) would
+    fail deep in the model's frame scaling, so it is refused before the first chunk."""
+    names = list(getattr(channels, "names", channels))
+    if len(names) != expected:
+        shown = ", ".join(map(str, names[:6])) + (", ..." if len(names) > 6 else "")
+        raise SignalError(f"I/Q bundle needs {expected} channels (I, Q); the stream has "
+                          f"{len(names)} ({shown}). Stream complex IQ from a SigMF capture "
+                          f"(sigmf:FILE) or SDR software (zmq:ADDRESS): one capture channel "
+                          f"arrives as its I and Q rows")
 
 
 def _report_filled_channels(chain: Pipeline) -> dict[str, list[str]]:
@@ -284,9 +325,22 @@ def parse_source(text: str) -> tuple[str, str]:
                               f"lsl:MyStream, wav:talk.wav, zmq:tcp://127.0.0.1:5555)")
 
 
+def nominal_rate(bundle: Bundle, realtime: bool) -> float | None:
+    """The rate a SigMF capture without ``core:sample_rate`` streams at, or None when the
+    capture's own rate is needed. A rate-agnostic IQ bundle (``extra["rate_agnostic"]``:
+    trained on generated frames, it knows samples per symbol, never Hz; its spec's rate is a
+    placeholder) read unpaced uses no rate at all, so its spec's rate stands in; pacing in
+    real time (``realtime``) and bundles trained at a rate need the real one."""
+    if realtime or not bundle.extra.get("rate_agnostic", False) or bundle.input_spec is None:
+        return None
+    return float(bundle.input_spec.sfreq)
+
+
 def make_source(text: str, *, realtime: bool = False, chunk_size: int | None = None,
-                sample_rate: float | None = None, channels: int = 1, timeout: float = 10.0):
-    """A stream source from ``"kind:target"`` (see :data:`SOURCE_KINDS`)."""
+                sample_rate: float | None = None, channels: int = 1, timeout: float = 10.0,
+                nominal_rate: float | None = None):
+    """A stream source from ``"kind:target"`` (see :data:`SOURCE_KINDS`). ``nominal_rate``:
+    the rate of a SigMF capture that states none (see :func:`nominal_rate`)."""
     from . import sources
 
     kind, target = parse_source(text)
@@ -308,7 +362,7 @@ def make_source(text: str, *, realtime: bool = False, chunk_size: int | None = N
         return sources.WAVSource(target, chunk_size or 4096, realtime)
     if kind == "sigmf":
         return sources.SigMFSource(target, chunk_size or 4096, realtime,
-                                   sample_rate=sample_rate)
+                                   sample_rate=sample_rate, nominal_rate=nominal_rate)
     return sources.SlotSource(target, chunk_size or 8, realtime)
 
 
@@ -327,6 +381,11 @@ def default_sinks(bundle: Bundle, source, *, out: str | None = None,
                                       f"for enhancement)")
         single = bundle.task == "enhance" and str(out).endswith(".wav")
         default_stem = "enhanced" if bundle.task == "enhance" else "source"
+        from .sinks import wav_target_problem
+
+        problem = wav_target_problem(Path(out), single)
+        if problem:  # said now, not after the whole recording is processed
+            raise PipelineConfigError(f"--out {problem}")
         sinks.append(WAVSink(out, source.sfreq, single_file=single,
                              stem=stem or default_stem))
     elif bundle.task == "estimate_channel":
@@ -335,7 +394,9 @@ def default_sinks(bundle: Bundle, source, *, out: str | None = None,
     elif bundle.input_spec is not None and bundle.input_spec.layout == "iq":
         if out is not None:
             info = getattr(source, "global_info", None)
-            sinks.append(SigMFAnnotationSink(out, sample_rate=source.sfreq,
+            # a nominal rate is not the capture's: nothing written may claim it
+            rate = None if getattr(source, "rate_is_nominal", False) else source.sfreq
+            sinks.append(SigMFAnnotationSink(out, sample_rate=rate,
                                              labels=bundle.labels, global_info=info,
                                              center_freq=getattr(source, "center_freq", None)))
     elif out is not None:
@@ -357,23 +418,36 @@ def stream_bundle(bundle, source, sinks=(), *, settings: OnlineSettings | None =
                   duration: float | None = None, max_outputs: int | None = None,
                   queue_size: int = 256, report_every: float = 2.0, log=print,
                   keep_outputs: bool | None = None) -> dict[str, Any]:
-    """Run ``bundle`` on ``source`` into ``sinks``; returns the run's report."""
+    """Run ``bundle`` on ``source`` into ``sinks``; returns the run's report.
+
+    The online chain is built and configured for the source first, so a stream the bundle
+    cannot take is refused before anything is written: ``sinks`` may be a callable that
+    makes them (:func:`default_sinks`), called only then (a recorder opened earlier would
+    leave an empty recording behind)."""
     from .engine import StreamRunner
 
     bundle = load_bundle(bundle)
     online = build_online(bundle, settings)
+    online.configure(source.sfreq, source.channels)  # refusals (channels, rates) come here
+    sinks = list(sinks() if callable(sinks) else sinks)
     clock = None
     if type(source).__name__ == "LSLSource":
         from .lsl import lsl
 
         clock = lsl().local_clock
     keep = bundle.task == "classify" if keep_outputs is None else keep_outputs
-    runner = StreamRunner(source, online, list(sinks), queue_size=queue_size, status=log,
+    runner = StreamRunner(source, online, sinks, queue_size=queue_size, status=log,
                           report_every=report_every, clock=clock, keep_outputs=keep)
-    log(f"streaming {len(source.channels)} channels at {source.sfreq:g} Hz through "
-        f"{bundle!r}")
+    nominal = getattr(source, "rate_is_nominal", False)
+    if nominal:
+        log(f"note: the capture states no sample rate and this bundle is rate-agnostic (it "
+            f"counts samples per symbol, not Hz), so the capture streams unpaced at a nominal "
+            f"{source.sfreq:g} Hz: seconds and rates in the report count samples (give "
+            f"--source-rate HZ for real ones)")
+    log(f"streaming {len(source.channels)} channels at {source.sfreq:g} Hz"
+        f"{' (nominal)' if nominal else ''} through {bundle!r}")
     t0 = time.perf_counter()
-    outputs = runner.run(duration=duration, max_predictions=max_outputs)
+    outputs = runner.run(duration=duration, max_predictions=max_outputs, configure=False)
     source.close()
     elapsed = time.perf_counter() - t0
     report = {"task": bundle.task, "outputs": runner.n_outputs, "seconds": round(elapsed, 2),
@@ -406,7 +480,9 @@ def stream_bundle(bundle, source, sinks=(), *, settings: OnlineSettings | None =
                       processing_latency_ms_p95=float(np.quantile(lat, 0.95)),
                       processing_latency_ms_p99=float(np.quantile(lat, 0.99)))
     samples = online.stats.samples
-    if elapsed > 0 and samples:
+    if nominal:
+        report["nominal_sample_rate_hz"] = source.sfreq
+    if elapsed > 0 and samples and not nominal:  # real-time factors need the real rate
         # wall time per second of signal (>= 1 with a paced source that keeps up) and model
         # compute per second of signal (< 1: faster than real time)
         report["real_time_factor"] = float(elapsed / (samples / source.sfreq))
@@ -440,7 +516,9 @@ def build_online_pipeline(cfg, checkpoint_dir) -> OnlinePipeline:
     return build_online(Bundle.load(checkpoint_dir), settings_from_config(cfg))
 
 
-def make_source_from_config(cfg):
+def make_source_from_config(cfg, nominal: float | None = None):
+    """The source of a pipeline's ``stream.source`` section (``nominal``: as
+    :func:`make_source`'s ``nominal_rate``)."""
     src = cfg.stream.source
     if src.kind == "lsl":
         from . import sources
@@ -451,7 +529,7 @@ def make_source_from_config(cfg):
         raise PipelineConfigError(f"stream.source.path is required for kind {src.kind!r}")
     return make_source(f"{src.kind}:{target}", realtime=src.realtime,
                        chunk_size=src.chunk_size, sample_rate=src.sfreq,
-                       channels=src.channels, timeout=src.timeout)
+                       channels=src.channels, timeout=src.timeout, nominal_rate=nominal)
 
 
 def override_stream(cfg, overrides: dict[str, Any]):
@@ -488,15 +566,20 @@ def run_stream(cfg, checkpoint_dir, *, source: str | None = None, out: str | Non
     chunk_size, sfreq, channels and timeout still apply); ``out``, ``plot``,
     ``samples_per_symbol`` and ``channel`` have no YAML key and are given here."""
     bundle = Bundle.load(checkpoint_dir)
+    src = cfg.stream.source
+    nominal = nominal_rate(bundle, src.realtime)
     if source is None:
-        source = make_source_from_config(cfg)
+        source = make_source_from_config(cfg, nominal)
     else:
-        src = cfg.stream.source
         source = make_source(source, realtime=src.realtime, chunk_size=src.chunk_size,
-                             sample_rate=src.sfreq, channels=src.channels, timeout=src.timeout)
+                             sample_rate=src.sfreq, channels=src.channels, timeout=src.timeout,
+                             nominal_rate=nominal)
     output = cfg.stream.output
-    sinks = default_sinks(bundle, source, out=out, lsl_name=output.lsl_name,
-                          record=output.record, plot=plot)
+
+    def sinks():  # opened once the online chain has accepted the stream
+        return default_sinks(bundle, source, out=out, lsl_name=output.lsl_name,
+                             record=output.record, plot=plot)
+
     settings = settings_from_config(cfg)
     settings.samples_per_symbol, settings.channel = samples_per_symbol, channel
     report = stream_bundle(bundle, source, sinks, settings=settings,

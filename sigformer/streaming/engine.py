@@ -82,8 +82,11 @@ class StreamRunner:
         self._stop.set()
 
     def run(self, duration: float | None = None, max_predictions: int | None = None,
-            idle_report: float = 1.0) -> list[Prediction]:
-        self.pipeline.configure(self.source.sfreq, self.source.channels)
+            idle_report: float = 1.0, configure: bool = True) -> list[Prediction]:
+        """``configure=False``: the pipeline was configured for this source already (by
+        :func:`~sigformer.streaming.app.stream_bundle`, before opening the sinks)."""
+        if configure:
+            self.pipeline.configure(self.source.sfreq, self.source.channels)
         self.max_outputs = max_predictions
         reader = threading.Thread(target=self._reader, daemon=True, name="sigformer-reader")
         reader.start()
@@ -169,8 +172,9 @@ class StreamRunner:
         st = self.pipeline.stats
         rate = st.samples / elapsed if elapsed > 0 else 0.0
         # speed as a multiple of real time (a paced source that keeps up shows ~1.00x)
-        msg = (f"{st.windows} windows, {st.samples} samples ({rate:,.0f}/s, "
-               f"{rate / self.source.sfreq:.2f}x real time)")
+        speed = "" if getattr(self.source, "rate_is_nominal", False) else \
+            f", {rate / self.source.sfreq:.2f}x real time"  # a nominal rate has no real time
+        msg = f"{st.windows} windows, {st.samples} samples ({rate:,.0f}/s{speed})"
         if self.processing_latencies:
             import numpy as np
 

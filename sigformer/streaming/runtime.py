@@ -146,7 +146,8 @@ class QualityMonitor:
             stats.nan_chunks += 1
             if self.nan_policy == "raise":
                 raise StreamError(f"non-finite samples in the stream ({int((~finite).sum())} "
-                                  "values); set nan_policy to 'skip' or 'interpolate'")
+                                  "values); set nan_policy to 'skip' or 'interpolate' "
+                                  "(command line: --nan-policy skip|interpolate)")
             if self.nan_policy == "skip":
                 usable = False
             else:

@@ -225,11 +225,16 @@ def read_recorder(path) -> RecorderData:
 class WAVSink:
     """Writes audio blocks (:class:`~sigformer.streaming.processors.AudioBlock`) to one WAV
     file per output (``<stem>_<label>.wav`` in ``directory``, or exactly ``path`` for a
-    single output). Files are written under a temporary name and renamed on close."""
+    single output). Files are written under a temporary name and renamed on close. A target
+    that cannot take them (an existing file where the outputs need a folder, a folder where
+    one file is asked) is refused here, before any audio is processed."""
 
     def __init__(self, target, sample_rate: float, *, stem: str = "output",
                  single_file: bool = False):
         self.target, self.sample_rate = Path(target), int(round(sample_rate))
+        problem = wav_target_problem(self.target, single_file)
+        if problem:
+            raise (IsADirectoryError if single_file else NotADirectoryError)(problem)
         self.stem, self.single_file = stem, single_file
         self._writers: list = []
         self.paths: list[Path] = []
@@ -270,19 +275,23 @@ class SigMFAnnotationSink:
     The annotations go to ``<path>.sigmf-meta`` (a new metadata file, never the input's unless
     asked): rewritten atomically at most every ``every_s`` seconds and on close, so a crash
     loses at most that much. ``global_info`` is the capture's ``global`` object when known.
+    ``sample_rate`` None: the capture's rate is unknown (a stream at a nominal rate), so no
+    ``core:sample_rate`` and no frequency edges are written.
     """
 
-    def __init__(self, path, *, sample_rate: float, labels: Sequence[str],
+    def __init__(self, path, *, sample_rate: float | None, labels: Sequence[str],
                  global_info: dict | None = None, center_freq: float | None = None,
                  every_s: float = 1.0, min_probability: float = 0.0):
         self.path = Path(path)
         if not self.path.name.endswith(".sigmf-meta"):
             self.path = self.path.with_name(self.path.name + ".sigmf-meta")
-        self.sample_rate, self.labels = float(sample_rate), list(labels)
+        self.sample_rate = None if sample_rate is None else float(sample_rate)
+        self.labels = list(labels)
         self.center_freq = center_freq
-        self.global_info = dict(global_info or {"core:datatype": "cf32_le",
-                                                 "core:sample_rate": self.sample_rate,
-                                                 "core:version": "1.2.0"})
+        default = {"core:datatype": "cf32_le", "core:sample_rate": self.sample_rate,
+                   "core:version": "1.2.0"}
+        self.global_info = dict(global_info or {k: v for k, v in default.items()
+                                                 if v is not None})
         extensions = list(self.global_info.get("core:extensions", []))
         if not any(e.get("name") == "sigformer" for e in extensions if isinstance(e, dict)):
             extensions.append({"name": "sigformer", "version": "0.1.0", "optional": True})
@@ -299,7 +308,7 @@ class SigMFAnnotationSink:
             ann = {"core:sample_start": int(max(p.start, 0)),
                    "core:sample_count": int(p.length), "core:label": p.label,
                    "sigformer:confidence": round(confidence, 4)}
-            if self.center_freq is not None:
+            if self.center_freq is not None and self.sample_rate is not None:
                 half = self.sample_rate / 2
                 ann["core:freq_lower_edge"] = self.center_freq - half
                 ann["core:freq_upper_edge"] = self.center_freq + half
@@ -323,6 +332,16 @@ class SigMFAnnotationSink:
 
     def close(self) -> None:
         self._flush()
+
+
+def wav_target_problem(target: Path, single_file: bool) -> str | None:
+    """Why ``target`` cannot receive a :class:`WAVSink`'s files, or None."""
+    if single_file and target.is_dir():
+        return f"{target} is a folder; the output is one WAV file: give a file path (OUT.wav)"
+    if not single_file and target.exists() and not target.is_dir():
+        return (f"{target} is an existing file; the outputs are one WAV file per output "
+                f"({target.name}/<stem>_<label>.wav): give a folder")
+    return None
 
 
 class NpzSink:

@@ -110,22 +110,33 @@ class WAVSource:
 
 class SigMFSource(ArraySource):
     """Complex IQ from a SigMF recording (``.sigmf-meta`` + ``.sigmf-data``) as two real
-    channels (I, Q) per capture channel."""
+    channels (I, Q) per capture channel.
+
+    The rate is ``core:sample_rate``, else ``sample_rate``; a capture with neither streams at
+    ``nominal_rate`` when one is given (a rate-agnostic bundle read unpaced:
+    :func:`~sigformer.streaming.app.nominal_rate`), with ``rate_is_nominal`` set so that
+    nothing written claims it as the capture's rate. NaN/Inf samples are passed on: the
+    stream's ``nan_policy`` decides about them, chunk by chunk."""
 
     def __init__(self, path, chunk_size: int = 1024, realtime: bool = False,
-                 sample_rate: float | None = None):
+                 sample_rate: float | None = None, nominal_rate: float | None = None):
         from ..channels import iq_channel_set, iq_to_channels
         from ..data.io import DataError
         from ..data.sigmf_io import read_sigmf
 
         try:
-            recording = read_sigmf(path)
+            recording = read_sigmf(path, nan_policy="skip")  # kept: the runtime's policy
         except DataError as err:
             raise SignalError(f"{path} could not be read as SigMF: {err}") from err
         rate = recording.sample_rate if recording.sample_rate is not None else sample_rate
+        self.rate_is_nominal = rate is None and nominal_rate is not None
+        if self.rate_is_nominal:
+            rate = nominal_rate
         if rate is None:
-            raise SignalError(f"{path} has no core:sample_rate; give the capture's rate "
-                              f"(--source-rate HZ, or sample_rate=)")
+            raise SignalError(f"{path} has no core:sample_rate; give the capture's rate with "
+                              f"--source-rate HZ (sample_rate= in Python): pacing it in real "
+                              f"time (--realtime) and bundles trained at a sample rate need "
+                              f"it (a rate-agnostic IQ bundle read unpaced does not)")
         if not recording.is_complex:
             raise SignalError(f"{path} holds real samples; a SigMF IQ source needs complex data")
         samples = recording.samples.T if recording.samples.ndim == 2 else recording.samples[None]

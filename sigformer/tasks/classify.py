@@ -16,6 +16,7 @@ from pydantic import Field
 
 from .. import stages as st
 from ..spec import SignalSpec
+from ..validation import SignalError
 from .config import (
     AMRTaskConfig,
     BaseConfig,
@@ -128,11 +129,27 @@ def load_epochs(cfg: ClassifyConfig, probe: _InputProbe | None = None):
         rec = pre.transform(rec)
         names = sorted({a.description for a in rec.annotations})
         chosen = events or names
+        where = d.files[i] if d.source == "files" else "the simulated recording"
+        _check_events_present(where, list(events or []), names)
         ep = rec.epochs({e: j for j, e in enumerate(sorted(chosen)) if e in names}, tmin, tmax)
         ep.event_id = {e: j for j, e in enumerate(sorted(chosen))}
         ep.groups = np.full(len(ep), i)
         parts.append(ep)
     return Epochs.concatenate(parts)
+
+
+def _check_events_present(where: str, requested: list[str], found: list[str]) -> None:
+    """Refuse a recording without the events to epoch, naming those asked for and those it
+    has (a file from another source often names them differently, e.g. T1 vs left_hand)."""
+    if not found:
+        raise SignalError(f"{where} has no event annotations: epoching needs events"
+                          + (f" ({requested} requested in epochs.events)" if requested else ""))
+    if requested and not set(requested) & set(found):
+        hint = ("; for an eegmmidb run (T0/T1/T2), pass the folder holding it as --data so "
+                "the eegmmidb loader names them" if {"T1", "T2"} <= set(found) else "")
+        raise SignalError(f"{where}: none of the requested events {requested} (epochs.events) "
+                          f"occur in it; its events are {found}. Set epochs.events to names "
+                          f"it has{hint}")
 
 
 def build_estimator(cfg: ClassifyConfig, spec: SignalSpec | None = None):

@@ -19,9 +19,10 @@ class TokenTransformer(TransformerMixin, BaseEstimator):
     tokenizer : registry name of a tokenizer (``list_tokenizers()``), e.g.
         ``"tfm_tokenizer"`` or a model front-end such as ``"iq_conv"``.
     preset, params : preset name and keyword arguments for the tokenizer.
-    sfreq : sampling rate of ``X``. Tokenizers that expect a fixed rate and provide a
-        ``prepare(X, sfreq)`` function (TFM: resample to 200 Hz, 95th-percentile scaling)
-        get their input prepared; otherwise a rate mismatch is an error.
+    sfreq : sampling rate of ``X``; required by tokenizers that expect a fixed rate (TFM:
+        200 Hz), never assumed. Those that provide a ``prepare(X, sfreq)`` function (TFM:
+        resample to 200 Hz, 95th-percentile scaling) get their input prepared; for the others
+        a rate mismatch is an error.
     max_epochs, batch_size, lr, random_state : pretraining settings passed to the
         tokenizer's ``fit``. ``max_epochs=None`` (default) trains 10 epochs from scratch, or
         not at all when ``weights`` are given.
@@ -63,7 +64,12 @@ class TokenTransformer(TransformerMixin, BaseEstimator):
             X = X[:, None]
         model = self.tokenizer_
         expected = getattr(model, "sfreq", None)
-        if expected is not None and self.sfreq is not None and self.sfreq != expected:
+        if expected is not None and self.sfreq is None:  # never assume X is at that rate
+            raise SignalError(f"{self.tokenizer} expects {expected:g} Hz input and sfreq is not "
+                              f"set: pass sfreq= (the sampling rate of X, e.g. "
+                              f"TokenTransformer({self.tokenizer!r}, sfreq=256)) so it can be "
+                              f"resampled; sfreq={expected:g} if X is at that rate already")
+        if expected is not None and self.sfreq != expected:
             prepare = getattr(type(model), "prepare", None)
             if prepare is None:
                 raise SignalError(f"{self.tokenizer} expects {expected:g} Hz, got sfreq="
@@ -73,10 +79,12 @@ class TokenTransformer(TransformerMixin, BaseEstimator):
         return prepare(X, expected) if prepare is not None and expected else X.astype(np.float32)
 
     def fit(self, X, y=None):
-
         if self.output not in ("ids", "embeddings"):
             raise ValueError(f"output must be 'ids' or 'embeddings', got {self.output!r}")
         from ..catalogue import default_pretrained
+        from .frontends import create_tokenizer, tokenizer_entry
+
+        tokenizer_entry(self.tokenizer)  # an unknown name is the error, not max_epochs
 
         epochs = self.max_epochs
         if epochs is None:
@@ -87,8 +95,6 @@ class TokenTransformer(TransformerMixin, BaseEstimator):
         if not isinstance(epochs, int) or epochs < 0 or (epochs == 0 and weights is None):
             raise ValueError(f"max_epochs must be a positive integer (or 0 with pretrained "
                              f"weights), got {self.max_epochs!r}")
-        from .frontends import create_tokenizer
-
         kwargs = dict(self.params or {})
         if self.preset is not None:
             kwargs["preset"] = self.preset

@@ -100,7 +100,7 @@ def _fitted_classifier():
     rec = simulate_motor_imagery(20, sfreq=100.0, trial_duration=1.0, seed=3,
                                  channels=["C3", "Cz", "C4", "P3"])
     epochs = rec.epochs({"left_hand": 0, "right_hand": 1}, 0.0, 1.0)
-    epochs.data = epochs.data * 1e6
+    epochs.data, epochs.unit = epochs.data * 1e6, "uV"
     clf = SignalClassifier(max_epochs=1, batch_size=16,
                            model_params=dict(emb_size=8, num_heads=2, depth=1, spa_dim=4,
                                              patch_size=20, kernel_size=15))

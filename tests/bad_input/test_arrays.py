@@ -149,6 +149,33 @@ def _(ctx):
     clf.predict(epochs.data * 1e-6)
 
 
+@case("predict-2d-trial", "one multichannel trial as a 2-D array", SignalError,
+      r"2-D input is read as single-channel trials", r"pass one multichannel trial as "
+      r"X\[None\] \(shape \(1, 4, 100\)\)", before="unclear")
+def _(ctx):
+    clf, epochs = _fitted(ctx)
+    clf.predict(epochs.data[0])
+
+
+@case("fit-volts", "EEG trials in volts given to fit", None,
+      r"look like volts \(median absolute amplitude", r"Multiply by 1e6", warning=ScaleWarning,
+      before="silent")
+def _(ctx):
+    _, epochs = _fitted(ctx)
+    SignalClassifier(max_epochs=1, batch_size=16,
+                     model_params=dict(emb_size=8, num_heads=2, depth=1, spa_dim=4,
+                                       patch_size=20, kernel_size=15)
+                     ).fit(epochs.data * 1e-6, epochs.labels)
+
+
+@case("bundle-predict-unit", "microvolt windows given to a bundle that expects volts", None,
+      r"the windows look like uV .* this bundle expects V", r"convert them",
+      warning=ScaleWarning, before="silent")
+def _(ctx):
+    windows = np.random.default_rng(0).standard_normal((2, 6, 100)) * 20
+    Bundle.load(ctx.shared.eeg_bundle).predict_proba(windows)
+
+
 @case("fit-labels-mismatch", "59 labels for 60 trials", SignalError,
       r"X has 20 trials but y has 19 labels", r"they must match")
 def _(ctx):

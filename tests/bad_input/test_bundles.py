@@ -111,6 +111,14 @@ def _(ctx):
     Bundle.load(_edit_config(ctx.copy_bundle(), lambda c: c.pop("model")))
 
 
+@case("config-edited", "a label changed in config.json after saving", CheckpointError,
+      r"config\.json was changed after it was saved", r"Restore the original file",
+      before="silent")
+def _(ctx):
+    Bundle.load(_edit_config(ctx.copy_bundle(), lambda c: c["head"].__setitem__(
+        "labels", ["right", "left"])))
+
+
 @case("future-format", "format_version 99", CheckpointError, r"has format 99",
       r"this sigformer reads up to 2: upgrade sigformer")
 def _(ctx):

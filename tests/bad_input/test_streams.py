@@ -4,6 +4,8 @@ sinks or settings that do not fit the bundle."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from badinput import Catalogue, check
@@ -16,6 +18,7 @@ from sigformer.streaming.app import (
     build_online,
     default_sinks,
     make_source,
+    nominal_rate,
     stream_bundle,
 )
 from sigformer.streaming.runtime import StreamError, StreamWarning
@@ -144,6 +147,57 @@ def _(ctx):
 def _(ctx):
     source = ArraySource(np.zeros((1, 10)), 8000.0, ["mic0"])
     default_sinks(Bundle.load(ctx.shared.sep_bundle), source)
+
+
+@case("iq-bundle-mono-stream", "an I/Q bundle on a mono WAV stream", SignalError,
+      r"I/Q bundle needs 2 channels \(I, Q\); the stream has 1 \(mic0\)",
+      r"Stream complex IQ from a SigMF capture \(sigmf:FILE\)", before="crash")
+def _(ctx):
+    stream_bundle(ctx.shared.iq_bundle, ArraySource(np.zeros((1, 512)), 1e6, ["mic0"]),
+                  log=lambda *a: None)
+
+
+@case("iq-bundle-eeg-stream", "an I/Q bundle on a 4-channel EEG stream", SignalError,
+      r"I/Q bundle needs 2 channels \(I, Q\); the stream has 4 \(TP9, AF7, AF8, TP10\)",
+      r"one capture channel arrives as its I and Q rows", before="crash")
+def _(ctx):
+    source = ArraySource(np.zeros((4, 512)), 1e6, ["TP9", "AF7", "AF8", "TP10"])
+    stream_bundle(ctx.shared.iq_bundle, source, log=lambda *a: None)
+
+
+@case("sigmf-stream-without-rate", "a SigMF capture without core:sample_rate for a bundle "
+      "trained at a rate", SignalError, r"has no core:sample_rate",
+      r"give the capture's rate with --source-rate HZ")
+def _(ctx):
+    path = ctx.sigmf()
+    meta = json.loads(path.read_text())
+    del meta["global"]["core:sample_rate"]
+    path.write_text(json.dumps(meta))
+    bundle = Bundle.load(ctx.shared.iq_bundle)  # 1 MHz, not rate-agnostic: no nominal rate
+    make_source(f"sigmf:{path}", nominal_rate=nominal_rate(bundle, realtime=False))
+
+
+@case("audio-chunk-zero", "--chunk-s 0 (stream chunk_s=0) for a separation bundle",
+      PipelineConfigError, r"chunk_s=0 \(--chunk-s\) must be a positive number of seconds",
+      r"at least one sample at the model's 8000 Hz", before="silent")
+def _(ctx):
+    build_online(ctx.shared.sep_bundle, OnlineSettings(chunk_s=0.0))
+
+
+@case("audio-overlap-over-half", "the bundle's 0.1 s overlap with --chunk-s 0.15",
+      PipelineConfigError, r"overlap_s=0\.1 \(--overlap-s\) \(the bundle's default\)",
+      r"at most half of chunk_s=0\.15 \(--chunk-s\)", before="crash")
+def _(ctx):
+    build_online(ctx.shared.sep_bundle, OnlineSettings(chunk_s=0.15))
+
+
+@case("separate-out-is-a-file", "separation --out naming an existing file",
+      PipelineConfigError, r"--out .*out\.wav is an existing file",
+      r"one WAV file per output .* give a folder", before="crash")
+def _(ctx):
+    (ctx.tmp / "out.wav").write_bytes(b"")
+    source = ArraySource(np.zeros((1, 10)), 8000.0, ["mic0"])
+    default_sinks(Bundle.load(ctx.shared.sep_bundle), source, out=str(ctx.tmp / "out.wav"))
 
 
 @case("chunk-1d", "a 1-D chunk pushed into an online pipeline", SignalError,
