@@ -92,3 +92,39 @@ def _random_ofdm_inputs(n: int, pilot_shape: tuple[int, int], seed: int = 0):
 def ofdm_inputs():
     """``make(n, pilot_shape, seed=0) -> (complex pilots, [SNR, delay spread, Doppler])``."""
     return _random_ofdm_inputs
+
+
+# --- tiny untrained bundles shared by the stream / CLI tests ----------------------------------
+
+@pytest.fixture(scope="module")
+def separation_bundle(tmp_path_factory) -> Path:
+    """A tiny two-speaker MossFormer bundle at 8 kHz (untrained: for plumbing, not quality)."""
+    import torch
+
+    from sigformer.bundle import Bundle
+    from sigformer.models import create_model
+    from sigformer.spec import SignalSpec
+
+    torch.manual_seed(0)
+    model = create_model("mossformer", "tiny", n_src=2, sample_rate=8000).eval()
+    spec = SignalSpec.audio(8000, 1)
+    return Bundle(model=model, task="separate", input_spec=spec, model_spec=spec,
+                  labels=["s1", "s2"], extra={"chunk_s": 0.5, "overlap_s": 0.1}
+                  ).save(tmp_path_factory.mktemp("sep") / "bundle")
+
+
+@pytest.fixture(scope="module")
+def family_bundle(tmp_path_factory) -> Path:
+    """A tiny rate-agnostic IQ family bundle (KD-CNN, ASK / FSK, 8 samples per symbol)."""
+    import torch
+
+    from sigformer.bundle import Bundle
+    from sigformer.models import create_model
+    from sigformer.spec import SignalSpec
+
+    torch.manual_seed(0)
+    spec = SignalSpec.iq(1.0, 128)
+    return Bundle(model=create_model("kd_cnn", n_outputs=2).eval(), task="classify",
+                  input_spec=spec, model_spec=spec, labels=["ASK", "FSK"],
+                  extra={"normalization": "rms", "rate_agnostic": True, "target_sps": 8.0}
+                  ).save(tmp_path_factory.mktemp("fam") / "b")

@@ -48,16 +48,6 @@ def test_an_overlap_over_half_the_chunk_is_refused_before_loading_anything(comma
     assert (args.chunk_s, args.overlap_s) == (1.0, 0.5)
 
 
-@pytest.fixture(scope="module")
-def separation_bundle(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    model = create_model("mossformer", "tiny", n_src=2, sample_rate=8000).eval()
-    spec = SignalSpec.audio(8000, 1)
-    return Bundle(model=model, task="separate", input_spec=spec, model_spec=spec,
-                  labels=["s1", "s2"], extra={"chunk_s": 0.5, "overlap_s": 0.1}
-                  ).save(tmp_path_factory.mktemp("sep") / "bundle")
-
-
 @pytest.fixture()
 def no_processing(monkeypatch):
     """Fail the test if the stream starts: the refusal must come before any processing."""
@@ -144,16 +134,6 @@ def test_models_with_an_unknown_domain_names_the_known_ones(capsys):
 
 
 # --- IQ streams: refusals before any sink, captures without a rate -------------------------
-
-@pytest.fixture(scope="module")
-def family_bundle(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    spec = SignalSpec.iq(1.0, 128)
-    return Bundle(model=create_model("kd_cnn", n_outputs=2).eval(), task="classify",
-                  input_spec=spec, model_spec=spec, labels=["ASK", "FSK"],
-                  extra={"normalization": "rms", "rate_agnostic": True, "target_sps": 8.0}
-                  ).save(tmp_path_factory.mktemp("fam") / "b")
-
 
 def _capture(tmp_path: Path, *, sample_rate: float | None) -> Path:
     """A 2-FSK capture at 32 samples per symbol, with or without core:sample_rate."""

@@ -108,3 +108,30 @@ def test_enhancement_plot_is_written(tmp_path):
     _plot_enhancement_example(noisy, target + 0.05 * rng.standard_normal(8000), target, 8000,
                               tmp_path / "enhancement.png", "deftan2")
     assert (tmp_path / "enhancement.png").stat().st_size > 10_000
+
+
+class _InterruptingSink(ListSink):
+    """Sends Ctrl-C to this process in the middle of its third write, after its own write
+    (where a KeyboardInterrupt used to leave the other sinks and the count behind)."""
+
+    def write(self, predictions):
+        super().write(predictions)
+        self.calls = getattr(self, "calls", 0) + 1
+        if self.calls == 3:
+            import os
+            import signal
+
+            os.kill(os.getpid(), signal.SIGINT)
+
+
+def test_ctrl_c_inside_a_sink_write_stops_after_the_chunk_with_every_sink_complete():
+    first, second = _InterruptingSink(), ListSink()
+    data = np.random.default_rng(1).standard_normal((2, 5000))
+    runner = StreamRunner(ArraySource(data, 250, ["a", "b"], chunk_size=64), _online(),
+                          [first, second])
+    predictions = runner.run()
+    assert runner.interrupted
+    # every sink got the interrupted chunk's outputs and the count agrees with them
+    assert len(first.predictions) == len(second.predictions) == runner.n_outputs \
+        == len(predictions)
+    assert runner.n_outputs < 5000 // 50  # it stopped early (a window every 50 samples)

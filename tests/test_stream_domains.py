@@ -40,16 +40,6 @@ def _fif_recording(tmp_path: Path, names: list[str], *, seconds: int, seed: int)
 
 
 @pytest.fixture(scope="module")
-def separation_bundle(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    model = create_model("mossformer", "tiny", n_src=2, sample_rate=8000).eval()
-    spec = SignalSpec.audio(8000, 1)
-    return Bundle(model=model, task="separate", input_spec=spec, model_spec=spec,
-                  labels=["s1", "s2"], extra={"chunk_s": 0.5, "overlap_s": 0.1}
-                  ).save(tmp_path_factory.mktemp("sep") / "bundle")
-
-
-@pytest.fixture(scope="module")
 def enhancement_bundle(tmp_path_factory) -> Path:
     torch.manual_seed(0)
     model = create_model("deftan2", "tiny", n_mics=4, sample_rate=8000).eval()

@@ -9,23 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from repo_scripts import cli_json
 
 from sigformer.bundle import Bundle
 from sigformer.models import create_model
 from sigformer.spec import SignalSpec
 from sigformer.streaming.app import OnlineSettings, build_online
-
-
-@pytest.fixture(scope="module")
-def family_bundle(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    spec = SignalSpec.iq(1.0, 128)
-    return Bundle(model=create_model("kd_cnn", n_outputs=2).eval(), task="classify",
-                  input_spec=spec, model_spec=spec, labels=["ASK", "FSK"],
-                  extra={"normalization": "rms", "rate_agnostic": True, "target_sps": 8.0}
-                  ).save(tmp_path_factory.mktemp("fam") / "b")
 
 
 @pytest.fixture()

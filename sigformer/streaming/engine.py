@@ -14,7 +14,9 @@ a pause in the queue and a timestamp gap when data resumes; the loop keeps runni
 
 from __future__ import annotations
 
+import contextlib
 import queue
+import signal
 import threading
 import time
 from collections import deque
@@ -91,43 +93,12 @@ class StreamRunner:
         reader = threading.Thread(target=self._reader, daemon=True, name="sigformer-reader")
         reader.start()
         predictions: list[Prediction] = []
-        t_start = time.perf_counter()
-        last_report = t_start
-        last_data = t_start
-        idle_reported = False
         try:
-            while not self._stop.is_set():
-                if duration is not None and time.perf_counter() - t_start >= duration:
-                    break
-                if self._limit_reached():
-                    break
-                try:
-                    chunk, ts, arrival = self.queue.get(timeout=0.05)
-                except queue.Empty:
-                    if self._ended.is_set() and self.queue.empty():
-                        break
-                    idle = time.perf_counter() - last_data
-                    if idle > idle_report and not idle_reported:
-                        idle_reported = True
-                        self.idle_events.append({"event": "source_silent", "after_s": idle})
-                        self._say(f"no data for {idle:.1f} s: waiting for the source to return")
-                    continue
-                if idle_reported:
-                    self._say(f"source back after {time.perf_counter() - last_data:.1f} s")
-                    idle_reported = False
-                last_data = time.perf_counter()
-                new = self._within_limit(self.pipeline.process(chunk, ts))
-                if new:
-                    self.processing_latencies.extend([time.perf_counter() - arrival] * len(new))
-                    now = self.clock() if self.clock is not None else None
-                    for p in new:
-                        if now is not None:
-                            self.latencies.append(now - p.timestamp)
-                    self._emit(new, predictions)
-                if self.status and time.perf_counter() - last_report >= self.report_every:
-                    last_report = time.perf_counter()
-                    self._say(self.summary(time.perf_counter() - t_start))
-        except KeyboardInterrupt:  # Ctrl-C: finish cleanly, sinks flushed, summary printed
+            with self._ctrl_c_stops_between_chunks():
+                self._loop(duration, predictions, idle_report)
+            if self.interrupted:
+                self._say("interrupted: flushing outputs")
+        except KeyboardInterrupt:  # a second Ctrl-C, or no main thread to catch the first
             self.interrupted = True
             self._say("interrupted: flushing outputs")
         finally:
@@ -143,6 +114,64 @@ class StreamRunner:
         if self.error is not None:
             raise self.error
         return predictions
+
+    @contextlib.contextmanager
+    def _ctrl_c_stops_between_chunks(self):
+        """The first Ctrl-C ends the loop after the current chunk, never inside a sink write
+        (a KeyboardInterrupt there left the recording one output ahead of the report); a
+        second one raises as usual. Only the main thread can take the signal."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def stop_after_this_chunk(signum, frame):
+            self.interrupted = True
+            self._stop.set()
+            signal.signal(signal.SIGINT, previous)  # a second Ctrl-C stops at once
+
+        previous = signal.signal(signal.SIGINT, stop_after_this_chunk)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+    def _loop(self, duration: float | None, predictions: list[Prediction],
+              idle_report: float) -> None:
+        t_start = time.perf_counter()
+        last_report = t_start
+        last_data = t_start
+        idle_reported = False
+        while not self._stop.is_set():
+            if duration is not None and time.perf_counter() - t_start >= duration:
+                break
+            if self._limit_reached():
+                break
+            try:
+                chunk, ts, arrival = self.queue.get(timeout=0.05)
+            except queue.Empty:
+                if self._ended.is_set() and self.queue.empty():
+                    break
+                idle = time.perf_counter() - last_data
+                if idle > idle_report and not idle_reported:
+                    idle_reported = True
+                    self.idle_events.append({"event": "source_silent", "after_s": idle})
+                    self._say(f"no data for {idle:.1f} s: waiting for the source to return")
+                continue
+            if idle_reported:
+                self._say(f"source back after {time.perf_counter() - last_data:.1f} s")
+                idle_reported = False
+            last_data = time.perf_counter()
+            new = self._within_limit(self.pipeline.process(chunk, ts))
+            if new:
+                self.processing_latencies.extend([time.perf_counter() - arrival] * len(new))
+                now = self.clock() if self.clock is not None else None
+                for p in new:
+                    if now is not None:
+                        self.latencies.append(now - p.timestamp)
+                self._emit(new, predictions)
+            if self.status and time.perf_counter() - last_report >= self.report_every:
+                last_report = time.perf_counter()
+                self._say(self.summary(time.perf_counter() - t_start))
 
     def _limit_reached(self) -> bool:
         return self.max_outputs is not None and self.n_outputs >= self.max_outputs
