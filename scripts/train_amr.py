@@ -4,7 +4,9 @@
 and KD-MobileNet with SKD and the same students without SKD, then the baselines VT-CNN2,
 ResNet and MCLDNN - every model with the same budget (``--epochs`` x ``--frames`` fresh
 generated frames) and optimiser. The test set is a held-out RadioML-2016-style grid from the
-generator (``--test-per-condition`` frames per class and SNR, -20..18 dB, another seed).
+generator (``--test-per-condition`` frames per class and SNR, -20..18 dB, another seed); the
+per-epoch curve (``val_acc``) is measured on a smaller validation grid of the same kind
+(``--val-per-condition``, a third seed), so nothing during training looks at the test set.
 
 ``--mode family``: the modulation-family model for real captures (ASK, FSK, PSK, QAM, analog)
 at ``--target-sps`` samples per symbol; ClST and KD-CNN (SKD). Evaluated on the generator's
@@ -12,7 +14,9 @@ test grid and, when ``../shared/data/rf_sigmf`` (or ``--captures``) exists, per 
 after symbol-rate estimation and resampling (captures are never trained on).
 
 Every model is checkpointed into ``--out/<label>/`` after each epoch; ``--resume`` continues
-an interrupted run (finished models are loaded, not retrained). Progress lines give frames/s
+an interrupted run (finished models are loaded, not retrained) with the same ``--epochs``,
+``--frames``, ``--batch-size`` and ``--lr`` (they shape the cosine; a change is refused);
+``--workers`` may change. Progress lines give frames/s
 and the ETA. Run it in the background, e.g.::
 
     nohup python scripts/train_amr.py --out runs/amr --frames 300000 --epochs 20 \\
@@ -54,6 +58,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     ap.add_argument("--workers", type=int, default=0, help="DataLoader generator workers")
     ap.add_argument("--test-per-condition", type=int, default=200)
+    ap.add_argument("--val-per-condition", type=int, default=50,
+                    help="frames per class and SNR of the validation grid evaluated after "
+                         "every epoch (0: no per-epoch curve)")
     ap.add_argument("--clst-preset", default=None, help="ClST preset (default: full size)")
     ap.add_argument("--students", default=",".join(STUDENTS))
     ap.add_argument("--baselines", default=",".join(BASELINES),
@@ -67,7 +74,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     for name in ("frames", "epochs", "batch_size", "threads", "test_per_condition"):
         if getattr(args, name) <= 0:
             ap.error(f"--{name.replace('_', '-')} must be positive")
+    if args.val_per_condition < 0:
+        ap.error("--val-per-condition must be >= 0")
     return args
+
+
+# seeds of the generated grids: the test grid and the validation grid differ from each other
+# and from every training batch (batch s of epoch e is drawn from (seed, e, s))
+TEST_SEED, VAL_SEED = 10_000, 20_000
 
 
 def evaluate_captures(out: Path, folder: Path, target_sps: float, log) -> dict:
@@ -105,15 +119,27 @@ def main(argv=None) -> int:
     recipe = StreamRecipe(epochs=args.epochs, frames_per_epoch=args.frames,
                           batch_size=args.batch_size, lr=args.lr, num_workers=args.workers)
     test = generate_radioml(args.test_per_condition, snrs=RML2016_SNRS, classes=classes,
-                            config=config, seed=10_000 + args.seed, normalization="rms")
+                            config=config, seed=TEST_SEED + args.seed, normalization="rms")
+    validation = None
+    if args.val_per_condition:
+        validation = generate_radioml(args.val_per_condition, snrs=RML2016_SNRS,
+                                      classes=classes, config=config,
+                                      seed=VAL_SEED + args.seed, normalization="rms")
+    n_val = 0 if validation is None else len(validation)
     log(f"{args.mode} mode: {len(classes)} classes, {args.epochs} epochs x {args.frames:,} "
-        f"fresh frames per model, test grid {len(test):,} frames")
+        f"fresh frames per model, test grid {len(test):,} frames, validation grid "
+        f"{n_val:,} frames")
     students = [s for s in args.students.split(",") if s]
     baselines = [] if family else [b for b in args.baselines.split(",") if b]
-    rows = train_bundles(out, classes=classes, config=config, recipe=recipe, test=test,
-                         teacher_preset=args.clst_preset, students=students,
-                         baselines=baselines, seed=args.seed, resume=args.resume, log=log,
-                         log_every=args.log_every)
+    from sigformer.checkpoint import CheckpointError
+
+    try:
+        rows = train_bundles(out, classes=classes, config=config, recipe=recipe, test=test,
+                             teacher_preset=args.clst_preset, students=students,
+                             baselines=baselines, seed=args.seed, resume=args.resume, log=log,
+                             log_every=args.log_every, validation=validation)
+    except CheckpointError as err:  # a refused resume: the message says what to do
+        raise SystemExit(f"error: {err}") from None
     report = {"args": vars(args), "models": rows}
     if family:
         report["captures"] = evaluate_captures(out, Path(args.captures), args.target_sps, log)

@@ -7,10 +7,14 @@ delay spread (25-300 ns) and Doppler (50-1000 Hz) are drawn per slot from the re
 and a 10,000-slot validation set of the same mixture (the release's 100,000 / 10,000 split).
 
 Data: ``--data fixed`` simulates the training set once and saves it to ``OUT/data/*.npz``
-(atomic; reused when the run resumes); ``--data stream`` simulates fresh slots every step in
-``--workers`` DataLoader workers. A checkpoint is written to ``OUT/epochs/`` after every epoch
+(atomic; reused when the run resumes) with a record beside each file (``train.json``: seed,
+profile, draws); a file simulated with other settings is refused, not silently reused.
+``--data stream`` simulates fresh slots every step in ``--workers`` DataLoader workers (the
+cached validation set is drawn from a seed no training step uses). A checkpoint is written to ``OUT/epochs/`` after every epoch
 (safetensors + JSON; ``--resume`` continues from it) and the best epoch's model to
-``OUT/best/`` (the bundle). Progress lines with samples/s and the ETA go to stdout.
+``OUT/best/`` (the bundle). Progress lines with samples/s, the epoch's running mean loss and
+the ETA go to stdout. ``--resume`` refuses changed training settings (only ``--epochs`` may
+change: the exponential schedule does not depend on it).
 
     python scripts/train_ofdm.py --out runs/ofdm_ada_paper --threads 2
     python scripts/train_ofdm.py --out runs/ofdm_ada_paper --threads 2 --resume
@@ -37,6 +41,11 @@ MODELS = {"adafortitran": "adafortitran", "fortitran": "fortitran", "linear": "o
 DRAWS = {"snr_db": REFERENCE_TRAIN["snr_db"],
          "delay_spread_ns": REFERENCE_TRAIN["delay_spread_ns"],
          "doppler_hz": REFERENCE_TRAIN["doppler_hz"]}
+# seed streams of the cached sets: (seed, 1) training, (seed, 2) validation of a fixed set;
+# a slot stream draws batch s of epoch e from (seed, e, s), and SeedSequence ignores trailing
+# zeros, so (seed, 2) would be batch 0 of epoch 2: its validation set takes the stream's own
+# fixed-set seed instead (OFDMSlotStream.fixed_set)
+TRAIN_STREAM, VAL_STREAM, STREAM_VAL_STREAM = 1, 2, 2**31 - 1
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -75,18 +84,57 @@ def log(line: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {line}", flush=True)
 
 
-def cached_dataset(path: Path, n: int, seed, **simulate_kwargs) -> OFDMDataset:
-    """Simulate once and save (atomic ``.npz``); later runs load the file."""
+def record_path(path: Path) -> Path:
+    """The data record beside a cached set: ``train.npz`` -> ``train.json``."""
+    return path.with_suffix(".json")
+
+
+def data_record(seed: list[int], simulate_kwargs: dict) -> dict:
+    """What a cached set was simulated with (JSON form, so a read-back record compares)."""
+    return json.loads(json.dumps({"seed": [int(s) for s in seed], **simulate_kwargs}))
+
+
+def check_data_record(path: Path, record: dict) -> None:
+    """Refuse a cached set simulated with other settings; a set from before records existed
+    is accepted (nothing to compare) and its record written."""
+    from sigformer.atomic import atomic_write_json
+
+    meta = record_path(path)
+    if not meta.is_file():
+        log(f"{path} has no data record (written before records existed): assuming it "
+            f"matches this run, recording {meta.name}")
+        atomic_write_json(meta, {**record, "adopted_without_record": True})
+        return
+    saved = json.loads(meta.read_text())
+    differing = {key: (saved.get(key), value) for key, value in record.items()
+                 if saved.get(key) != value}
+    if differing:
+        listed = "; ".join(f"{key} {before!r} -> {now!r}" for key, (before, now) in
+                           differing.items())
+        raise SystemExit(f"{path} was simulated with other settings than this run asks for "
+                         f"({listed}): train into a new --out, pass the original --seed / "
+                         f"--profile, or delete {path.parent} to simulate again")
+
+
+def cached_dataset(path: Path, n: int, seed: list[int], **simulate_kwargs) -> OFDMDataset:
+    """Simulate once and save (atomic ``.npz`` and its record ``.json``); later runs load the
+    file after checking that it was simulated with the same seed and settings."""
+    from sigformer.atomic import atomic_write_json
+
+    record = data_record(seed, simulate_kwargs)
     if path.is_file():
         data = OFDMDataset.load(path)
         if len(data) == n:
+            check_data_record(path, record)
             log(f"loaded {n:,} slots from {path}")
             return data
         log(f"{path} holds {len(data):,} slots, not {n:,}: simulating again")
     t0 = time.perf_counter()
-    data = simulate_ofdm(n, seed=seed, **simulate_kwargs)
+    data = simulate_ofdm(n, seed=np.random.SeedSequence(seed), **simulate_kwargs)
     path.parent.mkdir(parents=True, exist_ok=True)
+    record_path(path).unlink(missing_ok=True)  # never a new file beside an old record
     data.save(path)
+    atomic_write_json(record_path(path), record)
     log(f"simulated {n:,} slots in {time.perf_counter() - t0:.1f} s -> {path}")
     return data
 
@@ -98,12 +146,11 @@ def build_data(args: argparse.Namespace, out: Path):
         train = OFDMSlotStream(args.batch_size, args.n_train // args.batch_size,
                                seed=args.seed, **common)
         val = cached_dataset(out / "data" / "val.npz", n_val,
-                             np.random.SeedSequence([args.seed, 2]), **common)
+                             [args.seed, STREAM_VAL_STREAM], **common)
         return train, val
     train = cached_dataset(out / "data" / "train.npz", args.n_train,
-                           np.random.SeedSequence([args.seed, 1]), **common)
-    val = cached_dataset(out / "data" / "val.npz", n_val,
-                         np.random.SeedSequence([args.seed, 2]), **common)
+                           [args.seed, TRAIN_STREAM], **common)
+    val = cached_dataset(out / "data" / "val.npz", n_val, [args.seed, VAL_STREAM], **common)
     return train, val
 
 
@@ -152,10 +199,15 @@ def fast_path_if(enabled: bool, attention_dropout: bool = True):
 
 def run_training(model, train, val, recipe: OFDMRecipe, args: argparse.Namespace, out: Path,
                  extra: dict):
-    return fit_channel_estimator(model, train, val=val, recipe=recipe, seed=args.seed,
-                                 checkpoint_dir=out, resume=args.resume, log=log,
-                                 log_every_s=args.log_every, checkpoint_extra=extra,
-                                 num_workers=args.workers if args.data == "stream" else 0)
+    from sigformer.checkpoint import CheckpointError
+
+    try:
+        return fit_channel_estimator(model, train, val=val, recipe=recipe, seed=args.seed,
+                                     checkpoint_dir=out, resume=args.resume, log=log,
+                                     log_every_s=args.log_every, checkpoint_extra=extra,
+                                     num_workers=args.workers if args.data == "stream" else 0)
+    except CheckpointError as err:  # a refused resume: the message says what to do
+        raise SystemExit(f"error: {err}") from None
 
 
 if __name__ == "__main__":

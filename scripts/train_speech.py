@@ -10,7 +10,9 @@ Speakers are split train / val / test with :func:`sigformer.data.mixtures.speake
 (speaker-disjoint; see datasets/speech.md). Recipes are the published ones
 (:mod:`sigformer.recipes.speech`; change with ``--lr``, ``--clip``, ``--loss-threshold``).
 A checkpoint folder is written to ``--out`` every ``--checkpoint-every`` steps and at the
-end; ``--resume`` continues from it. Examples (smoke test, then a long background run)::
+end; ``--resume`` continues from it with the recipe it recorded (another ``--lr``, ``--clip``
+or ``--loss-threshold`` is refused; ``--steps`` may grow: the plateau schedule does not depend
+on it). Examples (smoke test, then a long background run)::
 
     python scripts/train_speech.py --task separate --steps 4 --batch-size 2 --seconds 1 \\
         --val-every 2 --n-val 2 --out runs/sep_smoke
@@ -97,12 +99,7 @@ def write_split_record(args, splits) -> Path:
               "files": {k: [rel(u.path) for u in v] for k, v in splits.items()},
               "speakers": {k: sorted({u.speaker for u in v}) for k, v in splits.items()}}
     path = split_path(args.out)
-    if args.resume and path.is_file():  # keep what the run started with
-        before = json.loads(path.read_text())["files"]
-        if before != record["files"]:
-            print(f"warning: the speaker split differs from the one this run started with "
-                  f"({path}); the record keeps the first one, training continues on the new",
-                  flush=True)
+    if args.resume and path.is_file():  # build() trained on this record's split
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_json(path, record)
@@ -136,9 +133,15 @@ def build(args):
     from sigformer.recipes.speech import RECIPES
 
     speech, noises = list_speech(args.data)
-    splits = recorded_splits(speech, args.split_from, args.data) if args.split_from else \
+    # a resumed run keeps the split it started with (today's speaker rules or files may give
+    # another one, which could put validation or test speakers into training)
+    started = split_path(args.out) if args.resume and not args.split_from else None
+    record = args.split_from or (started if started is not None and started.is_file() else None)
+    splits = recorded_splits(speech, record, args.data) if record else \
         speaker_splits(speech, seed=args.seed)
-    # a resumed run draws new mixtures, not the ones its first steps already saw
+    # a resumed run draws new mixtures, not the ones its first steps already saw. Training
+    # draws from (data_seed + 7919 epoch, worker), validation from (seed + 1): never the same
+    # stream (and the speakers differ anyway)
     data_seed = args.seed + 1000 * resumed_step(args.out) if args.resume else args.seed
     preset = args.preset or "small"
     if args.task == "separate":
@@ -192,10 +195,15 @@ def main(argv=None) -> int:
     for name, items in splits.items():
         print(f"  {name}: {len({u.speaker for u in items})} speakers, {len(items)} files",
               flush=True)
-    report = fit(model, loader, val_items, recipe, task=args.task, steps=args.steps,
-                 out_dir=args.out, checkpoint_every=args.checkpoint_every,
-                 val_every=args.val_every, log_every=args.log_every, resume=args.resume,
-                 log=lambda m: print(m, flush=True))
+    from sigformer.checkpoint import CheckpointError
+
+    try:
+        report = fit(model, loader, val_items, recipe, task=args.task, steps=args.steps,
+                     out_dir=args.out, checkpoint_every=args.checkpoint_every,
+                     val_every=args.val_every, log_every=args.log_every, resume=args.resume,
+                     log=lambda m: print(m, flush=True))
+    except CheckpointError as err:  # a refused resume: the message says what to do
+        raise SystemExit(f"error: {err}") from None
     report["speakers"] = {k: sorted({u.speaker for u in v}) for k, v in splits.items()}
     Path(args.out, "train_report.json").write_text(json.dumps(report, indent=1))
     print(f"done: {report['steps']} steps in {report['seconds']:.0f} s, data wait "

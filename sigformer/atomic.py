@@ -73,9 +73,16 @@ def atomic_write_json(path: str | os.PathLike, obj, **dump_kwargs) -> Path:
     return atomic_write_text(path, json.dumps(obj, indent=2, **dump_kwargs))
 
 
+def _absolute(path: str | os.PathLike) -> Path:
+    """``path`` made absolute and normalised: ``"."``, ``"./"`` or ``"x/.."`` have no name of
+    their own, and the sibling paths below (``<name>.previous``, staging folders, locks) need
+    one."""
+    return Path(os.path.abspath(os.fspath(path)))
+
+
 def staging_directory(final: str | os.PathLike) -> Path:
     """A fresh empty folder beside ``final`` (same file system, so publishing is a rename)."""
-    final = Path(final)
+    final = _absolute(final)
     if final.exists() and not final.is_dir():  # never swap a user's file for a folder
         raise NotADirectoryError(f"{final} exists and is not a folder; refusing to replace it "
                                  f"with an output folder (expected a folder path (or a new "
@@ -109,7 +116,8 @@ def _exchange(a: Path, b: Path) -> bool:
 def publish_directory(staging: str | os.PathLike, final: str | os.PathLike) -> Path:
     """Move the complete folder ``staging`` to ``final``, replacing what was there in one
     step; the previous content is deleted afterwards."""
-    staging, final = Path(staging), Path(final)
+    given = Path(final)  # returned as the caller wrote it
+    staging, final = _absolute(staging), _absolute(final)
     _fsync_tree(staging)
     if not final.exists():
         os.rename(staging, final)
@@ -123,12 +131,12 @@ def publish_directory(staging: str | os.PathLike, final: str | os.PathLike) -> P
         os.rename(staging, final)
         shutil.rmtree(previous)
     _fsync_directory(final.parent)
-    return final
+    return given
 
 
 def recover_directory(final: str | os.PathLike) -> bool:
     """After a crash during the non-atomic fallback, put ``<final>.previous`` back."""
-    final = Path(final)
+    final = _absolute(final)
     previous = final.with_name(final.name + ".previous")
     if not final.exists() and previous.is_dir():
         os.rename(previous, final)
@@ -138,7 +146,7 @@ def recover_directory(final: str | os.PathLike) -> bool:
 
 def discard_stale_staging(final: str | os.PathLike, older_than_s: float = 3600.0) -> int:
     """Remove staging folders that a killed run left beside ``final``; returns how many."""
-    final = Path(final)
+    final = _absolute(final)
     removed = 0
     if not final.parent.is_dir():
         return 0
@@ -172,7 +180,7 @@ class OutputLock:
     def __init__(self, target: str | os.PathLike, *, wait: bool = False,
                  timeout: float | None = None):
         self.target = Path(target)
-        self.path = self.target.with_name(self.target.name + ".lock")
+        self.path = _absolute(target).with_name(_absolute(target).name + ".lock")
         self.wait, self.timeout = wait, timeout
         self._fd: int | None = None
 

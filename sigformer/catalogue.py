@@ -8,6 +8,7 @@ building models is :mod:`sigformer.models`' job.
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import tempfile
@@ -61,12 +62,17 @@ def list_pretrained(model: str | None = None) -> list[dict[str, Any]]:
 
 
 def resolve_bundle_path(source: str | os.PathLike) -> Path:
-    """A local folder for ``source``: an existing folder, a catalogue name, or (online, with
-    huggingface_hub) a hub repository id."""
-    path = Path(source)
-    if path.is_dir():
-        return path
+    """A local folder for ``source``: an existing folder (``~`` expanded), a catalogue name,
+    or (online, with huggingface_hub) a hub repository id."""
     name = str(source)
+    if not name.strip():  # Path("") is the current folder: never load that by accident
+        raise CheckpointError(f"empty bundle path {name!r}: expected a bundle folder (use "
+                              f"'.' for the current folder) or a pretrained name (`sigformer "
+                              f"models --pretrained` lists them)")
+    path = Path(source).expanduser()
+    if path.is_dir():
+        _check_not_run_folder(path)
+        return path
     if (CATALOGUE_DIR / name / CONFIG_FILE).is_file():
         return CATALOGUE_DIR / name
     if path.exists():
@@ -79,9 +85,29 @@ def resolve_bundle_path(source: str | os.PathLike) -> Path:
                               f"expected a folder written by `sigformer run` (or a pretrained "
                               f"name: `sigformer models --pretrained` lists them)")
     known = [e["name"] for e in list_pretrained()]
-    raise CheckpointError(f"{name!r} is neither a bundle folder nor a pretrained name; "
+    close = _close_names(name, known)
+    hint = f" (did you mean {close[0]!r}?)" if len(close) == 1 else \
+        f" (did you mean one of {close}?)" if close else ""
+    raise CheckpointError(f"{name!r} is neither a bundle folder nor a pretrained name{hint}; "
                           f"pretrained: {known or 'none installed'} "
                           f"(`sigformer models --pretrained` lists them)")
+
+
+def _close_names(name: str, known: list[str]) -> list[str]:
+    """The pretrained names close to ``name``, best first; only the best when it is clearly
+    closer than the next (the catalogue's names share long prefixes such as ``amr-clst-``)."""
+    close = difflib.get_close_matches(name, known, n=3)
+    ratio = [difflib.SequenceMatcher(None, name, c).ratio() for c in close]
+    return close[:1] if len(close) > 1 and ratio[0] - ratio[1] >= 0.1 else close
+
+
+def _check_not_run_folder(path: Path) -> None:
+    """A run folder of `sigformer run` holds its bundle in ``model/``: name that folder
+    instead of failing later with "config.json missing"."""
+    if not (path / CONFIG_FILE).is_file() and (path / "model" / CONFIG_FILE).is_file():
+        raise CheckpointError(f"{path} is not a bundle folder ({CONFIG_FILE} missing); did you "
+                              f"mean {path / 'model'}? (`sigformer run` writes the bundle in "
+                              f"the run folder's model/ subfolder)")
 
 
 def _looks_like_hub_id(name: str) -> bool:

@@ -433,6 +433,15 @@ def _build_duin_vqvae(model, spec, batch, seed) -> Deployable:
                              "decoder is a training-time component"])
 
 
+def _refuse_duin_mae(model, spec, batch, seed) -> Deployable:
+    raise ExportError(
+        "duin_mae is a pretraining model: its forward needs a token mask (it predicts the "
+        "VQ-VAE codes of masked tokens), so it has no inference output to deploy; export the "
+        "'duin' classifier fine-tuned from it (clf.backbone.load_state_dict("
+        "mae.backbone.state_dict()), then train), or the 'duin_vqvae' tokenizer (region-token "
+        "ids)")
+
+
 def _tfm_input(spec, batch, seed, default_chans=2) -> torch.Tensor:
     chans = spec.n_channels if spec is not None else default_chans
     times = spec.window if spec is not None and spec.window else 1000
@@ -504,6 +513,7 @@ def _build_deftan2(model, spec, batch, seed) -> Deployable:
 _BUILDERS: dict[str, Callable[..., Deployable]] = {
     "DuINClassifier": _build_duin,
     "DuINVQVAE": _build_duin_vqvae,
+    "DuINMAE": _refuse_duin_mae,
     "TFMTokenizer": _build_tfm_tokenizer,
     "TFMClassifier": _build_tfm_classifier,
     "TFMEncoder": _build_tfm_encoder,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -190,6 +191,29 @@ def _quiet_lightning(enabled: bool = True):
                 lg.setLevel(level)
 
 
+@contextlib.contextmanager
+def _restoring_torch_flags():
+    """Put back the process-wide flags a seeded fit changes: Lightning's ``deterministic=True``
+    switches on ``torch.use_deterministic_algorithms`` (and cuDNN benchmark off) and sets
+    ``CUBLAS_WORKSPACE_CONFIG`` for the whole process; the caller's code after the fit must
+    run as before (no surprise errors from ops without a deterministic kernel)."""
+    saved = (torch.are_deterministic_algorithms_enabled(),
+             torch.is_deterministic_algorithms_warn_only_enabled(),
+             torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic,
+             os.environ.get("CUBLAS_WORKSPACE_CONFIG"))
+    try:
+        yield
+    finally:
+        enabled, warn_only, benchmark, cudnn_deterministic, cublas = saved
+        torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
+        torch.backends.cudnn.benchmark = benchmark
+        torch.backends.cudnn.deterministic = cudnn_deterministic
+        if cublas is None:
+            os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)
+        else:
+            os.environ["CUBLAS_WORKSPACE_CONFIG"] = cublas
+
+
 def make_loader(X: np.ndarray, y: np.ndarray | None, batch_size: int, shuffle: bool,
                 seed: int | None = None) -> DataLoader:
     tensors = [torch.as_tensor(np.ascontiguousarray(X), dtype=torch.float32)]
@@ -257,6 +281,8 @@ def train_classifier(model: nn.Module, X: np.ndarray, y: np.ndarray, *,
     ``val_loss`` too and needs ``X_val``/``y_val``. ``augmentations`` see the training set
     once (:meth:`~sigformer.augment.Augmentation.prepare`) and then every training batch.
     ``progress_bar`` shows one bar per epoch; Lightning's tips and notices stay silent.
+    A ``seed`` also makes the fit use deterministic algorithms; the process-wide setting
+    (``torch.use_deterministic_algorithms``, ``CUBLAS_WORKSPACE_CONFIG``) is restored after.
     """
     has_val = X_val is not None and y_val is not None and len(X_val) > 0
     check_training_args(max_epochs=max_epochs, batch_size=batch_size, lr=lr,
@@ -278,7 +304,8 @@ def train_classifier(model: nn.Module, X: np.ndarray, y: np.ndarray, *,
         callbacks.append(EarlyStopping("val_loss", patience=early_stopping_patience))
     if has_val and restore_best_weights:
         callbacks.append(_BestWeights(history))
-    with _quiet_lightning():
+    # seeded fits run deterministic kernels; the process's own setting comes back afterwards
+    with _quiet_lightning(), _restoring_torch_flags():
         _fit(module, X, y, X_val, y_val, has_val, batch_size, seed, dict(
             max_epochs=max_epochs, accelerator=accelerator, devices=devices, strategy=strategy,
             num_nodes=num_nodes, callbacks=callbacks, enable_progress_bar=progress_bar,
@@ -347,18 +374,26 @@ def warmup_cosine(step: int, total_steps: int, warmup_steps: int, base_lr: float
     return final_lr + 0.5 * (base_lr - final_lr) * (1 + np.cos(np.pi * progress))
 
 
+SCHEDULE_INTERVALS = ("step", "epoch")
+
+
 class ObjectiveModule(L.LightningModule):
     """Train any module on a loss function ``loss_step(model, batch) -> {"loss": ..., ...}``
-    with AdamW and a per-step warm-up + cosine learning-rate schedule. Every other entry of
-    the returned dict is logged per epoch (e.g. reconstruction loss, codebook perplexity)."""
+    with AdamW and a warm-up + cosine learning-rate schedule, stepped per batch
+    (``interval="step"``) or once per epoch (``"epoch"``, e.g. Du-IN's release). Every other
+    entry of the returned dict is logged per epoch (e.g. reconstruction loss, perplexity)."""
 
     def __init__(self, model: nn.Module, loss_step, lr: float = 1e-3,
                  weight_decay: float = 0.0, betas: tuple[float, float] = (0.9, 0.999),
-                 warmup_epochs: int = 0, final_lr: float | None = None):
+                 warmup_epochs: int = 0, final_lr: float | None = None,
+                 interval: str = "step"):
         super().__init__()
+        if interval not in SCHEDULE_INTERVALS:
+            raise ValueError(f"interval must be one of {list(SCHEDULE_INTERVALS)}, got "
+                             f"{interval!r}")
         self.model, self.loss_step = model, loss_step
         self.lr, self.weight_decay, self.betas = lr, weight_decay, betas
-        self.warmup_epochs = warmup_epochs
+        self.warmup_epochs, self.interval = warmup_epochs, interval
         self.final_lr = lr if final_lr is None else final_lr
 
     def training_step(self, batch, batch_idx):
@@ -373,12 +408,15 @@ class ObjectiveModule(L.LightningModule):
         params = [p for p in self.model.parameters() if p.requires_grad]
         opt = torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay,
                                 betas=self.betas)
-        total = max(1, int(self.trainer.estimated_stepping_batches))
-        per_epoch = max(1, total // max(1, self.trainer.max_epochs))
-        warmup = self.warmup_epochs * per_epoch
+        if self.interval == "epoch":  # one scheduler step per epoch: count in epochs
+            total, warmup = max(1, self.trainer.max_epochs), self.warmup_epochs
+        else:
+            total = max(1, int(self.trainer.estimated_stepping_batches))
+            per_epoch = max(1, total // max(1, self.trainer.max_epochs))
+            warmup = self.warmup_epochs * per_epoch
         sched = torch.optim.lr_scheduler.LambdaLR(
             opt, lambda step: warmup_cosine(step, total, warmup, self.lr, self.final_lr) / self.lr)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": self.interval}}
 
 
 def train_objective(model: nn.Module, loss_step, tensors: list, *, max_epochs: int = 10,
@@ -386,10 +424,13 @@ def train_objective(model: nn.Module, loss_step, tensors: list, *, max_epochs: i
                     betas: tuple[float, float] = (0.9, 0.999), warmup_epochs: int = 0,
                     final_lr: float | None = None, seed: int | None = 0,
                     accelerator: str = "cpu", devices: int | str = 1, strategy: str = "auto",
-                    progress_bar: bool = False) -> History:
-    """Optimise ``loss_step`` over ``tensors`` (equal-length arrays, batched together)."""
+                    progress_bar: bool = False, interval: str = "step") -> History:
+    """Optimise ``loss_step`` over ``tensors`` (equal-length arrays, batched together).
+    ``interval``: the warm-up + cosine schedule moves every batch (``"step"``) or once per
+    epoch (``"epoch"``; the rate is then constant within an epoch)."""
     seed_everything(seed)
-    module = ObjectiveModule(model, loss_step, lr, weight_decay, betas, warmup_epochs, final_lr)
+    module = ObjectiveModule(model, loss_step, lr, weight_decay, betas, warmup_epochs, final_lr,
+                             interval)
     history = History()
     data = [torch.as_tensor(np.ascontiguousarray(t)) for t in tensors]
     data = [d.float() if d.is_floating_point() else d for d in data]

@@ -317,11 +317,11 @@ def test_fit_stream_checkpoints_every_epoch_and_resumes(tmp_path):
         if "epoch 2/2 step 1/" in line:
             raise KeyboardInterrupt
 
-    def run(epochs, resume, teacher=None, log=lines.append):
+    def run(epochs, resume, teacher=None, log=lines.append, **changes):
         torch.manual_seed(0)
         model = create_model("kd_cnn", n_outputs=2)
         stream = GeneratedFrames(classes, seed=1)
-        rec = StreamRecipe(**{**recipe.__dict__, "epochs": epochs})
+        rec = StreamRecipe(**{**recipe.__dict__, "epochs": epochs, **changes})
         hist = fit_stream(model, stream, rec, teacher=teacher, validation=test,
                           checkpoint_dir=tmp_path / "m", resume=resume, log=log,
                           log_every=1, extra={"classes": classes})
@@ -337,8 +337,15 @@ def test_fit_stream_checkpoints_every_epoch_and_resumes(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         run(2, False, log=interrupt_in_epoch_2)  # interrupted during the second epoch
     assert not has_finished(tmp_path / "m") and (tmp_path / "m" / "train_state.pt").is_file()
+    # another recipe is refused, naming what changed (epochs reshape the cosine)
+    from sigformer.checkpoint import CheckpointError
+
+    with pytest.raises(CheckpointError, match=r"lr 0\.003 -> 0\.001\..*new --out"):
+        run(2, True, lr=1e-3)
+    with pytest.raises(CheckpointError, match="epochs 2 -> 3, frames_per_epoch 64 -> 96"):
+        run(3, True, frames_per_epoch=96)
     # resume to two epochs: same weights as the uninterrupted run (same frames, same state)
-    resumed, hist = run(2, True)
+    resumed, hist = run(2, True, num_workers=1)  # the worker count may change
     assert any("resumed after epoch 1" in line for line in lines)
     assert [e["epoch"] for e in hist.epochs] == [1, 2]
     for a, b in zip(full.state_dict().values(), resumed.state_dict().values()):
@@ -472,3 +479,42 @@ def test_carrier_only_frames_do_not_vote_in_a_burst():
     mixed = burst_decision(logits, _frames(qpsk, qpsk, qpsk, qpsk))
     expected = np.array([(0.3 ** 3 * 0.6) ** 0.25, (0.7 ** 3 * 0.4) ** 0.25])
     np.testing.assert_allclose(mixed, expected / expected.sum())
+
+
+def test_bundle_training_monitors_a_validation_grid_never_the_test_grid(tmp_path, monkeypatch):
+    import importlib.util
+    from pathlib import Path
+
+    import sigformer.recipes.amr as recipe_module
+
+    seen = []
+
+    def fake_fit_stream(model, stream, recipe, *, validation=None, **kwargs):
+        seen.append(validation)
+
+    monkeypatch.setattr(recipe_module, "fit_stream", fake_fit_stream)
+    spec = importlib.util.spec_from_file_location(
+        "train_amr", Path(__file__).resolve().parents[1] / "scripts" / "train_amr.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    grids = {}
+    real_train_bundles = script.train_bundles
+
+    def keep_grids(out, **kwargs):
+        grids.update(test=kwargs["test"], validation=kwargs["validation"])
+        return real_train_bundles(out, **kwargs)
+
+    monkeypatch.setattr(script, "train_bundles", keep_grids)
+    args = ["--out", str(tmp_path / "run"), "--frames", "64", "--epochs", "1",
+            "--batch-size", "32", "--students", "", "--baselines", "",
+            "--clst-preset", "tiny", "--test-per-condition", "2", "--val-per-condition", "1",
+            "--threads", "1"]
+    assert script.main(args) == 0
+    test, validation = grids["test"], grids["validation"]
+    assert len(seen) == 1 and seen[0] is validation and validation is not test
+    assert len(validation) == len(test) // 2 == 11 * 20
+    assert validation.info["seed"] != test.info["seed"]
+    assert not np.isin(validation.X[:, 0, 0], test.X[:, 0, 0]).any()  # other frames
+    seen.clear()
+    assert script.main(args + ["--val-per-condition", "0"]) == 0
+    assert seen == [None]  # no curve rather than one on the test grid

@@ -245,3 +245,13 @@ def test_explicit_complex_example_inputs(tmp_path):
     result = export_model(_model("ofdm_linear"), [pilots], tmp_path / "out", "torchscript")
     assert result["inputs"][0]["shape"] == ["batch", 12, 2, 2]
     assert result["outputs"][0]["shape"] == ["batch", 120, 14, 2]
+
+
+def test_duin_mae_is_refused_as_a_pretraining_model(tmp_path):
+    """The MAE's forward needs a token mask: say so instead of "cannot tell the input
+    shape", and point at what can be deployed."""
+    mae = create_model("duin_mae", "tiny", n_chans=4, n_times=300)
+    with pytest.raises(ExportError, match=r"duin_mae is a pretraining model.*needs a token "
+                                          r"mask.*'duin' classifier.*'duin_vqvae'"):
+        export_model(mae, None, tmp_path / "out", "onnx")
+    assert not (tmp_path / "out").exists()

@@ -606,3 +606,167 @@ def test_training_on_the_fly_from_a_slot_stream():
     assert "val_nmse_db" in hist.epochs[0]  # 10% of an epoch's slots, independent seed
     with pytest.raises(ValueError, match="batches of 8 slots"):
         fit_channel_estimator(model, stream, recipe=OFDMRecipe(batch_size=16))
+
+
+# --- resume safety (review 8): recipe and seed checks, data records, progress line -----------
+
+def _train_script():
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "train_ofdm.py"
+    spec = importlib.util.spec_from_file_location("train_ofdm", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    return script
+
+
+def _latest_trainer_json(out: Path) -> Path:
+    return out / json.loads((out / "latest.json").read_text())["folder"] / "trainer.json"
+
+
+def test_resume_refuses_a_changed_recipe_or_seed_and_allows_more_epochs(tmp_path):
+    from dataclasses import replace
+
+    from sigformer.checkpoint import CheckpointError
+    from sigformer.recipes.ofdm import OFDMRecipe, fit_channel_estimator
+
+    data = simulate_ofdm(24, seed=2)
+    recipe = OFDMRecipe(max_epochs=1, batch_size=8, lr=1e-3)
+    fit_channel_estimator(create_model("ofdm_linear"), data, recipe=recipe, seed=4,
+                          checkpoint_dir=tmp_path)
+    longer = replace(recipe, max_epochs=2)
+    with pytest.raises(CheckpointError, match=r"lr 0\.001 -> 0\.01\. .*new checkpoint folder"
+                       ) as refused:
+        fit_channel_estimator(create_model("ofdm_linear"), data, recipe=replace(longer, lr=1e-2),
+                              seed=4, checkpoint_dir=tmp_path, resume=True)
+    assert "max_epochs 1" not in str(refused.value)  # only the changed field is listed
+    with pytest.raises(CheckpointError, match=r"grad_clip None -> 1\.0, bf16 False -> True"):
+        fit_channel_estimator(create_model("ofdm_linear"), data,
+                              recipe=replace(longer, bf16=True, grad_clip=1.0), seed=4,
+                              checkpoint_dir=tmp_path, resume=True)
+    with pytest.raises(CheckpointError, match="seed 4 -> 5"):
+        fit_channel_estimator(create_model("ofdm_linear"), data, recipe=longer, seed=5,
+                              checkpoint_dir=tmp_path, resume=True)
+    hist = fit_channel_estimator(create_model("ofdm_linear"), data, recipe=longer, seed=4,
+                                 checkpoint_dir=tmp_path, resume=True)
+    np.testing.assert_allclose(hist.series("lr"), [1e-3, 1e-3 * 0.995])  # the run went on
+    assert json.loads(_latest_trainer_json(tmp_path).read_text())["seed"] == 4
+
+
+def test_seed_none_is_drawn_once_and_the_validation_split_kept_on_resume(tmp_path,
+                                                                       monkeypatch):
+    from dataclasses import replace
+
+    import sigformer.recipes.ofdm as recipe_module
+    from sigformer.checkpoint import CheckpointError
+
+    held_out = []
+    split = recipe_module.split_validation
+
+    def spy(train, fraction, seed):
+        kept, val = split(train, fraction, seed)
+        held_out.append(val.channels.copy())
+        return kept, val
+
+    monkeypatch.setattr(recipe_module, "split_validation", spy)
+    data = simulate_ofdm(40, seed=2)
+    recipe = recipe_module.OFDMRecipe(max_epochs=1, batch_size=8, val_fraction=0.25)
+    recipe_module.fit_channel_estimator(create_model("ofdm_linear"), data, recipe=recipe,
+                                        seed=None, checkpoint_dir=tmp_path)
+    stored = json.loads(_latest_trainer_json(tmp_path).read_text())["seed"]
+    assert isinstance(stored, int)
+    recipe_module.fit_channel_estimator(create_model("ofdm_linear"), data,
+                                        recipe=replace(recipe, max_epochs=2), seed=None,
+                                        checkpoint_dir=tmp_path, resume=True)
+    np.testing.assert_array_equal(held_out[1], held_out[0])  # no training slot in validation
+    assert json.loads(_latest_trainer_json(tmp_path).read_text())["seed"] == stored
+    # a checkpoint from before seeds were stored cannot rebuild a seed=None split
+    trainer = _latest_trainer_json(tmp_path)
+    meta = json.loads(trainer.read_text())
+    del meta["seed"]
+    trainer.write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="predates stored seeds"):
+        recipe_module.fit_channel_estimator(create_model("ofdm_linear"), data,
+                                            recipe=replace(recipe, max_epochs=3), seed=None,
+                                            checkpoint_dir=tmp_path, resume=True)
+
+
+def test_train_script_resumes_a_checkpoint_in_the_format_before_seeds_and_records(tmp_path,
+                                                                                  capsys):
+    """What runs trained before this change hold: the recipe in trainer.json but no seed,
+    and cached data without a record beside it. They must resume (records get written)."""
+    script = _train_script()
+    args = ["--model", "linear", "--n-train", "64", "--batch-size", "32", "--epochs", "1",
+            "--out", str(tmp_path), "--log-every", "0"]
+    assert script.main(args) == 0
+    trainer = _latest_trainer_json(tmp_path)
+    meta = json.loads(trainer.read_text())
+    assert meta["recipe"]["lr"] == 1e-3 and meta.pop("seed") == 0
+    trainer.write_text(json.dumps(meta, indent=2))
+    for record in (tmp_path / "data").glob("*.json"):
+        record.unlink()
+    args[args.index("--epochs") + 1] = "2"  # extending the run is allowed
+    assert script.main(args + ["--resume"]) == 0
+    out = capsys.readouterr().out
+    assert "resumed after epoch 1" in out and "has no data record" in out
+    record = json.loads((tmp_path / "data" / "train.json").read_text())
+    assert record["seed"] == [0, 1] and record["profile"] == "A"
+    assert record["adopted_without_record"]
+    assert json.loads(_latest_trainer_json(tmp_path).read_text())["epoch"] == 2
+    with pytest.raises(SystemExit, match=r"lr 0\.001 -> 0\.002"):
+        script.main(args + ["--resume", "--lr", "2e-3"])
+
+
+def test_train_script_refuses_cached_data_simulated_with_other_settings(tmp_path):
+    script = _train_script()
+    args = ["--model", "linear", "--n-train", "64", "--batch-size", "32", "--epochs", "1",
+            "--out", str(tmp_path), "--log-every", "0"]
+    assert script.main(args) == 0
+    record = json.loads((tmp_path / "data" / "train.json").read_text())
+    assert record["seed"] == [0, 1] and record["doppler_hz"] == script.DRAWS["doppler_hz"]
+    with pytest.raises(SystemExit, match=r"seed \[0, 1\] -> \[3, 1\].*new --out"):
+        script.main(args + ["--seed", "3"])
+    with pytest.raises(SystemExit, match="profile 'A' -> 'C'"):
+        script.main(args + ["--profile", "C", "--resume"])
+
+
+def test_stream_validation_set_is_drawn_from_no_training_batch(tmp_path):
+    script = _train_script()
+    args = script.parse_args(["--data", "stream", "--model", "linear", "--n-train", "32",
+                              "--batch-size", "8", "--n-val", "8", "--out", str(tmp_path)])
+    train, val = script.build_data(args, tmp_path)
+    assert json.loads((tmp_path / "data" / "val.json").read_text())["seed"] == [0, 2**31 - 1]
+    np.testing.assert_array_equal(val.channels, train.fixed_set(8).channels)
+    # the former seed (0, 2) is batch 0 of epoch 2 (SeedSequence ignores trailing zeros)
+    former = simulate_ofdm(8, seed=np.random.SeedSequence([0, 2]), **script.DRAWS,
+                           profile="A")
+    np.testing.assert_array_equal(former.channels, train.batch(0, epoch=2).channels)
+    for epoch in range(3):
+        for step in range(len(train)):
+            assert not np.array_equal(val.channels, train.batch(step, epoch=epoch).channels)
+
+
+def test_progress_line_shows_the_running_mean_loss_of_the_epoch(monkeypatch):
+    import re
+
+    import sigformer.recipes.ofdm as recipe_module
+
+    losses, lines = [], []
+    loss_fn = recipe_module.ofdm_loss
+
+    def recording(estimate, truth):
+        loss = loss_fn(estimate, truth)
+        losses.append(float(loss.detach()))
+        return loss
+
+    monkeypatch.setattr(recipe_module, "ofdm_loss", recording)
+    recipe = recipe_module.OFDMRecipe(max_epochs=1, batch_size=8, lr=1e-2,
+                                      early_stopping_patience=None, restore_best=False)
+    recipe_module.fit_channel_estimator(create_model("ofdm_linear"), simulate_ofdm(40, seed=3),
+                                        recipe=recipe, log=lines.append, log_every_s=0)
+    shown = [float(m.group(1)) for line in lines
+             if (m := re.search(r"step \d+/5 .*mean loss (\S+) \|", line))]
+    assert len(shown) == 5 and len(losses) == 5  # equal batches: the mean is a plain mean
+    for step, value in enumerate(shown, 1):
+        assert value == pytest.approx(np.mean(losses[:step]), rel=1e-3)
+    assert shown[-1] != pytest.approx(losses[-1], rel=1e-3)  # not the last batch's loss

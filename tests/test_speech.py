@@ -696,6 +696,14 @@ def test_train_speech_script_trains_checkpoints_and_resumes(tmp_path):
     assert resumed[2].dataset.seed == 2 * 1000
     split = json.loads((tmp_path / "run-split.json").read_text())
     assert split["files"]["train"] and split["args"]["batch_size"] == 2
+    # a resume keeps the split it started with, even where today's rules give another one
+    reseeded = script.build(script.parse_args(common + ["--steps", "3", "--resume",
+                                                        "--seed", "5"]))[4]
+    assert {k: sorted(str(u.path.relative_to(data)) for u in v) for k, v in reseeded.items()} \
+        == {k: sorted(v) for k, v in split["files"].items()}
+    fresh = script.build(script.parse_args(common + ["--steps", "3", "--seed", "5"]))[4]
+    assert {k: sorted(u.path.name for u in v) for k, v in fresh.items()} != \
+        {k: sorted(u.path.name for u in v) for k, v in reseeded.items()}  # seed 5 differs
     assert script.resumed_step(str(tmp_path / "nowhere")) == 0
     assert script.main(common + ["--steps", "3", "--resume"]) == 0
     second = json.loads((out / "train_report.json").read_text())
@@ -703,6 +711,13 @@ def test_train_speech_script_trains_checkpoints_and_resumes(tmp_path):
     best_step = max(second["history"], key=lambda h: h["si_sdri"])["step"]
     best = json.loads((tmp_path / "run-best" / "config.json").read_text())["extra"]
     assert best["step"] == best_step
+    # the checkpoint records its recipe; a resume with another one is refused, naming it
+    recorded = json.loads((out / "config.json").read_text())["extra"]["recipe"]
+    assert (recorded["lr"], recorded["clip_grad_norm"]) == (1.5e-4, 5.0)
+    with pytest.raises(SystemExit, match=r"lr 0\.00015 -> 0\.001, clip_grad_norm 5\.0 -> "
+                                         r"None\..*new --out"):
+        script.main(common + ["--steps", "4", "--resume", "--lr", "1e-3", "--clip", "0"])
+    assert json.loads((out / "config.json").read_text())["extra"]["step"] == 3  # untouched
     assert 0 <= second["data_wait_share"] < 1
     # fine-tuning: the recorded splits (whatever the speaker rules say now), the weights of
     # the first run, a wider speed perturbation

@@ -394,6 +394,52 @@ def test_pretraining_checkpoints_every_epoch_and_resumes_exactly(tmp_path):
     assert sorted(p.name for p in tmp_path.glob("epoch_*")) == ["epoch_0002", "epoch_0003"]
 
 
+def test_finetune_returns_the_best_epoch_across_an_interruption_and_a_rerun(tmp_path,
+                                                                         monkeypatch):
+    """The best epoch before an interruption (kept in best/) wins over the epochs after it,
+    and re-running the finished call returns the best epoch, not the last."""
+    import json
+
+    import sigformer.recipes.tfm as tfm
+    from sigformer.checkpoint import load_checkpoint
+
+    scores = iter([0.1, 0.9, 0.2, None, 0.3, 0.4])  # None: the run is interrupted there
+    snapshots: list[dict] = []
+
+    def scripted(model, *args):
+        snapshots.append({k: v.clone() for k, v in model.state_dict().items()})
+        score = next(scores)
+        if score is None:
+            raise KeyboardInterrupt
+        return score
+
+    monkeypatch.setattr(tfm, "_validation_score", scripted)
+    rng = np.random.default_rng(0)
+    X, y = rng.integers(0, 64, (32, 2, 9)), rng.integers(0, 3, 32)
+    Xv, yv = rng.integers(0, 64, (8, 2, 9)), rng.integers(0, 3, 8)
+    kw = dict(X_val=Xv, y_val=yv, max_epochs=5, batch_size=8, lr=5e-3, warmup_epochs=1,
+              checkpoint_dir=tmp_path)
+
+    def encoder():
+        torch.manual_seed(0)
+        return create_model("tfm_encoder", "tiny", n_outputs=3, n_codes=64)
+
+    with pytest.raises(KeyboardInterrupt):
+        tfm.finetune(encoder(), X, y, **kw)  # epochs 0-2 saved, stopped in epoch 3
+    resumed = encoder()
+    history = tfm.finetune(resumed, X, y, **kw)  # epoch 3 again (0.3), then epoch 4 (0.4)
+    assert history.series("val_score") == [0.1, 0.9, 0.2, 0.3, 0.4]
+    for key, value in snapshots[1].items():  # the weights of epoch 1, from before resuming
+        torch.testing.assert_close(resumed.state_dict()[key], value, rtol=0, atol=0)
+    state = json.loads((tfm.latest_checkpoint(tmp_path) / "trainer_state.json").read_text())
+    assert (state["best_epoch"], state["best_score"]) == (1, 0.9)
+    assert load_checkpoint(tmp_path / "best")[1]["extra"]["epoch"] == 1
+    rerun = encoder()  # the same call once more: nothing to train, still the best epoch
+    assert len(tfm.finetune(rerun, X, y, **kw).epochs) == 5
+    for key, value in snapshots[1].items():
+        torch.testing.assert_close(rerun.state_dict()[key], value, rtol=0, atol=0)
+    assert not torch.equal(snapshots[-1]["head.weight"], snapshots[1]["head.weight"])
+
 def test_finetune_losses_are_the_released_ones():
     from sigformer.recipes.tfm import finetune_loss, focal_loss
 

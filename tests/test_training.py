@@ -16,6 +16,8 @@ from sigformer.training import (
     predict_logits,
     reset_head,
     train_classifier,
+    train_objective,
+    warmup_cosine,
 )
 
 
@@ -153,6 +155,54 @@ def test_augmentations_see_training_batches_only(rng):
     assert recorder.batches == [16, 16] * 3  # validation batches (16 trials) never augmented
 
 
+class _FlagProbe(Augmentation):
+    """Records whether deterministic algorithms are on while training (optionally raises)."""
+
+    name = "flag_probe"
+
+    def __init__(self, fail: bool = False):
+        self.seen, self.fail = [], fail
+
+    def __call__(self, X, y, generator):
+        self.seen.append((torch.are_deterministic_algorithms_enabled(),
+                          os.environ.get("CUBLAS_WORKSPACE_CONFIG")))
+        if self.fail:
+            raise RuntimeError("probe failure")
+        return X, y
+
+
+def _torch_flags():
+    return (torch.are_deterministic_algorithms_enabled(),
+            torch.is_deterministic_algorithms_warn_only_enabled(),
+            torch.backends.cudnn.benchmark, os.environ.get("CUBLAS_WORKSPACE_CONFIG"))
+
+
+@pytest.mark.parametrize("caller", ["defaults", "warn_only_and_workspace"])
+def test_seeded_fit_leaves_the_process_flags_as_it_found_them(rng, monkeypatch, caller):
+    """A seeded fit trains with deterministic kernels, then puts the caller's settings back
+    (even when the fit fails): later code must not start raising on ops without one."""
+    X, y = _separable(rng, 16)
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    original = (torch.are_deterministic_algorithms_enabled(),
+                torch.is_deterministic_algorithms_warn_only_enabled())
+    try:
+        if caller != "defaults":
+            torch.use_deterministic_algorithms(False, warn_only=True)
+            monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":16:8")
+        before = _torch_flags()
+        probe = _FlagProbe()
+        train_classifier(_linear(), X, y, max_epochs=1, batch_size=16, seed=0,
+                         augmentations=[probe], progress_bar=False)
+        assert probe.seen and all(on and ws == ":4096:8" for on, ws in probe.seen)
+        assert _torch_flags() == before
+        with pytest.raises(RuntimeError, match="probe failure"):
+            train_classifier(_linear(), X, y, max_epochs=1, batch_size=16, seed=0,
+                             augmentations=[_FlagProbe(fail=True)], progress_bar=False)
+        assert _torch_flags() == before
+    finally:
+        torch.use_deterministic_algorithms(original[0], warn_only=original[1])
+
+
 def test_segment_recombination_adds_trials_to_each_batch(rng):
     from sigformer.augment import SegmentRecombination
 
@@ -232,3 +282,39 @@ def test_ddp_two_cpu_processes(tmp_path):
     assert all(r["world_size"] == 2 for r in results)
     # DDP all-reduces gradients: both replicas end with identical weights
     assert results[0]["fingerprint"] == pytest.approx(results[1]["fingerprint"], rel=1e-6)
+
+
+class _RecordingAdamW(torch.optim.AdamW):
+    """AdamW that records the learning rate of every optimiser step."""
+
+    rates: list[float] = []
+
+    def step(self, closure=None):
+        _RecordingAdamW.rates.append(self.param_groups[0]["lr"])
+        return super().step(closure)
+
+
+@pytest.mark.parametrize("interval", ["step", "epoch"])
+def test_train_objective_schedule_interval(monkeypatch, interval):
+    """interval="epoch" moves the warm-up + cosine once per epoch (Du-IN's release), counted
+    in epochs; "step" (default) moves it every batch, counted in batches."""
+    monkeypatch.setattr(torch.optim, "AdamW", _RecordingAdamW)
+    monkeypatch.setattr(_RecordingAdamW, "rates", [])
+    X = np.random.default_rng(0).standard_normal((8, 3)).astype(np.float32)
+    model = torch.nn.Linear(3, 1)
+    epochs, per_epoch, lr, final = 3, 2, 1e-2, 1e-3
+    train_objective(model, lambda m, b: {"loss": m(b[0]).pow(2).mean()}, [X],
+                    max_epochs=epochs, batch_size=len(X) // per_epoch, lr=lr, final_lr=final,
+                    warmup_epochs=1, interval=interval)
+    rates = _RecordingAdamW.rates
+    if interval == "epoch":
+        expected = [warmup_cosine(e, epochs, 1, lr, final) for e in range(epochs)
+                    for _ in range(per_epoch)]
+    else:
+        total = epochs * per_epoch
+        expected = [warmup_cosine(s, total, per_epoch, lr, final) for s in range(total)]
+    np.testing.assert_allclose(rates, expected, rtol=1e-6)
+    within_epoch_constant = all(rates[i] == rates[i + 1] for i in range(0, len(rates), 2))
+    assert within_epoch_constant == (interval == "epoch")
+    with pytest.raises(ValueError, match="interval must be one of"):
+        train_objective(model, lambda m, b: {"loss": m(b[0]).sum()}, [X], interval="batch")

@@ -219,8 +219,8 @@ def create_model(name: str, preset: str | None = None, *, spec=None, weights=Non
 
     ``spec`` fills the constructor arguments it determines (explicit kwargs win).
     ``weights``: a pretrained catalogue name, a bundle/checkpoint folder (its recorded
-    constructor arguments are used, updated by ``kwargs``) or an official checkpoint file
-    (converted). Loading is strict: any missing, unexpected or mismatched key is refused
+    constructor arguments are used, updated by ``kwargs``; a ``preset`` must agree with
+    them) or an official checkpoint file (converted). Loading is strict: any missing, unexpected or mismatched key is refused
     with the list; ``strict=False`` loads what fits and warns with the report.
     """
     cls = get_model_class(name)
@@ -229,6 +229,8 @@ def create_model(name: str, preset: str | None = None, *, spec=None, weights=Non
 
         recorded = bundle_model_kwargs(weights, name)
         if recorded is not None:
+            if preset is not None:
+                _check_preset_agrees(name, preset, recorded, weights, explicit=kwargs)
             kwargs = {**recorded, **kwargs}
     if spec is not None:
         kwargs = {**spec.model_kwargs(cls), **kwargs}
@@ -244,3 +246,30 @@ def create_model(name: str, preset: str | None = None, *, spec=None, weights=Non
 
         model.pretrained_report_ = load_weights(model, weights, strict=strict, name=name)
     return model
+
+
+def _check_preset_agrees(name: str, preset: str, recorded: dict[str, Any], weights,
+                         explicit: dict[str, Any]) -> None:
+    """Refuse a preset that asks for another architecture than the weights were built with:
+    merging the two would build a model of neither (e.g. two-stage ``depths`` beside
+    three-stage ``dims``). Keys given explicitly win over both and are not compared."""
+    import inspect
+    import json
+
+    from ..checkpoint_io import CheckpointError
+
+    def plain(value: Any) -> Any:  # tuples and lists compare equal after a round trip
+        return json.loads(json.dumps(value, default=str))
+
+    wanted = resolve_kwargs(name, preset)
+    defaults = {k: p.default for k, p in (constructor_parameters(name) or {}).items()
+                if p.default is not inspect.Parameter.empty}
+    built = {**defaults, **recorded}
+    conflicts = sorted(k for k, v in wanted.items()
+                       if k not in explicit and (k not in built or plain(built[k]) != plain(v)))
+    if conflicts:  # a CheckpointError (a ValueError): one line from the CLI
+        raise CheckpointError(
+            f"preset {preset!r} of {name!r} does not match the weights {str(weights)!r}: it "
+            f"sets {plain(wanted)}, the weights were built with {plain(recorded)} (they differ "
+            f"on {conflicts}); leave out the preset (the weights' recorded arguments are used) "
+            f"or pass weights of a {preset!r} model")

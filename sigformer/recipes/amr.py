@@ -14,7 +14,8 @@ Two drivers:
   step, seeded per step so any worker count and a resumed run see the same frames), AdamW
   with per-step warm-up + cosine, SKD from a teacher model evaluated on each batch, a
   checkpoint folder every epoch (``sigformer.checkpoint``) plus the optimiser state, and
-  ``resume=True`` to continue. :func:`train_bundles` chains teacher, students (with and
+  ``resume=True`` to continue (with the recipe the checkpoint recorded: ``epochs`` and
+  ``frames_per_epoch`` shape the cosine, so only ``num_workers`` may change). :func:`train_bundles` chains teacher, students (with and
   without SKD) and baselines at the same budget; ``scripts/train_amr.py`` is its CLI.
 """
 
@@ -24,7 +25,7 @@ import io
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,9 @@ from ..data.sigmf_io import normalize_frames
 from ..training import History, train_objective
 
 TRAIN_STATE = "train_state.pt"
+# StreamRecipe fields a resumed run may change: frames are seeded per step, so the worker
+# count changes nothing; every other field moves the cosine or the loss mid-run
+RESUMABLE_FIELDS = ("num_workers",)
 
 
 def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor | None,
@@ -177,7 +181,7 @@ def _duration(seconds: float) -> str:
 
 
 def _save_state(out: Path, model: nn.Module, optimizer, scheduler, history: StreamHistory,
-                epoch: int, extra: dict[str, Any]) -> None:
+                epoch: int, extra: dict[str, Any], recipe: StreamRecipe | None = None) -> None:
     """One atomic checkpoint folder per epoch: the model (``sigformer.checkpoint``) and, until
     the last epoch, the optimiser/scheduler state beside it (read back with
     ``weights_only=True``); the final folder carries the model alone (a clean bundle)."""
@@ -189,13 +193,25 @@ def _save_state(out: Path, model: nn.Module, optimizer, scheduler, history: Stre
         torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                     "epoch": epoch, "rng": torch.get_rng_state()}, buffer)
         files[TRAIN_STATE] = buffer.getvalue()
-    save_checkpoint(out, model, extra={**extra, "epoch": epoch, "training_done": history.done,
+    recorded = {} if recipe is None else {"recipe": asdict(recipe)}
+    save_checkpoint(out, model, extra={**extra, **recorded, "epoch": epoch,
+                                       "training_done": history.done,
                                        "history": history.epochs}, extra_files=files)
 
 
-def _load_state(out: Path, model: nn.Module, optimizer, scheduler) -> tuple[int, StreamHistory]:
-    from ..checkpoint import load_checkpoint
+def _load_state(out: Path, model: nn.Module, optimizer, scheduler,
+                recipe: StreamRecipe | None = None) -> tuple[int, StreamHistory]:
+    """Restore what :func:`_save_state` wrote; with ``recipe``, first refuse one that differs
+    from the recorded recipe (``num_workers`` aside)."""
+    from ..checkpoint import load_checkpoint, read_config
+    from .resume_check import recipe_changes, refuse_changes
 
+    saved = read_config(out)["extra"].get("recipe")
+    if recipe is not None and saved is not None:
+        refuse_changes(str(out), recipe_changes(saved, recipe, exempt=RESUMABLE_FIELDS),
+                       "Resume with the original values (scripts/train_amr.py: the same "
+                       "--epochs, --frames, --batch-size, --lr), or train into a new --out",
+                       exempt=RESUMABLE_FIELDS)
     loaded, config = load_checkpoint(out)
     model.load_state_dict(loaded.state_dict())
     extra = config["extra"]
@@ -227,7 +243,9 @@ def fit_stream(model: nn.Module, stream: GeneratedFrames, recipe: StreamRecipe, 
     """Train ``model`` on fresh generated batches for ``recipe.epochs`` x
     ``recipe.steps_per_epoch`` steps; SKD hybrid loss when a ``teacher`` is given (alpha
     from the recipe), cross-entropy otherwise. Logs frames/s and the ETA; evaluates on
-    ``validation`` after each epoch; checkpoints into ``checkpoint_dir`` every epoch."""
+    ``validation`` after each epoch (``val_acc``: monitored, never used to pick an epoch; pass
+    a grid other than the test set); checkpoints into ``checkpoint_dir`` every epoch (the
+    recipe recorded in ``extra["recipe"]``; a resume with another recipe is refused)."""
     from ..training import predict_logits
 
     stream.steps, stream.batch_size = recipe.steps_per_epoch, recipe.batch_size
@@ -237,7 +255,7 @@ def fit_stream(model: nn.Module, stream: GeneratedFrames, recipe: StreamRecipe, 
     out = Path(checkpoint_dir) if checkpoint_dir is not None else None
     start, history = 0, StreamHistory()
     if out is not None and resume and (out / "config.json").is_file():
-        start, history = _load_state(out, model, optimizer, scheduler)
+        start, history = _load_state(out, model, optimizer, scheduler, recipe)
         log(f"[{label}] resumed after epoch {start}/{recipe.epochs}")
     if teacher is not None:
         teacher.eval()
@@ -282,7 +300,8 @@ def fit_stream(model: nn.Module, stream: GeneratedFrames, recipe: StreamRecipe, 
         log(f"[{label}] epoch {epoch + 1}/{recipe.epochs} done: " + ", ".join(
             f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
         if out is not None:
-            _save_state(out, model, optimizer, scheduler, history, epoch + 1, extra or {})
+            _save_state(out, model, optimizer, scheduler, history, epoch + 1, extra or {},
+                        recipe)
     model.eval()
     return history
 

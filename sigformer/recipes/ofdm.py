@@ -40,6 +40,9 @@ from ..training import History
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
 LATEST_FILE, BEST_DIR, EPOCHS_DIR = "latest.json", "best", "epochs"
+# recipe fields a resumed run may change: the exponential schedule does not depend on the
+# number of epochs, so more (or fewer) epochs only extend (or end) the same run
+RESUMABLE_FIELDS = ("max_epochs",)
 
 
 @dataclass(frozen=True)
@@ -245,9 +248,11 @@ def _optimizer_from_files(tensors: dict[str, torch.Tensor], meta: dict[str, Any]
 
 def save_training_state(out: Path, model: nn.Module, optimizer, scheduler, history: OFDMHistory,
                         epoch: int, bad_epochs: int, generator: torch.Generator,
-                        recipe: OFDMRecipe, extra: dict[str, Any]) -> Path:
-    """``out/epochs/epoch-NNNN/`` (model checkpoint + optimiser/scheduler/RNG state), then
-    ``out/latest.json`` pointing at it, written last so an interrupted save is never read."""
+                        recipe: OFDMRecipe, extra: dict[str, Any], seed: int | None = None
+                        ) -> Path:
+    """``out/epochs/epoch-NNNN/`` (model checkpoint + optimiser/scheduler/RNG state, the
+    recipe and the seed), then ``out/latest.json`` pointing at it, written last so an
+    interrupted save is never read."""
     from ..checkpoint import save_checkpoint
 
     folder = out / EPOCHS_DIR / f"epoch-{epoch:04d}"
@@ -261,7 +266,7 @@ def save_training_state(out: Path, model: nn.Module, optimizer, scheduler, histo
     meta.update(scheduler=scheduler.state_dict(), epoch=epoch, bad_epochs=bad_epochs,
                 recipe=asdict(recipe), history=history.epochs, best_epoch=history.best_epoch,
                 best_val_loss=history.best_val_loss if math.isfinite(history.best_val_loss)
-                else None)
+                else None, seed=seed)
     _atomic_write_text(folder / "trainer.json", json.dumps(meta, indent=2))
     _atomic_write_text(out / LATEST_FILE, json.dumps({"epoch": epoch, "folder": str(
         folder.relative_to(out))}))
@@ -269,6 +274,50 @@ def save_training_state(out: Path, model: nn.Module, optimizer, scheduler, histo
         if old != folder and old.name.startswith("epoch-"):
             shutil.rmtree(old, ignore_errors=True)
     return folder
+
+
+def read_training_meta(out: Path) -> tuple[Path, dict[str, Any]] | None:
+    """``(folder, trainer.json)`` of the newest checkpoint in ``out`` (None when there is
+    none), read before anything is built so the recipe and the seed can be checked first."""
+    pointer = out / LATEST_FILE
+    if not pointer.is_file():
+        return None
+    folder = out / json.loads(pointer.read_text())["folder"]
+    return folder, json.loads((folder / "trainer.json").read_text())
+
+
+def resume_seed(folder: Path, meta: dict[str, Any], recipe: OFDMRecipe, seed: int | None,
+                seed_matters: bool) -> int:
+    """Refuse to resume with a different recipe (``max_epochs`` aside) or seed; return the
+    seed to continue with (the saved one for ``seed=None``).
+
+    ``seed_matters``: the validation split is drawn from the seed, so continuing with
+    another one would move training slots into validation."""
+    from .resume_check import recipe_changes, refuse_changes
+
+    changes = recipe_changes(meta.get("recipe", {}), recipe, exempt=RESUMABLE_FIELDS)
+    saved_seed = meta.get("seed")
+    if saved_seed is not None and seed is not None and int(seed) != int(saved_seed):
+        changes["seed"] = (int(saved_seed), int(seed))
+    refuse_changes(str(folder), changes, "Resume with the original values, or train into a "
+                   "new checkpoint folder (scripts/train_ofdm.py: a new --out)",
+                   exempt=RESUMABLE_FIELDS)
+    if saved_seed is not None:
+        return int(saved_seed)
+    if seed is None and seed_matters:
+        from ..checkpoint import CheckpointError
+
+        raise CheckpointError(
+            f"cannot resume from {folder} with seed=None: the checkpoint predates stored seeds, "
+            "so the validation split it held out cannot be drawn again (a new one would mix "
+            "training slots into validation); pass the seed the run started with, or train "
+            "into a new checkpoint folder")
+    return _draw_seed() if seed is None else int(seed)
+
+
+def _draw_seed() -> int:
+    """A seed for ``seed=None``, drawn once and stored with the checkpoint."""
+    return int(np.random.default_rng().integers(2**31))
 
 
 def load_training_state(out: Path, model: nn.Module, optimizer, scheduler,
@@ -324,7 +373,7 @@ class _Progress:
         left_epoch = per_step * (self.steps - step)
         left_total = left_epoch + per_step * self.steps * (self.epochs - epoch - 1)
         self.log(f"epoch {epoch + 1}/{self.epochs} step {step}/{self.steps} | {rate:,.1f} "
-                 f"samples/s | loss {loss:.4g} | ETA epoch {_duration(left_epoch)}, run "
+                 f"samples/s | mean loss {loss:.4g} | ETA epoch {_duration(left_epoch)}, run "
                  f"{_duration(left_total)}")
 
 
@@ -337,14 +386,26 @@ def fit_channel_estimator(model: nn.Module, train: OFDMDataset | OFDMSlotStream,
     """Train ``model`` with ``recipe`` on a fixed dataset or an on-the-fly slot stream.
 
     Validation: ``val``, else (a recipe that needs it) ``recipe.val_fraction`` of a fixed
-    ``train``, or as many slots of a stream's mixture from an independent seed. ``checkpoint_dir``: a checkpoint every epoch (``epochs/epoch-NNNN``), the best
-    epoch's model in ``best/``; ``resume=True`` continues from the newest one. ``num_workers``
-    simulates a stream's slots in that many DataLoader worker processes.
+    ``train``, or as many slots of a stream's mixture from an independent seed.
+    ``checkpoint_dir``: a checkpoint every epoch (``epochs/epoch-NNNN``), the best epoch's
+    model in ``best/``; ``resume=True`` continues from the newest one, and refuses a recipe
+    that differs from the saved one in anything but ``max_epochs`` (or another seed).
+    ``seed=None`` draws a seed, stores it with the checkpoint and reuses it on resume (the
+    validation split stays the same). ``num_workers`` simulates a stream's slots in that many
+    DataLoader worker processes.
     """
 
     check_model_config(model, train.config)
+    out = Path(checkpoint_dir) if checkpoint_dir is not None else None
+    saved = read_training_meta(out) if out is not None and resume else None
     if seed is not None:
         torch.manual_seed(seed)
+    if saved is not None:
+        split_needed = (isinstance(train, OFDMDataset) and val is None
+                        and recipe.needs_validation)
+        seed = resume_seed(*saved, recipe, seed, split_needed)
+    elif seed is None:
+        seed = _draw_seed()
     if isinstance(train, OFDMDataset):
         if val is None and recipe.needs_validation:
             train, val = split_validation(train, recipe.val_fraction, seed)
@@ -362,12 +423,11 @@ def fit_channel_estimator(model: nn.Module, train: OFDMDataset | OFDMSlotStream,
         raise TypeError(f"train must be an OFDMDataset or an OFDMSlotStream, got "
                         f"{type(train).__name__}")
     optimizer, scheduler = build_optimizer(model, recipe)
-    generator = torch.Generator().manual_seed(0 if seed is None else seed)
+    generator = torch.Generator().manual_seed(seed)
     history, start, bad_epochs = OFDMHistory(), 0, 0
-    out = Path(checkpoint_dir) if checkpoint_dir is not None else None
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-        if resume and (out / LATEST_FILE).is_file():
+        if saved is not None:
             start, bad_epochs, history = load_training_state(out, model, optimizer, scheduler,
                                                              generator)
             if log:
@@ -400,7 +460,7 @@ def fit_channel_estimator(model: nn.Module, train: OFDMDataset | OFDMSlotStream,
             log(_epoch_line(row, recipe.max_epochs, progress))
         if out is not None:
             save_training_state(out, model, optimizer, scheduler, history, epoch + 1,
-                                bad_epochs, generator, recipe, extra)
+                                bad_epochs, generator, recipe, extra, seed=seed)
     if _patience_spent(recipe, bad_epochs):
         history.stopped_early = history.stopped_early or len(history.epochs) < recipe.max_epochs
     if recipe.restore_best and best_state is not None:
@@ -446,7 +506,8 @@ def _train_epoch(model, train, tensors, optimizer, recipe: OFDMRecipe, generator
         optimizer.step()
         loss = loss.detach()
         meter.update(loss, estimate.detach(), h)
-        progress.step(epoch, step, meter.samples, started, float(loss))
+        # the epoch's running mean: one batch's loss jumps with its SNR and Doppler draws
+        progress.step(epoch, step, meter.samples, started, meter.loss_sum / meter.samples)
     seconds = time.perf_counter() - started
     row = {"epoch": epoch, **meter.summary("train"), "seconds": seconds,
            "samples_per_s": meter.samples / max(seconds, 1e-9)}

@@ -22,7 +22,9 @@ separation, SI-SDR gain over the reference microphone for enhancement) every
 ``val_every`` steps driving the scheduler (the best one's weights kept in ``<out>-best``), a
 checkpoint folder every ``checkpoint_every``
 steps (:func:`sigformer.checkpoint.save_checkpoint` + the optimiser/scheduler state,
-read back with ``torch.load(weights_only=True)``) and ``resume=True``.
+read back with ``torch.load(weights_only=True)``) and ``resume=True``. A resume refuses a
+recipe that differs from the one the checkpoint recorded (``steps`` is not part of the recipe:
+the plateau schedule does not depend on it, so more steps extend a run).
 """
 
 from __future__ import annotations
@@ -133,15 +135,16 @@ def validate(model: nn.Module, items: Iterable, task: str) -> dict[str, float]:
 
 
 def save_train_state(folder: Path, model: nn.Module, optimizer, scheduler, step: int,
-                     history: list[dict]) -> Path:
-    """Model checkpoint (safetensors + config) with the trainer state published beside it
-    in the same atomic write."""
+                     history: list[dict], recipe: SpeechRecipe | None = None) -> Path:
+    """Model checkpoint (safetensors + config, with the recipe in ``extra``) with the trainer
+    state published beside it in the same atomic write."""
     from ..checkpoint import save_checkpoint
 
     buffer = io.BytesIO()
     torch.save({"step": step, "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict()}, buffer)
-    return save_checkpoint(folder, model, extra={"step": step}, extra_files={
+    extra = {"step": step} if recipe is None else {"step": step, "recipe": asdict(recipe)}
+    return save_checkpoint(folder, model, extra=extra, extra_files={
         TRAIN_STATE: buffer.getvalue(),
         "history.json": json.dumps(history, indent=1).encode()})
 
@@ -156,11 +159,20 @@ def save_best(folder: Path, model: nn.Module, step: int, scores: dict[str, float
                            extra={"step": step, **scores})
 
 
-def load_train_state(folder: Path, model: nn.Module, optimizer, scheduler
-                     ) -> tuple[int, list[dict]]:
-    """Restore model, optimiser and scheduler from :func:`save_train_state`'s folder."""
-    from ..checkpoint import load_checkpoint
+def load_train_state(folder: Path, model: nn.Module, optimizer, scheduler,
+                     recipe: SpeechRecipe | None = None) -> tuple[int, list[dict]]:
+    """Restore model, optimiser and scheduler from :func:`save_train_state`'s folder; with
+    ``recipe``, first refuse one that differs from the recorded recipe (a checkpoint from
+    before recipes were recorded has nothing to compare and is accepted)."""
+    from ..checkpoint import load_checkpoint, read_config
+    from .resume_check import recipe_changes, refuse_changes
 
+    saved = read_config(folder)["extra"].get("recipe")
+    if recipe is not None and saved is not None:
+        refuse_changes(str(folder), recipe_changes(saved, recipe),
+                       "Resume with the original values (scripts/train_speech.py: the same "
+                       "--lr, --clip, --loss-threshold), or train into a new --out (--init "
+                       "starts it from this checkpoint's weights)")
     loaded, _ = load_checkpoint(folder)
     model.load_state_dict(loaded.state_dict())
     state = torch.load(folder / TRAIN_STATE, weights_only=True)
@@ -183,7 +195,7 @@ def fit(model: nn.Module, train_loader: Iterable, val_items: list, recipe: Speec
     scheduler = make_scheduler(optimizer, recipe)
     step, history = 0, []
     if resume and (out / TRAIN_STATE).is_file():
-        step, history = load_train_state(out, model, optimizer, scheduler)
+        step, history = load_train_state(out, model, optimizer, scheduler, recipe)
         log(f"resumed from {out} at step {step}")
     batches = iter(train_loader)
     wait = compute = 0.0
@@ -218,7 +230,7 @@ def fit(model: nn.Module, train_loader: Iterable, val_items: list, recipe: Speec
             if math.isfinite(scores["si_sdri"]) and scores["si_sdri"] >= max(finite):
                 save_best(out, model, step, scores)
         if step % checkpoint_every == 0 or step == steps:
-            save_train_state(out, model, optimizer, scheduler, step, history)
+            save_train_state(out, model, optimizer, scheduler, step, history, recipe)
     total = time.perf_counter() - t_start
     return {"steps": step, "history": history, "seconds": total,
             "data_wait_share": wait / max(wait + compute, 1e-9), "recipe": asdict(recipe)}

@@ -49,6 +49,7 @@ LR_SCHEDULES = ("intended", "released")
 FINETUNE_LOSSES = ("auto", "label_smoothing", "ce", "bce", "focal")
 STATE_FILE, OPTIMIZER_FILE, LATEST_FILE = "trainer_state.json", "optimizer.safetensors", \
     "latest.json"
+BEST_DIR = "best"  # fine-tuning: the best validation epoch's model, kept across resumes
 
 __all__ = [
     "FINETUNE_LOSSES", "LR_SCHEDULES", "cosine_schedule", "finetune", "finetune_loss",
@@ -231,6 +232,9 @@ class _Loop:
                              batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                              betas=list(betas), warmup_epochs=warmup_epochs, end_lr=end_lr,
                              seed=self.seed, precision=precision)
+        # values a recipe keeps in trainer_state.json and gets back on resume (its keys and
+        # defaults are set before run(); e.g. fine-tuning's best epoch and score)
+        self.extra_state: dict[str, Any] = {}
         self.steps_per_epoch = math.ceil(len(tensors[0]) / batch_size)
         self.rates = cosine_schedule(lr, end_lr, max_epochs, self.steps_per_epoch, warmup_epochs)
         params = [p for p in model.parameters() if p.requires_grad]
@@ -297,7 +301,7 @@ class _Loop:
         tensors["rng.torch"] = torch.get_rng_state()
         save_file(tensors, str(folder / OPTIMIZER_FILE))
         state = {"recipe": self.recipe, "epochs_done": epochs_done, "settings": self.settings,
-                 "param_groups": groups, "history": history.epochs}
+                 "param_groups": groups, "history": history.epochs, **self.extra_state}
         atomic_write_bytes(folder / STATE_FILE, json.dumps(state, indent=1).encode())
         # the pointer moves last: an interrupted save leaves the previous epoch as latest
         pointer = {"folder": folder.name, "epochs_done": epochs_done}
@@ -331,6 +335,7 @@ class _Loop:
         _load_optimizer(self.optimizer, tensors, state["param_groups"], self.device)
         torch.set_rng_state(tensors["rng.torch"])
         history.epochs.extend(state["history"])
+        self.extra_state.update({k: state[k] for k in self.extra_state if k in state})
         return int(state["epochs_done"])
 
 
@@ -530,7 +535,10 @@ def finetune(model: TFMClassifier | TFMEncoder, X, y, *, X_val=None, y_val=None,
     :class:`TFMEncoder`. ``loss="auto"``: BCE for one output (``preset="tuab"``),
     label-smoothing CE (0.1) otherwise; ``"focal"`` is the CHB-MIT loss. With validation data
     the model ends with the weights of the best epoch (kappa, or AUROC for binary tasks) and
-    the history holds ``val_score``. Returns the history."""
+    the history holds ``val_score``; with ``checkpoint_dir`` the best epoch's model is kept in
+    ``checkpoint_dir/best`` (its epoch and score in ``trainer_state.json``), so a resumed or
+    re-run call also ends with the best epoch of the whole run, not of its own epochs.
+    Returns the history."""
     loss = resolve_loss(loss, _n_outputs(model))
     X = np.asarray(X)
     y = np.asarray(y)
@@ -566,17 +574,49 @@ def finetune(model: TFMClassifier | TFMEncoder, X, y, *, X_val=None, y_val=None,
         return history
     X_val_t = torch.as_tensor(np.asarray(X_val), dtype=x_dtype)
     y_val = np.asarray(y_val)
-    best: dict[str, Any] = {"score": -math.inf, "state": None}
+    best_dir = None if checkpoint_dir is None else Path(checkpoint_dir) / BEST_DIR
+    # best_epoch / best_score live in the loop's saved state: a resume restores them
+    loop.extra_state.update(best_epoch=None, best_score=None)
+    kept: dict[str, Any] = {"state": None}
 
     def select(epoch: int) -> dict[str, float]:
         score = _validation_score(model, X_val_t, y_val, loss, batch_size, dev)
-        if not math.isnan(score) and score > best["score"]:
-            best.update(score=score, state={k: v.detach().clone()
-                                            for k, v in model.state_dict().items()})
+        previous = loop.extra_state["best_score"]
+        if not math.isnan(score) and (previous is None or score > previous):
+            loop.extra_state.update(best_epoch=epoch, best_score=score)
+            if best_dir is not None:  # saved before the epoch's state names it the best
+                name, kwargs = _model_identity(model)
+                save_checkpoint(best_dir, model, name=name, kwargs=kwargs,
+                                extra={"recipe": loop.recipe, "epoch": epoch,
+                                       "val_score": score})
+            else:
+                kept["state"] = {k: v.detach().clone() for k, v in model.state_dict().items()}
         return {"val_score": score}
 
     loop.run(history, after_epoch=select)
-    if best["state"] is not None:  # best epoch of this run (a resumed run: since resuming)
-        model.load_state_dict(best["state"])
+    _restore_best(model, best_dir, loop.extra_state["best_epoch"], kept["state"], dev)
     model.eval()
     return history
+
+
+def _restore_best(model: nn.Module, best_dir: Path | None, best_epoch: int | None,
+                  in_memory: dict[str, torch.Tensor] | None, device: torch.device) -> None:
+    """Load the best epoch's weights: from ``best_dir`` (written by this call or by the run it
+    resumed) or, without a checkpoint folder, from memory."""
+    if in_memory is not None:
+        model.load_state_dict(in_memory)
+        return
+    if best_dir is None or best_epoch is None:
+        return
+    import warnings
+
+    from ..checkpoint import read_config
+
+    recorded = read_config(best_dir)["extra"].get("epoch") if best_dir.is_dir() else None
+    if recorded != best_epoch:  # a run stopped between saving best/ and the epoch's state
+        warnings.warn(f"{best_dir} holds epoch {recorded}, the training state names epoch "
+                      f"{best_epoch} as the best: keeping the last epoch's weights",
+                      stacklevel=3)
+        return
+    weights = load_file(str(best_dir / "model.safetensors"), device=str(device))
+    model.load_state_dict(weights, strict=True)

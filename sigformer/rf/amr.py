@@ -883,12 +883,15 @@ def train_bundles(out: str | Path, *, classes: Sequence[str], config: ModGenConf
                   recipe: StreamRecipe, test: AMRDataset, teacher_name: str = "clst",
                   teacher_preset: str | None = None, students: Sequence[str] | None = None,
                   baselines: Sequence[str] | None = None, seed: int = 0, resume: bool = False,
-                  log: Callable[[str], None] = print, log_every: int = 50) -> dict[str, Any]:
+                  log: Callable[[str], None] = print, log_every: int = 50,
+                  validation: AMRDataset | None = None) -> dict[str, Any]:
     """Teacher, then each student (default: the recipe's ``STUDENTS``) with SKD and without,
     then the baselines (default ``BASELINES``) - the same generator, budget and optimiser for
     all; each model in ``out/<label>/`` (a checkpoint every epoch, ``resume=True`` continues
-    an interrupted run and skips finished models). Returns the evaluation of every model on
-    ``test`` (also written to ``out/report.json``)."""
+    an interrupted run and skips finished models). ``validation``: a grid generated apart
+    from ``test`` (another seed), evaluated after every epoch (``val_acc``, monitoring only);
+    None: no per-epoch curve (the test set is never looked at during training). Returns the
+    evaluation of every model on ``test`` (also written to ``out/report.json``)."""
     from ..checkpoint import load_checkpoint
     from ..models import create_model
     from ..recipes.amr import BASELINES, STUDENTS, GeneratedFrames, fit_stream, has_finished
@@ -914,7 +917,7 @@ def train_bundles(out: str | Path, *, classes: Sequence[str], config: ModGenConf
             model = create_model(name, preset, **shape)
             stream = GeneratedFrames(classes, config, frame_length=test.frame_length,
                                      seed=seed)
-            fit_stream(model, stream, recipe, teacher=teacher, validation=test,
+            fit_stream(model, stream, recipe, teacher=teacher, validation=validation,
                        checkpoint_dir=folder, resume=resume, label=label, log=log,
                        log_every=log_every, extra={**extra, "label": label})
         result = evaluate_amr(model, test)

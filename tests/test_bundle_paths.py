@@ -1,0 +1,101 @@
+"""How bundle paths are written: '.', './', '~', a run folder instead of its model/, an
+empty string and typo'd pretrained names."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import torch
+
+from sigformer.atomic import (
+    OutputLock,
+    discard_stale_staging,
+    recover_directory,
+    staging_directory,
+)
+from sigformer.bundle import Bundle
+from sigformer.catalogue import list_pretrained, resolve_bundle_path
+from sigformer.checkpoint import CheckpointError, load_checkpoint
+from sigformer.pretrained import from_pretrained
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture()
+def bundle_dir(family_bundle, tmp_path):
+    """A private copy of the tiny IQ bundle (tests move into it and around it)."""
+    return shutil.copytree(family_bundle, tmp_path / "bundle")
+
+
+def _state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def _same_weights(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("source", [".", "./"])
+def test_current_folder_loads_when_it_is_a_bundle(bundle_dir, monkeypatch, source):
+    reference = _state(Bundle.load(bundle_dir).model)
+    monkeypatch.chdir(bundle_dir)
+    assert _same_weights(_state(Bundle.load(source).model), reference)
+    model, config = load_checkpoint(source)
+    assert _same_weights(_state(model), reference) and config["task"] == "classify"
+    assert _same_weights(_state(from_pretrained(source)), reference)
+    assert resolve_bundle_path(source).resolve() == bundle_dir.resolve()
+
+
+def test_empty_path_is_an_error_not_the_current_folder(bundle_dir, monkeypatch):
+    monkeypatch.chdir(bundle_dir)  # even where '.' would load, '' is refused
+    for load in (from_pretrained, Bundle.load, resolve_bundle_path):
+        with pytest.raises(CheckpointError, match=r"empty bundle path ''.*'\.' for the current"):
+            load("")
+
+
+def test_run_folder_points_at_its_model_subfolder(bundle_dir, tmp_path, capsys):
+    from sigformer.cli import main
+
+    run = tmp_path / "runs" / "eeg_mi"
+    run.mkdir(parents=True)
+    shutil.move(bundle_dir, run / "model")  # what `sigformer run` writes
+    (run / "metrics.json").write_text("{}")
+    with pytest.raises(CheckpointError, match=rf"did you mean {run / 'model'}\?"):
+        Bundle.load(run)
+    assert main(["export", str(run), "--out", str(tmp_path / "deploy"), "--format",
+                 "torchscript"]) == 2
+    assert f"did you mean {run / 'model'}?" in capsys.readouterr().err
+    Bundle.load(run / "model")  # the suggested folder is the bundle
+
+
+def test_home_folder_is_expanded(bundle_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert resolve_bundle_path("~/bundle") == bundle_dir
+    assert _same_weights(_state(Bundle.load("~/bundle").model),
+                         _state(Bundle.load(bundle_dir).model))
+
+
+def test_typo_in_a_pretrained_name_suggests_the_close_one():
+    names = [e["name"] for e in list_pretrained()]
+    if "amr-clst-modgen" not in names:
+        pytest.skip("the shipped catalogue is not installed")
+    with pytest.raises(CheckpointError, match=r"\(did you mean 'amr-clst-modgen'\?\)"):
+        resolve_bundle_path("amr-clst-modgn")
+    with pytest.raises(CheckpointError, match="neither a bundle folder") as err:
+        resolve_bundle_path("zzzz")
+    assert "did you mean" not in str(err.value)  # nothing close: no guess
+
+
+def test_atomic_helpers_accept_the_current_folder(tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    out.mkdir()
+    stale = tmp_path / ".out.staging-old"
+    stale.mkdir()
+    monkeypatch.chdir(out)
+    assert recover_directory(".") is False
+    assert discard_stale_staging("./", older_than_s=-1.0) == 1 and not stale.exists()
+    with OutputLock("."):
+        assert (tmp_path / "out.lock").is_file()
+    staging = staging_directory(".")  # beside out/, named after it (not inside it)
+    assert staging.parent == tmp_path and staging.name.startswith(".out.staging-")
