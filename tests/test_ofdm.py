@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import warnings
 from pathlib import Path
@@ -199,6 +200,24 @@ def test_genie_lmmse_is_the_bound():
     ls = nmse_db(ls_interpolate(test.ls, test.config), test.channels)
     assert genie <= sample + 0.05 and sample - genie < 0.6
     assert genie < ls - 5
+
+
+def test_genie_bound_is_the_data_profiles_and_refuses_another():
+    """TDL-A's genie on TDL-D slots is no bound (-16.0 instead of -19.3 dB at 10 dB): the
+    sweeps take each test set's own profile, and a genie refuses another profile's data."""
+    data = simulate_ofdm(200, snr_db=10, delay_spread_ns=200, doppler_hz=500, profile="D",
+                         seed=4)
+    own = nmse_db(GenieLMMSE("tdl-d").predict(data), data.channels)
+    with pytest.raises(ValueError, match="cannot bound data of channel profile 'TDL-D'"):
+        GenieLMMSE().predict(data)
+    row = evaluate_sweeps({}, {"snr": [(10.0, data)]})["points"][0]
+    assert row["bound_db"] == pytest.approx(own, abs=1e-9)
+    relabelled = dataclasses.replace(data, profile="TDL-A")  # what the default computed
+    assert own < nmse_db(GenieLMMSE().predict(relabelled), data.channels) - 2
+    with pytest.raises(ValueError, match="cannot bound"):
+        evaluate_sweeps({}, {"snr": [(10.0, data)]}, bound=GenieLMMSE("A"))
+    with pytest.raises(ValueError, match="unknown TDL profile"):
+        GenieLMMSE("TDL-Z")
 
 
 def test_high_doppler_floors_as_the_issue_states():

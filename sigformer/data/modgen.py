@@ -35,7 +35,8 @@ generator is vectorised numpy (no per-frame Python loop) and seeded. Signal chai
 2. **Multipath** (``"multipath"``): 1..``max_paths`` paths with random fractional delays and
    an exponential power-delay profile of random spread; the first path is Rician (K drawn
    per frame) or Rayleigh, the others Rayleigh; tap gains vary in time with a random
-   maximum Doppler (sum of sinusoids, Clarke's model).
+   maximum Doppler (sum of sinusoids, Clarke's model; evaluated on :func:`doppler_grid`,
+   linear in between).
 3. **Carrier** (``"cfo"``): frequency offset (cycles/sample) and phase offset; with
    ``drift_max > 0`` a **carrier drift** (own stream ``"drift"``): the frequency ramps
    linearly across the frame, ``cfo + drift (k - (L - 1) / 2)`` at sample ``k``, so ``cfo``
@@ -97,7 +98,10 @@ BINARY_KEYED = {"OOK", "ASK2"}  # the line codes apply to these
 LINE_CODES = ("iid", "runs", "pwm", "manchester")
 CHIPS = {"pwm": 3, "manchester": 2}  # chips per bit of the sub-symbol line codes
 SOURCES = ("speech", "tone")
-SPAN = 4  # symbols each side of a linear pulse (RRC tails beyond are < 1 %)
+# symbols each side of a linear pulse: the RRC/RC tails cut beyond hold < 1 % of the pulse
+# energy (0.7 % at roll-off 0.1, 0.01 % at 0.5) but reach 5.7 % of the peak amplitude at
+# roll-off 0.1 (1 % at 0.5); kept at 4 as a wider span changes every frame of a seed
+SPAN = 4
 MARGIN = 24  # samples generated before the frame, room for multipath delays
 TAIL = 3  # samples after it, for the interpolator
 # new streams go at the end: SeedSequence children do not depend on how many are spawned,
@@ -172,8 +176,9 @@ class ModGenConfig:
         if self.sps_range[0] < 1.0:
             raise ValueError(f"sps_range must start at >= 1 sample per symbol, got "
                              f"{self.sps_range}")
-        if not 0 < self.rolloff_range[0] and self.rolloff_range[1] <= 1:
-            raise ValueError(f"rolloff_range must lie in (0, 1], got {self.rolloff_range}")
+        if not 0 < self.rolloff_range[0] <= self.rolloff_range[1] <= 1:
+            raise ValueError(f"rolloff_range must be (low, high) with 0 < low <= high <= 1, "
+                             f"got {self.rolloff_range}")
         if not 1 <= self.max_paths <= 16 or self.max_delay > MARGIN - 3:
             raise ValueError(f"max_paths must be 1..16 and max_delay <= {MARGIN - 3} samples")
         self._check_realism()
@@ -600,6 +605,37 @@ def _analog(name: str, rng_mod, length: int, cfg: ModGenConfig, params: dict
 
 # --- channel and receiver ------------------------------------------------------------------
 
+DOPPLER_POINTS = 9  # the fewest tap-gain evaluations per frame (the grid of earlier versions)
+
+
+def doppler_grid(length: int, doppler_max: float, cycles_per_step: float = 0.05
+                 ) -> np.ndarray:
+    """Sample instants at which the multipath tap gains are evaluated (linear interpolation
+    in between): :data:`DOPPLER_POINTS` evenly spaced over the frame, more where the fastest
+    Doppler would turn a gain by more than ``cycles_per_step`` cycles between two points
+    (linear interpolation of a rotating phasor dips to ``cos(pi * cycles_per_step)`` of
+    its magnitude midway: 0.988; a fixed 9-point grid over 1024 samples dipped to 0.69,
+    periodic fades with Doppler replicas). At 128 samples the 9 points meet the rule up
+    to 3.1e-3 cycles/sample (the default is 2e-3), so those frames are unchanged."""
+    steps = math.ceil((length - 1) * doppler_max / cycles_per_step - 1e-9)
+    return np.linspace(0, length - 1, max(DOPPLER_POINTS, steps + 1))
+
+
+def _interpolate(values: np.ndarray, grid: np.ndarray, length: int) -> np.ndarray:
+    """Linear interpolation of ``values (..., len(grid))`` to the samples ``0..length-1``."""
+    if len(grid) == DOPPLER_POINTS:
+        # the short grid as it has always been computed (an interpolation matrix): other
+        # arithmetic differs in the last bit, and the frames of a seed must not change
+        interp = np.stack([np.interp(np.arange(length), grid, row)
+                           for row in np.eye(DOPPLER_POINTS)])
+        return (values.reshape(-1, DOPPLER_POINTS) @ interp).reshape(*values.shape[:-1],
+                                                                     length)
+    k = np.arange(length)
+    left = np.clip(np.searchsorted(grid, k, side="right") - 1, 0, len(grid) - 2)
+    right = (k - grid[left]) / (grid[left + 1] - grid[left])
+    return values[..., left] * (1 - right) + values[..., left + 1] * right
+
+
 def _multipath(rng, x: np.ndarray, length: int, cfg: ModGenConfig, params: dict
                ) -> np.ndarray:
     """Time-varying multipath on ``x (n, MARGIN + length + TAIL)``; returns ``(n, length)``."""
@@ -614,7 +650,7 @@ def _multipath(rng, x: np.ndarray, length: int, cfg: ModGenConfig, params: dict
     k_factor = np.where(rician, 10 ** (_uniform(rng, cfg.rician_k_db_range, n) / 10), 0.0)
     doppler = rng.uniform(0, cfg.doppler_max, n)
     # Clarke's model as a sum of 8 sinusoids per path, on a coarse grid, then interpolated
-    grid = np.linspace(0, length - 1, 9)
+    grid = doppler_grid(length, cfg.doppler_max)
     arrivals = rng.uniform(-np.pi, np.pi, (n, cfg.max_paths, 8))
     phases = rng.uniform(-np.pi, np.pi, (n, cfg.max_paths, 8))
     scatter = np.exp(1j * (2 * np.pi * doppler[:, None, None, None] * np.cos(arrivals)[..., None]
@@ -624,9 +660,7 @@ def _multipath(rng, x: np.ndarray, length: int, cfg: ModGenConfig, params: dict
                        + rng.uniform(-np.pi, np.pi, (n, 1))))
     kk = k_factor[:, None]
     scatter[:, 0] = np.sqrt(kk / (kk + 1)) * los + np.sqrt(1 / (kk + 1)) * scatter[:, 0]
-    gains = scatter * np.sqrt(power)[..., None]  # (n, P, 9)
-    interp = np.stack([np.interp(np.arange(length), grid, np.eye(9)[i]) for i in range(9)])
-    gains = (gains.reshape(-1, 9) @ interp).reshape(n, cfg.max_paths, length)
+    gains = _interpolate(scatter * np.sqrt(power)[..., None], grid, length)  # (n, P, L)
     out = np.zeros((n, length), complex)
     for p in range(cfg.max_paths):
         active = power[:, p] > 0

@@ -235,43 +235,69 @@ def _fundamental(runs: dict[int, np.ndarray], min_sps: float, max_sps: float,
     return refined, float(scores[best])
 
 
+def _envelope_feature(iq: np.ndarray, min_sps: float, max_sps: float
+                      ) -> tuple[float, float | None, float, np.ndarray, np.ndarray]:
+    """The envelope of ``iq`` binarised: ``(separation, T, score, envelope, levels)``."""
+    envelope = _smooth(np.abs(iq), 3)
+    levels, separation = _binarise(envelope, np.ones(len(iq), bool))
+    return (separation, *_fundamental(_runs_by_level(levels), min_sps, max_sps), envelope,
+            levels)
+
+
+def _usable(separation: float, sps: float | None, score: float) -> bool:
+    # two clean levels (a unimodal feature splits at best at 2/pi ~ 0.64) and a clean fit
+    return sps is not None and separation >= 0.8 and score >= 0.7
+
+
 def estimate_samples_per_symbol(iq: np.ndarray, *, min_sps: float = 2.0,
                                 max_sps: float | None = None, active_db: float = 20.0
                                 ) -> dict[str, Any]:
     """Blind symbol-length estimate of a capture of ASK/OOK- or FSK-like bursts.
 
-    After removing the DC offset, two features are binarised with Otsu's threshold: the
-    envelope (ASK/OOK, over the whole capture) and the instantaneous frequency over the loud
-    samples (FSK). Each gives run lengths per level; the symbol length is the largest period
-    of which they are whole multiples (:func:`_fundamental`). The feature with the cleaner
-    fit wins. Returns ``sps`` (None when no feature has two clear levels, e.g. PSK/QAM or
-    analog), the ``feature`` used, its two-level ``separation`` and the fit ``score``."""
+    Two features are binarised with Otsu's threshold: the envelope (ASK/OOK, over the whole
+    capture) and the instantaneous frequency over the loud samples (FSK, after removing the
+    DC offset). The envelope is taken both with and without the DC offset removed, and the
+    cleaner split kept: removing the mean suits a receiver's DC offset beside a carrier away
+    from 0 Hz, but with the carrier near 0 Hz the mean is the signal's own (OOK levels
+    ``{0, 1}`` become ``{p, 1 - p}`` in magnitude). Each feature gives run lengths per level;
+    the symbol length is the largest period of which they are whole multiples
+    (:func:`_fundamental`). The feature with the cleaner fit wins. Returns ``sps`` (None when
+    no feature has two clear levels, e.g. PSK/QAM or analog), the ``feature`` used, its
+    two-level ``separation`` and the fit ``score``.
+
+    Symbols shorter than 3 samples are not found, whatever ``min_sps`` (the shortest
+    period searched): the features are smoothed over 3 samples and the binarised levels
+    cleaned of 1-2 sample glitches (a 5-sample median filter), which erases such runs (a
+    3-sample filter finds none at 2.5 samples per symbol either, and loses OOK estimates at
+    3-5 samples per symbol and 10 dB SNR)."""
     iq = np.asarray(iq)
     iq = iq[np.isfinite(iq)]
+    nothing = {"sps": None, "feature": None, "separation": 0.0, "score": 0.0}
     if len(iq) < 64:
-        return {"sps": None, "feature": None, "separation": 0.0, "score": 0.0}
-    iq = iq - iq.mean()
+        return nothing
     max_sps = max_sps or max(min_sps * 2, len(iq) / 8)
-    envelope = _smooth(np.abs(iq), 3)
-    if envelope.max() <= 0:
-        return {"sps": None, "feature": None, "separation": 0.0, "score": 0.0}
-    results = []
-    levels, separation = _binarise(envelope, np.ones(len(iq), bool))
-    results.append(("envelope", separation, *_fundamental(_runs_by_level(levels), min_sps,
-                                                          max_sps)))
+    centred = iq - iq.mean()
+    if not np.abs(centred).max() > 0:  # a constant: no levels
+        return nothing
+    candidates = [_envelope_feature(centred, min_sps, max_sps),
+                  _envelope_feature(iq, min_sps, max_sps)]
+    # a usable fit first, then the cleaner split (on a tie the DC-removed one)
+    separation, sps, score, _, _ = max(candidates, key=lambda c: (_usable(*c[:3]), c[0]))
+    results = [("envelope", separation, sps, score)]
+    # the frequency feature stays on the DC-removed capture (a DC offset pulls the phase)
+    separation, _, _, envelope, levels = candidates[0]
     loud = envelope >= envelope.max() * 10 ** (-active_db / 20)
     if separation > 0.8:
         loud &= levels == 1
     freq = np.zeros(len(iq))
-    freq[1:] = np.angle(iq[1:] * np.conj(iq[:-1]))
+    freq[1:] = np.angle(centred[1:] * np.conj(centred[:-1]))
     freq = _smooth(freq, 3)
     if loud.sum() > 16:
         levels, f_separation = _binarise(freq, loud)
         results.append(("frequency", f_separation, *_fundamental(_runs_by_level(levels),
                                                                  min_sps, max_sps)))
-    # two clean levels (a unimodal feature splits at best at 2/pi ~ 0.64) and a clean fit;
     # the finer structure is the symbol (the envelope of FSK bursts only shows the bursts)
-    usable = [r for r in results if r[2] is not None and r[1] >= 0.8 and r[3] >= 0.7]
+    usable = [r for r in results if _usable(*r[1:])]
     if not usable:
         best = max(results, key=lambda r: r[1])
         return {"sps": None, "feature": best[0], "separation": best[1], "score": best[3]}

@@ -59,16 +59,20 @@ def evaluate_sweeps(estimators: dict[str, Any], sweeps: dict[str, list[tuple[flo
                     bound: GenieLMMSE | None = None, progress: Callable[[str], None] | None = None
                     ) -> dict[str, Any]:
     """NMSE (dB) of every estimator at every test point, and each one's gap to the genie-LMMSE
-    bound. Returns ``{"points": [...], "seconds": {...}}`` with one row per test point."""
-    bound = bound or GenieLMMSE()
+    bound. Returns ``{"points": [...], "seconds": {...}}`` with one row per test point.
+
+    ``bound``: by default the genie of each test set's own channel profile
+    (``data.profile``); a given one must match it (:meth:`GenieLMMSE.check_profile`)."""
+    genies: dict[str, GenieLMMSE] = {}
     rows, seconds = [], dict.fromkeys(estimators, 0.0)
     seconds["LMMSE (genie)"] = 0.0
     for sweep, points in sweeps.items():
         for value, data in points:
             row: dict[str, Any] = {"sweep": sweep, "value": value, "n": len(data),
                                    "nmse_db": {}, "gap_to_bound_db": {}}
+            genie = bound or genies.setdefault(data.profile, GenieLMMSE(data.profile))
             t0 = time.perf_counter()
-            row["bound_db"] = nmse_db(bound.predict(data), data.channels)
+            row["bound_db"] = nmse_db(genie.predict(data), data.channels)
             seconds["LMMSE (genie)"] += time.perf_counter() - t0
             for name, est in estimators.items():
                 t0 = time.perf_counter()
