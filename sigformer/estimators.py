@@ -35,6 +35,7 @@ from .checkpoint import (
 from .models.registry import UnknownModelError, create_model, get_model_class
 from .recording import Epochs
 from .training import (
+    alignment_references,
     check_training_args,
     euclidean_align,
     predict_logits,
@@ -47,6 +48,10 @@ from .validation import ScaleWarning, SignalError, check_array, check_labels  # 
 # Training and prediction data whose median absolute amplitudes differ by this factor or more
 # are almost surely in different units (volts vs microvolts differ by 1e6).
 SCALE_MISMATCH_FACTOR = 1e3
+
+
+class AlignmentWarning(UserWarning):
+    """Euclidean alignment runs on too few trials to estimate a reference reliably."""
 
 
 def median_abs_amplitude(X: np.ndarray) -> float:
@@ -165,6 +170,13 @@ class SignalClassifier(ClassifierMixin, BaseEstimator):
         names (``"segment_recombination"``) or dicts (``{"name": ..., **params}``).
     euclidean_alignment : align each subject's trials with their own mean covariance (pass
         ``subjects=`` to ``fit``/``predict``; without it a call's trials form one group).
+        At predict time that is transductive (the test trials' unlabelled statistics set
+        their own whitening) and needs enough trials per group: with fewer than
+        ``n_channels + 1`` an :class:`AlignmentWarning` says so (one trial alone comes out
+        with an identity covariance, all its spatial power gone). ``reference="training"``
+        uses what ``fit`` stored instead (a training subject's own reference, else the
+        pooled ``ea_reference_``), and an array ``reference`` (e.g. the mean covariance of a
+        calibration recording) whitens every trial with it.
     random_state : seed for weight initialisation, shuffling, augmentation and the split.
     accelerator, devices, strategy, num_nodes : passed to the Lightning ``Trainer`` (e.g.
         ``accelerator="gpu", devices=4, strategy="ddp"``; ``num_nodes`` for several machines).
@@ -246,8 +258,58 @@ class SignalClassifier(ClassifierMixin, BaseEstimator):
         return train_test_split(X, y_idx, test_size=n_val, stratify=y_idx,
                                 random_state=self.random_state)
 
-    def _align(self, X: np.ndarray, subjects) -> np.ndarray:
-        return euclidean_align(X, subjects) if self.euclidean_alignment else X
+    def _align(self, X: np.ndarray, subjects, reference=None, fitting: bool = False
+               ) -> np.ndarray:
+        """Euclidean alignment per subject (a no-op without ``euclidean_alignment``): with
+        each group's own mean, the references ``fit`` stored (``"training"``) or one given
+        covariance."""
+        if not self.euclidean_alignment:
+            if reference is not None:
+                raise ValueError("reference= is a Euclidean-alignment reference, but this "
+                                 "classifier has euclidean_alignment=False")
+            return X
+        if isinstance(reference, str):
+            return euclidean_align(X, subjects, self._training_references(reference, subjects))
+        if reference is not None:
+            ref = np.asarray(reference, dtype=float)
+            if ref.shape != (X.shape[1], X.shape[1]):
+                raise SignalError(f"reference must be a ({X.shape[1]}, {X.shape[1]}) covariance "
+                                  f"for trials of {X.shape[1]} channels, got shape {ref.shape}")
+            return euclidean_align(X, None, {None: ref})
+        self._warn_small_groups(X, subjects, fitting)
+        return euclidean_align(X, subjects)
+
+    def _training_references(self, reference: str, subjects) -> dict:
+        if reference != "training":
+            raise ValueError(f"reference must be None, 'training' or a covariance array, got "
+                             f"{reference!r}")
+        pooled = getattr(self, "ea_reference_", None)
+        if pooled is None:
+            raise ValueError("reference='training' needs the references fit stores; this "
+                             "model was saved before they were (fit it again, or pass a "
+                             "covariance array)")
+        if subjects is None:
+            return {None: pooled}
+        own = getattr(self, "ea_subject_references_", {})
+        return {s: own.get(s, pooled) for s in np.unique(subjects)}
+
+    def _warn_small_groups(self, X: np.ndarray, subjects, fitting: bool) -> None:
+        sizes = ({None: len(X)} if subjects is None else
+                 dict(zip(*np.unique(np.asarray(subjects), return_counts=True))))
+        small = {g: int(n) for g, n in sizes.items() if n < X.shape[1] + 1}
+        if not small:
+            return
+        which = ("the call's trials" if None in small else
+                 ", ".join(f"{g!s}: {n}" for g, n in list(small.items())[:5]))
+        advice = ("give each subject more training trials, or fewer channels" if fitting else
+                  "pass more trials of the subject together, or reference='training' (the "
+                  "references fit stored) or a covariance array from the subject's "
+                  "calibration data")
+        warnings.warn(
+            f"Euclidean alignment of {which} with their own mean covariance from fewer trials "
+            f"than channels + 1 ({X.shape[1] + 1}): the reference is biased towards those "
+            f"trials (one trial alone comes out with an identity covariance, its spatial "
+            f"power gone); {advice}", AlignmentWarning, stacklevel=4)
 
     def fit(self, X, y=None, subjects=None):
         """Train on trials ``X`` and labels ``y``; ``subjects`` groups trials for per-subject
@@ -279,7 +341,13 @@ class SignalClassifier(ClassifierMixin, BaseEstimator):
                                                 len(self.classes_), self.sfreq_)
         seed_everything(self.random_state)  # the initial weights depend on the seed too
         self.module_ = create_model(self.model, self.preset, **self.model_kwargs_)
-        X = self._align(X, subjects)
+        for attr in ("ea_reference_", "ea_subject_references_"):
+            self.__dict__.pop(attr, None)
+        if self.euclidean_alignment:  # inductive references, for reference="training"
+            self.ea_reference_ = alignment_references(X)[None]
+            self.ea_subject_references_ = (
+                {} if subjects is None else alignment_references(X, subjects))
+        X = self._align(X, subjects, fitting=True)
         from .recipes import unsupervised_stage
 
         stage = unsupervised_stage(self.module_)  # e.g. TFM tokenizer + MTP pretraining
@@ -320,11 +388,14 @@ class SignalClassifier(ClassifierMixin, BaseEstimator):
         return len(y_idx) / (len(self.classes_) * np.maximum(counts, 1))
 
     def fine_tune(self, X, y, subjects=None, *, max_epochs: int | None = None,
-                  lr: float | None = None, new_head: bool = False):
+                  lr: float | None = None, new_head: bool = False, reference=None):
         """Continue training the fitted model on a few trials of a new subject or session
         (same classes) for ``max_epochs`` epochs, without a validation split (a few trials
         cannot spare one). ``new_head`` re-initialises the classification head first
-        (``final_layer``, braindecode's convention) and keeps the rest of the network."""
+        (``final_layer``, braindecode's convention) and keeps the rest of the network.
+        ``reference``: the alignment reference (as in :meth:`predict`); a few calibration
+        trials aligned with their own mean are whitened by themselves, so give the mean
+        covariance of the subject's calibration recording and predict with the same."""
         check_is_fitted(self, "module_")
         max_epochs = self.max_epochs if max_epochs is None else max_epochs
         lr = self.lr if lr is None else lr
@@ -338,8 +409,9 @@ class SignalClassifier(ClassifierMixin, BaseEstimator):
         if new_head and not reset_head(self.module_):
             raise ValueError(f"{self.model!r} has no final_layer to re-initialise; use "
                              "new_head=False")
-        self.history_ = self._train(self._align(X, subjects), self.label_encoder_.transform(y),
-                                    max_epochs, lr, validate=False)
+        self.history_ = self._train(self._align(X, subjects, reference),
+                                    self.label_encoder_.transform(y), max_epochs, lr,
+                                    validate=False)
         return self
 
     # --- prediction ---------------------------------------------------------------------
@@ -389,8 +461,8 @@ class SignalClassifier(ClassifierMixin, BaseEstimator):
                 f"microvolts differ by 1e6); convert to the training unit, or predictions will "
                 f"be meaningless", ScaleWarning, stacklevel=3)
 
-    def _logits(self, X, subjects) -> np.ndarray:
-        X = self._align(self._checked_input(X), subjects)
+    def _logits(self, X, subjects, reference=None) -> np.ndarray:
+        X = self._align(self._checked_input(X), subjects, reference)
         logits = predict_logits(self.module_, X)
         bad = ~np.isfinite(logits).all(axis=1)
         if bad.any():
@@ -400,16 +472,20 @@ class SignalClassifier(ClassifierMixin, BaseEstimator):
                 "are returned. The weights may be corrupted or the input overflowed the model")
         return logits
 
-    def decision_function(self, X, subjects=None) -> np.ndarray:
-        logits = self._logits(X, subjects)
+    def decision_function(self, X, subjects=None, reference=None) -> np.ndarray:
+        logits = self._logits(X, subjects, reference)
         return logits[:, 1] - logits[:, 0] if logits.shape[1] == 2 else logits
 
-    def predict_proba(self, X, subjects=None) -> np.ndarray:
-        logits = torch.from_numpy(self._logits(X, subjects))
+    def predict_proba(self, X, subjects=None, reference=None) -> np.ndarray:
+        """Class probabilities. With ``euclidean_alignment``: ``subjects`` groups the
+        trials, each aligned with its own mean (transductive; warns below
+        ``n_channels + 1`` trials a group); ``reference="training"`` or a covariance array
+        aligns them without their own statistics (see the class docstring)."""
+        logits = torch.from_numpy(self._logits(X, subjects, reference))
         return torch.softmax(logits, dim=-1).numpy()
 
-    def predict(self, X, subjects=None) -> np.ndarray:
-        proba = self.predict_proba(X, subjects)
+    def predict(self, X, subjects=None, reference=None) -> np.ndarray:
+        proba = self.predict_proba(X, subjects, reference)
         return self.classes_[proba.argmax(axis=1)]
 
     # --- persistence --------------------------------------------------------------------
@@ -421,6 +497,9 @@ class SignalClassifier(ClassifierMixin, BaseEstimator):
             "n_times": self.n_times_, "sfreq": self.sfreq_, "ch_names": self.ch_names_,
             "n_features_in": self.n_features_in_,
             "input_scale": getattr(self, "input_scale_", None),
+            # the pooled training reference (per-subject ones stay in memory and pickles)
+            "ea_reference": (None if getattr(self, "ea_reference_", None) is None
+                             else np.asarray(self.ea_reference_).tolist()),
         }
 
     def save(self, path) -> Path:
@@ -449,6 +528,8 @@ class SignalClassifier(ClassifierMixin, BaseEstimator):
         self.n_features_in_ = meta.get("n_features_in", self.n_chans_)
         if meta.get("input_scale") is not None:
             self.input_scale_ = float(meta["input_scale"])
+        if meta.get("ea_reference") is not None:
+            self.ea_reference_ = np.asarray(meta["ea_reference"], dtype=float)
 
     def __getstate__(self):
         state = self.__dict__.copy()

@@ -5,7 +5,10 @@ Each returns one row per fold with every metric of :mod:`sigformer.metrics`, plu
 confusion matrix and each fold's training history, so reports can plot learning curves.
 Estimators whose ``fit``/``predict_proba`` take ``subjects=`` (e.g. a
 :class:`~sigformer.estimators.SignalClassifier` with ``euclidean_alignment=True``) receive the
-subject of every trial, so alignment is per subject on both sides of a split.
+subject of every trial, so alignment is per subject on both sides of a split. Test trials
+aligned with their own mean are a transductive protocol (the test fold's unlabelled
+statistics shape its input), as DBConformer's; ``few_shot_curve`` aligns the target with its
+calibration pool instead.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from sklearn.model_selection import GroupKFold, LeaveOneGroupOut, StratifiedKFol
 
 from .estimators import as_trials, labels_of
 from .metrics import METRICS, classification_metrics
+from .stages import trial_covariances
 from .validation import SignalError, check_labels
 
 
@@ -52,10 +56,7 @@ def final_step(estimator):
 
 
 def _takes_subjects(method) -> bool:
-    try:
-        return "subjects" in inspect.signature(method).parameters
-    except (TypeError, ValueError):
-        return False
+    return _takes(method, "subjects")
 
 
 def fit_with_subjects(est, X, y, subjects=None):
@@ -68,10 +69,23 @@ def fit_with_subjects(est, X, y, subjects=None):
     return est.fit(X, y, subjects=subjects)
 
 
-def predict_proba_with_subjects(est, X, subjects=None) -> np.ndarray:
-    if subjects is None or not _takes_subjects(final_step(est).predict_proba):
-        return est.predict_proba(X)
-    return est.predict_proba(X, subjects=subjects)
+def _takes(method, name: str) -> bool:
+    try:
+        return name in inspect.signature(method).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def predict_proba_with_subjects(est, X, subjects=None, reference=None) -> np.ndarray:
+    """``est.predict_proba(X)``, passing ``subjects`` and an alignment ``reference`` to the
+    final step when it accepts them."""
+    method = final_step(est).predict_proba
+    kwargs = {}
+    if subjects is not None and _takes_subjects(method):
+        kwargs["subjects"] = subjects
+    if reference is not None and _takes(method, "reference"):
+        kwargs["reference"] = reference
+    return est.predict_proba(X, **kwargs)
 
 
 def set_random_state(est, seed: int) -> None:
@@ -113,28 +127,43 @@ def _prepare(X, y):
     return X, check_labels(y, len(X))
 
 
-def within_session_cv(estimator, X, y=None, *, sessions=None, n_splits: int = 5,
-                      seeds=(0,), shuffle: bool = True,
+def within_session_cv(estimator, X, y=None, *, sessions=None, subjects=None,
+                      n_splits: int = 5, seeds=(0,), shuffle: bool = True,
                       progress: Callable | None = None) -> EvaluationResult:
-    """Stratified k-fold inside each session (MOABB ``WithinSessionEvaluation``).
+    """Stratified k-fold inside each session of each subject (MOABB
+    ``WithinSessionEvaluation``): every fold trains and tests on one (subject, session).
 
-    ``shuffle=False`` gives the contiguous folds of DBConformer's CV script.
+    Session names repeat across subjects (MOABB's ``"0train"``), so give ``subjects`` when
+    the trials come from several people; without it all trials are one subject's. Each
+    row names its ``subject`` and ``session``. ``shuffle=False`` gives the contiguous folds
+    of DBConformer's CV script.
     """
     X, y = _prepare(X, y)
-    sessions = np.zeros(len(y), int) if sessions is None else np.asarray(sessions)
+    sessions = (np.zeros(len(y), int) if sessions is None
+                else _check_groups("sessions", sessions, len(y)))
+    subjects = (np.zeros(len(y), int) if subjects is None
+                else _check_groups("subjects", subjects, len(y)))
     result = EvaluationResult(classes=sorted(np.unique(y).tolist()))
+    units = [(subject, session) for subject in np.unique(subjects)
+             for session in np.unique(sessions[subjects == subject])]
     for seed in seeds:
-        for session in np.unique(sessions):
-            idx = np.flatnonzero(sessions == session)
-            counts = np.unique(y[idx], return_counts=True)[1]
+        for subject, session in units:
+            idx = np.flatnonzero((subjects == subject) & (sessions == session))
+            classes, counts = np.unique(y[idx], return_counts=True)
+            where = f"subject {subject}, session {session}"
+            if len(classes) < len(result.classes):
+                raise SignalError(f"{where} lacks class(es) "
+                                  f"{sorted(set(result.classes) - set(classes.tolist()))}: "
+                                  f"within-session CV needs every class in every session")
             if counts.min() < n_splits:
-                raise SignalError(f"session {session!r} has a class with {counts.min()} trials, "
-                                  f"fewer than n_splits={n_splits}")
+                raise SignalError(f"{where} has a class with {counts.min()} trials, fewer "
+                                  f"than n_splits={n_splits}")
             cv = StratifiedKFold(n_splits, shuffle=shuffle,
                                  random_state=seed if shuffle else None)
             splits = [(idx[a], idx[b]) for a, b in cv.split(idx, y[idx])]
-            _run_splits(estimator, X, y, splits, {"session": str(session)}, result, seed,
-                        progress)
+            meta = {"subject": str(subject), "session": str(session)}
+            _run_splits(estimator, X, y, splits, meta, result, seed, progress,
+                        subjects=subjects)
     return result
 
 
@@ -226,16 +255,34 @@ def _calibration_order(y: np.ndarray, classes, rng: np.random.Generator) -> dict
     return {c: rng.permutation(np.flatnonzero(y == c)) for c in classes}
 
 
+def _pool_reference(model, X_pool: np.ndarray):
+    """The alignment reference of a target subject: the mean covariance of its calibration
+    pool, as the final step sees it; ``None`` when the final step does no Euclidean
+    alignment (or takes no reference) or the pool is empty."""
+    last = final_step(model)
+    if not (getattr(last, "euclidean_alignment", False) and _takes(last.predict_proba,
+                                                                   "reference")):
+        return None
+    if not len(X_pool):
+        return None
+    if hasattr(model, "steps"):
+        X_pool = model[:-1].transform(X_pool)
+    return trial_covariances(np.asarray(X_pool, dtype=np.float64)).mean(0)
+
+
 def _adapt(pretrained, estimator, X_src, y_src, s_src, X_cal, y_cal, s_cal, fine_tune_epochs,
-           new_head: bool):
+           new_head: bool, reference=None):
     """Fine-tune a copy of the pretrained model, or, for estimators without ``fine_tune``
     (classical pipelines), refit on the source trials plus the calibration trials."""
     if hasattr(final_step(pretrained), "fine_tune"):
         model = copy.deepcopy(pretrained)
         if hasattr(model, "steps"):  # the final step was trained on what the others output
             X_cal = model[:-1].transform(X_cal)
-        final_step(model).fine_tune(X_cal, y_cal, subjects=s_cal, max_epochs=fine_tune_epochs,
-                                    new_head=new_head)
+        tune = final_step(model).fine_tune
+        extra = {"reference": reference} if reference is not None and _takes(
+            tune, "reference") else {}
+        tune(X_cal, y_cal, subjects=s_cal, max_epochs=fine_tune_epochs, new_head=new_head,
+             **extra)
         return model
     model = clone(estimator)
     return fit_with_subjects(model, np.concatenate([X_src, X_cal]),
@@ -254,6 +301,13 @@ def few_shot_curve(estimator, X, y=None, *, subjects, targets=None,
     ``k`` of a repeat (the calibration pool is the first ``max(shots)`` trials per class of a
     random order), so the curve compares like with like. ``k = 0`` is the pretrained model as
     is. Estimators without ``fine_tune`` are refitted on the source plus calibration trials.
+
+    With Euclidean alignment (a final step with ``euclidean_alignment`` whose ``fine_tune``
+    and ``predict_proba`` take ``reference=``), the target's calibration and test trials are
+    all whitened by one reference: the mean covariance of the calibration pool (its labels
+    unused, as a calibration recording's would be), the same for every ``k``; the test
+    trials' own statistics are never used. With ``shots=(0,)`` alone there is no pool, and
+    the test trials are aligned with their own mean (transductive).
     """
     X, y = _prepare(X, y)
     subjects = _check_groups("subjects", subjects, len(y))
@@ -277,12 +331,14 @@ def few_shot_curve(estimator, X, y=None, *, subjects, targets=None,
         for repeat in range(n_repeats):
             order = _calibration_order(y_t, classes, np.random.default_rng(seed + repeat))
             test = np.concatenate([o[shots[-1]:] for o in order.values()])
+            pool = np.concatenate([o[:shots[-1]] for o in order.values()])
+            reference = _pool_reference(pretrained, X_t[pool])
             for k in shots:
                 cal = np.concatenate([o[:k] for o in order.values()])
                 model = pretrained if k == 0 else _adapt(
                     pretrained, estimator, X_src, y_src, s_src, X_t[cal], y_t[cal], s_t[cal],
-                    fine_tune_epochs, new_head)
-                proba = predict_proba_with_subjects(model, X_t[test], s_t[test])
+                    fine_tune_epochs, new_head, reference)
+                proba = predict_proba_with_subjects(model, X_t[test], s_t[test], reference)
                 pred = model.classes_[proba.argmax(1)]
                 row = {"target": str(target), "repeat": repeat, "shots": k,
                        "n_test": len(test)}

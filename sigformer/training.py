@@ -334,19 +334,46 @@ def predict_logits(model: nn.Module, X: np.ndarray, batch_size: int = 256) -> np
     return torch.cat(out).numpy()
 
 
-def euclidean_align(X: np.ndarray, groups: np.ndarray | None = None) -> np.ndarray:
-    """Euclidean alignment (He & Wu 2019) of each group of trials (a subject, a session) with
-    its own mean covariance; ``groups=None`` aligns all trials together."""
-    from .stages import EuclideanAlignment
+def alignment_references(X: np.ndarray, groups: np.ndarray | None = None) -> dict:
+    """The Euclidean-alignment reference of each group of trials: its mean covariance
+    (``groups=None``: one group, key ``None``)."""
+    from .stages import trial_covariances
 
     X = np.asarray(X)
-    groups = np.zeros(len(X), int) if groups is None else np.asarray(groups)
+    groups = _alignment_groups(X, groups)
+    keys = [None] if groups is None else np.unique(groups)
+    return {g: trial_covariances(X if g is None else X[groups == g]).mean(0) for g in keys}
+
+
+def _alignment_groups(X: np.ndarray, groups) -> np.ndarray | None:
+    if groups is None:
+        return None
+    groups = np.asarray(groups)
     if len(groups) != len(X):
         raise ValueError(f"subjects has {len(groups)} entries for {len(X)} trials")
+    return groups
+
+
+def euclidean_align(X: np.ndarray, groups: np.ndarray | None = None,
+                    references: dict | None = None) -> np.ndarray:
+    """Euclidean alignment (He & Wu 2019) of each group of trials (a subject, a session) with
+    its own mean covariance; ``groups=None`` aligns all trials together (key ``None`` in
+    ``references``). ``references`` ``{group: covariance}`` whitens a group with a stored
+    reference instead (e.g. its training trials', or a calibration recording's), so its
+    own trials' statistics are not used; groups missing from it use their own mean."""
+    from .stages import inverse_sqrtm
+
+    X = np.asarray(X)
+    groups = _alignment_groups(X, groups)
+    keys = [None] if groups is None else np.unique(groups)
+    references = references or {}
     out = np.empty(X.shape, dtype=np.float32)
-    for g in np.unique(groups):
-        idx = np.flatnonzero(groups == g)
-        out[idx] = EuclideanAlignment(mode="batch").transform(X[idx])
+    for g in keys:
+        idx = slice(None) if g is None else np.flatnonzero(groups == g)
+        ref = references.get(g)
+        if ref is None:
+            ref = alignment_references(X[idx])[None]
+        out[idx] = np.einsum("cd,ndt->nct", inverse_sqrtm(np.asarray(ref)), X[idx])
     return out
 
 

@@ -222,6 +222,54 @@ def test_euclidean_alignment_per_subject_ignores_subject_amplitude(mi_epochs,
                            atol=1e-3)
 
 
+def test_alignment_of_few_trials_warns_and_the_training_reference_avoids_it(
+        mi_epochs, tiny_dbconformer_params, tmp_path):
+    import warnings
+
+    from sigformer import SignalError
+    from sigformer.estimators import AlignmentWarning
+    from sigformer.stages import trial_covariances
+
+    X, y = mi_epochs.data, mi_epochs.labels  # 22 channels
+    subjects = np.repeat([1, 2], 30)
+    clf = SignalClassifier(model_params=tiny_dbconformer_params, max_epochs=1,
+                           euclidean_alignment=True).fit(X, y, subjects=subjects)
+    np.testing.assert_allclose(clf.ea_reference_, trial_covariances(X).mean(0), rtol=1e-4)
+    np.testing.assert_allclose(clf.ea_subject_references_[2],
+                               trial_covariances(X[30:]).mean(0), rtol=1e-4)
+    with pytest.warns(AlignmentWarning, match=r"fewer trials than channels \+ 1 \(23\)"):
+        clf.predict_proba(X[:1])  # one trial whitened by itself
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", AlignmentWarning)
+        # a training subject's trial gets that subject's reference, alone or in a batch
+        alone = clf.predict_proba(X[:1], subjects=[1], reference="training")
+        among = clf.predict_proba(X[:30], subjects=subjects[:30], reference="training")
+        np.testing.assert_allclose(alone[0], among[0], atol=1e-5)
+        np.testing.assert_allclose(
+            clf.predict_proba(X[:1], reference=clf.ea_subject_references_[1]), alone, atol=1e-5)
+        # without subjects (or for a new subject): the pooled training reference
+        pooled = clf.predict_proba(X[:2], reference=clf.ea_reference_)
+        np.testing.assert_allclose(clf.predict_proba(X[:2], reference="training"), pooled,
+                                   atol=1e-5)
+        np.testing.assert_allclose(
+            clf.predict_proba(X[:2], subjects=[7, 7], reference="training"), pooled, atol=1e-5)
+        clf.save(tmp_path / "ckpt")  # the checkpoint keeps the pooled reference
+        loaded = SignalClassifier.load(tmp_path / "ckpt")
+        np.testing.assert_allclose(loaded.predict_proba(X[:2], reference="training"), pooled,
+                                   atol=1e-5)
+    del loaded.ea_reference_  # a checkpoint saved before references were stored
+    with pytest.raises(ValueError, match="saved before they were"):
+        loaded.predict_proba(X[:2], reference="training")
+    with pytest.raises(SignalError, match=r"reference must be a \(22, 22\) covariance"):
+        clf.predict_proba(X[:2], reference=np.eye(3))
+    with pytest.raises(ValueError, match="reference must be None, 'training'"):
+        clf.predict_proba(X[:2], reference="train")
+    plain = SignalClassifier(model_params=tiny_dbconformer_params, max_epochs=1).fit(X, y)
+    with pytest.raises(ValueError, match="euclidean_alignment=False"):
+        plain.predict_proba(X[:2], reference="training")
+    assert not hasattr(plain, "ea_reference_")
+
+
 def test_fine_tune_continues_from_the_fitted_weights(mi_epochs, tiny_dbconformer_params):
     import torch
 

@@ -65,6 +65,42 @@ def test_within_session_cv(rng):
         within_session_cv(_PowerClassifier(), X[:6], y[:6], n_splits=5)
 
 
+class _FoldSpy(_PowerClassifier):
+    """Records which subjects (coded in sample 0 of channel 1... as a tag) each fold sees."""
+
+    folds: list = []
+
+    def fit(self, X, y):
+        self.train_tags_ = sorted(set(X[:, 1, 0].astype(int)))
+        return super().fit(X, y)
+
+    def predict_proba(self, X):
+        type(self).folds.append((self.train_tags_, sorted(set(X[:, 1, 0].astype(int)))))
+        return super().predict_proba(X)
+
+
+def test_within_session_cv_keeps_subjects_apart_when_session_names_repeat(rng):
+    X, y = _data(rng, n=90)
+    subjects = np.repeat([1, 2, 3], 30)
+    X[:, 1, 0] = subjects  # tag each trial with its subject
+    sessions = np.array(["0train"] * 90)  # MOABB's session name, the same for everyone
+    _FoldSpy.folds = []
+    res = within_session_cv(_FoldSpy(), X, y, sessions=sessions, subjects=subjects,
+                            n_splits=3)
+    assert [(r["subject"], r["session"]) for r in res.rows] == \
+        [(s, "0train") for s in ("1", "2", "3") for _ in range(3)]
+    assert _FoldSpy.folds == [([s], [s]) for s in (1, 2, 3) for _ in range(3)]
+    assert res.confusion.sum() == len(y)
+    _FoldSpy.folds = []  # without subjects: one person's trials (the old pooled CV)
+    within_session_cv(_FoldSpy(), X, y, sessions=sessions, n_splits=3)
+    assert _FoldSpy.folds[0] == ([1, 2, 3], [1, 2, 3])
+    with pytest.raises(SignalError, match=r"subject 3, session 0train lacks class\(es\) \[1\]"):
+        within_session_cv(_PowerClassifier(), X[:75], y[:75] * (np.arange(75) < 60),
+                          sessions=sessions[:75], subjects=subjects[:75], n_splits=3)
+    with pytest.raises(SignalError, match="subjects has 2 entries for 90 trials"):
+        within_session_cv(_PowerClassifier(), X, y, subjects=[1, 2], n_splits=3)
+
+
 def test_leave_one_subject_out(rng):
     X, y = _data(rng)
     subjects = np.repeat([1, 2, 3], 20)
@@ -283,3 +319,40 @@ def test_grid_and_enhancement_plots_share_one_colour_scale(rng, tmp_path):
     assert len(meshes) == 3 and len({m.get_clim() for m in meshes}) == 1
     fig = plot_accuracy_vs_snr([-10, 0, 10], {"model": [0.3, 0.6, 0.9]}, chance=0.1)
     assert any(line.get_label() == "chance (0.10)" for line in fig.axes[0].lines)
+
+
+class _ReferenceRecorder(_SubjectAware):
+    """An aligning estimator that records the reference its fine_tune and predict get."""
+
+    euclidean_alignment = True
+    calls: list = []
+
+    def fine_tune(self, X, y, subjects=None, *, max_epochs=None, new_head=False,
+                  reference=None):
+        type(self).calls.append(("fine_tune", len(X), reference))
+        return super().fine_tune(X, y, subjects)
+
+    def predict_proba(self, X, subjects=None, reference=None):
+        type(self).calls.append(("predict", len(X), reference))
+        return super().predict_proba(X, subjects)
+
+
+def test_few_shot_aligns_calibration_and_test_trials_with_the_calibration_pool(rng):
+    from sigformer.stages import trial_covariances
+
+    X, y, subjects = _subjects_data(rng)
+    _ReferenceRecorder.calls = []
+    few_shot_curve(_ReferenceRecorder(), X, y, subjects=subjects, targets=[2],
+                   shots=(0, 2, 5), n_repeats=1, seed=0)
+    calls = _ReferenceRecorder.calls
+    assert [(c[0], c[1]) for c in calls] == [("predict", 30), ("fine_tune", 4),
+                                             ("predict", 30), ("fine_tune", 10),
+                                             ("predict", 30)]
+    refs = [c[2] for c in calls]
+    for ref in refs[1:]:
+        np.testing.assert_array_equal(ref, refs[0])  # one reference for every k, both sides
+    # the pool: the first 5 trials per class of the repeat's order; never a test trial
+    X_t, y_t = X[subjects == 2], y[subjects == 2]
+    order = np.random.default_rng(0)
+    pool = np.concatenate([order.permutation(np.flatnonzero(y_t == c))[:5] for c in (0, 1)])
+    np.testing.assert_allclose(refs[0], trial_covariances(X_t[pool]).mean(0), rtol=1e-5)

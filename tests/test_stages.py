@@ -33,6 +33,7 @@ STAGE_FACTORIES = {
     "resample_down": lambda sf: st.Resample(sf * 2 / 3),
     "resample_up": lambda sf: st.Resample(sf * 5 / 4),
     "standardize": lambda sf: st.Standardize(window_s=0.5),
+    "standardize_uncorrected": lambda sf: st.Standardize(window_s=0.5, bias_correction=False),
     "rereference": lambda sf: st.Rereference(),
     "adapt_channels": lambda sf: st.AdaptChannels(["ch0", "missing", "ch0"][:2]),
     "chain": lambda sf: st.Pipeline([st.Notch(sf / 5), st.BandPass(1.0, sf / 4),
@@ -343,3 +344,95 @@ def test_one_resampler_for_eeg_audio_iq_and_tfm():
     expected = resample_poly(x, 4, 5, axis=-1)
     np.testing.assert_allclose(prepared, expected / np.quantile(np.abs(expected), 0.95, axis=-1,
                                                                 keepdims=True), rtol=1e-5)
+
+
+# --- running statistics from the first sample, rate ratios, short epochs --------------------
+
+def _old_running_standardize(x: np.ndarray, sfreq: float, window_s: float, eps: float = 1e-8):
+    """What ``standardize`` (running) computed before bias correction: EW averages with the
+    mean started at the first sample and the mean square at its square (variance 0)."""
+    a = 1.0 - np.exp(-1.0 / (window_s * sfreq))
+    zi_m, zi_s = x[:, :1] * (1 - a), x[:, :1] ** 2 * (1 - a)
+    mean = signal.lfilter([a], [1.0, -(1.0 - a)], x, axis=-1, zi=zi_m)[0]
+    sq = signal.lfilter([a], [1.0, -(1.0 - a)], x**2, axis=-1, zi=zi_s)[0]
+    return (x - mean) / np.sqrt(np.maximum(sq - mean**2, 0.0) + eps)
+
+
+def test_running_standardize_is_unit_variance_from_the_start():
+    sfreq = 250.0
+    x = np.random.default_rng(0).standard_normal((2, int(sfreq * 20))) * 10 + 3
+    rec = Recording(x, sfreq, ["a", "b"])
+    z = st.Standardize(window_s=10).transform(rec).data
+    old = st.Standardize(window_s=10, bias_correction=False).transform(rec).data
+    for a, b in [(1, 25), (25, 250), (250, 1000)]:
+        assert 0.8 < z[:, a:b].std() < 1.25, (a, b, z[:, a:b].std())
+    assert old[:, 1:25].std() > 5 and old[:, 25:250].std() > 3  # the start-up transient
+    # a 4-s epoch standardised on its own (fresh state per trial) is now usable throughout
+    trial = st.Standardize(window_s=10).fit(rec).transform(x[None, :, :1000])[0]
+    assert 0.8 < trial.std() < 1.25
+
+
+def test_a_saved_standardize_config_without_the_switch_keeps_its_old_output():
+    sfreq = 100.0
+    x = np.random.default_rng(1).standard_normal((3, 700)) * 4 - 2
+    rec = Recording(x, sfreq, ["a", "b", "c"])
+    saved = {"stage": "standardize", "mode": "running", "window_s": 2.0}  # a pre-switch bundle
+    for stage in (st.stage_from_config(saved),
+                  st.Pipeline.from_config([saved]).stages[0]):
+        assert stage.bias_correction is False
+        np.testing.assert_allclose(stage.transform(rec).data,
+                                   _old_running_standardize(x, sfreq, 2.0), rtol=1e-10,
+                                   atol=1e-10)
+    # configs written now carry the switch; a YAML list read as new objects gets the default
+    assert st.Standardize(window_s=2.0).get_config()["bias_correction"] is True
+    assert st.stage_from_config(saved, legacy_defaults=False).bias_correction is True
+    assert st.stage_from_config({**saved, "bias_correction": True}).bias_correction is True
+    with pytest.raises(st.StageConfigError, match="bias_correction must be true or false"):
+        st.stage_from_config({**saved, "bias_correction": "yes"})
+
+
+def test_resample_2048_to_250_hz():
+    sfreq_in, t = 2048.0, np.arange(2048 * 4) / 2048.0
+    x = np.stack([np.sin(2 * np.pi * 10 * t), np.sin(2 * np.pi * 300 * t)])
+    for phase in ("causal", "zero"):
+        out = st.Resample(250, phase=phase).transform(Recording(x, sfreq_in, ["a", "b"]))
+        assert out.sfreq == 250 and out.data.shape == (2, 1000)
+        middle = out.data[:, 200:-200]
+        assert 0.65 < middle[0].std() < 0.75  # 10 Hz passes (sine std 0.707)
+        assert middle[1].std() < 0.01  # 300 Hz, above the new Nyquist, does not alias in
+    with pytest.raises(SignalError, match="terms exceed 4096.*taps"):
+        st.Resample(250).configure(4099.0, ["a"])  # 250/4099: 4099 is prime
+
+
+def test_zero_phase_filter_on_a_too_short_epoch_names_the_stage_and_length():
+    epochs_like = np.zeros((3, 2, 20))
+    stage = st.BandPass(8, 30, phase="zero").fit(epochs_like, sfreq=250)
+    with pytest.raises(SignalError, match=r"BandPass\(phase='zero'\) needs more than 27 "
+                                          r"samples.*got 20.*phase='causal'"):
+        stage.transform(epochs_like)
+    with pytest.raises(SignalError, match=r"Notch\(phase='zero'\) needs more than 9 "):
+        st.Notch(50, phase="zero").fit(epochs_like, sfreq=250).transform(epochs_like[..., :5])
+    assert stage.transform(np.zeros((3, 2, 28))).shape == (3, 2, 28)  # 28 > 27 works
+
+
+def test_online_alignment_starts_from_the_training_reference(rng):
+    X = _mi_trials(rng, n=30)
+    ref = st.trial_covariances(X).mean(0)
+    cold = st.EuclideanAlignment(mode="online").transform(X[:1])
+    # one trial alone is whitened by itself: identity covariance, its spatial power gone
+    np.testing.assert_allclose(st.trial_covariances(cold)[0], np.eye(6), atol=1e-8)
+    ea = st.EuclideanAlignment(mode="online").fit(X)
+    first = ea.transform(X[:1])
+    weight = 6 + 1  # n_channels + 1
+    expected = st.inverse_sqrtm((weight * ref + st.trial_covariances(X[:1])[0]) / (weight + 1))
+    np.testing.assert_allclose(first[0], expected @ X[0], atol=1e-10)
+    assert not np.allclose(st.trial_covariances(first)[0], np.eye(6), atol=0.05)
+    # reset returns to the prior; from_reference is fit from a stored covariance
+    np.testing.assert_allclose(ea.reset().transform(X[:3]),
+                               st.EuclideanAlignment.from_reference(ref).transform(X[:3]))
+    np.testing.assert_allclose(  # prior_trials=0: start from nothing, as before
+        st.EuclideanAlignment(mode="online", prior_trials=0).fit(X).transform(X[:1]), cold)
+    with pytest.raises(SignalError, match="square"):
+        st.EuclideanAlignment.from_reference(np.zeros((3, 4)))
+    with pytest.raises(ValueError, match="prior_trials"):
+        st.EuclideanAlignment(mode="online", prior_trials=-1).fit(X)

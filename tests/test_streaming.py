@@ -64,6 +64,28 @@ def _online(n_chans=3, window=100, hop=30, smoothing=None, nan_policy="raise", s
                           nan_policy=nan_policy)
 
 
+def test_online_alignment_starts_from_the_training_reference(rng):
+    from sigformer.stages import EuclideanAlignment, trial_covariances
+    from sigformer.streaming.runtime import StreamWarning
+
+    train = rng.standard_normal((20, 3, 100)) * np.array([1.0, 3.0, 0.5])[:, None]
+    ref = trial_covariances(train).mean(0)
+    window = train[:1] * np.array([4.0, 1.0, 1.0])[:, None]  # strong channel 0: the class cue
+    seeded = ModelRunner(_tiny_model(3, 100), ["left", "right"], alignment="online",
+                         alignment_reference=ref.tolist())  # as a bundle stores it
+    first = seeded.prepare(window)
+    np.testing.assert_allclose(first, EuclideanAlignment.from_reference(ref).transform(window))
+    power = np.diag(trial_covariances(first)[0])
+    assert power[0] > 3 * power[1:].max()  # the first window keeps its channel-0 power
+    seeded.reset()
+    np.testing.assert_allclose(seeded.prepare(window), first)  # back to the prior
+    with pytest.warns(StreamWarning, match="without a training reference"):
+        cold = ModelRunner(_tiny_model(3, 100), ["left", "right"], alignment="online")
+    # an old bundle, as before: the first window whitened by itself, its cue gone
+    np.testing.assert_allclose(trial_covariances(cold.prepare(window))[0], np.eye(3),
+                               atol=1e-8)
+
+
 @settings(max_examples=10, deadline=None)
 @given(cuts=hst.lists(hst.integers(0, 5_000), max_size=12), seed=hst.integers(0, 99))
 def test_online_predictions_equal_offline(cuts, seed):

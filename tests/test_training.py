@@ -261,6 +261,27 @@ def test_euclidean_align_whitens_each_group(rng):
         euclidean_align(X, ["a", "b", "c"])
 
 
+def test_euclidean_align_with_stored_references_ignores_the_groups_own_statistics(rng):
+    from sigformer.stages import inverse_sqrtm, trial_covariances
+    from sigformer.training import alignment_references
+
+    X = rng.standard_normal((30, 3, 200))
+    groups = np.repeat(["a", "b"], 15)
+    refs = alignment_references(X, groups)
+    assert set(refs) == {"a", "b"}
+    np.testing.assert_allclose(refs["a"], trial_covariances(X[:15]).mean(0))
+    stored = {"a": 4 * np.eye(3)}  # "b" has none: its own mean
+    out = euclidean_align(X, groups, stored)
+    np.testing.assert_allclose(out[:15], X[:15] / 2, rtol=1e-5)
+    np.testing.assert_allclose(out[15:], np.einsum("cd,ndt->nct", inverse_sqrtm(refs["b"]),
+                                                   X[15:]), rtol=1e-5, atol=1e-6)
+    # one trial with a reference keeps its spatial structure; alone it would be whitened
+    one = euclidean_align(X[:1], None, {None: refs["a"]})
+    assert not np.allclose(np.cov(one[0].astype(float)), np.eye(3), atol=0.05)
+    np.testing.assert_allclose(np.cov(euclidean_align(X[:1])[0].astype(float)), np.eye(3),
+                               atol=1e-4)
+
+
 def test_reset_head_reinitialises_only_the_head():
     model = _tiny()
     before = {k: v.clone() for k, v in model.state_dict().items()}

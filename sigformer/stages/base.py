@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
@@ -41,6 +41,10 @@ class Stage(TransformerMixin, BaseEstimator):
 
     streamable = True
     config_name: str | None = None  # the stage's name in configs (see STAGES)
+    # Constructor arguments added after configs were first saved, with the value that gives
+    # what a config without them did: a bundle saved earlier keeps the behaviour it was
+    # trained with (see stage_from_config's legacy_defaults).
+    legacy_config: ClassVar[dict[str, Any]] = {}
     fmt_in: StreamFormat | None = None
     fmt_out: StreamFormat | None = None
 

@@ -56,8 +56,22 @@ class _SOSFilter(Stage):
 
     def _offline(self, data: np.ndarray) -> np.ndarray:
         if self.phase == "zero":
+            self._check_zero_phase_length(data.shape[-1])
             return signal.sosfiltfilt(self._sos, data, axis=-1)
         return self._process(data)
+
+    def _check_zero_phase_length(self, n: int) -> None:
+        """sosfiltfilt pads each edge by ``padlen`` samples (odd extension) and needs more
+        than that many; say which stage and how many, not scipy's bare ``padlen`` error."""
+        sos = self._sos
+        # scipy's default padlen for sosfiltfilt
+        padlen = 3 * (2 * len(sos) + 1 - min(int((sos[:, 2] == 0).sum()),
+                                             int((sos[:, 5] == 0).sum())))
+        if n <= padlen:
+            raise SignalError(
+                f"{type(self).__name__}(phase='zero') needs more than {padlen} samples per "
+                f"recording or epoch (forward-backward filtering pads each edge by {padlen}), "
+                f"got {n}: use longer epochs, a lower order, or phase='causal'")
 
 
 class _FusedSOS(_SOSFilter):

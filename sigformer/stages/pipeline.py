@@ -113,8 +113,16 @@ def _constructor_arguments(cls: type[Stage]) -> dict[str, inspect.Parameter]:
     return {k: p for k, p in params.items() if k != "self"}
 
 
-def stage_from_config(config: Mapping[str, Any]) -> Stage:
-    """Build a stage from ``{"stage": name, **arguments}`` (the reverse of ``get_config``)."""
+def stage_from_config(config: Mapping[str, Any], *, legacy_defaults: bool = True) -> Stage:
+    """Build a stage from ``{"stage": name, **arguments}`` (the reverse of ``get_config``).
+
+    A saved config (a bundle's chain, an export's ``preprocess.json``) may predate arguments
+    a stage gained since; with ``legacy_defaults`` (the default) those it lacks take the
+    value that reproduces what it did then (``Stage.legacy_config``, e.g. ``standardize``
+    without ``bias_correction`` runs uncorrected). ``get_config`` writes every argument, so
+    configs saved now are unaffected. ``legacy_defaults=False`` gives a new object's
+    defaults instead: for configs written now by a person (a YAML ``preprocess`` list).
+    """
     if not isinstance(config, Mapping) or "stage" not in config:
         raise StageConfigError(f"a stage config is a mapping with a 'stage' key naming one of "
                                f"{sorted(STAGES)} or 'pipeline', got {config!r}")
@@ -124,11 +132,14 @@ def stage_from_config(config: Mapping[str, Any]) -> Stage:
         stages = arguments.pop("stages", None)
         if not isinstance(stages, Sequence) or isinstance(stages, str):
             raise StageConfigError("a pipeline config needs 'stages': a list of stage configs")
-        arguments["stages"] = [stage_from_config(c) for c in stages]
+        arguments["stages"] = [stage_from_config(c, legacy_defaults=legacy_defaults)
+                               for c in stages]
     cls = Pipeline if name == "pipeline" else STAGES.get(name)
     if cls is None:
         raise StageConfigError(f"unknown stage {name!r}; known stages: {sorted(STAGES)} "
                                "and 'pipeline'")
+    if legacy_defaults:
+        arguments = {**cls.legacy_config, **arguments}
     accepted = _constructor_arguments(cls)
     unknown = sorted(set(arguments) - set(accepted))
     if unknown:

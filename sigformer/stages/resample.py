@@ -10,11 +10,25 @@ from .base import _PHASES, Stage, StreamFormat
 
 # --- resampling --------------------------------------------------------------------------
 
+# Largest numerator or denominator of the rate ratio: the filter has 20x as many taps (81,921
+# at the limit, still a few MB of polyphase bank), and 2048 -> 250 Hz (125/1024) must fit.
+MAX_RATIO_TERM = 4096
+
 class Resample(Stage):
     """Rational resampling with a polyphase Kaiser FIR (same design as ``resample_poly``).
 
     ``phase="causal"``: streaming polyphase filter (delay of half the filter length);
     ``phase="zero"``: offline :func:`scipy.signal.resample_poly` (delay compensated).
+
+    Anti-aliasing is ``resample_poly``'s default filter: a windowed-sinc low-pass with a
+    Kaiser window (beta 5) and ``20 * max(up, down) + 1`` taps, cut off at the lower of the
+    two Nyquist frequencies, where it is -6 dB (half amplitude). Content just below the new
+    Nyquist is attenuated and content just above it aliases in attenuated, not removed:
+    band-pass below ~0.8 x the new Nyquist first when that band matters.
+
+    The ratio ``up/down`` of the two rates (each read as a fraction with a denominator of at
+    most 1000) may have terms up to 4096: 2048 Hz -> 250 Hz is 125/1024, with a filter of
+    ``20 * 1024 + 1`` taps.
     """
 
     config_name = "resample"
@@ -31,9 +45,12 @@ class Resample(Stage):
         ratio = Fraction(check_sfreq(self.sfreq, "target sfreq")).limit_denominator(1000) / \
             Fraction(fmt.sfreq).limit_denominator(1000)
         self._up, self._down = ratio.numerator, ratio.denominator
-        if self._up > 1000 or self._down > 1000:
+        if max(self._up, self._down) > MAX_RATIO_TERM:
             raise SignalError(f"resampling {fmt.sfreq} Hz -> {self.sfreq} Hz needs a ratio "
-                              f"{self._up}/{self._down}; choose rates with a simpler ratio")
+                              f"{self._up}/{self._down}, whose terms exceed {MAX_RATIO_TERM} "
+                              f"(the anti-aliasing filter would need "
+                              f"{20 * max(self._up, self._down) + 1} taps); choose rates with "
+                              f"a simpler ratio")
         max_rate = max(self._up, self._down)
         half_len = 10 * max_rate
         h = signal.firwin(2 * half_len + 1, 1.0 / max_rate, window=("kaiser", 5.0)) * self._up

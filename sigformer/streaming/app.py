@@ -118,6 +118,7 @@ def _eeg_classifier(bundle: Bundle, settings: OnlineSettings) -> OnlinePipeline:
     window, hop = _window_and_hop(bundle, settings, default_hop=0.25)
     runner = ModelRunner(bundle.model, bundle.labels, threads=settings.threads,
                          alignment=bundle.extra.get("alignment", "none"),
+                         alignment_reference=bundle.extra.get("alignment_reference"),
                          scale=bundle.input_scale)
     online = RateAdaptingPipeline(Pipeline(stages), window, hop, runner,
                                   smoothing=settings.smoothing or Smoother(),

@@ -174,10 +174,20 @@ class QualityMonitor:
 
 class ModelRunner:
     """Runs windows through a model under ``torch.inference_mode`` with its own thread count;
-    optional online Euclidean alignment (each window aligned with the running mean)."""
+    optional online Euclidean alignment (each window aligned with the running mean).
+
+    ``alignment_reference``: the training trials' mean covariance (in the model's input
+    unit, as a bundle stores it in ``extra["alignment_reference"]``). The running mean starts
+    from it, weighted as ``prior_trials`` windows (default ``n_channels + 1``), and the
+    stream's own windows take over as they come; :meth:`reset` returns to it. Without one
+    (bundles saved before they carried it) the running mean starts empty, as it always did:
+    the first window is whitened by itself alone (an identity covariance, its spatial power
+    gone) and the next few by a handful of windows; a :class:`StreamWarning` says so once.
+    """
 
     def __init__(self, model: torch.nn.Module, classes: Sequence[str], *, threads: int = 1,
-                 alignment: str = "none", scale: float = 1.0, normalization: str = "none"):
+                 alignment: str = "none", scale: float = 1.0, normalization: str = "none",
+                 alignment_reference=None, prior_trials: int | None = None):
         self.model = model.eval()
         self.classes = list(classes)
         self.threads = threads
@@ -185,7 +195,20 @@ class ModelRunner:
         self.normalization = normalization  # per-window scaling of IQ frames (l1/rms/peak)
         if alignment not in ("none", "online"):
             raise ValueError(f"online alignment must be 'none' or 'online', got {alignment!r}")
-        self.alignment = EuclideanAlignment(mode="online") if alignment == "online" else None
+        self.alignment = None
+        if alignment == "online" and alignment_reference is not None:
+            self.alignment = EuclideanAlignment.from_reference(
+                alignment_reference, mode="online", prior_trials=prior_trials)
+        elif alignment == "online":
+            import warnings
+
+            warnings.warn("online Euclidean alignment without a training reference "
+                          "(alignment_reference; bundles saved before they carried "
+                          "extra['alignment_reference'] have none): the running mean starts "
+                          "empty, so the first windows are whitened by themselves alone and "
+                          "their predictions are unreliable until a few dozen windows have "
+                          "passed", StreamWarning, stacklevel=2)
+            self.alignment = EuclideanAlignment(mode="online")
 
     def reset(self) -> None:
         if self.alignment is not None:

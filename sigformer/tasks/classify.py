@@ -71,8 +71,28 @@ def data_override(path: str) -> dict:
     return {"source": "files", "files": [str(p)]}
 
 
-def build_preprocess(cfg: ClassifyConfig) -> st.Pipeline:
+def build_preprocess(cfg: ClassifyConfig, *, legacy_defaults: bool = True) -> st.Pipeline:
+    """The ``preprocess`` stages. ``legacy_defaults=False`` gives arguments the YAML leaves
+    out a new stage's defaults (e.g. ``standardize``'s ``bias_correction``); the default
+    reads the list as a saved chain would be read, which is what a bundle that stores the
+    YAML's own dicts (``task: tokenize``) gets back at load time. Save
+    :func:`chain_configs` of the result to keep the two in step."""
+    if not legacy_defaults:
+        return st.Pipeline([_build_current(s) for s in cfg.preprocess])
     return st.Pipeline([s.build() for s in cfg.preprocess])
+
+
+def _build_current(stage: StageConfig) -> st.Stage:
+    try:
+        return st.stage_from_config(stage.stage_config(), legacy_defaults=False)
+    except (TypeError, ValueError) as err:
+        raise PipelineConfigError(f"preprocess stage {stage.stage!r}: {err}") from None
+
+
+def chain_configs(chain: st.Pipeline) -> list[dict[str, Any]]:
+    """A bundle's chain: every argument of every stage, so a later version that adds an
+    argument knows this chain ran without it."""
+    return [stage.get_config() for stage in chain.stages]
 
 
 class _InputProbe:
@@ -153,8 +173,14 @@ def _check_events_present(where: str, requested: list[str], found: list[str]) ->
 
 
 def build_estimator(cfg: ClassifyConfig, spec: SignalSpec | None = None):
-    """The configured :class:`~sigformer.estimators.SignalClassifier` (after Euclidean
-    alignment when asked). The model gets ``chs_info`` and ``sfreq`` from the data's spec."""
+    """The configured :class:`~sigformer.estimators.SignalClassifier`. The model gets
+    ``chs_info`` and ``sfreq`` from the data's spec.
+
+    ``alignment: batch``: the classifier's own per-subject Euclidean alignment (fit with
+    ``subjects=``; each subject's test trials aligned with their own mean: transductive).
+    ``alignment: fit``: one :class:`~sigformer.stages.EuclideanAlignment` step before it,
+    whose reference is the mean covariance of all training trials (every subject together),
+    applied unchanged to the test trials (inductive)."""
     from sklearn.pipeline import make_pipeline
 
     from ..estimators import SignalClassifier
@@ -174,10 +200,35 @@ def build_estimator(cfg: ClassifyConfig, spec: SignalSpec | None = None):
         early_stopping_patience=t.early_stopping_patience, random_state=t.seed,
         accelerator=t.accelerator, devices=t.devices, strategy=t.strategy,
         num_nodes=t.num_nodes, verbose=t.progress_bar,
+        # per subject: an EA step in a Pipeline would get no subjects and whiten all the
+        # training subjects together
+        euclidean_alignment=cfg.alignment == "batch",
     )
-    if cfg.alignment == "none":
+    if cfg.alignment != "fit":
         return clf
-    return make_pipeline(st.EuclideanAlignment(mode=cfg.alignment), clf)
+    return make_pipeline(st.EuclideanAlignment(mode="fit"), clf)
+
+
+def cv_subjects(cfg: ClassifyConfig, epochs, log=None) -> np.ndarray | None:
+    """Whose each epoch is, for within-session CV (and per-subject alignment): MOABB's
+    subjects; each file of a ``files`` source (its person unknown, it is kept apart, unless
+    a file lacks a class: then the files are pooled, with a note); one unit for eegmmidb
+    (one subject; its groups are runs of one session), the simulator and Bonn (whose groups
+    are segments)."""
+    if epochs.groups is None or cfg.data.source not in ("moabb", "files"):
+        return None
+    groups = np.asarray(epochs.groups)
+    if cfg.data.source == "files":
+        n_classes = len(np.unique(epochs.labels))
+        short = [int(g) for g in np.unique(groups)
+                 if len(np.unique(epochs.labels[groups == g])) < n_classes]
+        if short:
+            if log is not None:
+                log(f"      file(s) {short} lack a class: CV pools all files (they may be "
+                    f"different people); give one file per person with every class to keep "
+                    f"them apart")
+            return None
+    return groups
 
 
 INPUT_SCALE = 1e6  # recordings are in volts (MNE's convention); models see microvolts
@@ -185,14 +236,19 @@ INPUT_SCALE = 1e6  # recordings are in volts (MNE's convention); models see micr
 
 def run_eeg(cfg: ClassifyConfig, ctx: RunContext) -> dict[str, Any]:
     from ..bundle import Bundle
-    from ..evaluation import final_step, leave_one_subject_out, within_session_cv
+    from ..evaluation import (
+        final_step,
+        fit_with_subjects,
+        leave_one_subject_out,
+        within_session_cv,
+    )
     from ..guardrails import check_predictions
     from ..report import plot_confusion_matrix, plot_learning_curves
 
     log = ctx.log
     log(f"[1/4] loading data ({cfg.data.source}) and preprocessing "
         f"({len(cfg.preprocess)} stages)")
-    probe = _InputProbe(build_preprocess(cfg))
+    probe = _InputProbe(build_preprocess(cfg, legacy_defaults=False))
     epochs = load_epochs(cfg, probe)
     classes = [k for k, _ in sorted(epochs.event_id.items(), key=lambda kv: kv[1])]
     log(f"      {len(epochs)} epochs x {len(epochs.channels)} channels x {epochs.n_times} "
@@ -210,13 +266,17 @@ def run_eeg(cfg: ClassifyConfig, ctx: RunContext) -> dict[str, Any]:
     if ev.protocol == "within_session":
         log(f"[2/4] {ev.n_splits}-fold within-session CV x {len(ev.seeds)} seed(s), model "
             f"{cfg.model.name!r}")
+        subjects = cv_subjects(cfg, epochs, log)
         result = within_session_cv(estimator, X, y, sessions=epochs.sessions,
-                                   n_splits=ev.n_splits, seeds=ev.seeds, shuffle=ev.shuffle,
-                                   progress=log)
+                                   subjects=subjects, n_splits=ev.n_splits, seeds=ev.seeds,
+                                   shuffle=ev.shuffle, progress=log)
     elif ev.protocol == "leave_one_subject_out":
         log(f"[2/4] leave-one-subject-out x {len(ev.seeds)} seed(s)")
-        result = leave_one_subject_out(estimator, X, y, subjects=epochs.groups, seeds=ev.seeds,
+        subjects = epochs.groups
+        result = leave_one_subject_out(estimator, X, y, subjects=subjects, seeds=ev.seeds,
                                        progress=log)
+    else:
+        subjects = cv_subjects(cfg, epochs)
     report: dict[str, Any] = {
         "pipeline": cfg.name, "model": cfg.model.name, "data": cfg.data.source,
         "n_epochs": len(epochs), "n_channels": len(epochs.channels), "n_times": epochs.n_times,
@@ -234,8 +294,14 @@ def run_eeg(cfg: ClassifyConfig, ctx: RunContext) -> dict[str, Any]:
                                                confusion.sum(axis=0)))
         if collapse:
             report["warnings"] = [collapse]
+    if result is not None and cfg.alignment == "batch":
+        report["alignment_note"] = (
+            "alignment: batch whitens each subject's test trials with their own mean "
+            "covariance: a transductive protocol (the test fold's unlabelled statistics "
+            "shape its input), as DBConformer's")
+        log(f"      note: {report['alignment_note']}")
     log("[3/4] training the final model on all epochs")
-    estimator.fit(X, y)
+    fit_with_subjects(estimator, X, y, subjects)
     clf = final_step(estimator)
     report["n_parameters"] = int(sum(p.numel() for p in clf.module_.parameters()))
     if not ctx.main:
@@ -250,15 +316,14 @@ def run_eeg(cfg: ClassifyConfig, ctx: RunContext) -> dict[str, Any]:
     plot_learning_curves(histories, out / "learning_curve.png", title=cfg.model.name)
     if cfg.output.save_model:
         input_spec = probe.spec or model_spec.with_(window=None)
-        chain = [s.stage_config() for s in cfg.preprocess]
+        chain = chain_configs(probe.chain)
         # window in input-rate samples, so the spec survives resampling stages
         window_in = int(round(epochs.n_times * input_spec.sfreq / epochs.sfreq))
         bundle = Bundle(
             model=clf.module_, task="classify", input_spec=input_spec.with_(window=window_in),
             chain=chain, model_spec=model_spec, input_scale=scale,
             labels=[str(c) for c in clf.classes_],
-            extra={"estimator": clf._estimator_meta(),
-                   "alignment": "online" if cfg.alignment != "none" else "none"},
+            extra={"estimator": clf._estimator_meta(), **_alignment_extra(cfg, X)},
             provenance={"title": f"{cfg.model.name} trained by pipeline {cfg.name!r}",
                         "data": cfg.data.model_dump(mode="json"),
                         "recipe": cfg.train.model_dump(mode="json"),
@@ -266,6 +331,18 @@ def run_eeg(cfg: ClassifyConfig, ctx: RunContext) -> dict[str, Any]:
                         "summary": f"{cfg.model.name} on {cfg.data.source}"})
         bundle.save(out / "model")
     return report
+
+
+def _alignment_extra(cfg: ClassifyConfig, X: np.ndarray) -> dict[str, Any]:
+    """How a stream aligns: ``online``, its running mean seeded with the training trials'
+    mean covariance (in the model's input unit), so the first windows are not whitened by
+    themselves alone."""
+    if cfg.alignment == "none":
+        return {"alignment": "none"}
+    from ..training import alignment_references
+
+    return {"alignment": "online",
+            "alignment_reference": alignment_references(X)[None].tolist()}
 
 
 # --- IQ frames ----------------------------------------------------------------------------

@@ -9,7 +9,7 @@ import numpy as np
 from pydantic import Field
 
 from ..spec import SignalSpec
-from .classify import _InputProbe, build_preprocess, data_override
+from .classify import _InputProbe, build_preprocess, chain_configs, data_override
 from .config import (
     BaseConfig,
     DataConfig,
@@ -49,7 +49,7 @@ def run_tokenize(cfg: TokenizeConfig, ctx: RunContext) -> dict[str, Any]:
 
     log = ctx.log
     log(f"[1/3] loading data ({cfg.data.source})")
-    probe = _InputProbe(build_preprocess(cfg))
+    probe = _InputProbe(build_preprocess(cfg, legacy_defaults=False))
     epochs = load_windows(cfg, probe)
     log(f"      {len(epochs)} windows x {len(epochs.channels)} channels x {epochs.n_times} "
         f"samples at {epochs.sfreq:g} Hz")
@@ -100,7 +100,7 @@ def run_tokenize(cfg: TokenizeConfig, ctx: RunContext) -> dict[str, Any]:
         input_spec = probe.spec or SignalSpec.eeg(epochs.sfreq, epochs.channels)
         bundle = Bundle(
             model=tokenizer, task="tokenize", input_spec=input_spec,
-            chain=[s.stage_config() for s in cfg.preprocess],
+            chain=chain_configs(probe.chain),
             model_spec=SignalSpec.eeg(epochs.sfreq, epochs.channels, window=epochs.n_times),
             extra={"sfreq": tokenizer.sfreq, "input_sfreq": epochs.sfreq},
             provenance={"summary": f"{t.name} learned on {cfg.data.source}",

@@ -306,6 +306,26 @@ def _(ctx):
     _check_audio(0.1 * ctx.rng.standard_normal((8000, 2)))
 
 
+# --- stages --------------------------------------------------------------------------------
+
+@case("zero-phase-short-epoch", "20-sample epochs through a zero-phase band-pass", SignalError,
+      r"BandPass\(phase='zero'\) needs more than 27 samples.*got 20",
+      r"use longer epochs, a lower order, or phase='causal'", before="unclear")
+def _(ctx):
+    from sigformer.stages import BandPass
+
+    BandPass(8, 30, phase="zero").fit(np.zeros((3, 2, 20)), sfreq=250).transform(
+        np.zeros((3, 2, 20)))
+
+
+@case("resample-ratio-too-fine", "resampling 4099 Hz to 250 Hz (ratio 250/4099)", SignalError,
+      r"needs a ratio 250/4099, whose terms exceed 4096", r"choose rates with a simpler ratio")
+def _(ctx):
+    from sigformer.stages import Resample
+
+    Resample(250).configure(4099.0, ["C3"])
+
+
 @case("audio-rate", "16 kHz audio for an 8 kHz model", DataError,
       r"sampled at 16000 Hz", r"the model expects 8000 Hz; resample it first")
 def _(ctx):
