@@ -282,3 +282,17 @@ def test_fast_path_reproduces_the_official_outputs(name):
             got = {"features": features, "logits": logits}
     for key, value in got.items():
         torch.testing.assert_close(value, io[f"output.{key}"], atol=1e-5, rtol=0)
+
+
+def test_a_module_can_opt_out_of_fused_projections():
+    # Du-IN's wide projections stay three GEMMs on the fast path (fusing measured slower)
+    from sigformer.models import create_model
+
+    torch.manual_seed(0)
+    attn = MultiHeadAttention(24, 4, fuse_projections=False).eval()
+    with fast_path(), torch.no_grad():
+        attn(torch.randn(2, 5, 24))
+    assert attn._fused_cache == {}  # the fused path never ran
+    duin = create_model("duin", preset="tiny", n_chans=4, n_times=1000, n_outputs=3)
+    assert not [m for m in duin.modules()
+                if isinstance(m, MultiHeadAttention) and m.fuse_projections]

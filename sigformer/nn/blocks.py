@@ -172,14 +172,17 @@ class MultiHeadAttention(nn.Module):
     out_dropout : dropout after the output projection.
     scale_parameter : keep the scale as a frozen ``nn.Parameter`` (Du-IN's release does, so
         it appears in parameter totals) instead of a Python float.
+    fuse_projections : take part in the fast path's fused q/k/v projection (False: this
+        module keeps three GEMMs even on the fast path, where fusing measured slower).
     """
 
     def __init__(self, embed_dim: int, num_heads: int, dropout: float = 0.0,
                  scale: str = "head", qk_norm: bool = False, bias: bool = True,
                  head_dim: int | None = None, qkv_bias: bool | None = None,
                  attention: str = "softmax", out_dropout: float = 0.0,
-                 scale_parameter: bool = False):
+                 scale_parameter: bool = False, fuse_projections: bool = True):
         super().__init__()
+        self.fuse_projections = fuse_projections
         if head_dim is None:
             if embed_dim % num_heads:
                 raise ValueError(f"embed_dim ({embed_dim}) must be divisible by num_heads "
@@ -209,7 +212,7 @@ class MultiHeadAttention(nn.Module):
         self.k_norm = nn.LayerNorm(head_dim) if qk_norm else nn.Identity()
 
     def _project(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        if _current.fused_projections:
+        if _current.fused_projections and self.fuse_projections:
             return fused_linear(x, (self.query, self.key, self.value), self._fused_cache)
         return self.query(x), self.key(x), self.value(x)
 

@@ -107,11 +107,16 @@ def duin_transformer(depth: int, d_model: int = 160, heads: int = 8, d_head: int
                      d_ff: int = 320, attn_dropout: float = 0.2,
                      ff_dropout: float = 0.2) -> TransformerEncoder:
     """Post-LN blocks with QK-LayerNorm, a frozen attention-scale parameter and ReLU FFN;
-    truncated-normal(0.02) init with each block's linear weights divided by sqrt(2 (i+1))."""
+    truncated-normal(0.02) init with each block's linear weights divided by sqrt(2 (i+1)).
+
+    The q/k/v projections stay unfused on the fast path: each already maps 160 to
+    heads x 64 features (a GEMM wide enough that fusing saves nothing), and the fused
+    output's strided views made inference 0.84-0.98x the reference in two benchmark runs
+    (``benchmarks/inference.py``, docs/performance.md)."""
     stack = TransformerEncoder(depth, d_model, heads, dropout=0.0, attn_dropout=attn_dropout,
                                ffn_dropout=ff_dropout, qk_norm=True, norm_first=False,
                                activation=nn.ReLU, ffn_hidden=d_ff, head_dim=d_head,
-                               scale_parameter=True)
+                               scale_parameter=True, fuse_projections=False)
     for i, block in enumerate(stack.blocks):
         for module in block.modules():
             if isinstance(module, nn.Linear):
