@@ -15,9 +15,10 @@ after symbol-rate estimation and resampling (captures are never trained on).
 
 Every model is checkpointed into ``--out/<label>/`` after each epoch; ``--resume`` continues
 an interrupted run (finished models are loaded, not retrained) with the same ``--epochs``,
-``--frames``, ``--batch-size`` and ``--lr`` (they shape the cosine; a change is refused);
-``--workers`` may change. Progress lines give frames/s
-and the ETA. Run it in the background, e.g.::
+``--frames``, ``--batch-size`` and ``--lr`` (they shape the cosine; a change is refused, for
+finished models too, before anything trains: delete a model's folder to retrain it);
+``--workers`` may change. Progress lines give frames/s and the ETA. Run it in the
+background, e.g.::
 
     nohup python scripts/train_amr.py --out runs/amr --frames 300000 --epochs 20 \\
         --threads 2 > runs/amr.log 2>&1 &
@@ -107,7 +108,7 @@ def evaluate_captures(out: Path, folder: Path, target_sps: float, log) -> dict:
 def main(argv=None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    out = Path(args.out)
+    out = Path(args.out).expanduser()  # "--out=~/runs/x" reaches us unexpanded
     out.mkdir(parents=True, exist_ok=True)
 
     def log(line: str) -> None:
@@ -142,7 +143,8 @@ def main(argv=None) -> int:
         raise SystemExit(f"error: {err}") from None
     report = {"args": vars(args), "models": rows}
     if family:
-        report["captures"] = evaluate_captures(out, Path(args.captures), args.target_sps, log)
+        report["captures"] = evaluate_captures(out, Path(args.captures).expanduser(),
+                                               args.target_sps, log)
     (out / "report.json").write_text(json.dumps(report, indent=2, default=float))
     log(f"wrote {out / 'report.json'}")
     return 0

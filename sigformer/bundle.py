@@ -216,7 +216,7 @@ def stamp_config(path: str | os.PathLike) -> Path:
     checksums, are untouched); returns the folder."""
     from .atomic import atomic_write_json
 
-    path = Path(path)
+    path = Path(path).expanduser()
     config = read_config(path)
     config["extra"] = {**config.get("extra", {}), CONFIG_DIGEST_KEY: config_digest(config)}
     atomic_write_json(path / CONFIG_FILE, config)
@@ -304,7 +304,7 @@ def promote_to_bundle(path: str | os.PathLike, *, task: str, input_spec: SignalS
     and so their checksums, are unchanged); the folder is rewritten atomically."""
     from .atomic import atomic_write_json
 
-    path = Path(path)
+    path = Path(path).expanduser()
     config = read_config(path)
     if task not in TASK_HEADS:
         raise CheckpointError(f"unknown bundle task {task!r}")

@@ -29,6 +29,7 @@ from .checkpoint_io import (  # noqa: F401 - the public checkpoint API lives her
     save_checkpoint,
     shape_report,
     state_dict_tensors,
+    user_path,
     verify_config_digest,
     verify_files,
 )
@@ -84,6 +85,7 @@ def load_checkpoint(path: str | os.PathLike, *, map_location: str = "cpu", verif
     when it has one (``Bundle.load`` checks the digest itself, after its field checks)."""
     from .models import create_model
 
+    path = user_path(path)  # "~/runs/x" as typed
     config = read_config(path)
     check_model_kwargs(config, Path(path) / CONFIG_FILE)
     weights = Path(path) / WEIGHTS_FILE

@@ -48,7 +48,7 @@ __all__ = [
     "CARD_FILE", "CONFIG_FILE", "CheckpointError", "FORMAT_VERSION", "WEIGHTS_FILE",
     "atomic_write_bytes", "kwargs_from_json", "kwargs_to_json", "read_config",
     "read_safetensors_header", "save_checkpoint", "shape_report", "state_dict_tensors",
-    "verify_files",
+    "user_path", "verify_files",
 ]
 
 
@@ -144,6 +144,12 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+def user_path(path: str | os.PathLike) -> Path:
+    """A path the user typed, with ``~`` expanded (``Path`` alone would look for a folder
+    literally named ``~`` in the working directory)."""
+    return Path(path).expanduser()
+
+
 # --- saving -------------------------------------------------------------------------------
 
 def save_checkpoint(path: str | os.PathLike, model: nn.Module, *, name: str | None = None,
@@ -170,7 +176,7 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, *, name: str | No
         "extra": extra or {}, "sigformer_version": __version__,
     }
     config.update(bundle or {})
-    final = Path(path)
+    final = user_path(path)
     discard_stale_staging(final)
     recover_directory(final)
     with published(final) as staging:
@@ -207,7 +213,7 @@ def _describe(err: ValidationError, source: str) -> str:
 
 def read_config(path: str | os.PathLike) -> dict[str, Any]:
     """The validated ``config.json`` of a checkpoint folder (as a dict)."""
-    directory = Path(path)
+    directory = user_path(path)
     recover_directory(directory)
     cfg_path = directory / CONFIG_FILE
     if not directory.exists():
@@ -243,7 +249,7 @@ def read_config(path: str | os.PathLike) -> dict[str, Any]:
 
 def verify_files(path: str | os.PathLike, config: dict[str, Any]) -> None:
     """Check every file the config lists against its size and SHA-256."""
-    directory = Path(path)
+    directory = user_path(path)
     files = config.get("files") or {}
     if not files:
         warnings.warn(f"{directory} has no checksums (a format-{config['format_version']} "
@@ -287,7 +293,7 @@ def verify_config_digest(config: dict[str, Any], path) -> None:
         return
     if recorded != config_digest(config):
         raise CheckpointError(
-            f"{Path(path) / CONFIG_FILE} was changed after it was saved: its content no "
+            f"{user_path(path) / CONFIG_FILE} was changed after it was saved: its content no "
             f"longer matches the SHA-256 recorded in extra.{CONFIG_DIGEST_KEY}. Restore the "
             f"original file; if the edit is intended, record it with "
             f"sigformer.bundle.stamp_config({str(path)!r})")
@@ -295,7 +301,7 @@ def verify_config_digest(config: dict[str, Any], path) -> None:
 
 def read_safetensors_header(path: str | os.PathLike) -> dict[str, tuple[str, list[int]]]:
     """``{key: (dtype, shape)}`` from a safetensors header, without reading the tensors."""
-    path = Path(path)
+    path = user_path(path)
     try:
         with open(path, "rb") as fh:
             raw = fh.read(8)

@@ -21,7 +21,12 @@ from dataclasses import dataclass, field
 import numpy as np
 from sklearn.base import clone
 from sklearn.metrics import confusion_matrix
-from sklearn.model_selection import GroupKFold, LeaveOneGroupOut, StratifiedKFold
+from sklearn.model_selection import (
+    GroupKFold,
+    LeaveOneGroupOut,
+    StratifiedGroupKFold,
+    StratifiedKFold,
+)
 
 from .estimators import as_trials, labels_of
 from .metrics import METRICS, classification_metrics
@@ -127,7 +132,7 @@ def _prepare(X, y):
     return X, check_labels(y, len(X))
 
 
-def within_session_cv(estimator, X, y=None, *, sessions=None, subjects=None,
+def within_session_cv(estimator, X, y=None, *, sessions=None, subjects=None, recordings=None,
                       n_splits: int = 5, seeds=(0,), shuffle: bool = True,
                       progress: Callable | None = None) -> EvaluationResult:
     """Stratified k-fold inside each session of each subject (MOABB
@@ -137,34 +142,65 @@ def within_session_cv(estimator, X, y=None, *, sessions=None, subjects=None,
     the trials come from several people; without it all trials are one subject's. Each
     row names its ``subject`` and ``session``. ``shuffle=False`` gives the contiguous folds
     of DBConformer's CV script.
+
+    ``recordings``: the recording each trial was cut from, when trials are windows of longer
+    recordings (e.g. 5 s windows of a 23.6 s Bonn segment). The folds then keep each
+    recording's windows together (stratified *group* k-fold): neighbouring windows of one
+    recording are near copies of each other, and a test window whose recording was trained
+    on measures memory, not generalisation.
     """
     X, y = _prepare(X, y)
     sessions = (np.zeros(len(y), int) if sessions is None
                 else _check_groups("sessions", sessions, len(y)))
     subjects = (np.zeros(len(y), int) if subjects is None
                 else _check_groups("subjects", subjects, len(y)))
+    if recordings is not None:
+        recordings = _check_groups("recordings", recordings, len(y))
     result = EvaluationResult(classes=sorted(np.unique(y).tolist()))
     units = [(subject, session) for subject in np.unique(subjects)
              for session in np.unique(sessions[subjects == subject])]
     for seed in seeds:
         for subject, session in units:
             idx = np.flatnonzero((subjects == subject) & (sessions == session))
-            classes, counts = np.unique(y[idx], return_counts=True)
             where = f"subject {subject}, session {session}"
-            if len(classes) < len(result.classes):
-                raise SignalError(f"{where} lacks class(es) "
-                                  f"{sorted(set(result.classes) - set(classes.tolist()))}: "
-                                  f"within-session CV needs every class in every session")
-            if counts.min() < n_splits:
-                raise SignalError(f"{where} has a class with {counts.min()} trials, fewer "
-                                  f"than n_splits={n_splits}")
-            cv = StratifiedKFold(n_splits, shuffle=shuffle,
-                                 random_state=seed if shuffle else None)
-            splits = [(idx[a], idx[b]) for a, b in cv.split(idx, y[idx])]
+            splits = session_splits(idx, y, None if recordings is None else recordings[idx],
+                                    result.classes, n_splits=n_splits, shuffle=shuffle,
+                                    seed=seed, where=where)
             meta = {"subject": str(subject), "session": str(session)}
             _run_splits(estimator, X, y, splits, meta, result, seed, progress,
                         subjects=subjects)
     return result
+
+
+def session_splits(idx: np.ndarray, y: np.ndarray, recordings: np.ndarray | None,
+                   classes: Sequence, *, n_splits: int, shuffle: bool, seed: int | None,
+                   where: str) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The ``(train, test)`` folds (indices into the full arrays) of the trials ``idx`` of
+    one session: stratified k-fold, grouped by ``recordings`` (one entry per trial of
+    ``idx``) when given. A ``SignalError`` names a class missing from the session or with too
+    few trials (or recordings) for ``n_splits`` folds."""
+    labels = y[idx]
+    present, counts = np.unique(labels, return_counts=True)
+    if len(present) < len(classes):
+        raise SignalError(f"{where} lacks class(es) "
+                          f"{sorted(set(classes) - set(present.tolist()))}: "
+                          f"within-session CV needs every class in every session")
+    if counts.min() < n_splits:
+        raise SignalError(f"{where} has a class with {counts.min()} trials, fewer "
+                          f"than n_splits={n_splits}")
+    random_state = seed if shuffle else None
+    if recordings is None:
+        cv = StratifiedKFold(n_splits, shuffle=shuffle, random_state=random_state)
+        return [(idx[a], idx[b]) for a, b in cv.split(idx, labels)]
+    per_class = {c: len(np.unique(recordings[labels == c])) for c in present.tolist()}
+    short = {c: n for c, n in per_class.items() if n < n_splits}
+    if short:
+        raise SignalError(f"{where}: class(es) {short} come from fewer recordings than "
+                          f"n_splits={n_splits}; folds keep each recording's windows "
+                          f"together, so every class needs at least {n_splits} recordings "
+                          f"(lower evaluate.n_splits)")
+    cv = StratifiedGroupKFold(n_splits, shuffle=shuffle, random_state=random_state)
+    return [(idx[a], idx[b]) for a, b in cv.split(idx, labels, recordings)]
 
 
 def _check_groups(name: str, groups, n: int) -> np.ndarray:

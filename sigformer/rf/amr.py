@@ -905,6 +905,37 @@ def load_amr_data(a) -> AMRDataset:
 
 # --- shipped-bundle training and the pipeline runner (evaluation lives here) -------------
 
+RESUME_HOW = ("Resume with the original values (scripts/train_amr.py: the same --epochs, "
+              "--frames, --batch-size, --lr), train into a new --out, or delete {folder} to "
+              "retrain that model")
+
+
+def check_reusable(folder: Path, recipe: StreamRecipe, extra: dict[str, Any],
+                   log: Callable[[str], None] = print) -> None:
+    """Refuse to reuse the model in ``folder`` (finished or not) when it was trained with
+    another recipe, class list or frame length than ``recipe``/``extra`` ask for: its
+    results would otherwise sit in one report beside models trained differently. A
+    checkpoint that records no recipe (an earlier sigformer) is reused with a note."""
+    from ..checkpoint import CheckpointError, read_config
+    from ..recipes.amr import RESUMABLE_FIELDS
+    from ..recipes.resume_check import recipe_changes, refuse_changes
+
+    saved = read_config(folder)["extra"]
+    if saved.get("recipe") is None:
+        log(f"note: {folder} records no training recipe: reused without checking it")
+    else:
+        refuse_changes(str(folder), recipe_changes(saved["recipe"], recipe,
+                                                   exempt=RESUMABLE_FIELDS),
+                       RESUME_HOW.format(folder=folder), exempt=RESUMABLE_FIELDS)
+    data = {k: (saved[k], extra[k]) for k in ("classes", "frame_length")
+            if k in saved and saved[k] != extra[k]}
+    if data:
+        listed = ", ".join(f"{k} {before!r} -> {now!r}" for k, (before, now) in data.items())
+        raise CheckpointError(f"cannot resume from {folder}: it was trained on other frames: "
+                              f"{listed}. Train into a new --out, or delete {folder} to "
+                              f"retrain that model")
+
+
 def train_bundles(out: str | Path, *, classes: Sequence[str], config: ModGenConfig | None,
                   recipe: StreamRecipe, test: AMRDataset, teacher_name: str = "clst",
                   teacher_preset: str | None = None, students: Sequence[str] | None = None,
@@ -914,10 +945,12 @@ def train_bundles(out: str | Path, *, classes: Sequence[str], config: ModGenConf
     """Teacher, then each student (default: the recipe's ``STUDENTS``) with SKD and without,
     then the baselines (default ``BASELINES``) - the same generator, budget and optimiser for
     all; each model in ``out/<label>/`` (a checkpoint every epoch, ``resume=True`` continues
-    an interrupted run and skips finished models). ``validation``: a grid generated apart
-    from ``test`` (another seed), evaluated after every epoch (``val_acc``, monitoring only);
-    None: no per-epoch curve (the test set is never looked at during training). Returns the
-    evaluation of every model on ``test`` (also written to ``out/report.json``)."""
+    an interrupted run and skips finished models; a model, finished or not, trained with
+    another recipe, class list or frame length is refused before anything trains).
+    ``validation``: a grid generated apart from ``test`` (another seed), evaluated after every
+    epoch (``val_acc``, monitoring only); None: no per-epoch curve (the test set is never
+    looked at during training). Returns the evaluation of every model on ``test`` (also
+    written to ``out/report.json``)."""
     from ..checkpoint import load_checkpoint
     from ..models import create_model
     from ..recipes.amr import BASELINES, STUDENTS, GeneratedFrames, fit_stream, has_finished
@@ -925,13 +958,19 @@ def train_bundles(out: str | Path, *, classes: Sequence[str], config: ModGenConf
     students = STUDENTS if students is None else students
     baselines = BASELINES if baselines is None else baselines
 
-    out = Path(out)
+    out = Path(out).expanduser()
     out.mkdir(parents=True, exist_ok=True)
     shape = dict(n_outputs=len(classes), n_times=test.frame_length)
     extra = {"classes": list(classes), "normalization": "rms",
              "frame_length": test.frame_length, "recipe": asdict(recipe),
              "generator": "modgen"}
     rows: dict[str, Any] = {}
+    labels = [teacher_name, *(f"{n}{skd}" for n in students for skd in ("+SKD", "")),
+              *baselines]
+    if resume:  # every model the run would reuse, finished or not, before any training
+        for label in labels:
+            if (out / label / "config.json").is_file():
+                check_reusable(out / label, recipe, extra, log)
 
     def run(label: str, name: str, preset=None, teacher=None) -> nn.Module:
         folder = out / label

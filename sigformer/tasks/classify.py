@@ -231,6 +231,66 @@ def cv_subjects(cfg: ClassifyConfig, epochs, log=None) -> np.ndarray | None:
     return groups
 
 
+LOSO_INSTEAD = ("use evaluate.protocol: within_session (folds inside the subject's data), "
+                "or data.source: moabb with several subjects for leave-one-subject-out (e.g. "
+                "data.moabb: {dataset: PhysionetMI, subjects: [1, 2, 3]}, the eegmmidb "
+                "recordings)")
+
+
+def loso_subjects(cfg: ClassifyConfig, epochs=None, log=None) -> np.ndarray | None:
+    """The subject of each epoch for ``leave_one_subject_out``: MOABB's subjects, or each
+    file of a ``files`` source (taken as one person each, with a note). eegmmidb (one
+    subject, whose epochs are grouped by *run*), the simulator (one simulated subject) and
+    Bonn (segments of people the dataset does not identify) are refused with a
+    PipelineConfigError: holding one run or segment out is not leaving a subject out.
+    ``epochs`` None: only the check that needs no data (to refuse before loading)."""
+    d = cfg.data
+    found = None
+    if d.source == "eegmmidb":
+        from ..data.eegmmidb import TASK_RUNS
+
+        runs = d.eegmmidb.runs
+        runs = list(TASK_RUNS.get(runs, [runs])) if isinstance(runs, str) else runs
+        found = (f"one subject, S{d.eegmmidb.subject:03d} (data.eegmmidb.subject), whose "
+                 f"epochs are grouped by run {runs}: holding one out would be "
+                 f"leave-one-run-out")
+    elif d.source == "simulator":
+        found = "one simulated subject"
+    elif d.source == "bonn":
+        found = ("segments of people it does not identify (which segments share a person is "
+                 "not recorded): holding one out would be leave-one-segment-out")
+    elif d.source == "moabb" and d.moabb.subjects is not None and len(d.moabb.subjects) < 2:
+        found = f"subject(s) {d.moabb.subjects} (data.moabb.subjects)"
+    elif d.source == "files" and len(d.files) < 2:
+        found = f"one file ({d.files}), taken as one subject"
+    elif epochs is not None:
+        subjects = None if epochs.groups is None else np.asarray(epochs.groups)
+        names = [] if subjects is None else np.unique(subjects).tolist()
+        if len(names) >= 2:
+            if d.source == "files" and log is not None:
+                log(f"      each of the {len(names)} files is taken as one subject: give one "
+                    f"file per person")
+            return subjects
+        found = f"subject(s) {names}"
+    if found is None:
+        return None
+    raise PipelineConfigError(f"evaluate.protocol leave_one_subject_out needs at least 2 "
+                              f"subjects; the {d.source} data hold {found}. Instead, "
+                              f"{LOSO_INSTEAD}")
+
+
+def cv_recordings(cfg: ClassifyConfig, epochs) -> np.ndarray | None:
+    """The recording each epoch was cut from, when the epochs are windows of longer
+    recordings (Bonn with ``data.bonn.window_s``: several windows per segment), so that
+    within-session folds keep a recording's windows together; None when every recording
+    gives one epoch, or when epochs are event-locked trials (eegmmidb, files, MOABB, the
+    simulator: MOABB's within-session protocol splits the trials of one run)."""
+    if cfg.data.source != "bonn" or epochs.groups is None:
+        return None
+    groups = np.asarray(epochs.groups)
+    return groups if len(np.unique(groups)) < len(groups) else None
+
+
 INPUT_SCALE = 1e6  # recordings are in volts (MNE's convention); models see microvolts
 
 
@@ -246,6 +306,8 @@ def run_eeg(cfg: ClassifyConfig, ctx: RunContext) -> dict[str, Any]:
     from ..report import plot_confusion_matrix, plot_learning_curves
 
     log = ctx.log
+    if cfg.evaluate.protocol == "leave_one_subject_out":
+        loso_subjects(cfg)  # refuse one subject before loading anything
     log(f"[1/4] loading data ({cfg.data.source}) and preprocessing "
         f"({len(cfg.preprocess)} stages)")
     probe = _InputProbe(build_preprocess(cfg, legacy_defaults=False))
@@ -262,17 +324,25 @@ def run_eeg(cfg: ClassifyConfig, ctx: RunContext) -> dict[str, Any]:
     y = np.asarray(classes)[epochs.labels]
     estimator = build_estimator(cfg, model_spec)
     ev = cfg.evaluate
-    result = None
+    result, grouping = None, None
     if ev.protocol == "within_session":
         log(f"[2/4] {ev.n_splits}-fold within-session CV x {len(ev.seeds)} seed(s), model "
             f"{cfg.model.name!r}")
         subjects = cv_subjects(cfg, epochs, log)
+        recordings = cv_recordings(cfg, epochs)
+        if recordings is not None:
+            grouping = (f"grouped by recording: {len(epochs)} windows cut from "
+                        f"{len(np.unique(recordings))} {cfg.data.source} segments, each "
+                        f"segment's windows in one fold")
+            log(f"      folds {grouping}")
         result = within_session_cv(estimator, X, y, sessions=epochs.sessions,
-                                   subjects=subjects, n_splits=ev.n_splits, seeds=ev.seeds,
+                                   subjects=subjects, recordings=recordings,
+                                   n_splits=ev.n_splits, seeds=ev.seeds,
                                    shuffle=ev.shuffle, progress=log)
     elif ev.protocol == "leave_one_subject_out":
-        log(f"[2/4] leave-one-subject-out x {len(ev.seeds)} seed(s)")
-        subjects = epochs.groups
+        subjects = loso_subjects(cfg, epochs, log)
+        log(f"[2/4] leave-one-subject-out ({len(np.unique(subjects))} subjects) x "
+            f"{len(ev.seeds)} seed(s)")
         result = leave_one_subject_out(estimator, X, y, subjects=subjects, seeds=ev.seeds,
                                        progress=log)
     else:
@@ -286,6 +356,8 @@ def run_eeg(cfg: ClassifyConfig, ctx: RunContext) -> dict[str, Any]:
         summary = {k: v for k, v in result.summary().items() if k in ev.metrics}
         report.update(evaluation=ev.protocol, summary=summary, folds=result.rows,
                       confusion_matrix=result.confusion.tolist())
+        if grouping is not None:
+            report["cv_folds"] = grouping
         for metric, s in summary.items():
             log(f"      {metric:18s} {s['mean']:.3f} ± {s['std']:.3f}")
         # predicted labels over all test folds, recovered from the confusion counts

@@ -92,7 +92,7 @@ def get_task(name: str) -> Task:
 def read_raw_config(path_or_dict) -> tuple[dict, str]:
     if isinstance(path_or_dict, dict):
         return dict(path_or_dict), "config"
-    path = Path(path_or_dict)
+    path = Path(path_or_dict).expanduser()
     if not path.is_file():
         raise PipelineConfigError(f"pipeline file {path} does not exist")
     try:
@@ -234,7 +234,7 @@ def run_task(cfg, out_dir: str | Path | None = None, log=print) -> dict[str, Any
     from ..atomic import OutputLock, discard_stale_staging, publish_directory, staging_directory
 
     task = get_task(cfg.task)
-    final = Path(out_dir or cfg.output_dir())
+    final = Path(out_dir or cfg.output_dir()).expanduser()  # "~/runs/x" as typed
     if not is_main_process():  # DDP ranks > 0 compute but publish nothing
         scratch = Path(tempfile.mkdtemp(prefix="sigformer-rank-"))
         try:
