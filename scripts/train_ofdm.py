@@ -10,11 +10,18 @@ Data: ``--data fixed`` simulates the training set once and saves it to ``OUT/dat
 (atomic; reused when the run resumes) with a record beside each file (``train.json``: seed,
 profile, draws); a file simulated with other settings is refused, not silently reused.
 ``--data stream`` simulates fresh slots every step in ``--workers`` DataLoader workers (the
-cached validation set is drawn from a seed no training step uses). A checkpoint is written to ``OUT/epochs/`` after every epoch
-(safetensors + JSON; ``--resume`` continues from it) and the best epoch's model to
-``OUT/best/`` (the bundle). Progress lines with samples/s, the epoch's running mean loss and
-the ETA go to stdout. ``--resume`` refuses changed training settings (only ``--epochs`` may
-change: the exponential schedule does not depend on it).
+cached validation set is drawn from a seed no training step uses).
+
+Checkpoints: one is written to ``OUT/epochs/`` after every epoch (safetensors + JSON;
+``--resume`` continues from it) and the best epoch's model to ``OUT/best/`` (the bundle).
+``--checkpoint-every MIN`` (default 10; 0 = at epoch ends only) also writes one inside an
+epoch, at the first step MIN minutes after the last checkpoint, replacing it: a run stopped
+mid-epoch (session end, Ctrl-C, a queue's time limit) loses at most MIN minutes of training,
+and ``--resume`` skips the batches the epoch already trained and continues exactly as if it had
+never stopped. It is not a training setting, so a resume may change it. ``--resume`` refuses
+changed training settings (only ``--epochs`` may change: the exponential schedule does not
+depend on it). Progress lines with samples/s, the epoch's running mean loss and the ETA go to
+stdout.
 
     python scripts/train_ofdm.py --out runs/ofdm_ada_paper --threads 2
     python scripts/train_ofdm.py --out runs/ofdm_ada_paper --threads 2 --resume
@@ -73,7 +80,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--log-every", type=float, default=60.0, help="seconds between lines")
     ap.add_argument("--out", required=True, help="output folder (checkpoints, data, bundle)")
     ap.add_argument("--resume", action="store_true", help="continue from OUT's checkpoint")
+    ap.add_argument("--checkpoint-every", type=float, default=10.0, metavar="MIN",
+                    help="minutes between checkpoints inside an epoch (0 = epoch ends only)")
     args = ap.parse_args(argv)
+    if args.checkpoint_every < 0:
+        ap.error(f"--checkpoint-every must be >= 0 minutes, got {args.checkpoint_every}")
     if args.n_train < args.batch_size:
         ap.error(f"--n-train ({args.n_train}) must be at least --batch-size "
                  f"({args.batch_size})")
@@ -197,6 +208,11 @@ def fast_path_if(enabled: bool, attention_dropout: bool = True):
     return fast_path(fused_projections=enabled, attention_dropout=attention_dropout)
 
 
+def checkpoint_every_s(args: argparse.Namespace) -> float | None:
+    """``--checkpoint-every`` in seconds; None (epoch ends only) for 0."""
+    return args.checkpoint_every * 60 if args.checkpoint_every > 0 else None
+
+
 def run_training(model, train, val, recipe: OFDMRecipe, args: argparse.Namespace, out: Path,
                  extra: dict):
     from sigformer.checkpoint import CheckpointError
@@ -205,7 +221,8 @@ def run_training(model, train, val, recipe: OFDMRecipe, args: argparse.Namespace
         return fit_channel_estimator(model, train, val=val, recipe=recipe, seed=args.seed,
                                      checkpoint_dir=out, resume=args.resume, log=log,
                                      log_every_s=args.log_every, checkpoint_extra=extra,
-                                     num_workers=args.workers if args.data == "stream" else 0)
+                                     num_workers=args.workers if args.data == "stream" else 0,
+                                     checkpoint_every_s=checkpoint_every_s(args))
     except CheckpointError as err:  # a refused resume: the message says what to do
         raise SystemExit(f"error: {err}") from None
 

@@ -14,7 +14,8 @@ element (the release's logged number, = 2 x MSELoss), ``nmse_db`` is the normali
 
 :func:`fit_channel_estimator` trains on a fixed :class:`~sigformer.data.ofdm.OFDMDataset` or on
 an :class:`~sigformer.data.ofdm.OFDMSlotStream` (fresh slots per step, simulated in DataLoader
-workers), writes a checkpoint folder every epoch and resumes from it.
+workers), writes a checkpoint folder every epoch (and, with ``checkpoint_every_s``, every so many
+seconds within an epoch) and resumes from it.
 """
 
 from __future__ import annotations
@@ -136,6 +137,21 @@ class ErrorMeter:
         self.samples += len(truth)
         self.elements += truth.numel()
 
+    def state(self) -> dict[str, float | int]:
+        """The running sums (JSON-safe), for a mid-epoch checkpoint."""
+        return dict(vars(self))
+
+    @classmethod
+    def from_state(cls, state: dict[str, float | int]) -> ErrorMeter:
+        meter = cls()
+        missing = set(vars(meter)) - set(state)
+        if missing:
+            raise ValueError(f"an ErrorMeter state needs {sorted(vars(meter))}, this one lacks "
+                             f"{sorted(missing)}")
+        for key, value in vars(meter).items():
+            setattr(meter, key, type(value)(state[key]))
+        return meter
+
     def summary(self, prefix: str) -> dict[str, float]:
         if not self.samples:
             return {}
@@ -180,18 +196,46 @@ def evaluate_loss(model: nn.Module, data: OFDMDataset, batch_size: int = 256,
 
 # --- batches ------------------------------------------------------------------------------
 
-def _fixed_batches(tensors, batch_size: int, generator: torch.Generator) -> Iterator:
+def _fixed_batches(tensors, batch_size: int, generator: torch.Generator, first_step: int = 0
+                   ) -> Iterator:
+    """The epoch's shuffled batches from batch ``first_step`` on. The permutation is drawn
+    now, whole, so a resumed epoch redraws it from the epoch-start generator state and skips
+    the batches it already trained without indexing them."""
     order = torch.randperm(len(tensors[0]), generator=generator)
-    for i in range(0, len(order), batch_size):
-        idx = order[i:i + batch_size]
-        yield tuple(t[idx] for t in tensors)
+    return (tuple(t[idx] for t in tensors) for idx in order[first_step * batch_size:].split(
+        batch_size))
 
 
-def _stream_batches(stream: OFDMSlotStream, num_workers: int) -> Iterator:
-    loader = torch.utils.data.DataLoader(stream, batch_size=None, num_workers=num_workers,
+class _StreamFrom(torch.utils.data.IterableDataset):
+    """An :class:`OFDMSlotStream`'s current epoch from batch ``first_step`` on: a resumed epoch
+    starts there instead of simulating the batches it already trained. Batch ``s`` is
+    ``stream.batch(s)`` as the stream yields it; worker ``w`` of ``W`` makes ``first_step + w,
+    first_step + w + W, ...``, which the DataLoader returns in step order."""
+
+    def __init__(self, stream: OFDMSlotStream, first_step: int):
+        super().__init__()
+        self.stream, self.first_step = stream, first_step
+
+    def __iter__(self):
+        info = torch.utils.data.get_worker_info()
+        worker, n_workers = (0, 1) if info is None else (info.id, info.num_workers)
+        for step in range(self.first_step + worker, len(self.stream), n_workers):
+            data = self.stream.batch(step)
+            yield (torch.view_as_real(torch.from_numpy(data.ls)),
+                   torch.view_as_real(torch.from_numpy(data.channels)),
+                   torch.from_numpy(data.statistics()))
+
+
+def _stream_batches(stream: OFDMSlotStream, num_workers: int, first_step: int = 0
+                    ) -> Iterator:
+    """The stream's batches (from ``first_step`` on) as complex tensors. The DataLoader
+    iterator is built now: building it draws its base seed from the global RNG, which a
+    resumed epoch must restore afterwards."""
+    source = stream if first_step == 0 else _StreamFrom(stream, first_step)
+    loader = torch.utils.data.DataLoader(source, batch_size=None, num_workers=num_workers,
                                          prefetch_factor=4 if num_workers else None)
-    for ls, h, stats in loader:
-        yield torch.view_as_complex(ls), torch.view_as_complex(h), stats
+    return ((torch.view_as_complex(ls), torch.view_as_complex(h), stats)
+            for ls, h, stats in iter(loader))
 
 
 def split_validation(train: OFDMDataset, fraction: float, seed: int | None
@@ -246,30 +290,68 @@ def _optimizer_from_files(tensors: dict[str, torch.Tensor], meta: dict[str, Any]
     return {"state": state, "param_groups": meta["param_groups"]}
 
 
+@dataclass
+class EpochProgress:
+    """How far a mid-epoch checkpoint got into epoch ``epoch`` (its finished-epoch count).
+
+    step : batches of the epoch trained; steps : batches per epoch (a resume with another
+    count is refused: the skipped batches would not be the trained ones).
+    meter : the epoch's running :class:`ErrorMeter` sums; seconds : its training time so far.
+    shuffle_state : the shuffle generator at the start of the epoch (its permutation is drawn
+    again from it). torch_rng : the global RNG at the save (dropout), set again once the
+    epoch's batches are built.
+    """
+
+    step: int
+    steps: int
+    meter: dict[str, float | int]
+    seconds: float
+    shuffle_state: torch.Tensor
+    torch_rng: torch.Tensor | None = None
+
+
+def checkpoint_folder_name(epoch: int, step: int = 0) -> str:
+    """``epoch-NNNN`` after ``epoch`` finished epochs, ``epoch-NNNN-step-MMMMMM`` after
+    ``step`` more batches of the next one."""
+    return f"epoch-{epoch:04d}" + (f"-step-{step:06d}" if step else "")
+
+
 def save_training_state(out: Path, model: nn.Module, optimizer, scheduler, history: OFDMHistory,
                         epoch: int, bad_epochs: int, generator: torch.Generator,
-                        recipe: OFDMRecipe, extra: dict[str, Any], seed: int | None = None
-                        ) -> Path:
+                        recipe: OFDMRecipe, extra: dict[str, Any], seed: int | None = None,
+                        progress: EpochProgress | None = None) -> Path:
     """``out/epochs/epoch-NNNN/`` (model checkpoint + optimiser/scheduler/RNG state, the
     recipe and the seed), then ``out/latest.json`` pointing at it, written last so an
-    interrupted save is never read."""
+    interrupted save is never read.
+
+    ``progress``: a mid-epoch checkpoint, ``step`` batches into the epoch after ``epoch``
+    finished ones, in ``epochs/epoch-NNNN-step-MMMMMM/`` with ``"step"`` in ``latest.json``
+    and ``trainer.json``; its shuffle state is the epoch's start state (``generator`` is not
+    read). Either way ``rng.shuffle`` is the generator at the start of epoch ``epoch``."""
     from ..checkpoint import save_checkpoint
 
-    folder = out / EPOCHS_DIR / f"epoch-{epoch:04d}"
+    step = progress.step if progress is not None else 0
+    folder = out / EPOCHS_DIR / checkpoint_folder_name(epoch, step)
     if folder.exists():
         shutil.rmtree(folder)
-    save_checkpoint(folder / "model", model, extra={**extra, "epoch": epoch})
+    save_checkpoint(folder / "model", model, extra={**extra, "epoch": epoch} | (
+        {"step": step} if progress is not None else {}))
     tensors, meta = _optimizer_to_files(optimizer)
     tensors["rng.torch"] = torch.get_rng_state()
-    tensors["rng.shuffle"] = generator.get_state()
+    tensors["rng.shuffle"] = (generator.get_state() if progress is None
+                              else progress.shuffle_state)
     save_file(tensors, str(folder / "trainer.safetensors"))
     meta.update(scheduler=scheduler.state_dict(), epoch=epoch, bad_epochs=bad_epochs,
                 recipe=asdict(recipe), history=history.epochs, best_epoch=history.best_epoch,
                 best_val_loss=history.best_val_loss if math.isfinite(history.best_val_loss)
                 else None, seed=seed)
+    pointer = {"epoch": epoch, "folder": str(folder.relative_to(out))}
+    if progress is not None:  # epoch-end checkpoints keep the format they always had
+        meta.update(step=step, steps_per_epoch=progress.steps, epoch_meter=progress.meter,
+                    epoch_seconds=progress.seconds)
+        pointer["step"] = step
     _atomic_write_text(folder / "trainer.json", json.dumps(meta, indent=2))
-    _atomic_write_text(out / LATEST_FILE, json.dumps({"epoch": epoch, "folder": str(
-        folder.relative_to(out))}))
+    _atomic_write_text(out / LATEST_FILE, json.dumps(pointer))
     for old in (out / EPOCHS_DIR).iterdir():  # keep only the newest epoch
         if old != folder and old.name.startswith("epoch-"):
             shutil.rmtree(old, ignore_errors=True)
@@ -321,9 +403,12 @@ def _draw_seed() -> int:
 
 
 def load_training_state(out: Path, model: nn.Module, optimizer, scheduler,
-                        generator: torch.Generator) -> tuple[int, int, OFDMHistory]:
-    """Restore what :func:`save_training_state` wrote; returns ``(epoch, bad_epochs, history)``
-    with ``epoch`` the number of finished epochs."""
+                        generator: torch.Generator
+                        ) -> tuple[int, int, OFDMHistory, EpochProgress | None]:
+    """Restore what :func:`save_training_state` wrote; returns ``(epoch, bad_epochs, history,
+    progress)`` with ``epoch`` the number of finished epochs and ``progress`` how far a
+    mid-epoch checkpoint got into the next one (None for an epoch-end checkpoint, including
+    every checkpoint written before mid-epoch ones existed)."""
     from ..checkpoint import load_checkpoint
 
     pointer = json.loads((out / LATEST_FILE).read_text())
@@ -339,7 +424,13 @@ def load_training_state(out: Path, model: nn.Module, optimizer, scheduler,
     best = meta["best_val_loss"]
     history = OFDMHistory(epochs=meta["history"], best_epoch=meta["best_epoch"],
                           best_val_loss=math.inf if best is None else best)
-    return int(meta["epoch"]), int(meta["bad_epochs"]), history
+    progress = None
+    if meta.get("step"):
+        progress = EpochProgress(step=int(meta["step"]), steps=int(meta["steps_per_epoch"]),
+                                 meter=meta["epoch_meter"], seconds=float(meta["epoch_seconds"]),
+                                 shuffle_state=tensors["rng.shuffle"],
+                                 torch_rng=tensors["rng.torch"])
+    return int(meta["epoch"]), int(meta["bad_epochs"]), history, progress
 
 
 # --- the loop -----------------------------------------------------------------------------
@@ -363,13 +454,16 @@ class _Progress:
     started: float = field(default_factory=time.perf_counter)
     last: float = field(default_factory=time.perf_counter)
 
-    def step(self, epoch: int, step: int, samples: int, epoch_start: float, loss: float):
+    def step(self, epoch: int, step: int, samples: int, epoch_start: float, loss: float,
+             first_step: int = 0, first_samples: int = 0):
+        """``first_step`` batches (``first_samples`` slots) of a resumed epoch were trained
+        before ``epoch_start``: the rate and the ETA count only the batches since then."""
         now = time.perf_counter()
         if self.log is None or now - self.last < self.every_s:
             return
         self.last = now
-        rate = samples / max(now - epoch_start, 1e-9)
-        per_step = (now - epoch_start) / step
+        rate = (samples - first_samples) / max(now - epoch_start, 1e-9)
+        per_step = (now - epoch_start) / (step - first_step)
         left_epoch = per_step * (self.steps - step)
         left_total = left_epoch + per_step * self.steps * (self.epochs - epoch - 1)
         self.log(f"epoch {epoch + 1}/{self.epochs} step {step}/{self.steps} | {rate:,.1f} "
@@ -377,12 +471,36 @@ class _Progress:
                  f"{_duration(left_total)}")
 
 
+@dataclass
+class _MidEpochCheckpoints:
+    """A mid-epoch checkpoint at a step boundary once ``every_s`` seconds have passed since
+    the last checkpoint (mid-epoch or epoch-end), so a stopped run loses at most that much."""
+
+    write: Callable[[int, EpochProgress], None]
+    every_s: float
+    last: float = field(init=False)
+
+    def __post_init__(self):
+        self.restart()
+
+    def due(self) -> bool:
+        return time.perf_counter() - self.last >= self.every_s
+
+    def save(self, epoch: int, progress: EpochProgress) -> None:
+        self.write(epoch, progress)
+        self.restart()
+
+    def restart(self) -> None:
+        self.last = time.perf_counter()
+
+
 def fit_channel_estimator(model: nn.Module, train: OFDMDataset | OFDMSlotStream, *,
                           val: OFDMDataset | None = None, recipe: OFDMRecipe = RELEASE_RECIPE,
                           seed: int | None = 0, checkpoint_dir: str | Path | None = None,
                           resume: bool = False, log: Callable[[str], None] | None = None,
                           log_every_s: float = 30.0, num_workers: int = 0,
-                          checkpoint_extra: dict[str, Any] | None = None) -> OFDMHistory:
+                          checkpoint_extra: dict[str, Any] | None = None,
+                          checkpoint_every_s: float | None = None) -> OFDMHistory:
     """Train ``model`` with ``recipe`` on a fixed dataset or an on-the-fly slot stream.
 
     Validation: ``val``, else (a recipe that needs it) ``recipe.val_fraction`` of a fixed
@@ -393,9 +511,17 @@ def fit_channel_estimator(model: nn.Module, train: OFDMDataset | OFDMSlotStream,
     ``seed=None`` draws a seed, stores it with the checkpoint and reuses it on resume (the
     validation split stays the same). ``num_workers`` simulates a stream's slots in that many
     DataLoader worker processes.
+    ``checkpoint_every_s`` (with ``checkpoint_dir``): also a checkpoint at the first step
+    boundary ``checkpoint_every_s`` seconds after the last one (``epochs/epoch-NNNN-step-MMMMMM``,
+    replacing it); a resume from it skips the epoch's trained batches and continues
+    bit-for-bit (weights, optimiser, RNGs and the epoch's running metrics). Not part of the
+    recipe: a run may resume with another value.
     """
 
     check_model_config(model, train.config)
+    if checkpoint_every_s is not None and not checkpoint_every_s >= 0:
+        raise ValueError(f"checkpoint_every_s must be >= 0 seconds or None, got "
+                         f"{checkpoint_every_s}")
     out = Path(checkpoint_dir) if checkpoint_dir is not None else None
     saved = read_training_meta(out) if out is not None and resume else None
     if seed is not None:
@@ -424,23 +550,37 @@ def fit_channel_estimator(model: nn.Module, train: OFDMDataset | OFDMSlotStream,
                         f"{type(train).__name__}")
     optimizer, scheduler = build_optimizer(model, recipe)
     generator = torch.Generator().manual_seed(seed)
-    history, start, bad_epochs = OFDMHistory(), 0, 0
+    history, start, bad_epochs, resumed = OFDMHistory(), 0, 0, None
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         if saved is not None:
-            start, bad_epochs, history = load_training_state(out, model, optimizer, scheduler,
-                                                             generator)
+            start, bad_epochs, history, resumed = load_training_state(out, model, optimizer,
+                                                                      scheduler, generator)
+            if resumed is not None:
+                _check_same_steps(saved[0], resumed, steps)
             if log:
-                log(f"resumed after epoch {start} from {out}")
+                log(_resume_line(out, start, resumed))
     best_state = _best_state(out, history) if recipe.restore_best else None
     progress = _Progress(log, log_every_s, steps, recipe.max_epochs)
     extra = dict(checkpoint_extra or {}, recipe=asdict(recipe))
+    mid_epoch = None
+    if out is not None and checkpoint_every_s is not None:
+        def write_mid_epoch(epoch: int, state: EpochProgress) -> None:
+            folder = save_training_state(out, model, optimizer, scheduler, history, epoch,
+                                         bad_epochs, generator, recipe, extra, seed=seed,
+                                         progress=state)
+            if log:
+                log(f"checkpoint in epoch {epoch + 1} after step {state.step}/{state.steps} "
+                    f"-> {folder}")
+
+        mid_epoch = _MidEpochCheckpoints(write_mid_epoch, checkpoint_every_s)
     for epoch in range(start, recipe.max_epochs):
         if history.stopped_early or _patience_spent(recipe, bad_epochs):
             history.stopped_early = True
             break
         row = _train_epoch(model, train, tensors, optimizer, recipe, generator, epoch,
-                           progress, num_workers)
+                           progress, num_workers, mid_epoch, resumed)
+        resumed = None  # only the first epoch of a resumed run is a partial one
         row["lr"] = optimizer.param_groups[0]["lr"]
         scheduler.step()
         if val is not None:
@@ -461,12 +601,34 @@ def fit_channel_estimator(model: nn.Module, train: OFDMDataset | OFDMSlotStream,
         if out is not None:
             save_training_state(out, model, optimizer, scheduler, history, epoch + 1,
                                 bad_epochs, generator, recipe, extra, seed=seed)
+            if mid_epoch is not None:
+                mid_epoch.restart()
     if _patience_spent(recipe, bad_epochs):
         history.stopped_early = history.stopped_early or len(history.epochs) < recipe.max_epochs
     if recipe.restore_best and best_state is not None:
         model.load_state_dict(best_state)
     model.eval()
     return history
+
+
+def _check_same_steps(folder: Path, progress: EpochProgress, steps: int) -> None:
+    """A mid-epoch resume skips the batches it trained: only with the same batches per epoch
+    are those the same batches."""
+    if progress.steps != steps:
+        from ..checkpoint import CheckpointError
+
+        raise CheckpointError(
+            f"cannot resume from {folder}: it stopped after batch {progress.step} of an epoch "
+            f"of {progress.steps} batches, but this run makes {steps} batches per epoch "
+            "(another training set size); resume with the original training data, or train "
+            "into a new checkpoint folder")
+
+
+def _resume_line(out: Path, epoch: int, progress: EpochProgress | None) -> str:
+    if progress is None:
+        return f"resumed after epoch {epoch} from {out}"
+    return (f"resumed in epoch {epoch + 1} after step {progress.step}/{progress.steps} from "
+            f"{out} (the batches the epoch trained are skipped, not trained again)")
 
 
 def _patience_spent(recipe: OFDMRecipe, bad_epochs: int) -> bool:
@@ -486,16 +648,25 @@ def _best_state(out: Path | None, history: OFDMHistory) -> dict[str, torch.Tenso
 
 
 def _train_epoch(model, train, tensors, optimizer, recipe: OFDMRecipe, generator, epoch: int,
-                 progress: _Progress, num_workers: int) -> dict[str, float]:
+                 progress: _Progress, num_workers: int,
+                 mid_epoch: _MidEpochCheckpoints | None = None,
+                 resumed: EpochProgress | None = None) -> dict[str, float]:
+    """One epoch; ``resumed``: the rest of an epoch a mid-epoch checkpoint stopped in."""
     model.train()
-    meter = ErrorMeter()
+    shuffle_state = generator.get_state()  # the epoch's permutation is drawn from this state
+    first = resumed.step if resumed is not None else 0
+    meter = ErrorMeter() if resumed is None else ErrorMeter.from_state(resumed.meter)
+    seconds_before = resumed.seconds if resumed is not None else 0.0
     if tensors is not None:
-        batches = _fixed_batches(tensors, recipe.batch_size, generator)
+        batches = _fixed_batches(tensors, recipe.batch_size, generator, first)
     else:
         train.set_epoch(epoch)
-        batches = _stream_batches(train, num_workers)
+        batches = _stream_batches(train, num_workers, first)
+    if resumed is not None:  # set after the batches: a DataLoader draws from the global RNG
+        torch.set_rng_state(resumed.torch_rng)
+    first_samples = meter.samples
     started = time.perf_counter()
-    for step, (ls, h, stats) in enumerate(batches, 1):
+    for step, (ls, h, stats) in enumerate(batches, first + 1):
         with _autocast(recipe.bf16):
             estimate = model(ls, stats)
         loss = ofdm_loss(estimate, h)
@@ -507,8 +678,13 @@ def _train_epoch(model, train, tensors, optimizer, recipe: OFDMRecipe, generator
         loss = loss.detach()
         meter.update(loss, estimate.detach(), h)
         # the epoch's running mean: one batch's loss jumps with its SNR and Doppler draws
-        progress.step(epoch, step, meter.samples, started, meter.loss_sum / meter.samples)
-    seconds = time.perf_counter() - started
+        progress.step(epoch, step, meter.samples, started, meter.loss_sum / meter.samples,
+                      first, first_samples)
+        if mid_epoch is not None and step < progress.steps and mid_epoch.due():
+            mid_epoch.save(epoch, EpochProgress(
+                step, progress.steps, meter.state(),
+                seconds_before + time.perf_counter() - started, shuffle_state))
+    seconds = seconds_before + time.perf_counter() - started
     row = {"epoch": epoch, **meter.summary("train"), "seconds": seconds,
            "samples_per_s": meter.samples / max(seconds, 1e-9)}
     return row
