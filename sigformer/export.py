@@ -231,29 +231,43 @@ class TFMTokenIds(nn.Module):
         return ids.reshape(b, -1), codes.reshape(b, -1, codes.shape[-1])
 
 
-def percentile_scale(x: torch.Tensor, q: float = 0.95, eps: float = 1e-8) -> torch.Tensor:
-    """:func:`~sigformer.models.eeg.tfm_tokenizer.percentile_normalize` with the quantile as
-    sort + linear interpolation (``torch.quantile`` has no ONNX operator)."""
+def percentile_of_abs(x: torch.Tensor, q: float = 0.95, eps: float = 1e-8) -> torch.Tensor:
+    """:func:`~sigformer.models.eeg.tfm_tokenizer.channel_scale` (``(..., 1)``) with the
+    quantile as sort + linear interpolation (``torch.quantile`` has no ONNX operator)."""
     values = x.abs().float().sort(dim=-1).values
     position = q * (x.shape[-1] - 1)
     lo = int(math.floor(position))
     hi = min(lo + 1, x.shape[-1] - 1)
     frac = position - lo
     quantile = values[..., lo:lo + 1] + frac * (values[..., hi:hi + 1] - values[..., lo:lo + 1])
-    return x / (quantile + eps)
+    return quantile + eps
+
+
+def percentile_scale(x: torch.Tensor, q: float = 0.95, eps: float = 1e-8) -> torch.Tensor:
+    """:func:`~sigformer.models.eeg.tfm_tokenizer.percentile_normalize` with the quantile as
+    sort + linear interpolation (``torch.quantile`` has no ONNX operator)."""
+    return x / percentile_of_abs(x, q, eps)
 
 
 class TFMClassifierForward(nn.Module):
-    """TFM classifier: percentile scaling, token ids (:class:`TFMTokenIds`), TFM-Encoder."""
+    """TFM classifier: percentile scaling, token ids (:class:`TFMTokenIds`), TFM-Encoder; with
+    ``amplitude_input`` the divided-out scales also go to the head
+    (:meth:`TFMClassifier.classify_tokens`, its calibrated statistics as constants)."""
 
     def __init__(self, model: nn.Module):
         super().__init__()
         self.model = model
         self.token_ids = TFMTokenIds(model.tokenizer)
+        self.amplitude_input = bool(getattr(model, "amplitude_input", False))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        ids, _ = self.token_ids(percentile_scale(x))
-        return self.model.encoder(ids.reshape(x.shape[0], x.shape[1], -1))
+        b, c = x.shape[0], x.shape[1]
+        if not self.amplitude_input:
+            ids, _ = self.token_ids(percentile_scale(x))
+            return self.model.encoder(ids.reshape(b, c, -1))
+        scale = percentile_of_abs(x)
+        ids, _ = self.token_ids(x / scale)
+        return self.model.classify_tokens(ids.reshape(b, c, -1), scale[..., 0])
 
 
 class RealPilotsEstimator(nn.Module):
@@ -462,7 +476,10 @@ def _build_tfm_tokenizer(model, spec, batch, seed) -> Deployable:
 def _build_tfm_classifier(model, spec, batch, seed) -> Deployable:
     return Deployable(TFMClassifierForward(model), (_tfm_input(spec, batch, seed),),
                       ["input"], ["output"], _reference(lambda m, x: m(x), model),
-                      notes=["percentile scaling as sort + interpolation; STFT as Conv1d"])
+                      notes=["percentile scaling as sort + interpolation; STFT as Conv1d"]
+                      + (["amplitude_input: input NOT percentile-scaled (tfm_prepare(scale="
+                          "False)); the log-scale statistics are fixed constants"]
+                         if getattr(model, "amplitude_input", False) else []))
 
 
 def _build_tfm_encoder(model, spec, batch, seed) -> Deployable:

@@ -12,7 +12,8 @@ Pradeepkumar et al., "Tokenizing Single-Channel EEG with Time-Frequency Motif Le
   from the codebook, channel embedding (16 channels), sinusoidal time encoding, CLS token,
   depth-4 linear-attention transformer. 725,014 parameters with 6 classes (TUEV).
 * :class:`TFMClassifier`: frozen tokenizer + encoder, raw signals in, logits out, so the
-  sklearn estimator can use it.
+  sklearn estimator can use it. ``amplitude_input=True`` (a sigformer extension, off by
+  default) also gives the head the per-channel log scale that percentile scaling removes.
 
 Signals are 200 Hz; each channel is scaled by the 95th percentile of its absolute value; the
 STFT uses a 200-sample Hann window, hop 100, no centring, first 100 bins (0-99 Hz): one token
@@ -192,9 +193,15 @@ def run_transformer(encoder: TransformerEncoder, x: torch.Tensor, fast: bool) ->
     return _run_blocks(encoder, x) if fast else encoder(x)
 
 
+def channel_scale(x: torch.Tensor, q: float = 0.95, eps: float = 1e-8) -> torch.Tensor:
+    """The ``q`` quantile of each channel's absolute value plus ``eps``, ``(..., 1)``: what
+    :func:`percentile_normalize` divides by."""
+    return torch.quantile(x.abs().float(), q, dim=-1, keepdim=True) + eps
+
+
 def percentile_normalize(x: torch.Tensor, q: float = 0.95, eps: float = 1e-8) -> torch.Tensor:
     """Scale each channel by the ``q`` quantile of its absolute value (TFM's loader)."""
-    return x / (torch.quantile(x.abs().float(), q, dim=-1, keepdim=True) + eps)
+    return x / channel_scale(x, q, eps)
 
 
 def tfm_spectrogram(x: torch.Tensor) -> torch.Tensor:
@@ -462,11 +469,17 @@ class TFMTokenizer(Tokenizer):
         return {"loss": total, "reconstruction": recon, "vq": vq_loss, "perplexity": perplexity}
 
 
-def tfm_prepare(x: np.ndarray, sfreq: float, resampler: str = "fft") -> np.ndarray:
+def tfm_prepare(x: np.ndarray, sfreq: float, resampler: str = "fft",
+                scale: bool = True) -> np.ndarray:
     """Resample ``(..., N)`` to 200 Hz and scale each channel by its 95th-percentile absolute
     value. ``resampler="fft"`` (default) is ``scipy.signal.resample``, as the reference loader;
     ``"polyphase"`` is sigformer's one resampler (:func:`sigformer.stages.resample_array`, the
-    filter that also streams), for data that must match a streamed chain."""
+    filter that also streams), for data that must match a streamed chain.
+
+    ``scale=False`` resamples only and keeps the amplitudes as recorded: the input of
+    ``TFMClassifier(amplitude_input=True)``, which scales inside and keeps the scale it divided
+    out. (Scaled data fed to that model cannot be detected reliably; it would see every
+    window at amplitude ~1.)"""
     x = np.asarray(x, dtype=np.float64)
     if resampler not in ("fft", "polyphase"):
         raise ValueError(f"resampler must be 'fft' or 'polyphase', got {resampler!r}")
@@ -478,8 +491,10 @@ def tfm_prepare(x: np.ndarray, sfreq: float, resampler: str = "fft") -> np.ndarr
         from ...stages import resample_array
 
         x = resample_array(x, sfreq, TFM_SFREQ)
-    scale = np.quantile(np.abs(x), 0.95, axis=-1, keepdims=True) + 1e-8
-    return (x / scale).astype(np.float32)
+    if not scale:
+        return x.astype(np.float32)
+    percentile = np.quantile(np.abs(x), 0.95, axis=-1, keepdims=True) + 1e-8
+    return (x / percentile).astype(np.float32)
 
 
 sinusoidal_encoding = sinusoidal_table  # the shared table (sigformer.nn.positional)
@@ -555,12 +570,21 @@ class TFMEncoder(nn.Module):
         x = torch.cat([self.cls_token.expand(b, -1, -1), x.reshape(b, c * t, -1)], dim=1)
         return run_transformer(self.transformer, x, self.fast)
 
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        h = self.tokens(ids)
-        if self.n_outputs is None:  # masked-token prediction on every token
-            return self.head(h[:, 1:])
-        out = self.head(h[:, 0])
+    def forward_features(self, ids: torch.Tensor) -> torch.Tensor:
+        """The pooled representation ``(B, D)`` the classification head reads (the CLS
+        token's transformer output)."""
+        return self.tokens(ids)[:, 0]
+
+    def logits(self, features: torch.Tensor) -> torch.Tensor:
+        """The classification head on pooled features ``(B, D)``: ``(B, n_outputs)``, or
+        ``(B,)`` for one output."""
+        out = self.head(features)
         return out[:, 0] if self.n_outputs == 1 else out
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        if self.n_outputs is None:  # masked-token prediction on every token
+            return self.head(self.tokens(ids)[:, 1:])
+        return self.logits(self.forward_features(ids))
 
     def mtp_loss(self, ids: torch.Tensor, generator: torch.Generator | None = None
                  ) -> dict[str, torch.Tensor]:
@@ -622,6 +646,71 @@ def _window_error(source, window: int, got: int) -> SignalError:
                        f"{TFM_SFREQ:g} Hz (tfm_prepare) and cut {seconds:g} s windows")
 
 
+class LogScaleInput(nn.Module):
+    """The per-channel scale that percentile scaling divides out, as a feature: ``s (B, C)``
+    -> ``(B, D)``, added to the encoder's pooled features (``TFMClassifier(amplitude_input=
+    True)``).
+
+    ``log s`` is standardised, clipped to ``+-clip`` (a dead or saturated channel stays a
+    bounded input) and projected by one weight column per channel position (up to
+    ``max_channels``, as the encoder's channel embedding), so any channel count fits.
+
+    Why frozen statistics of the first training values rather than BatchNorm: the data's unit
+    is an additive offset of ``log s`` (volts vs microvolts: ``log 1e-6 = -13.8``), and one
+    mean and standard deviation over all channels (a unit changes every channel alike) removes
+    it. BatchNorm would feed the projection batch statistics in training and running ones in
+    eval, its momentum average starts at 0 and trails the offset for many steps, and a last
+    training batch of one single-channel window has no variance. Here the first
+    ``calibration`` values seen in training mode set the statistics (merged exactly, batch by
+    batch), which then stay fixed: the same function in training and eval, deterministic, and
+    saved with the weights (buffers). ``min_std`` keeps a training set of near-equal amplitudes
+    from blowing small differences up.
+
+    The projection starts at zero: untrained, the amplitude path adds nothing, so the model
+    starts as the published classifier and uses amplitude as far as training finds it useful.
+    """
+
+    def __init__(self, max_channels: int, dim: int, calibration: int = 256,
+                 min_std: float = 0.1, clip: float = 5.0):
+        super().__init__()
+        self.calibration, self.min_std, self.clip = calibration, min_std, clip
+        # a linear map: logits then depend linearly on the log scales (as log band power +
+        # logistic regression), and adding it keeps the encoder's head as it is
+        self.proj = nn.Linear(max_channels, dim)
+        nn.init.zeros_(self.proj.weight)
+        nn.init.zeros_(self.proj.bias)
+        self.register_buffer("count", torch.zeros(()))
+        self.register_buffer("mean", torch.zeros(()))
+        self.register_buffer("var", torch.ones(()))
+
+    @torch.no_grad()
+    def _calibrate(self, values: torch.Tensor) -> None:
+        """Merge ``values`` into the statistics (Chan et al.'s pairwise update: exact)."""
+        n = float(values.numel())
+        mean, var = values.mean(), values.var(unbiased=False)
+        total = self.count + n
+        delta = mean - self.mean
+        m2 = self.var * self.count + var * n + delta * delta * self.count * n / total
+        self.mean.add_(delta * n / total)
+        self.var.copy_(m2 / total)
+        self.count.copy_(total)
+
+    def normalized(self, scale: torch.Tensor) -> torch.Tensor:
+        """Standardised, clipped ``log s`` ``(B, C)`` (calibrating first in training mode)."""
+        log_scale = scale.float().log()
+        if self.training and bool(self.count < self.calibration):
+            self._calibrate(log_scale.detach())
+        z = (log_scale - self.mean) / self.var.sqrt().clamp_min(self.min_std)
+        return z.clamp(-self.clip, self.clip)
+
+    def forward(self, scale: torch.Tensor) -> torch.Tensor:
+        c = scale.shape[-1]
+        if c > self.proj.in_features:
+            raise ValueError(f"amplitude input takes at most {self.proj.in_features} channels, "
+                             f"got {c}")
+        return F.linear(self.normalized(scale), self.proj.weight[:, :c], self.proj.bias)
+
+
 @register_model("tfm_classifier", domain="eeg", presets={
     "tiny": dict(tokenizer_params=dict(emb_size=16, code_size=16, n_codes=64, freq_depth=1,
                                        temporal_depth=1, decoder_depth=1, heads=2,
@@ -654,13 +743,23 @@ class TFMClassifier(nn.Module):
         discrete ids).
     tokenizer_epochs, mtp_epochs, pretrain_batch_size, pretrain_lr : the estimator's
         unsupervised stages (:func:`sigformer.recipes.tfm.pretrain_classifier_stages`).
+    amplitude_input : False (default): the published model, amplitude-free (every window is
+        scaled to a 95th percentile of 1 before tokenizing). True (a sigformer extension):
+        the tokens are made from the same scaled signal, and the per-channel scale ``s``
+        that was divided out goes to the head as well: standardised ``log s`` through a
+        learned linear projection (:class:`LogScaleInput`), added to the encoder's pooled
+        features. Absolute amplitude is a strong cue in clinical EEG (seizures); the
+        tokenizer's codebook stays amplitude-free. The input must then be 200 Hz signals
+        **not** scaled beforehand (``tfm_prepare(..., scale=False)``): scaled data cannot be
+        told apart and would carry no amplitude. The log scale's unit offset (V vs uV) is
+        removed by statistics of the first training batches, saved with the weights.
     """
 
     def __init__(self, n_chans=None, n_outputs=2, n_times=None, sfreq=TFM_SFREQ, chs_info=None,
                  tokenizer_params: dict | None = None, encoder_params: dict | None = None,
                  freeze_tokenizer: bool = True, tokenizer_epochs: int = 0,
                  mtp_epochs: int = 0, pretrain_batch_size: int = 256, pretrain_lr: float = 1e-3,
-                 tokenizer_weights: str | None = None):
+                 tokenizer_weights: str | None = None, amplitude_input: bool = False):
         super().__init__()
         self.tokenizer_epochs, self.mtp_epochs = tokenizer_epochs, mtp_epochs
         self.pretrain_batch_size, self.pretrain_lr = pretrain_batch_size, pretrain_lr
@@ -691,6 +790,9 @@ class TFMClassifier(nn.Module):
         self.encoder = TFMEncoder(n_outputs=n_outputs, **enc)
         if tokenizer_weights is not None:
             self.encoder.init_from_codebook(self.tokenizer.quantizer.codebook.detach())
+        self.amplitude_input = bool(amplitude_input)
+        if self.amplitude_input:  # no module otherwise: the published model's keys exactly
+            self.amplitude = LogScaleInput(self.encoder.max_channels, self.encoder.emb_size)
         self.freeze_tokenizer = freeze_tokenizer
         if freeze_tokenizer:
             # eval from the start: Lightning keeps submodule modes, so a tokenizer left in
@@ -717,7 +819,21 @@ class TFMClassifier(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.tokenizer_window is not None and x.shape[-1] != self.tokenizer_window:
             raise _window_error(self.tokenizer_weights, self.tokenizer_window, x.shape[-1])
-        with torch.set_grad_enabled(not self.freeze_tokenizer and torch.is_grad_enabled()):
-            tok = self.tokenizer.encode(percentile_normalize(x))
         b, c = x.shape[:2]
-        return self.encoder(tok.ids.reshape(b, c, -1))
+        if not self.amplitude_input:
+            with torch.set_grad_enabled(not self.freeze_tokenizer and torch.is_grad_enabled()):
+                tok = self.tokenizer.encode(percentile_normalize(x))
+            return self.encoder(tok.ids.reshape(b, c, -1))
+        scale = channel_scale(x)  # (B, C, 1): tokens from x / scale, as percentile_normalize
+        with torch.set_grad_enabled(not self.freeze_tokenizer and torch.is_grad_enabled()):
+            tok = self.tokenizer.encode(x / scale)
+        return self.classify_tokens(tok.ids.reshape(b, c, -1), scale[..., 0])
+
+    def classify_tokens(self, ids: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        """``amplitude_input`` head: token ids ``(B, C, T)`` and the per-channel scales ``(B,
+        C)`` divided out of the signal -> logits (shared with the export wrapper)."""
+        if not self.amplitude_input:
+            raise ValueError("classify_tokens needs TFMClassifier(amplitude_input=True); the "
+                             "published model classifies token ids with self.encoder(ids)")
+        features = self.encoder.forward_features(ids)
+        return self.encoder.logits(features + self.amplitude(scale).to(features.dtype))
