@@ -20,8 +20,9 @@ accuracy against SNR.
 classification bundle of the catalogue when none is named, else catalogue names, bundle
 folders or model folders of ``scripts/train_amr.py`` - on a held-out RadioML-2016-style grid
 of the realistic generator (``--n-per-condition`` frames per class and SNR, -20..18 dB, seed
-20,000 + ``--seed``: training draws batch ``(seed, epoch, step)`` and tests on 10,000 +
-seed), each frame scaled as the bundle records (``extra.normalization``). Prints overall,
+30,000 + ``--seed``: ``scripts/train_amr.py`` and ``scripts/amr_skd_sweep.py`` draw batch
+``(seed, epoch, step)``, validate on 20,000 + seed and test on 10,000 + seed), each frame
+scaled as the bundle records (``extra.normalization``). Prints overall,
 >= 10 dB and per-SNR accuracy; writes ``benchmarks/results/amr_pretrained.json`` and a PNG.
 
 Generator and training throughput: ``benchmarks/modgen.py``. The long training of the shipped
@@ -65,9 +66,9 @@ REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
 BASELINES = ("amr_resnet", "mcldnn", "vtcnn2")
 STUDENTS = ("kd_cnn", "kd_mobilenet")
-# training streams draw batch (seed, epoch, step) and test on 10,000 + seed: this grid is
-# neither
-HELD_OUT_SEED = 20_000
+# training streams draw batch (seed, epoch, step), validate on 20,000 + seed and test on
+# 10,000 + seed (scripts/train_amr.py, scripts/amr_skd_sweep.py): this grid is none of them
+HELD_OUT_SEED = 30_000
 
 
 # --- --pretrained: shipped bundles on a held-out grid, no training ---------------------------
