@@ -10,7 +10,11 @@ every epoch into ``OUT/<student>+SKD-T<T>-a<alpha>/``; ``--resume`` continues. T
 student of the same run (``RUN/<student>``), when present, is evaluated beside them::
 
     nohup python scripts/amr_skd_sweep.py --run runs/amr2 --student kd_cnn \\
-        --pairs 1:0.5,2:0.5,2:0.8 --out runs/skd_sweep --resume > runs/skd_sweep.log 2>&1 &
+        --pairs 1:0.5,2:0.5 --seed 0 --test-per-condition 100 --out runs/skd_sweep \\
+        --resume > runs/skd_sweep.log 2>&1 &
+
+``--seed`` and ``--test-per-condition`` are read from ``RUN/report.json`` once the run has
+finished; until then pass the values the run was started with.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from sigformer.data.modgen import RML2016_CLASSES, ModGenConfig
 from sigformer.data.radioml import RML2016_SNRS, generate_radioml
 from sigformer.models import create_model
 from sigformer.recipes.amr import GeneratedFrames, StreamRecipe, fit_stream, has_finished
-from sigformer.rf.amr import evaluate_amr
+from sigformer.rf.amr import check_reusable, evaluate_amr
 
 # the grids of scripts/train_amr.py (same seeds, so the numbers are comparable with its report)
 TEST_SEED, VAL_SEED = 10_000, 20_000
@@ -56,16 +60,38 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--out", required=True)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--val-per-condition", type=int, default=50)
+    ap.add_argument("--seed", type=int, default=None,
+                    help="the run's --seed (needed when RUN/report.json does not record it)")
+    ap.add_argument("--test-per-condition", type=int, default=None,
+                    help="the run's --test-per-condition (needed when RUN/report.json does "
+                         "not record it)")
     ap.add_argument("--resume", action="store_true")
     return ap.parse_args(argv)
 
 
-def run_settings(run: Path) -> tuple[StreamRecipe, dict]:
-    """The recipe and arguments the run's teacher was trained with (from its checkpoint)."""
+def run_settings(run: Path, args: argparse.Namespace) -> tuple[StreamRecipe, int, int]:
+    """The teacher's recipe (from its checkpoint), and the run's seed and test-grid size: from
+    ``RUN/report.json`` once the run has finished (an unfinished run's report has no
+    arguments), else from ``--seed`` / ``--test-per-condition``; a mismatch is refused."""
     extra = read_config(run / "clst")["extra"]
-    recipe = StreamRecipe(**extra["recipe"])
-    report = json.loads((run / "report.json").read_text())
-    return recipe, report.get("args", {})
+    if list(extra.get("classes", [])) != list(RML2016_CLASSES):
+        raise SystemExit(f"error: {run / 'clst'} was trained on classes {extra.get('classes')}; "
+                         f"the sweep is for --mode rml runs ({len(RML2016_CLASSES)} RML2016 "
+                         "classes)")
+    report = run / "report.json"
+    recorded = json.loads(report.read_text()).get("args", {}) if report.is_file() else {}
+    values = {}
+    for name in ("seed", "test_per_condition"):
+        given, saved = getattr(args, name), recorded.get(name)
+        flag = "--" + name.replace("_", "-")
+        if saved is not None and given is not None and int(given) != int(saved):
+            raise SystemExit(f"error: {flag} {given} differs from the run's {saved} "
+                             f"({report})")
+        if saved is None and given is None:
+            raise SystemExit(f"error: {report} does not record the run's {flag} (the run has "
+                             f"not finished); pass the value the run was started with")
+        values[name] = int(saved if saved is not None else given)
+    return StreamRecipe(**extra["recipe"]), values["seed"], values["test_per_condition"]
 
 
 def main(argv=None) -> int:
@@ -79,10 +105,8 @@ def main(argv=None) -> int:
 
     if not has_finished(run / "clst"):
         raise SystemExit(f"error: {run / 'clst'} holds no finished teacher")
-    recipe, run_args = run_settings(run)
-    seed = int(run_args.get("seed", 0))
+    recipe, seed, test_per = run_settings(run, args)
     classes, config = RML2016_CLASSES, ModGenConfig()
-    test_per = int(run_args.get("test_per_condition", 100))
     test = generate_radioml(test_per, snrs=RML2016_SNRS, classes=classes, config=config,
                             seed=TEST_SEED + seed, normalization="rms")
     validation = generate_radioml(args.val_per_condition, snrs=RML2016_SNRS, classes=classes,
@@ -113,13 +137,18 @@ def main(argv=None) -> int:
     for t, a in parse_pairs(args.pairs):
         label = f"{args.student}+SKD-T{t:g}-a{a:g}"
         folder = out / label
+        student_recipe = replace(recipe, temperature=t, alpha=a)
+        if args.resume and (folder / "config.json").is_file():
+            # a student of another budget, class list or frame length is refused, not mixed in
+            check_reusable(folder, student_recipe, {"classes": list(classes),
+                                                    "frame_length": test.frame_length}, log)
         if args.resume and has_finished(folder):
             model = load_checkpoint(folder)[0]
         else:
             torch.manual_seed(seed)  # the same initial weights as the run's students
             model = create_model(args.student, **shape)
             stream = GeneratedFrames(classes, config, frame_length=test.frame_length, seed=seed)
-            fit_stream(model, stream, replace(recipe, temperature=t, alpha=a), teacher=teacher,
+            fit_stream(model, stream, student_recipe, teacher=teacher,
                        validation=validation, checkpoint_dir=folder, resume=args.resume,
                        label=label, log=log,
                        extra={"classes": list(classes), "normalization": "rms",
