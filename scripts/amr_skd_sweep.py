@@ -14,7 +14,11 @@ student of the same run (``RUN/<student>``), when present, is evaluated beside t
         --resume > runs/skd_sweep.log 2>&1 &
 
 ``--seed`` and ``--test-per-condition`` are read from ``RUN/report.json`` once the run has
-finished; until then pass the values the run was started with.
+finished (``--seed`` also from the teacher's checkpoint of a run that records it); until then
+pass the values the run was started with. Each student records the run's seed, the generator
+settings and its teacher (the sha256 of ``RUN/clst/model.safetensors``); ``--resume`` refuses
+a student whose recipe, data, architecture or teacher differ (``~`` in --run/--out is the home
+folder).
 """
 
 from __future__ import annotations
@@ -29,11 +33,17 @@ from pathlib import Path
 import torch
 
 from sigformer.checkpoint import load_checkpoint, read_config
+from sigformer.checkpoint_io import user_path
 from sigformer.data.modgen import RML2016_CLASSES, ModGenConfig
 from sigformer.data.radioml import RML2016_SNRS, generate_radioml
 from sigformer.models import create_model
 from sigformer.recipes.amr import GeneratedFrames, StreamRecipe, fit_stream, has_finished
-from sigformer.rf.amr import check_reusable, evaluate_amr
+from sigformer.rf.amr import (
+    check_reusable,
+    evaluate_amr,
+    generator_record,
+    teacher_fingerprint,
+)
 
 # the grids of scripts/train_amr.py (same seeds, so the numbers are comparable with its report)
 TEST_SEED, VAL_SEED = 10_000, 20_000
@@ -80,6 +90,8 @@ def run_settings(run: Path, args: argparse.Namespace) -> tuple[StreamRecipe, int
                          "classes)")
     report = run / "report.json"
     recorded = json.loads(report.read_text()).get("args", {}) if report.is_file() else {}
+    if recorded.get("seed") is None and "seed" in extra:  # recorded by newer train_amr runs
+        recorded = {**recorded, "seed": extra["seed"]}
     values = {}
     for name in ("seed", "test_per_condition"):
         given, saved = getattr(args, name), recorded.get(name)
@@ -97,7 +109,7 @@ def run_settings(run: Path, args: argparse.Namespace) -> tuple[StreamRecipe, int
 def main(argv=None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    run, out = Path(args.run), Path(args.out)
+    run, out = user_path(args.run), user_path(args.out)  # "--out=~/x" reaches us unexpanded
     out.mkdir(parents=True, exist_ok=True)
 
     def log(line: str) -> None:
@@ -134,14 +146,19 @@ def main(argv=None) -> int:
         record(f"{args.student}+SKD (T=4, alpha=0.5, shipped)",
                load_checkpoint(run / f"{args.student}+SKD")[0], (4.0, 0.5))
     shape = dict(n_outputs=len(classes), n_times=test.frame_length)
+    # what decides a student's data and teacher (train_amr's fields), compared on --resume
+    extra = {"classes": list(classes), "normalization": "rms",
+             "frame_length": test.frame_length, "seed": seed,
+             "generator_config": generator_record(config),
+             "teacher": teacher_fingerprint(run / "clst")}
     for t, a in parse_pairs(args.pairs):
         label = f"{args.student}+SKD-T{t:g}-a{a:g}"
         folder = out / label
         student_recipe = replace(recipe, temperature=t, alpha=a)
         if args.resume and (folder / "config.json").is_file():
-            # a student of another budget, class list or frame length is refused, not mixed in
-            check_reusable(folder, student_recipe, {"classes": list(classes),
-                                                    "frame_length": test.frame_length}, log)
+            # a student of another budget, data, architecture or teacher is refused, not
+            # mixed in
+            check_reusable(folder, student_recipe, extra, log, model=(args.student, shape))
         if args.resume and has_finished(folder):
             model = load_checkpoint(folder)[0]
         else:
@@ -150,9 +167,7 @@ def main(argv=None) -> int:
             stream = GeneratedFrames(classes, config, frame_length=test.frame_length, seed=seed)
             fit_stream(model, stream, student_recipe, teacher=teacher,
                        validation=validation, checkpoint_dir=folder, resume=args.resume,
-                       label=label, log=log,
-                       extra={"classes": list(classes), "normalization": "rms",
-                              "frame_length": test.frame_length, "label": label})
+                       label=label, log=log, extra={**extra, "label": label})
         record(label, model, (t, a))
     best = max((k for k, r in rows.items() if r["alpha"] is not None),
                key=lambda k: rows[k]["val_accuracy"], default=None)

@@ -142,10 +142,10 @@ def main(argv=None) -> int:
     from sigformer.spec import SignalSpec
 
     torch.set_num_threads(args.threads)
-    out = Path(args.out)
+    out = Path(args.out).expanduser()  # "--out=~/x" reaches us unexpanded
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
-    X, groups, summary = build_corpus(Path(args.shared), args.window_s)
+    X, groups, summary = build_corpus(Path(args.shared).expanduser(), args.window_s)
     if args.max_windows and len(X) > args.max_windows:
         pick = np.random.default_rng(args.seed).choice(len(X), args.max_windows, replace=False)
         X, groups = X[np.sort(pick)], groups[np.sort(pick)]

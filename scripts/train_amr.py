@@ -16,7 +16,10 @@ after symbol-rate estimation and resampling (captures are never trained on).
 Every model is checkpointed into ``--out/<label>/`` after each epoch; ``--resume`` continues
 an interrupted run (finished models are loaded, not retrained) with the same ``--epochs``,
 ``--frames``, ``--batch-size`` and ``--lr`` (they shape the cosine; a change is refused, for
-finished models too, before anything trains: delete a model's folder to retrain it);
+finished models too, before anything trains: delete a model's folder to retrain it), and the
+same ``--seed``, ``--mode``/``--target-sps`` (the generator) and ``--clst-preset``; an SKD
+student is refused when the teacher beside it is not the one it was distilled from (each
+checkpoint records these; one written before they were recorded is reused with a note);
 ``--workers`` may change. Progress lines give frames/s and the ETA. Run it in the
 background, e.g.::
 

@@ -20,8 +20,11 @@ mid-epoch (session end, Ctrl-C, a queue's time limit) loses at most MIN minutes 
 and ``--resume`` skips the batches the epoch already trained and continues exactly as if it had
 never stopped. It is not a training setting, so a resume may change it. ``--resume`` refuses
 changed training settings (only ``--epochs`` may change: the exponential schedule does not
-depend on it). Progress lines with samples/s, the epoch's running mean loss and the ETA go to
-stdout.
+depend on it), ``--no-attention-dropout`` and ``--fast`` included (another regulariser; fused
+projections round differently in training), and ``--epochs`` below an epoch a mid-epoch
+checkpoint stopped in. ``--out`` may start with ``~`` (also in ``--out=~/...``, which the
+shell leaves alone). Progress lines with samples/s, the epoch's running mean loss and the ETA
+go to stdout.
 
     python scripts/train_ofdm.py --out runs/ofdm_ada_paper --threads 2
     python scripts/train_ofdm.py --out runs/ofdm_ada_paper --threads 2 --resume
@@ -40,9 +43,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from sigformer.checkpoint_io import user_path
 from sigformer.data.ofdm import REFERENCE_TRAIN, OFDMDataset, OFDMSlotStream, simulate_ofdm
 from sigformer.models import create_model
-from sigformer.recipes.ofdm import OFDMRecipe, fit_channel_estimator
+from sigformer.recipes.ofdm import OFDMRecipe, fit_channel_estimator, read_training_meta
 
 MODELS = {"adafortitran": "adafortitran", "fortitran": "fortitran", "linear": "ofdm_linear"}
 DRAWS = {"snr_db": REFERENCE_TRAIN["snr_db"],
@@ -68,7 +72,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--lr-decay", type=float, default=0.995, help="ExponentialLR gamma")
     ap.add_argument("--bf16", action="store_true", help="bf16 autocast (not the release)")
     ap.add_argument("--fast", action="store_true",
-                    help="fused q/k/v projections (sigformer.nn.fast_path: same function)")
+                    help="fused q/k/v projections (sigformer.nn.fast_path: the same function; "
+                         "eval bitwise, training rounds differently, so a resume keeps it)")
     ap.add_argument("--no-attention-dropout", action="store_true",
                     help="skip dropout on the attention weights in training (fast_path("
                          "attention_dropout=False): ~3x faster on CPU, a different regulariser)")
@@ -169,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    out = Path(args.out)
+    out = user_path(args.out)  # "--out=~/runs/x" reaches us unexpanded
     out.mkdir(parents=True, exist_ok=True)
     preset = None if args.preset == "paper" or args.model == "linear" else args.preset
     torch.manual_seed(args.seed)  # the initial weights follow --seed too
@@ -184,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     extra = {"ofdm_config": train.config.to_dict(), "profile": f"TDL-{args.profile}",
              "snr_definition": "pilot", "training_draws": DRAWS, "n_train": args.n_train,
              "n_val": len(val), "data": args.data, "seed": args.seed,
-             "attention_dropout": not args.no_attention_dropout}
+             "attention_dropout": not args.no_attention_dropout, "fast": args.fast}
     t0 = time.perf_counter()
     with fast_path_if(args.fast, attention_dropout=not args.no_attention_dropout):
         history = run_training(model, train, val, recipe, args, out, extra)
@@ -218,6 +223,8 @@ def run_training(model, train, val, recipe: OFDMRecipe, args: argparse.Namespace
     from sigformer.checkpoint import CheckpointError
 
     try:
+        if args.resume:
+            refuse_changed_switches(out, extra)
         return fit_channel_estimator(model, train, val=val, recipe=recipe, seed=args.seed,
                                      checkpoint_dir=out, resume=args.resume, log=log,
                                      log_every_s=args.log_every, checkpoint_extra=extra,
@@ -225,6 +232,35 @@ def run_training(model, train, val, recipe: OFDMRecipe, args: argparse.Namespace
                                      checkpoint_every_s=checkpoint_every_s(args))
     except CheckpointError as err:  # a refused resume: the message says what to do
         raise SystemExit(f"error: {err}") from None
+
+
+# switches outside the recipe that change what is trained, with the flag that sets each:
+# attention dropout is a regulariser; the fused q/k/v projections compute the same function
+# but not the same floats in training (AdaFortiTran tiny/small/paper, 2 epochs: weights differ
+# by up to 1e-3 to 1e-2; only eval is bitwise), so a resume that toggled either would not
+# continue the run it resumes
+SWITCHES = {"attention_dropout": "--no-attention-dropout", "fast": "--fast"}
+
+
+def refuse_changed_switches(out: Path, extra: dict) -> None:
+    """Refuse a resume whose ``SWITCHES`` differ from the newest checkpoint's (a checkpoint
+    written before one was recorded is resumed with a note)."""
+    from sigformer.checkpoint import CheckpointError, read_config
+
+    saved = read_training_meta(out)
+    if saved is None:
+        return
+    recorded = read_config(saved[0] / "model")["extra"]
+    missing = [key for key in SWITCHES if key not in recorded]
+    if missing:
+        log(f"note: {saved[0]} records no {', '.join(missing)} (an earlier sigformer): "
+            "resumed without checking it")
+    changed = [f"{key} {recorded[key]!r} -> {extra[key]!r} ({flag})"
+               for key, flag in SWITCHES.items() if key in recorded and recorded[key] != extra[key]]
+    if changed:
+        raise CheckpointError(f"cannot resume from {saved[0]}: it was trained with other "
+                              f"switches: {', '.join(changed)}. Resume with the flags the run "
+                              f"started with, or train into a new --out")
 
 
 if __name__ == "__main__":

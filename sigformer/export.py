@@ -473,8 +473,26 @@ def _build_tfm_tokenizer(model, spec, batch, seed) -> Deployable:
                              "STFT runs as a fixed-basis Conv1d"])
 
 
+def _amplitude_probe(model, x: torch.Tensor) -> torch.Tensor:
+    """``x`` rescaled so each channel's log scale lies inside the linear range of the
+    model's calibrated :class:`LogScaleInput` (z from -2 to 2 across channels): at unit
+    amplitude a probe sits near z = -4 for a model calibrated in uV and is clipped at +5 for
+    one calibrated in V, so the parity check would compare the saturated branch only."""
+    from .models.eeg.tfm_tokenizer import channel_scale
+
+    amplitude = model.amplitude
+    std = float(amplitude.var.sqrt().clamp_min(amplitude.min_std))
+    chans = x.shape[1]
+    z = torch.linspace(-2.0, 2.0, chans) if chans > 1 else torch.zeros(1)
+    target = torch.exp(amplitude.mean.float() + std * z)  # (C,) the scales to probe with
+    return x / channel_scale(x) * target[:, None]
+
+
 def _build_tfm_classifier(model, spec, batch, seed) -> Deployable:
-    return Deployable(TFMClassifierForward(model), (_tfm_input(spec, batch, seed),),
+    probe = _tfm_input(spec, batch, seed)
+    if getattr(model, "amplitude_input", False):
+        probe = _amplitude_probe(model, probe)
+    return Deployable(TFMClassifierForward(model), (probe,),
                       ["input"], ["output"], _reference(lambda m, x: m(x), model),
                       notes=["percentile scaling as sort + interpolation; STFT as Conv1d"]
                       + (["amplitude_input: input NOT percentile-scaled (tfm_prepare(scale="

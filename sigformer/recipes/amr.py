@@ -203,7 +203,7 @@ def _load_state(out: Path, model: nn.Module, optimizer, scheduler,
                 recipe: StreamRecipe | None = None) -> tuple[int, StreamHistory]:
     """Restore what :func:`_save_state` wrote; with ``recipe``, first refuse one that differs
     from the recorded recipe (``num_workers`` aside)."""
-    from ..checkpoint import load_checkpoint, read_config
+    from ..checkpoint import CheckpointError, load_checkpoint, read_config
     from .resume_check import recipe_changes, refuse_changes
 
     saved = read_config(out)["extra"].get("recipe")
@@ -213,7 +213,14 @@ def _load_state(out: Path, model: nn.Module, optimizer, scheduler,
                        "--epochs, --frames, --batch-size, --lr), or train into a new --out",
                        exempt=RESUMABLE_FIELDS)
     loaded, config = load_checkpoint(out)
-    model.load_state_dict(loaded.state_dict())
+    try:
+        model.load_state_dict(loaded.state_dict())
+    except RuntimeError as err:  # another architecture (e.g. preset): say so, not a torch dump
+        first = " ".join(line.strip() for line in str(err).splitlines()[:2])
+        raise CheckpointError(f"cannot resume from {out}: its {config['model']!r} weights "
+                              f"(built with {config['kwargs']}) do not fit the model being "
+                              f"trained ({first}). Train into a new folder, or delete {out} "
+                              "to retrain") from None
     extra = config["extra"]
     history = StreamHistory(epochs=list(extra.get("history", [])),
                             done=bool(extra.get("training_done")))
@@ -246,13 +253,14 @@ def fit_stream(model: nn.Module, stream: GeneratedFrames, recipe: StreamRecipe, 
     ``validation`` after each epoch (``val_acc``: monitored, never used to pick an epoch; pass
     a grid other than the test set); checkpoints into ``checkpoint_dir`` every epoch (the
     recipe recorded in ``extra["recipe"]``; a resume with another recipe is refused)."""
+    from ..checkpoint_io import user_path
     from ..training import predict_logits
 
     stream.steps, stream.batch_size = recipe.steps_per_epoch, recipe.batch_size
     optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.lr,
                                   weight_decay=recipe.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(recipe))
-    out = Path(checkpoint_dir) if checkpoint_dir is not None else None
+    out = user_path(checkpoint_dir) if checkpoint_dir is not None else None
     start, history = 0, StreamHistory()
     if out is not None and resume and (out / "config.json").is_file():
         start, history = _load_state(out, model, optimizer, scheduler, recipe)

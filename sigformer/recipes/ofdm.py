@@ -518,12 +518,16 @@ def fit_channel_estimator(model: nn.Module, train: OFDMDataset | OFDMSlotStream,
     recipe: a run may resume with another value.
     """
 
+    from ..checkpoint_io import user_path
+
     check_model_config(model, train.config)
     if checkpoint_every_s is not None and not checkpoint_every_s >= 0:
         raise ValueError(f"checkpoint_every_s must be >= 0 seconds or None, got "
                          f"{checkpoint_every_s}")
-    out = Path(checkpoint_dir) if checkpoint_dir is not None else None
+    out = user_path(checkpoint_dir) if checkpoint_dir is not None else None
     saved = read_training_meta(out) if out is not None and resume else None
+    if saved is not None:
+        _check_partial_epoch_fits(*saved, recipe)
     if seed is not None:
         torch.manual_seed(seed)
     if saved is not None:
@@ -609,6 +613,22 @@ def fit_channel_estimator(model: nn.Module, train: OFDMDataset | OFDMSlotStream,
         model.load_state_dict(best_state)
     model.eval()
     return history
+
+
+def _check_partial_epoch_fits(folder: Path, meta: dict[str, Any], recipe: OFDMRecipe) -> None:
+    """A mid-epoch checkpoint resumed with ``max_epochs`` at or below its finished epochs
+    would train nothing and hand back the weights from inside the next epoch (the epoch-end
+    checkpoint before it was replaced, so that state is gone): refuse."""
+    done, step = int(meta["epoch"]), int(meta.get("step") or 0)
+    if step and done >= recipe.max_epochs:
+        from ..checkpoint import CheckpointError
+
+        raise CheckpointError(
+            f"cannot resume from {folder}: it stopped inside epoch {done + 1} (after step "
+            f"{step} of {meta.get('steps_per_epoch', '?')}), but max_epochs={recipe.max_epochs} "
+            f"ends the run before that epoch, which would return half-trained weights; resume "
+            f"with max_epochs >= {done + 1} (scripts/train_ofdm.py: --epochs {done + 1} or "
+            "more) to finish the epoch, or train into a new checkpoint folder")
 
 
 def _check_same_steps(folder: Path, progress: EpochProgress, steps: int) -> None:

@@ -38,6 +38,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ..checkpoint import CheckpointError, atomic_write_bytes, save_checkpoint
+from ..checkpoint_io import user_path
 from ..models.eeg.tfm_tokenizer import (
     TFMClassifier,
     TFMEncoder,
@@ -195,11 +196,11 @@ def latest_checkpoint(checkpoint_dir: str | Path) -> Path | None:
     """The newest complete epoch folder of a recipe's ``checkpoint_dir`` (None if none yet).
     Each folder is a sigformer checkpoint: ``sigformer.checkpoint.load_checkpoint`` reads the
     model from it."""
-    pointer = Path(checkpoint_dir) / LATEST_FILE
+    pointer = user_path(checkpoint_dir) / LATEST_FILE
     if not pointer.is_file():
         return None
     try:
-        folder = Path(checkpoint_dir) / json.loads(pointer.read_text())["folder"]
+        folder = user_path(checkpoint_dir) / json.loads(pointer.read_text())["folder"]
     except (json.JSONDecodeError, KeyError) as err:
         raise CheckpointError(f"{pointer} is corrupt ({err}); remove it to start over") from None
     if not (folder / STATE_FILE).is_file():
@@ -226,7 +227,7 @@ class _Loop:
         self.recipe, self.max_epochs, self.batch_size = recipe, max_epochs, batch_size
         self.device, self.precision, self.progress = device, precision, progress
         self.seed = int(seed) if seed is not None else int(torch.randint(2**31, ()).item())
-        self.checkpoint_dir = None if checkpoint_dir is None else Path(checkpoint_dir)
+        self.checkpoint_dir = None if checkpoint_dir is None else user_path(checkpoint_dir)
         self.resume, self.keep_last = resume, keep_last
         self.settings = dict(settings, recipe=recipe, max_epochs=max_epochs,
                              batch_size=batch_size, lr=lr, weight_decay=weight_decay,
@@ -574,7 +575,7 @@ def finetune(model: TFMClassifier | TFMEncoder, X, y, *, X_val=None, y_val=None,
         return history
     X_val_t = torch.as_tensor(np.asarray(X_val), dtype=x_dtype)
     y_val = np.asarray(y_val)
-    best_dir = None if checkpoint_dir is None else Path(checkpoint_dir) / BEST_DIR
+    best_dir = None if checkpoint_dir is None else user_path(checkpoint_dir) / BEST_DIR
     # best_epoch / best_score live in the loop's saved state: a resume restores them
     loop.extra_state.update(best_epoch=None, best_score=None)
     kept: dict[str, Any] = {"state": None}

@@ -908,32 +908,104 @@ def load_amr_data(a) -> AMRDataset:
 RESUME_HOW = ("Resume with the original values (scripts/train_amr.py: the same --epochs, "
               "--frames, --batch-size, --lr), train into a new --out, or delete {folder} to "
               "retrain that model")
+# extra fields that decide what a model was trained on (compared on resume, beside the recipe)
+DATA_FIELDS = ("classes", "frame_length", "seed", "generator_config")
+
+
+def _as_json(value: Any) -> Any:
+    """``value`` as a checkpoint's JSON reads it back (tuples become lists), for comparing."""
+    return json.loads(json.dumps(value))
+
+
+def generator_record(config: ModGenConfig | None) -> dict[str, Any]:
+    """The generator settings (``None``: the default :class:`ModGenConfig`) as recorded in a
+    checkpoint's ``extra["generator_config"]``."""
+    from ..data.modgen import ModGenConfig
+
+    return _as_json(asdict(config if config is not None else ModGenConfig()))
+
+
+def teacher_fingerprint(folder: str | Path) -> str | None:
+    """The sha256 of a finished teacher's ``model.safetensors`` (from its ``config.json``),
+    recorded by its SKD students; None while ``folder`` holds no finished teacher."""
+    from ..checkpoint import read_config
+    from ..recipes.amr import has_finished
+
+    if not has_finished(folder):
+        return None
+    return read_config(folder)["files"]["model.safetensors"]["sha256"]
 
 
 def check_reusable(folder: Path, recipe: StreamRecipe, extra: dict[str, Any],
-                   log: Callable[[str], None] = print) -> None:
+                   log: Callable[[str], None] = print,
+                   model: tuple[str, dict[str, Any]] | None = None) -> None:
     """Refuse to reuse the model in ``folder`` (finished or not) when it was trained with
-    another recipe, class list or frame length than ``recipe``/``extra`` ask for: its
-    results would otherwise sit in one report beside models trained differently. A
-    checkpoint that records no recipe (an earlier sigformer) is reused with a note."""
+    another recipe or on other data than ``recipe``/``extra`` ask for (``DATA_FIELDS``:
+    classes, frame length, run seed, generator settings - those of them ``extra`` holds), by
+    another teacher (``extra["teacher"]``: :func:`teacher_fingerprint`, None for "no finished
+    teacher"), or, with ``model=(name, kwargs)``, is another architecture (e.g. another
+    preset): its results would otherwise sit in one report beside models trained
+    differently. Fields an earlier sigformer did not record are reused with one note."""
     from ..checkpoint import CheckpointError, read_config
     from ..recipes.amr import RESUMABLE_FIELDS
     from ..recipes.resume_check import recipe_changes, refuse_changes
 
-    saved = read_config(folder)["extra"]
+    config = read_config(folder)
+    saved = config["extra"]
     if saved.get("recipe") is None:
         log(f"note: {folder} records no training recipe: reused without checking it")
     else:
         refuse_changes(str(folder), recipe_changes(saved["recipe"], recipe,
                                                    exempt=RESUMABLE_FIELDS),
                        RESUME_HOW.format(folder=folder), exempt=RESUMABLE_FIELDS)
-    data = {k: (saved[k], extra[k]) for k in ("classes", "frame_length")
-            if k in saved and saved[k] != extra[k]}
+    if model is not None:
+        _refuse_architecture(folder, config, *model)
+    missing = [k for k in (*DATA_FIELDS, "teacher") if k in extra and k not in saved]
+    if missing:
+        log(f"note: {folder} records no {', '.join(missing)} (written by an earlier "
+            "sigformer): reused without checking them")
+    data = {k: (saved[k], _as_json(extra[k])) for k in DATA_FIELDS
+            if k in saved and k in extra and saved[k] != _as_json(extra[k])}
     if data:
-        listed = ", ".join(f"{k} {before!r} -> {now!r}" for k, (before, now) in data.items())
+        listed = ", ".join(_describe_change(k, *pair) for k, pair in data.items())
         raise CheckpointError(f"cannot resume from {folder}: it was trained on other frames: "
-                              f"{listed}. Train into a new --out, or delete {folder} to "
+                              f"{listed}. Resume with the run's original --seed, --mode and "
+                              f"--target-sps, train into a new --out, or delete {folder} to "
                               f"retrain that model")
+    if "teacher" in saved and "teacher" in extra and saved["teacher"] != extra["teacher"]:
+        now = (f"the teacher there now has sha256 {extra['teacher']}" if extra["teacher"]
+               else "no finished teacher is there now (it will be trained again)")
+        raise CheckpointError(f"cannot resume from {folder}: it was distilled from a teacher "
+                              f"whose model.safetensors has sha256 {saved['teacher']}, but "
+                              f"{now}. Delete {folder} to distil it again from this teacher, "
+                              f"or train into a new --out")
+
+
+def _refuse_architecture(folder: Path, config: dict[str, Any], name: str,
+                         kwargs: dict[str, Any]) -> None:
+    """Refuse a checkpoint of another model or other constructor arguments than
+    ``create_model(name, **kwargs)`` would record (loading it would fail on the tensor
+    shapes, or silently reuse the old architecture)."""
+    from ..checkpoint import CheckpointError
+    from ..checkpoint_io import kwargs_to_json
+
+    want = _as_json(kwargs_to_json(kwargs))
+    if config["model"] == name and config["kwargs"] == want:
+        return
+    changed = sorted(k for k in {*want, *config["kwargs"]}
+                     if want.get(k) != config["kwargs"].get(k))
+    raise CheckpointError(
+        f"cannot resume from {folder}: it holds a {config['model']!r} model built with "
+        f"{config['kwargs']}, this run builds {name!r} with {want} (differs in "
+        f"{changed or 'the model name'}; e.g. another --clst-preset). Resume with the original "
+        f"model settings, train into a new --out, or delete {folder} to retrain that model")
+
+
+def _describe_change(key: str, before: Any, now: Any) -> str:
+    if isinstance(before, dict) and isinstance(now, dict):  # the generator: only what moved
+        moved = sorted(k for k in {*before, *now} if before.get(k) != now.get(k))
+        return f"{key} " + ", ".join(f"{k} {before.get(k)!r} -> {now.get(k)!r}" for k in moved)
+    return f"{key} {before!r} -> {now!r}"
 
 
 def train_bundles(out: str | Path, *, classes: Sequence[str], config: ModGenConfig | None,
@@ -946,31 +1018,43 @@ def train_bundles(out: str | Path, *, classes: Sequence[str], config: ModGenConf
     then the baselines (default ``BASELINES``) - the same generator, budget and optimiser for
     all; each model in ``out/<label>/`` (a checkpoint every epoch, ``resume=True`` continues
     an interrupted run and skips finished models; a model, finished or not, trained with
-    another recipe, class list or frame length is refused before anything trains).
+    another recipe, class list, frame length, seed, generator or architecture, or an SKD
+    student distilled from another teacher, is refused before anything trains).
     ``validation``: a grid generated apart from ``test`` (another seed), evaluated after every
     epoch (``val_acc``, monitoring only); None: no per-epoch curve (the test set is never
     looked at during training). Returns the evaluation of every model on ``test`` (also
     written to ``out/report.json``)."""
     from ..checkpoint import load_checkpoint
+    from ..checkpoint_io import user_path
     from ..models import create_model
+    from ..models.registry import resolve_kwargs
     from ..recipes.amr import BASELINES, STUDENTS, GeneratedFrames, fit_stream, has_finished
 
     students = STUDENTS if students is None else students
     baselines = BASELINES if baselines is None else baselines
 
-    out = Path(out).expanduser()
+    out = user_path(out)
     out.mkdir(parents=True, exist_ok=True)
     shape = dict(n_outputs=len(classes), n_times=test.frame_length)
     extra = {"classes": list(classes), "normalization": "rms",
              "frame_length": test.frame_length, "recipe": asdict(recipe),
-             "generator": "modgen"}
+             "generator": "modgen", "seed": seed, "generator_config": generator_record(config)}
     rows: dict[str, Any] = {}
-    labels = [teacher_name, *(f"{n}{skd}" for n in students for skd in ("+SKD", "")),
-              *baselines]
+    builds = {teacher_name: (teacher_name, teacher_preset),  # label -> (model name, preset)
+              **{f"{n}{skd}": (n, None) for n in students for skd in ("+SKD", "")},
+              **{n: (n, None) for n in baselines}}
+
+    def model_extra(label: str) -> dict[str, Any]:
+        # an SKD student records its teacher, so a retrained teacher is not paired with it
+        skd = label.endswith("+SKD")
+        return {**extra, "label": label,
+                **({"teacher": teacher_fingerprint(out / teacher_name)} if skd else {})}
+
     if resume:  # every model the run would reuse, finished or not, before any training
-        for label in labels:
+        for label, (name, preset) in builds.items():
             if (out / label / "config.json").is_file():
-                check_reusable(out / label, recipe, extra, log)
+                check_reusable(out / label, recipe, model_extra(label), log,
+                               model=(name, resolve_kwargs(name, preset, **shape)))
 
     def run(label: str, name: str, preset=None, teacher=None) -> nn.Module:
         folder = out / label
@@ -984,7 +1068,7 @@ def train_bundles(out: str | Path, *, classes: Sequence[str], config: ModGenConf
                                      seed=seed)
             fit_stream(model, stream, recipe, teacher=teacher, validation=validation,
                        checkpoint_dir=folder, resume=resume, label=label, log=log,
-                       log_every=log_every, extra={**extra, "label": label})
+                       log_every=log_every, extra=model_extra(label))
         result = evaluate_amr(model, test)
         rows[label] = {"accuracy": result["accuracy"],
                        "high_snr_accuracy": result["high_snr_accuracy"],

@@ -195,12 +195,22 @@ def run_transformer(encoder: TransformerEncoder, x: torch.Tensor, fast: bool) ->
 
 def channel_scale(x: torch.Tensor, q: float = 0.95, eps: float = 1e-8) -> torch.Tensor:
     """The ``q`` quantile of each channel's absolute value plus ``eps``, ``(..., 1)``: what
-    :func:`percentile_normalize` divides by."""
+    :func:`percentile_normalize` divides by.
+
+    ``eps`` is absolute, in the data's unit, as in the published TFM code (kept so tokens and
+    the parity tests match it). It is negligible for EEG in uV and for normal EEG in V
+    (1e-5 to 1e-4 V: 0.01 to 0.1 %), but not for a near-flat channel in V: at 1e-7 V (0.1 uV)
+    the scale is 10 % larger, so the channel is tokenized about 9 % smaller and its log scale
+    (``TFMClassifier(amplitude_input=True)``) is offset by about 0.095 from the same data in
+    uV. Scaling is unit-free only where the quantile is much larger than ``eps``: feed uV (or
+    pass a smaller ``eps``) for recordings with quiet channels."""
     return torch.quantile(x.abs().float(), q, dim=-1, keepdim=True) + eps
 
 
 def percentile_normalize(x: torch.Tensor, q: float = 0.95, eps: float = 1e-8) -> torch.Tensor:
-    """Scale each channel by the ``q`` quantile of its absolute value (TFM's loader)."""
+    """Scale each channel by the ``q`` quantile of its absolute value plus ``eps`` (TFM's
+    loader; ``eps`` is absolute, in the data's unit, as published: see :func:`channel_scale`
+    for when it matters)."""
     return x / channel_scale(x, q, eps)
 
 

@@ -1,0 +1,163 @@
+"""AMR resume (review 11, finding 2): every reused model is checked against the run's seed,
+generator settings and architecture (preset), and an SKD student against its teacher;
+checkpoints written before these fields existed are reused with a note."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from sigformer.checkpoint import CheckpointError, load_checkpoint, read_config, save_checkpoint
+from sigformer.data.modgen import ModGenConfig, family_mode_config
+from sigformer.data.radioml import generate_radioml
+
+CLASSES = ["BPSK", "CPFSK"]
+
+
+@pytest.fixture
+def amr(tmp_path, monkeypatch):
+    """A tiny train_bundles call (clst 'tiny' teacher, kd_cnn with and without SKD, one
+    32-frame step each) that records the labels it trains."""
+    import sigformer.recipes.amr as recipe_module
+    from sigformer.recipes.amr import StreamRecipe
+    from sigformer.rf.amr import train_bundles
+
+    trained: list[str] = []
+    real_fit = recipe_module.fit_stream
+
+    def counting_fit(model, stream, recipe, **kwargs):
+        trained.append(kwargs["label"])
+        return real_fit(model, stream, recipe, **kwargs)
+
+    monkeypatch.setattr(recipe_module, "fit_stream", counting_fit)
+    test = generate_radioml(2, snrs=[10], classes=CLASSES, normalization="rms", seed=9)
+    recipe = StreamRecipe(epochs=1, frames_per_epoch=32, batch_size=32, lr=3e-3)
+    lines: list[str] = []
+
+    def run(out: Path, *, resume=True, seed=0, config=None, preset="tiny", epochs=1):
+        rec = StreamRecipe(**{**recipe.__dict__, "epochs": epochs})
+        return train_bundles(out, classes=CLASSES, config=config, recipe=rec, test=test,
+                             teacher_name="clst", teacher_preset=preset, students=("kd_cnn",),
+                             baselines=(), seed=seed, resume=resume, log=lines.append,
+                             log_every=0)
+
+    return run, trained, lines
+
+
+def _unfinish(folder: Path) -> None:
+    """Rewrite a finished model as if interrupted after its first epoch."""
+    from sigformer.recipes.amr import TRAIN_STATE
+
+    config = read_config(folder)
+    model, _ = load_checkpoint(folder)
+    save_checkpoint(folder, model, extra={**config["extra"], "training_done": False,
+                                          "epoch": 1}, extra_files={TRAIN_STATE: b"unused"})
+
+
+def test_resume_records_and_checks_the_seed(tmp_path, amr):
+    run, trained, _ = amr
+    run(tmp_path / "a", resume=False)
+    extra = read_config(tmp_path / "a" / "kd_cnn")["extra"]
+    assert extra["seed"] == 0
+    assert extra["generator_config"]["sps_range"] == list(ModGenConfig().sps_range)
+    trained.clear()
+    with pytest.raises(CheckpointError, match=r"a/clst: it was trained on other frames: "
+                                              r"seed 0 -> 1\."):
+        run(tmp_path / "a", seed=1)
+    assert trained == []
+    run(tmp_path / "a")  # the same seed: everything reused
+    assert trained == []
+
+
+def test_resume_refuses_another_generator_config(tmp_path, amr):
+    run, trained, _ = amr
+    run(tmp_path / "a", resume=False, config=family_mode_config(8.0))
+    trained.clear()
+    # family mode with another --target-sps: same classes and frame length, other frames
+    with pytest.raises(CheckpointError, match=r"generator_config sps_range \[4\.0, 16\.0\] -> "
+                                              r"\[2\.0, 8\.0\]"):
+        run(tmp_path / "a", config=family_mode_config(4.0))
+    assert trained == []
+
+
+def test_a_changed_preset_is_refused_cleanly_for_an_unfinished_teacher(tmp_path, amr):
+    run, trained, _ = amr
+    run(tmp_path / "a", resume=False, epochs=2)
+    _unfinish(tmp_path / "a" / "clst")
+    trained.clear()
+    with pytest.raises(CheckpointError, match=r"a/clst: it holds a 'clst' model built with .*"
+                                              r"--clst-preset"):
+        run(tmp_path / "a", epochs=2, preset="small")
+    assert trained == []
+    run(tmp_path / "b", resume=False)
+    trained.clear()
+    with pytest.raises(CheckpointError, match="--clst-preset"):  # a finished teacher too
+        run(tmp_path / "b", preset="small")
+    assert trained == []
+
+
+def test_fit_stream_refuses_weights_of_another_architecture(tmp_path):
+    """Called directly (no up-front check), a shape mismatch is a CheckpointError."""
+    from sigformer.models import create_model
+    from sigformer.recipes.amr import GeneratedFrames, StreamRecipe, fit_stream
+
+    recipe = StreamRecipe(epochs=2, frames_per_epoch=32, batch_size=32)
+    stream = GeneratedFrames(CLASSES, frame_length=128)
+    torch.manual_seed(0)
+    model = create_model("clst", "tiny", n_outputs=2, n_times=128)
+    fit_stream(model, stream, recipe, checkpoint_dir=tmp_path / "m", log=lambda _: None,
+               log_every=0)
+    _unfinish(tmp_path / "m")
+    other = create_model("clst", "small", n_outputs=2, n_times=128)
+    with pytest.raises(CheckpointError, match=r"cannot resume from .*m: its 'clst' weights"):
+        fit_stream(other, stream, recipe, checkpoint_dir=tmp_path / "m", resume=True,
+                   log=lambda _: None, log_every=0)
+
+
+def test_skd_student_of_a_retrained_teacher_is_refused(tmp_path, amr):
+    run, trained, _ = amr
+    run(tmp_path / "a", resume=False)
+    sha = read_config(tmp_path / "a" / "clst")["files"]["model.safetensors"]["sha256"]
+    assert read_config(tmp_path / "a" / "kd_cnn+SKD")["extra"]["teacher"] == sha
+    assert "teacher" not in read_config(tmp_path / "a" / "kd_cnn")["extra"]
+    # the teacher deleted (to retrain it): its old student must not be reused
+    shutil.rmtree(tmp_path / "a" / "clst")
+    trained.clear()
+    with pytest.raises(CheckpointError, match=r"kd_cnn\+SKD: it was distilled from a teacher "
+                                              r".*no finished teacher"):
+        run(tmp_path / "a")
+    assert trained == []
+    # another finished teacher in its place (another seed's run, same settings otherwise)
+    run(tmp_path / "b", resume=False, seed=1)
+    trained.clear()
+    shutil.copytree(tmp_path / "b" / "clst", tmp_path / "a" / "clst")
+    seedless = read_config(tmp_path / "a" / "clst")
+    model, _ = load_checkpoint(tmp_path / "a" / "clst")
+    save_checkpoint(tmp_path / "a" / "clst", model,
+                    extra={**seedless["extra"], "seed": 0})
+    new_sha = read_config(tmp_path / "a" / "clst")["files"]["model.safetensors"]["sha256"]
+    with pytest.raises(CheckpointError, match=f"sha256 {sha}, but the teacher there now has "
+                                              f"sha256 {new_sha}"):
+        run(tmp_path / "a")
+    assert trained == []
+
+
+def test_checkpoints_without_the_new_fields_are_reused_with_a_note(tmp_path, amr):
+    run, trained, lines = amr
+    run(tmp_path / "a", resume=False)
+    for label in ("clst", "kd_cnn+SKD", "kd_cnn"):  # as an earlier sigformer wrote them
+        folder = tmp_path / "a" / label
+        config = read_config(folder)
+        model, _ = load_checkpoint(folder)
+        old = {k: v for k, v in config["extra"].items()
+               if k not in ("seed", "generator_config", "teacher")}
+        save_checkpoint(folder, model, extra=old)
+    trained.clear()
+    run(tmp_path / "a", seed=1)  # cannot be checked: reused, with one note per model
+    assert trained == []
+    notes = [line for line in lines if "records no" in line]
+    assert len(notes) == 3
+    assert any("kd_cnn+SKD records no seed, generator_config, teacher" in n for n in notes)
