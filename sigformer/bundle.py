@@ -256,7 +256,7 @@ def model_card(bundle: Bundle) -> str:
         lines.append("- chain: " + " -> ".join(c.get("stage", "?") for c in bundle.chain))
     if bundle.labels:
         lines.append(f"- labels: {', '.join(bundle.labels)}")
-    for key in ("data", "data_licence", "recipe", "budget", "training_time", "results",
+    for key in ("data", "data_licence", "recipe", "selection", "budget", "training_time", "results",
                 "results_real_captures", "limitations"):
         if key in prov:
             value = prov[key]
