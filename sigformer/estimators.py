@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,14 +33,20 @@ from .checkpoint import (
     save_checkpoint,
     state_dict_tensors,
 )
-from .models.registry import UnknownModelError, create_model, get_model_class
+from .models.registry import (
+    BRAINDECODE_PREFIX,
+    UnknownModelError,
+    constructor_parameters,
+    create_model,
+    get_model_class,
+)
 from .recording import Epochs
 from .training import (
     alignment_references,
     check_training_args,
     euclidean_align,
     predict_logits,
-    reset_head,
+    reinit_head,
     seed_everything,
     train_classifier,
 )
@@ -84,7 +91,7 @@ def _resolve_model_class(name: str):
     try:
         return get_model_class(name)
     except UnknownModelError as err:
-        from .models.registry import BRAINDECODE_PREFIX, braindecode_model_names
+        from .models.registry import braindecode_model_names
 
         if not name.startswith(BRAINDECODE_PREFIX):
             matches = [m for m in braindecode_model_names() if m.lower() == name.lower()]
@@ -106,17 +113,21 @@ def as_trials(X) -> tuple[np.ndarray, dict[str, Any]]:
     Accepts numpy arrays (used as given), :class:`sigformer.Epochs` and ``mne.Epochs``; both
     kinds of epochs are converted to microvolts from their unit (volts by default), as
     braindecode does. A 2-D array is read as single-channel trials ``(n_trials, n_times)``.
+    Epochs also give ``info["channels"]`` (their ChannelSet, sigformer) or ``info["chs_info"]``
+    (MNE's channel dicts); :func:`chs_info_of` turns either into braindecode's ``chs_info``.
     """
     info: dict[str, Any] = {}
     if sp.issparse(X):
         raise TypeError("sparse input is not supported: signal trials must be a dense array")
     if isinstance(X, Epochs):
-        info = {"sfreq": X.sfreq, "ch_names": list(X.channels)}
+        # the ChannelSet, not its chs_info: building MNE dicts is only worth it in fit
+        info = {"sfreq": X.sfreq, "ch_names": list(X.channels), "channels": X.channels}
         # sigformer Epochs hold volts like MNE's: the same trials must reach the model in the
         # same unit whichever container carries them
         X = X.data * TO_MICROVOLTS.get(X.unit, 1.0)
     elif type(X).__module__.startswith("mne") and hasattr(X, "get_data"):
-        info = {"sfreq": float(X.info["sfreq"]), "ch_names": list(X.ch_names)}
+        info = {"sfreq": float(X.info["sfreq"]), "ch_names": list(X.ch_names),
+                "chs_info": list(X.info["chs"])}
         X = X.get_data(units="uV", copy=True)
     X = np.asarray(X)
     if X.ndim == 2:  # sklearn's view: single-channel trials with n_times features
@@ -135,6 +146,29 @@ def as_trials(X) -> tuple[np.ndarray, dict[str, Any]]:
     if X.ndim == 2:
         X = X[:, None, :]
     return X.astype(np.float32, copy=False), info
+
+
+def chs_info_of(info: dict[str, Any]) -> list[dict] | None:
+    """braindecode's ``chs_info`` (MNE channel dicts) for trials read by :func:`as_trials`,
+    or None when the data carry no channel information (a plain array)."""
+    if info.get("chs_info") is not None:
+        return info["chs_info"]
+    channels = info.get("channels")
+    return None if channels is None else channels.to_chs_info()
+
+
+def _accepts_chs_info(model: str) -> bool:
+    """Whether the model's constructor takes ``chs_info`` (braindecode's EEGModuleMixin
+    models all do, also those whose signature is ``**kwargs``)."""
+    params = constructor_parameters(model)
+    if params is None:
+        return model.startswith(BRAINDECODE_PREFIX)
+    return "chs_info" in params
+
+
+def _has_positions(chs_info: Sequence[dict]) -> bool:
+    locs = np.array([np.asarray(ch.get("loc", np.zeros(12)), float)[:3] for ch in chs_info])
+    return bool(np.all(np.isfinite(locs)) and np.any(locs != 0))
 
 
 def labels_of(X, y):
@@ -218,12 +252,39 @@ class SignalClassifier(ClassifierMixin, BaseEstimator):
         self.verbose = verbose
 
     # --- fitting ------------------------------------------------------------------------
-    def _model_kwargs(self, n_chans: int, n_times: int, n_outputs: int, sfreq) -> dict:
+    def _model_kwargs(self, n_chans: int, n_times: int, n_outputs: int, sfreq,
+                      chs_info: list[dict] | None = None) -> dict:
+        """Constructor arguments from the data; ``chs_info`` (channel names and positions,
+        as braindecode's EEGClassifier passes them) only to models that accept it, and
+        ``model_params={"chs_info": ...}`` wins over the data's."""
         kwargs = dict(self.model_params or {})
         kwargs.update(n_chans=n_chans, n_times=n_times, n_outputs=n_outputs)
         if sfreq is not None:
             kwargs["sfreq"] = sfreq
+        if chs_info is not None and "chs_info" not in kwargs and _accepts_chs_info(self.model):
+            kwargs["chs_info"] = chs_info
         return kwargs
+
+    def _build_model(self, kwargs: dict):
+        """``create_model`` with a clear error when the model needs channel positions
+        (``chs_info``) and the training data do not carry them."""
+        try:
+            return create_model(self.model, self.preset, **kwargs)
+        except (ValueError, TypeError) as err:
+            if "chs_info" not in str(err):
+                raise
+            chs_info = kwargs.get("chs_info")
+            if chs_info is None:
+                why = "the training data carry no channel information (a plain array)"
+            elif not _has_positions(chs_info):
+                why = "the training data's channels have no positions (no montage)"
+            else:
+                raise
+            raise SignalError(
+                f"{self.model!r} needs channel names and positions (chs_info), but {why}: fit "
+                f"on sigformer Epochs with a montage (ChannelSet.with_montage()) or on "
+                f"mne.Epochs with one (set_montage), or pass model_params={{'chs_info': ...}}"
+                f" ({err})") from err
 
     def _check_params(self) -> None:
         """Refuse settings that cannot work before any data is read."""
@@ -244,17 +305,22 @@ class SignalClassifier(ClassifierMixin, BaseEstimator):
                              f"weight}}, got {self.class_weight!r}")
         build_augmentations(self.augmentation, sfreq=1.0)  # names and parameters
 
-    def _split_validation(self, X, y_idx):
-        """Stratified inner validation split, refused when a class would be missing."""
-        n_classes = len(self.classes_)
+    def _check_split(self, y_idx: np.ndarray, n_classes: int) -> int:
+        """Size of the stratified validation split, refused when a class would be missing
+        (checked before any model is built)."""
         n_val = int(np.ceil(self.validation_split * len(y_idx)))
-        smallest = int(np.bincount(y_idx).min())
+        smallest = int(np.bincount(y_idx, minlength=n_classes).min())
         if n_val < n_classes or len(y_idx) - n_val < n_classes or smallest < 2:
             raise ValueError(
                 f"validation_split={self.validation_split} cannot work with {len(y_idx)} trials "
                 f"of {n_classes} classes (smallest class: {smallest} trials): train and "
                 f"validation each need >= 1 trial per class; use a larger split, more data "
                 f"or validation_split=0")
+        return n_val
+
+    def _split_validation(self, X, y_idx, n_classes: int):
+        """Stratified inner validation split, refused when a class would be missing."""
+        n_val = self._check_split(y_idx, n_classes)
         return train_test_split(X, y_idx, test_size=n_val, stratify=y_idx,
                                 random_state=self.random_state)
 
@@ -313,7 +379,11 @@ class SignalClassifier(ClassifierMixin, BaseEstimator):
 
     def fit(self, X, y=None, subjects=None):
         """Train on trials ``X`` and labels ``y``; ``subjects`` groups trials for per-subject
-        Euclidean alignment."""
+        Euclidean alignment.
+
+        All or nothing: the fitted attributes (``module_``, ``classes_``, ...) are set only
+        once training has succeeded, so a failed ``fit`` leaves the estimator as it was
+        (unfitted, or with its previous fit intact and consistent)."""
         self._check_params()
         y = labels_of(X, y)
         if y is None:
@@ -325,47 +395,52 @@ class SignalClassifier(ClassifierMixin, BaseEstimator):
             y = column_or_1d(y, warn=True)
         y = check_labels(y, len(X))
         check_classification_targets(y)
-        self.label_encoder_ = LabelEncoder().fit(y)
-        self.classes_ = self.label_encoder_.classes_
-        if len(self.classes_) < 2:
-            raise SignalError(f"y has 1 class ({self.classes_[0]!r}); a classifier needs at "
-                              "least 2")
-        self.n_features_in_ = info.get("n_features", X.shape[1])
-        y_idx = self.label_encoder_.transform(y)
-        self.n_chans_, self.n_times_ = X.shape[1], X.shape[2]
-        self.sfreq_ = info.get("sfreq")
-        self.ch_names_ = info.get("ch_names")
-        self.input_scale_ = median_abs_amplitude(X)
-        warn_if_volts(self.input_scale_)
-        self.model_kwargs_ = self._model_kwargs(self.n_chans_, self.n_times_,
-                                                len(self.classes_), self.sfreq_)
+        encoder = LabelEncoder().fit(y)
+        classes = encoder.classes_
+        if len(classes) < 2:
+            raise SignalError(f"y has 1 class ({classes[0]!r}); a classifier needs at least 2")
+        y_idx = encoder.transform(y)
+        if self.validation_split:  # before any model is built or trained
+            self._check_split(y_idx, len(classes))
+        # built here, assigned to self only at the end (see the docstring)
+        fitted: dict[str, Any] = {
+            "label_encoder_": encoder, "classes_": classes,
+            "n_features_in_": info.get("n_features", X.shape[1]),
+            "n_chans_": X.shape[1], "n_times_": X.shape[2], "sfreq_": info.get("sfreq"),
+            "ch_names_": info.get("ch_names"), "input_scale_": median_abs_amplitude(X)}
+        warn_if_volts(fitted["input_scale_"])
+        model_kwargs = self._model_kwargs(X.shape[1], X.shape[2], len(classes),
+                                          fitted["sfreq_"], chs_info_of(info))
         seed_everything(self.random_state)  # the initial weights depend on the seed too
-        self.module_ = create_model(self.model, self.preset, **self.model_kwargs_)
-        for attr in ("ea_reference_", "ea_subject_references_"):
-            self.__dict__.pop(attr, None)
+        module = self._build_model(model_kwargs)
         if self.euclidean_alignment:  # inductive references, for reference="training"
-            self.ea_reference_ = alignment_references(X)[None]
-            self.ea_subject_references_ = (
+            fitted["ea_reference_"] = alignment_references(X)[None]
+            fitted["ea_subject_references_"] = (
                 {} if subjects is None else alignment_references(X, subjects))
         X = self._align(X, subjects, fitting=True)
         from .recipes import unsupervised_stage
 
-        stage = unsupervised_stage(self.module_)  # e.g. TFM tokenizer + MTP pretraining
+        stage = unsupervised_stage(module)  # e.g. TFM tokenizer + MTP pretraining
         if stage is not None:
             stage(X)
-        self.history_ = self._train(X, y_idx, self.max_epochs, self.lr)
+        history = self._train(module, X, y_idx, self.max_epochs, self.lr, classes=classes,
+                              sfreq=fitted["sfreq_"])
+        for attr in ("ea_reference_", "ea_subject_references_"):  # from an earlier fit
+            self.__dict__.pop(attr, None)
+        self.__dict__.update(fitted, model_kwargs_=model_kwargs, module_=module,
+                             history_=history)
         return self
 
-    def _train(self, X: np.ndarray, y_idx: np.ndarray, max_epochs: int, lr: float,
-               validate: bool = True):
+    def _train(self, module, X: np.ndarray, y_idx: np.ndarray, max_epochs: int, lr: float,
+               *, classes: np.ndarray, sfreq, validate: bool = True):
         X_val = y_val = None
         validate = validate and bool(self.validation_split)
         if validate:
-            X, X_val, y_idx, y_val = self._split_validation(X, y_idx)
-        augmentations = build_augmentations(self.augmentation, sfreq=self.sfreq_)
-        weights = self._class_weights(y_idx)
+            X, X_val, y_idx, y_val = self._split_validation(X, y_idx, len(classes))
+        augmentations = build_augmentations(self.augmentation, sfreq=sfreq)
+        weights = self._class_weights(y_idx, classes)
         return train_classifier(
-            self.module_, X, y_idx, X_val=X_val, y_val=y_val, max_epochs=max_epochs,
+            module, X, y_idx, X_val=X_val, y_val=y_val, max_epochs=max_epochs,
             batch_size=self.batch_size, lr=lr, weight_decay=self.weight_decay,
             optimizer=self.optimizer, seed=self.random_state, class_weights=weights,
             early_stopping_patience=self.early_stopping_patience if validate else None,
@@ -375,24 +450,25 @@ class SignalClassifier(ClassifierMixin, BaseEstimator):
             num_nodes=self.num_nodes, progress_bar=self.verbose,
         )
 
-    def _class_weights(self, y_idx: np.ndarray) -> np.ndarray | None:
+    def _class_weights(self, y_idx: np.ndarray, classes: np.ndarray) -> np.ndarray | None:
         if self.class_weight is None:
             return None
         if isinstance(self.class_weight, dict):
-            unknown = sorted(set(self.class_weight) - set(self.classes_.tolist()), key=str)
+            unknown = sorted(set(self.class_weight) - set(classes.tolist()), key=str)
             if unknown:
                 raise ValueError(f"class_weight names label(s) {unknown} not in y; classes: "
-                                 f"{self.classes_.tolist()}")
-            return np.array([float(self.class_weight.get(c, 1.0)) for c in self.classes_])
-        counts = np.bincount(y_idx, minlength=len(self.classes_))
-        return len(y_idx) / (len(self.classes_) * np.maximum(counts, 1))
+                                 f"{classes.tolist()}")
+            return np.array([float(self.class_weight.get(c, 1.0)) for c in classes])
+        counts = np.bincount(y_idx, minlength=len(classes))
+        return len(y_idx) / (len(classes) * np.maximum(counts, 1))
 
     def fine_tune(self, X, y, subjects=None, *, max_epochs: int | None = None,
                   lr: float | None = None, new_head: bool = False, reference=None):
         """Continue training the fitted model on a few trials of a new subject or session
         (same classes) for ``max_epochs`` epochs, without a validation split (a few trials
         cannot spare one). ``new_head`` re-initialises the classification head first
-        (``final_layer``, braindecode's convention) and keeps the rest of the network.
+        (:func:`sigformer.training.reinit_head`: ``final_layer``, ``head`` or
+        ``classifier``) and keeps the rest of the network.
         ``reference``: the alignment reference (as in :meth:`predict`); a few calibration
         trials aligned with their own mean are whitened by themselves, so give the mean
         covariance of the subject's calibration recording and predict with the same."""
@@ -406,11 +482,14 @@ class SignalClassifier(ClassifierMixin, BaseEstimator):
         if unknown:
             raise SignalError(f"fine_tune got label(s) {unknown} the model was not fitted on; "
                               f"classes: {self.classes_.tolist()}")
-        if new_head and not reset_head(self.module_):
-            raise ValueError(f"{self.model!r} has no final_layer to re-initialise; use "
-                             "new_head=False")
-        self.history_ = self._train(self._align(X, subjects, reference),
-                                    self.label_encoder_.transform(y), max_epochs, lr,
+        X = self._align(X, subjects, reference)
+        if new_head:
+            try:
+                reinit_head(self.module_)
+            except ValueError as err:
+                raise ValueError(f"{self.model!r}: {err}; or use new_head=False") from err
+        self.history_ = self._train(self.module_, X, self.label_encoder_.transform(y),
+                                    max_epochs, lr, classes=self.classes_, sfreq=self.sfreq_,
                                     validate=False)
         return self
 

@@ -377,15 +377,30 @@ def euclidean_align(X: np.ndarray, groups: np.ndarray | None = None,
     return out
 
 
-def reset_head(model: nn.Module) -> bool:
-    """Re-initialise the classification head (``final_layer``, braindecode's convention) for
-    fine-tuning on a new subject; returns whether the model has one."""
-    head = getattr(model, "final_layer", None)
-    if not isinstance(head, nn.Module):
-        return False
+def reinit_head(model: nn.Module) -> nn.Module:
+    """Re-initialise the classification head in place (same size; the rest of the network
+    keeps its weights) for fine-tuning on a new subject. The head is found as
+    :func:`sigformer.models.heads.head_module` finds it: ``final_layer`` (braindecode's
+    convention), ``head`` or ``classifier``; a model with none of them is refused. To change
+    the number of outputs, use :func:`sigformer.models.heads.reset_head` instead."""
+    from .models.heads import head_module
+
+    _, head = head_module(model)
     for module in head.modules():
         if hasattr(module, "reset_parameters"):
             module.reset_parameters()
+    return model
+
+
+def reset_head(model: nn.Module) -> bool:
+    """Deprecated alias, kept for code that imported it from here: :func:`reinit_head`, but
+    returning whether the model has a head instead of raising. ``reset_head`` is
+    :func:`sigformer.models.heads.reset_head` (``model.reset_head(n_outputs)``) everywhere
+    else."""
+    try:
+        reinit_head(model)
+    except ValueError:
+        return False
     return True
 
 

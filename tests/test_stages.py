@@ -122,8 +122,8 @@ def test_pick_rereference_standardize():
 
 
 def test_stage_errors_name_the_problem():
-    with pytest.raises(ValueError, match="0 < l_freq < h_freq"):
-        st.BandPass(30, 8)
+    with pytest.raises(ValueError, match="0 < l_freq < h_freq"):  # checked when configured
+        st.BandPass(30, 8).configure(250, ["a"])
     with pytest.raises(SignalError, match="below Nyquist"):
         st.BandPass(8, 60).configure(100, ["a"])
     stage = st.BandPass(8, 30)

@@ -15,8 +15,10 @@ warnings.filterwarnings("ignore", message="Montage name 'standard_1020' is depre
 from .registry import (  # noqa: E402
     MODEL_INDEX,
     UnknownModelError,
+    UnknownPresetError,
     create_model,
     get_model_class,
+    list_domains,
     list_models,
     list_presets,
     register_model,
@@ -39,5 +41,6 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = [*sorted(_CLASSES), "MODEL_INDEX", "UnknownModelError", "create_model",
-           "get_model_class", "list_models", "list_presets", "register_model"]
+__all__ = [*sorted(_CLASSES), "MODEL_INDEX", "UnknownModelError", "UnknownPresetError",
+           "create_model", "get_model_class", "list_domains", "list_models", "list_presets",
+           "register_model"]

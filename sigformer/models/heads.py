@@ -1,13 +1,16 @@
 """Reusing a pretrained model on a new task: swap its head, freeze the rest.
 
 braindecode's convention: the classification head of an EEG model is ``final_layer``;
-sigformer's models name it ``final_layer``, ``head`` or ``classifier``. :func:`reset_head`
-replaces the last linear layer of that head with a fresh one of ``n_outputs`` and records the
-new size, so the model still checkpoints and rebuilds::
+sigformer's models name it ``final_layer``, ``head`` or ``classifier`` (:func:`head_module`
+finds it). :func:`reset_head` replaces the last linear layer of that head with a fresh one of
+``n_outputs`` and records the new size, so the model still checkpoints and rebuilds::
 
-    model = create_model("dbconformer", weights="dbconformer-eegmmidb-lr")
+    model = create_model("clst", weights="amr-clst-modgen")   # 11 modulation classes
     reset_head(model, n_outputs=4)
     freeze(model, except_head=True)       # train only the new head first
+
+To re-initialise the head in place at the same size (fine-tuning on a new subject), use
+:func:`sigformer.training.reinit_head`.
 """
 
 from __future__ import annotations

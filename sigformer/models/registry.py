@@ -54,6 +54,12 @@ class UnknownModelError(KeyError):
         return str(self.args[0])
 
 
+class UnknownPresetError(UnknownModelError, ValueError):
+    """A preset the model does not have (braindecode models have none): the one error type
+    for both kinds of model. A KeyError like :class:`UnknownModelError` and a ValueError
+    (what the braindecode case raised before), so existing handlers of either still work."""
+
+
 @dataclass
 class ModelEntry:
     name: str
@@ -135,8 +141,16 @@ def braindecode_model_names() -> list[str]:
     )
 
 
+def list_domains() -> list[str]:
+    """The model domains (``eeg``, ``seeg``, ``speech``, ``rf``)."""
+    return sorted({d for _, d in MODEL_INDEX.values()} | {e.domain for e in _REGISTRY.values()})
+
+
 def list_models(domain: str | None = None, *, include_braindecode: bool = False) -> list[str]:
-    """Registered model names (optionally of one domain, plus ``braindecode.*``)."""
+    """Registered model names (optionally of one domain, plus ``braindecode.*``); an unknown
+    domain is refused, naming the known ones (an empty list would look like "no models")."""
+    if domain is not None and domain not in list_domains():
+        raise ValueError(f"unknown domain {domain!r}; known domains: {list_domains()}")
     domains = {n: d for n, (_, d) in MODEL_INDEX.items()}
     domains.update({n: e.domain for n, e in _REGISTRY.items()})
     names = sorted(n for n, d in domains.items() if domain in (None, d))
@@ -146,6 +160,11 @@ def list_models(domain: str | None = None, *, include_braindecode: bool = False)
 
 
 def list_presets(name: str) -> list[str]:
+    """Preset names of a model; ``[]`` for a braindecode model (they have no sigformer
+    presets), an :class:`UnknownModelError` for an unknown name."""
+    if name.startswith(BRAINDECODE_PREFIX):
+        get_model_class(name)  # an unknown braindecode name is still an error
+        return []
     return sorted(_entry(name).presets)
 
 
@@ -158,7 +177,7 @@ def _entry(name: str) -> ModelEntry:
             hint = (f"; braindecode models are named with a prefix: did you mean "
                     f"'{BRAINDECODE_PREFIX}{name}'?")
         raise UnknownModelError(
-            f"unknown model {name!r}{hint} Known models: {list_models()} "
+            f"unknown model {name!r}{hint or '.'} Known models: {list_models()} "
             f"(and 'braindecode.<Name>' for braindecode models)"
         )
     return _REGISTRY[name]
@@ -171,11 +190,21 @@ def get_model_class(name: str) -> type[nn.Module]:
         cls_name = name[len(BRAINDECODE_PREFIX):]
         cls = getattr(bm, cls_name, None)
         if not isinstance(cls, type):
-            close = difflib.get_close_matches(cls_name, braindecode_model_names(), n=3)
             raise UnknownModelError(f"braindecode has no model {cls_name!r}"
-                                    + (f"; did you mean {close}?" if close else ""))
+                                    + _braindecode_hint(cls_name))
         return cls
     return _entry(name).cls
+
+
+def _braindecode_hint(cls_name: str) -> str:
+    """"; did you mean [...]?" for a misspelt braindecode class name, ignoring case
+    (``eegnet`` -> ``EEGNet``)."""
+    names = braindecode_model_names()
+    by_lower = {n.lower(): n for n in names}
+    same = [by_lower[cls_name.lower()]] if cls_name.lower() in by_lower else []
+    close = same or [by_lower[m] for m in
+                     difflib.get_close_matches(cls_name.lower(), list(by_lower), n=3)]
+    return f"; did you mean {[BRAINDECODE_PREFIX + n for n in close]}?" if close else ""
 
 
 def constructor_parameters(name: str) -> dict[str, Any] | None:
@@ -198,11 +227,12 @@ def resolve_kwargs(name: str, preset: str | None = None, **kwargs) -> dict[str, 
     merged: dict[str, Any] = {}
     if preset is not None:
         if name.startswith(BRAINDECODE_PREFIX):
-            raise ValueError("braindecode models have no sigformer presets")
+            raise UnknownPresetError(f"model {name!r} has no preset {preset!r}: braindecode "
+                                     "models have no sigformer presets (pass the arguments)")
         presets = _entry(name).presets
         if preset not in presets:
-            raise UnknownModelError(f"model {name!r} has no preset {preset!r}; presets: "
-                                    f"{sorted(presets)}")
+            raise UnknownPresetError(f"model {name!r} has no preset {preset!r}; presets: "
+                                     f"{sorted(presets)}")
         merged.update(presets[preset])
     merged.update(kwargs)
     return merged
@@ -238,7 +268,8 @@ def create_model(name: str, preset: str | None = None, *, spec=None, weights=Non
     try:
         model = cls(**merged)
     except TypeError as err:
-        raise TypeError(f"cannot build {name!r} with {sorted(merged)}: {err}") from err
+        raise TypeError(f"cannot build {name!r} with {sorted(merged)}: {err}"
+                        f"{_argument_hint(name, merged)}") from err
     # Remember how it was built, so checkpoints can rebuild it without pickle.
     model.sigformer_config = {"name": name, "kwargs": merged}
     if weights is not None:
@@ -246,6 +277,16 @@ def create_model(name: str, preset: str | None = None, *, spec=None, weights=Non
 
         model.pretrained_report_ = load_weights(model, weights, strict=strict, name=name)
     return model
+
+
+def _argument_hint(name: str, kwargs: dict[str, Any]) -> str:
+    """"; did you mean ...?" for arguments the constructor does not take (``n_chan``)."""
+    params = constructor_parameters(name)
+    if params is None:
+        return ""
+    hints = [f"{close[0]!r} for {k!r}" for k in kwargs if k not in params
+             for close in [difflib.get_close_matches(k, list(params), n=1)] if close]
+    return f"; did you mean {', '.join(hints)}?" if hints else ""
 
 
 def _check_preset_agrees(name: str, preset: str, recorded: dict[str, Any], weights,

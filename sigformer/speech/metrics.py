@@ -78,6 +78,18 @@ def _check_finite(x, name: str) -> None:
                          f"(metrics of NaN are NaN)")
 
 
+def _check_broadcast(est: torch.Tensor, ref: torch.Tensor, what: str = "estimate and "
+                     "reference") -> None:
+    """Name both shapes (e.g. 3 estimated sources against 2 references), not torch's bare
+    broadcast error; the sample counts are checked separately."""
+    try:
+        torch.broadcast_shapes(est.shape[:-1], ref.shape[:-1])
+    except RuntimeError:
+        raise ValueError(f"{what} shapes {tuple(est.shape)} and {tuple(ref.shape)} do not match "
+                         f"(nor broadcast) before the samples axis: give one estimate per "
+                         f"reference source") from None
+
+
 def _like(value: torch.Tensor, template):
     """Return ``value`` as numpy when the template (the estimate) was not a tensor."""
     return value if torch.is_tensor(template) else value.detach().cpu().numpy()
@@ -109,6 +121,7 @@ def si_sdr(estimate, reference, zero_mean: bool = True, eps: float | None = None
     est, ref = _as_tensor(estimate, "estimate"), _as_tensor(reference, "reference")
     _check_finite(est, "estimate")
     _check_finite(ref, "reference")
+    _check_broadcast(est, ref)
     return _like(_si_sdr(est, ref, zero_mean, eps), estimate)
 
 
@@ -119,6 +132,7 @@ def si_sdr_improvement(estimate, reference, mixture, zero_mean: bool = True):
     mix = _as_tensor(mixture, "mixture")
     for name, value in (("estimate", est), ("reference", ref), ("mixture", mix)):
         _check_finite(value, name)
+    _check_broadcast(est, ref)
     if mix.ndim < ref.ndim:
         mix = mix.unsqueeze(-2).expand_as(ref)
     out = _si_sdr(est, ref, zero_mean, None) - _si_sdr(mix.to(est.dtype), ref, zero_mean, None)
@@ -127,7 +141,13 @@ def si_sdr_improvement(estimate, reference, mixture, zero_mean: bool = True):
 
 def pairwise_si_sdr(estimates, references):
     """``(B, n_est, n_ref)`` SI-SDR of every estimate against every reference."""
-    est, ref = _as_tensor(estimates), _as_tensor(references)
+    est, ref = _as_tensor(estimates, "estimates"), _as_tensor(references, "references")
+    _check_finite(est, "estimates")
+    _check_finite(ref, "references")
+    if est.ndim != 3 or ref.ndim != 3:
+        raise ValueError(f"estimates and references must be (batch, n_src, samples); got "
+                         f"{tuple(est.shape)} and {tuple(ref.shape)}")
+    _check_broadcast(est[:, :1], ref[:, :1], "estimates and references (batch axis)")
     return _like(_si_sdr(est.unsqueeze(2), ref.unsqueeze(1), True, None), estimates)
 
 
@@ -135,7 +155,10 @@ def best_permutation(estimates, references):
     """For ``(B, n_src, L)`` inputs: the PIT SI-SDR ``(B,)`` (mean over sources) and the
     permutation ``(B, n_src)`` that maps references to estimates (``est[perm[i]] ~ ref[i]``).
     Numpy inputs give numpy outputs."""
-    best, perm = _best_permutation(_as_tensor(estimates), _as_tensor(references))
+    est, ref = _as_tensor(estimates, "estimates"), _as_tensor(references, "references")
+    _check_finite(est, "estimates")  # a NaN score would not say which input held the NaN
+    _check_finite(ref, "references")
+    best, perm = _best_permutation(est, ref)
     return _like(best, estimates), _like(perm, estimates)
 
 

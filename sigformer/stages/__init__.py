@@ -17,7 +17,7 @@ Modules by concern: ``base`` (the interface), ``filters``, ``resample`` (the one
 """
 
 from .alignment import EuclideanAlignment, inverse_sqrtm, trial_covariances
-from .base import Stage, StageConfigError, StreamFormat
+from .base import NotConfiguredError, Stage, StageConfigError, StreamFormat
 from .channel_ops import AdaptChannels, Bipolar, PickChannels, Rereference
 from .filters import BandPass, Notch
 from .pipeline import STAGES, Pipeline, registry_name, stage_from_config
@@ -26,7 +26,7 @@ from .scaling import Scale, Standardize
 
 __all__ = [
     "STAGES", "AdaptChannels", "BandPass", "Bipolar", "EuclideanAlignment", "Notch",
-    "PickChannels", "Pipeline", "Resample", "Rereference", "Scale", "Stage", "StageConfigError",
-    "Standardize", "StreamFormat", "registry_name", "resample_array", "stage_from_config",
-    "inverse_sqrtm", "trial_covariances",
+    "NotConfiguredError", "PickChannels", "Pipeline", "Resample", "Rereference", "Scale", "Stage",
+    "StageConfigError", "Standardize", "StreamFormat", "registry_name", "resample_array",
+    "stage_from_config", "inverse_sqrtm", "trial_covariances",
 ]

@@ -6,6 +6,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 
 from ..validation import SignalError, check_array
+from .base import NotConfiguredError, keep_float_dtype
 
 # --- Euclidean alignment ----------------------------------------------------------------
 
@@ -104,13 +105,17 @@ class EuclideanAlignment(TransformerMixin, BaseEstimator):
         n_ch = getattr(self, "n_channels_", X.shape[1])
         if X.shape[1] != n_ch:
             raise SignalError(f"EuclideanAlignment was fitted on {n_ch} channels, got {X.shape[1]}")
+        # whitening is computed in float64; the result keeps X's float dtype, as stages do
         if self.mode == "batch":
-            return np.einsum("cd,ndt->nct", inverse_sqrtm(trial_covariances(X).mean(0)), X)
-        if self.mode == "online":
-            return self._transform_online(X)
-        if not hasattr(self, "whitener_"):
-            raise RuntimeError("EuclideanAlignment is not fitted; call fit(X) first")
-        return np.einsum("cd,ndt->nct", self.whitener_, X)
+            out = np.einsum("cd,ndt->nct", inverse_sqrtm(trial_covariances(X).mean(0)), X)
+        elif self.mode == "online":
+            out = self._transform_online(X)
+        elif not hasattr(self, "whitener_"):
+            raise NotConfiguredError("EuclideanAlignment(mode='fit') is not fitted; call fit(X) "
+                                     "first (or use mode='batch' / 'online')")
+        else:
+            out = np.einsum("cd,ndt->nct", self.whitener_, X)
+        return keep_float_dtype(out, X.dtype)
 
     def _transform_online(self, X: np.ndarray) -> np.ndarray:
         covs = trial_covariances(X)

@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.exceptions import NotFittedError
 
 from ..channels import ChannelSet
 from ..recording import Epochs, Recording
@@ -25,8 +26,29 @@ class StreamFormat:
     channels: ChannelSet
 
 
+def check_phase(phase) -> None:
+    if phase not in _PHASES:
+        raise ValueError(f"phase must be one of {_PHASES}, got {phase!r}")
+
+
 class StageConfigError(ValueError):
     """A stage configuration names an unknown stage or argument."""
+
+
+class NotConfiguredError(NotFittedError, RuntimeError):
+    """A stage (or :class:`EuclideanAlignment`) used before ``fit`` / ``configure``.
+
+    sklearn's ``NotFittedError`` (so ``except NotFittedError`` catches it, as for the
+    estimators) and a ``RuntimeError`` (what these stages raised before, so older ``except
+    RuntimeError`` callers keep working)."""
+
+
+def keep_float_dtype(out: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """``out`` in the input's float dtype: stages compute in float64 where they need to, but
+    float32 in gives float32 out (integer or complex inputs keep what was computed)."""
+    if out.dtype != dtype and dtype.kind == "f" and out.dtype.kind == "f":  # cheap: per chunk
+        return out.astype(dtype)
+    return out
 
 
 class Stage(TransformerMixin, BaseEstimator):
@@ -37,9 +59,13 @@ class Stage(TransformerMixin, BaseEstimator):
     (or, for plain arrays, from an earlier :meth:`configure` / ``Pipeline(..., sfreq=...)``), and
     ``transform`` returns the same kind of container it was given. Constructor arguments are
     stored untouched (``get_params``/``clone`` work); :meth:`get_config` gives them as JSON.
+    They are checked when the stage is configured (``configure``, ``fit``, ``transform`` of a
+    container), not in ``__init__`` or ``set_params``, as sklearn expects; and everything
+    derived from them (``streamable``, filter designs) follows ``set_params``. Outputs keep
+    the input's float dtype (float32 in, float32 out), whatever precision is used inside.
     """
 
-    streamable = True
+    streamable = True  # subclasses whose streaming depends on a parameter use a property
     config_name: str | None = None  # the stage's name in configs (see STAGES)
     # Constructor arguments added after configs were first saved, with the value that gives
     # what a config without them did: a bundle saved earlier keeps the behaviour it was
@@ -47,6 +73,22 @@ class Stage(TransformerMixin, BaseEstimator):
     legacy_config: ClassVar[dict[str, Any]] = {}
     fmt_in: StreamFormat | None = None
     fmt_out: StreamFormat | None = None
+    _stale = False  # set_params changed a configured stage: configure again before use
+
+    def _validate_params(self) -> None:
+        """Check the constructor arguments (raise ValueError naming the problem)."""
+
+    def set_params(self, **params) -> Stage:
+        super().set_params(**params)
+        if self.fmt_in is not None:  # derived state (filter design, ...) is out of date
+            self._stale = True
+        return self
+
+    def _refresh(self) -> None:
+        """Configure again for the same input after ``set_params`` (lazily: sklearn wants
+        parameter errors at fit / first use, not in ``set_params``)."""
+        if self._stale and self.fmt_in is not None:
+            self.configure(self.fmt_in.sfreq, self.fmt_in.channels)
 
     def configure(self, sfreq: float, channels: ChannelSet | Sequence[str] | int
                   ) -> StreamFormat:
@@ -56,8 +98,10 @@ class Stage(TransformerMixin, BaseEstimator):
             channels = [f"ch{i}" for i in range(int(channels))]
         if not isinstance(channels, ChannelSet):
             channels = ChannelSet(tuple(channels))
+        self._validate_params()
         self.fmt_in = StreamFormat(check_sfreq(sfreq), channels)
         self.fmt_out = self._configure(self.fmt_in)
+        self._stale = False
         self.reset()
         return self.fmt_out
 
@@ -69,8 +113,10 @@ class Stage(TransformerMixin, BaseEstimator):
 
     def process(self, chunk: np.ndarray) -> np.ndarray:
         if self.fmt_in is None:
-            raise RuntimeError(f"{type(self).__name__}.configure(sfreq, channels) must be called "
-                               "before process()")
+            raise NotConfiguredError(f"{type(self).__name__}.configure(sfreq, channels) must be "
+                                     "called before process()")
+        if self._stale:
+            self._refresh()
         if not self.streamable:
             raise RuntimeError(f"{self!r} cannot run chunk by chunk (zero-phase filtering "
                                "needs future samples); use phase='causal' for streaming")
@@ -82,7 +128,7 @@ class Stage(TransformerMixin, BaseEstimator):
             )
         if chunk.shape[1] == 0:
             return self._empty(chunk.dtype)
-        return self._process(chunk)
+        return keep_float_dtype(self._process(chunk), chunk.dtype)
 
     def _empty(self, dtype) -> np.ndarray:
         assert self.fmt_out is not None
@@ -97,7 +143,7 @@ class Stage(TransformerMixin, BaseEstimator):
 
     def _fresh_offline(self, data: np.ndarray) -> np.ndarray:
         self.reset()  # every recording / trial starts 'before the first sample'
-        return self._offline(data)
+        return keep_float_dtype(self._offline(data), data.dtype)
 
     def unit_out(self, unit: str) -> str:
         """The physical unit of the output for an input in ``unit`` (most stages keep it)."""
@@ -167,7 +213,7 @@ class Stage(TransformerMixin, BaseEstimator):
     def _transform_recording(self, recording: Recording) -> Recording:
         self._check_rate(recording.sfreq)
         self.configure(recording.sfreq, recording.channels)
-        data = self._offline(recording.data)
+        data = keep_float_dtype(self._offline(recording.data), recording.data.dtype)
         assert self.fmt_out is not None
         return Recording(data, self.fmt_out.sfreq, self.fmt_out.channels,
                          list(recording.annotations), unit=self.unit_out(recording.unit))
@@ -184,8 +230,10 @@ class Stage(TransformerMixin, BaseEstimator):
     def _transform_array(self, X) -> np.ndarray:
         arr = check_array(X, ndim=(2, 3))
         if self.fmt_in is None:
-            raise RuntimeError(f"{type(self).__name__} does not know the input format of a "
-                               "plain array: call fit(X) or configure(sfreq, channels) first")
+            raise NotConfiguredError(f"{type(self).__name__} does not know the input format of "
+                                     "a plain array: call fit(X) or configure(sfreq, channels) "
+                                     "first")
+        self._refresh()
         n_ch = len(self.fmt_in.channels)
         if arr.shape[-2] != n_ch:
             raise SignalError(f"{type(self).__name__} was configured for {n_ch} channels, got "
@@ -198,7 +246,10 @@ class Stage(TransformerMixin, BaseEstimator):
         # The input format is set by the user, not learned: a clone keeps it, so stages
         # configured for arrays survive sklearn's cross-validation.
         new = super().__sklearn_clone__()
-        if self.fmt_in is not None:
+        if self.fmt_in is not None and self._stale:
+            # parameters changed since configuring: check them at first use, not in clone
+            new.fmt_in, new._stale = self.fmt_in, True
+        elif self.fmt_in is not None:
             new.configure(self.fmt_in.sfreq, self.fmt_in.channels)
         return new
 

@@ -9,7 +9,7 @@ import numpy as np
 from scipy import signal
 
 from ..validation import SignalError
-from .base import _PHASES, Stage, StreamFormat
+from .base import Stage, StreamFormat, check_phase
 
 try:  # scipy's C kernel behind sosfilt: same arithmetic, without per-call validation
     from scipy.signal._sosfilt import _sosfilt as _sosfilt_kernel
@@ -24,10 +24,13 @@ class _SOSFilter(Stage):
 
     phase: str = "causal"
 
-    def _check_phase(self) -> None:
-        if self.phase not in _PHASES:
-            raise ValueError(f"phase must be one of {_PHASES}, got {self.phase!r}")
-        self.streamable = self.phase == "causal"
+    @property
+    def streamable(self) -> bool:  # type: ignore[override]
+        # from the current phase, so that set_params(phase=...) (GridSearchCV) counts
+        return self.phase == "causal"
+
+    def _validate_params(self) -> None:
+        check_phase(self.phase)
 
     def _design(self, sfreq: float) -> np.ndarray:
         raise NotImplementedError
@@ -114,11 +117,14 @@ class BandPass(_SOSFilter):
     def __init__(self, l_freq: float | None, h_freq: float | None, order: int = 4,
                  phase: str = "causal"):
         self.l_freq, self.h_freq, self.order, self.phase = l_freq, h_freq, order, phase
+
+    def _validate_params(self) -> None:
+        l_freq, h_freq = self.l_freq, self.h_freq
         if l_freq is None and h_freq is None:
             raise ValueError("BandPass needs l_freq, h_freq or both")
         if l_freq is not None and h_freq is not None and not 0 < l_freq < h_freq:
             raise ValueError(f"need 0 < l_freq < h_freq, got l_freq={l_freq}, h_freq={h_freq}")
-        self._check_phase()
+        super()._validate_params()
 
     def _design(self, sfreq: float) -> np.ndarray:
         nyq = sfreq / 2
@@ -142,7 +148,6 @@ class Notch(_SOSFilter):
     def __init__(self, freq: float = 50.0, quality: float = 30.0, harmonics: bool = False,
                  phase: str = "causal"):
         self.freq, self.quality, self.harmonics, self.phase = freq, quality, harmonics, phase
-        self._check_phase()
 
     def _design(self, sfreq: float) -> np.ndarray:
         nyq = sfreq / 2

@@ -150,6 +150,8 @@ def stage_from_config(config: Mapping[str, Any], *, legacy_defaults: bool = True
     if missing:
         raise StageConfigError(f"stage {name!r} needs the argument(s) {missing}")
     try:
-        return cls(**arguments)
+        stage = cls(**arguments)
+        stage._validate_params()  # a saved config is checked when loaded, not at first use
+        return stage
     except (TypeError, ValueError) as err:
         raise StageConfigError(f"stage {name!r} with {arguments}: {err}") from err

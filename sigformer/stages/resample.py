@@ -6,7 +6,7 @@ import numpy as np
 from scipy import signal
 
 from ..validation import SignalError, check_sfreq
-from .base import _PHASES, Stage, StreamFormat
+from .base import Stage, StreamFormat, check_phase
 
 # --- resampling --------------------------------------------------------------------------
 
@@ -35,9 +35,14 @@ class Resample(Stage):
 
     def __init__(self, sfreq: float, phase: str = "causal"):
         self.sfreq, self.phase = sfreq, phase
-        if phase not in _PHASES:
-            raise ValueError(f"phase must be one of {_PHASES}, got {phase!r}")
-        self.streamable = phase == "causal"
+
+    @property
+    def streamable(self) -> bool:  # type: ignore[override]
+        # from the current phase, so that set_params(phase=...) (GridSearchCV) counts
+        return self.phase == "causal"
+
+    def _validate_params(self) -> None:
+        check_phase(self.phase)
 
     def _configure(self, fmt: StreamFormat) -> StreamFormat:
         from fractions import Fraction

@@ -51,13 +51,20 @@ class Standardize(Stage):
 
     def __init__(self, mode: str = "running", window_s: float = 10.0, eps: float = 1e-8,
                  bias_correction: bool = True):
-        if mode not in ("running", "recording"):
-            raise ValueError(f"mode must be 'running' or 'recording', got {mode!r}")
-        if not isinstance(bias_correction, (bool, np.bool_)):
-            raise ValueError(f"bias_correction must be true or false, got {bias_correction!r}")
         self.mode, self.window_s, self.eps = mode, window_s, eps
         self.bias_correction = bias_correction
-        self.streamable = mode == "running"
+
+    @property
+    def streamable(self) -> bool:  # type: ignore[override]
+        # from the current mode, so that set_params(mode=...) (GridSearchCV) counts
+        return self.mode == "running"
+
+    def _validate_params(self) -> None:
+        if self.mode not in ("running", "recording"):
+            raise ValueError(f"mode must be 'running' or 'recording', got {self.mode!r}")
+        if not isinstance(self.bias_correction, (bool, np.bool_)):
+            raise ValueError(f"bias_correction must be true or false, got "
+                             f"{self.bias_correction!r}")
 
     def _configure(self, fmt: StreamFormat) -> StreamFormat:
         self._alpha = 1.0 - np.exp(-1.0 / (self.window_s * fmt.sfreq))

@@ -173,7 +173,9 @@ class DBConformer(EEGModuleMixin, nn.Module):
         """Transformer outputs: temporal ``(B, P, D)`` and spatial ``(B, C, D)`` tokens."""
         if x.dim() == 4:  # (B, 1, C, T) as the official scripts feed it
             x = x.squeeze(1)
-        if x.dim() != 3 or x.shape[1] != self.n_chans:
+        # the learned temporal positions fix the patch count, so the length must match too
+        wrong_length = self.pos_emb and x.dim() == 3 and x.shape[2] != self.n_times
+        if x.dim() != 3 or x.shape[1] != self.n_chans or wrong_length:
             raise ValueError(f"DBConformer expects input (batch, {self.n_chans} channels, "
                              f"{self.n_times} samples), got {tuple(x.shape)}")
         temporal = self.temporal_embedding(x)

@@ -54,6 +54,19 @@ from ..registry import register_model
 
 D_NEURAL = 16  # virtual channels after the subject layer
 SEG_LEN = 100  # samples per token (100 ms at 1000 Hz)
+DUIN_SFREQ = 1000.0
+
+
+def check_duin_sfreq(sfreq) -> float:
+    """Du-IN's tokens are :data:`SEG_LEN` samples, which are 100 ms only at 1000 Hz: refuse
+    another rate (None means 1000 Hz) instead of silently changing what a token spans."""
+    if sfreq is None:
+        return DUIN_SFREQ
+    if float(sfreq) != DUIN_SFREQ:
+        raise SignalError(f"Du-IN takes {DUIN_SFREQ:g} Hz sEEG ({SEG_LEN}-sample tokens = "
+                          f"100 ms), got sfreq={sfreq}; resample first with "
+                          f"Resample({DUIN_SFREQ:g})")
+    return DUIN_SFREQ
 
 
 class SubjectLayer(nn.Module):
@@ -269,6 +282,7 @@ class DuINClassifier(nn.Module):
                  d_ff: int = 320, head_hidden: int = 128, sigmoid_head: bool = False,
                  with_unused_blocks: bool = True, head_init: str = "trunc_normal"):
         super().__init__()
+        sfreq = check_duin_sfreq(sfreq)
         self.n_chans, self.n_outputs, self.n_times, self.sfreq = n_chans, n_outputs, n_times, sfreq
         self.sigmoid_head, self.head_init = sigmoid_head, head_init
         self.backbone = DuINBackbone(n_chans, n_times, n_subjects, 160, depth, heads, d_head, d_ff)
@@ -308,6 +322,7 @@ class DuINVQVAE(nn.Module):
                  n_codes: int = 2048, n_outputs=None, sfreq=1000.0, chs_info=None,
                  decoder_time_embedding: bool = True, head_init: str = "trunc_normal"):
         super().__init__()
+        check_duin_sfreq(sfreq)
         self.n_chans, self.n_times = n_chans, n_times
         self.decoder_time_embedding, self.head_init = decoder_time_embedding, head_init
         self.backbone = DuINBackbone(n_chans, n_times, n_subjects, 160, depth, heads, d_head, d_ff)
@@ -381,6 +396,7 @@ class DuINMAE(nn.Module):
                  mae_loss: str = "single_ce", init_from_vqvae: bool = False,
                  head_init: str = "trunc_normal"):
         super().__init__()
+        check_duin_sfreq(sfreq)
         if mae_loss not in MAE_LOSSES:
             raise ValueError(f"mae_loss must be one of {MAE_LOSSES}, got {mae_loss!r}")
         if not 0.0 < mask_ratio < 1.0:
