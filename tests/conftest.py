@@ -128,3 +128,32 @@ def family_bundle(tmp_path_factory) -> Path:
                   input_spec=spec, model_spec=spec, labels=["ASK", "FSK"],
                   extra={"normalization": "rms", "rate_agnostic": True, "target_sps": 8.0}
                   ).save(tmp_path_factory.mktemp("fam") / "b")
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    """HOME is a fresh folder and the working folder another one, so a path taken literally
+    ("./~/...") lands in the working folder, not in ``home``."""
+    home, cwd = tmp_path / "home", tmp_path / "cwd"
+    home.mkdir()
+    cwd.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(cwd)
+    return home
+
+
+@pytest.fixture
+def counted_amr_fits(monkeypatch) -> list[str]:
+    """The labels ``sigformer.recipes.amr.fit_stream`` trains, in order (training still
+    runs): resume tests check which models a run retrains."""
+    import sigformer.recipes.amr as recipe_module
+
+    trained: list[str] = []
+    real_fit = recipe_module.fit_stream
+
+    def counting_fit(model, stream, recipe, **kwargs):
+        trained.append(kwargs["label"])
+        return real_fit(model, stream, recipe, **kwargs)
+
+    monkeypatch.setattr(recipe_module, "fit_stream", counting_fit)
+    return trained

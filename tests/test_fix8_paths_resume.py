@@ -23,18 +23,6 @@ from sigformer.models import create_model
 from sigformer.spec import SignalSpec
 
 
-@pytest.fixture
-def home(tmp_path, monkeypatch) -> Path:
-    """HOME is a fresh folder, and the working folder another one: a path taken literally
-    ("./~/...") would land in ``cwd``, not in ``home``."""
-    home, cwd = tmp_path / "home", tmp_path / "cwd"
-    home.mkdir()
-    cwd.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.chdir(cwd)
-    return home
-
-
 def _weights(model) -> list[torch.Tensor]:
     return list(model.state_dict().values())
 
@@ -75,21 +63,13 @@ CLASSES = ["BPSK", "CPFSK"]
 
 
 @pytest.fixture
-def amr_setup(monkeypatch):
+def amr_setup(counted_amr_fits):
     """A tiny train_bundles call (kd_cnn teacher, vtcnn2 baseline, one 32-frame step each)
     that counts the models it trains."""
-    import sigformer.recipes.amr as recipe_module
     from sigformer.recipes.amr import StreamRecipe
     from sigformer.rf.amr import train_bundles
 
-    trained: list[str] = []
-    real_fit = recipe_module.fit_stream
-
-    def counting_fit(model, stream, recipe, **kwargs):
-        trained.append(kwargs["label"])
-        return real_fit(model, stream, recipe, **kwargs)
-
-    monkeypatch.setattr(recipe_module, "fit_stream", counting_fit)
+    trained = counted_amr_fits
     test = generate_radioml(2, snrs=[10], classes=CLASSES, normalization="rms", seed=9)
     recipe = StreamRecipe(epochs=1, frames_per_epoch=32, batch_size=32, lr=3e-3)
     lines: list[str] = []

@@ -18,21 +18,13 @@ CLASSES = ["BPSK", "CPFSK"]
 
 
 @pytest.fixture
-def amr(tmp_path, monkeypatch):
+def amr(tmp_path, counted_amr_fits):
     """A tiny train_bundles call (clst 'tiny' teacher, kd_cnn with and without SKD, one
     32-frame step each) that records the labels it trains."""
-    import sigformer.recipes.amr as recipe_module
     from sigformer.recipes.amr import StreamRecipe
     from sigformer.rf.amr import train_bundles
 
-    trained: list[str] = []
-    real_fit = recipe_module.fit_stream
-
-    def counting_fit(model, stream, recipe, **kwargs):
-        trained.append(kwargs["label"])
-        return real_fit(model, stream, recipe, **kwargs)
-
-    monkeypatch.setattr(recipe_module, "fit_stream", counting_fit)
+    trained = counted_amr_fits
     test = generate_radioml(2, snrs=[10], classes=CLASSES, normalization="rms", seed=9)
     recipe = StreamRecipe(epochs=1, frames_per_epoch=32, batch_size=32, lr=3e-3)
     lines: list[str] = []

@@ -5,59 +5,31 @@ a resume that toggles attention dropout or the fused-projection fast path is ref
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from repo_scripts import load_script
+from test_ofdm_midepoch import Interrupted, _stop_at_loss_call
 
 import sigformer.recipes.ofdm as recipe_module
 from sigformer.checkpoint import CheckpointError
 from sigformer.data.ofdm import simulate_ofdm
 from sigformer.models import create_model
 
-SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 # 24 slots, 6 held out: 18 training slots in batches of 4, 5 steps per epoch
 RECIPE = recipe_module.OFDMRecipe(max_epochs=2, batch_size=4, lr=5e-3, val_fraction=0.25)
 STEPS = 5
 
 
-class Interrupted(Exception):
-    """Stands in for the process being stopped."""
-
-
-@pytest.fixture
-def home(tmp_path, monkeypatch) -> Path:
-    """HOME is a fresh folder and the working folder another one, so a path taken literally
-    ("./~/...") lands in the working folder, not in ``home``."""
-    home, cwd = tmp_path / "home", tmp_path / "cwd"
-    home.mkdir()
-    cwd.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.chdir(cwd)
-    return home
 
 
 def _script(name: str):
-    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(f"scripts/{name}.py")
 
 
-def _stop_at_loss_call(monkeypatch, call: int) -> None:
-    calls = {"n": 0}
-    loss_fn = recipe_module.ofdm_loss
-
-    def stopping(estimate, truth):
-        calls["n"] += 1
-        if calls["n"] == call:
-            raise Interrupted(f"stopped at loss call {call}")
-        return loss_fn(estimate, truth)
-
-    monkeypatch.setattr(recipe_module, "ofdm_loss", stopping)
 
 
 def _fit(data, out, recipe=RECIPE, **kwargs):

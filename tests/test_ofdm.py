@@ -630,13 +630,9 @@ def test_training_on_the_fly_from_a_slot_stream():
 # --- resume safety (review 8): recipe and seed checks, data records, progress line -----------
 
 def _train_script():
-    import importlib.util
+    from repo_scripts import load_script
 
-    path = Path(__file__).resolve().parents[1] / "scripts" / "train_ofdm.py"
-    spec = importlib.util.spec_from_file_location("train_ofdm", path)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-    return script
+    return load_script("scripts/train_ofdm.py")
 
 
 def _latest_trainer_json(out: Path) -> Path:

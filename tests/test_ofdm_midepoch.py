@@ -278,13 +278,9 @@ def test_the_live_paper_checkpoint_still_loads(tmp_path):
 # --- the training script -----------------------------------------------------------------------
 
 def _train_script():
-    import importlib.util
+    from repo_scripts import load_script
 
-    path = Path(__file__).resolve().parents[1] / "scripts" / "train_ofdm.py"
-    spec = importlib.util.spec_from_file_location("train_ofdm", path)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-    return script
+    return load_script("scripts/train_ofdm.py")
 
 
 def test_train_script_passes_checkpoint_every_in_seconds(tmp_path, monkeypatch):
