@@ -1,19 +1,27 @@
-"""Package a separation model trained by ``scripts/train_speech.py`` as a catalogue bundle.
+"""Package a speech model trained by ``scripts/train_speech.py`` as a catalogue bundle.
 
     python scripts/package_speech.py runs/mossformer_small --log runs/mossformer_small.log \\
         --name sep-mossformer-small-dm8k [--results benchmarks/results/speech_pretrained.json]
+    python scripts/package_speech.py runs/deftan2_4mic-best --log runs/deftan2_4mic.log \\
+        --dest runs/bundles [--results runs/enh.json]   # name: enh-deftan2-small-4mic-16k
 
-The bundle (safetensors + JSON with checksums, written atomically) records the input spec
-(mono audio at the training rate), the chunking ``sigformer separate`` / ``stream`` use, and
-the training facts: steps, segment length, batch, recipe, the speaker-disjoint split (so the
-benchmark can refuse test speakers the model heard) and the training time read from the log.
-With ``--results`` (from ``benchmarks/speech_pretrained.py``) the model card reports the
-measured SI-SDRi by class against the oracle ceilings, and the real-time factor.
+The task comes from the run's split record (``--task separate`` or ``enhance``). The bundle
+(safetensors + JSON with checksums, written atomically) records the input spec (mono audio at
+the training rate for separation; ``n_mics``-channel array audio at the training rate for
+enhancement), the chunking ``sigformer separate`` / ``enhance`` / ``stream`` use, and the
+training facts: steps, segment length, batch, recipe, the speaker-disjoint split (so the
+benchmarks can refuse test speakers the model heard), for enhancement the noise split (so
+the benchmark scores noises it never heard) and the training time read from the log.
+With ``--results`` the model card reports the measurements: SI-SDRi by class against the
+oracle ceilings and the real-time factor (``benchmarks/speech_pretrained.py``), or SI-SDR
+improvement over the reference microphone against the beamformers, by RT60 and SNR
+(``benchmarks/speech_enhance_pretrained.py``; refused unless it measured these weights).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import re
 import sys
@@ -79,25 +87,70 @@ def training_facts(run: Path, log: Path | None) -> dict:
         "step", step))
     args = record["args"]
     root = Path(record["data"])
-    noise = args.get("noise_snr")
-    speed = args.get("speed") or (0.95, 1.05)
+    enhance = run_task(record) == "enhance"
     facts = {"steps": step, "steps_trained": total,
              "preset": args.get("preset") or "small",
-             "batch_size": args.get("batch_size"), "segment_seconds": args.get("seconds"),
+             "batch_size": args.get("batch_size"),
+             "segment_seconds": args.get("seconds") or (2.0 if enhance else 4.0),
              "lr": args.get("lr"),
              "init": args.get("init"),
-             "data": "dynamic two-speaker mixtures of every training-split file under "
-                     f"{root.name}/ (speed perturbation {speed[0]:g}-{speed[1]:g}, level "
-                     f"+-2.5 dB, gain +-6 dB, "
-                     + (f"noise at {noise[0]:g}-{noise[1]:g} dB SNR" if noise else "no noise")
-                     + f", reverberation in {float(args.get('reverb') or 0):.0%} of mixtures)",
+             "data": enhance_data(record) if enhance else separation_data(record),
              "split_seed": record["split_seed"], "files": record["files"],
              "speakers": record["speakers"], "heard_speakers": heard_speakers(record),
              "train_seconds_of_speech": round(sum(_duration(root / f) for f in
                                                   record["files"]["train"]), 1),
              "n_val": args.get("n_val"),
              "validation": history[-8:], **read_log(log)}
+    if enhance:  # what the enhancement benchmark needs to draw unheard scenes
+        facts.update(task="enhance", n_mics=int(args.get("n_mics") or 4),
+                     sample_rate=int(args.get("sample_rate") or 16000), data_root=str(root),
+                     noise_files=record.get("noise_files"))
     return facts
+
+
+def run_task(record: dict) -> str:
+    """``separate`` or ``enhance``: the ``--task`` the run was trained with."""
+    return record["args"].get("task") or "separate"
+
+
+def separation_data(record: dict) -> str:
+    args, root = record["args"], Path(record["data"])
+    noise = args.get("noise_snr")
+    speed = args.get("speed") or (0.95, 1.05)
+    return ("dynamic two-speaker mixtures of every training-split file under "
+            f"{root.name}/ (speed perturbation {speed[0]:g}-{speed[1]:g}, level "
+            f"+-2.5 dB, gain +-6 dB, "
+            + (f"noise at {noise[0]:g}-{noise[1]:g} dB SNR" if noise else "no noise")
+            + f", reverberation in {float(args.get('reverb') or 0):.0%} of mixtures)")
+
+
+def enhance_data(record: dict) -> str:
+    """The scene family of ``train_speech.py --task enhance`` (its SceneConfig: the defaults
+    of :class:`~sigformer.data.room.SceneConfig` with a 5-10 cm radius range)."""
+    from sigformer.data.room import SceneConfig
+
+    args, root = record["args"], Path(record["data"])
+    c = SceneConfig()
+    noises = record.get("noise_files")
+    noise = (f"{len(noises['train'])} training noise files ({len(noises['test'])} more held "
+             f"out for test, never trained on)" if noises else
+             "every noise file (none held out: this run predates the noise split)")
+    return (f"rooms simulated on the fly for a {int(args.get('n_mics') or 4)}-microphone "
+            f"circular array of radius 5-10 cm (RT60 {c.rt60[0]:g}-{c.rt60[1]:g} s, room "
+            f"{c.room_xy[0]:g}-{c.room_xy[1]:g} m, talker {c.source_distance[0]:g}-"
+            f"{c.source_distance[1]:g} m away, one point noise source at {c.snr_db[0]:g}-"
+            f"{c.snr_db[1]:g} dB SNR) from every training-split file under {root.name}/ and "
+            f"{noise}; target: the direct-path speech at microphone 0")
+
+
+def weights_digest(model) -> str:
+    """SHA-256 of the model's tensors (names and values): the same for a checkpoint and the
+    bundle packaged from it, so a benchmark result can be matched to the weights it measured."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
 
 
 def _duration(path: Path) -> float:
@@ -168,38 +221,190 @@ def model_card(name: str, n_params: int, rate: int, facts: dict, results: dict |
     return "\n".join(lines) + "\n"
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("run", help="checkpoint folder written by scripts/train_speech.py")
-    ap.add_argument("--name", default="sep-mossformer-small-dm8k")
-    ap.add_argument("--log", type=Path, help="the training log (steps/s lines, recipe)")
-    ap.add_argument("--results", type=Path, help="benchmarks/speech_pretrained.py JSON")
-    ap.add_argument("--chunk-s", type=float, default=4.0)
-    ap.add_argument("--overlap-s", type=float, default=0.5)
-    ap.add_argument("--dest", type=Path, default=REPO / "sigformer" / "catalogue")
-    args = ap.parse_args(argv)
+def enhance_card(name: str, n_params: int, rate: int, facts: dict, results: dict | None
+                 ) -> str:
+    """The model card of an enhancement bundle (with the benchmark's table when given)."""
+    hours = facts["steps"] * facts["batch_size"] * facts["segment_seconds"] / 3600
+    n_mics = facts["n_mics"]
+    noises = facts.get("noise_files") or {}
+    lines = [
+        f"# {name}", "",
+        f"DeFTAN-II (`{facts['preset']}` preset, {n_params:,} parameters) for speech "
+        f"enhancement with a {n_mics}-microphone array at {rate} Hz: noisy reverberant array "
+        f"audio in, the direct-path speech at microphone 0 out. Trained by sigformer on a "
+        f"2-core CPU. Use it with `sigformer enhance mics.wav --model {name} --out clean.wav` "
+        f"(one {n_mics}-channel file or one mono file per microphone, in the array's order; "
+        f"any rate: audio is resampled in and out) or `sigformer stream {name} ...`.", "",
+        "## Training", "",
+        f"- Data: {facts['data']}: {len(facts['speakers']['train'])} training speakers, "
+        f"{facts['train_seconds_of_speech']} s of speech in all. Validation speakers "
+        f"{facts['speakers']['val']} (they steer the learning-rate schedule only). Speakers "
+        f"heard in training, by today's speaker rules: {facts['heard_speakers']}.",
+        f"- Noise files held out for test (never trained on): "
+        f"{noises.get('test') or 'none'}.",
+        f"- Budget: {facts['steps']:,} steps of {facts['batch_size']} x "
+        f"{facts['segment_seconds']:g} s scenes ({hours:.1f} h of scenes seen; "
+        f"{facts['steps_trained']:,} steps trained in all), "
+        f"{facts.get('train_seconds', 0) / 60:.0f} min of training on a 2-core CPU.",
+        *([f"- Fine-tuned from the checkpoint `{facts['init']}`."] if facts.get("init") else []),
+        f"- Recipe: {facts.get('recipe')} (PCM loss)"
+        + (f"; learning rate {facts['lr']}." if facts.get("lr") else "."), "",
+        f"Validation ({facts['n_val']} fixed {facts['segment_seconds']:g} s scenes of the "
+        f"validation speakers; SI-SDRi = SI-SDR gain over microphone 0), last entries:", "",
+        "| step | SI-SDR (dB) | SI-SDRi (dB) | lr |", "|---:|---:|---:|---:|"]
+    lines += [f"| {h['step']} | {h['si_sdr']:.2f} | {h['si_sdri']:.2f} | {h['lr']:.1e} |"
+              for h in facts["validation"]]
+    if results:
+        lines += ["", *enhance_results_lines(results, name)]
+    lines += ["", "## Limits", "",
+              f"Trained on {facts['train_seconds_of_speech'] / 60:.1f} minutes of speech from "
+              f"{len(facts['heard_speakers'])} talkers, simulated shoebox rooms and "
+              f"{len(noises.get('train') or [])} noise recordings: expect it to do worse on "
+              f"voices, rooms, noises and arrays unlike those (the geometry must be a "
+              f"{n_mics}-microphone circular array of about 5-10 cm radius)."]
+    return "\n".join(lines) + "\n"
+
+
+def _cell(value, fmt: str = ".2f") -> str:
+    return "" if value is None else format(value, fmt)
+
+
+def enhance_results_lines(results: dict, name: str) -> list[str]:
+    """The card's section for a ``benchmarks/speech_enhance_pretrained.py`` report of these
+    weights (checked by :func:`check_results`; the model's row is shown as ``name``)."""
+    cond = results["conditions"]
+    roles = ", ".join(f"{k}: {v}" for k, v in cond["speakers"].items())
+    noise = "held-out noise files " if cond["noise_held_out"] else \
+        "noise files it HEARD in training (--allow-heard-noise) "
+    lines = ["## Measured on unheard speakers, rooms and noises "
+             "(`benchmarks/speech_enhance_pretrained.py`)", "",
+             f"{cond['n_scenes']} scenes of {cond['seconds']:g} s at {cond['sample_rate']} Hz "
+             f"(rooms drawn from seed {cond['seed']}, the training family), speakers it never "
+             f"heard ({roles}), {noise}{cond['noise_files']}. SI-SDR against the direct path "
+             f"at microphone 0; SI-SDRi = gain over microphone 0; in dB. Measured on "
+             f"`{results['model']}` (these weights: the digest matches).", ""]
+    rt60, snr = results["rt60_bins"], results["snr_bins"]
+    perceptual = cond["perceptual"]
+    head = (["system", "SI-SDR", "SI-SDRi", "worst"] + [f"RT60 {b}" for b in rt60]
+            + [f"SNR {b}" for b in snr] + (["PESQ", "STOI"] if perceptual else []))
+    lines += ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
+    for system, r in results["results"].items():
+        label = name if system == results["model_system"] else system
+        cells = [label, _cell(r["mean"]["si_sdr"]), _cell(r["mean"]["si_sdri"]),
+                 _cell(r["min_si_sdri"])]
+        cells += [_cell(r["by_rt60"][b]["si_sdri"]) for b in rt60]
+        cells += [_cell(r["by_snr"][b]["si_sdri"]) for b in snr]
+        if perceptual:
+            cells += [_cell(r["mean"].get("pesq")), _cell(r["mean"].get("stoi"), ".3f")]
+        lines.append("| " + " | ".join(cells) + " |")
+    counts = ", ".join(f"{b}: {results['results'][results['model_system']]['by_rt60'][b]['n']}"
+                       for b in rt60)
+    lines += ["", f"Scenes per RT60 bin: {counts}."]
+    comp = results["comparison"]
+    lines += ["", f"Against the best MVDR with estimated statistics ({comp['best_estimated']}): "
+                  f"{comp['si_sdri_difference_db']:+.2f} dB SI-SDRi, better on "
+                  f"{comp['wins']} of {comp['n']} scenes"
+              + (f"; PESQ {comp['pesq_difference']:+.2f}, STOI {comp['stoi_difference']:+.3f}"
+                 if comp.get("pesq_difference") is not None else "") + "."]
+    only = results["results"][results["model_system"]].get("by_role", {}).get("test")
+    if only and only["n"]:
+        lines += ["", f"Scenes of test-role speakers only (never used for any training "
+                      f"decision): {only['n']}, SI-SDRi {only['si_sdri']:.2f} dB."]
+    lines += ["", "Targets of issue 16: " + ", ".join(
+        f"{k} {'met' if v else 'NOT met'}" for k, v in results["targets"].items()) + "."]
+    return lines
+
+
+def check_results(results: dict | None, path: Path | None, name: str, task: str, model) -> None:
+    """Refuse a results file that did not measure this model: separation results name the
+    bundle; enhancement results carry the digest of the weights they measured (a benchmark
+    run on the training checkpoint then matches the bundle packaged from it)."""
+    if not results:
+        return
+    if task == "separate":
+        if results.get("model") != name:
+            raise SystemExit(f"{path} measured {results.get('model')!r}, not {name!r}")
+        return
+    if results.get("task") != "enhance":
+        raise SystemExit(f"{path} is not a benchmarks/speech_enhance_pretrained.py report (its "
+                         f"task is {results.get('task')!r}); this run is an enhancement run")
+    measured = (results.get("bundle") or {}).get("weights_sha256")
+    if measured != weights_digest(model):
+        raise SystemExit(f"{path} measured other weights ({results.get('model')!r}, digest "
+                         f"{str(measured)[:12]}...) than {name!r} packages "
+                         f"({weights_digest(model)[:12]}...): rerun the benchmark on this "
+                         f"checkpoint or bundle")
+
+
+def speech_bundle(run: Path, *, log: Path | None = None, chunk_s: float = 4.0,
+                  overlap_s: float = 0.5):
+    """``(bundle, facts, task)`` for a training checkpoint folder: a separation bundle (mono
+    input) or an enhancement bundle (``n_mics``-channel array input), both at the training
+    rate, with the chunking the audio commands use and the training facts."""
     from sigformer.bundle import Bundle
     from sigformer.checkpoint import load_checkpoint
     from sigformer.spec import SignalSpec
 
-    run = Path(args.run)
     model, _ = load_checkpoint(run)
     model.eval()
-    rate = int(getattr(model, "sample_rate", 8000))
-    facts = training_facts(run, args.log)
+    facts = training_facts(run, log)
+    task = facts.get("task", "separate")
+    extra = {"chunk_s": chunk_s, "overlap_s": overlap_s, "training": facts}
+    provenance = {"trained_by": "scripts/train_speech.py"}
+    if task == "enhance":
+        rate = int(getattr(model, "sample_rate", facts["sample_rate"]))
+        n_mics = int(getattr(model, "n_mics", facts["n_mics"]))
+        if n_mics != facts["n_mics"]:
+            raise SystemExit(f"{run} holds a {n_mics}-microphone model but its record says "
+                             f"--n-mics {facts['n_mics']}: the record is not this run's")
+        spec = SignalSpec.audio(rate, n_mics)
+        bundle = Bundle(model=model, task="enhance", input_spec=spec, model_spec=spec,
+                        labels=["enhanced"], extra=extra,
+                        provenance={"summary": f"deftan2 {n_mics}-mic speech enhancement",
+                                    **provenance})
+    else:
+        rate = int(getattr(model, "sample_rate", 8000))
+        spec = SignalSpec.audio(rate, 1)
+        bundle = Bundle(model=model, task="separate", input_spec=spec, model_spec=spec,
+                        labels=["s1", "s2"], extra=extra,
+                        provenance={"summary": "mossformer 2-speaker separation",
+                                    **provenance})
+    return bundle, facts, task
+
+
+def default_name(task: str, facts: dict) -> str:
+    if task == "enhance":
+        return (f"enh-deftan2-{facts['preset']}-{facts['n_mics']}mic-"
+                f"{facts['sample_rate'] // 1000}k")
+    return "sep-mossformer-small-dm8k"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("run", help="checkpoint folder written by scripts/train_speech.py")
+    ap.add_argument("--name", default=None,
+                    help="bundle name (default: sep-mossformer-small-dm8k for separation, "
+                         "enh-deftan2-<preset>-<n>mic-<rate>k for enhancement)")
+    ap.add_argument("--log", type=Path, help="the training log (steps/s lines, recipe)")
+    ap.add_argument("--results", type=Path,
+                    help="benchmarks/speech_pretrained.py (separation) or "
+                         "benchmarks/speech_enhance_pretrained.py (enhancement) JSON")
+    ap.add_argument("--chunk-s", type=float, default=4.0)
+    ap.add_argument("--overlap-s", type=float, default=0.5)
+    ap.add_argument("--dest", type=Path, default=REPO / "sigformer" / "catalogue")
+    args = ap.parse_args(argv)
+
+    run = Path(args.run)
+    bundle, facts, task = speech_bundle(run, log=args.log, chunk_s=args.chunk_s,
+                                        overlap_s=args.overlap_s)
+    name = args.name or default_name(task, facts)
     results = json.loads(args.results.read_text()) if args.results else None
-    if results and results.get("model") != args.name:
-        raise SystemExit(f"{args.results} measured {results.get('model')!r}, not {args.name!r}")
-    n_params = sum(p.numel() for p in model.parameters())
-    spec = SignalSpec.audio(rate, 1)
-    bundle = Bundle(model=model, task="separate", input_spec=spec, model_spec=spec,
-                    labels=["s1", "s2"],
-                    extra={"chunk_s": args.chunk_s, "overlap_s": args.overlap_s,
-                           "training": facts},
-                    provenance={"summary": "mossformer 2-speaker separation",
-                                "trained_by": "scripts/train_speech.py"})
-    out = bundle.save(args.dest / args.name,
-                      card=model_card(args.name, n_params, rate, facts, results))
+    check_results(results, args.results, name, task, bundle.model)
+    n_params = sum(p.numel() for p in bundle.model.parameters())
+    rate = int(bundle.input_spec.sfreq)
+    card = enhance_card(name, n_params, rate, facts, results) if task == "enhance" else \
+        model_card(name, n_params, rate, facts, results)
+    out = bundle.save(args.dest / name, card=card)
     print(f"wrote {out} ({facts['steps']} steps, {n_params:,} parameters)")
     return 0
 

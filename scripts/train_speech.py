@@ -46,6 +46,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--n-mics", type=int, default=4, help="enhance: microphones (4-8)")
     ap.add_argument("--noise-snr", type=float, nargs=2, default=None,
                     help="separate: add noise at an SNR drawn from this range (dB)")
+    ap.add_argument("--noise-test-share", type=float, default=None,
+                    help="share of the noise files held out for test (never trained on); "
+                         "default 0.25 for enhance, 0 for separate")
     ap.add_argument("--reverb", type=float, default=0.0,
                     help="separate: share of mixtures rendered in a random room")
     ap.add_argument("--speed", type=float, nargs=2, default=None,
@@ -83,7 +86,7 @@ def split_path(out: str) -> Path:
     return out.with_name(out.name + "-split.json")
 
 
-def write_split_record(args, splits) -> Path:
+def write_split_record(args, splits, noise_split=None) -> Path:
     """The files of each split and the run's arguments, so packaging and benchmarks know
     exactly which speakers the model heard (speaker rules may change later)."""
     from sigformer.atomic import atomic_write_json
@@ -98,6 +101,8 @@ def write_split_record(args, splits) -> Path:
               "args": {k: v for k, v in vars(args).items() if k not in ("out", "data")},
               "files": {k: [rel(u.path) for u in v] for k, v in splits.items()},
               "speakers": {k: sorted({u.speaker for u in v}) for k, v in splits.items()}}
+    if noise_split is not None:
+        record["noise_files"] = {k: [rel(f) for f in v] for k, v in noise_split.items()}
     path = split_path(args.out)
     if args.resume and path.is_file():  # build() trained on this record's split
         return path
@@ -116,6 +121,37 @@ def recorded_splits(speech, record_path: str, data: str) -> dict:
     if missing:
         raise SystemExit(f"{record_path} names files not found under {data}: {missing[:3]}")
     return {k: [by_file[f] for f in files] for k, files in record["files"].items()}
+
+
+def recorded_noise_split(record_path: str, data: str) -> dict | None:
+    """The noise split of an earlier run's record (None for records made before noises were
+    split: those runs trained on every noise file)."""
+    record = json.loads(Path(record_path).read_text())
+    if "noise_files" not in record:
+        return None
+    root = Path(data).resolve()
+    split = {k: [root / f for f in files] for k, files in record["noise_files"].items()}
+    missing = [str(f) for files in split.values() for f in files if not f.is_file()]
+    if missing:
+        raise SystemExit(f"{record_path} names noise files not found under {data}: "
+                         f"{missing[:3]}")
+    return split
+
+
+def choose_noise_split(args, noises: list, record) -> dict:
+    """Training / test noise files: the recorded split of a resumed or continued run,
+    otherwise a new one with ``--noise-test-share`` held out."""
+    from sigformer.data.mixtures import noise_splits
+
+    recorded = recorded_noise_split(record, args.data) if record else None
+    if recorded is not None:
+        return recorded
+    if record:  # an older record: it trained on every noise file
+        return {"train": list(noises), "test": []}
+    share = args.noise_test_share
+    if share is None:
+        share = 0.25 if args.task == "enhance" else 0.0
+    return noise_splits(noises, share, seed=args.seed)
 
 
 def build(args):
@@ -139,6 +175,8 @@ def build(args):
     record = args.split_from or (started if started is not None and started.is_file() else None)
     splits = recorded_splits(speech, record, args.data) if record else \
         speaker_splits(speech, seed=args.seed)
+    noise_split = choose_noise_split(args, noises, record)
+    noises = noise_split["train"]
     # a resumed run draws new mixtures, not the ones its first steps already saw. Training
     # draws from (data_seed + 7919 epoch, worker), validation from (seed + 1): never the same
     # stream (and the speakers differ anyway)
@@ -173,7 +211,7 @@ def build(args):
     loader = DataLoader(train, batch_size=args.batch_size, num_workers=args.workers,
                         persistent_workers=args.workers > 0,
                         prefetch_factor=4 if args.workers > 0 else None)
-    return model, recipe, loader, list(val), splits
+    return model, recipe, loader, list(val), splits, noise_split
 
 
 def main(argv=None) -> int:
@@ -182,8 +220,8 @@ def main(argv=None) -> int:
     torch.manual_seed(args.seed)
     from sigformer.recipes.speech import fit
 
-    model, recipe, loader, val_items, splits = build(args)
-    write_split_record(args, splits)
+    model, recipe, loader, val_items, splits, noise_split = build(args)
+    write_split_record(args, splits, noise_split)
     if args.init and not (args.resume and (Path(args.out) / "train_state.pt").is_file()):
         from sigformer.checkpoint import load_checkpoint
 
@@ -195,6 +233,8 @@ def main(argv=None) -> int:
     for name, items in splits.items():
         print(f"  {name}: {len({u.speaker for u in items})} speakers, {len(items)} files",
               flush=True)
+    print(f"  noise: {len(noise_split['train'])} training files, "
+          f"{len(noise_split['test'])} held out for test", flush=True)
     from sigformer.checkpoint import CheckpointError
 
     try:

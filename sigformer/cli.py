@@ -307,9 +307,9 @@ def _cmd_models(args) -> int:
     from .models import list_models
 
     if args.domain is not None:
-        from .models.registry import MODEL_INDEX
+        from .models.registry import list_domains
 
-        known = sorted({domain for _, domain in MODEL_INDEX.values()})
+        known = list_domains()  # the same list list_models checks against
         if args.domain not in known:
             raise _config_error(f"unknown domain {args.domain!r} for --domain; known domains: "
                                 f"{', '.join(known)}")

@@ -785,3 +785,18 @@ def test_progress_line_shows_the_running_mean_loss_of_the_epoch(monkeypatch):
     for step, value in enumerate(shown, 1):
         assert value == pytest.approx(np.mean(losses[:step]), rel=1e-3)
     assert shown[-1] != pytest.approx(losses[-1], rel=1e-3)  # not the last batch's loss
+
+
+def test_slot_stream_starting_at_a_step_yields_the_rest_of_the_epoch():
+    from sigformer.data.ofdm import OFDMSlotStream
+
+    stream = OFDMSlotStream(batch_size=2, steps_per_epoch=4, seed=3)
+    stream.set_epoch(1)
+    whole = list(stream)
+    rest = list(stream.starting_at(2))
+    assert len(rest) == 2
+    for a, b in zip(whole[2:], rest):
+        assert all(torch.equal(x, y) for x, y in zip(a, b))
+    assert list(stream.starting_at(4)) == []
+    with pytest.raises(ValueError, match="first_step must be within 0..4"):
+        stream.starting_at(5)

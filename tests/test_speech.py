@@ -726,7 +726,7 @@ def test_train_speech_script_trains_checkpoints_and_resumes(tmp_path):
     args = script.parse_args(tuned + ["--steps", "1", "--split-from",
                                       str(tmp_path / "run-split.json"), "--init", str(out),
                                       "--speed", "0.8", "1.25"])
-    model, _, loader, _, splits = script.build(args)
+    model, _, loader, _, splits, _ = script.build(args)
     assert {k: sorted(str(u.path.relative_to(data)) for u in v) for k, v in splits.items()} == \
         {k: sorted(v) for k, v in split["files"].items()}
     assert loader.dataset.config.speed == (0.8, 1.25)
@@ -734,3 +734,44 @@ def test_train_speech_script_trains_checkpoints_and_resumes(tmp_path):
                                 str(tmp_path / "run-split.json"), "--init", str(out)]) == 0
     record = json.loads((tmp_path / "tuned-split.json").read_text())
     assert record["files"] == split["files"] and record["args"]["init"] == str(out)
+
+
+def test_noise_splits_hold_out_files_and_enhance_runs_record_them(tmp_path):
+    import importlib.util
+    import json
+
+    from sigformer.data.mixtures import noise_splits
+
+    files = [Path(f"n{i}.wav") for i in range(8)]
+    split = noise_splits(files, 0.25, seed=0)
+    assert len(split["test"]) == 2 and len(split["train"]) == 6
+    assert set(split["test"]).isdisjoint(split["train"])
+    assert set(split["test"]) | set(split["train"]) == set(files)
+    assert noise_splits(files, 0.25, seed=0) == split  # seeded
+    assert noise_splits(files[:2], 0.01)["test"] and noise_splits(files[:2], 0.01)["train"]
+    assert noise_splits(files, 0.0)["test"] == []
+    with pytest.raises(ValueError, match="test_share"):
+        noise_splits(files, 1.0)
+
+    spec = importlib.util.spec_from_file_location(
+        "train_speech", Path(__file__).resolve().parents[1] / "scripts" / "train_speech.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    data = _write_corpus(tmp_path / "corpus")
+    for name in ("fan", "street", "babble"):
+        write_audio(data / "noise" / f"{name}.wav",
+                    np.random.default_rng(len(name)).standard_normal(8000).astype(np.float32),
+                    8000)
+    out = tmp_path / "enh"
+    common = ["--task", "enhance", "--data", str(data), "--out", str(out), "--preset", "tiny",
+              "--batch-size", "1", "--seconds", "0.25", "--n-val", "1", "--workers", "0",
+              "--sample-rate", "8000", "--val-every", "1", "--checkpoint-every", "1"]
+    *_, noise = script.build(script.parse_args(common + ["--steps", "1"]))
+    assert len(noise["test"]) == 1 and len(noise["train"]) == 3
+    assert script.main(common + ["--steps", "1"]) == 0
+    record = json.loads((tmp_path / "enh-split.json").read_text())
+    assert sorted(record["noise_files"]["test"]) == sorted(
+        str(f.relative_to(data)) for f in noise["test"])
+    loader = script.build(script.parse_args(common + ["--steps", "2", "--resume"]))[2]
+    held_out = {Path(f).name for f in record["noise_files"]["test"]}
+    assert not held_out & {Path(f).name for f in loader.dataset.noises}  # never trained on

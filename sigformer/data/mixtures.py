@@ -337,6 +337,19 @@ def speaker_splits(utterances: list[Utterance], fractions=(0.7, 0.15, 0.15), see
             groups.items()}
 
 
+def noise_splits(noises: list, test_share: float = 0.25, seed: int = 0) -> dict[str, list]:
+    """Noise files split ``train``/``test`` so a benchmark can score noises the model never
+    heard: files shuffled with ``seed``, ``round(test_share * n)`` of them (at least one when
+    ``test_share > 0`` and there are two or more) held out for test."""
+    if not 0.0 <= test_share < 1.0:
+        raise ValueError(f"test_share must be within [0, 1), got {test_share}")
+    order = [noises[i] for i in np.random.default_rng(seed).permutation(len(noises))]
+    n_test = int(round(test_share * len(order)))
+    if test_share > 0 and len(order) >= 2:
+        n_test = min(max(n_test, 1), len(order) - 1)
+    return {"train": sorted(order[n_test:], key=str), "test": sorted(order[:n_test], key=str)}
+
+
 def unheard_utterances(utterances: list[Utterance], training_files: dict[str, list[str]],
                        root: str | Path) -> tuple[list[Utterance], dict[str, str]]:
     """Utterances of speakers that a model trained on ``training_files`` (split name ->

@@ -613,10 +613,34 @@ class OFDMSlotStream(IterableDataset):
         return simulate_ofdm(n, seed=seed, **self.simulate_kwargs)
 
     def __iter__(self):
+        return self.iter_steps(0)
+
+    def iter_steps(self, first_step: int = 0):
+        """The current epoch's batches from ``first_step`` on, as tensors; worker ``w`` of
+        ``W`` makes ``first_step + w, first_step + w + W, ...``."""
         info = get_worker_info()
         worker, n_workers = (0, 1) if info is None else (info.id, info.num_workers)
-        for step in range(worker, self.steps_per_epoch, n_workers):
+        for step in range(first_step + worker, self.steps_per_epoch, n_workers):
             data = self.batch(step)
             yield (torch.view_as_real(torch.from_numpy(data.ls)),
                    torch.view_as_real(torch.from_numpy(data.channels)),
                    torch.from_numpy(data.statistics()))
+
+    def starting_at(self, first_step: int) -> IterableDataset:
+        """A view of the current epoch from batch ``first_step`` on (a resumed epoch starts
+        there instead of simulating the batches it already trained)."""
+        if not 0 <= first_step <= self.steps_per_epoch:
+            raise ValueError(f"first_step must be within 0..{self.steps_per_epoch}, "
+                             f"got {first_step}")
+        return _StreamFrom(self, first_step)
+
+
+class _StreamFrom(IterableDataset):
+    """:meth:`OFDMSlotStream.starting_at`: the stream's epoch from one batch on."""
+
+    def __init__(self, stream: OFDMSlotStream, first_step: int):
+        super().__init__()
+        self.stream, self.first_step = stream, first_step
+
+    def __iter__(self):
+        return self.stream.iter_steps(self.first_step)

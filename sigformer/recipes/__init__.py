@@ -12,6 +12,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+# Registered model names that :func:`pretrain` has a recipe for (the tokenizer wrappers ask
+# here, so a recipe added below is picked up without touching them).
+PRETRAINING_RECIPES = ("tfm_tokenizer",)
+
+
+def has_pretraining_recipe(model) -> bool:
+    """Whether :func:`pretrain` can train ``model`` (by its registered name)."""
+    return _model_name(model) in PRETRAINING_RECIPES or _model_name(model) == "TFMTokenizer"
+
 
 def _model_name(model) -> str:
     return getattr(model, "sigformer_config", {}).get("name") or type(model).__name__
@@ -21,7 +30,7 @@ def pretrain(model, X, **kwargs) -> Any:
     """Self-supervised pretraining of ``model`` on ``X`` with its published recipe; returns
     the training history (also stored as ``model.history_``)."""
     name = _model_name(model)
-    if name in ("tfm_tokenizer", "TFMTokenizer"):
+    if name in ("tfm_tokenizer", "TFMTokenizer"):  # keep in step with PRETRAINING_RECIPES
         from .tfm import pretrain_tokenizer
 
         model.history_ = pretrain_tokenizer(model, X, **kwargs)

@@ -206,32 +206,12 @@ def _fixed_batches(tensors, batch_size: int, generator: torch.Generator, first_s
         batch_size))
 
 
-class _StreamFrom(torch.utils.data.IterableDataset):
-    """An :class:`OFDMSlotStream`'s current epoch from batch ``first_step`` on: a resumed epoch
-    starts there instead of simulating the batches it already trained. Batch ``s`` is
-    ``stream.batch(s)`` as the stream yields it; worker ``w`` of ``W`` makes ``first_step + w,
-    first_step + w + W, ...``, which the DataLoader returns in step order."""
-
-    def __init__(self, stream: OFDMSlotStream, first_step: int):
-        super().__init__()
-        self.stream, self.first_step = stream, first_step
-
-    def __iter__(self):
-        info = torch.utils.data.get_worker_info()
-        worker, n_workers = (0, 1) if info is None else (info.id, info.num_workers)
-        for step in range(self.first_step + worker, len(self.stream), n_workers):
-            data = self.stream.batch(step)
-            yield (torch.view_as_real(torch.from_numpy(data.ls)),
-                   torch.view_as_real(torch.from_numpy(data.channels)),
-                   torch.from_numpy(data.statistics()))
-
-
 def _stream_batches(stream: OFDMSlotStream, num_workers: int, first_step: int = 0
                     ) -> Iterator:
     """The stream's batches (from ``first_step`` on) as complex tensors. The DataLoader
     iterator is built now: building it draws its base seed from the global RNG, which a
     resumed epoch must restore afterwards."""
-    source = stream if first_step == 0 else _StreamFrom(stream, first_step)
+    source = stream if first_step == 0 else stream.starting_at(first_step)
     loader = torch.utils.data.DataLoader(source, batch_size=None, num_workers=num_workers,
                                          prefetch_factor=4 if num_workers else None)
     return ((torch.view_as_complex(ls), torch.view_as_complex(h), stats)

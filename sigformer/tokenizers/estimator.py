@@ -12,9 +12,6 @@ from ..validation import SignalError, check_array
 from .base import ChannelIndependent, Tokenizer
 from .simple import codebook_report
 
-# Tokenizers (by registry model name) that sigformer.recipes.pretrain has a recipe for.
-PRETRAINING_RECIPES = ("tfm_tokenizer",)
-
 
 def _is_int(value) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
@@ -23,8 +20,9 @@ def _is_int(value) -> bool:
 def _training_route(tokenizer: Tokenizer) -> str | None:
     """How a tokenizer learns: ``"recipe"`` (sigformer.recipes.pretrain), ``"fit"`` (its own
     ``fit``, e.g. VQ's codebook) or None (its ``fit`` learns nothing)."""
-    name = getattr(tokenizer, "sigformer_config", {}).get("name")
-    if name in PRETRAINING_RECIPES:
+    from ..recipes import has_pretraining_recipe
+
+    if has_pretraining_recipe(tokenizer):
         return "recipe"
     if isinstance(tokenizer, ChannelIndependent):  # its fit runs the inner tokenizer's
         return "fit" if _training_route(tokenizer.tokenizer) == "fit" else None
