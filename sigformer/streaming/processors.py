@@ -4,7 +4,8 @@ timestamps) -> outputs``, ``flush()``, ``stats``, ``monitor``), so one
 :class:`~sigformer.streaming.engine.StreamRunner` drives every domain:
 
 * :class:`AudioStream`: overlap-add separation or enhancement of an audio stream, speaker
-  order kept across chunks, output at the input's sample rate (resampled internally);
+  order kept across chunks, output at the input's sample rate (resampled internally), aligned
+  with the input sample for sample and, once flushed, exactly as long;
 * :class:`SlotEstimator`: OFDM channel estimation slot by slot. A slot stream carries, per
   "sample", one slot's LS pilot estimates (real and imaginary rows) and its SNR, delay
   spread and Doppler (see :func:`slots_to_stream`).
@@ -23,6 +24,8 @@ import numpy as np
 import torch
 
 from ..channels import ChannelSet
+from ..stages import Resample
+from ..stages.base import StreamFormat
 from ..validation import SignalError
 from ..windowing import OverlapAdd, model_function
 from .runtime import QualityMonitor, StreamStats
@@ -48,12 +51,54 @@ class ChannelEstimate:
     compute_s: float
 
 
+@dataclass
+class AudioStats(StreamStats):
+    """:class:`StreamStats` plus the delay the rate conversion adds (0 at the model's rate):
+    output sample ``k`` is final only once input sample ``k + resample_delay_samples`` (and
+    the overlap-add chunk that holds it) has arrived."""
+
+    resample_delay_samples: int = 0
+    resample_delay_ms: float = 0.0
+
+
+class _PaddedResample(Resample):
+    """The streaming :class:`Resample` with ``pad`` zeros in front of its filter: its delay
+    grows by ``pad`` ticks of the filter's upsampled grid, so that a chain of two resamplers
+    can be delayed by a whole number of samples, which can then be dropped exactly."""
+
+    def __init__(self, sfreq: float, pad: int = 0):
+        super().__init__(sfreq, phase="causal")
+        self.pad = pad
+
+    def _configure(self, fmt: StreamFormat) -> StreamFormat:
+        out = super()._configure(fmt)
+        # the bank back into the filter Resample designed (zero-padded to whole taps)
+        h = np.concatenate([np.zeros(self.pad), self._bank[:, ::-1].T.reshape(-1)])
+        self._n_taps = -(-len(h) // self._up)
+        h = np.concatenate([h, np.zeros(self._n_taps * self._up - len(h))])
+        self._bank = h.reshape(self._n_taps, self._up).T[:, ::-1].copy()
+        return out
+
+    @property
+    def delay_ticks(self) -> int:
+        """The filter's delay on its grid (``up`` ticks per input sample): Resample's filter
+        has ``20 * max(up, down) + 1`` taps (linear phase: the centre one), plus ``pad``."""
+        return 10 * max(self._up, self._down) + self.pad
+
+
 class AudioStream:
     """Stateful separation / enhancement of an audio stream.
 
     ``model`` maps ``(1, n)`` (separation) or ``(1, n_mics, n)`` (enhancement) to
     ``(1, n_out, n)``. Input at another rate is resampled to ``model_rate`` and outputs back
-    to the input rate with the streaming polyphase resampler.
+    to the input rate with the streaming (causal) polyphase resampler. The two filters are
+    linear phase and laid out so that together they delay the signal by a whole number of
+    input samples (``stats.resample_delay_samples``, about 20 samples at the lower of the two
+    rates: 2.5 ms for 8 kHz), which are dropped: output sample ``k`` is aligned with input
+    sample ``k``, and :meth:`flush` pushes the last samples out of the filters with the
+    zeros that follow the signal and stops at the input's length. A whole file therefore
+    comes back zero phase and exactly as long as it went in; live, the output lags the input
+    by that delay (plus the overlap-add chunking, as at the model's rate).
     """
 
     def __init__(self, model: torch.nn.Module, model_rate: float, *, multichannel: bool,
@@ -65,12 +110,11 @@ class AudioStream:
         self.chunk, self.overlap = int(chunk_s * model_rate), int(overlap_s * model_rate)
         self.labels = list(labels)
         self.nan_policy = nan_policy
-        self.stats = StreamStats()
+        self.stats = AudioStats()
         self.monitor: QualityMonitor | None = None
+        self.resampled_from: float | None = None  # the stream's rate when it is not the model's
 
     def configure(self, sfreq: float, channels) -> None:
-        from ..stages import Resample
-
         channels = channels if isinstance(channels, ChannelSet) else ChannelSet(tuple(channels))
         n = len(channels)
         if self.multichannel and self.n_mics is not None and n != self.n_mics:
@@ -86,9 +130,12 @@ class AudioStream:
         n_used = n if self.multichannel else 1
         names = tuple(f"ch{i}" for i in range(n_used))
         self._down = self._up = None
+        self._n_in = self._produced = 0  # input samples seen, input-rate samples produced
+        self.delay = 0  # input samples the resamplers delay the output by (dropped)
+        self.stats.resample_delay_samples, self.stats.resample_delay_ms = 0, 0.0
+        self.resampled_from = None
         if abs(self.sfreq_in - self.model_rate) > 1e-6:
-            self._down = Resample(self.model_rate)
-            self._down.configure(self.sfreq_in, names)
+            self._configure_resampling(names)
         fn = model_function(self.model, multichannel=self.multichannel)
         self._ola = OverlapAdd(fn, self.chunk, self.overlap, align=not self.multichannel)
         self._n_out: int | None = None
@@ -100,15 +147,31 @@ class AudioStream:
             return chunk
         return chunk[(self.channel or 0):(self.channel or 0) + 1]
 
+    def _configure_resampling(self, names: tuple[str, ...]) -> None:
+        self._down = _PaddedResample(self.model_rate)
+        self._down.configure(self.sfreq_in, names)
+        # Both filters run on one grid with `up` ticks per input sample (the way back swaps
+        # the ratio's terms); pad the second so that the pair's delay is whole input samples.
+        per_sample = self._down._up
+        ticks = 2 * self._down.delay_ticks
+        self._up = _PaddedResample(self.sfreq_in, pad=-ticks % per_sample)
+        self.delay = (ticks + self._up.pad) // per_sample
+        self.stats.resample_delay_samples = self.delay
+        self.stats.resample_delay_ms = 1e3 * self.delay / self.sfreq_in
+        self.resampled_from = self.sfreq_in
+
     def _resample_out(self, out: np.ndarray) -> np.ndarray:
+        """Model-rate output -> input-rate samples aligned with the input: the resamplers'
+        delay dropped from the front, nothing past the input's length."""
         if self._down is None or out.size == 0:
             return out
-        from ..stages import Resample
-
-        if self._up is None:
-            self._up = Resample(self.sfreq_in)
+        if self._up.fmt_in is None:  # the number of outputs is known from the first block
             self._up.configure(self.model_rate, tuple(f"o{i}" for i in range(out.shape[0])))
-        return self._up.process(out)
+        out = self._up.process(out)
+        start, self._produced = self._produced, self._produced + out.shape[1]
+        lo = max(self.delay - start, 0)
+        hi = max(min(out.shape[1], self.delay + self._n_in - start), lo)
+        return out[:, lo:hi]
 
     def _blocks(self, out: np.ndarray, timestamp: float) -> list[AudioBlock]:
         out = self._resample_out(out)
@@ -131,6 +194,7 @@ class AudioStream:
         if not usable:
             chunk = np.nan_to_num(chunk, nan=0.0, posinf=0.0, neginf=0.0)
         x = self._select(chunk)
+        self._n_in += x.shape[1]
         if self._down is not None:
             x = self._down.process(x)
         t0 = time.perf_counter()
@@ -141,9 +205,18 @@ class AudioStream:
         return self._blocks(out, stamp)
 
     def flush(self) -> list[AudioBlock]:
-        # with resampling, the causal resamplers delay the output by their filter length;
-        # file conveniences resample whole files instead (exact length, zero phase)
-        return self._blocks(self._ola.flush(), 0.0)
+        if self._down is None or self._n_in == 0:
+            return self._blocks(self._ola.flush(), 0.0)
+        # The last `delay` samples are still inside the filters: push them out with the zeros
+        # that follow the signal (what zero-phase resampling of the whole file assumes);
+        # enough for the last input sample's output whatever the ratio's rounding.
+        n_ch = len(self._down.fmt_in.channels)
+        n_zeros = self.delay + int(np.ceil(self.sfreq_in / self.model_rate)) + 2
+        tail = np.zeros((n_ch, n_zeros))
+        parts = [self._ola.process(self._down.process(tail)), self._ola.flush()]
+        parts = [p for p in parts if p.size]
+        out = np.concatenate(parts, axis=1) if parts else np.zeros((0, 0))
+        return self._blocks(out, 0.0)
 
 
 def slots_to_stream(ls: np.ndarray, statistics: np.ndarray) -> np.ndarray:

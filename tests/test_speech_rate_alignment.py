@@ -1,0 +1,192 @@
+"""Separation / enhancement of audio at a rate other than the model's: the output comes back
+at the input's rate, exactly as long as the input and aligned with it (zero lag), for whole
+files (``stream_bundle``, ``sigformer separate`` / ``enhance``) and chunk by chunk; at the
+model's rate nothing changes. Pass-through models make the expected output known: the input,
+band-limited the way resampling to the model's rate and back band-limits it."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sigformer.bundle import Bundle
+from sigformer.spec import SignalSpec
+from sigformer.stages.resample import resample_array
+from sigformer.streaming.app import stream_bundle
+from sigformer.streaming.processors import AudioStream
+from sigformer.streaming.sources import ArraySource
+
+N_MICS = 3
+MAX_LAG = 300  # samples searched either side (the uncompensated lag was 40 to 110)
+
+
+class PassThroughSeparation(torch.nn.Module):
+    """``(1, n) -> (1, k, n)``: the mixture, then its negation (distinct sources, so the
+    overlap-add speaker alignment keeps their order)."""
+
+    def __init__(self, n_outputs: int):
+        super().__init__()
+        self.n_outputs = n_outputs
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.stack([x, -x][:self.n_outputs], dim=1)
+
+
+class PassThroughEnhancement(torch.nn.Module):
+    """``(1, n_mics, n) -> (1, 1, n)``: the first microphone."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[:, :1]
+
+
+def _bundle(task: str, model_rate: int, n_outputs: int = 1) -> Bundle:
+    enhance = task == "enhance"
+    model = PassThroughEnhancement() if enhance else PassThroughSeparation(n_outputs)
+    spec = SignalSpec.audio(model_rate, N_MICS if enhance else 1)
+    labels = ["enhanced"] if enhance else ["s1", "s2"][:n_outputs]
+    return Bundle(model=model, task=task, input_spec=spec, model_spec=spec, labels=labels,
+                  extra={"chunk_s": 0.25, "overlap_s": 0.05})
+
+
+def _noise(n_channels: int, n: int, seed: int = 0) -> np.ndarray:
+    return 0.1 * np.random.default_rng(seed).standard_normal((n_channels, n))
+
+
+def _band_limited(x: np.ndarray, rate: float, model_rate: float) -> np.ndarray:
+    """What a pass-through model should return: ``x`` resampled (zero phase, whole array) to
+    the model's rate and back, at ``x``'s length."""
+    there = resample_array(x, rate, model_rate, phase="zero")
+    return resample_array(there, model_rate, rate, phase="zero")[..., :x.shape[-1]]
+
+
+def _lag(y: np.ndarray, ref: np.ndarray) -> int:
+    """The shift of ``y`` against ``ref`` (positive: ``y`` late) that correlates best."""
+    n = min(len(y), len(ref))
+    lags = np.arange(-MAX_LAG, MAX_LAG + 1)
+    corr = [y[max(k, 0):n + min(k, 0)] @ ref[max(-k, 0):n - max(k, 0)] for k in lags]
+    return int(lags[int(np.argmax(corr))])
+
+
+def _si_sdr(estimate: np.ndarray, reference: np.ndarray) -> float:
+    scale = estimate @ reference / (reference @ reference)
+    error = estimate - scale * reference
+    return float(10 * np.log10(scale ** 2 * (reference @ reference) / (error @ error)))
+
+
+def _stream(bundle: Bundle, x: np.ndarray, rate: int, chunk: int) -> tuple[np.ndarray, dict]:
+    source = ArraySource(x, rate, [f"mic{i}" for i in range(x.shape[0])], chunk_size=chunk)
+    report = stream_bundle(bundle, source, [], log=lambda *a: None, keep_outputs=True)
+    blocks = report.pop("_outputs")
+    assert [b.start for b in blocks] == list(np.cumsum([0] + [b.data.shape[1]
+                                                              for b in blocks])[:-1])
+    return np.concatenate([b.data for b in blocks], axis=1), report
+
+
+@pytest.mark.parametrize("model_rate", [8000, 16000])
+@pytest.mark.parametrize("rate", [8000, 16000, 22050, 44100])
+@pytest.mark.parametrize("task,n_outputs", [("separate", 1), ("separate", 2), ("enhance", 1)])
+def test_whole_file_comes_back_as_long_as_the_input_and_aligned(task, n_outputs, rate,
+                                                                  model_rate):
+    n = rate // 2 + 7  # 0.5 s, not a whole number of chunks or of resampling periods
+    x = _noise(N_MICS if task == "enhance" else 1, n, seed=rate + model_rate)
+    y, report = _stream(_bundle(task, model_rate, n_outputs), x, rate, chunk=rate // 3)
+    assert y.shape == (n_outputs, n)
+    expected = _band_limited(x[0], rate, model_rate)
+    for sign, row in zip((1, -1), y):
+        assert _lag(sign * row, expected) == 0
+        assert _si_sdr(sign * row, expected) > 30
+    resampled = rate != model_rate
+    assert (report.get("resampled_from_hz") == rate) == resampled
+    assert (report["resample_delay_samples"] > 0) == resampled
+
+
+@pytest.mark.parametrize("rate,model_rate,delay", [
+    (16000, 8000, 40), (8000, 16000, 20), (44100, 8000, 111), (22050, 16000, 28)])
+def test_live_output_waits_for_the_reported_resampling_delay(rate, model_rate, delay):
+    """Chunk by chunk the chain stays causal: output sample k leaves only once input sample
+    k + delay has arrived (about 20 samples at the lower rate, rounded up to whole input
+    samples), and the delay is reported."""
+    proc = AudioStream(PassThroughSeparation(1), model_rate, multichannel=False,
+                       chunk_s=0.02, overlap_s=0.005)
+    proc.configure(rate, ["m"])
+    assert proc.stats.resample_delay_samples == delay
+    assert proc.stats.as_dict()["resample_delay_ms"] == pytest.approx(1e3 * delay / rate)
+    x, fed, emitted = _noise(1, rate // 4), 0, 0
+    for piece in np.array_split(x, 9, axis=1):
+        fed += piece.shape[1]
+        emitted += sum(b.data.shape[1] for b in proc.process(piece))
+        assert emitted <= fed - delay
+    assert emitted > 0  # the short chunks let output through before the end
+    assert emitted + sum(b.data.shape[1] for b in proc.flush()) == x.shape[1]
+
+
+@settings(max_examples=10, deadline=None)
+@given(cuts=st.lists(st.integers(1, 4000), min_size=1, max_size=6),
+       rates=st.sampled_from([(22050, 8000), (16000, 8000), (8000, 16000)]))
+def test_resampled_stream_in_any_chunks_equals_the_whole_file(cuts, rates):
+    rate, model_rate = rates
+    x = _noise(1, rate // 2, seed=3)
+
+    def run(pieces):
+        proc = AudioStream(PassThroughSeparation(2), model_rate, multichannel=False,
+                           chunk_s=0.1, overlap_s=0.02)
+        proc.configure(rate, ["m"])
+        blocks = [b for p in pieces for b in proc.process(p)] + proc.flush()
+        return np.concatenate([b.data for b in blocks], axis=1)
+
+    edges = np.unique(np.clip(np.cumsum(cuts), 0, x.shape[1]))
+    chunked = run(np.split(x, edges[edges < x.shape[1]], axis=1))
+    whole = run([x])
+    assert chunked.shape == whole.shape == (2, x.shape[1])
+    np.testing.assert_allclose(chunked, whole, atol=1e-6)
+
+
+def test_at_the_model_rate_the_stream_is_plain_overlap_add():
+    """No resampling, no delay, nothing trimmed: bit for bit the chunked inference of the
+    whole array, with a real (untrained) model."""
+    from sigformer.models import create_model
+    from sigformer.windowing import model_function, process_array
+
+    torch.manual_seed(0)
+    model = create_model("mossformer", "tiny", n_src=2, sample_rate=8000).eval()
+    x = _noise(1, 5000, seed=4)
+    proc = AudioStream(model, 8000, multichannel=False, chunk_s=0.25, overlap_s=0.05)
+    proc.configure(8000, ["m"])
+    blocks = proc.process(x) + proc.flush()
+    expected = process_array(model_function(model), x, 2000, 400, align=True)
+    np.testing.assert_array_equal(np.concatenate([b.data for b in blocks], axis=1),
+                                  expected.astype(np.float32))
+    assert proc.stats.resample_delay_samples == 0 and proc.resampled_from is None
+
+
+@pytest.mark.parametrize("task,rate", [("enhance", 16000), ("separate", 44100)])
+def test_cli_writes_files_as_long_as_the_input_and_aligned(task, rate, tmp_path, capsys,
+                                                           monkeypatch):
+    """The file commands (through the WAV sink) at another rate than the model's 8 kHz."""
+    import soundfile as sf
+
+    from sigformer.cli import main
+
+    bundle = _bundle(task, 8000, n_outputs=2)
+    monkeypatch.setattr(Bundle, "load", classmethod(lambda cls, source: bundle))
+    n = rate // 2 + 3
+    x = _noise(N_MICS if task == "enhance" else 1, n, seed=5)
+    sf.write(tmp_path / "in.wav", x.T.astype(np.float32), rate, subtype="FLOAT")
+    out = tmp_path / ("clean.wav" if task == "enhance" else "sep")
+    assert main([task, str(tmp_path / "in.wav"), "--model", "pass-through", "--out",
+                 str(out)]) == 0
+    text = capsys.readouterr().out
+    report = json.loads(text[text.index("{"):])
+    assert report["sample_rate"] == rate and report["model_rate"] == 8000
+    expected = _band_limited(x[0].astype(np.float32).astype(np.float64), rate, 8000)
+    assert len(report["outputs"]) == (1 if task == "enhance" else 2)
+    for sign, path in zip((1, -1), sorted(report["outputs"])):
+        audio, written_rate = sf.read(path)
+        assert written_rate == rate and audio.shape == (n,)
+        assert _lag(sign * audio, expected) == 0
+        assert _si_sdr(sign * audio, expected) > 30
