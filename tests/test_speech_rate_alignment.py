@@ -190,3 +190,32 @@ def test_cli_writes_files_as_long_as_the_input_and_aligned(task, rate, tmp_path,
         assert written_rate == rate and audio.shape == (n,)
         assert _lag(sign * audio, expected) == 0
         assert _si_sdr(sign * audio, expected) > 30
+
+
+def test_unlabelled_separation_bundle_writes_every_source(tmp_path, capsys, monkeypatch):
+    """A separation bundle saved without labels used to get the enhancement label, so the
+    WAV sink wrote the first source only; now each source gets a file (out0, out1)."""
+    import soundfile as sf
+
+    from sigformer.cli import main
+    from sigformer.streaming.processors import AudioStream
+    from sigformer.validation import SignalError
+
+    bundle = _bundle("separate", 8000, n_outputs=2)
+    bundle.labels = []
+    monkeypatch.setattr(Bundle, "load", classmethod(lambda cls, source: bundle))
+    x = _noise(1, 4000, seed=2)
+    sf.write(tmp_path / "in.wav", x.T.astype(np.float32), 8000, subtype="FLOAT")
+    assert main(["separate", str(tmp_path / "in.wav"), "--model", "pass-through", "--out",
+                 str(tmp_path / "sep")]) == 0
+    text = capsys.readouterr().out
+    outputs = json.loads(text[text.index("{"):])["outputs"]
+    assert len(outputs) == 2
+    first, second = (sf.read(p)[0] for p in sorted(outputs))
+    np.testing.assert_allclose(first, -second, atol=1e-6)
+    # more outputs than labels: refused, never written partly
+    proc = AudioStream(PassThroughSeparation(2), 8000, multichannel=False, chunk_s=0.25,
+                       overlap_s=0.05, labels=["only"])
+    proc.configure(8000, ["mic0"])
+    with pytest.raises(SignalError, match="2 output signal.*1 label"):
+        proc.process(x.astype(np.float32)) + proc.flush()

@@ -211,7 +211,9 @@ def _audio(bundle: Bundle, settings: OnlineSettings):
     _check_chunking(chunk_s, overlap_s, spec.sfreq, given=settings)
     return AudioStream(bundle.model, spec.sfreq, multichannel=multichannel,
                        chunk_s=chunk_s, overlap_s=overlap_s,
-                       labels=bundle.labels or ["enhanced"], channel=settings.channel,
+                       # an unlabelled separation bundle: one name per source (out0, ...)
+                       labels=bundle.labels or (["enhanced"] if multichannel else []),
+                       channel=settings.channel,
                        n_mics=spec.n_channels if multichannel else None,
                        nan_policy=settings.nan_policy)
 

@@ -178,6 +178,10 @@ class AudioStream:
         if out.size == 0 or out.shape[1] == 0:
             return []
         labels = self.labels or [f"out{i}" for i in range(out.shape[0])]
+        if len(labels) != out.shape[0]:  # a sink would write some outputs and drop the rest
+            raise SignalError(f"the model returns {out.shape[0]} output signal(s) but "
+                              f"{len(labels)} label(s) were given ({labels}); give one label "
+                              f"per output, or none (out0, out1, ...)")
         block = AudioBlock(self._emitted, out.astype(np.float32), timestamp, labels)
         self._emitted += out.shape[1]
         self.stats.windows += 1
