@@ -15,6 +15,9 @@ Each model gets its own published preprocessing, inside its pipeline, never anot
   (``tfm_prepare(scale=False)``) and ``tfm_classifier(amplitude_input=True)`` scales them
   inside: the tokens are those of the TFM row, and the per-channel log scale that was divided
   out also reaches the head (percentile scaling removes absolute amplitude, the seizure cue).
+  Two further rows start fine-tuning from a linear probe of that amplitude path (LP-FT:
+  ``amplitude_probe=True``, a logistic regression on the training fold's log scales), the
+  second with a 20 % inner validation split, early stopping and best-epoch restore.
 * braindecode EEGNet and SleepStagerChambon2018 (and SPARCNet, the TUEV baseline of the TFM and
   BIOT papers, with ``--models``): native rate, amplitudes as recorded (microvolt-scale
   integers), standardised per channel with the training fold's mean and standard deviation
@@ -94,6 +97,21 @@ SHIPPED_TOKENIZER = "tfm-tokenizer-eeg-corpus"
 TFM_ROW = "TFM (tokenizer+MTP+encoder)"
 # sigformer's extension: the same TFM, plus the per-channel log scale percentile scaling removes
 TFM_AMPLITUDE_ROW = "TFM + amplitude input"
+# the same, fine-tuned from a linear probe of the amplitude path (LP-FT)
+TFM_PROBE_ROW = "TFM + amplitude input + probe"
+# ... with an inner validation split (20 %, stratified): early stopping and best-epoch restore
+TFM_PROBE_ES_ROW = "TFM + amplitude input + probe + early stopping"
+# the sigformer extensions of the TFM row, with what each adds (reported apart from the
+# published TFM row, each against the issue's targets)
+EXTENSION_ROWS = {
+    TFM_AMPLITUDE_ROW: "tfm_classifier(amplitude_input=True): the per-channel log scale that "
+                       "percentile scaling removes also reaches the head",
+    TFM_PROBE_ROW: "amplitude_input + amplitude_probe: fine-tuning starts from a logistic "
+                   "regression of the labels on the log scales (LP-FT)",
+    TFM_PROBE_ES_ROW: "amplitude_input + amplitude_probe, 20 % inner validation split "
+                      "(windows, stratified), early stopping (patience 5), best epoch "
+                      "restored",
+}
 # issue 15: seizure vs rest balanced accuracy and seizure recall at least this; 5-class TFM
 # balanced accuracy above these baselines on the same folds
 TARGET_SEIZURE, FIVE_CLASS_BASELINES = 0.95, ("band power + LR", "EEGNet")
@@ -201,6 +219,19 @@ def candidates(size: str, epochs: int, sfreq: float, tokenizer: str = "shipped",
             SignalClassifier(model="tfm_classifier", model_params=dict(tfm, amplitude_input=True),
                              max_epochs=epochs, lr=1e-3, batch_size=64,
                              class_weight=class_weight)),
+        TFM_PROBE_ROW: lambda: make_pipeline(
+            FunctionTransformer(tfm_prepare, kw_args={"sfreq": sfreq, "scale": False}),
+            SignalClassifier(model="tfm_classifier",
+                             model_params=dict(tfm, amplitude_input=True, amplitude_probe=True),
+                             max_epochs=epochs, lr=1e-3, batch_size=64,
+                             class_weight=class_weight)),
+        TFM_PROBE_ES_ROW: lambda: make_pipeline(
+            FunctionTransformer(tfm_prepare, kw_args={"sfreq": sfreq, "scale": False}),
+            SignalClassifier(model="tfm_classifier",
+                             model_params=dict(tfm, amplitude_input=True, amplitude_probe=True),
+                             max_epochs=epochs, lr=1e-3, batch_size=64,
+                             class_weight=class_weight, validation_split=0.2,
+                             early_stopping_patience=5, random_state=0)),
         "EEGNet": braindecode("EEGNet"),
         "SleepStagerChambon2018": braindecode("SleepStagerChambon2018"),
         "SPARCNet": braindecode("SPARCNet"),
@@ -310,27 +341,28 @@ def issue_targets(tasks: dict) -> dict:
     """Issue 15's targets for the TFM row (published preprocessing; top-level keys) and, when
     it ran, for the amplitude-input row under ``sigformer_extension``."""
     out = row_targets(tasks, TFM_ROW)
-    extension = row_targets(tasks, TFM_AMPLITUDE_ROW)
-    if extension:
-        out["sigformer_extension"] = {
-            "row": TFM_AMPLITUDE_ROW,
-            "note": "not the published preprocessing: tfm_classifier(amplitude_input=True) "
-                    "also gets the per-channel log scale that percentile scaling removes",
-            **extension}
+    extensions = []
+    for row, note in EXTENSION_ROWS.items():
+        measured = row_targets(tasks, row)
+        if measured:
+            extensions.append({"row": row, "note": f"not the published preprocessing: {note}",
+                               **measured})
+    if extensions:
+        out["sigformer_extensions"] = extensions
     return out
 
 
 def print_targets(targets: dict, quick: bool) -> None:
     note = " (--quick: a smoke run, not a measurement)" if quick else ""
     print(f"\nissue 15 targets (TFM row, published preprocessing){note}:")
-    published = {k: v for k, v in targets.items() if k != "sigformer_extension"}
+    published = {k: v for k, v in targets.items() if k != "sigformer_extensions"}
     if not published:
         print("  not evaluated: the TFM row did not run")
     print_row_targets(published)
-    if "sigformer_extension" in targets:
-        print(f"issue 15 targets, second TFM variant: {TFM_AMPLITUDE_ROW!r} (sigformer "
-              f"extension, not the published preprocessing){note}:")
-        print_row_targets(targets["sigformer_extension"])
+    for extension in targets.get("sigformer_extensions", []):
+        print(f"issue 15 targets, TFM variant {extension['row']!r} (sigformer extension, not "
+              f"the published preprocessing){note}:")
+        print_row_targets(extension)
 
 
 def print_row_targets(targets: dict) -> None:
@@ -380,7 +412,7 @@ def main() -> None:
                              "frequency, as the balanced-accuracy metric asks)")
     parser.add_argument("--tasks", nargs="+", default=["seizure_vs_rest", "five_class"])
     parser.add_argument("--models", nargs="+", default=[
-        TFM_ROW, TFM_AMPLITUDE_ROW, "EEGNet", "SleepStagerChambon2018", "band power + LR"],
+        TFM_ROW, *EXTENSION_ROWS, "EEGNet", "SleepStagerChambon2018", "band power + LR"],
         help="subset of the candidates; add SPARCNet (920k parameters, slow on CPU)")
     parser.add_argument("--quick", action="store_true",
                         help="8 segments per class, 1 epoch, 2 folds, one task: checks the "
@@ -403,9 +435,9 @@ def main() -> None:
               "quick": args.quick,
               "tfm_tokenizer": tokenizer_record(args.tokenizer, args.size, args.epochs),
               "preprocessing": {"TFM": "200 Hz, per-window 95th-percentile scaling",
-                                TFM_AMPLITUDE_ROW: "200 Hz only; the model scales per window "
-                                                   "for the tokens and feeds the log scale to "
-                                                   "the head (amplitude_input=True)",
+                                **{row: "200 Hz only; the model scales per window for "
+                                        "the tokens and feeds the log scale to the head "
+                                        "(amplitude_input=True)" for row in EXTENSION_ROWS},
                                 "braindecode": "native rate, per-channel z-score with "
                                                "training-fold statistics",
                                 "band power + LR": "none (native rate)"},
@@ -416,7 +448,7 @@ def main() -> None:
         if args.quick:
             X, y, groups = quick_subset(ep)
         positive = ep.event_id.get("seizure", ep.event_id.get("S"))
-        if {TFM_ROW, TFM_AMPLITUDE_ROW} & set(args.models):
+        if {TFM_ROW, *EXTENSION_ROWS} & set(args.models):
             check_tfm_window(X, ep.sfreq, args.tokenizer)
         print(f"\n{task}: {len(X)} windows of {X.shape[-1]} samples at {ep.sfreq:g} Hz, classes "
               f"{dict(zip(ep.event_id, np.bincount(y).tolist()))}")

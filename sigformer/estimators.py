@@ -424,7 +424,7 @@ class SignalClassifier(ClassifierMixin, BaseEstimator):
         if stage is not None:
             stage(X)
         history = self._train(module, X, y_idx, self.max_epochs, self.lr, classes=classes,
-                              sfreq=fitted["sfreq_"])
+                              sfreq=fitted["sfreq_"], warm_start=True)
         for attr in ("ea_reference_", "ea_subject_references_"):  # from an earlier fit
             self.__dict__.pop(attr, None)
         self.__dict__.update(fitted, model_kwargs_=model_kwargs, module_=module,
@@ -432,13 +432,20 @@ class SignalClassifier(ClassifierMixin, BaseEstimator):
         return self
 
     def _train(self, module, X: np.ndarray, y_idx: np.ndarray, max_epochs: int, lr: float,
-               *, classes: np.ndarray, sfreq, validate: bool = True):
+               *, classes: np.ndarray, sfreq, validate: bool = True,
+               warm_start: bool = False):
         X_val = y_val = None
         validate = validate and bool(self.validation_split)
         if validate:
             X, X_val, y_idx, y_val = self._split_validation(X, y_idx, len(classes))
         augmentations = build_augmentations(self.augmentation, sfreq=sfreq)
         weights = self._class_weights(y_idx, classes)
+        if warm_start:  # e.g. a linear probe; on the training split only (never validation)
+            from .recipes import supervised_warm_start
+
+            step = supervised_warm_start(module)
+            if step is not None:
+                step(X, y_idx, weights)
         return train_classifier(
             module, X, y_idx, X_val=X_val, y_val=y_val, max_epochs=max_epochs,
             batch_size=self.batch_size, lr=lr, weight_decay=self.weight_decay,

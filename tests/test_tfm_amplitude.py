@@ -186,3 +186,74 @@ def test_prepare_without_scaling_resamples_only():
     percentile = np.quantile(np.abs(raw.astype(np.float64)), 0.95, axis=-1, keepdims=True)
     np.testing.assert_allclose(raw / (percentile + 1e-8), scaled, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(tfm_prepare(X, 200.0, scale=False), X.astype(np.float32))
+
+
+def test_amplitude_probe_puts_the_logistic_regression_into_the_logits():
+    """LP-FT: after the probe, the amplitude path adds exactly the probe's decision function
+    to the logits, so the untrained classifier already separates amplitude classes."""
+    from sklearn.linear_model import LogisticRegression
+
+    from sigformer.recipes.tfm import fit_amplitude_probe
+
+    X, y = _paired(24, seed=0)
+    X_test, y_test = _paired(16, seed=1)
+    for n_classes in (2, 3):
+        yk = y if n_classes == 2 else np.where(np.arange(len(y)) % 3 == 0, 2, y)
+        torch.manual_seed(0)
+        model = create_model("tfm_classifier", preset="tiny", n_outputs=n_classes,
+                             amplitude_input=True, amplitude_probe=True)
+        coef = fit_amplitude_probe(model, X, yk)
+        model.eval()
+        x = torch.as_tensor(X_test)
+        with torch.no_grad():
+            with_path = model(x).double()
+            zeroed = create_model("tfm_classifier", preset="tiny", n_outputs=n_classes,
+                                  amplitude_input=True)
+            zeroed.load_state_dict(model.state_dict())
+            zeroed.amplitude.proj.weight.zero_()
+            zeroed.amplitude.proj.bias.zero_()
+            added = with_path - zeroed.eval()(x).double()
+            z = model.amplitude.normalized(channel_scale(x)[..., 0]).double().numpy()
+        probe = LogisticRegression(max_iter=2000).fit(
+            model.amplitude.normalized(channel_scale(torch.as_tensor(X))[..., 0]).numpy(), yk)
+        decision = z @ probe.coef_.T + probe.intercept_
+        if n_classes == 2:  # one decision function: the logit difference
+            np.testing.assert_allclose((added[:, 1] - added[:, 0]).numpy(), decision[:, 0],
+                                       atol=1e-4)
+        else:
+            np.testing.assert_allclose(added.numpy(), decision, atol=1e-4)
+        assert coef.shape == (n_classes, 2)
+    # with the probe, the amplitude classes are told apart before any fine-tuning
+    torch.manual_seed(0)
+    model = create_model("tfm_classifier", preset="tiny", n_outputs=2, amplitude_input=True,
+                         amplitude_probe=True)
+    fit_amplitude_probe(model, X, y)
+    assert _accuracy(model.eval(), X_test, y_test) >= 0.9
+    assert _accuracy(_classifier(True).eval(), X_test, y_test) <= 0.6  # zero start: chance
+    with pytest.raises(ValueError, match="amplitude_probe=True needs amplitude_input"):
+        create_model("tfm_classifier", preset="tiny", amplitude_probe=True)
+
+
+def test_estimator_fits_the_probe_on_the_training_split_only():
+    from sigformer.estimators import SignalClassifier
+
+    X, y = _paired(24, seed=0)
+    seen = []
+    import sigformer.recipes.tfm as recipe
+
+    original = recipe.fit_amplitude_probe
+
+    def spy(model, X_fit, y_fit, **kw):
+        seen.append(len(X_fit))
+        return original(model, X_fit, y_fit, **kw)
+
+    recipe.fit_amplitude_probe = spy
+    try:
+        est = SignalClassifier(model="tfm_classifier", preset="tiny",
+                               model_params=dict(amplitude_input=True, amplitude_probe=True),
+                               max_epochs=1, batch_size=16, validation_split=0.25,
+                               random_state=0).fit(X, y)
+    finally:
+        recipe.fit_amplitude_probe = original
+    assert seen == [len(X) - round(0.25 * len(X))]  # validation windows never reach it
+    assert est.score(*_paired(16, seed=1)) >= 0.9

@@ -54,3 +54,17 @@ def unsupervised_stage(model) -> Callable[[Any], None] | None:
 
         return run
     return None
+
+
+def supervised_warm_start(model) -> Callable[[Any, Any, Any], None] | None:
+    """A step an estimator runs on the training split just before supervised training,
+    ``run(X, y_idx, class_weights)``, or None (e.g. the TFM classifier's amplitude probe)."""
+    if _model_name(model) in ("tfm_classifier", "TFMClassifier") and getattr(
+            model, "amplitude_probe", False):
+        from .tfm import fit_amplitude_probe
+
+        def run(X, y_idx, class_weights) -> None:
+            fit_amplitude_probe(model, X, y_idx, class_weights=class_weights)
+
+        return run
+    return None

@@ -43,6 +43,7 @@ from ..models.eeg.tfm_tokenizer import (
     TFMClassifier,
     TFMEncoder,
     TFMTokenizer,
+    channel_scale,
     percentile_normalize,
 )
 
@@ -493,6 +494,49 @@ def pretrain_classifier_stages(classifier: TFMClassifier, X, *, tokenizer_epochs
     if mtp_epochs > 0:
         pretrain_mtp(classifier, X, max_epochs=mtp_epochs, batch_size=batch_size, lr=lr,
                      warmup_epochs=max(1, mtp_epochs // 10), normalized=True)
+
+
+def fit_amplitude_probe(classifier: TFMClassifier, X, y_idx, *, class_weights=None,
+                        C: float = 1.0) -> np.ndarray:
+    """Linear probe of ``TFMClassifier(amplitude_input=True)``'s amplitude path (LP-FT):
+    logistic regression of ``y_idx`` on the standardised log scales of the training windows
+    ``X (n, C, N)`` (the statistics are fixed from all of them), written into the amplitude
+    projection so that the head's logits gain exactly the probe's decision function (the
+    projection is solved through the head's weights by pseudo-inverse; the head has full row
+    rank when ``n_outputs <= emb_size``). Returns the probe's coefficients ``(K, C)``."""
+    from sklearn.linear_model import LogisticRegression
+
+    if not getattr(classifier, "amplitude_input", False):
+        raise ValueError("fit_amplitude_probe needs TFMClassifier(amplitude_input=True)")
+    X = torch.as_tensor(np.asarray(X, np.float32))
+    y_idx = np.asarray(y_idx)
+    if X.ndim != 3 or len(X) != len(y_idx):
+        raise ValueError(f"X must be (n, channels, samples) with one label per window, got "
+                         f"{tuple(X.shape)} and {len(y_idx)} labels")
+    amplitude, head = classifier.amplitude, classifier.encoder.head
+    scale = channel_scale(X)[..., 0]
+    amplitude.calibrate_on(scale)
+    with torch.no_grad():
+        z = amplitude.normalized(scale).double().numpy()
+    n_classes = head.out_features
+    weights = None if class_weights is None else {
+        k: float(w) for k, w in enumerate(np.asarray(class_weights, float))}
+    probe = LogisticRegression(C=C, max_iter=2000, class_weight=weights).fit(z, y_idx)
+    coef, intercept = probe.coef_, probe.intercept_
+    if n_classes >= 2 and coef.shape[0] == 1:  # sklearn's binary form: one decision function
+        coef = np.concatenate([-coef / 2, coef / 2])
+        intercept = np.concatenate([-intercept / 2, intercept / 2])
+    if coef.shape[0] != n_classes:
+        raise ValueError(f"the labels have {coef.shape[0]} classes in the probe, the head has "
+                         f"{n_classes} outputs")
+    with torch.no_grad():
+        pinv = torch.linalg.pinv(head.weight.double())  # (D, K)
+        proj = amplitude.proj
+        n_chans = z.shape[1]
+        proj.weight.zero_()
+        proj.weight[:, :n_chans] = (pinv @ torch.from_numpy(coef)).to(proj.weight.dtype)
+        proj.bias.copy_((pinv @ torch.from_numpy(intercept)).to(proj.bias.dtype))
+    return coef
 
 
 # --- stage 3: fine-tuning ----------------------------------------------------------------

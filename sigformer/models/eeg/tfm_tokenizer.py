@@ -705,6 +705,16 @@ class LogScaleInput(nn.Module):
         self.var.copy_(m2 / total)
         self.count.copy_(total)
 
+    @torch.no_grad()
+    def calibrate_on(self, scale: torch.Tensor) -> None:
+        """Set the statistics from all of ``scale`` ``(B, C)`` at once and fix them (a probe
+        fitted on these standardised values must see the same ones in training)."""
+        self.count.zero_()
+        self.mean.zero_()
+        self.var.fill_(1.0)
+        self._calibrate(scale.float().log())
+        self.count.clamp_(min=float(self.calibration))
+
     def normalized(self, scale: torch.Tensor) -> torch.Tensor:
         """Standardised, clipped ``log s`` ``(B, C)`` (calibrating first in training mode)."""
         log_scale = scale.float().log()
@@ -763,14 +773,26 @@ class TFMClassifier(nn.Module):
         **not** scaled beforehand (``tfm_prepare(..., scale=False)``): scaled data cannot be
         told apart and would carry no amplitude. The log scale's unit offset (V vs uV) is
         removed by statistics of the first training batches, saved with the weights.
+    amplitude_probe : with ``amplitude_input``, start supervised training from a linear probe
+        (LP-FT, Kumar et al., ICLR 2022): before fine-tuning, the estimator fits a logistic
+        regression of the labels on the standardised log scales of the training windows
+        (:func:`sigformer.recipes.tfm.fit_amplitude_probe`) and sets the amplitude path so the
+        untrained model's logits already contain it; fine-tuning then trains everything.
+        Without it the amplitude path starts at zero and a token path that fits the training
+        windows first leaves it little gradient. False (default): zero start.
     """
 
     def __init__(self, n_chans=None, n_outputs=2, n_times=None, sfreq=TFM_SFREQ, chs_info=None,
                  tokenizer_params: dict | None = None, encoder_params: dict | None = None,
                  freeze_tokenizer: bool = True, tokenizer_epochs: int = 0,
                  mtp_epochs: int = 0, pretrain_batch_size: int = 256, pretrain_lr: float = 1e-3,
-                 tokenizer_weights: str | None = None, amplitude_input: bool = False):
+                 tokenizer_weights: str | None = None, amplitude_input: bool = False,
+                 amplitude_probe: bool = False):
         super().__init__()
+        if amplitude_probe and not amplitude_input:
+            raise ValueError("amplitude_probe=True needs amplitude_input=True (the probe sets "
+                             "the amplitude path's weights)")
+        self.amplitude_probe = bool(amplitude_probe)
         self.tokenizer_epochs, self.mtp_epochs = tokenizer_epochs, mtp_epochs
         self.pretrain_batch_size, self.pretrain_lr = pretrain_batch_size, pretrain_lr
         if sfreq is not None and float(sfreq) != TFM_SFREQ:
