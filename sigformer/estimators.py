@@ -473,7 +473,9 @@ class SignalClassifier(ClassifierMixin, BaseEstimator):
                   lr: float | None = None, new_head: bool = False, reference=None):
         """Continue training the fitted model on a few trials of a new subject or session
         (same classes) for ``max_epochs`` epochs, without a validation split (a few trials
-        cannot spare one). ``new_head`` re-initialises the classification head first
+        cannot spare one). The estimator is updated in place (like ``partial_fit``); keep
+        the pretrained one with ``copy.deepcopy(est)`` first (``sklearn.base.clone`` drops
+        fitted state). ``new_head`` re-initialises the classification head first
         (:func:`sigformer.training.reinit_head`: ``final_layer``, ``head`` or
         ``classifier``) and keeps the rest of the network.
         ``reference``: the alignment reference (as in :meth:`predict`); a few calibration
