@@ -436,3 +436,23 @@ def test_online_alignment_starts_from_the_training_reference(rng):
         st.EuclideanAlignment.from_reference(np.zeros((3, 4)))
     with pytest.raises(ValueError, match="prior_trials"):
         st.EuclideanAlignment(mode="online", prior_trials=-1).fit(X)
+
+
+@pytest.mark.parametrize("pad", [1, 3, 7])
+def test_resample_delay_pad_delays_by_ticks_of_the_upsampled_grid(pad):
+    """delay_pad zeros in front of the causal filter delay the output by delay_pad ticks of
+    the upsampled grid: upsampling 2x, a tick is one output sample."""
+    from sigformer.stages import Resample
+
+    x = np.random.default_rng(0).standard_normal((1, 400))
+    plain, padded = Resample(200.0), Resample(200.0, delay_pad=pad)
+    for stage in (plain, padded):
+        stage.configure(100.0, ("a",))
+    assert padded.up == 2 and padded.delay_ticks == plain.delay_ticks + pad
+    y0, y1 = plain.process(x), padded.process(x)
+    n = min(y0.shape[1], y1.shape[1]) - pad
+    np.testing.assert_allclose(y1[:, pad:pad + n], y0[:, :n], atol=1e-12)
+    with pytest.raises(ValueError, match="delay_pad must be a non-negative integer"):
+        Resample(200.0, delay_pad=-1).configure(100.0, ("a",))
+    with pytest.raises(ValueError, match="causal"):
+        Resample(200.0, phase="zero", delay_pad=1).configure(100.0, ("a",))

@@ -29,12 +29,17 @@ class Resample(Stage):
     The ratio ``up/down`` of the two rates (each read as a fraction with a denominator of at
     most 1000) may have terms up to 4096: 2048 Hz -> 250 Hz is 125/1024, with a filter of
     ``20 * 1024 + 1`` taps.
+
+    ``delay_pad`` (causal only) puts that many zeros in front of the filter, delaying the
+    output by ``delay_pad`` ticks of the upsampled grid (``up`` ticks per input sample); a
+    chain of two resamplers uses it to make its total delay a whole number of samples, which
+    can then be dropped exactly (:attr:`delay_ticks` gives the delay once configured).
     """
 
     config_name = "resample"
 
-    def __init__(self, sfreq: float, phase: str = "causal"):
-        self.sfreq, self.phase = sfreq, phase
+    def __init__(self, sfreq: float, phase: str = "causal", delay_pad: int = 0):
+        self.sfreq, self.phase, self.delay_pad = sfreq, phase, delay_pad
 
     @property
     def streamable(self) -> bool:  # type: ignore[override]
@@ -43,6 +48,22 @@ class Resample(Stage):
 
     def _validate_params(self) -> None:
         check_phase(self.phase)
+        if not isinstance(self.delay_pad, (int, np.integer)) or self.delay_pad < 0:
+            raise ValueError(f"delay_pad must be a non-negative integer, got {self.delay_pad!r}")
+        if self.delay_pad and self.phase != "causal":
+            raise ValueError("delay_pad applies to the causal (streaming) filter only; "
+                             f"got phase={self.phase!r}")
+
+    @property
+    def delay_ticks(self) -> int:
+        """The causal filter's delay in ticks of the upsampled grid (``up`` per input
+        sample): the centre of its ``20 * max(up, down) + 1`` taps, plus ``delay_pad``."""
+        return 10 * max(self._up, self._down) + int(self.delay_pad)
+
+    @property
+    def up(self) -> int:
+        """Upsampling factor of the configured rate ratio ``up/down``."""
+        return self._up
 
     def _configure(self, fmt: StreamFormat) -> StreamFormat:
         from fractions import Fraction
@@ -59,6 +80,7 @@ class Resample(Stage):
         max_rate = max(self._up, self._down)
         half_len = 10 * max_rate
         h = signal.firwin(2 * half_len + 1, 1.0 / max_rate, window=("kaiser", 5.0)) * self._up
+        h = np.concatenate([np.zeros(int(self.delay_pad)), h])
         n_taps = -(-len(h) // self._up)  # input samples one output depends on
         h = np.concatenate([h, np.zeros(n_taps * self._up - len(h))])
         # bank[p, t] weighs the t-th sample (oldest first) of the n_taps inputs ending at

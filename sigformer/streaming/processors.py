@@ -25,7 +25,6 @@ import torch
 
 from ..channels import ChannelSet
 from ..stages import Resample
-from ..stages.base import StreamFormat
 from ..validation import SignalError
 from ..windowing import OverlapAdd, model_function
 from .runtime import QualityMonitor, StreamStats
@@ -59,31 +58,6 @@ class AudioStats(StreamStats):
 
     resample_delay_samples: int = 0
     resample_delay_ms: float = 0.0
-
-
-class _PaddedResample(Resample):
-    """The streaming :class:`Resample` with ``pad`` zeros in front of its filter: its delay
-    grows by ``pad`` ticks of the filter's upsampled grid, so that a chain of two resamplers
-    can be delayed by a whole number of samples, which can then be dropped exactly."""
-
-    def __init__(self, sfreq: float, pad: int = 0):
-        super().__init__(sfreq, phase="causal")
-        self.pad = pad
-
-    def _configure(self, fmt: StreamFormat) -> StreamFormat:
-        out = super()._configure(fmt)
-        # the bank back into the filter Resample designed (zero-padded to whole taps)
-        h = np.concatenate([np.zeros(self.pad), self._bank[:, ::-1].T.reshape(-1)])
-        self._n_taps = -(-len(h) // self._up)
-        h = np.concatenate([h, np.zeros(self._n_taps * self._up - len(h))])
-        self._bank = h.reshape(self._n_taps, self._up).T[:, ::-1].copy()
-        return out
-
-    @property
-    def delay_ticks(self) -> int:
-        """The filter's delay on its grid (``up`` ticks per input sample): Resample's filter
-        has ``20 * max(up, down) + 1`` taps (linear phase: the centre one), plus ``pad``."""
-        return 10 * max(self._up, self._down) + self.pad
 
 
 class AudioStream:
@@ -148,14 +122,14 @@ class AudioStream:
         return chunk[(self.channel or 0):(self.channel or 0) + 1]
 
     def _configure_resampling(self, names: tuple[str, ...]) -> None:
-        self._down = _PaddedResample(self.model_rate)
+        self._down = Resample(self.model_rate)
         self._down.configure(self.sfreq_in, names)
         # Both filters run on one grid with `up` ticks per input sample (the way back swaps
         # the ratio's terms); pad the second so that the pair's delay is whole input samples.
-        per_sample = self._down._up
+        per_sample = self._down.up
         ticks = 2 * self._down.delay_ticks
-        self._up = _PaddedResample(self.sfreq_in, pad=-ticks % per_sample)
-        self.delay = (ticks + self._up.pad) // per_sample
+        self._up = Resample(self.sfreq_in, delay_pad=-ticks % per_sample)
+        self.delay = (ticks + self._up.delay_pad) // per_sample
         self.stats.resample_delay_samples = self.delay
         self.stats.resample_delay_ms = 1e3 * self.delay / self.sfreq_in
         self.resampled_from = self.sfreq_in
