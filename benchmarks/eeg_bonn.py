@@ -197,7 +197,7 @@ def tokenizer_record(tokenizer: str, size: str, epochs: int) -> dict:
 
 
 def candidates(size: str, epochs: int, sfreq: float, tokenizer: str = "shipped",
-               class_weight: str | None = "balanced") -> dict:
+               class_weight: str | None = "balanced", split_seed: int = 0) -> dict:
     """Each model as a pipeline that starts with its own preprocessing; every model gets the
     same loss weighting (``class_weight``: the metric is balanced accuracy and seizures are one
     window in five, so the protocol weights classes inversely to their frequency)."""
@@ -231,7 +231,7 @@ def candidates(size: str, epochs: int, sfreq: float, tokenizer: str = "shipped",
                              model_params=dict(tfm, amplitude_input=True, amplitude_probe=True),
                              max_epochs=epochs, lr=1e-3, batch_size=64,
                              class_weight=class_weight, validation_split=0.2,
-                             early_stopping_patience=5, random_state=0)),
+                             early_stopping_patience=5, random_state=split_seed)),
         "EEGNet": braindecode("EEGNet"),
         "SleepStagerChambon2018": braindecode("SleepStagerChambon2018"),
         "SPARCNet": braindecode("SPARCNet"),
@@ -417,6 +417,10 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true",
                         help="8 segments per class, 1 epoch, 2 folds, one task: checks the "
                              "script runs (writes a report only with --out)")
+    parser.add_argument("--split-seed", type=int, default=0,
+                        help="seed of the early-stopping row (its inner validation split, "
+                             "initial weights and shuffling), to see how far its figures "
+                             "move with the seed")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     known = set(candidates(args.size, args.epochs, 173.61, args.tokenizer)) | {"SPARCNet"}
@@ -430,6 +434,7 @@ def main() -> None:
         raise SystemExit(f"Bonn data not found at {args.data}; pass --data")
 
     report = {"benchmark": "eeg_bonn", "class_weight": args.class_weight, "size": args.size,
+              "split_seed": args.split_seed,
               "epochs": args.epochs,
               "folds": args.folds, "window_s": args.window, "segments": "001-080",
               "quick": args.quick,
@@ -455,8 +460,8 @@ def main() -> None:
         cv = StratifiedGroupKFold(args.folds, shuffle=True, random_state=0)
         rows = {}
         for name, make in candidates(args.size, args.epochs, ep.sfreq, args.tokenizer,
-                                     None if args.class_weight == "none" else "balanced"
-                                     ).items():
+                                     None if args.class_weight == "none" else "balanced",
+                                     split_seed=args.split_seed).items():
             if name not in args.models:
                 continue
             rows[name] = evaluate(name, make, X, y, groups, cv, positive)
