@@ -338,8 +338,8 @@ def row_targets(tasks: dict, row: str) -> dict:
 
 
 def issue_targets(tasks: dict) -> dict:
-    """Issue 15's targets for the TFM row (published preprocessing; top-level keys) and, when
-    it ran, for the amplitude-input row under ``sigformer_extension``."""
+    """Issue 15's targets for the TFM row (published preprocessing; top-level keys) and, for
+    each extension row that ran, an entry of the list ``sigformer_extensions``."""
     out = row_targets(tasks, TFM_ROW)
     extensions = []
     for row, note in EXTENSION_ROWS.items():

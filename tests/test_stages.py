@@ -452,6 +452,8 @@ def test_resample_delay_pad_delays_by_ticks_of_the_upsampled_grid(pad):
     y0, y1 = plain.process(x), padded.process(x)
     n = min(y0.shape[1], y1.shape[1]) - pad
     np.testing.assert_allclose(y1[:, pad:pad + n], y0[:, :n], atol=1e-12)
+    with pytest.raises(st.NotConfiguredError, match="once configured"):
+        _ = Resample(200.0).up
     with pytest.raises(ValueError, match="delay_pad must be a non-negative integer"):
         Resample(200.0, delay_pad=-1).configure(100.0, ("a",))
     with pytest.raises(ValueError, match="causal"):

@@ -230,6 +230,9 @@ def test_amplitude_probe_puts_the_logistic_regression_into_the_logits():
     fit_amplitude_probe(model, X, y)
     assert _accuracy(model.eval(), X_test, y_test) >= 0.9
     assert _accuracy(_classifier(True).eval(), X_test, y_test) <= 0.6  # zero start: chance
+    wide = np.zeros((4, model.amplitude.proj.in_features + 1, N_TIMES), np.float32) + 1
+    with pytest.raises(ValueError, match="at most 16 channels, got 17"):
+        fit_amplitude_probe(model, wide, np.array([0, 1, 0, 1]))
     with pytest.raises(ValueError, match="amplitude_probe=True needs amplitude_input"):
         create_model("tfm_classifier", preset="tiny", amplitude_probe=True)
 

@@ -514,7 +514,12 @@ def fit_amplitude_probe(classifier: TFMClassifier, X, y_idx, *, class_weights=No
         raise ValueError(f"X must be (n, channels, samples) with one label per window, got "
                          f"{tuple(X.shape)} and {len(y_idx)} labels")
     amplitude, head = classifier.amplitude, classifier.encoder.head
-    scale = channel_scale(X)[..., 0]
+    if X.shape[1] > amplitude.proj.in_features:  # the forward's limit, said before any work
+        raise ValueError(f"amplitude input takes at most {amplitude.proj.in_features} "
+                         f"channels, got {X.shape[1]}")
+    # in batches: torch.quantile sorts a copy, which for a whole corpus at once can exhaust
+    # memory where batched training would not
+    scale = torch.cat([channel_scale(xb)[..., 0] for xb in X.split(256)])
     amplitude.calibrate_on(scale)
     with torch.no_grad():
         z = amplitude.normalized(scale).double().numpy()

@@ -6,7 +6,7 @@ import numpy as np
 from scipy import signal
 
 from ..validation import SignalError, check_sfreq
-from .base import Stage, StreamFormat, check_phase
+from .base import NotConfiguredError, Stage, StreamFormat, check_phase
 
 # --- resampling --------------------------------------------------------------------------
 
@@ -54,16 +54,22 @@ class Resample(Stage):
             raise ValueError("delay_pad applies to the causal (streaming) filter only; "
                              f"got phase={self.phase!r}")
 
+    def _configured_ratio(self) -> tuple[int, int]:
+        if getattr(self, "_up", None) is None:
+            raise NotConfiguredError("Resample: the rate ratio is known once configured "
+                                     "(configure(sfreq, channels) or fit)")
+        return self._up, self._down
+
     @property
     def delay_ticks(self) -> int:
         """The causal filter's delay in ticks of the upsampled grid (``up`` per input
         sample): the centre of its ``20 * max(up, down) + 1`` taps, plus ``delay_pad``."""
-        return 10 * max(self._up, self._down) + int(self.delay_pad)
+        return 10 * max(self._configured_ratio()) + int(self.delay_pad)
 
     @property
     def up(self) -> int:
         """Upsampling factor of the configured rate ratio ``up/down``."""
-        return self._up
+        return self._configured_ratio()[0]
 
     def _configure(self, fmt: StreamFormat) -> StreamFormat:
         from fractions import Fraction

@@ -779,7 +779,13 @@ class TFMClassifier(nn.Module):
         (:func:`sigformer.recipes.tfm.fit_amplitude_probe`) and sets the amplitude path so the
         untrained model's logits already contain it; fine-tuning then trains everything.
         Without it the amplitude path starts at zero and a token path that fits the training
-        windows first leaves it little gradient. False (default): zero start.
+        windows first leaves it little gradient. False (default): zero start. The probe runs
+        in ``SignalClassifier.fit`` (on the training split, never the validation split);
+        calling :func:`sigformer.recipes.tfm.finetune` directly does not run it (call
+        ``fit_amplitude_probe`` first), and ``fine_tune(new_head=True)`` keeps the amplitude
+        projection solved through the old head. Euclidean alignment whitens each subject's
+        covariance and so removes the between-subject amplitude this path uses: leave it
+        off with ``amplitude_input``.
     """
 
     def __init__(self, n_chans=None, n_outputs=2, n_times=None, sfreq=TFM_SFREQ, chs_info=None,
