@@ -15,7 +15,8 @@ the benchmark scores noises it never heard) and the training time read from the 
 With ``--results`` the model card reports the measurements: SI-SDRi by class against the
 oracle ceilings and the real-time factor (``benchmarks/speech_pretrained.py``), or SI-SDR
 improvement over the reference microphone against the beamformers, by RT60 and SNR
-(``benchmarks/speech_enhance_pretrained.py``; refused unless it measured these weights).
+(``benchmarks/speech_enhance_pretrained.py``; refused unless it measured these weights with
+this bundle's chunking, and refused for a ``--quick`` smoke run).
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+# what validation speakers decided: not independent of a -best checkpoint
+VALIDATION_ROLE = ("they steer the learning-rate schedule and, for a -best checkpoint, its "
+                   "selection, so they are not independent of these weights")
 STEP_LINE = re.compile(r"step (\d+)/\d+\s+([\d.]+) steps/s\s+loss ([-\d.naninf]+)")
 START_LINE = re.compile(r"^(separate|enhance): (\w+) \(([\d,]+) parameters\), recipe (.*)$")
 
@@ -171,7 +175,7 @@ def model_card(name: str, n_params: int, rate: int, facts: dict, results: dict |
         "## Training", "",
         f"- Data: {facts['data']}: {len(facts['speakers']['train'])} training speakers, "
         f"{facts['train_seconds_of_speech']} s of speech in all. Validation speakers "
-        f"{facts['speakers']['val']} (they steer the learning-rate schedule only). Speakers "
+        f"{facts['speakers']['val']} ({VALIDATION_ROLE}). Speakers "
         f"heard in training, by today's speaker rules: {facts['heard_speakers']}.",
         f"- Budget: {facts['steps']:,} steps of {facts['batch_size']} x "
         f"{facts['segment_seconds']:g} s mixtures ({hours:.1f} h of mixtures seen; "
@@ -238,7 +242,7 @@ def enhance_card(name: str, n_params: int, rate: int, facts: dict, results: dict
         "## Training", "",
         f"- Data: {facts['data']}: {len(facts['speakers']['train'])} training speakers, "
         f"{facts['train_seconds_of_speech']} s of speech in all. Validation speakers "
-        f"{facts['speakers']['val']} (they steer the learning-rate schedule only). Speakers "
+        f"{facts['speakers']['val']} ({VALIDATION_ROLE}). Speakers "
         f"heard in training, by today's speaker rules: {facts['heard_speakers']}.",
         f"- Noise files held out for test (never trained on): "
         f"{noises.get('test') or 'none'}.",
@@ -269,6 +273,11 @@ def _cell(value, fmt: str = ".2f") -> str:
     return "" if value is None else format(value, fmt)
 
 
+HEARD_NOISE_WARNING = ("**Caution: these scenes use noise files the model HEARD in training "
+                       "(`--allow-heard-noise`: its record holds no held-out noise). They "
+                       "measure unheard speakers and rooms only, not unheard noise.**")
+
+
 def enhance_results_lines(results: dict, name: str) -> list[str]:
     """The card's section for a ``benchmarks/speech_enhance_pretrained.py`` report of these
     weights (checked by :func:`check_results`; the model's row is shown as ``name``)."""
@@ -276,8 +285,10 @@ def enhance_results_lines(results: dict, name: str) -> list[str]:
     roles = ", ".join(f"{k}: {v}" for k, v in cond["speakers"].items())
     noise = "held-out noise files " if cond["noise_held_out"] else \
         "noise files it HEARD in training (--allow-heard-noise) "
-    lines = ["## Measured on unheard speakers, rooms and noises "
-             "(`benchmarks/speech_enhance_pretrained.py`)", "",
+    title = ("## Measured on unheard speakers, rooms and noises" if cond["noise_held_out"] else
+             "## Measured on unheard speakers and rooms, with noises it HEARD")
+    lines = [f"{title} (`benchmarks/speech_enhance_pretrained.py`)", "",
+             *([HEARD_NOISE_WARNING, ""] if not cond["noise_held_out"] else []),
              f"{cond['n_scenes']} scenes of {cond['seconds']:g} s at {cond['sample_rate']} Hz "
              f"(rooms drawn from seed {cond['seed']}, the training family), speakers it never "
              f"heard ({roles}), {noise}{cond['noise_files']}. SI-SDR against the direct path "
@@ -300,25 +311,37 @@ def enhance_results_lines(results: dict, name: str) -> list[str]:
     counts = ", ".join(f"{b}: {results['results'][results['model_system']]['by_rt60'][b]['n']}"
                        for b in rt60)
     lines += ["", f"Scenes per RT60 bin: {counts}."]
-    comp = results["comparison"]
-    lines += ["", f"Against the best MVDR with estimated statistics ({comp['best_estimated']}): "
-                  f"{comp['si_sdri_difference_db']:+.2f} dB SI-SDRi, better on "
-                  f"{comp['wins']} of {comp['n']} scenes"
-              + (f"; PESQ {comp['pesq_difference']:+.2f}, STOI {comp['stoi_difference']:+.3f}"
-                 if comp.get("pesq_difference") is not None else "") + "."]
-    only = results["results"][results["model_system"]].get("by_role", {}).get("test")
-    if only and only["n"]:
-        lines += ["", f"Scenes of test-role speakers only (never used for any training "
-                      f"decision): {only['n']}, SI-SDRi {only['si_sdri']:.2f} dB."]
-    lines += ["", "Targets of issue 16: " + ", ".join(
-        f"{k} {'met' if v else 'NOT met'}" for k, v in results["targets"].items()) + "."]
+    lines += ["", _targets_line("Targets of issue 16 on the scenes of test-role speakers "
+                                "(never used for any training decision)", results["targets"]),
+              "", _targets_line("The same on every unheard scene (validation-role speakers "
+                                "included: they steered the schedule and, for a -best "
+                                "checkpoint, its selection)", results["targets_all_unheard"])]
+    if not cond["noise_held_out"]:
+        lines += ["", HEARD_NOISE_WARNING]
     return lines
 
 
-def check_results(results: dict | None, path: Path | None, name: str, task: str, model) -> None:
+def _targets_line(title: str, block: dict | None) -> str:
+    """One paragraph of the benchmark's target lines (``assess`` in the benchmark)."""
+    if block is None:
+        return f"{title}: no such scenes were drawn."
+    comp = block["comparison"]
+    return (f"{title}: {block['n']} scenes, SI-SDRi {block['si_sdri']:.2f} dB; against the best "
+            f"MVDR with estimated statistics ({comp['best_estimated']}) "
+            f"{comp['si_sdri_difference_db']:+.2f} dB, better on {comp['wins']} of {comp['n']}"
+            + (f"; PESQ {comp['pesq_difference']:+.2f}, STOI {comp['stoi_difference']:+.3f}"
+               if comp.get("pesq_difference") is not None else "") + ". "
+            + ", ".join(f"{k} {'met' if v else 'NOT met'}" for k, v in block["met"].items())
+            + ".")
+
+
+def check_results(results: dict | None, path: Path | None, name: str, task: str, model,
+                  chunk_s: float = 4.0, overlap_s: float = 0.5) -> None:
     """Refuse a results file that did not measure this model: separation results name the
     bundle; enhancement results carry the digest of the weights they measured (a benchmark
-    run on the training checkpoint then matches the bundle packaged from it)."""
+    run on the training checkpoint then matches the bundle packaged from it) and the chunking
+    they ran with (``chunk_s``, ``overlap_s``: the bundle's), and must not be a ``--quick``
+    smoke run."""
     if not results:
         return
     if task == "separate":
@@ -334,6 +357,21 @@ def check_results(results: dict | None, path: Path | None, name: str, task: str,
                          f"{str(measured)[:12]}...) than {name!r} packages "
                          f"({weights_digest(model)[:12]}...): rerun the benchmark on this "
                          f"checkpoint or bundle")
+    bundle = results.get("bundle") or {}
+    measured = (bundle.get("chunk_s"), bundle.get("overlap_s"))
+    if measured != (chunk_s, overlap_s):
+        raise SystemExit(f"{path} measured the weights with chunk_s, overlap_s = {measured}, but "
+                         f"this bundle streams with {(chunk_s, overlap_s)}: chunking changes "
+                         f"the output, so rerun the benchmark on a bundle packaged with "
+                         f"--chunk-s {chunk_s:g} --overlap-s {overlap_s:g}, or package with "
+                         f"the chunking it measured")
+    quick = (results.get("conditions") or {}).get("quick")
+    if quick is not False:
+        raise SystemExit(f"{path} is " + ("a --quick smoke run" if quick else
+                                          "a report that does not say whether it was a "
+                                          "--quick smoke run (an older benchmark)")
+                         + ": too few, too short scenes for a model card; rerun "
+                         "benchmarks/speech_enhance_pretrained.py without --quick")
 
 
 def speech_bundle(run: Path, *, log: Path | None = None, chunk_s: float = 4.0,
@@ -399,7 +437,8 @@ def main(argv=None) -> int:
                                         overlap_s=args.overlap_s)
     name = args.name or default_name(task, facts)
     results = json.loads(args.results.read_text()) if args.results else None
-    check_results(results, args.results, name, task, bundle.model)
+    check_results(results, args.results, name, task, bundle.model, args.chunk_s,
+                  args.overlap_s)
     n_params = sum(p.numel() for p in bundle.model.parameters())
     rate = int(bundle.input_spec.sfreq)
     card = enhance_card(name, n_params, rate, facts, results) if task == "enhance" else \

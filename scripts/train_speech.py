@@ -12,7 +12,10 @@ Speakers are split train / val / test with :func:`sigformer.data.mixtures.speake
 A checkpoint folder is written to ``--out`` every ``--checkpoint-every`` steps and at the
 end; ``--resume`` continues from it with the recipe it recorded (another ``--lr``, ``--clip``
 or ``--loss-threshold`` is refused; ``--steps`` may grow: the plateau schedule does not depend
-on it). Examples (smoke test, then a long background run)::
+on it). ``--init`` (fine-tuning) keeps the split of the run it starts from: its
+``<run>-split.json`` becomes the default ``--split-from`` (a new split could hold out speakers
+and noises the initial weights heard; ``--allow-new-split`` accepts that). Examples (smoke
+test, then a long background run)::
 
     python scripts/train_speech.py --task separate --steps 4 --batch-size 2 --seconds 1 \\
         --val-every 2 --n-val 2 --out runs/sep_smoke
@@ -57,7 +60,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--split-from", default=None,
                     help="use the splits recorded by an earlier run (its -split.json)")
     ap.add_argument("--init", default=None,
-                    help="start from the weights of this checkpoint folder (fine-tuning)")
+                    help="start from the weights of this checkpoint folder (fine-tuning); "
+                         "its run's split record is the default --split-from")
+    ap.add_argument("--allow-new-split", action="store_true",
+                    help="with --init and no split record of the init run: make a new split "
+                         "(its held-out speakers and noises may have been heard by the initial "
+                         "weights)")
     ap.add_argument("--lr", type=float, default=None)
     ap.add_argument("--clip", type=float, default=None, help="gradient max-norm (0: off)")
     ap.add_argument("--loss-threshold", type=float, default=None)
@@ -69,7 +77,41 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--log-every", type=int, default=50)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--resume", action="store_true")
-    return ap.parse_args(argv)
+    args = ap.parse_args(argv)
+    args.split_from = split_source(args)
+    return args
+
+
+def init_split_record(init: str) -> Path:
+    """The split record of the run ``--init`` starts from: ``<run>-split.json``, shared by
+    its ``<run>-best`` folder (as ``scripts/package_speech.py`` finds it)."""
+    from sigformer.recipes.speech import BEST_SUFFIX
+
+    run = Path(init)
+    return split_path(str(run.with_name(run.name.removesuffix(BEST_SUFFIX))))
+
+
+def split_source(args) -> str | None:
+    """The record that decides the split: ``--split-from``; with ``--init`` and none given,
+    the init run's record (its weights heard that run's training speakers and noises, so a
+    new split could hold them out as unheard; refused unless ``--allow-new-split``). A
+    resumed run that already has its own record keeps it."""
+    if args.split_from or not args.init or (args.resume and split_path(args.out).is_file()):
+        return args.split_from
+    record = init_split_record(args.init)
+    if record.is_file():
+        print(f"--init {args.init}: keeping its run's split ({record}) as --split-from, so "
+              f"held-out speakers and noises stay unheard by the initial weights", flush=True)
+        return str(record)
+    if not args.allow_new_split:
+        raise SystemExit(f"--init {args.init}: its run's split record {record} is missing, so "
+                         f"a new split could hold out speakers and noises the initial weights "
+                         f"heard; pass --split-from with the record of the run it comes from, "
+                         f"or --allow-new-split to make a new split anyway")
+    print(f"--init {args.init}: no split record at {record}; making a new split "
+          f"(--allow-new-split: its held-out speakers and noises may have been heard by the "
+          f"initial weights)", flush=True)
+    return None
 
 
 def resumed_step(out: str) -> int:
@@ -139,16 +181,33 @@ def recorded_noise_split(record_path: str, data: str) -> dict | None:
 
 
 def choose_noise_split(args, noises: list, record) -> dict:
-    """Training / test noise files: the recorded split of a resumed or continued run,
-    otherwise a new one with ``--noise-test-share`` held out."""
+    """Training / test noise files: the recorded split of a resumed or continued run (an
+    explicit ``--noise-test-share`` must agree with it), otherwise a new one with
+    ``--noise-test-share`` held out."""
     from sigformer.data.mixtures import noise_splits
 
     recorded = recorded_noise_split(record, args.data) if record else None
-    if recorded is not None:
-        return recorded
-    if record:  # an older record: it trained on every noise file
-        return {"train": list(noises), "test": []}
     share = args.noise_test_share
+    if recorded is not None:
+        every = recorded["train"] + recorded["test"]
+        if share is not None and len(noise_splits(every, share)["test"]) != len(recorded["test"]):
+            raise SystemExit(f"--noise-test-share {share:g} disagrees with {record}, which holds "
+                             f"out {len(recorded['test'])} of {len(every)} noise files: the "
+                             f"recorded split decides (a run may not train on noises its record "
+                             f"holds out for test); drop --noise-test-share, or start a new run "
+                             f"without --resume / --split-from")
+        return recorded
+    if record:  # an older record: its run trained on every noise file
+        if share:
+            raise SystemExit(f"--noise-test-share {share:g}: {record} predates the noise split "
+                             f"(no noise_files), so the run it records trained on every noise "
+                             f"file; holding some out now would not make them unheard. Drop "
+                             f"--noise-test-share, or start a new run without --resume / "
+                             f"--split-from")
+        print(f"note: {record} predates the noise split (no noise_files): its run trained on "
+              f"every noise file, so this one does too and no noise is held out for test "
+              f"(the enhancement benchmark then needs --allow-heard-noise)", flush=True)
+        return {"train": list(noises), "test": []}
     if share is None:
         share = 0.25 if args.task == "enhance" else 0.0
     return noise_splits(noises, share, seed=args.seed)

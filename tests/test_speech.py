@@ -775,3 +775,97 @@ def test_noise_splits_hold_out_files_and_enhance_runs_record_them(tmp_path):
     loader = script.build(script.parse_args(common + ["--steps", "2", "--resume"]))[2]
     held_out = {Path(f).name for f in record["noise_files"]["test"]}
     assert not held_out & {Path(f).name for f in loader.dataset.noises}  # never trained on
+
+
+def _train_script():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "train_speech", Path(__file__).resolve().parents[1] / "scripts" / "train_speech.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    return script
+
+
+def test_train_speech_init_keeps_the_split_of_the_run_it_starts_from(tmp_path, capsys):
+    """--init without --split-from: the init run's record (a -best folder shares it) decides
+    the split; without one a new split is refused unless --allow-new-split."""
+    script = _train_script()
+    data = _write_corpus(tmp_path / "corpus")
+    common = ["--task", "separate", "--data", str(data), "--out", str(tmp_path / "tuned"),
+              "--preset", "tiny", "--batch-size", "1", "--seconds", "0.25", "--n-val", "1",
+              "--workers", "0", "--steps", "1"]
+    with pytest.raises(SystemExit, match=r"split record .*first-split\.json is missing.*"
+                                         r"--allow-new-split"):
+        script.parse_args(common + ["--init", str(tmp_path / "first-best")])
+    assert script.parse_args(common + ["--init", str(tmp_path / "first-best"),
+                                       "--allow-new-split"]).split_from is None
+    assert "making a new split" in capsys.readouterr().out
+    # the first run's record: a split that today's seed would not make
+    first = script.parse_args(common + ["--seed", "5"])
+    splits = script.build(first)[4]
+    record = script.write_split_record(
+        script.parse_args([*common[:4], "--out", str(tmp_path / "first"), *common[6:],
+                           "--seed", "5"]), splits)
+    assert record == tmp_path / "first-split.json"
+    for init in ("first", "first-best"):
+        args = script.parse_args(common + ["--init", str(tmp_path / init)])
+        assert args.split_from == str(record)
+        assert f"keeping its run's split ({record})" in capsys.readouterr().out
+    tuned = script.build(args)[4]
+    assert {k: sorted(u.path.name for u in v) for k, v in tuned.items()} == \
+        {k: sorted(u.path.name for u in v) for k, v in splits.items()}
+    # an explicit --split-from wins; a resumed run keeps the record it started with
+    other = tmp_path / "other-split.json"
+    assert script.parse_args(common + ["--init", str(tmp_path / "nowhere"), "--split-from",
+                                       str(other)]).split_from == str(other)
+    (tmp_path / "tuned-split.json").write_text("{}")
+    assert script.parse_args(common + ["--init", str(tmp_path / "nowhere"),
+                                       "--resume"]).split_from is None
+
+
+def test_train_speech_noise_share_must_agree_with_the_record(tmp_path, capsys):
+    """An explicit --noise-test-share is checked against a record's noise split; a record
+    from before the noise split trains on every noise file, and says so."""
+    import json
+
+    script = _train_script()
+    data = _write_corpus(tmp_path / "corpus")
+    for name in ("fan", "street", "babble"):
+        write_audio(data / "noise" / f"{name}.wav",
+                    np.random.default_rng(len(name)).standard_normal(8000).astype(np.float32),
+                    8000)
+    common = ["--task", "enhance", "--data", str(data), "--out", str(tmp_path / "enh"),
+              "--preset", "tiny", "--batch-size", "1", "--seconds", "0.25", "--n-val", "1",
+              "--workers", "0", "--sample-rate", "8000", "--steps", "1"]
+    first = script.parse_args(common)
+    noises = sorted((data / "noise").glob("*.wav"))
+    split = script.choose_noise_split(first, noises, None)
+    assert len(split["test"]) == 1  # 0.25 of four
+    from sigformer.data.mixtures import list_speech, speaker_splits
+
+    record = script.write_split_record(first, speaker_splits(list_speech(data)[0]), split)
+    again = ["--out", str(tmp_path / "more"), "--split-from", str(record)]
+    for share in ("0.5", "0.6"):  # two of four held out: not what the record holds out
+        with pytest.raises(SystemExit, match=rf"--noise-test-share {share} disagrees with "
+                                             rf".*holds out 1 of 4 noise files"):
+            script.build(script.parse_args(common + again + ["--noise-test-share", share]))
+    for share in ("0.25", "0.3"):  # one of four, as recorded
+        args = script.parse_args(common + again + ["--noise-test-share", share])
+        assert script.choose_noise_split(args, noises, str(record)) == split
+    # a record without noise_files: every noise file trains, and the run says so
+    old = tmp_path / "old-split.json"
+    old.write_text(json.dumps({k: v for k, v in json.loads(record.read_text()).items()
+                               if k != "noise_files"}))
+    capsys.readouterr()
+    noise = script.build(script.parse_args(common + ["--out", str(tmp_path / "o"),
+                                                     "--split-from", str(old)]))[5]
+    assert noise == {"train": noises, "test": []}
+    assert "predates the noise split (no noise_files): its run trained on every noise file" \
+        in capsys.readouterr().out
+    with pytest.raises(SystemExit, match=r"--noise-test-share 0\.25: .*predates the noise "
+                                         r"split.*would not make them unheard"):
+        script.choose_noise_split(script.parse_args(common + ["--noise-test-share", "0.25"]),
+                                  noises, str(old))
+    assert script.choose_noise_split(script.parse_args(common + ["--noise-test-share", "0"]),
+                                     noises, str(old))["test"] == []

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -61,11 +62,12 @@ def enhance_run(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def checkpoint_report(enhance_run, tmp_path_factory):
-    """The quick benchmark on the run's best checkpoint (no packaging), 2 scenes of 0.5 s."""
+    """The benchmark on the run's best checkpoint (no packaging), 4 scenes of 0.5 s: one per
+    unheard speaker (two test-role, two validation-role), not a --quick run."""
     _, run, _, _ = enhance_run
     out = tmp_path_factory.mktemp("report") / "r.json"
     assert _quiet(load_script(BENCH).main, [
-        "--model", str(run.with_name("run-best")), "--quick", "--seconds", "0.5",
+        "--model", str(run.with_name("run-best")), "--n-scenes", "4", "--seconds", "0.5",
         "--out", str(out)]) == 0
     return json.loads(out.read_text())
 
@@ -86,9 +88,10 @@ def test_benchmark_scores_every_system_on_unheard_speakers_and_held_out_noise(
     assert report["bundle"]["weights_sha256"] == load_script(PACKAGE).weights_digest(trained)
 
     cond = report["conditions"]
-    assert cond["n_scenes"] == 2 and cond["seconds"] == 0.5 and cond["perceptual"] is False
+    assert cond["n_scenes"] == 4 and cond["seconds"] == 0.5 and cond["perceptual"] is False
+    assert cond["quick"] is False
     assert cond["data"] == str(data) and cond["seed"] == 30_000
-    assert cond["scene_seeds"] == [30_000, 30_001]
+    assert cond["scene_seeds"] == [30_000, 30_001, 30_002, 30_003]
     assert cond["scene_config"]["n_mics"] == 4 and cond["scene_config"]["radius"] == [0.05, 0.1]
     # only speakers and noises the run never trained on
     heard = set(record["speakers"]["train"])
@@ -99,7 +102,10 @@ def test_benchmark_scores_every_system_on_unheard_speakers_and_held_out_noise(
     assert cond["noise_held_out"] is True and cond["allow_heard_noise"] is False
     assert cond["noise_files"] == record["noise_files"]["test"]
     rows = report["scenes"]
-    assert len(rows) == 2
+    assert len(rows) == 4
+    # test-role speakers take the first turns (a short run still has some), then validation
+    assert [r["role"] for r in rows] == ["test", "test", "validation", "validation"]
+    assert len({r["speaker"] for r in rows}) == 4
     for row in rows:
         assert row["speaker"] not in heard and row["speech_file"] not in trained_files
         assert row["noise_file"] in record["noise_files"]["test"]
@@ -112,18 +118,28 @@ def test_benchmark_scores_every_system_on_unheard_speakers_and_held_out_noise(
     scores = [r["systems"][name]["si_sdri"] for r in rows]
     assert ours["mean"]["si_sdri"] == pytest.approx(np.mean(scores))
     assert ours["min_si_sdri"] == pytest.approx(min(scores))
-    assert sum(b["n"] for b in ours["by_rt60"].values()) == 2
-    assert sum(b["n"] for b in ours["by_snr"].values()) == 2
+    assert sum(b["n"] for b in ours["by_rt60"].values()) == 4
+    assert sum(b["n"] for b in ours["by_snr"].values()) == 4
     ceiling = report["results"]["MVDR Souden (oracle, ceiling)"]["mean"]["si_sdri"]
     assert ceiling > 0  # the oracle statistics beat the unprocessed microphone
-    comp = report["comparison"]
-    assert comp["best_estimated"] in {"MVDR Souden (VAD)", "RTF-MVDR (VAD)",
-                                      "MVDR (SRP-PHAT DOA, VAD noise)"}
-    best = report["results"][comp["best_estimated"]]["mean"]["si_sdri"]
-    assert comp["si_sdri_difference_db"] == pytest.approx(ours["mean"]["si_sdri"] - best)
-    assert report["targets"] == {
-        "si_sdri_ge_5db_over_mic0": ours["mean"]["si_sdri"] >= 5.0,
-        "ahead_of_mvdr_with_estimated_statistics": comp["si_sdri_difference_db"] > 0}
+    # the issue-16 targets: on the test-role scenes (headline), and on every unheard scene
+    estimated = ("MVDR Souden (VAD)", "RTF-MVDR (VAD)", "MVDR (SRP-PHAT DOA, VAD noise)")
+    for key, subset in (("targets", [r for r in rows if r["role"] == "test"]),
+                        ("targets_all_unheard", rows)):
+        block = report[key]
+        assert block["n"] == len(subset)
+        mine = np.mean([r["systems"][name]["si_sdri"] for r in subset])
+        assert block["si_sdri"] == pytest.approx(mine)
+        theirs = {s: np.mean([r["systems"][s]["si_sdri"] for r in subset]) for s in estimated}
+        comp = block["comparison"]
+        assert comp["best_estimated"] == max(theirs, key=theirs.get)
+        assert comp["si_sdri_difference_db"] == pytest.approx(mine - max(theirs.values()))
+        assert comp["wins"] == sum(r["systems"][name]["si_sdri"] >
+                                   r["systems"][comp["best_estimated"]]["si_sdri"] for r in subset)
+        assert block["met"] == {"si_sdri_ge_5db_over_mic0": mine >= 5.0,
+                                "ahead_of_mvdr_with_estimated_statistics":
+                                    comp["si_sdri_difference_db"] > 0}
+    assert report["targets"]["n"] == 2 and report["targets_all_unheard"]["n"] == 4
 
 
 def test_benchmark_draws_scenes_from_the_training_family(enhance_run):
@@ -153,6 +169,7 @@ def test_benchmark_refuses_a_record_without_held_out_noise(enhance_run, tmp_path
                                str(out)]) == 0
     cond = json.loads(out.read_text())["conditions"]
     assert cond["noise_held_out"] is False and cond["allow_heard_noise"] is True
+    assert cond["quick"] is True
     assert sorted(cond["noise_files"]) == sorted(
         str(p.relative_to(data)) for p in (data / "noise").glob("*.wav"))
 
@@ -211,7 +228,18 @@ def test_card_reports_the_benchmark_of_these_weights_only(enhance_run, checkpoin
     assert "Measured on unheard speakers, rooms and noises" in card
     assert "| MVDR Souden (oracle, ceiling) |" in card and "| enh-t |" in card
     assert "Measured on `" + str(run.with_name("run-best")) + "`" in card
-    assert "Targets of issue 16: si_sdri_ge_5db_over_mic0" in card
+    # the headline targets are those of the test-role scenes; every unheard scene beside them
+    test_role = checkpoint_report["targets"]
+    assert (f"Targets of issue 16 on the scenes of test-role speakers (never used for any "
+            f"training decision): {test_role['n']} scenes, SI-SDRi "
+            f"{test_role['si_sdri']:.2f} dB") in card
+    assert (f"The same on every unheard scene (validation-role speakers included: they steered "
+            f"the schedule and, for a -best checkpoint, its selection): "
+            f"{checkpoint_report['targets_all_unheard']['n']} scenes") in card
+    assert "si_sdri_ge_5db_over_mic0" in card and "Caution" not in card
+    # validation speakers picked this -best checkpoint: the card does not call them independent
+    assert "learning-rate schedule only" not in card
+    assert "for a -best checkpoint, its selection, so they are not independent" in card
     other = dict(checkpoint_report, bundle=dict(checkpoint_report["bundle"],
                                                 weights_sha256="0" * 64))
     results.write_text(json.dumps(other))
@@ -219,3 +247,101 @@ def test_card_reports_the_benchmark_of_these_weights_only(enhance_run, checkpoin
         package.main([str(run.with_name("run-best")), "--dest", str(tmp_path), "--name",
                       "enh-u", "--results", str(results)])
     assert not (tmp_path / "enh-u").exists()
+
+
+def test_benchmark_refuses_data_in_another_layout(enhance_run, tmp_path):
+    """The same files under another layout match none of the record's paths: every speaker
+    would count as unheard, so the run is refused, naming the files and the expected root."""
+    from sigformer.data.mixtures import list_speech
+    from sigformer.speech.audio import read_audio, write_audio
+
+    data, run, _, record = enhance_run
+    moved = tmp_path / "moved"
+    for path in data.rglob("*.wav"):  # talkers one folder down, noises where they were
+        rel = path.relative_to(data)
+        target = moved / (rel if rel.parts[0] == "noise" else Path("speech") / rel)
+        write_audio(target, *read_audio(path))
+    bench = load_script(BENCH)
+    out = tmp_path / "r.json"
+    with pytest.raises(SystemExit, match=rf"not speech files under {re.escape(str(moved))}.*"
+                                         rf"relative to {re.escape(str(data))}: pass --data"):
+        bench.main(["--model", str(run.with_name("run-best")), "--data", str(moved),
+                    "--n-scenes", "1", "--seconds", "0.5", "--out", str(out)])
+    assert not out.exists()
+    training = {"files": record["files"], "data_root": str(data)}
+    bench.check_data_root(training, list_speech(data)[0], data)  # the recorded root passes
+
+
+@pytest.mark.parametrize("n_speakers, n_noises", [(3, 2), (2, 4), (4, 2), (6, 4), (3, 3),
+                                                  (5, 1), (1, 3)])
+def test_scene_plan_gives_every_speaker_every_noise(n_speakers, n_noises):
+    plan = load_script(BENCH).scene_plan(2 * n_speakers * n_noises, n_speakers, n_noises)
+    first = plan[:n_speakers * n_noises]
+    assert sorted(first) == [(s, n) for s in range(n_speakers) for n in range(n_noises)]
+    assert [s for s, _ in plan] == [i % n_speakers for i in range(len(plan))]  # in turns
+    assert plan[n_speakers * n_noises:] == first  # then the same again
+
+
+def test_scenes_pair_every_speaker_with_every_noise(enhance_run):
+    """Three speakers, two noises, six scenes: each (speaker, noise) pair once (a rotation
+    by the scene index alone gave one speaker a single noise)."""
+    from sigformer.data.mixtures import list_speech
+
+    data, _, _, _ = enhance_run
+    speakers = sorted({u.speaker for u in list_speech(data)[0]})[:3]
+    speech = [u for u in list_speech(data)[0] if u.speaker in speakers]
+    roles = dict(zip(speakers, ("validation", "test", "test"), strict=True))
+    noises = sorted((data / "noise").glob("*.wav"))[:2]
+    bench = load_script(BENCH)
+    scenes = bench.draw_scenes(speech, roles, noises, bench.scene_config(8000, 4), 0.25, 6,
+                               30_000, data)
+    pairs = [(sc.info["speaker"], sc.info["noise_file"]) for sc in scenes]
+    assert sorted(pairs) == sorted((s, f"noise/{n.name}") for s in roles for n in noises)
+    assert [sc.info["role"] for sc in scenes[:2]] == ["test", "test"]  # test-role first
+
+
+def test_card_refuses_quick_or_other_chunking_and_flags_heard_noise(enhance_run,
+                                                                     checkpoint_report, tmp_path):
+    _, run, _, _ = enhance_run
+    best = str(run.with_name("run-best"))
+    package = load_script(PACKAGE)
+    results = tmp_path / "r.json"
+
+    def card_with(report: dict, *extra: str) -> str:
+        results.write_text(json.dumps(report))
+        assert _quiet(package.main, [best, "--dest", str(tmp_path), "--name", "enh-t",
+                                     "--results", str(results), *extra]) == 0
+        return (tmp_path / "enh-t" / "MODEL_CARD.md").read_text()
+
+    def refused(report: dict, match: str, *extra: str) -> None:
+        results.write_text(json.dumps(report))
+        with pytest.raises(SystemExit, match=match):
+            package.main([best, "--dest", str(tmp_path), "--name", "enh-u", "--results",
+                          str(results), *extra])
+        assert not (tmp_path / "enh-u").exists()
+
+    cond, bundle = checkpoint_report["conditions"], checkpoint_report["bundle"]
+    # a --quick smoke run (or a report that does not say) is no card material
+    refused(dict(checkpoint_report, conditions=dict(cond, quick=True)),
+            "a --quick smoke run.*without --quick")
+    refused(dict(checkpoint_report, conditions={k: v for k, v in cond.items() if k != "quick"}),
+            "does not say whether it was a --quick")
+    # measured with 4 s / 0.5 s chunks: a bundle streaming with others is refused, and so is a
+    # report that does not record its chunking
+    assert (bundle["chunk_s"], bundle["overlap_s"]) == (4.0, 0.5)
+    refused(checkpoint_report, r"chunk_s, overlap_s = \(4\.0, 0\.5\).*\(2\.0, 0\.5\)",
+            "--chunk-s", "2")
+    refused(checkpoint_report, r"\(4\.0, 0\.5\).*\(4\.0, 0\.25\)", "--overlap-s", "0.25")
+    refused(dict(checkpoint_report, bundle={k: v for k, v in bundle.items()
+                                            if k not in ("chunk_s", "overlap_s")}),
+            r"chunk_s, overlap_s = \(None, None\)")
+    # noise it heard (--allow-heard-noise) is accepted, with the card saying so up front
+    heard = dict(checkpoint_report, conditions=dict(cond, noise_held_out=False,
+                                                    allow_heard_noise=True))
+    card = card_with(heard)
+    section = card[card.index("## Measured"):]
+    assert section.startswith("## Measured on unheard speakers and rooms, with noises it HEARD")
+    assert section.splitlines()[2].startswith("**Caution: these scenes use noise files the "
+                                              "model HEARD in training")
+    assert section.count("**Caution") == 2  # again after the target lines
+    assert "**Caution" not in card_with(checkpoint_report)
