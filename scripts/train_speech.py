@@ -66,6 +66,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                     help="with --init and no split record of the init run: make a new split "
                          "(its held-out speakers and noises may have been heard by the initial "
                          "weights)")
+    ap.add_argument("--loss", choices=("pit_si_snr", "pcm", "si_sdr"), default=None,
+                    help="training loss (default: the recipe's: PIT SI-SNR for separation, "
+                         "PCM for enhancement)")
     ap.add_argument("--lr", type=float, default=None)
     ap.add_argument("--clip", type=float, default=None, help="gradient max-norm (0: off)")
     ap.add_argument("--loss-threshold", type=float, default=None)
@@ -262,8 +265,8 @@ def build(args):
         train = EnhancementScenes(splits["train"], noises, config, seconds, seed=data_seed)
         val = EnhancementScenes(splits["val"], noises, config, seconds, n_items=args.n_val,
                                 seed=args.seed + 1, fixed=True)
-    changes = {k: v for k, v in (("lr", args.lr), ("loss_threshold", args.loss_threshold))
-               if v is not None}
+    changes = {k: v for k, v in (("lr", args.lr), ("loss_threshold", args.loss_threshold),
+                                 ("loss", args.loss)) if v is not None}
     if args.clip is not None:
         changes["clip_grad_norm"] = args.clip or None
     recipe = recipe.with_options(**changes)

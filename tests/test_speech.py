@@ -869,3 +869,25 @@ def test_train_speech_noise_share_must_agree_with_the_record(tmp_path, capsys):
                                   noises, str(old))
     assert script.choose_noise_split(script.parse_args(common + ["--noise-test-share", "0"]),
                                      noises, str(old))["test"] == []
+
+
+def test_si_sdr_loss_option_is_the_negative_si_sdr():
+    """loss="si_sdr" (a recipe switch; DeFTAN-II's README names PCM and SI-SDR losses) is the
+    batch mean of -SI-SDR(estimate, target); an unknown loss is refused naming the choices."""
+    from sigformer.recipes.speech import DEFTAN2, batch_loss
+    from sigformer.speech.metrics import si_sdr
+
+    rng = np.random.default_rng(0)
+    target = torch.tensor(rng.standard_normal((3, 1, 800)), dtype=torch.float32)
+    noisy = target + 0.5 * torch.tensor(rng.standard_normal((3, 2, 800)), dtype=torch.float32)
+
+    def first_mic(x):
+        return x[:, :1]
+
+    loss = batch_loss(first_mic, (noisy, target), DEFTAN2.with_options(loss="si_sdr"))
+    expected = -si_sdr(noisy[:, 0], target[:, 0]).mean()
+    assert float(loss) == pytest.approx(float(expected), rel=1e-6)
+    assert float(batch_loss(lambda x: target, (noisy, target),
+                            DEFTAN2.with_options(loss="si_sdr"))) < -50  # perfect estimate
+    with pytest.raises(ValueError, match="expected one of"):
+        batch_loss(first_mic, (noisy, target), DEFTAN2.with_options(loss="l2"))

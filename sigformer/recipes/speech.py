@@ -52,7 +52,7 @@ BEST_SUFFIX = "-best"  # sibling folder with the best validation's weights
 class SpeechRecipe:
     """Optimiser, schedule, clipping and loss of one published training recipe."""
 
-    loss: str  # "pit_si_snr" or "pcm"
+    loss: str  # "pit_si_snr", "pcm" or "si_sdr" (see LOSSES)
     lr: float
     weight_decay: float = 0.0
     amsgrad: bool = False
@@ -67,6 +67,10 @@ class SpeechRecipe:
         return replace(self, **changes)
 
 
+# "si_sdr": negative SI-SDR of the (single) estimate against the target, mean over the batch.
+# DeFTAN-II's README says it was "trained using PCM loss and SI-SDR loss" (weighting not
+# released); alone, the PCM loss stalls at a near-silent output on CPU-sized runs (docs/speech.md)
+LOSSES = ("pit_si_snr", "pcm", "si_sdr")
 MOSSFORMER = SpeechRecipe(loss="pit_si_snr", lr=1.5e-4)
 DEFTAN2 = SpeechRecipe(loss="pcm", lr=1e-4, amsgrad=True, clip_grad_norm=None,
                        loss_threshold=None)
@@ -92,7 +96,9 @@ def batch_loss(model: nn.Module, batch, recipe: SpeechRecipe) -> torch.Tensor:
         return pit_loss(estimates, targets, recipe.loss_threshold)
     if recipe.loss == "pcm":
         return pcm_loss(inputs[:, :1], estimates, targets)
-    raise ValueError(f"unknown loss {recipe.loss!r}; expected 'pit_si_snr' or 'pcm'")
+    if recipe.loss == "si_sdr":
+        return -si_sdr(estimates[:, 0], targets[:, 0]).mean()
+    raise ValueError(f"unknown loss {recipe.loss!r}; expected one of {LOSSES}")
 
 
 def train_step(model: nn.Module, batch, optimizer: torch.optim.Optimizer,
