@@ -151,6 +151,13 @@ def test_a_speaker_rule_added_later_still_counts_grouped_files_as_heard(tmp_path
     assert sorted(u.path.name for u in test) == ["talkerB.wav", "talkerC.wav"]
     assert roles == {f"{tmp_path.name}/talkerB": "validation",
                      f"{tmp_path.name}/talkerC": "test"}
+    # a record whose files are not under the folder (another layout) is refused: nothing
+    # would match, and the trained talkers would count as unheard
+    from sigformer.data.io import DataError
+
+    moved = {"train": ["clean/source7_0.wav", "clean/talkerA.wav"], "val": ["talkerB.wav"]}
+    with pytest.raises(DataError, match="2 of the 3 training and validation files"):
+        unheard_utterances(list_speech(tmp_path)[0], moved, tmp_path)
 
 
 def test_benchmark_scores_floor_ceiling_and_model(speech_run, tmp_path):

@@ -364,6 +364,13 @@ def unheard_utterances(utterances: list[Utterance], training_files: dict[str, li
         return str(Path(u.path).resolve().relative_to(root))
 
     train, val = set(training_files["train"]), set(training_files.get("val", []))
+    listed = {rel(u) for u in utterances if Path(u.path).resolve().is_relative_to(root)}
+    missing = sorted((train | val) - listed)
+    if missing:  # another folder or layout: nothing would match, every speaker "unheard"
+        raise DataError(f"{len(missing)} of the {len(train | val)} training and validation "
+                        f"files the model's record names are not among the utterances under "
+                        f"{root} (e.g. {missing[:3]}); point at the folder the model trained "
+                        f"from, in the same layout, or heard speakers would count as unheard")
     heard = {u.speaker for u in utterances if rel(u) in train}
     unheard = [u for u in utterances if u.speaker not in heard]
     roles = {u.speaker: "test" for u in unheard}
