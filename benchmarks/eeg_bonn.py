@@ -196,6 +196,16 @@ def tokenizer_record(tokenizer: str, size: str, epochs: int) -> dict:
                     "folds' signals); encoder and head see training-fold labels only"}
 
 
+def tfm_row(params: dict, sfreq: float, epochs: int, class_weight, scale: bool = False,
+            **estimator):
+    """A TFM pipeline factory: 200 Hz (with the published percentile scaling when
+    ``scale``; an ``amplitude_input`` model scales inside), then ``tfm_classifier``."""
+    return lambda: make_pipeline(
+        FunctionTransformer(tfm_prepare, kw_args={"sfreq": sfreq, "scale": scale}),
+        SignalClassifier(model="tfm_classifier", model_params=params, max_epochs=epochs,
+                         lr=1e-3, batch_size=64, class_weight=class_weight, **estimator))
+
+
 def candidates(size: str, epochs: int, sfreq: float, tokenizer: str = "shipped",
                class_weight: str | None = "balanced", split_seed: int = 0) -> dict:
     """Each model as a pipeline that starts with its own preprocessing; every model gets the
@@ -210,28 +220,15 @@ def candidates(size: str, epochs: int, sfreq: float, tokenizer: str = "shipped",
             model_params=native, class_weight=class_weight))
 
     return {
-        TFM_ROW: lambda: make_pipeline(
-            FunctionTransformer(tfm_prepare, kw_args={"sfreq": sfreq}),
-            SignalClassifier(model="tfm_classifier", model_params=tfm, max_epochs=epochs,
-                             lr=1e-3, batch_size=64, class_weight=class_weight)),
-        TFM_AMPLITUDE_ROW: lambda: make_pipeline(  # resampled only: the model scales inside
-            FunctionTransformer(tfm_prepare, kw_args={"sfreq": sfreq, "scale": False}),
-            SignalClassifier(model="tfm_classifier", model_params=dict(tfm, amplitude_input=True),
-                             max_epochs=epochs, lr=1e-3, batch_size=64,
-                             class_weight=class_weight)),
-        TFM_PROBE_ROW: lambda: make_pipeline(
-            FunctionTransformer(tfm_prepare, kw_args={"sfreq": sfreq, "scale": False}),
-            SignalClassifier(model="tfm_classifier",
-                             model_params=dict(tfm, amplitude_input=True, amplitude_probe=True),
-                             max_epochs=epochs, lr=1e-3, batch_size=64,
-                             class_weight=class_weight)),
-        TFM_PROBE_ES_ROW: lambda: make_pipeline(
-            FunctionTransformer(tfm_prepare, kw_args={"sfreq": sfreq, "scale": False}),
-            SignalClassifier(model="tfm_classifier",
-                             model_params=dict(tfm, amplitude_input=True, amplitude_probe=True),
-                             max_epochs=epochs, lr=1e-3, batch_size=64,
-                             class_weight=class_weight, validation_split=0.2,
-                             early_stopping_patience=5, random_state=split_seed)),
+        TFM_ROW: tfm_row(tfm, sfreq, epochs, class_weight, scale=True),
+        # resampled only: the model scales inside
+        TFM_AMPLITUDE_ROW: tfm_row(dict(tfm, amplitude_input=True), sfreq, epochs,
+                                   class_weight),
+        TFM_PROBE_ROW: tfm_row(dict(tfm, amplitude_input=True, amplitude_probe=True), sfreq,
+                               epochs, class_weight),
+        TFM_PROBE_ES_ROW: tfm_row(dict(tfm, amplitude_input=True, amplitude_probe=True), sfreq,
+                                  epochs, class_weight, validation_split=0.2,
+                                  early_stopping_patience=5, random_state=split_seed),
         "EEGNet": braindecode("EEGNet"),
         "SleepStagerChambon2018": braindecode("SleepStagerChambon2018"),
         "SPARCNet": braindecode("SPARCNet"),

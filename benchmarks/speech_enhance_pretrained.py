@@ -538,9 +538,11 @@ def main(argv=None) -> int:
         "results": results, "targets": targets, "targets_all_unheard": targets_all,
         "enhance_wall_s": round(enhance_wall, 2), "machine": platform.machine(),
         "scenes": rows, "bundle_training": model.training}
+    from sigformer.atomic import atomic_write_json
+
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=1))
+    atomic_write_json(out, report)  # never a half-written report
     print(f"\nwrote {out}")
     return 0
 

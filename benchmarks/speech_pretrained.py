@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import platform
 import sys
 import tempfile
@@ -330,9 +329,11 @@ def main(argv=None) -> int:
               "targets_all_unheard": everything,
               "threads": args.threads, "machine": platform.machine(), "quick": args.quick,
               "bundle_training": training}
+    from sigformer.atomic import atomic_write_json
+
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=1))
+    atomic_write_json(out, report)  # never a half-written report
     print(f"\nwrote {out}")
     return 0
 
