@@ -101,6 +101,8 @@ TFM_AMPLITUDE_ROW = "TFM + amplitude input"
 TFM_PROBE_ROW = "TFM + amplitude input + probe"
 # ... with an inner validation split (20 %, stratified): early stopping and best-epoch restore
 TFM_PROBE_ES_ROW = "TFM + amplitude input + probe + early stopping"
+# a diagnostic row (opt-in with --models): amplitude alone, the probe's model
+LOG_AMPLITUDE_ROW = "log amplitude + LR (diagnostic)"
 # the sigformer extensions of the TFM row, with what each adds (reported apart from the
 # published TFM row, each against the issue's targets)
 EXTENSION_ROWS = {
@@ -196,6 +198,15 @@ def tokenizer_record(tokenizer: str, size: str, epochs: int) -> dict:
                     "folds' signals); encoder and head see training-fold labels only"}
 
 
+class LogAmplitudeLR(BandPowerLR):
+    """Diagnostic: ONE feature per channel, the log 95th-percentile absolute amplitude (what
+    TFM's percentile scaling divides out), -> logistic regression. Shows how much of a task
+    is amplitude alone; the amplitude probe of ``amplitude_probe=True`` is this model."""
+
+    def _features(self, X):
+        return np.log(np.quantile(np.abs(X), 0.95, axis=-1) + 1e-8)
+
+
 def tfm_row(params: dict, sfreq: float, epochs: int, class_weight, scale: bool = False,
             **estimator):
     """A TFM pipeline factory: 200 Hz (with the published percentile scaling when
@@ -233,6 +244,7 @@ def candidates(size: str, epochs: int, sfreq: float, tokenizer: str = "shipped",
         "SleepStagerChambon2018": braindecode("SleepStagerChambon2018"),
         "SPARCNet": braindecode("SPARCNet"),
         "band power + LR": lambda: BandPowerLR(sfreq, class_weight),
+        LOG_AMPLITUDE_ROW: lambda: LogAmplitudeLR(sfreq, class_weight),
     }
 
 
@@ -410,7 +422,8 @@ def main() -> None:
     parser.add_argument("--tasks", nargs="+", default=["seizure_vs_rest", "five_class"])
     parser.add_argument("--models", nargs="+", default=[
         TFM_ROW, *EXTENSION_ROWS, "EEGNet", "SleepStagerChambon2018", "band power + LR"],
-        help="subset of the candidates; add SPARCNet (920k parameters, slow on CPU)")
+        help="subset of the candidates; add SPARCNet (920k parameters, slow on CPU) or the "
+             "diagnostic 'log amplitude + LR (diagnostic)'")
     parser.add_argument("--quick", action="store_true",
                         help="8 segments per class, 1 epoch, 2 folds, one task: checks the "
                              "script runs (writes a report only with --out)")
