@@ -345,3 +345,30 @@ def test_card_refuses_quick_or_other_chunking_and_flags_heard_noise(enhance_run,
                                               "model HEARD in training")
     assert section.count("**Caution") == 2  # again after the target lines
     assert "**Caution" not in card_with(checkpoint_report)
+
+
+def test_plot_enhance_draws_every_system_and_leaves_empty_bins_blank(tmp_path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "plot_enhance", Path(__file__).resolve().parents[1] / "scripts" / "plot_enhance.py")
+    plot = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(plot)
+    bins = ["<0.5 s", "0.5-0.8 s", ">0.8 s"]
+
+    def row(gain, n_short):
+        by_rt60 = {b: {"n": 0, "si_sdri": None} for b in bins}
+        by_rt60["<0.5 s"] = {"n": n_short, "si_sdri": gain + 1}
+        by_rt60[">0.8 s"] = {"n": 2, "si_sdri": gain - 1}
+        return {"mean": {"si_sdri": gain}, "by_rt60": by_rt60}
+
+    report = {"model": "m", "rt60_bins": bins, "conditions": {"n_scenes": 4},
+              "results": {"unprocessed (mic 0)": row(0.0, 2), "model": row(3.0, 2)}}
+    systems, groups, values = plot.bars(report)
+    assert systems == ["unprocessed (mic 0)", "model"] and groups == ["all", *bins]
+    np.testing.assert_array_equal(values[1], [3.0, 4.0, np.nan, 2.0])
+    out = plot.plot(report, tmp_path / "f.png")
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(SystemExit, match="not an enhancement benchmark report"):
+        (tmp_path / "bad.json").write_text("{}")
+        plot.main([str(tmp_path / "bad.json"), "--out", str(tmp_path / "g.png")])
