@@ -71,6 +71,23 @@ def split_record(run: Path) -> tuple[Path, dict]:
     return main_run, json.loads(path.read_text())
 
 
+def loss_name(recipe: str | None) -> str:
+    """The training loss named in a logged recipe line (``SpeechRecipe(loss='pcm', ...)``)."""
+    found = re.search(r"loss='(\w+)'", recipe or "")
+    names = {"pcm": "PCM loss", "si_sdr": "negative SI-SDR loss",
+             "pit_si_snr": "PIT SI-SNR loss"}
+    return names.get(found.group(1), found.group(1)) if found else "loss not recorded"
+
+
+def validation_lines(facts: dict, items: str, note: str = "") -> list[str]:
+    """The card's validation table: the last recorded entries."""
+    return [f"Validation ({facts['n_val']} fixed {facts['segment_seconds']:g} s {items} of the "
+            f"validation speakers{note}), last entries:", "",
+            "| step | SI-SDR (dB) | SI-SDRi (dB) | lr |", "|---:|---:|---:|---:|",
+            *[f"| {h['step']} | {h['si_sdr']:.2f} | {h['si_sdri']:.2f} | {h['lr']:.1e} |"
+              for h in facts["validation"]]]
+
+
 def heard_speakers(record: dict) -> list[str]:
     """Speakers of the training files under today's speaker rules (a rule added after the
     run may group files the run's split kept apart: those speakers count as heard)."""
@@ -185,11 +202,7 @@ def model_card(name: str, n_params: int, rate: int, facts: dict, results: dict |
            f"training log), with the data above."] if facts.get("init") else []),
         f"- Recipe: {facts.get('recipe')}. The published recipe's learning rate is 1.5e-4 for "
         f"the 42 M-parameter model; this model was trained at {facts['lr']}.", "",
-        f"Validation ({facts['n_val']} fixed {facts['segment_seconds']:g} s mixtures of the "
-        f"validation speakers), last entries:", "",
-        "| step | SI-SDR (dB) | SI-SDRi (dB) | lr |", "|---:|---:|---:|---:|"]
-    lines += [f"| {h['step']} | {h['si_sdr']:.2f} | {h['si_sdri']:.2f} | {h['lr']:.1e} |"
-              for h in facts["validation"]]
+        *validation_lines(facts, "mixtures")]
     if results:
         lines += ["", "## Measured on held-out speakers (`benchmarks/speech_pretrained.py`)", "",
                   f"{results['n_mixtures']} mixtures of the speakers it never heard ("
@@ -278,13 +291,9 @@ def enhance_card(name: str, n_params: int, rate: int, facts: dict, results: dict
         f"{facts['steps_trained']:,} steps trained in all), "
         f"{facts.get('train_seconds', 0) / 60:.0f} min of training on a 2-core CPU.",
         *([f"- Fine-tuned from the checkpoint `{facts['init']}`."] if facts.get("init") else []),
-        f"- Recipe: {facts.get('recipe')} (PCM loss)"
+        f"- Recipe: {facts.get('recipe')} ({loss_name(facts.get('recipe'))})"
         + (f"; learning rate {facts['lr']}." if facts.get("lr") else "."), "",
-        f"Validation ({facts['n_val']} fixed {facts['segment_seconds']:g} s scenes of the "
-        f"validation speakers; SI-SDRi = SI-SDR gain over microphone 0), last entries:", "",
-        "| step | SI-SDR (dB) | SI-SDRi (dB) | lr |", "|---:|---:|---:|---:|"]
-    lines += [f"| {h['step']} | {h['si_sdr']:.2f} | {h['si_sdri']:.2f} | {h['lr']:.1e} |"
-              for h in facts["validation"]]
+        *validation_lines(facts, "scenes", "; SI-SDRi = SI-SDR gain over microphone 0")]
     if results:
         lines += ["", *enhance_results_lines(results, name)]
     lines += ["", "## Limits", "",

@@ -189,3 +189,17 @@ def test_packaging_needs_the_runs_split_record(speech_run, tmp_path):
     shutil.copytree(run, copy)  # without its sibling -split.json
     with pytest.raises(SystemExit, match="split.json is missing"):
         _script("scripts/package_speech.py").main([str(copy), "--dest", str(tmp_path)])
+
+
+def test_card_names_the_loss_the_run_used():
+    """The enhancement card named the PCM loss whatever the run trained with."""
+    pkg = _script("scripts/package_speech.py")
+    assert pkg.loss_name("SpeechRecipe(loss='si_sdr', lr=0.0005)") == "negative SI-SDR loss"
+    assert pkg.loss_name("SpeechRecipe(loss='pcm', lr=0.0001)") == "PCM loss"
+    assert pkg.loss_name(None) == "loss not recorded"
+    facts = {"n_val": 2, "segment_seconds": 2.0,
+             "validation": [{"step": 250, "si_sdr": -0.61, "si_sdri": 0.85, "lr": 5e-4}]}
+    lines = pkg.validation_lines(facts, "scenes", "; note")
+    assert lines[0] == ("Validation (2 fixed 2 s scenes of the validation speakers; note), "
+                        "last entries:")
+    assert lines[-1] == "| 250 | -0.61 | 0.85 | 5.0e-04 |"
