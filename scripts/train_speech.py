@@ -37,6 +37,8 @@ DEFAULT_DATA = REPO.parent / "shared" / "data" / "speech"
 
 
 def parse_args(argv=None) -> argparse.Namespace:
+    from sigformer.recipes.speech import LOSSES
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--task", choices=("separate", "enhance"), required=True)
     ap.add_argument("--data", default=str(DEFAULT_DATA), help="folder of speech and noise")
@@ -66,7 +68,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                     help="with --init and no split record of the init run: make a new split "
                          "(its held-out speakers and noises may have been heard by the initial "
                          "weights)")
-    ap.add_argument("--loss", choices=("pit_si_snr", "pcm", "si_sdr"), default=None,
+    ap.add_argument("--loss", choices=LOSSES, default=None,
                     help="training loss (default: the recipe's: PIT SI-SNR for separation, "
                          "PCM for enhancement)")
     ap.add_argument("--lr", type=float, default=None)

@@ -65,3 +65,27 @@ def test_dbconformer_in_braindecode_eegclassifier(mi_epochs, tiny_dbconformer_pa
     assert clf.module_.n_chans == X.shape[1] and clf.module_.n_times == X.shape[2]
     assert clf.predict(X).shape == y.shape
     assert torch.isfinite(torch.as_tensor(clf.predict_proba(X))).all()
+
+
+def test_registered_name_knows_models_built_directly_and_by_name():
+    from sigformer.models.eeg.tfm_tokenizer import TFMTokenizer
+    from sigformer.models.registry import registered_name
+    from sigformer.models.rf.adafortitran import AdaFortiTran, FortiTran
+
+    assert registered_name(TFMTokenizer) == "tfm_tokenizer"
+    assert registered_name(create_model("tfm_tokenizer", preset="tiny")) == "tfm_tokenizer"
+    # a registered subclass is its own name, not its parent's
+    assert registered_name(FortiTran) == "fortitran"
+    assert registered_name(AdaFortiTran) == "adafortitran"
+    assert registered_name(torch.nn.Linear(2, 2)) is None
+
+
+def test_pretraining_dispatch_by_registered_name():
+    from sigformer.models.eeg.tfm_tokenizer import TFMTokenizer
+    from sigformer.recipes import has_pretraining_recipe, pretrain
+
+    assert has_pretraining_recipe(TFMTokenizer())
+    dbc = create_model("dbconformer", preset="bnci2014001", n_outputs=2)
+    assert not has_pretraining_recipe(dbc)
+    with pytest.raises(TypeError, match="no pretraining recipe for 'dbconformer'.*tfm_tokenizer"):
+        pretrain(dbc, np.zeros((2, 22, 1001), np.float32))

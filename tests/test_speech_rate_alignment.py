@@ -219,3 +219,16 @@ def test_unlabelled_separation_bundle_writes_every_source(tmp_path, capsys, monk
     proc.configure(8000, ["mic0"])
     with pytest.raises(SignalError, match="2 output signal.*1 label"):
         proc.process(x.astype(np.float32)) + proc.flush()
+
+
+@pytest.mark.parametrize("rate", [8000, 16000])
+def test_summary_line_names_the_resampling_delay_only_when_resampling(rate):
+    x = _noise(1, rate // 2, seed=3)
+    lines: list[str] = []
+    source = ArraySource(x, rate, ["mic0"], chunk_size=rate // 4)
+    report = stream_bundle(_bundle("separate", 8000, 1), source, [], log=lines.append)
+    summary = lines[-1]
+    if rate == 8000:
+        assert "resampling delay" not in summary
+    else:
+        assert f"resampling delay {report['resample_delay_ms']:.1f} ms" in summary

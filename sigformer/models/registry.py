@@ -83,6 +83,16 @@ def register_model(name: str, *, domain: str, presets: dict[str, dict] | None = 
     return decorator
 
 
+def registered_name(model: nn.Module | type) -> str | None:
+    """The name a model (instance or class) is registered under: the one it was created
+    with, else the one its exact class was registered as; None for unregistered models."""
+    recorded = getattr(model, "sigformer_config", {}).get("name")
+    if recorded:
+        return recorded
+    cls = model if isinstance(model, type) else type(model)
+    return next((e.name for e in _REGISTRY.values() if e.cls is cls), None)
+
+
 def _add_pretrained_methods(cls: type) -> None:
     """Give registered classes the hub-style methods (``Model.from_pretrained(...)``,
     ``model.save_pretrained(dir)``, ``model.push_to_hub(repo)``, ``model.reset_head(n)``)

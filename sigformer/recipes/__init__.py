@@ -10,40 +10,46 @@ files importing training code.
 from __future__ import annotations
 
 from collections.abc import Callable
+from importlib import import_module
 from typing import Any
 
-# Registered model names that :func:`pretrain` has a recipe for (the tokenizer wrappers ask
-# here, so a recipe added below is picked up without touching them).
-PRETRAINING_RECIPES = ("tfm_tokenizer",)
+# Registered model name -> (recipe module, function) that :func:`pretrain` runs; the tokenizer
+# wrappers ask :func:`has_pretraining_recipe`, so a recipe added here is picked up without
+# touching them.
+PRETRAINING_RECIPES: dict[str, tuple[str, str]] = {
+    "tfm_tokenizer": ("tfm", "pretrain_tokenizer"),
+}
 
 
 def has_pretraining_recipe(model) -> bool:
     """Whether :func:`pretrain` can train ``model`` (by its registered name)."""
-    return _model_name(model) in PRETRAINING_RECIPES or _model_name(model) == "TFMTokenizer"
+    return _model_name(model) in PRETRAINING_RECIPES
 
 
 def _model_name(model) -> str:
-    return getattr(model, "sigformer_config", {}).get("name") or type(model).__name__
+    from ..models.registry import registered_name
+
+    return registered_name(model) or type(model).__name__
 
 
 def pretrain(model, X, **kwargs) -> Any:
     """Self-supervised pretraining of ``model`` on ``X`` with its published recipe; returns
     the training history (also stored as ``model.history_``)."""
     name = _model_name(model)
-    if name in ("tfm_tokenizer", "TFMTokenizer"):  # keep in step with PRETRAINING_RECIPES
-        from .tfm import pretrain_tokenizer
-
-        model.history_ = pretrain_tokenizer(model, X, **kwargs)
-        return model.history_
-    raise TypeError(f"no pretraining recipe for {name!r}; models with one: tfm_tokenizer "
-                    f"(sigformer.recipes.tfm); Du-IN's two stages are sigformer.recipes.duin.pretrain_vqvae "
-                    f"and pretrain_mae")
+    if name not in PRETRAINING_RECIPES:
+        raise TypeError(f"no pretraining recipe for {name!r}; models with one: "
+                        f"{', '.join(PRETRAINING_RECIPES)} (sigformer.recipes); Du-IN's two "
+                        f"stages are sigformer.recipes.duin.pretrain_vqvae and pretrain_mae")
+    module, function = PRETRAINING_RECIPES[name]
+    recipe = getattr(import_module(f"{__name__}.{module}"), function)
+    model.history_ = recipe(model, X, **kwargs)
+    return model.history_
 
 
 def unsupervised_stage(model) -> Callable[[Any], None] | None:
     """The unsupervised stage an estimator runs before supervised training (e.g. the TFM
     classifier's tokenizer and masked-token pretraining), or None."""
-    if _model_name(model) in ("tfm_classifier", "TFMClassifier"):
+    if _model_name(model) == "tfm_classifier":
         from .tfm import pretrain_classifier_stages
 
         def run(X) -> None:
@@ -59,7 +65,7 @@ def unsupervised_stage(model) -> Callable[[Any], None] | None:
 def supervised_warm_start(model) -> Callable[[Any, Any, Any], None] | None:
     """A step an estimator runs on the training split just before supervised training,
     ``run(X, y_idx, class_weights)``, or None (e.g. the TFM classifier's amplitude probe)."""
-    if _model_name(model) in ("tfm_classifier", "TFMClassifier") and getattr(
+    if _model_name(model) == "tfm_classifier" and getattr(
             model, "amplitude_probe", False):
         from .tfm import fit_amplitude_probe
 

@@ -210,6 +210,9 @@ class StreamRunner:
             lat = 1e3 * np.asarray(list(self.processing_latencies)[-200:])
             msg += (f", processing latency p50 {np.median(lat):.1f} ms p99 "
                     f"{np.quantile(lat, 0.99):.1f} ms")
+        delay_ms = getattr(st, "resample_delay_ms", 0.0)
+        if delay_ms:  # audio at a rate other than the model's: the resamplers' latency
+            msg += f", resampling delay {delay_ms:.1f} ms"
         msg += _latest_class(self.last_output)
         if st.gaps or st.queue_drops or st.timestamp_jumps:
             msg += (f", gaps {st.gaps} ({st.dropped_samples} samples), jumps "
