@@ -89,3 +89,12 @@ def test_pretraining_dispatch_by_registered_name():
     assert not has_pretraining_recipe(dbc)
     with pytest.raises(TypeError, match="no pretraining recipe for 'dbconformer'.*tfm_tokenizer"):
         pretrain(dbc, np.zeros((2, 22, 1001), np.float32))
+
+
+def test_missing_input_size_names_the_sizes_to_give():
+    with pytest.raises(ValueError, match=r"cannot build 'dbconformer'.*Give n_times, sfreq, "
+                                         r"n_outputs \(preset 'tiny' sets none of them\)"):
+        create_model("dbconformer", preset="tiny", n_chans=4)
+    model = create_model("dbconformer", preset="tiny", n_chans=4, n_times=256, sfreq=128,
+                         n_outputs=2)
+    assert model(torch.zeros(1, 4, 256)).shape == (1, 2)

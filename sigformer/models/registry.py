@@ -248,6 +248,10 @@ def resolve_kwargs(name: str, preset: str | None = None, **kwargs) -> dict[str, 
     return merged
 
 
+# the sizes braindecode-style EEG models infer from each other (any missing one may be fatal)
+SIGNAL_SIZE_ARGUMENTS = ("n_chans", "n_times", "sfreq", "n_outputs")
+
+
 def create_model(name: str, preset: str | None = None, *, spec=None, weights=None,
                  strict: bool = True, **kwargs) -> nn.Module:
     """Build a model by registry name, optionally from a named preset, a signal spec and
@@ -280,6 +284,15 @@ def create_model(name: str, preset: str | None = None, *, spec=None, weights=Non
     except TypeError as err:
         raise TypeError(f"cannot build {name!r} with {sorted(merged)}: {err}"
                         f"{_argument_hint(name, merged)}") from err
+    except ValueError as err:
+        if "could not be inferred" not in str(err):
+            raise
+        # braindecode's signal-size inference: say which sizes are missing and how to give them
+        missing = [k for k in SIGNAL_SIZE_ARGUMENTS if merged.get(k) is None]
+        given = f" (preset {preset!r} sets none of them)" if preset else ""
+        raise ValueError(f"cannot build {name!r}: the input size is not known: {err} Give "
+                         f"{', '.join(missing)}{given}, or spec= from the data (e.g. "
+                         f"create_model({name!r}, spec=epochs.spec, n_outputs=2))") from err
     # Remember how it was built, so checkpoints can rebuild it without pickle.
     model.sigformer_config = {"name": name, "kwargs": merged}
     if weights is not None:
