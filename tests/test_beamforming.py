@@ -211,3 +211,15 @@ def test_transform_modules_match_the_functions():
     batch = SoudenMVDR()(np.stack([x, x]))
     assert isinstance(batch, np.ndarray) and batch.shape == (2, x.shape[1])
     np.testing.assert_allclose(batch[1], bf.souden_mvdr(x), atol=1e-5)
+
+
+def test_old_rate_keyword_still_works_with_a_warning():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((4, 4000))
+    positions = np.array([[0.05 * i, 0.0, 0.0] for i in range(4)])
+    new = bf.delay_and_sum(x, sample_rate=8000, mic_positions=positions, azimuth=0.3)
+    with pytest.warns(FutureWarning, match="renamed sample_rate"):
+        old = bf.delay_and_sum(x, rate=8000, mic_positions=positions, azimuth=0.3)
+    np.testing.assert_array_equal(new, old)
+    with pytest.raises(TypeError, match="both rate= and sample_rate="):
+        bf.delay_and_sum(x, rate=8000, sample_rate=8000)

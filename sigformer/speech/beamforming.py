@@ -33,6 +33,7 @@ Spatial statistics (:func:`spatial_covariances`) come from one of
 
 from __future__ import annotations
 
+import functools
 import warnings
 
 import numpy as np
@@ -76,8 +77,24 @@ def istft(spec: torch.Tensor, length: int, n_fft: int = N_FFT, hop: int = HOP) -
     return out.numpy().astype(np.float32)
 
 
-def _freqs(rate: float, n_fft: int = N_FFT) -> np.ndarray:
-    return np.fft.rfftfreq(n_fft, 1.0 / rate)
+def _accepts_rate_keyword(fn):
+    """``rate=`` was these functions' name for ``sample_rate`` (the name used everywhere else
+    in sigformer); keep old keyword callers working, with a warning."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        if "rate" in kwargs:
+            if "sample_rate" in kwargs:
+                raise TypeError(f"{fn.__name__}() got both rate= and sample_rate=")
+            warnings.warn(f"{fn.__name__}(rate=...) is renamed sample_rate=", FutureWarning,
+                          stacklevel=2)
+            kwargs["sample_rate"] = kwargs.pop("rate")
+        return fn(*args, **kwargs)
+
+    return wrapper
+
+
+def _freqs(sample_rate: float, n_fft: int = N_FFT) -> np.ndarray:
+    return np.fft.rfftfreq(n_fft, 1.0 / sample_rate)
 
 
 # --- spatial statistics ---------------------------------------------------------------------
@@ -161,7 +178,8 @@ def _check_positions(mic_positions, n_mics: int) -> np.ndarray:
     return pos
 
 
-def steering_vector(rate: float, mic_positions: np.ndarray, azimuth: float,
+@_accepts_rate_keyword
+def steering_vector(sample_rate: float, mic_positions: np.ndarray, azimuth: float,
                     colatitude: float = np.pi / 2, reference: int = 0, n_fft: int = N_FFT,
                     c: float = SPEED_OF_SOUND) -> torch.Tensor:
     """Far-field plane-wave relative transfer function ``(freq, n_mics)`` for a source in
@@ -170,10 +188,11 @@ def steering_vector(rate: float, mic_positions: np.ndarray, azimuth: float,
     pos = np.asarray(mic_positions, np.float64)
     pos = np.c_[pos, np.zeros(len(pos))] if pos.shape[1] == 2 else pos
     advance = (pos - pos[reference]) @ _unit_vector(azimuth, colatitude) / c  # seconds early
-    return torch.as_tensor(np.exp(2j * np.pi * np.outer(_freqs(rate, n_fft), advance)))
+    return torch.as_tensor(np.exp(2j * np.pi * np.outer(_freqs(sample_rate, n_fft), advance)))
 
 
-def estimate_doa(x: np.ndarray, rate: float, mic_positions: np.ndarray, method: str = "SRP",
+@_accepts_rate_keyword
+def estimate_doa(x: np.ndarray, sample_rate: float, mic_positions: np.ndarray, method: str = "SRP",
                  freq_range: tuple[float, float] = (300.0, 3500.0), n_fft: int = N_FFT,
                  vad: np.ndarray | bool | None = True, c: float = SPEED_OF_SOUND) -> float:
     """Azimuth (radians) of the dominant source by pyroomacoustics' DOA ``method`` (``SRP``
@@ -193,8 +212,8 @@ def estimate_doa(x: np.ndarray, rate: float, mic_positions: np.ndarray, method: 
         vad = energy_vad(x, n_fft, n_fft // 2)
     if vad is not None and vad is not False:
         spec = spec[:, :, np.asarray(vad, bool)]
-    high = min(freq_range[1], 0.45 * rate)
-    doa = pra.doa.algorithms[method](pos.T, rate, n_fft, c=c, num_src=1,
+    high = min(freq_range[1], 0.45 * sample_rate)
+    doa = pra.doa.algorithms[method](pos.T, sample_rate, n_fft, c=c, num_src=1,
                                      azimuth=np.deg2rad(np.arange(360.0)))
     doa.locate_sources(spec, num_src=1, freq_range=[freq_range[0], high])
     return float(doa.azimuth_recon[0])
@@ -227,12 +246,13 @@ def souden_weights(x: np.ndarray, *, speech=None, noise=None, mask=None, vad=Non
     return mvdr_weights_souden(psd_s, psd_n, reference)
 
 
-def souden_mvdr(x: np.ndarray, rate: float | None = None, *, speech=None, noise=None,
+@_accepts_rate_keyword
+def souden_mvdr(x: np.ndarray, sample_rate: float | None = None, *, speech=None, noise=None,
                 mask=None, vad=None, reference: int = 0, n_fft: int = N_FFT, hop: int = HOP
                 ) -> np.ndarray:
     """Souden MVDR (reference-channel form) from speech and noise covariances; the
     statistics come from ``speech``/``noise`` signals, a ``mask`` or a ``vad`` (see
-    :func:`spatial_covariances`). ``rate`` is accepted for a uniform signature."""
+    :func:`spatial_covariances`). ``sample_rate`` is accepted for a uniform signature."""
     weights = souden_weights(x, speech=speech, noise=noise, mask=mask, vad=vad,
                              reference=reference, n_fft=n_fft, hop=hop)
     return apply_weights(weights, x, n_fft, hop)
@@ -254,7 +274,8 @@ def rtf_mvdr_weights(x: np.ndarray, *, speech=None, noise=None, mask=None, vad=N
     return mvdr_weights_rtf(steer, psd_n, reference)
 
 
-def rtf_mvdr(x: np.ndarray, rate: float | None = None, *, speech=None, noise=None, mask=None,
+@_accepts_rate_keyword
+def rtf_mvdr(x: np.ndarray, sample_rate: float | None = None, *, speech=None, noise=None, mask=None,
              vad=None, reference: int = 0, rtf: str = "evd", n_iter: int = 3,
              n_fft: int = N_FFT, hop: int = HOP) -> np.ndarray:
     """MVDR steered by the relative transfer function of the speech covariance: its
@@ -266,22 +287,24 @@ def rtf_mvdr(x: np.ndarray, rate: float | None = None, *, speech=None, noise=Non
     return apply_weights(weights, x, n_fft, hop)
 
 
-def _steer_to(x: np.ndarray, rate: float, mic_positions, azimuth, colatitude, doa_method,
+def _steer_to(x: np.ndarray, sample_rate: float, mic_positions, azimuth, colatitude, doa_method,
               reference: int, n_fft: int) -> torch.Tensor:
     pos = _check_positions(mic_positions, x.shape[0])
     if azimuth is None:
-        azimuth = estimate_doa(x, rate, pos, doa_method, n_fft=n_fft)
-    return steering_vector(rate, pos, azimuth, colatitude, reference, n_fft)
+        azimuth = estimate_doa(x, sample_rate, pos, doa_method, n_fft=n_fft)
+    return steering_vector(sample_rate, pos, azimuth, colatitude, reference, n_fft)
 
 
-def doa_mvdr_weights(x: np.ndarray, rate: float, mic_positions: np.ndarray, *,
+@_accepts_rate_keyword
+def doa_mvdr_weights(x: np.ndarray, sample_rate: float, mic_positions: np.ndarray, *,
                      azimuth: float | None = None, colatitude: float = np.pi / 2,
                      doa_method: str = "SRP", noise=None, mask=None, vad=None,
                      reference: int = 0, n_fft: int = N_FFT, hop: int = HOP) -> torch.Tensor:
     from torchaudio.functional import mvdr_weights_rtf, psd
 
     x = _check_array(x)
-    steer = _steer_to(x, rate, mic_positions, azimuth, colatitude, doa_method, reference, n_fft)
+    steer = _steer_to(x, sample_rate, mic_positions, azimuth, colatitude, doa_method,
+                      reference, n_fft)
     if noise is not None:
         psd_n = psd(stft(_check_array(noise, "noise"), n_fft, hop))
     elif mask is not None or vad is not None:
@@ -291,7 +314,8 @@ def doa_mvdr_weights(x: np.ndarray, rate: float, mic_positions: np.ndarray, *,
     return mvdr_weights_rtf(steer, psd_n, reference)
 
 
-def doa_mvdr(x: np.ndarray, rate: float, mic_positions: np.ndarray, *,
+@_accepts_rate_keyword
+def doa_mvdr(x: np.ndarray, sample_rate: float, mic_positions: np.ndarray, *,
              azimuth: float | None = None, colatitude: float = np.pi / 2,
              doa_method: str = "SRP", noise=None, mask=None, vad=None, reference: int = 0,
              n_fft: int = N_FFT, hop: int = HOP) -> np.ndarray:
@@ -299,9 +323,9 @@ def doa_mvdr(x: np.ndarray, rate: float, mic_positions: np.ndarray, *,
     :func:`estimate_doa` when not given). The noise covariance comes from ``noise`` /
     ``mask`` / ``vad``; with none of them, the noisy covariance is used (MPDR, identical to
     MVDR when the steering vector is exact)."""
-    weights = doa_mvdr_weights(x, rate, mic_positions, azimuth=azimuth, colatitude=colatitude,
-                               doa_method=doa_method, noise=noise, mask=mask, vad=vad,
-                               reference=reference, n_fft=n_fft, hop=hop)
+    weights = doa_mvdr_weights(x, sample_rate, mic_positions, azimuth=azimuth,
+                               colatitude=colatitude, doa_method=doa_method, noise=noise,
+                               mask=mask, vad=vad, reference=reference, n_fft=n_fft, hop=hop)
     return apply_weights(weights, x, n_fft, hop)
 
 
@@ -323,23 +347,25 @@ def gcc_phat_delays(x: np.ndarray, max_delay: int | None = None) -> np.ndarray:
     return delays
 
 
-def delay_and_sum_weights(x: np.ndarray, rate: float, max_delay: int | None = 32, *,
+@_accepts_rate_keyword
+def delay_and_sum_weights(x: np.ndarray, sample_rate: float, max_delay: int | None = 32, *,
                           mic_positions: np.ndarray | None = None,
                           azimuth: float | None = None, colatitude: float = np.pi / 2,
                           doa_method: str = "SRP", n_fft: int = N_FFT) -> torch.Tensor:
     x = _check_array(x)
     if mic_positions is not None:
-        steer = _steer_to(x, rate, mic_positions, azimuth, colatitude, doa_method, 0, n_fft)
+        steer = _steer_to(x, sample_rate, mic_positions, azimuth, colatitude, doa_method, 0, n_fft)
     else:
         if azimuth is not None:
             raise ValueError("a steering azimuth needs mic_positions (the array geometry)")
         delays = gcc_phat_delays(x, max_delay)  # channel m lags channel 0 by delays[m]
-        steer = torch.as_tensor(np.exp(-2j * np.pi * np.outer(_freqs(rate, n_fft), delays)
-                                       / rate))
+        steer = torch.as_tensor(np.exp(-2j * np.pi * np.outer(_freqs(sample_rate, n_fft), delays)
+                                       / sample_rate))
     return steer / x.shape[0]
 
 
-def delay_and_sum(x: np.ndarray, rate: float, max_delay: int | None = 32, *,
+@_accepts_rate_keyword
+def delay_and_sum(x: np.ndarray, sample_rate: float, max_delay: int | None = 32, *,
                   mic_positions: np.ndarray | None = None, azimuth: float | None = None,
                   colatitude: float = np.pi / 2, doa_method: str = "SRP",
                   n_fft: int = N_FFT, hop: int = HOP) -> np.ndarray:
@@ -348,13 +374,14 @@ def delay_and_sum(x: np.ndarray, rate: float, max_delay: int | None = 32, *,
     With ``mic_positions`` the delays are those of a plane wave from ``azimuth`` (estimated
     by :func:`estimate_doa` with ``doa_method`` when not given); without them, GCC-PHAT
     delays to microphone 0 (within ``max_delay`` samples)."""
-    weights = delay_and_sum_weights(x, rate, max_delay, mic_positions=mic_positions,
+    weights = delay_and_sum_weights(x, sample_rate, max_delay, mic_positions=mic_positions,
                                     azimuth=azimuth, colatitude=colatitude,
                                     doa_method=doa_method, n_fft=n_fft)
     return apply_weights(weights, x, n_fft, hop)
 
 
-def mvdr(x: np.ndarray, rate: int, noise: np.ndarray | None = None,
+@_accepts_rate_keyword
+def mvdr(x: np.ndarray, sample_rate: int, noise: np.ndarray | None = None,
          noise_fraction: float = 0.2, diagonal_loading: float = 1e-3) -> np.ndarray:
     """The former sigformer MVDR: steering vector = principal generalised eigenvector of the
     noisy and noise covariances (reverberation included), noise covariance from ``noise`` or
