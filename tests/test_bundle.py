@@ -348,11 +348,15 @@ def test_create_model_with_bundle_weights_is_strict(tmp_path):
     again = create_model("kd_cnn", weights=path)
     x = torch.randn(3, 2, 128)
     torch.testing.assert_close(again.eval()(x), model.eval()(x))
-    with pytest.raises(CheckpointError, match="shape mismatch.*classifier"):
-        create_model("kd_cnn", weights=path, n_outputs=7)
+    with pytest.raises(CheckpointError, match="shape mismatch.*features"):
+        create_model("kd_cnn", weights=path, filters=(8, 32, 64))
     with pytest.warns(UserWarning, match="partial load"):
-        partial = create_model("kd_cnn", weights=path, n_outputs=7, strict=False)
-    torch.testing.assert_close(partial.features[0][0].weight, model.features[0][0].weight)
+        partial = create_model("kd_cnn", weights=path, filters=(8, 32, 64), strict=False)
+    torch.testing.assert_close(partial.classifier[1].weight, model.classifier[1].weight)
+    # another number of outputs: the pretrained body with a fresh head (timm's num_classes)
+    seven = create_model("kd_cnn", weights=path, n_outputs=7)
+    torch.testing.assert_close(seven.features[0][0].weight, model.features[0][0].weight)
+    assert seven.eval()(x).shape == (3, 7)
     with pytest.raises(CheckpointError, match="holds a 'kd_cnn' model, not 'vtcnn2'"):
         create_model("vtcnn2", weights=path)
 

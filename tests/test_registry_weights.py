@@ -51,3 +51,17 @@ def test_preset_keys_given_explicitly_are_not_compared(tmp_path):
     # the recorded architecture, the preset's n_outputs overridden by the caller
     model = create_model("tfm_encoder", "tuev", weights=folder, n_outputs=3)
     assert _same_weights(model, create_model("tfm_encoder", weights=folder))
+
+
+def test_other_n_outputs_loads_the_body_and_swaps_the_head(small_clst, tmp_path):
+    pretrained = create_model("clst", weights=small_clst)
+    model = create_model("clst", weights=small_clst, n_outputs=3).eval()
+    assert model(torch.zeros(2, 2, 128)).shape == (2, 3)
+    body = {k: v for k, v in pretrained.state_dict().items() if not k.startswith("head.")}
+    own = model.state_dict()
+    assert body and all(torch.equal(own[k], v) for k, v in body.items())
+    assert "head re-initialised: 5 -> 3" in str(model.pretrained_report_)
+    # the new size is what it records, so it saves and rebuilds as a 3-output model
+    again = create_model("clst", weights=model.save_pretrained(tmp_path / "three"))
+    assert again.sigformer_config["kwargs"]["n_outputs"] == 3 and _same_weights(again, model)
+    assert create_model("clst", weights=small_clst, n_outputs=5).pretrained_report_.notes == []

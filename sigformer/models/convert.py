@@ -454,6 +454,7 @@ class LoadReport:
     dtype_mismatched: list[str] = field(default_factory=list)
     ignored: dict[str, str] = field(default_factory=dict)  # official key -> reason
     kept: dict[str, str] = field(default_factory=dict)  # sigformer-only key -> reason
+    notes: list[str] = field(default_factory=list)  # e.g. a head swapped after loading
 
     @property
     def ok(self) -> bool:
@@ -470,6 +471,7 @@ class LoadReport:
             if keys:
                 more = f" ... and {len(keys) - SHOWN} more" if len(keys) > SHOWN else ""
                 lines.append(f"  {len(keys)} {title}: " + ", ".join(keys[:SHOWN]) + more)
+        lines += [f"  {note}" for note in self.notes]
         return "\n".join(lines)
 
 

@@ -264,10 +264,14 @@ def create_model(name: str, preset: str | None = None, *, spec=None, weights=Non
     ``spec`` fills the constructor arguments it determines (explicit kwargs win).
     ``weights``: a pretrained catalogue name, a bundle/checkpoint folder (its recorded
     constructor arguments are used, updated by ``kwargs``; a ``preset`` must agree with
-    them) or an official checkpoint file (converted). Loading is strict: any missing, unexpected or mismatched key is refused
-    with the list; ``strict=False`` loads what fits and warns with the report.
+    them) or an official checkpoint file (converted). Loading is strict: any missing,
+    unexpected or mismatched key is refused with the list; ``strict=False`` loads what fits
+    and warns with the report. ``n_outputs`` other than the bundle's loads the pretrained
+    body and gives the model a fresh head of that size (``reset_head``; timm's
+    ``num_classes``), noted in ``model.pretrained_report_``.
     """
     cls = get_model_class(name)
+    new_head = None
     if weights is not None:
         from .weights import bundle_model_kwargs
 
@@ -275,6 +279,9 @@ def create_model(name: str, preset: str | None = None, *, spec=None, weights=Non
         if recorded is not None:
             if preset is not None:
                 _check_preset_agrees(name, preset, recorded, weights, explicit=kwargs)
+            new_head = _new_head_size(recorded, kwargs)
+            if new_head is not None:  # build as trained, load, then swap the head (below)
+                kwargs = {**kwargs, "n_outputs": recorded["n_outputs"]}
             kwargs = {**recorded, **kwargs}
     if spec is not None:
         kwargs = {**spec.model_kwargs(cls), **kwargs}
@@ -299,7 +306,32 @@ def create_model(name: str, preset: str | None = None, *, spec=None, weights=Non
         from .weights import load_weights
 
         model.pretrained_report_ = load_weights(model, weights, strict=strict, name=name)
+        if new_head is not None:
+            _swap_head(model, new_head, weights)
     return model
+
+
+def _new_head_size(recorded: dict[str, Any], kwargs: dict[str, Any]) -> int | None:
+    """``n_outputs`` asked beside weights trained with another number of outputs (timm's
+    ``num_classes`` convention: the pretrained body with a fresh head of that size)."""
+    wanted, trained = kwargs.get("n_outputs"), recorded.get("n_outputs")
+    if wanted is None or trained is None or wanted == trained:
+        return None
+    return wanted
+
+
+def _swap_head(model: nn.Module, n_outputs: int, weights) -> None:
+    from ..checkpoint_io import CheckpointError
+    from .heads import reset_head
+
+    trained = model.sigformer_config["kwargs"]["n_outputs"]
+    try:
+        reset_head(model, n_outputs)
+    except ValueError as err:
+        raise CheckpointError(f"{weights} was trained with n_outputs={trained} and this model's "
+                              f"head cannot be swapped for {n_outputs}: {err}") from err
+    model.pretrained_report_.notes.append(
+        f"head re-initialised: {trained} -> {n_outputs} outputs (train it before use)")
 
 
 def _argument_hint(name: str, kwargs: dict[str, Any]) -> str:
