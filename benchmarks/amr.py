@@ -51,6 +51,7 @@ from sigformer.data.radioml import RML2016_SNRS, AMRDataset, generate_radioml
 from sigformer.models import create_model
 from sigformer.rf.amr import (
     HIGH_SNR_DB,
+    accuracy_by_parameter,
     accuracy_by_snr,
     count_flops,
     evaluate_amr,
@@ -145,6 +146,8 @@ def evaluate_bundle(bundle: Bundle, data: AMRDataset) -> dict:
         "accuracy_by_snr": accuracy_by_snr(data.y, pred, data.snr),
         "confusion_high_snr": confusion_matrix(data.y[high], pred[high],
                                                labels=np.arange(len(bundle.labels))).tolist(),
+        # where the >= 10 dB errors are, by each drawn impairment's range (tertiles)
+        "high_snr_accuracy_by_parameter": accuracy_by_parameter(data, pred, high),
         "parameters": sum(p.numel() for p in model.parameters()),
         "flops": count_flops(model, (2, data.frame_length)),
     }

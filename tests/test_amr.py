@@ -24,6 +24,7 @@ from sigformer.data.radioml import (
 from sigformer.data.sigmf_io import read_sigmf, write_sigmf
 from sigformer.models import create_model
 from sigformer.rf.amr import (
+    accuracy_by_parameter,
     accuracy_by_snr,
     count_flops,
     distillation_loss,
@@ -203,6 +204,26 @@ def test_training_distillation_and_per_snr_evaluation():
         train_amr(student, train.X, train.y, teacher_logits=np.zeros((3, 4)))
     by = accuracy_by_snr(np.array([0, 1, 1]), np.array([0, 0, 1]), np.array([0, 0, 5]))
     assert by == {0.0: 0.5, 5.0: 1.0}
+
+
+def test_accuracy_by_parameter_bins_each_impairment_by_magnitude():
+    rng = np.random.default_rng(0)
+    n = 90
+    cfo = rng.uniform(-0.02, 0.02, n)
+    data = AMRDataset(np.zeros((n, 2, 8)), np.zeros(n, int), np.full(n, 10.0),
+                      params={"cfo": cfo, "n_paths": np.ones(n), "label": np.array(["x"] * n),
+                              "rolloff": np.where(np.arange(n) < 45, np.nan, 0.3)})
+    # right exactly where |CFO| is small: the lowest tertile is perfect, the top one wrong
+    pred = np.where(np.abs(cfo) < np.quantile(np.abs(cfo), 1 / 3), 0, 1)
+    by = accuracy_by_parameter(data, pred)
+    assert set(by) == {"cfo"}  # constant, non-numeric and too-sparse parameters left out
+    bins = by["cfo"]
+    assert [b["n"] for b in bins] == [30, 30, 30] and sum(b["n"] for b in bins) == n
+    assert bins[0]["accuracy"] == 1.0 and bins[2]["accuracy"] == 0.0
+    assert bins[0]["low"] >= 0 and bins[-1]["high"] == pytest.approx(np.abs(cfo).max())
+    assert accuracy_by_parameter(data, pred, mask=np.arange(n) < 10) == {}
+    with pytest.raises(ValueError, match="one prediction per frame"):
+        accuracy_by_parameter(data, pred[:5])
 
 
 # --- pipeline and CLI -------------------------------------------------------------------------

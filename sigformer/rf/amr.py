@@ -29,8 +29,8 @@ if TYPE_CHECKING:  # for annotations and type checkers: these modules load Light
     from ..recipes.amr import StreamRecipe, distillation_loss, train_amr  # see __getattr__
     from ..training import History
 
-__all__ = ["HIGH_SNR_DB", "BurstGroup", "BurstGroups", "accuracy_by_snr", "burst_decision",
-           "capture_dataset", "classify_sigmf",
+__all__ = ["HIGH_SNR_DB", "BurstGroup", "BurstGroups", "accuracy_by_parameter",
+           "accuracy_by_snr", "burst_decision", "capture_dataset", "classify_sigmf",
            "condition_capture", "count_flops", "distillation_loss", "tone_centre",
            "estimate_samples_per_symbol", "evaluate_amr", "evaluate_by_capture", "frame_bursts",
            "inference_ms_per_frame", "leave_one_capture_out", "load_amr_data",
@@ -68,6 +68,37 @@ def accuracy_by_snr(y_true: np.ndarray, y_pred: np.ndarray, snr: np.ndarray
                     ) -> dict[float, float]:
     return {float(s): float(np.mean(y_pred[snr == s] == y_true[snr == s]))
             for s in np.unique(snr)}
+
+
+def accuracy_by_parameter(data: AMRDataset, y_pred: np.ndarray, mask: np.ndarray | None = None,
+                          n_bins: int = 3, min_frames: int = 30) -> dict[str, list[dict]]:
+    """Accuracy per equal-count bin of every numeric drawn parameter (``data.params``: sps,
+    CFO, phase noise, paths, IQ imbalance, ...), over the frames in ``mask`` (e.g. >= 10 dB)
+    where the parameter applies - where a model fails, by impairment. Signed offsets (CFO,
+    DC, IQ gain) are binned by magnitude. Parameters with fewer than ``min_frames`` frames or
+    a single value are left out. ``{name: [{"low", "high", "n", "accuracy"}, ...]}``."""
+    if y_pred.shape != data.y.shape:
+        raise ValueError(f"y_pred must hold one prediction per frame ({data.y.shape}), got "
+                         f"{y_pred.shape}")
+    mask = np.ones(len(data.y), bool) if mask is None else np.asarray(mask, bool)
+    correct = y_pred == data.y
+    out: dict[str, list[dict]] = {}
+    for name, values in sorted(data.params.items()):
+        if values.dtype.kind not in "fiu" or name == "snr_db":
+            continue
+        magnitude = np.abs(values.astype(np.float64))
+        ok = mask & np.isfinite(magnitude)
+        if ok.sum() < min_frames or np.ptp(magnitude[ok]) == 0:
+            continue
+        edges = np.unique(np.quantile(magnitude[ok], np.linspace(0, 1, n_bins + 1)))
+        # each bin is [edge, next edge), the last one closed
+        which = np.clip(np.searchsorted(edges, magnitude[ok], side="right") - 1, 0,
+                        len(edges) - 2)
+        out[name] = [{"low": float(edges[b]), "high": float(edges[b + 1]),
+                      "n": int(np.sum(which == b)),
+                      "accuracy": float(np.mean(correct[ok][which == b]))}
+                     for b in range(len(edges) - 1) if np.any(which == b)]
+    return out
 
 
 def evaluate_amr(model: nn.Module, data: AMRDataset, high_snr_db: float = HIGH_SNR_DB
