@@ -47,7 +47,6 @@ from training import (
     RESULTS,
     VARIANTS,
     Variant,
-    autocast,
     device_meta,
     device_or_exit,
     pin_threads,
@@ -61,6 +60,7 @@ from sigformer.data.ofdm import simulate_ofdm
 from sigformer.export import export_model, onnx_session
 from sigformer.models import create_model
 from sigformer.nn import set_fast_path
+from sigformer.recipes.precision import bf16_autocast
 from sigformer.rf.channel_estimation import SampleLMMSE
 
 OFDM_CASE = "adafortitran-small"
@@ -291,7 +291,7 @@ def run(model: torch.nn.Module, variant: Variant, inputs: tuple):
     set_fast_path(variant.switches)
     device_type = inputs[0].device.type  # autocast for where the inputs (and model) live
     try:
-        with torch.inference_mode(), autocast(variant.bf16, device_type):
+        with torch.inference_mode(), bf16_autocast(variant.bf16, device_type):
             return model(*inputs)
     finally:
         set_fast_path(VARIANTS["reference"].switches)

@@ -44,6 +44,7 @@ from _table import print_table, save_results
 
 from sigformer.models import create_model
 from sigformer.nn import FAST, REFERENCE, FastPath, set_fast_path
+from sigformer.recipes.precision import bf16_autocast
 
 RESULTS = Path(__file__).parent / "results"
 NOATTN = FastPath(fused_projections=True, attention_dropout=False)
@@ -166,11 +167,6 @@ def pin_threads(threads: int) -> None:
         torch.set_num_interop_threads(1)
 
 
-def autocast(enabled: bool, device_type: str = "cpu"):
-    return (torch.autocast(device_type, dtype=torch.bfloat16) if enabled
-            else contextlib.nullcontext())
-
-
 def resolve_device(name: str) -> torch.device:
     """``"cpu"`` or ``"cuda"`` as a device, refusing CUDA up front when this torch cannot use it
     (rather than a failure deep inside the first ``.to()``)."""
@@ -239,7 +235,7 @@ class Trainer:
         inputs, target = self.batches[i % len(self.batches)]
         set_fast_path(self.variant.switches)
         try:
-            with autocast(self.variant.bf16, self.device.type):
+            with bf16_autocast(self.variant.bf16, self.device.type):
                 loss = self.case.loss(self.forward(*inputs), target)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()

@@ -8,14 +8,15 @@
 
 Speakers are split train / val / test with :func:`sigformer.data.mixtures.speaker_splits`
 (speaker-disjoint; see datasets/speech.md). Recipes are the published ones
-(:mod:`sigformer.recipes.speech`; change with ``--lr``, ``--clip``, ``--loss-threshold``).
-A checkpoint folder is written to ``--out`` every ``--checkpoint-every`` steps and at the
-end; ``--resume`` continues from it with the recipe it recorded (another ``--lr``, ``--clip``
-or ``--loss-threshold`` is refused; ``--steps`` may grow: the plateau schedule does not depend
-on it). ``--init`` (fine-tuning) keeps the split of the run it starts from: its
-``<run>-split.json`` becomes the default ``--split-from`` (a new split could hold out speakers
-and noises the initial weights heard; ``--allow-new-split`` accepts that). Examples (smoke
-test, then a long background run)::
+(:mod:`sigformer.recipes.speech`; change with ``--loss``, ``--lr``, ``--clip``,
+``--loss-threshold``; ``--bf16`` trains under bf16 autocast). A checkpoint folder is written
+to ``--out`` every ``--checkpoint-every`` steps and at the end; ``--resume`` continues from it
+with the recipe it recorded (another ``--loss``, ``--lr``, ``--clip`` or ``--loss-threshold``
+is refused; ``--steps`` may grow: the plateau schedule does not depend on it; ``--bf16`` may
+be switched: precision is not part of the model). ``--init`` (fine-tuning) keeps the split of
+the run it starts from: its ``<run>-split.json`` becomes the default ``--split-from`` (a new
+split could hold out speakers and noises the initial weights heard; ``--allow-new-split``
+accepts that). Examples (smoke test, then a long background run)::
 
     python scripts/train_speech.py --task separate --steps 4 --batch-size 2 --seconds 1 \\
         --val-every 2 --n-val 2 --out runs/sep_smoke
@@ -74,6 +75,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--lr", type=float, default=None)
     ap.add_argument("--clip", type=float, default=None, help="gradient max-norm (0: off)")
     ap.add_argument("--loss-threshold", type=float, default=None)
+    ap.add_argument("--bf16", action="store_true",
+                    help="forward passes under bf16 autocast (loss, backward, optimiser and "
+                         "validation stay float32): changes speed and rounding, not the "
+                         "weights' format (checkpoints stay float32), so a --resume may "
+                         "switch it either way; not the published recipe")
     ap.add_argument("--workers", type=int, default=1, help="DataLoader worker processes")
     ap.add_argument("--threads", type=int, default=1, help="torch threads for the model")
     ap.add_argument("--checkpoint-every", type=int, default=1000)
@@ -271,6 +277,8 @@ def build(args):
                                  ("loss", args.loss)) if v is not None}
     if args.clip is not None:
         changes["clip_grad_norm"] = args.clip or None
+    if args.bf16:
+        changes["bf16"] = True
     recipe = recipe.with_options(**changes)
     loader = DataLoader(train, batch_size=args.batch_size, num_workers=args.workers,
                         persistent_workers=args.workers > 0,

@@ -38,6 +38,7 @@ from torch import nn
 
 from ..data.ofdm import OFDMConfig, OFDMDataset, OFDMSlotStream
 from ..training import History
+from .precision import bf16_autocast
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
 LATEST_FILE, BEST_DIR, EPOCHS_DIR = "latest.json", "best", "epochs"
@@ -173,10 +174,6 @@ def dataset_tensors(data: OFDMDataset) -> tuple[torch.Tensor, torch.Tensor, torc
             torch.from_numpy(data.statistics()))
 
 
-def _autocast(enabled: bool):
-    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=enabled)
-
-
 @torch.no_grad()
 def evaluate_loss(model: nn.Module, data: OFDMDataset, batch_size: int = 256,
                   bf16: bool = False, prefix: str = "val") -> dict[str, float]:
@@ -186,7 +183,7 @@ def evaluate_loss(model: nn.Module, data: OFDMDataset, batch_size: int = 256,
     meter = ErrorMeter()
     ls, h, stats = dataset_tensors(data)
     for i in range(0, len(data), batch_size):
-        with _autocast(bf16):
+        with bf16_autocast(bf16):
             estimate = model(ls[i:i + batch_size], stats[i:i + batch_size])
         truth = h[i:i + batch_size]
         meter.update(ofdm_loss(estimate, truth), estimate, truth)
@@ -667,7 +664,7 @@ def _train_epoch(model, train, tensors, optimizer, recipe: OFDMRecipe, generator
     first_samples = meter.samples
     started = time.perf_counter()
     for step, (ls, h, stats) in enumerate(batches, first + 1):
-        with _autocast(recipe.bf16):
+        with bf16_autocast(recipe.bf16):
             estimate = model(ls, stats)
         loss = ofdm_loss(estimate, h)
         optimizer.zero_grad(set_to_none=True)

@@ -24,7 +24,13 @@ checkpoint folder every ``checkpoint_every``
 steps (:func:`sigformer.checkpoint.save_checkpoint` + the optimiser/scheduler state,
 read back with ``torch.load(weights_only=True)``) and ``resume=True``. A resume refuses a
 recipe that differs from the one the checkpoint recorded (``steps`` is not part of the recipe:
-the plateau schedule does not depend on it, so more steps extend a run).
+the plateau schedule does not depend on it, so more steps extend a run; ``bf16`` may change
+too: it is precision, not part of the model).
+
+``bf16=True`` (not the published recipe) runs each training step's forward pass under
+``torch.autocast(dtype=torch.bfloat16)``; the estimates are cast to float32 and the loss,
+backward, optimiser step and validation stay float32. The weights stay float32, so the
+checkpoints are the same format either way.
 """
 
 from __future__ import annotations
@@ -43,9 +49,13 @@ import torch
 from torch import nn
 
 from ..speech.metrics import pcm_loss, pit_loss, si_sdr
+from .precision import bf16_autocast
 
 TRAIN_STATE = "train_state.pt"
 BEST_SUFFIX = "-best"  # sibling folder with the best validation's weights
+# recipe fields a resumed run may change: precision changes speed and rounding, not the
+# weights' format, the optimiser state or the schedule
+RESUMABLE_FIELDS = ("bf16",)
 
 
 @dataclass(frozen=True)
@@ -62,6 +72,7 @@ class SpeechRecipe:
     clip_grad_norm: float | None = 5.0
     loss_threshold: float | None = -30.0  # threshold_byloss (PIT SI-SNR only)
     loss_upper_limit: float = 999999.0  # skip batches whose loss exceeds it (or is NaN)
+    bf16: bool = False  # forward passes under bf16 autocast (not the release; see module doc)
 
     def with_options(self, **changes) -> SpeechRecipe:
         return replace(self, **changes)
@@ -89,9 +100,20 @@ def make_scheduler(optimizer: torch.optim.Optimizer, recipe: SpeechRecipe):
 
 
 def batch_loss(model: nn.Module, batch, recipe: SpeechRecipe) -> torch.Tensor:
-    """The recipe's loss on one ``(inputs, targets)`` batch."""
+    """The recipe's loss on one ``(inputs, targets)`` batch (the forward pass under bf16
+    autocast when ``recipe.bf16``; the loss always in float32)."""
     inputs, targets = batch
-    estimates = model(inputs)
+    with bf16_autocast(recipe.bf16, inputs.device.type):
+        estimates = model(inputs)
+    if recipe.bf16:
+        # outside autocast and from float32 estimates: SI-SDR and PCM sum energies over
+        # thousands of samples, which bf16's 8 significant bits would round away
+        estimates = estimates.float()
+    return _loss(estimates, inputs, targets, recipe)
+
+
+def _loss(estimates: torch.Tensor, inputs: torch.Tensor, targets: torch.Tensor,
+          recipe: SpeechRecipe) -> torch.Tensor:
     if recipe.loss == "pit_si_snr":
         return pit_loss(estimates, targets, recipe.loss_threshold)
     if recipe.loss == "pcm":
@@ -175,10 +197,11 @@ def load_train_state(folder: Path, model: nn.Module, optimizer, scheduler,
 
     saved = read_config(folder)["extra"].get("recipe")
     if recipe is not None and saved is not None:
-        refuse_changes(str(folder), recipe_changes(saved, recipe),
+        refuse_changes(str(folder), recipe_changes(saved, recipe, exempt=RESUMABLE_FIELDS),
                        "Resume with the original values (scripts/train_speech.py: the same "
-                       "--lr, --clip, --loss-threshold), or train into a new --out (--init "
-                       "starts it from this checkpoint's weights)")
+                       "--loss, --lr, --clip, --loss-threshold), or train into a new --out "
+                       "(--init starts it from this checkpoint's weights)",
+                       exempt=RESUMABLE_FIELDS)
     loaded, _ = load_checkpoint(folder)
     model.load_state_dict(loaded.state_dict())
     state = torch.load(folder / TRAIN_STATE, weights_only=True)

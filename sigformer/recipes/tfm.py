@@ -46,6 +46,7 @@ from ..models.eeg.tfm_tokenizer import (
     channel_scale,
     percentile_normalize,
 )
+from .precision import bf16_autocast
 
 LR_SCHEDULES = ("intended", "released")
 FINETUNE_LOSSES = ("auto", "label_smoothing", "ce", "bce", "focal")
@@ -149,7 +150,7 @@ def _resolve_device(model: nn.Module, device: str | torch.device | None,
 def _autocast(device: torch.device, precision: str):
     if precision not in ("32", "bf16"):
         raise ValueError(f"precision must be '32' or 'bf16', got {precision!r}")
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+    return bf16_autocast(precision == "bf16", device.type)
 
 
 def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
