@@ -25,7 +25,7 @@ Test scenes, honest by construction:
   is used and the JSON says so);
 * rooms drawn from seed ``--seed`` (30 000; training draws its rooms from generators seeded
   by small integers) in the training family: :class:`~sigformer.data.room.SceneConfig` with
-  the model's microphone count and the 5-10 cm radius range of ``train_speech.py``, at the
+  the model's microphone count and the array radius its record states (5-10 cm), at the
   model's rate, 4 s each. Results are also given by RT60 bin (< 0.5, 0.5-0.8, > 0.8 s) and
   SNR bin (0-5, 5-10, 10-15 dB).
 
@@ -67,7 +67,6 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 SPEECH = REPO.parent / "shared" / "data" / "speech"
 SCENE_SEED = 30_000
-TRAIN_RADIUS = (0.05, 0.1)  # scripts/train_speech.py build(): the array radius range trained on
 RT60_BINS = {"<0.5 s": (0.0, 0.5), "0.5-0.8 s": (0.5, 0.8), ">0.8 s": (0.8, math.inf)}
 SNR_BINS = {"0-5 dB": (-math.inf, 5.0), "5-10 dB": (5.0, 10.0), "10-15 dB": (10.0, math.inf)}
 FLOOR = "unprocessed (mic 0)"
@@ -141,11 +140,14 @@ def resolve_model(spec: str, workdir: Path) -> Model:
                  overlap_s=float(bundle.extra.get("overlap_s", 0.5)))
 
 
-def scene_config(rate: int, n_mics: int):
-    """The training scene family (``train_speech.py --task enhance``) for this model."""
-    from sigformer.data.room import SceneConfig
+def scene_config(rate: int, n_mics: int, array: dict | None = None):
+    """The training scene family (``train_speech.py --task enhance``) for this model: the
+    array radius its record states (``training["array"]``), else the one that script draws."""
+    from sigformer.data.room import ENHANCE_TRAINING_RADIUS, SceneConfig
 
-    return SceneConfig(sample_rate=rate, n_mics=n_mics, radius=TRAIN_RADIUS)
+    radius = (array or {}).get("radius_m", ENHANCE_TRAINING_RADIUS)
+    return SceneConfig(sample_rate=rate, n_mics=n_mics,
+                       radius=tuple(radius) if isinstance(radius, list) else radius)
 
 
 def held_out_noises(training: dict, data: Path, allow_heard: bool) -> tuple[list[Path], bool]:
@@ -488,7 +490,7 @@ def main(argv=None) -> int:
             raise SystemExit(f"every speaker in {data} was heard in training: nothing fair to "
                              f"test on")
         noises, held_out = held_out_noises(model.training, data, args.allow_heard_noise)
-        config = scene_config(model.rate, model.n_mics)
+        config = scene_config(model.rate, model.n_mics, model.training.get("array"))
         scenes = draw_scenes(test, roles, noises, config, args.seconds, args.n_scenes,
                              args.seed, data)
         print(f"{len(scenes)} scenes of {args.seconds:g} s at {model.rate} Hz, "

@@ -125,8 +125,19 @@ def training_facts(run: Path, log: Path | None) -> dict:
     if enhance:  # what the enhancement benchmark needs to draw unheard scenes
         facts.update(task="enhance", n_mics=int(args.get("n_mics") or 4),
                      sample_rate=int(args.get("sample_rate") or 16000), data_root=str(root),
-                     noise_files=record.get("noise_files"))
+                     noise_files=record.get("noise_files"), array=training_array(record))
     return facts
+
+
+def training_array(record: dict) -> dict:
+    """The microphone array of the training rooms: recorded with the split, or for runs that
+    predate the record, the one ``train_speech.py --task enhance`` has always drawn."""
+    if record.get("array"):
+        return record["array"]
+    from sigformer.data.room import ENHANCE_TRAINING_RADIUS, SceneConfig
+
+    n_mics = int(record["args"].get("n_mics") or 4)
+    return SceneConfig(n_mics=n_mics, radius=ENHANCE_TRAINING_RADIUS).array()
 
 
 def run_task(record: dict) -> str:
@@ -433,7 +444,7 @@ def speech_bundle(run: Path, *, log: Path | None = None, chunk_s: float = 4.0,
                              f"--n-mics {facts['n_mics']}: the record is not this run's")
         spec = SignalSpec.audio(rate, n_mics)
         bundle = Bundle(model=model, task="enhance", input_spec=spec, model_spec=spec,
-                        labels=["enhanced"], extra=extra,
+                        labels=["enhanced"], extra={**extra, "array": facts["array"]},
                         provenance={"summary": f"deftan2 {n_mics}-mic speech enhancement",
                                     **provenance})
     else:

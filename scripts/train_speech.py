@@ -139,6 +139,14 @@ def split_path(out: str) -> Path:
     return out.with_name(out.name + "-split.json")
 
 
+def enhance_scene_config(args):
+    """The room family ``--task enhance`` trains on (recorded with the split: the array)."""
+    from sigformer.data.room import ENHANCE_TRAINING_RADIUS, SceneConfig
+
+    return SceneConfig(sample_rate=args.sample_rate or 16000, n_mics=args.n_mics,
+                       radius=ENHANCE_TRAINING_RADIUS)
+
+
 def write_split_record(args, splits, noise_split=None) -> Path:
     """The files of each split and the run's arguments, so packaging and benchmarks know
     exactly which speakers the model heard (speaker rules may change later)."""
@@ -156,6 +164,8 @@ def write_split_record(args, splits, noise_split=None) -> Path:
               "speakers": {k: sorted({u.speaker for u in v}) for k, v in splits.items()}}
     if noise_split is not None:
         record["noise_files"] = {k: [rel(f) for f in v] for k, v in noise_split.items()}
+    if args.task == "enhance":
+        record["array"] = enhance_scene_config(args).array()
     path = split_path(args.out)
     if args.resume and path.is_file():  # build() trained on this record's split
         return path
@@ -234,7 +244,7 @@ def build(args):
         list_speech,
         speaker_splits,
     )
-    from sigformer.data.room import EnhancementScenes, SceneConfig
+    from sigformer.data.room import EnhancementScenes
     from sigformer.models import create_model
     from sigformer.recipes.speech import RECIPES
 
@@ -269,7 +279,7 @@ def build(args):
         rate, seconds = args.sample_rate or 16000, args.seconds or 2.0
         model = create_model("deftan2", preset, n_mics=args.n_mics, sample_rate=rate)
         recipe = RECIPES["deftan2"]
-        config = SceneConfig(sample_rate=rate, n_mics=args.n_mics, radius=(0.05, 0.1))
+        config = enhance_scene_config(args)
         train = EnhancementScenes(splits["train"], noises, config, seconds, seed=data_seed)
         val = EnhancementScenes(splits["val"], noises, config, seconds, n_items=args.n_val,
                                 seed=args.seed + 1, fixed=True)

@@ -203,3 +203,13 @@ def test_card_names_the_loss_the_run_used():
     assert lines[0] == ("Validation (2 fixed 2 s scenes of the validation speakers; note), "
                         "last entries:")
     assert lines[-1] == "| 250 | -0.61 | 0.85 | 5.0e-04 |"
+
+
+def test_runs_recorded_before_the_array_field_get_the_array_they_trained_on():
+    package = load_script("scripts/package_speech.py")
+    old = {"args": {"task": "enhance", "n_mics": 6}}
+    array = package.training_array(old)
+    assert array["n_mics"] == 6 and array["radius_m"] == [0.05, 0.1]
+    assert array["geometry"].startswith("uniform circular") and array["reference_mic"] == 0
+    recorded = {**old, "array": {**array, "radius_m": 0.08}}
+    assert package.training_array(recorded)["radius_m"] == 0.08

@@ -147,6 +147,10 @@ def test_benchmark_draws_scenes_from_the_training_family(enhance_run):
     script = load_script("scripts/train_speech.py")
     loader = script.build(script.parse_args(_train_args(data, run.with_name("family"))))[2]
     assert loader.dataset.config == load_script(BENCH).scene_config(8000, 4)
+    # the record states the array, and the benchmark draws the same family from it
+    array = json.loads(script.split_path(run).read_text())["array"]
+    assert array["n_mics"] == 4 and array["radius_m"] == [0.05, 0.1]
+    assert loader.dataset.config == load_script(BENCH).scene_config(8000, 4, array)
 
 
 def test_benchmark_refuses_a_record_without_held_out_noise(enhance_run, tmp_path):
@@ -192,6 +196,7 @@ def test_packaged_enhance_bundle_runs_through_sigformer_enhance(enhance_run, tmp
     assert (bundle.extra["chunk_s"], bundle.extra["overlap_s"]) == (4.0, 0.5)
     facts = bundle.extra["training"]
     assert facts["task"] == "enhance" and facts["n_mics"] == 4 and facts["steps"] == 1
+    assert bundle.extra["array"] == record["array"] == facts["array"]  # the geometry trained on
     assert facts["noise_files"] == record["noise_files"] and facts["data_root"] == str(data)
     assert facts["files"] == record["files"] and facts["segment_seconds"] == 0.25
     card = (folder / "MODEL_CARD.md").read_text()

@@ -34,6 +34,20 @@ class SceneConfig:
     max_order: int | None = None  # None: from inverse_sabine (capped at 20 for speed)
 
 
+    def array(self) -> dict:
+        """The microphone array this family draws, as an enhancement bundle records it (so a
+        user can tell whether their array is one the model was trained for)."""
+        radius = (list(map(float, self.radius)) if np.ndim(self.radius)
+                  else float(self.radius))
+        return {"geometry": "uniform circular, horizontal", "n_mics": int(self.n_mics),
+                "radius_m": radius, "reference_mic": 0,
+                "order": "counter-clockwise from microphone 0 (the reference)"}
+
+
+# scripts/train_speech.py --task enhance: the array radius range of the training rooms
+ENHANCE_TRAINING_RADIUS = (0.05, 0.1)
+
+
 @dataclass
 class Scene:
     mixture: np.ndarray  # (n_mics, L): reverberant speech + reverberant noise
