@@ -270,7 +270,7 @@ def _domain_bundles(folder: Path) -> dict[str, tuple]:
                  extra={"chunk_s": 4.0, "overlap_s": 0.5}).save(folder / "sep")
     out["separate (MossFormer small, 8 kHz)"] = (
         sep, lambda seconds: ArraySource(0.1 * rng.standard_normal((1, int(8000 * seconds))),
-                                         8000, ["mic0"], chunk_size=800, realtime=True))
+                                         8000, ["mic0"], chunk_size=800, realtime=True, live=True))
     arr = SignalSpec.audio(16000, 4)
     enh = Bundle(model=create_model("deftan2", "small", n_mics=4, sample_rate=16000).eval(),
                  task="enhance", input_spec=arr, model_spec=arr,
@@ -278,14 +278,14 @@ def _domain_bundles(folder: Path) -> dict[str, tuple]:
     out["enhance (DeFTAN-II small, 4 mics, 16 kHz)"] = (
         enh, lambda seconds: ArraySource(0.1 * rng.standard_normal((4, int(16000 * seconds))),
                                          16000, [f"mic{i}" for i in range(4)],
-                                         chunk_size=1600, realtime=True))
+                                         chunk_size=1600, realtime=True, live=True))
     iq = SignalSpec.iq(50e3, 128)
     amr = Bundle(model=create_model("clst").eval(), task="classify", input_spec=iq,
                  model_spec=iq, labels=[f"c{i}" for i in range(11)],
                  extra={"normalization": "rms"}).save(folder / "amr")
     out["classify IQ (ClST, 128-sample frames, 50 kS/s)"] = (
         amr, lambda seconds: ArraySource(rng.standard_normal((2, int(50e3 * seconds))),
-                                         50e3, ["I0", "Q0"], chunk_size=2048, realtime=True))
+                                         50e3, ["I0", "Q0"], chunk_size=2048, realtime=True, live=True))
     data = simulate_ofdm(2000, seed=0)
     data.save(folder / "slots.npz")
     est = Bundle(model=create_model("adafortitran", "small").eval(), task="estimate_channel",

@@ -10,7 +10,8 @@ output lock.
   renames and leaves the previous folder as ``<name>.previous`` until the new one is in place
   (:func:`recover_directory` puts it back after a crash between them).
 * :class:`OutputLock` stops two runs from writing the same output folder: the second waits
-  or refuses with a message naming the first (pid, command, start time).
+  or refuses with a message naming the first (pid, command, start time); the lock file is
+  removed when the lock is released.
 """
 
 from __future__ import annotations
@@ -175,7 +176,12 @@ def published(final: str | os.PathLike):
 
 class OutputLock:
     """An exclusive lock on an output folder, held by one process at a time (``flock`` on
-    ``<folder>.lock``). ``wait=False`` (default) refuses at once when another run holds it."""
+    ``<folder>.lock``). ``wait=False`` (default) refuses at once when another run holds it.
+
+    Releasing removes ``<folder>.lock``, so a finished run leaves nothing behind. A run that
+    crashed leaves the file, but not the lock (the kernel drops a dead process's ``flock``):
+    the next run takes it over. A waiter whose file was removed by the holder before it got
+    the lock opens the path again (a lock on a removed file would guard nothing)."""
 
     def __init__(self, target: str | os.PathLike, *, wait: bool = False,
                  timeout: float | None = None):
@@ -185,33 +191,46 @@ class OutputLock:
         self._fd: int | None = None
 
     def acquire(self) -> OutputLock:
-        import fcntl
-
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         deadline = None if self.timeout is None else time.monotonic() + self.timeout
         while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fd = self._try_lock()
+            if fd is not None:
                 break
-            except BlockingIOError:
-                if not self.wait or (deadline is not None and time.monotonic() > deadline):
-                    holder = _read_holder(self.path)
-                    os.close(fd)
-                    raise OutputLockedError(
-                        f"{self.target} is being written by another run ({holder}); wait for "
-                        f"it to finish or choose another output folder (--out)") from None
-                time.sleep(0.2)
+            if not self.wait or (deadline is not None and time.monotonic() > deadline):
+                raise OutputLockedError(
+                    f"{self.target} is being written by another run "
+                    f"({_read_holder(self.path)}); wait for it to finish or choose another "
+                    f"output folder (--out)") from None
+            time.sleep(0.2)
         os.ftruncate(fd, 0)
         os.write(fd, json.dumps({"pid": os.getpid(), "command": " ".join(sys.argv),
                                  "started": time.strftime("%Y-%m-%d %H:%M:%S")}).encode())
         self._fd = fd
         return self
 
+    def _try_lock(self) -> int | None:
+        """The locked descriptor of the file now at ``self.path``, or None when another run
+        holds it."""
+        import fcntl
+
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                return None
+            if _is_at_path(fd, self.path):
+                return fd
+            os.close(fd)  # the holder removed it between our open and our lock: open again
+
     def release(self) -> None:
         import fcntl
 
         if self._fd is not None:
+            # removed while still locked: a waiter that opened it sees it gone and re-opens
+            self.path.unlink(missing_ok=True)
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None
@@ -221,6 +240,16 @@ class OutputLock:
 
     def __exit__(self, *exc) -> None:
         self.release()
+
+
+def _is_at_path(fd: int, path: Path) -> bool:
+    """Whether the open file ``fd`` is still the file at ``path`` (not removed or replaced)."""
+    try:
+        at_path = os.stat(path)
+    except FileNotFoundError:
+        return False
+    opened = os.fstat(fd)
+    return (opened.st_dev, opened.st_ino) == (at_path.st_dev, at_path.st_ino)
 
 
 def _read_holder(path: Path) -> str:

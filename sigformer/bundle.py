@@ -86,6 +86,16 @@ class Bundle:
     def window(self) -> int | None:
         return None if self.model_spec is None else self.model_spec.window
 
+    @property
+    def frame_normalization(self) -> str | None:
+        """The per-frame scaling an IQ-frame bundle was trained on (``extra["normalization"]``:
+        ``"l1"``, ``"rms"``, ``"peak"`` or ``"none"``); None for other bundles and for IQ
+        bundles that recorded none (they take frames as given)."""
+        spec = self.model_spec or self.input_spec
+        if spec is None or spec.layout != "iq":
+            return None
+        return self.extra.get("normalization")
+
     # --- persistence ------------------------------------------------------------------------
 
     def config_fields(self) -> dict[str, Any]:
@@ -116,10 +126,7 @@ class Bundle:
         path = resolve_bundle_path(source)
         model, config = load_checkpoint(path, verify_config=False)  # checked last, below
         if config.get("task") is None:
-            raise CheckpointError(
-                f"{path} is a model checkpoint without an inference bundle (no task, input "
-                f"spec or chain): load it with sigformer.checkpoint.load_checkpoint, or "
-                f"re-train with `sigformer run` to get a bundle")
+            raise CheckpointError(_not_a_bundle_message(path, config))
         head = config.get("head") or {}
         bundle = cls(model=model, task=config["task"],
                      input_spec=_spec_field(config, "input_spec", path),
@@ -157,7 +164,12 @@ class Bundle:
 
     def predict_proba(self, windows: np.ndarray) -> np.ndarray:
         """Class probabilities for model-space windows ``(n, channels, window)`` (after the
-        chain); non-finite outputs are an error, never a label."""
+        chain); non-finite outputs are an error, never a label.
+
+        An IQ-frame bundle scales each frame as it was trained (:attr:`frame_normalization`,
+        as ``sigformer stream`` and ``classify-iq`` do): frames the caller normalised already
+        give the same outputs, bit for bit (the normalisation is idempotent), and frames
+        scaled any other way no longer give chance-level predictions."""
         if self.task != "classify":
             raise CheckpointError(f"predict_proba needs a classification bundle, this one is "
                                   f"{self.task!r}")
@@ -167,8 +179,8 @@ class Bundle:
         check_finite(windows, "windows")
         if self.model_spec is not None:
             warn_on_unit_mismatch(windows, self.model_spec.unit, "the windows")
-        x = torch.as_tensor(np.ascontiguousarray(windows) * self.input_scale,
-                            dtype=torch.float32)
+        x = self._normalized(np.ascontiguousarray(windows) * self.input_scale)
+        x = torch.as_tensor(x, dtype=torch.float32)
         with torch.inference_mode():
             out = self.model.eval()(x)
             if isinstance(out, (tuple, list)):
@@ -180,8 +192,21 @@ class Bundle:
         return probs
 
     def predict(self, windows: np.ndarray) -> np.ndarray:
+        """Label names for model-space windows (see :meth:`predict_proba`)."""
         probs = self.predict_proba(windows)
         return np.asarray(self.labels)[probs.argmax(axis=1)]
+
+    def _normalized(self, frames: np.ndarray) -> np.ndarray:
+        """``frames`` scaled by the bundle's recorded per-frame normalisation (IQ bundles)."""
+        mode = self.frame_normalization
+        if mode is None or mode == "none":
+            return frames
+        from .data.sigmf_io import NORMALIZATIONS, normalize_frames
+
+        if mode not in NORMALIZATIONS:
+            raise CheckpointError(f"this bundle's extra['normalization'] is {mode!r}; expected "
+                                  f"one of {list(NORMALIZATIONS)}")
+        return normalize_frames(frames, mode)
 
     def _require_spec(self) -> SignalSpec:
         if self.input_spec is None:
@@ -221,6 +246,23 @@ def stamp_config(path: str | os.PathLike) -> Path:
     config["extra"] = {**config.get("extra", {}), CONFIG_DIGEST_KEY: config_digest(config)}
     atomic_write_json(path / CONFIG_FILE, config)
     return path
+
+
+def _not_a_bundle_message(path, config: dict[str, Any]) -> str:
+    """Why a checkpoint folder is not a bundle, and the way to one for its kind of model: a
+    speech checkpoint (``scripts/train_speech.py`` writes them) is packaged, not re-trained."""
+    from .models.registry import MODEL_INDEX
+
+    model = config.get("model")
+    if MODEL_INDEX.get(model, ("", ""))[1] == "speech":
+        return (f"{path} is a {model} speech checkpoint (as scripts/train_speech.py writes "
+                f"them) without an inference bundle (no task, input spec or chunking): "
+                f"package it with `python scripts/package_speech.py {path} --dest DIR` and "
+                f"pass the bundle folder it writes under DIR, or load the bare model with "
+                f"sigformer.checkpoint.load_checkpoint")
+    return (f"{path} is a model checkpoint without an inference bundle (no task, input spec "
+            f"or chain): load it with sigformer.checkpoint.load_checkpoint, or re-train with "
+            f"`sigformer run` to get a bundle")
 
 
 def _spec_field(config: dict[str, Any], key: str, path) -> SignalSpec | None:

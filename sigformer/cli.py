@@ -176,9 +176,7 @@ def _cmd_classify_iq(args) -> int:
         raise CheckpointError(f"{args.model} is not a modulation-recognition bundle (task "
                               f"{bundle.task!r}, input {bundle.input_spec!r}); train one with "
                               f"an IQ classification pipeline (pipelines/amr_clst.yaml)")
-    result = classify_sigmf(args.file, bundle.model, bundle.labels,
-                            normalization=bundle.extra.get("normalization", "l1"),
-                            hop=args.hop,
+    result = classify_sigmf(args.file, bundle, hop=args.hop,  # its labels and scaling
                             min_power_db=None if args.all_frames else args.min_power_db,
                             out_meta=args.out, in_place=args.in_place,
                             copy_data=args.copy_data, nan_policy=args.nan_policy,
@@ -369,9 +367,15 @@ def build_parser() -> argparse.ArgumentParser:
                         help="pace file sources at their sample rate (default: not paced)")
     stream.add_argument("--chunk-size", type=int, help="samples per chunk read from the source")
     stream.add_argument("--timeout", type=float, help="seconds to find the stream (default 10)")
-    stream.add_argument("--out", help="audio folder / .wav, SigMF meta or npz to write")
+    stream.add_argument("--out", help="what to write: separation/enhancement a folder "
+                                      "(<input stem>_<label>.wav, e.g. meeting_s1.wav, as "
+                                      "`separate` names them; source_<label>.wav from a sound "
+                                      "card) or an enhanced .wav; IQ labels a .sigmf-meta; "
+                                      "channel estimates an .npz")
     stream.add_argument("--lsl-out", help="publish class probabilities as this LSL stream")
-    stream.add_argument("--record", help="record predictions: crash-safe .sgrec, or .xdf")
+    stream.add_argument("--record", help="record predictions, format by suffix: .sgrec "
+                                         "(crash-safe binary), .csv (crash-safe text rows) or "
+                                         ".xdf (written when the stream ends)")
     stream.add_argument("--plot", nargs="?", const=True, metavar="PNG",
                         help="live plot of the class probabilities (optionally saved as PNG "
                              "when the stream ends)")
@@ -445,7 +449,9 @@ def build_parser() -> argparse.ArgumentParser:
                                            "output at the input's rate)")
     sep.add_argument("input", nargs=1, help="audio file (WAV/FLAC/...)")
     sep.add_argument("--model", required=True, help="separation bundle or pretrained name")
-    sep.add_argument("--out", required=True, help="output folder for source_s1.wav, ...")
+    sep.add_argument("--out", required=True,
+                     help="output folder: one <input stem>_<label>.wav per speaker (e.g. "
+                          "meeting_s1.wav, meeting_s2.wav for meeting.wav)")
     sep.add_argument("--chunk-s", type=_positive_seconds,
                      help="chunk length in seconds (default: the bundle's)")
     sep.add_argument("--overlap-s", type=_non_negative_seconds,

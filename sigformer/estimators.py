@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +61,40 @@ SCALE_MISMATCH_FACTOR = 1e3
 
 class AlignmentWarning(UserWarning):
     """Euclidean alignment runs on too few trials to estimate a reference reliably."""
+
+
+# the causes already warned about in the current alignment_warnings_once() block (None: none)
+_ALIGNMENT_WARNED: ContextVar[set[str] | None] = ContextVar("sigformer_alignment_warned",
+                                                             default=None)
+
+
+@contextmanager
+def alignment_warnings_once() -> Iterator[None]:
+    """Within this block an :class:`AlignmentWarning` is shown once per cause (too few trials
+    to fit with, too few to predict with), however many estimators fit and predict in it:
+    cross-validation fits a fresh clone per fold, and each would warn again (``sigformer
+    run`` wraps a classification run in it). Outside it, each fit warns once per cause."""
+    token = _ALIGNMENT_WARNED.set(set())
+    try:
+        yield
+    finally:
+        _ALIGNMENT_WARNED.reset(token)
+
+
+def _small_groups_text(small: dict[Any, int], n_chans: int) -> str:
+    """``subject 0 (36 trials, 64 channels)``, several subjects, or the call's trials when
+    no subjects were given (they form one group)."""
+    def trials(n: int) -> str:
+        return f"{n} trial{'' if n == 1 else 's'}"
+
+    if None in small:
+        return (f"the {trials(small[None])} of this call ({n_chans} channels; without "
+                f"subjects= they form one group)")
+    groups = [f"{g!s} ({trials(n)}" for g, n in small.items()]
+    if len(groups) == 1:
+        return f"subject {groups[0]}, {n_chans} channels)"
+    more = f" and {len(groups) - 5} more" if len(groups) > 5 else ""
+    return f"subjects {'), '.join(groups[:5])}){more} ({n_chans} channels)"
 
 
 def median_abs_amplitude(X: np.ndarray) -> float:
@@ -362,20 +398,32 @@ class SignalClassifier(ClassifierMixin, BaseEstimator):
     def _warn_small_groups(self, X: np.ndarray, subjects, fitting: bool) -> None:
         sizes = ({None: len(X)} if subjects is None else
                  dict(zip(*np.unique(np.asarray(subjects), return_counts=True))))
-        small = {g: int(n) for g, n in sizes.items() if n < X.shape[1] + 1}
-        if not small:
+        n_chans = X.shape[1]
+        small = {g: int(n) for g, n in sizes.items() if n < n_chans + 1}
+        if not small or not self._first_alignment_warning("fit" if fitting else "predict"):
             return
-        which = ("the call's trials" if None in small else
-                 ", ".join(f"{g!s}: {n}" for g, n in list(small.items())[:5]))
         advice = ("give each subject more training trials, or fewer channels" if fitting else
                   "pass more trials of the subject together, or reference='training' (the "
                   "references fit stored) or a covariance array from the subject's "
                   "calibration data")
         warnings.warn(
-            f"Euclidean alignment of {which} with their own mean covariance from fewer trials "
-            f"than channels + 1 ({X.shape[1] + 1}): the reference is biased towards those "
-            f"trials (one trial alone comes out with an identity covariance, its spatial "
-            f"power gone); {advice}", AlignmentWarning, stacklevel=4)
+            f"Euclidean alignment of {_small_groups_text(small, n_chans)}: fewer trials than "
+            f"channels + 1 ({n_chans + 1}) to estimate its mean covariance, so the reference "
+            f"is biased towards those trials (one trial alone comes out with an identity "
+            f"covariance, its spatial power gone); {advice}. Shown once per fit",
+            AlignmentWarning, stacklevel=4)
+
+    def _first_alignment_warning(self, cause: str) -> bool:
+        """True the first time ``cause`` comes up since the last ``fit`` (and in the current
+        :func:`alignment_warnings_once` block): a warning repeated for every call or fold
+        drowns the log and says nothing new."""
+        seen = self.__dict__.setdefault("_alignment_warned", set())
+        run = _ALIGNMENT_WARNED.get()
+        first = cause not in seen and (run is None or cause not in run)
+        seen.add(cause)
+        if run is not None:
+            run.add(cause)
+        return first
 
     def fit(self, X, y=None, subjects=None):
         """Train on trials ``X`` and labels ``y``; ``subjects`` groups trials for per-subject
@@ -417,6 +465,7 @@ class SignalClassifier(ClassifierMixin, BaseEstimator):
             fitted["ea_reference_"] = alignment_references(X)[None]
             fitted["ea_subject_references_"] = (
                 {} if subjects is None else alignment_references(X, subjects))
+        self._alignment_warned = set()  # a new fit warns afresh (_first_alignment_warning)
         X = self._align(X, subjects, fitting=True)
         from .recipes import unsupervised_stage
 

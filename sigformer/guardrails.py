@@ -30,8 +30,10 @@ def check_predictions(predictions: Sequence, *, min_share: float = 0.98) -> str 
     if len(counts) == 0:
         return None
     share = counts.max() / counts.sum()
+    label = values[counts.argmax()]
+    label = label.item() if isinstance(label, np.generic) else label  # 'a', not np.str_('a')
     if share >= min_share and counts.sum() >= 10:
-        return _warn(f"the model predicts {values[counts.argmax()]!r} for {share:.0%} of "
+        return _warn(f"the model predicts {label!r} for {share:.0%} of "
                      f"{counts.sum()} examples (constant predictions)",
                      "too few training steps, a learning rate far too high or too low, input "
                      "scaling off by orders of magnitude (volts vs microvolts), or a strong "

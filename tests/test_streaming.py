@@ -182,7 +182,7 @@ def test_slow_consumer_bounded_queue_counts_drops():
     runner = _SlowRunner(_tiny_model(2, 100), ["a", "b"])
     online = OnlinePipeline([BandPass(8, 30)], 100, 1, runner)
     data = np.random.default_rng(0).standard_normal((2, 20_000))
-    stream = StreamRunner(ArraySource(data, 250, ["a", "b"], chunk_size=20), online,
+    stream = StreamRunner(ArraySource(data, 250, ["a", "b"], chunk_size=20, live=True), online,
                           [ListSink()], queue_size=8)
     stream.run(duration=3.0)
     assert online.stats.queue_drops > 0  # the reader outran the model and dropped, counted

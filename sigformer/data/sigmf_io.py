@@ -329,9 +329,19 @@ def write_sigmf(path: str | os.PathLike, samples: np.ndarray, *,
 
 # --- frames ---------------------------------------------------------------------------------
 
+# A frame whose scale is this close to 1 is already normalised: it is left as it is, so that
+# normalising twice changes nothing, bit for bit (a recomputed scale is 1 only to ~2e-7).
+UNIT_SCALE_TOLERANCE = 1e-5
+
+
 def normalize_frames(frames: np.ndarray, mode: str = "l1") -> np.ndarray:
     """Per-frame normalisation of ``(n, 2, L)`` I/Q frames: ``"l1"`` divides by
-    ``sum |x|`` (RadioML 2016's generator), ``"rms"`` to unit power, ``"peak"`` to unit peak."""
+    ``sum |x|`` (RadioML 2016's generator), ``"rms"`` to unit power, ``"peak"`` to unit peak.
+
+    Idempotent, exactly: frames already at unit scale (within :data:`UNIT_SCALE_TOLERANCE`)
+    come back unchanged, so a bundle that normalises its input as it was trained
+    (:meth:`sigformer.bundle.Bundle.predict_proba`) gives the same outputs for frames the
+    caller normalised already."""
     if mode not in NORMALIZATIONS:
         raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {mode!r}")
     if mode == "none":
@@ -343,7 +353,8 @@ def normalize_frames(frames: np.ndarray, mode: str = "l1") -> np.ndarray:
         scale = np.sqrt((mag ** 2).mean(axis=1))
     else:
         scale = mag.max(axis=1)
-    return (frames / np.maximum(scale, 1e-12)[:, None, None]).astype(np.float32)
+    scale = np.where(np.abs(scale - 1) <= UNIT_SCALE_TOLERANCE, 1, np.maximum(scale, 1e-12))
+    return (frames / scale[:, None, None]).astype(np.float32)
 
 
 def check_min_power_db(min_power_db: float | None) -> None:
@@ -483,12 +494,38 @@ def _uses_extension(items: list[dict[str, Any]]) -> bool:
     return any(k.startswith(EXTENSION["name"] + ":") for item in items for k in item)
 
 
+def check_replaceable(recording: str | os.PathLike, *, in_place: bool = True) -> None:
+    """Refuse to replace a recording's metadata file when it has no write permission bit (a
+    shared, read-only 0444 file): ``os.access`` cannot tell when running as root, and the
+    atomic replace never asks the file's mode. ``recording``: the ``.sigmf-meta`` file, its
+    data file or their common base; ``in_place`` picks the advice (the input itself, or an
+    existing output). A missing file is fine (nothing to replace)."""
+    target = _meta_and_data(Path(recording))[0]
+    try:
+        mode = target.stat().st_mode
+    except FileNotFoundError:
+        return
+    if mode & 0o222:
+        return
+    instead = ("write the annotations to a new file instead (classify-iq --out "
+               "NEW.sigmf-meta, or out_meta=...)" if in_place else
+               "choose another output path (classify-iq --out, out_meta=...)")
+    raise DataError(f"{target} is read-only (mode {mode & 0o777:04o}): refusing to "
+                    f"{'rewrite it in place' if in_place else 'replace it'}; {instead}, or "
+                    f"make the file writable first if it is meant to change")
+
+
 def _write_json_atomically(meta: dict[str, Any], target: Path) -> None:
+    """Replace ``target`` in one step, keeping its permission bits (0644 for a new file)."""
+    try:
+        mode = target.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        mode = 0o644
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".meta.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w") as fh:
             json.dump(meta, fh, indent=2)
-        os.chmod(tmp, 0o644)
+        os.chmod(tmp, mode)
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -525,6 +562,8 @@ def write_annotations(recording_path: str | os.PathLike, annotations: list[SigMF
     if (out_meta is None) == (not in_place):
         raise ValueError("pass either out_meta (a new metadata file; the input stays as it is) "
                          "or in_place=True (rewrite the input's metadata), not both or neither")
+    if in_place:  # before any work: the answer cannot change
+        check_replaceable(meta_path, in_place=True)
     meta, data_path = _check_meta(meta_path, default_data)
     kept = [a for a in meta.get("annotations", [])
             if replace_generator is None or a.get("core:generator") != replace_generator]
@@ -543,6 +582,7 @@ def write_annotations(recording_path: str | os.PathLike, annotations: list[SigMF
     if target.resolve() == meta_path.resolve():
         raise DataError(f"out_meta {target} is the input's own metadata; pass in_place=True "
                         f"to modify the input")
+    check_replaceable(target, in_place=False)  # before the data is copied beside it
     target.parent.mkdir(parents=True, exist_ok=True)
     same_folder = target.parent.resolve() == data_path.parent.resolve()
     if copy_data is None:

@@ -24,6 +24,7 @@ from torch import nn
 from ..data.sigmf_io import check_min_power_db
 
 if TYPE_CHECKING:  # for annotations and type checkers: these modules load Lightning
+    from ..bundle import Bundle
     from ..data.modgen import ModGenConfig
     from ..data.radioml import AMRDataset
     from ..recipes.amr import StreamRecipe, distillation_loss, train_amr  # see __getattr__
@@ -693,8 +694,49 @@ def _burst_rows(starts: np.ndarray, hop: int, max_gap: int = 1,
     return [np.asarray(g.items) for g in groups + grouper.flush()]
 
 
-def classify_sigmf(path: str | Path, model: nn.Module, classes: list[str], *,
-                   normalization: str = "l1", hop: int | None = None,
+# frames of a capture for a model that states no scaling: RadioML 2016's (classify-iq and
+# `sigformer stream` alike, so one capture gets the same labels through both)
+CAPTURE_NORMALIZATION = "l1"
+
+
+def _classifier_parts(model: nn.Module | Bundle, classes: Sequence[str] | None,
+                      normalization: str | None) -> tuple[nn.Module, list[str], str]:
+    """The network, class names and frame normalisation ``classify_sigmf`` runs with. A
+    :class:`~sigformer.bundle.Bundle` brings its labels and the normalisation it was trained
+    on (frames scaled otherwise give chance-level predictions); a bare model needs
+    ``classes`` and is given frames as RadioML 2016 scales them (``"l1"``) unless told."""
+    from ..bundle import Bundle
+
+    if not isinstance(model, Bundle):
+        if classes is None:
+            raise ValueError("classes (the label of each model output) are needed with a bare "
+                             "model; pass the Bundle itself to use its labels")
+        return model, list(classes), (CAPTURE_NORMALIZATION if normalization is None
+                                      else normalization)
+    bundle = model
+    if bundle.task != "classify" or bundle.model_spec is None or \
+            bundle.model_spec.layout != "iq":
+        raise ValueError(f"classify_sigmf needs an IQ classification bundle, got task "
+                         f"{bundle.task!r} with input {bundle.model_spec!r}")
+    if classes is not None and len(classes) != len(bundle.labels):
+        raise ValueError(f"classes names {len(classes)} labels but the bundle has "
+                         f"{len(bundle.labels)} outputs ({bundle.labels}); leave classes out "
+                         f"to use the bundle's")
+    recorded = bundle.frame_normalization or CAPTURE_NORMALIZATION
+    if normalization is not None and normalization != recorded:
+        import warnings
+
+        warnings.warn(f"normalization={normalization!r} overrides the {recorded!r} scaling "
+                      f"this bundle was trained on; its predictions may be near chance "
+                      f"(leave normalization out to use the bundle's)", UserWarning,
+                      stacklevel=3)
+    return (bundle.model, list(bundle.labels if classes is None else classes),
+            recorded if normalization is None else normalization)
+
+
+def classify_sigmf(path: str | Path, model: nn.Module | Bundle,
+                   classes: list[str] | None = None, *,
+                   normalization: str | None = None, hop: int | None = None,
                    min_power_db: float | None = 30.0, out_meta: str | Path | None = None,
                    in_place: bool = False, copy_data: bool | None = None,
                    batch_size: int = 256, nan_policy: str = "raise",
@@ -704,6 +746,10 @@ def classify_sigmf(path: str | Path, model: nn.Module, classes: list[str], *,
     """Frame a SigMF recording, classify every frame and write the predictions as SigMF
     annotations (merged runs of equal labels, best frame confidence, frequency edges when the
     sample rate is known, the ``sigformer:`` extension declared).
+
+    ``model``: a :class:`~sigformer.bundle.Bundle` (its labels and its recorded frame
+    normalisation are used unless ``classes`` / ``normalization`` are given) or a bare model
+    with ``classes``; a bare model's frames are ``"l1"``-normalised unless told otherwise.
 
     Nothing is written unless ``out_meta`` (a new, complete recording: see
     :func:`~sigformer.data.sigmf_io.write_annotations`) or ``in_place=True`` is given; the
@@ -725,6 +771,7 @@ def classify_sigmf(path: str | Path, model: nn.Module, classes: list[str], *,
     kept frame's ``start`` in original samples, ``label`` and class ``probabilities``)."""
     from ..data.io import DataError
     from ..data.sigmf_io import (
+        check_replaceable,
         frame_signal,
         prediction_annotations,
         read_sigmf,
@@ -733,11 +780,14 @@ def classify_sigmf(path: str | Path, model: nn.Module, classes: list[str], *,
 
     _check_decision(decision)
     check_min_power_db(min_power_db)
+    model, classes, normalization = _classifier_parts(model, classes, normalization)
     frame_length = int(getattr(model, "n_times", 0)) or None
     if frame_length is None:
         raise ValueError("the model does not declare its frame length (n_times)")
     if out_meta is not None and in_place:
         raise ValueError("pass out_meta or in_place=True, not both")
+    if in_place:  # a read-only input is refused before the model runs, not after
+        check_replaceable(path, in_place=True)
     recording = read_sigmf(path, nan_policy=nan_policy, verify_checksum=verify_checksum)
     iq = _recording_iq(recording, path)
     conditioned, info = iq, {"factor": 1.0}

@@ -12,6 +12,7 @@ _NAMES = {
     "QualityMonitor": "runtime", "SlidingWindows": "runtime", "Smoother": "runtime",
     "StreamError": "runtime", "StreamStats": "runtime", "offline_windows": "runtime",
     "CallbackSink": "sinks", "ListSink": "sinks", "LSLSink": "sinks", "Recorder": "sinks",
+    "CSVRecorder": "sinks",
     "RecorderData": "sinks", "read_recorder": "sinks", "WAVSink": "sinks",
     "SigMFAnnotationSink": "sinks", "NpzSink": "sinks", "XDFRecorder": "sinks", "LivePlotSink": "sinks",
     "ArraySource": "sources", "EndOfStream": "sources", "FileReplaySource": "sources",

@@ -136,8 +136,10 @@ def _check_decision(value, where: str) -> None:
 
 def _iq_classifier(bundle: Bundle, settings: OnlineSettings) -> OnlinePipeline:
     window, hop = _window_and_hop(bundle, settings, default_hop=1.0)
+    from ..rf.amr import CAPTURE_NORMALIZATION  # classify-iq's fallback too
+
     runner = ModelRunner(bundle.model, bundle.labels, threads=settings.threads,
-                         normalization=bundle.extra.get("normalization", "none"))
+                         normalization=bundle.frame_normalization or CAPTURE_NORMALIZATION)
     decision = settings.decision
     if decision is None and "decision" in bundle.extra:
         decision = bundle.extra["decision"]
@@ -343,7 +345,8 @@ def make_source(text: str, *, realtime: bool = False, chunk_size: int | None = N
                 sample_rate: float | None = None, channels: int = 1, timeout: float = 10.0,
                 nominal_rate: float | None = None):
     """A stream source from ``"kind:target"`` (see :data:`SOURCE_KINDS`). ``nominal_rate``:
-    the rate of a SigMF capture that states none (see :func:`nominal_rate`)."""
+    the rate of a SigMF capture that states none (see :func:`nominal_rate`); without one such
+    a capture is refused (give ``sample_rate``)."""
     from . import sources
 
     kind, target = parse_source(text)
@@ -364,8 +367,11 @@ def make_source(text: str, *, realtime: bool = False, chunk_size: int | None = N
     if kind == "wav":
         return sources.WAVSource(target, chunk_size or 4096, realtime)
     if kind == "sigmf":
-        return sources.SigMFSource(target, chunk_size or 4096, realtime,
-                                   sample_rate=sample_rate, nominal_rate=nominal_rate)
+        source = sources.SigMFSource(target, chunk_size or 4096, realtime,
+                                     sample_rate=sample_rate, nominal_rate=nominal_rate)
+        if source.nominal_is_placeholder:  # no rate and none to stand in: the bundle needs it
+            raise sources.missing_rate_error(target)
+        return source
     return sources.SlotSource(target, chunk_size or 8, realtime)
 
 
@@ -374,7 +380,7 @@ def default_sinks(bundle: Bundle, source, *, out: str | None = None,
                   stem: str | None = None, plot: bool | str = False) -> list:
     """Sinks for a bundle: audio -> WAV files, IQ labels -> SigMF annotations, channel
     estimates -> npz, class probabilities -> LSL outlet and/or recorder."""
-    from .sinks import LSLSink, NpzSink, Recorder, SigMFAnnotationSink, WAVSink, XDFRecorder
+    from .sinks import LSLSink, NpzSink, SigMFAnnotationSink, WAVSink
 
     sinks: list = []
     if bundle.task in ("separate", "enhance"):
@@ -383,7 +389,10 @@ def default_sinks(bundle: Bundle, source, *, out: str | None = None,
                                       f"--out (a folder for separated speakers, a .wav file "
                                       f"for enhancement)")
         single = bundle.task == "enhance" and str(out).endswith(".wav")
-        default_stem = "enhanced" if bundle.task == "enhance" else "source"
+        # files are named after the input, as `sigformer separate` names them; a sound card
+        # has no name
+        default_stem = _input_stem(source) or \
+            ("enhanced" if bundle.task == "enhance" else "source")
         from .sinks import wav_target_problem
 
         problem = wav_target_problem(Path(out), single)
@@ -408,13 +417,47 @@ def default_sinks(bundle: Bundle, source, *, out: str | None = None,
     if lsl_name and bundle.task == "classify":
         sinks.append(LSLSink(bundle.labels, name=lsl_name, source_id=lsl_name))
     if record and bundle.task == "classify":
-        recorder = XDFRecorder if str(record).endswith(".xdf") else Recorder
-        sinks.append(recorder(record, bundle.labels))
+        sinks.append(record_sink(record, bundle.labels))
     if plot and bundle.task == "classify":
         from .sinks import LivePlotSink
 
         sinks.append(LivePlotSink(bundle.labels, save=plot if isinstance(plot, str) else None))
     return sinks
+
+
+def _input_stem(source) -> str | None:
+    """The stem of the file a source reads (``meeting`` for ``wav:meeting.wav``), if any."""
+    path = getattr(source, "path", None)
+    return Path(path).stem if path else None
+
+
+def record_sink(path, labels):
+    """The recorder for ``--record PATH`` (``stream.output.record``), chosen by suffix; any
+    other suffix is refused (never a binary file under a name that promises text)."""
+    from .sinks import RECORD_FORMATS
+
+    suffix = Path(str(path)).suffix.lower()
+    if suffix not in RECORD_FORMATS:
+        accepted = ", ".join(f"{k} ({cls.FORMAT})" for k, cls in RECORD_FORMATS.items())
+        raise PipelineConfigError(f"--record {path} (stream.output.record): cannot tell the "
+                                  f"format from {suffix or 'a name without a suffix'!r}; "
+                                  f"expected a path ending in {accepted}")
+    return RECORD_FORMATS[suffix](path, labels)
+
+
+def _settle_nominal_rate(bundle: Bundle, source) -> None:
+    """A source at a nominal rate (a SigMF capture that states none) streams only into a
+    rate-agnostic bundle read unpaced, at the bundle's nominal rate as ``sigformer stream``
+    does (:func:`nominal_rate`); any other bundle needs the capture's real rate."""
+    if not getattr(source, "rate_is_nominal", False):
+        return
+    from .sources import missing_rate_error
+
+    rate = nominal_rate(bundle, bool(getattr(source, "realtime", False)))
+    if rate is None:
+        raise missing_rate_error(getattr(source, "path", "the source"))
+    if getattr(source, "nominal_is_placeholder", False):
+        source.use_nominal_rate(rate)
 
 
 def stream_bundle(bundle, source, sinks=(), *, settings: OnlineSettings | None = None,
@@ -430,6 +473,7 @@ def stream_bundle(bundle, source, sinks=(), *, settings: OnlineSettings | None =
     from .engine import StreamRunner
 
     bundle = load_bundle(bundle)
+    _settle_nominal_rate(bundle, source)
     online = build_online(bundle, settings)
     online.configure(source.sfreq, source.channels)  # refusals (channels, rates) come here
     sinks = list(sinks() if callable(sinks) else sinks)

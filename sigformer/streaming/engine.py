@@ -7,9 +7,12 @@ minus the window's last-sample timestamp, i.e. end to end when the sender stamps
 the same clock at push; mne-lsl's PlayerLSL stamps ahead of the clock, so use the former for
 replays).
 
-A slow consumer never makes memory grow: when the queue is full the oldest chunk is dropped and
-counted (``stats.queue_drops``). A source that stops sending (an LSL player killed) shows up as
-a pause in the queue and a timestamp gap when data resumes; the loop keeps running.
+A slow consumer never makes memory grow, and what happens when the queue is full depends on
+the source (:func:`~sigformer.streaming.sources.is_live`): a live source (LSL, ZeroMQ, sound
+card) cannot wait, so the oldest chunk is dropped and counted (``stats.queue_drops``); a source
+that can wait (a file, an array) is held back until there is room (backpressure), so every
+sample is processed. A source that stops sending (an LSL player killed) shows up as a pause in
+the queue and a timestamp gap when data resumes; the loop keeps running.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 
 from .runtime import OnlinePipeline, Prediction
-from .sources import EndOfStream
+from .sources import EndOfStream, is_live
 
 
 class StreamRunner:
@@ -55,6 +58,7 @@ class StreamRunner:
         self.last_output = None  # the newest prediction, shown on the status line
 
     def _reader(self) -> None:
+        put = self._put_dropping_oldest if is_live(self.source) else self._put_waiting
         try:
             while not self._stop.is_set():
                 try:
@@ -63,21 +67,35 @@ class StreamRunner:
                     break
                 if item is None:
                     continue
-                item = (*item, time.perf_counter())
-                while True:
-                    try:
-                        self.queue.put_nowait(item)
-                        break
-                    except queue.Full:  # bounded: drop the oldest chunk, count it
-                        try:
-                            self.queue.get_nowait()
-                            self.pipeline.stats.queue_drops += 1
-                        except queue.Empty:
-                            pass
+                put((*item, time.perf_counter()))
         except BaseException as err:  # surfaced by run()
             self.error = err
         finally:
             self._ended.set()
+
+    def _put_dropping_oldest(self, item) -> None:
+        """A live source: waiting would fall further behind real time, so a full queue loses
+        its oldest chunk (counted)."""
+        while True:
+            try:
+                self.queue.put_nowait(item)
+                return
+            except queue.Full:
+                try:
+                    self.queue.get_nowait()
+                    self.pipeline.stats.queue_drops += 1
+                except queue.Empty:
+                    pass
+
+    def _put_waiting(self, item) -> None:
+        """A source that can wait (a file): hold the reader until there is room, so nothing
+        is dropped; a stop request still ends the wait."""
+        while not self._stop.is_set():
+            try:
+                self.queue.put(item, timeout=0.05)
+                return
+            except queue.Full:
+                continue
 
     def stop(self) -> None:
         """Ask the loop (and the reader) to finish; safe from another thread."""

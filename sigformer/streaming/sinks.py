@@ -1,6 +1,6 @@
-"""Stream sinks: callbacks, LSL outlets (class probabilities + markers), a crash-safe
-recorder, an XDF prediction writer, WAV writers (one file per separated speaker), a SigMF annotation writer and an npz
-writer for channel estimates.
+"""Stream sinks: callbacks, LSL outlets (class probabilities + markers), crash-safe
+recorders (binary and CSV), an XDF prediction writer, WAV writers (one file per separated
+speaker), a SigMF annotation writer and an npz writer for channel estimates.
 
 Nothing a sink writes replaces earlier results: the recorder starts a new file when the
 target exists, and file sinks write to a temporary name that is renamed into place when the
@@ -85,6 +85,8 @@ class Recorder:
     row.
     """
 
+    FORMAT = "crash-safe binary, read_recorder"
+
     def __init__(self, path, columns: Sequence[str], durable: bool = True):
         self.requested_path = Path(path)
         self.columns = list(columns)
@@ -124,6 +126,55 @@ class Recorder:
             self._fh.close()
 
 
+class CSVRecorder:
+    """Predictions as CSV text, appended and flushed (``fsync``'d with ``durable=True``) as
+    they are made: a header ``timestamp,<columns>``, then one row per prediction, formatted as
+    :meth:`RecorderData.to_csv` writes them. A crash keeps every row up to the last flush (at
+    most the last line is torn). Never truncates an earlier recording: a new session gets a
+    new file (``preds-2.csv``)."""
+
+    FORMAT = "crash-safe text rows"
+
+    def __init__(self, path, columns: Sequence[str], durable: bool = True):
+        self.requested_path = Path(path)
+        self.columns = list(columns)
+        self.durable = durable
+        self.requested_path.parent.mkdir(parents=True, exist_ok=True)
+        self.path, self._fh = _create_new(self.requested_path)
+        self._fh.write((_csv_header(self.columns) + "\n").encode())
+        self._flush()
+
+    def _flush(self) -> None:
+        self._fh.flush()
+        if self.durable:
+            os.fsync(self._fh.fileno())
+
+    def write(self, predictions: Sequence[Prediction]) -> None:
+        if not predictions:
+            return
+        for p in predictions:
+            if len(p.probabilities) != len(self.columns):
+                raise ValueError(f"CSV recorder has {len(self.columns)} columns, got a "
+                                 f"prediction with {len(p.probabilities)} probabilities")
+        lines = [_csv_row(p.timestamp, p.probabilities) for p in predictions]
+        self._fh.write(("\n".join(lines) + "\n").encode())
+        self._flush()
+
+    def close(self) -> None:
+        if not self._fh.closed:
+            self._flush()
+            self._fh.close()
+
+
+def _csv_header(columns: Sequence[str]) -> str:
+    return ",".join(["timestamp", *columns])
+
+
+def _csv_row(timestamp: float, values) -> str:
+    """One CSV row: the timestamp exactly (repr), the values to 6 significant digits."""
+    return ",".join([repr(float(timestamp)), *(f"{float(v):.6g}" for v in values)])
+
+
 def _create_new(path: Path):
     """Open ``path`` for writing if it does not exist, else ``<stem>-<n><suffix>``."""
     candidate = path
@@ -142,6 +193,8 @@ class XDFRecorder:
     timestamp. XDF has no append-safe layout, so rows are kept in memory (a few MB for a
     session) and the file is written when the stream ends, under a temporary name renamed into
     place; use :class:`Recorder` (``--record``) where a crash must not lose rows."""
+
+    FORMAT = "written when the stream ends"
 
     def __init__(self, path, classes: Sequence[str], name: str = "sigformer-predictions"):
         self.requested_path = Path(path)
@@ -198,10 +251,13 @@ class RecorderData(NamedTuple):
         """Write ``timestamp,<columns>`` rows (atomically)."""
         from ..atomic import atomic_write_text
 
-        lines = [",".join(["timestamp", *self.columns])]
-        lines += [",".join([repr(float(t)), *(f"{v:.6g}" for v in row)])
-                  for t, row in zip(self.timestamps, self.values)]
+        lines = [_csv_header(self.columns)]
+        lines += [_csv_row(t, row) for t, row in zip(self.timestamps, self.values)]
         return atomic_write_text(path, "\n".join(lines) + "\n")
+
+
+# `--record PATH` (stream.output.record): the recorder for each suffix
+RECORD_FORMATS = {".sgrec": Recorder, ".csv": CSVRecorder, ".xdf": XDFRecorder}
 
 
 def read_recorder(path) -> RecorderData:

@@ -3,11 +3,20 @@
 A source yields ``(chunk (n_channels, n_samples), timestamps (n_samples,))`` and knows its
 ``sfreq`` and ``channels``. ``read()`` returns ``None`` when no data is available yet and
 raises :class:`EndOfStream` when a finite source is exhausted.
+
+``live`` says what the runner does when the consumer falls behind (:func:`is_live`):
+
+* ``live = True`` (LSL, ZeroMQ, sound card): the data arrive in real time whatever the
+  reader does, so waiting would only fall further behind; the runner drops the oldest chunks
+  and counts them (``queue_drops``);
+* ``live = False`` (files, in-memory arrays, paced or not): the source can wait, so the runner
+  blocks its reader until there is room (backpressure) and nothing is dropped.
 """
 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -19,12 +28,32 @@ class EndOfStream(Exception):
     """A finite source has no more data."""
 
 
+def is_live(source) -> bool:
+    """Whether ``source`` delivers in real time and cannot wait (see the module docstring).
+    A source that does not say is taken as live: stalling a real-time feed would be worse
+    than dropping (counted) chunks of it."""
+    return bool(getattr(source, "live", True))
+
+
+def missing_rate_error(path) -> SignalError:
+    """The refusal for a SigMF capture without ``core:sample_rate`` where a real rate is
+    needed (paced in real time, or a bundle trained at a sample rate)."""
+    return SignalError(f"{path} has no core:sample_rate; give the capture's rate with "
+                       f"--source-rate HZ (sample_rate= in Python): pacing it in real "
+                       f"time (--realtime) and bundles trained at a sample rate need "
+                       f"it (a rate-agnostic IQ bundle read unpaced does not)")
+
+
 class ArraySource:
     """Chunks of an in-memory ``(n_channels, n_times)`` array; ``realtime=True`` paces them at
-    the sampling rate (as a file replay would), otherwise as fast as they are read."""
+    the sampling rate (as a file replay would), otherwise as fast as they are read.
+
+    ``live=False`` (default): the array can wait, so a slow consumer holds the reader back and
+    every sample is processed. ``live=True`` stands in for an amplifier (tests, benchmarks):
+    a consumer that falls behind loses the oldest chunks, counted, as with LSL."""
 
     def __init__(self, data: np.ndarray, sfreq: float, channels, chunk_size: int = 32,
-                 realtime: bool = False, t0: float = 0.0):
+                 realtime: bool = False, t0: float = 0.0, live: bool = False):
         self.data = np.asarray(data)
         if self.data.ndim != 2:
             raise SignalError(f"array sources take (n_channels, n_times), got {self.data.shape}")
@@ -33,6 +62,7 @@ class ArraySource:
         if len(self.channels) != self.data.shape[0]:
             raise SignalError(f"{self.data.shape[0]} rows but {len(self.channels)} channel names")
         self.chunk_size, self.realtime, self.t0 = chunk_size, realtime, t0
+        self.live = bool(live)
         self._pos = 0
         self._start: float | None = None
 
@@ -56,10 +86,12 @@ class ArraySource:
 
 
 class FileReplaySource(ArraySource):
-    """Replay an EEG file (EDF/BDF/GDF/FIF) chunk by chunk, in real time or as fast as
-    possible."""
+    """Replay an EEG file (EDF/BDF/GDF/FIF) chunk by chunk: as fast as the pipeline takes it
+    (default, as ``sigformer stream --source file:...``), or paced at the sampling rate with
+    ``realtime=True`` (``--realtime``). Either way a slow pipeline holds the replay back
+    rather than losing samples."""
 
-    def __init__(self, path, chunk_size: int = 32, realtime: bool = True,
+    def __init__(self, path, chunk_size: int = 32, realtime: bool = False,
                  normalize_names: bool = True):
         from ..data import read_recording
 
@@ -71,7 +103,10 @@ class FileReplaySource(ArraySource):
 class WAVSource:
     """Multichannel audio from a WAV/FLAC file (soundfile), channels ``mic0..``, read block by
     block (memory stays flat for any file length); ``realtime=True`` paces the blocks at the
-    sample rate as a live sound card would deliver them."""
+    sample rate as a live sound card would deliver them. A file can wait: a slow pipeline holds
+    the reader back and nothing is dropped."""
+
+    live = False
 
     def __init__(self, path, chunk_size: int = 512, realtime: bool = False):
         try:
@@ -83,6 +118,7 @@ class WAVSource:
             self._file = sf.SoundFile(str(path))
         except Exception as err:
             raise SignalError(f"{path} could not be read as audio: {err}") from err
+        self.path = Path(path)  # outputs are named after it (<stem>_<label>.wav)
         self.sfreq = check_sfreq(self._file.samplerate)
         names = tuple(f"mic{i}" for i in range(self._file.channels))
         self.channels = ChannelSet(names, ("mic",) * len(names))
@@ -112,11 +148,17 @@ class SigMFSource(ArraySource):
     """Complex IQ from a SigMF recording (``.sigmf-meta`` + ``.sigmf-data``) as two real
     channels (I, Q) per capture channel.
 
-    The rate is ``core:sample_rate``, else ``sample_rate``; a capture with neither streams at
-    ``nominal_rate`` when one is given (a rate-agnostic bundle read unpaced:
-    :func:`~sigformer.streaming.app.nominal_rate`), with ``rate_is_nominal`` set so that
-    nothing written claims it as the capture's rate. NaN/Inf samples are passed on: the
-    stream's ``nan_policy`` decides about them, chunk by chunk."""
+    The rate is ``core:sample_rate``, else ``sample_rate``. A capture with neither, read
+    unpaced, streams at a nominal rate with ``rate_is_nominal`` set, so that nothing written
+    claims it as the capture's rate: ``nominal_rate`` when given, else a placeholder 1 Hz
+    (timestamps count samples) that :func:`~sigformer.streaming.app.stream_bundle` replaces
+    with the bundle's nominal rate, as ``sigformer stream`` does
+    (:func:`~sigformer.streaming.app.nominal_rate`); a bundle trained at a sample rate refuses
+    such a stream. Pacing in real time (``realtime=True``) needs a rate: without one it is
+    refused here. NaN/Inf samples are passed on: the stream's ``nan_policy`` decides about
+    them, chunk by chunk."""
+
+    PLACEHOLDER_RATE = 1.0
 
     def __init__(self, path, chunk_size: int = 1024, realtime: bool = False,
                  sample_rate: float | None = None, nominal_rate: float | None = None):
@@ -128,20 +170,33 @@ class SigMFSource(ArraySource):
             recording = read_sigmf(path, nan_policy="skip")  # kept: the runtime's policy
         except DataError as err:
             raise SignalError(f"{path} could not be read as SigMF: {err}") from err
+        self.path = Path(path)
         rate = recording.sample_rate if recording.sample_rate is not None else sample_rate
-        self.rate_is_nominal = rate is None and nominal_rate is not None
+        self.rate_is_nominal = rate is None
+        # a placeholder may be replaced by the bundle's nominal rate; a given one is kept
+        self.nominal_is_placeholder = self.rate_is_nominal and nominal_rate is None
         if self.rate_is_nominal:
-            rate = nominal_rate
-        if rate is None:
-            raise SignalError(f"{path} has no core:sample_rate; give the capture's rate with "
-                              f"--source-rate HZ (sample_rate= in Python): pacing it in real "
-                              f"time (--realtime) and bundles trained at a sample rate need "
-                              f"it (a rate-agnostic IQ bundle read unpaced does not)")
+            if realtime and nominal_rate is None:
+                raise missing_rate_error(path)
+            rate = nominal_rate if nominal_rate is not None else self.PLACEHOLDER_RATE
         if not recording.is_complex:
             raise SignalError(f"{path} holds real samples; a SigMF IQ source needs complex data")
         samples = recording.samples.T if recording.samples.ndim == 2 else recording.samples[None]
         data = iq_to_channels(samples).reshape(-1, samples.shape[-1])
         super().__init__(data, rate, iq_channel_set(samples.shape[0]), chunk_size, realtime)
+
+    def use_nominal_rate(self, rate: float) -> None:
+        """Stream at ``rate`` instead of the placeholder (before the first read: the
+        timestamps count from it)."""
+        if not self.nominal_is_placeholder:
+            raise SignalError(f"{self.path}: only a placeholder nominal rate can be replaced "
+                              f"(this source streams at {self.sfreq:g} Hz, "
+                              f"{'its nominal_rate' if self.rate_is_nominal else 'its rate'})")
+        if self._pos:
+            raise SignalError(f"{self.path}: the nominal rate must be set before the first "
+                              f"read ({self._pos} samples were read already)")
+        self.sfreq = check_sfreq(rate)
+        self.nominal_is_placeholder = False
 
 
 class LSLSource:
@@ -151,6 +206,8 @@ class LSLSource:
     killed) reads return nothing, the gap shows in the timestamps, and the inlet reconnects
     by itself when a stream with the same identity returns.
     """
+
+    live = True
 
     def __init__(self, name: str | None = None, stype: str | None = None,
                  source_id: str | None = None, timeout: float = 10.0,
@@ -187,8 +244,18 @@ class LSLSource:
         return data.T.astype(np.float64), np.asarray(ts, dtype=float)
 
     def close(self) -> None:
+        """Destroy the inlet without ``close_stream()``: liblsl logs "Stream transmission broke
+        off" when close_stream cancels a transfer still running (the sender is alive), while
+        destroying the inlet shuts its connection down first, which it does not log."""
+        inlet, self.inlet = self.inlet, None
+        if inlet is None:
+            return
         try:
-            self.inlet.close_stream()
+            if hasattr(inlet, "_del"):  # mne-lsl: its destructor calls close_stream first
+                inlet._stream_is_open = False
+                inlet._del()
+            else:  # another binding: its own close (liblsl may print the line)
+                inlet.close_stream()
         except Exception:
             pass
 
@@ -198,6 +265,8 @@ class ZMQSource:
     ``gr_complex`` items, no tags): raw interleaved float32 I/Q per message, as two real
     channels ``I0, Q0``. ``pattern`` is ``"sub"`` (PUB sink) or ``"pull"`` (PUSH sink).
     Needs pyzmq (``pip install 'sigformer[sdr]'``); test it on 127.0.0.1 only."""
+
+    live = True
 
     def __init__(self, address: str, sample_rate: float, *, pattern: str = "sub",
                  dtype: str = "complex64", timeout: float = 10.0):
@@ -255,6 +324,8 @@ class ZMQSource:
 class SoundCardSource:
     """A live sound card input (``sounddevice``; ``pip install 'sigformer[audio-live]'``):
     ``channels`` microphones at ``sample_rate``, delivered in blocks of ``chunk_size``."""
+
+    live = True
 
     def __init__(self, sample_rate: float = 16000, channels: int = 1, *, device=None,
                  chunk_size: int = 512):

@@ -360,10 +360,7 @@ def run_eeg(cfg: ClassifyConfig, ctx: RunContext) -> dict[str, Any]:
             report["cv_folds"] = grouping
         for metric, s in summary.items():
             log(f"      {metric:18s} {s['mean']:.3f} ± {s['std']:.3f}")
-        # predicted labels over all test folds, recovered from the confusion counts
-        confusion = np.asarray(result.confusion)
-        collapse = check_predictions(np.repeat(np.asarray(classes)[:confusion.shape[1]],
-                                               confusion.sum(axis=0)))
+        collapse = check_predictions(fold_predictions(result.confusion, classes))
         if collapse:
             report["warnings"] = [collapse]
     if result is not None and cfg.alignment == "batch":
@@ -403,6 +400,15 @@ def run_eeg(cfg: ClassifyConfig, ctx: RunContext) -> dict[str, Any]:
                         "summary": f"{cfg.model.name} on {cfg.data.source}"})
         bundle.save(out / "model")
     return report
+
+
+def fold_predictions(confusion, classes: list) -> np.ndarray:
+    """The labels predicted over all test folds, recovered from the confusion counts, as
+    plain ``str`` (an object array): the collapse warning then names ``'left_hand'``, not
+    ``np.str_('left_hand')``."""
+    confusion = np.asarray(confusion)
+    names = np.array([str(c) for c in classes[:confusion.shape[1]]], dtype=object)
+    return np.repeat(names, confusion.sum(axis=0))
 
 
 def _alignment_extra(cfg: ClassifyConfig, X: np.ndarray) -> dict[str, Any]:
@@ -448,7 +454,12 @@ def _read_extra(folder: Path) -> dict:
 
 
 def run_classify(cfg: ClassifyConfig, ctx: RunContext) -> dict[str, Any]:
-    return run_iq(cfg, ctx) if cfg.amr is not None else run_eeg(cfg, ctx)
+    if cfg.amr is not None:
+        return run_iq(cfg, ctx)
+    from ..estimators import alignment_warnings_once
+
+    with alignment_warnings_once():  # one alignment warning per cause, not one per fold
+        return run_eeg(cfg, ctx)
 
 
 # --- overrides ----------------------------------------------------------------------------

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, TransformerMixin
@@ -15,6 +17,18 @@ from .simple import codebook_report
 
 def _is_int(value) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def _missing_arguments(factory, kwargs: dict) -> list[str]:
+    """The required keyword-able parameters of ``factory`` (a tokenizer class or factory)
+    that ``kwargs`` does not give; [] when its signature cannot be read."""
+    try:
+        signature = inspect.signature(factory)
+    except (TypeError, ValueError):
+        return []
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return [name for name, p in signature.parameters.items()
+            if p.kind in kinds and p.default is inspect.Parameter.empty and name not in kwargs]
 
 
 def _training_route(tokenizer: Tokenizer) -> str | None:
@@ -137,7 +151,7 @@ class TokenTransformer(TransformerMixin, BaseEstimator):
         from ..catalogue import default_pretrained
         from .frontends import create_tokenizer, tokenizer_entry
 
-        tokenizer_entry(self.tokenizer)  # an unknown name is the error, not max_epochs
+        entry = tokenizer_entry(self.tokenizer)  # an unknown name is the error, not max_epochs
         self._check_epochs()
         weights = self.weights
         if self.max_epochs == 0 and weights is None:  # no training asked for: shipped weights
@@ -149,6 +163,7 @@ class TokenTransformer(TransformerMixin, BaseEstimator):
             kwargs["weights"] = weights
         if self.random_state is not None:  # initial weights (patch projection, codebook)
             torch.manual_seed(self.random_state)
+        self._check_required_params(entry.factory, kwargs)
         tokenizer = create_tokenizer(self.tokenizer, **kwargs)
         if self.output == "ids" and not tokenizer.discrete:
             raise ValueError(f"{self.tokenizer!r} makes continuous tokens (no ids): use "
@@ -171,6 +186,16 @@ class TokenTransformer(TransformerMixin, BaseEstimator):
             self.__dict__.pop(attr, None)  # from an earlier fit
         self.__dict__.update(fitted)
         return self
+
+    def _check_required_params(self, factory, kwargs: dict) -> None:
+        """Name the tokenizer's arguments that have no default and were not given, and how to
+        give them, instead of letting its constructor's TypeError through."""
+        missing = _missing_arguments(factory, kwargs)
+        if missing:
+            example = ", ".join(f"{name!r}: ..." for name in missing)
+            raise ValueError(f"tokenizer {self.tokenizer!r} needs {', '.join(missing)} (no "
+                             f"default); pass them as TokenTransformer({self.tokenizer!r}, "
+                             f"params={{{example}}})")
 
     def _learn(self, tokenizer: Tokenizer, Xp: np.ndarray, pretrained: bool) -> None:
         """Train ``tokenizer`` on prepared trials as its kind allows (see :meth:`fit`)."""
