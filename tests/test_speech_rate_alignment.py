@@ -232,3 +232,19 @@ def test_summary_line_names_the_resampling_delay_only_when_resampling(rate):
         assert "resampling delay" not in summary
     else:
         assert f"resampling delay {report['resample_delay_ms']:.1f} ms" in summary
+
+
+def test_wrong_microphone_count_names_the_trained_array_and_what_to_give():
+    from sigformer.data.room import SceneConfig
+    from sigformer.streaming.processors import describe_array
+    from sigformer.validation import SignalError
+
+    array = SceneConfig(n_mics=4, radius=(0.05, 0.1)).array()
+    proc = AudioStream(torch.nn.Identity(), 16000, multichannel=True, n_mics=4, array=array)
+    with pytest.raises(SignalError, match=r"8 channels; this enhancement bundle takes 4 "
+                                          r"microphones \(trained for a uniform circular, "
+                                          r"horizontal array, radius 0.05-0.1 m, reference "
+                                          r"microphone 0\): give 4 channels"):
+        proc.configure(16000, [f"mic{i}" for i in range(8)])
+    assert describe_array(None) == "" and "radius 0.08 m" in describe_array(
+        {**array, "radius_m": 0.08})

@@ -217,7 +217,7 @@ def _audio(bundle: Bundle, settings: OnlineSettings):
                        labels=bundle.labels or (["enhanced"] if multichannel else []),
                        channel=settings.channel,
                        n_mics=spec.n_channels if multichannel else None,
-                       nan_policy=settings.nan_policy)
+                       nan_policy=settings.nan_policy, array=bundle.extra.get("array"))
 
 
 def _check_chunking(chunk_s: float, overlap_s: float, rate: float,

@@ -60,6 +60,22 @@ class AudioStats(StreamStats):
     resample_delay_ms: float = 0.0
 
 
+def describe_array(array: dict | None) -> str:
+    """`` (trained for a uniform circular array of radius 0.05-0.1 m, ...)`` from an
+    enhancement bundle's ``extra["array"]``; empty when it records none."""
+    if not array:
+        return ""
+    radius = array.get("radius_m")
+    if isinstance(radius, (list, tuple)):
+        radius = f"{radius[0]:g}-{radius[1]:g}"
+    parts = [f"a {array.get('geometry', 'microphone')} array"]
+    if radius is not None:
+        parts.append(f"radius {radius} m")
+    if "reference_mic" in array:
+        parts.append(f"reference microphone {array['reference_mic']}")
+    return f" (trained for {', '.join(parts)})"
+
+
 class AudioStream:
     """Stateful separation / enhancement of an audio stream.
 
@@ -78,8 +94,9 @@ class AudioStream:
     def __init__(self, model: torch.nn.Module, model_rate: float, *, multichannel: bool,
                  chunk_s: float = 4.0, overlap_s: float = 0.5, labels: Sequence[str] = (),
                  channel: int | None = None, n_mics: int | None = None,
-                 nan_policy: str = "raise"):
+                 nan_policy: str = "raise", array: dict | None = None):
         self.model, self.model_rate = model, float(model_rate)
+        self.array = array  # the microphone array an enhancement bundle was trained for
         self.multichannel, self.channel, self.n_mics = multichannel, channel, n_mics
         self.chunk, self.overlap = int(chunk_s * model_rate), int(overlap_s * model_rate)
         self.labels = list(labels)
@@ -93,7 +110,10 @@ class AudioStream:
         n = len(channels)
         if self.multichannel and self.n_mics is not None and n != self.n_mics:
             raise SignalError(f"the stream has {n} channels; this enhancement bundle takes "
-                              f"{self.n_mics} microphones")
+                              f"{self.n_mics} microphones{describe_array(self.array)}: give "
+                              f"{self.n_mics} channels (or one file per microphone) in the "
+                              f"array's order, e.g. the {self.n_mics} of your {n} that form "
+                              f"such an array")
         if not self.multichannel and n > 1 and self.channel is None:
             raise SignalError(f"the stream has {n} channels; separation takes mono audio: "
                               f"choose one with channel=N (--channel N)")
