@@ -808,7 +808,7 @@ from sigformer.streaming import SigMFAnnotationSink, SigMFSource
 from sigformer.streaming.app import stream_bundle
 
 sink = SigMFAnnotationSink(folder / "streamed", sample_rate=200e3, labels=clst.labels,
-                           center_freq=915e6)
+                           center_freq=915e6, recording=meta)  # a complete recording
 report = stream_bundle(CLST, SigMFSource(meta, chunk_size=256), [sink], log=lambda *a: None)
 labels = [a["core:label"] for a in json.loads(sink.path.read_text())["annotations"]]
 print(report["predictions"], "frames:", " ".join(labels))

@@ -429,7 +429,9 @@ def build_parser() -> argparse.ArgumentParser:
                          ">= 0, default 30)")
     iq.add_argument("--all-frames", action="store_true", help="classify quiet frames too")
     iq.add_argument("--copy-data", action="store_true", default=None,
-                    help="with --out elsewhere: copy the data file beside the new metadata")
+                    help="with --out in the recording's own folder: copy the data beside the "
+                         "new metadata instead of naming the original with core:dataset "
+                         "(--out in another folder: the data is always copied)")
     iq.add_argument("--nan-policy", default="raise", choices=("raise", "skip", "interpolate"),
                     help="NaN/Inf samples: refuse (default), skip their frames (with "
                          "resampling: the frames the NaN samples reach through the "
@@ -486,8 +488,14 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("bundle", help="bundle folder or pretrained name")
     export.add_argument("--out", required=True, help="output folder")
     export.add_argument("--format", default="onnx", choices=("onnx", "torchscript",
-                                                             "torch.export"))
-    export.add_argument("--opset", type=int, default=17, help="ONNX opset")
+                                                             "torch.export"),
+                        help="onnx (model.onnx, for onnxruntime; default), torchscript "
+                             "(model.pt, torch.jit.load) or torch.export (model.pt2, "
+                             "torch.export.load); the report's 'exporter' names the tool "
+                             "that wrote the file")
+    export.add_argument("--opset", type=int, default=17,
+                        help="ONNX opset (default 17; a model only the dynamo exporter "
+                             "converts gets 18, and the notes say so)")
     export.set_defaults(func=_cmd_export)
     return parser
 

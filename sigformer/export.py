@@ -53,6 +53,10 @@ FILE_NAMES = {"onnx": "model.onnx", "torchscript": "model.pt", "torch.export": "
 PREPROCESS_FILE = "preprocess.json"
 TOLERANCE = 1e-4
 ONNX_EXPORTERS = ("auto", "torchscript", "dynamo")
+# What the result's "exporter" says for ONNX: the tool that wrote the file, never a bare
+# "torchscript" beside "format": "onnx" (which read as a contradiction)
+ONNX_EXPORTER_NAMES = {"torchscript": "torch.onnx (TorchScript-based exporter)",
+                       "dynamo": "torch.onnx (dynamo exporter, torch.export-based)"}
 
 
 class ExportError(RuntimeError):
@@ -568,7 +572,7 @@ class _Exported:
     path: Path
     runner: Callable[..., tuple[np.ndarray, ...]]
     opset: int | None = None
-    exporter: str | None = None
+    exporter: str | None = None  # the tool that wrote the file, in words
     dynamic_batch: bool = True
     dynamic_time: bool = False
     notes: list[str] = field(default_factory=list)
@@ -643,7 +647,7 @@ def _export_onnx(dep: Deployable, path: Path, opset: int, exporter: str,
                                          f"used the dynamo exporter"]
     if actual != opset:
         notes.append(f"the {used} exporter wrote opset {actual}, not the requested {opset}")
-    return _Exported(path, run, actual, used, True, time, notes)
+    return _Exported(path, run, actual, ONNX_EXPORTER_NAMES[used], True, time, notes)
 
 
 def _first_line(err: BaseException) -> str:
@@ -858,8 +862,10 @@ def export_model(model: nn.Module, example_inputs: Sequence[torch.Tensor] | None
     ``"auto"`` (the first, falling back to the second). ``dynamic_time`` (speech models):
     ``None`` tries a dynamic time axis and falls back to the example length when the traced
     graph does not generalise. Returns ``{"format", "files", "max_abs_diff", "opset",
-    "inputs", "outputs", ...}``; with ``check`` a max abs difference above ``tolerance`` (or
-    any differing token id) is an :class:`ExportError` and nothing is written."""
+    "inputs", "outputs", "exporter", ...}`` (``exporter``: the tool that wrote the file,
+    e.g. ``"torch.onnx (TorchScript-based exporter)"``, ``"torch.jit.trace"``); with
+    ``check`` a max abs difference above ``tolerance`` (or any differing token id) is an
+    :class:`ExportError` and nothing is written."""
     from .atomic import published
 
     _check_format(fmt)

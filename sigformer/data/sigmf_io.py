@@ -9,7 +9,8 @@
   I/Q rows, as RadioML stores them); :func:`frame_signal` cuts any recording into frames.
 * :func:`prediction_annotations` turns per-frame predictions into merged annotations and
   :func:`write_annotations` adds them to a copy of a recording's metadata (``out_meta``, a
-  complete recording) or, only when asked, to the recording itself (``in_place=True``).
+  complete recording) or, only when asked, to the recording itself (``in_place=True``);
+  :class:`AnnotationWriter` does it for both ``classify-iq`` and ``sigformer stream --out``.
 * Metadata is validated against the SigMF schema (:func:`validate_metadata`); NaN/Inf samples
   follow an explicit ``nan_policy`` (``"raise"``, ``"skip"``, ``"interpolate"``); data files
   shorter than their metadata says are reported as truncated.
@@ -544,6 +545,181 @@ def _copy_atomically(source: Path, target: Path) -> None:
         raise
 
 
+def _recorded_samples(meta: dict[str, Any], data_path: Path) -> int:
+    """How many samples (per channel) the data file holds, as ``_check_meta`` counts them."""
+    match = DATATYPE_RE.match(str(meta["global"]["core:datatype"]))
+    width = int(match.group(2)[1:]) // 8 * (2 if match.group(1) == "c" else 1)
+    channels = int(meta["global"].get("core:num_channels", 1))
+    size = data_path.stat().st_size - int(meta["global"].get("core:trailing_bytes", 0))
+    header = sum(int(c.get("core:header_bytes", 0)) for c in meta.get("captures", []))
+    return (size - header) // (width * channels)
+
+
+def _load_annotated(meta_path: Path, default_data: Path) -> tuple[dict[str, Any], Path | None]:
+    """The metadata to annotate and its data file; ``None`` for a metadata-only recording
+    (``core:metadata_only``, e.g. one written by a stream from a live source) without data."""
+    if meta_path.is_file():
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            meta = None  # _check_meta names the problem
+        if (isinstance(meta, dict) and isinstance(meta.get("global"), dict)
+                and meta["global"].get("core:metadata_only") is True
+                and not _data_path(meta_path, meta, default_data).is_file()):
+            validate_metadata(meta, meta_path)
+            return meta, None
+    return _check_meta(meta_path, default_data)
+
+
+def _annotation_rows(annotations: list[SigMFAnnotation]) -> list[dict[str, Any]]:
+    return [{"core:sample_start": a.start, "core:sample_count": a.count, **a.to_metadata()}
+            for a in annotations]
+
+
+class AnnotationWriter:
+    """The one SigMF annotation writer: :func:`write_annotations` (``classify-iq``) and the
+    streaming sink (:class:`~sigformer.streaming.sinks.SigMFAnnotationSink`, ``sigformer
+    stream --out``) both write through it, so their files agree: the source's global fields
+    (``core:version``, ``core:sha512``, author, licence, ...) kept, the ``sigformer``
+    extension declared at :data:`EXTENSION`'s version, earlier annotations by
+    ``replace_generator`` dropped, the data file placed the same way, every write atomic and
+    validated against the standard.
+
+    ``recording``: the annotated capture (``.sigmf-meta``, its data file or their base). With
+    ``out_meta`` the result is a complete recording: beside the original data (same folder)
+    the new metadata names it with ``core:dataset``; elsewhere (or with ``copy_data=True``)
+    the data is copied to ``<out_meta base>.sigmf-data`` (once, before the first metadata
+    that names it); ``copy_data=False`` elsewhere is refused (``core:dataset`` can only name a
+    file in its own folder). ``in_place=True`` rewrites the recording's own metadata instead.
+
+    ``recording=None``: there is no capture (a stream from a live source); the metadata is
+    written with ``core:metadata_only: true`` (SigMF's flag for metadata without a dataset),
+    ``global_info`` over the defaults (``cf32_le``, the ``sigmf`` package's specification
+    version, as :func:`write_sigmf`) and ``captures`` (default: one at sample 0).
+
+    :meth:`add` validates each batch of annotations as it comes (a long stream is not
+    revalidated whole at every flush); :meth:`flush` writes everything added so far and can
+    be called as often as wanted."""
+
+    def __init__(self, recording: str | os.PathLike | None,
+                 out_meta: str | os.PathLike | None = None, *, in_place: bool = False,
+                 replace_generator: str | None = "sigformer", copy_data: bool | None = None,
+                 global_info: dict[str, Any] | None = None,
+                 captures: list[dict[str, Any]] | None = None):
+        self._copy: tuple[Path, Path] | None = None
+        self.n_samples: int | None = None  # of the recording's data, when there is one
+        self._new: list[dict[str, Any]] = []
+        if recording is None:
+            self._start_metadata_only(out_meta, in_place, global_info, captures)
+        else:
+            if global_info is not None or captures is not None:
+                raise ValueError("global_info and captures describe a stream without a "
+                                 "recording; with a recording its own metadata is kept")
+            self._start_from_recording(Path(recording), out_meta, in_place,
+                                       replace_generator, copy_data)
+        if _uses_extension(self._kept + self.captures + [self.global_info]):
+            _declare_extension(self.global_info)
+
+    @property
+    def global_info(self) -> dict[str, Any]:
+        return self._meta["global"]
+
+    @property
+    def captures(self) -> list[dict[str, Any]]:
+        return self._meta.get("captures", [])
+
+    def _start_from_recording(self, recording: Path, out_meta, in_place: bool,
+                              replace_generator: str | None, copy_data: bool | None) -> None:
+        meta_path, default_data = _meta_and_data(recording)
+        if default_data is None:
+            raise DataError("annotations are written to a .sigmf-meta file, not into an "
+                            "archive")
+        if (out_meta is None) == (not in_place):
+            raise ValueError("pass either out_meta (a new metadata file; the input stays as "
+                             "it is) or in_place=True (rewrite the input's metadata), not "
+                             "both or neither")
+        if in_place:  # before any work: the answer cannot change
+            check_replaceable(meta_path, in_place=True)
+        self._meta, data_path = _load_annotated(meta_path, default_data)
+        if data_path is not None:
+            self.n_samples = _recorded_samples(self._meta, data_path)
+        self._kept = [a for a in self._meta.get("annotations", [])
+                      if replace_generator is None
+                      or a.get("core:generator") != replace_generator]
+        if in_place:
+            self.target = meta_path
+            return
+        self.target = _new_target(out_meta, meta_path)
+        if data_path is not None:
+            self._place_data(data_path, copy_data)
+
+    def _place_data(self, data_path: Path, copy_data: bool | None) -> None:
+        """``core:dataset`` beside the original data, a copy elsewhere (or when asked)."""
+        target_data = _meta_and_data(self.target)[1]
+        same_folder = self.target.parent.resolve() == data_path.parent.resolve()
+        if copy_data is None:
+            copy_data = not same_folder
+        if copy_data:
+            self.global_info.pop("core:dataset", None)
+            if target_data.resolve() != data_path.resolve():
+                self._copy = (data_path, target_data)
+        elif not same_folder:
+            raise DataError(f"core:dataset can only name a file in the metadata's own "
+                            f"folder; {self.target} is not beside {data_path}: pass "
+                            f"copy_data=True")
+        elif target_data.resolve() != data_path.resolve():
+            self.global_info["core:dataset"] = data_path.name
+
+    def _start_metadata_only(self, out_meta, in_place: bool, global_info: dict | None,
+                             captures: list[dict] | None) -> None:
+        if in_place or out_meta is None:
+            raise ValueError("without a recording the annotations need out_meta (a new "
+                             "metadata file); there is no recording to rewrite in place")
+        sigmf = _sigmf()
+        info = {sigmf.DATATYPE_KEY: "cf32_le", sigmf.VERSION_KEY: sigmf.__specification__,
+                **(global_info or {}), "core:metadata_only": True}
+        self._meta = {"global": info, "captures": [dict(c) for c in captures or
+                                                   [{"core:sample_start": 0}]],
+                      "annotations": []}
+        self._kept = []
+        self.target = _new_target(out_meta, None)
+        validate_metadata(self._meta, self.target)
+
+    def add(self, annotations: list[SigMFAnnotation]) -> None:
+        """Validate ``annotations`` (with the recording's global object and captures) and
+        keep them for the next :meth:`flush`."""
+        rows = sorted(_annotation_rows(annotations), key=lambda a: a["core:sample_start"])
+        if _uses_extension(rows):
+            _declare_extension(self.global_info)
+        validate_metadata({**self._meta, "annotations": rows}, self.target)
+        self._new.extend(rows)
+
+    def flush(self) -> Path:
+        """Write the metadata (the recording's annotations that are kept, and every one
+        added), atomically; the data is copied first when it is to be."""
+        if self._copy is not None:
+            _copy_atomically(*self._copy)
+            self._copy = None
+        meta = {**self._meta, "annotations": sorted(self._kept + self._new,
+                                                    key=lambda a: a["core:sample_start"])}
+        _write_json_atomically(meta, self.target)
+        return self.target
+
+
+def _new_target(out_meta: str | os.PathLike | None, source_meta: Path | None) -> Path:
+    """The new metadata file: a ``.sigmf-meta`` path, not the input's own and not a
+    read-only file; its folder is created."""
+    target, target_data = _meta_and_data(Path(out_meta))
+    if target_data is None:
+        raise DataError(f"out_meta {out_meta} must be a .sigmf-meta path, not an archive")
+    if source_meta is not None and target.resolve() == source_meta.resolve():
+        raise DataError(f"out_meta {target} is the input's own metadata; pass in_place=True "
+                        f"to modify the input")
+    check_replaceable(target, in_place=False)  # before the data is copied beside it
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return target
+
+
 def write_annotations(recording_path: str | os.PathLike, annotations: list[SigMFAnnotation],
                       out_meta: str | os.PathLike | None = None, *, in_place: bool = False,
                       replace_generator: str | None = "sigformer",
@@ -555,47 +731,9 @@ def write_annotations(recording_path: str | os.PathLike, annotations: list[SigMF
     complete recording: beside the original data (same folder) the new metadata names it with
     ``core:dataset``; elsewhere (or with ``copy_data=True``) the data is copied to
     ``<out_meta base>.sigmf-data``. The ``sigformer:`` extension is declared in
-    ``core:extensions`` whenever its fields are used."""
-    meta_path, default_data = _meta_and_data(Path(recording_path))
-    if default_data is None:
-        raise DataError("annotations are written to a .sigmf-meta file, not into an archive")
-    if (out_meta is None) == (not in_place):
-        raise ValueError("pass either out_meta (a new metadata file; the input stays as it is) "
-                         "or in_place=True (rewrite the input's metadata), not both or neither")
-    if in_place:  # before any work: the answer cannot change
-        check_replaceable(meta_path, in_place=True)
-    meta, data_path = _check_meta(meta_path, default_data)
-    kept = [a for a in meta.get("annotations", [])
-            if replace_generator is None or a.get("core:generator") != replace_generator]
-    new = [{"core:sample_start": a.start, "core:sample_count": a.count, **a.to_metadata()}
-           for a in annotations]
-    meta["annotations"] = sorted(kept + new, key=lambda a: a["core:sample_start"])
-    if _uses_extension(meta["annotations"] + meta.get("captures", []) + [meta["global"]]):
-        _declare_extension(meta["global"])
-    if in_place:
-        validate_metadata(meta, meta_path)
-        _write_json_atomically(meta, meta_path)
-        return meta_path
-    target, target_data = _meta_and_data(Path(out_meta))
-    if target_data is None:
-        raise DataError(f"out_meta {out_meta} must be a .sigmf-meta path, not an archive")
-    if target.resolve() == meta_path.resolve():
-        raise DataError(f"out_meta {target} is the input's own metadata; pass in_place=True "
-                        f"to modify the input")
-    check_replaceable(target, in_place=False)  # before the data is copied beside it
-    target.parent.mkdir(parents=True, exist_ok=True)
-    same_folder = target.parent.resolve() == data_path.parent.resolve()
-    if copy_data is None:
-        copy_data = not same_folder
-    if copy_data:
-        meta["global"].pop("core:dataset", None)
-        if target_data.resolve() != data_path.resolve():
-            _copy_atomically(data_path, target_data)
-    elif not same_folder:
-        raise DataError(f"core:dataset can only name a file in the metadata's own folder; "
-                        f"{target} is not beside {data_path}: pass copy_data=True")
-    elif target_data.resolve() != data_path.resolve():
-        meta["global"]["core:dataset"] = data_path.name
-    validate_metadata(meta, target)
-    _write_json_atomically(meta, target)
-    return target
+    ``core:extensions`` whenever its fields are used. One writer (:class:`AnnotationWriter`)
+    serves this and ``sigformer stream --out``."""
+    writer = AnnotationWriter(recording_path, out_meta, in_place=in_place,
+                              replace_generator=replace_generator, copy_data=copy_data)
+    writer.add(annotations)
+    return writer.flush()

@@ -405,11 +405,15 @@ def default_sinks(bundle: Bundle, source, *, out: str | None = None,
             sinks.append(NpzSink(out))
     elif bundle.input_spec is not None and bundle.input_spec.layout == "iq":
         if out is not None:
-            info = getattr(source, "global_info", None)
+            from .sources import SigMFSource
+
+            # a SigMF capture: a complete recording as classify-iq --out writes it (its
+            # global fields kept, the data named or copied); any other source: metadata only
+            recording = source.path if isinstance(source, SigMFSource) else None
             # a nominal rate is not the capture's: nothing written may claim it
             rate = None if getattr(source, "rate_is_nominal", False) else source.sfreq
-            sinks.append(SigMFAnnotationSink(out, sample_rate=rate,
-                                             labels=bundle.labels, global_info=info,
+            sinks.append(SigMFAnnotationSink(out, sample_rate=rate, labels=bundle.labels,
+                                             recording=recording,
                                              center_freq=getattr(source, "center_freq", None)))
     elif out is not None:
         raise PipelineConfigError("--out is for audio, IQ and channel-estimation bundles; "

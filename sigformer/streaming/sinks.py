@@ -14,11 +14,14 @@ import os
 import struct
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
 from .runtime import Prediction
+
+if TYPE_CHECKING:
+    from ..data.sigmf_io import SigMFAnnotation
 
 RECORDER_MAGIC = b"SGFREC1\n"
 
@@ -326,64 +329,114 @@ class WAVSink:
 
 
 class SigMFAnnotationSink:
-    """Writes frame predictions as SigMF annotations while the stream runs.
+    """Writes frame predictions as SigMF annotations while the stream runs, through the same
+    writer as ``classify-iq --out`` (:class:`~sigformer.data.sigmf_io.AnnotationWriter`), so
+    the two files agree.
 
-    The annotations go to ``<path>.sigmf-meta`` (a new metadata file, never the input's unless
-    asked): rewritten atomically at most every ``every_s`` seconds and on close, so a crash
-    loses at most that much. ``global_info`` is the capture's ``global`` object when known.
-    ``sample_rate`` None: the capture's rate is unknown (a stream at a nominal rate), so no
-    ``core:sample_rate`` and no frequency edges are written.
+    ``recording``: the SigMF capture being streamed (``sigmf:`` sources). The output is then
+    a complete recording as ``classify-iq --out`` writes it: the capture's global fields and
+    ``core:version`` kept, its own annotations kept except earlier ``core:generator:
+    sigformer`` ones, the data named with ``core:dataset`` beside the capture and copied
+    elsewhere (``copy_data`` as in :func:`~sigformer.data.sigmf_io.write_annotations`).
+    Without one (a live source: ZeroMQ, ...) there is no data to keep: the metadata says
+    ``core:metadata_only: true``, with ``global_info`` over the defaults. ``path`` gets
+    ``.sigmf-meta`` appended unless it ends so; it is never the capture's own metadata.
+
+    Each annotation carries ``core:generator: sigformer`` (so a later run replaces it) and
+    ``sigformer:confidence``; frequency edges span the band (centre +- rate / 2) when the
+    centre frequency (``center_freq``, else the capture's ``core:frequency``) and
+    ``sample_rate`` are known. ``sample_rate`` None: the rate is unknown (a stream at a
+    nominal rate), so no edges. The file is rewritten atomically at most every ``every_s``
+    seconds and on close, so a crash loses at most that much.
     """
+
+    GENERATOR = "sigformer"
 
     def __init__(self, path, *, sample_rate: float | None, labels: Sequence[str],
                  global_info: dict | None = None, center_freq: float | None = None,
-                 every_s: float = 1.0, min_probability: float = 0.0):
+                 every_s: float = 1.0, min_probability: float = 0.0,
+                 recording: str | os.PathLike | None = None, copy_data: bool | None = None):
+        from ..data.sigmf_io import AnnotationWriter
+
         self.path = Path(path)
         if not self.path.name.endswith(".sigmf-meta"):
             self.path = self.path.with_name(self.path.name + ".sigmf-meta")
         self.sample_rate = None if sample_rate is None else float(sample_rate)
         self.labels = list(labels)
         self.center_freq = center_freq
-        default = {"core:datatype": "cf32_le", "core:sample_rate": self.sample_rate,
-                   "core:version": "1.2.0"}
-        self.global_info = dict(global_info or {k: v for k, v in default.items()
-                                                 if v is not None})
-        extensions = list(self.global_info.get("core:extensions", []))
-        if not any(e.get("name") == "sigformer" for e in extensions if isinstance(e, dict)):
-            extensions.append({"name": "sigformer", "version": "0.1.0", "optional": True})
-        self.global_info["core:extensions"] = extensions
+        if recording is None:
+            default = {} if self.sample_rate is None else {"core:sample_rate":
+                                                           self.sample_rate}
+            capture = {"core:sample_start": 0}
+            if center_freq is not None:
+                capture["core:frequency"] = float(center_freq)
+            self.writer = AnnotationWriter(None, self.path,
+                                           global_info={**default, **(global_info or {})},
+                                           captures=[capture])
+        else:
+            if global_info is not None:
+                raise ValueError("global_info is for a stream without a recording; a "
+                                 "recording's own global object is kept")
+            self.writer = AnnotationWriter(recording, self.path, copy_data=copy_data,
+                                           replace_generator=self.GENERATOR)
         self.every_s, self.min_probability = every_s, min_probability
-        self.annotations: list[dict] = []
+        # validated and handed to the writer at each flush, not per chunk: validation has a
+        # fixed cost of milliseconds a call, too much for every chunk of a live stream
+        self._pending: list[SigMFAnnotation] = []
+        self.written = 0  # annotations handed to the writer
+        self.cut_at_end = 0  # predictions that reached past the recording's last sample
         self._last_write = 0.0
 
+    def _centre(self, start: int) -> float | None:
+        """``center_freq``, else the ``core:frequency`` of the capture segment holding
+        ``start``."""
+        if self.center_freq is not None:
+            return float(self.center_freq)
+        segment = [c for c in self.writer.captures if c["core:sample_start"] <= start]
+        return segment[-1].get("core:frequency") if segment else None
+
+    def _annotation(self, p) -> SigMFAnnotation | None:
+        from ..data.sigmf_io import SigMFAnnotation
+
+        start, count = int(max(p.start, 0)), int(p.length)
+        end = self.writer.n_samples
+        if end is not None and start + count > end:  # as classify-iq: never past the data
+            if not self.cut_at_end:
+                import warnings
+
+                warnings.warn(f"a prediction at sample {start} (+{count}) reaches past the "
+                              f"last sample of the recording ({end}): its annotation is cut "
+                              f"at the end of the data, as classify-iq cuts them",
+                              stacklevel=2)
+            self.cut_at_end += 1
+            if start >= end:
+                return None
+            count = end - start
+        extra = {"core:generator": self.GENERATOR,
+                 "sigformer:confidence": round(float(np.max(p.probabilities)), 4)}
+        centre = self._centre(start)
+        if centre is not None and self.sample_rate is not None:
+            extra["core:freq_lower_edge"] = centre - self.sample_rate / 2
+            extra["core:freq_upper_edge"] = centre + self.sample_rate / 2
+        return SigMFAnnotation(start, count, p.label, None, extra)
+
     def write(self, predictions) -> None:
-        for p in predictions:
-            confidence = float(np.max(p.probabilities))
-            if confidence < self.min_probability:
-                continue
-            ann = {"core:sample_start": int(max(p.start, 0)),
-                   "core:sample_count": int(p.length), "core:label": p.label,
-                   "sigformer:confidence": round(confidence, 4)}
-            if self.center_freq is not None and self.sample_rate is not None:
-                half = self.sample_rate / 2
-                ann["core:freq_lower_edge"] = self.center_freq - half
-                ann["core:freq_upper_edge"] = self.center_freq + half
-            self.annotations.append(ann)
         import time
 
+        batch = [self._annotation(p) for p in predictions
+                 if float(np.max(p.probabilities)) >= self.min_probability]
+        self._pending += [a for a in batch if a is not None]
         if time.monotonic() - self._last_write >= self.every_s:
             self._flush()
 
     def _flush(self) -> None:
         import time
 
-        from ..atomic import atomic_write_json
-
-        captures = [{"core:sample_start": 0}]
-        if self.center_freq is not None:
-            captures[0]["core:frequency"] = self.center_freq
-        atomic_write_json(self.path, {"global": self.global_info, "captures": captures,
-                                      "annotations": self.annotations})
+        if self._pending:
+            pending, self._pending = self._pending, []
+            self.writer.add(pending)
+            self.written += len(pending)
+        self.writer.flush()
         self._last_write = time.monotonic()
 
     def close(self) -> None:
