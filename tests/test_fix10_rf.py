@@ -216,3 +216,34 @@ def test_stream_and_classify_iq_scale_frames_alike(recorded):
     expected = recorded or CAPTURE_NORMALIZATION
     assert online.runner.normalization == expected
     assert _classifier_parts(bundle, None, None)[2] == expected
+
+
+class _Loudness(nn.Module):
+    """``[loud, quiet]`` logits from a frame's mean power (frames taken as given)."""
+
+    n_times = 128
+
+    def forward(self, x):
+        power = x.pow(2).mean(dim=(1, 2))
+        return torch.stack([power, torch.full_like(power, 0.01)], dim=1)
+
+
+def test_resampled_stream_annotations_point_at_the_streams_samples():
+    """A family bundle streams a capture at 4x its symbol length (--sps 32 for 8): windows
+    were reported at the model's rate, so a burst at input samples 2048-2560 came back
+    annotated near sample 512."""
+    from sigformer.streaming.app import OnlineSettings, stream_bundle
+    from sigformer.streaming.sources import ArraySource
+
+    spec = SignalSpec.iq(1.0, 128)
+    bundle = Bundle(model=_Loudness().eval(), task="classify", input_spec=spec,
+                    model_spec=spec, labels=["loud", "quiet"],
+                    extra={"target_sps": 8.0, "normalization": "none", "rate_agnostic": True})
+    iq = np.zeros((2, 8192))
+    iq[:, 4096:4608] = np.random.default_rng(0).standard_normal((2, 512))
+    report = stream_bundle(bundle, ArraySource(iq, 1e6, ["I0", "Q0"], chunk_size=512), [],
+                           settings=OnlineSettings(samples_per_symbol=32.0),
+                           log=lambda *a: None, keep_outputs=True)
+    loud = [(p.start, p.start + p.length) for p in report["_outputs"] if p.label == "loud"]
+    assert loud and all(lo < 4608 and hi > 4096 for lo, hi in loud)  # each overlaps the burst
+    assert all(450 <= p.length <= 520 for p in report["_outputs"])  # 128 model samples x 4

@@ -271,6 +271,31 @@ class RateAdaptingPipeline(OnlinePipeline):
         super().configure(sfreq, channels)
         self.filled_channels = _report_filled_channels(self.pre)
 
+    def process(self, chunk, timestamps=None):
+        return self._on_stream_grid(super().process(chunk, timestamps))
+
+    def flush(self):
+        return self._on_stream_grid(super().flush())
+
+    def _on_stream_grid(self, predictions: list) -> list:
+        """Window positions counted in the stream's samples, not the model's: an annotation
+        of a resampled capture must point at the capture's samples (as classify-iq's do).
+        Output sample ``k`` of the causal resampler is input sample ``(k down - delay) / up``
+        (its delay in ticks of the upsampled grid, ``up`` ticks per input sample)."""
+        resample = next((s for s in self.pre.stages
+                         if getattr(s, "_inserted_by_runtime", False)), None)
+        if resample is None or not predictions:
+            return predictions
+        up, down = resample._configured_ratio()
+        delay = resample.delay_ticks
+        for p in predictions:
+            if p.start >= 0:
+                first = (p.start * down - delay) / up
+                last = ((p.start + p.length) * down - delay) / up
+                p.start = max(int(round(first)), 0)
+                p.length = max(int(round(last)) - p.start, 1)
+        return predictions
+
 
 def _check_iq_channels(channels, expected: int) -> None:
     """An I/Q bundle frames I and Q rows; any other stream (mono audio, 4-channel EEG) would

@@ -39,8 +39,10 @@ class Prediction:
     probabilities: np.ndarray
     label: str
     compute_s: float  # preprocessing-free model time for this window
-    start: int = -1  # first sample of the window, counted at the model's rate
-    length: int = 0  # window length in samples at the model's rate
+    # the window's first sample and length, at the model's rate (a stream the runtime
+    # resamples for a bundle counts them in the stream's samples: RateAdaptingPipeline)
+    start: int = -1
+    length: int = 0
 
 
 @dataclass
