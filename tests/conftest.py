@@ -157,3 +157,20 @@ def counted_amr_fits(monkeypatch) -> list[str]:
 
     monkeypatch.setattr(recipe_module, "fit_stream", counting_fit)
     return trained
+
+
+@pytest.fixture(scope="module")
+def iq_bundle(tmp_path_factory) -> Path:
+    """An untrained 3-class IQ classification bundle (KD-CNN, 128-sample frames, rms
+    scaling) for tests of the IQ paths (SigMF writing, streaming); modules may override."""
+    import torch
+
+    from sigformer.bundle import Bundle
+    from sigformer.models import create_model
+    from sigformer.spec import SignalSpec
+
+    torch.manual_seed(0)
+    spec = SignalSpec.iq(1e6, 128)
+    return Bundle(model=create_model("kd_cnn", n_outputs=3).eval(), task="classify",
+                  input_spec=spec, model_spec=spec, labels=["ASK", "FSK", "PSK"],
+                  extra={"normalization": "rms"}).save(tmp_path_factory.mktemp("iq") / "b")

@@ -10,26 +10,12 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pytest
-import torch
 from repo_scripts import cli_json
 
-from sigformer.bundle import Bundle
 from sigformer.cli import build_parser
 from sigformer.data.sigmf_io import EXTENSION, SigMFAnnotation, write_annotations, write_sigmf
-from sigformer.models import create_model
-from sigformer.spec import SignalSpec
 
 L = 128
-
-
-@pytest.fixture(scope="module")
-def iq_bundle(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    spec = SignalSpec.iq(1e6, L)
-    return Bundle(model=create_model("kd_cnn", n_outputs=3).eval(), task="classify",
-                  input_spec=spec, model_spec=spec, labels=["ASK", "FSK", "PSK"],
-                  extra={"normalization": "rms"}).save(tmp_path_factory.mktemp("iq") / "b")
 
 
 def _capture(folder: Path) -> Path:

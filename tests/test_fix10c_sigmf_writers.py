@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from sigformer.bundle import Bundle
 from sigformer.data.io import DataError
@@ -27,24 +26,13 @@ from sigformer.data.sigmf_io import (
     write_annotations,
     write_sigmf,
 )
-from sigformer.models import create_model
 from sigformer.rf.amr import classify_sigmf
-from sigformer.spec import SignalSpec
 from sigformer.streaming import SigMFAnnotationSink, SigMFSource
 from sigformer.streaming.app import stream_bundle
 
 L = 128
 SOURCE_FIELDS = {"core:description": "bench capture", "core:author": "lab <lab@example.org>",
                  "core:license": "CC-BY-4.0"}
-
-
-@pytest.fixture(scope="module")
-def iq_bundle(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    spec = SignalSpec.iq(1e6, L)
-    return Bundle(model=create_model("kd_cnn", n_outputs=3).eval(), task="classify",
-                  input_spec=spec, model_spec=spec, labels=["ASK", "FSK", "PSK"],
-                  extra={"normalization": "rms"}).save(tmp_path_factory.mktemp("iq") / "b")
 
 
 def _capture(folder: Path, frames: int = 12) -> Path:

@@ -778,13 +778,9 @@ def test_noise_splits_hold_out_files_and_enhance_runs_record_them(tmp_path):
 
 
 def _train_script():
-    import importlib.util
+    from tests.repo_scripts import load_script
 
-    spec = importlib.util.spec_from_file_location(
-        "train_speech", Path(__file__).resolve().parents[1] / "scripts" / "train_speech.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-    return script
+    return load_script("scripts/train_speech.py")
 
 
 def test_train_speech_init_keeps_the_split_of_the_run_it_starts_from(tmp_path, capsys):

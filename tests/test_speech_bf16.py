@@ -6,7 +6,6 @@ step, bit for bit. Tiny presets on fixed synthetic batches, one thread."""
 from __future__ import annotations
 
 import copy
-import importlib.util
 from pathlib import Path
 
 import pytest
@@ -26,6 +25,7 @@ from sigformer.recipes.speech import (
     train_step,
 )
 from sigformer.speech.metrics import pit_loss
+from tests.repo_scripts import load_script
 
 RATE = 8000
 
@@ -178,11 +178,7 @@ def test_a_resume_may_switch_bf16_but_not_the_rest(tmp_path, one_thread):
 
 
 def _train_script():
-    spec = importlib.util.spec_from_file_location(
-        "train_speech", Path(__file__).resolve().parents[1] / "scripts" / "train_speech.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-    return script
+    return load_script("scripts/train_speech.py")
 
 
 def _corpus(root: Path) -> Path:
