@@ -88,13 +88,15 @@ class Bundle:
 
     @property
     def frame_normalization(self) -> str | None:
-        """The per-frame scaling an IQ-frame bundle was trained on (``extra["normalization"]``:
-        ``"l1"``, ``"rms"``, ``"peak"`` or ``"none"``); None for other bundles and for IQ
-        bundles that recorded none (they take frames as given)."""
+        """The per-frame scaling of an IQ-frame bundle (``extra["normalization"]``: ``"l1"``,
+        ``"rms"``, ``"peak"`` or ``"none"``; RadioML's ``"l1"`` when it records none, as
+        classify-iq and streams use too); None for other bundles."""
         spec = self.model_spec or self.input_spec
         if spec is None or spec.layout != "iq":
             return None
-        return self.extra.get("normalization")
+        from .data.sigmf_io import CAPTURE_NORMALIZATION
+
+        return self.extra.get("normalization", CAPTURE_NORMALIZATION)
 
     # --- persistence ------------------------------------------------------------------------
 

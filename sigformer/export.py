@@ -57,6 +57,7 @@ ONNX_EXPORTERS = ("auto", "torchscript", "dynamo")
 # "torchscript" beside "format": "onnx" (which read as a contradiction)
 ONNX_EXPORTER_NAMES = {"torchscript": "torch.onnx (TorchScript-based exporter)",
                        "dynamo": "torch.onnx (dynamo exporter, torch.export-based)"}
+ONNX_EXPORTER_TOKENS = {name: token for token, name in ONNX_EXPORTER_NAMES.items()}
 
 
 class ExportError(RuntimeError):
@@ -862,8 +863,9 @@ def export_model(model: nn.Module, example_inputs: Sequence[torch.Tensor] | None
     ``"auto"`` (the first, falling back to the second). ``dynamic_time`` (speech models):
     ``None`` tries a dynamic time axis and falls back to the example length when the traced
     graph does not generalise. Returns ``{"format", "files", "max_abs_diff", "opset",
-    "inputs", "outputs", "exporter", ...}`` (``exporter``: the tool that wrote the file,
-    e.g. ``"torch.onnx (TorchScript-based exporter)"``, ``"torch.jit.trace"``); with
+    "inputs", "outputs", "exporter", "onnx_exporter", ...}`` (``exporter``: the tool that
+    wrote the file, e.g. ``"torch.onnx (TorchScript-based exporter)"``, ``"torch.jit.trace"``;
+    ``onnx_exporter``: the ``exporter=`` value that wrote an ONNX file, else None); with
     ``check`` a max abs difference above ``tolerance`` (or any differing token id) is an
     :class:`ExportError` and nothing is written."""
     from .atomic import published
@@ -889,6 +891,8 @@ def export_model(model: nn.Module, example_inputs: Sequence[torch.Tensor] | None
             "outputs": _describe(dep.output_names, outputs, dep, exported.dynamic_batch,
                                  exported.dynamic_time),
             "exporter": exported.exporter,
+            # the exporter= value that wrote it (ONNX), to pass back or compare
+            "onnx_exporter": ONNX_EXPORTER_TOKENS.get(exported.exporter),
             "model": _model_name(model),
             "notes": dep.notes + exported.notes + notes,
         }

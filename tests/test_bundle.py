@@ -354,7 +354,8 @@ def test_create_model_with_bundle_weights_is_strict(tmp_path):
         partial = create_model("kd_cnn", weights=path, filters=(8, 32, 64), strict=False)
     torch.testing.assert_close(partial.classifier[1].weight, model.classifier[1].weight)
     # another number of outputs: the pretrained body with a fresh head (timm's num_classes)
-    seven = create_model("kd_cnn", weights=path, n_outputs=7)
+    with pytest.warns(UserWarning, match="head re-initialised"):
+        seven = create_model("kd_cnn", weights=path, n_outputs=7)
     torch.testing.assert_close(seven.features[0][0].weight, model.features[0][0].weight)
     assert seven.eval()(x).shape == (3, 7)
     with pytest.raises(CheckpointError, match="holds a 'kd_cnn' model, not 'vtcnn2'"):

@@ -20,6 +20,7 @@ from sigformer.catalogue import list_pretrained
 from sigformer.data.io import DataError
 from sigformer.data.radioml import generate_radioml
 from sigformer.data.sigmf_io import (
+    CAPTURE_NORMALIZATION,
     NORMALIZATIONS,
     normalize_frames,
     read_sigmf,
@@ -101,13 +102,18 @@ def test_iq_bundle_applies_its_recorded_normalization():
     assert len(set(bundle.predict(rms).tolist())) > 1  # the check is not vacuous
 
 
-def test_bundles_without_a_frame_normalization_take_frames_as_given():
-    raw = normalize_frames(_raw_frames(), "l1")
+def test_bundles_without_a_frame_normalization_scale_as_captures_are_scaled():
+    """predict_proba took the frames of a bundle recording no scaling as given while
+    classify-iq and streams scaled them l1: one set of frames, two answers."""
+    raw = _raw_frames()
     with torch.inference_mode():
+        l1 = torch.softmax(TinyIQ().eval()(torch.as_tensor(normalize_frames(raw, "l1"))),
+                           -1).numpy()
         direct = torch.softmax(TinyIQ().eval()(torch.as_tensor(raw)), -1).numpy()
-    for bundle in (_bundle(), _bundle(normalization="none")):
-        assert bundle.frame_normalization in (None, "none")
-        np.testing.assert_array_equal(bundle.predict_proba(raw), direct)
+    assert _bundle().frame_normalization == CAPTURE_NORMALIZATION == "l1"
+    np.testing.assert_array_equal(_bundle().predict_proba(raw), l1)
+    assert _bundle(normalization="none").frame_normalization == "none"  # as given, if recorded
+    np.testing.assert_array_equal(_bundle(normalization="none").predict_proba(raw), direct)
     eeg = SignalSpec.eeg(100.0, ["C3", "C4"], window=FRAME, unit="uV")
     assert Bundle(model=TinyIQ(), task="classify", input_spec=eeg, labels=LABELS,
                   extra={"normalization": "rms"}).frame_normalization is None
@@ -208,7 +214,7 @@ def test_rf_amr_doc_counts_the_shipped_amr_bundles():
 def test_stream_and_classify_iq_scale_frames_alike(recorded):
     """`sigformer stream` took frames of a bundle that records no scaling as given while
     classify-iq scaled them as RadioML does: one capture, two sets of labels."""
-    from sigformer.rf.amr import CAPTURE_NORMALIZATION, _classifier_parts
+    from sigformer.rf.amr import _classifier_parts
     from sigformer.streaming.app import OnlineSettings, _iq_classifier
 
     bundle = _bundle(**({} if recorded is None else {"normalization": recorded}))

@@ -35,6 +35,7 @@ def test_onnx_export_names_the_onnx_exporter(tmp_path, capsys, iq_bundle):
     assert printed["format"] == "onnx"
     assert printed["exporter"] == ONNX_EXPORTER_NAMES["torchscript"]
     assert printed["exporter"].startswith("torch.onnx")  # never a bare "torchscript"
+    assert printed["onnx_exporter"] == "torchscript"  # the exporter= value, to pass back
     written = json.loads((tmp_path / "o" / "preprocess.json").read_text())
     assert written["exporter"] == printed["exporter"]
 
@@ -42,6 +43,7 @@ def test_onnx_export_names_the_onnx_exporter(tmp_path, capsys, iq_bundle):
 def test_torchscript_export_names_its_tracer(tmp_path, capsys, iq_bundle):
     printed = _export(capsys, iq_bundle, tmp_path / "t", "--format", "torchscript")
     assert printed["format"] == "torchscript" and printed["exporter"] == "torch.jit.trace"
+    assert printed["onnx_exporter"] is None
 
 
 def test_format_help_gives_the_choices_and_the_default():

@@ -55,7 +55,8 @@ def test_preset_keys_given_explicitly_are_not_compared(tmp_path):
 
 def test_other_n_outputs_loads_the_body_and_swaps_the_head(small_clst, tmp_path):
     pretrained = create_model("clst", weights=small_clst)
-    model = create_model("clst", weights=small_clst, n_outputs=3).eval()
+    with pytest.warns(UserWarning, match="head re-initialised: 5 -> 3 outputs"):
+        model = create_model("clst", weights=small_clst, n_outputs=3).eval()
     assert model(torch.zeros(2, 2, 128)).shape == (2, 3)
     body = {k: v for k, v in pretrained.state_dict().items() if not k.startswith("head.")}
     own = model.state_dict()

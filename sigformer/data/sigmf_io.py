@@ -34,6 +34,9 @@ from .io import DataError
 
 DATATYPE_RE = re.compile(r"^(c|r)(f32|f64|i32|i16|u32|u16|i8|u8)(_le|_be)?$")
 NORMALIZATIONS = ("l1", "rms", "peak", "none")
+# frames for an IQ model that states no scaling: RadioML 2016's (Bundle.predict_proba,
+# classify-iq and `sigformer stream` alike, so one capture gets the same labels through all)
+CAPTURE_NORMALIZATION = "l1"
 NAN_POLICIES = ("raise", "skip", "interpolate")  # as the streaming runtime
 EXTENSION = {"name": "sigformer", "version": "1.0.0", "optional": True}
 

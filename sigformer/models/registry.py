@@ -297,8 +297,9 @@ def create_model(name: str, preset: str | None = None, *, spec=None, weights=Non
         # braindecode's signal-size inference: say which sizes are missing and how to give them
         missing = [k for k in SIGNAL_SIZE_ARGUMENTS if merged.get(k) is None]
         given = f" (preset {preset!r} sets none of them)" if preset else ""
+        sizes = ", ".join(missing) + given if missing else "the sizes it names"
         raise ValueError(f"cannot build {name!r}: the input size is not known: {err} Give "
-                         f"{', '.join(missing)}{given}, or spec= from the data (e.g. "
+                         f"{sizes}, or spec= from the data (e.g. "
                          f"create_model({name!r}, spec=epochs.spec, n_outputs=2))") from err
     # Remember how it was built, so checkpoints can rebuild it without pickle.
     model.sigformer_config = {"name": name, "kwargs": merged}
@@ -330,8 +331,11 @@ def _swap_head(model: nn.Module, n_outputs: int, weights) -> None:
     except ValueError as err:
         raise CheckpointError(f"{weights} was trained with n_outputs={trained} and this model's "
                               f"head cannot be swapped for {n_outputs}: {err}") from err
-    model.pretrained_report_.notes.append(
-        f"head re-initialised: {trained} -> {n_outputs} outputs (train it before use)")
+    note = f"head re-initialised: {trained} -> {n_outputs} outputs (train it before use)"
+    model.pretrained_report_.notes.append(note)
+    import warnings  # a random head beside pretrained weights must not pass unnoticed
+
+    warnings.warn(f"{weights}: {note}", UserWarning, stacklevel=3)
 
 
 def _argument_hint(name: str, kwargs: dict[str, Any]) -> str:

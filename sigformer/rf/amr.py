@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..data.sigmf_io import check_min_power_db
+from ..data.sigmf_io import CAPTURE_NORMALIZATION, check_min_power_db
 
 if TYPE_CHECKING:  # for annotations and type checkers: these modules load Lightning
     from ..bundle import Bundle
@@ -694,11 +694,6 @@ def _burst_rows(starts: np.ndarray, hop: int, max_gap: int = 1,
     return [np.asarray(g.items) for g in groups + grouper.flush()]
 
 
-# frames of a capture for a model that states no scaling: RadioML 2016's (classify-iq and
-# `sigformer stream` alike, so one capture gets the same labels through both)
-CAPTURE_NORMALIZATION = "l1"
-
-
 def _classifier_parts(model: nn.Module | Bundle, classes: Sequence[str] | None,
                       normalization: str | None) -> tuple[nn.Module, list[str], str]:
     """The network, class names and frame normalisation ``classify_sigmf`` runs with. A
@@ -722,7 +717,7 @@ def _classifier_parts(model: nn.Module | Bundle, classes: Sequence[str] | None,
         raise ValueError(f"classes names {len(classes)} labels but the bundle has "
                          f"{len(bundle.labels)} outputs ({bundle.labels}); leave classes out "
                          f"to use the bundle's")
-    recorded = bundle.frame_normalization or CAPTURE_NORMALIZATION
+    recorded = bundle.frame_normalization
     if normalization is not None and normalization != recorded:
         import warnings
 

@@ -136,10 +136,8 @@ def _check_decision(value, where: str) -> None:
 
 def _iq_classifier(bundle: Bundle, settings: OnlineSettings) -> OnlinePipeline:
     window, hop = _window_and_hop(bundle, settings, default_hop=1.0)
-    from ..rf.amr import CAPTURE_NORMALIZATION  # classify-iq's fallback too
-
     runner = ModelRunner(bundle.model, bundle.labels, threads=settings.threads,
-                         normalization=bundle.frame_normalization or CAPTURE_NORMALIZATION)
+                         normalization=bundle.frame_normalization)
     decision = settings.decision
     if decision is None and "decision" in bundle.extra:
         decision = bundle.extra["decision"]
@@ -266,10 +264,13 @@ class RateAdaptingPipeline(OnlinePipeline):
             stages.insert(at, resample)
             self.resampled_from = float(sfreq)
         else:
-            self.resampled_from = None
+            resample, self.resampled_from = None, None
         self.pre = Pipeline(stages)
         super().configure(sfreq, channels)
         self.filled_channels = _report_filled_channels(self.pre)
+        # (up, down, delay in ticks) to map window positions back, once per configuration
+        self._grid = None if resample is None else (*resample._configured_ratio(),
+                                                    resample.delay_ticks)
 
     def process(self, chunk, timestamps=None):
         return self._on_stream_grid(super().process(chunk, timestamps))
@@ -282,12 +283,9 @@ class RateAdaptingPipeline(OnlinePipeline):
         of a resampled capture must point at the capture's samples (as classify-iq's do).
         Output sample ``k`` of the causal resampler is input sample ``(k down - delay) / up``
         (its delay in ticks of the upsampled grid, ``up`` ticks per input sample)."""
-        resample = next((s for s in self.pre.stages
-                         if getattr(s, "_inserted_by_runtime", False)), None)
-        if resample is None or not predictions:
+        if getattr(self, "_grid", None) is None or not predictions:
             return predictions
-        up, down = resample._configured_ratio()
-        delay = resample.delay_ticks
+        up, down, delay = self._grid
         for p in predictions:
             if p.start >= 0:
                 first = (p.start * down - delay) / up

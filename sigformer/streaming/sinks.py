@@ -386,6 +386,9 @@ class SigMFAnnotationSink:
         self.written = 0  # annotations handed to the writer
         self.cut_at_end = 0  # predictions that reached past the recording's last sample
         self._last_write = 0.0
+        # the data copy (a whole capture, when it is written elsewhere) and the first
+        # metadata happen now, before streaming starts, not inside the first chunk's write
+        self._flush()
 
     def _centre(self, start: int) -> float | None:
         """``center_freq``, else the ``core:frequency`` of the capture segment holding
