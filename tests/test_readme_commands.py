@@ -11,7 +11,7 @@ How a README line becomes a test case:
 - the copied pipeline YAMLs get smaller data settings (``TINY_DATA`` below): even one epoch on
   the shipped sizes (13,200 AMR frames, 5-fold CV, 64 speech mixtures) would not fit the 3-minute
   budget of this file on 2 shared cores;
-- input files a command names but the README does not ship (``meeting.wav``, ``array.wav``,
+- input files a command names but the README does not ship (``meeting.wav``, ``array.wav``, ``mic*.wav``,
   ``capture.sigmf-meta``) are generated in the workspace;
 - a command that uses a bundle made by an earlier README command (``--model runs/sep/model``)
   first runs that earlier command once (module-scoped cache).
@@ -115,12 +115,16 @@ def _deep_merge(base: dict, override: dict) -> dict:
 
 
 def _make_inputs(workspace: Path) -> None:
-    """The user files README commands name: a mono mixture, a 4-mic array, an IQ capture."""
+    """The user files README commands name: a mono mixture, a 4-mic array (one file and one
+    file per microphone), an IQ capture."""
     import soundfile as sf
 
     rng = np.random.default_rng(0)
     sf.write(workspace / "meeting.wav", 0.1 * rng.standard_normal(8000 * 2), 8000)
-    sf.write(workspace / "array.wav", 0.1 * rng.standard_normal((16000, 4)), 16000)
+    array = 0.1 * rng.standard_normal((16000, 4))
+    sf.write(workspace / "array.wav", array, 16000)
+    for i in range(4):  # the same array as one mono file per microphone ('mic*.wav')
+        sf.write(workspace / f"mic{i}.wav", array[:, i], 16000)
     _write_capture(workspace / "capture", rng)
 
 
