@@ -174,15 +174,13 @@ def _check_meta(meta_path: Path, data_path: Path) -> tuple[dict[str, Any], Path]
     data_path = _data_path(meta_path, meta, data_path)
     if not data_path.is_file():
         raise DataError(f"SigMF data file {data_path} does not exist")
-    width = int(match.group(2)[1:]) // 8 * (2 if match.group(1) == "c" else 1)
+    size, header, frame = _data_layout(meta, data_path)
     channels = int(meta["global"].get("core:num_channels", 1))
-    size = data_path.stat().st_size - int(meta["global"].get("core:trailing_bytes", 0))
-    header = sum(int(c.get("core:header_bytes", 0)) for c in meta.get("captures", []))
-    if (size - header) % (width * channels):
+    if (size - header) % frame:
         raise DataError(f"{data_path} holds {size} bytes, not a whole number of {dtype} "
-                        f"samples x {channels} channel(s) ({width * channels} bytes each): "
+                        f"samples x {channels} channel(s) ({frame} bytes each): "
                         f"truncated or written with another datatype")
-    n_samples = (size - header) // (width * channels)
+    n_samples = (size - header) // frame
     _check_extent(meta, n_samples, data_path)
     return meta, data_path
 
@@ -548,14 +546,21 @@ def _copy_atomically(source: Path, target: Path) -> None:
         raise
 
 
-def _recorded_samples(meta: dict[str, Any], data_path: Path) -> int:
-    """How many samples (per channel) the data file holds, as ``_check_meta`` counts them."""
+def _data_layout(meta: dict[str, Any], data_path: Path) -> tuple[int, int, int]:
+    """``(data bytes without trailing bytes, header bytes, bytes per sample of all
+    channels)`` of a recording whose datatype is already checked."""
     match = DATATYPE_RE.match(str(meta["global"]["core:datatype"]))
     width = int(match.group(2)[1:]) // 8 * (2 if match.group(1) == "c" else 1)
     channels = int(meta["global"].get("core:num_channels", 1))
     size = data_path.stat().st_size - int(meta["global"].get("core:trailing_bytes", 0))
     header = sum(int(c.get("core:header_bytes", 0)) for c in meta.get("captures", []))
-    return (size - header) // (width * channels)
+    return size, header, width * channels
+
+
+def _recorded_samples(meta: dict[str, Any], data_path: Path) -> int:
+    """How many samples (per channel) the data file holds, as ``_check_meta`` counts them."""
+    size, header, frame = _data_layout(meta, data_path)
+    return (size - header) // frame
 
 
 def _load_annotated(meta_path: Path, default_data: Path) -> tuple[dict[str, Any], Path | None]:
