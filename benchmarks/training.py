@@ -12,7 +12,9 @@ Variants (``sigformer.nn.FastPath`` switches, plus the model's own where it has 
 * ``fast-noattn``: ``fast`` plus ``attention_dropout=False`` (a different regulariser: see
   ``docs/performance.md`` for its quality effect);
 * ``fast-bf16``: ``fast`` under ``torch.autocast(device, torch.bfloat16)``;
-* ``compiled`` (``--compile`` only): ``fast`` with ``torch.compile``; compile time reported.
+* ``fast-noattn-bf16``: both of the above stacked (the fastest path a recipe can switch on);
+* ``compiled`` (``--compile`` only): ``fast`` with ``torch.compile``; compile time reported;
+  ``compiled-noattn-bf16`` stacks compile on ``fast-noattn-bf16``.
 
 Threads are pinned (``--threads``, 2 by default, one inter-op thread); variants alternate in
 one process, repeat after repeat, and the median of the repeats is reported, so load on the
@@ -156,6 +158,7 @@ VARIANTS = {
     "fast": Variant(FAST, True),
     "fast-noattn": Variant(NOATTN, True),
     "fast-bf16": Variant(FAST, True, bf16=True),
+    "fast-noattn-bf16": Variant(NOATTN, True, bf16=True),
 }
 
 
@@ -329,6 +332,7 @@ def main() -> None:
     variants = dict(VARIANTS)
     if args.compile:
         variants["compiled"] = Variant(FAST, True, compile=True)
+        variants["compiled-noattn-bf16"] = Variant(NOATTN, True, bf16=True, compile=True)
     results = {}
     for name in args.models.split(","):
         results[name] = bench_case(name, variants, repeats, steps, batch, args.quick, device)

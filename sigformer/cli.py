@@ -120,14 +120,14 @@ def _cmd_stream(args) -> int:
 
 # `sigformer stream` flags with a key in a pipeline's stream section (dotted: a subsection);
 # argparse leaves them None when not given, so the YAML form can tell "given" from "default"
-_STREAM_KEYS = {"hop_s": "hop_s", "threads": "threads", "nan_policy": "nan_policy",
-                "decision": "decision", "min_power_db": "min_power_db",
+_STREAM_KEYS = {"hop_s": "hop_s", "hop": "hop", "threads": "threads",
+                "nan_policy": "nan_policy", "decision": "decision", "min_power_db": "min_power_db",
                 "max_burst_frames": "max_burst_frames", "realtime": "source.realtime",
                 "chunk_size": "source.chunk_size", "source_rate": "source.sfreq",
                 "source_channels": "source.channels", "timeout": "source.timeout",
                 "lsl_out": "output.lsl_name", "record": "output.record"}
 # the keys that are OnlineSettings fields too (the bundle form)
-_SETTINGS_KEYS = ("hop_s", "threads", "nan_policy", "decision", "min_power_db",
+_SETTINGS_KEYS = ("hop_s", "hop", "threads", "nan_policy", "decision", "min_power_db",
                   "max_burst_frames")
 
 
@@ -176,17 +176,28 @@ def _cmd_classify_iq(args) -> int:
         raise CheckpointError(f"{args.model} is not a modulation-recognition bundle (task "
                               f"{bundle.task!r}, input {bundle.input_spec!r}); train one with "
                               f"an IQ classification pipeline (pipelines/amr_clst.yaml)")
+    target_sps = args.target_sps or bundle.extra.get("target_sps")
+    if args.sps is not None and target_sps is None:
+        raise _config_error(f"--sps {args.sps:g} gives the capture's samples per symbol, but "
+                            f"there is nothing to resample it to: give --target-sps too, or a "
+                            f"bundle that records its training symbol length "
+                            f"(extra['target_sps'], e.g. amr-clst-family); {args.model} "
+                            f"records none")
     result = classify_sigmf(args.file, bundle, hop=args.hop,  # its labels and scaling
+                            hop_s=args.hop_s,
                             min_power_db=None if args.all_frames else args.min_power_db,
                             out_meta=args.out, in_place=args.in_place,
                             copy_data=args.copy_data, nan_policy=args.nan_policy,
-                            target_sps=args.target_sps or bundle.extra.get("target_sps"),
+                            target_sps=target_sps, sps=args.sps,
                             decision=args.decision or bundle.extra.get("decision", "frame"),
                             verify_checksum=args.verify_checksum)
     summary = {"meta": result["meta"], "n_frames": result["n_frames"],
                "annotations": len(result["annotations"]),
                "frame_labels": result["frame_labels"], "decision": result.get("decision")}
-    if result.get("samples_per_symbol") is not None:
+    if args.sps is not None:  # stated, not estimated: reported as given
+        summary["samples_per_symbol"] = args.sps
+        summary["resample_factor"] = result["resample_factor"]
+    elif result.get("samples_per_symbol") is not None:
         # the estimate a live stream of the same transmitter needs (sigformer stream --sps)
         summary["samples_per_symbol"] = round(float(result["samples_per_symbol"]), 3)
         summary["resample_factor"] = result["resample_factor"]
@@ -319,7 +330,8 @@ def _cmd_models(args) -> int:
 def _cmd_export(args) -> int:
     from .export import export_bundle
 
-    _print_json(export_bundle(args.bundle, args.out, fmt=args.format, opset=args.opset))
+    bundle = args.bundle if args.bundle is not None else args.model  # one of them: main()
+    _print_json(export_bundle(bundle, args.out, fmt=args.format, opset=args.opset))
     return 0
 
 
@@ -379,7 +391,14 @@ def build_parser() -> argparse.ArgumentParser:
     stream.add_argument("--plot", nargs="?", const=True, metavar="PNG",
                         help="live plot of the class probabilities (optionally saved as PNG "
                              "when the stream ends)")
-    stream.add_argument("--hop-s", type=float, help="seconds between windows (classification)")
+    # the same two spellings as classify-iq: seconds, or samples (at the model's input rate)
+    stream_hop = stream.add_mutually_exclusive_group()
+    stream_hop.add_argument("--hop-s", type=float,
+                            help="seconds between windows (classification; refused for a "
+                                 "rate-agnostic IQ bundle, whose rate is nominal: give --hop)")
+    stream_hop.add_argument("--hop", type=_positive_int,
+                            help="samples between windows at the model's input rate "
+                                 "(classification; as classify-iq --hop)")
     stream.add_argument("--sps", type=float,
                         help="IQ family bundles: samples per symbol of the stream (resampled "
                              "to the bundle's training symbol length)")
@@ -399,7 +418,10 @@ def build_parser() -> argparse.ArgumentParser:
     stream.add_argument("--channel", type=int, help="input channel to separate")
     stream.add_argument("--threads", type=int, help="model threads (default 1)")
     stream.add_argument("--nan-policy", choices=("raise", "skip", "interpolate"),
-                        help="NaN/Inf samples (default: skip their windows)")
+                        help="NaN/Inf samples (default: skip their windows: a live stream "
+                             "cannot stop and wait for clean samples, so a dropout costs "
+                             "only the windows it reaches; classify-iq refuses by default "
+                             "instead, as a file can be cleaned and run again)")
     stream.add_argument("--duration", type=float, help="stop after this many seconds")
     stream.add_argument("--max-predictions", type=int,
                         help="stop after this many outputs (exactly: a chunk or an IQ burst "
@@ -422,8 +444,14 @@ def build_parser() -> argparse.ArgumentParser:
     iq.add_argument("--out", help="write the annotated metadata to this new .sigmf-meta")
     iq.add_argument("--in-place", action="store_true",
                     help="add the annotations to the recording's own metadata file")
-    iq.add_argument("--hop", type=_positive_int,
-                    help="frame hop in samples (default: frame length)")
+    # the same two spellings as stream: samples, or seconds
+    iq_hop = iq.add_mutually_exclusive_group()
+    iq_hop.add_argument("--hop", type=_positive_int,
+                        help="frame hop in samples of the framed capture (after any "
+                             "resampling; default: frame length)")
+    iq_hop.add_argument("--hop-s", type=_positive_seconds,
+                        help="frame hop in seconds (needs the capture's core:sample_rate; as "
+                             "stream --hop-s)")
     iq.add_argument("--min-power-db", type=_db_below_loudest, default=30.0,
                     help="skip frames this many dB below the loudest (gaps between bursts; "
                          ">= 0, default 30)")
@@ -433,14 +461,20 @@ def build_parser() -> argparse.ArgumentParser:
                          "new metadata instead of naming the original with core:dataset "
                          "(--out in another folder: the data is always copied)")
     iq.add_argument("--nan-policy", default="raise", choices=("raise", "skip", "interpolate"),
-                    help="NaN/Inf samples: refuse (default), skip their frames (with "
-                         "resampling: the frames the NaN samples reach through the "
-                         "resampler), interpolate")
+                    help="NaN/Inf samples: refuse (default: a file can be cleaned and run "
+                         "again, so no frame is dropped or invented unasked; stream skips "
+                         "by default instead, as a live stream cannot stop), skip their "
+                         "frames (with resampling: the frames the NaN samples reach through "
+                         "the resampler), interpolate")
     iq.add_argument("--no-verify-checksum", dest="verify_checksum", action="store_false",
                     help="read a capture whose data no longer matches its core:sha512")
     iq.add_argument("--target-sps", type=float,
-                    help="resample to this many samples per symbol before framing (estimated "
-                         "blindly); family bundles record their own")
+                    help="resample to this many samples per symbol before framing (the "
+                         "capture's estimated blindly unless --sps); family bundles record "
+                         "their own")
+    iq.add_argument("--sps", type=_positive_sps,
+                    help="the capture's known samples per symbol: resampled to --target-sps "
+                         "(or the bundle's) without the blind estimate (as stream --sps)")
     iq.add_argument("--decision", choices=("frame", "burst"),
                     help="label each frame on its own, or give all frames of a burst "
                          "(consecutive loud frames) the burst's most likely label; default: "
@@ -485,7 +519,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     export = sub.add_parser("export", help="export a bundle for deployment (ONNX, TorchScript, "
                                            "torch.export)")
-    export.add_argument("bundle", help="bundle folder or pretrained name")
+    export.add_argument("bundle", nargs="?",
+                        help="bundle folder or pretrained name (or give it with --model)")
+    export.add_argument("--model", help="the bundle, as classify-iq, separate and enhance "
+                                        "name it (instead of BUNDLE)")
     export.add_argument("--out", required=True, help="output folder")
     export.add_argument("--format", default="onnx", choices=("onnx", "torchscript",
                                                              "torch.export"),
@@ -527,6 +564,19 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _positive_sps(text: str) -> float:
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected samples per symbol, a number > 0, got "
+                                         f"{text!r}")
+    return value
+
+
 def _seconds(text: str, *, allow_zero: bool) -> float:
     import math
 
@@ -555,6 +605,19 @@ def _argument_problem(args) -> str | None:
     if chunk is not None and overlap is not None and overlap > chunk / 2:
         return (f"argument --overlap-s: {overlap:g} s is more than half of --chunk-s {chunk:g} "
                 f"s (each sample is shared by at most two chunks)")
+    if args.command == "export":
+        return _export_bundle_problem(args.bundle, args.model)
+    return None
+
+
+def _export_bundle_problem(bundle: str | None, model: str | None) -> str | None:
+    """``export`` takes the bundle as BUNDLE or ``--model``: exactly one of them."""
+    if bundle is None and model is None:
+        return ("the bundle to export is missing: give it as BUNDLE (sigformer export BUNDLE "
+                "--out DIR) or with --model NAME")
+    if bundle is not None and model is not None:
+        return (f"give the bundle to export once, as BUNDLE or with --model, not both (got "
+                f"{bundle!r} and --model {model!r})")
     return None
 
 

@@ -152,3 +152,99 @@ def test_hop_must_be_a_positive_whole_number(value, capsys):
     err = capsys.readouterr().err
     assert "argument --hop: expected a whole number of samples >= 1" in err and repr(value) in err
     assert build_parser().parse_args([*COMMANDS["classify-iq"], "--hop", "64"]).hop == 64
+
+
+# --- --sps: the capture's known samples per symbol (as stream --sps) ----------------------
+
+@pytest.fixture()
+def no_estimate(monkeypatch):
+    """Blind symbol-length estimation fails the test if it runs (``--sps`` states it)."""
+    import sigformer.rf.amr as amr
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("estimate_samples_per_symbol ran although sps was given")
+
+    monkeypatch.setattr(amr, "estimate_samples_per_symbol", refuse)
+
+
+def test_sps_skips_the_blind_estimate_and_is_reported_as_given(tmp_path, family_bundle,
+                                                               no_estimate, capsys):
+    from fractions import Fraction
+
+    from repo_scripts import cli_json
+
+    path = _fsk_capture(tmp_path)
+    report = cli_json(capsys, ["classify-iq", str(path), "--model", str(family_bundle),
+                               "--sps", "32", "--all-frames"])
+    assert report["samples_per_symbol"] == 32.0 and report["resample_factor"] == 0.25
+    assert report["n_frames"] == 24  # 96 frames of 128 samples at a quarter of the rate
+    # a value the estimate's 3-decimal rounding would change comes back unchanged
+    report = cli_json(capsys, ["classify-iq", str(path), "--model", str(family_bundle),
+                               "--sps", "31.41592", "--all-frames"])
+    ratio = Fraction(8 / 31.41592).limit_denominator(256)
+    assert report["samples_per_symbol"] == 31.41592
+    assert report["resample_factor"] == ratio.numerator / ratio.denominator
+
+
+def test_sps_gives_the_frames_an_estimate_of_the_same_value_gives(tmp_path, family_bundle,
+                                                                  monkeypatch):
+    import numpy as np
+
+    import sigformer.rf.amr as amr
+    from sigformer.bundle import Bundle
+
+    bundle = Bundle.load(family_bundle)
+    path = _fsk_capture(tmp_path)
+    common = dict(normalization="rms", target_sps=8.0, min_power_db=None)
+    estimated = classify_sigmf(path, bundle.model, bundle.labels, **common)
+    assert estimated["samples_per_symbol"] is not None  # the blind path really estimated
+    monkeypatch.setattr(amr, "estimate_samples_per_symbol",
+                        lambda *a, **k: pytest.fail("estimated although sps was given"))
+    stated = classify_sigmf(path, bundle.model, bundle.labels,
+                            sps=estimated["samples_per_symbol"], **common)
+    assert stated["resample_factor"] == estimated["resample_factor"]
+    np.testing.assert_array_equal(stated["frames"]["start"], estimated["frames"]["start"])
+    np.testing.assert_array_equal(stated["frames"]["probabilities"],
+                                  estimated["frames"]["probabilities"])
+
+
+def test_sps_with_nan_skip_uses_the_given_value_and_drops_the_same_frames(
+        tmp_path, family_bundle, no_estimate):
+    from sigformer.bundle import Bundle
+
+    bundle = Bundle.load(family_bundle)
+    path = _fsk_capture(tmp_path, slice(5118, 5120))
+    with pytest.warns(UserWarning, match=r"skipped 2 of 24 frames"):
+        skip = classify_sigmf(path, bundle.model, bundle.labels, normalization="rms",
+                              target_sps=8.0, sps=32.0, min_power_db=None, nan_policy="skip")
+    assert skip["samples_per_symbol"] == 32.0 and skip["resample_factor"] == 0.25
+    assert 9 * L * 4 not in skip["frames"]["start"] and 10 * L * 4 not in skip["frames"]["start"]
+
+
+def test_sps_without_a_target_is_refused_naming_both_flags(tmp_path, iq_bundle, capsys):
+    from repo_scripts import cli_json
+
+    path = _fsk_capture(tmp_path)
+    assert main(["classify-iq", str(path), "--model", str(iq_bundle), "--sps", "32"]) == 2
+    err = capsys.readouterr().err
+    assert "--sps 32" in err and "--target-sps" in err and "extra['target_sps']" in err
+    # with a target the same bundle resamples by target / sps
+    report = cli_json(capsys, ["classify-iq", str(path), "--model", str(iq_bundle), "--sps",
+                               "32", "--target-sps", "16", "--all-frames"])
+    assert report["samples_per_symbol"] == 32.0 and report["resample_factor"] == 0.5
+    # the library says the same without the command line
+    from sigformer.bundle import Bundle
+
+    bundle = Bundle.load(iq_bundle)
+    with pytest.raises(ValueError, match=r"sps=32 .* give target_sps \(--target-sps\)"):
+        classify_sigmf(path, bundle, sps=32.0)
+
+
+@pytest.mark.parametrize("value", ["0", "-8", "nan", "inf", "fast"])
+def test_sps_must_be_a_positive_number(value, capsys):
+    with pytest.raises(SystemExit) as exited:
+        main([*COMMANDS["classify-iq"], "--sps", value])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert "argument --sps: expected samples per symbol, a number > 0" in err
+    assert repr(value) in err

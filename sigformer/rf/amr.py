@@ -411,17 +411,18 @@ def condition_capture(iq: np.ndarray, target_sps: float, *, sps: float | None = 
     return iq.astype(np.complex64), info
 
 
-def _skip_resampled_nan(iq: np.ndarray, bad: np.ndarray, target_sps: float
-                        ) -> tuple[np.ndarray, dict[str, Any]]:
+def _skip_resampled_nan(iq: np.ndarray, bad: np.ndarray, target_sps: float, *,
+                        sps: float | None = None) -> tuple[np.ndarray, dict[str, Any]]:
     """:func:`condition_capture` for a capture with NaN/Inf samples ``bad`` under
     ``nan_policy="skip"``: a resampler spreads one NaN over its whole filter, so the
-    samples are interpolated for the estimate and the resampling only, and every
-    conditioned sample that an interpolated one reaches through the filter (the bad mask
-    resampled by the same filter: nonzero exactly there) is set back to NaN, so framing
-    with ``"skip"`` drops those frames and only those."""
+    samples are interpolated for the estimate (none with a known ``sps``) and the
+    resampling only, and every conditioned sample that an interpolated one reaches through
+    the filter (the bad mask resampled by the same filter: nonzero exactly there) is set
+    back to NaN, so framing with ``"skip"`` drops those frames and only those."""
     from ..data.sigmf_io import apply_nan_policy
 
-    conditioned, info = condition_capture(apply_nan_policy(iq, "interpolate"), target_sps)
+    conditioned, info = condition_capture(apply_nan_policy(iq, "interpolate"), target_sps,
+                                          sps=sps)
     reached = bad
     if "ratio" in info and info["factor"] != 1.0:
         from ..stages import resample_array
@@ -729,13 +730,42 @@ def _classifier_parts(model: nn.Module | Bundle, classes: Sequence[str] | None,
             recorded if normalization is None else normalization)
 
 
+def _check_sps_and_hop(target_sps: float | None, sps: float | None, hop: int | None,
+                       hop_s: float | None) -> None:
+    """The symbol-length and hop arguments of :func:`classify_sigmf`, checked before any
+    file is read."""
+    import math
+
+    if sps is not None:
+        if not (math.isfinite(sps) and sps > 0):
+            raise ValueError(f"sps (the capture's samples per symbol) must be a number > 0, "
+                             f"got {sps!r}")
+        if target_sps is None:
+            raise ValueError(f"sps={sps:g} states the capture's samples per symbol, but there "
+                             f"is no target to resample to: give target_sps (--target-sps) "
+                             f"or a bundle that records extra['target_sps']")
+    if hop is not None and hop_s is not None:
+        raise ValueError(f"give the frame hop once: hop={hop} (samples) or hop_s={hop_s:g} "
+                         f"(seconds), not both")
+    if hop_s is not None and not (math.isfinite(hop_s) and hop_s > 0):
+        raise ValueError(f"hop_s must be a number of seconds > 0, got {hop_s!r}")
+
+
+def _hop_samples(hop_s: float, rate: float) -> int:
+    """``hop_s`` seconds as a hop in samples at ``rate`` Hz, rounded as the stream rounds
+    ``OnlineSettings.hop_s`` (at least one sample), so ``--hop-s`` and the ``--hop`` it
+    equals give the same frames in ``classify-iq`` as in ``stream``."""
+    return max(1, int(round(hop_s * rate)))
+
+
 def classify_sigmf(path: str | Path, model: nn.Module | Bundle,
                    classes: list[str] | None = None, *,
                    normalization: str | None = None, hop: int | None = None,
                    min_power_db: float | None = 30.0, out_meta: str | Path | None = None,
                    in_place: bool = False, copy_data: bool | None = None,
                    batch_size: int = 256, nan_policy: str = "raise",
-                   target_sps: float | None = None, decision: str = "frame",
+                   target_sps: float | None = None, sps: float | None = None,
+                   hop_s: float | None = None, decision: str = "frame",
                    max_gap: int = 1, max_burst_frames: int | None = None,
                    verify_checksum: bool = True) -> dict[str, Any]:
     """Frame a SigMF recording, classify every frame and write the predictions as SigMF
@@ -749,7 +779,12 @@ def classify_sigmf(path: str | Path, model: nn.Module | Bundle,
     Nothing is written unless ``out_meta`` (a new, complete recording: see
     :func:`~sigformer.data.sigmf_io.write_annotations`) or ``in_place=True`` is given; the
     input is never modified otherwise. ``target_sps``: estimate the symbol length, centre and
-    resample to that many samples per symbol before framing (family models). Frames quieter
+    resample to that many samples per symbol before framing (family models); ``sps``: the
+    capture's known samples per symbol, used instead of the blind estimate (needs
+    ``target_sps``; reported back as ``samples_per_symbol``). ``hop``: frame hop in samples
+    of the framed (resampled) capture, default one frame; ``hop_s``: the hop in seconds
+    instead, at the capture's ``core:sample_rate`` (required) times the resampling factor,
+    rounded as the stream rounds its ``hop_s``. Frames quieter
     than ``min_power_db`` below the loudest (gaps between bursts) are skipped; NaN/Inf
     samples follow ``nan_policy``; with ``target_sps``, ``"skip"`` interpolates them only so
     that the capture can be estimated and resampled, then drops every frame the resampler
@@ -775,6 +810,7 @@ def classify_sigmf(path: str | Path, model: nn.Module | Bundle,
 
     _check_decision(decision)
     check_min_power_db(min_power_db)
+    _check_sps_and_hop(target_sps, sps, hop, hop_s)
     model, classes, normalization = _classifier_parts(model, classes, normalization)
     frame_length = int(getattr(model, "n_times", 0)) or None
     if frame_length is None:
@@ -785,15 +821,21 @@ def classify_sigmf(path: str | Path, model: nn.Module | Bundle,
         check_replaceable(path, in_place=True)
     recording = read_sigmf(path, nan_policy=nan_policy, verify_checksum=verify_checksum)
     iq = _recording_iq(recording, path)
+    if hop_s is not None and not recording.sample_rate:  # before the model runs
+        raise DataError(f"{path} has no core:sample_rate, so hop_s={hop_s:g} s (--hop-s) "
+                        f"cannot be turned into samples; give the hop in samples instead "
+                        f"(hop=N, --hop N)")
     conditioned, info = iq, {"factor": 1.0}
     if target_sps is not None:
         bad = ~np.isfinite(iq)
         if bad.all():
             raise DataError(f"{path}: every sample is NaN or Inf; no frame to classify")
         if bad.any():  # nan_policy "skip" (the others left no NaN)
-            conditioned, info = _skip_resampled_nan(iq, bad, target_sps)
+            conditioned, info = _skip_resampled_nan(iq, bad, target_sps, sps=sps)
         else:
-            conditioned, info = condition_capture(iq, target_sps)
+            conditioned, info = condition_capture(iq, target_sps, sps=sps)
+    if hop_s is not None:
+        hop = _hop_samples(hop_s, recording.sample_rate * info["factor"])
     if len(conditioned) < frame_length:
         raise DataError(f"{path} has {len(conditioned)} samples (after resampling), fewer than "
                         f"one {frame_length}-sample frame")

@@ -40,6 +40,7 @@ class OnlineSettings:
     """How a bundle runs online (everything else comes from the bundle)."""
 
     hop_s: float | None = None  # default: a quarter window (EEG), one frame (IQ)
+    hop: int | None = None  # or in samples at the model's input rate (not with hop_s)
     window_s: float | None = None  # must equal the model's window when given
     threads: int = 1
     nan_policy: str = "skip"
@@ -102,6 +103,19 @@ def _window_and_hop(bundle: Bundle, settings: OnlineSettings, default_hop: float
             raise PipelineConfigError(
                 f"stream.window_s={settings.window_s} gives {asked} samples but the model "
                 f"takes {window} ({window / spec.sfreq:g} s at {spec.sfreq:g} Hz)")
+    if settings.hop is not None:
+        if settings.hop_s is not None:
+            raise PipelineConfigError(f"give the hop once: hop={settings.hop} samples or "
+                                      f"hop_s={settings.hop_s} seconds, not both")
+        if settings.hop < 1:
+            raise PipelineConfigError(f"hop must be at least 1 sample, got {settings.hop}")
+        return window, int(settings.hop)
+    if settings.hop_s is not None and bundle.extra.get("rate_agnostic", False):
+        # its recorded rate is a nominal 1 Hz: seconds would silently be counted as samples
+        raise PipelineConfigError(
+            f"this bundle is rate-agnostic (trained on samples per symbol, not Hz), so a hop "
+            f"in seconds (hop_s={settings.hop_s}) has no meaning for it; give the hop in "
+            f"samples (stream.hop / --hop N; one frame is {window})")
     hop_s = settings.hop_s if settings.hop_s is not None else default_hop * window / spec.sfreq
     hop = max(1, int(round(hop_s * spec.sfreq)))
     return window, hop
@@ -577,7 +591,7 @@ def stream_bundle(bundle, source, sinks=(), *, settings: OnlineSettings | None =
 
 def settings_from_config(cfg) -> OnlineSettings:
     s = cfg.stream
-    return OnlineSettings(hop_s=s.hop_s, window_s=s.window_s, threads=s.threads,
+    return OnlineSettings(hop_s=s.hop_s, hop=s.hop, window_s=s.window_s, threads=s.threads,
                           nan_policy=s.nan_policy,
                           smoothing=Smoother(s.smoothing.mode, s.smoothing.alpha,
                                              s.smoothing.n),
@@ -614,6 +628,9 @@ def override_stream(cfg, overrides: dict[str, Any]):
     if not overrides:
         return cfg
     section = cfg.stream.model_dump(exclude_unset=True)  # what the YAML set stays "set"
+    for given, other in (("hop", "hop_s"), ("hop_s", "hop")):
+        if given in overrides:  # a hop from the command line replaces the YAML's, either unit
+            section.pop(other, None)
     for key, value in overrides.items():
         *parents, last = key.split(".")
         node = section

@@ -174,6 +174,8 @@ class StreamConfig(_Strict):
     # None: the bundle-form default (EEG: a quarter window; IQ: one frame); 0.5 s used to be
     # the default, which gave a rate-agnostic IQ bundle a hop of one sample
     hop_s: float | None = Field(None, gt=0)
+    # or in samples at the model's input rate (IQ bundles are rate-agnostic: samples only)
+    hop: int | None = Field(None, ge=1)
     threads: int = Field(1, ge=1)
     nan_policy: Literal["raise", "skip", "interpolate"] = "skip"
     smoothing: StreamSmoothingConfig = Field(default_factory=StreamSmoothingConfig)
