@@ -86,9 +86,12 @@ def test_stream_by_catalogue_name_gives_one_label_per_frame(tmp_path, capsys, cl
     report = _cli_json(capsys, ["stream", CLST, "--source", f"sigmf:{meta}", "--out", str(out)])
     assert report["predictions"] == len(data)
     annotations = json.loads(out.read_text())["annotations"]
+    # runs of frames with one label (as classify-iq writes them), back to back
     assert [a["core:sample_start"] for a in annotations] == \
-        list(range(0, len(data) * clst.window, clst.window))
-    labels = [a["core:label"] for a in annotations]
+        [sum(b["core:sample_count"] for b in annotations[:i]) for i in range(len(annotations))]
+    assert all(a["core:sample_count"] == a["sigformer:frames"] * clst.window
+               for a in annotations)
+    labels = [a["core:label"] for a in annotations for _ in range(a["sigformer:frames"])]
     assert set(labels) <= set(clst.labels)
     assert labels == clst.predict(data.X).tolist()  # frame by frame as offline
 

@@ -82,7 +82,11 @@ def test_stream_and_classify_iq_write_the_same_recording(tmp_path, iq_bundle):
     for path in (streamed, classified):
         assert path.with_name(path.name.replace("-meta", "-data")).is_file()
         assert len(read_sigmf(path).samples) == L * 12
-    assert len([a for a in s["annotations"] if a["core:label"] != "carrier"]) == 12
+    # the same annotations too: runs of the 12 frames, merged by one rule
+    ours = [[{k: v for k, v in a.items() if k not in ("sigformer:confidence", "core:comment")}
+             for a in meta["annotations"] if a["core:label"] != "carrier"] for meta in (s, c)]
+    assert ours[0] == ours[1]
+    assert sum(a["sigformer:frames"] for a in ours[0]) == 12
 
 
 def test_a_later_run_replaces_the_streamed_annotations(tmp_path, iq_bundle):
@@ -133,8 +137,9 @@ def test_a_stream_without_a_capture_writes_metadata_only(tmp_path, iq_bundle):
     assert meta["global"]["core:description"] == "zmq capture"
     assert EXTENSION in meta["global"]["core:extensions"]
     assert meta["captures"] == [{"core:sample_start": 0, "core:frequency": 915e6}]
-    anns = meta["annotations"]
-    assert len(anns) == 4 and all(a["core:generator"] == "sigformer" for a in anns)
+    anns = meta["annotations"]  # runs of the 4 frames (no capture: the whole band)
+    assert sum(a["sigformer:frames"] for a in anns) == 4
+    assert all(a["core:generator"] == "sigformer" for a in anns)
     assert anns[0]["core:freq_lower_edge"] == 915e6 - 0.5e6
     # a later run replaces them, although there is no data file
     out = write_annotations(sink.path, [SigMFAnnotation(0, L, "FSK", extra={

@@ -204,8 +204,9 @@ def test_the_end_of_the_stream_emits_the_held_burst_through_the_cli(bundle_dir, 
     assert report["predictions"] == 11  # 5 + 6 frames: the last burst came out at the end
     assert report["quiet_frames"] == 4 and report["dropped_held_frames"] == 0  # the gap
     annotations = json.loads(Path(f"{out}.sigmf-meta").read_text())["annotations"]
-    assert [a["core:sample_start"] for a in annotations] == [k * L for k in
-                                                               [0, 1, 2, 3, 4, *range(9, 15)]]
+    # one annotation per burst: its frames share one label, the gap ends the first
+    assert [(a["core:sample_start"], a["core:sample_count"], a["sigformer:frames"])
+            for a in annotations] == [(0, 5 * L, 5), (9 * L, 6 * L, 6)]
     # --decision frame: one prediction per window again, quiet ones included
     assert main(["stream", str(bundle_dir), "--source", f"sigmf:{path}",
                  "--decision", "frame"]) == 0

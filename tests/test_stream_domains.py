@@ -132,9 +132,12 @@ def test_iq_bundle_streams_a_sigmf_capture_into_annotations(tmp_path, capsys, iq
                                 str(tmp_path / "labels.sigmf-meta")])
     assert report["predictions"] == 20
     meta = json.loads((tmp_path / "labels.sigmf-meta").read_text())
-    anns = meta["annotations"]
-    assert len(anns) == 20 and {a["core:label"] for a in anns} <= {"ASK", "FSK", "PSK"}
-    assert [a["core:sample_start"] for a in anns] == list(range(0, 128 * 20, 128))
+    anns = meta["annotations"]  # runs of consecutive frames with one label, in order
+    assert {a["core:label"] for a in anns} <= {"ASK", "FSK", "PSK"}
+    assert sum(a["sigformer:frames"] for a in anns) == 20
+    assert [a["core:sample_start"] for a in anns] == \
+        [sum(b["core:sample_count"] for b in anns[:i]) for i in range(len(anns))]
+    assert sum(a["core:sample_count"] for a in anns) == 128 * 20
     assert any(e["name"] == "sigformer" for e in meta["global"]["core:extensions"])
 
 

@@ -406,6 +406,15 @@ def frame_signal(iq: np.ndarray, frame_length: int, hop: int | None = None, *,
     return normalize_frames(frames, normalization), starts
 
 
+def set_frequency_edges(annotation: SigMFAnnotation, low: float, high: float, *,
+                        sample_rate: float, centre: float) -> None:
+    """``core:freq_lower_edge`` / ``core:freq_upper_edge`` in Hz from a band in cycles per
+    sample (as :func:`occupied_band` gives it) around ``centre`` Hz; the one conversion that
+    ``classify-iq`` and the stream's SigMF sink share, so their edges agree."""
+    annotation.extra["core:freq_lower_edge"] = float(centre + low * sample_rate)
+    annotation.extra["core:freq_upper_edge"] = float(centre + high * sample_rate)
+
+
 def occupied_band(iq: np.ndarray, fraction: float = 0.99, nfft: int = 256
                   ) -> tuple[float, float]:
     """Lower and upper edge (cycles/sample, -0.5..0.5) of the band holding ``fraction`` of
@@ -460,28 +469,48 @@ def prediction_annotations(starts: np.ndarray, frame_length: int, labels: list[s
                            confidences: np.ndarray | None = None, *,
                            generator: str = "sigformer", merge: bool = True
                            ) -> list[SigMFAnnotation]:
-    """One annotation per run of consecutive frames with the same predicted label."""
+    """One annotation per run of consecutive frames with the same predicted label (the rule:
+    :func:`merge_frame`)."""
     out: list[SigMFAnnotation] = []
     for i, (start, label) in enumerate(zip(starts, labels)):
-        conf = None if confidences is None else float(confidences[i])
-        end = int(start) + frame_length
-        prev = out[-1] if out else None
-        if (merge and prev is not None and prev.label == label
-                and int(start) <= prev.start + prev.count):
-            prev.count = end - prev.start
-            prev.extra["sigformer:frames"] += 1
-            if conf is not None:
-                prev.extra["sigformer:confidence"] = max(prev.extra["sigformer:confidence"],
-                                                         conf)
-            continue
-        extra: dict[str, Any] = {"core:generator": generator, "sigformer:frames": 1}
-        if conf is not None:
-            extra["sigformer:confidence"] = conf
-        out.append(SigMFAnnotation(int(start), frame_length, str(label), None, extra))
-    for a in out:
-        if "sigformer:confidence" in a.extra:
-            a.comment = f"predicted {a.label} (max confidence {a.extra['sigformer:confidence']:.2f})"
+        conf = None if confidences is None else confidences[i]
+        merge_frame(out, start, frame_length, label, conf, generator=generator, merge=merge)
     return out
+
+
+def merge_frame(runs: list[SigMFAnnotation], start: int, count: int, label: str,
+                confidence: float | None = None, *, generator: str = "sigformer",
+                merge: bool = True) -> SigMFAnnotation:
+    """Add the classified frame ``[start, start + count)`` to ``runs`` (annotations in sample
+    order) and return the annotation that holds it: the last run grows over it when it has
+    the same label and reaches the frame's start (overlapping or touching frames: none missing
+    between them), else (another label, a gap, ``merge=False``) a new run starts.
+
+    A run counts its frames in ``sigformer:frames`` and keeps its best frame's confidence
+    (``sigformer:confidence``, also in ``core:comment``). The one merge rule: classify-iq
+    (:func:`prediction_annotations`) and the stream's
+    :class:`~sigformer.streaming.sinks.SigMFAnnotationSink`, frame by frame, both call it, so
+    the two write the same runs."""
+    start, count = int(start), int(count)
+    prev = runs[-1] if runs else None
+    if (merge and prev is not None and prev.label == label
+            and start <= prev.start + prev.count):
+        prev.count = max(prev.count, start + count - prev.start)
+        prev.extra["sigformer:frames"] += 1
+        if confidence is not None:
+            _set_confidence(prev, max(prev.extra["sigformer:confidence"], float(confidence)))
+        return prev
+    run = SigMFAnnotation(start, count, str(label), None,
+                          {"core:generator": generator, "sigformer:frames": 1})
+    if confidence is not None:
+        _set_confidence(run, float(confidence))
+    runs.append(run)
+    return run
+
+
+def _set_confidence(run: SigMFAnnotation, confidence: float) -> None:
+    run.extra["sigformer:confidence"] = confidence
+    run.comment = f"predicted {run.label} (max confidence {confidence:.2f})"
 
 
 def _declare_extension(global_info: dict[str, Any]) -> None:
@@ -606,8 +635,10 @@ class AnnotationWriter:
     version, as :func:`write_sigmf`) and ``captures`` (default: one at sample 0).
 
     :meth:`add` validates each batch of annotations as it comes (a long stream is not
-    revalidated whole at every flush); :meth:`flush` writes everything added so far and can
-    be called as often as wanted."""
+    revalidated whole at every flush); :meth:`replace_last` updates the annotation added last
+    (a run of frames that is still growing: the stream writes it as it stands and extends it
+    later); :meth:`flush` writes everything added so far and can be called as often as
+    wanted; :meth:`read_samples` reads the recording's samples an annotation covers."""
 
     def __init__(self, recording: str | os.PathLike | None,
                  out_meta: str | os.PathLike | None = None, *, in_place: bool = False,
@@ -616,6 +647,8 @@ class AnnotationWriter:
                  captures: list[dict[str, Any]] | None = None):
         self._copy: tuple[Path, Path] | None = None
         self.n_samples: int | None = None  # of the recording's data, when there is one
+        self._source_meta: Path | None = None  # the recording's metadata, when it has data
+        self._reader = None  # a sigmf handle on the recording's data, opened when first read
         self._new: list[dict[str, Any]] = []
         if recording is None:
             self._start_metadata_only(out_meta, in_place, global_info, captures)
@@ -651,6 +684,7 @@ class AnnotationWriter:
         self._meta, data_path = _load_annotated(meta_path, default_data)
         if data_path is not None:
             self.n_samples = _recorded_samples(self._meta, data_path)
+            self._source_meta = meta_path
         self._kept = [a for a in self._meta.get("annotations", [])
                       if replace_generator is None
                       or a.get("core:generator") != replace_generator]
@@ -697,10 +731,44 @@ class AnnotationWriter:
         """Validate ``annotations`` (with the recording's global object and captures) and
         keep them for the next :meth:`flush`."""
         rows = sorted(_annotation_rows(annotations), key=lambda a: a["core:sample_start"])
+        self._validate(rows)
+        self._new.extend(rows)
+
+    def replace_last(self, annotation: SigMFAnnotation) -> None:
+        """Put ``annotation`` in place of the one added last (the latest-starting of the last
+        :meth:`add`), validated as :meth:`add` validates; the next :meth:`flush` writes it.
+        For a run of frames that grows after it was written (the stream's open run): it is
+        extended in place, never written twice. It must start where the one it replaces
+        starts: annotations are updated, not moved."""
+        if not self._new:
+            raise ValueError("replace_last: no annotation has been added to replace; add() "
+                             "the first version of it")
+        row = _annotation_rows([annotation])[0]
+        last = self._new[-1]["core:sample_start"]
+        if row["core:sample_start"] != last:
+            raise ValueError(f"replace_last: the annotation added last starts at sample "
+                             f"{last}, this one at {row['core:sample_start']}; a replacement "
+                             f"must start at the same sample (add() a new annotation instead)")
+        self._validate([row])
+        self._new[-1] = row
+
+    def _validate(self, rows: list[dict[str, Any]]) -> None:
         if _uses_extension(rows):
             _declare_extension(self.global_info)
         validate_metadata({**self._meta, "annotations": rows}, self.target)
-        self._new.extend(rows)
+
+    def read_samples(self, start: int, count: int) -> np.ndarray:
+        """``count`` samples of the annotated recording from ``start`` (its first channel),
+        as :func:`read_sigmf` reads them (scaled, NaN/Inf left as they are) without reading
+        the rest: the samples whose occupied band gives an annotation's frequency edges."""
+        if self._source_meta is None:
+            raise ValueError("this writer annotates no recording with data (a stream from a "
+                             "live source, or a metadata-only recording): no samples to read")
+        if self._reader is None:
+            self._reader = _sigmf().sigmffile.fromfile(str(self._source_meta),
+                                                       skip_checksum=True)
+        samples = np.asarray(self._reader.read_samples(int(start), int(count)))
+        return samples if samples.ndim == 1 else samples[:, 0]
 
     def flush(self) -> Path:
         """Write the metadata (the recording's annotations that are kept, and every one

@@ -451,7 +451,7 @@ def _frequency_edges(annotations, iq: np.ndarray, recording) -> bool:
     """``core:freq_lower_edge``/``core:freq_upper_edge`` (Hz) of each annotation from the
     occupied band (99 % of the power) of its samples; needs ``core:sample_rate``. The band is
     relative to the capture's ``core:frequency`` (0 Hz, i.e. baseband, when absent)."""
-    from ..data.sigmf_io import occupied_band
+    from ..data.sigmf_io import occupied_band, set_frequency_edges
 
     rate = recording.sample_rate
     if not rate:
@@ -459,8 +459,7 @@ def _frequency_edges(annotations, iq: np.ndarray, recording) -> bool:
     centre = recording.center_frequency or 0.0
     for a in annotations:
         low, high = occupied_band(iq[a.start:a.start + a.count])
-        a.extra["core:freq_lower_edge"] = float(centre + low * rate)
-        a.extra["core:freq_upper_edge"] = float(centre + high * rate)
+        set_frequency_edges(a, low, high, sample_rate=rate, centre=centre)
     return True
 
 

@@ -330,8 +330,14 @@ class WAVSink:
 
 class SigMFAnnotationSink:
     """Writes frame predictions as SigMF annotations while the stream runs, through the same
-    writer as ``classify-iq --out`` (:class:`~sigformer.data.sigmf_io.AnnotationWriter`), so
-    the two files agree.
+    writer as ``classify-iq --out`` (:class:`~sigformer.data.sigmf_io.AnnotationWriter`) and
+    with the same annotations: for the same capture, bundle, hop and decision the two files
+    agree (start, count, label, edges, ``sigformer:frames``; confidences within 1e-6, as the
+    stream runs the model on other batches). The same decision means: frame decisions
+    against ``classify-iq --all-frames`` (a stream gates no frame), bursts of at most
+    ``max_burst_frames`` frames (classify-iq decides whole bursts), and no conditioning that
+    only classify-iq does (a family bundle's blind symbol-length estimate and carrier
+    centring).
 
     ``recording``: the SigMF capture being streamed (``sigmf:`` sources). The output is then
     a complete recording as ``classify-iq --out`` writes it: the capture's global fields and
@@ -342,12 +348,30 @@ class SigMFAnnotationSink:
     ``core:metadata_only: true``, with ``global_info`` over the defaults. ``path`` gets
     ``.sigmf-meta`` appended unless it ends so; it is never the capture's own metadata.
 
-    Each annotation carries ``core:generator: sigformer`` (so a later run replaces it) and
-    ``sigformer:confidence``; frequency edges span the band (centre +- rate / 2) when the
-    centre frequency (``center_freq``, else the capture's ``core:frequency``) and
-    ``sample_rate`` are known. ``sample_rate`` None: the rate is unknown (a stream at a
-    nominal rate), so no edges. The file is rewritten atomically at most every ``every_s``
-    seconds and on close, so a crash loses at most that much.
+    Annotations are runs, merged as classify-iq merges them
+    (:func:`~sigformer.data.sigmf_io.merge_frame`): consecutive frames with the same label
+    make one annotation (``sigformer:frames`` counts them, ``sigformer:confidence`` is the
+    best frame's, ``core:comment`` says both) until a frame with another label or a gap (a
+    frame that neither overlaps nor touches the run: quiet frames left out by burst
+    decisions, windows skipped for NaN, predictions under ``min_probability``) ends it. Each
+    carries ``core:generator: sigformer``, so a later run replaces it.
+
+    Frequency edges as classify-iq's, where the stream knows what it knows: with a capture
+    and ``sample_rate``, the occupied band (99 % of the power) of the run's samples, read
+    from the capture, relative to the centre frequency (``center_freq``, else the
+    ``core:frequency`` of the capture segment holding the run's start, else 0 Hz: baseband).
+    A live source has no capture to measure the band in: its runs span the whole band
+    (centre +- rate / 2), and get no edges without a centre frequency. ``sample_rate`` None
+    (a stream at a nominal rate, as a capture without ``core:sample_rate``): no edges, as
+    classify-iq. Where they can still differ: classify-iq takes the first capture segment's
+    frequency for every run, and measures the band on samples its ``nan_policy``
+    ``"interpolate"`` filled (the stream reads the capture as recorded).
+
+    The file is rewritten atomically at most every ``every_s`` seconds and on close, so a
+    crash loses at most that much; the run still open is written as it stands and extended
+    by the next rewrite (:meth:`~sigformer.data.sigmf_io.AnnotationWriter.replace_last`).
+    Its edges are measured again whenever it has doubled since they were, so that rewriting
+    a long run costs at most twice one pass over its samples; a closed run's are exact.
     """
 
     GENERATOR = "sigformer"
@@ -380,10 +404,14 @@ class SigMFAnnotationSink:
             self.writer = AnnotationWriter(recording, self.path, copy_data=copy_data,
                                            replace_generator=self.GENERATOR)
         self.every_s, self.min_probability = every_s, min_probability
-        # validated and handed to the writer at each flush, not per chunk: validation has a
-        # fixed cost of milliseconds a call, too much for every chunk of a live stream
-        self._pending: list[SigMFAnnotation] = []
-        self.written = 0  # annotations handed to the writer
+        # runs not yet final in the writer: the first may be the open run written at the last
+        # flush (``_written_open``: it as it stood), the last is the open one. They reach the
+        # writer at each flush, not per chunk: validation has a fixed cost of milliseconds a
+        # call, too much for every chunk of a live stream
+        self._runs: list[SigMFAnnotation] = []
+        self._written_open: dict | None = None
+        self._measured = (-1, 0)  # (start, count) of the last run whose band was measured
+        self.written = 0  # annotations (runs) handed to the writer
         self.cut_at_end = 0  # predictions that reached past the recording's last sample
         self._last_write = 0.0
         # the data copy (a whole capture, when it is written elsewhere) and the first
@@ -398,52 +426,93 @@ class SigMFAnnotationSink:
         segment = [c for c in self.writer.captures if c["core:sample_start"] <= start]
         return segment[-1].get("core:frequency") if segment else None
 
-    def _annotation(self, p) -> SigMFAnnotation | None:
-        from ..data.sigmf_io import SigMFAnnotation
-
+    def _span(self, p) -> tuple[int, int] | None:
+        """The samples prediction ``p`` labels, cut at the end of the recording's data (as
+        classify-iq cuts them); None when it starts past the end."""
         start, count = int(max(p.start, 0)), int(p.length)
         end = self.writer.n_samples
-        if end is not None and start + count > end:  # as classify-iq: never past the data
+        if end is not None and start + count > end:
             if not self.cut_at_end:
                 import warnings
 
                 warnings.warn(f"a prediction at sample {start} (+{count}) reaches past the "
                               f"last sample of the recording ({end}): its annotation is cut "
                               f"at the end of the data, as classify-iq cuts them",
-                              stacklevel=2)
+                              stacklevel=3)
             self.cut_at_end += 1
             if start >= end:
                 return None
             count = end - start
-        extra = {"core:generator": self.GENERATOR,
-                 "sigformer:confidence": round(float(np.max(p.probabilities)), 4)}
-        centre = self._centre(start)
-        if centre is not None and self.sample_rate is not None:
-            extra["core:freq_lower_edge"] = centre - self.sample_rate / 2
-            extra["core:freq_upper_edge"] = centre + self.sample_rate / 2
-        return SigMFAnnotation(start, count, p.label, None, extra)
+        return start, count
 
     def write(self, predictions) -> None:
         import time
 
-        batch = [self._annotation(p) for p in predictions
-                 if float(np.max(p.probabilities)) >= self.min_probability]
-        self._pending += [a for a in batch if a is not None]
+        from ..data.sigmf_io import merge_frame
+
+        for p in predictions:
+            confidence = float(np.max(p.probabilities))
+            if confidence < self.min_probability:
+                continue
+            span = self._span(p)
+            if span is not None:
+                merge_frame(self._runs, *span, p.label, confidence, generator=self.GENERATOR)
         if time.monotonic() - self._last_write >= self.every_s:
             self._flush()
 
-    def _flush(self) -> None:
+    def _edges(self, run: SigMFAnnotation, *, closed: bool) -> None:
+        """``core:freq_lower_edge`` / ``core:freq_upper_edge`` of ``run`` (see the class
+        docstring), computed as classify-iq computes them."""
+        from ..data.sigmf_io import occupied_band, set_frequency_edges
+
+        if self.sample_rate is None:
+            return
+        centre = self._centre(run.start)
+        if self.writer.n_samples is None:  # no capture: the band the stream spans
+            if centre is None:
+                return
+            low, high = -0.5, 0.5
+        else:
+            start, count = self._measured
+            if start == run.start and (count == run.count
+                                       or (not closed and run.count < 2 * count)):
+                return  # measured over all of it, or an open run not yet doubled
+            low, high = occupied_band(self.writer.read_samples(run.start, run.count))
+            self._measured = (run.start, run.count)
+            centre = centre or 0.0
+        set_frequency_edges(run, low, high, sample_rate=self.sample_rate, centre=centre)
+
+    def _flush(self, *, final: bool = False) -> None:
+        """Hand the runs since the last flush to the writer and rewrite the file: the run
+        written open last time is replaced (it may have grown), the others added; the last
+        stays open unless ``final``."""
         import time
 
-        if self._pending:
-            pending, self._pending = self._pending, []
-            self.writer.add(pending)
-            self.written += len(pending)
+        runs = self._runs
+        if runs:
+            open_run = None if final else runs[-1]
+            for run in runs:
+                self._edges(run, closed=run is not open_run)
+            if self._written_open is not None:
+                if _as_written(runs[0]) != self._written_open:
+                    self.writer.replace_last(runs[0])
+                runs = runs[1:]
+            if runs:
+                self.writer.add(runs)
+                self.written += len(runs)
+            self._runs = [] if open_run is None else [open_run]
+            self._written_open = None if open_run is None else _as_written(open_run)
         self.writer.flush()
         self._last_write = time.monotonic()
 
     def close(self) -> None:
-        self._flush()
+        self._flush(final=True)
+
+
+def _as_written(annotation: SigMFAnnotation) -> dict:
+    """What the writer gets of ``annotation`` (to tell whether it changed since)."""
+    return {"start": annotation.start, "count": annotation.count,
+            **annotation.to_metadata()}
 
 
 def wav_target_problem(target: Path, single_file: bool) -> str | None:
