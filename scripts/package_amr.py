@@ -55,8 +55,27 @@ def capture_results(model, target_sps: float, folder: Path = CAPTURES) -> dict |
         model, data, decision=decision).items()} for decision in ("frame", "burst")}
 
 
+# what two runs must share for their test accuracies to sit in one table
+SAME_BUDGET_KEYS = ("mode", "frames", "epochs", "test_per_condition", "seed")
+
+
+def compared_rows(report: dict, other: Path) -> dict[str, dict]:
+    """The models of another run of the same generator, budget and test grid (e.g. the
+    baselines trained beside an earlier teacher), named ``<model> (<run folder>)``; refused
+    when the runs differ in what makes their test accuracies comparable."""
+    theirs = json.loads((other / "report.json").read_text())
+    mine_args, their_args = report.get("args", {}), theirs.get("args", {})
+    differ = {k: (mine_args.get(k), their_args.get(k)) for k in SAME_BUDGET_KEYS
+              if mine_args.get(k) != their_args.get(k)}
+    if differ:
+        raise SystemExit(f"--compare {other}: not the same budget/test grid ({differ}); its "
+                         f"accuracies would not be comparable")
+    return {f"{k} ({other.name})": v for k, v in theirs["models"].items()}
+
+
 def package(run: Path, label: str, dest: Path, log_path: Path | None,
-            decision: str | None = None, captures_dir: Path = CAPTURES) -> Path:
+            decision: str | None = None, captures_dir: Path = CAPTURES,
+            compare: list[Path] = ()) -> Path:
     from sigformer.bundle import Bundle
     from sigformer.checkpoint import load_checkpoint
     from sigformer.spec import SignalSpec
@@ -67,7 +86,9 @@ def package(run: Path, label: str, dest: Path, log_path: Path | None,
     report = json.loads((run / "report.json").read_text())
     args = report.get("args", {})
     family = args.get("mode") == "family"
-    rows = report["models"]
+    rows = dict(report["models"])
+    for other in compare:
+        rows.update(compared_rows(report, other))
     frame = int(extra.get("frame_length", 128))
     classes = list(extra["classes"])
     # generated frames carry no absolute rate: one "sample" per unit of time, in samples per
@@ -157,9 +178,13 @@ def main(argv=None) -> int:
                     help="record classify-iq's default decision in the bundle (family mode)")
     ap.add_argument("--captures", type=Path, default=CAPTURES,
                     help="SigMF captures to measure family bundles on")
+    ap.add_argument("--compare", type=Path, action="append", default=[],
+                    help="another run of the same generator, budget and test grid whose "
+                         "models join the card's results table (repeatable)")
     args = ap.parse_args(argv)
     for label in [x for x in args.labels.split(",") if x]:
-        print(package(args.run, label, args.dest, args.log, args.decision, args.captures))
+        print(package(args.run, label, args.dest, args.log, args.decision, args.captures,
+                      args.compare))
     return 0
 
 

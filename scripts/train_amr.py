@@ -141,7 +141,8 @@ def main(argv=None) -> int:
         rows = train_bundles(out, classes=classes, config=config, recipe=recipe, test=test,
                              teacher_preset=args.clst_preset, students=students,
                              baselines=baselines, seed=args.seed, resume=args.resume, log=log,
-                             log_every=args.log_every, validation=validation)
+                             log_every=args.log_every, validation=validation,
+                             record={"args": vars(args)})
     except CheckpointError as err:  # a refused resume: the message says what to do
         raise SystemExit(f"error: {err}") from None
     report = {"args": vars(args), "models": rows}

@@ -97,3 +97,30 @@ def test_training_time_reads_only_its_model_and_crosses_midnight(tmp_path):
     text = _script("package_amr").training_time(log, "clst")
     assert text.startswith("2.0 min")
     assert _script("package_amr").training_time(log, "vtcnn2") is None
+
+
+def test_compare_adds_same_budget_rows_and_refuses_another_budget(family_run, tmp_path):
+    """--compare puts another run's models (e.g. baselines beside an earlier teacher) in the
+    card, named after their run, only when the budget and test grid are the same."""
+    import shutil
+
+    from sigformer.bundle import Bundle
+
+    run, log = family_run
+    other = tmp_path / "baselines"
+    other.mkdir()
+    report = json.loads((run / "report.json").read_text())
+    same = {"args": report["args"], "models": {"mcldnn": {
+        "accuracy": 0.25, "high_snr_accuracy": 0.5, "parameters": 406199}}}
+    (other / "report.json").write_text(json.dumps(same))
+    folder = _script("package_amr").package(run, "clst", tmp_path / "out", log,
+                                            compare=[other])
+    results = Bundle.load(folder).provenance["results"]
+    assert results["mcldnn (baselines)"] == {"accuracy": 0.25, "accuracy_at_>=10dB": 0.5,
+                                             "parameters": 406199}
+    assert "clst" in results
+    shutil.rmtree(tmp_path / "out")
+    (other / "report.json").write_text(json.dumps({**same, "args": {**same["args"],
+                                                                     "epochs": 99}}))
+    with pytest.raises(SystemExit, match="not the same budget"):
+        _script("package_amr").package(run, "clst", tmp_path / "out", log, compare=[other])

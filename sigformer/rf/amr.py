@@ -1130,7 +1130,8 @@ def train_bundles(out: str | Path, *, classes: Sequence[str], config: ModGenConf
                   teacher_preset: str | None = None, students: Sequence[str] | None = None,
                   baselines: Sequence[str] | None = None, seed: int = 0, resume: bool = False,
                   log: Callable[[str], None] = print, log_every: int = 50,
-                  validation: AMRDataset | None = None) -> dict[str, Any]:
+                  validation: AMRDataset | None = None,
+                  record: dict[str, Any] | None = None) -> dict[str, Any]:
     """Teacher, then each student (default: the recipe's ``STUDENTS``) with SKD and without,
     then the baselines (default ``BASELINES``) - the same generator, budget and optimiser for
     all; each model in ``out/<label>/`` (a checkpoint every epoch, ``resume=True`` continues
@@ -1140,7 +1141,8 @@ def train_bundles(out: str | Path, *, classes: Sequence[str], config: ModGenConf
     ``validation``: a grid generated apart from ``test`` (another seed), evaluated after every
     epoch (``val_acc``, monitoring only); None: no per-epoch curve (the test set is never
     looked at during training). Returns the evaluation of every model on ``test`` (also
-    written to ``out/report.json``)."""
+    written to ``out/report.json`` after every model, beside ``record``: e.g. the command
+    line, so the report of a run stopped between models says how it was trained)."""
     from ..checkpoint import load_checkpoint
     from ..checkpoint_io import user_path
     from ..models import create_model
@@ -1193,7 +1195,9 @@ def train_bundles(out: str | Path, *, classes: Sequence[str], config: ModGenConf
                        "parameters": int(sum(p.numel() for p in model.parameters()))}
         log(f"[{label}] test accuracy {result['accuracy']:.3f}, >= 10 dB "
             f"{result['high_snr_accuracy']:.3f}")
-        (out / "report.json").write_text(json.dumps({"models": rows}, indent=2, default=float))
+        # after every model, with the run's record: an interrupted run's report is usable
+        (out / "report.json").write_text(json.dumps({**(record or {}), "models": rows},
+                                                    indent=2, default=float))
         return model
 
     teacher = run(teacher_name, teacher_name, teacher_preset)
