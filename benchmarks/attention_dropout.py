@@ -1,5 +1,8 @@
 """Training without attention dropout: the quality it costs and the speed it buys (issue 13).
 
+A third arm stacks bf16 autocast on it (``--bf16``, the training benchmark's
+``fast-noattn-bf16``), so the quality of the fastest training path is measured the same way.
+
 On a CPU, dropout on the attention weights forces PyTorch's unfused attention (docs/
 performance.md), so ``fast_path(attention_dropout=False)`` trains AdaFortiTran 2.98x (small)
 and 2.19x (paper) faster; ClST and DBConformer gain 1.03x and the other models have no such
@@ -38,8 +41,11 @@ from sigformer.rf.channel_estimation import GenieLMMSE, nmse_db
 from sigformer.rf.ofdm import ModelEstimator, evaluate_sweeps
 
 REPO = Path(__file__).resolve().parents[1]
-ARMS = {"reference": [], "no attention dropout": ["--no-attention-dropout"]}
-FOLDER = {"reference": "ref", "no attention dropout": "noattn"}
+ARMS = {"reference": [], "no attention dropout": ["--no-attention-dropout"],
+        # the fastest stack the training benchmark measures (fast-noattn-bf16)
+        "no attention dropout + bf16": ["--no-attention-dropout", "--bf16"]}
+FOLDER = {"reference": "ref", "no attention dropout": "noattn",
+          "no attention dropout + bf16": "noattn_bf16"}
 TEST_SEED = 424242  # one test set for every run, independent of the training seeds
 
 
@@ -110,42 +116,51 @@ def main() -> None:
 
 
 def summarise(results: dict, args: argparse.Namespace) -> dict:
-    paired = sorted(set(results["reference"]) & set(results["no attention dropout"]))
     runs = [r["run"] for arm in results.values() for r in arm.values()]
     if runs:  # --collect: the runs say how they were trained
         args.preset, args.n_train, args.epochs = (runs[0][k] for k in ("preset", "n_train",
                                                                        "epochs"))
     print(f"\nAdaFortiTran {args.preset}, {args.n_train:,} slots x {args.epochs} epochs; "
           f"NMSE (dB) of the best epoch on {args.n_test:,} common mixture test slots")
-    print(f"{'seed':>5} {'reference':>10} {'no attn drop':>13} {'difference':>11} "
-          f"{'ref slots/s':>12} {'no-attn slots/s':>16} {'speed ratio':>12}")
-    diffs, ratios = [], []
-    for seed in paired:
-        ref, fast = results["reference"][seed], results["no attention dropout"][seed]
-        diff = fast["test_nmse_db"] - ref["test_nmse_db"]
-        ratio = fast["samples_per_s"] / ref["samples_per_s"]
-        diffs.append(diff)
-        ratios.append(ratio)
-        print(f"{seed:>5} {ref['test_nmse_db']:>10.3f} {fast['test_nmse_db']:>13.3f} "
-              f"{diff:>+11.3f} {ref['samples_per_s']:>12.1f} {fast['samples_per_s']:>16.1f} "
-              f"{ratio:>11.2f}x")
+    arms = {arm: compare_arm(results, arm) for arm in ARMS if arm != "reference"}
+    paired = sorted(results["reference"])
     ref_values = [results["reference"][s]["test_nmse_db"] for s in paired]
     spread = float(np.ptp(ref_values)) if len(ref_values) > 1 else None
-    if diffs:
-        print(f"mean difference {np.mean(diffs):+.3f} dB (negative: better without attention "
-              f"dropout); reference seed-to-seed range "
-              f"{'n/a' if spread is None else f'{spread:.3f} dB'}; median speed ratio "
-              f"{np.median(ratios):.2f}x")
+    print(f"reference seed-to-seed range {'n/a' if spread is None else f'{spread:.3f} dB'}")
+    first = arms["no attention dropout"]  # the keys earlier reports had
     return {"benchmark": "attention_dropout", "model": "adafortitran", "preset": args.preset,
             "n_train": args.n_train, "epochs": args.epochs, "n_test": args.n_test,
             "test_seed": TEST_SEED, "seeds": args.seeds, "threads": args.threads,
             "machine": platform.machine(), "torch": torch.__version__,
             "results": {arm: {str(s): v for s, v in r.items()} for arm, r in results.items()},
-            "paired_difference_db": dict(zip(map(str, paired), diffs)),
-            "mean_difference_db": float(np.mean(diffs)) if diffs else None,
+            "paired_difference_db": first["paired_difference_db"],
+            "mean_difference_db": first["mean_difference_db"],
             "reference_seed_range_db": spread,
-            "speed_ratio": dict(zip(map(str, paired), ratios))}
+            "speed_ratio": first["speed_ratio"],
+            "arms": arms}
 
+
+def compare_arm(results: dict, arm: str) -> dict:
+    """Per seed: ``arm`` minus the reference in test NMSE (dB; negative is better) and the
+    ratio of their training samples/s."""
+    paired = sorted(set(results["reference"]) & set(results[arm]))
+    print(f"\n{arm}")
+    print(f"{'seed':>5} {'reference':>10} {'this arm':>10} {'difference':>11} "
+          f"{'ref slots/s':>12} {'arm slots/s':>12} {'speed ratio':>12}")
+    diffs, ratios = [], []
+    for seed in paired:
+        ref, fast = results["reference"][seed], results[arm][seed]
+        diffs.append(fast["test_nmse_db"] - ref["test_nmse_db"])
+        ratios.append(fast["samples_per_s"] / ref["samples_per_s"])
+        print(f"{seed:>5} {ref['test_nmse_db']:>10.3f} {fast['test_nmse_db']:>10.3f} "
+              f"{diffs[-1]:>+11.3f} {ref['samples_per_s']:>12.1f} "
+              f"{fast['samples_per_s']:>12.1f} {ratios[-1]:>11.2f}x")
+    if diffs:
+        print(f"mean difference {np.mean(diffs):+.3f} dB; median speed ratio "
+              f"{np.median(ratios):.2f}x")
+    return {"paired_difference_db": dict(zip(map(str, paired), diffs)),
+            "mean_difference_db": float(np.mean(diffs)) if diffs else None,
+            "speed_ratio": dict(zip(map(str, paired), ratios))}
 
 if __name__ == "__main__":
     main()

@@ -56,7 +56,8 @@ def capture_results(model, target_sps: float, folder: Path = CAPTURES) -> dict |
 
 
 # what two runs must share for their test accuracies to sit in one table
-SAME_BUDGET_KEYS = ("mode", "frames", "epochs", "test_per_condition", "seed")
+SAME_BUDGET_KEYS = ("mode", "frames", "epochs", "batch_size", "lr", "test_per_condition",
+                    "seed")
 
 
 def compared_rows(report: dict, other: Path) -> dict[str, dict]:
@@ -64,8 +65,12 @@ def compared_rows(report: dict, other: Path) -> dict[str, dict]:
     baselines trained beside an earlier teacher), named ``<model> (<run folder>)``; refused
     when the runs differ in what makes their test accuracies comparable."""
     theirs = json.loads((other / "report.json").read_text())
-    mine_args, their_args = report.get("args", {}), theirs.get("args", {})
-    differ = {k: (mine_args.get(k), their_args.get(k)) for k in SAME_BUDGET_KEYS
+    mine_args, their_args = report.get("args"), theirs.get("args")
+    if not mine_args or not their_args:
+        raise SystemExit(f"--compare {other}: a report without its command line ('args') "
+                         f"cannot show that the runs share a budget and test grid")
+    keys = SAME_BUDGET_KEYS + (("target_sps",) if mine_args.get("mode") == "family" else ())
+    differ = {k: (mine_args.get(k), their_args.get(k)) for k in keys
               if mine_args.get(k) != their_args.get(k)}
     if differ:
         raise SystemExit(f"--compare {other}: not the same budget/test grid ({differ}); its "
@@ -163,7 +168,9 @@ def package(run: Path, label: str, dest: Path, log_path: Path | None,
     bundle = Bundle(model=model, task="classify", input_spec=spec, model_spec=spec,
                     labels=classes, extra=bundle_extra, provenance=provenance)
     if log_path is not None and log_path.is_file():
-        bundle.provenance["training_log_tail"] = log_path.read_text().splitlines()[-3:]
+        # this model's own last lines (a run's log goes on with the models after it)
+        own = [line for line in log_path.read_text().splitlines() if f"[{label}] " in line]
+        bundle.provenance["training_log_tail"] = own[-3:]
     kind = "family" if family else "modgen"
     return bundle.save(dest / f"amr-{name}-{kind}")
 

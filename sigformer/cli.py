@@ -176,7 +176,8 @@ def _cmd_classify_iq(args) -> int:
         raise CheckpointError(f"{args.model} is not a modulation-recognition bundle (task "
                               f"{bundle.task!r}, input {bundle.input_spec!r}); train one with "
                               f"an IQ classification pipeline (pipelines/amr_clst.yaml)")
-    target_sps = args.target_sps or bundle.extra.get("target_sps")
+    target_sps = args.target_sps if args.target_sps is not None else \
+        bundle.extra.get("target_sps")
     if args.sps is not None and target_sps is None:
         raise _config_error(f"--sps {args.sps:g} gives the capture's samples per symbol, but "
                             f"there is nothing to resample it to: give --target-sps too, or a "
@@ -393,13 +394,13 @@ def build_parser() -> argparse.ArgumentParser:
                              "when the stream ends)")
     # the same two spellings as classify-iq: seconds, or samples (at the model's input rate)
     stream_hop = stream.add_mutually_exclusive_group()
-    stream_hop.add_argument("--hop-s", type=float,
+    stream_hop.add_argument("--hop-s", type=_positive_seconds,
                             help="seconds between windows (classification; refused for a "
                                  "rate-agnostic IQ bundle, whose rate is nominal: give --hop)")
     stream_hop.add_argument("--hop", type=_positive_int,
                             help="samples between windows at the model's input rate "
                                  "(classification; as classify-iq --hop)")
-    stream.add_argument("--sps", type=float,
+    stream.add_argument("--sps", type=_positive_sps,
                         help="IQ family bundles: samples per symbol of the stream (resampled "
                              "to the bundle's training symbol length)")
     stream.add_argument("--decision", choices=("frame", "burst"),
@@ -450,8 +451,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="frame hop in samples of the framed capture (after any "
                              "resampling; default: frame length)")
     iq_hop.add_argument("--hop-s", type=_positive_seconds,
-                        help="frame hop in seconds (needs the capture's core:sample_rate; as "
-                             "stream --hop-s)")
+                        help="frame hop in seconds at the capture's core:sample_rate "
+                             "(required; rate-agnostic bundles too, unlike stream --hop-s, "
+                             "which counts at the model's input rate)")
     iq.add_argument("--min-power-db", type=_db_below_loudest, default=30.0,
                     help="skip frames this many dB below the loudest (gaps between bursts; "
                          ">= 0, default 30)")
@@ -468,7 +470,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "the resampler), interpolate")
     iq.add_argument("--no-verify-checksum", dest="verify_checksum", action="store_false",
                     help="read a capture whose data no longer matches its core:sha512")
-    iq.add_argument("--target-sps", type=float,
+    iq.add_argument("--target-sps", type=_positive_sps,
                     help="resample to this many samples per symbol before framing (the "
                          "capture's estimated blindly unless --sps); family bundles record "
                          "their own")
@@ -534,6 +536,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="ONNX opset (default 17; a model only the dynamo exporter "
                              "converts gets 18, and the notes say so)")
     export.set_defaults(func=_cmd_export)
+    for command in sub.choices.values():  # cross-flag problems print the command's own usage
+        command.set_defaults(command_parser=command)
     return parser
 
 
@@ -652,8 +656,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     problem = _argument_problem(args)
-    if problem:
-        parser.error(problem)  # exit 2, as argparse's own checks
+    if problem:  # exit 2 with the command's usage, as argparse's own checks
+        getattr(args, "command_parser", parser).error(problem)
     _quiet()
     try:
         return args.func(args)

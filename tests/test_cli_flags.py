@@ -200,7 +200,9 @@ def test_export_needs_exactly_one_bundle(argv, message, tmp_path, capsys):
     with pytest.raises(SystemExit) as exited:
         main(["export", *argv, "--out", str(tmp_path / "o")])
     assert exited.value.code == 2
-    assert message in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert message in err
+    assert err.startswith("usage: sigformer export")  # the command's usage, not the top level
     assert not (tmp_path / "o").exists()
 
 
@@ -218,3 +220,52 @@ def test_nan_policy_helps_say_why_the_defaults_differ():
     assert "stream skips by default" in offline
     assert "default: skip their windows: a live stream cannot stop" in live
     assert "classify-iq refuses by default" in live
+
+
+# --- values refused before anything streams -------------------------------------------------
+
+@pytest.mark.parametrize("flag, value", [("--hop-s", "-1"), ("--hop-s", "0"),
+                                         ("--hop-s", "nan"), ("--sps", "0"), ("--sps", "nan"),
+                                         ("--sps", "inf")])
+def test_stream_refuses_bad_hop_s_and_sps_like_classify_iq(flag, value, capsys):
+    """They were taken as floats: --hop-s -1 streamed with a hop of one sample, nan crashed."""
+    with pytest.raises(SystemExit) as exited:
+        main(["stream", "b", "--source", "sigmf:cap.sigmf-meta", f"{flag}={value}"])
+    assert exited.value.code == 2
+    assert f"argument {flag}: expected" in capsys.readouterr().err
+
+
+def test_stream_sps_on_a_bundle_without_target_is_a_clean_error(tmp_path, iq_bundle, capsys):
+    capture = _capture(tmp_path)
+    assert main(["stream", str(iq_bundle), "--source", f"sigmf:{capture}", "--sps", "8"]) == 2
+    err = capsys.readouterr().err
+    assert "--sps" in err and "extra['target_sps']" in err and "Traceback" not in err
+
+
+def test_online_settings_refuse_a_hop_s_that_is_not_positive(iq_bundle):
+    from sigformer.bundle import Bundle
+    from sigformer.streaming.app import OnlineSettings, PipelineConfigError, build_online
+
+    bundle = Bundle.load(iq_bundle)
+    for bad in (-1.0, 0.0, float("nan")):
+        with pytest.raises(PipelineConfigError, match="hop_s must be a number of seconds > 0"):
+            build_online(bundle, OnlineSettings(hop_s=bad))
+
+
+@pytest.mark.parametrize("value", ["0", "-8"])
+def test_classify_iq_refuses_a_target_sps_that_is_not_positive(value, capsys):
+    """--target-sps 0 was read as 'not given' and the bundle's value used instead."""
+    with pytest.raises(SystemExit) as exited:
+        main(["classify-iq", "cap.sigmf-meta", "--model", "b", f"--target-sps={value}"])
+    assert exited.value.code == 2
+    assert "argument --target-sps: expected samples per symbol" in capsys.readouterr().err
+
+
+def test_a_pipeline_stream_section_takes_one_hop_unit():
+    from pydantic import ValidationError
+
+    from sigformer.tasks.config import StreamConfig
+
+    with pytest.raises(ValidationError, match="stream.hop .* or stream.hop_s .* not both"):
+        StreamConfig(hop=32, hop_s=0.5)
+    assert StreamConfig(hop=32).hop == 32 and StreamConfig(hop_s=0.5).hop_s == 0.5

@@ -124,3 +124,6 @@ def test_compare_adds_same_budget_rows_and_refuses_another_budget(family_run, tm
                                                                      "epochs": 99}}))
     with pytest.raises(SystemExit, match="not the same budget"):
         _script("package_amr").package(run, "clst", tmp_path / "out", log, compare=[other])
+    (other / "report.json").write_text(json.dumps({"models": same["models"]}))
+    with pytest.raises(SystemExit, match="without its command line"):
+        _script("package_amr").package(run, "clst", tmp_path / "out", log, compare=[other])

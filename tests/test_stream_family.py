@@ -48,7 +48,7 @@ def test_without_sps_the_stream_runs_as_it_comes_and_says_so(family_bundle):
     assert online.symbol_factor is None
 
 
-@pytest.mark.parametrize("sps, message", [(0.0, "positive"), (-4.0, "positive")])
+@pytest.mark.parametrize("sps, message", [(0.0, "> 0"), (-4.0, "> 0"), (float("nan"), "> 0")])
 def test_bad_sps_is_refused(family_bundle, sps, message):
     with pytest.raises(ValueError, match=message):
         build_online(family_bundle, OnlineSettings(samples_per_symbol=sps))

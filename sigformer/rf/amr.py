@@ -392,9 +392,7 @@ def condition_capture(iq: np.ndarray, target_sps: float, *, sps: float | None = 
             "fine_offset": 0.0}
     if sps is None:
         return iq.astype(np.complex64), info
-    ratio = Fraction(float(target_sps) / float(sps)).limit_denominator(max_denominator)
-    if ratio.numerator == 0:
-        ratio = Fraction(1, max_denominator)
+    ratio = symbol_ratio(target_sps, sps, max_denominator)
     if ratio != 1:
         from ..stages import resample_array  # the one resampler (polyphase Kaiser FIR)
 
@@ -750,11 +748,19 @@ def _check_sps_and_hop(target_sps: float | None, sps: float | None, hop: int | N
         raise ValueError(f"hop_s must be a number of seconds > 0, got {hop_s!r}")
 
 
-def _hop_samples(hop_s: float, rate: float) -> int:
-    """``hop_s`` seconds as a hop in samples at ``rate`` Hz, rounded as the stream rounds
-    ``OnlineSettings.hop_s`` (at least one sample), so ``--hop-s`` and the ``--hop`` it
-    equals give the same frames in ``classify-iq`` as in ``stream``."""
+def hop_samples(hop_s: float, rate: float) -> int:
+    """``hop_s`` seconds as a hop in samples at ``rate`` Hz (at least one sample): the one
+    rounding ``classify-iq --hop-s`` and the stream's ``hop_s`` share, so a hop in seconds and
+    the hop in samples it equals give the same frames in both."""
     return max(1, int(round(hop_s * rate)))
+
+
+def symbol_ratio(target_sps: float, sps: float, max_denominator: int = 256) -> Fraction:
+    """Resampling ratio (new samples per old sample) from ``sps`` to ``target_sps`` samples
+    per symbol: the nearest fraction with a small denominator, which keeps the polyphase
+    resampler short; never zero. ``classify-iq`` and the IQ stream both use it."""
+    ratio = Fraction(float(target_sps) / float(sps)).limit_denominator(max_denominator)
+    return ratio if ratio.numerator else Fraction(1, max_denominator)
 
 
 def classify_sigmf(path: str | Path, model: nn.Module | Bundle,
@@ -834,7 +840,7 @@ def classify_sigmf(path: str | Path, model: nn.Module | Bundle,
         else:
             conditioned, info = condition_capture(iq, target_sps, sps=sps)
     if hop_s is not None:
-        hop = _hop_samples(hop_s, recording.sample_rate * info["factor"])
+        hop = hop_samples(hop_s, recording.sample_rate * info["factor"])
     if len(conditioned) < frame_length:
         raise DataError(f"{path} has {len(conditioned)} samples (after resampling), fewer than "
                         f"one {frame_length}-sample frame")

@@ -116,9 +116,13 @@ def _window_and_hop(bundle: Bundle, settings: OnlineSettings, default_hop: float
             f"this bundle is rate-agnostic (trained on samples per symbol, not Hz), so a hop "
             f"in seconds (hop_s={settings.hop_s}) has no meaning for it; give the hop in "
             f"samples (stream.hop / --hop N; one frame is {window})")
+    if settings.hop_s is not None and not (np.isfinite(settings.hop_s) and settings.hop_s > 0):
+        raise PipelineConfigError(f"hop_s must be a number of seconds > 0, got "
+                                  f"{settings.hop_s!r}")
+    from ..rf.amr import hop_samples  # the rounding classify-iq --hop-s uses
+
     hop_s = settings.hop_s if settings.hop_s is not None else default_hop * window / spec.sfreq
-    hop = max(1, int(round(hop_s * spec.sfreq)))
-    return window, hop
+    return window, hop_samples(hop_s, spec.sfreq)
 
 
 def _eeg_classifier(bundle: Bundle, settings: OnlineSettings) -> OnlinePipeline:
@@ -190,12 +194,14 @@ def _symbol_factor(bundle: Bundle, stream_sps: float | None) -> float | None:
     trained at (``extra["target_sps"]``); a stream cannot estimate it blindly chunk by chunk,
     so the user states it, and a missing value is said, never guessed."""
     target = bundle.extra.get("target_sps")
-    if stream_sps is not None and stream_sps <= 0:
-        raise ValueError(f"samples_per_symbol must be positive, got {stream_sps}")
+    if stream_sps is not None and not (np.isfinite(stream_sps) and stream_sps > 0):
+        raise PipelineConfigError(f"samples_per_symbol (--sps) must be a number > 0, got "
+                                  f"{stream_sps!r}")
     if target is None:
         if stream_sps is not None:
-            raise ValueError("samples_per_symbol only applies to bundles trained at a fixed "
-                             "symbol length (extra['target_sps']); this bundle has none")
+            raise PipelineConfigError(
+                "samples_per_symbol (--sps) only applies to bundles trained at a fixed symbol "
+                "length (extra['target_sps'], e.g. amr-clst-family); this bundle has none")
         return None
     if stream_sps is None:
         import warnings
@@ -207,10 +213,9 @@ def _symbol_factor(bundle: Bundle, stream_sps: float | None) -> float | None:
                       f"(--sps) to resample it, or use classify-iq, which estimates it",
                       StreamWarning, stacklevel=3)
         return None
-    from fractions import Fraction
+    from ..rf.amr import symbol_ratio  # classify-iq's ratio
 
-    # a simple ratio keeps the polyphase resampler short (as classify-iq does)
-    return float(Fraction(float(target) / float(stream_sps)).limit_denominator(256))
+    return float(symbol_ratio(target, stream_sps))
 
 
 def _audio(bundle: Bundle, settings: OnlineSettings):

@@ -13,7 +13,7 @@ import re
 import string
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from .. import stages as st
 from ..metrics import METRICS
@@ -186,6 +186,13 @@ class StreamConfig(_Strict):
     decision: Literal["frame", "burst"] | None = None
     min_power_db: float | None = Field(30.0, ge=0)  # burst gate; None: every frame is kept
     max_burst_frames: int = Field(64, ge=1)
+
+    @model_validator(mode="after")
+    def _one_hop(self):
+        if self.hop is not None and self.hop_s is not None:
+            raise ValueError(f"give the hop once: stream.hop ({self.hop} samples) or "
+                             f"stream.hop_s ({self.hop_s:g} seconds), not both")
+        return self
 
 
 class OFDMDrawConfig(_Strict):
