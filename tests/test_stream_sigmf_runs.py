@@ -2,7 +2,10 @@
 for the same capture, bundle, hop and decision: runs of frames with one label merged by the
 one rule (``merge_frame``), frequency edges from the occupied band of each run's samples.
 The stream writes the run still open at each periodic rewrite and extends it later
-(``AnnotationWriter.replace_last``), so a crash loses at most ``every_s``."""
+(``AnnotationWriter.replace_last``); the runner ticks the sink after every chunk and while the
+source is silent, so the open run reaches disk within ``every_s`` even when no prediction
+follows. Bands are measured in bounded memory (``OccupiedBand``: the run read in pieces, the
+open run's spectrum kept), equal to the one-shot ``occupied_band``."""
 
 from __future__ import annotations
 
@@ -64,7 +67,7 @@ def _assert_same_annotations(streamed: list[dict], classified: list[dict]) -> No
     assert [{k: a[k] for k in exact} for a in streamed] == \
         [{k: a[k] for k in exact} for a in classified]
     np.testing.assert_allclose([a["sigformer:confidence"] for a in streamed],
-                               [a["sigformer:confidence"] for a in classified], atol=1e-5)
+                               [a["sigformer:confidence"] for a in classified], atol=1e-6)
     assert [set(a) for a in streamed] == [set(a) for a in classified]
 
 
@@ -155,26 +158,237 @@ def test_a_flush_inside_a_run_writes_it_as_it_stands_and_extends_it_later(tmp_pa
     read_sigmf(sink.path)
 
 
-def test_rewriting_a_growing_run_reads_its_samples_a_bounded_number_of_times(tmp_path):
-    # the open run's band is measured again only once it has doubled: rewriting a long run
-    # every second costs a few passes over it, not one per rewrite (quadratic)
-    frames = 64
+@pytest.mark.parametrize("every_s", [0.0, float("inf")])
+def test_a_run_is_measured_in_bounded_pieces_reading_each_sample_once(tmp_path, every_s):
+    # every_s=0: the open run is rewritten at every frame, its spectrum extended by the new
+    # samples only; inf: the run is first measured at close, whole, in pieces. Either way no
+    # read is larger than READ_SAMPLES (300: not a multiple of the 256-sample block, so the
+    # pieces cut blocks) and the edges are the one-shot occupied_band's
+    frames = 40
     capture = _noise_capture(tmp_path, frames)
+    iq = read_sigmf(capture).samples
     sink = SigMFAnnotationSink(tmp_path / "o.sigmf-meta", sample_rate=RATE,
-                               labels=["a", "b"], recording=capture, every_s=0.0)
+                               labels=["a", "b"], recording=capture, every_s=every_s)
+    sink.READ_SAMPLES = 300
     read = []
     real_read = sink.writer.read_samples
-    sink.writer.read_samples = lambda start, count: read.append(count) or real_read(start,
-                                                                                    count)
+    sink.writer.read_samples = lambda start, count: read.append((start, count)) or \
+        real_read(start, count)
     for k in range(frames):
-        sink.write([_frame(k, "a")])  # a rewrite per frame
+        sink.write([_frame(k, "a")])
+        if every_s == 0.0 and k in (0, 1, 2, 9):  # 128 (< one block), 256, 384, 1280
+            (run,) = _ours(sink.path)
+            low, high = occupied_band(iq[:(k + 1) * L])  # exact for what it holds so far
+            assert (run["core:freq_lower_edge"], run["core:freq_upper_edge"]) == \
+                pytest.approx((CENTRE + low * RATE, CENTRE + high * RATE), abs=1e-6)
     sink.close()
     (run,) = _ours(sink.path)
     assert run["sigformer:frames"] == frames
-    assert sum(read) <= 3 * frames * L  # one rewrite per frame re-measuring: 32 times that
-    low, high = occupied_band(read_sigmf(capture).samples)  # exact once closed
+    assert max(count for _, count in read) <= 300
+    # consecutive pieces, each sample once (the old code re-read the run at every doubling)
+    assert [start for start, _ in read] == list(np.cumsum([0] + [c for _, c in read])[:-1])
+    assert sum(count for _, count in read) == frames * L
+    low, high = occupied_band(iq)
     assert (run["core:freq_lower_edge"], run["core:freq_upper_edge"]) == \
-        (CENTRE + low * RATE, CENTRE + high * RATE)
+        pytest.approx((CENTRE + low * RATE, CENTRE + high * RATE), abs=1e-6)
+
+
+def _reference_band(iq: np.ndarray, fraction: float = 0.99) -> tuple[float, float]:
+    """The occupied band computed plainly in one piece: the mean Hann periodogram of the
+    finite samples' whole 256-sample blocks (one block of all of them when shorter, the
+    whole band below 8), edges where the cumulative power crosses the tails."""
+    iq = iq[np.isfinite(iq)]
+    nfft = min(256, max(8, len(iq)))
+    usable = len(iq) // nfft * nfft
+    if usable == 0:
+        return -0.5, 0.5
+    spectra = np.abs(np.fft.fft(iq[:usable].reshape(-1, nfft) * np.hanning(nfft))) ** 2
+    psd = np.fft.fftshift(spectra.mean(axis=0))
+    cumulative = np.cumsum(psd) / psd.sum()
+    freqs = np.fft.fftshift(np.fft.fftfreq(nfft))
+    tail = (1 - fraction) / 2
+    low = freqs[min(np.searchsorted(cumulative, tail), nfft - 1)] - 0.5 / nfft
+    high = freqs[min(np.searchsorted(cumulative, 1 - tail), nfft - 1)] + 0.5 / nfft
+    return low, high
+
+
+@pytest.mark.parametrize("n", [0, 5, 8, 100, 255, 256, 257, 1000, 256 * 9, 5000])
+def test_occupied_band_in_pieces_equals_the_one_shot_band(n):
+    from sigformer.data.sigmf_io import OccupiedBand
+
+    rng = np.random.default_rng(n)
+    # a tone over low-pass noise (a band narrower than the whole), with NaNs that shift
+    # the blocks of the finite samples against the pieces
+    noise = np.convolve(_noise(n + 16, rng), np.ones(16) / 16, mode="valid")[:n]
+    iq = (0.3 * noise + _tone(n)).astype(np.complex64)
+    if n > 50:
+        iq[rng.choice(n, 7, replace=False)] = np.nan
+    whole = occupied_band(iq)
+    assert whole == pytest.approx(_reference_band(iq), abs=1e-12)
+    for seed in range(3):  # random pieces, including empty ones and ones inside a block
+        cuts = np.sort(np.random.default_rng(seed).integers(0, n + 1, size=6))
+        band = OccupiedBand()
+        for piece in np.split(iq, cuts):
+            band.add(piece)
+        assert band.band() == pytest.approx(whole, abs=1e-12)
+    if n >= 1000:  # a real band (the tone and the low-pass noise), not the whole band
+        assert whole[1] - whole[0] < 0.5
+
+
+def test_tick_writes_the_open_run_when_no_prediction_follows(tmp_path):
+    # a burst ends a stream's predictions for minutes: write() alone would keep its run in
+    # memory until the next one; tick() (called by the runner) writes it once every_s passed
+    capture = _noise_capture(tmp_path, 4)
+    now = [0.0]
+    sink = SigMFAnnotationSink(tmp_path / "o.sigmf-meta", sample_rate=RATE,
+                               labels=["a", "b"], recording=capture, every_s=1.0,
+                               clock=lambda: now[0])
+    now[0] = 0.5
+    sink.write([_frame(0, "a"), _frame(1, "a")])  # 0.5 s after the last rewrite: held
+    assert _ours(sink.path) == []
+    now[0] = 0.9
+    sink.tick()
+    assert _ours(sink.path) == []  # not yet every_s
+    now[0] = 1.0
+    sink.tick()
+    assert [(a["core:sample_start"], a["core:sample_count"]) for a in _ours(sink.path)] == \
+        [(0, 2 * L)]
+    rewrites = []
+    real_flush = sink.writer.flush
+    sink.writer.flush = lambda: rewrites.append(1) or real_flush()
+    now[0] = 5.0
+    sink.tick()  # nothing new: the file is not rewritten
+    assert rewrites == []
+    sink.close()
+    assert [(a["core:sample_start"], a["core:sample_count"]) for a in _ours(sink.path)] == \
+        [(0, 2 * L)]
+
+
+class _FakePipeline:
+    """An online pipeline stand-in: ``outputs[i]`` are chunk i's predictions; logs calls."""
+
+    def __init__(self, outputs, log, before_process=None):
+        from sigformer.streaming.runtime import StreamStats
+
+        self.outputs, self.log, self.before_process = list(outputs), log, before_process
+        self.stats = StreamStats()
+
+    def configure(self, sfreq, channels) -> None:
+        pass
+
+    def process(self, chunk, ts):
+        if self.before_process is not None:
+            self.before_process()
+        self.log.append("process")
+        return self.outputs.pop(0) if self.outputs else []
+
+
+class _FakeSource:
+    """A source (not live: never dropped) reading ``script``: a chunk, or a callable that
+    returns one, None (nothing yet) or raises EndOfStream."""
+
+    live, sfreq, channels = False, RATE, ["I", "Q"]
+
+    def __init__(self, script):
+        self.script = list(script)
+
+    def read(self, timeout=0.05):
+        from sigformer.streaming.sources import EndOfStream
+
+        if not self.script:
+            raise EndOfStream
+        step = self.script[0]
+        if not callable(step):
+            self.script.pop(0)
+            return step, np.zeros(1)
+        return step(timeout)
+
+
+class ListSinkWithoutTick:
+    """A sink that defines no tick(): the runner must not ask it for one."""
+
+    def write(self, outputs):
+        pass
+
+    def close(self):
+        pass
+
+
+def test_the_runner_ticks_its_sinks_after_every_chunk(tmp_path):
+    import threading
+
+    from sigformer.streaming.engine import StreamRunner
+
+    log: list[str] = []
+    sent = threading.Event()
+
+    def end(timeout):  # the reader has queued every chunk: the stream ends
+        sent.set()
+        from sigformer.streaming.sources import EndOfStream
+
+        raise EndOfStream
+
+    class TickingSink:
+        def write(self, outputs):
+            log.append("write")
+
+        def tick(self):
+            log.append("tick")
+
+        def close(self):
+            log.append("close")
+
+    chunk = np.zeros((2, 8), np.float32)
+    # chunks 2 and 3 are queued before chunk 1 is processed: no idle wait between them
+    pipeline = _FakePipeline([[_frame(0, "a")]], log, before_process=lambda: sent.wait(10))
+    StreamRunner(_FakeSource([chunk, chunk, chunk, end]), pipeline,
+                 [TickingSink(), ListSinkWithoutTick()]).run()
+    after_first = log[log.index("process"):]
+    # (an idle tick may follow the last chunk before the reader's end is seen: collapsed)
+    collapsed = [e for i, e in enumerate(after_first) if i == 0 or e != after_first[i - 1]]
+    assert collapsed == ["process", "write", "tick", "process", "tick", "process", "tick",
+                         "close"]
+
+
+def test_a_silent_stream_still_writes_its_open_run_within_every_s(tmp_path):
+    import time
+
+    from sigformer.streaming import ListSink
+    from sigformer.streaming.engine import StreamRunner
+
+    capture = _noise_capture(tmp_path, 4)
+    now = [0.0]
+    sink = SigMFAnnotationSink(tmp_path / "o.sigmf-meta", sample_rate=RATE,
+                               labels=["a", "b"], recording=capture, every_s=1.0,
+                               clock=lambda: now[0])
+    listed = ListSink()  # after the SigMF sink: holding predictions means it wrote them
+    seen = {}
+
+    def silent(timeout):  # a live source with nothing to send
+        from sigformer.streaming.sources import EndOfStream
+
+        if "held" not in seen:
+            deadline = time.monotonic() + 10
+            while not listed.predictions and time.monotonic() < deadline:
+                time.sleep(0.01)
+            seen["held"] = _ours(sink.path)  # written at 0.5 s: not yet on disk
+            now[0] = 2.0  # every_s has passed; no prediction will come
+            seen["deadline"] = time.monotonic() + 10
+        time.sleep(timeout)
+        if _ours(sink.path):
+            seen["while_streaming"] = _ours(sink.path)
+            raise EndOfStream
+        if time.monotonic() > seen["deadline"]:
+            raise EndOfStream
+        return None
+
+    now[0] = 0.5
+    pipeline = _FakePipeline([[_frame(0, "a"), _frame(1, "a")]], [])
+    StreamRunner(_FakeSource([np.zeros((2, 8), np.float32), silent]), pipeline,
+                 [sink, listed]).run()
+    assert seen["held"] == []
+    assert [(a["core:sample_start"], a["core:sample_count"])
+            for a in seen.get("while_streaming", [])] == [(0, 2 * L)]
 
 
 def test_a_new_label_or_a_gap_closes_the_run(tmp_path):

@@ -418,15 +418,70 @@ def set_frequency_edges(annotation: SigMFAnnotation, low: float, high: float, *,
 def occupied_band(iq: np.ndarray, fraction: float = 0.99, nfft: int = 256
                   ) -> tuple[float, float]:
     """Lower and upper edge (cycles/sample, -0.5..0.5) of the band holding ``fraction`` of
-    the power of complex ``iq`` (averaged periodogram, Hann window)."""
-    iq = np.asarray(iq)
-    iq = iq[np.isfinite(iq)]
-    nfft = int(min(nfft, max(8, len(iq))))
-    usable = len(iq) // nfft * nfft
-    if usable == 0:
-        return -0.5, 0.5
-    blocks = iq[:usable].reshape(-1, nfft) * np.hanning(nfft)
-    psd = np.fft.fftshift(np.mean(np.abs(np.fft.fft(blocks, axis=1)) ** 2, axis=0))
+    the power of complex ``iq`` (averaged periodogram of ``nfft``-sample Hann blocks of its
+    finite samples). Fewer finite samples than ``nfft``: one block of all of them, and the
+    whole band (-0.5, 0.5) below 8. The same computation as :class:`OccupiedBand` fed
+    ``iq`` in pieces (the stream's SigMF sink): one code path, equal results."""
+    return OccupiedBand(nfft).add(iq).band(fraction)
+
+
+class OccupiedBand:
+    """:func:`occupied_band` of samples that arrive in pieces, in bounded memory: the block
+    spectra are summed as they complete and only the finite samples after the last whole
+    block are kept (fewer than ``nfft``), so a run of any length costs ``nfft`` floats and
+    one pass over its samples, and extending it reads only the new ones. The blocks are the
+    one-shot computation's (consecutive ``nfft`` finite samples from the first), and the
+    spectra are summed in the same order, so the result does not depend on the pieces."""
+
+    BLOCKS_PER_STEP = 1024  # blocks transformed at once: bounds the temporary arrays
+
+    def __init__(self, nfft: int = 256):
+        self.nfft = int(nfft)
+        if self.nfft < 1:
+            raise ValueError(f"nfft must be a positive number of samples, got {nfft}")
+        self._sum = np.zeros(self.nfft)  # power spectra of the whole blocks, summed
+        self._blocks = 0
+        self._rest: np.ndarray | None = None  # finite samples after the last whole block
+
+    def add(self, iq: np.ndarray) -> OccupiedBand:
+        """Add the next samples (non-finite ones are left out, as :func:`occupied_band`
+        leaves them out); returns ``self``."""
+        iq = np.asarray(iq)
+        finite = iq[np.isfinite(iq)]
+        pending = finite if self._rest is None else np.concatenate([self._rest, finite])
+        usable = len(pending) // self.nfft * self.nfft
+        step = self.nfft * self.BLOCKS_PER_STEP
+        for lo in range(0, usable, step):
+            blocks = pending[lo:min(lo + step, usable)].reshape(-1, self.nfft)
+            # one sum over the running total and the new spectra, row after row: the order
+            # a single np.sum over all blocks adds them in, so pieces give identical sums
+            self._sum = np.sum(np.concatenate([self._sum[None], _block_power(blocks)]),
+                               axis=0)
+            self._blocks += len(blocks)
+        self._rest = pending[usable:].copy()  # a copy: never a view that pins a large chunk
+        return self
+
+    def band(self, fraction: float = 0.99) -> tuple[float, float]:
+        """The edges (cycles/sample) of the band holding ``fraction`` of the power so far."""
+        if self._blocks:
+            return _band_edges(self._sum / self._blocks, fraction)
+        rest = np.zeros(0) if self._rest is None else self._rest
+        nfft = min(self.nfft, max(8, len(rest)))  # shorter than a block: one of all of them
+        if len(rest) < nfft:
+            return -0.5, 0.5
+        return _band_edges(_block_power(rest[:nfft].reshape(1, nfft))[0], fraction)
+
+
+def _block_power(blocks: np.ndarray) -> np.ndarray:
+    """Power spectrum of each Hann-windowed row of ``blocks`` (FFT order)."""
+    return np.abs(np.fft.fft(blocks * np.hanning(blocks.shape[1]), axis=1)) ** 2
+
+
+def _band_edges(power: np.ndarray, fraction: float) -> tuple[float, float]:
+    """The band holding ``fraction`` of an averaged power spectrum (FFT order), widened by
+    half a bin on each side, in cycles/sample."""
+    nfft = len(power)
+    psd = np.fft.fftshift(power)
     freqs = np.fft.fftshift(np.fft.fftfreq(nfft))
     cumulative = np.cumsum(psd) / max(psd.sum(), 1e-30)
     tail = (1 - fraction) / 2

@@ -13,6 +13,11 @@ card) cannot wait, so the oldest chunk is dropped and counted (``stats.queue_dro
 that can wait (a file, an array) is held back until there is room (backpressure), so every
 sample is processed. A source that stops sending (an LSL player killed) shows up as a pause in
 the queue and a timestamp gap when data resumes; the loop keeps running.
+
+A sink that buffers between periodic writes (the SigMF annotation sink) defines ``tick()``:
+the loop calls it after every chunk and while the queue is empty, so what it holds reaches
+disk on time even when no new output comes (a quiet stream between sparse bursts); ``write``
+alone would only be called with new outputs. Sinks without one are not asked.
 """
 
 from __future__ import annotations
@@ -159,6 +164,7 @@ class StreamRunner:
         last_report = t_start
         last_data = t_start
         idle_reported = False
+        ticks = [tick for sink in self.sinks if (tick := getattr(sink, "tick", None))]
         while not self._stop.is_set():
             if duration is not None and time.perf_counter() - t_start >= duration:
                 break
@@ -169,6 +175,7 @@ class StreamRunner:
             except queue.Empty:
                 if self._ended.is_set() and self.queue.empty():
                     break
+                _call_all(ticks)  # a silent source: buffered outputs still reach disk
                 idle = time.perf_counter() - last_data
                 if idle > idle_report and not idle_reported:
                     idle_reported = True
@@ -187,6 +194,7 @@ class StreamRunner:
                     if now is not None:
                         self.latencies.append(now - p.timestamp)
                 self._emit(new, predictions)
+            _call_all(ticks)  # also after a chunk with no output (quiet frames)
             if self.status and time.perf_counter() - last_report >= self.report_every:
                 last_report = time.perf_counter()
                 self._say(self.summary(time.perf_counter() - t_start))
@@ -236,6 +244,11 @@ class StreamRunner:
             msg += (f", gaps {st.gaps} ({st.dropped_samples} samples), jumps "
                     f"{st.timestamp_jumps}, queue drops {st.queue_drops}")
         return msg
+
+
+def _call_all(functions: Sequence[Callable[[], None]]) -> None:
+    for fn in functions:
+        fn()
 
 
 def _latest_class(output) -> str:

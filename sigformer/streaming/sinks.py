@@ -21,7 +21,7 @@ import numpy as np
 from .runtime import Prediction
 
 if TYPE_CHECKING:
-    from ..data.sigmf_io import SigMFAnnotation
+    from ..data.sigmf_io import OccupiedBand, SigMFAnnotation
 
 RECORDER_MAGIC = b"SGFREC1\n"
 
@@ -331,13 +331,24 @@ class WAVSink:
 class SigMFAnnotationSink:
     """Writes frame predictions as SigMF annotations while the stream runs, through the same
     writer as ``classify-iq --out`` (:class:`~sigformer.data.sigmf_io.AnnotationWriter`) and
-    with the same annotations: for the same capture, bundle, hop and decision the two files
-    agree (start, count, label, edges, ``sigformer:frames``; confidences within 1e-6, as the
-    stream runs the model on other batches). The same decision means: frame decisions
-    against ``classify-iq --all-frames`` (a stream gates no frame), bursts of at most
-    ``max_burst_frames`` frames (classify-iq decides whole bursts), and no conditioning that
-    only classify-iq does (a family bundle's blind symbol-length estimate and carrier
-    centring).
+    with the same merge rule and edges. The two files agree (start, count, label, edges,
+    ``sigformer:frames``; confidences within 1e-6, as the stream runs the model on other
+    batches: ``tests/test_stream_sigmf_runs.py``) when both see the same frames with the
+    same decisions, that is for the same capture, bundle and hop, and:
+
+    * frame decisions: ``classify-iq --all-frames`` (without it classify-iq drops frames
+      more than ``--min-power-db`` below the loudest; a stream's frame decisions gate none);
+    * burst decisions: the loudest burst comes first (the stream gates on the loudest frame
+      *so far*, classify-iq on the loudest of the capture, so a quiet burst before a louder
+      one is kept by the stream only), and no burst is longer than ``max_burst_frames`` (64:
+      the stream decides a longer one every 64 frames, classify-iq as a whole);
+    * the capture is at the bundle's sample rate (the stream resamples another rate to the
+      bundle's, classify-iq classifies the capture as it is);
+    * no family bundle conditioning: classify-iq centres the carrier of a family bundle's
+      capture and resamples it whole (blind symbol-length estimate or ``--sps``), the stream
+      never centres and resamples by ``--sps`` causally, mapping frame positions back
+      through the resampler's delay. Given the bundle's own symbol length, the stream
+      matches :func:`~sigformer.rf.amr.classify_sigmf` without ``target_sps``.
 
     ``recording``: the SigMF capture being streamed (``sigmf:`` sources). The output is then
     a complete recording as ``classify-iq --out`` writes it: the capture's global fields and
@@ -360,26 +371,41 @@ class SigMFAnnotationSink:
     and ``sample_rate``, the occupied band (99 % of the power) of the run's samples, read
     from the capture, relative to the centre frequency (``center_freq``, else the
     ``core:frequency`` of the capture segment holding the run's start, else 0 Hz: baseband).
-    A live source has no capture to measure the band in: its runs span the whole band
-    (centre +- rate / 2), and get no edges without a centre frequency. ``sample_rate`` None
-    (a stream at a nominal rate, as a capture without ``core:sample_rate``): no edges, as
-    classify-iq. Where they can still differ: classify-iq takes the first capture segment's
-    frequency for every run, and measures the band on samples its ``nan_policy``
-    ``"interpolate"`` filled (the stream reads the capture as recorded).
+    Without a capture there is no band to measure: with ``center_freq`` the runs span the
+    whole band (centre +- rate / 2), without it they get no edges; ``sigformer stream``
+    passes no centre frequency for a live source (no source reports one), so there its runs
+    get no edges. ``sample_rate`` None (a stream at a nominal rate, as a capture without
+    ``core:sample_rate``): no edges, as classify-iq. Where they can still differ:
+    classify-iq takes the first capture segment's frequency for every run, and measures the
+    band on samples its ``nan_policy`` ``"interpolate"`` filled (the stream reads the
+    capture as recorded, leaving non-finite samples out).
 
-    The file is rewritten atomically at most every ``every_s`` seconds and on close, so a
-    crash loses at most that much; the run still open is written as it stands and extended
-    by the next rewrite (:meth:`~sigformer.data.sigmf_io.AnnotationWriter.replace_last`).
-    Its edges are measured again whenever it has doubled since they were, so that rewriting
-    a long run costs at most twice one pass over its samples; a closed run's are exact.
+    The band is measured in bounded memory: the run's samples are read in pieces of at most
+    :attr:`READ_SAMPLES` into a running spectrum (:class:`~sigformer.data.sigmf_io.
+    OccupiedBand`, the computation classify-iq's ``occupied_band`` runs in one piece), and
+    the open run keeps its own, so extending it reads only its new samples: every sample is
+    read once, and the edges written with an open run are exact for what it holds.
+
+    The file is rewritten atomically on close and, while runs are waiting, once ``every_s``
+    seconds have passed since the last rewrite: at a :meth:`write`, or at a :meth:`tick`,
+    which the stream runner calls after every chunk and while the source is silent, so the
+    open run reaches disk within about ``every_s`` of its last frame even when no
+    prediction follows, and a crash loses at most that much. The run still open is written
+    as it stands and extended by the next rewrite
+    (:meth:`~sigformer.data.sigmf_io.AnnotationWriter.replace_last`). ``clock``: the time
+    source for ``every_s`` (default :func:`time.monotonic`; tests pass a fake one).
     """
 
     GENERATOR = "sigformer"
+    READ_SAMPLES = 1 << 18  # samples read at once to measure a band (2 MB of cf32)
 
     def __init__(self, path, *, sample_rate: float | None, labels: Sequence[str],
                  global_info: dict | None = None, center_freq: float | None = None,
                  every_s: float = 1.0, min_probability: float = 0.0,
-                 recording: str | os.PathLike | None = None, copy_data: bool | None = None):
+                 recording: str | os.PathLike | None = None, copy_data: bool | None = None,
+                 clock: Callable[[], float] | None = None):
+        import time
+
         from ..data.sigmf_io import AnnotationWriter
 
         self.path = Path(path)
@@ -404,13 +430,16 @@ class SigMFAnnotationSink:
             self.writer = AnnotationWriter(recording, self.path, copy_data=copy_data,
                                            replace_generator=self.GENERATOR)
         self.every_s, self.min_probability = every_s, min_probability
+        self._clock = clock or time.monotonic
         # runs not yet final in the writer: the first may be the open run written at the last
         # flush (``_written_open``: it as it stood), the last is the open one. They reach the
         # writer at each flush, not per chunk: validation has a fixed cost of milliseconds a
         # call, too much for every chunk of a live stream
         self._runs: list[SigMFAnnotation] = []
         self._written_open: dict | None = None
-        self._measured = (-1, 0)  # (start, count) of the last run whose band was measured
+        self._pending = False  # frames merged since the last flush
+        # the running spectrum of the run measured last: (its start, samples read, spectrum)
+        self._band: tuple[int, int, OccupiedBand] | None = None
         self.written = 0  # annotations (runs) handed to the writer
         self.cut_at_end = 0  # predictions that reached past the recording's last sample
         self._last_write = 0.0
@@ -446,8 +475,6 @@ class SigMFAnnotationSink:
         return start, count
 
     def write(self, predictions) -> None:
-        import time
-
         from ..data.sigmf_io import merge_frame
 
         for p in predictions:
@@ -457,13 +484,21 @@ class SigMFAnnotationSink:
             span = self._span(p)
             if span is not None:
                 merge_frame(self._runs, *span, p.label, confidence, generator=self.GENERATOR)
-        if time.monotonic() - self._last_write >= self.every_s:
+                self._pending = True
+        self.tick()
+
+    def tick(self) -> None:
+        """Rewrite the file if frames are waiting and ``every_s`` has passed since the last
+        rewrite. The stream runner calls it after every chunk and while the source is
+        silent: without it, the run a stream ends on would stay in memory for as long as no
+        new prediction comes (sparse bursts: minutes)."""
+        if self._pending and self._clock() - self._last_write >= self.every_s:
             self._flush()
 
     def _edges(self, run: SigMFAnnotation, *, closed: bool) -> None:
         """``core:freq_lower_edge`` / ``core:freq_upper_edge`` of ``run`` (see the class
         docstring), computed as classify-iq computes them."""
-        from ..data.sigmf_io import occupied_band, set_frequency_edges
+        from ..data.sigmf_io import set_frequency_edges
 
         if self.sample_rate is None:
             return
@@ -473,21 +508,32 @@ class SigMFAnnotationSink:
                 return
             low, high = -0.5, 0.5
         else:
-            start, count = self._measured
-            if start == run.start and (count == run.count
-                                       or (not closed and run.count < 2 * count)):
-                return  # measured over all of it, or an open run not yet doubled
-            low, high = occupied_band(self.writer.read_samples(run.start, run.count))
-            self._measured = (run.start, run.count)
+            low, high = self._run_spectrum(run).band()
+            if closed:
+                self._band = None  # final: its spectrum is not needed again
             centre = centre or 0.0
         set_frequency_edges(run, low, high, sample_rate=self.sample_rate, centre=centre)
+
+    def _run_spectrum(self, run: SigMFAnnotation) -> OccupiedBand:
+        """The running spectrum of ``run``, brought up to its last sample: a run measured
+        before (the open one) reads only the samples added since, a new one all of its own,
+        :attr:`READ_SAMPLES` at a time."""
+        from ..data.sigmf_io import OccupiedBand
+
+        if self._band is None or self._band[0] != run.start:
+            self._band = (run.start, 0, OccupiedBand())
+        start, done, spectrum = self._band
+        while done < run.count:
+            count = min(self.READ_SAMPLES, run.count - done)
+            spectrum.add(self.writer.read_samples(start + done, count))
+            done += count
+        self._band = (start, done, spectrum)
+        return spectrum
 
     def _flush(self, *, final: bool = False) -> None:
         """Hand the runs since the last flush to the writer and rewrite the file: the run
         written open last time is replaced (it may have grown), the others added; the last
         stays open unless ``final``."""
-        import time
-
         runs = self._runs
         if runs:
             open_run = None if final else runs[-1]
@@ -503,7 +549,8 @@ class SigMFAnnotationSink:
             self._runs = [] if open_run is None else [open_run]
             self._written_open = None if open_run is None else _as_written(open_run)
         self.writer.flush()
-        self._last_write = time.monotonic()
+        self._pending = False
+        self._last_write = self._clock()
 
     def close(self) -> None:
         self._flush(final=True)
