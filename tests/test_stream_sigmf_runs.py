@@ -475,3 +475,27 @@ def test_replace_last_extends_the_annotation_added_last_and_validates_it(tmp_pat
     assert [(a["core:sample_start"], a["core:sample_count"], a["core:label"]) for a in rows] \
         == [(0, L, "a"), (L, 2 * L, "b")]  # the refused ones changed nothing
     assert not list(path.parent.glob(".meta.*"))  # written atomically, nothing left over
+
+
+def test_runs_take_the_centre_of_their_own_capture_segment(tmp_path, capsys, iq_bundle):
+    """A recording retuned mid-way (a second capture segment): classify-iq used the first
+    segment's frequency for every run; both commands now use the segment holding the run."""
+    capture = _capture(tmp_path)
+    meta = json.loads(capture.read_text())
+    retuned = CENTRE + 2e6
+    meta["captures"].append({"core:sample_start": 9 * L, "core:frequency": retuned})
+    capture.write_text(json.dumps(meta))
+    common = ["--hop", str(L), "--decision", "frame", "--all-frames"]
+    streamed, classified = tmp_path / "s" / "streamed.sigmf-meta", tmp_path / "c.sigmf-meta"
+    cli_json(capsys, ["stream", str(iq_bundle), "--source", f"sigmf:{capture}",
+                      "--out", str(streamed), *common])
+    cli_json(capsys, ["classify-iq", str(capture), "--model", str(iq_bundle), "--out",
+                      str(classified), *common])
+    s = _ours(streamed)
+    _assert_same_annotations(s, _ours(classified))
+    for a in s:
+        centre = retuned if a["core:sample_start"] >= 9 * L else CENTRE
+        half = RATE / 2 + RATE / 256  # the band is widened by half an FFT bin each side
+        assert a["core:freq_lower_edge"] >= centre - half
+        assert a["core:freq_upper_edge"] <= centre + half
+    assert any(a["core:sample_start"] >= 9 * L for a in s)

@@ -83,6 +83,10 @@ class SigMFRecording:
     def center_frequency(self) -> float | None:
         return self.captures[0].get("core:frequency") if self.captures else None
 
+    def frequency_at(self, sample: int) -> float | None:
+        """``core:frequency`` of the capture segment holding ``sample``."""
+        return capture_frequency(self.captures, sample)
+
     @property
     def is_complex(self) -> bool:
         return self.datatype.startswith("c")
@@ -404,6 +408,14 @@ def frame_signal(iq: np.ndarray, frame_length: int, hop: int | None = None, *,
         segment, starts = segment[keep], starts[keep]
     frames = np.stack([segment.real, segment.imag], axis=1).astype(np.float32)
     return normalize_frames(frames, normalization), starts
+
+
+def capture_frequency(captures: list[dict[str, Any]], sample: int) -> float | None:
+    """``core:frequency`` of the capture segment (of ``captures``, sorted by
+    ``core:sample_start``) that holds ``sample``: a recording retuned between segments has a
+    centre per segment. None before the first segment or when the segment states none."""
+    segment = [c for c in captures if c.get("core:sample_start", 0) <= sample]
+    return segment[-1].get("core:frequency") if segment else None
 
 
 def set_frequency_edges(annotation: SigMFAnnotation, low: float, high: float, *,

@@ -448,16 +448,17 @@ def _recording_iq(recording, path) -> np.ndarray:
 def _frequency_edges(annotations, iq: np.ndarray, recording) -> bool:
     """``core:freq_lower_edge``/``core:freq_upper_edge`` (Hz) of each annotation from the
     occupied band (99 % of the power) of its samples; needs ``core:sample_rate``. The band is
-    relative to the capture's ``core:frequency`` (0 Hz, i.e. baseband, when absent)."""
+    relative to the ``core:frequency`` of the capture segment where the run starts (0 Hz,
+    i.e. baseband, when absent)."""
     from ..data.sigmf_io import occupied_band, set_frequency_edges
 
     rate = recording.sample_rate
     if not rate:
         return False
-    centre = recording.center_frequency or 0.0
-    for a in annotations:
+    for a in annotations:  # each run around its own capture segment's centre (as the stream)
         low, high = occupied_band(iq[a.start:a.start + a.count])
-        set_frequency_edges(a, low, high, sample_rate=rate, centre=centre)
+        set_frequency_edges(a, low, high, sample_rate=rate,
+                            centre=recording.frequency_at(a.start) or 0.0)
     return True
 
 

@@ -376,9 +376,8 @@ class SigMFAnnotationSink:
     passes no centre frequency for a live source (no source reports one), so there its runs
     get no edges. ``sample_rate`` None (a stream at a nominal rate, as a capture without
     ``core:sample_rate``): no edges, as classify-iq. Where they can still differ:
-    classify-iq takes the first capture segment's frequency for every run, and measures the
-    band on samples its ``nan_policy`` ``"interpolate"`` filled (the stream reads the
-    capture as recorded, leaving non-finite samples out).
+    classify-iq measures the band on samples its ``nan_policy`` ``"interpolate"`` filled
+    (the stream reads the capture as recorded, leaving non-finite samples out).
 
     The band is measured in bounded memory: the run's samples are read in pieces of at most
     :attr:`READ_SAMPLES` into a running spectrum (:class:`~sigformer.data.sigmf_io.
@@ -452,8 +451,9 @@ class SigMFAnnotationSink:
         ``start``."""
         if self.center_freq is not None:
             return float(self.center_freq)
-        segment = [c for c in self.writer.captures if c["core:sample_start"] <= start]
-        return segment[-1].get("core:frequency") if segment else None
+        from ..data.sigmf_io import capture_frequency
+
+        return capture_frequency(self.writer.captures, start)
 
     def _span(self, p) -> tuple[int, int] | None:
         """The samples prediction ``p`` labels, cut at the end of the recording's data (as
