@@ -67,6 +67,12 @@ def parse_args(argv=None) -> argparse.Namespace:
                          "every epoch (0: no per-epoch curve)")
     ap.add_argument("--clst-preset", default=None, help="ClST preset (default: full size)")
     ap.add_argument("--students", default=",".join(STUDENTS))
+    ap.add_argument("--temperature", type=float, default=StreamRecipe.temperature,
+                    help="SKD temperature of the distilled students (the shipped ones use 1, "
+                         "chosen on validation by scripts/amr_skd_sweep.py); a finished "
+                         "teacher or baseline is reused whatever it says")
+    ap.add_argument("--alpha", type=float, default=StreamRecipe.alpha,
+                    help="weight of the hard-label term in the SKD loss")
     ap.add_argument("--baselines", default=",".join(BASELINES),
                     help="comma-separated baselines ('' for none)")
     ap.add_argument("--target-sps", type=float, default=8.0, help="family mode")
@@ -121,7 +127,8 @@ def main(argv=None) -> int:
     classes = FAMILY_CLASSES if family else RML2016_CLASSES
     config = family_mode_config(args.target_sps) if family else ModGenConfig()
     recipe = StreamRecipe(epochs=args.epochs, frames_per_epoch=args.frames,
-                          batch_size=args.batch_size, lr=args.lr, num_workers=args.workers)
+                          batch_size=args.batch_size, lr=args.lr, num_workers=args.workers,
+                          temperature=args.temperature, alpha=args.alpha)
     test = generate_radioml(args.test_per_condition, snrs=RML2016_SNRS, classes=classes,
                             config=config, seed=TEST_SEED + args.seed, normalization="rms")
     validation = None

@@ -29,8 +29,10 @@ def amr(tmp_path, counted_amr_fits):
     recipe = StreamRecipe(epochs=1, frames_per_epoch=32, batch_size=32, lr=3e-3)
     lines: list[str] = []
 
-    def run(out: Path, *, resume=True, seed=0, config=None, preset="tiny", epochs=1):
-        rec = StreamRecipe(**{**recipe.__dict__, "epochs": epochs})
+    def run(out: Path, *, resume=True, seed=0, config=None, preset="tiny", epochs=1,
+            temperature=4.0):
+        rec = StreamRecipe(**{**recipe.__dict__, "epochs": epochs,
+                              "temperature": temperature})
         return train_bundles(out, classes=CLASSES, config=config, recipe=rec, test=test,
                              teacher_name="clst", teacher_preset=preset, students=("kd_cnn",),
                              baselines=(), seed=seed, resume=resume, log=lines.append,
@@ -153,3 +155,18 @@ def test_checkpoints_without_the_new_fields_are_reused_with_a_note(tmp_path, amr
     notes = [line for line in lines if "records no" in line]
     assert len(notes) == 3
     assert any("kd_cnn+SKD records no seed, generator_config, teacher" in n for n in notes)
+
+
+def test_another_skd_temperature_reuses_the_teacher_and_refuses_the_distilled_student(
+        tmp_path, amr):
+    """--temperature shapes only the SKD students' training: a teacher (and a student trained
+    alone) is reused at another temperature, an SKD student trained at the old one is not."""
+    run, trained, _ = amr
+    run(tmp_path / "a", resume=False)
+    shutil.rmtree(tmp_path / "a" / "kd_cnn+SKD")  # as if the run stopped after the teacher
+    trained.clear()
+    run(tmp_path / "a", temperature=1.0)
+    assert trained == ["kd_cnn+SKD"]  # teacher and kd_cnn reused, the SKD student retrained
+    assert read_config(tmp_path / "a" / "kd_cnn+SKD")["extra"]["recipe"]["temperature"] == 1.0
+    with pytest.raises(CheckpointError, match=r"kd_cnn\+SKD.*temperature 1\.0 -> 4\.0"):
+        run(tmp_path / "a", temperature=4.0)

@@ -44,6 +44,14 @@ TRAIN_STATE = "train_state.pt"
 # StreamRecipe fields a resumed run may change: frames are seeded per step, so the worker
 # count changes nothing; every other field moves the cosine or the loss mid-run
 RESUMABLE_FIELDS = ("num_workers",)
+# the SKD loss's settings: they shape only a distilled student's training, so a teacher, a
+# baseline or a student trained alone is reused whatever they say now
+SKD_FIELDS = ("temperature", "alpha")
+
+
+def reuse_exempt(distilled: bool) -> tuple[str, ...]:
+    """Recipe fields a resumed or reused model may differ in (see :data:`SKD_FIELDS`)."""
+    return RESUMABLE_FIELDS if distilled else RESUMABLE_FIELDS + SKD_FIELDS
 
 
 def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor | None,
@@ -200,18 +208,21 @@ def _save_state(out: Path, model: nn.Module, optimizer, scheduler, history: Stre
 
 
 def _load_state(out: Path, model: nn.Module, optimizer, scheduler,
-                recipe: StreamRecipe | None = None) -> tuple[int, StreamHistory]:
+                recipe: StreamRecipe | None = None, distilled: bool = False
+                ) -> tuple[int, StreamHistory]:
     """Restore what :func:`_save_state` wrote; with ``recipe``, first refuse one that differs
-    from the recorded recipe (``num_workers`` aside)."""
+    from the recorded recipe (``num_workers`` aside, and the SKD settings unless
+    ``distilled``)."""
     from ..checkpoint import CheckpointError, load_checkpoint, read_config
     from .resume_check import recipe_changes, refuse_changes
 
     saved = read_config(out)["extra"].get("recipe")
     if recipe is not None and saved is not None:
-        refuse_changes(str(out), recipe_changes(saved, recipe, exempt=RESUMABLE_FIELDS),
+        exempt = reuse_exempt(distilled)
+        refuse_changes(str(out), recipe_changes(saved, recipe, exempt=exempt),
                        "Resume with the original values (scripts/train_amr.py: the same "
-                       "--epochs, --frames, --batch-size, --lr), or train into a new --out",
-                       exempt=RESUMABLE_FIELDS)
+                       "--epochs, --frames, --batch-size, --lr, --temperature, --alpha), "
+                       "or train into a new --out", exempt=exempt)
     loaded, config = load_checkpoint(out)
     try:
         model.load_state_dict(loaded.state_dict())
@@ -263,7 +274,8 @@ def fit_stream(model: nn.Module, stream: GeneratedFrames, recipe: StreamRecipe, 
     out = user_path(checkpoint_dir) if checkpoint_dir is not None else None
     start, history = 0, StreamHistory()
     if out is not None and resume and (out / "config.json").is_file():
-        start, history = _load_state(out, model, optimizer, scheduler, recipe)
+        start, history = _load_state(out, model, optimizer, scheduler, recipe,
+                                     distilled=teacher is not None)
         log(f"[{label}] resumed after epoch {start}/{recipe.epochs}")
     if teacher is not None:
         teacher.eval()

@@ -1030,8 +1030,8 @@ def load_amr_data(a) -> AMRDataset:
 # --- shipped-bundle training and the pipeline runner (evaluation lives here) -------------
 
 RESUME_HOW = ("Resume with the original values (scripts/train_amr.py: the same --epochs, "
-              "--frames, --batch-size, --lr), train into a new --out, or delete {folder} to "
-              "retrain that model")
+              "--frames, --batch-size, --lr; for SKD students --temperature, --alpha), train "
+              "into a new --out, or delete {folder} to retrain that model")
 # extra fields that decide what a model was trained on (compared on resume, beside the recipe)
 DATA_FIELDS = ("classes", "frame_length", "seed", "generator_config")
 
@@ -1071,17 +1071,17 @@ def check_reusable(folder: Path, recipe: StreamRecipe, extra: dict[str, Any],
     preset): its results would otherwise sit in one report beside models trained
     differently. Fields an earlier sigformer did not record are reused with one note."""
     from ..checkpoint import CheckpointError, read_config
-    from ..recipes.amr import RESUMABLE_FIELDS
+    from ..recipes.amr import reuse_exempt
     from ..recipes.resume_check import recipe_changes, refuse_changes
 
     config = read_config(folder)
     saved = config["extra"]
+    exempt = reuse_exempt(distilled="teacher" in extra)  # only SKD students record one
     if saved.get("recipe") is None:
         log(f"note: {folder} records no training recipe: reused without checking it")
     else:
-        refuse_changes(str(folder), recipe_changes(saved["recipe"], recipe,
-                                                   exempt=RESUMABLE_FIELDS),
-                       RESUME_HOW.format(folder=folder), exempt=RESUMABLE_FIELDS)
+        refuse_changes(str(folder), recipe_changes(saved["recipe"], recipe, exempt=exempt),
+                       RESUME_HOW.format(folder=folder), exempt=exempt)
     if model is not None:
         _refuse_architecture(folder, config, *model)
     missing = [k for k in (*DATA_FIELDS, "teacher") if k in extra and k not in saved]
