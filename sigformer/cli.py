@@ -392,14 +392,11 @@ def build_parser() -> argparse.ArgumentParser:
     stream.add_argument("--plot", nargs="?", const=True, metavar="PNG",
                         help="live plot of the class probabilities (optionally saved as PNG "
                              "when the stream ends)")
-    # the same two spellings as classify-iq: seconds, or samples (at the model's input rate)
-    stream_hop = stream.add_mutually_exclusive_group()
-    stream_hop.add_argument("--hop-s", type=_positive_seconds,
-                            help="seconds between windows (classification; refused for a "
-                                 "rate-agnostic IQ bundle, whose rate is nominal: give --hop)")
-    stream_hop.add_argument("--hop", type=_positive_int,
-                            help="samples between windows at the model's input rate "
-                                 "(classification; as classify-iq --hop)")
+    _add_hop_flags(stream,
+                   samples="samples between windows at the model's input rate "
+                           "(classification; as classify-iq --hop)",
+                   seconds="seconds between windows (classification; refused for a "
+                           "rate-agnostic IQ bundle, whose rate is nominal: give --hop)")
     stream.add_argument("--sps", type=_positive_sps,
                         help="IQ family bundles: samples per symbol of the stream (resampled "
                              "to the bundle's training symbol length)")
@@ -445,15 +442,12 @@ def build_parser() -> argparse.ArgumentParser:
     iq.add_argument("--out", help="write the annotated metadata to this new .sigmf-meta")
     iq.add_argument("--in-place", action="store_true",
                     help="add the annotations to the recording's own metadata file")
-    # the same two spellings as stream: samples, or seconds
-    iq_hop = iq.add_mutually_exclusive_group()
-    iq_hop.add_argument("--hop", type=_positive_int,
-                        help="frame hop in samples of the framed capture (after any "
-                             "resampling; default: frame length)")
-    iq_hop.add_argument("--hop-s", type=_positive_seconds,
-                        help="frame hop in seconds at the capture's core:sample_rate "
-                             "(required; rate-agnostic bundles too, unlike stream --hop-s, "
-                             "which counts at the model's input rate)")
+    _add_hop_flags(iq,
+                   samples="frame hop in samples of the framed capture (after any "
+                           "resampling; default: frame length)",
+                   seconds="frame hop in seconds at the capture's core:sample_rate "
+                           "(required; rate-agnostic bundles too, unlike stream --hop-s, "
+                           "which counts at the model's input rate)")
     iq.add_argument("--min-power-db", type=_db_below_loudest, default=30.0,
                     help="skip frames this many dB below the loudest (gaps between bursts; "
                          ">= 0, default 30)")
@@ -555,6 +549,15 @@ def _db_below_loudest(text: str) -> float:
                                          f"frame counts as quiet, a number >= 0 (e.g. 30; "
                                          f"--all-frames keeps every frame), got {text!r}")
     return value
+
+
+def _add_hop_flags(parser: argparse.ArgumentParser, *, samples: str, seconds: str) -> None:
+    """``--hop N`` (samples) or ``--hop-s S`` (seconds), never both: the same two spellings
+    in ``stream`` and ``classify-iq``; what they count in is the command's ``samples`` /
+    ``seconds`` help."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--hop", type=_positive_int, help=samples)
+    group.add_argument("--hop-s", type=_positive_seconds, help=seconds)
 
 
 def _positive_int(text: str) -> int:

@@ -235,14 +235,18 @@ def test_occupied_band_in_pieces_equals_the_one_shot_band(n):
         assert whole[1] - whole[0] < 0.5
 
 
+def _clocked_sink(tmp_path: Path, now: list[float]) -> SigMFAnnotationSink:
+    """A sink over a 4-frame noise capture whose clock reads ``now[0]`` (set by the test)."""
+    return SigMFAnnotationSink(tmp_path / "o.sigmf-meta", sample_rate=RATE, labels=["a", "b"],
+                               recording=_noise_capture(tmp_path, 4), every_s=1.0,
+                               clock=lambda: now[0])
+
+
 def test_tick_writes_the_open_run_when_no_prediction_follows(tmp_path):
     # a burst ends a stream's predictions for minutes: write() alone would keep its run in
     # memory until the next one; tick() (called by the runner) writes it once every_s passed
-    capture = _noise_capture(tmp_path, 4)
     now = [0.0]
-    sink = SigMFAnnotationSink(tmp_path / "o.sigmf-meta", sample_rate=RATE,
-                               labels=["a", "b"], recording=capture, every_s=1.0,
-                               clock=lambda: now[0])
+    sink = _clocked_sink(tmp_path, now)
     now[0] = 0.5
     sink.write([_frame(0, "a"), _frame(1, "a")])  # 0.5 s after the last rewrite: held
     assert _ours(sink.path) == []
@@ -356,11 +360,8 @@ def test_a_silent_stream_still_writes_its_open_run_within_every_s(tmp_path):
     from sigformer.streaming import ListSink
     from sigformer.streaming.engine import StreamRunner
 
-    capture = _noise_capture(tmp_path, 4)
     now = [0.0]
-    sink = SigMFAnnotationSink(tmp_path / "o.sigmf-meta", sample_rate=RATE,
-                               labels=["a", "b"], recording=capture, every_s=1.0,
-                               clock=lambda: now[0])
+    sink = _clocked_sink(tmp_path, now)
     listed = ListSink()  # after the SigMF sink: holding predictions means it wrote them
     seen = {}
 
