@@ -39,7 +39,10 @@ whole batch (bitwise in the tests), but the activations of a chunk stay in cache
 the whole-batch intermediates are ~110 MB per 32-channel convolution output and memory traffic,
 not arithmetic, dominated (measured in ``docs/performance.md``: 2.0x at batch 256 on 2 idle
 threads, never slower at batch 1 or 64). It is the default because it computes the same
-function bit for bit; training mode always takes the reference path.
+function bit for bit; training mode always takes the reference path. Chunking is a CPU cache
+measure and applies to CPU tensors only: on a GPU it serialises the batch into small launches
+(measured 0.28x the whole batch at batch 256 on an H200, ``docs/performance.md``), so a
+batch on any other device runs whole.
 """
 
 from __future__ import annotations
@@ -283,13 +286,19 @@ class AdaFortiTran(nn.Module):
         b = pilots.shape[0]
         stats = self._check_statistics(statistics, b) if self.adaptive else None
         chunk = self.fast_chunk_slots
-        # the reference path; tracers and exporters too (a loop over the batch would be
-        # baked into the graph at the example's batch size)
-        if not self.fast or self.training or b <= chunk or tracing():
+        if not self._runs_in_chunks(pilots):
             return self._estimate_complex(pilots, stats)
         return torch.cat([self._estimate_complex(pilots[i:i + chunk],
                                                  None if stats is None else stats[i:i + chunk])
                           for i in range(0, b, chunk)])
+
+    def _runs_in_chunks(self, pilots: torch.Tensor) -> bool:
+        """Whether this batch takes the chunked fast path. Not in training, not under tracers
+        and exporters (a loop over the batch would be baked into the graph at the example's
+        batch size), and not off the CPU: chunking only keeps activations in a CPU cache, on a
+        GPU it serialises the batch into small launches."""
+        return (self.fast and not self.training and pilots.shape[0] > self.fast_chunk_slots
+                and pilots.device.type == "cpu" and not tracing())
 
     def _estimate_complex(self, pilots: torch.Tensor, stats: torch.Tensor | None
                           ) -> torch.Tensor:
