@@ -67,6 +67,13 @@ def parse_args(argv=None) -> argparse.Namespace:
                          "every epoch (0: no per-epoch curve)")
     ap.add_argument("--clst-preset", default=None, help="ClST preset (default: full size)")
     ap.add_argument("--students", default=",".join(STUDENTS))
+    ap.add_argument("--teacher", default=None,
+                    help="distil the students from this trained teacher (a catalogue name, "
+                         "e.g. amr-clst-modgen, or a bundle folder) instead of training a "
+                         "ClST first")
+    ap.add_argument("--no-plain-students", action="store_true",
+                    help="skip the students trained without SKD (an earlier run at the same "
+                         "budget holds them)")
     ap.add_argument("--temperature", type=float, default=StreamRecipe.temperature,
                     help="SKD temperature of the distilled students (the shipped ones use 1, "
                          "chosen on validation by scripts/amr_skd_sweep.py); a finished "
@@ -149,7 +156,8 @@ def main(argv=None) -> int:
                              teacher_preset=args.clst_preset, students=students,
                              baselines=baselines, seed=args.seed, resume=args.resume, log=log,
                              log_every=args.log_every, validation=validation,
-                             record={"args": vars(args)})
+                             record={"args": vars(args)}, teacher_bundle=args.teacher,
+                             plain_students=not args.no_plain_students)
     except CheckpointError as err:  # a refused resume: the message says what to do
         raise SystemExit(f"error: {err}") from None
     report = {"args": vars(args), "models": rows}

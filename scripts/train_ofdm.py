@@ -12,6 +12,10 @@ profile, draws); a file simulated with other settings is refused, not silently r
 ``--data stream`` simulates fresh slots every step in ``--workers`` DataLoader workers (the
 cached validation set is drawn from a seed no training step uses).
 
+Device: ``--device cuda`` trains on a GPU (the slots are simulated on the CPU and moved a batch
+at a time; the bundle is written with CPU tensors, as always). A resume may change the device;
+only on the CPU does it continue bit for bit (an accelerator's dropout has its own RNG).
+
 Checkpoints: one is written to ``OUT/epochs/`` after every epoch (safetensors + JSON;
 ``--resume`` continues from it) and the best epoch's model to ``OUT/best/`` (the bundle).
 ``--checkpoint-every MIN`` (default 10; 0 = at epoch ends only) also writes one inside an
@@ -82,6 +86,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--profile", default="A", help="TDL profile")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    ap.add_argument("--device", default="cpu",
+                    help="where to train: cpu (default), cuda or cuda:N; the data is simulated "
+                         "on the CPU and moved a batch at a time")
     ap.add_argument("--log-every", type=float, default=60.0, help="seconds between lines")
     ap.add_argument("--out", required=True, help="output folder (checkpoints, data, bundle)")
     ap.add_argument("--resume", action="store_true", help="continue from OUT's checkpoint")
@@ -90,6 +97,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = ap.parse_args(argv)
     if args.checkpoint_every < 0:
         ap.error(f"--checkpoint-every must be >= 0 minutes, got {args.checkpoint_every}")
+    try:
+        device = torch.device(args.device)
+    except RuntimeError as err:
+        ap.error(f"--device {args.device!r}: {err} (expected cpu, cuda or cuda:N)")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        ap.error(f"--device {args.device}: CUDA is not available here (torch "
+                 f"{torch.__version__}, CUDA build {torch.version.cuda}); use --device cpu")
     if args.n_train < args.batch_size:
         ap.error(f"--n-train ({args.n_train}) must be at least --batch-size "
                  f"({args.batch_size})")
@@ -181,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     model = create_model(MODELS[args.model], preset)
     n_params = sum(p.numel() for p in model.parameters())
     log(f"{args.model} ({args.preset}): {n_params:,} parameters, {torch.get_num_threads()} "
-        f"threads")
+        f"threads, training on {args.device}")
     train, val = build_data(args, out)
     recipe = OFDMRecipe(lr=args.lr, lr_decay=args.lr_decay, batch_size=args.batch_size,
                         max_epochs=args.epochs, bf16=args.bf16,
@@ -189,7 +203,8 @@ def main(argv: list[str] | None = None) -> int:
     extra = {"ofdm_config": train.config.to_dict(), "profile": f"TDL-{args.profile}",
              "snr_definition": "pilot", "training_draws": DRAWS, "n_train": args.n_train,
              "n_val": len(val), "data": args.data, "seed": args.seed,
-             "attention_dropout": not args.no_attention_dropout, "fast": args.fast}
+             "attention_dropout": not args.no_attention_dropout, "fast": args.fast,
+             "device": args.device}
     t0 = time.perf_counter()
     with fast_path_if(args.fast, attention_dropout=not args.no_attention_dropout):
         history = run_training(model, train, val, recipe, args, out, extra)
@@ -229,7 +244,8 @@ def run_training(model, train, val, recipe: OFDMRecipe, args: argparse.Namespace
                                      checkpoint_dir=out, resume=args.resume, log=log,
                                      log_every_s=args.log_every, checkpoint_extra=extra,
                                      num_workers=args.workers if args.data == "stream" else 0,
-                                     checkpoint_every_s=checkpoint_every_s(args))
+                                     checkpoint_every_s=checkpoint_every_s(args),
+                                     device=args.device)
     except CheckpointError as err:  # a refused resume: the message says what to do
         raise SystemExit(f"error: {err}") from None
 

@@ -170,3 +170,47 @@ def test_another_skd_temperature_reuses_the_teacher_and_refuses_the_distilled_st
     assert read_config(tmp_path / "a" / "kd_cnn+SKD")["extra"]["recipe"]["temperature"] == 1.0
     with pytest.raises(CheckpointError, match=r"kd_cnn\+SKD.*temperature 1\.0 -> 4\.0"):
         run(tmp_path / "a", temperature=4.0)
+
+
+def test_students_distil_from_a_given_teacher_bundle(tmp_path, amr):
+    """``teacher_bundle`` (train_amr.py --teacher): the students learn from that trained
+    teacher, which is evaluated but not trained again, and record its weights' sha256;
+    ``plain_students=False`` skips the students without SKD."""
+    from sigformer.recipes.amr import StreamRecipe
+    from sigformer.rf.amr import train_bundles
+
+    run, trained, _ = amr
+    run(tmp_path / "first", resume=False)
+    teacher = tmp_path / "first" / "clst"
+    test = generate_radioml(2, snrs=[10], classes=CLASSES, normalization="rms", seed=9)
+    trained.clear()
+    lines: list[str] = []
+    rows = train_bundles(tmp_path / "second", classes=CLASSES, config=None,
+                         recipe=StreamRecipe(epochs=1, frames_per_epoch=32, batch_size=32,
+                                             lr=3e-3, temperature=1.0),
+                         test=test, students=("kd_cnn",), baselines=(), log=lines.append,
+                         log_every=0, teacher_bundle=teacher, plain_students=False)
+    assert trained == ["kd_cnn+SKD"]
+    assert set(rows) == {"clst", "kd_cnn+SKD"} and rows["clst"]["source"] == str(teacher)
+    sha = read_config(teacher)["files"]["model.safetensors"]["sha256"]
+    assert read_config(tmp_path / "second" / "kd_cnn+SKD")["extra"]["teacher"] == sha
+    assert not (tmp_path / "second" / "clst").exists()
+    assert any("not trained here" in line for line in lines)
+
+
+def test_a_teacher_bundle_of_other_classes_is_refused_before_training(tmp_path, amr):
+    from sigformer.recipes.amr import StreamRecipe
+    from sigformer.rf.amr import train_bundles
+
+    run, trained, _ = amr
+    run(tmp_path / "first", resume=False)
+    trained.clear()
+    other = ["BPSK", "QPSK"]
+    test = generate_radioml(2, snrs=[10], classes=other, normalization="rms", seed=9)
+    with pytest.raises(CheckpointError, match=r"does not fit this run: classes \['BPSK', "
+                                              r"'CPFSK'\] \(this run: \['BPSK', 'QPSK'\]\)"):
+        train_bundles(tmp_path / "second", classes=other, config=None,
+                      recipe=StreamRecipe(epochs=1, frames_per_epoch=32, batch_size=32),
+                      test=test, students=("kd_cnn",), baselines=(), log_every=0,
+                      teacher_bundle=tmp_path / "first" / "clst")
+    assert trained == []

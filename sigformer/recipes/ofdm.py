@@ -132,9 +132,13 @@ class ErrorMeter:
 
     def update(self, loss: torch.Tensor, estimate: torch.Tensor, truth: torch.Tensor) -> None:
         with torch.no_grad():
-            self.loss_sum += float(loss) * len(truth)
-            self.error_sum += float((estimate - truth).abs().square().sum())
-            self.power_sum += float(truth.abs().square().sum())
+            # one read-back of the three sums (one device sync a step on an accelerator)
+            loss, error, power = torch.stack([
+                loss.float(), (estimate - truth).abs().square().sum(),
+                truth.abs().square().sum()]).tolist()
+        self.loss_sum += loss * len(truth)
+        self.error_sum += error
+        self.power_sum += power
         self.samples += len(truth)
         self.elements += truth.numel()
 
@@ -174,16 +178,23 @@ def dataset_tensors(data: OFDMDataset) -> tuple[torch.Tensor, torch.Tensor, torc
             torch.from_numpy(data.statistics()))
 
 
+def model_device(model: nn.Module) -> torch.device:
+    """Where the model's parameters live (the CPU for a model without any)."""
+    return next((p.device for p in model.parameters()), torch.device("cpu"))
+
+
 @torch.no_grad()
 def evaluate_loss(model: nn.Module, data: OFDMDataset, batch_size: int = 256,
                   bf16: bool = False, prefix: str = "val") -> dict[str, float]:
-    """Loss, MSE (dB) and NMSE (dB) of ``model`` on ``data`` in eval mode."""
+    """Loss, MSE (dB) and NMSE (dB) of ``model`` on ``data`` in eval mode, on the device the
+    model sits on."""
     was_training = model.training
     model.eval()
     meter = ErrorMeter()
-    ls, h, stats = dataset_tensors(data)
+    device = model_device(model)
+    ls, h, stats = (t.to(device) for t in dataset_tensors(data))
     for i in range(0, len(data), batch_size):
-        with bf16_autocast(bf16):
+        with bf16_autocast(bf16, device.type):
             estimate = model(ls[i:i + batch_size], stats[i:i + batch_size])
         truth = h[i:i + batch_size]
         meter.update(ofdm_loss(estimate, truth), estimate, truth)
@@ -477,7 +488,8 @@ def fit_channel_estimator(model: nn.Module, train: OFDMDataset | OFDMSlotStream,
                           resume: bool = False, log: Callable[[str], None] | None = None,
                           log_every_s: float = 30.0, num_workers: int = 0,
                           checkpoint_extra: dict[str, Any] | None = None,
-                          checkpoint_every_s: float | None = None) -> OFDMHistory:
+                          checkpoint_every_s: float | None = None,
+                          device: str | torch.device | None = None) -> OFDMHistory:
     """Train ``model`` with ``recipe`` on a fixed dataset or an on-the-fly slot stream.
 
     Validation: ``val``, else (a recipe that needs it) ``recipe.val_fraction`` of a fixed
@@ -493,11 +505,17 @@ def fit_channel_estimator(model: nn.Module, train: OFDMDataset | OFDMSlotStream,
     replacing it); a resume from it skips the epoch's trained batches and continues
     bit-for-bit (weights, optimiser, RNGs and the epoch's running metrics). Not part of the
     recipe: a run may resume with another value.
+    ``device`` (e.g. ``"cuda"``): where to train; None keeps the model where it is (the CPU
+    for a new model). Batches move there one at a time; the data stays in host memory.
+    Bit-for-bit resumes hold on the CPU: the state saved is the CPU RNG's, and an
+    accelerator's dropout draws from its own generator.
     """
 
     from ..checkpoint_io import user_path
 
     check_model_config(model, train.config)
+    device = torch.device(device) if device is not None else model_device(model)
+    model.to(device)
     if checkpoint_every_s is not None and not checkpoint_every_s >= 0:
         raise ValueError(f"checkpoint_every_s must be >= 0 seconds or None, got "
                          f"{checkpoint_every_s}")
@@ -560,7 +578,7 @@ def fit_channel_estimator(model: nn.Module, train: OFDMDataset | OFDMSlotStream,
             history.stopped_early = True
             break
         row = _train_epoch(model, train, tensors, optimizer, recipe, generator, epoch,
-                           progress, num_workers, mid_epoch, resumed)
+                           progress, num_workers, mid_epoch, resumed, device)
         resumed = None  # only the first epoch of a resumed run is a partial one
         row["lr"] = optimizer.param_groups[0]["lr"]
         scheduler.step()
@@ -647,7 +665,8 @@ def _best_state(out: Path | None, history: OFDMHistory) -> dict[str, torch.Tenso
 def _train_epoch(model, train, tensors, optimizer, recipe: OFDMRecipe, generator, epoch: int,
                  progress: _Progress, num_workers: int,
                  mid_epoch: _MidEpochCheckpoints | None = None,
-                 resumed: EpochProgress | None = None) -> dict[str, float]:
+                 resumed: EpochProgress | None = None,
+                 device: torch.device | None = None) -> dict[str, float]:
     """One epoch; ``resumed``: the rest of an epoch a mid-epoch checkpoint stopped in."""
     model.train()
     shuffle_state = generator.get_state()  # the epoch's permutation is drawn from this state
@@ -663,8 +682,9 @@ def _train_epoch(model, train, tensors, optimizer, recipe: OFDMRecipe, generator
         torch.set_rng_state(resumed.torch_rng)
     first_samples = meter.samples
     started = time.perf_counter()
-    for step, (ls, h, stats) in enumerate(batches, first + 1):
-        with bf16_autocast(recipe.bf16):
+    for step, batch in enumerate(batches, first + 1):
+        ls, h, stats = (t.to(device, non_blocking=True) for t in batch)
+        with bf16_autocast(recipe.bf16, ls.device.type):
             estimate = model(ls, stats)
         loss = ofdm_loss(estimate, h)
         optimizer.zero_grad(set_to_none=True)

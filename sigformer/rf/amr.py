@@ -1060,6 +1060,30 @@ def teacher_fingerprint(folder: str | Path) -> str | None:
     return read_config(folder)["files"]["model.safetensors"]["sha256"]
 
 
+def load_teacher_bundle(source: str | Path, *, classes: Sequence[str], frame_length: int
+                        ) -> tuple[nn.Module, str]:
+    """A trained teacher from a catalogue name or bundle folder, and the sha256 of its weights
+    (recorded by the students distilled from it). Refused unless it classifies ``classes`` in
+    this order, from ``frame_length``-sample frames normalised to unit RMS, as the students
+    will be trained: its logits would otherwise teach the wrong classes."""
+    from ..catalogue import resolve_bundle_path
+    from ..checkpoint import CheckpointError, read_config
+    from ..pretrained import from_pretrained
+
+    path = resolve_bundle_path(source)
+    config = read_config(path)
+    labels = (config.get("head") or {}).get("labels") or config["extra"].get("classes")
+    found = {"classes": list(labels or []), "frame length": config["kwargs"].get("n_times"),
+             "normalization": config["extra"].get("normalization")}
+    wanted = {"classes": list(classes), "frame length": frame_length, "normalization": "rms"}
+    differ = [f"{k} {found[k]!r} (this run: {wanted[k]!r})" for k in wanted
+              if found[k] != wanted[k]]
+    if differ:
+        raise CheckpointError(f"the teacher {source} ({path}) does not fit this run: "
+                              + "; ".join(differ))
+    return from_pretrained(path).eval(), config["files"]["model.safetensors"]["sha256"]
+
+
 def check_reusable(folder: Path, recipe: StreamRecipe, extra: dict[str, Any],
                    log: Callable[[str], None] = print,
                    model: tuple[str, dict[str, Any]] | None = None) -> None:
@@ -1138,10 +1162,15 @@ def train_bundles(out: str | Path, *, classes: Sequence[str], config: ModGenConf
                   baselines: Sequence[str] | None = None, seed: int = 0, resume: bool = False,
                   log: Callable[[str], None] = print, log_every: int = 50,
                   validation: AMRDataset | None = None,
-                  record: dict[str, Any] | None = None) -> dict[str, Any]:
+                  record: dict[str, Any] | None = None,
+                  teacher_bundle: str | Path | None = None,
+                  plain_students: bool = True) -> dict[str, Any]:
     """Teacher, then each student (default: the recipe's ``STUDENTS``) with SKD and without,
     then the baselines (default ``BASELINES``) - the same generator, budget and optimiser for
-    all; each model in ``out/<label>/`` (a checkpoint every epoch, ``resume=True`` continues
+    all. ``teacher_bundle`` (a catalogue name or a bundle folder): distil from that trained
+    teacher instead of training one (its classes, frame length and normalisation must be this
+    run's); ``plain_students=False`` skips the students without SKD (e.g. when an earlier run
+    at the same budget holds them). Each model in ``out/<label>/`` (a checkpoint every epoch, ``resume=True`` continues
     an interrupted run and skips finished models; a model, finished or not, trained with
     another recipe, class list, frame length, seed, generator or architecture, or an SKD
     student distilled from another teacher, is refused before anything trains).
@@ -1170,11 +1199,20 @@ def train_bundles(out: str | Path, *, classes: Sequence[str], config: ModGenConf
               **{f"{n}{skd}": (n, None) for n in students for skd in ("+SKD", "")},
               **{n: (n, None) for n in baselines}}
 
+    given = None if teacher_bundle is None else load_teacher_bundle(
+        teacher_bundle, classes=classes, frame_length=test.frame_length)
+    if given is not None:
+        del builds[teacher_name]
+    if not plain_students:
+        for name in students:
+            del builds[name]
+
     def model_extra(label: str) -> dict[str, Any]:
         # an SKD student records its teacher, so a retrained teacher is not paired with it
         skd = label.endswith("+SKD")
-        return {**extra, "label": label,
-                **({"teacher": teacher_fingerprint(out / teacher_name)} if skd else {})}
+        fingerprint = (given[1] if given is not None
+                       else teacher_fingerprint(out / teacher_name))
+        return {**extra, "label": label, **({"teacher": fingerprint} if skd else {})}
 
     if resume:  # every model the run would reuse, finished or not, before any training
         for label, (name, preset) in builds.items():
@@ -1184,7 +1222,11 @@ def train_bundles(out: str | Path, *, classes: Sequence[str], config: ModGenConf
 
     def run(label: str, name: str, preset=None, teacher=None) -> nn.Module:
         folder = out / label
-        if resume and has_finished(folder):
+        if given is not None and label == teacher_name:
+            model = given[0]
+            log(f"[{label}] the teacher is {teacher_bundle} (sha256 {given[1][:12]}...), "
+                "not trained here")
+        elif resume and has_finished(folder):
             model, _ = load_checkpoint(folder)
             log(f"[{label}] finished earlier, loaded from {folder}")
         else:
@@ -1199,7 +1241,9 @@ def train_bundles(out: str | Path, *, classes: Sequence[str], config: ModGenConf
         rows[label] = {"accuracy": result["accuracy"],
                        "high_snr_accuracy": result["high_snr_accuracy"],
                        "accuracy_by_snr": result["accuracy_by_snr"],
-                       "parameters": int(sum(p.numel() for p in model.parameters()))}
+                       "parameters": int(sum(p.numel() for p in model.parameters())),
+                       **({"source": str(teacher_bundle)}
+                          if given is not None and label == teacher_name else {})}
         log(f"[{label}] test accuracy {result['accuracy']:.3f}, >= 10 dB "
             f"{result['high_snr_accuracy']:.3f}")
         # after every model, with the run's record: an interrupted run's report is usable
@@ -1210,7 +1254,8 @@ def train_bundles(out: str | Path, *, classes: Sequence[str], config: ModGenConf
     teacher = run(teacher_name, teacher_name, teacher_preset)
     for name in students:
         run(f"{name}+SKD", name, teacher=teacher)
-        run(name, name)
+        if plain_students:
+            run(name, name)
     for name in baselines:
         run(name, name)
     return rows
