@@ -683,7 +683,8 @@ def _train_epoch(model, train, tensors, optimizer, recipe: OFDMRecipe, generator
     first_samples = meter.samples
     started = time.perf_counter()
     for step, batch in enumerate(batches, first + 1):
-        ls, h, stats = (t.to(device, non_blocking=True) for t in batch)
+        ls, h, stats = batch if device is None else (t.to(device, non_blocking=True)
+                                                     for t in batch)
         with bf16_autocast(recipe.bf16, ls.device.type):
             estimate = model(ls, stats)
         loss = ofdm_loss(estimate, h)
