@@ -81,7 +81,26 @@ def limitations(args: dict, epochs: int, result: dict, missed: list[str]) -> lis
     return notes
 
 
-def package(run: Path, name: str, results_path: Path, dest: Path) -> Path:
+SHARED_CPU = "; the machine was shared with other work part of the time"
+
+
+def on_cpu(args: dict) -> bool:
+    """Whether the run trained on the CPU (runs before ``--device`` existed did)."""
+    return str(args.get("device", "cpu")).startswith("cpu")
+
+
+def default_budget(args: dict) -> str:
+    """The hardware a run trained on, from its recorded arguments."""
+    if on_cpu(args):
+        return f"{args.get('threads') or 'default (all)'} torch threads on a 2-core CPU VM, no GPU"
+    return f"one GPU (--device {args['device']}); the slots simulated on the CPU"
+
+
+def package(run: Path, name: str, results_path: Path, dest: Path,
+            budget: str | None = None, notes: list[str] | None = None) -> Path:
+    """``budget``: the hardware line of the card (default: from the run's ``--device`` and
+    ``--threads``), e.g. to name the GPU model; ``notes``: more limitations for the card
+    (e.g. how it compares with another shipped bundle)."""
     from sigformer.bundle import Bundle
     from sigformer.checkpoint import load_checkpoint
     from sigformer.tasks.estimate_channel import grid_spec
@@ -120,12 +139,12 @@ def package(run: Path, name: str, results_path: Path, dest: Path) -> Path:
         "recipe": {**summary["recipe"],
                    "attention_dropout": extra.get("attention_dropout", True),
                    "fused_projections": bool(args.get("fast"))},
-        "budget": f"{args.get('threads') or 'default (all)'} torch threads on a 2-core CPU "
-                  f"VM, no GPU",
+        "budget": budget or default_budget(args),
         "training_time": f"{seconds / 60:.1f} min of training epochs (sum of the epochs' "
-                         f"wall time; the machine was shared with other work part of the time)",
+                         f"wall time{SHARED_CPU if on_cpu(args) else ''})",
         "results": result,
-        "limitations": "; ".join(limitations(args, len(epochs), result, missed))}
+        "limitations": "; ".join(limitations(args, len(epochs), result, missed)
+                                 + list(notes or []))}
     bundle = Bundle(model=model, task="estimate_channel", input_spec=spec, model_spec=spec,
                     extra=extra, provenance=provenance)
     return bundle.save(dest / name)
@@ -139,8 +158,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--results", type=Path, required=True,
                     help="JSON written by benchmarks/ofdm.py --pretrained on this run")
     ap.add_argument("--dest", type=Path, default=REPO / "sigformer" / "catalogue")
+    ap.add_argument("--budget", default=None,
+                    help="the card's hardware line (default: from the run's --device and "
+                         "--threads), e.g. to name the GPU")
+    ap.add_argument("--note", action="append", default=[],
+                    help="another limitation for the card (repeatable)")
     args = ap.parse_args(argv)
-    print(package(args.run, args.name, args.results, args.dest))
+    print(package(args.run, args.name, args.results, args.dest, args.budget, args.note))
     return 0
 
 

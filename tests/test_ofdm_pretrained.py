@@ -185,18 +185,20 @@ def test_attention_dropout_benchmark_pairs_the_arms(tmp_path, monkeypatch, capsy
 
 
 SHIPPED_OFDM = "ofdm-adafortitran-small-tdla"
+SHIPPED_PAPER_OFDM = "ofdm-adafortitran-paper-tdla"  # the paper size, trained on a GPU
 
 
-def test_shipped_estimator_beats_ls_out_of_the_box(tmp_path):
+@pytest.mark.parametrize("name", [SHIPPED_OFDM, SHIPPED_PAPER_OFDM])
+def test_shipped_estimator_beats_ls_out_of_the_box(tmp_path, name):
     from sigformer.bundle import Bundle
     from sigformer.catalogue import list_pretrained
     from sigformer.data.ofdm import simulate_ofdm
     from sigformer.rf.channel_estimation import LSInterpolation, nmse_db
     from sigformer.rf.ofdm import ModelEstimator
 
-    if SHIPPED_OFDM not in [e["name"] for e in list_pretrained()]:
-        pytest.fail(f"{SHIPPED_OFDM} is not in the catalogue")
-    bundle = Bundle.load(SHIPPED_OFDM)
+    if name not in [e["name"] for e in list_pretrained()]:
+        pytest.fail(f"{name} is not in the catalogue")
+    bundle = Bundle.load(name)
     assert bundle.task == "estimate_channel"
     data = simulate_ofdm(128, seed=99)  # the training mixture, a seed training never used
     model_db = nmse_db(ModelEstimator(bundle.model).predict(data), data.channels)
@@ -222,3 +224,28 @@ def test_shipped_estimator_is_found_by_the_pipeline(tmp_path):
     report = json.loads((tmp_path / "out" / "metrics.json").read_text())
     label = f"adafortitran ({SHIPPED_OFDM})"
     assert set(report["sweeps"][0]["nmse_db"]) == {"LS", label}
+
+
+def test_package_budget_names_the_device_the_run_trained_on():
+    """A GPU run's card says so (not "2-core CPU VM, no GPU"), nor that the machine was
+    shared; ``--budget`` can name the GPU."""
+    script = load_script("scripts/package_ofdm.py")
+    assert script.default_budget({"threads": 2}) == "2 torch threads on a 2-core CPU VM, no GPU"
+    gpu = script.default_budget({"device": "cuda", "threads": None})
+    assert "no GPU" not in gpu and "--device cuda" in gpu
+    assert script.on_cpu({}) and script.on_cpu({"device": "cpu"})
+    assert not script.on_cpu({"device": "cuda:1"})
+
+
+def test_pretrained_picks_the_bundle_of_the_asked_preset():
+    """Two shipped AdaFortiTran bundles: --pretrained takes the one whose architecture the
+    pipeline's preset asks for (no preset: the paper configuration)."""
+    from sigformer.data.ofdm import OFDMConfig
+    from sigformer.rf.ofdm import shipped_estimator
+    from sigformer.tasks.config import OFDMModelConfig as OFDMModelSpec
+
+    grid = OFDMConfig()
+    assert shipped_estimator(OFDMModelSpec(name="adafortitran", preset="small"),
+                             grid) == SHIPPED_OFDM
+    assert shipped_estimator(OFDMModelSpec(name="adafortitran"), grid) == SHIPPED_PAPER_OFDM
+    assert shipped_estimator(OFDMModelSpec(name="adafortitran", preset="tiny"), grid) is None
