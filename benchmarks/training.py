@@ -172,16 +172,15 @@ def pin_threads(threads: int) -> None:
 
 def resolve_device(name: str) -> torch.device:
     """``"cpu"`` or ``"cuda"`` as a device, refusing CUDA up front when this torch cannot use it
-    (rather than a failure deep inside the first ``.to()``)."""
+    (rather than a failure deep inside the first ``.to()``); the training scripts' parser."""
+    from sigformer.recipes.device import resolve_device as resolve
+
     if name not in DEVICES:
         raise ValueError(f"device must be one of {list(DEVICES)}, got {name!r}")
-    if name == "cuda" and not torch.cuda.is_available():
-        build = (f"built with CUDA {torch.version.cuda}, but no GPU is visible"
-                 if torch.version.cuda else "a CPU-only build")
-        raise RuntimeError(f"--device cuda: torch.cuda.is_available() is False (torch "
-                           f"{torch.__version__}, {build}); run on a machine with an NVIDIA "
-                           "GPU and a CUDA build of torch, or pass --device cpu")
-    return torch.device(name)
+    try:
+        return resolve(name)
+    except ValueError as err:  # the callers report a missing CUDA as a RuntimeError
+        raise RuntimeError(str(err)) from None
 
 
 def device_meta(device: torch.device) -> dict:

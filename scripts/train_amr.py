@@ -45,6 +45,7 @@ from sigformer.data.modgen import (
 )
 from sigformer.data.radioml import RML2016_SNRS, generate_radioml
 from sigformer.recipes.amr import BASELINES, STUDENTS, StreamRecipe
+from sigformer.recipes.device import resolve_device
 from sigformer.rf.amr import train_bundles
 
 REPO = Path(__file__).resolve().parents[1]
@@ -60,6 +61,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--batch-size", type=int, default=256)
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    ap.add_argument("--device", default="cpu",
+                    help="where to train: cpu (default), cuda or cuda:N; frames are generated "
+                         "on the CPU (--workers) and moved a batch at a time")
     ap.add_argument("--workers", type=int, default=0, help="DataLoader generator workers")
     ap.add_argument("--test-per-condition", type=int, default=200)
     ap.add_argument("--val-per-condition", type=int, default=50,
@@ -91,6 +95,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     for name in ("frames", "epochs", "batch_size", "threads", "test_per_condition"):
         if getattr(args, name) <= 0:
             ap.error(f"--{name.replace('_', '-')} must be positive")
+    try:
+        resolve_device(args.device)
+    except ValueError as err:
+        ap.error(str(err))
     if args.val_per_condition < 0:
         ap.error("--val-per-condition must be >= 0")
     return args
@@ -157,7 +165,7 @@ def main(argv=None) -> int:
                              baselines=baselines, seed=args.seed, resume=args.resume, log=log,
                              log_every=args.log_every, validation=validation,
                              record={"args": vars(args)}, teacher_bundle=args.teacher,
-                             plain_students=not args.no_plain_students)
+                             plain_students=not args.no_plain_students, device=args.device)
     except CheckpointError as err:  # a refused resume: the message says what to do
         raise SystemExit(f"error: {err}") from None
     report = {"args": vars(args), "models": rows}

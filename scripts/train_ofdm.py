@@ -50,6 +50,7 @@ import torch
 from sigformer.checkpoint_io import user_path
 from sigformer.data.ofdm import REFERENCE_TRAIN, OFDMDataset, OFDMSlotStream, simulate_ofdm
 from sigformer.models import create_model
+from sigformer.recipes.device import resolve_device
 from sigformer.recipes.ofdm import OFDMRecipe, fit_channel_estimator, read_training_meta
 
 MODELS = {"adafortitran": "adafortitran", "fortitran": "fortitran", "linear": "ofdm_linear"}
@@ -98,12 +99,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.checkpoint_every < 0:
         ap.error(f"--checkpoint-every must be >= 0 minutes, got {args.checkpoint_every}")
     try:
-        device = torch.device(args.device)
-    except RuntimeError as err:
-        ap.error(f"--device {args.device!r}: {err} (expected cpu, cuda or cuda:N)")
-    if device.type == "cuda" and not torch.cuda.is_available():
-        ap.error(f"--device {args.device}: CUDA is not available here (torch "
-                 f"{torch.__version__}, CUDA build {torch.version.cuda}); use --device cpu")
+        resolve_device(args.device)
+    except ValueError as err:
+        ap.error(str(err))
     if args.n_train < args.batch_size:
         ap.error(f"--n-train ({args.n_train}) must be at least --batch-size "
                  f"({args.batch_size})")

@@ -33,6 +33,8 @@ from pathlib import Path
 
 import torch
 
+from sigformer.recipes.device import resolve_device
+
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "speech"
 
@@ -82,6 +84,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                          "switch it either way; not the published recipe")
     ap.add_argument("--workers", type=int, default=1, help="DataLoader worker processes")
     ap.add_argument("--threads", type=int, default=1, help="torch threads for the model")
+    ap.add_argument("--device", default="cpu",
+                    help="where to train: cpu (default), cuda or cuda:N; mixtures and scenes "
+                         "are made on the CPU (--workers) and moved a batch at a time")
     ap.add_argument("--checkpoint-every", type=int, default=1000)
     ap.add_argument("--val-every", type=int, default=500)
     ap.add_argument("--n-val", type=int, default=16, help="fixed validation items")
@@ -89,6 +94,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--resume", action="store_true")
     args = ap.parse_args(argv)
+    try:
+        resolve_device(args.device)
+    except ValueError as err:
+        ap.error(str(err))
     args.split_from = split_source(args)
     return args
 
@@ -323,7 +332,7 @@ def main(argv=None) -> int:
         report = fit(model, loader, val_items, recipe, task=args.task, steps=args.steps,
                      out_dir=args.out, checkpoint_every=args.checkpoint_every,
                      val_every=args.val_every, log_every=args.log_every, resume=args.resume,
-                     log=lambda m: print(m, flush=True))
+                     log=lambda m: print(m, flush=True), device=args.device)
     except CheckpointError as err:  # a refused resume: the message says what to do
         raise SystemExit(f"error: {err}") from None
     report["speakers"] = {k: sorted({u.speaker for u in v}) for k, v in splits.items()}

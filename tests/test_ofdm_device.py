@@ -48,7 +48,7 @@ def test_train_ofdm_without_cuda_says_so(tmp_path, capsys):
     with pytest.raises(SystemExit) as stop:
         script.main(ARGS + ["--out", str(tmp_path), "--device", "cuda"])
     assert stop.value.code == 2
-    assert "CUDA is not available here" in capsys.readouterr().err
+    assert "torch.cuda.is_available() is False" in capsys.readouterr().err
     assert not (tmp_path / "data").exists()  # refused before simulating anything
 
 

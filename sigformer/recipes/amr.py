@@ -236,7 +236,9 @@ def _load_state(out: Path, model: nn.Module, optimizer, scheduler,
     history = StreamHistory(epochs=list(extra.get("history", [])),
                             done=bool(extra.get("training_done")))
     if not history.done:
-        state = torch.load(out / TRAIN_STATE, weights_only=True)
+        # map to the CPU: a run trained on a GPU resumes anywhere (the optimiser moves its
+        # state to the parameters' device when it loads it)
+        state = torch.load(out / TRAIN_STATE, weights_only=True, map_location="cpu")
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["rng"])  # dropout continues as if never interrupted
@@ -257,17 +259,25 @@ def fit_stream(model: nn.Module, stream: GeneratedFrames, recipe: StreamRecipe, 
                teacher: nn.Module | None = None, validation: AMRDataset | None = None,
                checkpoint_dir: str | Path | None = None, resume: bool = False,
                label: str = "model", log: Callable[[str], None] = print,
-               log_every: int = 50, extra: dict[str, Any] | None = None) -> StreamHistory:
+               log_every: int = 50, extra: dict[str, Any] | None = None,
+               device: str | torch.device | None = None) -> StreamHistory:
     """Train ``model`` on fresh generated batches for ``recipe.epochs`` x
     ``recipe.steps_per_epoch`` steps; SKD hybrid loss when a ``teacher`` is given (alpha
     from the recipe), cross-entropy otherwise. Logs frames/s and the ETA; evaluates on
     ``validation`` after each epoch (``val_acc``: monitored, never used to pick an epoch; pass
     a grid other than the test set); checkpoints into ``checkpoint_dir`` every epoch (the
-    recipe recorded in ``extra["recipe"]``; a resume with another recipe is refused)."""
+    recipe recorded in ``extra["recipe"]``; a resume with another recipe is refused).
+    ``device`` (e.g. ``"cuda"``): where the model and teacher train and evaluate; batches are
+    generated on the CPU and moved one at a time. None keeps the model where it is."""
     from ..checkpoint_io import user_path
     from ..training import predict_logits
 
     stream.steps, stream.batch_size = recipe.steps_per_epoch, recipe.batch_size
+    if device is not None:
+        model.to(device)
+        if teacher is not None:
+            teacher.to(device)
+    device = next(model.parameters()).device
     optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.lr,
                                   weight_decay=recipe.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(recipe))
@@ -288,6 +298,7 @@ def fit_stream(model: nn.Module, stream: GeneratedFrames, recipe: StreamRecipe, 
         model.train()
         sums = {"loss": 0.0, "acc": 0.0, "n": 0}
         for step, (xb, yb) in enumerate(loader):
+            xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
             logits = model(xb)
             teacher_logits = None
             if teacher is not None:
@@ -298,8 +309,11 @@ def fit_stream(model: nn.Module, stream: GeneratedFrames, recipe: StreamRecipe, 
             loss.backward()
             optimizer.step()
             scheduler.step()
-            sums["loss"] += float(loss.detach()) * len(yb)
-            sums["acc"] += float((logits.argmax(1) == yb).sum())
+            # one read-back a step (one device sync on an accelerator)
+            batch_loss, correct = torch.stack([loss.detach().float(),
+                                               (logits.argmax(1) == yb).sum().float()]).tolist()
+            sums["loss"] += batch_loss * len(yb)
+            sums["acc"] += correct
             sums["n"] += len(yb)
             steps_run += 1
             if log_every and (step + 1) % log_every == 0:

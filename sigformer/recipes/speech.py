@@ -147,8 +147,10 @@ def validate(model: nn.Module, items: Iterable, task: str) -> dict[str, float]:
     from ..speech.metrics import best_permutation
 
     model.eval()
+    device = next(model.parameters()).device
     scores, base = [], []
     for inputs, targets in items:
+        inputs, targets = inputs.to(device), targets.to(device)
         est = model(inputs[None]).double()
         ref = targets[None].double()
         if task == "separate":
@@ -204,7 +206,9 @@ def load_train_state(folder: Path, model: nn.Module, optimizer, scheduler,
                        exempt=RESUMABLE_FIELDS)
     loaded, _ = load_checkpoint(folder)
     model.load_state_dict(loaded.state_dict())
-    state = torch.load(folder / TRAIN_STATE, weights_only=True)
+    # map to the CPU: a run trained on a GPU resumes anywhere (the optimiser moves its state
+    # to the parameters' device when it loads it)
+    state = torch.load(folder / TRAIN_STATE, weights_only=True, map_location="cpu")
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     history_file = folder / "history.json"
@@ -215,11 +219,17 @@ def load_train_state(folder: Path, model: nn.Module, optimizer, scheduler,
 def fit(model: nn.Module, train_loader: Iterable, val_items: list, recipe: SpeechRecipe, *,
         task: str, steps: int, out_dir: str | Path, checkpoint_every: int = 1000,
         val_every: int = 500, log_every: int = 50, resume: bool = False,
-        log: Callable[[str], None] = print) -> dict[str, Any]:
+        log: Callable[[str], None] = print,
+        device: str | torch.device | None = None) -> dict[str, Any]:
     """Train ``model`` for ``steps`` optimiser steps on ``train_loader`` (endless); see the
     module doc. Returns the history and timing (``data_wait_share``: time blocked on the
-    loader / total step time)."""
+    loader / total step time). ``device`` (e.g. ``"cuda"``): where the model trains and
+    validates (batches are made on the CPU and moved one at a time); None keeps it where it
+    is."""
     out = Path(out_dir)
+    if device is not None:
+        model.to(device)
+    device = next(model.parameters()).device
     optimizer = make_optimizer(model, recipe)
     scheduler = make_scheduler(optimizer, recipe)
     step, history = 0, []
@@ -232,7 +242,7 @@ def fit(model: nn.Module, train_loader: Iterable, val_items: list, recipe: Speec
     t_start = time.perf_counter()
     while step < steps:
         t0 = time.perf_counter()
-        batch = next(batches)
+        batch = tuple(t.to(device, non_blocking=True) for t in next(batches))
         t1 = time.perf_counter()
         loss = train_step(model, batch, optimizer, recipe)
         t2 = time.perf_counter()

@@ -1164,13 +1164,15 @@ def train_bundles(out: str | Path, *, classes: Sequence[str], config: ModGenConf
                   validation: AMRDataset | None = None,
                   record: dict[str, Any] | None = None,
                   teacher_bundle: str | Path | None = None,
-                  plain_students: bool = True) -> dict[str, Any]:
+                  plain_students: bool = True,
+                  device: str | None = None) -> dict[str, Any]:
     """Teacher, then each student (default: the recipe's ``STUDENTS``) with SKD and without,
     then the baselines (default ``BASELINES``) - the same generator, budget and optimiser for
     all. ``teacher_bundle`` (a catalogue name or a bundle folder): distil from that trained
     teacher instead of training one (its classes, frame length and normalisation must be this
     run's); ``plain_students=False`` skips the students without SKD (e.g. when an earlier run
-    at the same budget holds them). Each model in ``out/<label>/`` (a checkpoint every epoch, ``resume=True`` continues
+    at the same budget holds them). ``device``: where every model trains (e.g. ``"cuda"``;
+    None: the CPU). Each model in ``out/<label>/`` (a checkpoint every epoch, ``resume=True`` continues
     an interrupted run and skips finished models; a model, finished or not, trained with
     another recipe, class list, frame length, seed, generator or architecture, or an SKD
     student distilled from another teacher, is refused before anything trains).
@@ -1236,7 +1238,7 @@ def train_bundles(out: str | Path, *, classes: Sequence[str], config: ModGenConf
                                      seed=seed)
             fit_stream(model, stream, recipe, teacher=teacher, validation=validation,
                        checkpoint_dir=folder, resume=resume, label=label, log=log,
-                       log_every=log_every, extra=model_extra(label))
+                       log_every=log_every, extra=model_extra(label), device=device)
         result = evaluate_amr(model, test)
         rows[label] = {"accuracy": result["accuracy"],
                        "high_snr_accuracy": result["high_snr_accuracy"],
