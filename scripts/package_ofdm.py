@@ -84,16 +84,31 @@ def limitations(args: dict, epochs: int, result: dict, missed: list[str]) -> lis
 SHARED_CPU = "; the machine was shared with other work part of the time"
 
 
-def on_cpu(args: dict) -> bool:
-    """Whether the run trained on the CPU (runs before ``--device`` existed did)."""
-    return str(args.get("device", "cpu")).startswith("cpu")
+def on_cpu(device: str | None) -> bool:
+    """Whether a device name is the CPU (runs before ``--device`` existed recorded none)."""
+    return str(device or "cpu").startswith("cpu")
 
 
-def default_budget(args: dict) -> str:
-    """The hardware a run trained on, from its recorded arguments."""
-    if on_cpu(args):
-        return f"{args.get('threads') or 'default (all)'} torch threads on a 2-core CPU VM, no GPU"
-    return f"one GPU (--device {args['device']}); the slots simulated on the CPU"
+def epoch_devices(summary: dict) -> list[str]:
+    """Where each epoch trained: its own record, else the run's ``--device`` (epochs before
+    the rows recorded it), else the CPU."""
+    default = summary.get("args", {}).get("device") or "cpu"
+    return [e.get("device") or default for e in summary.get("epochs", [])]
+
+
+def default_budget(args: dict, devices: list[str] | None = None) -> str:
+    """The hardware a run trained on, from its epochs' devices and recorded arguments."""
+    devices = devices or [args.get("device") or "cpu"]
+    cpu = f"{args.get('threads') or 'default (all)'} torch threads on a 2-core CPU VM"
+    gpus = sorted({d for d in devices if not on_cpu(d)})
+    if not gpus:
+        return f"{cpu}, no GPU"
+    gpu = f"GPU ({', '.join(gpus)}; the slots simulated on the CPU)"
+    n_cpu = sum(on_cpu(d) for d in devices)
+    if n_cpu == 0:
+        return f"one {gpu}"
+    return (f"mixed: {n_cpu} epoch(s) on {cpu}, {len(devices) - n_cpu} on a {gpu} (the "
+            "thread count is the last invocation's)")
 
 
 def package(run: Path, name: str, results_path: Path, dest: Path,
@@ -139,9 +154,9 @@ def package(run: Path, name: str, results_path: Path, dest: Path,
         "recipe": {**summary["recipe"],
                    "attention_dropout": extra.get("attention_dropout", True),
                    "fused_projections": bool(args.get("fast"))},
-        "budget": budget or default_budget(args),
+        "budget": budget or default_budget(args, epoch_devices(summary)),
         "training_time": f"{seconds / 60:.1f} min of training epochs (sum of the epochs' "
-                         f"wall time{SHARED_CPU if on_cpu(args) else ''})",
+                         f"wall time{SHARED_CPU if any(map(on_cpu, epoch_devices(summary))) else ''})",
         "results": result,
         "limitations": "; ".join(limitations(args, len(epochs), result, missed)
                                  + list(notes or []))}

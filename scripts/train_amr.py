@@ -45,7 +45,7 @@ from sigformer.data.modgen import (
 )
 from sigformer.data.radioml import RML2016_SNRS, generate_radioml
 from sigformer.recipes.amr import BASELINES, STUDENTS, StreamRecipe
-from sigformer.recipes.device import resolve_device
+from sigformer.recipes.device import add_device_argument, check_device_argument
 from sigformer.rf.amr import train_bundles
 
 REPO = Path(__file__).resolve().parents[1]
@@ -61,9 +61,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--batch-size", type=int, default=256)
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
-    ap.add_argument("--device", default="cpu",
-                    help="where to train: cpu (default), cuda or cuda:N; frames are generated "
-                         "on the CPU (--workers) and moved a batch at a time")
+    add_device_argument(ap)
     ap.add_argument("--workers", type=int, default=0, help="DataLoader generator workers")
     ap.add_argument("--test-per-condition", type=int, default=200)
     ap.add_argument("--val-per-condition", type=int, default=50,
@@ -95,10 +93,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     for name in ("frames", "epochs", "batch_size", "threads", "test_per_condition"):
         if getattr(args, name) <= 0:
             ap.error(f"--{name.replace('_', '-')} must be positive")
-    try:
-        resolve_device(args.device)
-    except ValueError as err:
-        ap.error(str(err))
+    check_device_argument(ap, args.device)
     if args.val_per_condition < 0:
         ap.error("--val-per-condition must be >= 0")
     return args
@@ -109,8 +104,12 @@ def parse_args(argv=None) -> argparse.Namespace:
 TEST_SEED, VAL_SEED = 10_000, 20_000
 
 
-def evaluate_captures(out: Path, folder: Path, target_sps: float, log) -> dict:
-    """Frame accuracy per real capture of every family model trained in ``out``."""
+def evaluate_captures(out: Path, folder: Path, target_sps: float, log,
+                      rows: dict | None = None) -> dict:
+    """Frame accuracy per real capture of the run's family models: those of ``rows`` (the
+    run's report: ``out/<label>``, or the bundle a row names as its ``source``, e.g. a
+    ``--teacher``); every model folder in ``out`` without ``rows``."""
+    from sigformer.catalogue import resolve_bundle_path
     from sigformer.checkpoint import load_checkpoint
     from sigformer.rf.amr import capture_dataset, evaluate_by_capture
 
@@ -120,12 +119,17 @@ def evaluate_captures(out: Path, folder: Path, target_sps: float, log) -> dict:
         return {}
     data = capture_dataset(metas, classes=list(FAMILY_CLASSES), target_sps=target_sps,
                            normalization="rms")
+    if rows is None:
+        models = {p.name: p for p in sorted(out.iterdir()) if (p / "config.json").is_file()}
+    else:
+        models = {label: resolve_bundle_path(row["source"]) if row.get("source")
+                  else out / label for label, row in rows.items()}
     results = {}
-    for sub in sorted(p for p in out.iterdir() if (p / "config.json").is_file()):
-        model, _ = load_checkpoint(sub)
-        results[sub.name] = evaluate_by_capture(model, data)
-        log(f"[{sub.name}] per capture: " + ", ".join(
-            f"{k} {v:.2f}" for k, v in results[sub.name].items()))
+    for label, path in models.items():
+        model, _ = load_checkpoint(path)
+        results[label] = evaluate_by_capture(model, data)
+        log(f"[{label}] per capture: " + ", ".join(
+            f"{k} {v:.2f}" for k, v in results[label].items()))
     return results
 
 
@@ -171,7 +175,7 @@ def main(argv=None) -> int:
     report = {"args": vars(args), "models": rows}
     if family:
         report["captures"] = evaluate_captures(out, Path(args.captures).expanduser(),
-                                               args.target_sps, log)
+                                               args.target_sps, log, rows)
     (out / "report.json").write_text(json.dumps(report, indent=2, default=float))
     log(f"wrote {out / 'report.json'}")
     return 0

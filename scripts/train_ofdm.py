@@ -50,7 +50,7 @@ import torch
 from sigformer.checkpoint_io import user_path
 from sigformer.data.ofdm import REFERENCE_TRAIN, OFDMDataset, OFDMSlotStream, simulate_ofdm
 from sigformer.models import create_model
-from sigformer.recipes.device import resolve_device
+from sigformer.recipes.device import add_device_argument, check_device_argument
 from sigformer.recipes.ofdm import OFDMRecipe, fit_channel_estimator, read_training_meta
 
 MODELS = {"adafortitran": "adafortitran", "fortitran": "fortitran", "linear": "ofdm_linear"}
@@ -87,9 +87,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--profile", default="A", help="TDL profile")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
-    ap.add_argument("--device", default="cpu",
-                    help="where to train: cpu (default), cuda or cuda:N; the data is simulated "
-                         "on the CPU and moved a batch at a time")
+    add_device_argument(ap)
     ap.add_argument("--log-every", type=float, default=60.0, help="seconds between lines")
     ap.add_argument("--out", required=True, help="output folder (checkpoints, data, bundle)")
     ap.add_argument("--resume", action="store_true", help="continue from OUT's checkpoint")
@@ -98,10 +96,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = ap.parse_args(argv)
     if args.checkpoint_every < 0:
         ap.error(f"--checkpoint-every must be >= 0 minutes, got {args.checkpoint_every}")
-    try:
-        resolve_device(args.device)
-    except ValueError as err:
-        ap.error(str(err))
+    check_device_argument(ap, args.device)
     if args.n_train < args.batch_size:
         ap.error(f"--n-train ({args.n_train}) must be at least --batch-size "
                  f"({args.batch_size})")

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import torch
 
-from sigformer.recipes.device import resolve_device
+from sigformer.recipes.device import add_device_argument, check_device_argument
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "speech"
@@ -84,9 +84,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                          "switch it either way; not the published recipe")
     ap.add_argument("--workers", type=int, default=1, help="DataLoader worker processes")
     ap.add_argument("--threads", type=int, default=1, help="torch threads for the model")
-    ap.add_argument("--device", default="cpu",
-                    help="where to train: cpu (default), cuda or cuda:N; mixtures and scenes "
-                         "are made on the CPU (--workers) and moved a batch at a time")
+    add_device_argument(ap)
     ap.add_argument("--checkpoint-every", type=int, default=1000)
     ap.add_argument("--val-every", type=int, default=500)
     ap.add_argument("--n-val", type=int, default=16, help="fixed validation items")
@@ -94,10 +92,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--resume", action="store_true")
     args = ap.parse_args(argv)
-    try:
-        resolve_device(args.device)
-    except ValueError as err:
-        ap.error(str(err))
+    check_device_argument(ap, args.device)
     args.split_from = split_source(args)
     return args
 

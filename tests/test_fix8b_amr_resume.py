@@ -214,3 +214,86 @@ def test_a_teacher_bundle_of_other_classes_is_refused_before_training(tmp_path, 
                       test=test, students=("kd_cnn",), baselines=(), log_every=0,
                       teacher_bundle=tmp_path / "first" / "clst")
     assert trained == []
+
+
+def _teacher_run(tmp_path, **kwargs):
+    from sigformer.recipes.amr import StreamRecipe
+    from sigformer.rf.amr import train_bundles
+
+    test = generate_radioml(2, snrs=[10], classes=CLASSES, normalization="rms", seed=9)
+    return train_bundles(tmp_path, classes=CLASSES, config=None,
+                         recipe=StreamRecipe(epochs=1, frames_per_epoch=32, batch_size=32,
+                                             lr=3e-3),
+                         test=test, students=("kd_cnn",), baselines=(), log_every=0,
+                         **kwargs)
+
+
+def test_an_unfinished_or_unlabelled_teacher_bundle_is_refused(tmp_path, amr):
+    from sigformer.rf.amr import load_teacher_bundle
+
+    run, trained, _ = amr
+    run(tmp_path / "first", resume=False)
+    teacher = tmp_path / "first" / "clst"
+    _unfinish(teacher)
+    with pytest.raises(CheckpointError, match=r"has not finished training \(epoch 1 of its "
+                                              r"run\)"):
+        load_teacher_bundle(teacher, classes=CLASSES, frame_length=128)
+    config = read_config(teacher)
+    model, _ = load_checkpoint(teacher)
+    extra = {k: v for k, v in config["extra"].items() if k not in ("classes", "training_done")}
+    save_checkpoint(tmp_path / "unlabelled", model, extra=extra)
+    with pytest.raises(CheckpointError, match=r"records no class list"):
+        load_teacher_bundle(tmp_path / "unlabelled", classes=CLASSES, frame_length=128)
+
+
+def test_a_resumed_run_without_plain_students_still_reports_finished_ones(tmp_path, amr):
+    """--no-plain-students on a resume: plain students the run finished earlier are loaded
+    and reported (report.json is rewritten), not dropped; none is trained."""
+    run, trained, _ = amr
+    run(tmp_path / "a", resume=False)  # teacher, kd_cnn+SKD and kd_cnn, finished
+    trained.clear()
+    rows = _teacher_run(tmp_path / "a", resume=True, plain_students=False, teacher_preset="tiny")
+    assert trained == [] and set(rows) == {"clst", "kd_cnn+SKD", "kd_cnn"}
+    rows = _teacher_run(tmp_path / "b", plain_students=False, teacher_preset="tiny")
+    assert set(rows) == {"clst", "kd_cnn+SKD"}
+
+
+def test_a_resume_that_drops_the_teacher_bundle_names_it(tmp_path, amr):
+    run, trained, _ = amr
+    run(tmp_path / "first", resume=False)
+    teacher = tmp_path / "first" / "clst"
+    _teacher_run(tmp_path / "second", teacher_bundle=teacher, plain_students=False)
+    assert read_config(tmp_path / "second" / "kd_cnn+SKD")["extra"]["teacher_source"] == str(
+        teacher)
+    with pytest.raises(CheckpointError, match=r"distilled from --teacher .*first/clst: pass "
+                                              r"that again to resume"):
+        _teacher_run(tmp_path / "second", resume=True, plain_students=False,
+                     teacher_preset="tiny")
+
+
+def test_captures_are_evaluated_for_the_run_models_and_the_given_teacher(tmp_path, amr,
+                                                                         monkeypatch):
+    """Family mode with --teacher: the teacher bundle is evaluated on the captures, not a
+    leftover model folder of the same label in --out."""
+    from repo_scripts import load_script
+
+    import sigformer.rf.amr as amr_module
+
+    run, _, _ = amr
+    run(tmp_path / "teacher_run", resume=False, seed=1)  # another teacher than out/clst
+    run(tmp_path / "out", resume=False)  # leaves its own clst: not the teacher asked for
+    teacher = tmp_path / "teacher_run" / "clst"
+    captures = tmp_path / "captures"
+    captures.mkdir()
+    (captures / "a.sigmf-meta").write_text("{}")
+    monkeypatch.setattr(amr_module, "capture_dataset", lambda *a, **k: None)
+    monkeypatch.setattr(amr_module, "evaluate_by_capture", lambda model, data: {
+        "a": float(next(model.parameters()).detach().sum())})
+    script = load_script("scripts/train_amr.py")
+    rows = {"clst": {"source": str(teacher)}, "kd_cnn+SKD": {}}
+    results = script.evaluate_captures(tmp_path / "out", captures, 8.0, lambda line: None, rows)
+    assert set(results) == {"clst", "kd_cnn+SKD"}
+    expected = float(next(load_checkpoint(teacher)[0].parameters()).detach().sum())
+    assert results["clst"]["a"] == expected
+    leftover = float(next(load_checkpoint(tmp_path / "out" / "clst")[0].parameters()).sum())
+    assert leftover != expected

@@ -59,12 +59,18 @@ def test_train_ofdm_refuses_an_unknown_device(tmp_path, capsys):
     assert "expected cpu, cuda or cuda:N" in capsys.readouterr().err
 
 
-def test_evaluate_loss_follows_the_model_device():
-    data = simulate_ofdm(6, seed=1)
-    torch.manual_seed(0)
-    model = create_model("adafortitran", "tiny")
-    row = recipe_module.evaluate_loss(model, data)
-    assert recipe_module.model_device(model).type == "cpu" and row["val_loss"] > 0
+def test_device_cpu_trains_bit_for_bit_as_before():
+    """device="cpu" (the scripts' default) is the loop without a device: same weights."""
+    data, val = simulate_ofdm(24, seed=1), simulate_ofdm(8, seed=2)
+    recipe = recipe_module.OFDMRecipe(max_epochs=1, batch_size=8, lr=5e-3)
+    weights = []
+    for device in (None, "cpu"):
+        torch.manual_seed(0)
+        model = create_model("adafortitran", "tiny")
+        recipe_module.fit_channel_estimator(model, data, val=val, recipe=recipe, seed=0,
+                                            device=device)
+        weights.append(model.state_dict())
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
 
 
 @needs_cuda
@@ -82,9 +88,16 @@ def test_training_on_cuda_writes_a_bundle_that_validates_the_same_on_the_cpu(tmp
     loaded, _ = load_checkpoint(tmp_path / "best")
     on_cpu = recipe_module.evaluate_loss(loaded, val)["val_loss"]
     assert on_cpu == pytest.approx(on_gpu, rel=1e-3)
-    # and a resume continues on the GPU from the CPU-written checkpoint
+    # the GPU-written checkpoint resumes on the GPU and on the CPU (a resume may move)
     recipe3 = recipe_module.OFDMRecipe(**{**recipe.__dict__, "max_epochs": 3})
     history = recipe_module.fit_channel_estimator(model, data, val=val, recipe=recipe3, seed=0,
                                                   checkpoint_dir=tmp_path, resume=True,
                                                   device="cuda")
     assert len(history.epochs) == 3
+    recipe4 = recipe_module.OFDMRecipe(**{**recipe.__dict__, "max_epochs": 4})
+    on_cpu_model = create_model("adafortitran", "tiny")
+    history = recipe_module.fit_channel_estimator(on_cpu_model, data, val=val, recipe=recipe4,
+                                                  seed=0, checkpoint_dir=tmp_path, resume=True,
+                                                  device="cpu")
+    assert len(history.epochs) == 4
+    assert recipe_module.model_device(on_cpu_model).type == "cpu"

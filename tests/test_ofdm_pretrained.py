@@ -226,15 +226,19 @@ def test_shipped_estimator_is_found_by_the_pipeline(tmp_path):
     assert set(report["sweeps"][0]["nmse_db"]) == {"LS", label}
 
 
-def test_package_budget_names_the_device_the_run_trained_on():
-    """A GPU run's card says so (not "2-core CPU VM, no GPU"), nor that the machine was
-    shared; ``--budget`` can name the GPU."""
+def test_package_budget_names_the_devices_the_run_trained_on():
+    """A GPU run's card says so (not "2-core CPU VM, no GPU"); a run resumed across devices
+    says both; runs recorded before --device are CPU runs."""
     script = load_script("scripts/package_ofdm.py")
     assert script.default_budget({"threads": 2}) == "2 torch threads on a 2-core CPU VM, no GPU"
-    gpu = script.default_budget({"device": "cuda", "threads": None})
-    assert "no GPU" not in gpu and "--device cuda" in gpu
-    assert script.on_cpu({}) and script.on_cpu({"device": "cpu"})
-    assert not script.on_cpu({"device": "cuda:1"})
+    gpu = script.default_budget({"device": "cuda", "threads": None}, ["cuda", "cuda"])
+    assert gpu.startswith("one GPU (cuda;") and "no GPU" not in gpu
+    mixed = script.default_budget({"device": "cuda", "threads": 2}, ["cpu", "cpu", "cuda:0"])
+    assert mixed.startswith("mixed: 2 epoch(s) on 2 torch threads") and "1 on a GPU" in mixed
+    old = {"args": {"threads": 2}, "epochs": [{"seconds": 1.0}, {"seconds": 1.0}]}
+    assert script.epoch_devices(old) == ["cpu", "cpu"]
+    moved = {"args": {"device": "cuda"}, "epochs": [{"device": "cpu"}, {}]}
+    assert script.epoch_devices(moved) == ["cpu", "cuda"]
 
 
 def test_pretrained_picks_the_bundle_of_the_asked_preset():

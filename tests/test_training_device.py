@@ -23,7 +23,7 @@ def test_resolve_device_accepts_the_cpu():
     assert resolve_device("cpu") == torch.device("cpu")
 
 
-@pytest.mark.parametrize("name", ["gpu0", "cuda:x", ""])
+@pytest.mark.parametrize("name", ["gpu0", "cuda:x", "", "mps", "meta", "cpu:3"])
 def test_resolve_device_names_what_it_expects(name):
     with pytest.raises(ValueError, match=r"expected cpu, cuda or cuda:N"):
         resolve_device(name)
@@ -62,7 +62,7 @@ def test_every_training_script_says_when_cuda_is_missing(script, tmp_path, capsy
 
 # --- the loops ----------------------------------------------------------------------------
 
-def _amr_run(tmp_path, device=None, teacher=None):
+def _amr_run(tmp_path, device=None, teacher=None, log=lambda line: None, resume=False):
     from sigformer.data.radioml import generate_radioml
     from sigformer.models import create_model
     from sigformer.recipes.amr import GeneratedFrames, StreamRecipe, fit_stream
@@ -74,30 +74,47 @@ def _amr_run(tmp_path, device=None, teacher=None):
     val = generate_radioml(2, snrs=[10], classes=classes, normalization="rms", seed=5)
     history = fit_stream(model, GeneratedFrames(classes, None, frame_length=128, seed=0),
                          recipe, teacher=teacher, validation=val, checkpoint_dir=tmp_path,
-                         log=lambda line: None, log_every=0, device=device)
+                         log=log, log_every=1, device=device, resume=resume)
     return model, history
 
 
-def test_fit_stream_on_the_cpu_counts_loss_and_accuracy(tmp_path):
-    model, history = _amr_run(tmp_path / "run", device="cpu")
-    assert history.done and len(history.epochs) == 2
-    for row in history.epochs:
-        assert 0.0 <= row["train_acc"] <= 1.0 and row["train_loss"] > 0
-        # 64 frames an epoch in batches of 32: an accuracy is a multiple of 1/64
+def test_fit_stream_with_device_cpu_trains_bit_for_bit_as_without(tmp_path):
+    """device="cpu" is the loop without a device (the one read-back of the step sums too)."""
+    runs = [_amr_run(tmp_path / str(device), device=device) for device in (None, "cpu")]
+    (a, history_a), (b, history_b) = runs
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(),
+                                                  b.state_dict().values()))
+    assert history_a.epochs[-1]["train_acc"] == history_b.epochs[-1]["train_acc"]
+    for row in history_a.epochs:  # 64 frames an epoch: an accuracy is a multiple of 1/64
         assert abs(row["train_acc"] * 64 - round(row["train_acc"] * 64)) < 1e-9
 
 
+class _StopInEpoch2(Exception):
+    pass
+
+
+def _stop_in_epoch_2(line: str) -> None:
+    if "epoch 2/2 step 1/" in line:  # after epoch 1's checkpoint, before epoch 2's
+        raise _StopInEpoch2
+
+
 @needs_cuda
-def test_fit_stream_trains_on_cuda_with_a_cpu_teacher_and_loads_on_the_cpu(tmp_path):
+def test_fit_stream_trains_on_cuda_with_a_cpu_teacher_and_resumes_on_the_cpu(tmp_path):
     from sigformer.checkpoint import load_checkpoint
     from sigformer.models import create_model
     from sigformer.training import predict_logits
 
     teacher = create_model("kd_cnn", n_outputs=2, n_times=128)  # on the CPU: moved too
-    model, history = _amr_run(tmp_path / "run", device="cuda", teacher=teacher)
-    assert next(model.parameters()).is_cuda and next(teacher.parameters()).is_cuda
-    assert history.done and "val_acc" in history.epochs[-1]
-    loaded, _ = load_checkpoint(tmp_path / "run")
+    with pytest.raises(_StopInEpoch2):
+        _amr_run(tmp_path / "run", device="cuda", teacher=teacher, log=_stop_in_epoch_2)
+    assert next(teacher.parameters()).is_cuda
+    # the GPU run's trainer state (optimiser moments on the GPU) resumes on the CPU
+    model, history = _amr_run(tmp_path / "run", device="cpu", teacher=teacher.cpu(),
+                              resume=True)
+    assert history.done and len(history.epochs) == 2
+    model, history = _amr_run(tmp_path / "gpu", device="cuda")
+    assert next(model.parameters()).is_cuda and "val_acc" in history.epochs[-1]
+    loaded, _ = load_checkpoint(tmp_path / "gpu")
     x = torch.randn(4, 2, 128).numpy()
     assert abs(predict_logits(loaded, x) - predict_logits(model, x)).max() < 1e-4
 
@@ -116,9 +133,10 @@ def _speech_fit(tmp_path, steps, device, resume=False):
                       log_every=1, resume=resume, log=lambda line: None, device=device)
 
 
-def test_speech_fit_on_the_cpu_keeps_the_model_there(tmp_path):
-    model, report = _speech_fit(tmp_path / "run", 1, "cpu")
-    assert not next(model.parameters()).is_cuda and report["steps"] == 1
+def test_speech_fit_with_device_cpu_trains_bit_for_bit_as_without(tmp_path):
+    (a, _), (b, _) = (_speech_fit(tmp_path / str(device), 2, device) for device in (None, "cpu"))
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(),
+                                                  b.state_dict().values()))
 
 
 @needs_cuda

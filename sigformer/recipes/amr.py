@@ -39,6 +39,7 @@ from ..data.modgen import ModGenConfig, generate_frames
 from ..data.radioml import AMRDataset
 from ..data.sigmf_io import normalize_frames
 from ..training import History, train_objective
+from .device import model_device
 
 TRAIN_STATE = "train_state.pt"
 # StreamRecipe fields a resumed run may change: frames are seeded per step, so the worker
@@ -275,9 +276,9 @@ def fit_stream(model: nn.Module, stream: GeneratedFrames, recipe: StreamRecipe, 
     stream.steps, stream.batch_size = recipe.steps_per_epoch, recipe.batch_size
     if device is not None:
         model.to(device)
-        if teacher is not None:
-            teacher.to(device)
-    device = next(model.parameters()).device
+    device = model_device(model)
+    if teacher is not None:
+        teacher.to(device)  # a teacher loaded on the CPU follows the student
     optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.lr,
                                   weight_decay=recipe.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(recipe))

@@ -38,6 +38,7 @@ from torch import nn
 
 from ..data.ofdm import OFDMConfig, OFDMDataset, OFDMSlotStream
 from ..training import History
+from .device import model_device
 from .precision import bf16_autocast
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
@@ -176,11 +177,6 @@ def dataset_tensors(data: OFDMDataset) -> tuple[torch.Tensor, torch.Tensor, torc
     return (torch.from_numpy(np.ascontiguousarray(data.ls, np.complex64)),
             torch.from_numpy(np.ascontiguousarray(data.channels, np.complex64)),
             torch.from_numpy(data.statistics()))
-
-
-def model_device(model: nn.Module) -> torch.device:
-    """Where the model's parameters live (the CPU for a model without any)."""
-    return next((p.device for p in model.parameters()), torch.device("cpu"))
 
 
 @torch.no_grad()
@@ -581,6 +577,7 @@ def fit_channel_estimator(model: nn.Module, train: OFDMDataset | OFDMSlotStream,
                            progress, num_workers, mid_epoch, resumed, device)
         resumed = None  # only the first epoch of a resumed run is a partial one
         row["lr"] = optimizer.param_groups[0]["lr"]
+        row["device"] = str(device)  # a resumed run may have moved: the card says where
         scheduler.step()
         if val is not None:
             row.update(evaluate_loss(model, val, bf16=recipe.bf16))

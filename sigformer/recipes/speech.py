@@ -49,6 +49,7 @@ import torch
 from torch import nn
 
 from ..speech.metrics import pcm_loss, pit_loss, si_sdr
+from .device import model_device
 from .precision import bf16_autocast
 
 TRAIN_STATE = "train_state.pt"
@@ -147,7 +148,7 @@ def validate(model: nn.Module, items: Iterable, task: str) -> dict[str, float]:
     from ..speech.metrics import best_permutation
 
     model.eval()
-    device = next(model.parameters()).device
+    device = model_device(model)
     scores, base = [], []
     for inputs, targets in items:
         inputs, targets = inputs.to(device), targets.to(device)
@@ -229,7 +230,7 @@ def fit(model: nn.Module, train_loader: Iterable, val_items: list, recipe: Speec
     out = Path(out_dir)
     if device is not None:
         model.to(device)
-    device = next(model.parameters()).device
+    device = model_device(model)
     optimizer = make_optimizer(model, recipe)
     scheduler = make_scheduler(optimizer, recipe)
     step, history = 0, []

@@ -1072,9 +1072,18 @@ def load_teacher_bundle(source: str | Path, *, classes: Sequence[str], frame_len
 
     path = resolve_bundle_path(source)
     config = read_config(path)
-    labels = (config.get("head") or {}).get("labels") or config["extra"].get("classes")
-    found = {"classes": list(labels or []), "frame length": config["kwargs"].get("n_times"),
-             "normalization": config["extra"].get("normalization")}
+    extra, kwargs = config.get("extra") or {}, config.get("kwargs") or {}
+    if extra.get("training_done") is False:  # a run folder still training, or stopped
+        raise CheckpointError(f"the teacher {source} ({path}) has not finished training (epoch "
+                              f"{extra.get('epoch', '?')} of its run): finish it with "
+                              "--resume, or name a finished teacher")
+    labels = (config.get("head") or {}).get("labels") or extra.get("classes")
+    if not labels:
+        raise CheckpointError(f"the teacher {source} ({path}) records no class list (neither "
+                              "head.labels nor extra.classes): it cannot be checked against "
+                              f"this run's classes {list(classes)}")
+    found = {"classes": list(labels), "frame length": kwargs.get("n_times"),
+             "normalization": extra.get("normalization")}
     wanted = {"classes": list(classes), "frame length": frame_length, "normalization": "rms"}
     differ = [f"{k} {found[k]!r} (this run: {wanted[k]!r})" for k in wanted
               if found[k] != wanted[k]]
@@ -1121,8 +1130,11 @@ def check_reusable(folder: Path, recipe: StreamRecipe, extra: dict[str, Any],
                               f"--target-sps, train into a new --out, or delete {folder} to "
                               f"retrain that model")
     if "teacher" in saved and "teacher" in extra and saved["teacher"] != extra["teacher"]:
+        given = saved.get("teacher_source")
         now = (f"the teacher there now has sha256 {extra['teacher']}" if extra["teacher"]
                else "no finished teacher is there now (it will be trained again)")
+        if given and extra.get("teacher_source") != given:
+            now += f"; it was distilled from --teacher {given}: pass that again to resume"
         raise CheckpointError(f"cannot resume from {folder}: it was distilled from a teacher "
                               f"whose model.safetensors has sha256 {saved['teacher']}, but "
                               f"{now}. Delete {folder} to distil it again from this teacher, "
@@ -1205,16 +1217,20 @@ def train_bundles(out: str | Path, *, classes: Sequence[str], config: ModGenConf
         teacher_bundle, classes=classes, frame_length=test.frame_length)
     if given is not None:
         del builds[teacher_name]
-    if not plain_students:
+    if not plain_students:  # skipped, unless a resumed run holds them finished: reported
         for name in students:
-            del builds[name]
+            if not (resume and has_finished(out / name)):
+                del builds[name]
 
     def model_extra(label: str) -> dict[str, Any]:
         # an SKD student records its teacher, so a retrained teacher is not paired with it
         skd = label.endswith("+SKD")
-        fingerprint = (given[1] if given is not None
-                       else teacher_fingerprint(out / teacher_name))
-        return {**extra, "label": label, **({"teacher": fingerprint} if skd else {})}
+        if not skd:
+            return {**extra, "label": label}
+        if given is not None:
+            return {**extra, "label": label, "teacher": given[1],
+                    "teacher_source": str(teacher_bundle)}
+        return {**extra, "label": label, "teacher": teacher_fingerprint(out / teacher_name)}
 
     if resume:  # every model the run would reuse, finished or not, before any training
         for label, (name, preset) in builds.items():
@@ -1256,7 +1272,7 @@ def train_bundles(out: str | Path, *, classes: Sequence[str], config: ModGenConf
     teacher = run(teacher_name, teacher_name, teacher_preset)
     for name in students:
         run(f"{name}+SKD", name, teacher=teacher)
-        if plain_students:
+        if name in builds:
             run(name, name)
     for name in baselines:
         run(name, name)
