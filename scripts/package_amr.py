@@ -78,9 +78,39 @@ def compared_rows(report: dict, other: Path) -> dict[str, dict]:
     return {f"{k} ({other.name})": v for k, v in theirs["models"].items()}
 
 
+def card_rows(report: dict, bundle: str) -> dict[str, dict]:
+    """The results rows of a shipped bundle's card (the models it was measured beside), named
+    ``<model> (<bundle>, earlier card)``; refused unless the card records the same budget
+    (frames per epoch, epochs, batch size, learning rate) and test grid as this run. Rows that
+    are themselves comparisons (a name with parentheses) are left out."""
+    from sigformer.catalogue import resolve_bundle_path
+    from sigformer.checkpoint import read_config
+
+    prov = read_config(resolve_bundle_path(bundle)).get("provenance") or {}
+    if isinstance(prov, str):
+        raise SystemExit(f"--compare-bundle {bundle}: its provenance is not structured")
+    args, data, recipe = report.get("args") or {}, prov.get("data") or {}, prov.get("recipe") or {}
+    mine = {"frames_per_epoch": args.get("frames"), "epochs": args.get("epochs"),
+            "batch_size": args.get("batch_size"), "lr": args.get("lr"),
+            "test_per_condition": args.get("test_per_condition")}
+    test_set = str(data.get("test_set", ""))
+    theirs = {"frames_per_epoch": data.get("frames_per_epoch"), "epochs": data.get("epochs"),
+              "batch_size": recipe.get("batch_size"), "lr": recipe.get("lr"),
+              "test_per_condition": args.get("test_per_condition")
+              if f"grid, {args.get('test_per_condition')} frames" in test_set else test_set}
+    differ = {k: (mine[k], theirs[k]) for k in mine if mine[k] != theirs[k]}
+    if differ:
+        raise SystemExit(f"--compare-bundle {bundle}: not the same budget/test grid as this run "
+                         f"(this run, card: {differ}); its accuracies would not be comparable")
+    return {f"{k} ({bundle}, earlier card)": {
+        "accuracy": v["accuracy"], "high_snr_accuracy": v["accuracy_at_>=10dB"],
+        "parameters": v["parameters"]}
+        for k, v in (prov.get("results") or {}).items() if "(" not in k}
+
+
 def package(run: Path, label: str, dest: Path, log_path: Path | None,
             decision: str | None = None, captures_dir: Path = CAPTURES,
-            compare: list[Path] = ()) -> Path:
+            compare: list[Path] = (), compare_bundles: list[str] = ()) -> Path:
     from sigformer.bundle import Bundle
     from sigformer.checkpoint import load_checkpoint
     from sigformer.spec import SignalSpec
@@ -94,6 +124,9 @@ def package(run: Path, label: str, dest: Path, log_path: Path | None,
     rows = dict(report["models"])
     for other in compare:
         rows.update(compared_rows(report, other))
+    for bundle in compare_bundles:  # rows read before this run's bundles replaced any
+        rows.update(compare_bundles[bundle] if isinstance(compare_bundles, dict)
+                    else card_rows(report, bundle))
     frame = int(extra.get("frame_length", 128))
     classes = list(extra["classes"])
     # generated frames carry no absolute rate: one "sample" per unit of time, in samples per
@@ -188,10 +221,18 @@ def main(argv=None) -> int:
     ap.add_argument("--compare", type=Path, action="append", default=[],
                     help="another run of the same generator, budget and test grid whose "
                          "models join the card's results table (repeatable)")
+    ap.add_argument("--compare-bundle", action="append", default=[],
+                    help="a shipped bundle (catalogue name or folder) of the same budget and "
+                         "test grid whose card's results join this card's table, read before "
+                         "this run's bundle replaces it (repeatable)")
     args = ap.parse_args(argv)
-    for label in [x for x in args.labels.split(",") if x]:
+    labels = [x for x in args.labels.split(",") if x]
+    # read every compared card first: packaging the first label may replace one of them
+    report = json.loads((args.run / "report.json").read_text())
+    earlier = {b: card_rows(report, b) for b in args.compare_bundle}
+    for label in labels:
         print(package(args.run, label, args.dest, args.log, args.decision, args.captures,
-                      args.compare))
+                      args.compare, earlier))
     return 0
 
 

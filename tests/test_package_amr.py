@@ -127,3 +127,20 @@ def test_compare_adds_same_budget_rows_and_refuses_another_budget(family_run, tm
     (other / "report.json").write_text(json.dumps({"models": same["models"]}))
     with pytest.raises(SystemExit, match="without its command line"):
         _script("package_amr").package(run, "clst", tmp_path / "out", log, compare=[other])
+
+
+def test_card_rows_join_only_a_card_of_the_same_budget_and_test_grid():
+    """--compare-bundle: a shipped card's rows (e.g. the students trained without SKD beside
+    an earlier teacher) join the new card only when its budget and test grid are this run's."""
+    script = load_script("scripts/package_amr.py")
+    args = {"frames": 150000, "epochs": 8, "batch_size": 256, "lr": 2e-3,
+            "test_per_condition": 100}
+    rows = script.card_rows({"args": args, "models": {}}, "amr-kd_cnn-skd-modgen")
+    plain = rows["kd_cnn (amr-kd_cnn-skd-modgen, earlier card)"]
+    assert set(plain) == {"accuracy", "high_snr_accuracy", "parameters"}
+    assert plain["parameters"] == 9867
+    assert not any("T=4" in k for k in rows)  # comparison rows of that card are left out
+    for key, value in (("frames", 1000), ("test_per_condition", 200), ("lr", 1e-3)):
+        with pytest.raises(SystemExit, match="not the same budget/test grid"):
+            script.card_rows({"args": {**args, key: value}, "models": {}},
+                             "amr-kd_cnn-skd-modgen")
