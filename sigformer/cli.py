@@ -395,8 +395,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_hop_flags(stream,
                    samples="samples between windows at the model's input rate "
                            "(classification; as classify-iq --hop)",
-                   seconds="seconds between windows (classification; refused for a "
-                           "rate-agnostic IQ bundle, whose rate is nominal: give --hop)")
+                   seconds="seconds between windows (classification; for a rate-agnostic "
+                           "IQ bundle counted at the source's rate x the --sps resampling, as "
+                           "classify-iq counts them)")
     stream.add_argument("--sps", type=_positive_sps,
                         help="IQ family bundles: samples per symbol of the stream (resampled "
                              "to the bundle's training symbol length)")
@@ -446,8 +447,7 @@ def build_parser() -> argparse.ArgumentParser:
                    samples="frame hop in samples of the framed capture (after any "
                            "resampling; default: frame length)",
                    seconds="frame hop in seconds at the capture's core:sample_rate "
-                           "(required; rate-agnostic bundles too, unlike stream --hop-s, "
-                           "which counts at the model's input rate)")
+                           "x the resampling factor (requires core:sample_rate)")
     iq.add_argument("--min-power-db", type=_db_below_loudest, default=30.0,
                     help="skip frames this many dB below the loudest (gaps between bursts; "
                          ">= 0, default 30)")

@@ -138,15 +138,25 @@ def test_stream_hop_over_a_pipeline_yaml(tmp_path, iq_bundle, capsys):
     assert report["predictions"] == (12 * L - L) // 32 + 1
 
 
-def test_stream_refuses_seconds_for_a_rate_agnostic_bundle(tmp_path, family_bundle, capsys):
-    """Its recorded rate is a nominal 1 Hz: --hop-s 0.001 used to become a hop of 1 sample."""
+def test_stream_counts_seconds_at_the_source_rate_for_a_rate_agnostic_bundle(
+        tmp_path, family_bundle, capsys):
+    """Its recorded rate is a nominal 1 Hz (--hop-s 0.001 once became a hop of 1 sample, then
+    was refused): seconds now count at the capture's rate times the resampling to the
+    bundle's symbol length, as classify-iq --hop-s counts them; without a known rate they are
+    refused, naming --source-rate and --hop."""
     capture = _capture(tmp_path)
-    base = ["stream", str(family_bundle), "--source", f"sigmf:{capture}", "--sps", "8"]
-    assert main([*base, "--hop-s", "0.001"]) == 2
+    for sps, hop in ((8, 64), (16, 32)):  # --sps 16 -> 8: half the samples, half the hop
+        base = ["stream", str(family_bundle), "--source", f"sigmf:{capture}", "--sps",
+                str(sps), "--decision", "frame"]
+        by_seconds = cli_json(capsys, [*base, "--hop-s", repr(64 / RATE)])
+        by_samples = cli_json(capsys, [*base, "--hop", str(hop)])
+        assert by_seconds["predictions"] == by_samples["predictions"], sps
+    assert by_samples["predictions"] == (12 * L // 2 - L) // 32 + 1
+    unknown = _capture(tmp_path / "norate", sample_rate=None)
+    assert main(["stream", str(family_bundle), "--source", f"sigmf:{unknown}", "--sps", "8",
+                 "--hop-s", "0.001"]) == 2
     err = capsys.readouterr().err
-    assert "rate-agnostic" in err and "--hop N" in err and "hop_s=0.001" in err
-    report = cli_json(capsys, [*base, "--hop", "64", "--decision", "frame"])
-    assert report["predictions"] == 2 * 12 - 1
+    assert "rate-agnostic" in err and "--source-rate" in err and "--hop N" in err
 
 
 def test_online_settings_take_one_hop_unit(family_bundle):

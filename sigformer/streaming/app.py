@@ -61,8 +61,11 @@ def load_bundle(source) -> Bundle:
     return source if isinstance(source, Bundle) else Bundle.load(source)
 
 
-def build_online(bundle: Bundle | str | Path, settings: OnlineSettings | None = None):
-    """The online processor for a bundle (see the module docstring)."""
+def build_online(bundle: Bundle | str | Path, settings: OnlineSettings | None = None,
+                 source_rate: float | None = None):
+    """The online processor for a bundle (see the module docstring). ``source_rate``: the
+    stream's real sampling rate when known before it starts (``stream_bundle`` passes it); a
+    rate-agnostic IQ bundle needs it to turn ``hop_s`` into samples."""
     bundle = load_bundle(bundle)
     settings = settings or OnlineSettings()
     if settings.decision is not None:
@@ -74,7 +77,7 @@ def build_online(bundle: Bundle | str | Path, settings: OnlineSettings | None = 
                                   f"{bundle.input_spec!r}")
     if bundle.task == "classify":
         if iq:
-            return _iq_classifier(bundle, settings)
+            return _iq_classifier(bundle, settings, source_rate)
         return _eeg_classifier(bundle, settings)
     if bundle.task in ("separate", "enhance"):
         return _audio(bundle, settings)
@@ -91,7 +94,8 @@ def build_online(bundle: Bundle | str | Path, settings: OnlineSettings | None = 
                           f"(TokenTransformer(..., weights=...))")
 
 
-def _window_and_hop(bundle: Bundle, settings: OnlineSettings, default_hop: float
+def _window_and_hop(bundle: Bundle, settings: OnlineSettings, default_hop: float,
+                    source_rate: float | None = None, symbol_factor: float | None = None
                     ) -> tuple[int, int]:
     spec = bundle.model_spec
     if spec is None or spec.window is None:
@@ -110,16 +114,22 @@ def _window_and_hop(bundle: Bundle, settings: OnlineSettings, default_hop: float
         if settings.hop < 1:
             raise PipelineConfigError(f"hop must be at least 1 sample, got {settings.hop}")
         return window, int(settings.hop)
-    if settings.hop_s is not None and bundle.extra.get("rate_agnostic", False):
-        # its recorded rate is a nominal 1 Hz: seconds would silently be counted as samples
-        raise PipelineConfigError(
-            f"this bundle is rate-agnostic (trained on samples per symbol, not Hz), so a hop "
-            f"in seconds (hop_s={settings.hop_s}) has no meaning for it; give the hop in "
-            f"samples (stream.hop / --hop N; one frame is {window})")
     if settings.hop_s is not None and not (np.isfinite(settings.hop_s) and settings.hop_s > 0):
         raise PipelineConfigError(f"hop_s must be a number of seconds > 0, got "
                                   f"{settings.hop_s!r}")
     from ..rf.amr import hop_samples  # the rounding classify-iq --hop-s uses
+
+    if settings.hop_s is not None and bundle.extra.get("rate_agnostic", False):
+        # its recorded rate is a nominal 1 Hz: seconds count at the stream's own rate, times
+        # the resampling to the bundle's symbol length, as classify-iq --hop-s counts them
+        if source_rate is None:
+            raise PipelineConfigError(
+                f"this bundle is rate-agnostic (trained on samples per symbol, not Hz), so a "
+                f"hop in seconds (hop_s={settings.hop_s}) counts at the stream's own sampling "
+                f"rate, which is not known here (a capture without core:sample_rate, or no "
+                f"source yet): give the source's rate (--source-rate HZ) or the hop in "
+                f"samples (stream.hop / --hop N; one frame is {window})")
+        return window, hop_samples(settings.hop_s, source_rate * (symbol_factor or 1.0))
 
     hop_s = settings.hop_s if settings.hop_s is not None else default_hop * window / spec.sfreq
     return window, hop_samples(hop_s, spec.sfreq)
@@ -152,8 +162,11 @@ def _check_decision(value, where: str) -> None:
         raise PipelineConfigError(f"{where} must be one of {list(DECISIONS)}, got {value!r}")
 
 
-def _iq_classifier(bundle: Bundle, settings: OnlineSettings) -> OnlinePipeline:
-    window, hop = _window_and_hop(bundle, settings, default_hop=1.0)
+def _iq_classifier(bundle: Bundle, settings: OnlineSettings,
+                   source_rate: float | None = None) -> OnlinePipeline:
+    symbol_factor = _symbol_factor(bundle, settings.samples_per_symbol)
+    window, hop = _window_and_hop(bundle, settings, default_hop=1.0, source_rate=source_rate,
+                                  symbol_factor=symbol_factor)
     runner = ModelRunner(bundle.model, bundle.labels, threads=settings.threads,
                          normalization=bundle.frame_normalization)
     decision = settings.decision
@@ -185,7 +198,7 @@ def _iq_classifier(bundle: Bundle, settings: OnlineSettings) -> OnlinePipeline:
     # models trained on generated frames know samples per symbol, not Hz: no resampling
     rate_free = bundle.extra.get("rate_agnostic", False)
     online.expected_sfreq = None if rate_free else bundle.input_spec.sfreq
-    online.symbol_factor = _symbol_factor(bundle, settings.samples_per_symbol)
+    online.symbol_factor = symbol_factor
     return online
 
 
@@ -520,7 +533,8 @@ def stream_bundle(bundle, source, sinks=(), *, settings: OnlineSettings | None =
 
     bundle = load_bundle(bundle)
     _settle_nominal_rate(bundle, source)
-    online = build_online(bundle, settings)
+    real_rate = None if getattr(source, "rate_is_nominal", False) else source.sfreq
+    online = build_online(bundle, settings, source_rate=real_rate)
     online.configure(source.sfreq, source.channels)  # refusals (channels, rates) come here
     sinks = list(sinks() if callable(sinks) else sinks)
     clock = None
