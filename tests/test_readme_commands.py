@@ -16,7 +16,7 @@ How a README line becomes a test case:
 - a command that uses a bundle made by an earlier README command (``--model runs/sep/model``)
   first runs that earlier command once (module-scoped cache).
 Skipped on purpose: usage synopses (``PIPELINE.yaml``, ``[--opt]``, ``a|b``), the test suite
-itself, multi-GPU commands, and the live-stream pair (``replay`` of a live LSL stream and the
+itself, multi-GPU and `--device cuda` training commands, and the live-stream pair (``replay`` of a live LSL stream and the
 ``stream`` that listens to it: covered by tests/test_lsl.py).
 """
 
@@ -64,6 +64,8 @@ SYNOPSIS = re.compile(r"\[|\||\b[A-Z][A-Z_]+(\.[a-z]+)?\b")
 SKIP_REASONS = (
     (lambda c: c.startswith("python -m pytest"), "runs the whole test suite (this file included)"),
     (lambda c: "--accelerator gpu" in c, "needs GPUs (multi-device DDP)"),
+    (lambda c: "--device cuda" in c,
+     "trains on a CUDA GPU (tests/test_training_device.py covers --device)"),
     (lambda c: c.startswith("sigformer replay"), "publishes a live LSL stream (tests/test_lsl.py)"),
     (lambda c: c.startswith("sigformer stream") and "bci_realtime" in c,
      "listens to the live LSL stream of `sigformer replay` (tests/test_lsl.py)"),
