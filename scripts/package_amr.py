@@ -110,7 +110,9 @@ def card_rows(report: dict, bundle: str) -> dict[str, dict]:
 
 def package(run: Path, label: str, dest: Path, log_path: Path | None,
             decision: str | None = None, captures_dir: Path = CAPTURES,
-            compare: list[Path] = (), compare_bundles: list[str] = ()) -> Path:
+            compare: list[Path] = (), card_results: dict[str, dict] | None = None) -> Path:
+    """``card_results``: rows from earlier shipped cards (:func:`card_rows`, read before this
+    run's bundles replace them) that join the card's results table."""
     from sigformer.bundle import Bundle
     from sigformer.checkpoint import load_checkpoint
     from sigformer.spec import SignalSpec
@@ -124,9 +126,7 @@ def package(run: Path, label: str, dest: Path, log_path: Path | None,
     rows = dict(report["models"])
     for other in compare:
         rows.update(compared_rows(report, other))
-    for bundle in compare_bundles:  # rows read before this run's bundles replaced any
-        rows.update(compare_bundles[bundle] if isinstance(compare_bundles, dict)
-                    else card_rows(report, bundle))
+    rows.update(card_results or {})
     frame = int(extra.get("frame_length", 128))
     classes = list(extra["classes"])
     # generated frames carry no absolute rate: one "sample" per unit of time, in samples per
@@ -229,7 +229,7 @@ def main(argv=None) -> int:
     labels = [x for x in args.labels.split(",") if x]
     # read every compared card first: packaging the first label may replace one of them
     report = json.loads((args.run / "report.json").read_text())
-    earlier = {b: card_rows(report, b) for b in args.compare_bundle}
+    earlier = {k: v for b in args.compare_bundle for k, v in card_rows(report, b).items()}
     for label in labels:
         print(package(args.run, label, args.dest, args.log, args.decision, args.captures,
                       args.compare, earlier))
