@@ -114,7 +114,7 @@ def training_facts(run: Path, log: Path | None) -> dict:
              "batch_size": args.get("batch_size"),
              "segment_seconds": args.get("seconds") or (2.0 if enhance else 4.0),
              "lr": args.get("lr"),
-             "init": args.get("init"),
+             "init": args.get("init"), "init_training": init_training(args.get("init")),
              "data": enhance_data(record) if enhance else separation_data(record),
              "split_seed": record["split_seed"], "files": record["files"],
              "speakers": record["speakers"], "heard_speakers": heard_speakers(record),
@@ -127,6 +127,39 @@ def training_facts(run: Path, log: Path | None) -> dict:
                      sample_rate=int(args.get("sample_rate") or 16000), data_root=str(root),
                      noise_files=record.get("noise_files"), array=training_array(record))
     return facts
+
+
+def init_training(init: str | None) -> dict | None:
+    """What the checkpoint a run was fine-tuned from records of its own training (name,
+    microphones, steps, minutes), so the card's budget covers both runs; None without one."""
+    if not init:
+        return None
+    config = Path(init) / "config.json"
+    if not config.is_file():
+        return {"name": Path(init).name}
+    saved = json.loads(config.read_text())
+    training = saved.get("extra", {}).get("training") or {}
+    return {"name": Path(init).name, "n_mics": saved.get("kwargs", {}).get("n_mics"),
+            "steps": training.get("steps"), "train_seconds": training.get("train_seconds")}
+
+
+def init_lines(facts: dict) -> list[str]:
+    """The card's fine-tuning line: where the weights started, and that run's budget."""
+    start = facts.get("init_training") or ({"name": Path(facts["init"]).name}
+                                           if facts.get("init") else None)
+    if not start:
+        return []
+    line = f"- Fine-tuned from `{start['name']}`"
+    n_mics = facts.get("n_mics")
+    if start.get("n_mics") and n_mics and start["n_mics"] != n_mics:
+        step = n_mics // start["n_mics"]
+        line += (f", widened from its {start['n_mics']} microphones to {n_mics} (its "
+                 f"microphones at every {'second' if step == 2 else f'{step}th'} position "
+                 f"of this array, the new ones' weights starting at zero)")
+    if start.get("steps") and start.get("train_seconds"):
+        line += (f"; its own training: {start['steps']:,} steps, "
+                 f"{start['train_seconds'] / 60:.0f} min on a 2-core CPU")
+    return [line + "."]
 
 
 def training_array(record: dict) -> dict:
@@ -209,8 +242,7 @@ def model_card(name: str, n_params: int, rate: int, facts: dict, results: dict |
         f"{facts['segment_seconds']:g} s mixtures ({hours:.1f} h of mixtures seen; "
         f"{facts['steps_trained']:,} steps trained in all), "
         f"{facts.get('train_seconds', 0) / 60:.0f} min of training on a 2-core CPU.",
-        *([f"- Fine-tuned from the checkpoint `{facts['init']}` (its own budget is in its "
-           f"training log), with the data above."] if facts.get("init") else []),
+        *init_lines(facts),
         f"- Recipe: {facts.get('recipe')}. The published recipe's learning rate is 1.5e-4 for "
         f"the 42 M-parameter model; this model was trained at {facts['lr']}.", "",
         *validation_lines(facts, "mixtures")]
@@ -301,7 +333,7 @@ def enhance_card(name: str, n_params: int, rate: int, facts: dict, results: dict
         f"{facts['segment_seconds']:g} s scenes ({hours:.1f} h of scenes seen; "
         f"{facts['steps_trained']:,} steps trained in all), "
         f"{facts.get('train_seconds', 0) / 60:.0f} min of training on a 2-core CPU.",
-        *([f"- Fine-tuned from the checkpoint `{facts['init']}`."] if facts.get("init") else []),
+        *init_lines(facts),
         f"- Recipe: {facts.get('recipe')} ({loss_name(facts.get('recipe'))})"
         + (f"; learning rate {facts['lr']}." if facts.get("lr") else "."), "",
         *validation_lines(facts, "scenes", "; SI-SDRi = SI-SDR gain over microphone 0")]

@@ -103,7 +103,33 @@ def init_split_record(init: str) -> Path:
     from sigformer.recipes.speech import BEST_SUFFIX
 
     run = Path(init)
-    return split_path(str(run.with_name(run.name.removesuffix(BEST_SUFFIX))))
+    record = split_path(str(run.with_name(run.name.removesuffix(BEST_SUFFIX))))
+    if not record.is_file() and bundle_training(run).get("files"):
+        return run  # a packaged bundle records its split in its config
+    return record
+
+
+def bundle_training(folder: Path) -> dict:
+    """A checkpoint or bundle folder's recorded training (``extra.training`` of its
+    config.json), or {} when it has none."""
+    config = Path(folder) / "config.json"
+    if not config.is_file():
+        return {}
+    return json.loads(config.read_text()).get("extra", {}).get("training") or {}
+
+
+def read_split_record(path: str | Path) -> dict:
+    """A split record: a run's ``<run>-split.json``, or a bundle folder (its config's
+    ``extra.training`` records the same ``files`` and ``noise_files``)."""
+    path = Path(path)
+    if path.is_dir():
+        record = bundle_training(path)
+        if not record.get("files"):
+            raise SystemExit(f"{path} is a folder without a recorded split (config.json "
+                             f"extra.training.files): give a run's -split.json or a bundle "
+                             f"packaged from one")
+        return record
+    return json.loads(path.read_text())
 
 
 def split_source(args) -> str | None:
@@ -114,7 +140,7 @@ def split_source(args) -> str | None:
     if args.split_from or not args.init or (args.resume and split_path(args.out).is_file()):
         return args.split_from
     record = init_split_record(args.init)
-    if record.is_file():
+    if record.exists():  # a run's -split.json, or the bundle folder that records it
         print(f"--init {args.init}: keeping its run's split ({record}) as --split-from, so "
               f"held-out speakers and noises stay unheard by the initial weights", flush=True)
         return str(record)
@@ -181,7 +207,7 @@ def write_split_record(args, splits, noise_split=None) -> Path:
 def recorded_splits(speech, record_path: str, data: str) -> dict:
     """The splits of an earlier run's ``-split.json`` (the same files, whatever today's
     speaker rules say), so a continued or fine-tuned run never trains on its test files."""
-    record = json.loads(Path(record_path).read_text())
+    record = read_split_record(record_path)
     root = Path(data).resolve()
     by_file = {str(Path(u.path).resolve().relative_to(root)): u for u in speech}
     missing = [f for files in record["files"].values() for f in files if f not in by_file]
@@ -193,7 +219,7 @@ def recorded_splits(speech, record_path: str, data: str) -> dict:
 def recorded_noise_split(record_path: str, data: str) -> dict | None:
     """The noise split of an earlier run's record (None for records made before noises were
     split: those runs trained on every noise file)."""
-    record = json.loads(Path(record_path).read_text())
+    record = read_split_record(record_path)
     if "noise_files" not in record:
         return None
     root = Path(data).resolve()
@@ -300,6 +326,27 @@ def build(args):
     return model, recipe, loader, list(val), splits, noise_split
 
 
+def init_model(model, initial, name: str) -> None:
+    """Start ``model`` from ``initial``'s weights. An enhancement model for a larger uniform
+    circular array starts from one trained on a sub-array of it (4 -> 8 microphones: the
+    trained ones at every second position), the new microphones' weights at zero."""
+    from sigformer.models.speech.deftan2 import circular_subarray, load_subarray_weights
+
+    trained, wanted = getattr(initial, "n_mics", None), getattr(model, "n_mics", None)
+    if trained == wanted:
+        model.load_state_dict(initial.state_dict())
+        print(f"initialised from {name}", flush=True)
+        return
+    try:
+        positions = circular_subarray(trained, wanted)
+    except ValueError as err:
+        raise SystemExit(f"--init {name} was trained for {trained} microphones, this run "
+                         f"has --n-mics {wanted}: {err}") from None
+    load_subarray_weights(model, initial.state_dict(), positions)
+    print(f"initialised from {name}: its {trained} microphones at positions {positions} of "
+          f"the {wanted}-microphone circular array, the others' weights zero", flush=True)
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -311,8 +358,7 @@ def main(argv=None) -> int:
     if args.init and not (args.resume and (Path(args.out) / "train_state.pt").is_file()):
         from sigformer.checkpoint import load_checkpoint
 
-        model.load_state_dict(load_checkpoint(args.init)[0].state_dict())
-        print(f"initialised from {args.init}", flush=True)
+        init_model(model, load_checkpoint(args.init)[0], args.init)
     n_params = sum(p.numel() for p in model.parameters())
     print(f"{args.task}: {type(model).__name__} ({n_params:,} parameters), recipe {recipe}",
           flush=True)

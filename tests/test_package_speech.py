@@ -213,3 +213,29 @@ def test_runs_recorded_before_the_array_field_get_the_array_they_trained_on():
     assert array["geometry"].startswith("uniform circular") and array["reference_mic"] == 0
     recorded = {**old, "array": {**array, "radius_m": 0.08}}
     assert package.training_array(recorded)["radius_m"] == 0.08
+
+
+def test_card_of_a_widened_fine_tune_names_its_start_and_that_runs_budget(tmp_path):
+    """A run started from a 4-mic bundle (--init) and trained on 8 mics: the card says where
+    the weights started, how the array was widened and the first run's own budget."""
+    import json
+
+    package = load_script("scripts/package_speech.py")
+    start = tmp_path / "enh-4mic"
+    start.mkdir()
+    (start / "config.json").write_text(json.dumps({
+        "kwargs": {"n_mics": 4},
+        "extra": {"training": {"steps": 6000, "train_seconds": 15300}}}))
+    facts = {"init": str(start), "init_training": package.init_training(str(start)),
+             "n_mics": 8}
+    assert package.init_lines(facts) == [
+        "- Fine-tuned from `enh-4mic`, widened from its 4 microphones to 8 (its microphones "
+        "at every second position of this array, the new ones' weights starting at zero); "
+        "its own training: 6,000 steps, 255 min on a 2-core CPU."]
+    same = {**facts, "n_mics": 4}
+    assert package.init_lines(same) == [
+        "- Fine-tuned from `enh-4mic`; its own training: 6,000 steps, 255 min on a 2-core CPU."]
+    gone = {"init": str(tmp_path / "runs" / "old-best"),
+            "init_training": package.init_training(str(tmp_path / "runs" / "old-best"))}
+    assert package.init_lines(gone) == ["- Fine-tuned from `old-best`."]
+    assert package.init_lines({"init": None}) == []

@@ -442,6 +442,36 @@ def test_deftan2_bad_input():
         model.check_rate(8000)
 
 
+def test_deftan2_widened_to_a_larger_circular_array_starts_as_the_sub_array_model():
+    """4 -> 8 microphones: the trained weights at every second position, the new ones zero,
+    so on an input whose level is the sub-array's (odd mics copying even ones) the widened
+    model equals the trained one on mics 0, 2, 4, 6; other mics then change its output only
+    once their weights train."""
+    from sigformer.models.speech.deftan2 import circular_subarray, load_subarray_weights
+
+    torch.manual_seed(0)
+    four = create_model("deftan2", "tiny", n_mics=4).eval()
+    eight = load_subarray_weights(create_model("deftan2", "tiny", n_mics=8).eval(),
+                                  four.state_dict(), circular_subarray(4, 8))
+    sub = torch.randn(2, 4, 3000)
+    with torch.no_grad():
+        expected = four(sub)
+        torch.testing.assert_close(eight(sub.repeat_interleave(2, dim=1)), expected,
+                                   atol=1e-5, rtol=1e-4)
+        w = eight.encoder[0].weight
+        assert torch.equal(w[:, [2, 3, 6, 7, 10, 11, 14, 15]], torch.zeros_like(w[:, :8]))
+        assert torch.equal(w[:, [4, 5]], four.encoder[0].weight[:, [2, 3]])  # mic 1 -> 2
+    assert circular_subarray(4, 4) == [0, 1, 2, 3] and circular_subarray(2, 8) == [0, 4]
+    with pytest.raises(ValueError, match="sub-array of one of 6 only when 6 is a multiple"):
+        circular_subarray(4, 6)
+    with pytest.raises(ValueError, match="3 positions given for weights trained on 4"):
+        load_subarray_weights(eight, four.state_dict(), [0, 2, 4])
+    with pytest.raises(ValueError, match="must be 4 distinct microphones of the 8"):
+        load_subarray_weights(eight, four.state_dict(), [0, 2, 4, 8])
+    with pytest.raises(ValueError, match="not DeFTAN-II weights"):
+        load_subarray_weights(eight, {"w": torch.zeros(1)}, [0])
+
+
 def test_pcm_loss_is_zero_only_for_the_target():
     from sigformer.speech.metrics import pcm_loss
 
@@ -818,6 +848,52 @@ def test_train_speech_init_keeps_the_split_of_the_run_it_starts_from(tmp_path, c
     (tmp_path / "tuned-split.json").write_text("{}")
     assert script.parse_args(common + ["--init", str(tmp_path / "nowhere"),
                                        "--resume"]).split_from is None
+
+
+def test_train_speech_init_from_a_bundle_keeps_its_split_and_widens_the_array(tmp_path,
+                                                                               capsys):
+    """--init with a packaged enhancement bundle: its config's recorded split (speakers and
+    noises) decides the run's, and a 4-mic bundle starts an 8-mic run on mics 0, 2, 4, 6."""
+    import json
+
+    from sigformer.checkpoint import save_checkpoint
+    from sigformer.data.mixtures import list_speech, speaker_splits
+
+    script = _train_script()
+    data = _write_corpus(tmp_path / "corpus")
+    for name in ("fan", "street", "babble", "rain"):
+        write_audio(data / "noise" / f"{name}.wav",
+                    np.random.default_rng(len(name)).standard_normal(8000).astype(np.float32),
+                    8000)
+    common = ["--task", "enhance", "--data", str(data), "--preset", "tiny", "--batch-size",
+              "1", "--seconds", "0.25", "--n-val", "1", "--workers", "0", "--sample-rate",
+              "8000", "--steps", "1", "--val-every", "1"]
+    first = script.parse_args(common + ["--out", str(tmp_path / "first"), "--seed", "5"])
+    speech, noises = list_speech(data)
+    splits = speaker_splits(speech, seed=5)
+    noise_split = script.choose_noise_split(first, noises, None)
+    record = json.loads(script.write_split_record(first, splits, noise_split).read_text())
+    four = create_model("deftan2", "tiny", n_mics=4, sample_rate=8000)
+    bundle = tmp_path / "enh-bundle"  # a packaged bundle: no -split.json beside it
+    save_checkpoint(bundle, four, extra={"training": {
+        "files": record["files"], "noise_files": record["noise_files"], "split_seed": 5}})
+    tuned = ["--out", str(tmp_path / "tuned"), "--n-mics", "8", "--init", str(bundle)]
+    args = script.parse_args(common + tuned)
+    assert args.split_from == str(bundle)
+    assert script.main(common + tuned) == 0
+    out = capsys.readouterr().out
+    assert f"keeping its run's split ({bundle})" in out
+    assert "its 4 microphones at positions [0, 2, 4, 6] of the 8-microphone" in out
+    written = json.loads((tmp_path / "tuned-split.json").read_text())
+    assert written["files"] == record["files"]
+    assert written["noise_files"] == record["noise_files"]
+    with pytest.raises(SystemExit, match=r"trained for 4 microphones, this run has "
+                                         r"--n-mics 6: .*multiple of 4"):
+        script.main(common + ["--out", str(tmp_path / "six"), "--n-mics", "6", "--init",
+                              str(bundle)])
+    save_checkpoint(tmp_path / "bare", four)  # a folder that records no split
+    with pytest.raises(SystemExit, match="without a recorded split"):
+        script.read_split_record(tmp_path / "bare")
 
 
 def test_train_speech_noise_share_must_agree_with_the_record(tmp_path, capsys):

@@ -248,3 +248,27 @@ def test_wrong_microphone_count_names_the_trained_array_and_what_to_give():
         proc.configure(16000, [f"mic{i}" for i in range(8)])
     assert describe_array(None) == "" and "radius 0.08 m" in describe_array(
         {**array, "radius_m": 0.08})
+
+
+def test_wrong_microphone_count_names_a_shipped_bundle_for_the_streams_array(tmp_path,
+                                                                            monkeypatch):
+    """An 8-channel stream into a 4-mic bundle: the error names the catalogue's enhancement
+    bundles for 8 microphones (and none when the catalogue has none for that count)."""
+    import json
+
+    from sigformer import catalogue
+    from sigformer.validation import SignalError
+
+    for name, model, task, n_mics in (("enh-a-8mic", "deftan2", "enhance", 8),
+                                      ("enh-b-4mic", "deftan2", "enhance", 4),
+                                      ("sep-c", "mossformer", "separate", None)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "config.json").write_text(json.dumps(
+            {"model": model, "task": task, "kwargs": {"n_mics": n_mics} if n_mics else {}}))
+    monkeypatch.setattr(catalogue, "CATALOGUE_DIR", tmp_path)
+    proc = AudioStream(torch.nn.Identity(), 16000, multichannel=True, n_mics=4)
+    with pytest.raises(SignalError, match=r"such an array; or a shipped bundle for 8 "
+                                          r"microphones: --model enh-a-8mic$"):
+        proc.configure(16000, [f"mic{i}" for i in range(8)])
+    with pytest.raises(SignalError, match=r"that form such an array$"):
+        proc.configure(16000, [f"mic{i}" for i in range(6)])

@@ -76,6 +76,19 @@ def describe_array(array: dict | None) -> str:
     return f" (trained for {', '.join(parts)})"
 
 
+def shipped_for_mics(n_mics: int) -> str:
+    """``; or a shipped bundle for N microphones: --model NAME`` when the catalogue has
+    enhancement bundles for an array of ``n_mics`` (empty when it has none)."""
+    from ..catalogue import find_pretrained
+
+    names = find_pretrained("deftan2", task="enhance",
+                            accept=lambda config: config["kwargs"].get("n_mics") == n_mics)
+    if not names:
+        return ""
+    return (f"; or a shipped bundle for {n_mics} microphones: "
+            + ", ".join(f"--model {name}" for name in names))
+
+
 class AudioStream:
     """Stateful separation / enhancement of an audio stream.
 
@@ -113,7 +126,7 @@ class AudioStream:
                               f"{self.n_mics} microphones{describe_array(self.array)}: give "
                               f"{self.n_mics} channels (or one file per microphone) in the "
                               f"array's order, e.g. the {self.n_mics} of your {n} that form "
-                              f"such an array")
+                              f"such an array{shipped_for_mics(n)}")
         if not self.multichannel and n > 1 and self.channel is None:
             raise SignalError(f"the stream has {n} channels; separation takes mono audio: "
                               f"choose one with channel=N (--channel N)")

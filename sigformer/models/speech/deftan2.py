@@ -40,7 +40,8 @@ from ...nn.blocks import ConvEfficientAttention, patchify_1d
 from ..registry import register_model
 
 __all__ = ["AxisTransformer", "ChannelLayerNorm", "ConvEfficientAttention", "DeFTAN2",
-           "DeFTAN2Block", "DualPathFeedForward", "SplitDenseBlock"]
+           "DeFTAN2Block", "DualPathFeedForward", "SplitDenseBlock", "circular_subarray",
+           "load_subarray_weights"]
 
 
 class SplitDenseBlock(nn.Module):
@@ -238,3 +239,40 @@ class DeFTAN2(nn.Module):
                            self.win, self.hop, window=self.window)
         wave = wave[:, self.hop:self.hop + n].reshape(b, self.n_srcs, n)
         return wave * std
+
+
+ENCODER_WEIGHT = "encoder.0.weight"  # Conv2d(2 * n_mics, ...): the only per-microphone weight
+
+
+def circular_subarray(n_trained: int, n_mics: int) -> list[int]:
+    """Where the microphones of an ``n_trained`` uniform circular array sit in an ``n_mics``
+    one of the same radius, both counted from microphone 0 (every ``n_mics // n_trained``-th):
+    4 in 8 -> ``[0, 2, 4, 6]``."""
+    if n_trained < 1 or n_mics < n_trained or n_mics % n_trained:
+        raise ValueError(f"a uniform circular array of {n_trained} microphones is a sub-array "
+                         f"of one of {n_mics} only when {n_mics} is a multiple of {n_trained}; "
+                         f"give the positions explicitly")
+    return list(range(0, n_mics, n_mics // n_trained))
+
+
+def load_subarray_weights(model: DeFTAN2, state: dict, positions: list[int]) -> DeFTAN2:
+    """Load weights trained on a smaller array into ``model``, whose array contains it:
+    trained microphone ``i`` sits at ``positions[i]`` of the new array. The new microphones
+    start with zero encoder weights, so the widened model begins as the trained one applied
+    to the sub-array (equal outputs when the input's overall level is the sub-array's), and
+    fine-tuning teaches it to use them. Every other weight must match in shape."""
+    if ENCODER_WEIGHT not in state:
+        raise ValueError(f"not DeFTAN-II weights: no {ENCODER_WEIGHT!r}")
+    trained = state[ENCODER_WEIGHT]
+    n_trained = trained.shape[1] // 2
+    if len(positions) != n_trained:
+        raise ValueError(f"{len(positions)} positions given for weights trained on "
+                         f"{n_trained} microphones")
+    if len(set(positions)) != n_trained or not all(0 <= p < model.n_mics for p in positions):
+        raise ValueError(f"positions {positions} must be {n_trained} distinct microphones of "
+                         f"the {model.n_mics}-microphone array (0..{model.n_mics - 1})")
+    widened = torch.zeros_like(model.encoder[0].weight)
+    for i, p in enumerate(positions):  # channels are (mic 0 re, mic 0 im, mic 1 re, ...)
+        widened[:, 2 * p:2 * p + 2] = trained[:, 2 * i:2 * i + 2]
+    model.load_state_dict({**state, ENCODER_WEIGHT: widened})
+    return model
