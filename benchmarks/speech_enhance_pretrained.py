@@ -414,6 +414,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads for the beamformers (sigformer enhance runs its model "
                          "with its own default, 1)")
+    ap.add_argument("--subarray-model", action="append", default=[],
+                    help="also run this enhancement bundle for a smaller circular array on "
+                         "the sub-array of each scene it fits (a 4-mic bundle on mics 0, 2, "
+                         "4, 6 of an 8-mic scene): what the extra microphones buy "
+                         "(repeatable; it must not have heard any test speaker)")
     ap.add_argument("--quick", action="store_true",
                     help="smoke run: 2 scenes of 1 s, no perceptual metrics")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" /
@@ -438,14 +443,53 @@ def data_root(args, training: dict) -> Path:
                      f"nothing to evaluate on")
 
 
-def run_systems(scenes: list, model: Model, perceptual: bool, workdir: Path
-                ) -> tuple[list[dict], dict, float]:
+class SubarrayModel(NamedTuple):
+    """A bundle for a smaller circular array, run on the scene microphones it fits."""
+
+    model: Model
+    positions: list[int]
+
+    @property
+    def name(self) -> str:
+        return f"{self.model.name} (mics {', '.join(map(str, self.positions))})"
+
+
+def subarray_models(specs: list[str], model: Model, roles: dict, speech: list, data: Path,
+                    workdir: Path) -> list[SubarrayModel]:
+    """``--subarray-model`` bundles, each placed on the sub-array of ``model``'s array it was
+    trained for; refused when it is not a sub-array, or when it heard a test speaker."""
+    from sigformer.data.mixtures import unheard_utterances
+    from sigformer.models.speech.deftan2 import circular_subarray
+
+    out = []
+    for i, spec in enumerate(specs):
+        small = resolve_model(spec, workdir / f"subarray{i}")
+        if small.rate != model.rate:
+            raise SystemExit(f"--subarray-model {spec} runs at {small.rate} Hz, the scenes at "
+                             f"{model.rate} Hz")
+        try:
+            positions = circular_subarray(small.n_mics, model.n_mics)
+        except ValueError as err:
+            raise SystemExit(f"--subarray-model {spec}: {err}") from None
+        unheard = unheard_utterances(speech, small.training["files"], data)[1]
+        heard = sorted(set(roles) - set(unheard))
+        if heard:
+            raise SystemExit(f"--subarray-model {spec} heard test speakers {heard} in "
+                             f"training: its row would not be a fair comparison")
+        out.append(SubarrayModel(small, positions))
+    return out
+
+
+def run_systems(scenes: list, model: Model, perceptual: bool, workdir: Path,
+                subarrays: list[SubarrayModel] = ()) -> tuple[list[dict], dict, float]:
     """Per-scene rows with every system's scores, the system kinds, and the wall seconds of
-    ``sigformer enhance`` over all scenes."""
+    ``sigformer enhance`` over all scenes (the model under test only)."""
     from sigformer.speech.beamforming import estimate_doa
 
     systems = beamformer_systems(model.rate)
     kinds = {name: kind for name, (kind, _) in systems.items()}
+    for sub in subarrays:
+        kinds[sub.name] = "model on a sub-array (sigformer enhance)"
     kinds[model.name] = "model (sigformer enhance)"
     rows, enhance_wall = [], 0.0
     for i, sc in enumerate(scenes):
@@ -460,6 +504,9 @@ def run_systems(scenes: list, model: Model, perceptual: bool, workdir: Path
         enhanced, _ = enhance_like_cli(model, sc.mixture, workdir)
         enhance_wall += time.perf_counter() - t0
         scores[model.name] = score(enhanced, sc, model.rate, perceptual)
+        for sub in subarrays:
+            enhanced, _ = enhance_like_cli(sub.model, sc.mixture[sub.positions], workdir)
+            scores[sub.name] = score(enhanced, sc, model.rate, perceptual)
         info = sc.info
         rows.append({"scene": i, "speaker": info["speaker"], "role": info["role"],
                      "speech_file": info["speech_file"], "noise_file": info["noise_file"],
@@ -470,7 +517,8 @@ def run_systems(scenes: list, model: Model, perceptual: bool, workdir: Path
         print(f"  scene {i + 1}/{len(scenes)}: RT60 {info['rt60']:.2f} s, SNR "
               f"{info['snr_db']:.1f} dB, {info['role']} speaker {info['speaker']}: model "
               f"{scores[model.name]['si_sdri']:+.2f} dB SI-SDRi", flush=True)
-    order = [n for n in systems if n != CEILING] + [model.name, CEILING]
+    order = ([n for n in systems if n != CEILING] + [sub.name for sub in subarrays]
+             + [model.name, CEILING])
     return rows, {n: kinds[n] for n in order}, enhance_wall
 
 
@@ -496,7 +544,9 @@ def main(argv=None) -> int:
         print(f"{len(scenes)} scenes of {args.seconds:g} s at {model.rate} Hz, "
               f"{model.n_mics} mics, {len(roles)} unheard speakers, "
               f"{len(noises)} {'held-out' if held_out else 'HEARD'} noise files", flush=True)
-        rows, kinds, enhance_wall = run_systems(scenes, model, args.perceptual, workdir)
+        subarrays = subarray_models(args.subarray_model, model, roles, speech, data, workdir)
+        rows, kinds, enhance_wall = run_systems(scenes, model, args.perceptual, workdir,
+                                                subarrays)
 
     metrics = ("si_sdr", "si_sdri") + (("pesq", "stoi") if args.perceptual else ())
     results = {name: {"kind": kind, **summarise(rows, name, metrics)}
@@ -535,7 +585,9 @@ def main(argv=None) -> int:
             "speech_files": sorted({r["speech_file"] for r in rows}),
             "noise_files": [_relative(n, data) for n in noises],
             "noise_held_out": held_out, "allow_heard_noise": args.allow_heard_noise,
-            "quick": args.quick, "perceptual": args.perceptual, "threads": args.threads},
+            "quick": args.quick, "perceptual": args.perceptual, "threads": args.threads,
+            "subarray_models": [{"name": sub.model.name, "positions": sub.positions,
+                                 "weights_sha256": sub.model.digest} for sub in subarrays]},
         "rt60_bins": list(RT60_BINS), "snr_bins": list(SNR_BINS),
         "results": results, "targets": targets, "targets_all_unheard": targets_all,
         "enhance_wall_s": round(enhance_wall, 2), "machine": platform.machine(),

@@ -377,3 +377,51 @@ def test_plot_enhance_draws_every_system_and_leaves_empty_bins_blank(tmp_path):
     with pytest.raises(SystemExit, match="not an enhancement benchmark report"):
         (tmp_path / "bad.json").write_text("{}")
         plot.main([str(tmp_path / "bad.json"), "--out", str(tmp_path / "g.png")])
+
+
+def test_benchmark_runs_a_smaller_arrays_bundle_on_its_sub_array(enhance_run, tmp_path):
+    """An 8-mic run started from the 4-mic one (--init widens it): --subarray-model puts the
+    4-mic model on mics 0, 2, 4, 6 of every scene as its own row; a bundle that is not a
+    sub-array, or that heard a test speaker, is refused."""
+    data, run, _, record = enhance_run
+    train = load_script("scripts/train_speech.py")
+    wide = tmp_path / "wide"
+    args = _train_args(data, wide)
+    args[args.index("--n-mics") + 1] = "8"
+    assert _quiet(train.main, args + ["--init", str(run.with_name("run-best"))]) == 0
+    assert json.loads((tmp_path / "wide-split.json").read_text())["files"] == record["files"]
+    bench = load_script(BENCH)
+    seen = []
+    enhance = bench.enhance_like_cli
+
+    def recording(model, mixture, workdir):
+        seen.append((model.name, mixture.shape[0]))
+        return enhance(model, mixture, workdir)
+
+    bench.enhance_like_cli = recording
+    out = tmp_path / "r.json"
+    small = str(run.with_name("run-best"))
+    assert _quiet(bench.main, ["--model", str(wide), "--subarray-model", small,
+                               "--n-scenes", "2", "--seconds", "0.5", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    row = "run-best (mics 0, 2, 4, 6)"
+    assert report["results"][row]["kind"] == "model on a sub-array (sigformer enhance)"
+    assert list(report["results"])[-3:] == [row, "wide", "MVDR Souden (oracle, ceiling)"]
+    assert report["conditions"]["subarray_models"][0]["positions"] == [0, 2, 4, 6]
+    assert seen == [("wide", 8), ("run-best", 4)] * 2
+    for scene in report["scenes"]:
+        assert np.isfinite(scene["systems"][row]["si_sdri"])
+    # the run's own targets are still judged on the model under test alone
+    assert report["targets"]["si_sdri"] == pytest.approx(np.mean(
+        [s["systems"]["wide"]["si_sdri"] for s in report["scenes"] if s["role"] == "test"]))
+    with pytest.raises(SystemExit, match="--subarray-model .*multiple of 8"):
+        bench.main(["--model", small, "--subarray-model", str(wide), "--quick",
+                    "--out", str(tmp_path / "x.json")])
+    # a 4-mic run on another split heard some of this run's test speakers
+    other = tmp_path / "other"
+    assert _quiet(train.main, _train_args(data, other) + ["--seed", "3"]) == 0
+    heard = set(json.loads((tmp_path / "other-split.json").read_text())["speakers"]["train"])
+    assert heard & set(record["speakers"]["test"] + record["speakers"]["val"])
+    with pytest.raises(SystemExit, match="--subarray-model .* heard test speakers"):
+        bench.main(["--model", str(wide), "--subarray-model", str(other), "--quick",
+                    "--out", str(tmp_path / "y.json")])
