@@ -262,6 +262,7 @@ def _read_array_input(paths: list[str]):
 def _run_audio_bundle(args, task: str, out: str) -> dict:
     from .bundle import Bundle
     from .checkpoint import CheckpointError
+    from .data.io import DataError
     from .streaming.app import OnlineSettings, default_sinks, stream_bundle
     from .streaming.sources import ArraySource
 
@@ -272,7 +273,12 @@ def _run_audio_bundle(args, task: str, out: str) -> dict:
                               f"{bundle.task!r})")
     paths = _microphone_paths(args.input)
     audio, rate = _read_array_input(paths)
-    names = tuple(f"mic{i}" for i in range(audio.shape[0]))
+    mics = getattr(args, "mics", None) or list(range(audio.shape[0]))
+    if max(mics) >= audio.shape[0]:
+        raise DataError(f"--mics {','.join(map(str, mics))}: the input has microphones "
+                        f"0..{audio.shape[0] - 1} only")
+    audio = audio[mics]
+    names = tuple(f"mic{i}" for i in mics)
     source = ArraySource(audio, rate, names, chunk_size=int(rate))
     settings = OnlineSettings(channel=getattr(args, "channel", None), chunk_s=args.chunk_s,
                               overlap_s=args.overlap_s)
@@ -288,6 +294,8 @@ def _run_audio_bundle(args, task: str, out: str) -> dict:
                "real_time_factor": report.get("real_time_factor")}
     if len(paths) > 1:  # the order the files became mic0, mic1, ... (a glob: natural order)
         summary["microphones"] = paths
+    if getattr(args, "mics", None):
+        summary["microphones_used"] = mics
     return summary
 
 
@@ -504,6 +512,10 @@ def build_parser() -> argparse.ArgumentParser:
     enh.add_argument("--overlap-s", type=_non_negative_seconds,
                      help="overlap between chunks in seconds, at most half a chunk "
                           "(default: the bundle's)")
+    enh.add_argument("--mics", type=_microphone_list,
+                     help="the input's microphones to use, in the bundle's array order (e.g. "
+                          "0,2,4,6: a 4-mic circular bundle on every second microphone of an "
+                          "8-mic circular array)")
     enh.add_argument("--resample", action="store_true", help=argparse.SUPPRESS)  # now default
     enh.set_defaults(func=_cmd_enhance)
 
@@ -603,6 +615,20 @@ def _positive_seconds(text: str) -> float:
 
 def _non_negative_seconds(text: str) -> float:
     return _seconds(text, allow_zero=True)
+
+
+def _microphone_list(text: str) -> list[int]:
+    """``--mics 0,2,4,6``: distinct, non-negative microphone indices, in the order to use."""
+    try:
+        mics = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated microphone indices such as 0,2,4,6, got {text!r}"
+        ) from None
+    if any(m < 0 for m in mics) or len(set(mics)) != len(mics):
+        raise argparse.ArgumentTypeError(
+            f"microphone indices must be distinct and >= 0, got {text!r}")
+    return mics
 
 
 def _argument_problem(args) -> str | None:

@@ -371,6 +371,43 @@ def test_separate_cli(tmp_path):
                  "--out", str(tmp_path / "o5"), "--channel", "1"]) == 0
 
 
+def test_enhance_mics_picks_a_sub_array_of_a_larger_recording(tmp_path, capsys):
+    """--mics 0,2,4,6 runs a 4-mic bundle on those microphones of an 8-channel file: the
+    same output as the 4-channel file of them; bad lists are refused before anything runs."""
+    import json
+
+    from sigformer.cli import main
+
+    torch.manual_seed(0)
+    _speech_bundle(tmp_path / "enh", create_model("deftan2", "tiny", n_mics=4), "enhance",
+                   n_mics=4)
+    x = 0.1 * np.random.default_rng(0).standard_normal((8, 16000))
+    write_audio(tmp_path / "eight.wav", x, 16000)
+    write_audio(tmp_path / "four.wav", x[[0, 2, 4, 6]], 16000)
+    model = ["--model", str(tmp_path / "enh")]
+    assert main(["enhance", str(tmp_path / "four.wav"), *model, "--out",
+                 str(tmp_path / "a.wav")]) == 0
+    capsys.readouterr()
+    assert main(["enhance", str(tmp_path / "eight.wav"), *model, "--mics", "0,2,4,6", "--out",
+                 str(tmp_path / "b.wav")]) == 0
+    assert json.loads(capsys.readouterr().out)["microphones_used"] == [0, 2, 4, 6]
+    np.testing.assert_array_equal(read_audio(tmp_path / "a.wav")[0],
+                                  read_audio(tmp_path / "b.wav")[0])
+    assert main(["enhance", str(tmp_path / "eight.wav"), *model, "--out",
+                 str(tmp_path / "c.wav")]) != 0  # all 8 into a 4-mic bundle
+    assert "enhance --mics" in capsys.readouterr().err
+    assert main(["enhance", str(tmp_path / "eight.wav"), *model, "--mics", "0,2,4,9",
+                 "--out", str(tmp_path / "d.wav")]) != 0
+    assert "the input has microphones 0..7 only" in capsys.readouterr().err
+    for bad, why in (("0,2,x", "comma-separated microphone indices"),
+                     ("0,2,2,4", "distinct and >= 0"), ("-1,0,1,2", "distinct and >= 0")):
+        with pytest.raises(SystemExit):
+            main(["enhance", str(tmp_path / "eight.wav"), *model, f"--mics={bad}", "--out",
+                  str(tmp_path / "e.wav")])
+        assert why in capsys.readouterr().err
+    assert not any((tmp_path / f"{n}.wav").exists() for n in "cde")
+
+
 def test_separation_pipeline_end_to_end(tmp_path):
     import yaml
 

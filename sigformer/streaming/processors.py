@@ -126,7 +126,8 @@ class AudioStream:
                               f"{self.n_mics} microphones{describe_array(self.array)}: give "
                               f"{self.n_mics} channels (or one file per microphone) in the "
                               f"array's order, e.g. the {self.n_mics} of your {n} that form "
-                              f"such an array{shipped_for_mics(n)}")
+                              f"such an array (sigformer enhance --mics)"
+                              f"{shipped_for_mics(n)}")
         if not self.multichannel and n > 1 and self.channel is None:
             raise SignalError(f"the stream has {n} channels; separation takes mono audio: "
                               f"choose one with channel=N (--channel N)")
