@@ -11,8 +11,8 @@ How a README line becomes a test case:
 - the copied pipeline YAMLs get smaller data settings (``TINY_DATA`` below): even one epoch on
   the shipped sizes (13,200 AMR frames, 5-fold CV, 64 speech mixtures) would not fit the 3-minute
   budget of this file on 2 shared cores;
-- input files a command names but the README does not ship (``meeting.wav``, ``array.wav``, ``mic*.wav``,
-  ``capture.sigmf-meta``) are generated in the workspace;
+- input files a command names but the README does not ship (``meeting.wav``, ``array.wav``,
+  ``array8.wav``, ``mic*.wav``, ``capture.sigmf-meta``) are generated in the workspace;
 - a command that uses a bundle made by an earlier README command (``--model runs/sep/model``)
   first runs that earlier command once (module-scoped cache).
 Skipped on purpose: usage synopses (``PIPELINE.yaml``, ``[--opt]``, ``a|b``), the test suite
@@ -118,7 +118,7 @@ def _deep_merge(base: dict, override: dict) -> dict:
 
 def _make_inputs(workspace: Path) -> None:
     """The user files README commands name: a mono mixture, a 4-mic array (one file and one
-    file per microphone), an IQ capture."""
+    file per microphone), an 8-mic array, an IQ capture."""
     import soundfile as sf
 
     rng = np.random.default_rng(0)
@@ -127,6 +127,7 @@ def _make_inputs(workspace: Path) -> None:
     sf.write(workspace / "array.wav", array, 16000)
     for i in range(4):  # the same array as one mono file per microphone ('mic*.wav')
         sf.write(workspace / f"mic{i}.wav", array[:, i], 16000)
+    sf.write(workspace / "array8.wav", 0.1 * rng.standard_normal((16000, 8)), 16000)
     _write_capture(workspace / "capture", rng)
 
 
