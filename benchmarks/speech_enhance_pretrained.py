@@ -2,7 +2,8 @@
 side with the classical beamformers on the same scenes (issue 16).
 
     python benchmarks/speech_enhance_pretrained.py --model BUNDLE_OR_CHECKPOINT \\
-        [--n-scenes 24] [--perceptual] [--quick] [--out results.json]
+        [--n-scenes 24] [--perceptual] [--quick] [--subarray-model SMALLER_BUNDLE]
+        [--out results.json]
 
 ``--model`` is an enhancement bundle (a folder written by ``scripts/package_speech.py``, or a
 catalogue name) or a training checkpoint folder of ``scripts/train_speech.py --task enhance``
@@ -32,7 +33,11 @@ Test scenes, honest by construction:
 Systems: the unprocessed microphone 0 (floor); delay-and-sum at the true DOA and at the
 SRP-PHAT estimate; the MVDRs with estimated statistics (Souden and RTF-MVDR with energy-VAD
 statistics, MVDR steered at the SRP-PHAT DOA with the VAD noise covariance): the issue's
-"MVDR with estimated statistics"; the bundle run by ``sigformer enhance`` itself (its
+"MVDR with estimated statistics"; with ``--subarray-model``, a bundle for a smaller
+circular array of the same radius (e.g. 4 of the 8 microphones) run by ``sigformer enhance``
+on the sub-array it fits (mics 0, 2, 4, 6), so the table shows what the extra microphones
+buy (it must not have heard the scenes' speakers or noises either); the bundle run by
+``sigformer enhance`` itself (its
 streaming runtime and chunking, through a float WAV file); the Souden MVDR with oracle
 statistics (direct path vs the rest) as the ceiling. Metrics: SI-SDR against the direct path
 at microphone 0 and its gain over microphone 0 (SI-SDRi); with ``--perceptual`` PESQ (wide
@@ -454,28 +459,48 @@ class SubarrayModel(NamedTuple):
         return f"{self.model.name} (mics {', '.join(map(str, self.positions))})"
 
 
-def subarray_models(specs: list[str], model: Model, roles: dict, speech: list, data: Path,
-                    workdir: Path) -> list[SubarrayModel]:
+def subarray_models(specs: list[str], model: Model, roles: dict, noises: list[Path],
+                    speech: list, data: Path, workdir: Path) -> list[SubarrayModel]:
     """``--subarray-model`` bundles, each placed on the sub-array of ``model``'s array it was
-    trained for; refused when it is not a sub-array, or when it heard a test speaker."""
+    trained for; refused unless its array is a smaller circular one of the same radius and
+    rate, and unless it, too, never heard the scenes' speakers and noises."""
+    from sigformer.data.io import DataError
     from sigformer.data.mixtures import unheard_utterances
     from sigformer.models.speech.deftan2 import circular_subarray
 
     out = []
     for i, spec in enumerate(specs):
         small = resolve_model(spec, workdir / f"subarray{i}")
+        problem = None
         if small.rate != model.rate:
-            raise SystemExit(f"--subarray-model {spec} runs at {small.rate} Hz, the scenes at "
-                             f"{model.rate} Hz")
+            problem = f"runs at {small.rate} Hz, the scenes at {model.rate} Hz"
+        elif small.n_mics >= model.n_mics:
+            problem = (f"takes {small.n_mics} microphones: not a smaller array than the "
+                       f"{model.n_mics} of {model.name}")
+        elif (small.training.get("array") or {}).get("radius_m") != \
+                (model.training.get("array") or {}).get("radius_m"):
+            problem = (f"was trained for array radius "
+                       f"{(small.training.get('array') or {}).get('radius_m')} m, the scenes "
+                       f"use {(model.training.get('array') or {}).get('radius_m')} m")
+        if problem:
+            raise SystemExit(f"--subarray-model {spec} {problem}")
         try:
             positions = circular_subarray(small.n_mics, model.n_mics)
-        except ValueError as err:
+            unheard = unheard_utterances(speech, small.training["files"], data)[1]
+        except (ValueError, DataError) as err:
             raise SystemExit(f"--subarray-model {spec}: {err}") from None
-        unheard = unheard_utterances(speech, small.training["files"], data)[1]
         heard = sorted(set(roles) - set(unheard))
         if heard:
-            raise SystemExit(f"--subarray-model {spec} heard test speakers {heard} in "
-                             f"training: its row would not be a fair comparison")
+            raise SystemExit(f"--subarray-model {spec} heard speakers of these scenes in "
+                             f"training ({heard}): its row would not be a fair comparison")
+        recorded = small.training.get("noise_files")
+        heard_noises = sorted({str(n) for n in noises} & {
+            str(data / f) for f in (recorded or {}).get("train") or []})
+        if recorded is None or heard_noises:
+            raise SystemExit(f"--subarray-model {spec} " + (
+                f"trained on noise files of these scenes ({heard_noises})" if recorded else
+                "records no noise split (it may have trained on every noise file)")
+                + ": its row would not be a fair comparison")
         out.append(SubarrayModel(small, positions))
     return out
 
@@ -538,13 +563,14 @@ def main(argv=None) -> int:
             raise SystemExit(f"every speaker in {data} was heard in training: nothing fair to "
                              f"test on")
         noises, held_out = held_out_noises(model.training, data, args.allow_heard_noise)
+        subarrays = subarray_models(args.subarray_model, model, roles, noises, speech, data,
+                                    workdir)
         config = scene_config(model.rate, model.n_mics, model.training.get("array"))
         scenes = draw_scenes(test, roles, noises, config, args.seconds, args.n_scenes,
                              args.seed, data)
         print(f"{len(scenes)} scenes of {args.seconds:g} s at {model.rate} Hz, "
               f"{model.n_mics} mics, {len(roles)} unheard speakers, "
               f"{len(noises)} {'held-out' if held_out else 'HEARD'} noise files", flush=True)
-        subarrays = subarray_models(args.subarray_model, model, roles, speech, data, workdir)
         rows, kinds, enhance_wall = run_systems(scenes, model, args.perceptual, workdir,
                                                 subarrays)
 

@@ -122,6 +122,8 @@ def training_facts(run: Path, log: Path | None) -> dict:
                                                   record["files"]["train"]), 1),
              "n_val": args.get("n_val"),
              "validation": history[-8:], **read_log(log)}
+    if "noise_files" in record:  # either task: a run fine-tuned from the bundle keeps them out
+        facts["noise_files"] = record["noise_files"]
     if enhance:  # what the enhancement benchmark needs to draw unheard scenes
         facts.update(task="enhance", n_mics=int(args.get("n_mics") or 4),
                      sample_rate=int(args.get("sample_rate") or 16000), data_root=str(root),
@@ -140,25 +142,31 @@ def init_training(init: str | None) -> dict | None:
     saved = json.loads(config.read_text())
     training = saved.get("extra", {}).get("training") or {}
     return {"name": Path(init).name, "n_mics": saved.get("kwargs", {}).get("n_mics"),
-            "steps": training.get("steps"), "train_seconds": training.get("train_seconds")}
+            "steps": training.get("steps"), "steps_trained": training.get("steps_trained"),
+            "train_seconds": training.get("train_seconds")}
 
 
 def init_lines(facts: dict) -> list[str]:
     """The card's fine-tuning line: where the weights started, and that run's budget."""
-    start = facts.get("init_training") or ({"name": Path(facts["init"]).name}
-                                           if facts.get("init") else None)
-    if not start:
+    if not facts.get("init"):
         return []
+    start = facts.get("init_training") or {"name": Path(facts["init"]).name}
     line = f"- Fine-tuned from `{start['name']}`"
     n_mics = facts.get("n_mics")
     if start.get("n_mics") and n_mics and start["n_mics"] != n_mics:
-        step = n_mics // start["n_mics"]
+        from sigformer.models.speech.deftan2 import circular_subarray
+
+        positions = circular_subarray(start["n_mics"], n_mics)
         line += (f", widened from its {start['n_mics']} microphones to {n_mics} (its "
-                 f"microphones at every {'second' if step == 2 else f'{step}th'} position "
-                 f"of this array, the new ones' weights starting at zero)")
-    if start.get("steps") and start.get("train_seconds"):
-        line += (f"; its own training: {start['steps']:,} steps, "
-                 f"{start['train_seconds'] / 60:.0f} min on a 2-core CPU")
+                 f"microphones at positions {', '.join(map(str, positions))} of this array, "
+                 f"the new ones' weights starting at zero)")
+    if start.get("train_seconds"):
+        trained, kept = start.get("steps_trained") or start.get("steps"), start.get("steps")
+        line += (f"; its own training: {trained:,} steps"
+                 + (f" (weights of step {kept:,})" if kept and kept != trained else "")
+                 + f", {start['train_seconds'] / 60:.0f} min on a 2-core CPU")
+    else:
+        line += f" (`{facts['init']}`; its own budget is in its training log)"
     return [line + "."]
 
 

@@ -13,10 +13,14 @@ Speakers are split train / val / test with :func:`sigformer.data.mixtures.speake
 to ``--out`` every ``--checkpoint-every`` steps and at the end; ``--resume`` continues from it
 with the recipe it recorded (another ``--loss``, ``--lr``, ``--clip`` or ``--loss-threshold``
 is refused; ``--steps`` may grow: the plateau schedule does not depend on it; ``--bf16`` may
-be switched: precision is not part of the model). ``--init`` (fine-tuning) keeps the split of
-the run it starts from: its ``<run>-split.json`` becomes the default ``--split-from`` (a new
-split could hold out speakers and noises the initial weights heard; ``--allow-new-split``
-accepts that). Examples (smoke test, then a long background run)::
+be switched: precision is not part of the model). ``--init`` (fine-tuning, from a run's
+checkpoint folder or a packaged bundle) keeps the split of the run it starts from: its
+``<run>-split.json``, or the bundle's recorded split, becomes the default ``--split-from`` (a
+new split could hold out speakers and noises the initial weights heard;
+``--allow-new-split`` accepts that). An enhancement ``--init`` for fewer microphones widens
+to ``--n-mics`` when its uniform circular array is a sub-array of this one (4 -> 8: its
+microphones at positions 0, 2, 4, 6, the new ones' weights starting at zero).
+Examples (smoke test, then a long background run)::
 
     python scripts/train_speech.py --task separate --steps 4 --batch-size 2 --seconds 1 \\
         --val-every 2 --n-val 2 --out runs/sep_smoke
@@ -63,9 +67,11 @@ def parse_args(argv=None) -> argparse.Namespace:
                     help="separate: speed perturbation range per source (default 0.95 1.05; "
                          "a wider range also shifts pitch and formants: new voices)")
     ap.add_argument("--split-from", default=None,
-                    help="use the splits recorded by an earlier run (its -split.json)")
+                    help="use the splits recorded by an earlier run (its -split.json, or a "
+                         "packaged bundle folder)")
     ap.add_argument("--init", default=None,
-                    help="start from the weights of this checkpoint folder (fine-tuning); "
+                    help="start from the weights of this checkpoint or bundle folder "
+                         "(fine-tuning; enhancement: a sub-array's weights widen to --n-mics); "
                          "its run's split record is the default --split-from")
     ap.add_argument("--allow-new-split", action="store_true",
                     help="with --init and no split record of the init run: make a new split "
@@ -99,7 +105,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def init_split_record(init: str) -> Path:
     """The split record of the run ``--init`` starts from: ``<run>-split.json``, shared by
-    its ``<run>-best`` folder (as ``scripts/package_speech.py`` finds it)."""
+    its ``<run>-best`` folder (as ``scripts/package_speech.py`` finds it); for a packaged
+    bundle without one beside it, the bundle folder itself (its config records the split)."""
     from sigformer.recipes.speech import BEST_SUFFIX
 
     run = Path(init)
@@ -220,7 +227,7 @@ def recorded_noise_split(record_path: str, data: str) -> dict | None:
     """The noise split of an earlier run's record (None for records made before noises were
     split: those runs trained on every noise file)."""
     record = read_split_record(record_path)
-    if "noise_files" not in record:
+    if record.get("noise_files") is None:  # absent, or null in a bundle packaged from one
         return None
     root = Path(data).resolve()
     split = {k: [root / f for f in files] for k, files in record["noise_files"].items()}
@@ -333,6 +340,9 @@ def init_model(model, initial, name: str) -> None:
     from sigformer.models.speech.deftan2 import circular_subarray, load_subarray_weights
 
     trained, wanted = getattr(initial, "n_mics", None), getattr(model, "n_mics", None)
+    if type(initial) is not type(model):
+        raise SystemExit(f"--init {name} is a {type(initial).__name__}; this run trains a "
+                         f"{type(model).__name__}")
     if trained == wanted:
         model.load_state_dict(initial.state_dict())
         print(f"initialised from {name}", flush=True)

@@ -91,7 +91,7 @@ def _cmd_stream(args) -> int:
         cfg = override_stream(load_task_config(target), _stream_overrides(args))
         report = run_stream(cfg, args.model, source=args.source, out=args.out,
                             plot=args.plot or False, samples_per_symbol=args.sps,
-                            channel=args.channel, duration=args.duration,
+                            channel=args.channel, mics=args.mics, duration=args.duration,
                             max_predictions=args.max_predictions)
         _print_json({k: v for k, v in report.items() if not isinstance(v, list)})
         return EXIT_INTERRUPTED if report.get("interrupted") else 0
@@ -110,7 +110,8 @@ def _cmd_stream(args) -> int:
 
     # flags not given keep OnlineSettings' defaults (the defaults the help text states)
     given = {k: v for k, v in _stream_overrides(args).items() if k in _SETTINGS_KEYS}
-    settings = OnlineSettings(channel=args.channel, samples_per_symbol=args.sps, **given)
+    settings = OnlineSettings(channel=args.channel, samples_per_symbol=args.sps,
+                              mics=tuple(args.mics) if args.mics else None, **given)
     report = stream_bundle(bundle, source, sinks, settings=settings, duration=args.duration,
                            max_outputs=args.max_predictions)
     report.pop("_outputs", None)
@@ -262,7 +263,6 @@ def _read_array_input(paths: list[str]):
 def _run_audio_bundle(args, task: str, out: str) -> dict:
     from .bundle import Bundle
     from .checkpoint import CheckpointError
-    from .data.io import DataError
     from .streaming.app import OnlineSettings, default_sinks, stream_bundle
     from .streaming.sources import ArraySource
 
@@ -273,14 +273,11 @@ def _run_audio_bundle(args, task: str, out: str) -> dict:
                               f"{bundle.task!r})")
     paths = _microphone_paths(args.input)
     audio, rate = _read_array_input(paths)
-    mics = getattr(args, "mics", None) or list(range(audio.shape[0]))
-    if max(mics) >= audio.shape[0]:
-        raise DataError(f"--mics {','.join(map(str, mics))}: the input has microphones "
-                        f"0..{audio.shape[0] - 1} only")
-    audio = audio[mics]
-    names = tuple(f"mic{i}" for i in mics)
+    names = tuple(f"mic{i}" for i in range(audio.shape[0]))
     source = ArraySource(audio, rate, names, chunk_size=int(rate))
-    settings = OnlineSettings(channel=getattr(args, "channel", None), chunk_s=args.chunk_s,
+    mics = getattr(args, "mics", None)
+    settings = OnlineSettings(channel=getattr(args, "channel", None),
+                              mics=tuple(mics) if mics else None, chunk_s=args.chunk_s,
                               overlap_s=args.overlap_s)
     from pathlib import Path
 
@@ -294,7 +291,7 @@ def _run_audio_bundle(args, task: str, out: str) -> dict:
                "real_time_factor": report.get("real_time_factor")}
     if len(paths) > 1:  # the order the files became mic0, mic1, ... (a glob: natural order)
         summary["microphones"] = paths
-    if getattr(args, "mics", None):
+    if mics:
         summary["microphones_used"] = mics
     return summary
 
@@ -423,6 +420,9 @@ def build_parser() -> argparse.ArgumentParser:
     stream.add_argument("--all-frames", action="store_true",
                         help="--decision burst: no power gate, every frame is kept")
     stream.add_argument("--channel", type=int, help="input channel to separate")
+    stream.add_argument("--mics", type=_microphone_list,
+                        help="enhancement: the stream's microphones to use, in the bundle's "
+                             "array order (e.g. 0,2,4,6)")
     stream.add_argument("--threads", type=int, help="model threads (default 1)")
     stream.add_argument("--nan-policy", choices=("raise", "skip", "interpolate"),
                         help="NaN/Inf samples (default: skip their windows: a live stream "

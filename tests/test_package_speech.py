@@ -225,17 +225,23 @@ def test_card_of_a_widened_fine_tune_names_its_start_and_that_runs_budget(tmp_pa
     start.mkdir()
     (start / "config.json").write_text(json.dumps({
         "kwargs": {"n_mics": 4},
-        "extra": {"training": {"steps": 6000, "train_seconds": 15300}}}))
+        "extra": {"training": {"steps": 6000, "steps_trained": 7250,
+                               "train_seconds": 15300}}}))
     facts = {"init": str(start), "init_training": package.init_training(str(start)),
              "n_mics": 8}
     assert package.init_lines(facts) == [
         "- Fine-tuned from `enh-4mic`, widened from its 4 microphones to 8 (its microphones "
-        "at every second position of this array, the new ones' weights starting at zero); "
-        "its own training: 6,000 steps, 255 min on a 2-core CPU."]
+        "at positions 0, 2, 4, 6 of this array, the new ones' weights starting at zero); "
+        "its own training: 7,250 steps (weights of step 6,000), 255 min on a 2-core CPU."]
     same = {**facts, "n_mics": 4}
     assert package.init_lines(same) == [
-        "- Fine-tuned from `enh-4mic`; its own training: 6,000 steps, 255 min on a 2-core CPU."]
+        "- Fine-tuned from `enh-4mic`; its own training: 7,250 steps (weights of step 6,000), "
+        "255 min on a 2-core CPU."]
+    assert "at positions 0, 3, 6, 9 of this array" in package.init_lines(
+        {**facts, "n_mics": 12})[0]
     gone = {"init": str(tmp_path / "runs" / "old-best"),
             "init_training": package.init_training(str(tmp_path / "runs" / "old-best"))}
-    assert package.init_lines(gone) == ["- Fine-tuned from `old-best`."]
+    assert package.init_lines(gone) == [
+        f"- Fine-tuned from `old-best` (`{tmp_path / 'runs' / 'old-best'}`; its own budget is "
+        f"in its training log)."]
     assert package.init_lines({"init": None}) == []

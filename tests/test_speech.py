@@ -372,8 +372,9 @@ def test_separate_cli(tmp_path):
 
 
 def test_enhance_mics_picks_a_sub_array_of_a_larger_recording(tmp_path, capsys):
-    """--mics 0,2,4,6 runs a 4-mic bundle on those microphones of an 8-channel file: the
-    same output as the 4-channel file of them; bad lists are refused before anything runs."""
+    """--mics 0,2,4,6 runs a 4-mic bundle on those microphones of an 8-channel file (enhance
+    and stream): the same output as the 4-channel file of them; bad lists are refused before
+    anything is written."""
     import json
 
     from sigformer.cli import main
@@ -395,10 +396,22 @@ def test_enhance_mics_picks_a_sub_array_of_a_larger_recording(tmp_path, capsys):
                                   read_audio(tmp_path / "b.wav")[0])
     assert main(["enhance", str(tmp_path / "eight.wav"), *model, "--out",
                  str(tmp_path / "c.wav")]) != 0  # all 8 into a 4-mic bundle
-    assert "enhance --mics" in capsys.readouterr().err
+    assert "that form such an array (--mics)" in capsys.readouterr().err
     assert main(["enhance", str(tmp_path / "eight.wav"), *model, "--mics", "0,2,4,9",
                  "--out", str(tmp_path / "d.wav")]) != 0
-    assert "the input has microphones 0..7 only" in capsys.readouterr().err
+    assert "mics 0,2,4,9 (--mics): the stream has microphones 0..7 only" in \
+        capsys.readouterr().err
+    # sigformer stream takes the same flag (one runtime), and refuses it for other bundles
+    assert main(["stream", str(tmp_path / "enh"), "--source", f"wav:{tmp_path / 'eight.wav'}",
+                 "--mics", "0,2,4,6", "--out", str(tmp_path / "s.wav")]) == 0
+    np.testing.assert_array_equal(read_audio(tmp_path / "s.wav")[0],
+                                  read_audio(tmp_path / "a.wav")[0])
+    _speech_bundle(tmp_path / "sep", create_model("mossformer", "tiny"), "separate")
+    capsys.readouterr()
+    assert main(["stream", str(tmp_path / "sep"), "--source", f"wav:{tmp_path / 'eight.wav'}",
+                 "--mics", "0,1", "--out", str(tmp_path / "sep_out")]) != 0
+    assert "this bundle is 'separate': choose its one input with --channel" in \
+        capsys.readouterr().err
     for bad, why in (("0,2,x", "comma-separated microphone indices"),
                      ("0,2,2,4", "distinct and >= 0"), ("-1,0,1,2", "distinct and >= 0")):
         with pytest.raises(SystemExit):
@@ -480,27 +493,29 @@ def test_deftan2_bad_input():
 
 
 def test_deftan2_widened_to_a_larger_circular_array_starts_as_the_sub_array_model():
-    """4 -> 8 microphones: the trained weights at every second position, the new ones zero,
-    so on an input whose level is the sub-array's (odd mics copying even ones) the widened
-    model equals the trained one on mics 0, 2, 4, 6; other mics then change its output only
-    once their weights train."""
+    """4 -> 8 microphones: the widened encoder on any 8-mic features equals the trained one on
+    the even mics' (real, imaginary) channel pairs, whatever the odd mics carry (their weights
+    start at zero); the whole model on an input whose odd mics copy the even ones (the same
+    level) equals the trained model on the even mics."""
     from sigformer.models.speech.deftan2 import circular_subarray, load_subarray_weights
 
     torch.manual_seed(0)
     four = create_model("deftan2", "tiny", n_mics=4).eval()
     eight = load_subarray_weights(create_model("deftan2", "tiny", n_mics=8).eval(),
                                   four.state_dict(), circular_subarray(4, 8))
+    feats = torch.randn(2, 16, 9, 33)  # (B, 2 x 8 mics, T, F): odd mics independent
+    even = feats.view(2, 8, 2, 9, 33)[:, 0::2].reshape(2, 8, 9, 33)
     sub = torch.randn(2, 4, 3000)
     with torch.no_grad():
-        expected = four(sub)
-        torch.testing.assert_close(eight(sub.repeat_interleave(2, dim=1)), expected,
-                                   atol=1e-5, rtol=1e-4)
-        w = eight.encoder[0].weight
-        assert torch.equal(w[:, [2, 3, 6, 7, 10, 11, 14, 15]], torch.zeros_like(w[:, :8]))
-        assert torch.equal(w[:, [4, 5]], four.encoder[0].weight[:, [2, 3]])  # mic 1 -> 2
+        torch.testing.assert_close(eight.encoder(feats), four.encoder(even))
+        # the forward's (mic, re/im) layout: unbiased std over 2x the samples differs ~1e-5
+        torch.testing.assert_close(eight(sub.repeat_interleave(2, dim=1)), four(sub),
+                                   atol=1e-4, rtol=1e-3)
     assert circular_subarray(4, 4) == [0, 1, 2, 3] and circular_subarray(2, 8) == [0, 4]
     with pytest.raises(ValueError, match="sub-array of one of 6 only when 6 is a multiple"):
         circular_subarray(4, 6)
+    with pytest.raises(ValueError, match="8 microphones is never a sub-array of one of 4"):
+        circular_subarray(8, 4)
     with pytest.raises(ValueError, match="3 positions given for weights trained on 4"):
         load_subarray_weights(eight, four.state_dict(), [0, 2, 4])
     with pytest.raises(ValueError, match="must be 4 distinct microphones of the 8"):
@@ -887,50 +902,80 @@ def test_train_speech_init_keeps_the_split_of_the_run_it_starts_from(tmp_path, c
                                        "--resume"]).split_from is None
 
 
-def test_train_speech_init_from_a_bundle_keeps_its_split_and_widens_the_array(tmp_path,
-                                                                               capsys):
-    """--init with a packaged enhancement bundle: its config's recorded split (speakers and
-    noises) decides the run's, and a 4-mic bundle starts an 8-mic run on mics 0, 2, 4, 6."""
+@pytest.mark.parametrize("task", ["enhance", "separate"])
+def test_train_speech_init_from_a_packaged_bundle_keeps_its_split(task, tmp_path, capsys):
+    """--init with a bundle written by package_speech.py: its recorded split (speakers and
+    held-out noises, for either task) decides the run's; an enhancement bundle for 4 mics
+    starts an 8-mic run with its weights on mics 0, 2, 4, 6."""
     import json
 
-    from sigformer.checkpoint import save_checkpoint
-    from sigformer.data.mixtures import list_speech, speaker_splits
+    from sigformer.checkpoint import load_checkpoint
+    from tests.repo_scripts import load_script
 
     script = _train_script()
+    package = load_script("scripts/package_speech.py")
     data = _write_corpus(tmp_path / "corpus")
-    for name in ("fan", "street", "babble", "rain"):
+    for name in ("fan", "street", "babble"):
         write_audio(data / "noise" / f"{name}.wav",
                     np.random.default_rng(len(name)).standard_normal(8000).astype(np.float32),
                     8000)
-    common = ["--task", "enhance", "--data", str(data), "--preset", "tiny", "--batch-size",
-              "1", "--seconds", "0.25", "--n-val", "1", "--workers", "0", "--sample-rate",
-              "8000", "--steps", "1", "--val-every", "1"]
-    first = script.parse_args(common + ["--out", str(tmp_path / "first"), "--seed", "5"])
-    speech, noises = list_speech(data)
-    splits = speaker_splits(speech, seed=5)
-    noise_split = script.choose_noise_split(first, noises, None)
-    record = json.loads(script.write_split_record(first, splits, noise_split).read_text())
-    four = create_model("deftan2", "tiny", n_mics=4, sample_rate=8000)
-    bundle = tmp_path / "enh-bundle"  # a packaged bundle: no -split.json beside it
-    save_checkpoint(bundle, four, extra={"training": {
-        "files": record["files"], "noise_files": record["noise_files"], "split_seed": 5}})
-    tuned = ["--out", str(tmp_path / "tuned"), "--n-mics", "8", "--init", str(bundle)]
-    args = script.parse_args(common + tuned)
-    assert args.split_from == str(bundle)
+    common = ["--task", task, "--data", str(data), "--preset", "tiny", "--batch-size", "1",
+              "--seconds", "0.25", "--n-val", "1", "--workers", "0", "--sample-rate", "8000",
+              "--steps", "1", "--val-every", "1"]
+    first = tmp_path / "first"
+    assert script.main(common + ["--out", str(first), "--seed", "5",
+                                 "--noise-test-share", "0.25"]) == 0
+    record = json.loads((tmp_path / "first-split.json").read_text())
+    assert record["noise_files"]["test"]  # one of four held out
+    assert package.main([str(first), "--dest", str(tmp_path / "bundles"), "--name", "b"]) == 0
+    bundle = tmp_path / "bundles" / "b"
+    capsys.readouterr()
+    tuned = ["--out", str(tmp_path / "tuned"), "--init", str(bundle)]
+    if task == "enhance":
+        tuned += ["--n-mics", "8"]
     assert script.main(common + tuned) == 0
     out = capsys.readouterr().out
     assert f"keeping its run's split ({bundle})" in out
-    assert "its 4 microphones at positions [0, 2, 4, 6] of the 8-microphone" in out
     written = json.loads((tmp_path / "tuned-split.json").read_text())
     assert written["files"] == record["files"]
-    assert written["noise_files"] == record["noise_files"]
-    with pytest.raises(SystemExit, match=r"trained for 4 microphones, this run has "
-                                         r"--n-mics 6: .*multiple of 4"):
-        script.main(common + ["--out", str(tmp_path / "six"), "--n-mics", "6", "--init",
-                              str(bundle)])
-    save_checkpoint(tmp_path / "bare", four)  # a folder that records no split
+    assert written["noise_files"] == record["noise_files"]  # held-out noises stay out
+    if task == "enhance":
+        assert "its 4 microphones at positions [0, 2, 4, 6] of the 8-microphone" in out
+        start, _ = load_checkpoint(bundle)
+        model, _ = load_checkpoint(tmp_path / "tuned")
+        assert model.n_mics == 8 and start.n_mics == 4
+        with pytest.raises(SystemExit, match=r"trained for 4 microphones, this run has "
+                                             r"--n-mics 6: .*multiple of 4"):
+            script.main(common + ["--out", str(tmp_path / "six"), "--n-mics", "6", "--init",
+                                  str(bundle)])
+    else:
+        with pytest.raises(SystemExit, match=r"--init .* is a MossFormer; this run trains a "
+                                             r"DeFTAN2"):
+            script.main([*common[:1], "enhance", *common[2:], "--out", str(tmp_path / "x"),
+                         "--init", str(bundle)])
+    from sigformer.checkpoint import save_checkpoint
+
+    save_checkpoint(tmp_path / "bare", create_model("deftan2", "tiny"))  # records no split
     with pytest.raises(SystemExit, match="without a recorded split"):
         script.read_split_record(tmp_path / "bare")
+
+
+def test_train_speech_init_from_a_bundle_packaged_before_the_noise_split(tmp_path, capsys):
+    """A bundle whose record says noise_files: null (packaged from a run before the noise
+    split) trains on every noise file, as that run did, and says so (it crashed)."""
+    import json
+
+    script = _train_script()
+    record = tmp_path / "old"
+    record.mkdir()
+    (record / "config.json").write_text(json.dumps({"extra": {"training": {
+        "files": {"train": [], "val": [], "test": []}, "noise_files": None}}}))
+    noises = [tmp_path / "a.wav", tmp_path / "b.wav"]
+    args = script.parse_args(["--task", "enhance", "--out", str(tmp_path / "r"),
+                              "--split-from", str(record)])
+    assert script.choose_noise_split(args, noises, str(record)) == {"train": noises,
+                                                                    "test": []}
+    assert "predates the noise split" in capsys.readouterr().out
 
 
 def test_train_speech_noise_share_must_agree_with_the_record(tmp_path, capsys):

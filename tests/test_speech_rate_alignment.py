@@ -267,10 +267,14 @@ def test_wrong_microphone_count_names_a_shipped_bundle_for_the_streams_array(tmp
             {"model": model, "task": task, "kwargs": {"n_mics": n_mics} if n_mics else {}}))
     monkeypatch.setattr(catalogue, "CATALOGUE_DIR", tmp_path)
     proc = AudioStream(torch.nn.Identity(), 16000, multichannel=True, n_mics=4)
-    with pytest.raises(SignalError, match=r"such an array \(sigformer enhance --mics\); or a "
-                                          r"shipped bundle for 8 microphones: --model "
-                                          r"enh-a-8mic$"):
+    with pytest.raises(SignalError, match=r"such an array \(--mics\); or a shipped bundle for 8 "
+                                          r"microphones: --model enh-a-8mic$"):
         proc.configure(16000, [f"mic{i}" for i in range(8)])
-    with pytest.raises(SignalError,
-                       match=r"that form such an array \(sigformer enhance --mics\)$"):
+    with pytest.raises(SignalError, match=r"that form such an array \(--mics\)$"):
         proc.configure(16000, [f"mic{i}" for i in range(6)])
+    # three of eight picked: the count is the picked one, the shipped hint the stream's
+    picked = AudioStream(torch.nn.Identity(), 16000, multichannel=True, n_mics=4,
+                         mics=[0, 2, 4])
+    with pytest.raises(SignalError, match=r"^--mics picks 3 of the stream's 8 channels; .*"
+                                          r"the 4 of your 8 .*--model enh-a-8mic$"):
+        picked.configure(16000, [f"mic{i}" for i in range(8)])

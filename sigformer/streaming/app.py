@@ -46,6 +46,7 @@ class OnlineSettings:
     nan_policy: str = "skip"
     smoothing: Smoother | None = None
     channel: int | None = None  # separation: which input channel
+    mics: tuple[int, ...] | None = None  # enhancement: which input channels, in array order
     chunk_s: float | None = None  # audio: overlap-add chunk (default: the bundle's)
     overlap_s: float | None = None
     samples_per_symbol: float | None = None  # IQ family bundles: the stream's symbol length
@@ -75,6 +76,11 @@ def build_online(bundle: Bundle | str | Path, settings: OnlineSettings | None = 
         raise PipelineConfigError(f"decision='burst' is for IQ classification bundles (bursts "
                                   f"of a radio capture); this bundle is {bundle.task!r} with "
                                   f"{bundle.input_spec!r}")
+    if settings.mics is not None and bundle.task != "enhance":
+        raise PipelineConfigError(f"mics (--mics) picks the microphones of an enhancement "
+                                  f"bundle; this bundle is {bundle.task!r}"
+                                  + (": choose its one input with --channel"
+                                     if bundle.task == "separate" else ""))
     if bundle.task == "classify":
         if iq:
             return _iq_classifier(bundle, settings, source_rate)
@@ -245,7 +251,7 @@ def _audio(bundle: Bundle, settings: OnlineSettings):
                        chunk_s=chunk_s, overlap_s=overlap_s,
                        # an unlabelled separation bundle: one name per source (out0, ...)
                        labels=bundle.labels or (["enhanced"] if multichannel else []),
-                       channel=settings.channel,
+                       channel=settings.channel, mics=settings.mics,
                        n_mics=spec.n_channels if multichannel else None,
                        nan_policy=settings.nan_policy, array=bundle.extra.get("array"))
 
@@ -669,12 +675,13 @@ def override_stream(cfg, overrides: dict[str, Any]):
 
 def run_stream(cfg, checkpoint_dir, *, source: str | None = None, out: str | None = None,
                plot: bool | str = False, samples_per_symbol: float | None = None,
-               channel: int | None = None, duration: float | None = None,
-               max_predictions: int | None = None, log=print) -> dict:
+               channel: int | None = None, mics: tuple[int, ...] | None = None,
+               duration: float | None = None, max_predictions: int | None = None,
+               log=print) -> dict:
     """Stream with the settings of a pipeline's ``stream`` section. ``source``: a source
     string (as ``--source``) read instead of the section's ``source`` (its realtime,
     chunk_size, sfreq, channels and timeout still apply); ``out``, ``plot``,
-    ``samples_per_symbol`` and ``channel`` have no YAML key and are given here."""
+    ``samples_per_symbol``, ``channel`` and ``mics`` have no YAML key and are given here."""
     bundle = Bundle.load(checkpoint_dir)
     src = cfg.stream.source
     nominal = nominal_rate(bundle, src.realtime)
@@ -692,6 +699,7 @@ def run_stream(cfg, checkpoint_dir, *, source: str | None = None, out: str | Non
 
     settings = settings_from_config(cfg)
     settings.samples_per_symbol, settings.channel = samples_per_symbol, channel
+    settings.mics = tuple(mics) if mics else None
     report = stream_bundle(bundle, source, sinks, settings=settings,
                            duration=duration, max_outputs=max_predictions,
                            queue_size=cfg.stream.queue_size,

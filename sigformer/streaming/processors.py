@@ -107,10 +107,15 @@ class AudioStream:
     def __init__(self, model: torch.nn.Module, model_rate: float, *, multichannel: bool,
                  chunk_s: float = 4.0, overlap_s: float = 0.5, labels: Sequence[str] = (),
                  channel: int | None = None, n_mics: int | None = None,
-                 nan_policy: str = "raise", array: dict | None = None):
+                 nan_policy: str = "raise", array: dict | None = None,
+                 mics: Sequence[int] | None = None):
         self.model, self.model_rate = model, float(model_rate)
         self.array = array  # the microphone array an enhancement bundle was trained for
         self.multichannel, self.channel, self.n_mics = multichannel, channel, n_mics
+        if mics is not None and not multichannel:
+            raise ValueError("mics picks an enhancement model's microphones; separation "
+                             "takes one channel: channel=N")
+        self.mics = list(mics) if mics else None  # the stream channels used, in array order
         self.chunk, self.overlap = int(chunk_s * model_rate), int(overlap_s * model_rate)
         self.labels = list(labels)
         self.nan_policy = nan_policy
@@ -120,14 +125,21 @@ class AudioStream:
 
     def configure(self, sfreq: float, channels) -> None:
         channels = channels if isinstance(channels, ChannelSet) else ChannelSet(tuple(channels))
-        n = len(channels)
+        n_stream = n = len(channels)
+        if self.mics is not None:
+            if max(self.mics) >= n:
+                raise SignalError(f"mics {','.join(map(str, self.mics))} (--mics): the stream "
+                                  f"has microphones 0..{n - 1} only")
+            n = len(self.mics)
         if self.multichannel and self.n_mics is not None and n != self.n_mics:
-            raise SignalError(f"the stream has {n} channels; this enhancement bundle takes "
+            given = (f"--mics picks {n} of the stream's {n_stream} channels"
+                     if self.mics is not None else f"the stream has {n} channels")
+            raise SignalError(f"{given}; this enhancement bundle takes "
                               f"{self.n_mics} microphones{describe_array(self.array)}: give "
                               f"{self.n_mics} channels (or one file per microphone) in the "
-                              f"array's order, e.g. the {self.n_mics} of your {n} that form "
-                              f"such an array (sigformer enhance --mics)"
-                              f"{shipped_for_mics(n)}")
+                              f"array's order, e.g. the {self.n_mics} of your {n_stream} that "
+                              f"form such an array (--mics)"
+                              f"{shipped_for_mics(n_stream)}")
         if not self.multichannel and n > 1 and self.channel is None:
             raise SignalError(f"the stream has {n} channels; separation takes mono audio: "
                               f"choose one with channel=N (--channel N)")
@@ -152,7 +164,7 @@ class AudioStream:
 
     def _select(self, chunk: np.ndarray) -> np.ndarray:
         if self.multichannel:
-            return chunk
+            return chunk if self.mics is None else chunk[self.mics]
         return chunk[(self.channel or 0):(self.channel or 0) + 1]
 
     def _configure_resampling(self, names: tuple[str, ...]) -> None:

@@ -248,10 +248,12 @@ def circular_subarray(n_trained: int, n_mics: int) -> list[int]:
     """Where the microphones of an ``n_trained`` uniform circular array sit in an ``n_mics``
     one of the same radius, both counted from microphone 0 (every ``n_mics // n_trained``-th):
     4 in 8 -> ``[0, 2, 4, 6]``."""
-    if n_trained < 1 or n_mics < n_trained or n_mics % n_trained:
+    if n_trained < 1 or n_mics < n_trained:
+        raise ValueError(f"a uniform circular array of {n_trained} microphones is never a "
+                         f"sub-array of one of {n_mics}")
+    if n_mics % n_trained:
         raise ValueError(f"a uniform circular array of {n_trained} microphones is a sub-array "
-                         f"of one of {n_mics} only when {n_mics} is a multiple of {n_trained}; "
-                         f"give the positions explicitly")
+                         f"of one of {n_mics} only when {n_mics} is a multiple of {n_trained}")
     return list(range(0, n_mics, n_mics // n_trained))
 
 
@@ -259,8 +261,9 @@ def load_subarray_weights(model: DeFTAN2, state: dict, positions: list[int]) -> 
     """Load weights trained on a smaller array into ``model``, whose array contains it:
     trained microphone ``i`` sits at ``positions[i]`` of the new array. The new microphones
     start with zero encoder weights, so the widened model begins as the trained one applied
-    to the sub-array (equal outputs when the input's overall level is the sub-array's), and
-    fine-tuning teaches it to use them. Every other weight must match in shape."""
+    to the sub-array (up to the input normalisation, whose standard deviation is taken over
+    every microphone), and fine-tuning teaches it to use them. Every other weight must match
+    in shape."""
     if ENCODER_WEIGHT not in state:
         raise ValueError(f"not DeFTAN-II weights: no {ENCODER_WEIGHT!r}")
     trained = state[ENCODER_WEIGHT]
