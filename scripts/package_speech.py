@@ -208,7 +208,8 @@ def enhance_data(record: dict) -> str:
     noise = (f"{len(noises['train'])} training noise files ({len(noises['test'])} more held "
              f"out for test, never trained on)" if noises else
              "every noise file (none held out: this run predates the noise split)")
-    return (f"rooms simulated on the fly for a {int(args.get('n_mics') or 4)}-microphone "
+    n_mics = int(args.get('n_mics') or 4)
+    return (f"rooms simulated on the fly for {_a(n_mics)} {n_mics}-microphone "
             f"circular array of radius 5-10 cm (RT60 {c.rt60[0]:g}-{c.rt60[1]:g} s, room "
             f"{c.room_xy[0]:g}-{c.room_xy[1]:g} m, talker {c.source_distance[0]:g}-"
             f"{c.source_distance[1]:g} m away, one point noise source at {c.snr_db[0]:g}-"
@@ -325,7 +326,8 @@ def enhance_card(name: str, n_params: int, rate: int, facts: dict, results: dict
     lines = [
         f"# {name}", "",
         f"DeFTAN-II (`{facts['preset']}` preset, {n_params:,} parameters) for speech "
-        f"enhancement with a {n_mics}-microphone array at {rate} Hz: noisy reverberant array "
+        f"enhancement with {_a(n_mics)} {n_mics}-microphone array at {rate} Hz: noisy "
+        f"reverberant array "
         f"audio in, the direct-path speech at microphone 0 out. Trained by sigformer on a "
         f"2-core CPU. Use it with `sigformer enhance mics.wav --model {name} --out clean.wav` "
         f"(one {n_mics}-channel file or one mono file per microphone, in the array's order; "
@@ -351,9 +353,14 @@ def enhance_card(name: str, n_params: int, rate: int, facts: dict, results: dict
               f"Trained on {facts['train_seconds_of_speech'] / 60:.1f} minutes of speech from "
               f"{len(facts['heard_speakers'])} talkers, simulated shoebox rooms and "
               f"{len(noises.get('train') or [])} noise recordings: expect it to do worse on "
-              f"voices, rooms, noises and arrays unlike those (the geometry must be a "
-              f"{n_mics}-microphone circular array of about 5-10 cm radius)."]
+              f"voices, rooms, noises and arrays unlike those (the geometry must be "
+              f"{_a(n_mics)} {n_mics}-microphone circular array of about 5-10 cm radius)."]
     return "\n".join(lines) + "\n"
+
+
+def _a(number: int) -> str:
+    """The article before a number said aloud: "an 8-microphone", "a 4-microphone"."""
+    return "an" if str(number).startswith("8") or number in (11, 18) else "a"
 
 
 def _cell(value, fmt: str = ".2f") -> str:
@@ -403,8 +410,32 @@ def enhance_results_lines(results: dict, name: str) -> list[str]:
               "", _targets_line("The same on every unheard scene (validation-role speakers "
                                 "included: they steered the schedule and, for a -best "
                                 "checkpoint, its selection)", results["targets_all_unheard"])]
+    lines += subarray_lines(results, name)
     if not cond["noise_held_out"]:
         lines += ["", HEARD_NOISE_WARNING]
+    return lines
+
+
+def subarray_lines(results: dict, name: str) -> list[str]:
+    """What the extra microphones bought: this model against each smaller array's bundle run
+    on the sub-array of the same scenes (``--subarray-model``), on test-role and all scenes."""
+    lines = []
+    ours = results["model_system"]
+    for system, r in results["results"].items():
+        if r.get("kind") != "model on a sub-array (sigformer enhance)":
+            continue
+        parts = []
+        test = [s for s in results["scenes"] if s["role"] == "test"]
+        for label, rows in (("the {} test-role scenes", test),
+                            ("all {} scenes", results["scenes"])):
+            if not rows:
+                continue
+            gain = [s["systems"][ours]["si_sdri"] - s["systems"][system]["si_sdri"]
+                    for s in rows]
+            parts.append(f"{sum(gain) / len(gain):+.2f} dB on {label.format(len(rows))} "
+                         f"(better on {sum(g > 0 for g in gain)})")
+        lines += ["", f"Against {system} on the same scenes (what the other microphones buy): "
+                      f"{name} {'; '.join(parts)}."]
     return lines
 
 

@@ -245,3 +245,20 @@ def test_card_of_a_widened_fine_tune_names_its_start_and_that_runs_budget(tmp_pa
         f"- Fine-tuned from `old-best` (`{tmp_path / 'runs' / 'old-best'}`; its own budget is "
         f"in its training log)."]
     assert package.init_lines({"init": None}) == []
+
+
+def test_card_says_what_the_extra_microphones_buy_over_the_sub_array_bundle():
+    package = load_script("scripts/package_speech.py")
+    sub = "enh-4 (mics 0, 2, 4, 6)"
+    scenes = [{"role": role, "systems": {"run": {"si_sdri": ours}, sub: {"si_sdri": theirs}}}
+              for role, ours, theirs in (("test", 5.0, 4.0), ("test", 3.0, 3.5),
+                                         ("validation", 2.0, 1.0))]
+    results = {"model_system": "run", "scenes": scenes, "results": {
+        "run": {"kind": "model (sigformer enhance)"},
+        sub: {"kind": "model on a sub-array (sigformer enhance)"}}}
+    assert package.subarray_lines(results, "enh-8") == [
+        "", "Against enh-4 (mics 0, 2, 4, 6) on the same scenes (what the other microphones "
+            "buy): enh-8 +0.25 dB on the 2 test-role scenes (better on 1); +0.50 dB on all 3 "
+            "scenes (better on 2)."]
+    assert package.subarray_lines({**results, "results": {"run": {}}}, "enh-8") == []
+    assert [package._a(n) for n in (4, 6, 8, 11, 16, 18)] == ["a", "a", "an", "an", "a", "an"]
