@@ -111,7 +111,7 @@ def _cmd_stream(args) -> int:
     # flags not given keep OnlineSettings' defaults (the defaults the help text states)
     given = {k: v for k, v in _stream_overrides(args).items() if k in _SETTINGS_KEYS}
     settings = OnlineSettings(channel=args.channel, samples_per_symbol=args.sps,
-                              mics=tuple(args.mics) if args.mics else None, **given)
+                              mics=args.mics, **given)
     report = stream_bundle(bundle, source, sinks, settings=settings, duration=args.duration,
                            max_outputs=args.max_predictions)
     report.pop("_outputs", None)
@@ -276,8 +276,8 @@ def _run_audio_bundle(args, task: str, out: str) -> dict:
     names = tuple(f"mic{i}" for i in range(audio.shape[0]))
     source = ArraySource(audio, rate, names, chunk_size=int(rate))
     mics = getattr(args, "mics", None)
-    settings = OnlineSettings(channel=getattr(args, "channel", None),
-                              mics=tuple(mics) if mics else None, chunk_s=args.chunk_s,
+    settings = OnlineSettings(channel=getattr(args, "channel", None), mics=mics,
+                              chunk_s=args.chunk_s,
                               overlap_s=args.overlap_s)
     from pathlib import Path
 
@@ -617,10 +617,10 @@ def _non_negative_seconds(text: str) -> float:
     return _seconds(text, allow_zero=True)
 
 
-def _microphone_list(text: str) -> list[int]:
+def _microphone_list(text: str) -> tuple[int, ...]:
     """``--mics 0,2,4,6``: distinct, non-negative microphone indices, in the order to use."""
     try:
-        mics = [int(part) for part in text.split(",")]
+        mics = tuple(int(part) for part in text.split(","))
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"expected comma-separated microphone indices such as 0,2,4,6, got {text!r}"
