@@ -132,6 +132,14 @@ def package(run: Path, name: str, results_path: Path, dest: Path,
     args = summary["args"]
     n_params = sum(p.numel() for p in model.parameters())
     missed = [k for k, ok in result["targets"].items() if not ok]
+    init = extra.get("init") or {}
+    epochs_before = int(init.get("epochs_run") or 0)
+    budget_line = budget or default_budget(args, epoch_devices(summary))
+    time_line = (f"{seconds / 60:.1f} min of training epochs (sum of the epochs' wall time"
+                 f"{SHARED_CPU if any(map(on_cpu, epoch_devices(summary))) else ''})")
+    if init:
+        budget_line = f"this fine-tune: {budget_line}; the initial bundle: {init.get('budget')}"
+        time_line = f"{time_line}, after the initial bundle's {init.get('training_time')}"
     provenance = {
         "title": f"{LABELS.get(config['model'], config['model'])} ({args['preset']}) OFDM "
                  f"channel estimator, {extra.get('profile', 'TDL-A')}",
@@ -143,10 +151,11 @@ def package(run: Path, name: str, results_path: Path, dest: Path,
                  "profile": extra.get("profile"), "snr_definition": extra.get("snr_definition"),
                  "training_draws": extra.get("training_draws"),
                  "training_slots": extra.get("n_train"), "validation_slots": extra.get("n_val"),
-                 "epochs_run": len(epochs),
+                 "epochs_run": epochs_before + len(epochs),
                  "best_epoch": None if summary["best_epoch"] is None
                  else summary["best_epoch"] + 1,
-                 "slots_seen": int(extra.get("n_train", 0)) * len(epochs),
+                 "slots_seen": int(init.get("slots_seen") or 0)
+                 + int(extra.get("n_train", 0)) * len(epochs),
                  "test_sets": "the reference's SNR / delay-spread / Doppler sweeps plus two "
                               "low-Doppler points at 25 dB, another seed "
                               "(benchmarks/ofdm.py --pretrained)"},
@@ -154,15 +163,30 @@ def package(run: Path, name: str, results_path: Path, dest: Path,
         "recipe": {**summary["recipe"],
                    "attention_dropout": extra.get("attention_dropout", True),
                    "fused_projections": bool(args.get("fast"))},
-        "budget": budget or default_budget(args, epoch_devices(summary)),
-        "training_time": f"{seconds / 60:.1f} min of training epochs (sum of the epochs' "
-                         f"wall time{SHARED_CPU if any(map(on_cpu, epoch_devices(summary))) else ''})",
+        "budget": budget_line,
+        "training_time": time_line,
         "results": result,
-        "limitations": "; ".join(limitations(args, len(epochs), result, missed)
+        "limitations": "; ".join(limitations(args, epochs_before + len(epochs), result, missed)
                                  + list(notes or []))}
+    if init:
+        provenance["fine_tuned_from"] = fine_tuned_from(init, len(epochs), extra)
     bundle = Bundle(model=model, task="estimate_channel", input_spec=spec, model_spec=spec,
                     extra=extra, provenance=provenance)
     return bundle.save(dest / name)
+
+
+def fine_tuned_from(init: dict, epochs: int, extra: dict) -> str:
+    """The card's line on the bundle a run started from (``train_ofdm.py --init``) and what
+    the fine-tune changed."""
+    switches = []
+    if init.get("attention_dropout", True) != extra.get("attention_dropout", True):
+        switches.append("attention dropout "
+                        + ("off" if not extra.get("attention_dropout", True) else "on"))
+    lr = (extra.get("recipe") or {}).get("lr")
+    changed = f" with {', '.join(switches)}" if switches else ""
+    return (f"{init.get('source')} ({init.get('epochs_run')} epochs), then {epochs} more "
+            f"epoch(s) on {extra.get('n_train'):,} slots{changed}"
+            + (f", lr {lr:g}" if lr else ""))
 
 
 def main(argv: list[str] | None = None) -> int:

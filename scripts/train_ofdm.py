@@ -91,6 +91,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--log-every", type=float, default=60.0, help="seconds between lines")
     ap.add_argument("--out", required=True, help="output folder (checkpoints, data, bundle)")
     ap.add_argument("--resume", action="store_true", help="continue from OUT's checkpoint")
+    ap.add_argument("--init", default=None,
+                    help="start from this bundle's weights (a catalogue name or a bundle / "
+                         "checkpoint folder of the same model and preset): fine-tuning, e.g. "
+                         "with other switches; recorded in the checkpoints and the card")
     ap.add_argument("--checkpoint-every", type=float, default=10.0, metavar="MIN",
                     help="minutes between checkpoints inside an epoch (0 = epoch ends only)")
     args = ap.parse_args(argv)
@@ -189,6 +193,9 @@ def main(argv: list[str] | None = None) -> int:
     n_params = sum(p.numel() for p in model.parameters())
     log(f"{args.model} ({args.preset}): {n_params:,} parameters, {torch.get_num_threads()} "
         f"threads, training on {args.device}")
+    init = None
+    if args.init and not args.resume:  # a resume continues its own checkpoint's weights
+        init = init_from_bundle(model, args.init)
     train, val = build_data(args, out)
     recipe = OFDMRecipe(lr=args.lr, lr_decay=args.lr_decay, batch_size=args.batch_size,
                         max_epochs=args.epochs, bf16=args.bf16,
@@ -198,6 +205,10 @@ def main(argv: list[str] | None = None) -> int:
              "n_val": len(val), "data": args.data, "seed": args.seed,
              "attention_dropout": not args.no_attention_dropout, "fast": args.fast,
              "device": args.device}
+    if init is not None:
+        extra["init"] = init
+    elif args.resume:  # keep what the run started from in the checkpoints it writes now
+        extra.update(resumed_init(out))
     t0 = time.perf_counter()
     with fast_path_if(args.fast, attention_dropout=not args.no_attention_dropout):
         history = run_training(model, train, val, recipe, args, out, extra)
@@ -210,6 +221,50 @@ def main(argv: list[str] | None = None) -> int:
     log(f"done: best epoch {best} (1-based), val loss {history.best_val_loss:.4g}; the "
         f"bundle is {out / 'best'}")
     return 0
+
+
+def init_from_bundle(model: torch.nn.Module, source: str) -> dict:
+    """Load ``source``'s weights into ``model`` (same class and shapes, strictly) and return
+    what the card records of it: the bundle, its training switches and its budget."""
+    from sigformer.checkpoint import load_checkpoint
+    from sigformer.pretrained import resolve_bundle_path
+
+    try:
+        path = resolve_bundle_path(source)
+        initial, config = load_checkpoint(path)
+    except (FileNotFoundError, ValueError, KeyError) as err:
+        raise SystemExit(f"error: --init {source}: {err}") from None
+    if type(initial) is not type(model):
+        raise SystemExit(f"error: --init {source} is a {type(initial).__name__}; this run "
+                         f"trains a {type(model).__name__} (--model)")
+    shapes = {k: tuple(v.shape) for k, v in initial.state_dict().items()}
+    wanted = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    if shapes != wanted:
+        raise SystemExit(f"error: --init {source} has other weight shapes than this run's "
+                         f"model: another --preset (its constructor arguments: "
+                         f"{config.get('kwargs')})")
+    model.load_state_dict(initial.state_dict())
+    recorded = config.get("extra", {})
+    provenance = config.get("provenance") or {}
+    data = provenance.get("data") or {}
+    log(f"initialised from {source} ({path})")
+    return json.loads(json.dumps({
+        "source": str(source), "attention_dropout": recorded.get("attention_dropout", True),
+        "seed": recorded.get("seed"), "n_train": recorded.get("n_train"),
+        "epochs_run": data.get("epochs_run"), "slots_seen": data.get("slots_seen"),
+        "budget": provenance.get("budget"), "training_time": provenance.get("training_time"),
+        "recipe": provenance.get("recipe")}, default=str))
+
+
+def resumed_init(out: Path) -> dict:
+    """``{"init": ...}`` as the newest checkpoint of ``out`` records it ({} when none)."""
+    from sigformer.checkpoint import read_config
+
+    saved = read_training_meta(out)
+    if saved is None:
+        return {}
+    recorded = read_config(saved[0] / "model")["extra"]
+    return {"init": recorded["init"]} if "init" in recorded else {}
 
 
 def fast_path_if(enabled: bool, attention_dropout: bool = True):

@@ -253,3 +253,54 @@ def test_pretrained_picks_the_bundle_of_the_asked_preset():
                              grid) == SHIPPED_OFDM
     assert shipped_estimator(OFDMModelSpec(name="adafortitran"), grid) == SHIPPED_PAPER_OFDM
     assert shipped_estimator(OFDMModelSpec(name="adafortitran", preset="tiny"), grid) is None
+
+
+def train_tiny(train, out: Path, *flags: str) -> Path:
+    assert train.main(["--preset", "tiny", "--n-train", "64", "--epochs", "1", "--out",
+                       str(out), "--log-every", "0", *flags]) == 0
+    return out
+
+
+def test_init_starts_from_a_bundle_and_refuses_another_model(tmp_path):
+    from sigformer.models import create_model
+
+    train = load_script("scripts/train_ofdm.py")
+    first = train_tiny(train, tmp_path / "first")
+    model = create_model("adafortitran", "tiny")
+    record = train.init_from_bundle(model, str(first / "best"))
+    saved, _ = load_checkpoint(first / "best")
+    for key, value in saved.state_dict().items():
+        assert model.state_dict()[key].equal(value), key
+    assert record["source"] == str(first / "best")
+    assert record["attention_dropout"] is True
+    with pytest.raises(SystemExit, match="another --preset"):
+        train.init_from_bundle(create_model("adafortitran", "small"), str(first / "best"))
+    with pytest.raises(SystemExit, match="this run trains a FortiTran"):
+        train.init_from_bundle(create_model("fortitran", "tiny"), str(first / "best"))
+    with pytest.raises(SystemExit, match="--init"):
+        train.init_from_bundle(model, str(tmp_path / "missing"))
+
+
+def test_a_fine_tune_records_its_start_through_a_resume_and_on_the_card(tmp_path):
+    script = load_script("scripts/package_ofdm.py")
+    train = load_script("scripts/train_ofdm.py")
+    first = train_tiny(train, tmp_path / "first")
+    results = tmp_path / "first.json"
+    results.write_text(json.dumps(fake_results(first / "best", 2.0)))
+    shipped = script.package(first, "ofdm-first", results, tmp_path / "catalogue")
+    run = train_tiny(train, tmp_path / "ft", "--init", str(shipped), "--no-attention-dropout")
+    # one more epoch as a resume: the checkpoint it writes still names the initial bundle
+    assert train.main(["--preset", "tiny", "--n-train", "64", "--epochs", "2", "--out",
+                       str(run), "--log-every", "0", "--no-attention-dropout", "--resume",
+                       "--init", str(shipped)]) == 0
+    _, config = load_checkpoint(run / "best")
+    assert config["extra"]["init"]["source"] == str(shipped)
+    assert config["extra"]["init"]["epochs_run"] == 1
+    results.write_text(json.dumps(fake_results(run / "best", 0.5)))
+    folder = script.package(run, "ofdm-ft", results, tmp_path / "catalogue")
+    prov = load_checkpoint(folder)[1]["provenance"]
+    assert prov["data"]["epochs_run"] == 3  # one before, two in the fine-tune
+    assert prov["data"]["slots_seen"] == 3 * 64
+    assert "attention dropout off" in prov["fine_tuned_from"]
+    assert "the initial bundle:" in prov["budget"]
+    assert "after the initial bundle's" in prov["training_time"]
