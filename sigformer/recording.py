@@ -103,8 +103,9 @@ class Recording:
     @classmethod
     def from_mne(cls, raw) -> Recording:
         """From an ``mne.io.Raw`` (volts, as MNE stores them; no rescaling)."""
-        # With orig_time set, MNE onsets count from the measurement start, not the first sample.
-        shift = raw.first_time if raw.annotations.orig_time is not None else 0.0
+        # MNE onsets count from sample 0 of the acquisition, not from the first sample kept
+        # (a cropped Raw), with or without a measurement date (orig_time)
+        shift = raw.first_time
         ann = [Annotation(float(a["onset"]) - shift, float(a["duration"]), str(a["description"]))
                for a in raw.annotations]
         return cls(raw.get_data(), raw.info["sfreq"], ChannelSet.from_mne_info(raw.info), ann)
@@ -163,6 +164,30 @@ def _check_volts(unit: str, what: str) -> None:
     if unit != "V":
         raise SignalError(f"this {what} is in {unit!r}, but MNE objects hold volts: convert "
                           "first (e.g. Scale(1e-6) for microvolts)")
+
+
+def _merge_event_ids(parts: Sequence[Epochs]) -> tuple[dict[str, int], np.ndarray]:
+    """One ``event_id`` for epochs cut from several recordings, and their labels in it.
+
+    Names are the truth: each recording numbers its own events (``Recording.epochs`` without
+    ``event_id`` codes its sorted descriptions), so the same code can name different events
+    in two parts. Codes stay those of the first part that names an event; a name new to the
+    union gets the smallest code not yet taken, and the part's labels are renumbered."""
+    union: dict[str, int] = {}
+    labels = []
+    for part in parts:
+        mapping = {}
+        for name, code in part.event_id.items():
+            if name not in union:
+                taken = set(union.values())
+                union[name] = code if code not in taken else min(
+                    c for c in range(len(taken) + 1) if c not in taken)
+            mapping[code] = union[name]
+        renumbered = np.asarray(part.labels).copy()
+        for code, new in mapping.items():
+            renumbered[np.asarray(part.labels) == code] = new
+        labels.append(renumbered)
+    return union, np.concatenate(labels)
 
 
 @dataclass
@@ -247,12 +272,9 @@ class Epochs:
         for key in ("onsets", "groups", "sessions"):
             values = [getattr(p, key) for p in parts]
             per_epoch[key] = None if any(v is None for v in values) else np.concatenate(values)
-        event_id: dict[str, int] = {}
-        for p in parts:
-            event_id.update(p.event_id)
-        return Epochs(np.concatenate([p.data for p in parts]),
-                      np.concatenate([p.labels for p in parts]), first.sfreq, first.channels,
-                      event_id, first.tmin, **per_epoch, unit=first.unit)
+        event_id, labels = _merge_event_ids(parts)
+        return Epochs(np.concatenate([p.data for p in parts]), labels, first.sfreq,
+                      first.channels, event_id, first.tmin, **per_epoch, unit=first.unit)
 
     @classmethod
     def from_mne(cls, epochs) -> Epochs:

@@ -169,3 +169,37 @@ def test_detect_scale_is_unknown_for_unitless_data(rng):
     assert detect_scale(rng.standard_normal((4, 500))) == "unknown"  # z-scored
     assert detect_scale(np.zeros((2, 100))) == "unknown"
     assert detect_scale(rng.standard_normal((2, 100)) * 1e5) == "unknown"
+
+
+@pytest.mark.parametrize("meas_date", [None, "2020-01-01"])
+def test_from_mne_onsets_count_from_the_first_kept_sample(meas_date):
+    """A Raw that starts after sample 0 (cropped, or first_samp > 0): MNE stores onsets from
+    the acquisition's sample 0 with or without a measurement date; the recording's count
+    from its own first sample, where mne.events_from_annotations puts them."""
+    import datetime
+
+    import mne
+
+    info = mne.create_info(["C3", "C4"], 100.0, "eeg")
+    raw = mne.io.RawArray(np.zeros((2, 3000)), info, first_samp=500, verbose="error")
+    if meas_date:
+        raw.set_meas_date(datetime.datetime.fromisoformat(meas_date).replace(
+            tzinfo=datetime.timezone.utc))
+    raw.set_annotations(mne.Annotations([5.0, 12.0], [0.0, 0.0], ["a", "b"],
+                                        orig_time=raw.info["meas_date"]))
+    raw.crop(2.0)
+    events, _ = mne.events_from_annotations(raw, verbose="error")
+    rec = Recording.from_mne(raw)
+    np.testing.assert_allclose([a.onset * 100 for a in rec.annotations],
+                               events[:, 0] - raw.first_samp)
+
+
+def test_concatenate_keeps_event_names_when_recordings_number_them_differently():
+    data = np.zeros((2, 1, 10))
+    a = Epochs(data, np.array([0, 1]), 100.0, ChannelSet(("C3",)), {"left": 0, "right": 1})
+    b = Epochs(np.zeros((3, 1, 10)), np.array([0, 1, 2]), 100.0, ChannelSet(("C3",)),
+               {"left": 0, "rest": 1, "right": 2})
+    both = Epochs.concatenate([a, b])
+    names = {code: name for name, code in both.event_id.items()}
+    assert [names[c] for c in both.labels] == ["left", "right", "left", "rest", "right"]
+    assert len(set(both.event_id.values())) == 3

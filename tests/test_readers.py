@@ -179,9 +179,31 @@ def test_generated_xdf_round_trip(tmp_path, rng):
     assert aux.n_channels == 8 and aux.channels.types[0] == "misc"
     with pytest.raises(DataError, match="no stream named 'nope'"):
         read_recording(path, stream="nope")
+    with pytest.raises(DataError, match="'markers' is a marker stream.*'eeg'"):
+        read_recording(path, stream="markers")
     (tmp_path / "fake.xdf").write_bytes(b"NOTXDF" * 10)
     with pytest.raises(DataError, match="not an XDF file"):
         read_recording(tmp_path / "fake.xdf")
+
+
+def test_xdf_markers_stay_on_their_samples_when_the_real_rate_is_not_nominal(tmp_path, rng):
+    """An amplifier at 255.5 Hz declared as 256: markers placed by their LSL time would drift
+    from the samples by 0.4 s over 10 minutes; placed between the samples' timestamps they
+    land on the sample they were sent with."""
+    pytest.importorskip("pyxdf", reason="XDF reading needs the optional pyxdf package")
+    from sigformer.data.xdf import XDFStream, write_xdf
+
+    true_rate, nominal, n, t0 = 255.5, 256.0, 160_000, 100.0
+    stamps = t0 + np.arange(n) / true_rate
+    marked = np.array([50_000, 150_000])
+    path = write_xdf(tmp_path / "drift.xdf", [
+        XDFStream("markers", "Markers", ["a", "b"], stamps[marked]),
+        XDFStream("eeg", "EEG", rng.standard_normal((n, 2)), stamps, nominal, ["C3", "C4"],
+                  "microvolts")])
+    rec = read_recording(path)
+    assert rec.sfreq == nominal
+    onsets = np.array([a.onset for a in rec.annotations]) * rec.sfreq
+    np.testing.assert_allclose(onsets, marked, atol=0.5)
 
 
 # --- EDF robustness ----------------------------------------------------------------------

@@ -56,6 +56,10 @@ def _pick_signal_stream(streams: list[dict], stream: str | None, path: Path) -> 
         if not named:
             raise DataError(f"{path.name} has no stream named {stream!r}; streams: "
                             f"{[_first(s['info'], 'name') for s in streams]}")
+        if _is_marker_stream(named[0]):
+            raise DataError(f"{path.name}: stream {stream!r} is a marker stream (its events "
+                            f"become the annotations); name a signal stream: "
+                            f"{[_first(s['info'], 'name') for s in signals]}")
         return named[0]
     if not signals:
         raise DataError(f"{path.name} has no signal stream with samples (streams: "
@@ -109,11 +113,22 @@ def _stream_to_recording(signal: dict, markers: list[dict], path: Path, unit: st
     types = tuple("eeg" if str(_first(info, "type", "")).upper() == "EEG" else "misc"
                   for _ in names)
     scale = UNIT_SCALE[_stream_unit(path, unit, units, data)]
-    annotations = [Annotation(float(t - stamps[0]), 0.0, str(value[0] if value else ""))
+    annotations = [Annotation(marker_onset(t, stamps, rate), 0.0,
+                              str(value[0] if value else ""))
                    for m in markers for t, value in zip(m["time_stamps"], m["time_series"])
                    if stamps[0] <= t <= stamps[-1] + 1.0 / rate]
     annotations.sort(key=lambda a: a.onset)
     return Recording(data * scale, rate, ChannelSet(names, types), annotations)
+
+
+def marker_onset(t: float, stamps: np.ndarray, rate: float) -> float:
+    """A marker's onset in the recording's time (sample index / ``rate``): its LSL timestamp
+    placed between the signal samples' own timestamps. Seconds since the first sample would
+    drift from the samples whenever the amplifier's real rate differs from the nominal one
+    (255.5 Hz read as 256: 0.4 s off after 10 minutes)."""
+    index = np.interp(t, stamps, np.arange(len(stamps), dtype=float),
+                      right=len(stamps) - 1 + (t - stamps[-1]) * rate)
+    return float(index / rate)
 
 
 def _stream_unit(path: Path, unit: str, units: Sequence[str], data: np.ndarray) -> str:
