@@ -67,6 +67,52 @@ def test_rate_from_rounded_jittered_timestamps(rate, seconds, t0, n_backward, se
     assert estimate_sfreq(stamps * 1000) == rate  # milliseconds are recognised
 
 
+@pytest.mark.parametrize("factor, unit", [(1e3, "milliseconds"), (1e6, "microseconds"),
+                                          (1e9, "nanoseconds")])
+def test_timestamps_in_smaller_units_are_read_with_a_warning(factor, unit):
+    stamps = 1.7e9 + np.arange(5000) / 256.0
+    with pytest.warns(DataWarning, match=f"read as {unit} \\(256 Hz\\)"):
+        assert estimate_sfreq(stamps * factor) == 256.0
+
+
+def test_timestamps_too_slow_for_eeg_in_any_unit_are_refused():
+    with pytest.raises(DataError, match="too slow for EEG even in nanoseconds"):
+        estimate_sfreq(np.arange(100) * 1e12)
+
+
+def test_a_held_trigger_is_one_event(tmp_path):
+    trigger = np.zeros(2000, int)
+    trigger[500:505] = 1  # held for 5 samples
+    trigger[1500:1505] = 2
+    trigger[1505:1507] = 1  # a different code right after: its own event
+    lines = ["timestamps,C3,C4,trigger"] + [f"{i / 250:.4f},1.0,2.0,{v}"
+                                            for i, v in enumerate(trigger)]
+    path = tmp_path / "held.csv"
+    path.write_text("\n".join(lines) + "\n")
+    rec = read_csv_recording(path)
+    assert [(round(a.onset * 250), a.description) for a in rec.annotations] == [
+        (500, "1"), (1500, "2"), (1505, "1")]
+
+
+def test_openbci_gui_v5_header_with_repeated_placeholders_and_a_marker_channel(tmp_path, rng):
+    header = ("Sample Index, EXG Channel 0, EXG Channel 1, Accel Channel 0, Not Used, "
+              "Digital Channel 0 (D11), Not Used, Timestamp, Marker Channel, "
+              "Timestamp (Formatted)")
+    data = rng.standard_normal((2, 750)) * 20
+    lines = ["%OpenBCI Raw EXG Data", "%Sample Rate = 250 Hz", header]
+    for i in range(750):
+        marker = 3 if i == 400 else 0
+        lines.append(f"{i % 256}, {data[0, i]:.4f}, {data[1, i]:.4f}, 0.1, 0, 1, 0, "
+                     f"{1.7e9 + i / 250:.4f}, {marker}, 2024-01-01 00:00:00.000")
+    path = tmp_path / "OpenBCI-RAW-v5.txt"
+    path.write_text("\n".join(lines) + "\n")
+    rec = read_csv_recording(path)
+    assert rec.ch_names == ["EXG Channel 0", "EXG Channel 1"]
+    assert [(round(a.onset * 250), a.description) for a in rec.annotations] == [(400, "3")]
+    misc = read_csv_recording(path, include_misc=True)
+    assert "Not Used" not in misc.ch_names and "Marker Channel" not in misc.ch_names
+
+
 def test_rate_estimate_is_not_snapped_when_far_from_nominal():
     stamps = np.arange(5000) / 300.0
     assert estimate_sfreq(stamps) == pytest.approx(300.0)

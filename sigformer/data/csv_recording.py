@@ -9,11 +9,13 @@ One row per sample; columns are a timestamp, channels and optional marker column
   header comment, else from the timestamp column. Consumer headsets round their timestamps
   (Muse: to milliseconds, so neighbouring differences are 3 or 4 ms at 256 Hz) and sometimes
   step backwards, so the rate is the median slope over long spans (a twentieth of the file),
-  snapped to a nominal rate (256, 250, 500 Hz, ...) when within 1%. The time base is then the
-  sample index / rate, never the raw timestamps.
-* Marker columns (``Marker``, ``Marker0``, ``event``, ``trigger``, ``stim``) become
-  annotations at the samples where they are non-zero (description: the value, or
-  ``event_names[value]``).
+  snapped to a nominal rate (256, 250, 500 Hz, ...) when within 1%. Timestamps in
+  milliseconds, microseconds or nanoseconds are recognised (no EEG runs below 2 Hz) and named
+  in a warning. The time base is then the sample index / rate, never the raw timestamps.
+* Marker columns (``Marker``, ``Marker0``, ``event``, ``trigger``, ``stim``, OpenBCI's
+  ``Marker Channel``) become annotations at the samples where they turn to a non-zero value
+  (a trigger held for several samples is one event; description: the value, or
+  ``event_names[value]``). OpenBCI's ``Not Used`` placeholder columns are skipped.
 * Data are converted to volts (the unit rule); Muse and OpenBCI write microvolts, the default.
 """
 
@@ -36,9 +38,15 @@ NOMINAL_RATES = (100.0, 125.0, 128.0, 200.0, 250.0, 256.0, 500.0, 512.0, 1000.0,
 SNAP_TOLERANCE = 0.01  # snap an estimated rate to a nominal one within 1%
 RATE_MISMATCH_TOLERANCE = 0.01  # a given sfreq further than this from the timestamps warns
 TIMESTAMP_COLUMN = re.compile(r"^(timestamps?|time|time[ _]?stamp|lsl[ _]?timestamp|t)$", re.I)
-MARKER_COLUMN = re.compile(r"^(markers?|events?|triggers?|stim)\d*$", re.I)
+MARKER_COLUMN = re.compile(r"^(markers?|events?|triggers?|stim)\d*$|^marker[ _]?channel$", re.I)
 AUX_COLUMN = re.compile(r"aux|accel|gyro|other|analog|digital|battery|sample[ _]?index|"
                         r"packet|counter|formatted", re.I)
+UNUSED_COLUMN = re.compile(r"^not[ _]?used$", re.I)  # OpenBCI GUI placeholders, often twice
+# timestamps in ms, us or ns give a period of thousands of "seconds" per sample: no EEG
+# runs below this rate, so a lower estimate is read in the next smaller unit (with a warning)
+MIN_PLAUSIBLE_RATE = 2.0
+TIME_UNITS = ((1.0, "seconds"), (1e3, "milliseconds"), (1e6, "microseconds"),
+              (1e9, "nanoseconds"))
 UNIT_SCALE = {"V": 1.0, "mV": 1e-3, "uV": 1e-6}
 
 
@@ -58,14 +66,26 @@ def estimate_sfreq(timestamps: np.ndarray, *, snap: bool = True) -> float:
     if not period > 0:
         raise DataError("timestamps do not increase over long spans (median slope "
                         f"{period:g} s/sample): give sfreq= explicitly")
-    rate = 1.0 / period
-    if rate < 2.0 and 1000.0 * rate >= 50.0:  # timestamps in milliseconds
-        rate *= 1000.0
+    rate = _in_seconds(1.0 / period)
     if snap:
         nearest = min(NOMINAL_RATES, key=lambda nominal: abs(nominal - rate))
         if abs(nearest - rate) <= SNAP_TOLERANCE * nearest:
             return nearest
     return rate
+
+
+def _in_seconds(rate: float) -> float:
+    """``rate`` (per timestamp unit) per second: timestamps in ms / us / ns are recognised by
+    an implausibly low rate in seconds, with a warning that names the unit assumed."""
+    for factor, unit in TIME_UNITS:
+        if rate * factor >= MIN_PLAUSIBLE_RATE:
+            if factor > 1:
+                warnings.warn(f"the timestamps step {1 / rate:g} units per sample: read as "
+                              f"{unit} ({rate * factor:g} Hz); pass sfreq= if they are not",
+                              DataWarning, stacklevel=4)
+            return rate * factor
+    raise DataError(f"the timestamps step {1 / rate:g} units per sample, too slow for EEG "
+                    f"even in nanoseconds: give sfreq= explicitly")
 
 
 def _read_rows(path: Path) -> tuple[list[str], list[list[str]], list[str]]:
@@ -125,20 +145,28 @@ def _header_rate(comments: Sequence[str]) -> float | None:
 
 def _marker_annotations(rows: list[list[str]], j: int, sfreq: float,
                         event_names: Mapping | None) -> list[Annotation]:
-    annotations = []
+    """One annotation where the column turns to a non-zero value: a hardware trigger held
+    for several samples is one event (as ``mne.find_events``), not one per sample."""
+    annotations, previous = [], None
     for i, row in enumerate(rows):
-        cell = row[j] if j < len(row) else ""
-        if cell in ("", "0", "0.0", "0.000"):
-            continue
-        value: object = cell
-        if _is_number(cell):
-            number = float(cell)
-            if number == 0 or not np.isfinite(number):
-                continue
-            value = int(number) if number.is_integer() else number
-        name = event_names.get(value, str(value)) if event_names else str(value)
-        annotations.append(Annotation(i / sfreq, 0.0, str(name)))
+        value = _marker_value(row[j] if j < len(row) else "")
+        if value is not None and value != previous:
+            name = event_names.get(value, str(value)) if event_names else str(value)
+            annotations.append(Annotation(i / sfreq, 0.0, str(name)))
+        previous = value
     return annotations
+
+
+def _marker_value(cell: str) -> object | None:
+    """A marker cell's event value (an int where it is a whole number), None for no event."""
+    if cell == "":
+        return None
+    if not _is_number(cell):
+        return cell
+    number = float(cell)
+    if number == 0 or not np.isfinite(number):
+        return None
+    return int(number) if number.is_integer() else number
 
 
 def _channel_type(name: str) -> str:
@@ -178,8 +206,8 @@ def read_csv_recording(path, *, sfreq: float | None = None, unit: str = "uV",
     rate = _sampling_rate(path, header, rows, time_col, comments, sfreq)
     data = np.stack([values for _, values in chosen])
     scale = _unit_scale(path, unit, data)
-    annotations = [a for m in markers
-                   for a in _marker_annotations(rows, header.index(m), rate, event_names)]
+    annotations = [a for m in markers for a in _marker_annotations(
+        rows, _unique_column(path, header, m, "marker"), rate, event_names)]
     annotations.sort(key=lambda a: a.onset)
     names = [name for name, _ in chosen]
     types = [_channel_type(n) if channels is None else "eeg" for n in names]
@@ -193,13 +221,14 @@ def _choose_channels(path: Path, header: list[str], rows: list[list[str]],
         missing = [c for c in channels if c not in header]
         if missing:
             raise DataError(f"{path.name}: no channel column(s) {missing}; columns: {header}")
-        candidates = list(channels)
-    else:
-        candidates = [h for h in header if h not in reserved
+        candidates = [(_unique_column(path, header, c, "channel"), c) for c in channels]
+    else:  # by position: placeholder names ("Not Used") can repeat
+        candidates = [(j, h) for j, h in enumerate(header) if h not in reserved
+                      and not UNUSED_COLUMN.match(h)
                       and (include_misc or _channel_type(h) == "eeg")]
     chosen = []
-    for name in candidates:
-        values = _numeric_column(rows, header.index(name))
+    for j, name in candidates:
+        values = _numeric_column(rows, j)
         if values is None:
             if channels is not None:
                 raise DataError(f"{path.name}: channel column {name!r} holds text")
@@ -216,6 +245,16 @@ def _choose_channels(path: Path, header: list[str], rows: list[list[str]],
     return chosen
 
 
+def _unique_column(path: Path, header: list[str], name: str, what: str) -> int:
+    """The position of the one column called ``name`` (several of that name are refused:
+    which one was meant is not known)."""
+    positions = [j for j, h in enumerate(header) if h == name]
+    if len(positions) > 1:
+        raise DataError(f"{path.name}: {len(positions)} columns are called {name!r} "
+                        f"(positions {positions}); the {what} column must be unique")
+    return positions[0]
+
+
 def _sampling_rate(path: Path, header: list[str], rows: list[list[str]], time_col: str | None,
                    comments: Sequence[str], sfreq: float | None) -> float:
     if sfreq is not None:
@@ -227,7 +266,7 @@ def _sampling_rate(path: Path, header: list[str], rows: list[list[str]], time_co
     if time_col is None:
         raise DataError(f"{path.name}: no timestamp column (looked for 'timestamps', 'time', "
                         f"...; columns: {header}) and no sfreq given")
-    stamps = _numeric_column(rows, header.index(time_col))
+    stamps = _numeric_column(rows, _unique_column(path, header, time_col, "timestamp"))
     if stamps is None:
         raise DataError(f"{path.name}: timestamp column {time_col!r} is not numeric")
     return estimate_sfreq(stamps)
@@ -237,11 +276,15 @@ def _check_given_rate(path: Path, header: list[str], rows: list[list[str]],
                       time_col: str | None, sfreq: float) -> None:
     """Warn when the timestamps say another rate than ``sfreq``: the given rate wins, but a
     wrong one shifts every event and frequency (e.g. 250 Hz for a 256 Hz Muse file)."""
-    stamps = None if time_col is None else _numeric_column(rows, header.index(time_col))
+    if time_col is None:
+        return
+    stamps = _numeric_column(rows, _unique_column(path, header, time_col, "timestamp"))
     if stamps is None:
         return
     try:
-        estimate = estimate_sfreq(stamps)
+        with warnings.catch_warnings():  # the unit guess: the given sfreq settles it
+            warnings.simplefilter("ignore", DataWarning)
+            estimate = estimate_sfreq(stamps)
     except DataError:  # too few or non-increasing timestamps: nothing to compare with
         return
     if abs(estimate - sfreq) > RATE_MISMATCH_TOLERANCE * estimate:
