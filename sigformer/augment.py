@@ -15,6 +15,7 @@ JSON for checkpoints. Frequency shift uses braindecode's functional implementati
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Any, ClassVar
@@ -229,7 +230,9 @@ AUGMENTATIONS: dict[str, type[Augmentation]] = {
 
 def _from_spec(spec: str | dict | Augmentation, sfreq: float | None) -> Augmentation:
     if isinstance(spec, Augmentation):
-        return spec
+        # a copy: prepare() stores the training set on the object it is given, and the
+        # user's object is a constructor argument (stored untouched, and pickled with it)
+        return copy.copy(spec)
     if isinstance(spec, str):
         spec = {"name": spec}
     if not isinstance(spec, dict) or "name" not in spec:

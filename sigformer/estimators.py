@@ -153,6 +153,11 @@ def as_trials(X) -> tuple[np.ndarray, dict[str, Any]]:
     (MNE's channel dicts); :func:`chs_info_of` turns either into braindecode's ``chs_info``.
     """
     info: dict[str, Any] = {}
+    if isinstance(X, (list, tuple)) and X and all(isinstance(e, Epochs) for e in X):
+        X = Epochs.concatenate(list(X))  # what sklearn's CV makes of an Epochs it splits
+    elif isinstance(X, (list, tuple)) and X and all(_is_mne_epochs(e) for e in X):
+        parts = [_mne_trials(e) for e in X]
+        return np.concatenate([p[0] for p in parts]).astype(np.float32, copy=False), parts[0][1]
     if sp.issparse(X):
         raise TypeError("sparse input is not supported: signal trials must be a dense array")
     if isinstance(X, Epochs):
@@ -161,10 +166,8 @@ def as_trials(X) -> tuple[np.ndarray, dict[str, Any]]:
         # sigformer Epochs hold volts like MNE's: the same trials must reach the model in the
         # same unit whichever container carries them
         X = X.data * TO_MICROVOLTS.get(X.unit, 1.0)
-    elif type(X).__module__.startswith("mne") and hasattr(X, "get_data"):
-        info = {"sfreq": float(X.info["sfreq"]), "ch_names": list(X.ch_names),
-                "chs_info": list(X.info["chs"])}
-        X = X.get_data(units="uV", copy=True)
+    elif _is_mne_epochs(X):
+        X, info = _mne_trials(X)
     X = np.asarray(X)
     if X.ndim == 2:  # sklearn's view: single-channel trials with n_times features
         info["n_features"] = X.shape[1]
@@ -182,6 +185,53 @@ def as_trials(X) -> tuple[np.ndarray, dict[str, Any]]:
     if X.ndim == 2:
         X = X[:, None, :]
     return X.astype(np.float32, copy=False), info
+
+
+def _is_mne_epochs(X) -> bool:
+    return type(X).__module__.startswith("mne") and hasattr(X, "get_data")
+
+
+# MNE channel types measured in volts: given to the models in microvolts
+VOLTAGE_TYPES = ("eeg", "seeg", "ecog", "dbs")
+
+
+def _mne_trials(epochs) -> tuple[np.ndarray, dict[str, Any]]:
+    """Trials in microvolts and channel info from ``mne.Epochs``: its data channels only
+    (``picks="data"``: EEG, sEEG, ECoG, ...; stim, EOG, ECG, EMG and misc channels are not
+    model input, as in ``mne.decoding``)."""
+    import mne
+
+    picks = mne.pick_types(epochs.info, meg=True, eeg=True, seeg=True, ecog=True, dbs=True,
+                           fnirs=True, exclude=[])
+    if len(picks) == 0:
+        raise SignalError(f"the mne.Epochs have no data channels (EEG, sEEG, ECoG, MEG, ...): "
+                          f"channel types {sorted(set(epochs.get_channel_types()))}; set "
+                          f"their types (epochs.set_channel_types) or pass epochs.get_data()")
+    types = set(epochs.get_channel_types(picks=picks))
+    units = {t: "uV" for t in VOLTAGE_TYPES if t in types}
+    data = epochs.get_data(picks=picks, units=units or None, copy=True)
+    info = {"sfreq": float(epochs.info["sfreq"]),
+            "ch_names": [epochs.ch_names[i] for i in picks],
+            "chs_info": [epochs.info["chs"][i] for i in picks]}
+    return data, info
+
+
+def seed_of(random_state) -> int | None:
+    """An ``int`` seed from scikit-learn's ``random_state`` forms: None, an integer (numpy's
+    too), or a ``RandomState`` / ``Generator`` to draw one from (a new one each fit)."""
+    if random_state is None:
+        return None
+    if isinstance(random_state, (bool, np.bool_)):
+        raise ValueError(f"random_state must be None, an int or a numpy RandomState, got "
+                         f"{random_state!r}")
+    if isinstance(random_state, (int, np.integer)):
+        return int(random_state)
+    if isinstance(random_state, np.random.RandomState):
+        return int(random_state.randint(np.iinfo(np.int32).max))
+    if isinstance(random_state, np.random.Generator):
+        return int(random_state.integers(np.iinfo(np.int32).max))
+    raise ValueError(f"random_state must be None, an int or a numpy RandomState, got "
+                     f"{random_state!r}")
 
 
 def chs_info_of(info: dict[str, Any]) -> list[dict] | None:
@@ -358,7 +408,7 @@ class SignalClassifier(ClassifierMixin, BaseEstimator):
         """Stratified inner validation split, refused when a class would be missing."""
         n_val = self._check_split(y_idx, n_classes)
         return train_test_split(X, y_idx, test_size=n_val, stratify=y_idx,
-                                random_state=self.random_state)
+                                random_state=self._seed)
 
     def _align(self, X: np.ndarray, subjects, reference=None, fitting: bool = False
                ) -> np.ndarray:
@@ -459,7 +509,8 @@ class SignalClassifier(ClassifierMixin, BaseEstimator):
         warn_if_volts(fitted["input_scale_"])
         model_kwargs = self._model_kwargs(X.shape[1], X.shape[2], len(classes),
                                           fitted["sfreq_"], chs_info_of(info))
-        seed_everything(self.random_state)  # the initial weights depend on the seed too
+        self._seed = seed_of(self.random_state)  # one draw per fit from a RandomState
+        seed_everything(self._seed)  # the initial weights depend on the seed too
         module = self._build_model(model_kwargs)
         if self.euclidean_alignment:  # inductive references, for reference="training"
             fitted["ea_reference_"] = alignment_references(X)[None]
@@ -498,7 +549,7 @@ class SignalClassifier(ClassifierMixin, BaseEstimator):
         return train_classifier(
             module, X, y_idx, X_val=X_val, y_val=y_val, max_epochs=max_epochs,
             batch_size=self.batch_size, lr=lr, weight_decay=self.weight_decay,
-            optimizer=self.optimizer, seed=self.random_state, class_weights=weights,
+            optimizer=self.optimizer, seed=self._seed, class_weights=weights,
             early_stopping_patience=self.early_stopping_patience if validate else None,
             restore_best_weights=self.restore_best_weights, label_smoothing=self.label_smoothing,
             lr_schedule=self.lr_schedule, augmentations=augmentations,
@@ -546,6 +597,7 @@ class SignalClassifier(ClassifierMixin, BaseEstimator):
                 reinit_head(self.module_)
             except ValueError as err:
                 raise ValueError(f"{self.model!r}: {err}; or use new_head=False") from err
+        self._seed = seed_of(self.random_state)
         self.history_ = self._train(self.module_, X, self.label_encoder_.transform(y),
                                     max_epochs, lr, classes=self.classes_, sfreq=self.sfreq_,
                                     validate=False)
@@ -558,7 +610,8 @@ class SignalClassifier(ClassifierMixin, BaseEstimator):
         n_features = info.get("n_features")
         if n_features is not None and self.n_chans_ > 1:
             raise SignalError(self._two_d_message(X[:, 0]))
-        if n_features is not None and n_features != self.n_features_in_:
+        single_channel = self.n_chans_ == 1 and n_features == self.n_times_  # fitted 3-D
+        if n_features is not None and n_features != self.n_features_in_ and not single_channel:
             raise ValueError(f"X has {n_features} features, but {type(self).__name__} is "
                              f"expecting {self.n_features_in_} features as input")
         if X.shape[1:] != (self.n_chans_, self.n_times_):
@@ -612,6 +665,10 @@ class SignalClassifier(ClassifierMixin, BaseEstimator):
     def decision_function(self, X, subjects=None, reference=None) -> np.ndarray:
         logits = self._logits(X, subjects, reference)
         return logits[:, 1] - logits[:, 0] if logits.shape[1] == 2 else logits
+
+    def score(self, X, y=None, sample_weight=None) -> float:
+        """Mean accuracy on ``X`` (Epochs carry their labels: ``y`` may be left out)."""
+        return super().score(X, labels_of(X, y), sample_weight=sample_weight)
 
     def predict_proba(self, X, subjects=None, reference=None) -> np.ndarray:
         """Class probabilities. With ``euclidean_alignment``: ``subjects`` groups the

@@ -11,13 +11,14 @@ record their unit, so data scaled on purpose (``Scale(1e6)``) says ``"uV"``.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from .channels import ChannelSet
-from .validation import SignalError, check_array, check_sfreq, check_unit, detect_scale
+from .validation import DataWarning, SignalError, check_array, check_sfreq, check_unit, detect_scale
 
 __all__ = ["Annotation", "Epochs", "Recording", "detect_scale"]
 
@@ -124,12 +125,20 @@ class Recording:
 
     # --- epoching -----------------------------------------------------------------------
     def epochs(self, event_id: Mapping[str, int] | None = None, tmin: float = 0.0,
-               tmax: float = 4.0, *, include_tmax: bool = False) -> Epochs:
+               tmax: float = 4.0, *, include_tmax: bool = False,
+               on_missing: str = "warn") -> Epochs:
         """Cut epochs from annotations, ``[onset + tmin, onset + tmax)`` by default.
 
         ``event_id`` maps annotation descriptions to integer labels; annotations it does not
         name are ignored. Epochs that run past the recording's ends are dropped.
+        ``on_missing`` (as MNE's): what a name of ``event_id`` that never occurs does -
+        ``"warn"`` (default: a misspelt name would otherwise drop a class unnoticed),
+        ``"raise"`` or ``"ignore"`` (e.g. one event_id for runs with different event sets).
+        None of them occurring is always an error.
         """
+        if on_missing not in ("warn", "raise", "ignore"):
+            raise ValueError(f"on_missing must be 'warn', 'raise' or 'ignore', got "
+                             f"{on_missing!r}")
         if not self.annotations:
             raise SignalError("the recording has no annotations to cut epochs from")
         descriptions = sorted({a.description for a in self.annotations})
@@ -141,6 +150,13 @@ class Recording:
                 f"none of the requested events {list(event_id)} occur in the annotations "
                 f"(found {descriptions})"
             )
+        if unknown and on_missing != "ignore":
+            message = (f"event(s) {unknown} of event_id do not occur in the annotations "
+                       f"(found {descriptions}): no epochs of them")
+            if on_missing == "raise":
+                raise SignalError(message)
+            warnings.warn(f"{message}; on_missing='ignore' silences this", DataWarning,
+                          stacklevel=2)
         n_samples = int(round((tmax - tmin) * self.sfreq)) + int(include_tmax)
         if n_samples <= 0:
             raise SignalError(f"tmax ({tmax}) must be greater than tmin ({tmin})")
@@ -243,6 +259,12 @@ class Epochs:
         unit = "" if self.unit == "V" else f", unit={self.unit}"
         return (f"<Epochs | {len(self)} events ({events}), {self.data.shape[1]} ch, "
                 f"{self.sfreq:g} Hz, {self.tmin:g} – {tmax:g} s{unit}>")
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """``(n_epochs, n_channels, n_times)``; also what lets scikit-learn's cross-validation
+        index Epochs like an array (``epochs[train_idx]`` stays Epochs)."""
+        return self.data.shape
 
     def __getitem__(self, idx) -> Epochs:
         idx = np.atleast_1d(np.arange(len(self))[idx])

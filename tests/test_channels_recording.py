@@ -203,3 +203,20 @@ def test_concatenate_keeps_event_names_when_recordings_number_them_differently()
     names = {code: name for name, code in both.event_id.items()}
     assert [names[c] for c in both.labels] == ["left", "right", "left", "rest", "right"]
     assert len(set(both.event_id.values())) == 3
+
+
+def test_a_requested_event_that_never_occurs_warns_or_raises():
+    from sigformer.validation import DataWarning
+
+    rec = Recording(np.zeros((1, 1000)), 100.0, ChannelSet(("C3",)),
+                    [Annotation(1.0, 0.0, "T1"), Annotation(5.0, 0.0, "T2")])
+    with pytest.warns(DataWarning, match=r"event\(s\) \['T3'\] of event_id do not occur"):
+        ep = rec.epochs({"T1": 0, "T3": 1}, 0.0, 1.0)
+    assert list(ep.labels) == [0]
+    with pytest.raises(SignalError, match=r"\['T3'\]"):
+        rec.epochs({"T1": 0, "T3": 1}, 0.0, 1.0, on_missing="raise")
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        rec.epochs({"T1": 0, "T3": 1}, 0.0, 1.0, on_missing="ignore")

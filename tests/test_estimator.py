@@ -354,3 +354,76 @@ def test_decision_function_is_sample_order_invariant(mi_epochs):
     for method in ("decision_function", "predict_proba"):
         np.testing.assert_allclose(getattr(clf, method)(X[order]), getattr(clf, method)(X)[order],
                                    rtol=1e-5, atol=1e-6, err_msg=method)
+
+
+# --- review fixes (fourteenth session) ---------------------------------------------------
+
+@pytest.mark.parametrize("seed", [np.int64(3), np.random.RandomState(0),
+                                  np.random.default_rng(0)])
+def test_numpy_random_states_are_accepted(clf, mi_epochs, seed):
+    clf.set_params(max_epochs=1, random_state=seed, validation_split=0.25)
+    proba = clf.fit(mi_epochs).predict_proba(mi_epochs)
+    np.testing.assert_allclose(proba.sum(1), 1, rtol=1e-5)
+
+
+def test_integer_seeds_of_numpy_and_python_give_the_same_fit(clf, mi_epochs):
+    clf.set_params(max_epochs=1)
+    a = clone(clf).set_params(random_state=3).fit(mi_epochs).predict_proba(mi_epochs)
+    b = clone(clf).set_params(random_state=np.int64(3)).fit(mi_epochs).predict_proba(mi_epochs)
+    np.testing.assert_array_equal(a, b)
+
+
+def test_bad_random_state_is_refused(clf, mi_epochs):
+    with pytest.raises(ValueError, match="random_state must be None, an int"):
+        clf.set_params(random_state="zero", max_epochs=1).fit(mi_epochs)
+
+
+def test_an_augmentation_object_is_not_changed_by_fit(clf, mi_epochs):
+    from sigformer.augment import SegmentRecombination
+
+    aug = SegmentRecombination(n_segments=4)
+    clf.set_params(max_epochs=1, augmentation=[aug]).fit(mi_epochs)
+    assert aug._pool == {}  # the training set went into a copy, not the user's object
+    assert clf.get_params()["augmentation"][0] is aug
+    assert len(pickle.dumps(clf.get_params())) < 10_000
+
+
+def test_cross_val_score_splits_sigformer_and_mne_epochs(clf, mi_epochs):
+    clf.set_params(max_epochs=1)
+    for data in (mi_epochs, _volts(mi_epochs).to_mne()):
+        scores = cross_val_score(clf, data, mi_epochs.labels, cv=2)
+        assert scores.shape == (2,) and np.all((0 <= scores) & (scores <= 1))
+    assert mi_epochs[np.arange(5)].shape == (5, *mi_epochs.shape[1:])
+
+
+def _volts(epochs):
+    volts = epochs[np.arange(len(epochs))]
+    volts.data, volts.unit = volts.data * 1e-6, "V"
+    return volts
+
+
+def test_mne_epochs_give_only_their_data_channels(clf, mi_epochs):
+    import mne
+
+    mne_epochs = _volts(mi_epochs).to_mne()
+    extra = mne.EpochsArray(
+        np.concatenate([np.full((len(mi_epochs), 1, mi_epochs.n_times), 5.0),
+                        np.random.default_rng(0).normal(0, 1e-4, (len(mi_epochs), 1,
+                                                                  mi_epochs.n_times))], 1),
+        mne.create_info(["STI", "EOG1"], mi_epochs.sfreq, ["stim", "eog"]), verbose="error")
+    with_extra = mne_epochs.copy().add_channels([extra], force_update_info=True)
+    clf.set_params(max_epochs=1).fit(with_extra, mi_epochs.labels)
+    assert clf.n_chans_ == 22 and "STI" not in clf.ch_names_ and "EOG1" not in clf.ch_names_
+    np.testing.assert_allclose(clf.predict_proba(with_extra), clf.predict_proba(mne_epochs),
+                               atol=1e-6)
+
+
+def test_single_channel_trials_predict_as_2d_after_a_3d_fit(clf, mi_epochs):
+    X = mi_epochs.data[:, :1]  # (n, 1, T)
+    clf.set_params(max_epochs=1).fit(X, mi_epochs.labels)
+    np.testing.assert_allclose(clf.predict_proba(X[:, 0]), clf.predict_proba(X), atol=1e-6)
+
+
+def test_score_takes_the_labels_of_epochs(clf, mi_epochs):
+    clf.set_params(max_epochs=1).fit(mi_epochs)
+    assert clf.score(mi_epochs) == clf.score(mi_epochs, mi_epochs.labels)
