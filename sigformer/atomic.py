@@ -35,6 +35,36 @@ class OutputLockedError(RuntimeError):
     """Another process is writing the same output folder."""
 
 
+class OutputFolderError(FileExistsError):
+    """The output folder holds something sigformer did not write: replacing it would delete
+    the user's files."""
+
+
+# what the folders sigformer publishes hold (each group: all of): a pipeline run's outputs, a
+# checkpoint / bundle, an export
+KNOWN_OUTPUTS = (("pipeline.json", "metrics.json"), ("config.json", "model.safetensors"),
+                 ("model.onnx", "preprocess.json"), ("model.pt", "preprocess.json"),
+                 ("model.pt2", "preprocess.json"))
+
+
+def check_replaceable(final: str | os.PathLike) -> None:
+    """Refuse an output folder that exists, is not empty and was not written by sigformer
+    (none of the :data:`KNOWN_OUTPUTS` groups): publishing replaces the folder as a whole, so
+    ``--out .`` or a project folder would lose everything in it."""
+    final = _absolute(final)
+    if not final.is_dir():
+        return
+    names = {entry.name for entry in final.iterdir()}
+    if not names or any(
+            all(n in names for n in group) for group in KNOWN_OUTPUTS):
+        return
+    shown = ", ".join(sorted(names)[:5]) + (", ..." if len(names) > 5 else "")
+    raise OutputFolderError(
+        f"{final} already holds files sigformer did not write ({shown}); an output folder is "
+        f"replaced as a whole when the run ends, so they would be deleted. Give a new or "
+        f"empty folder (or one an earlier sigformer run wrote)")
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes, mode: int = 0o644) -> Path:
     """Write ``data`` to ``path`` so readers see the old content or the new, never a part."""
     path = Path(path)
@@ -119,6 +149,7 @@ def publish_directory(staging: str | os.PathLike, final: str | os.PathLike) -> P
     step; the previous content is deleted afterwards."""
     given = Path(final)  # returned as the caller wrote it
     staging, final = _absolute(staging), _absolute(final)
+    check_replaceable(final)  # checked again at the last moment: never delete user files
     _fsync_tree(staging)
     if not final.exists():
         os.rename(staging, final)

@@ -37,7 +37,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from safetensors.torch import save_file
 from torch import nn
 
-from .atomic import atomic_write_bytes, discard_stale_staging, published, recover_directory
+from .atomic import (
+    atomic_write_bytes,
+    check_replaceable,
+    discard_stale_staging,
+    published,
+    recover_directory,
+)
 from .channels import ChannelSet
 
 FORMAT_VERSION = 2
@@ -179,6 +185,7 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, *, name: str | No
     final = user_path(path)
     discard_stale_staging(final)
     recover_directory(final)
+    check_replaceable(final)
     with published(final) as staging:
         save_file(state_dict_tensors(model), str(staging / WEIGHTS_FILE),
                   metadata={"model": name})

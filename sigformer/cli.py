@@ -662,7 +662,7 @@ def _config_error(message: str) -> Exception:
 
 def _user_error_types() -> tuple[type[BaseException], ...]:
     """Errors that mean bad input (exit 2 with one line), imported only when one occurs."""
-    from .atomic import OutputLockedError
+    from .atomic import OutputFolderError, OutputLockedError
     from .channels import ChannelError
     from .checkpoint import CheckpointError
     from .data.io import DataError
@@ -673,7 +673,8 @@ def _user_error_types() -> tuple[type[BaseException], ...]:
 
     types: list[type[BaseException]] = [PipelineConfigError, DataError, SignalError,
                                         ChannelError, CheckpointError, UnknownModelError,
-                                        StreamError, OutputLockedError]
+                                        StreamError, OutputLockedError, OutputFolderError,
+                                        NotADirectoryError]
     from .export import ExportError
     from .models.convert import ConversionError
 

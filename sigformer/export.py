@@ -868,9 +868,10 @@ def export_model(model: nn.Module, example_inputs: Sequence[torch.Tensor] | None
     ``onnx_exporter``: the ``exporter=`` value that wrote an ONNX file, else None); with
     ``check`` a max abs difference above ``tolerance`` (or any differing token id) is an
     :class:`ExportError` and nothing is written."""
-    from .atomic import published
+    from .atomic import check_replaceable, published
 
     _check_format(fmt)
+    check_replaceable(out)  # before the export's work, not only when it is published
     dep = deployable(model, spec, example_inputs=example_inputs, seed=seed)
     out = Path(out)
     want_time = bool(dep.time_axes) and dynamic_time is not False

@@ -99,3 +99,54 @@ def test_atomic_helpers_accept_the_current_folder(tmp_path, monkeypatch):
         assert (tmp_path / "out.lock").is_file()
     staging = staging_directory(".")  # beside out/, named after it (not inside it)
     assert staging.parent == tmp_path and staging.name.startswith(".out.staging-")
+
+
+def test_a_folder_of_the_users_is_never_replaced(tmp_path, monkeypatch):
+    """--out . (or a project folder) must not be swapped for the run's outputs: the previous
+    content of a published folder is deleted."""
+    from sigformer.atomic import OutputFolderError, check_replaceable, publish_directory
+    from sigformer.checkpoint import save_checkpoint
+    from sigformer.models import create_model
+
+    project = tmp_path / "project"
+    (project / "src").mkdir(parents=True)
+    (project / "src" / "thesis.tex").write_text("years of work")
+    monkeypatch.chdir(project)
+    for target in (".", str(project)):
+        with pytest.raises(OutputFolderError, match="thesis.tex|src"):
+            check_replaceable(target)
+    staging = staging_directory(project)
+    (staging / "metrics.json").write_text("{}")
+    with pytest.raises(OutputFolderError):
+        publish_directory(staging, project)
+    with pytest.raises(OutputFolderError):
+        save_checkpoint(".", create_model("ofdm_linear"))
+    assert (project / "src" / "thesis.tex").read_text() == "years of work"
+    # an empty folder, and one that sigformer wrote, are replaced as before
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    first = save_checkpoint(empty, create_model("ofdm_linear"))
+    save_checkpoint(first, create_model("ofdm_linear"))
+    assert (empty / "config.json").is_file()
+
+
+def test_run_refuses_an_output_folder_of_the_users_before_any_work(tmp_path, capsys):
+    import yaml
+
+    from sigformer.cli import EXIT_BAD_INPUT, main
+
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("keep me")
+    cfg = {"name": "x", "data": {"source": "simulator", "simulator": {"n_trials": 10}},
+           "epochs": {"events": ["left_hand", "right_hand"], "tmin": 0.0, "tmax": 2.0},
+           "model": {"name": "dbconformer"}, "train": {"max_epochs": 1}}
+    path = tmp_path / "pipe.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    assert main(["run", str(path), "--out", str(folder)]) == EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert "notes.txt" in err and "would be deleted" in err and "Traceback" not in err
+    assert (folder / "notes.txt").read_text() == "keep me"
+    (tmp_path / "file.txt").write_text("a file")
+    assert main(["run", str(path), "--out", str(tmp_path / "file.txt")]) == EXIT_BAD_INPUT
+    assert "is not a folder" in capsys.readouterr().err

@@ -231,10 +231,17 @@ class RunContext:
 def run_task(cfg, out_dir: str | Path | None = None, log=print) -> dict[str, Any]:
     """Run ``cfg``'s task and publish its outputs atomically into ``out_dir`` (default: the
     config's ``output.dir``)."""
-    from ..atomic import OutputLock, discard_stale_staging, publish_directory, staging_directory
+    from ..atomic import (
+        OutputLock,
+        check_replaceable,
+        discard_stale_staging,
+        publish_directory,
+        staging_directory,
+    )
 
     task = get_task(cfg.task)
     final = Path(out_dir or cfg.output_dir()).expanduser()  # "~/runs/x" as typed
+    check_replaceable(final)  # before any work: a folder of the user's is never replaced
     if not is_main_process():  # DDP ranks > 0 compute but publish nothing
         scratch = Path(tempfile.mkdtemp(prefix="sigformer-rank-"))
         try:
