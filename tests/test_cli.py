@@ -135,3 +135,61 @@ def test_tokenize_pipeline_on_real_bonn(tmp_path, eegmmidb_dir):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["data"] == "bonn" and metrics["n_channels"] == 1
     assert metrics["n_windows"] == 1600 and metrics["tokens_per_window"] == 9
+
+
+# --- pipeline parsing (review findings, fourteenth session) -------------------------------
+
+def test_data_flag_keeps_the_sections_other_settings(tmp_path):
+    bonn = tmp_path / "bonn.npz"
+    bonn.write_bytes(b"")
+    cfg = load_config({**TINY, "task": "classify",
+                       "data": {"source": "bonn", "bonn": {"task": "five_class",
+                                                           "window_s": None}}},
+                      overrides={"data": str(bonn)})
+    assert cfg.data.source == "bonn" and cfg.data.path == str(bonn)
+    assert cfg.data.bonn.task == "five_class" and cfg.data.bonn.window_s is None
+    mmidb = tmp_path / "mmidb"
+    (mmidb / "S007").mkdir(parents=True)
+    (mmidb / "S007" / "S007R04.edf").write_bytes(b"")
+    cfg = load_config({**TINY, "data": {"source": "files", "files": ["a.edf"],
+                                        "eegmmidb": {"subject": 7, "runs": [4, 8, 12]}}},
+                      overrides={"data": str(mmidb)})
+    assert cfg.data.source == "eegmmidb" and cfg.data.files == []
+    assert cfg.data.eegmmidb.subject == 7 and cfg.data.eegmmidb.runs == [4, 8, 12]
+
+
+def test_a_key_given_twice_is_refused_with_its_lines(tmp_path):
+    path = tmp_path / "twice.yaml"
+    path.write_text("name: x\ntrain:\n  max_epochs: 100\nmodel:\n  name: dbconformer\n"
+                    "train:\n  lr: 0.0001\n")
+    with pytest.raises(PipelineConfigError, match=r"key 'train' appears twice \(first on line 2"):
+        load_config(path)
+
+
+def test_exponent_numbers_without_a_dot_are_floats(tmp_path):
+    path = tmp_path / "exp.yaml"
+    path.write_text(yaml.safe_dump({k: v for k, v in TINY.items() if k != "train"})
+                    + "train:\n  lr: 1e-3\n  max_epochs: 2\n")
+    path.write_text(path.read_text().replace("h_freq: 30", "h_freq: 3e1"))
+    cfg = load_config(path)
+    assert cfg.train.lr == 1e-3
+    assert cfg.preprocess[0].stage_config()["h_freq"] == 30.0  # a float, not '3e1'
+
+
+@pytest.mark.parametrize("cfg, match", [
+    ({"task": "separate", "train": {"max_epochs": 50, "lr": 1e-4}},
+     r"only train.progress_bar applies to this task, not lr, max_epochs"),
+    ({"task": "enhance", "train": {"accelerator": "gpu"}}, "not accelerator"),
+    ({"task": "estimate_channel", "train": {"batch_size": 8}}, "ofdm.models"),
+    ({"task": "amr", "model": {"name": "dbconformer"}, "train": {"max_epochs": 100}},
+     r"does not read model, train.max_epochs"),
+])
+def test_training_keys_a_task_would_ignore_are_refused(cfg, match):
+    with pytest.raises(PipelineConfigError, match=match):
+        load_config({"name": "x", **cfg})
+
+
+def test_progress_bar_still_applies_to_every_task():
+    for task in ("separate", "enhance", "estimate_channel", "amr"):
+        cfg = load_config({"name": "x", "task": task, "train": {"progress_bar": True}})
+        assert cfg.train.progress_bar is True

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from .. import stages as st
 from ..spec import SignalSpec
@@ -45,6 +45,23 @@ class ClassifyConfig(BaseConfig):
     stream: StreamConfig = Field(default_factory=StreamConfig)
     amr: AMRTaskConfig | None = None
 
+    @model_validator(mode="after")
+    def _amr_reads_its_own_section(self) -> ClassifyConfig:
+        """IQ classification (``amr:``) takes everything from its own section: the EEG
+        sections it would ignore are refused, not silently dropped."""
+        if self.amr is None:
+            return self
+        eeg = sorted({"data", "preprocess", "epochs", "alignment", "model", "evaluate"}
+                     & self.model_fields_set)
+        train = sorted(set(self.train.model_fields_set) - {"progress_bar"})
+        if eeg or train:
+            ignored = eeg + [f"train.{k}" for k in train]
+            raise ValueError(f"with an amr: section the pipeline classifies IQ frames and "
+                             f"does not read {', '.join(ignored)} (EEG settings); give the "
+                             f"models, epochs and lr under amr.models (train.progress_bar "
+                             f"is the one train setting that applies)")
+        return self
+
 
 # --- EEG ----------------------------------------------------------------------------------
 
@@ -69,6 +86,17 @@ def data_override(path: str) -> dict:
                                       f"in the folder")
         return {"source": "files", "files": files}
     return {"source": "files", "files": [str(p)]}
+
+
+def override_data(raw: dict, path: str) -> None:
+    """``--data PATH`` in the raw config: only ``source``, ``path`` and ``files`` change; the
+    section's other settings (``bonn.task``, ``eegmmidb.subject``, ``runs``, ...) stay the
+    pipeline's (a fresh section would silently reset them to their defaults)."""
+    data = dict(raw.get("data") or {})
+    for key in ("path", "files"):
+        data.pop(key, None)
+    data.update(data_override(path))
+    raw["data"] = data
 
 
 def build_preprocess(cfg: ClassifyConfig, *, legacy_defaults: bool = True) -> st.Pipeline:
@@ -502,7 +530,7 @@ def _data(raw: dict, path: str) -> None:
             raise PipelineConfigError(f"--data {path}: no such file")
         raw["amr"].update(source=kinds[suffix], path=str(path))
         return
-    raw["data"] = data_override(path)
+    override_data(raw, path)
 
 
 def _prepare_raw(raw: dict, requested: str) -> None:

@@ -113,6 +113,29 @@ class TrainConfig(_Strict):
     progress_bar: bool = False
 
 
+class ProgressOnlyTrainConfig(_Strict):
+    """``train:`` of the tasks whose training settings live in their own section (``speech``,
+    ``enhance``, ``ofdm.models``, ``amr.models``): only ``progress_bar`` applies, and any
+    other key is refused with where it belongs (it used to be accepted and ignored)."""
+    progress_bar: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _only_progress(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            other = sorted(set(value) - {"progress_bar"})
+            if other:
+                raise ValueError(f"only train.progress_bar applies to this task, not "
+                                 f"{', '.join(other)}: its training settings live in the "
+                                 f"task's own section ({TASK_TRAINING_SECTIONS})")
+        return value
+
+
+TASK_TRAINING_SECTIONS = ("speech.max_epochs / lr / batch_size for separate, enhance.* for "
+                          "enhance, ofdm.models[].max_epochs / lr for estimate_channel, "
+                          "amr.models[].max_epochs / lr for classify with amr")
+
+
 class EvaluateConfig(_Strict):
     protocol: Literal["within_session", "leave_one_subject_out", "none"] = "within_session"
     n_splits: int = Field(5, ge=2)

@@ -12,14 +12,14 @@ from pydantic import Field
 
 from ..channels import ChannelSet
 from ..spec import SignalSpec
-from .config import BaseConfig, OFDMTaskConfig, PipelineConfigError, TrainConfig
+from .config import BaseConfig, OFDMTaskConfig, PipelineConfigError, ProgressOnlyTrainConfig
 from .registry import RunContext, Task, register_task, setter
 
 
 class EstimateChannelConfig(BaseConfig):
     task: Literal["estimate_channel"] = "estimate_channel"
     ofdm: OFDMTaskConfig = Field(default_factory=OFDMTaskConfig)
-    train: TrainConfig = Field(default_factory=TrainConfig)
+    train: ProgressOnlyTrainConfig = Field(default_factory=ProgressOnlyTrainConfig)
 
 
 def grid_spec(ofdm_config: dict, antennas: int = 1) -> SignalSpec:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import difflib
 import json
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -89,6 +90,34 @@ def get_task(name: str) -> Task:
 
 # --- loading configs ----------------------------------------------------------------------
 
+class PipelineLoader(yaml.SafeLoader):
+    """YAML as a pipeline author means it: ``1e-3`` is a float (YAML 1.1 wants ``1.0e-3``;
+    PyYAML read it as the string ``'1e-3'``, which then failed deep inside a model), and a
+    key given twice in one mapping is an error (the first section was silently dropped)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict[Any, Any] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    "while reading a mapping", node.start_mark,
+                    f"key {key!r} appears twice (first on line {seen[key].line + 1}); the "
+                    f"second would silently replace the first", key_node.start_mark)
+            seen[key] = key_node.start_mark
+        return super().construct_mapping(node, deep=deep)
+
+
+PipelineLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+                   |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+                   |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+                   |[-+]?\.(?:inf|Inf|INF)
+                   |\.(?:nan|NaN|NAN))$""", re.X),
+    list("-+0123456789."))
+
+
 def read_raw_config(path_or_dict) -> tuple[dict, str]:
     if isinstance(path_or_dict, dict):
         return dict(path_or_dict), "config"
@@ -96,7 +125,7 @@ def read_raw_config(path_or_dict) -> tuple[dict, str]:
     if not path.is_file():
         raise PipelineConfigError(f"pipeline file {path} does not exist")
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.load(path.read_text(), Loader=PipelineLoader)  # noqa: S506 - a SafeLoader
     except yaml.YAMLError as err:
         raise PipelineConfigError(f"{path} is not valid YAML: {err}") from None
     if not isinstance(raw, dict):

@@ -15,8 +15,8 @@ from .config import (
     BaseConfig,
     EnhanceTaskConfig,
     PipelineConfigError,
+    ProgressOnlyTrainConfig,
     SpeechTaskConfig,
-    TrainConfig,
 )
 from .registry import RunContext, Task, register_task, setter
 
@@ -24,13 +24,13 @@ from .registry import RunContext, Task, register_task, setter
 class SeparateConfig(BaseConfig):
     task: Literal["separate"] = "separate"
     speech: SpeechTaskConfig = Field(default_factory=SpeechTaskConfig)
-    train: TrainConfig = Field(default_factory=TrainConfig)
+    train: ProgressOnlyTrainConfig = Field(default_factory=ProgressOnlyTrainConfig)
 
 
 class EnhanceConfig(BaseConfig):
     task: Literal["enhance"] = "enhance"
     enhance: EnhanceTaskConfig = Field(default_factory=EnhanceTaskConfig)
-    train: TrainConfig = Field(default_factory=TrainConfig)
+    train: ProgressOnlyTrainConfig = Field(default_factory=ProgressOnlyTrainConfig)
 
 
 def _promote(ctx: RunContext, task: str, spec: SignalSpec, labels, section, summary: str

@@ -9,7 +9,7 @@ import numpy as np
 from pydantic import Field
 
 from ..spec import SignalSpec
-from .classify import _InputProbe, build_preprocess, chain_configs, data_override
+from .classify import _InputProbe, build_preprocess, chain_configs, override_data
 from .config import (
     BaseConfig,
     DataConfig,
@@ -122,5 +122,5 @@ register_task(Task(
     name="tokenize", config_cls=TokenizeConfig, run=run_tokenize,
     overrides={"max_epochs": setter("tokenizer.max_epochs"),
                "progress": setter("tokenizer.progress_bar"),
-               "data": lambda raw, path: raw.__setitem__("data", data_override(path))},
+               "data": override_data},
     summary=_summary, description="EEG windows -> discrete tokens (codebook statistics)"))
