@@ -193,3 +193,36 @@ def test_progress_bar_still_applies_to_every_task():
     for task in ("separate", "enhance", "estimate_channel", "amr"):
         cfg = load_config({"name": "x", "task": task, "train": {"progress_bar": True}})
         assert cfg.train.progress_bar is True
+
+
+@pytest.mark.parametrize("cfg, match", [
+    ({"task": "amr", "amr": {"models": [{"name": "clst"}], "distill": {
+        "teacher": "clst_small", "students": [{"name": "kd_cnn"}]}}},
+     r"amr.distill.teacher 'clst_small' is not one of the models amr.models trains"),
+    ({"task": "amr", "amr": {"models": [{"name": "clst"}], "distill": {
+        "teacher": "clst", "students": [{"name": "kd_cnnn"}]}}},
+     r"amr.distill.students.0.name: unknown model 'kd_cnnn'"),
+    ({"task": "amr", "amr": {"models": [{"name": "clst"}], "distill": {
+        "teacher": "clst", "students": [{"name": "kd_cnn", "params": {"nope": 1}}]}}},
+     r"amr.distill.students.0.params: model 'kd_cnn' has no argument 'nope'"),
+    ({"task": "separate", "speech": {"model": "mosformer"}}, r"speech.model: unknown model"),
+    ({"task": "tokenize", "tokenizer": {"name": "tfm_tokeniser"}}, r"tokenizer.name: unknown"),
+    ({"train": {"accelerator": "gpus"}}, r"unknown accelerator 'gpus'"),
+    ({"train": {"strategy": "dpp"}}, r"unknown strategy 'dpp'; did you mean 'ddp'"),
+    ({"train": {"devices": "two"}}, r"devices must be a count"),
+    ({"epochs": {"tmin": 4, "tmax": 0}}, r"epochs.tmax \(0 s\) must be greater"),
+    ({"evaluate": {"seeds": []}}, r"evaluate.seeds: List should have at least 1 item"),
+])
+def test_names_and_values_that_would_fail_after_training_started_are_refused_at_parse(cfg, match):
+    with pytest.raises(PipelineConfigError, match=match):
+        load_config({"name": "x", **cfg})
+
+
+def test_lightning_device_and_strategy_forms_are_accepted():
+    cfg = load_config({"name": "x", "train": {"devices": "0,1", "strategy": "ddp",
+                                              "accelerator": "gpu"}})
+    assert cfg.train.devices == "0,1" and cfg.train.strategy == "ddp"
+    cfg = load_config({"name": "x", "task": "amr", "amr": {
+        "models": [{"name": "clst", "preset": "small"}],
+        "distill": {"teacher": "clst:small", "students": [{"name": "kd_cnn"}]}}})
+    assert cfg.amr.distill.teacher == "clst:small"

@@ -9,6 +9,7 @@ bad value fails with its location before anything runs.
 
 from __future__ import annotations
 
+import difflib
 import re
 import string
 from typing import Any, Literal
@@ -90,11 +91,22 @@ class EpochsConfig(_Strict):
     tmin: float = 0.0
     tmax: float = 4.0
 
+    @model_validator(mode="after")
+    def _window(self) -> EpochsConfig:
+        if self.tmax <= self.tmin:
+            raise ValueError(f"epochs.tmax ({self.tmax:g} s) must be greater than epochs.tmin "
+                             f"({self.tmin:g} s)")
+        return self
+
 
 class ModelConfig(_Strict):
     name: str = "dbconformer"
     preset: str | None = None
     params: dict[str, Any] = Field(default_factory=dict)
+
+
+ACCELERATORS = ("cpu", "gpu", "cuda", "mps", "tpu", "hpu", "auto")
+DEVICES_SPEC = re.compile(r"^(auto|-1|\d+|\d+(\s*,\s*\d+)*,?)$")
 
 
 class TrainConfig(_Strict):
@@ -109,6 +121,37 @@ class TrainConfig(_Strict):
     accelerator: str = "cpu"
     devices: int | str = 1
     strategy: str = "auto"
+
+    @field_validator("accelerator")
+    @classmethod
+    def _known_accelerator(cls, value: str) -> str:
+        if value not in ACCELERATORS:
+            raise ValueError(f"unknown accelerator {value!r}; Lightning's: {list(ACCELERATORS)}")
+        return value
+
+    @field_validator("devices")
+    @classmethod
+    def _device_spec(cls, value: int | str) -> int | str:
+        # Lightning's forms: a count, -1 / "auto" (all), or a list of indices "0,1"
+        if isinstance(value, str) and not DEVICES_SPEC.match(value.strip()):
+            raise ValueError(f"devices must be a count, -1, 'auto' or indices like '0,1', got "
+                             f"{value!r}")
+        return value
+
+    @field_validator("strategy")
+    @classmethod
+    def _known_strategy(cls, value: str) -> str:
+        if value == "auto":
+            return value
+        from lightning.pytorch.strategies import StrategyRegistry
+
+        known = StrategyRegistry.available_strategies()
+        if value not in known:
+            close = difflib.get_close_matches(value, known, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ValueError(f"unknown strategy {value!r}{hint} (Lightning's: 'auto', "
+                             f"{', '.join(repr(k) for k in sorted(known)[:8])}, ...)")
+        return value
     num_nodes: int = Field(1, ge=1)
     progress_bar: bool = False
 
@@ -140,7 +183,7 @@ class EvaluateConfig(_Strict):
     protocol: Literal["within_session", "leave_one_subject_out", "none"] = "within_session"
     n_splits: int = Field(5, ge=2)
     shuffle: bool = True
-    seeds: list[int] = Field(default_factory=lambda: [0])
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
     metrics: list[str] = Field(default_factory=lambda: list(METRICS))
 
     @field_validator("metrics")

@@ -228,6 +228,39 @@ def check_model_names(cfg) -> None:
         except UnknownModelError as err:
             raise PipelineConfigError(f"{where}.name: {err}") from None
         check_model_params(model.name, dict(model.params), where)
+    for where, name in iter_model_names(cfg):
+        try:
+            get_model_class(name)
+        except UnknownModelError as err:
+            raise PipelineConfigError(f"{where}: {err}") from None
+    check_distill_teacher(cfg)
+
+
+def iter_model_names(cfg):
+    """Model names of sections that give only a name (speech, enhancement)."""
+    for section in ("speech", "enhance"):
+        sec = getattr(cfg, section, None)
+        if sec is not None and getattr(sec, "model", None):
+            yield f"{section}.model", sec.model
+    tokenizer = getattr(cfg, "tokenizer", None)
+    if tokenizer is not None and getattr(tokenizer, "name", None):
+        yield "tokenizer.name", tokenizer.name
+
+
+def check_distill_teacher(cfg) -> None:
+    """``amr.distill.teacher`` names one of ``amr.models`` (by name or ``name:preset``):
+    checked before anything trains, not after every model has."""
+    amr = getattr(cfg, "amr", None)
+    if amr is None or not amr.distill.students:
+        return
+    labels = set()
+    for m in amr.models:
+        labels |= {m.name, m.name if m.preset is None else f"{m.name}:{m.preset}"}
+    if amr.distill.teacher not in labels:
+        close = difflib.get_close_matches(str(amr.distill.teacher), sorted(labels), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise PipelineConfigError(f"amr.distill.teacher {amr.distill.teacher!r} is not one of "
+                                  f"the models amr.models trains {sorted(labels)}{hint}")
 
 
 def iter_model_sections(cfg):
@@ -239,6 +272,9 @@ def iter_model_sections(cfg):
         sec = getattr(cfg, section, None)
         for i, m in enumerate(getattr(sec, "models", []) or []):
             yield f"{section}.models.{i}", m
+    amr = getattr(cfg, "amr", None)
+    for i, m in enumerate(getattr(getattr(amr, "distill", None), "students", []) or []):
+        yield f"amr.distill.students.{i}", m
 
 
 # --- running ------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ import time
 import pytest
 from badinput import Catalogue, check
 
-from sigformer.atomic import OutputLock, OutputLockedError, published
+from sigformer.atomic import OutputFolderError, OutputLock, OutputLockedError, published
 from sigformer.bundle import Bundle
 from sigformer.tasks import PipelineConfigError
 
@@ -120,11 +120,27 @@ def _(ctx):
     out = ctx.tmp / "out"
     out.mkdir()
     (out / "metrics.json").write_text(json.dumps({"accuracy": 0.9}))
+    (out / "pipeline.json").write_text("{}")  # an earlier run's outputs, both files of one
     try:
         run_task(load_task_config({"data": {"source": "bonn"}}), out, log=lambda *a: None)
     finally:
         assert json.loads((out / "metrics.json").read_text()) == {"accuracy": 0.9}
         assert sorted(p.name for p in ctx.tmp.iterdir()) == ["out"]  # the lock file goes too
+
+
+@case("out-is-a-users-folder", "a run into a folder holding the user's own files",
+      OutputFolderError, r"already holds files sigformer did not write \(notes.txt\)",
+      r"Give a new or empty folder")
+def _(ctx):
+    from sigformer.tasks import load_task_config, run_task
+
+    out = ctx.tmp / "project"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep me")
+    try:
+        run_task(load_task_config({"train": {"max_epochs": 1}}), out, log=lambda *a: None)
+    finally:
+        assert (out / "notes.txt").read_text() == "keep me"
 
 
 @case("save-over-a-file", "a bundle saved to a path that is an existing file",

@@ -53,6 +53,39 @@ def _(ctx):
     load_task_config(ctx.tmp / "nope.yaml")
 
 
+@case("yaml-duplicate-key", "YAML giving the train section twice", PipelineConfigError,
+      r"key 'train' appears twice", r"the second would silently replace the first")
+def _(ctx):
+    _yaml(ctx, "train:\n  max_epochs: 100\nname: x\ntrain:\n  lr: 0.0001\n")
+
+
+@case("train-key-a-task-ignores", "train.max_epochs for task separate (read from speech:)",
+      PipelineConfigError, r"not max_epochs", r"only train.progress_bar applies")
+def _(ctx):
+    _load({"task": "separate", "train": {"max_epochs": 50}})
+
+
+@case("eeg-section-beside-amr", "a model section next to an amr: section",
+      PipelineConfigError, r"does not read model", r"give the models, epochs and lr under "
+                                                    r"amr.models")
+def _(ctx):
+    _load({"task": "amr", "model": {"name": "dbconformer"}})
+
+
+@case("epoch-window-reversed", "epochs.tmax before epochs.tmin", PipelineConfigError,
+      r"epochs.tmax \(0 s\)", r"must be greater than epochs.tmin")
+def _(ctx):
+    _load({"epochs": {"tmin": 4, "tmax": 0}})
+
+
+@case("unknown-teacher", "a distillation teacher that no model of amr.models trains",
+      PipelineConfigError, r"teacher 'clst_small'", r"is not one of the models amr.models "
+                                                    r"trains")
+def _(ctx):
+    _load({"task": "amr", "amr": {"models": [{"name": "clst"}], "distill": {
+        "teacher": "clst_small", "students": [{"name": "kd_cnn"}]}}})
+
+
 @case("unknown-section", "unknown top-level section 'trian'", PipelineConfigError,
       r"trian: Extra inputs are not permitted", r"invalid pipeline config")
 def _(ctx):
