@@ -211,14 +211,14 @@ def read_raw(path, *, clipping: str = "warn") -> object:
     if suffix not in READERS:
         raise DataError(f"{path.name}: unsupported format {suffix!r}; sigformer reads "
                         f"{list(FORMATS)}")
+    if path.stat().st_size == 0:  # before the header checks, which would call it truncated
+        raise DataError(f"{path} is empty (0 bytes): expected a {suffix[1:].upper()} recording")
     suffix = _actual_format(path, suffix)
     signals: list[EDFSignal] = []
     if suffix in (".edf", ".bdf"):
         _, _, signals = read_edf_header(path)
         check_edf_header(path, signals)
         check_edf_size(path)
-    if path.stat().st_size == 0:
-        raise DataError(f"{path} is empty (0 bytes): expected a {suffix[1:].upper()} recording")
     reader = getattr(mne.io, READERS[suffix])
     try:
         with warnings.catch_warnings():

@@ -26,8 +26,8 @@ def _(ctx):
     read_recording(ctx.tmp / "missing.edf")
 
 
-@case("edf-empty", "EDF file of 0 bytes", DataError, r"truncated: 0 bytes",
-      r"EDF header \(256 bytes\)")
+@case("edf-empty", "EDF file of 0 bytes", DataError, r"empty\.edf is empty \(0 bytes\)",
+      r"expected a EDF recording")
 def _(ctx):
     (ctx.tmp / "empty.edf").write_bytes(b"")
     read_recording(ctx.tmp / "empty.edf")
