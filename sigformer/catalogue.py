@@ -12,6 +12,7 @@ import difflib
 import json
 import os
 import tempfile
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -70,10 +71,15 @@ def resolve_bundle_path(source: str | os.PathLike) -> Path:
                               f"'.' for the current folder) or a pretrained name (`sigformer "
                               f"models --pretrained` lists them)")
     path = Path(source).expanduser()
+    shipped = (CATALOGUE_DIR / name / CONFIG_FILE).is_file()
+    if shipped and path.is_dir() and name == path.name:  # a bare name: the catalogue's
+        warnings.warn(f"{name!r} is a pretrained name and also a folder here; loading the "
+                      f"shipped bundle (give ./{name} for the folder)", stacklevel=3)
+        return CATALOGUE_DIR / name
     if path.is_dir():
         _check_not_run_folder(path)
         return path
-    if (CATALOGUE_DIR / name / CONFIG_FILE).is_file():
+    if shipped:
         return CATALOGUE_DIR / name
     if path.exists():
         raise CheckpointError(f"{path} is a file, not a bundle folder; official checkpoint "

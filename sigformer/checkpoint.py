@@ -53,6 +53,10 @@ def _meta_shapes(name: str, kwargs: dict[str, Any]) -> dict[str, list[int]] | No
     return {k: list(v.shape) for k, v in model.state_dict().items()}
 
 
+# create_model's arguments that load or fetch weights: never taken from a bundle's config
+LOADING_ARGUMENTS = ("weights", "strict", "spec")
+
+
 def check_model_kwargs(config: dict[str, Any], where: Path) -> None:
     """The config's model is registered and its kwargs are arguments of that model, with
     the type of their defaults (a CheckpointError names the field otherwise)."""
@@ -65,7 +69,11 @@ def check_model_kwargs(config: dict[str, Any], where: Path) -> None:
     if params is None:
         return
     for key, value in config["kwargs"].items():
-        if key in ("preset", "spec", "weights", "strict"):  # create_model's own arguments
+        if key in LOADING_ARGUMENTS:
+            raise CheckpointError(f"{where}: kwargs.{key}: a bundle records constructor "
+                                  f"arguments only; {key!r} is create_model's own (it would "
+                                  f"make loading this bundle load or fetch something else)")
+        if key == "preset":  # create_model's own, and only a name of the model's presets
             continue
         if key not in params:
             accepted = list(params)
@@ -78,15 +86,12 @@ def check_model_kwargs(config: dict[str, Any], where: Path) -> None:
                                   f"{type(default).__name__} (like its default {default!r})")
 
 
-def load_checkpoint(path: str | os.PathLike, *, map_location: str = "cpu", verify: bool = True,
-                    verify_config: bool = True) -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild the model from its config and load its weights. Returns ``(model, config)``.
-    ``verify``: the weights' checksums and (``verify_config``) config.json's own digest,
-    when it has one (``Bundle.load`` checks the digest itself, after its field checks)."""
-    from .models import create_model
-
-    path = user_path(path)  # "~/runs/x" as typed
-    config = read_config(path)
+def checked_model_kwargs(path: Path, config: dict[str, Any], *, verify: bool = True
+                         ) -> dict[str, Any]:
+    """The constructor arguments of a bundle, after every check that needs no real memory:
+    the kwargs are the model's own, the weights file exists (and matches its checksums when
+    ``verify``), and its header's shapes are those of the model the kwargs build (on the
+    meta device, so absurd sizes are refused before anything is allocated)."""
     check_model_kwargs(config, Path(path) / CONFIG_FILE)
     weights = Path(path) / WEIGHTS_FILE
     if not weights.is_file():
@@ -102,6 +107,20 @@ def load_checkpoint(path: str | os.PathLike, *, map_location: str = "cpu", verif
             raise CheckpointError(
                 f"weights in {weights} do not fit model {config['model']!r} built from "
                 f"{Path(path) / CONFIG_FILE}: " + "; ".join(problems))
+    return kwargs
+
+
+def load_checkpoint(path: str | os.PathLike, *, map_location: str = "cpu", verify: bool = True,
+                    verify_config: bool = True) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild the model from its config and load its weights. Returns ``(model, config)``.
+    ``verify``: the weights' checksums and (``verify_config``) config.json's own digest,
+    when it has one (``Bundle.load`` checks the digest itself, after its field checks)."""
+    from .models import create_model
+
+    path = user_path(path)  # "~/runs/x" as typed
+    config = read_config(path)
+    kwargs = checked_model_kwargs(path, config, verify=verify)
+    weights = Path(path) / WEIGHTS_FILE
     try:
         state = load_file(weights, device=map_location)
     except (SafetensorError, OSError, ValueError) as err:

@@ -191,7 +191,7 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, *, name: str | No
                   metadata={"model": name})
         files = {WEIGHTS_FILE: staging / WEIGHTS_FILE}
         for fname, data in (extra_files or {}).items():
-            (staging / fname).write_bytes(data)
+            (staging / plain_file_name(fname, final)).write_bytes(data)
             files[fname] = staging / fname
         config["files"] = {f: {"sha256": sha256_of(p), "bytes": p.stat().st_size}
                            for f, p in files.items()}
@@ -258,12 +258,19 @@ def verify_files(path: str | os.PathLike, config: dict[str, Any]) -> None:
     """Check every file the config lists against its size and SHA-256."""
     directory = user_path(path)
     files = config.get("files") or {}
+    if not files and config["format_version"] >= 2:
+        raise CheckpointError(f"{directory / CONFIG_FILE} lists no checksums, which every "
+                              f"format-{config['format_version']} bundle records: its weights "
+                              f"cannot be verified (edited config?); re-save the model")
     if not files:
         warnings.warn(f"{directory} has no checksums (a format-{config['format_version']} "
                       f"checkpoint): its weights cannot be verified; re-save it to add them",
                       stacklevel=3)
+    elif WEIGHTS_FILE not in files:
+        raise CheckpointError(f"{directory / CONFIG_FILE} lists checksums but none for "
+                              f"{WEIGHTS_FILE}: the weights cannot be verified (edited config?)")
     for fname, record in files.items():
-        file = directory / fname
+        file = directory / plain_file_name(fname, directory)
         if not file.is_file():
             raise CheckpointError(f"{file} is missing (listed in {CONFIG_FILE})")
         size = file.stat().st_size
@@ -273,6 +280,16 @@ def verify_files(path: str | os.PathLike, config: dict[str, Any]) -> None:
         if sha256_of(file) != record["sha256"]:
             raise CheckpointError(f"{file} is corrupt: its SHA-256 does not match the one "
                                   f"recorded in {CONFIG_FILE} (the bytes changed after saving)")
+
+
+def plain_file_name(fname: str, directory: Path) -> str:
+    """A bundle's file names are plain names inside its folder (no ``..``, no absolute path,
+    no subfolder): a listed ``../../etc/x`` must not be read, nor written on save."""
+    if not isinstance(fname, str) or fname in ("", ".", "..") or Path(fname).name != fname \
+            or "\\" in fname:
+        raise CheckpointError(f"{directory}: file name {fname!r} is not a plain file name "
+                              f"inside the bundle folder")
+    return fname
 
 
 # config.json's own integrity: the SHA-256 of the canonical config (every field but the
@@ -320,8 +337,19 @@ def read_safetensors_header(path: str | os.PathLike) -> dict[str, tuple[str, lis
             header = json.loads(fh.read(length))
     except (OSError, json.JSONDecodeError, UnicodeDecodeError) as err:
         raise CheckpointError(f"{path} is truncated or corrupt: {err}") from None
-    return {k: (v["dtype"], list(v["shape"])) for k, v in header.items()
-            if k != "__metadata__"}
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{path} is corrupt: its safetensors header is not a JSON object")
+    entries = {}
+    for key, value in header.items():
+        if key == "__metadata__":
+            continue
+        if not (isinstance(value, dict) and isinstance(value.get("dtype"), str)
+                and isinstance(value.get("shape"), list)
+                and all(isinstance(n, int) and n >= 0 for n in value["shape"])):
+            raise CheckpointError(f"{path} is corrupt: header entry {key!r} is not "
+                                  f"{{dtype, shape, data_offsets}}")
+        entries[key] = (value["dtype"], list(value["shape"]))
+    return entries
 
 
 def shape_report(expected: dict[str, list[int]], found: dict[str, list[int]]) -> list[str]:

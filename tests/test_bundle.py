@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -458,3 +459,106 @@ def test_constant_prediction_warning_iff_one_label(labels):
 def test_channelset_round_trip_in_spec_keeps_types():
     spec = SignalSpec(8000, ChannelSet(("m0", "m1"), ("mic", "mic")), "waveform", None, "FS")
     assert SignalSpec.from_dict(spec.to_dict()).channels.types == ("mic", "mic")
+
+
+# --- loading an untrusted bundle (security review, fourteenth session) --------------------
+
+def _config(path: Path) -> dict:
+    return json.loads((path / "config.json").read_text())
+
+
+def _write_config(path: Path, config: dict) -> None:
+    (path / "config.json").write_text(json.dumps(config))
+
+
+@pytest.mark.parametrize("key, value", [("weights", "attacker-org/tracker"),
+                                        ("strict", False), ("spec", "x")])
+def test_a_config_cannot_make_loading_fetch_other_weights(tmp_path, monkeypatch, key, value):
+    import sigformer.catalogue as catalogue
+    from sigformer.pretrained import from_pretrained
+
+    fetched = []
+    monkeypatch.setattr(catalogue, "_download_from_hub", lambda name: fetched.append(name))
+    path = save_checkpoint(tmp_path / "b", create_model("ofdm_linear"))
+    config = _config(path)
+    config["kwargs"][key] = value
+    _write_config(path, config)
+    for load in (load_checkpoint, from_pretrained):
+        with pytest.raises(CheckpointError, match=f"kwargs.{key}: a bundle records constructor "
+                                                  f"arguments only"):
+            load(path)
+    assert fetched == []
+
+
+def test_checksums_cannot_be_skipped_by_editing_the_file_list(tmp_path):
+    from sigformer.pretrained import from_pretrained
+
+    path = save_checkpoint(tmp_path / "b", create_model("ofdm_linear"))
+    config = _config(path)
+    weights = config["files"].pop("model.safetensors")
+    config["files"]["MODEL_CARD.md"] = weights
+    _write_config(path, config)
+    for load in (load_checkpoint, from_pretrained):
+        with pytest.raises(CheckpointError, match="lists checksums but none for "
+                                                  "model.safetensors"):
+            load(path)
+    config["files"] = {}
+    _write_config(path, config)
+    with pytest.raises(CheckpointError, match="lists no checksums, which every format-2"):
+        load_checkpoint(path)
+
+
+@pytest.mark.parametrize("name", ["../outside.txt", "/etc/hostname", "sub/x.bin", ".."])
+def test_listed_file_names_stay_inside_the_bundle(tmp_path, name):
+    path = save_checkpoint(tmp_path / "b", create_model("ofdm_linear"))
+    config = _config(path)
+    config["files"][name] = {"sha256": "0" * 64, "bytes": 1}
+    _write_config(path, config)
+    with pytest.raises(CheckpointError, match="is not a plain file name"):
+        load_checkpoint(path)
+    with pytest.raises(CheckpointError, match="is not a plain file name"):
+        save_checkpoint(tmp_path / "c", create_model("ofdm_linear"),
+                        extra_files={name: b"x"})
+
+
+def test_from_pretrained_checks_sizes_and_the_config_digest_before_building(tmp_path):
+    from sigformer.pretrained import from_pretrained
+
+    path = save_checkpoint(tmp_path / "b", create_model("adafortitran", "tiny"))
+    config = _config(path)
+    config["kwargs"]["num_layers"] = 400  # would build 400 layers before any check
+    _write_config(path, config)
+    with pytest.raises(CheckpointError, match="do not fit model"):
+        from_pretrained(path)
+    shipped = Path(__file__).resolve().parents[1] / "sigformer" / "catalogue" / \
+        "ofdm-adafortitran-small-tdla"
+    copy = tmp_path / "copy"
+    shutil.copytree(shipped, copy)
+    config = _config(copy)
+    config["kwargs"]["normalize_statistics"] = not config["kwargs"].get(
+        "normalize_statistics", False)
+    _write_config(copy, config)
+    with pytest.raises(CheckpointError, match="was changed after it was saved"):
+        from_pretrained(copy)
+
+
+def test_a_malformed_weights_header_is_a_clear_error(tmp_path):
+    import struct
+
+    path = save_checkpoint(tmp_path / "b", create_model("ofdm_linear"))
+    header = json.dumps({"w": 1}).encode()
+    (path / "model.safetensors").write_bytes(struct.pack("<Q", len(header)) + header)
+    with pytest.raises(CheckpointError, match="header entry 'w' is not"):
+        load_checkpoint(path, verify=False)
+
+
+def test_a_bare_pretrained_name_loads_the_catalogue_even_beside_a_same_named_folder(
+        tmp_path, monkeypatch):
+    from sigformer.pretrained import resolve_bundle_path
+
+    monkeypatch.chdir(tmp_path)
+    save_checkpoint(tmp_path / "amr-clst-modgen", create_model("ofdm_linear"))
+    with pytest.warns(UserWarning, match="also a folder here; loading the shipped bundle"):
+        path = resolve_bundle_path("amr-clst-modgen")
+    assert path.parent.name == "catalogue"
+    assert resolve_bundle_path("./amr-clst-modgen").resolve() == tmp_path / "amr-clst-modgen"

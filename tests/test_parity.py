@@ -352,19 +352,28 @@ def test_tied_copies_must_agree():
 
 
 @needs_fixtures
-def test_non_strict_loads_what_fits_and_reports(capsys):
+def test_non_strict_loads_what_fits_and_reports():
+    from sigformer.models.weights import PretrainedLoadWarning
+
     fx = fixture("dbconformer")
     official = dict(fx.official)
     del official["classifier.fc.6.bias"]
     official["bogus"] = torch.zeros(3)
     model = fx.build()
     fresh_bias = model.final_layer[6].bias.detach().clone()
-    report = load_official(model, official, "dbconformer", strict=False)
+    with pytest.warns(PretrainedLoadWarning, match="final_layer.6.bias"):
+        report = load_official(model, official, "dbconformer", strict=False)
     assert not report.ok
     assert report.missing == ["final_layer.6.bias"] and report.unexpected == ["bogus -> bogus"]
     assert torch.equal(model.final_layer[6].bias, fresh_bias)
     torch.testing.assert_close(model.final_layer[6].weight, official["classifier.fc.6.weight"])
-    assert "final_layer.6.bias" in capsys.readouterr().out
+
+
+@needs_fixtures
+def test_non_strict_refuses_a_checkpoint_of_which_nothing_fits():
+    fx = fixture("dbconformer")
+    with pytest.raises(ConversionError, match="none of the official checkpoint's tensors fit"):
+        load_official(fx.build(), {"bogus": torch.zeros(3)}, "dbconformer", strict=False)
 
 
 @needs_fixtures

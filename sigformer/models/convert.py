@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import pickle
 import re
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -515,8 +516,9 @@ def load_official(model: nn.Module, path_or_state: str | Path | Mapping[str, Ten
     dict with official key names) into a built sigformer model.
 
     ``strict=True`` (default) refuses any mismatch with :class:`ConversionError` and leaves
-    the model untouched; ``strict=False`` loads the tensors that fit, prints the report and
-    returns it.
+    the model untouched; ``strict=False`` loads the tensors that fit, warns with the report
+    (:class:`~sigformer.models.weights.PretrainedLoadWarning`) and returns it; when nothing
+    fits it raises (a model left entirely random is never a partial load).
     """
     if isinstance(path_or_state, Mapping):
         official = path_or_state
@@ -528,10 +530,16 @@ def load_official(model: nn.Module, path_or_state: str | Path | Mapping[str, Ten
     if not report.ok and strict:
         raise ConversionError("official checkpoint does not fit the model (pass strict=False "
                               "to load what fits):\n" + str(report))
+    if not report.loaded:
+        raise ConversionError(f"none of the official checkpoint's tensors fit {model_name!r}: "
+                              f"wrong model, preset or file (nothing was loaded):\n{report}")
     fitting = {k: conversion.state[k] for k in report.loaded}
     model.load_state_dict(fitting, strict=False)
     if not report.ok:
-        print(report)
+        from .weights import PretrainedLoadWarning
+
+        warnings.warn(f"official checkpoint loaded with strict=False; what did not fit:\n"
+                      f"{report}", PretrainedLoadWarning, stacklevel=2)
     return report
 
 

@@ -63,12 +63,17 @@ def bundle_model_kwargs(weights: str | os.PathLike, name: str) -> dict[str, Any]
     """The constructor arguments recorded in a sigformer bundle (None for official files)."""
     if is_official_checkpoint(weights):
         return None
-    from ..checkpoint_io import kwargs_from_json
+    from ..checkpoint import checked_model_kwargs
+    from ..checkpoint_io import verify_config_digest
 
-    config = read_config(resolve_bundle_path(weights))
+    path = resolve_bundle_path(weights)
+    config = read_config(path)
     if config["model"] != name:
         raise CheckpointError(f"{weights} holds a {config['model']!r} model, not {name!r}")
-    return kwargs_from_json(config["kwargs"])
+    # the checks load_checkpoint makes, before the caller builds anything from the kwargs
+    kwargs = checked_model_kwargs(path, config)
+    verify_config_digest(config, path)
+    return kwargs
 
 
 def load_weights(model: nn.Module, weights: str | os.PathLike, *, strict: bool = True,
@@ -79,9 +84,13 @@ def load_weights(model: nn.Module, weights: str | os.PathLike, *, strict: bool =
         from .convert import load_official
 
         return load_official(model, weights, name, strict=strict)
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     path = resolve_bundle_path(weights)
     verify_files(path, read_config(path))
-    return load_state_dict_verified(model, load_file(str(path / WEIGHTS_FILE)), strict=strict,
-                                    name=name)
+    try:
+        state = load_file(str(path / WEIGHTS_FILE))
+    except (SafetensorError, OSError, ValueError) as err:
+        raise CheckpointError(f"{path / WEIGHTS_FILE} is truncated or corrupt: {err}") from None
+    return load_state_dict_verified(model, state, strict=strict, name=name)

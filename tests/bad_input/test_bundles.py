@@ -29,6 +29,19 @@ def _set(key, value):
     return lambda config: config.__setitem__(key, value)
 
 
+@case("checksums-removed", "a format-2 bundle whose config lists no checksums",
+      CheckpointError, r"lists no checksums", r"which every format-2 bundle records")
+def _(ctx):
+    Bundle.load(_edit_config(ctx.copy_bundle(), _set("files", {})))
+
+
+@case("config-fetches-weights", "a config whose kwargs name other weights to load",
+      CheckpointError, r"kwargs\.weights", r"a bundle records constructor arguments only")
+def _(ctx):
+    Bundle.load(_edit_config(ctx.copy_bundle(),
+                             lambda c: c["kwargs"].__setitem__("weights", "org/repo")))
+
+
 @case("bundle-missing", "bundle folder that does not exist (absolute path)", CheckpointError,
       r"nope", r"neither a bundle folder nor a pretrained name|does not exist")
 def _(ctx):
@@ -240,10 +253,14 @@ def _(ctx):
     Bundle.load(path)
 
 
-@case("truncated-unverified", "truncated weights of a checkpoint without checksums",
+def _format_1(config):  # a checkpoint from before checksums existed
+    config["files"], config["format_version"] = {}, 1
+
+
+@case("truncated-unverified", "truncated weights of a format-1 checkpoint (no checksums)",
       CheckpointError, r"truncated or corrupt", r"model\.safetensors")
 def _(ctx):
-    path = _edit_config(ctx.copy_bundle(), _set("files", {}))
+    path = _edit_config(ctx.copy_bundle(), _format_1)
     raw = (path / "model.safetensors").read_bytes()
     (path / "model.safetensors").write_bytes(raw[:len(raw) // 2])
     with pytest.warns(UserWarning, match="no checksums"):
