@@ -282,7 +282,8 @@ def _run_audio_bundle(args, task: str, out: str) -> dict:
     from pathlib import Path
 
     def sinks():  # after the chunking and channels are accepted: a refusal writes nothing
-        return default_sinks(bundle, source, out=out, stem=Path(paths[0]).stem)
+        return default_sinks(bundle, source, out=out, stem=Path(paths[0]).stem,
+                             whole_input=True)
 
     report = stream_bundle(bundle, source, sinks, settings=settings, log=lambda *a: None)
     summary = {"outputs": report.get("written", []), "sample_rate": rate,
@@ -293,17 +294,25 @@ def _run_audio_bundle(args, task: str, out: str) -> dict:
         summary["microphones"] = paths
     if mics:
         summary["microphones_used"] = mics
+    if report.get("interrupted"):
+        summary.update(outputs=[], interrupted=True,
+                       note="interrupted: nothing was written (a cut-short file would look "
+                            "complete); earlier files at the output names are unchanged")
     return summary
 
 
+def _run_audio_command(args, task: str) -> int:
+    summary = _run_audio_bundle(args, task, args.out)
+    _print_json(summary)
+    return EXIT_INTERRUPTED if summary.get("interrupted") else 0
+
+
 def _cmd_separate(args) -> int:
-    _print_json(_run_audio_bundle(args, "separate", args.out))
-    return 0
+    return _run_audio_command(args, "separate")
 
 
 def _cmd_enhance(args) -> int:
-    _print_json(_run_audio_bundle(args, "enhance", args.out))
-    return 0
+    return _run_audio_command(args, "enhance")
 
 
 # --- models and export --------------------------------------------------------------------

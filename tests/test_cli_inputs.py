@@ -191,3 +191,82 @@ def test_a_capture_without_a_rate_needs_source_rate_when_paced(tmp_path, family_
     assert main(["stream", str(family_bundle), "--source", f"sigmf:{bare}", "--realtime"]) == 2
     err = capsys.readouterr().err
     assert "has no core:sample_rate" in err and "--source-rate HZ" in err
+
+
+def _interrupt_after_first_write(monkeypatch):
+    """Ctrl-C as a user sends it, while the first block is being written."""
+    import signal
+
+    from sigformer.streaming.sinks import WAVSink
+
+    original = WAVSink.write
+
+    def write(self, blocks):
+        original(self, blocks)
+        if not getattr(self, "_interrupted_once", False):
+            self._interrupted_once = True
+            signal.raise_signal(signal.SIGINT)
+
+    monkeypatch.setattr(WAVSink, "write", write)
+
+
+def test_an_interrupted_separate_writes_no_cut_short_file(tmp_path, separation_bundle,
+                                                          monkeypatch, capsys):
+    from sigformer.cli import EXIT_INTERRUPTED
+
+    mix = _mixture(tmp_path / "long.wav", seconds=3.0)
+    out = tmp_path / "out"
+    out.mkdir()
+    earlier = out / "long_s1.wav"
+    earlier.write_bytes(b"an earlier complete result")
+    _interrupt_after_first_write(monkeypatch)
+    code = main(["separate", str(mix), "--model", str(separation_bundle), "--out", str(out)])
+    assert code == EXIT_INTERRUPTED
+    report = json.loads(capsys.readouterr().out)
+    assert report["interrupted"] is True and report["outputs"] == []
+    assert earlier.read_bytes() == b"an earlier complete result"  # not replaced by a stub
+    assert sorted(p.name for p in out.iterdir()) == ["long_s1.wav"]  # no .part left
+
+
+def test_a_stream_error_publishes_no_whole_file_output(tmp_path):
+    from sigformer.streaming.engine import StreamRunner
+    from sigformer.streaming.runtime import StreamError
+    from sigformer.streaming.sinks import WAVSink
+    from sigformer.streaming.sources import ArraySource
+
+    class FailsOnSecondChunk:
+        n = 0
+
+        def configure(self, sfreq, channels):
+            pass
+
+        def process(self, chunk, timestamps):
+            from sigformer.streaming.processors import AudioBlock
+
+            self.n += 1
+            if self.n == 2:
+                raise StreamError("NaN in the input (simulated)")
+            return [AudioBlock(0, np.asarray(chunk, np.float32), 0.0, ("s1",))]
+
+    audio = np.zeros((1, 16000), np.float32)
+    whole = WAVSink(tmp_path / "whole", 8000, whole_input=True)
+    live = WAVSink(tmp_path / "live", 8000)
+    runner = StreamRunner(ArraySource(audio, 8000, ("mic0",), chunk_size=4000),
+                          FailsOnSecondChunk(), [whole, live])
+    with pytest.raises(StreamError, match="simulated"):
+        runner.run()
+    assert not (tmp_path / "whole").exists() or not list((tmp_path / "whole").iterdir())
+    assert [p.name for p in (tmp_path / "live").iterdir()] == ["output_s1.wav"]  # kept
+
+
+def test_stream_bundle_closes_the_source_when_a_setting_is_refused(tmp_path, separation_bundle):
+    from sigformer.streaming.app import OnlineSettings, stream_bundle
+    from sigformer.streaming.sources import ArraySource
+    from sigformer.validation import SignalError
+
+    source = ArraySource(np.zeros((1, 8000), np.float32), 8000, ("mic0",))
+    closed = []
+    source.close = lambda: closed.append(True)
+    with pytest.raises(SignalError, match="channel 3"):
+        stream_bundle(str(separation_bundle), source, [], settings=OnlineSettings(channel=3))
+    assert closed == [True]

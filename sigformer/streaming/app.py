@@ -438,7 +438,8 @@ def make_source(text: str, *, realtime: bool = False, chunk_size: int | None = N
 
 def default_sinks(bundle: Bundle, source, *, out: str | None = None,
                   lsl_name: str | None = None, record: str | None = None,
-                  stem: str | None = None, plot: bool | str = False) -> list:
+                  stem: str | None = None, plot: bool | str = False,
+                  whole_input: bool = False) -> list:
     """Sinks for a bundle: audio -> WAV files, IQ labels -> SigMF annotations, channel
     estimates -> npz, class probabilities -> LSL outlet and/or recorder."""
     from .sinks import LSLSink, NpzSink, SigMFAnnotationSink, WAVSink
@@ -460,7 +461,7 @@ def default_sinks(bundle: Bundle, source, *, out: str | None = None,
         if problem:  # said now, not after the whole recording is processed
             raise PipelineConfigError(f"--out {problem}")
         sinks.append(WAVSink(out, source.sfreq, single_file=single,
-                             stem=stem or default_stem))
+                             stem=stem or default_stem, whole_input=whole_input))
     elif bundle.task == "estimate_channel":
         if out is not None:
             sinks.append(NpzSink(out))
@@ -537,31 +538,33 @@ def stream_bundle(bundle, source, sinks=(), *, settings: OnlineSettings | None =
     leave an empty recording behind)."""
     from .engine import StreamRunner
 
-    bundle = load_bundle(bundle)
-    _settle_nominal_rate(bundle, source)
-    real_rate = None if getattr(source, "rate_is_nominal", False) else source.sfreq
-    online = build_online(bundle, settings, source_rate=real_rate)
-    online.configure(source.sfreq, source.channels)  # refusals (channels, rates) come here
-    sinks = list(sinks() if callable(sinks) else sinks)
-    clock = None
-    if type(source).__name__ == "LSLSource":
-        from .lsl import lsl
+    try:  # the source is closed whatever happens (a refused setting, a failed sink)
+        bundle = load_bundle(bundle)
+        _settle_nominal_rate(bundle, source)
+        real_rate = None if getattr(source, "rate_is_nominal", False) else source.sfreq
+        online = build_online(bundle, settings, source_rate=real_rate)
+        online.configure(source.sfreq, source.channels)  # refusals (channels, rates) come here
+        sinks = list(sinks() if callable(sinks) else sinks)
+        clock = None
+        if type(source).__name__ == "LSLSource":
+            from .lsl import lsl
 
-        clock = lsl().local_clock
-    keep = bundle.task == "classify" if keep_outputs is None else keep_outputs
-    runner = StreamRunner(source, online, sinks, queue_size=queue_size, status=log,
-                          report_every=report_every, clock=clock, keep_outputs=keep)
-    nominal = getattr(source, "rate_is_nominal", False)
-    if nominal:
-        log(f"note: the capture states no sample rate and this bundle is rate-agnostic (it "
-            f"counts samples per symbol, not Hz), so the capture streams unpaced at a nominal "
-            f"{source.sfreq:g} Hz: seconds and rates in the report count samples (give "
-            f"--source-rate HZ for real ones)")
-    log(f"streaming {len(source.channels)} channels at {source.sfreq:g} Hz"
-        f"{' (nominal)' if nominal else ''} through {bundle!r}")
-    t0 = time.perf_counter()
-    outputs = runner.run(duration=duration, max_predictions=max_outputs, configure=False)
-    source.close()
+            clock = lsl().local_clock
+        keep = bundle.task == "classify" if keep_outputs is None else keep_outputs
+        runner = StreamRunner(source, online, sinks, queue_size=queue_size, status=log,
+                              report_every=report_every, clock=clock, keep_outputs=keep)
+        nominal = getattr(source, "rate_is_nominal", False)
+        if nominal:
+            log(f"note: the capture states no sample rate and this bundle is rate-agnostic (it "
+                f"counts samples per symbol, not Hz), so the capture streams unpaced at a nominal "
+                f"{source.sfreq:g} Hz: seconds and rates in the report count samples (give "
+                f"--source-rate HZ for real ones)")
+        log(f"streaming {len(source.channels)} channels at {source.sfreq:g} Hz"
+            f"{' (nominal)' if nominal else ''} through {bundle!r}")
+        t0 = time.perf_counter()
+        outputs = runner.run(duration=duration, max_predictions=max_outputs, configure=False)
+    finally:
+        source.close()
     elapsed = time.perf_counter() - t0
     report = {"task": bundle.task, "outputs": runner.n_outputs, "seconds": round(elapsed, 2),
               "interrupted": runner.interrupted, **online.stats.as_dict(),

@@ -116,6 +116,7 @@ class StreamRunner:
         reader = threading.Thread(target=self._reader, daemon=True, name="sigformer-reader")
         reader.start()
         predictions: list[Prediction] = []
+        failed = False  # the processing itself raised (the reader's errors are self.error)
         try:
             with self._ctrl_c_stops_between_chunks():
                 self._loop(duration, predictions, idle_report)
@@ -124,19 +125,32 @@ class StreamRunner:
         except KeyboardInterrupt:  # a second Ctrl-C, or no main thread to catch the first
             self.interrupted = True
             self._say("interrupted: flushing outputs")
+        except BaseException:
+            failed = True
+            raise
         finally:
             self.stop()
             reader.join(timeout=2.0)
             try:
                 flush = getattr(self.pipeline, "flush", None)
-                if flush is not None and self.error is None and not self._limit_reached():
+                if flush is not None and self.error is None and not failed \
+                        and not self._limit_reached():
                     self._emit(self._within_limit(flush()), predictions)
             finally:
-                for sink in self.sinks:
-                    sink.close()
+                self._close_sinks(failed)
         if self.error is not None:
             raise self.error
         return predictions
+
+    def _close_sinks(self, failed: bool = False) -> None:
+        """Publish every sink's output; a sink for a whole input file (``abort_when_incomplete``)
+        discards its output instead when the run stopped early (error or Ctrl-C)."""
+        incomplete = failed or self.error is not None or self.interrupted
+        for sink in self.sinks:
+            if incomplete and getattr(sink, "abort_when_incomplete", False):
+                sink.abort()
+            else:
+                sink.close()
 
     @contextlib.contextmanager
     def _ctrl_c_stops_between_chunks(self):

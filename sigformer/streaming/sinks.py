@@ -289,8 +289,13 @@ class WAVSink:
     one file is asked) is refused here, before any audio is processed."""
 
     def __init__(self, target, sample_rate: float, *, stem: str = "output",
-                 single_file: bool = False):
+                 single_file: bool = False, whole_input: bool = False):
+        """``whole_input``: the outputs stand for a whole input file (``sigformer separate``
+        / ``enhance``), so a run that stops early (an error, Ctrl-C) publishes nothing: a
+        cut-short WAV at the final name would look complete. A live stream's recording is
+        kept up to where it stopped (the default)."""
         self.target, self.sample_rate = Path(target), int(round(sample_rate))
+        self.abort_when_incomplete = whole_input
         problem = wav_target_problem(self.target, single_file)
         if problem:
             raise (IsADirectoryError if single_file else NotADirectoryError)(problem)
@@ -326,6 +331,14 @@ class WAVSink:
             writer.close()
             tmp.replace(path)
         self._writers = []
+
+    def abort(self) -> None:
+        """Close without publishing: the temporary files are removed, earlier files at the
+        final names stay as they were."""
+        for writer, tmp, _ in self._writers:
+            writer.close()
+            tmp.unlink(missing_ok=True)
+        self._writers, self.paths = [], []
 
 
 class SigMFAnnotationSink:
