@@ -280,3 +280,25 @@ def test_file_replay_source_paces_in_real_time(eegmmidb_dir):
         chunk, stamps = src.read()
         n += chunk.shape[1]
     assert 0.9 < time.perf_counter() - t0 < 1.5  # one second of data took about a second
+
+
+@pytest.mark.parametrize("stream_rate", [250.0, 1000.0])
+def test_skip_drops_every_window_that_holds_the_bad_chunk_also_when_resampling(stream_rate):
+    """The skip is counted in model-rate samples: with a resampler in the chain the stream's
+    samples are not the windows' samples (1000 Hz into a 250 Hz model let 12 windows over a
+    NaN chunk through, classified on zero-filled data)."""
+    from sigformer.stages import Resample
+
+    window, hop, chunk = 100, 5, 100
+    stages = [Resample(250.0)] if stream_rate != 250.0 else [BandPass(8, 30)]
+    online = _online(n_chans=1, window=window, hop=hop, nan_policy="skip", stages=stages)
+    online.configure(stream_rate, ["a"])
+    x = np.random.default_rng(0).standard_normal((1, int(4 * stream_rate)))
+    bad = slice(int(stream_rate), int(stream_rate) + chunk)  # 1.0 s into the stream
+    x[:, bad] = np.nan
+    preds = [p for a in range(0, x.shape[1], chunk) for p in online.process(x[:, a:a + chunk])]
+    ratio = 250.0 / stream_rate
+    bad_model = (bad.start * ratio, bad.stop * ratio)  # the bad data in model samples
+    for p in preds:
+        assert p.start + p.length <= bad_model[0] or p.start >= bad_model[1], p.start
+    assert online.stats.skipped_windows >= (window + chunk * ratio) // hop - 1

@@ -384,7 +384,8 @@ class OnlinePipeline:
         self.runner.reset()
         if self.bursts is not None:
             self.bursts.reset()
-        self._pending_invalid = 0
+        self._n_in = 0  # stream samples seen, to place an unusable chunk
+        self._invalid: list[tuple[int, int]] = []  # model-rate sample ranges to skip
 
     def process(self, chunk: np.ndarray, timestamps: np.ndarray | None = None
                 ) -> list[Prediction]:
@@ -396,16 +397,18 @@ class OnlinePipeline:
         self.stats.chunks += 1
         self.stats.samples += chunk.shape[1]
         chunk, usable = self.monitor.check(chunk, timestamps, self.stats)
+        n_in = self._n_in
+        self._n_in += chunk.shape[1]
         if not usable:  # skip policy: drop windows overlapping this chunk
             chunk = np.nan_to_num(chunk, nan=0.0, posinf=0.0, neginf=0.0)
-            self._pending_invalid = self.windows.size + chunk.shape[1]
+            self._invalid.append(self._model_rate_range(n_in, self._n_in))
         out = self.pre.process(chunk)
         ts_out = self._output_timestamps(timestamps, chunk.shape[1], out.shape[1])
         predictions = []
         for window, t_last in self.windows.push(out, ts_out):
             self.stats.windows += 1
             index = self.stats.windows - 1
-            if self._pending_invalid > 0:
+            if self._overlaps_invalid(index * self.windows.hop):
                 self.stats.skipped_windows += 1
                 if self.bursts is not None:
                     predictions += self._count(self.bursts.skip(index))
@@ -422,9 +425,28 @@ class OnlinePipeline:
                                           self.runner.classes[int(probs.argmax())], compute,
                                           start=index * self.windows.hop,
                                           length=self.windows.size))
-        if self._pending_invalid > 0:
-            self._pending_invalid = max(0, self._pending_invalid - chunk.shape[1])
         return predictions
+
+    def _model_rate_range(self, start: int, stop: int) -> tuple[int, int]:
+        """The model-rate samples that stream samples ``[start, stop)`` reach: scaled by the
+        rate ratio, and widened by each causal resampler's filter span (its output carries
+        input from up to two filter delays back). Windows are counted in model samples, so
+        a skip counted in stream samples missed windows whenever the chain resampled."""
+        from ..stages.resample import Resample
+
+        ratio = self.sfreq_out / self.sfreq_in
+        spread = 0
+        for stage in getattr(self.pre, "stages", []):
+            if isinstance(stage, Resample) and stage.phase == "causal":
+                spread += int(np.ceil(2 * stage.delay_ticks / stage._configured_ratio()[1]))
+        return int(np.floor(start * ratio)), int(np.ceil(stop * ratio)) + spread
+
+    def _overlaps_invalid(self, start: int) -> bool:
+        """Whether the window starting at model sample ``start`` overlaps unusable data
+        (ranges wholly before it are dropped: windows only move forward)."""
+        end = start + self.windows.size
+        self._invalid = [(a, b) for a, b in self._invalid if b > start]
+        return any(a < end for a, _ in self._invalid)
 
     def _count(self, predictions: list[Prediction]) -> list[Prediction]:
         self.stats.compute_s.extend(p.compute_s for p in predictions)
