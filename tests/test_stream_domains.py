@@ -378,3 +378,31 @@ def test_sigmf_capture_without_a_rate_streams_with_source_rate(tmp_path, capsys,
     report = _cli_json(capsys, ["stream", str(iq_bundle), "--source", f"sigmf:{meta}",
                                 "--source-rate", "1e6"])
     assert report["predictions"] == 6
+
+
+@pytest.mark.parametrize("chunk", [1, 8, 40])
+def test_slot_skip_drops_only_the_bad_slot_whatever_the_chunk_size(chunk):
+    """Slots are independent: one NaN slot must not take the other slots of its chunk
+    with it (39 of 40 estimated at any chunk size, the same estimates)."""
+    import torch
+
+    from sigformer.streaming.processors import SlotEstimator, slot_channels
+
+    class PilotMagnitude(torch.nn.Module):
+        def forward(self, pilots, stats):
+            return pilots.abs() * (1 + stats[:, :1, None])
+
+    pilot_shape = (2, 3)
+    n_pilots = 6
+    rng = np.random.default_rng(0)
+    slots = rng.standard_normal((2 * n_pilots + 3, 40))
+    slots[4, 13] = np.nan
+    est = SlotEstimator(PilotMagnitude(), pilot_shape, nan_policy="skip")
+    est.configure(1000.0, slot_channels(n_pilots))
+    out = [e for a in range(0, 40, chunk) for e in est.process(slots[:, a:a + chunk])]
+    assert [e.slot for e in out] == [i for i in range(40) if i != 13]
+    assert est.stats.skipped_windows == 1
+    for e in out:
+        pilots = slots[:n_pilots, e.slot] + 1j * slots[n_pilots:2 * n_pilots, e.slot]
+        expected = np.abs(pilots).reshape(pilot_shape) * (1 + slots[2 * n_pilots, e.slot])
+        np.testing.assert_allclose(e.estimate, expected, rtol=1e-5)

@@ -288,14 +288,18 @@ class SlotEstimator:
         self.stats.samples += chunk.shape[1]
         chunk, usable = self.monitor.check(chunk, timestamps, self.stats)
         n_slots = chunk.shape[1]
-        if not usable or n_slots == 0:
+        # slots are independent: the skip policy drops the slots with bad values, not the
+        # chunk they came in (which made the result depend on the chunk size)
+        keep = np.ones(n_slots, bool) if usable else np.isfinite(chunk).all(axis=0)
+        self.stats.skipped_windows += int((~keep).sum())
+        if not keep.any():
             self._slot += n_slots
-            self.stats.skipped_windows += n_slots if not usable else 0
             return []
         n_pilots = int(np.prod(self.pilot_shape))
-        pilots = (chunk[:n_pilots] + 1j * chunk[n_pilots:2 * n_pilots]).T
-        pilots = pilots.reshape(n_slots, *self.pilot_shape).astype(np.complex64)
-        stats = chunk[2 * n_pilots:].T.astype(np.float32)
+        good = chunk[:, keep]
+        pilots = (good[:n_pilots] + 1j * good[n_pilots:2 * n_pilots]).T
+        pilots = pilots.reshape(good.shape[1], *self.pilot_shape).astype(np.complex64)
+        stats = good[2 * n_pilots:].T.astype(np.float32)
         previous = torch.get_num_threads()
         torch.set_num_threads(self.threads)
         t0 = time.perf_counter()
@@ -304,13 +308,15 @@ class SlotEstimator:
                 grids = self.model(torch.as_tensor(pilots), torch.as_tensor(stats)).numpy()
         finally:
             torch.set_num_threads(previous)
-        compute = (time.perf_counter() - t0) / n_slots
+        compute = (time.perf_counter() - t0) / len(grids)
         out = []
+        estimates = iter(grids)
         for i in range(n_slots):
-            stamp = float(timestamps[i]) if timestamps is not None else float(self._slot)
-            out.append(ChannelEstimate(self._slot, grids[i], stamp, compute))
-            self.stats.windows += 1
-            self.stats.compute_s.append(compute)
+            if keep[i]:
+                stamp = float(timestamps[i]) if timestamps is not None else float(self._slot)
+                out.append(ChannelEstimate(self._slot, next(estimates), stamp, compute))
+                self.stats.windows += 1
+                self.stats.compute_s.append(compute)
             self._slot += 1
         return out
 
