@@ -406,3 +406,42 @@ def test_slot_skip_drops_only_the_bad_slot_whatever_the_chunk_size(chunk):
         pilots = slots[:n_pilots, e.slot] + 1j * slots[n_pilots:2 * n_pilots, e.slot]
         expected = np.abs(pilots).reshape(pilot_shape) * (1 + slots[2 * n_pilots, e.slot])
         np.testing.assert_allclose(e.estimate, expected, rtol=1e-5)
+
+
+def test_sound_card_blocks_dropped_on_overflow_are_a_visible_gap(monkeypatch):
+    """A reader that falls behind loses blocks: their samples must show up as a gap in the
+    timestamps (so the quality monitor reports it), and as counts, not vanish."""
+    import sys
+    import types
+
+    from sigformer.streaming.runtime import QualityMonitor, StreamStats
+    from sigformer.streaming.sources import SoundCardSource
+
+    class FakeInputStream:
+        def __init__(self, *, samplerate, channels, device, blocksize, dtype, callback):
+            self.callback, self.blocksize, self.channels = callback, blocksize, channels
+
+        def start(self):
+            for k in range(300):  # delivered before the reader ever runs
+                block = np.full((self.blocksize, self.channels), k, np.float32)
+                self.callback(block, self.blocksize, None, None)
+
+        def stop(self):
+            pass
+
+    monkeypatch.setitem(sys.modules, "sounddevice",
+                        types.SimpleNamespace(InputStream=FakeInputStream))
+    source = SoundCardSource(16000, 1, chunk_size=64)
+    blocks = []
+    while (item := source.read(timeout=0.01)) is not None:
+        blocks.append(item)
+    assert len(blocks) == 256 and source.overflows == 44 and source.dropped_frames == 44 * 64
+    stats, monitor = StreamStats(), QualityMonitor(16000.0)
+    for data, stamps in blocks:
+        monitor.check(data, stamps, stats)
+    assert stats.dropped_samples == 0  # the first 256 blocks arrived in order
+    # the next block after the drops starts 44 blocks later
+    source._stream.callback(np.zeros((64, 1), np.float32), 64, None, None)
+    data, stamps = source.read(timeout=0.01)
+    monitor.check(data, stamps, stats)
+    assert stats.gaps == 1 and stats.dropped_samples == 44 * 64

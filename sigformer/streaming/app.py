@@ -584,6 +584,11 @@ def stream_bundle(bundle, source, sinks=(), *, settings: OnlineSettings | None =
         # quiet: below the gate when they came; dropped: held, then below a louder frame's
         report.update(bursts=groups.n_bursts, burst_decisions=groups.n_groups,
                       quiet_frames=groups.n_quiet, dropped_held_frames=groups.n_dropped)
+    for attr, key in (("overflows", "source_overflows"), ("dropped_frames",
+                                                          "source_dropped_samples"),
+                      ("bad_messages", "source_bad_messages")):
+        if getattr(source, attr, 0):  # a live source's losses, reported, not just counted
+            report[key] = int(getattr(source, attr))
     filled = {k: v for k, v in (getattr(online, "filled_channels", None) or {}).items() if v}
     if filled:
         report["filled_channels"] = filled

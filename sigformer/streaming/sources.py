@@ -335,21 +335,32 @@ class SoundCardSource:
             raise ImportError("live sound-card input needs sounddevice and PortAudio: pip "
                               f"install 'sigformer[audio-live]' ({err})") from None
         import queue
+        import threading
 
         self.sfreq = check_sfreq(sample_rate)
         names = tuple(f"mic{i}" for i in range(channels))
         self.channels = ChannelSet(names, ("mic",) * channels)
         self._queue: queue.Queue = queue.Queue(maxsize=256)
         self._count = 0
+        # overflows: PortAudio's input-overflow flags plus blocks this side dropped;
+        # dropped_frames: the samples of those blocks, which the timestamps skip over so
+        # the quality monitor reports the gap (the audio is not silently spliced)
         self.overflows = 0
+        self.dropped_frames = 0
+        self._unstamped_gap = 0
+        self._lock = threading.Lock()
 
         def callback(data, frames, time_info, status):
-            if status:
-                self.overflows += 1
-            try:
-                self._queue.put_nowait(data.copy())
-            except queue.Full:
-                self.overflows += 1
+            with self._lock:
+                if status:
+                    self.overflows += 1
+                try:
+                    self._queue.put_nowait((data.copy(), self._unstamped_gap))
+                    self._unstamped_gap = 0
+                except queue.Full:
+                    self.overflows += 1
+                    self.dropped_frames += frames
+                    self._unstamped_gap += frames
 
         self._stream = sd.InputStream(samplerate=self.sfreq, channels=channels, device=device,
                                       blocksize=chunk_size, dtype="float32", callback=callback)
@@ -359,9 +370,10 @@ class SoundCardSource:
         import queue
 
         try:
-            block = self._queue.get(timeout=timeout)
+            block, gap = self._queue.get(timeout=timeout)
         except queue.Empty:
             return None
+        self._count += gap  # samples dropped before this block: a gap the monitor sees
         stamps = (self._count + np.arange(len(block))) / self.sfreq
         self._count += len(block)
         return block.T.astype(np.float64), stamps
