@@ -302,3 +302,22 @@ def test_skip_drops_every_window_that_holds_the_bad_chunk_also_when_resampling(s
     for p in preds:
         assert p.start + p.length <= bad_model[0] or p.start >= bad_model[1], p.start
     assert online.stats.skipped_windows >= (window + chunk * ratio) // hop - 1
+
+
+def test_resampled_window_timestamps_count_the_resampler_delay():
+    """A window's timestamp is the time of its last sample: through a causal resampler that
+    is the input minus the filter's group delay (it was the last input's time: ~40 ms late
+    at 1000 -> 250 Hz, so LSL outlets stamped predictions late)."""
+    from sigformer.stages import Resample
+
+    online = _online(n_chans=1, window=100, hop=25, stages=[Resample(250.0)])
+    online.configure(1000.0, ["a"])
+    x = np.random.default_rng(0).standard_normal((1, 4000))
+    stamps = 100.0 + np.arange(4000) / 1000.0
+    preds = [p for a in range(0, 4000, 100)
+             for p in online.process(x[:, a:a + 100], stamps[a:a + 100])]
+    resample = online.pre.stages[0]
+    delay_s = resample.delay_ticks / (1000.0 * resample.up)  # group delay at the input rate
+    for p in preds:
+        last = p.start + p.length - 1  # the window's last model sample
+        assert p.timestamp == pytest.approx(100.0 + last / 250.0 - delay_s, abs=1 / 250), p.start

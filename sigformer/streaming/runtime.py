@@ -461,9 +461,20 @@ class OnlinePipeline:
             return None if ts is None else np.zeros(0)
         if n_out == n_in:
             return np.asarray(ts, dtype=float)
-        # resampled: output sample k of this chunk sits at the last input time minus its lag
+        # resampled: the last output sample stands for the last input minus the causal
+        # filters' group delay (the window's own start/length already count it), and
+        # output sample k of this chunk sits one output step per sample before it
         step = 1.0 / self.sfreq_out
-        return float(ts[-1]) - step * np.arange(n_out - 1, -1, -1)
+        return float(ts[-1]) - self._resample_delay_s() - step * np.arange(n_out - 1, -1, -1)
+
+    def _resample_delay_s(self) -> float:
+        """The causal resamplers' group delay in seconds (``delay_ticks`` ticks of each one's
+        upsampled grid, ``sfreq * down`` ticks per second)."""
+        from ..stages.resample import Resample
+
+        return sum(stage.delay_ticks / (stage.sfreq * stage._configured_ratio()[1])
+                   for stage in getattr(self.pre, "stages", [])
+                   if isinstance(stage, Resample) and stage.phase == "causal")
 
 
 def offline_windows(stages: Stage | Sequence[Stage], data: np.ndarray, sfreq: float, channels,
