@@ -15,10 +15,15 @@ def roc_auc(y_true, proba: np.ndarray, classes) -> float:
         raise ValueError(f"proba has {proba.shape[1]} columns for {len(classes)} classes")
     if len(np.unique(y_true)) < 2:
         return float("nan")  # undefined with one class present
+    y_true, proba = np.asarray(y_true), np.asarray(proba, dtype=float)
     if len(classes) == 2:
-        return float(skm.roc_auc_score(np.asarray(y_true) == classes[1], proba[:, 1]))
-    return float(skm.roc_auc_score(y_true, proba, multi_class="ovr", average="macro",
-                                   labels=classes))
+        return float(skm.roc_auc_score(y_true == classes[1], proba[:, 1]))
+    # one-vs-rest macro over the classes this fold holds (sklearn's ovr macro average when
+    # all are present); a fold without one class (a held-out subject that never saw it)
+    # would otherwise be NaN as a whole
+    present = [i for i, c in enumerate(classes) if np.any(y_true == c)]
+    return float(np.mean([skm.roc_auc_score(y_true == classes[i], proba[:, i])
+                          for i in present]))
 
 
 def classification_metrics(y_true, y_pred, proba: np.ndarray | None = None, classes=None,

@@ -356,3 +356,24 @@ def test_few_shot_aligns_calibration_and_test_trials_with_the_calibration_pool(r
     order = np.random.default_rng(0)
     pool = np.concatenate([order.permutation(np.flatnonzero(y_t == c))[:5] for c in (0, 1)])
     np.testing.assert_allclose(refs[0], trial_covariances(X_t[pool]).mean(0), rtol=1e-5)
+
+
+def test_multiclass_roc_auc_of_a_fold_without_one_class_is_the_macro_over_present_classes():
+    """A held-out subject that lacks a class made the fold's multi-class ROC-AUC NaN (and
+    the summary's nanmean silently dropped it)."""
+    from sklearn.metrics import roc_auc_score
+
+    from sigformer.metrics import roc_auc
+
+    rng = np.random.default_rng(0)
+    y = np.array([0, 1, 2] * 20)  # class 3 of 4 absent
+    proba = rng.dirichlet(np.ones(4), len(y))
+    proba[np.arange(len(y)), y] += 0.5
+    proba /= proba.sum(1, keepdims=True)
+    value = roc_auc(y, proba, [0, 1, 2, 3])
+    expected = np.mean([roc_auc_score(y == c, proba[:, c]) for c in (0, 1, 2)])
+    assert value == pytest.approx(expected) and np.isfinite(value)
+    full = np.array([0, 1, 2, 3] * 15)
+    p_full = rng.dirichlet(np.ones(4), len(full))
+    assert roc_auc(full, p_full, [0, 1, 2, 3]) == pytest.approx(
+        roc_auc_score(full, p_full, multi_class="ovr", average="macro"))

@@ -800,3 +800,22 @@ def test_slot_stream_starting_at_a_step_yields_the_rest_of_the_epoch():
     assert list(stream.starting_at(4)) == []
     with pytest.raises(ValueError, match="first_step must be within 0..4"):
         stream.starting_at(5)
+
+
+def test_nmse_refuses_shapes_that_would_broadcast_and_undefined_inputs():
+    rng = np.random.default_rng(0)
+    truth = rng.standard_normal((4, 12, 14)) + 1j * rng.standard_normal((4, 12, 14))
+    est = truth + 0.1 * rng.standard_normal(truth.shape)
+    assert nmse_db(est, truth) < -15
+    assert nmse_db(torch.as_tensor(est), torch.as_tensor(truth)) == pytest.approx(
+        nmse_db(est, truth))
+    with pytest.raises(ValueError, match="must have the same shape"):
+        nmse_db(est[:, None], truth)  # (n, 1, K, L) against (n, K, L) broadcast silently
+    with pytest.raises(ValueError, match="must have the same shape"):
+        nmse_db(est[0], truth)
+    with pytest.raises(ValueError, match="all zeros"):
+        nmse_db(est, np.zeros_like(truth))
+    bad = est.copy()
+    bad[0, 0, 0] = np.nan
+    with pytest.raises(ValueError, match="estimate holds NaN"):
+        nmse_db(bad, truth)

@@ -126,6 +126,54 @@ def test_pit_recovers_the_permutation_and_loss_is_swap_invariant():
         best_permutation(est[0], refs[0])
 
 
+@pytest.mark.parametrize("which", ["estimate", "reference"])
+def test_si_sdr_and_sdr_refuse_a_silent_signal(which):
+    """A silent estimate scored 0 dB (torchmetrics' guard), so a model that outputs silence
+    showed an SI-SDR improvement at negative input SNRs; a silent reference scored -196 dB."""
+    from sigformer.speech.metrics import SpeechMetricError
+
+    rng = np.random.default_rng(0)
+    ref = rng.standard_normal((2, 800))
+    mix = ref + 10 ** (5 / 20) * rng.standard_normal((2, 800))  # -5 dB
+    est = ref + 0.1 * rng.standard_normal((2, 800))
+    if which == "estimate":
+        est[1] = 0.0
+    else:
+        ref[1] = 3.0  # constant: silent once the mean is removed
+    with pytest.raises(SpeechMetricError, match=f"the {which} is silent at \\[1\\]"):
+        si_sdr(est, ref)
+    with pytest.raises(SpeechMetricError, match=f"the {which} is silent"):
+        si_sdr_improvement(est, ref, mix)
+    with pytest.raises(SpeechMetricError, match=f"the {which}s is silent"):
+        best_permutation(est[None], ref[None])
+    if which == "estimate":
+        with pytest.raises(SpeechMetricError, match="the estimate is silent"):
+            sdr(est, ref)
+    # a training loss keeps its guard: no error, a finite value
+    assert np.isfinite(si_sdr(est, ref, check_silence=False)).all()
+
+
+def test_sdr_scores_each_estimate_against_its_own_reference():
+    """fast_bss_eval solves the permutation when given all sources; sdr scores source i
+    against reference i, like si_sdr (swapped estimates used to score as aligned ones)."""
+    rng = np.random.default_rng(0)
+    ref = rng.standard_normal((2, 8000))
+    est = ref + 0.3 * rng.standard_normal((2, 8000))
+    aligned, swapped = sdr(est, ref), sdr(est[::-1].copy(), ref)
+    assert aligned.min() > 9 and swapped.max() < 0
+
+
+def test_stoi_refuses_a_silent_reference_and_too_little_speech():
+    from sigformer.speech.metrics import SpeechMetricError, stoi_score
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(16000)
+    with pytest.raises(SpeechMetricError, match="silent reference"):
+        stoi_score(x, np.zeros(16000), 16000)
+    with pytest.raises(SpeechMetricError, match="STOI needs more speech"):
+        stoi_score(x[:3200], x[:3200] + 0.1, 16000)
+
+
 @needs_speech
 def test_pesq_and_stoi_rank_clean_above_noisy():
     from sigformer.speech.metrics import pesq_score, stoi_score

@@ -120,7 +120,7 @@ def _loss(estimates: torch.Tensor, inputs: torch.Tensor, targets: torch.Tensor,
     if recipe.loss == "pcm":
         return pcm_loss(inputs[:, :1], estimates, targets)
     if recipe.loss == "si_sdr":
-        return -si_sdr(estimates[:, 0], targets[:, 0]).mean()
+        return -si_sdr(estimates[:, 0], targets[:, 0], check_silence=False).mean()
     raise ValueError(f"unknown loss {recipe.loss!r}; expected one of {LOSSES}")
 
 
@@ -155,13 +155,14 @@ def validate(model: nn.Module, items: Iterable, task: str) -> dict[str, float]:
         est = model(inputs[None]).double()
         ref = targets[None].double()
         if task == "separate":
-            score, _ = best_permutation(est, ref)
+            score, _ = best_permutation(est, ref, check_silence=False)
             mix = inputs.double()[None, None].expand_as(ref)
             scores.append(float(score))
-            base.append(float(si_sdr(mix, ref).mean()))
+            base.append(float(si_sdr(mix, ref, check_silence=False).mean()))
         else:
-            scores.append(float(si_sdr(est[0, 0], ref[0, 0])))
-            base.append(float(si_sdr(inputs[0].double(), ref[0, 0])))
+            scores.append(float(si_sdr(est[0, 0], ref[0, 0], check_silence=False)))
+            base.append(float(si_sdr(inputs[0].double(), ref[0, 0],
+                                     check_silence=False)))
     return {"si_sdr": float(np.mean(scores)), "si_sdri": float(np.mean(scores) - np.mean(base))}
 
 

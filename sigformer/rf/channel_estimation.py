@@ -26,15 +26,34 @@ from ..data.ofdm import (
 )
 
 
+def _estimate_and_truth(estimate, truth) -> tuple[np.ndarray, np.ndarray]:
+    """Both as numpy (torch tensors too), the same shape and finite: broadcasting an
+    ``(n, 1, K, L)`` estimate against ``(n, K, L)`` truth compared every slot with every
+    other slot and gave a plausible, wrong number."""
+    est, ref = (np.asarray(x.detach().cpu()) if hasattr(x, "detach") else np.asarray(x)
+                for x in (estimate, truth))
+    if est.shape != ref.shape:
+        raise ValueError(f"estimate {est.shape} and truth {ref.shape} must have the same shape "
+                         f"(slots, subcarriers, symbols)")
+    for name, x in (("estimate", est), ("truth", ref)):
+        if not np.isfinite(x).all():
+            raise ValueError(f"the {name} holds NaN/Inf values")
+    return est, ref
+
+
 def nmse_db(estimate: np.ndarray, truth: np.ndarray) -> float:
     """Normalised MSE in dB over a set: ``10 log10(sum|H_hat - H|^2 / sum|H|^2)``."""
-    err = np.sum(np.abs(np.asarray(estimate) - truth) ** 2)
-    return float(10 * np.log10(err / np.sum(np.abs(truth) ** 2)))
+    est, ref = _estimate_and_truth(estimate, truth)
+    power = np.sum(np.abs(ref) ** 2)
+    if power == 0:
+        raise ValueError("the true channel is all zeros: its normalised MSE is undefined")
+    return float(10 * np.log10(np.sum(np.abs(est - ref) ** 2) / power))
 
 
 def mse_db(estimate: np.ndarray, truth: np.ndarray) -> float:
     """The reference's metric: ``10 log10(mean |H_hat - H|^2)`` per complex resource element."""
-    return float(10 * np.log10(np.mean(np.abs(np.asarray(estimate) - truth) ** 2)))
+    est, ref = _estimate_and_truth(estimate, truth)
+    return float(10 * np.log10(np.mean(np.abs(est - ref) ** 2)))
 
 
 def linear_interp_matrix(known: np.ndarray, targets: np.ndarray) -> np.ndarray:

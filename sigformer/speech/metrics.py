@@ -60,6 +60,8 @@ def _channels_first(x, name: str):
 
 def _as_tensor(x, name: str = "input") -> torch.Tensor:
     t = x if torch.is_tensor(x) else torch.as_tensor(np.asarray(x), dtype=torch.float64)
+    if not (t.is_floating_point() or t.is_complex()):  # int16 audio tensors, e.g.
+        t = t.to(torch.float64)
     return _channels_first(t, name)
 
 
@@ -76,6 +78,24 @@ def _check_finite(x, name: str) -> None:
             int((~np.isfinite(x)).sum())
         raise ValueError(f"{name} holds {n_bad} NaN/Inf value(s); expected finite audio "
                          f"(metrics of NaN are NaN)")
+
+
+def _check_not_silent(x, name: str, zero_mean: bool = True) -> None:
+    """SI-SDR / SDR of a silent signal (all zeros, or constant once its mean is removed) is
+    undefined: torchmetrics' guard made a silent estimate 0 dB (so a model that outputs
+    nothing scored an SI-SDR improvement) and a silent reference about -196 dB."""
+    t = torch.as_tensor(np.asarray(x)) if not torch.is_tensor(x) else x.detach()
+    t = t.to(torch.float64)
+    if zero_mean:
+        t = t - t.mean(-1, keepdim=True)
+    silent = (t ** 2).sum(-1) == 0
+    if bool(silent.any()):
+        where = [list(i) if len(i) > 1 else int(i[0]) for i in
+                 torch.nonzero(silent).tolist()] if silent.ndim else []
+        raise SpeechMetricError(
+            f"the {name} is silent{f' at {where}' if where else ''} (all zeros"
+            f"{', or constant once its mean is removed' if zero_mean else ''}): SI-SDR and "
+            f"SDR are undefined for it")
 
 
 def _check_broadcast(est: torch.Tensor, ref: torch.Tensor, what: str = "estimate and "
@@ -113,15 +133,22 @@ def _si_sdr(est: torch.Tensor, ref: torch.Tensor, zero_mean: bool, eps: float | 
     return 10 * torch.log10(((target ** 2).sum(-1) + eps) / ((noise ** 2).sum(-1) + eps))
 
 
-def si_sdr(estimate, reference, zero_mean: bool = True, eps: float | None = None):
+def si_sdr(estimate, reference, zero_mean: bool = True, eps: float | None = None, *,
+           check_silence: bool = True):
     """SI-SDR (dB) over the last axis; broadcasts over leading axes.
 
     ``eps=None`` uses torchmetrics (its machine-epsilon guard); a float uses the same formula
-    here with that guard."""
+    here with that guard. A silent estimate or reference is refused
+    (:class:`SpeechMetricError`: the score is undefined); training losses and validation
+    inside a training loop pass ``check_silence=False`` and get the guard's value instead
+    (0 dB for a silent estimate)."""
     est, ref = _as_tensor(estimate, "estimate"), _as_tensor(reference, "reference")
     _check_finite(est, "estimate")
     _check_finite(ref, "reference")
     _check_broadcast(est, ref)
+    if check_silence:
+        _check_not_silent(ref, "reference", zero_mean)
+        _check_not_silent(est, "estimate", zero_mean)
     return _like(_si_sdr(est, ref, zero_mean, eps), estimate)
 
 
@@ -132,7 +159,9 @@ def si_sdr_improvement(estimate, reference, mixture, zero_mean: bool = True):
     mix = _as_tensor(mixture, "mixture")
     for name, value in (("estimate", est), ("reference", ref), ("mixture", mix)):
         _check_finite(value, name)
+        _check_not_silent(value, name, zero_mean)
     _check_broadcast(est, ref)
+    _check_broadcast(mix, ref, "mixture and reference")
     if mix.ndim < ref.ndim:
         mix = mix.unsqueeze(-2).expand_as(ref)
     out = _si_sdr(est, ref, zero_mean, None) - _si_sdr(mix.to(est.dtype), ref, zero_mean, None)
@@ -151,13 +180,16 @@ def pairwise_si_sdr(estimates, references):
     return _like(_si_sdr(est.unsqueeze(2), ref.unsqueeze(1), True, None), estimates)
 
 
-def best_permutation(estimates, references):
+def best_permutation(estimates, references, *, check_silence: bool = True):
     """For ``(B, n_src, L)`` inputs: the PIT SI-SDR ``(B,)`` (mean over sources) and the
     permutation ``(B, n_src)`` that maps references to estimates (``est[perm[i]] ~ ref[i]``).
-    Numpy inputs give numpy outputs."""
+    Numpy inputs give numpy outputs. ``check_silence`` as in :func:`si_sdr`."""
     est, ref = _as_tensor(estimates, "estimates"), _as_tensor(references, "references")
     _check_finite(est, "estimates")  # a NaN score would not say which input held the NaN
     _check_finite(ref, "references")
+    if check_silence:
+        _check_not_silent(ref, "references")
+        _check_not_silent(est, "estimates")
     best, perm = _best_permutation(est, ref)
     return _like(best, estimates), _like(perm, estimates)
 
@@ -213,7 +245,17 @@ def sdr(estimate, reference, filter_length: int = 512):
         raise ValueError(f"estimate has {est.shape[-1]} samples, reference {ref.shape[-1]}")
     _check_finite(est, "estimate")
     _check_finite(ref, "reference")
-    out = np.asarray(fast_bss_eval.sdr(ref, est, filter_length=filter_length))
+    _check_not_silent(ref, "reference", zero_mean=False)
+    _check_not_silent(est, "estimate", zero_mean=False)
+    if est.shape != ref.shape:
+        raise ValueError(f"estimate {est.shape} and reference {ref.shape} must have the same "
+                         f"shape (n_src, samples)")
+    # source i against reference i, as si_sdr scores them: given all sources at once,
+    # fast_bss_eval solves the best permutation itself, so swapped estimates scored as well
+    # as aligned ones (the SDR of a pair does not depend on the other sources)
+    out = np.array([float(np.asarray(fast_bss_eval.sdr(r[None], e[None],
+                                                       filter_length=filter_length))[0])
+                    for e, r in zip(est, ref)])
     return torch.as_tensor(out) if torch.is_tensor(estimate) else out
 
 
@@ -266,7 +308,17 @@ def stoi_score(estimate, reference, sample_rate: int, extended: bool = False) ->
 
     sample_rate = int(sample_rate)
     est, ref = _mono_pair(estimate, reference)
-    return float(stoi(ref, est, sample_rate, extended=extended))
+    if not np.any(ref):
+        raise SpeechMetricError("STOI is undefined for a silent reference (all zeros)")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        value = float(stoi(ref, est, sample_rate, extended=extended))
+    if any("Not enough STFT frames" in str(w.message) for w in caught):
+        # pystoi returns 1e-5 with a warning: a number that looks like a score
+        raise SpeechMetricError(f"STOI needs more speech: {len(ref) / sample_rate:.2f} s leave "
+                                f"too few frames once silent ones are removed (give >= ~0.4 s "
+                                f"of speech)")
+    return value
 
 
 def evaluate_separation(estimates: np.ndarray, references: np.ndarray, mixture: np.ndarray,
