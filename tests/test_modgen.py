@@ -597,3 +597,53 @@ def test_realism_options_are_validated():
         ModGenConfig(run_mean_range=(0.5, 4.0))
     with pytest.raises(ValueError, match="drift_max"):
         ModGenConfig(drift_max=-1e-4)
+
+
+def _clean_bpsk(n: int, timing: bool, seed: int = 0):
+    """BPSK with a raised-cosine (Nyquist) pulse at 5 samples per symbol (the frame starts
+    24 samples into the generator's grid: not a whole number of symbols), no other
+    impairment: at the symbol instants every sample is +-1 times one amplitude."""
+    from sigformer.data.modgen import ModGenConfig, generate_frames
+
+    cfg = ModGenConfig(sps_range=(5.0, 5.0), pulses=("rc",), sro_ppm_max=0.0,
+                       impairments=("timing",) if timing else ())
+    return generate_frames(n, classes=("BPSK",), config=cfg, frame_length=128, seed=seed)
+
+
+def _spread_at_phase(iq: np.ndarray, phase: int) -> float:
+    samples = np.abs(iq[phase::5])
+    return float(samples.std() / samples.mean())
+
+
+def test_timing_off_frames_are_symbol_aligned_at_their_first_sample():
+    frames = _clean_bpsk(20, timing=False)
+    np.testing.assert_allclose(frames.params["timing_offset"], 0.0, atol=1e-9)
+    for iq in frames.iq:
+        assert _spread_at_phase(iq, 0) < 0.02  # symbol instants at samples 0, 5, 10, ...
+        assert _spread_at_phase(iq, 2) > 0.1  # between symbols: not constant
+
+
+def test_recorded_timing_offset_is_that_of_the_returned_frame():
+    """With timing on, a frame whose recorded offset is ~0 is aligned at sample 0 and one
+    whose offset is ~0.6 at sample 2 ((1 - 0.6) x 5 samples; the offset used to be recorded
+    for a point 24 samples before the frame)."""
+    frames = _clean_bpsk(400, timing=True, seed=1)
+    offset = frames.params["timing_offset"]
+    assert offset.min() >= 0 and offset.max() < 1
+    near_zero = np.flatnonzero((offset < 0.02) | (offset > 0.98))
+    near_half = np.flatnonzero(np.abs(offset - 0.6) < 0.02)
+    assert len(near_zero) > 2 and len(near_half) > 2
+    assert max(_spread_at_phase(frames.iq[i], 0) for i in near_zero) < 0.05
+    assert max(_spread_at_phase(frames.iq[i], 2) for i in near_half) < 0.05
+
+
+def test_recorded_delay_spread_is_the_rms_of_the_drawn_paths():
+    from sigformer.data.modgen import ModGenConfig, generate_frames
+
+    frames = generate_frames(300, classes=("QPSK",), config=ModGenConfig(
+        impairments=("multipath",)), seed=2)
+    p = frames.params
+    single = p["n_paths"] == 1
+    np.testing.assert_allclose(p["delay_spread"][single], 0.0, atol=1e-12)
+    assert np.all(p["delay_spread"] <= p["max_path_delay"] / 2 + 1e-9)  # rms <= half the span
+    assert np.all((p["pdp_decay"] >= 0.1) & (p["pdp_decay"] <= 3.0))

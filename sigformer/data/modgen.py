@@ -52,7 +52,9 @@ generator is vectorised numpy (no per-frame Python loop) and seeded. Signal chai
    ``y = mu r + nu conj(r)``) and a complex DC offset (``"dc_offset"``, magnitude relative to
    the unit signal amplitude).
 6. Timing (``"timing"``): the fractional frame start and the sample-rate offset (ppm); off
-   means symbol-aligned frames at exactly ``sps``.
+   means symbol-aligned frames at exactly ``sps``. ``timing_offset`` records the fractional
+   symbol time of the frame's first sample (before the fourteenth session it recorded a
+   draw at an earlier point of the grid, and "off" frames were not aligned).
 
 Impairment families are switched with ``ModGenConfig(impairments=...)``; each family draws
 from its own random stream, so switching one family off leaves every other draw (symbols,
@@ -130,7 +132,9 @@ class ModGenConfig:
     cfo_max: float = 0.02
     phase_noise_std_range: tuple[float, float] = (1e-4, 2e-2)  # rad per sample, log-uniform
     max_paths: int = 4
-    delay_spread_range: tuple[float, float] = (0.1, 3.0)  # samples (rms of the profile)
+    # samples: the decay constant of the exponential power profile (recorded per frame as
+    # pdp_decay; delay_spread records the realised rms spread of the drawn paths)
+    delay_spread_range: tuple[float, float] = (0.1, 3.0)
     max_delay: float = 8.0  # samples
     rician_probability: float = 0.5
     rician_k_db_range: tuple[float, float] = (0.0, 10.0)
@@ -352,9 +356,14 @@ def _symbol_grid(rng_mod, rng_timing, cfg: ModGenConfig, n: int, length: int,
     if "timing" in cfg.impairments:
         sro = rng_timing.uniform(-1, 1, n) * cfg.sro_ppm_max * 1e-6
         start = rng_timing.uniform(0, 1, n)
-    else:
-        sro, start = np.zeros(n), np.zeros(n)
-    params.update(sps=sps, sro_ppm=sro * 1e6, timing_offset=start)
+    else:  # symbol-aligned at the first *returned* sample, MARGIN samples into the grid
+        sro = np.zeros(n)
+        start = np.mod(-MARGIN / sps, 1.0)
+    # the fractional symbol time of the first returned sample (the frame starts MARGIN
+    # samples into this grid): what "timing offset" means to a user of the frame
+    first = np.mod(start + MARGIN * (1 + sro) / sps, 1.0)
+    params.update(sps=sps, sro_ppm=sro * 1e6, timing_offset=np.where(first > 1 - 1e-9, 0.0,
+                                                                     first))
     k = np.arange(length)
     t = (SPAN + 2 + start)[:, None] + k[None, :] * ((1 + sro) / sps)[:, None]
     n_symbols = int(math.ceil(length * (1 + cfg.sro_ppm_max * 1e-6) / cfg.sps_range[0])) + (
@@ -666,8 +675,14 @@ def _multipath(rng, x: np.ndarray, length: int, cfg: ModGenConfig, params: dict
         active = power[:, p] > 0
         if active.any():
             out[active] += gains[active, p] * _delayed(x[active], delays[active, p], length)
-    params.update(n_paths=paths.astype(float), delay_spread=spread, rician_k=k_factor,
-                  doppler=doppler, max_path_delay=np.max(np.where(power > 0, delays, 0), 1))
+    # the realised rms delay spread of the drawn profile (1-4 paths at random delays), and
+    # the exponential decay constant it was drawn with (recorded as delay_spread until the
+    # fourteenth session, which is not the spread a frame has)
+    mean_delay = (power * delays).sum(axis=1)
+    rms = np.sqrt(np.maximum((power * delays ** 2).sum(axis=1) - mean_delay ** 2, 0.0))
+    params.update(n_paths=paths.astype(float), delay_spread=rms, pdp_decay=spread,
+                  rician_k=k_factor, doppler=doppler,
+                  max_path_delay=np.max(np.where(power > 0, delays, 0), 1))
     return out
 
 
