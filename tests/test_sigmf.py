@@ -348,3 +348,62 @@ def test_real_captures_read_frame_classify_and_annotate(tmp_path):
     predicted = [a for a in rec.annotations if a.extra.get("core:generator") == "sigformer"]
     assert predicted and {a.label for a in predicted} <= set(classes)
     assert rec.annotations[0].label == "FSK"  # the original annotation is kept
+
+
+# --- review findings (fourteenth session) -------------------------------------------------
+
+def test_write_sigmf_takes_the_data_description_from_the_samples(tmp_path):
+    """A global_info copied from another recording (here a ci8 capture's) kept its
+    datatype: cf32 bytes labelled ci8 read back as garbage."""
+    from sigformer.data.sigmf_io import read_sigmf, write_sigmf
+
+    iq = (np.arange(8) + 1j * np.arange(8)).astype(np.complex64)
+    other = {"core:datatype": "ci8", "core:sha512": "0" * 128, "core:num_channels": 1,
+             "core:author": "someone", "core:description": "kept"}
+    meta = write_sigmf(tmp_path / "copy", iq, sample_rate=1e6, global_info=other)
+    back = read_sigmf(meta)
+    np.testing.assert_array_equal(back.samples, iq)
+    assert back.datatype == "cf32_le" and back.global_info["core:author"] == "someone"
+
+
+def test_write_sigmf_keeps_channels_and_refuses_ambiguous_real_pairs(tmp_path):
+    from sigformer.data.sigmf_io import read_sigmf, write_sigmf
+
+    two = (np.arange(12).reshape(6, 2) * (1 + 1j)).astype(np.complex64)
+    back = read_sigmf(write_sigmf(tmp_path / "two", two, sample_rate=1e6))
+    assert back.global_info["core:num_channels"] == 2
+    np.testing.assert_array_equal(back.samples, two)
+    with pytest.raises(DataError, match=r"I/Q pairs as complex"):
+        write_sigmf(tmp_path / "pairs", np.zeros((6, 2), np.int16), sample_rate=1e6)
+    assert not list(tmp_path.glob("pairs*"))
+
+
+def test_header_bytes_without_a_dataset_are_refused_not_read_as_samples(tmp_path):
+    from sigformer.data.sigmf_io import read_sigmf, write_sigmf
+
+    iq = np.array([1 + 2j, 3 + 4j], np.complex64)
+    meta = write_sigmf(tmp_path / "h", iq, sample_rate=1e6)
+    data = tmp_path / "h.sigmf-data"
+    data.write_bytes(np.full(2, 9.0, np.float32).tobytes() + data.read_bytes())
+    doc = json.loads(meta.read_text())
+    doc["global"].pop("core:sha512", None)
+    doc["captures"][0]["core:header_bytes"] = 8
+    meta.write_text(json.dumps(doc))
+    with pytest.raises(DataError, match="header_bytes but the recording has no core:dataset"):
+        read_sigmf(meta)
+
+
+def test_label_runs_do_not_cross_a_retune():
+    """A recording retuned between capture segments: one run spanning both would get its
+    frequency edges from the mixed spectrum around the first centre."""
+    from sigformer.data.sigmf_io import prediction_annotations, retune_points
+
+    captures = [{"core:sample_start": 0, "core:frequency": 100e6},
+                {"core:sample_start": 2048, "core:frequency": 100e6},
+                {"core:sample_start": 4096, "core:frequency": 200e6}]
+    assert retune_points(captures) == [4096]
+    starts = np.arange(0, 8192, 1024)
+    runs = prediction_annotations(starts, 1024, ["QPSK"] * len(starts),
+                                  breaks=retune_points(captures))
+    assert [(r.start, r.count) for r in runs] == [(0, 4096), (4096, 4096)]
+    assert len(prediction_annotations(starts, 1024, ["QPSK"] * len(starts))) == 1

@@ -333,7 +333,9 @@ def simulate_ofdm(n: int, *, snr_db=REFERENCE_TRAIN["snr_db"],
     ``engine``: ``"fast"`` (default; float32/complex64 matmul kernels, the ICI coupling from a
     Taylor expansion of every tap's gain over the symbol) or ``"reference"`` (the direct
     float64 formulas). Both draw the same random numbers in the same order, so a seed gives
-    the same slots within float32 rounding.
+    the same slots within float32 rounding. ``chunk`` (slots simulated at once: memory) is
+    part of the draw order: the same seed with another ``chunk`` gives other slots of the
+    same statistics, so keep it (the default) when a set must be reproduced.
     """
     config = config or OFDMConfig()
     if engine not in SIMULATION_ENGINES:

@@ -18,12 +18,14 @@
 
 from __future__ import annotations
 
+import bisect
 import json
 import os
 import re
 import shutil
 import tempfile
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -175,6 +177,14 @@ def _check_meta(meta_path: Path, data_path: Path) -> tuple[dict[str, Any], Path]
         raise DataError(f"{meta_path}: core:datatype {dtype!r} is not a SigMF datatype "
                         f"((c|r)(f32|f64|i32|i16|u32|u16|i8|u8)(_le|_be), e.g. 'cf32_le')")
     validate_metadata(meta, meta_path)
+    headers = [c for c in meta.get("captures", []) if int(c.get("core:header_bytes", 0) or 0)]
+    if headers and not meta["global"].get("core:dataset"):
+        # the standard defines header bytes for non-conforming datasets (core:dataset) only,
+        # and the sigmf reader skips them only there: read as samples, they shifted every
+        # sample and annotation
+        raise DataError(f"{meta_path}: a capture has core:header_bytes but the recording has "
+                        f"no core:dataset; header bytes belong to non-conforming datasets: "
+                        f"name the data file with global core:dataset")
     data_path = _data_path(meta_path, meta, data_path)
     if not data_path.is_file():
         raise DataError(f"SigMF data file {data_path} does not exist")
@@ -290,6 +300,26 @@ def read_sigmf(path: str | os.PathLike, *, verify_checksum: bool = True,
                           annotations, handle.get_captures(), info, path)
 
 
+# global keys that describe the data file itself: derived from what is written
+DESCRIBES_THE_DATA = ("core:datatype", "core:sha512", "core:num_channels", "core:version",
+                      "core:dataset", "core:trailing_bytes", "core:metadata_only")
+
+
+def _channel_count(samples: np.ndarray) -> int:
+    """Channels of samples to write: ``(n,)`` is one, complex ``(n, channels)`` is several
+    (SigMF interleaves them per sample, as C order does). A real 2-D array is refused: an
+    ``(n, 2)`` int16 array may be I/Q pairs or two real channels, and was written as one real
+    channel of interleaved values."""
+    if samples.ndim == 1:
+        return 1
+    if samples.ndim == 2 and np.iscomplexobj(samples):
+        return int(samples.shape[1])
+    kind = "complex" if np.iscomplexobj(samples) else "real"
+    raise DataError(f"samples of shape {samples.shape} ({kind} {samples.dtype}) cannot be "
+                    f"written: give (n,) samples or complex (n, channels) (I/Q pairs as "
+                    f"complex: x[:, 0] + 1j * x[:, 1])")
+
+
 def write_sigmf(path: str | os.PathLike, samples: np.ndarray, *,
                 sample_rate: float | None = None, center_frequency: float | None = None,
                 annotations: list[SigMFAnnotation] | None = None,
@@ -305,11 +335,17 @@ def write_sigmf(path: str | os.PathLike, samples: np.ndarray, *,
     samples = np.ascontiguousarray(samples)
     if not np.isfinite(samples).all():
         raise DataError("refusing to write samples that contain NaN or Inf")
+    channels = _channel_count(samples)
     base = Path(str(path).removesuffix(".sigmf-meta").removesuffix(".sigmf-data")
                 .removesuffix(".sigmf"))
     base.parent.mkdir(parents=True, exist_ok=True)
-    info = {sigmf.DATATYPE_KEY: get_data_type_str(samples), sigmf.VERSION_KEY:
-            sigmf.__specification__, **(global_info or {})}
+    # the keys that describe the bytes written come from the samples, never from a
+    # global_info copied from another recording (its datatype labelled cf32 bytes ci8)
+    given = {k: v for k, v in (global_info or {}).items() if k not in DESCRIBES_THE_DATA}
+    info = {**given, sigmf.DATATYPE_KEY: get_data_type_str(samples),
+            sigmf.VERSION_KEY: sigmf.__specification__}
+    if channels > 1:
+        info[sigmf.NUM_CHANNELS_KEY] = channels
     if sample_rate is not None:
         info[sigmf.SAMPLE_RATE_KEY] = float(sample_rate)
     annotation_meta = [a.to_metadata() for a in annotations or []]
@@ -416,6 +452,19 @@ def capture_frequency(captures: list[dict[str, Any]], sample: int) -> float | No
     centre per segment. None before the first segment or when the segment states none."""
     segment = [c for c in captures if c.get("core:sample_start", 0) <= sample]
     return segment[-1].get("core:frequency") if segment else None
+
+
+def retune_points(captures: list[dict[str, Any]]) -> list[int]:
+    """The ``core:sample_start`` of every capture segment whose ``core:frequency`` differs
+    from the segment before it: a label run must not cross one (its frequency edges would
+    mix two centres)."""
+    points, previous = [], None
+    for i, c in enumerate(sorted(captures, key=lambda c: c.get("core:sample_start", 0))):
+        frequency = c.get("core:frequency")
+        if i and frequency != previous:
+            points.append(int(c.get("core:sample_start", 0)))
+        previous = frequency
+    return points
 
 
 def set_frequency_edges(annotation: SigMFAnnotation, low: float, high: float, *,
@@ -534,20 +583,21 @@ def labelled_frames(recording: SigMFRecording, frame_length: int, hop: int | Non
 
 def prediction_annotations(starts: np.ndarray, frame_length: int, labels: list[str],
                            confidences: np.ndarray | None = None, *,
-                           generator: str = "sigformer", merge: bool = True
-                           ) -> list[SigMFAnnotation]:
+                           generator: str = "sigformer", merge: bool = True,
+                           breaks: Sequence[int] = ()) -> list[SigMFAnnotation]:
     """One annotation per run of consecutive frames with the same predicted label (the rule:
-    :func:`merge_frame`)."""
+    :func:`merge_frame`; ``breaks``: samples no run crosses, e.g. :func:`retune_points`)."""
     out: list[SigMFAnnotation] = []
     for i, (start, label) in enumerate(zip(starts, labels)):
         conf = None if confidences is None else confidences[i]
-        merge_frame(out, start, frame_length, label, conf, generator=generator, merge=merge)
+        merge_frame(out, start, frame_length, label, conf, generator=generator, merge=merge,
+                    breaks=breaks)
     return out
 
 
 def merge_frame(runs: list[SigMFAnnotation], start: int, count: int, label: str,
                 confidence: float | None = None, *, generator: str = "sigformer",
-                merge: bool = True) -> SigMFAnnotation:
+                merge: bool = True, breaks: Sequence[int] = ()) -> SigMFAnnotation:
     """Add the classified frame ``[start, start + count)`` to ``runs`` (annotations in sample
     order) and return the annotation that holds it: the last run grows over it when it has
     the same label and reaches the frame's start (overlapping or touching frames: none missing
@@ -557,10 +607,14 @@ def merge_frame(runs: list[SigMFAnnotation], start: int, count: int, label: str,
     (``sigformer:confidence``, also in ``core:comment``). The one merge rule: classify-iq
     (:func:`prediction_annotations`) and the stream's
     :class:`~sigformer.streaming.sinks.SigMFAnnotationSink`, frame by frame, both call it, so
-    the two write the same runs."""
+    the two write the same runs. A run never crosses one of ``breaks`` (the samples where a
+    retuned recording changes centre frequency: :func:`retune_points`); a frame is in the
+    segment where it starts."""
     start, count = int(start), int(count)
     prev = runs[-1] if runs else None
-    if (merge and prev is not None and prev.label == label
+    same_segment = prev is not None and bisect.bisect_right(breaks, prev.start) == \
+        bisect.bisect_right(breaks, start)
+    if (merge and prev is not None and prev.label == label and same_segment
             and start <= prev.start + prev.count):
         prev.count = max(prev.count, start + count - prev.start)
         prev.extra["sigformer:frames"] += 1

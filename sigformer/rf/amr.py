@@ -811,6 +811,7 @@ def classify_sigmf(path: str | Path, model: nn.Module | Bundle,
         frame_signal,
         prediction_annotations,
         read_sigmf,
+        retune_points,
         write_annotations,
     )
 
@@ -865,7 +866,8 @@ def classify_sigmf(path: str | Path, model: nn.Module | Bundle,
     scale = 1.0 / info["factor"]  # original samples per conditioned sample
     original_starts = np.round(starts * scale).astype(np.int64)
     span = min(int(np.ceil(frame_length * scale)), len(iq))
-    annotations = prediction_annotations(original_starts, span, labels, confidence)
+    annotations = prediction_annotations(original_starts, span, labels, confidence,
+                                         breaks=retune_points(recording.captures))
     for a in annotations:
         a.count = min(a.count, len(iq) - a.start)
     edges = _frequency_edges(annotations, iq, recording)

@@ -452,6 +452,10 @@ class SigMFAnnotationSink:
         self._pending = False  # frames merged since the last flush
         # the running spectrum of the run measured last: (its start, samples read, spectrum)
         self._band: tuple[int, int, OccupiedBand] | None = None
+        from ..data.sigmf_io import retune_points
+
+        # a run never crosses a retune (a given center_freq: one centre for everything)
+        self._breaks = [] if center_freq is not None else retune_points(self.writer.captures)
         self.written = 0  # annotations (runs) handed to the writer
         self.cut_at_end = 0  # predictions that reached past the recording's last sample
         self._last_write = 0.0
@@ -496,7 +500,8 @@ class SigMFAnnotationSink:
                 continue
             span = self._span(p)
             if span is not None:
-                merge_frame(self._runs, *span, p.label, confidence, generator=self.GENERATOR)
+                merge_frame(self._runs, *span, p.label, confidence, generator=self.GENERATOR,
+                            breaks=self._breaks)
                 self._pending = True
         self.tick()
 
