@@ -220,3 +220,70 @@ def test_a_requested_event_that_never_occurs_warns_or_raises():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         rec.epochs({"T1": 0, "T3": 1}, 0.0, 1.0, on_missing="ignore")
+
+
+# --- channel layer review (fourteenth session) -------------------------------------------
+
+TARGET8 = ["Fp1", "F7", "T7", "C3", "Cz", "P7", "O1", "Fz"]
+
+
+def test_old_1020_temporal_names_match_their_modern_positions():
+    target = ChannelSet.from_names(TARGET8).with_montage()
+    source = ChannelSet.from_names(["Fp1", "F7", "EEG T3-REF", "C3", "Cz", "T5", "O1", "Fz"])
+    adapter = ChannelAdapter(target).fit(source)
+    assert adapter.mask_.all() and adapter.interpolated_ == [] == adapter.zero_filled_
+    x = np.arange(8.0)[:, None] * np.ones((1, 5))
+    np.testing.assert_array_equal(adapter.transform(x)[0], x)  # T3 -> T7, T5 -> P7 rows
+
+
+def _raw_with_extras(names, montage=True):
+    info = mne.create_info([*names, "EOG1", "STI"], 100.0, ["eeg"] * len(names) + ["eog", "stim"])
+    raw = mne.io.RawArray(np.random.default_rng(0).normal(0, 1e-5, (len(names) + 2, 300)), info,
+                          verbose="error")
+    if montage:
+        raw.set_montage("standard_1020", on_missing="ignore", verbose="error")
+    return raw
+
+
+def test_a_channel_without_a_position_does_not_turn_off_interpolation():
+    raw = _raw_with_extras([n for n in TARGET8 if n != "Cz"])
+    channels = ChannelSet.from_mne_info(raw.info)
+    assert channels.positions is not None and np.isnan(channels.positions[-2:]).all()
+    adapter = ChannelAdapter(ChannelSet.from_names(TARGET8).with_montage()).fit(raw)
+    assert adapter.interpolated_ == ["Cz"] and adapter.zero_filled_ == []
+
+
+def test_template_positions_are_in_the_head_frame_of_a_recording():
+    """A model's channels from with_montage() and a Raw's channels after set_montage are
+    interpolated in one frame: the weights equal MNE's own interpolate_bads."""
+    raw = _raw_with_extras(TARGET8)
+    raw.pick("eeg")
+    raw.info["bads"] = ["Cz"]
+    expected = raw.copy().interpolate_bads(reset_bads=False, verbose="error").get_data()[4]
+    source = raw.copy().drop_channels(["Cz"])
+    adapter = ChannelAdapter(ChannelSet.from_names(TARGET8).with_montage()).fit(source)
+    got = adapter.transform(source.get_data())[0][4]
+    np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-12)
+
+
+def test_nan_in_a_dropped_channel_stays_out_of_the_adapted_data():
+    raw = _raw_with_extras(TARGET8)
+    data = raw.get_data()
+    data[-1] = np.nan  # the stim channel, dropped by the adapter
+    adapted, _ = ChannelAdapter(ChannelSet.from_names(TARGET8)).fit(raw).transform(data)
+    assert np.isfinite(adapted).all()
+
+
+def test_montage_positions_are_found_for_unnormalised_names():
+    names = ["Fc5.", "EEG O1-REF", "T3", "Cz.."]
+    positions = ChannelSet.from_names(names).with_montage().positions
+    assert np.isfinite(positions).all()
+    np.testing.assert_array_equal(positions[2], ChannelSet.from_names(["T7"]).with_montage()
+                                  .positions[0])
+
+
+def test_two_recording_channels_for_one_electrode_are_refused():
+    with pytest.raises(ChannelError, match="'EEG Fp1-REF' and 'EEG Fp1-LE' are the same "
+                                           "electrode"):
+        ChannelAdapter(ChannelSet.from_names(TARGET8)).fit(
+            ["EEG Fp1-REF", "EEG Fp1-LE", "Cz", "C3", "F7", "O1", "Fz", "T7"])

@@ -14,6 +14,7 @@ from dataclasses import replace
 import numpy as np
 
 from .core import ChannelError, ChannelSet, normalize_channel_name
+from .montages import OLD_1020_NAMES
 
 FILL_MODES = ("auto", "interpolate", "zeros")
 
@@ -73,15 +74,25 @@ class ChannelAdapter:
         self.min_interpolation_sources = min_interpolation_sources
 
     def _key(self, name: str) -> str:
-        return (normalize_channel_name(name) if self.normalize else name).lower()
+        """The matching key: the normalised name, with the old 10-20 names (T3/T4/T5/T6, as
+        TUH recordings use them) as their modern positions (T7/T8/P7/P8)."""
+        if not self.normalize:
+            return name.lower()
+        key = normalize_channel_name(name)
+        return OLD_1020_NAMES.get(key, key).lower()
 
     def fit(self, source) -> ChannelAdapter:
         """Fit on the recording's channels: a :class:`ChannelSet`, names, an ``mne.Info``,
         or anything carrying one (``mne.io.Raw``/``mne.Epochs``, a sigformer ``Recording``)."""
         source = as_channel_set(source)
-        src_index = {}
+        src_index: dict[str, int] = {}
         for i, name in enumerate(source.names):
-            src_index.setdefault(self._key(name), i)
+            key = self._key(name)
+            if key in src_index:  # "EEG Fp1-REF" and "EEG Fp1-LE": which is Fp1 is not known
+                raise ChannelError(f"recording channels {source.names[src_index[key]]!r} and "
+                                   f"{name!r} are the same electrode once normalised: pick "
+                                   f"one before adapting")
+            src_index[key] = i
         n_t, n_s = len(self.target), len(source)
         matrix = np.zeros((n_t, n_s))
         mask = np.zeros(n_t, bool)
@@ -134,7 +145,11 @@ class ChannelAdapter:
         if data.shape[-2] != self.matrix_.shape[1]:
             raise ChannelError(f"adapter was fitted on {self.matrix_.shape[1]} channels, got "
                                f"data with {data.shape[-2]}")
-        return np.einsum("ts,...sn->...tn", self.matrix_, data), self.mask_.copy()
+        # only the source channels the matrix uses: 0 x NaN is NaN, so a NaN in a dropped
+        # stim or aux channel would otherwise reach every output channel
+        used = np.flatnonzero(self.matrix_.any(0))
+        return (np.einsum("ts,...sn->...tn", self.matrix_[:, used], data[..., used, :]),
+                self.mask_.copy())
 
     def adapt(self, recording):
         """A :class:`~sigformer.Recording` on the target channels (plus the mask)."""

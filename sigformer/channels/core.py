@@ -74,6 +74,39 @@ def normalize_channel_name(name: str) -> str:
     return _canonical_10_05_names().get(cleaned.lower(), cleaned)
 
 
+def _known_positions(locs: np.ndarray) -> np.ndarray | None:
+    """Per-channel positions with NaN where a channel has none (MNE leaves zeros or NaN
+    for EOG, stim, misc): one channel without a position must not discard everyone's, which
+    turned every interpolation into zero filling. None when no channel has a position."""
+    locs = np.array(locs, dtype=float)
+    unknown = ~np.isfinite(locs).all(axis=1) | (locs == 0).all(axis=1)
+    if unknown.all():
+        return None
+    locs[unknown] = np.nan
+    return locs
+
+
+def _position_key(name: str) -> str:
+    """A name as montage positions are looked up: normalised ("Fc5." -> FC5, "EEG O1-REF" ->
+    O1) and with the old 10-20 temporal names at their modern positions (T3 -> T7, ...)."""
+    key = normalize_channel_name(name)
+    return {"T3": "T7", "T4": "T8", "T5": "P7", "T6": "P8"}.get(key, key).lower()
+
+
+@lru_cache(maxsize=8)
+def _head_frame_positions(montage: str) -> dict[str, np.ndarray]:
+    """A built-in montage's positions in MNE's head frame, as ``raw.set_montage`` gives them
+    to a recording: the template's own coordinates differ by up to ~5 cm, so a model's
+    channels from ``with_montage`` and a Raw's channels would be interpolated across two
+    frames."""
+    import mne
+
+    template = mne.channels.make_standard_montage(montage)
+    info = mne.create_info(template.ch_names, 100.0, "eeg")
+    info.set_montage(template, on_missing="ignore", verbose="error")
+    return {ch["ch_name"].lower(): np.array(ch["loc"][:3], float) for ch in info["chs"]}
+
+
 @dataclass(frozen=True)
 class ChannelSet:
     """Ordered channel names with their types and (optional) 3-D positions in metres."""
@@ -113,21 +146,16 @@ class ChannelSet:
 
     @classmethod
     def from_mne_info(cls, info) -> ChannelSet:
-        import mne
-
         types = tuple(_from_mne_type(t) for t in info.get_channel_types())
         locs = np.array([ch["loc"][:3] for ch in info["chs"]], dtype=float)
-        has_pos = np.all(np.isfinite(locs)) and np.any(locs != 0)
-        del mne
-        return cls(tuple(info.ch_names), types, locs if has_pos else None)
+        return cls(tuple(info.ch_names), types, _known_positions(locs))
 
     @classmethod
     def from_chs_info(cls, chs_info: Sequence[dict]) -> ChannelSet:
         """From braindecode's ``chs_info`` (a list of MNE ``info['chs']`` dicts)."""
         names = tuple(ch["ch_name"] for ch in chs_info)
         locs = np.array([np.asarray(ch.get("loc", np.zeros(12)))[:3] for ch in chs_info], float)
-        has_pos = np.all(np.isfinite(locs)) and np.any(locs != 0)
-        return cls(names, ("eeg",) * len(names), locs if has_pos else None)
+        return cls(names, ("eeg",) * len(names), _known_positions(locs))
 
     def with_montage(self, montage: str | None = None) -> ChannelSet:
         """Attach positions from an MNE built-in montage (channels it lacks get NaN).
@@ -137,10 +165,9 @@ class ChannelSet:
         """
         import mne
 
-        montage = resolve_montage_name(montage, mne.channels.get_builtin_montages())
-        positions = mne.channels.make_standard_montage(montage).get_positions()["ch_pos"]
-        lookup = {k.lower(): v for k, v in positions.items()}
-        pos = np.array([lookup.get(n.lower(), np.full(3, np.nan)) for n in self.names])
+        lookup = _head_frame_positions(
+            resolve_montage_name(montage, mne.channels.get_builtin_montages()))
+        pos = np.array([lookup.get(_position_key(n), np.full(3, np.nan)) for n in self.names])
         return ChannelSet(self.names, self.types, pos)
 
     # --- queries ------------------------------------------------------------------------
