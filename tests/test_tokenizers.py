@@ -221,3 +221,32 @@ def test_token_transformer_unknown_name_is_named_before_max_epochs():
     X = np.zeros((2, 1, 400), np.float32)
     with pytest.raises(UnknownTokenizerError, match=r"unknown tokenizer 'tfm'"):
         TokenTransformer("tfm", sfreq=256, max_epochs=0).fit(X)
+
+
+def test_stft_decode_restores_the_length_of_the_tokens_own_signal():
+    """The length came from the last encode call: decoding A after encoding B gave B's."""
+    tok = STFTTokenizer(n_fft=50, hop=25, center=True, magnitude=False)
+    a, b = torch.randn(1, 1, 512), torch.randn(1, 1, 256)
+    tokens_a = tok.encode(a)
+    tok.encode(b)
+    torch.testing.assert_close(tok.decode(tokens_a), a, atol=1e-4, rtol=1e-4)
+
+
+def test_unit_norm_vq_codes_refuse_to_decode():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((10, 1, 400)) * 50
+    base = STFTTokenizer(n_fft=50, hop=25, center=True, magnitude=False)
+    tok = VQTokenizer(base, num_codes=4).fit(X, epochs=1)
+    with pytest.raises(NotImplementedError, match="unit-norm"):
+        tok.decode(tok.encode(torch.as_tensor(X[:1], dtype=torch.float32)))
+
+
+def test_a_tokenizer_built_with_weights_is_in_eval_mode(tmp_path):
+    from sigformer.checkpoint import save_checkpoint
+    from sigformer.models import create_model
+    from sigformer.tokenizers import create_tokenizer
+
+    folder = save_checkpoint(tmp_path / "tok", create_model("tfm_tokenizer", "tiny"))
+    tok = create_tokenizer("tfm_tokenizer", weights=str(folder))
+    assert not tok.training
+    assert create_tokenizer("stft", n_fft=50, hop=25).training  # no weights: as built

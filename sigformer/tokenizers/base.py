@@ -27,6 +27,7 @@ class Tokens:
     time_index : (N,) index of each token's time frame / patch.
     channel_index : (N,) index of each token's channel (None when tokens mix channels).
     freq_index : (N,) index of each token's frequency band (None when not applicable).
+    length : samples of the signal the tokens came from (what a decoder restores), or None.
     """
 
     embeddings: torch.Tensor | None
@@ -34,6 +35,7 @@ class Tokens:
     time_index: torch.Tensor
     channel_index: torch.Tensor | None = None
     freq_index: torch.Tensor | None = None
+    length: int | None = None
 
     def __len__(self) -> int:
         return int(self.time_index.numel())

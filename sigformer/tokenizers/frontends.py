@@ -103,8 +103,14 @@ def create_tokenizer(name: str, **kwargs) -> Tokenizer:
     Front-ends take ``model=`` (a model instance, whose weights they share, or a registry
     name to build instead of the default one), or ``preset``, ``weights`` and model keyword
     arguments passed to :func:`sigformer.models.create_model`, plus their own options.
+    With ``weights`` the tokenizer comes back in eval mode, as a loaded checkpoint does: in
+    training mode a plain ``encode`` would move a pretrained codebook (its EMA update) and
+    apply dropout; call ``.train()`` to fine-tune it.
     """
-    return tokenizer_entry(name).factory(**kwargs)
+    tokenizer = tokenizer_entry(name).factory(**kwargs)
+    if kwargs.get("weights") is not None and isinstance(tokenizer, torch.nn.Module):
+        tokenizer.eval()
+    return tokenizer
 
 
 def _as_tokenizer(tokenizer: Tokenizer | str, kwargs: dict | None, role: str) -> Tokenizer:

@@ -75,9 +75,13 @@ class STFTTokenizer(Tokenizer):
         frames = spec.shape[-1]
         emb = spec.transpose(1, 2).reshape(b, c * frames, -1)
         return Tokens(emb, None, time_index=torch.arange(frames, device=x.device).repeat(c),
-                      channel_index=torch.arange(c, device=x.device).repeat_interleave(frames))
+                      channel_index=torch.arange(c, device=x.device).repeat_interleave(frames),
+                      length=t)
 
     def decode(self, tokens: Tokens) -> torch.Tensor:
+        """The signal of ``tokens``, as long as the one they were encoded from (their
+        ``length``; tokens made elsewhere fall back to the last ``encode``'s length)."""
+        length = tokens.length if tokens.length is not None else self._length
         if self.magnitude:
             raise NotImplementedError("magnitude STFT tokens discard phase; use magnitude=False "
                                       "to decode")
@@ -92,9 +96,9 @@ class STFTTokenizer(Tokenizer):
         window = torch.hann_window(self.n_fft, device=emb.device, dtype=emb.dtype)
         if self.center:
             out = torch.istft(z, self.n_fft, self.hop, window=window, center=True,
-                              length=self._length)
+                              length=length)
         else:  # torch.istft refuses: the Hann window is 0 at the first sample
-            out = _istft_uncentred(z, self.n_fft, self.hop, window, self._length)
+            out = _istft_uncentred(z, self.n_fft, self.hop, window, length)
         return out.reshape(b, c, -1)
 
 
@@ -167,12 +171,17 @@ class VQTokenizer(Tokenizer):
         tok = self.base.encode(x)
         out = self.quantizer(tok.embeddings)
         return Tokens(out.quantized, out.indices, tok.time_index, tok.channel_index,
-                      tok.freq_index)
+                      tok.freq_index, length=tok.length)
 
     def decode(self, tokens: Tokens) -> torch.Tensor:
+        if self.l2_normalize:
+            raise NotImplementedError(
+                "this VQ tokenizer's codes are unit-norm (l2_normalize=True, the default for "
+                "matching token shapes): decoding cannot restore the signal's amplitude; build "
+                "it with l2_normalize=False to decode")
         emb = self.quantizer.lookup(tokens.ids)
         return self.base.decode(Tokens(emb, None, tokens.time_index, tokens.channel_index,
-                                       tokens.freq_index))
+                                       tokens.freq_index, length=tokens.length))
 
 
 def codebook_report(quantizer: VectorQuantizer) -> dict[str, float]:
