@@ -281,7 +281,8 @@ class SignalClassifier(ClassifierMixin, BaseEstimator):
     restore_best_weights : with a validation split, end with the weights of the epoch with
         the lowest ``val_loss`` (``history_.best_epoch``).
     lr_schedule : ``None`` (constant), ``"cosine"`` (per epoch to 0 at ``max_epochs``) or
-        ``"plateau"`` (halve after 5 epochs without improvement).
+        ``"plateau"`` (halve once 6 epochs in a row bring no improvement: PyTorch's
+        ``patience=5``).
     label_smoothing : cross-entropy label smoothing in [0, 1).
     class_weight : ``None``, ``"balanced"`` (loss weights inversely proportional to the
         class frequencies, sklearn's formula; e.g. for P300 targets vs non-targets) or a dict
@@ -592,12 +593,15 @@ class SignalClassifier(ClassifierMixin, BaseEstimator):
             raise SignalError(f"fine_tune got label(s) {unknown} the model was not fitted on; "
                               f"classes: {self.classes_.tolist()}")
         X = self._align(X, subjects, reference)
+        self._seed = seed_of(self.random_state)
         if new_head:
+            # the new head's weights follow the seed too, not whatever the global generator
+            # was left at (a few-shot curve's k = 4 head depended on whether k = 2 ran first)
+            seed_everything(self._seed)
             try:
                 reinit_head(self.module_)
             except ValueError as err:
                 raise ValueError(f"{self.model!r}: {err}; or use new_head=False") from err
-        self._seed = seed_of(self.random_state)
         self.history_ = self._train(self.module_, X, self.label_encoder_.transform(y),
                                     max_epochs, lr, classes=self.classes_, sfreq=self.sfreq_,
                                     validate=False)

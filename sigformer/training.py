@@ -46,8 +46,8 @@ class ClassifierModule(L.LightningModule):
 
     ``augmentations`` transform each training batch (never validation batches);
     ``lr_schedule`` is ``None``, ``"cosine"`` (per epoch, to 0 at ``max_epochs``) or
-    ``"plateau"`` (halve the rate after 5 epochs without ``val_loss`` improvement, or
-    ``train_loss`` without validation data).
+    ``"plateau"`` (halve the rate once 6 epochs in a row bring no ``val_loss`` improvement,
+    PyTorch's ``patience=5``; ``train_loss`` without validation data).
     """
 
     def __init__(self, model: nn.Module, lr: float = 1e-3, weight_decay: float = 0.0,
@@ -64,6 +64,8 @@ class ClassifierModule(L.LightningModule):
         self.augment_generator = torch.Generator()
         if seed is not None:
             self.augment_generator.manual_seed(int(seed))
+        else:  # an unseeded generator always starts at one fixed state: unseeded fits would
+            self.augment_generator.seed()  # all draw the same augmentations
         self.register_buffer("class_weights", class_weights, persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -3,6 +3,7 @@ import pickle
 import joblib
 import numpy as np
 import pytest
+import torch
 from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV, cross_val_score
 from sklearn.pipeline import make_pipeline
@@ -427,3 +428,26 @@ def test_single_channel_trials_predict_as_2d_after_a_3d_fit(clf, mi_epochs):
 def test_score_takes_the_labels_of_epochs(clf, mi_epochs):
     clf.set_params(max_epochs=1).fit(mi_epochs)
     assert clf.score(mi_epochs) == clf.score(mi_epochs, mi_epochs.labels)
+
+
+def test_fine_tune_with_a_new_head_is_reproducible_from_its_seed(clf, mi_epochs):
+    import copy
+
+    clf.set_params(max_epochs=1).fit(mi_epochs)
+    first = copy.deepcopy(clf).fine_tune(mi_epochs[:10], mi_epochs.labels[:10], max_epochs=1,
+                                         new_head=True)
+    torch.rand(1)  # whatever else ran in between must not change the new head
+    second = copy.deepcopy(clf).fine_tune(mi_epochs[:10], mi_epochs.labels[:10], max_epochs=1,
+                                          new_head=True)
+    np.testing.assert_array_equal(first.predict_proba(mi_epochs), second.predict_proba(mi_epochs))
+
+
+def test_unseeded_fits_draw_different_augmentations():
+    from sigformer.training import ClassifierModule
+
+    a = ClassifierModule(torch.nn.Linear(2, 2), seed=None).augment_generator
+    b = ClassifierModule(torch.nn.Linear(2, 2), seed=None).augment_generator
+    assert not torch.equal(torch.rand(3, generator=a), torch.rand(3, generator=b))
+    c = ClassifierModule(torch.nn.Linear(2, 2), seed=7).augment_generator
+    d = ClassifierModule(torch.nn.Linear(2, 2), seed=7).augment_generator
+    assert torch.equal(torch.rand(3, generator=c), torch.rand(3, generator=d))
