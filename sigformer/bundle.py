@@ -171,7 +171,9 @@ class Bundle:
         An IQ-frame bundle scales each frame as it was trained (:attr:`frame_normalization`,
         as ``sigformer stream`` and ``classify-iq`` do): frames the caller normalised already
         give the same outputs, bit for bit (the normalisation is idempotent), and frames
-        scaled any other way no longer give chance-level predictions."""
+        scaled any other way no longer give chance-level predictions. A bundle trained on
+        Euclidean-aligned trials aligns the windows as ``sigformer stream`` does (in order,
+        from the stored training reference), so the two agree."""
         if self.task != "classify":
             raise CheckpointError(f"predict_proba needs a classification bundle, this one is "
                                   f"{self.task!r}")
@@ -182,12 +184,16 @@ class Bundle:
         if self.model_spec is not None:
             warn_on_unit_mismatch(windows, self.model_spec.unit, "the windows")
         x = self._normalized(np.ascontiguousarray(windows) * self.input_scale)
-        x = torch.as_tensor(x, dtype=torch.float32)
-        with torch.inference_mode():
-            out = self.model.eval()(x)
-            if isinstance(out, (tuple, list)):
-                out = out[-1]
-            probs = class_probabilities(out.float()).numpy()
+        x = torch.as_tensor(self._aligned(x), dtype=torch.float32)
+        was_training = self.model.training  # a caller's model comes back as it was given
+        try:
+            with torch.inference_mode():
+                out = self.model.eval()(x)
+                if isinstance(out, (tuple, list)):
+                    out = out[-1]
+                probs = class_probabilities(out.float()).numpy()
+        finally:
+            self.model.train(was_training)
         if not np.isfinite(probs).all():
             raise FloatingPointError("the model produced non-finite outputs; the input may "
                                      "hold NaN/Inf or be far off the training scale")
@@ -197,6 +203,27 @@ class Bundle:
         """Label names for model-space windows (see :meth:`predict_proba`)."""
         probs = self.predict_proba(windows)
         return np.asarray(self.labels)[probs.argmax(axis=1)]
+
+    def _aligned(self, windows: np.ndarray) -> np.ndarray:
+        """Windows whitened as a stream whitens them, for a bundle trained on aligned trials
+        (``extra["alignment"] == "online"``): in order, each with the running mean covariance
+        that starts from the training reference (:class:`~sigformer.streaming.runtime.
+        ModelRunner`). Other bundles: unchanged."""
+        if self.extra.get("alignment", "none") != "online":
+            return windows
+        from .stages import EuclideanAlignment
+
+        reference = self.extra.get("alignment_reference")
+        if reference is None:  # as the stream does: the running mean starts empty
+            warnings.warn("this bundle was trained on Euclidean-aligned trials but records "
+                          "no alignment_reference (saved before bundles carried one): the "
+                          "running mean starts empty, so the first windows are whitened by "
+                          "themselves alone", stacklevel=3)
+            aligner = EuclideanAlignment(mode="online")
+        else:
+            aligner = EuclideanAlignment.from_reference(reference, mode="online")
+        return np.concatenate([aligner.transform(windows[i:i + 1])
+                               for i in range(len(windows))])
 
     def _normalized(self, frames: np.ndarray) -> np.ndarray:
         """``frames`` scaled by the bundle's recorded per-frame normalisation (IQ bundles)."""

@@ -798,8 +798,12 @@ def compare(expected: Sequence[torch.Tensor], actual: Sequence[np.ndarray]
                               f"{e.shape}")
         if np.issubdtype(e.dtype, np.integer):
             mismatched += int((e != a).sum())
-        else:
-            max_diff = max(max_diff, float(np.abs(e.astype(np.float64) - a).max(initial=0.0)))
+            continue
+        e64, a64 = e.astype(np.float64), np.asarray(a, dtype=np.float64)
+        if not np.array_equal(np.isfinite(e64), np.isfinite(a64)):
+            return math.inf, mismatched  # NaN/Inf in one output only: never "equal"
+        finite = np.isfinite(e64)
+        max_diff = max(max_diff, float(np.abs(e64[finite] - a64[finite]).max(initial=0.0)))
     return max_diff, mismatched
 
 
@@ -868,10 +872,22 @@ def export_model(model: nn.Module, example_inputs: Sequence[torch.Tensor] | None
     ``onnx_exporter``: the ``exporter=`` value that wrote an ONNX file, else None); with
     ``check`` a max abs difference above ``tolerance`` (or any differing token id) is an
     :class:`ExportError` and nothing is written."""
-    from .atomic import check_replaceable, published
+    from .atomic import check_replaceable
 
     _check_format(fmt)
     check_replaceable(out)  # before the export's work, not only when it is published
+    was_training = model.training  # the caller's model comes back in its own mode
+    try:
+        return _export_to(model, example_inputs, out, fmt, opset, check, spec, exporter,
+                          dynamic_time, seed, tolerance, metadata)
+    finally:
+        model.train(was_training)
+
+
+def _export_to(model, example_inputs, out, fmt, opset, check, spec, exporter, dynamic_time,
+               seed, tolerance, metadata) -> dict[str, Any]:
+    from .atomic import published
+
     dep = deployable(model, spec, example_inputs=example_inputs, seed=seed)
     out = Path(out)
     want_time = bool(dep.time_axes) and dynamic_time is not False
@@ -948,6 +964,12 @@ def export_bundle(bundle, out: str | os.PathLike, *, fmt: str = "onnx", opset: i
         "input_scale": float(bundle.input_scale),
         "labels": bundle.labels,
         "model_config": getattr(bundle.model, "sigformer_config", None),
+        # steps between the chain and the model that predict_proba applies: IQ frames are
+        # scaled per frame, aligned bundles whiten each window (a deployer who skipped them
+        # fed the graph other inputs than it was trained on)
+        "frame_normalization": bundle.frame_normalization,
+        "alignment": bundle.extra.get("alignment", "none"),
+        "alignment_reference": bundle.extra.get("alignment_reference"),
     }
     return export_model(bundle.model, None, out, fmt, opset=opset, check=check, spec=spec,
                         exporter=exporter, dynamic_time=dynamic_time, seed=seed,

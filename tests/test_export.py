@@ -255,3 +255,48 @@ def test_duin_mae_is_refused_as_a_pretraining_model(tmp_path):
                                           r"mask.*'duin' classifier.*'duin_vqvae'"):
         export_model(mae, None, tmp_path / "out", "onnx")
     assert not (tmp_path / "out").exists()
+
+
+def test_parity_check_never_calls_nan_outputs_equal():
+    from sigformer.export import compare
+
+    diff, _ = compare([torch.tensor([[1.0, 2.0]])], [np.array([[np.nan, np.nan]])])
+    assert diff == float("inf")
+    diff, _ = compare([torch.tensor([[1.0, np.inf]])], [np.array([[1.0, np.inf]])])
+    assert diff == 0.0  # the same non-finite values in the same places agree
+
+
+def test_export_records_the_steps_between_chain_and_model_and_keeps_the_models_mode(tmp_path):
+    from sigformer.bundle import Bundle
+    from sigformer.spec import SignalSpec
+
+    spec = SignalSpec.eeg(64.0, ["C3", "Cz", "C4", "Pz"], window=129)
+    ref = np.diag([1.0, 2.0, 3.0, 4.0])
+    model = _model("dbconformer").train()
+    bundle = Bundle(model=model, task="classify", input_spec=spec, labels=["left", "right"],
+                    extra={"alignment": "online", "alignment_reference": ref.tolist()})
+    export_bundle(bundle, tmp_path / "out", fmt="torchscript")
+    meta = json.loads((tmp_path / "out" / "preprocess.json").read_text())
+    assert meta["alignment"] == "online" and meta["alignment_reference"] == ref.tolist()
+    assert meta["frame_normalization"] is None
+    assert model.training  # the caller's model is back in training mode
+
+
+def test_predict_proba_aligns_windows_as_the_stream_does_and_restores_the_mode():
+    from sigformer.bundle import Bundle
+    from sigformer.spec import SignalSpec
+    from sigformer.streaming.runtime import ModelRunner
+
+    spec = SignalSpec.eeg(64.0, ["C3", "Cz", "C4", "Pz"], window=129)
+    rng = np.random.default_rng(0)
+    mix = rng.standard_normal((4, 4))
+    ref = mix @ mix.T + np.eye(4)
+    model = _model("dbconformer").train()
+    bundle = Bundle(model=model, task="classify", input_spec=spec, labels=["left", "right"],
+                    extra={"alignment": "online", "alignment_reference": ref.tolist()})
+    windows = np.einsum("ij,njt->nit", mix, rng.standard_normal((6, 4, 129)))
+    offline = bundle.predict_proba(windows)
+    assert model.training  # predict_proba gives the model back in its own mode
+    runner = ModelRunner(model, ["left", "right"], alignment="online", alignment_reference=ref)
+    streamed = np.concatenate([runner(windows[i:i + 1]) for i in range(6)])
+    np.testing.assert_allclose(offline, streamed, rtol=1e-5, atol=1e-6)
