@@ -226,3 +226,17 @@ def test_lightning_device_and_strategy_forms_are_accepted():
         "models": [{"name": "clst", "preset": "small"}],
         "distill": {"teacher": "clst:small", "students": [{"name": "kd_cnn"}]}}})
     assert cfg.amr.distill.teacher == "clst:small"
+
+
+def test_a_tfm_tokenizer_bundle_states_the_input_the_tokenizer_takes():
+    """The tokenizer runs on tfm_prepare's 200 Hz, scaled windows: a bundle whose model spec
+    said the epochs' 160 Hz window made its export refuse correctly prepared input."""
+    from types import SimpleNamespace
+
+    from sigformer.models import create_model
+    from sigformer.tasks.tokenize import _tokenizer_model_spec
+
+    epochs = SimpleNamespace(sfreq=160.0, channels=["C3", "C4"], n_times=320)
+    spec, extra = _tokenizer_model_spec(create_model("tfm_tokenizer", "tiny"), epochs)
+    assert spec.sfreq == 200.0 and spec.window == 400 and spec.unit == "a.u."
+    assert extra["input_sfreq"] == 160.0 and "tfm_prepare" in extra["prepare"]

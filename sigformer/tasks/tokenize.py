@@ -98,11 +98,10 @@ def run_tokenize(cfg: TokenizeConfig, ctx: RunContext) -> dict[str, Any]:
                     out / "tokens.png", title=t.name)
     if cfg.output.save_model:
         input_spec = probe.spec or SignalSpec.eeg(epochs.sfreq, epochs.channels)
+        model_spec, extra = _tokenizer_model_spec(tokenizer, epochs)
         bundle = Bundle(
             model=tokenizer, task="tokenize", input_spec=input_spec,
-            chain=chain_configs(probe.chain),
-            model_spec=SignalSpec.eeg(epochs.sfreq, epochs.channels, window=epochs.n_times),
-            extra={"sfreq": tokenizer.sfreq, "input_sfreq": epochs.sfreq},
+            chain=chain_configs(probe.chain), model_spec=model_spec, extra=extra,
             provenance={"summary": f"{t.name} learned on {cfg.data.source}",
                         "data": cfg.data.model_dump(mode="json"),
                         "recipe": t.model_dump(mode="json"),
@@ -111,6 +110,20 @@ def run_tokenize(cfg: TokenizeConfig, ctx: RunContext) -> dict[str, Any]:
                                                            "final_loss")}})
         bundle.save(out / "tokenizer")
     return report
+
+
+def _tokenizer_model_spec(tokenizer, epochs) -> tuple[SignalSpec, dict[str, Any]]:
+    """What the tokenizer itself takes: TFM runs on ``tfm_prepare``'s output (resampled to
+    its 200 Hz, percentile-scaled: ``a.u.``), not on the epochs' rate and window, so an
+    export of the bundle must take that input (as the shipped tokenizer's spec says)."""
+    extra = {"sfreq": tokenizer.sfreq, "input_sfreq": epochs.sfreq}
+    rate = getattr(tokenizer, "sfreq", None)
+    if type(tokenizer).__name__ != "TFMTokenizer" or not rate:
+        return SignalSpec.eeg(epochs.sfreq, epochs.channels, window=epochs.n_times), extra
+    window = int(round(epochs.n_times * rate / epochs.sfreq))  # as tfm_prepare resamples
+    extra["prepare"] = (f"tfm_prepare (resample to {rate:g} Hz, per-window 95th-percentile "
+                        f"scaling)")
+    return SignalSpec.eeg(rate, epochs.channels, window=window, unit="a.u."), extra
 
 
 def _summary(report: dict):
