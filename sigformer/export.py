@@ -955,7 +955,7 @@ def export_bundle(bundle, out: str | os.PathLike, *, fmt: str = "onnx", opset: i
     _check_format(fmt)
     if not isinstance(bundle, Bundle):
         bundle = Bundle.load(bundle)
-    spec = bundle.model_spec or bundle.input_spec
+    spec = _chunk_spec(bundle)
     metadata = {
         "task": bundle.task,
         "input_spec": None if bundle.input_spec is None else bundle.input_spec.to_dict(),
@@ -970,10 +970,27 @@ def export_bundle(bundle, out: str | os.PathLike, *, fmt: str = "onnx", opset: i
         "frame_normalization": bundle.frame_normalization,
         "alignment": bundle.extra.get("alignment", "none"),
         "alignment_reference": bundle.extra.get("alignment_reference"),
+        # speech bundles run in chunks (sigformer separate / enhance): the length the graph
+        # is traced at, and the overlap the deployer cross-fades
+        "chunk_s": bundle.extra.get("chunk_s"),
+        "overlap_s": bundle.extra.get("overlap_s"),
     }
     return export_model(bundle.model, None, out, fmt, opset=opset, check=check, spec=spec,
                         exporter=exporter, dynamic_time=dynamic_time, seed=seed,
                         metadata=metadata)
+
+
+def _chunk_spec(bundle):
+    """The spec to trace a bundle at: a speech bundle without a window length (any length
+    streams through it) at its own chunk length, so a graph whose time axis stays fixed
+    still takes the chunks the bundle runs on (it was traced at an 800-sample example)."""
+    from dataclasses import replace
+
+    spec = bundle.model_spec or bundle.input_spec
+    chunk_s = bundle.extra.get("chunk_s")
+    if spec is None or spec.window or not chunk_s or spec.layout == "iq":
+        return spec
+    return replace(spec, window=int(round(float(chunk_s) * spec.sfreq)))
 
 
 def read_preprocess(out: str | os.PathLike) -> dict[str, Any]:

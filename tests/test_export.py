@@ -300,3 +300,18 @@ def test_predict_proba_aligns_windows_as_the_stream_does_and_restores_the_mode()
     runner = ModelRunner(model, ["left", "right"], alignment="online", alignment_reference=ref)
     streamed = np.concatenate([runner(windows[i:i + 1]) for i in range(6)])
     np.testing.assert_allclose(offline, streamed, rtol=1e-5, atol=1e-6)
+
+
+def test_speech_bundles_are_traced_at_their_chunk_length():
+    from sigformer.bundle import Bundle
+    from sigformer.export import _chunk_spec
+    from sigformer.spec import SignalSpec
+
+    spec = SignalSpec.audio(8000, 1)
+    bundle = Bundle(model=torch.nn.Identity(), task="separate", input_spec=spec,
+                    model_spec=spec, labels=["s1", "s2"],
+                    extra={"chunk_s": 0.5, "overlap_s": 0.1})
+    assert _chunk_spec(bundle).window == 4000
+    eeg = SignalSpec.eeg(64.0, ["C3"], window=129)
+    assert _chunk_spec(Bundle(model=torch.nn.Identity(), task="classify", input_spec=eeg,
+                              labels=["a", "b"])).window == 129
