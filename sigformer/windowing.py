@@ -86,6 +86,9 @@ def model_function(model: torch.nn.Module, multichannel: bool = False) -> ModelF
     @torch.inference_mode()
     def run(chunk: np.ndarray) -> np.ndarray:
         x = torch.as_tensor(np.ascontiguousarray(chunk, np.float32))
+        if not multichannel and x.shape[0] != 1:  # keeping channel 0 alone was silent
+            raise ValueError(f"this single-channel model got {x.shape[0]} channels: choose "
+                             f"one (process_file(..., channels=[0])) or mix them down first")
         x = x[None] if multichannel else x[:1]  # (1, M, n) or (1, n)
         out = model(x)
         return out[0].reshape(-1, chunk.shape[-1]).numpy()
@@ -181,13 +184,21 @@ def process_array(fn: ModelFn, audio: np.ndarray, chunk: int, overlap: int,
 
 def process_file(fn: ModelFn, in_path: str | Path, out_paths: list[str | Path], chunk: int,
                  overlap: int, align: bool = False, block: int = 16000,
-                 channels: list[int] | None = None) -> int:
+                 channels: list[int] | None = None, model_rate: float | None = None) -> int:
     """Stream ``in_path`` through the model block by block into one file per output; memory
-    stays flat whatever the file length. Returns the number of samples written."""
+    stays flat whatever the file length. Returns the number of samples written.
+
+    ``model_rate``: the rate the model was trained at; a file at another rate is refused
+    (this helper does not resample: ``sigformer separate`` / ``enhance`` do). One output path
+    per model output: a model with more outputs than paths is refused, not cut short."""
     import soundfile as sf
 
     proc = OverlapAdd(fn, chunk, overlap, align)
     info = sf.info(str(in_path))
+    if model_rate is not None and abs(info.samplerate - float(model_rate)) > 1e-6:
+        raise ValueError(f"{in_path} is sampled at {info.samplerate} Hz, the model at "
+                         f"{model_rate:g} Hz: resample first (sigformer separate / enhance "
+                         f"resample for you)")
     tmp_paths = [Path(p).with_name(f".{Path(p).name}.part") for p in out_paths]
     writers = [sf.SoundFile(str(t), "w", info.samplerate, 1, subtype="FLOAT", format="WAV")
                for t in tmp_paths]
@@ -211,6 +222,9 @@ def process_file(fn: ModelFn, in_path: str | Path, out_paths: list[str | Path], 
 def _write(writers, out: np.ndarray) -> int:
     if out.size == 0:
         return 0
+    if len(out) != len(writers):
+        raise ValueError(f"the model gives {len(out)} outputs but {len(writers)} output "
+                         f"path(s) were given: one path per output")
     for w, row in zip(writers, out):
         w.write(row.astype(np.float32))
     return out.shape[1]

@@ -1093,3 +1093,35 @@ def test_si_sdr_loss_option_is_the_negative_si_sdr():
                             DEFTAN2.with_options(loss="si_sdr"))) < -50  # perfect estimate
     with pytest.raises(ValueError, match="expected one of"):
         batch_loss(first_mic, (noisy, target), DEFTAN2.with_options(loss="l2"))
+
+
+def test_write_audio_transposes_a_samples_by_channels_array_with_a_warning(tmp_path):
+    import soundfile as sf
+
+    from sigformer.speech.audio import AudioWarning, write_audio
+
+    stereo = np.random.default_rng(0).standard_normal((1000, 2)).astype(np.float32) * 0.1
+    with pytest.warns(AudioWarning, match="looks like \\(samples, channels\\)"):
+        write_audio(tmp_path / "st.wav", stereo, 8000)
+    info = sf.info(str(tmp_path / "st.wav"))
+    assert info.channels == 2 and info.frames == 1000
+
+
+def test_process_file_refuses_another_rate_fewer_paths_and_extra_channels(tmp_path):
+    import soundfile as sf
+
+    from sigformer.windowing import model_function, process_file
+
+    rng = np.random.default_rng(0)
+    sf.write(str(tmp_path / "st44.wav"), 0.1 * rng.standard_normal((4410, 2)), 44100)
+    sf.write(str(tmp_path / "mono8.wav"), 0.1 * rng.standard_normal(4000), 8000)
+    two_sources = lambda chunk: np.concatenate([chunk[:1], -chunk[:1]])  # noqa: E731
+    with pytest.raises(ValueError, match="sampled at 44100 Hz, the model at 8000 Hz"):
+        process_file(two_sources, tmp_path / "st44.wav", [tmp_path / "a.wav"], 2000, 200,
+                     model_rate=8000)
+    with pytest.raises(ValueError, match="gives 2 outputs but 1 output path"):
+        process_file(two_sources, tmp_path / "mono8.wav", [tmp_path / "a.wav"], 2000, 200)
+    assert not list(tmp_path.glob("*a.wav*"))  # nothing half-written
+    single = model_function(torch.nn.Identity())
+    with pytest.raises(ValueError, match="single-channel model got 2 channels"):
+        single(np.zeros((2, 100), np.float32))

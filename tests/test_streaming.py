@@ -321,3 +321,15 @@ def test_resampled_window_timestamps_count_the_resampler_delay():
     for p in preds:
         last = p.start + p.length - 1  # the window's last model sample
         assert p.timestamp == pytest.approx(100.0 + last / 250.0 - delay_s, abs=1 / 250), p.start
+
+
+def test_resampling_takes_the_simplest_close_ratio_of_the_two_rates():
+    """999.41 Hz (the MNE sample ECoG) -> 1000 Hz is 1701/1700; approximating each rate on
+    its own gave 512000/511699 and refused the resampling Du-IN's error asks for."""
+    from sigformer.stages import Resample
+
+    for source, target, expected in [(999.4121105232217, 1000.0, (1701, 1700)),
+                                     (44100, 16000, (160, 441)), (2048, 250, (125, 1024))]:
+        stage = Resample(target)
+        stage.configure(source, ["a"])
+        assert stage._configured_ratio() == expected

@@ -132,6 +132,15 @@ def write_audio(path: str | os.PathLike, audio: np.ndarray, sample_rate: int,
     import soundfile as sf
 
     audio = np.atleast_2d(np.asarray(audio, np.float32))
+    if audio.ndim != 2:
+        raise DataError(f"audio to write must be (channels, samples), got shape {audio.shape}")
+    if audio.shape[0] > audio.shape[1] and audio.shape[1] <= MAX_CHANNELS:
+        # soundfile's own (samples, channels): written as given, it became thousands of
+        # channels of a few samples each
+        warnings.warn(f"audio to write has shape {audio.shape}, which looks like (samples, "
+                      f"channels); writing it transposed - pass (channels, samples) to silence "
+                      f"this", AudioWarning, stacklevel=2)
+        audio = audio.T
     if not np.isfinite(audio).all():
         raise DataError("refusing to write audio that contains NaN or Inf")
     path = Path(path)

@@ -13,6 +13,7 @@ from .base import NotConfiguredError, Stage, StreamFormat, check_phase
 # Largest numerator or denominator of the rate ratio: the filter has 20x as many taps (81,921
 # at the limit, still a few MB of polyphase bank), and 2048 -> 250 Hz (125/1024) must fit.
 MAX_RATIO_TERM = 4096
+RATIO_TOLERANCE = 1e-6  # relative rate error accepted for a simpler ratio (1 ppm)
 
 class Resample(Stage):
     """Rational resampling with a polyphase Kaiser FIR (same design as ``resample_poly``).
@@ -74,8 +75,13 @@ class Resample(Stage):
     def _configure(self, fmt: StreamFormat) -> StreamFormat:
         from fractions import Fraction
 
-        ratio = Fraction(check_sfreq(self.sfreq, "target sfreq")).limit_denominator(1000) / \
-            Fraction(fmt.sfreq).limit_denominator(1000)
+        # the ratio of the two rates as a whole, then its simplest close fraction: 999.41 Hz
+        # -> 1000 Hz is 1701/1700 (0 ppm), where approximating each rate alone gave
+        # 512000/511699 and refused the resampling Du-IN's error message asks for
+        exact = Fraction(check_sfreq(self.sfreq, "target sfreq")) / Fraction(fmt.sfreq)
+        ratio = exact.limit_denominator(MAX_RATIO_TERM)
+        if abs(float(ratio / exact) - 1.0) > RATIO_TOLERANCE:
+            ratio = exact  # no close simple fraction: refused below, with its terms
         self._up, self._down = ratio.numerator, ratio.denominator
         if max(self._up, self._down) > MAX_RATIO_TERM:
             raise SignalError(f"resampling {fmt.sfreq} Hz -> {self.sfreq} Hz needs a ratio "
