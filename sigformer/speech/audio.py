@@ -126,6 +126,18 @@ def resample(audio: np.ndarray, orig_rate: int, new_rate: int) -> np.ndarray:
     return resample_array(np.asarray(audio, np.float32), orig_rate, new_rate).astype(np.float32)
 
 
+def _channels_first(audio: np.ndarray, name: str, stacklevel: int) -> np.ndarray:
+    """``(channels, samples)``: a 2-D array with more rows than columns and at most
+    :data:`MAX_CHANNELS` columns is read as soundfile's, scipy's and most audio tools'
+    ``(samples, channels)`` and transposed, with a warning."""
+    if audio.shape[0] > audio.shape[1] and audio.shape[1] <= MAX_CHANNELS:
+        warnings.warn(f"{name} has shape {audio.shape}, which looks like (samples, channels); "
+                      f"transposing to (channels, samples) - pass (channels, samples) to "
+                      f"silence this", AudioWarning, stacklevel=stacklevel + 1)
+        return audio.T
+    return audio
+
+
 def write_audio(path: str | os.PathLike, audio: np.ndarray, sample_rate: int,
                 subtype: str = "FLOAT") -> Path:
     """Write ``(channels, samples)`` (or mono ``(samples,)``) atomically."""
@@ -134,13 +146,8 @@ def write_audio(path: str | os.PathLike, audio: np.ndarray, sample_rate: int,
     audio = np.atleast_2d(np.asarray(audio, np.float32))
     if audio.ndim != 2:
         raise DataError(f"audio to write must be (channels, samples), got shape {audio.shape}")
-    if audio.shape[0] > audio.shape[1] and audio.shape[1] <= MAX_CHANNELS:
-        # soundfile's own (samples, channels): written as given, it became thousands of
-        # channels of a few samples each
-        warnings.warn(f"audio to write has shape {audio.shape}, which looks like (samples, "
-                      f"channels); writing it transposed - pass (channels, samples) to silence "
-                      f"this", AudioWarning, stacklevel=2)
-        audio = audio.T
+    # soundfile's own (samples, channels) written as given became thousands of channels
+    audio = _channels_first(audio, "audio to write", stacklevel=3)
     if not np.isfinite(audio).all():
         raise DataError("refusing to write audio that contains NaN or Inf")
     path = Path(path)
@@ -165,12 +172,7 @@ def check_audio(audio: np.ndarray, sample_rate: float, *, expected_rate: int | N
         audio = audio[None]
     if audio.ndim != 2:
         raise DataError(f"{name} must be (channels, samples), got shape {audio.shape}")
-    if audio.shape[0] > audio.shape[1] and audio.shape[1] <= MAX_CHANNELS:
-        # soundfile, scipy and most audio tools give (samples, channels)
-        warnings.warn(f"{name} has shape {audio.shape}, which looks like (samples, channels); "
-                      f"transposing to (channels, samples) - pass (channels, samples) to "
-                      f"silence this", AudioWarning, stacklevel=2)
-        audio = audio.T
+    audio = _channels_first(audio, name, stacklevel=3)
     if expected_rate is not None and int(round(sample_rate)) != expected_rate:
         raise DataError(f"{name} is sampled at {sample_rate:g} Hz but the model expects "
                         f"{expected_rate} Hz; resample it first (--resample on the CLI)")
