@@ -126,7 +126,18 @@ class OverlapAdd:
         self.fade_in = (np.arange(overlap, dtype=np.float64) + 0.5) / max(overlap, 1)
 
     def _run(self, segment: np.ndarray, final: bool) -> np.ndarray:
-        est = np.asarray(self.fn(segment), np.float64)
+        n = segment.shape[1]
+        if final and self._pending is not None and n < self.chunk:
+            # the remainder after the last full chunk can be a few samples (with no overlap,
+            # one): too short for a model that needs a minimum length (MossFormer crashed at
+            # flush, after the whole file) and with little context; it runs zero-padded to a
+            # whole chunk and is cut back. A single short input still runs as it is.
+            padded = np.pad(segment, ((0, 0), (0, self.chunk - n)))
+            est = np.asarray(self.fn(padded), np.float64)
+            if est.ndim == 2 and est.shape[1] == self.chunk:
+                est = est[:, :n]
+        else:
+            est = np.asarray(self.fn(segment), np.float64)
         if est.ndim != 2 or est.shape[1] != segment.shape[1]:
             raise ValueError(f"the model returned {est.shape} for a chunk of "
                              f"{segment.shape[1]} samples; expected (n_out, samples)")

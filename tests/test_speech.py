@@ -1125,3 +1125,25 @@ def test_process_file_refuses_another_rate_fewer_paths_and_extra_channels(tmp_pa
     single = model_function(torch.nn.Identity())
     with pytest.raises(ValueError, match="single-channel model got 2 channels"):
         single(np.zeros((2, 100), np.float32))
+
+
+def test_the_last_chunk_of_a_long_input_runs_at_a_whole_chunk():
+    """With no overlap the remainder after the last full chunk was one sample here, too short
+    for a model with a minimum length (MossFormer crashed at flush, after the whole file)."""
+    from sigformer.windowing import process_array
+
+    seen = []
+
+    def needs_16(chunk):
+        seen.append(chunk.shape[1])
+        if chunk.shape[1] < 16:
+            raise ValueError("too short")
+        return chunk * 2
+
+    audio = np.random.default_rng(0).standard_normal((1, 8001))
+    out = process_array(needs_16, audio, 4000, 0)
+    np.testing.assert_allclose(out, audio * 2)
+    assert seen == [4000, 4000, 4000]
+    short = np.ones((1, 10))
+    with pytest.raises(ValueError, match="too short"):  # a single short input runs as is
+        process_array(needs_16, short, 4000, 0)

@@ -252,10 +252,16 @@ def sdr(estimate, reference, filter_length: int = 512):
                          f"shape (n_src, samples)")
     # source i against reference i, as si_sdr scores them: given all sources at once,
     # fast_bss_eval solves the best permutation itself, so swapped estimates scored as well
-    # as aligned ones (the SDR of a pair does not depend on the other sources)
-    out = np.array([float(np.asarray(fast_bss_eval.sdr(r[None], e[None],
-                                                       filter_length=filter_length))[0])
-                    for e, r in zip(est, ref)])
+    # as aligned ones. When its best permutation is not the given order, each pair is scored
+    # alone (the SDR of a pair does not depend on the other sources; fast_bss_eval's
+    # one-source path fails on a perfect estimate, which is always in order)
+    values, perm = fast_bss_eval.sdr(ref, est, filter_length=filter_length, return_perm=True)
+    if np.array_equal(np.asarray(perm), np.arange(len(ref))):
+        out = np.asarray(values, dtype=float)
+    else:
+        out = np.array([float(np.asarray(fast_bss_eval.sdr(r[None], e[None],
+                                                           filter_length=filter_length))[0])
+                        for e, r in zip(est, ref)])
     return torch.as_tensor(out) if torch.is_tensor(estimate) else out
 
 
