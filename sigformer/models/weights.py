@@ -13,7 +13,16 @@ import torch
 from torch import nn
 
 from ..catalogue import resolve_bundle_path
-from ..checkpoint_io import CONFIG_FILE, WEIGHTS_FILE, CheckpointError, read_config, verify_files
+from ..checkpoint_io import (
+    CONFIG_FILE,
+    WEIGHTS_FILE,
+    CheckpointError,
+    kwargs_from_json,
+    read_config,
+    read_safetensors_header,
+    shape_report,
+    verify_files,
+)
 
 OFFICIAL_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".safetensors")
 
@@ -63,7 +72,6 @@ def bundle_model_kwargs(weights: str | os.PathLike, name: str) -> dict[str, Any]
     """The constructor arguments recorded in a sigformer bundle (None for official files)."""
     if is_official_checkpoint(weights):
         return None
-    from ..checkpoint import checked_model_kwargs
     from ..checkpoint_io import verify_config_digest
 
     path = resolve_bundle_path(weights)
@@ -94,3 +102,76 @@ def load_weights(model: nn.Module, weights: str | os.PathLike, *, strict: bool =
     except (SafetensorError, OSError, ValueError) as err:
         raise CheckpointError(f"{path / WEIGHTS_FILE} is truncated or corrupt: {err}") from None
     return load_state_dict_verified(model, state, strict=strict, name=name)
+
+
+# --- checks before a model is built from a bundle's config (load_checkpoint and
+# create_model(weights=) both make them) ----------------------------------------------------
+
+def _meta_shapes(name: str, kwargs: dict[str, Any]) -> dict[str, list[int]] | None:
+    """State-dict shapes of the model the config describes, built on the meta device (no
+    memory); None when the model cannot be built there."""
+    from . import create_model
+
+    try:
+        with torch.device("meta"):
+            model = create_model(name, **kwargs)
+    except Exception:  # noqa: BLE001 - some constructors compute on real tensors
+        return None
+    return {k: list(v.shape) for k, v in model.state_dict().items()}
+
+
+# create_model's arguments that load or fetch weights: never taken from a bundle's config
+LOADING_ARGUMENTS = ("weights", "strict", "spec")
+
+
+def check_model_kwargs(config: dict[str, Any], where: Path) -> None:
+    """The config's model is registered and its kwargs are arguments of that model, with
+    the type of their defaults (a CheckpointError names the field otherwise)."""
+    from .registry import UnknownModelError, constructor_parameters
+
+    try:
+        params = constructor_parameters(config["model"])
+    except UnknownModelError as err:
+        raise CheckpointError(f"{where}: model: {err}") from None
+    if params is None:
+        return
+    for key, value in config["kwargs"].items():
+        if key in LOADING_ARGUMENTS:
+            raise CheckpointError(f"{where}: kwargs.{key}: a bundle records constructor "
+                                  f"arguments only; {key!r} is create_model's own (it would "
+                                  f"make loading this bundle load or fetch something else)")
+        if key == "preset":  # create_model's own, and only a name of the model's presets
+            continue
+        if key not in params:
+            accepted = list(params)
+            raise CheckpointError(f"{where}: kwargs.{key}: model {config['model']!r} has no "
+                                  f"argument {key!r}; it takes {accepted}")
+        default = params[key].default
+        numeric = isinstance(default, (int, float)) and not isinstance(default, bool)
+        if numeric and isinstance(value, str):  # (lists stay: some take int or tuple)
+            raise CheckpointError(f"{where}: kwargs.{key} is {value!r}; expected "
+                                  f"{type(default).__name__} (like its default {default!r})")
+
+
+def checked_model_kwargs(path: Path, config: dict[str, Any], *, verify: bool = True
+                         ) -> dict[str, Any]:
+    """The constructor arguments of a bundle, after every check that needs no real memory:
+    the kwargs are the model's own, the weights file exists (and matches its checksums when
+    ``verify``), and its header's shapes are those of the model the kwargs build (on the
+    meta device, so absurd sizes are refused before anything is allocated)."""
+    check_model_kwargs(config, Path(path) / CONFIG_FILE)
+    weights = Path(path) / WEIGHTS_FILE
+    if not weights.is_file():
+        raise CheckpointError(f"{weights} is missing")
+    if verify:
+        verify_files(path, config)
+    header = read_safetensors_header(weights)
+    kwargs = kwargs_from_json(config["kwargs"])
+    expected = _meta_shapes(config["model"], kwargs)
+    if expected is not None:
+        problems = shape_report(expected, {k: v[1] for k, v in header.items()})
+        if problems:
+            raise CheckpointError(
+                f"weights in {weights} do not fit model {config['model']!r} built from "
+                f"{Path(path) / CONFIG_FILE}: " + "; ".join(problems))
+    return kwargs
