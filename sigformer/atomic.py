@@ -47,6 +47,24 @@ KNOWN_OUTPUTS = (("pipeline.json", "metrics.json"), ("config.json", "model.safet
                  ("model.pt2", "preprocess.json"))
 
 
+# files that do not make a folder the user's (an otherwise empty folder is replaceable)
+PLACEHOLDERS = frozenset({".gitkeep", ".keep", ".DS_Store", "Thumbs.db"})
+
+
+def _written_by_sigformer(folder: Path, names: set[str]) -> bool:
+    """A folder with ``config.json`` is sigformer's only when that config says so (a Hugging
+    Face model folder or repository clone has a config.json and model.safetensors too, and
+    its ``.git`` would be deleted with the rest)."""
+    if "config.json" not in names:
+        return True
+    try:
+        config = json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(config, dict) and (config.get("format") == "sigformer-bundle"
+                                         or "sigformer_version" in config)
+
+
 def check_replaceable(final: str | os.PathLike) -> None:
     """Refuse an output folder that exists, is not empty and was not written by sigformer
     (none of the :data:`KNOWN_OUTPUTS` groups): publishing replaces the folder as a whole, so
@@ -54,9 +72,9 @@ def check_replaceable(final: str | os.PathLike) -> None:
     final = _absolute(final)
     if not final.is_dir():
         return
-    names = {entry.name for entry in final.iterdir()}
-    if not names or any(
-            all(n in names for n in group) for group in KNOWN_OUTPUTS):
+    names = {entry.name for entry in final.iterdir()} - PLACEHOLDERS
+    if not names or any(all(n in names for n in group) for group in KNOWN_OUTPUTS) \
+            and _written_by_sigformer(final, names):
         return
     shown = ", ".join(sorted(names)[:5]) + (", ..." if len(names) > 5 else "")
     raise OutputFolderError(

@@ -150,3 +150,21 @@ def test_run_refuses_an_output_folder_of_the_users_before_any_work(tmp_path, cap
     (tmp_path / "file.txt").write_text("a file")
     assert main(["run", str(path), "--out", str(tmp_path / "file.txt")]) == EXIT_BAD_INPUT
     assert "is not a folder" in capsys.readouterr().err
+
+
+def test_placeholder_files_do_not_make_a_folder_the_users_but_a_foreign_model_folder_does(
+        tmp_path):
+    import json
+
+    from sigformer.atomic import OutputFolderError, check_replaceable
+
+    placeholder = tmp_path / "keep"
+    placeholder.mkdir()
+    (placeholder / ".gitkeep").write_text("")
+    check_replaceable(placeholder)  # as good as empty
+    hub = tmp_path / "hf-model"
+    (hub / ".git").mkdir(parents=True)
+    (hub / "config.json").write_text(json.dumps({"architectures": ["BertModel"]}))
+    (hub / "model.safetensors").write_bytes(b"x")
+    with pytest.raises(OutputFolderError, match="did not write"):
+        check_replaceable(hub)

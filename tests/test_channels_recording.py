@@ -282,8 +282,19 @@ def test_montage_positions_are_found_for_unnormalised_names():
                                   .positions[0])
 
 
-def test_two_recording_channels_for_one_electrode_are_refused():
-    with pytest.raises(ChannelError, match="'EEG Fp1-REF' and 'EEG Fp1-LE' are the same "
-                                           "electrode"):
+def test_two_recording_channels_for_one_electrode_are_refused_when_the_model_uses_it():
+    with pytest.raises(ChannelError, match=r"\['EEG Fp1-REF', 'EEG Fp1-LE'\] are the same "
+                                           r"electrode as model channel 'Fp1'"):
         ChannelAdapter(ChannelSet.from_names(TARGET8)).fit(
             ["EEG Fp1-REF", "EEG Fp1-LE", "Cz", "C3", "F7", "O1", "Fz", "T7"])
+    unused = ChannelAdapter(ChannelSet.from_names(["Cz", "C3"])).fit(
+        ["EEG Fp1-REF", "EEG Fp1-LE", "Cz", "C3"])
+    assert unused.mask_.all()
+
+
+def test_sets_holding_both_old_and_new_temporal_names_map_each_to_itself():
+    adapter = ChannelAdapter(ChannelSet(("T3", "T7", "Cz"))).fit(["T3", "T7", "Cz"])
+    np.testing.assert_array_equal(adapter.matrix_, np.eye(3))
+    # montages that list only the old names still give them positions
+    positions = ChannelSet(("T3", "T5", "Cz")).with_montage("standard_postfixed").positions
+    assert np.isfinite(positions).all()

@@ -181,8 +181,8 @@ def test_exponent_numbers_without_a_dot_are_floats(tmp_path):
      r"only train.progress_bar applies to this task, not lr, max_epochs"),
     ({"task": "enhance", "train": {"accelerator": "gpu"}}, "not accelerator"),
     ({"task": "estimate_channel", "train": {"batch_size": 8}}, "ofdm.models"),
-    ({"task": "amr", "model": {"name": "dbconformer"}, "train": {"max_epochs": 100}},
-     r"does not read model, train.max_epochs"),
+    ({"task": "amr", "model": {"name": "dbconformer", "preset": "bnci2014001"},
+      "train": {"max_epochs": 100}}, r"does not read model, train.max_epochs"),
 ])
 def test_training_keys_a_task_would_ignore_are_refused(cfg, match):
     with pytest.raises(PipelineConfigError, match=match):
@@ -240,3 +240,21 @@ def test_a_tfm_tokenizer_bundle_states_the_input_the_tokenizer_takes():
     spec, extra = _tokenizer_model_spec(create_model("tfm_tokenizer", "tiny"), epochs)
     assert spec.sfreq == 200.0 and spec.window == 400 and spec.unit == "a.u."
     assert extra["input_sfreq"] == 160.0 and "tfm_prepare" in extra["prepare"]
+
+
+def test_an_amr_runs_own_pipeline_json_loads_again():
+    """A run writes every default into pipeline.json: the EEG sections beside amr: are
+    refused only when they say something other than their defaults."""
+    cfg = load_config(REPO / "pipelines" / "amr_clst.yaml")
+    again = load_config(json.loads(cfg.model_dump_json()))
+    assert again.amr == cfg.amr
+
+
+def test_yaml_merge_keys_still_load(tmp_path):
+    path = tmp_path / "merge.yaml"
+    path.write_text("name: x\nbase: &b {max_epochs: 3, batch_size: 8}\n"
+                    "train:\n  <<: *b\n  lr: 0.01\n")
+    from sigformer.tasks.registry import read_raw_config
+
+    loaded, _ = read_raw_config(path)
+    assert loaded["train"] == {"max_epochs": 3, "batch_size": 8, "lr": 0.01}

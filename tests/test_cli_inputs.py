@@ -270,3 +270,28 @@ def test_stream_bundle_closes_the_source_when_a_setting_is_refused(tmp_path, sep
     with pytest.raises(SignalError, match="channel 3"):
         stream_bundle(str(separation_bundle), source, [], settings=OnlineSettings(channel=3))
     assert closed == [True]
+
+
+def test_a_flush_that_fails_publishes_no_whole_file_output(tmp_path):
+    from sigformer.streaming.engine import StreamRunner
+    from sigformer.streaming.processors import AudioBlock
+    from sigformer.streaming.runtime import StreamError
+    from sigformer.streaming.sinks import WAVSink
+    from sigformer.streaming.sources import ArraySource
+
+    class FailsAtFlush:
+        def configure(self, sfreq, channels):
+            pass
+
+        def process(self, chunk, timestamps):
+            return [AudioBlock(0, np.asarray(chunk, np.float32), 0.0, ("s1",))]
+
+        def flush(self):
+            raise StreamError("the model failed on the last chunk (simulated)")
+
+    whole = WAVSink(tmp_path / "whole", 8000, whole_input=True)
+    runner = StreamRunner(ArraySource(np.zeros((1, 8000), np.float32), 8000, ("mic0",),
+                                      chunk_size=4000), FailsAtFlush(), [whole])
+    with pytest.raises(StreamError, match="simulated"):
+        runner.run()
+    assert not list((tmp_path / "whole").glob("*.wav"))

@@ -144,7 +144,7 @@ def test_si_sdr_and_sdr_refuse_a_silent_signal(which):
         si_sdr(est, ref)
     with pytest.raises(SpeechMetricError, match=f"the {which} is silent"):
         si_sdr_improvement(est, ref, mix)
-    with pytest.raises(SpeechMetricError, match=f"the {which}s is silent"):
+    with pytest.raises(SpeechMetricError, match=f"the {which}s are silent"):
         best_permutation(est[None], ref[None])
     if which == "estimate":
         with pytest.raises(SpeechMetricError, match="the estimate is silent"):
@@ -1147,3 +1147,11 @@ def test_the_last_chunk_of_a_long_input_runs_at_a_whole_chunk():
     short = np.ones((1, 10))
     with pytest.raises(ValueError, match="too short"):  # a single short input runs as is
         process_array(needs_16, short, 4000, 0)
+
+
+def test_a_constant_estimate_is_silent_too():
+    from sigformer.speech.metrics import SpeechMetricError
+
+    ref = np.random.default_rng(0).standard_normal(8000)
+    with pytest.raises(SpeechMetricError, match="the estimate is silent"):
+        si_sdr(np.full(8000, 0.1), ref)

@@ -304,7 +304,8 @@ def test_skip_drops_every_window_that_holds_the_bad_chunk_also_when_resampling(s
     assert online.stats.skipped_windows >= (window + chunk * ratio) // hop - 1
 
 
-def test_resampled_window_timestamps_count_the_resampler_delay():
+@pytest.mark.parametrize("chunk", [100, 1])
+def test_resampled_window_timestamps_count_the_resampler_delay(chunk):
     """A window's timestamp is the time of its last sample: through a causal resampler that
     is the input minus the filter's group delay (it was the last input's time: ~40 ms late
     at 1000 -> 250 Hz, so LSL outlets stamped predictions late)."""
@@ -314,8 +315,8 @@ def test_resampled_window_timestamps_count_the_resampler_delay():
     online.configure(1000.0, ["a"])
     x = np.random.default_rng(0).standard_normal((1, 4000))
     stamps = 100.0 + np.arange(4000) / 1000.0
-    preds = [p for a in range(0, 4000, 100)
-             for p in online.process(x[:, a:a + 100], stamps[a:a + 100])]
+    preds = [p for a in range(0, 4000, chunk)
+             for p in online.process(x[:, a:a + chunk], stamps[a:a + chunk])]
     resample = online.pre.stages[0]
     delay_s = resample.delay_ticks / (1000.0 * resample.up)  # group delay at the input rate
     for p in preds:

@@ -13,8 +13,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from .core import ChannelError, ChannelSet, normalize_channel_name
-from .montages import OLD_1020_NAMES
+from .core import OLD_1020_NAMES, ChannelError, ChannelSet, normalize_channel_name
 
 FILL_MODES = ("auto", "interpolate", "zeros")
 
@@ -43,6 +42,11 @@ def spline_interpolation_matrix(source: ChannelSet, target_names: Sequence[str],
     except Exception:  # too few digitisation points to fit a head sphere: use the origin
         raw.interpolate_bads(reset_bads=True, origin=(0.0, 0.0, 0.0), verbose="error")
     return raw.get_data(picks=list(target_names))
+
+
+# both directions, lower-case: an old name finds its modern position and the reverse
+_ALIASES = {**{k.lower(): v.lower() for k, v in OLD_1020_NAMES.items()},
+            **{v.lower(): k.lower() for k, v in OLD_1020_NAMES.items()}}
 
 
 class ChannelAdapter:
@@ -74,30 +78,42 @@ class ChannelAdapter:
         self.min_interpolation_sources = min_interpolation_sources
 
     def _key(self, name: str) -> str:
-        """The matching key: the normalised name, with the old 10-20 names (T3/T4/T5/T6, as
-        TUH recordings use them) as their modern positions (T7/T8/P7/P8)."""
-        if not self.normalize:
-            return name.lower()
-        key = normalize_channel_name(name)
-        return OLD_1020_NAMES.get(key, key).lower()
+        return (normalize_channel_name(name) if self.normalize else name).lower()
+
+    def _source_lookup(self, source: ChannelSet):
+        """``find(target_name) -> source index or None``: the exact (normalised) name first,
+        then the old / modern 10-20 alias (T3 <-> T7, T4 <-> T8, T5 <-> P7, T6 <-> P8, as TUH
+        recordings name them). A target channel that two recording channels claim (e.g. "EEG
+        Fp1-REF" and "EEG Fp1-LE") is refused: which one is meant is not known."""
+        exact: dict[str, list[int]] = {}
+        for i, name in enumerate(source.names):
+            exact.setdefault(self._key(name), []).append(i)
+
+        def find(name: str) -> int | None:
+            key = self._key(name)
+            candidates = exact.get(key) or (exact.get(_ALIASES.get(key, ""))
+                                            if self.normalize else None)
+            if not candidates:
+                return None
+            if len(candidates) > 1:
+                clash = [source.names[i] for i in candidates]
+                raise ChannelError(f"recording channels {clash} are the same electrode as "
+                                   f"model channel {name!r} once normalised: pick one before "
+                                   f"adapting")
+            return candidates[0]
+
+        return find
 
     def fit(self, source) -> ChannelAdapter:
         """Fit on the recording's channels: a :class:`ChannelSet`, names, an ``mne.Info``,
         or anything carrying one (``mne.io.Raw``/``mne.Epochs``, a sigformer ``Recording``)."""
         source = as_channel_set(source)
-        src_index: dict[str, int] = {}
-        for i, name in enumerate(source.names):
-            key = self._key(name)
-            if key in src_index:  # "EEG Fp1-REF" and "EEG Fp1-LE": which is Fp1 is not known
-                raise ChannelError(f"recording channels {source.names[src_index[key]]!r} and "
-                                   f"{name!r} are the same electrode once normalised: pick "
-                                   f"one before adapting")
-            src_index[key] = i
+        find = self._source_lookup(source)
         n_t, n_s = len(self.target), len(source)
         matrix = np.zeros((n_t, n_s))
         mask = np.zeros(n_t, bool)
         for t, name in enumerate(self.target.names):
-            s = src_index.get(self._key(name))
+            s = find(name)
             if s is not None:
                 matrix[t, s] = 1.0
                 mask[t] = True

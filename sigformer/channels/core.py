@@ -86,11 +86,20 @@ def _known_positions(locs: np.ndarray) -> np.ndarray | None:
     return locs
 
 
-def _position_key(name: str) -> str:
-    """A name as montage positions are looked up: normalised ("Fc5." -> FC5, "EEG O1-REF" ->
-    O1) and with the old 10-20 temporal names at their modern positions (T3 -> T7, ...)."""
+# old 10-20 temporal names -> the 10-10 names of the same positions
+OLD_1020_NAMES = {"T3": "T7", "T4": "T8", "T5": "P7", "T6": "P8"}
+
+
+def _montage_position(lookup: dict[str, np.ndarray], name: str) -> np.ndarray:
+    """A channel's position in a montage: by its normalised name ("Fc5." -> FC5, "EEG O1-REF"
+    -> O1), else by the other spelling of an old 10-20 temporal name (T3 <-> T7, ...), since
+    some montages list only one of the two."""
     key = normalize_channel_name(name)
-    return {"T3": "T7", "T4": "T8", "T5": "P7", "T6": "P8"}.get(key, key).lower()
+    modern = {**OLD_1020_NAMES, **{v: k for k, v in OLD_1020_NAMES.items()}}
+    for candidate in (key, modern.get(key)):
+        if candidate is not None and candidate.lower() in lookup:
+            return lookup[candidate.lower()]
+    return np.full(3, np.nan)
 
 
 @lru_cache(maxsize=8)
@@ -167,7 +176,7 @@ class ChannelSet:
 
         lookup = _head_frame_positions(
             resolve_montage_name(montage, mne.channels.get_builtin_montages()))
-        pos = np.array([lookup.get(_position_key(n), np.full(3, np.nan)) for n in self.names])
+        pos = np.array([_montage_position(lookup, n) for n in self.names])
         return ChannelSet(self.names, self.types, pos)
 
     # --- queries ------------------------------------------------------------------------

@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from .core import ChannelError, ChannelSet, normalize_channel_name
+from .core import OLD_1020_NAMES, ChannelError, ChannelSet, normalize_channel_name
 
 # Longitudinal bipolar montage used by BIOT / TFM-Tokenizer on TUAB, TUEV and CHB-MIT
 # (10-20 names in modern spelling; T3/T4/T5/T6 are accepted as aliases).
@@ -17,7 +17,6 @@ TCP_DOUBLE_BANANA: tuple[tuple[str, str], ...] = (
     ("Fp1", "F3"), ("F3", "C3"), ("C3", "P3"), ("P3", "O1"),
     ("Fp2", "F4"), ("F4", "C4"), ("C4", "P4"), ("P4", "O2"),
 )
-OLD_1020_NAMES = {"T3": "T7", "T4": "T8", "T5": "P7", "T6": "P8"}
 
 
 def _lookup(channels: ChannelSet) -> dict[str, int]:

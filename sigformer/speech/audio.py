@@ -147,7 +147,7 @@ def write_audio(path: str | os.PathLike, audio: np.ndarray, sample_rate: int,
     if audio.ndim != 2:
         raise DataError(f"audio to write must be (channels, samples), got shape {audio.shape}")
     # soundfile's own (samples, channels) written as given became thousands of channels
-    audio = _channels_first(audio, "audio to write", stacklevel=3)
+    audio = _channels_first(audio, "audio to write", stacklevel=2)
     if not np.isfinite(audio).all():
         raise DataError("refusing to write audio that contains NaN or Inf")
     path = Path(path)
@@ -172,7 +172,7 @@ def check_audio(audio: np.ndarray, sample_rate: float, *, expected_rate: int | N
         audio = audio[None]
     if audio.ndim != 2:
         raise DataError(f"{name} must be (channels, samples), got shape {audio.shape}")
-    audio = _channels_first(audio, name, stacklevel=3)
+    audio = _channels_first(audio, name, stacklevel=2)
     if expected_rate is not None and int(round(sample_rate)) != expected_rate:
         raise DataError(f"{name} is sampled at {sample_rate:g} Hz but the model expects "
                         f"{expected_rate} Hz; resample it first (--resample on the CLI)")

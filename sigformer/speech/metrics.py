@@ -86,14 +86,16 @@ def _check_not_silent(x, name: str, zero_mean: bool = True) -> None:
     nothing scored an SI-SDR improvement) and a silent reference about -196 dB."""
     t = torch.as_tensor(np.asarray(x)) if not torch.is_tensor(x) else x.detach()
     t = t.to(torch.float64)
-    if zero_mean:
+    before = (t ** 2).sum(-1)
+    if zero_mean:  # a constant is silent too: rounding leaves ~1e-30 of it, not exactly 0
         t = t - t.mean(-1, keepdim=True)
-    silent = (t ** 2).sum(-1) == 0
+    silent = (t ** 2).sum(-1) <= 1e-12 * before
     if bool(silent.any()):
         where = [list(i) if len(i) > 1 else int(i[0]) for i in
                  torch.nonzero(silent).tolist()] if silent.ndim else []
+        verb = "are" if name.endswith("s") else "is"
         raise SpeechMetricError(
-            f"the {name} is silent{f' at {where}' if where else ''} (all zeros"
+            f"the {name} {verb} silent{f' at {where}' if where else ''} (all zeros"
             f"{', or constant once its mean is removed' if zero_mean else ''}): SI-SDR and "
             f"SDR are undefined for it")
 

@@ -3,6 +3,7 @@ evaluate it with chunked inference (SI-SDR/SI-SDRi/SDR/PESQ/STOI) and write the 
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from pathlib import Path
@@ -80,12 +81,13 @@ def run_separation_pipeline(cfg, out_dir: str | Path | None = None, log=print
     fn = model_function(model)
     chunk, overlap = int(s.chunk_s * s.sample_rate), int(s.overlap_s * s.sample_rate)
     rows, estimates = [], []
-    for mix, refs in zip(test_mix, test_refs):
+    for i, (mix, refs) in enumerate(zip(test_mix, test_refs)):
         est = process_array(fn, mix[None], chunk, overlap, align=True)
         estimates.append(est)
-        rows.append(evaluate_separation(est, refs, mix, s.sample_rate,
-                                        perceptual=s.perceptual_metrics))
-    summary = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
+        rows.append(undefined_if_silent(
+            functools.partial(evaluate_separation, est, refs, mix, s.sample_rate,
+                              perceptual=s.perceptual_metrics), f"mixture {i}", log))
+    summary = mean_of_rows(rows)
     for k, v in summary.items():
         log(f"      {k:8s} {v:.3f}")
     report = {"pipeline": cfg.name, "model": s.model, "preset": s.preset,
@@ -107,6 +109,29 @@ def run_separation_pipeline(cfg, out_dir: str | Path | None = None, log=print
     return report
 
 
+def undefined_if_silent(score, where: str, log) -> dict[str, float]:
+    """``score()``, or ``{"silent": True}`` with a logged note when an estimate is silent (its
+    scores are undefined): one silent output must not end a run after its training, losing
+    the model, nor count as 0 dB."""
+    from .metrics import SpeechMetricError
+
+    try:
+        return score()
+    except SpeechMetricError as err:
+        log(f"      {where}: {err}; its scores are left out (undefined)")
+        return {"silent": True}
+
+
+def mean_of_rows(rows: list[dict]) -> dict[str, float]:
+    """Mean of each score over the rows that have it; ``silent_estimates`` counts the rest."""
+    scored = [r for r in rows if not r.get("silent")]
+    keys = scored[0] if scored else {}
+    out = {k: float(np.mean([r[k] for r in scored])) for k in keys}
+    if len(scored) < len(rows):
+        out["silent_estimates"] = float(len(rows) - len(scored))
+    return out
+
+
 def plot_separation(mixture: np.ndarray, references: np.ndarray, estimates: np.ndarray,
                     sample_rate: int, path=None):
     """Spectrograms of the mixture, the references and the (PIT-aligned) estimates."""
@@ -116,7 +141,7 @@ def plot_separation(mixture: np.ndarray, references: np.ndarray, estimates: np.n
     plt = pyplot()
     est = torch.as_tensor(np.asarray(estimates, np.float64))[None]
     ref = torch.as_tensor(np.asarray(references, np.float64))[None]
-    _, perm = best_permutation(est, ref)
+    _, perm = best_permutation(est, ref, check_silence=False)  # only for the panel order
     aligned = reorder(est, perm)[0].numpy()
     panels = [("mixture", mixture)] + [(f"reference {i + 1}", r) for i, r in
                                        enumerate(references)] + [
@@ -269,12 +294,17 @@ def run_enhancement_pipeline(cfg, out_dir: str | Path | None = None, log=print
             est, t = run(sc), sc.target[0]
             if i == 0:
                 example[name] = est
-            row = {"si_sdr": float(si_sdr(est, t))}
-            if e.perceptual_metrics:
-                row["pesq"] = pesq_score(estimate=est, reference=t, sample_rate=e.sample_rate)
-                row["stoi"] = stoi_score(estimate=est, reference=t, sample_rate=e.sample_rate)
-            rows.append(row)
-        results[name] = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
+            def scores(est=est, t=t):
+                row = {"si_sdr": float(si_sdr(est, t))}
+                if e.perceptual_metrics:
+                    row["pesq"] = pesq_score(estimate=est, reference=t,
+                                             sample_rate=e.sample_rate)
+                    row["stoi"] = stoi_score(estimate=est, reference=t,
+                                             sample_rate=e.sample_rate)
+                return row
+
+            rows.append(undefined_if_silent(scores, f"{name}, scene {i}", log))
+        results[name] = mean_of_rows(rows)
         log(f"      {name:31s} " + ", ".join(f"{k} {v:.3f}" for k, v in results[name].items()))
     report = {"pipeline": cfg.name, "model": e.model, "preset": e.preset,
               "n_parameters": n_params, "n_train": e.n_train, "n_test": e.n_test,

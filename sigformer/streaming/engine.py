@@ -136,6 +136,9 @@ class StreamRunner:
                 if flush is not None and self.error is None and not failed \
                         and not self._limit_reached():
                     self._emit(self._within_limit(flush()), predictions)
+            except BaseException:  # a flush that fails leaves the output incomplete too
+                failed = True
+                raise
             finally:
                 self._close_sinks(failed)
         if self.error is not None:

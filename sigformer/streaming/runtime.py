@@ -459,8 +459,8 @@ class OnlinePipeline:
     def _output_timestamps(self, ts: np.ndarray | None, n_in: int, n_out: int):
         if ts is None or n_out == 0:
             return None if ts is None else np.zeros(0)
-        if n_out == n_in:
-            return np.asarray(ts, dtype=float)
+        if self.sfreq_out == self.sfreq_in:  # (not n_out == n_in: a 1-in/1-out chunk of a
+            return np.asarray(ts, dtype=float)  # resampled stream still has the delay)
         # resampled: the last output sample stands for the last input minus the causal
         # filters' group delay (the window's own start/length already count it), and
         # output sample k of this chunk sits one output step per sample before it

@@ -51,9 +51,15 @@ class ClassifyConfig(BaseConfig):
         sections it would ignore are refused, not silently dropped."""
         if self.amr is None:
             return self
-        eeg = sorted({"data", "preprocess", "epochs", "alignment", "model", "evaluate"}
-                     & self.model_fields_set)
-        train = sorted(set(self.train.model_fields_set) - {"progress_bar"})
+        # refused when set to anything but its default (a run's own pipeline.json spells out
+        # every default, and must load again)
+        fields = type(self).model_fields
+        eeg = sorted(name for name in ("data", "preprocess", "epochs", "alignment", "model",
+                                       "evaluate")
+                     if getattr(self, name) != fields[name].get_default(call_default_factory=True))
+        plain = TrainConfig()
+        train = sorted(k for k in TrainConfig.model_fields
+                       if k != "progress_bar" and getattr(self.train, k) != getattr(plain, k))
         if eeg or train:
             ignored = eeg + [f"train.{k}" for k in train]
             raise ValueError(f"with an amr: section the pipeline classifies IQ frames and "

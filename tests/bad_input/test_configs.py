@@ -69,7 +69,7 @@ def _(ctx):
       PipelineConfigError, r"does not read model", r"give the models, epochs and lr under "
                                                     r"amr.models")
 def _(ctx):
-    _load({"task": "amr", "model": {"name": "dbconformer"}})
+    _load({"task": "amr", "model": {"name": "dbconformer", "preset": "bnci2014001"}})
 
 
 @case("epoch-window-reversed", "epochs.tmax before epochs.tmin", PipelineConfigError,
