@@ -386,6 +386,7 @@ class OnlinePipeline:
             self.bursts.reset()
         self._n_in = 0  # stream samples seen, to place an unusable chunk
         self._invalid: list[tuple[int, int]] = []  # model-rate sample ranges to skip
+        self._delay_s, self._filter_span = self._causal_resampling()  # once, not per chunk
 
     def process(self, chunk: np.ndarray, timestamps: np.ndarray | None = None
                 ) -> list[Prediction]:
@@ -432,14 +433,8 @@ class OnlinePipeline:
         rate ratio, and widened by each causal resampler's filter span (its output carries
         input from up to two filter delays back). Windows are counted in model samples, so
         a skip counted in stream samples missed windows whenever the chain resampled."""
-        from ..stages.resample import Resample
-
         ratio = self.sfreq_out / self.sfreq_in
-        spread = 0
-        for stage in getattr(self.pre, "stages", []):
-            if isinstance(stage, Resample) and stage.phase == "causal":
-                spread += int(np.ceil(2 * stage.delay_ticks / stage._configured_ratio()[1]))
-        return int(np.floor(start * ratio)), int(np.ceil(stop * ratio)) + spread
+        return int(np.floor(start * ratio)), int(np.ceil(stop * ratio)) + self._filter_span
 
     def _overlaps_invalid(self, start: int) -> bool:
         """Whether the window starting at model sample ``start`` overlaps unusable data
@@ -465,16 +460,20 @@ class OnlinePipeline:
         # filters' group delay (the window's own start/length already count it), and
         # output sample k of this chunk sits one output step per sample before it
         step = 1.0 / self.sfreq_out
-        return float(ts[-1]) - self._resample_delay_s() - step * np.arange(n_out - 1, -1, -1)
+        return float(ts[-1]) - self._delay_s - step * np.arange(n_out - 1, -1, -1)
 
-    def _resample_delay_s(self) -> float:
-        """The causal resamplers' group delay in seconds (``delay_ticks`` ticks of each one's
-        upsampled grid, ``sfreq * down`` ticks per second)."""
+    def _causal_resampling(self) -> tuple[float, int]:
+        """The configured chain's causal resamplers: their group delay in seconds
+        (``delay_ticks`` ticks of each one's upsampled grid, ``sfreq * down`` ticks per
+        second) and their filter span in output samples (two delays each)."""
         from ..stages.resample import Resample
 
-        return sum(stage.delay_ticks / (stage.sfreq * stage._configured_ratio()[1])
-                   for stage in getattr(self.pre, "stages", [])
-                   if isinstance(stage, Resample) and stage.phase == "causal")
+        resamplers = [stage for stage in getattr(self.pre, "stages", [])
+                      if isinstance(stage, Resample) and stage.phase == "causal"]
+        delay = sum(r.delay_ticks / (r.sfreq * r._configured_ratio()[1]) for r in resamplers)
+        span = sum(int(np.ceil(2 * r.delay_ticks / r._configured_ratio()[1]))
+                   for r in resamplers)
+        return float(delay), span
 
 
 def offline_windows(stages: Stage | Sequence[Stage], data: np.ndarray, sfreq: float, channels,
