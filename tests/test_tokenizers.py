@@ -250,3 +250,14 @@ def test_a_tokenizer_built_with_weights_is_in_eval_mode(tmp_path):
     tok = create_tokenizer("tfm_tokenizer", weights=str(folder))
     assert not tok.training
     assert create_tokenizer("stft", n_fft=50, hop=25).training  # no weights: as built
+
+
+def test_channel_independent_tokens_keep_their_signal_length():
+    from sigformer.tokenizers.base import ChannelIndependent
+
+    tok = ChannelIndependent(STFTTokenizer(n_fft=50, hop=25, center=True, magnitude=False))
+    a, b = torch.randn(1, 2, 512), torch.randn(1, 2, 256)
+    tokens_a = tok.encode(a)
+    tok.encode(b)
+    assert tokens_a.length == 512
+    torch.testing.assert_close(tok.decode(tokens_a), a, atol=1e-4, rtol=1e-4)

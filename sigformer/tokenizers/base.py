@@ -127,6 +127,7 @@ class ChannelIndependent(Tokenizer):
             time_index=tok.time_index.repeat(c),
             channel_index=torch.arange(c, device=x.device).repeat_interleave(n),
             freq_index=None if tok.freq_index is None else tok.freq_index.repeat(c),
+            length=tok.length,
         )
 
     def decode(self, tokens: Tokens) -> torch.Tensor:
@@ -137,7 +138,9 @@ class ChannelIndependent(Tokenizer):
             None if tokens.embeddings is None else
             tokens.embeddings.reshape(b * c, n, *tokens.embeddings.shape[2:]),
             None if tokens.ids is None else tokens.ids.reshape(b * c, n),
-            tokens.time_index[:n])
+            tokens.time_index[:n],  # one channel each: the inner tokenizer's own view
+            channel_index=torch.zeros(n, dtype=torch.long, device=tokens.time_index.device),
+            length=tokens.length)
         out = self.tokenizer.decode(per_channel)
         return out.reshape(b, c, *out.shape[2:])
 
