@@ -152,8 +152,9 @@ def package(run: Path, name: str, results_path: Path, dest: Path,
                  "training_draws": extra.get("training_draws"),
                  "training_slots": extra.get("n_train"), "validation_slots": extra.get("n_val"),
                  "epochs_run": epochs_before + len(epochs),
+                 # counted like epochs_run: the initial bundle's epochs come first
                  "best_epoch": None if summary["best_epoch"] is None
-                 else summary["best_epoch"] + 1,
+                 else epochs_before + summary["best_epoch"] + 1,
                  "slots_seen": int(init.get("slots_seen") or 0)
                  + int(extra.get("n_train", 0)) * len(epochs),
                  "test_sets": "the reference's SNR / delay-spread / Doppler sweeps plus two "

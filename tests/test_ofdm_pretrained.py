@@ -300,6 +300,8 @@ def test_a_fine_tune_records_its_start_through_a_resume_and_on_the_card(tmp_path
     folder = script.package(run, "ofdm-ft", results, tmp_path / "catalogue")
     prov = load_checkpoint(folder)[1]["provenance"]
     assert prov["data"]["epochs_run"] == 3  # one before, two in the fine-tune
+    summary = json.loads((run / "summary.json").read_text())
+    assert prov["data"]["best_epoch"] == 1 + summary["best_epoch"] + 1  # after the first's
     assert prov["data"]["slots_seen"] == 3 * 64
     assert "attention dropout off" in prov["fine_tuned_from"]
     assert "the initial bundle:" in prov["budget"]
