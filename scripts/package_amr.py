@@ -173,6 +173,17 @@ def package(run: Path, label: str, dest: Path, log_path: Path | None,
         "training_time": training_time(log_path, label) or "not recorded",
         "results": results,
         "limitations": limitations}
+    init = extra.get("init")
+    if init:  # a fine-tune (train_amr.py --init): the card counts the start's training too
+        provenance["fine_tuned_from"] = fine_tuned_from(init, recipe)
+        data = provenance["data"]
+        data["frames_seen"] += int(init.get("frames_seen") or 0)
+        data["epochs_total"] = int(init.get("epochs") or 0) + int(recipe.get("epochs") or 0)
+        provenance["training_time"] = (f"this fine-tune: {provenance['training_time']}; "
+                                       f"the start: {init.get('training_time') or 'not recorded'}")
+        provenance["limitations"] += (
+            f"; fine-tuned: it saw {data['frames_seen']:,} frames in all, more than the "
+            f"models trained beside it in one run (each row's budget is its own)")
     if decision is not None:
         bundle_extra["decision"] = decision  # classify-iq's default for this bundle
     measured = capture_results(model.eval(), bundle_extra["target_sps"], captures_dir) \
@@ -206,6 +217,14 @@ def package(run: Path, label: str, dest: Path, log_path: Path | None,
         bundle.provenance["training_log_tail"] = own[-3:]
     kind = "family" if family else "modgen"
     return bundle.save(dest / f"amr-{name}-{kind}")
+
+
+def fine_tuned_from(init: dict, recipe: dict) -> str:
+    """The card's line on the bundle a fine-tune started from and what it added."""
+    return (f"{init.get('source')} (sha256 {str(init.get('sha256'))[:12]}..., "
+            f"{init.get('epochs')} epochs, {init.get('frames_seen') or 0:,} frames), then "
+            f"{recipe.get('epochs')} more epochs x {recipe.get('frames_per_epoch') or 0:,} "
+            f"frames at lr {recipe.get('lr')}")
 
 
 def main(argv=None) -> int:

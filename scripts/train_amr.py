@@ -20,7 +20,9 @@ finished models too, before anything trains: delete a model's folder to retrain 
 same ``--seed``, ``--mode``/``--target-sps`` (the generator) and ``--clst-preset``; an SKD
 student is refused when the teacher beside it is not the one it was distilled from (each
 checkpoint records these; one written before they were recorded is reused with a note);
-``--workers`` may change. Progress lines give frames/s and the ETA. Run it in the
+``--workers`` may change (and ``--init``, the bundle a fine-tune starts from, may not).
+``--init amr-clst-modgen`` fine-tunes the shipped ClST: it trains ``--epochs`` more on the
+generator's epochs after the ones it was trained on. Progress lines give frames/s and the ETA. Run it in the
 background, e.g.::
 
     nohup python scripts/train_amr.py --out runs/amr --frames 300000 --epochs 20 \\
@@ -73,6 +75,12 @@ def parse_args(argv=None) -> argparse.Namespace:
                     help="distil the students from this trained teacher (a catalogue name, "
                          "e.g. amr-clst-modgen, or a bundle folder) instead of training a "
                          "ClST first")
+    ap.add_argument("--init", default=None,
+                    help="fine-tune: the ClST starts from this trained bundle (a catalogue "
+                         "name, e.g. amr-clst-modgen, or a bundle folder; the same preset) and "
+                         "trains --epochs more on the generator's next epochs (frames it has "
+                         "not seen); pair with --students '' --baselines '' for the teacher "
+                         "alone")
     ap.add_argument("--no-plain-students", action="store_true",
                     help="skip the students trained without SKD (an earlier run at the same "
                          "budget holds them)")
@@ -96,6 +104,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     check_device_argument(ap, args.device)
     if args.val_per_condition < 0:
         ap.error("--val-per-condition must be >= 0")
+    if args.init is not None and args.teacher is not None:
+        ap.error("--init (fine-tune the ClST) and --teacher (distil from a trained teacher, "
+                 "no ClST trained) exclude each other")
     return args
 
 
@@ -169,7 +180,8 @@ def main(argv=None) -> int:
                              baselines=baselines, seed=args.seed, resume=args.resume, log=log,
                              log_every=args.log_every, validation=validation,
                              record={"args": vars(args)}, teacher_bundle=args.teacher,
-                             plain_students=not args.no_plain_students, device=args.device)
+                             plain_students=not args.no_plain_students, device=args.device,
+                             teacher_init=args.init)
     except CheckpointError as err:  # a refused resume: the message says what to do
         raise SystemExit(f"error: {err}") from None
     report = {"args": vars(args), "models": rows}

@@ -100,11 +100,14 @@ class GeneratedFrames(IterableDataset):
     """Fresh generated batches ``(X (B, 2, L) float32, y (B,) int64)``: ``steps`` batches per
     pass. Batch ``s`` of epoch ``e`` is drawn with the seed ``(seed, e, s)``, so the frames
     do not depend on the number of DataLoader workers (each takes every W-th step) and a
-    resumed run sees what an uninterrupted one would have. Use with ``batch_size=None``."""
+    resumed run sees what an uninterrupted one would have. ``epoch_offset`` is added to the
+    epoch in that seed: a fine-tune of a model trained ``k`` epochs on this stream passes
+    ``k``, so it draws frames the model has not seen. Use with ``batch_size=None``."""
 
     def __init__(self, classes: Sequence[str], config: ModGenConfig | None = None, *,
                  batch_size: int = 256, steps: int = 100, frame_length: int = 128,
-                 normalization: str = "rms", seed: int = 0, epoch: int = 0):
+                 normalization: str = "rms", seed: int = 0, epoch: int = 0,
+                 epoch_offset: int = 0):
         self.classes = tuple(classes)
         self.config = config
         self.batch_size = batch_size
@@ -113,12 +116,13 @@ class GeneratedFrames(IterableDataset):
         self.normalization = normalization
         self.seed = seed
         self.epoch = epoch
+        self.epoch_offset = epoch_offset
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def batch(self, step: int, epoch: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        seed = [self.seed, self.epoch if epoch is None else epoch, step]
+        seed = [self.seed, self.epoch_offset + (self.epoch if epoch is None else epoch), step]
         frames = generate_frames(self.batch_size, classes=self.classes, config=self.config,
                                  frame_length=self.frame_length, seed=seed)
         X = normalize_frames(frames.as_iq_rows(), self.normalization)

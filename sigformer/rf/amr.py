@@ -1095,6 +1095,33 @@ def load_teacher_bundle(source: str | Path, *, classes: Sequence[str], frame_len
     return from_pretrained(path).eval(), config["files"]["model.safetensors"]["sha256"]
 
 
+def load_teacher_init(source: str | Path, *, classes: Sequence[str], frame_length: int,
+                      name: str, kwargs: dict[str, Any]) -> tuple[nn.Module, dict[str, Any]]:
+    """Start weights for the teacher (``train_amr.py --init``: fine-tune a shipped bundle) and
+    the record its checkpoints keep (source, weights' sha256, what the start had been trained
+    on). Refused unless the bundle is this run's model with the same constructor arguments
+    (e.g. the same ``--clst-preset``) and fits the run's classes, frame length and scaling."""
+    from ..catalogue import resolve_bundle_path
+    from ..checkpoint import CheckpointError, read_config
+    from ..checkpoint_io import kwargs_to_json
+
+    model, sha256 = load_teacher_bundle(source, classes=classes, frame_length=frame_length)
+    config = read_config(resolve_bundle_path(source))
+    want = _as_json(kwargs_to_json(kwargs))
+    if config["model"] != name or config["kwargs"] != want:
+        changed = sorted(k for k in {*want, *config["kwargs"]}
+                         if want.get(k) != config["kwargs"].get(k))
+        raise CheckpointError(f"--init {source} holds a {config['model']!r} model built with "
+                              f"{config['kwargs']}; this run trains {name!r} with {want} "
+                              f"(differs in {changed or 'the model name'}: e.g. another "
+                              "--clst-preset)")
+    data = (config.get("provenance") or {}).get("data") or {}
+    record = {"source": str(source), "sha256": sha256,
+              "frames_seen": data.get("frames_seen"), "epochs": data.get("epochs"),
+              "training_time": (config.get("provenance") or {}).get("training_time")}
+    return model, record
+
+
 def check_reusable(folder: Path, recipe: StreamRecipe, extra: dict[str, Any],
                    log: Callable[[str], None] = print,
                    model: tuple[str, dict[str, Any]] | None = None) -> None:
@@ -1131,6 +1158,15 @@ def check_reusable(folder: Path, recipe: StreamRecipe, extra: dict[str, Any],
                               f"{listed}. Resume with the run's original --seed, --mode and "
                               f"--target-sps, train into a new --out, or delete {folder} to "
                               f"retrain that model")
+    started, start = (saved.get("init") or {}).get("sha256"), (extra.get("init") or {}).get("sha256")
+    if started != start:
+        raise CheckpointError(f"cannot resume from {folder}: it was "
+                              + (f"fine-tuned from {saved['init']['source']} (sha256 "
+                                 f"{started[:12]}...)" if started else "trained from scratch")
+                              + ", this run " + (f"starts from --init {extra['init']['source']}"
+                                                 if start else "has no --init")
+                              + f". Resume with the original --init, train into a new --out, "
+                              f"or delete {folder} to retrain that model")
     if "teacher" in saved and "teacher" in extra and saved["teacher"] != extra["teacher"]:
         given = saved.get("teacher_source")
         now = (f"the teacher there now has sha256 {extra['teacher']}" if extra["teacher"]
@@ -1179,13 +1215,16 @@ def train_bundles(out: str | Path, *, classes: Sequence[str], config: ModGenConf
                   record: dict[str, Any] | None = None,
                   teacher_bundle: str | Path | None = None,
                   plain_students: bool = True,
-                  device: str | None = None) -> dict[str, Any]:
+                  device: str | None = None,
+                  teacher_init: str | Path | None = None) -> dict[str, Any]:
     """Teacher, then each student (default: the recipe's ``STUDENTS``) with SKD and without,
     then the baselines (default ``BASELINES``) - the same generator, budget and optimiser for
     all. ``teacher_bundle`` (a catalogue name or a bundle folder): distil from that trained
     teacher instead of training one (its classes, frame length and normalisation must be this
     run's); ``plain_students=False`` skips the students without SKD (e.g. when an earlier run
-    at the same budget holds them). ``device``: where every model trains (e.g. ``"cuda"``;
+    at the same budget holds them). ``teacher_init`` (a catalogue name or bundle folder of the
+    same model and preset): the teacher starts from those weights and trains ``recipe`` on
+    (a fine-tune; recorded as ``extra["init"]``). ``device``: where every model trains (e.g. ``"cuda"``;
     None: the CPU). Each model in ``out/<label>/`` (a checkpoint every epoch, ``resume=True`` continues
     an interrupted run and skips finished models; a model, finished or not, trained with
     another recipe, class list, frame length, seed, generator or architecture, or an SKD
@@ -1215,8 +1254,14 @@ def train_bundles(out: str | Path, *, classes: Sequence[str], config: ModGenConf
               **{f"{n}{skd}": (n, None) for n in students for skd in ("+SKD", "")},
               **{n: (n, None) for n in baselines}}
 
+    if teacher_bundle is not None and teacher_init is not None:
+        raise ValueError("teacher_bundle (distil from a trained teacher) and teacher_init "
+                         "(fine-tune the teacher) exclude each other")
     given = None if teacher_bundle is None else load_teacher_bundle(
         teacher_bundle, classes=classes, frame_length=test.frame_length)
+    start = None if teacher_init is None else load_teacher_init(
+        teacher_init, classes=classes, frame_length=test.frame_length, name=teacher_name,
+        kwargs=resolve_kwargs(teacher_name, teacher_preset, **shape))
     if given is not None:
         del builds[teacher_name]
     if not plain_students:  # skipped, unless a resumed run holds them finished: reported
@@ -1227,6 +1272,8 @@ def train_bundles(out: str | Path, *, classes: Sequence[str], config: ModGenConf
     def model_extra(label: str) -> dict[str, Any]:
         # an SKD student records its teacher, so a retrained teacher is not paired with it
         skd = label.endswith("+SKD")
+        if label == teacher_name and start is not None:
+            return {**extra, "label": label, "init": start[1]}
         if not skd:
             return {**extra, "label": label}
         if given is not None:
@@ -1252,8 +1299,15 @@ def train_bundles(out: str | Path, *, classes: Sequence[str], config: ModGenConf
         else:
             torch.manual_seed(seed)
             model = create_model(name, preset, **shape)
+            if start is not None and label == teacher_name:
+                model.load_state_dict(start[0].state_dict())
+                log(f"[{label}] starts from {teacher_init} (sha256 "
+                    f"{start[1]['sha256'][:12]}...): a fine-tune")
+            # a fine-tune draws the epochs after its start's: frames it has not seen
+            offset = int(start[1]["epochs"] or 0) if start is not None and \
+                label == teacher_name else 0
             stream = GeneratedFrames(classes, config, frame_length=test.frame_length,
-                                     seed=seed)
+                                     seed=seed, epoch_offset=offset)
             fit_stream(model, stream, recipe, teacher=teacher, validation=validation,
                        checkpoint_dir=folder, resume=resume, label=label, log=log,
                        log_every=log_every, extra=model_extra(label), device=device)
