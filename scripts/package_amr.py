@@ -164,6 +164,7 @@ def package(run: Path, label: str, dest: Path, log_path: Path | None,
                  "epochs": recipe.get("epochs"),
                  "frames_seen": (recipe.get("frames_per_epoch") or 0) * (recipe.get("epochs")
                                                                         or 0),
+                 "seed": args.get("seed", 0),  # training batches and (offset) test grid
                  "test_set": f"held-out RadioML-2016-style grid, "
                              f"{args.get('test_per_condition')} frames per class and SNR "
                              f"(-20..18 dB), another seed"},
@@ -184,6 +185,7 @@ def package(run: Path, label: str, dest: Path, log_path: Path | None,
         provenance["limitations"] += (
             f"; fine-tuned: it saw {data['frames_seen']:,} frames in all, more than the "
             f"models trained beside it in one run (each row's budget is its own)")
+        results.update(start_rows(init, args))
     if decision is not None:
         bundle_extra["decision"] = decision  # classify-iq's default for this bundle
     measured = capture_results(model.eval(), bundle_extra["target_sps"], captures_dir) \
@@ -217,6 +219,28 @@ def package(run: Path, label: str, dest: Path, log_path: Path | None,
         bundle.provenance["training_log_tail"] = own[-3:]
     kind = "family" if family else "modgen"
     return bundle.save(dest / f"amr-{name}-{kind}")
+
+
+def start_rows(init: dict, args: dict) -> dict[str, dict]:
+    """The results table of the card of the bundle a fine-tune started from (the start itself
+    and the models measured beside it, at the start's budget), named ``<row> [start]``, when
+    that card measured on this run's test grid (the same seed and frames per condition);
+    otherwise none (their accuracies would not be comparable)."""
+    from sigformer.catalogue import resolve_bundle_path
+    from sigformer.checkpoint import read_config
+
+    try:
+        config = read_config(resolve_bundle_path(init["source"]))
+    except Exception:  # the start is gone (a run folder deleted): the card says where it was
+        return {}
+    prov = config.get("provenance") or {}
+    test_set = str((prov.get("data") or {}).get("test_set", ""))
+    # cards written before they recorded the run's seed were all trained with the default 0
+    start_seed = (prov.get("data") or {}).get("seed", (config.get("extra") or {}).get("seed", 0))
+    if f"grid, {args.get('test_per_condition')} frames" not in test_set \
+            or start_seed != args.get("seed", 0):
+        return {}
+    return {f"{k} [start]": v for k, v in (prov.get("results") or {}).items()}
 
 
 def fine_tuned_from(init: dict, recipe: dict) -> str:

@@ -105,3 +105,15 @@ def test_the_card_counts_the_start(first, tmp_path):
     assert "then 2 more epochs x 64 frames" in prov["fine_tuned_from"]
     assert "the start: " in prov["training_time"]
     assert "fine-tuned: it saw 192 frames" in prov["limitations"]
+    # the start's card, measured on the same test grid, joins the table
+    start = read_config(first)["provenance"]["results"]
+    assert prov["results"]["clst [start]"] == start["clst"]
+    assert prov["data"]["seed"] == 0
+
+
+def test_the_start_card_is_left_out_when_its_test_grid_differs(first, tmp_path):
+    code, log = train(tmp_path / "ft", "--init", str(first), "--test-per-condition", "2")
+    assert code == 0
+    folder = load_script("scripts/package_amr.py").package(
+        tmp_path / "ft", "clst", tmp_path / "catalogue", None)
+    assert not any("[start]" in k for k in read_config(folder)["provenance"]["results"])
