@@ -441,6 +441,8 @@ def generate_radioml(n_per_condition: int = 100, *, snrs=RML2016_SNRS,
                 raise ValueError(f"unknown classes: {err}") from None
             raise
         X, y, params = frames.as_iq_rows(), frames.y, frames.params
+        if "awgn" not in cfg.impairments:  # no noise was added: record the SNR the frames have
+            snr = np.full(len(labels), np.inf)
     X = normalize_frames(X, normalization)
     info = {"source": "sigformer.generate_radioml", "generator": generator, "seed": seed,
             "snr_convention": snr_convention, "normalization": normalization}

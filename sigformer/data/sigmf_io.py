@@ -440,7 +440,8 @@ def frame_signal(iq: np.ndarray, frame_length: int, hop: int | None = None, *,
         segment, starts = segment[finite], starts[finite]
     if min_power_db is not None and len(segment):
         power = np.mean(np.abs(segment) ** 2, axis=1)
-        keep = power >= power.max() * 10 ** (-min_power_db / 10)
+        # a silent frame is never kept: all-zero input (a dead receiver) has nothing to classify
+        keep = (power > 0) & (power >= power.max() * 10 ** (-min_power_db / 10))
         segment, starts = segment[keep], starts[keep]
     frames = np.stack([segment.real, segment.imag], axis=1).astype(np.float32)
     return normalize_frames(frames, normalization), starts

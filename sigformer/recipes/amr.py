@@ -62,6 +62,8 @@ def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor
     hard = F.cross_entropy(student_logits, targets)
     if teacher_logits is None or alpha >= 1:
         return hard
+    if not temperature > 0:
+        raise ValueError(f"the distillation temperature must be positive, got {temperature}")
     soft = F.kl_div(F.log_softmax(student_logits / temperature, dim=1),
                     F.softmax(teacher_logits / temperature, dim=1), reduction="batchmean")
     return alpha * hard + (1 - alpha) * temperature ** 2 * soft
@@ -159,6 +161,8 @@ class StreamRecipe:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if not 0 <= self.alpha <= 1:
             raise ValueError(f"alpha must lie in [0, 1], got {self.alpha}")
+        if not self.temperature > 0:  # the soft targets divide by it
+            raise ValueError(f"temperature must be positive, got {self.temperature}")
 
     @property
     def steps_per_epoch(self) -> int:
@@ -317,6 +321,11 @@ def fit_stream(model: nn.Module, stream: GeneratedFrames, recipe: StreamRecipe, 
             # one read-back a step (one device sync on an accelerator)
             batch_loss, correct = torch.stack([loss.detach().float(),
                                                (logits.argmax(1) == yb).sum().float()]).tolist()
+            if not math.isfinite(batch_loss):  # stop before a checkpoint saves broken weights
+                raise FloatingPointError(
+                    f"[{label}] the training loss is {batch_loss} at epoch {epoch + 1}, step "
+                    f"{step + 1}; nothing of this epoch was saved (the last checkpoint holds "
+                    "the epoch before). Lower the learning rate or check the recipe.")
             sums["loss"] += batch_loss * len(yb)
             sums["acc"] += correct
             sums["n"] += len(yb)

@@ -104,7 +104,8 @@ def accuracy_by_parameter(data: AMRDataset, y_pred: np.ndarray, mask: np.ndarray
 
 def evaluate_amr(model: nn.Module, data: AMRDataset, high_snr_db: float = HIGH_SNR_DB
                  ) -> dict[str, Any]:
-    """Overall and high-SNR accuracy, accuracy per SNR and confusion matrices."""
+    """Overall and high-SNR accuracy, accuracy per SNR and confusion matrices (the high-SNR
+    ones None when no frame is at ``high_snr_db`` or above)."""
     from sklearn.metrics import confusion_matrix
 
     pred = predict_logits(model, data.X).argmax(1)
@@ -115,8 +116,13 @@ def evaluate_amr(model: nn.Module, data: AMRDataset, high_snr_db: float = HIGH_S
         "high_snr_accuracy": float(np.mean(pred[high] == data.y[high])) if high.any() else None,
         "accuracy_by_snr": accuracy_by_snr(data.y, pred, data.snr),
         "confusion": confusion_matrix(data.y, pred, labels=labels),
-        "confusion_high_snr": confusion_matrix(data.y[high], pred[high], labels=labels),
+        "confusion_high_snr": confusion_matrix(data.y[high], pred[high], labels=labels)
+        if high.any() else None,
     }
+
+
+def _accuracy_text(value: float | None) -> str:
+    return "n/a (no frame at that SNR)" if value is None else f"{value:.3f}"
 
 
 def count_flops(model: nn.Module, frame_shape: tuple[int, int]) -> int:
@@ -1319,7 +1325,7 @@ def train_bundles(out: str | Path, *, classes: Sequence[str], config: ModGenConf
                        **({"source": str(teacher_bundle)}
                           if given is not None and label == teacher_name else {})}
         log(f"[{label}] test accuracy {result['accuracy']:.3f}, >= 10 dB "
-            f"{result['high_snr_accuracy']:.3f}")
+            f"{_accuracy_text(result['high_snr_accuracy'])}")
         # after every model, with the run's record: an interrupted run's report is usable
         (out / "report.json").write_text(json.dumps({**(record or {}), "models": rows},
                                                     indent=2, default=float))
@@ -1381,7 +1387,8 @@ def run_amr_pipeline(cfg, out_dir: str | Path | None = None, log=print) -> dict[
         rows[label] = _model_row(model, test, hist, time.perf_counter() - t)
         models[label] = model
         log(f"      {label:24s} acc {rows[label]['accuracy']:.3f}, >= {HIGH_SNR_DB:g} dB "
-            f"{rows[label]['high_snr_accuracy']:.3f}, {rows[label]['parameters']:,} params")
+            f"{_accuracy_text(rows[label]['high_snr_accuracy'])}, "
+            f"{rows[label]['parameters']:,} params")
 
     log(f"[2/4] training {len(a.models)} model(s)")
     labels = {}
@@ -1420,9 +1427,11 @@ def run_amr_pipeline(cfg, out_dir: str | Path | None = None, log=print) -> dict[
                          n_classes=len(data.classes))
     for label, row in rows.items():
         safe = label.replace(":", "_").replace("+", "_")
-        plot_confusion_matrix(row["confusion_high_snr"], data.classes,
-                              out / f"confusion_{safe}.png",
-                              title=f"{label}, SNR >= {HIGH_SNR_DB:g} dB")
+        high = row["confusion_high_snr"] is not None  # else every SNR: none is that high
+        plot_confusion_matrix(row["confusion_high_snr"] if high else row["confusion"],
+                              data.classes, out / f"confusion_{safe}.png",
+                              title=f"{label}, SNR >= {HIGH_SNR_DB:g} dB" if high
+                              else f"{label}, all SNRs (none >= {HIGH_SNR_DB:g} dB)")
         if cfg.output.save_model:
             save_checkpoint(out / "models" / safe, models[label],
                             extra={"classes": list(data.classes),

@@ -470,7 +470,8 @@ def run_iq(cfg: ClassifyConfig, ctx: RunContext) -> dict[str, Any]:
         for folder in sorted(p for p in models.iterdir() if p.is_dir()):
             extra = _read_extra(folder)
             rate = float(extra.get("sample_rate") or 1.0)
-            spec = SignalSpec.iq(rate, a.frame_length)
+            # the frames the model was trained on (RadioML 2018, npz: not amr.frame_length)
+            spec = SignalSpec.iq(rate, int(extra.get("frame_length") or a.frame_length))
             promote_to_bundle(folder, task="classify", input_spec=spec, model_spec=spec,
                               labels=extra.get("classes"),
                               # generated / RadioML frames carry no absolute rate
