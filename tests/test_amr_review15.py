@@ -61,9 +61,9 @@ def test_the_amr_pipeline_runs_on_low_snr_data_only(tmp_path):
 
 def test_a_silent_capture_has_no_frame_to_classify(tmp_path):
     from sigformer.data.sigmf_io import write_sigmf
-    from sigformer.validation import DataError
     from sigformer.models import create_model
     from sigformer.rf.amr import classify_sigmf
+    from sigformer.validation import DataError
 
     model = create_model("kd_cnn", None, n_outputs=2)
     meta = write_sigmf(tmp_path / "zeros", np.zeros(1024, np.complex64), sample_rate=1e6)
