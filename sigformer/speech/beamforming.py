@@ -65,6 +65,9 @@ def _check_array(x, name: str = "x") -> np.ndarray:
 def stft(x: np.ndarray, n_fft: int = N_FFT, hop: int = HOP) -> torch.Tensor:
     """``(..., samples)`` real -> ``(..., freq, frames)`` complex128 (Hann window, centred)."""
     t = torch.as_tensor(np.ascontiguousarray(x, np.float64))
+    if t.shape[-1] <= n_fft // 2:  # the centred STFT pads n_fft/2 each side by reflection
+        raise ValueError(f"the signal has {t.shape[-1]} samples; an {n_fft}-point STFT needs "
+                         f"more than {n_fft // 2}")
     flat = t.reshape(-1, t.shape[-1])
     spec = torch.stft(flat, n_fft, hop, window=torch.hann_window(n_fft, dtype=torch.float64),
                       return_complex=True)
@@ -147,6 +150,12 @@ def spatial_covariances(x: np.ndarray, *, speech: np.ndarray | None = None,
         if m.shape[-2:] != spec.shape[-2:]:
             raise ValueError(f"mask has shape {tuple(m.shape)}; expected (freq, frames) = "
                              f"{tuple(spec.shape[-2:])} (n_fft={n_fft}, hop={hop})")
+        if not torch.isfinite(m).all():  # one NaN bin would make every output sample NaN
+            raise ValueError(f"mask holds {int((~torch.isfinite(m)).sum())} NaN/Inf value(s); "
+                             "expected values in [0, 1]")
+        if m.ndim == 3 and m.shape[0] != x.shape[0]:
+            raise ValueError(f"mask has {m.shape[0]} per-microphone masks for {x.shape[0]} "
+                             "microphones; give one (freq, frames) mask or one per microphone")
         if m.ndim == 3:  # per-microphone masks: their mean, as torchaudio's PSD expects one
             m = m.mean(0)
         m = m.clamp(0, 1)
@@ -211,7 +220,13 @@ def estimate_doa(x: np.ndarray, sample_rate: float, mic_positions: np.ndarray, m
     if vad is True:
         vad = energy_vad(x, n_fft, n_fft // 2)
     if vad is not None and vad is not False:
-        spec = spec[:, :, np.asarray(vad, bool)]
+        vad = np.asarray(vad, bool)
+        if vad.shape != (spec.shape[-1],):
+            raise ValueError(f"vad has shape {vad.shape}; expected ({spec.shape[-1]},) frames "
+                             f"of the n_fft / 2 = {n_fft // 2}-sample hop STFT")
+        if not vad.any():
+            raise ValueError("the vad marks no frame active: the direction needs at least one")
+        spec = spec[:, :, vad]
     high = min(freq_range[1], 0.45 * sample_rate)
     doa = pra.doa.algorithms[method](pos.T, sample_rate, n_fft, c=c, num_src=1,
                                      azimuth=np.deg2rad(np.arange(360.0)))
@@ -241,6 +256,7 @@ def souden_weights(x: np.ndarray, *, speech=None, noise=None, mask=None, vad=Non
                    reference: int = 0, n_fft: int = N_FFT, hop: int = HOP) -> torch.Tensor:
     from torchaudio.functional import mvdr_weights_souden
 
+    _check_reference(reference, np.shape(x)[0])
     psd_s, psd_n = spatial_covariances(x, speech=speech, noise=noise, mask=mask, vad=vad,
                                        n_fft=n_fft, hop=hop)
     return mvdr_weights_souden(psd_s, psd_n, reference)
@@ -258,13 +274,32 @@ def souden_mvdr(x: np.ndarray, sample_rate: float | None = None, *, speech=None,
     return apply_weights(weights, x, n_fft, hop)
 
 
+def _unit_trace(psd: torch.Tensor) -> torch.Tensor:
+    """Each frequency's covariance scaled to trace = n_mics. The MVDR weights do not change
+    with the scale of the noise covariance, but torchaudio's ``mvdr_weights_rtf`` adds an
+    absolute 1e-8 to ``h^H R^-1 h``: raw sums of loud input (int16 ranges) drove the weights
+    towards zero."""
+    n_mics = psd.shape[-1]
+    trace = torch.diagonal(psd, dim1=-2, dim2=-1).real.sum(-1)
+    scale = (trace / n_mics).clamp_min(torch.finfo(trace.dtype).tiny)
+    return psd / scale[..., None, None]
+
+
+def _check_reference(reference: int, n_mics: int) -> None:
+    if not -n_mics <= reference < n_mics:
+        raise ValueError(f"reference microphone {reference} does not exist: the array has "
+                         f"microphones 0..{n_mics - 1}")
+
+
 def rtf_mvdr_weights(x: np.ndarray, *, speech=None, noise=None, mask=None, vad=None,
                      reference: int = 0, rtf: str = "evd", n_iter: int = 3, n_fft: int = N_FFT,
                      hop: int = HOP) -> torch.Tensor:
     from torchaudio.functional import mvdr_weights_rtf, rtf_evd, rtf_power
 
+    _check_reference(reference, np.shape(x)[0])
     psd_s, psd_n = spatial_covariances(x, speech=speech, noise=noise, mask=mask, vad=vad,
                                        n_fft=n_fft, hop=hop)
+    psd_n = _unit_trace(psd_n)
     if rtf == "evd":
         steer = rtf_evd(psd_s)
     elif rtf == "power":
@@ -303,15 +338,20 @@ def doa_mvdr_weights(x: np.ndarray, sample_rate: float, mic_positions: np.ndarra
     from torchaudio.functional import mvdr_weights_rtf, psd
 
     x = _check_array(x)
+    _check_reference(reference, x.shape[0])
     steer = _steer_to(x, sample_rate, mic_positions, azimuth, colatitude, doa_method,
                       reference, n_fft)
     if noise is not None:
-        psd_n = psd(stft(_check_array(noise, "noise"), n_fft, hop))
+        noise = _check_array(noise, "noise")
+        if noise.shape[0] != x.shape[0]:
+            raise ValueError(f"noise has {noise.shape[0]} microphones, x {x.shape[0]}; the "
+                             "noise covariance must come from the same array")
+        psd_n = psd(stft(noise, n_fft, hop))
     elif mask is not None or vad is not None:
         psd_n = spatial_covariances(x, mask=mask, vad=vad, n_fft=n_fft, hop=hop)[1]
     else:
         psd_n = psd(stft(x, n_fft, hop))
-    return mvdr_weights_rtf(steer, psd_n, reference)
+    return mvdr_weights_rtf(steer, _unit_trace(psd_n), reference)
 
 
 @_accepts_rate_keyword
@@ -390,7 +430,11 @@ def mvdr(x: np.ndarray, sample_rate: int, noise: np.ndarray | None = None,
     x = _check_array(x)
     spec = stft(x).numpy()  # (M, F, T)
     if noise is not None:
-        noise_spec = stft(_check_array(noise, "noise")).numpy()
+        noise = _check_array(noise, "noise")
+        if noise.shape[0] != x.shape[0]:
+            raise ValueError(f"noise has {noise.shape[0]} microphones, x {x.shape[0]}; the "
+                             "noise covariance must come from the same array")
+        noise_spec = stft(noise).numpy()
     else:  # the quietest frames stand in for noise-only frames
         power = (np.abs(spec) ** 2).sum(axis=(0, 1))
         noise_spec = spec[:, :, power <= np.quantile(power, noise_fraction)]

@@ -257,14 +257,33 @@ def sdr(estimate, reference, filter_length: int = 512):
     # as aligned ones. When its best permutation is not the given order, each pair is scored
     # alone (the SDR of a pair does not depend on the other sources; fast_bss_eval's
     # one-source path fails on a perfect estimate, which is always in order)
-    values, perm = fast_bss_eval.sdr(ref, est, filter_length=filter_length, return_perm=True)
-    if np.array_equal(np.asarray(perm), np.arange(len(ref))):
+    try:
+        values, perm = fast_bss_eval.sdr(ref, est, filter_length=filter_length,
+                                         return_perm=True)
+        in_order = np.array_equal(np.asarray(perm), np.arange(len(ref)))
+    except ValueError:  # an exact estimate (infinite SDR) breaks its permutation solver
+        in_order = False
+    if in_order:
         out = np.asarray(values, dtype=float)
     else:
-        out = np.array([float(np.asarray(fast_bss_eval.sdr(r[None], e[None],
-                                                           filter_length=filter_length))[0])
-                        for e, r in zip(est, ref)])
+        out = np.array([_pair_sdr(e, r, filter_length) for e, r in zip(est, ref)])
     return torch.as_tensor(out) if torch.is_tensor(estimate) else out
+
+
+def _pair_sdr(estimate: np.ndarray, reference: np.ndarray, filter_length: int) -> float:
+    """SDR of one estimate against one reference; inf for a scaled copy of the reference
+    (fast_bss_eval fails on it: the distortion it would divide by is zero)."""
+    import fast_bss_eval
+
+    try:
+        return float(np.asarray(fast_bss_eval.sdr(reference[None], estimate[None],
+                                                  filter_length=filter_length))[0])
+    except ValueError:
+        e, r = estimate.astype(np.float64), reference.astype(np.float64)
+        residual = e - (e @ r) / (r @ r) * r
+        if residual @ residual <= 1e-12 * (e @ e):
+            return float("inf")
+        raise
 
 
 def _mono_pair(estimate, reference) -> tuple[np.ndarray, np.ndarray]:

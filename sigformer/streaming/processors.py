@@ -137,9 +137,10 @@ class AudioStream:
             raise SignalError(f"{given}; this enhancement bundle takes "
                               f"{self.n_mics} microphones{describe_array(self.array)}: give "
                               f"{self.n_mics} channels (or one file per microphone) in the "
-                              f"array's order, e.g. the {self.n_mics} of your {n_stream} that "
-                              f"form such an array (--mics)"
-                              f"{shipped_for_mics(n_stream)}")
+                              f"array's order"
+                              + (f", e.g. the {self.n_mics} of your {n_stream} that form "
+                                 f"such an array (--mics)" if n_stream > self.n_mics else "")
+                              + shipped_for_mics(n_stream))
         if not self.multichannel and n > 1 and self.channel is None:
             raise SignalError(f"the stream has {n} channels; separation takes mono audio: "
                               f"choose one with channel=N (--channel N)")
