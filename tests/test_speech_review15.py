@@ -107,3 +107,28 @@ def test_sdr_of_an_exact_or_scaled_estimate_is_infinite_or_huge():
     values = sdr(mixed, ref)
     assert values[0] > 100 and (values[1:] < 0).all()  # pairs as given, not re-permuted
     assert 20 < sdr(np.roll(ref[0], 3), ref[0])[0] < 100
+
+
+def test_a_failing_perceptual_metric_keeps_the_rows_si_sdr(monkeypatch):
+    """PESQ finding no utterance left out PESQ only; before, the whole row (its SI-SDR too)
+    was dropped as 'silent', so systems whose worst scenes failed PESQ got a better mean."""
+    import sigformer.speech.metrics as metrics
+    from sigformer.speech.pipeline import mean_of_rows, perceptual_scores
+
+    def no_utterance(**_):
+        raise metrics.SpeechMetricError("PESQ found no utterance")
+
+    monkeypatch.setattr(metrics, "pesq_score", no_utterance)
+    rng = np.random.default_rng(1)
+    reference = rng.standard_normal(16000)
+    estimate = reference + rng.standard_normal(16000)
+    notes: list[str] = []
+    row = perceptual_scores(estimate, reference, 16000, "scene 0", notes.append)
+    assert "pesq" not in row and 0 < row["stoi"] <= 1
+    assert any("scene 0: pesq undefined" in n for n in notes)
+    rows = [{"si_sdr": -30.0, **row}, {"si_sdr": 10.0, "pesq": 3.0, "stoi": 0.9},
+            {"silent": True}]
+    summary = mean_of_rows(rows)
+    assert summary["si_sdr"] == pytest.approx(-10.0)  # the failing scene still counts
+    assert summary["pesq"] == 3.0 and summary["pesq_undefined"] == 1.0
+    assert summary["silent_estimates"] == 1.0 and "stoi_undefined" not in summary

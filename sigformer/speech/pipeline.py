@@ -123,13 +123,34 @@ def undefined_if_silent(score, where: str, log) -> dict[str, float]:
 
 
 def mean_of_rows(rows: list[dict]) -> dict[str, float]:
-    """Mean of each score over the rows that have it; ``silent_estimates`` counts the rest."""
+    """Mean of each score over the rows that have it; ``silent_estimates`` counts the silent
+    rows and ``<score>_undefined`` the other rows without that score (e.g. PESQ finding no
+    utterance in an estimate that SI-SDR still scores)."""
     scored = [r for r in rows if not r.get("silent")]
-    keys = scored[0] if scored else {}
-    out = {k: float(np.mean([r[k] for r in scored])) for k in keys}
+    keys = list(dict.fromkeys(k for r in scored for k in r))
+    out = {k: float(np.mean([r[k] for r in scored if k in r])) for k in keys}
+    for k in keys:
+        missing = sum(k not in r for r in scored)
+        if missing:
+            out[f"{k}_undefined"] = float(missing)
     if len(scored) < len(rows):
         out["silent_estimates"] = float(len(rows) - len(scored))
     return out
+
+
+def perceptual_scores(estimate: np.ndarray, reference: np.ndarray, sample_rate: int,
+                      where: str, log) -> dict[str, float]:
+    """PESQ and STOI, each left out (with a logged note) when undefined for this pair, so a
+    PESQ failure does not take the row's SI-SDR with it."""
+    from .metrics import SpeechMetricError, pesq_score, stoi_score
+
+    row = {}
+    for name, score in (("pesq", pesq_score), ("stoi", stoi_score)):
+        try:
+            row[name] = score(estimate=estimate, reference=reference, sample_rate=sample_rate)
+        except SpeechMetricError as err:
+            log(f"      {where}: {name} undefined ({err}); left out of its mean")
+    return row
 
 
 def plot_separation(mixture: np.ndarray, references: np.ndarray, estimates: np.ndarray,
@@ -262,7 +283,7 @@ def run_enhancement_pipeline(cfg, out_dir: str | Path | None = None, log=print
     from ..models import create_model
     from .audio import write_audio
     from .chunked import model_function, process_array
-    from .metrics import pesq_score, si_sdr, stoi_score
+    from .metrics import si_sdr
 
     e = cfg.enhance
     out = Path(out_dir or cfg.output.dir.format(name=cfg.name))
@@ -294,13 +315,10 @@ def run_enhancement_pipeline(cfg, out_dir: str | Path | None = None, log=print
             est, t = run(sc), sc.target[0]
             if i == 0:
                 example[name] = est
-            def scores(est=est, t=t):
-                row = {"si_sdr": float(si_sdr(est, t))}
+            def scores(est=est, t=t, where=f"{name}, scene {i}"):
+                row = {"si_sdr": float(si_sdr(est, t))}  # a silent estimate: undefined row
                 if e.perceptual_metrics:
-                    row["pesq"] = pesq_score(estimate=est, reference=t,
-                                             sample_rate=e.sample_rate)
-                    row["stoi"] = stoi_score(estimate=est, reference=t,
-                                             sample_rate=e.sample_rate)
+                    row.update(perceptual_scores(est, t, e.sample_rate, where, log))
                 return row
 
             rows.append(undefined_if_silent(scores, f"{name}, scene {i}", log))
