@@ -32,6 +32,8 @@ STAGE_FACTORIES = {
     "notch": lambda sf: st.Notch(sf / 5),
     "resample_down": lambda sf: st.Resample(sf * 2 / 3),
     "resample_up": lambda sf: st.Resample(sf * 5 / 4),
+    "resample_same": lambda sf: st.Resample(sf),
+    "resample_same_padded": lambda sf: st.Resample(sf, delay_pad=3),
     "standardize": lambda sf: st.Standardize(window_s=0.5),
     "standardize_uncorrected": lambda sf: st.Standardize(window_s=0.5, bias_correction=False),
     "rereference": lambda sf: st.Rereference(),
@@ -458,3 +460,26 @@ def test_resample_delay_pad_delays_by_ticks_of_the_upsampled_grid(pad):
         Resample(200.0, delay_pad=-1).configure(100.0, ("a",))
     with pytest.raises(ValueError, match="causal"):
         Resample(200.0, phase="zero", delay_pad=1).configure(100.0, ("a",))
+
+
+@pytest.mark.parametrize("phase", ["causal", "zero"])
+def test_resampling_to_the_rate_the_data_has_is_the_identity(phase):
+    """Resample(250) on 250 Hz data (the simulator's default rate) crashed inside scipy's
+    firwin (a cut-off at Nyquist); it is the identity, with no delay."""
+    x = np.random.default_rng(0).standard_normal((2, 300))
+    stage = st.Resample(250, phase=phase)
+    out = stage.transform(Recording(x, 250.0, ["a", "b"]))
+    assert out.sfreq == 250.0
+    np.testing.assert_array_equal(out.data, x)
+    if phase == "causal":
+        assert stage.delay_ticks == 0
+
+
+def test_a_padded_identity_resampler_delays_by_its_pad():
+    x = np.random.default_rng(1).standard_normal((1, 50))
+    stage = st.Resample(100, delay_pad=3)
+    stage.configure(100.0, ["a"])
+    out = stage.process(x)
+    assert stage.delay_ticks == 3
+    np.testing.assert_array_equal(out[:, 3:], x[:, :-3])
+    np.testing.assert_array_equal(out[:, :3], 0)

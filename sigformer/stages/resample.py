@@ -15,6 +15,11 @@ from .base import NotConfiguredError, Stage, StreamFormat, check_phase
 MAX_RATIO_TERM = 4096
 RATIO_TOLERANCE = 1e-6  # relative rate error accepted for a simpler ratio (1 ppm)
 
+def _half_length(up: int, down: int) -> int:
+    """Half the anti-aliasing filter's length (its delay in upsampled ticks); 0 for 1/1."""
+    return 0 if up == down == 1 else 10 * max(up, down)
+
+
 class Resample(Stage):
     """Rational resampling with a polyphase Kaiser FIR (same design as ``resample_poly``).
 
@@ -65,7 +70,8 @@ class Resample(Stage):
     def delay_ticks(self) -> int:
         """The causal filter's delay in ticks of the upsampled grid (``up`` per input
         sample): the centre of its ``20 * max(up, down) + 1`` taps, plus ``delay_pad``."""
-        return 10 * max(self._configured_ratio()) + int(self.delay_pad)
+        up, down = self._configured_ratio()
+        return _half_length(up, down) + int(self.delay_pad)
 
     @property
     def up(self) -> int:
@@ -90,8 +96,12 @@ class Resample(Stage):
                               f"{20 * max(self._up, self._down) + 1} taps); choose rates with "
                               f"a simpler ratio")
         max_rate = max(self._up, self._down)
-        half_len = 10 * max_rate
-        h = signal.firwin(2 * half_len + 1, 1.0 / max_rate, window=("kaiser", 5.0)) * self._up
+        half_len = _half_length(self._up, self._down)
+        if max_rate == 1:  # the rate it already has: an identity (firwin has no cut-off at 1)
+            h = np.ones(1)
+        else:
+            h = signal.firwin(2 * half_len + 1, 1.0 / max_rate,
+                              window=("kaiser", 5.0)) * self._up
         h = np.concatenate([np.zeros(int(self.delay_pad)), h])
         n_taps = -(-len(h) // self._up)  # input samples one output depends on
         h = np.concatenate([h, np.zeros(n_taps * self._up - len(h))])
