@@ -563,7 +563,11 @@ class BurstGroups:
     loudest frame pushed so far is quiet, as is a frame with no power at all (a source that
     has not started). When a louder frame arrives, held frames that are now below the gate
     are dropped as if they had been quiet (they were never handed back), so the noise floor
-    before the first transmission does not join it; groups handed back are final. The gate
+    before the first transmission does not join it; runs of held frames that the dropping
+    separates from the newest frames are handed back only at the next frame that does not
+    raise the gate again (a burst's partial first frame raises it part of the way, the next
+    one all the way: noise frames just above the first gate are dropped by the second, as
+    classify-iq's whole-capture gate drops them); groups handed back are final. The gate
     never decays (classify-iq gates on the loudest frame of the whole capture, and the
     stream must decide as it does): ``n_quiet`` counts the frames below it when they
     arrived, ``n_dropped`` the held frames a louder one dropped."""
@@ -585,14 +589,30 @@ class BurstGroups:
 
     def reset(self) -> None:
         self._held: list[tuple[int, float | None, Any]] = []  # (index, power, item)
-        self._anchor: int | None = None  # last frame of the running burst already handed back
+        # earlier runs a regate split off the held frames, handed back once the gate holds
+        self._pending: list[list[tuple[int, float | None, Any]]] = []
+        self._rose = False  # the frame being pushed raised the gate
+        # last frame already handed back of the burst the first unreleased run continues
+        self._anchor: int | None = None
         self._previous = -1
         self.loudest = 0.0
         self.n_bursts = self.n_groups = 0
         self.n_quiet = self.n_dropped = 0
 
     def _last(self) -> int | None:
-        return self._held[-1][0] if self._held else self._anchor
+        if self._held:
+            return self._held[-1][0]
+        return self._pending[-1][-1][0] if self._pending else self._anchor
+
+    def _release_pending(self) -> list[BurstGroup]:
+        """Hand back the runs a regate split off: the gate held, so they are final. The held
+        run is separated from them by a gap, so it starts a burst of its own."""
+        if not self._pending:
+            return []
+        out = [g for run in self._pending for g in self._close(run)]
+        self._pending = []
+        self._anchor = None
+        return out
 
     def _check(self, index: int) -> None:
         if index <= self._previous:
@@ -615,26 +635,32 @@ class BurstGroups:
         last = self._last()
         if last is None or index - last <= self.max_gap:
             return []
-        out, self._held = self._close(self._held), []
+        out = self._release_pending()
+        out, self._held = out + self._close(self._held), []
         self._anchor = None
         return out
 
-    def _regate(self) -> list[BurstGroup]:
-        """Drop held frames now below the gate; a gap they leave may end a burst."""
+    def _regate(self) -> None:
+        """Drop unreleased frames now below the gate; a gap they leave splits the frames into
+        runs: the newest stays held, the earlier ones wait (pending) until the gate holds."""
         threshold = self.loudest * 10 ** (-self.min_power_db / 10)
-        kept = [f for f in self._held if f[1] >= threshold]
-        if len(kept) == len(self._held):
-            return []
-        self.n_dropped += len(self._held) - len(kept)
-        out, current = [], []
+        frames = [f for run in self._pending for f in run] + self._held
+        kept = [f for f in frames if f[1] >= threshold]
+        if len(kept) == len(frames):
+            return
+        self.n_dropped += len(frames) - len(kept)
+        runs: list[list] = []
+        current: list = []
         for frame in kept:
-            last = current[-1][0] if current else self._anchor
+            last = current[-1][0] if current else (runs[-1][-1][0] if runs else self._anchor)
             if last is not None and frame[0] - last - 1 > self.max_gap:
-                out += self._close(current)
-                current, self._anchor = [], None
+                if current:
+                    runs.append(current)
+                elif not runs:  # the first kept frame no longer continues the handed-back run
+                    self._anchor = None
+                current = []
             current.append(frame)
-        self._held = current
-        return out
+        self._pending, self._held = runs, current
 
     def _is_loud(self, power: float | None) -> tuple[bool, list[BurstGroup]]:
         if self.min_power_db is None:
@@ -645,7 +671,10 @@ class BurstGroups:
         out = []
         if power > self.loudest:
             self.loudest = float(power)
-            out = self._regate()
+            self._regate()
+            self._rose = True
+        else:  # the gate holds: runs split off earlier are final
+            out = self._release_pending()
         return power > 0 and power >= self.loudest * 10 ** (-self.min_power_db / 10), out
 
     def push(self, index: int, item: Any = None, power: float | None = None
@@ -657,9 +686,17 @@ class BurstGroups:
         if not loud:
             self.n_quiet += 1
             return out + self._quiet_through(index)
-        out += self._quiet_through(index - 1)
+        if self._rose and self._held and index - self._held[-1][0] - 1 > self.max_gap:
+            # this frame raised the gate and ends the held run: it waits with the others
+            # until the gate holds (the next frame may raise it further and drop it)
+            self._pending.append(self._held)
+            self._held = []
+        self._rose = False
+        if self._held or not self._pending:  # else the runs wait, and this frame starts one
+            out += self._quiet_through(index - 1)
         self._held.append((index, power, item))
         if self.max_burst_frames is not None and len(self._held) >= self.max_burst_frames:
+            out += self._release_pending()
             out += self._close(self._held)
             self._held = []
         return out
@@ -668,11 +705,12 @@ class BurstGroups:
         """Frame ``index`` is missing (unusable samples): it counts as quiet."""
         index = int(index)
         self._check(index)
-        return self._quiet_through(index)
+        return self._release_pending() + self._quiet_through(index)
 
     def flush(self) -> list[BurstGroup]:
         """The end of the frames: the running burst's held frames."""
-        out, self._held = self._close(self._held), []
+        out = self._release_pending()
+        out, self._held = out + self._close(self._held), []
         self._anchor = None
         return out
 
