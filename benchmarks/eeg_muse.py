@@ -143,6 +143,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--shots", type=int, nargs="+", default=[0, 2, 5, 10])
     parser.add_argument("--fine-tune-epochs", type=int, default=20)
+    parser.add_argument("--fine-tune-lr", type=float, default=1e-4,
+                        help="learning rate of the few-shot fine-tunes (a tenth of training's)")
     parser.add_argument("--quick", action="store_true",
                         help="tiny model, 2 epochs, 1 seed, one task, 8 epochs per class and "
                              "subject: checks the script runs")
@@ -199,8 +201,10 @@ def main() -> None:
         t0 = time.perf_counter()
         curve = few_shot_curve(sigformer_model(args.epochs, args.quick), X, y,
                                subjects=subjects, targets=targets, shots=args.shots,
-                               n_repeats=len(args.seeds), fine_tune_epochs=args.fine_tune_epochs)
-        few_shot = {"targets": targets, **curve.to_dict(),
+                               n_repeats=len(args.seeds), fine_tune_epochs=args.fine_tune_epochs,
+                               fine_tune_lr=args.fine_tune_lr)
+        few_shot = {"targets": targets, "fine_tune_epochs": args.fine_tune_epochs,
+                    "fine_tune_lr": args.fine_tune_lr, **curve.to_dict(),
                     "balanced_accuracy": {str(k): v for k, v in
                                           curve.curve("balanced_accuracy").items()},
                     "seconds": round(time.perf_counter() - t0, 1)}

@@ -377,3 +377,25 @@ def test_multiclass_roc_auc_of_a_fold_without_one_class_is_the_macro_over_presen
     p_full = rng.dirichlet(np.ones(4), len(full))
     assert roc_auc(full, p_full, [0, 1, 2, 3]) == pytest.approx(
         roc_auc_score(full, p_full, multi_class="ovr", average="macro"))
+
+
+class _LrRecorder(_SubjectAware):
+    """Records the learning rate each fine_tune is given (None: the estimator's own)."""
+
+    rates: list = []
+
+    def fine_tune(self, X, y, subjects=None, *, max_epochs=None, new_head=False, lr=None):
+        type(self).rates.append(lr)
+        return super().fine_tune(X, y, subjects)
+
+
+def test_few_shot_curve_passes_its_fine_tune_learning_rate(rng):
+    X, y, subjects = _subjects_data(rng)
+    _LrRecorder.rates = []
+    few_shot_curve(_LrRecorder(), X, y, subjects=subjects, targets=[2], shots=(0, 2, 3),
+                   n_repeats=1, fine_tune_lr=1e-4)
+    assert _LrRecorder.rates == [1e-4, 1e-4]  # k = 2 and 3; k = 0 is not fine-tuned
+    _LrRecorder.rates = []
+    few_shot_curve(_LrRecorder(), X, y, subjects=subjects, targets=[2], shots=(0, 2),
+                   n_repeats=1)
+    assert _LrRecorder.rates == [None]
