@@ -39,7 +39,7 @@ import numpy as np
 import torch
 
 from sigformer.checkpoint import load_checkpoint
-from sigformer.data.ofdm import REFERENCE_SWEEPS, simulate_ofdm, simulate_sweeps
+from sigformer.data.ofdm import REFERENCE_SWEEPS, OFDMConfig, simulate_ofdm, simulate_sweeps
 from sigformer.models import create_model
 from sigformer.rf.channel_estimation import (
     GenieLMMSE,
@@ -53,6 +53,7 @@ from sigformer.rf.ofdm import (
     evaluate_sweeps,
     format_sweep_table,
     plot_sweeps,
+    pretrained_problems,
     train_channel_estimator,
 )
 
@@ -112,10 +113,17 @@ def checkpoint_folders(paths: list[str]) -> list[Path]:
     return found
 
 
-def load_pretrained(paths: list[str]) -> tuple[dict, dict]:
+def load_pretrained(paths: list[str], config: OFDMConfig) -> tuple[dict, dict]:
+    """The checkpoints to evaluate; refused when made for another grid / pilot pattern or SNR
+    definition than the sweeps (TDL-A, pilot SNR); another channel profile is noted."""
     estimators, info = {}, {}
     for folder in checkpoint_folders(paths):
         model, cfg = load_checkpoint(folder)
+        problems, note = pretrained_problems(cfg, config, "pilot", "A")
+        if problems:
+            raise SystemExit(f"{folder}: " + "; ".join(problems))
+        if note:
+            print(f"note: {folder} was {note}")
         label = LABELS.get(cfg["model"], cfg["model"])
         if label in estimators:
             label = f"{label} ({folder})"
@@ -197,7 +205,7 @@ def main() -> None:
           f"training mixture in {time.perf_counter() - t0:.1f} s")
     estimators = {"LS": LSInterpolation(), "LMMSE (sample)": sample}
     if args.pretrained:
-        models, training = load_pretrained(args.pretrained)
+        models, training = load_pretrained(args.pretrained, config)
     else:
         models, training = train_models(args, train)
     estimators.update(models)

@@ -102,10 +102,19 @@ def read_deepmimo(folder: str | Path, base_stations: list[int] | None = None
 
 def deepmimo_ofdm_dataset(links: list[DeepMIMOLink], *, snr_db=10.0,
                           config: OFDMConfig | None = None, seed: int | None = 0,
-                          max_links: int | None = None) -> OFDMDataset:
+                          max_links: int | None = None,
+                          snr_definition: str = "pilot") -> OFDMDataset:
     """Static OFDM channels from ray-traced links, unit mean power per link, QPSK pilots and
-    AWGN at ``snr_db`` (a number or a list to draw from; pilot SNR definition). The
-    statistics carry each link's RMS delay spread and a Doppler of 0 Hz."""
+    AWGN at ``snr_db`` (a number or a list to draw from) under ``snr_definition`` as
+    :func:`~sigformer.data.ofdm.simulate_ofdm` defines it (``"pilot"``: noise variance
+    ``10^(-SNR/10)`` per RE; ``"measured_grid"``: relative to the received grid's power, with
+    only the pilots occupied). The statistics carry each link's RMS delay spread and a
+    Doppler of 0 Hz."""
+    from .ofdm import SNR_DEFINITIONS
+
+    if snr_definition not in SNR_DEFINITIONS:
+        raise ValueError(f"snr_definition must be one of {SNR_DEFINITIONS}, got "
+                         f"{snr_definition!r}")
     config = config or OFDMConfig()
     rng = np.random.default_rng(seed)
     if max_links is not None and len(links) > max_links:
@@ -118,13 +127,15 @@ def deepmimo_ofdm_dataset(links: list[DeepMIMOLink], *, snr_db=10.0,
     channels = np.repeat(h[:, :, None], config.n_symbols, axis=2).astype(np.complex64)
     snr = np.atleast_1d(np.asarray(snr_db, float))
     snr = np.full(len(links), snr[0]) if len(snr) == 1 else rng.choice(snr, len(links))
-    var = 10 ** (-snr / 10)
     shape = (len(links), *config.pilot_shape)
     x = qpsk(rng, shape)
+    h_p = channels[:, config.pilot_subcarriers[:, None], list(config.pilot_symbols)]
+    var = 10 ** (-snr / 10)
+    if snr_definition == "measured_grid":  # as simulate_ofdm: pilots only, empty REs zero
+        var = var * (np.abs(h_p * x) ** 2).sum(axis=(1, 2)) / channels[0].size
     noise = (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)) * np.sqrt(
         var / 2)[:, None, None]
-    h_p = channels[:, config.pilot_subcarriers[:, None], list(config.pilot_symbols)]
     ls = ((h_p * x + noise) / x).astype(np.complex64)
     ds = np.array([link.delay_spread_s() * 1e9 for link in links])
     return OFDMDataset(channels, ls, snr, ds, np.zeros(len(links)), var, config,
-                       profile="DeepMIMO", snr_definition="pilot")
+                       profile="DeepMIMO", snr_definition=snr_definition)

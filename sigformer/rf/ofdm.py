@@ -236,26 +236,75 @@ def _grid_problem(saved: dict, config: OFDMConfig) -> str | None:
     return None
 
 
-def shipped_estimator(m, config: OFDMConfig) -> str | None:
+def load_config_of(folder: Path) -> dict:
+    from ..checkpoint import read_config
+
+    return read_config(folder)
+
+
+def profile_name(profile: str) -> str:
+    """``"A"``, ``"tdl-a"`` and ``"TDL-A"`` as the datasets and bundles record it."""
+    return f"TDL-{profile.upper().removeprefix('TDL-')}"
+
+
+def _snr_problem(saved: dict, snr_definition: str | None) -> str | None:
+    recorded = saved.get("extra", {}).get("snr_definition")
+    if snr_definition is None or recorded is None or recorded == snr_definition:
+        return None
+    return (f"it was trained with the {recorded!r} SNR definition and this run's slots use "
+            f"{snr_definition!r}: its SNR input would be off by the pilot density (about 13 dB "
+            f"on the reference grid); set ofdm.snr_definition: {recorded}")
+
+
+def _profile_note(saved: dict, profile: str | None) -> str | None:
+    recorded = saved.get("extra", {}).get("profile")
+    if profile is None or recorded is None or profile_name(recorded) == profile_name(profile):
+        return None
+    return (f"trained on {profile_name(recorded)} channels, tested here on "
+            f"{profile_name(profile)}: a transfer test")
+
+
+def pretrained_problems(saved: dict, config: OFDMConfig, snr_definition: str,
+                        profile: str | None = None) -> tuple[list[str], str | None]:
+    """Why a checkpoint's ``config.json`` (``saved``) cannot be evaluated on slots of
+    ``config`` / ``snr_definition`` (another grid or pilot pattern, or not recorded; another
+    SNR definition), and a note when it was trained on another channel ``profile``."""
+    problems = [p for p in (_grid_problem(saved, config), _snr_problem(saved, snr_definition))
+                if p]
+    return problems, _profile_note(saved, profile)
+
+
+def shipped_estimator(m, config: OFDMConfig, profile: str | None = None,
+                      snr_definition: str | None = None) -> str | None:
     """The catalogue bundle for a pipeline model under ``--pretrained``: same model, task
-    ``estimate_channel``, the run's grid and the architecture the model's preset/params ask
-    for (defaults included: no preset means the paper configuration)."""
+    ``estimate_channel``, the run's grid, SNR definition and the architecture the model's
+    preset/params ask for (defaults included: no preset means the paper configuration); one
+    trained on the run's channel ``profile`` first, else one of another profile (a transfer
+    test, noted when loaded)."""
     from ..catalogue import find_pretrained
     from ..models.registry import constructor_parameters, resolve_kwargs
 
     defaults = {k: p.default for k, p in (constructor_parameters(m.name) or {}).items()}
     wanted = {**defaults, **resolve_kwargs(m.name, m.preset, **m.params)}
     found = find_pretrained(m.name, task="estimate_channel", accept=lambda saved: (
-        _grid_problem(saved, config) is None
+        _grid_problem(saved, config) is None and _snr_problem(saved, snr_definition) is None
         and not architecture_mismatch(m.name, wanted, saved)))
-    return found[0] if found else None
+    if not found:
+        return None
+    from ..catalogue import resolve_bundle_path
+
+    same_profile = (name for name in found
+                    if _profile_note(load_config_of(resolve_bundle_path(name)), profile) is None)
+    return next(same_profile, found[0])
 
 
-def load_pretrained_estimator(m, weights: str, config: OFDMConfig
+def load_pretrained_estimator(m, weights: str, config: OFDMConfig,
+                              snr_definition: str | None = None
                               ) -> tuple[nn.Module, Path]:
     """``weights`` (a catalogue name or bundle folder) for pipeline model ``m``: refused when
-    it holds another model, another architecture than ``m``'s preset/params ask for, or was
-    trained for another grid and pilot pattern (or does not say which)."""
+    it holds another model, another architecture than ``m``'s preset/params ask for, was
+    trained for another grid and pilot pattern (or does not say which) or with another SNR
+    definition than ``snr_definition`` (its SNR input would mean something else)."""
     from ..catalogue import resolve_bundle_path
     from ..checkpoint import CheckpointError, load_checkpoint
     from ..models.registry import resolve_kwargs
@@ -275,7 +324,7 @@ def load_pretrained_estimator(m, weights: str, config: OFDMConfig
         raise PipelineConfigError(f"ofdm.models[{m.name}].weights: {weights} was not built with "
                                   f"the preset/params given: {'; '.join(mismatch)} (drop them "
                                   f"to use the bundle as it is)")
-    problem = _grid_problem(saved, config)
+    problem = _grid_problem(saved, config) or _snr_problem(saved, snr_definition)
     if problem:
         raise PipelineConfigError(f"ofdm.models[{m.name}].weights: {weights}: {problem}")
     return model.eval(), folder
@@ -291,14 +340,18 @@ def resolve_pretrained(o, config: OFDMConfig, log) -> dict[int, tuple[str, nn.Mo
 
     loaded: dict[int, tuple[str, nn.Module]] = {}
     for i, m in enumerate(o.models):
-        weights = m.weights or (shipped_estimator(m, config) if o.pretrained else None)
+        weights = m.weights or (shipped_estimator(m, config, o.profile, o.snr_definition)
+                                if o.pretrained else None)
         if weights is None:
             if o.pretrained:
                 log(f"      {m.name} (preset {m.preset}): no shipped bundle for this "
                     f"architecture and grid: left out, not trained")
             continue
-        model, folder = load_pretrained_estimator(m, weights, config)
+        model, folder = load_pretrained_estimator(m, weights, config, o.snr_definition)
         label = f"{m.name} ({folder.name})"
+        note = _profile_note(load_config_of(folder), o.profile)
+        if note:
+            log(f"      note: {label} was {note}")
         if any(label == other for other, _ in loaded.values()):
             raise PipelineConfigError(f"two models of ofdm.models would both be reported as "
                                       f"{label!r}: load each bundle once")
@@ -363,11 +416,20 @@ def run_ofdm_pipeline(cfg, out_dir: str | Path | None = None, log=print) -> dict
     if o.train_file:
         log(f"[1/4] loading training data from {o.train_file}")
         train = OFDMDataset.load(o.train_file)
-        if train.config != config:
-            from ..tasks.config import PipelineConfigError
+        from ..tasks.config import PipelineConfigError
 
+        if train.config != config:
             raise PipelineConfigError(f"{o.train_file} was made for another grid/pilot pattern than "
                              f"ofdm.grid: {train.config} vs {config}")
+        # the test sweeps are simulated with ofdm.profile / snr_definition: a training file of
+        # other channels would be reported as trained on these
+        if profile_name(train.profile) != profile_name(o.profile) \
+                or train.snr_definition != o.snr_definition:
+            raise PipelineConfigError(
+                f"{o.train_file} holds {train.profile} slots with the {train.snr_definition!r} "
+                f"SNR definition, but ofdm.profile / ofdm.snr_definition are "
+                f"{profile_name(o.profile)} / {o.snr_definition!r}, which the test sweeps are "
+                f"simulated with: set them to the file's")
     else:
         log(f"[1/4] simulating {o.n_train} TDL-{o.profile} training slots "
             f"({config.pilot_shape[0]}x{config.pilot_shape[1]} pilots)")
@@ -417,7 +479,8 @@ def run_ofdm_pipeline(cfg, out_dir: str | Path | None = None, log=print) -> dict
         links = read_deepmimo(o.deepmimo)
         report["deepmimo"] = {}
         for snr in o.deepmimo_snr_db:
-            data = deepmimo_ofdm_dataset(links, snr_db=snr, config=config, seed=o.seed)
+            data = deepmimo_ofdm_dataset(links, snr_db=snr, config=config, seed=o.seed,
+                                         snr_definition=o.snr_definition)
             import warnings
 
             with warnings.catch_warnings():  # Doppler 0 Hz lies outside every trained range
