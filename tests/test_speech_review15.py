@@ -89,7 +89,7 @@ def test_noise_of_another_array_reference_and_short_signals_are_refused():
         bf.rtf_mvdr(x, reference=4)
     with pytest.raises(ValueError, match=r"reference microphone 7 does not exist"):
         bf.doa_mvdr(x, FS, POS, azimuth=AZ, reference=7)
-    with pytest.raises(ValueError, match=r"has 200 samples; an 512-point STFT needs more "
+    with pytest.raises(ValueError, match=r"has 200 samples; a 512-point STFT needs more "
                                          r"than 256"):
         bf.souden_mvdr(x[:, :200])
 

@@ -66,7 +66,7 @@ def stft(x: np.ndarray, n_fft: int = N_FFT, hop: int = HOP) -> torch.Tensor:
     """``(..., samples)`` real -> ``(..., freq, frames)`` complex128 (Hann window, centred)."""
     t = torch.as_tensor(np.ascontiguousarray(x, np.float64))
     if t.shape[-1] <= n_fft // 2:  # the centred STFT pads n_fft/2 each side by reflection
-        raise ValueError(f"the signal has {t.shape[-1]} samples; an {n_fft}-point STFT needs "
+        raise ValueError(f"the signal has {t.shape[-1]} samples; a {n_fft}-point STFT needs "
                          f"more than {n_fft // 2}")
     flat = t.reshape(-1, t.shape[-1])
     spec = torch.stft(flat, n_fft, hop, window=torch.hann_window(n_fft, dtype=torch.float64),

@@ -352,6 +352,68 @@ def _(ctx):
     _check_audio(np.zeros((2, 2, 100)))
 
 
+# --- beamformers ---------------------------------------------------------------------------
+
+def _array_audio(ctx, n_mics: int = 4, n: int = 4000) -> np.ndarray:
+    return 0.1 * ctx.rng.standard_normal((n_mics, n))
+
+
+@case("beamform-mask-nan", "a NaN in a beamformer's time-frequency mask", ValueError,
+      r"mask holds 1 NaN/Inf value", r"expected values in \[0, 1\]")
+def _(ctx):
+    from sigformer.speech.beamforming import N_FFT, souden_mvdr, stft
+
+    x = _array_audio(ctx)
+    mask = np.full((N_FFT // 2 + 1, stft(x).shape[-1]), 0.5)
+    mask[3, 2] = np.nan
+    souden_mvdr(x, mask=mask)
+
+
+@case("beamform-mask-mics", "3 per-microphone masks for a 4-microphone array", ValueError,
+      r"3 per-microphone masks for 4 microphones", r"one \(freq, frames\) mask or one per "
+      r"microphone")
+def _(ctx):
+    from sigformer.speech.beamforming import N_FFT, souden_mvdr, stft
+
+    x = _array_audio(ctx)
+    souden_mvdr(x, mask=np.full((3, N_FFT // 2 + 1, stft(x).shape[-1]), 0.5))
+
+
+@case("beamform-noise-mics", "noise of 3 microphones for a 4-microphone MVDR", ValueError,
+      r"noise has 3 microphones, x 4", r"must come from the same array")
+def _(ctx):
+    from sigformer.speech.beamforming import doa_mvdr
+
+    x = _array_audio(ctx)
+    positions = 0.05 * np.array([[1, 0], [0, 1], [-1, 0], [0, -1]])
+    doa_mvdr(x, 16000, positions, azimuth=0.0, noise=x[:3])
+
+
+@case("beamform-reference", "reference microphone 4 of a 4-microphone array", ValueError,
+      r"reference microphone 4 does not exist", r"microphones 0\.\.3")
+def _(ctx):
+    from sigformer.speech.beamforming import rtf_mvdr
+
+    rtf_mvdr(_array_audio(ctx), reference=4)
+
+
+@case("beamform-short", "200 samples for a 512-point STFT beamformer", ValueError,
+      r"the signal has 200 samples", r"a 512-point STFT needs more than 256")
+def _(ctx):
+    from sigformer.speech.beamforming import souden_mvdr
+
+    souden_mvdr(_array_audio(ctx, n=200))
+
+
+@case("doa-vad-length", "a DOA VAD of the wrong length", ValueError, r"vad has shape \(3,\)",
+      r"frames of the n_fft / 2 = 256-sample hop STFT")
+def _(ctx):
+    from sigformer.speech.beamforming import estimate_doa
+
+    positions = 0.05 * np.array([[1, 0], [0, 1], [-1, 0], [0, -1]])
+    estimate_doa(_array_audio(ctx), 16000, positions, vad=np.ones(3, bool))
+
+
 @pytest.mark.parametrize("case", CASES.params())
 def test_bad_array(case, ctx):
     check(case, ctx)
