@@ -240,7 +240,9 @@ def start_rows(init: dict, args: dict) -> dict[str, dict]:
     if f"grid, {args.get('test_per_condition')} frames" not in test_set \
             or start_seed != args.get("seed", 0):
         return {}
-    return {f"{k} [start]": v for k, v in (prov.get("results") or {}).items()}
+    # a chained start's own [start] rows are its start's: not carried twice
+    return {f"{k} [start]": v for k, v in (prov.get("results") or {}).items()
+            if not k.endswith("[start]")}
 
 
 def fine_tuned_from(init: dict, recipe: dict) -> str:

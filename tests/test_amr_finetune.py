@@ -117,3 +117,18 @@ def test_the_start_card_is_left_out_when_its_test_grid_differs(first, tmp_path):
     folder = load_script("scripts/package_amr.py").package(
         tmp_path / "ft", "clst", tmp_path / "catalogue", None)
     assert not any("[start]" in k for k in read_config(folder)["provenance"]["results"])
+
+
+def test_a_fine_tune_of_a_fine_tune_draws_after_all_earlier_epochs(first, tmp_path):
+    code, log = train(tmp_path / "ft", "--init", str(first), "--epochs", "2")
+    assert code == 0
+    second = load_script("scripts/package_amr.py").package(
+        tmp_path / "ft", "clst", tmp_path / "catalogue", None)
+    assert train(tmp_path / "ft2", "--init", str(second))[0] == 0
+    init = read_config(tmp_path / "ft2" / "clst")["extra"]["init"]
+    assert init["epochs"] == 3 and init["frames_seen"] == 3 * 64  # 1 + 2: epoch 3 is next
+    third = load_script("scripts/package_amr.py").package(
+        tmp_path / "ft2", "clst", tmp_path / "catalogue2", None)
+    prov = read_config(third)["provenance"]
+    assert prov["data"]["epochs_total"] == 4 and prov["data"]["frames_seen"] == 4 * 64
+    assert not any(k.endswith("[start] [start]") for k in prov["results"])

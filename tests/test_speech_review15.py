@@ -28,7 +28,8 @@ def plane_wave_scene(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     return speech + noise, speech, noise
 
 
-@pytest.mark.parametrize("method", ["rtf_vad", "rtf_oracle", "doa_mpdr", "doa_noise"])
+@pytest.mark.parametrize("method", ["rtf_vad", "rtf_oracle", "rtf_power", "doa_mpdr",
+                                    "doa_noise"])
 def test_mvdr_output_follows_the_input_scale(method):
     """A linear beamformer of k * x is k times its output of x (int16-range input drove the
     RTF / steered MVDR weights towards zero: -87 to -101 dB at k = 32768)."""
@@ -39,12 +40,14 @@ def test_mvdr_output_follows_the_input_scale(method):
             return bf.rtf_mvdr(k * x)
         if method == "rtf_oracle":
             return bf.rtf_mvdr(k * x, speech=k * speech, noise=k * noise)
+        if method == "rtf_power":
+            return bf.rtf_mvdr(k * x, speech=k * speech, noise=k * noise, rtf="power")
         if method == "doa_mpdr":
             return bf.doa_mvdr(k * x, FS, POS, azimuth=AZ)
         return bf.doa_mvdr(k * x, FS, POS, azimuth=AZ, noise=k * noise)
 
     base = run(1.0)
-    for k in (1e3, 32768.0):
+    for k in (1e-3, 1e3, 32768.0):  # quiet float audio to int16 ranges
         np.testing.assert_allclose(run(k) / k, base, rtol=1e-6, atol=1e-9 * np.abs(base).max())
 
 

@@ -485,7 +485,7 @@ def test_burst_groups_equal_frame_bursts_on_random_frames():
         assert groups.n_quiet == int(present.sum()) - len(kept) and groups.n_dropped == 0
 
 
-NOISE = [1.1e-4, 0.9e-4, 1.1e-4, 0.9e-4, 0.9e-4, 0.9e-4, 0.9e-4]  # about -40 dB
+NOISE_POWERS = [1.1e-4, 0.9e-4, 1.1e-4, 0.9e-4, 0.9e-4, 0.9e-4, 0.9e-4]  # about -40 dB
 
 
 def _pushed(powers: list[float], groups: BurstGroups) -> list[tuple[int, list[int], bool]]:
@@ -502,7 +502,7 @@ def test_noise_just_above_a_partial_first_frames_gate_does_not_become_a_burst():
     bursts where classify-iq found 1). They now wait until the gate holds: the full-power
     frame drops them, as classify-iq's whole-capture gate does."""
     groups = BurstGroups(max_gap=1, min_power_db=30.0)
-    got = _pushed(NOISE + [0.107] + [1.0] * 5, groups)
+    got = _pushed(NOISE_POWERS + [0.107] + [1.0] * 5, groups)
     assert got == [(13, [7, 8, 9, 10, 11, 12], True)]
     assert groups.n_bursts == 1 and groups.n_dropped == 7
 
@@ -511,6 +511,6 @@ def test_runs_split_off_by_the_gate_are_handed_back_once_it_holds():
     """When the burst gets no louder, the noise run above the gate is a burst after all:
     handed back at the next frame (one frame later than before), before the running burst."""
     groups = BurstGroups(max_gap=1, min_power_db=30.0)
-    got = _pushed(NOISE + [0.107, 0.1, 0.1], groups)
+    got = _pushed(NOISE_POWERS + [0.107, 0.1, 0.1], groups)
     assert got == [(8, [0, 2], True), (10, [7, 8, 9], True)]
     assert groups.n_bursts == 2

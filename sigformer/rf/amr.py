@@ -1161,7 +1161,9 @@ def load_teacher_init(source: str | Path, *, classes: Sequence[str], frame_lengt
                               "--clst-preset)")
     data = (config.get("provenance") or {}).get("data") or {}
     record = {"source": str(source), "sha256": sha256,
-              "frames_seen": data.get("frames_seen"), "epochs": data.get("epochs"),
+              # a fine-tuned start counts its own start's epochs too (epochs_total)
+              "frames_seen": data.get("frames_seen"),
+              "epochs": data.get("epochs_total", data.get("epochs")),
               "training_time": (config.get("provenance") or {}).get("training_time")}
     return model, record
 

@@ -306,6 +306,10 @@ def rtf_mvdr_weights(x: np.ndarray, *, speech=None, noise=None, mask=None, vad=N
         steer = rtf_power(psd_s, psd_n, reference, n_iter=n_iter)
     else:
         raise ValueError(f"rtf must be 'evd' or 'power', got {rtf!r}")
+    # the power iteration's vector scales with the speech power to the n_iter: unit norm, so
+    # that h^H R^-1 h (>= 1/M at unit-trace R) stays far above torchaudio's absolute eps
+    steer = steer / torch.linalg.vector_norm(steer, dim=-1, keepdim=True).clamp_min(
+        torch.finfo(psd_n.real.dtype).tiny)
     return mvdr_weights_rtf(steer, psd_n, reference)
 
 
