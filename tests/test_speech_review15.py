@@ -135,3 +135,19 @@ def test_a_failing_perceptual_metric_keeps_the_rows_si_sdr(monkeypatch):
     assert summary["si_sdr"] == pytest.approx(-10.0)  # the failing scene still counts
     assert summary["pesq"] == 3.0 and summary["pesq_undefined"] == 1.0
     assert summary["silent_estimates"] == 1.0 and "stoi_undefined" not in summary
+
+
+def test_separation_keeps_its_si_sdr_when_pesq_is_undefined(monkeypatch):
+    import sigformer.speech.metrics as metrics
+
+    def no_utterance(**_):
+        raise metrics.SpeechMetricError("PESQ found no utterance")
+
+    monkeypatch.setattr(metrics, "pesq_score", no_utterance)
+    rng = np.random.default_rng(2)
+    refs = rng.standard_normal((2, 8000))
+    est = refs + 0.3 * rng.standard_normal((2, 8000))
+    row = metrics.evaluate_separation(est, refs, refs.sum(0), 8000, skip_undefined=True)
+    assert "pesq" not in row and row["si_sdr"] > 5 and 0 < row["stoi"] <= 1
+    with pytest.raises(metrics.SpeechMetricError):
+        metrics.evaluate_separation(est, refs, refs.sum(0), 8000)

@@ -567,7 +567,8 @@ class BurstGroups:
     separates from the newest frames are handed back only at the next frame that does not
     raise the gate again (a burst's partial first frame raises it part of the way, the next
     one all the way: noise frames just above the first gate are dropped by the second, as
-    classify-iq's whole-capture gate drops them); groups handed back are final. The gate
+    classify-iq's whole-capture gate drops them), or when the running burst reaches
+    ``max_burst_frames`` first (groups come back in order); groups handed back are final. The gate
     never decays (classify-iq gates on the loudest frame of the whole capture, and the
     stream must decide as it does): ``n_quiet`` counts the frames below it when they
     arrived, ``n_dropped`` the held frames a louder one dropped."""

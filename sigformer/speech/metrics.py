@@ -349,8 +349,11 @@ def stoi_score(estimate, reference, sample_rate: int, extended: bool = False) ->
 
 
 def evaluate_separation(estimates: np.ndarray, references: np.ndarray, mixture: np.ndarray,
-                        sample_rate: int, perceptual: bool = True) -> dict[str, float]:
-    """PIT-aligned SI-SDR, SI-SDRi, SDR (and PESQ/STOI) for one ``(n_src, L)`` example."""
+                        sample_rate: int, perceptual: bool = True,
+                        skip_undefined: bool = False) -> dict[str, float]:
+    """PIT-aligned SI-SDR, SI-SDRi, SDR (and PESQ/STOI) for one ``(n_src, L)`` example.
+    ``skip_undefined``: a perceptual metric undefined for a source (PESQ finding no
+    utterance) is left out of the result instead of raising, so the other scores stand."""
     est = torch.as_tensor(_as_numpy(estimates, "estimates"))[None]
     ref = torch.as_tensor(_as_numpy(references, "references"))[None]
     references = ref[0].numpy()
@@ -360,10 +363,14 @@ def evaluate_separation(estimates: np.ndarray, references: np.ndarray, mixture: 
            "si_sdri": float(si_sdr_improvement(aligned, references, mixture).mean()),
            "sdr": float(np.mean(sdr(aligned, references)))}
     if perceptual:
-        out["pesq"] = float(np.mean([pesq_score(estimate=e, reference=r, sample_rate=sample_rate)
-                                     for r, e in zip(references, aligned)]))
-        out["stoi"] = float(np.mean([stoi_score(estimate=e, reference=r, sample_rate=sample_rate)
-                                     for r, e in zip(references, aligned)]))
+        for name, score in (("pesq", pesq_score), ("stoi", stoi_score)):
+            try:
+                out[name] = float(np.mean([score(estimate=e, reference=r,
+                                                 sample_rate=sample_rate)
+                                           for r, e in zip(references, aligned)]))
+            except SpeechMetricError:
+                if not skip_undefined:
+                    raise
     return out
 
 

@@ -86,7 +86,8 @@ def run_separation_pipeline(cfg, out_dir: str | Path | None = None, log=print
         estimates.append(est)
         rows.append(undefined_if_silent(
             functools.partial(evaluate_separation, est, refs, mix, s.sample_rate,
-                              perceptual=s.perceptual_metrics), f"mixture {i}", log))
+                              perceptual=s.perceptual_metrics, skip_undefined=True),
+            f"mixture {i}", log))
     summary = mean_of_rows(rows)
     for k, v in summary.items():
         log(f"      {k:8s} {v:.3f}")
