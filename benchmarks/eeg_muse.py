@@ -151,13 +151,17 @@ def main() -> None:
     parser.add_argument("--erp-rate", type=float, default=None,
                         help="also run both candidates on the epochs decimated to this rate "
                              "(Hz, 256 / integer), the DBConformer sized for it")
+    parser.add_argument("--few-shot-only", action="store_true",
+                        help="only the few-shot curve (e.g. another --fine-tune-lr), written to "
+                             "eeg_muse_fewshot.json; the leave-one-subject-out rows are skipped")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     if args.quick:
         args.epochs, args.seeds, args.tasks = 2, [0], args.tasks[:1]
         args.shots, args.fine_tune_epochs = [0, 2], 1
     # --quick checks that the script runs: it writes a report only when --out is given
-    out = args.out or (None if args.quick else REPO / "benchmarks" / "results" / "eeg_muse.json")
+    name = "eeg_muse_fewshot.json" if args.few_shot_only else "eeg_muse.json"
+    out = args.out or (None if args.quick else REPO / "benchmarks" / "results" / name)
     if not args.data.is_dir():
         raise SystemExit(f"Muse recordings not found in {args.data}; pass --data")
 
@@ -182,7 +186,7 @@ def main() -> None:
             candidates[f"DBConformer, {rate} (sigformer)"] = (
                 sigformer_model(args.epochs, args.quick, args.erp_rate), low)
             candidates[f"xDAWN+TS+LR, {rate}"] = (xdawn_tangent_space(), low)
-        for name, (est, data) in candidates.items():
+        for name, (est, data) in ({} if args.few_shot_only else candidates).items():
             t0 = time.perf_counter()
             res = cross_subject(est, data, y, subjects=subjects, seeds=args.seeds)
             summary = res.summary()
@@ -192,8 +196,10 @@ def main() -> None:
             rows[name] = row
             print(f"  {name:32s} bal. acc {row['balanced_accuracy']['mean']:.3f}  "
                   f"AUC {row['roc_auc']['mean']:.3f}  ({row['seconds']} s)")
-        print_metric_table(rows, 32, extra=[
-            ("ROC-AUC", 15, lambda r: f"{r['roc_auc']['mean']:.3f} ± {r['roc_auc']['std']:.3f}")])
+        if rows:
+            print_metric_table(rows, 32, extra=[
+                ("ROC-AUC", 15,
+                 lambda r: f"{r['roc_auc']['mean']:.3f} ± {r['roc_auc']['std']:.3f}")])
 
         smallest = {s: min(c) for s, c in counts.items()}
         targets = [s for s, m in smallest.items() if m > max(args.shots)]
