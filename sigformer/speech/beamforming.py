@@ -365,8 +365,10 @@ def doa_mvdr(x: np.ndarray, sample_rate: float, mic_positions: np.ndarray, *,
              n_fft: int = N_FFT, hop: int = HOP) -> np.ndarray:
     """MVDR steered by a far-field plane wave from ``azimuth`` (estimated with
     :func:`estimate_doa` when not given). The noise covariance comes from ``noise`` /
-    ``mask`` / ``vad``; with none of them, the noisy covariance is used (MPDR, identical to
-    MVDR when the steering vector is exact)."""
+    ``mask`` / ``vad``; with none of them, the noisy covariance is used (MPDR: the same
+    filter as MVDR only with an exact steering vector and exact statistics; estimated from a
+    short noisy recording it loses gain to target self-cancellation, e.g. 2.6 instead of 4 on
+    4 mics from 1 s of speech at +7 dB)."""
     weights = doa_mvdr_weights(x, sample_rate, mic_positions, azimuth=azimuth,
                                colatitude=colatitude, doa_method=doa_method, noise=noise,
                                mask=mask, vad=vad, reference=reference, n_fft=n_fft, hop=hop)
