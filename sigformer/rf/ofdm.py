@@ -236,12 +236,6 @@ def _grid_problem(saved: dict, config: OFDMConfig) -> str | None:
     return None
 
 
-def load_config_of(folder: Path) -> dict:
-    from ..checkpoint import read_config
-
-    return read_config(folder)
-
-
 def profile_name(profile: str) -> str:
     """``"A"``, ``"tdl-a"`` and ``"TDL-A"`` as the datasets and bundles record it."""
     return f"TDL-{profile.upper().removeprefix('TDL-')}"
@@ -292,9 +286,10 @@ def shipped_estimator(m, config: OFDMConfig, profile: str | None = None,
     if not found:
         return None
     from ..catalogue import resolve_bundle_path
+    from ..checkpoint import read_config
 
     same_profile = (name for name in found
-                    if _profile_note(load_config_of(resolve_bundle_path(name)), profile) is None)
+                    if _profile_note(read_config(resolve_bundle_path(name)), profile) is None)
     return next(same_profile, found[0])
 
 
@@ -336,6 +331,7 @@ def resolve_pretrained(o, config: OFDMConfig, log) -> dict[int, tuple[str, nn.Mo
     takes its shipped bundle, and a run where none has one is an error, not an empty
     report."""
     from ..catalogue import list_pretrained
+    from ..checkpoint import read_config
     from ..tasks.config import PipelineConfigError
 
     loaded: dict[int, tuple[str, nn.Module]] = {}
@@ -349,7 +345,7 @@ def resolve_pretrained(o, config: OFDMConfig, log) -> dict[int, tuple[str, nn.Mo
             continue
         model, folder = load_pretrained_estimator(m, weights, config, o.snr_definition)
         label = f"{m.name} ({folder.name})"
-        note = _profile_note(load_config_of(folder), o.profile)
+        note = _profile_note(read_config(folder), o.profile)
         if note:
             log(f"      note: {label} was {note}")
         if any(label == other for other, _ in loaded.values()):
