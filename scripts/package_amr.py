@@ -224,14 +224,18 @@ def package(run: Path, label: str, dest: Path, log_path: Path | None,
 def start_rows(init: dict, args: dict) -> dict[str, dict]:
     """The results table of the card of the bundle a fine-tune started from (the start itself
     and the models measured beside it, at the start's budget), named ``<row> [start]``, when
-    that card measured on this run's test grid (the same seed and frames per condition);
-    otherwise none (their accuracies would not be comparable)."""
+    that card measured on this run's test grid (the same seed and frames per condition) and
+    the weights there are still the ones the run started from (``init["sha256"]``); otherwise
+    none (their accuracies would not be comparable, or would be another model's)."""
     from sigformer.catalogue import resolve_bundle_path
-    from sigformer.checkpoint import read_config
+    from sigformer.checkpoint import CheckpointError, read_config
 
     try:
         config = read_config(resolve_bundle_path(init["source"]))
-    except Exception:  # the start is gone (a run folder deleted): the card says where it was
+    except (CheckpointError, OSError):  # the start is gone: the card says where it was
+        return {}
+    found = ((config.get("files") or {}).get("model.safetensors") or {}).get("sha256")
+    if found != init.get("sha256"):  # the name now holds other weights (e.g. re-shipped)
         return {}
     prov = config.get("provenance") or {}
     test_set = str((prov.get("data") or {}).get("test_set", ""))

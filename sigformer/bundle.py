@@ -327,18 +327,29 @@ def model_card(bundle: Bundle) -> str:
         lines.append("- chain: " + " -> ".join(c.get("stage", "?") for c in bundle.chain))
     if bundle.labels:
         lines.append(f"- labels: {', '.join(bundle.labels)}")
-    for key in ("data", "data_licence", "recipe", "selection", "budget", "training_time", "results",
-                "results_real_captures", "limitations"):
-        if key in prov:
-            value = prov[key]
-            if isinstance(value, dict):
-                lines += ["", f"## {key.replace('_', ' ')}", ""]
-                for k, v in value.items():
-                    table = _markdown_table(v)
-                    lines += [f"- {k}:", "", *table, ""] if table else [f"- {k}: {v}"]
-            else:
-                lines.append(f"- {key.replace('_', ' ')}: {value}")
+    for key in _card_keys(prov):
+        value = prov[key]
+        if isinstance(value, dict):
+            lines += ["", f"## {key.replace('_', ' ')}", ""]
+            for k, v in value.items():
+                table = _markdown_table(v)
+                lines += [f"- {k}:", "", *table, ""] if table else [f"- {k}: {v}"]
+        else:
+            lines.append(f"- {key.replace('_', ' ')}: {value}")
     return "\n".join(lines) + "\n"
+
+
+# the card's order; any other provenance field follows them (a field added by a packaging
+# script must not vanish from the card), except the title (the heading) and the raw log tail
+_CARD_ORDER = ("summary", "data", "fine_tuned_from", "data_licence", "recipe", "selection",
+               "budget", "training_time", "trained_by", "results", "results_real_captures",
+               "limitations")
+_CARD_SKIP = {"title", "training_log_tail"}
+
+
+def _card_keys(prov: dict[str, Any]) -> list[str]:
+    known = [k for k in _CARD_ORDER if k in prov]
+    return known + [k for k in prov if k not in _CARD_ORDER and k not in _CARD_SKIP]
 
 
 def _markdown_table(rows) -> list[str]:

@@ -103,6 +103,10 @@ def test_the_card_counts_the_start(first, tmp_path):
     assert prov["data"]["epochs_total"] == 3
     assert prov["fine_tuned_from"].startswith(f"{first} (sha256 ")
     assert "then 2 more epochs x 64 frames" in prov["fine_tuned_from"]
+    # the human-readable card says it too (a provenance field never vanishes from it)
+    card = (Path(folder) / "MODEL_CARD.md").read_text()
+    assert f"- fine tuned from: {prov['fine_tuned_from']}" in card
+    assert "training_log_tail" not in card and "training log tail" not in card
     assert "the start: " in prov["training_time"]
     assert "fine-tuned: it saw 192 frames" in prov["limitations"]
     # the start's card, measured on the same test grid, joins the table
@@ -132,3 +136,25 @@ def test_a_fine_tune_of_a_fine_tune_draws_after_all_earlier_epochs(first, tmp_pa
     prov = read_config(third)["provenance"]
     assert prov["data"]["epochs_total"] == 4 and prov["data"]["frames_seen"] == 4 * 64
     assert not any(k.endswith("[start] [start]") for k in prov["results"])
+
+
+def test_the_start_card_is_left_out_when_the_start_is_gone_or_replaced(first, tmp_path):
+    import shutil
+
+    start = tmp_path / "start"
+    shutil.copytree(first, start)
+    code, log = train(tmp_path / "ft", "--init", str(start))
+    assert code == 0
+    package = load_script("scripts/package_amr.py").package
+    tuned = package(tmp_path / "ft", "clst", tmp_path / "cat1", None)
+    assert "clst [start]" in read_config(tuned)["provenance"]["results"]
+    # the start's name now holds other weights (re-shipped): their card is another model's
+    shutil.rmtree(start)
+    shutil.copytree(tuned, start)
+    replaced = package(tmp_path / "ft", "clst", tmp_path / "cat2", None)
+    assert not any("[start]" in k for k in read_config(replaced)["provenance"]["results"])
+    shutil.rmtree(start)  # gone: the card names it but has no rows of it
+    gone = package(tmp_path / "ft", "clst", tmp_path / "cat3", None)
+    prov = read_config(gone)["provenance"]
+    assert not any("[start]" in k for k in prov["results"])
+    assert prov["fine_tuned_from"].startswith(str(start))
