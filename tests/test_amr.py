@@ -134,7 +134,7 @@ def test_rml2016_pickle_needs_an_explicit_opt_in(tmp_path):
         load_rml2016(path, allow_pickle=True)
 
 
-def test_rml2018_hdf5_loader(tmp_path):
+def test_rml2018_hdf5_loader(tmp_path, monkeypatch):
     import h5py
 
     rng = np.random.default_rng(0)
@@ -155,6 +155,14 @@ def test_rml2018_hdf5_loader(tmp_path):
         f["Z"] = np.zeros((2, 1))
     with pytest.raises(DataError, match="one-hot over 24 classes"):
         load_rml2018(tmp_path / "bad.hdf5")
+    # the file is larger than memory (the real one is ~21 GB): a clear refusal, not an OOM kill
+    import sigformer.data.radioml as radioml
+
+    with monkeypatch.context() as m:
+        m.setattr(radioml, "_available_memory", lambda: 30 * 1024 * 2 * 4)  # 30 frames
+        with pytest.raises(DataError, match=r"48 frames needs .* pass max_frames="):
+            load_rml2018(tmp_path / "GOLD_XYZ_OSC.0001_1024.hdf5")
+        assert len(load_rml2018(tmp_path / "GOLD_XYZ_OSC.0001_1024.hdf5", max_frames=20)) == 20
     (tmp_path / "trunc.hdf5").write_bytes(b"\x89HDF\r\n")
     with pytest.raises(DataError, match="not a readable HDF5"):
         load_rml2018(tmp_path / "trunc.hdf5")

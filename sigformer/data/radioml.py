@@ -37,6 +37,7 @@ Loaders: :func:`load_rml2016` (a Python pickle: only with ``allow_pickle=True``)
 
 from __future__ import annotations
 
+import os
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -509,6 +510,24 @@ def load_rml2016(path: str | Path, *, allow_pickle: bool = False) -> AMRDataset:
                       {"source": str(path)})
 
 
+def _available_memory() -> int | None:
+    """Bytes of memory free now (Linux / macOS), None where the OS does not say."""
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _check_fits_in_memory(path: Path, n_frames: int, frame_shape: tuple[int, ...]) -> None:
+    # the whole RML2018.01A file is ~21 GB as float32: refuse before the OS kills the process
+    need = n_frames * int(np.prod(frame_shape)) * 4
+    free = _available_memory()
+    if free is not None and need > 0.8 * free:
+        raise DataError(f"{path}: reading {n_frames:,} frames needs {need / 2**30:.1f} GiB, "
+                        f"{free / 2**30:.1f} GiB are free; pass max_frames= (a random subset) "
+                        "or min_snr= to read fewer")
+
+
 def load_rml2018(path: str | Path, *, classes=RML2018_CLASSES, min_snr: float | None = None,
                  max_frames: int | None = None, seed: int = 0) -> AMRDataset:
     """RML2018.01A HDF5: ``X (N, 1024, 2)``, one-hot ``Y (N, 24)``, SNR ``Z (N, 1)``.
@@ -532,6 +551,7 @@ def load_rml2018(path: str | Path, *, classes=RML2018_CLASSES, min_snr: float | 
             if max_frames is not None and len(index) > max_frames:
                 rng = np.random.default_rng(seed)
                 index = np.sort(rng.choice(index, max_frames, replace=False))
+            _check_fits_in_memory(path, len(index), f["X"].shape[1:])
             X = np.asarray(f["X"][index], np.float32)
             y = np.asarray(f["Y"][index]).argmax(axis=1)
     except OSError as err:
