@@ -62,6 +62,25 @@ def test_mossformer_output_length_equals_input(length):
     assert model(torch.randn(1, 1, length)).shape == (1, 2, length)
 
 
+@pytest.mark.parametrize("length", [99, 1203])
+def test_mossformer_pad_end_separates_the_last_samples(length):
+    torch.manual_seed(0)
+    published = create_model("mossformer", "tiny").eval()
+    padded = create_model("mossformer", "tiny", pad_end=True).eval()
+    padded.load_state_dict(published.state_dict())
+    x = torch.randn(1, length)
+    with torch.no_grad():
+        a, b = published(x), padded(x)
+    tail = (length - 16) % 8  # samples the published encoder never sees
+    assert tail and torch.all(a[..., length - tail:] == 0)  # the official module's zeros
+    assert torch.all(b[..., length - tail:].abs().sum(-1) > 0)
+    # the same weights on the mixture padded to whole hops, trimmed back (the masker sees
+    # the whole sequence, so one more frame changes every output sample a little)
+    with torch.no_grad():
+        ref = published(torch.nn.functional.pad(x, (0, 8 - tail)))[..., :length]
+    torch.testing.assert_close(b, ref)
+
+
 def test_mossformer_bad_input():
     model = create_model("mossformer", "tiny")
     with pytest.raises(ValueError, match="mono audio"):

@@ -196,14 +196,17 @@ class MossFormer(nn.Module):
     depth, group_size, query_key_dim, expansion_factor, dropout : the block stack (24, 256,
         128, 4, 0.1).
     sample_rate : the rate the model was trained at (8000); :meth:`check_rate` names it.
+    pad_end : False (the published behaviour): the encoder drops the last ``< K / 2`` samples
+        that do not fill a hop and the output is zero there, as in the official module. True
+        pads the mixture to whole hops first, so every sample is separated (same weights).
     """
 
     def __init__(self, n_src: int = 2, n_filters: int = 512, kernel_size: int = 16,
                  depth: int = 24, group_size: int = 256, query_key_dim: int = 128,
                  expansion_factor: float = 4.0, dropout: float = 0.1,
-                 sample_rate: int = 8000):
+                 sample_rate: int = 8000, pad_end: bool = False):
         super().__init__()
-        self.n_src, self.sample_rate = n_src, sample_rate
+        self.n_src, self.sample_rate, self.pad_end = n_src, sample_rate, pad_end
         self.kernel_size, self.stride = kernel_size, kernel_size // 2
         self.encoder = nn.Conv1d(1, n_filters, kernel_size, self.stride, bias=False)
         self.masker = MossFormerMasker(n_filters, n_src, depth, group_size, query_key_dim,
@@ -226,6 +229,8 @@ class MossFormer(nn.Module):
         if length < self.kernel_size:
             raise ValueError(f"the mixture has {length} samples; MossFormer needs at least "
                              f"{self.kernel_size}")
+        if self.pad_end:  # whole hops: the encoder then covers every input sample
+            mixture = F.pad(mixture, (0, (-(length - self.kernel_size)) % self.stride))
         w = F.relu(self.encoder(mixture.unsqueeze(1)))
         masks = self.masker(w)  # (B, n_src, N, S)
         b, c, n, s = masks.shape
