@@ -72,13 +72,16 @@ def resolve_bundle_path(source: str | os.PathLike) -> Path:
                               f"models --pretrained` lists them)")
     path = Path(source).expanduser()
     shipped = (CATALOGUE_DIR / name / CONFIG_FILE).is_file()
-    if shipped and path.is_dir() and name == path.name:  # a bare name: the catalogue's
+    # a bare name (a str, no "./") is the catalogue's; a Path object is always a path
+    if shipped and path.is_dir() and name == path.name and not isinstance(source, os.PathLike):
         warnings.warn(f"{name!r} is a pretrained name and also a folder here; loading the "
                       f"shipped bundle (give ./{name} for the folder)", stacklevel=3)
         return CATALOGUE_DIR / name
     if path.is_dir():
         _check_not_run_folder(path)
-        return path
+        # absolute: callers resolve the result again, and Path("./x") prints (and resolves)
+        # as the bare name "x", the catalogue's when it ships one
+        return path.absolute()
     if shipped:
         return CATALOGUE_DIR / name
     if path.exists():

@@ -562,3 +562,22 @@ def test_a_bare_pretrained_name_loads_the_catalogue_even_beside_a_same_named_fol
         path = resolve_bundle_path("amr-clst-modgen")
     assert path.parent.name == "catalogue"
     assert resolve_bundle_path("./amr-clst-modgen").resolve() == tmp_path / "amr-clst-modgen"
+    assert resolve_bundle_path(Path("amr-clst-modgen")) == tmp_path / "amr-clst-modgen"
+
+
+def test_dot_slash_loads_the_local_folder_not_the_same_named_catalogue_bundle(
+        tmp_path, monkeypatch):
+    # every loader resolves again what resolve_bundle_path returns: Path("./x") is "x"
+    from sigformer.pretrained import from_pretrained
+
+    monkeypatch.chdir(tmp_path)
+    torch.manual_seed(1)
+    local = create_model("kd_cnn", n_outputs=11)
+    save_checkpoint(tmp_path / "amr-kd_cnn-skd-modgen", local)
+    for source in ("./amr-kd_cnn-skd-modgen", Path("amr-kd_cnn-skd-modgen")):
+        loaded = from_pretrained(source)
+        assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(),
+                                                     local.state_dict().values()))
+        assert all(torch.equal(a, b) for a, b in zip(
+            type(local).from_pretrained(source).state_dict().values(),
+            local.state_dict().values()))
