@@ -65,6 +65,21 @@ def _written_by_sigformer(folder: Path, names: set[str]) -> bool:
                                          or "sigformer_version" in config)
 
 
+def _files_not_in_the_checkpoint(folder: Path, names: set[str]) -> set[str]:
+    """For a checkpoint / bundle folder (``config.json`` listing its ``files``): the names in
+    it that sigformer did not write there (the user's notes or results); empty otherwise."""
+    if "config.json" not in names:
+        return set()
+    try:
+        files = json.loads((folder / "config.json").read_text()).get("files")
+    except (OSError, ValueError, AttributeError):
+        return set()
+    if not isinstance(files, dict):
+        return set()
+    ours = {"config.json", "MODEL_CARD.md"} | {Path(f).parts[0] for f in files if Path(f).parts}
+    return names - ours
+
+
 def check_replaceable(final: str | os.PathLike) -> None:
     """Refuse an output folder that exists, is not empty and was not written by sigformer
     (none of the :data:`KNOWN_OUTPUTS` groups): publishing replaces the folder as a whole, so
@@ -73,9 +88,12 @@ def check_replaceable(final: str | os.PathLike) -> None:
     if not final.is_dir():
         return
     names = {entry.name for entry in final.iterdir()} - PLACEHOLDERS
+    foreign = _files_not_in_the_checkpoint(final, names)
     if not names or any(all(n in names for n in group) for group in KNOWN_OUTPUTS) \
-            and _written_by_sigformer(final, names):
+            and _written_by_sigformer(final, names) and not foreign:
         return
+    if foreign:  # a checkpoint folder the user added notes or results to
+        names = foreign
     shown = ", ".join(sorted(names)[:5]) + (", ..." if len(names) > 5 else "")
     raise OutputFolderError(
         f"{final} already holds files sigformer did not write ({shown}); an output folder is "

@@ -168,3 +168,19 @@ def test_placeholder_files_do_not_make_a_folder_the_users_but_a_foreign_model_fo
     (hub / "model.safetensors").write_bytes(b"x")
     with pytest.raises(OutputFolderError, match="did not write"):
         check_replaceable(hub)
+
+
+def test_a_checkpoint_folder_the_user_added_files_to_is_not_replaced(tmp_path):
+    from sigformer.atomic import OutputFolderError
+    from sigformer.checkpoint import save_checkpoint
+    from sigformer.models import create_model
+
+    folder = save_checkpoint(tmp_path / "ck", create_model("ofdm_linear"))
+    save_checkpoint(folder, create_model("ofdm_linear"))  # only sigformer's files: replaced
+    (folder / "notes.md").write_text("what I tried")
+    (folder / "eval").mkdir()
+    (folder / "eval" / "results.csv").write_text("acc\n0.9\n")
+    with pytest.raises(OutputFolderError, match=r"\(eval, notes\.md\)"):
+        save_checkpoint(folder, create_model("ofdm_linear"))
+    assert (folder / "notes.md").read_text() == "what I tried"
+    assert (folder / "eval" / "results.csv").is_file()
