@@ -218,6 +218,9 @@ def _describe(err: ValidationError, source: str) -> str:
     return "\n".join(lines)
 
 
+_FORMAT_1_FIELDS = frozenset({"format_version", "model", "kwargs", "extra", "sigformer_version"})
+
+
 def read_config(path: str | os.PathLike) -> dict[str, Any]:
     """The validated ``config.json`` of a checkpoint folder (as a dict)."""
     directory = user_path(path)
@@ -246,6 +249,11 @@ def read_config(path: str | os.PathLike) -> dict[str, Any]:
         raise CheckpointError(f"{cfg_path} has format {version}; this sigformer reads up to "
                               f"{FORMAT_VERSION}: upgrade sigformer")
     if version == 1:  # earlier releases: model, kwargs, extra, sigformer_version only
+        later = sorted(set(config) - _FORMAT_1_FIELDS)
+        if later:  # format 1 has no checksums: lowering the version must not skip them
+            raise CheckpointError(f"{cfg_path} says format_version 1 but holds the format-2 "
+                                  f"fields {later}, which no format-1 checkpoint has (an "
+                                  f"edited config?); re-save the model from its source")
         config = {**config, "format": "sigformer-bundle"}
     try:
         BundleConfig.model_validate(config)

@@ -183,6 +183,19 @@ def test_format_1_checkpoints_still_load_with_a_warning(tmp_path):
         load_checkpoint(path)
 
 
+def test_a_bundle_edited_down_to_format_1_is_refused(tmp_path):
+    # format 1 has no checksums: claiming it must not skip the weights' or labels' checks
+    path = _eeg_bundle([]).save(tmp_path / "b")
+    config = json.loads((path / "config.json").read_text())
+    config.pop("files")
+    config["format_version"] = 1
+    config["head"]["labels"] = ["right", "left"]
+    (path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match=r"format_version 1 but holds the format-2 "
+                                              r"fields \[.*'head'.*'task'"):
+        Bundle.load(path)
+
+
 def _edit_labels(path: Path, labels: list[str]) -> None:
     config = json.loads((path / "config.json").read_text())
     config["head"]["labels"] = labels
