@@ -456,3 +456,24 @@ def test_unusable_files_are_refused(tmp_path):
         read_official_checkpoint(tmp_path, "deftan2")
     with pytest.raises(FileNotFoundError):
         read_official_checkpoint(tmp_path / "absent.pt", "deftan2")
+
+
+@needs_fixtures
+def test_official_tfm_codebook_survives_training_with_kmeans_init():
+    # a k-means quantizer starts uninitialised and would replace the release's codebook
+    # with k-means of the first training batch
+    fx = fixture("tfm_tokenizer")
+    model = fx.build(codebook_init="kmeans")
+    assert model.quantizer.initted.item() == 0
+    load_official(model, fx.official, "tfm_tokenizer")
+    assert model.quantizer.initted.item() == 1
+    # one training step moves the loaded codebook by its EMA update only, as for a model
+    # built with the uniform init (initialised from the start)
+    plain = fx.build(codebook_init="uniform")
+    load_official(plain, fx.official, "tfm_tokenizer")
+    z = torch.randn(4, 16, model.quantizer.codebook.shape[1])
+    for m in (model, plain):
+        m.train()
+        with torch.no_grad():
+            m.quantizer(z)
+    torch.testing.assert_close(model.quantizer.codebook, plain.quantizer.codebook)

@@ -139,7 +139,8 @@ def _tfm_tokenizer() -> ConversionRules:
             (r"^quantizer\.ema_w$", "quantizer.embed_sum"),
         ),
         sigformer_only={
-            r"quantizer\.initted": "1.0 for init='uniform': the release has no k-means flag",
+            r"quantizer\.initted": "set to 1: the release's codebook is trained (a k-means "
+                                   "init at the first training step would overwrite it)",
             r"quantizer\.usage": "codebook usage statistics since reset_usage()",
         },
     )
@@ -510,6 +511,16 @@ def _absent_modules(model: nn.Module, rules: ConversionRules) -> frozenset[str]:
     return frozenset(n for n in names if not hasattr(model, n))
 
 
+def _mark_loaded_codebooks_initialised(model: nn.Module, loaded: list[str]) -> None:
+    """A quantizer built with ``codebook_init="kmeans"`` starts uninitialised and would run
+    k-means over the first training batch, replacing the codebook just loaded."""
+    buffers = dict(model.named_buffers()) | dict(model.named_parameters())
+    for key in loaded:
+        if key.endswith("codebook") and (flag := buffers.get(key[:-len("codebook")] + "initted")) \
+                is not None:
+            flag.data.fill_(1.0)
+
+
 def load_official(model: nn.Module, path_or_state: str | Path | Mapping[str, Tensor],
                   model_name: str, strict: bool = True) -> LoadReport:
     """Load an official checkpoint (a path, see :func:`read_official_checkpoint`, or a state
@@ -535,6 +546,7 @@ def load_official(model: nn.Module, path_or_state: str | Path | Mapping[str, Ten
                               f"wrong model, preset or file (nothing was loaded):\n{report}")
     fitting = {k: conversion.state[k] for k in report.loaded}
     model.load_state_dict(fitting, strict=False)
+    _mark_loaded_codebooks_initialised(model, report.loaded)
     if not report.ok:
         from .weights import PretrainedLoadWarning
 
