@@ -72,6 +72,8 @@ class Bundle:
             self.model_spec = self.input_spec.through(self.build_chain())
         if self.task == "classify" and not self.labels:
             raise CheckpointError("a classification bundle needs its label names")
+        if self.task == "classify":
+            _check_labels_fit_outputs(self.model, self.labels)
 
     # --- the chain --------------------------------------------------------------------------
 
@@ -305,6 +307,28 @@ def _spec_field(config: dict[str, Any], key: str, path) -> SignalSpec | None:
         return SignalSpec.from_dict(value)
     except (SpecError, TypeError, ValueError) as err:
         raise CheckpointError(f"{Path(path) / CONFIG_FILE}: {key}: {err}") from None
+
+
+def _output_size(model: nn.Module) -> int | None:
+    """The classifier's number of outputs where the model says it (``n_outputs``, also on a
+    wrapped ``encoder``); None where it does not."""
+    for part in (model, getattr(model, "encoder", None)):
+        size = getattr(part, "n_outputs", None)
+        if isinstance(size, int) and not isinstance(size, bool):
+            return size
+    return None
+
+
+def _check_labels_fit_outputs(model: nn.Module, labels: Sequence[str]) -> None:
+    size = _output_size(model)
+    if size is None:
+        return
+    classes = 2 if size == 1 else size  # one output: a binary logit (sigmoid)
+    if len(labels) != classes:
+        raise CheckpointError(f"{len(labels)} label names {list(labels)[:5]}"
+                              f"{'...' if len(labels) > 5 else ''} for a model with {size} "
+                              f"output{'s' if size != 1 else ''} ({classes} classes): the "
+                              "labels must name the model's outputs, in order")
 
 
 def class_probabilities(logits: torch.Tensor) -> torch.Tensor:

@@ -594,3 +594,18 @@ def test_dot_slash_loads_the_local_folder_not_the_same_named_catalogue_bundle(
         assert all(torch.equal(a, b) for a, b in zip(
             type(local).from_pretrained(source).state_dict().values(),
             local.state_dict().values()))
+
+
+def test_label_names_must_match_the_models_outputs():
+    spec = SignalSpec.iq(1.0, 128)
+    model = create_model("kd_cnn", n_outputs=11)
+    for labels in ([f"c{i}" for i in range(13)], ["a", "b", "c"]):
+        with pytest.raises(CheckpointError, match=rf"{len(labels)} label names .* with 11 "
+                                                  r"outputs \(11 classes\)"):
+            Bundle(model=model, task="classify", input_spec=spec, labels=labels)
+    Bundle(model=model, task="classify", input_spec=spec, labels=[f"c{i}" for i in range(11)])
+    # one output is a binary logit: two names
+    binary = create_model("kd_cnn", n_outputs=1)
+    Bundle(model=binary, task="classify", input_spec=spec, labels=["no", "yes"])
+    with pytest.raises(CheckpointError, match="1 output \\(2 classes\\)"):
+        Bundle(model=binary, task="classify", input_spec=spec, labels=["a", "b", "c"])
