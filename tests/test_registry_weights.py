@@ -66,3 +66,16 @@ def test_other_n_outputs_loads_the_body_and_swaps_the_head(small_clst, tmp_path)
     again = create_model("clst", weights=model.save_pretrained(tmp_path / "three"))
     assert again.sigformer_config["kwargs"]["n_outputs"] == 3 and _same_weights(again, model)
     assert create_model("clst", weights=small_clst, n_outputs=5).pretrained_report_.notes == []
+
+
+def test_weights_whose_kwargs_record_a_preset_load(tmp_path):
+    from sigformer.checkpoint import load_checkpoint, save_checkpoint
+    from sigformer.models import create_model
+
+    model = create_model("vtcnn2", "paper")
+    folder = save_checkpoint(tmp_path / "pb", model, kwargs={"preset": "paper"})
+    loaded = create_model("vtcnn2", weights=folder)
+    reference, _ = load_checkpoint(folder)
+    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(),
+                                                 reference.state_dict().values()))
+    assert create_model("vtcnn2", "paper", weights=folder) is not None

@@ -25,6 +25,7 @@ from __future__ import annotations
 import pickle
 import re
 import warnings
+import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -562,33 +563,71 @@ def read_official_checkpoint(path: str | Path, model_name: str) -> dict[str, Ten
     ``weights_only=True`` only; ``state_dict``/``model``/``model_state_dict``/``net``
     containers are unwrapped) or MossFormer's release folder (``encoder.bin``,
     ``decoder.bin``, ``masknet.bin``)."""
-    rules_for(model_name)  # refuse unknown models before touching the file
     path = Path(path)
+    _refuse_a_bundles_own_weights(path, model_name)
+    rules_for(model_name)  # refuse unknown models before touching the file
     if path.is_dir():
         return _read_release_folder(path, model_name)
     if not path.is_file():
         raise FileNotFoundError(f"official checkpoint {path} does not exist")
     if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
-        return load_file(str(path))
+        try:
+            return load_file(str(path))
+        except SafetensorError as err:
+            raise ConversionError(f"{path} is truncated or corrupt ({path.stat().st_size:,} "
+                                  f"bytes; safetensors: {err})") from None
     if path.suffix in TORCH_SUFFIXES:
         return _unwrap_container(_torch_load(path), path)
     raise ConversionError(f"unsupported checkpoint file {path.name!r}: expected .safetensors "
                           f"or one of {list(TORCH_SUFFIXES)}")
 
 
+def _refuse_a_bundles_own_weights(path: Path, model_name: str) -> None:
+    """A sigformer folder's ``model.safetensors`` is not an official checkpoint: its keys
+    are sigformer's, and the folder (with its config and checksums) is what loads it."""
+    if path.name == "model.safetensors" and (path.parent / "config.json").is_file():
+        raise ConversionError(f"{path} is the weights file of a sigformer bundle, not an "
+                              f"official checkpoint: load the folder, create_model("
+                              f"{model_name!r}, weights={str(path.parent)!r}) or "
+                              f"from_pretrained({str(path.parent)!r})")
+
+
 def _torch_load(path: Path) -> object:
+    size = path.stat().st_size
+    if size == 0:
+        raise ConversionError(f"{path} is empty (0 bytes): an interrupted download or copy?")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, AttributeError) as err:
-        raise ConversionError(
-            f"{path} cannot be read with torch.load(weights_only=True): it holds pickled "
-            "objects beyond tensors (e.g. a whole model saved with torch.save(model)). "
-            "sigformer never unpickles arbitrary code; re-save it as "
-            "torch.save(model.state_dict(), path) in the official environment. "
-            f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})"
-        ) from err
+    except (EOFError, zipfile.BadZipFile) as err:
+        raise ConversionError(f"{path} is truncated or corrupt ({size:,} bytes; "
+                              f"{type(err).__name__}: {err})") from None
+    except RuntimeError as err:
+        if _looks_truncated(err):
+            raise ConversionError(f"{path} is truncated or corrupt ({size:,} bytes; "
+                                  f"{str(err).splitlines()[0].split('. This is')[0]})"
+                                  ) from None
+        raise _pickled_objects_error(path, err) from err
+    except (pickle.UnpicklingError, AttributeError) as err:
+        raise _pickled_objects_error(path, err) from err
+
+
+def _looks_truncated(err: RuntimeError) -> bool:
+    # torch's zip reader on a cut file: "PytorchStreamReader failed reading zip archive:
+    # failed finding central directory" (or "...reading file data/0")
+    text = str(err)
+    return "PytorchStreamReader" in text or "central directory" in text
+
+
+def _pickled_objects_error(path: Path, err: Exception) -> ConversionError:
+    return ConversionError(
+        f"{path} cannot be read with torch.load(weights_only=True): it holds pickled "
+        "objects beyond tensors (e.g. a whole model saved with torch.save(model)). "
+        "sigformer never unpickles arbitrary code; re-save it as "
+        "torch.save(model.state_dict(), path) in the official environment. "
+        f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})")
 
 
 def _unwrap_container(obj: object, path: Path) -> dict[str, Tensor]:

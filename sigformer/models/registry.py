@@ -276,6 +276,9 @@ def create_model(name: str, preset: str | None = None, *, spec=None, weights=Non
         from .weights import bundle_model_kwargs
 
         recorded = bundle_model_kwargs(weights, name)
+        if recorded is not None and "preset" in recorded:  # a recorded preset: expand it
+            rest = {k: v for k, v in recorded.items() if k != "preset"}
+            recorded = resolve_kwargs(name, recorded["preset"], **rest)
         if recorded is not None:
             if preset is not None:
                 _check_preset_agrees(name, preset, recorded, weights, explicit=kwargs)

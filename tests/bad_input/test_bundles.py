@@ -12,6 +12,7 @@ from badinput import Catalogue, check
 
 from sigformer.bundle import Bundle
 from sigformer.checkpoint import CheckpointError, load_checkpoint
+from sigformer.models.convert import ConversionError
 from sigformer.validation import SignalError
 
 CASES = Catalogue("bundles")
@@ -357,6 +358,59 @@ def _(ctx):
     from sigformer.streaming.app import OnlineSettings, build_online
 
     build_online("amr-clst-modgen", OnlineSettings(samples_per_symbol=8.0))
+
+
+@case("format-1-downgrade", "a bundle's config edited to claim format 1 (no checksums)",
+      CheckpointError, r"says format_version 1 but holds the format-2 fields",
+      r"which no format-1 checkpoint has", before="silent")
+def _(ctx):
+    def downgrade(config):
+        config.pop("files")
+        config["format_version"] = 1
+
+    Bundle.load(_edit_config(ctx.copy_bundle(), downgrade))
+
+
+@case("labels-outputs-mismatch", "13 label names for a classifier with 11 outputs",
+      CheckpointError, r"13 label names", r"must name the model's outputs, in order",
+      before="silent")
+def _(ctx):
+    from sigformer.models import create_model
+    from sigformer.spec import SignalSpec
+
+    Bundle(model=create_model("kd_cnn", n_outputs=11), task="classify",
+           input_spec=SignalSpec.iq(1.0, 128), labels=[f"c{i}" for i in range(13)])
+
+
+@case("official-checkpoint-truncated", "an official .pt checkpoint cut in half",
+      ConversionError, r"is truncated or corrupt \(", r"bytes", before="unclear")
+def _(ctx):
+    import torch
+
+    from sigformer.models import create_model
+
+    path = ctx.tmp / "official.pt"
+    torch.save(create_model("ofdm_linear").state_dict(), path)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    create_model("adafortitran", "small", weights=path)
+
+
+@case("official-checkpoint-empty", "an empty official .pt checkpoint (0 bytes)",
+      ConversionError, r"is empty \(0 bytes\)", r"interrupted download or copy", before="crash")
+def _(ctx):
+    from sigformer.models import create_model
+
+    (ctx.tmp / "empty.pt").write_bytes(b"")
+    create_model("adafortitran", "small", weights=ctx.tmp / "empty.pt")
+
+
+@case("bundle-weights-as-official", "a bundle's model.safetensors given as official weights",
+      ConversionError, r"is the weights file of a sigformer bundle", r"load the folder",
+      before="unclear")
+def _(ctx):
+    from sigformer.models import create_model
+
+    create_model("kd_cnn", weights=ctx.copy_bundle("iq_bundle") / "model.safetensors")
 
 
 @pytest.mark.parametrize("case", CASES.params())
