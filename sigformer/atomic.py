@@ -65,6 +65,13 @@ def _written_by_sigformer(folder: Path, names: set[str]) -> bool:
                                          or "sigformer_version" in config)
 
 
+# what sigformer's training scripts and recipes write beside a checkpoint's own files
+TRAINING_SIDE_FILES = frozenset({
+    "train_report.json", "trainer_state.json", "optimizer.safetensors", "trainer.json",
+    "trainer.safetensors", "history.json", "train_state.pt", "report.json", "summary.json",
+    "latest.json"})
+
+
 def _files_not_in_the_checkpoint(folder: Path, names: set[str]) -> set[str]:
     """For a checkpoint / bundle folder (``config.json`` listing its ``files``): the names in
     it that sigformer did not write there (the user's notes or results); empty otherwise."""
@@ -77,7 +84,7 @@ def _files_not_in_the_checkpoint(folder: Path, names: set[str]) -> set[str]:
     if not isinstance(files, dict):
         return set()
     ours = {"config.json", "MODEL_CARD.md"} | {Path(f).parts[0] for f in files if Path(f).parts}
-    return names - ours
+    return names - ours - TRAINING_SIDE_FILES
 
 
 def check_replaceable(final: str | os.PathLike) -> None:
