@@ -148,7 +148,8 @@ def as_trials(X) -> tuple[np.ndarray, dict[str, Any]]:
 
     Accepts numpy arrays (used as given), :class:`sigformer.Epochs` and ``mne.Epochs``; both
     kinds of epochs are converted to microvolts from their unit (volts by default), as
-    braindecode does. A 2-D array is read as single-channel trials ``(n_trials, n_times)``.
+    braindecode does, and give their data channels only (no stim, EOG, ECG, EMG or misc
+    channels, as MNE's ``picks="data"``). A 2-D array is read as single-channel trials ``(n_trials, n_times)``.
     Epochs also give ``info["channels"]`` (their ChannelSet, sigformer) or ``info["chs_info"]``
     (MNE's channel dicts); :func:`chs_info_of` turns either into braindecode's ``chs_info``.
     """
@@ -161,11 +162,7 @@ def as_trials(X) -> tuple[np.ndarray, dict[str, Any]]:
     if sp.issparse(X):
         raise TypeError("sparse input is not supported: signal trials must be a dense array")
     if isinstance(X, Epochs):
-        # the ChannelSet, not its chs_info: building MNE dicts is only worth it in fit
-        info = {"sfreq": X.sfreq, "ch_names": list(X.channels), "channels": X.channels}
-        # sigformer Epochs hold volts like MNE's: the same trials must reach the model in the
-        # same unit whichever container carries them
-        X = X.data * TO_MICROVOLTS.get(X.unit, 1.0)
+        X, info = _sigformer_trials(X)
     elif _is_mne_epochs(X):
         X, info = _mne_trials(X)
     X = np.asarray(X)
@@ -185,6 +182,38 @@ def as_trials(X) -> tuple[np.ndarray, dict[str, Any]]:
     if X.ndim == 2:
         X = X[:, None, :]
     return X.astype(np.float32, copy=False), info
+
+
+# sigformer channel types that are model input, as MNE's picks="data": stim, EOG, ECG and EMG
+# channels never are; misc only when no channel is of these types (misc stands for the types
+# sigformer does not name: MEG or fNIRS read through MNE, an XDF stream not typed EEG)
+DATA_CHANNEL_TYPES = ("eeg", "seeg", "ecog", "mic", "iq", "antenna")
+
+
+def _data_channels(epochs: Epochs) -> list[str]:
+    """The channels of sigformer Epochs that reach the model (see DATA_CHANNEL_TYPES)."""
+    channels = epochs.channels
+    for kept in (DATA_CHANNEL_TYPES, ("misc",)):
+        names = [n for n, t in zip(channels.names, channels.types) if t in kept]
+        if names:
+            return names
+    raise SignalError(f"the Epochs have no data channels (EEG, sEEG, ECoG, ...): channel "
+                      f"types {sorted(set(channels.types))}; give the signal channels a data "
+                      f"type (ChannelSet(names, types)) or pass epochs.data")
+
+
+def _sigformer_trials(epochs: Epochs) -> tuple[np.ndarray, dict[str, Any]]:
+    """Trials in microvolts and channel info from sigformer Epochs: their data channels only,
+    as for mne.Epochs (a trigger channel's value at the onset is the label itself)."""
+    names = _data_channels(epochs)
+    channels = epochs.channels.pick(names)
+    data = epochs.data if len(names) == len(epochs.channels) else \
+        epochs.data[:, epochs.channels.indices(names)]
+    # the ChannelSet, not its chs_info: building MNE dicts is only worth it in fit
+    info = {"sfreq": epochs.sfreq, "ch_names": list(channels), "channels": channels}
+    # sigformer Epochs hold volts like MNE's: the same trials must reach the model in the
+    # same unit whichever container carries them
+    return data * TO_MICROVOLTS.get(epochs.unit, 1.0), info
 
 
 def _is_mne_epochs(X) -> bool:
@@ -392,6 +421,19 @@ class SignalClassifier(ClassifierMixin, BaseEstimator):
                              f"weight}}, got {self.class_weight!r}")
         build_augmentations(self.augmentation, sfreq=1.0)  # names and parameters
 
+    def _check_augmentation_rate(self, sfreq: float | None) -> None:
+        """Refuse, before any model is built, a frequency shift that has no sampling rate:
+        plain arrays carry none, and the estimator takes no ``sfreq``."""
+        if sfreq:
+            return
+        for spec in to_specs(self.augmentation) or []:
+            if spec.get("name") == "frequency_shift" and not spec.get("sfreq"):
+                raise ValueError(
+                    "augmentation 'frequency_shift' needs the sampling rate, and these trials "
+                    "carry none (a plain array): give it in the augmentation, "
+                    "{'name': 'frequency_shift', 'sfreq': <Hz>}, or fit on sigformer or mne "
+                    "Epochs, which carry their rate")
+
     def _check_split(self, y_idx: np.ndarray, n_classes: int) -> int:
         """Size of the stratified validation split, refused when a class would be missing
         (checked before any model is built)."""
@@ -499,6 +541,7 @@ class SignalClassifier(ClassifierMixin, BaseEstimator):
         if len(classes) < 2:
             raise SignalError(f"y has 1 class ({classes[0]!r}); a classifier needs at least 2")
         y_idx = encoder.transform(y)
+        self._check_augmentation_rate(info.get("sfreq"))
         if self.validation_split:  # before any model is built or trained
             self._check_split(y_idx, len(classes))
         # built here, assigned to self only at the end (see the docstring)
@@ -523,6 +566,8 @@ class SignalClassifier(ClassifierMixin, BaseEstimator):
 
         stage = unsupervised_stage(module)  # e.g. TFM tokenizer + MTP pretraining
         if stage is not None:
+            # the stage draws its seed from the global generator: seeded here by random_state
+            seed_everything(self._seed)
             stage(X)
         history = self._train(module, X, y_idx, self.max_epochs, self.lr, classes=classes,
                               sfreq=fitted["sfreq_"], warm_start=True)

@@ -100,16 +100,42 @@ class Recording:
         return Recording(self.data[idx], self.sfreq, self.channels.pick(names),
                          list(self.annotations), unit=self.unit)
 
+    @property
+    def stim_channels(self) -> list[str]:
+        """Names of the trigger (``stim``) channels, e.g. a FIF file's ``STI 014``."""
+        return [n for n, t in zip(self.channels.names, self.channels.types) if t == "stim"]
+
+    def stim_annotations(self) -> list[Annotation]:
+        """Annotations from the stim channels: one where a channel turns to a new non-zero
+        value (as ``mne.find_events(consecutive=True)``), described by the value."""
+        annotations = [a for name in self.stim_channels for a in _trigger_annotations(
+            self.data[self.channels.index(name)].real, self.sfreq)]
+        return sorted(annotations, key=lambda a: a.onset)
+
+    def annotations_from_stim(self) -> Recording:
+        """A copy whose annotations are the stim channels' events (added to any it has)."""
+        merged = sorted([*self.annotations, *self.stim_annotations()], key=lambda a: a.onset)
+        return self.copy(annotations=merged)
+
     # --- MNE interop --------------------------------------------------------------------
     @classmethod
-    def from_mne(cls, raw) -> Recording:
-        """From an ``mne.io.Raw`` (volts, as MNE stores them; no rescaling)."""
+    def from_mne(cls, raw, *, stim_events: bool = False) -> Recording:
+        """From an ``mne.io.Raw`` (volts, as MNE stores them; no rescaling).
+
+        ``stim_events=True`` (what ``read_recording`` does): a Raw without annotations but
+        with stim channels (a FIF file's ``STI 014``) gets its trigger events as annotations
+        (:meth:`stim_annotations`), so ``epochs()`` can cut them. Off by default, so that a
+        Raw passed through a stage comes back with the annotations it had. The stim channels
+        stay in the recording either way (estimators leave them out)."""
         # MNE onsets count from sample 0 of the acquisition, not from the first sample kept
         # (a cropped Raw), with or without a measurement date (orig_time)
         shift = raw.first_time
         ann = [Annotation(float(a["onset"]) - shift, float(a["duration"]), str(a["description"]))
                for a in raw.annotations]
-        return cls(raw.get_data(), raw.info["sfreq"], ChannelSet.from_mne_info(raw.info), ann)
+        rec = cls(raw.get_data(), raw.info["sfreq"], ChannelSet.from_mne_info(raw.info), ann)
+        if stim_events and not ann and rec.stim_channels:
+            rec.annotations = rec.stim_annotations()
+        return rec
 
     def to_mne(self):
         """An ``mne.io.RawArray``; data not in volts are refused (MNE assumes volts)."""
@@ -140,7 +166,7 @@ class Recording:
             raise ValueError(f"on_missing must be 'warn', 'raise' or 'ignore', got "
                              f"{on_missing!r}")
         if not self.annotations:
-            raise SignalError("the recording has no annotations to cut epochs from")
+            raise SignalError(self._no_annotations_message())
         descriptions = sorted({a.description for a in self.annotations})
         if event_id is None:
             event_id = {d: i for i, d in enumerate(descriptions)}
@@ -174,6 +200,31 @@ class Recording:
             raise SignalError("no epoch fits inside the recording with this tmin/tmax")
         return Epochs(np.stack(trials), np.asarray(labels), self.sfreq, self.channels,
                       dict(event_id), tmin=tmin, onsets=np.asarray(onsets), unit=self.unit)
+
+    def _no_annotations_message(self) -> str:
+        """Why epochs cannot be cut, naming the stim channels that could give the events."""
+        message = "the recording has no annotations to cut epochs from"
+        stim = self.stim_channels
+        if not stim:
+            return message
+        if not self.stim_annotations():
+            return f"{message}; its stim channel(s) {stim} hold no trigger events (all zero)"
+        return (f"{message}, but its stim channel(s) {stim} hold trigger events: "
+                f"rec.annotations_from_stim() turns them into annotations (as "
+                f"mne.find_events; read_recording and Recording.from_mne(raw, "
+                f"stim_events=True) do it for a file or Raw without annotations)")
+
+
+def _trigger_annotations(values: np.ndarray, sfreq: float) -> list[Annotation]:
+    """One annotation where a trigger channel turns to a new non-zero value (a trigger held
+    for several samples is one event), described by the value (an int when whole)."""
+    previous = np.concatenate([[0.0], values[:-1]])
+    onsets = np.flatnonzero((values != previous) & (values != 0) & np.isfinite(values))
+    return [Annotation(i / sfreq, 0.0, _event_name(float(values[i]))) for i in onsets]
+
+
+def _event_name(value: float) -> str:
+    return str(int(value)) if value.is_integer() else f"{value:g}"
 
 
 def _check_volts(unit: str, what: str) -> None:

@@ -10,8 +10,13 @@ One row per sample; columns are a timestamp, channels and optional marker column
   (Muse: to milliseconds, so neighbouring differences are 3 or 4 ms at 256 Hz) and sometimes
   step backwards, so the rate is the median slope over long spans (a twentieth of the file),
   snapped to a nominal rate (256, 250, 500 Hz, ...) when within 1%. Timestamps in
-  milliseconds, microseconds or nanoseconds are recognised (no EEG runs below 2 Hz) and named
-  in a warning. The time base is then the sample index / rate, never the raw timestamps.
+  milliseconds, microseconds or nanoseconds are recognised (the unit whose rate is nominal,
+  else the first giving >= 20 Hz) and named in a warning; a rate that could be either unit
+  (3 Hz in seconds or 3 kHz in milliseconds) is refused: give ``sfreq=``. The time base is
+  then the sample index / rate, never the raw timestamps.
+* A last row cut short (the recording stopped mid-write) is left out with a warning; missing
+  cells inside the file are errors. OpenBCI GUI ``OpenBCI-RAW-*.txt`` files are such tables
+  (``read_recording`` recognises them by their ``%OpenBCI`` header).
 * Marker columns (``Marker``, ``Marker0``, ``event``, ``trigger``, ``stim``, OpenBCI's
   ``Marker Channel``) become annotations at the samples where they turn to a non-zero value
   (a trigger held for several samples is one event; description: the value, or
@@ -42,9 +47,12 @@ MARKER_COLUMN = re.compile(r"^(markers?|events?|triggers?|stim)\d*$|^marker[ _]?
 AUX_COLUMN = re.compile(r"aux|accel|gyro|other|analog|digital|battery|sample[ _]?index|"
                         r"packet|counter|formatted", re.I)
 UNUSED_COLUMN = re.compile(r"^not[ _]?used$", re.I)  # OpenBCI GUI placeholders, often twice
-# timestamps in ms, us or ns give a period of thousands of "seconds" per sample: no EEG
-# runs below this rate, so a lower estimate is read in the next smaller unit (with a warning)
-MIN_PLAUSIBLE_RATE = 2.0
+# timestamps in ms, us or ns give a period of thousands of "seconds" per sample. A reading that
+# snaps to a nominal rate names the unit; else the first unit giving at least MIN_PLAUSIBLE_RATE
+# wins, unless a smaller unit gave a rate between MIN_RATE and it (2 kHz in ms reads as 2 Hz in
+# seconds, a slow non-EEG sensor as kHz in ms): that is ambiguous and refused (give sfreq=)
+MIN_PLAUSIBLE_RATE = 20.0
+MIN_RATE = 2.0  # below this, no recording: the next smaller unit is meant
 TIME_UNITS = ((1.0, "seconds"), (1e3, "milliseconds"), (1e6, "microseconds"),
               (1e9, "nanoseconds"))
 UNIT_SCALE = {"V": 1.0, "mV": 1e-3, "uV": 1e-6}
@@ -54,8 +62,9 @@ def estimate_sfreq(timestamps: np.ndarray, *, snap: bool = True) -> float:
     """Sampling rate from (rounded, jittered) per-sample timestamps in seconds.
 
     The median over all long spans ``(t[i + L] - t[i]) / L`` with ``L = n // 20`` ignores
-    rounding (its error shrinks as 1/L) and a few backward steps; milliseconds are
-    recognised by an implausibly low rate. Snapped to :data:`NOMINAL_RATES` within 1%.
+    rounding (its error shrinks as 1/L) and a few backward steps; milliseconds etc. are
+    recognised by a nominal or plausible rate (:func:`_in_seconds`). Snapped to
+    :data:`NOMINAL_RATES` within 1%.
     """
     t = np.asarray(timestamps, dtype=float)
     t = t[np.isfinite(t)]
@@ -67,23 +76,42 @@ def estimate_sfreq(timestamps: np.ndarray, *, snap: bool = True) -> float:
         raise DataError("timestamps do not increase over long spans (median slope "
                         f"{period:g} s/sample): give sfreq= explicitly")
     rate = _in_seconds(1.0 / period)
-    if snap:
-        nearest = min(NOMINAL_RATES, key=lambda nominal: abs(nominal - rate))
-        if abs(nearest - rate) <= SNAP_TOLERANCE * nearest:
-            return nearest
+    if snap and _snaps(rate):
+        return min(NOMINAL_RATES, key=lambda nominal: abs(nominal - rate))
     return rate
 
 
 def _in_seconds(rate: float) -> float:
-    """``rate`` (per timestamp unit) per second: timestamps in ms / us / ns are recognised by
-    an implausibly low rate in seconds, with a warning that names the unit assumed."""
-    for factor, unit in TIME_UNITS:
-        if rate * factor >= MIN_PLAUSIBLE_RATE:
-            if factor > 1:
-                warnings.warn(f"the timestamps step {1 / rate:g} units per sample: read as "
-                              f"{unit} ({rate * factor:g} Hz); pass sfreq= if they are not",
-                              DataWarning, stacklevel=4)
-            return rate * factor
+    """``rate`` (per timestamp unit) per second: the unit whose rate snaps to a nominal one,
+    else the first giving a plausible rate (see MIN_PLAUSIBLE_RATE); a unit other than
+    seconds is named in a warning, an ambiguous reading is refused."""
+    readings = [(rate * factor, unit) for factor, unit in TIME_UNITS]
+    chosen = next(((hz, unit) for hz, unit in readings if _snaps(hz)), None) or \
+        _plausible_reading(rate, readings)
+    hz, unit = chosen
+    if unit != "seconds":
+        warnings.warn(f"the timestamps step {1 / rate:g} units per sample: read as {unit} "
+                      f"({hz:g} Hz); pass sfreq= if they are not", DataWarning, stacklevel=4)
+    return hz
+
+
+def _snaps(rate: float) -> bool:
+    nearest = min(NOMINAL_RATES, key=lambda nominal: abs(nominal - rate))
+    return abs(nearest - rate) <= SNAP_TOLERANCE * nearest
+
+
+def _plausible_reading(rate: float, readings: list[tuple[float, str]]) -> tuple[float, str]:
+    """The first reading of at least MIN_PLAUSIBLE_RATE, refused when a smaller unit already
+    gave a possible (>= MIN_RATE) rate: then which unit is meant cannot be told."""
+    for i, (hz, unit) in enumerate(readings):
+        if hz >= MIN_PLAUSIBLE_RATE:
+            if i and readings[i - 1][0] >= MIN_RATE:
+                low, low_unit = readings[i - 1]
+                raise DataError(
+                    f"the timestamps step {1 / rate:g} units per sample: {low:g} Hz if they "
+                    f"are {low_unit}, {hz:g} Hz if {unit}, and neither is a nominal rate; "
+                    f"give sfreq= explicitly")
+            return hz, unit
     raise DataError(f"the timestamps step {1 / rate:g} units per sample, too slow for EEG "
                     f"even in nanoseconds: give sfreq= explicitly")
 
@@ -102,9 +130,34 @@ def _read_rows(path: Path) -> tuple[list[str], list[list[str]], list[str]]:
     delimiter = "\t" if lines[0].count("\t") > lines[0].count(",") else ","
     rows = list(csv.reader(lines, delimiter=delimiter))
     header = [h.strip() for h in rows[0]]
-    if all(_is_number(h) for h in header):
-        raise DataError(f"{path} has no header row: the first line must name the columns")
-    return header, [[v.strip() for v in r] for r in rows[1:]], comments
+    _check_header(path, header)
+    return header, _complete_rows(path, [[v.strip() for v in r] for r in rows[1:]]), comments
+
+
+def _check_header(path: Path, header: list[str]) -> None:
+    """Refuse a first line that is data, not column names: all numbers, or mostly numbers
+    with fractions among them (an OpenBCI GUI v4 file starts with samples, time strings
+    among them); whole numbers alone can be channel names ('time,1,2,3')."""
+    filled = [h for h in header if h]
+    numbers = [h for h in filled if _is_number(h)]
+    fractional = any("." in h or "e" in h.lower() for h in numbers)
+    if len(numbers) == len(header) or (fractional and len(numbers) * 2 > len(filled)):
+        raise DataError(f"{path} has no header row: its first line is data ({len(numbers)} of "
+                        f"{len(filled)} cells are numbers), not column names. Add a first "
+                        f"line naming the columns (e.g. 'timestamps,TP9,AF7,AF8,TP10'); then "
+                        f"channels= picks the channel columns, and sfreq= gives the rate when "
+                        f"there is no timestamp column or '%Sample Rate' comment")
+
+
+def _complete_rows(path: Path, rows: list[list[str]]) -> list[list[str]]:
+    """Drop a last row shorter than the one before it (a recording stopped mid-write), with
+    a warning; a short row inside the file stays and is reported as missing cells."""
+    if len(rows) < 2 or len(rows[-1]) >= len(rows[-2]):
+        return rows
+    warnings.warn(f"{path.name}: the last row has {len(rows[-1])} cells, the rows before it "
+                  f"{len(rows[-2])} (the recording stopped mid-row?); it is left out",
+                  DataWarning, stacklevel=4)
+    return rows[:-1]
 
 
 def _is_number(text: str) -> bool:
@@ -304,10 +357,19 @@ def _unit_scale(path: Path, unit: str, data: np.ndarray) -> float:
         unit = guessed
     if unit not in UNIT_SCALE:
         raise DataError(f"unit must be one of {sorted(UNIT_SCALE)} or 'auto', got {unit!r}")
-    guessed = detect_scale(data)
-    if guessed not in ("unknown", unit):  # e.g. unit="V" on a Muse file's microvolts
-        warnings.warn(f"{path.name}: read as unit={unit!r}, but the amplitude looks like "
-                      f"{guessed!r} (EEG is ~10 uV, ~1e-5 V): if the file is in {guessed}, pass "
-                      f"unit={guessed!r} (or unit='auto'), else the volts are off by the "
-                      f"factor between the units", DataWarning, stacklevel=3)
+    warn_if_amplitude_contradicts(path, unit, data, stacklevel=4)
     return UNIT_SCALE[unit]
+
+
+def warn_if_amplitude_contradicts(path: Path, unit: str, data: np.ndarray, source: str = "",
+                                  stacklevel: int = 3) -> None:
+    """A :class:`DataWarning` when the amplitude (:func:`detect_scale`) says another unit than
+    ``unit``, which ``source`` may say where it came from (e.g. a stream's channel metadata):
+    a Muse file's microvolts read as volts, volts that a stream declares as microvolts."""
+    guessed = detect_scale(data)
+    if guessed in ("unknown", unit):
+        return
+    warnings.warn(f"{path.name}: read as unit={unit!r}{source}, but the amplitude looks like "
+                  f"{guessed!r} (EEG is ~10 uV, ~1e-5 V): if the file is in {guessed}, pass "
+                  f"unit={guessed!r}, else the volts are off by the factor between the units",
+                  DataWarning, stacklevel=stacklevel)

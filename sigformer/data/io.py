@@ -23,6 +23,7 @@ TABLE_FORMATS = (".csv", ".tsv")
 FORMATS = (*sorted(READERS), *TABLE_FORMATS, ".xdf")
 # First bytes of each binary format: a renamed file is recognised, not called truncated.
 MAGIC = {".edf": b"0       ", ".bdf": b"\xffBIOSEMI", ".gdf": b"GDF", ".xdf": b"XDF:"}
+OPENBCI_SNIFF_LINES = 5  # the '%OpenBCI Raw EEG Data' line opens the GUI's comment header
 CLIPPING_FRACTION = 0.001  # warn when more than 0.1% of a channel's samples sit at a limit
 UNIT_FACTORS = {"uv": 1e-6, "µv": 1e-6, "μv": 1e-6, "mv": 1e-3, "v": 1.0, "nv": 1e-9}
 
@@ -234,17 +235,44 @@ def read_raw(path, *, clipping: str = "warn") -> object:
     return raw
 
 
+def is_openbci_text(path: Path) -> bool:
+    """Whether ``path`` is an OpenBCI GUI recording (``OpenBCI-RAW-*.txt``): a CSV table
+    whose comment header starts with ``%OpenBCI``."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            head = [fh.readline() for _ in range(OPENBCI_SNIFF_LINES)]
+    except OSError:
+        return False
+    return any(line.lstrip().lower().startswith("%openbci") for line in head)
+
+
+def _is_table(path: Path, suffix: str) -> bool:
+    """CSV/TSV by name; a ``.txt`` only when its header says OpenBCI (else refused, named)."""
+    if suffix in TABLE_FORMATS:
+        return True
+    if suffix != ".txt" or not path.is_file():
+        return False
+    if is_openbci_text(path):
+        return True
+    raise DataError(f"{path.name}: unsupported format '.txt' (no '%OpenBCI' header line, as an "
+                    f"OpenBCI GUI recording starts with); sigformer reads {list(FORMATS)}: a "
+                    f"comma- or tab-separated table with a header row can be renamed .csv/.tsv "
+                    f"or read with sigformer.data.csv_recording.read_csv_recording")
+
+
 def read_recording(path, *, normalize_names: bool = False, **options) -> Recording:
     """Read a file into a :class:`Recording` in volts (the unit rule).
 
-    EDF/BDF/GDF/FIF go through MNE (``options``: ``clipping``); CSV/TSV tables through
+    EDF/BDF/GDF/FIF go through MNE (``options``: ``clipping``; a file without annotations
+    gets its stim channels' trigger events as annotations); CSV/TSV tables and OpenBCI
+    GUI ``.txt`` recordings (recognised by their ``%OpenBCI`` header) through
     :func:`~sigformer.data.csv_recording.read_csv_recording` and XDF through
     :func:`~sigformer.data.xdf.read_xdf_recording` (``options`` are theirs, e.g. ``sfreq``,
     ``unit``, ``event_names``, ``stream``).
     """
     path = Path(path)
     suffix = _suffix(path)
-    if suffix in TABLE_FORMATS:
+    if _is_table(path, suffix):
         from .csv_recording import read_csv_recording
 
         rec = read_csv_recording(path, **options)
@@ -253,7 +281,8 @@ def read_recording(path, *, normalize_names: bool = False, **options) -> Recordi
 
         rec = read_xdf_recording(path, **options)
     else:
-        rec = Recording.from_mne(read_raw(path, **options))
+        # trigger channels (a FIF file's STI 014) give the events when nothing else does
+        rec = Recording.from_mne(read_raw(path, **options), stim_events=True)
     if normalize_names:
         rec.channels = rec.channels.normalized()
     return rec

@@ -21,7 +21,7 @@ import numpy as np
 from ..channels import ChannelSet, normalize_channel_name
 from ..recording import Annotation, Recording
 from ..validation import DataError, detect_scale
-from .csv_recording import UNIT_SCALE, estimate_sfreq
+from .csv_recording import UNIT_SCALE, estimate_sfreq, warn_if_amplitude_contradicts
 
 XDF_UNITS = {"microvolts": "uV", "microvolt": "uV", "uv": "uV", "µv": "uV", "millivolts": "mV",
              "mv": "mV", "volts": "V", "volt": "V", "v": "V"}
@@ -135,10 +135,17 @@ def _stream_unit(path: Path, unit: str, units: Sequence[str], data: np.ndarray) 
     if unit != "auto":
         if unit not in UNIT_SCALE:
             raise DataError(f"unit must be one of {sorted(UNIT_SCALE)} or 'auto', got {unit!r}")
+        warn_if_amplitude_contradicts(path, unit, data, stacklevel=4)
         return unit
     declared = {XDF_UNITS.get(u.strip().lower()) for u in units if u.strip()}
     if len(declared) == 1 and None not in declared:
-        return declared.pop()
+        # trusted, but checked as the CSV reader checks: a stream declaring microvolts while
+        # sending volts would otherwise come out 1e6 too small
+        unit = declared.pop()
+        named = sorted({u.strip() for u in units if u.strip()})
+        warn_if_amplitude_contradicts(path, unit, data, f" (the stream's channel units say "
+                                      f"{', '.join(named)})", stacklevel=4)
+        return unit
     guessed = detect_scale(data)
     if guessed == "unknown":
         warnings.warn(f"{path.name}: no channel units in the stream and an amplitude unlike EEG "

@@ -468,14 +468,19 @@ def pretrain_mtp(target: TFMEncoder | TFMClassifier, data, *, max_epochs: int = 
 
 
 def pretrain_classifier_stages(classifier: TFMClassifier, X, *, tokenizer_epochs: int,
-                               mtp_epochs: int, batch_size: int = 256, lr: float = 1e-3
-                               ) -> None:
+                               mtp_epochs: int, batch_size: int = 256, lr: float = 1e-3,
+                               seed: int | None = None) -> None:
     """The estimator's unsupervised stages on raw training signals ``(n, C, N)``: tokenizer
     pretraining (``tokenizer_epochs``), codebook-initialised token embeddings, then
     masked-token pretraining (``mtp_epochs``); warm-up is a tenth of each stage. A classifier
     built with ``tokenizer_weights`` (e.g. the shipped ``tfm-tokenizer-eeg-corpus``) already
     has a pretrained tokenizer and codebook-initialised embeddings: only the masked-token
-    stage runs, on the training data, as the TFM paper does after its tokenizer stage."""
+    stage runs, on the training data, as the TFM paper does after its tokenizer stage.
+
+    ``seed`` seeds both stages (shuffling, masks); None draws it from torch's global
+    generator, so a caller that seeded it (the estimator's ``random_state``) decides it."""
+    if seed is None:  # one draw, before either stage reseeds the global generator
+        seed = int(torch.randint(2**31, ()).item())
     pretrained = getattr(classifier, "tokenizer_weights", None)
     if tokenizer_epochs > 0 and pretrained is not None:
         # retraining would silently replace the pretrained tokenizer the caller asked for
@@ -485,8 +490,10 @@ def pretrain_classifier_stages(classifier: TFMClassifier, X, *, tokenizer_epochs
     if tokenizer_epochs > 0:
         tokenizer = classifier.tokenizer
         tokenizer.requires_grad_(True)
-        tokenizer.fit(X, max_epochs=tokenizer_epochs, lr=lr, batch_size=batch_size,
-                      warmup_epochs=max(1, tokenizer_epochs // 10))
+        # the recipe itself: Tokenizer.fit is the no-op of fixed tokenizers
+        pretrain_tokenizer(tokenizer, X, max_epochs=tokenizer_epochs, lr=lr,
+                           batch_size=batch_size, warmup_epochs=max(1, tokenizer_epochs // 10),
+                           seed=seed)
         tokenizer.requires_grad_(not classifier.freeze_tokenizer)
         # the pretraining loop ends in eval mode; an unfrozen tokenizer goes on adapting its
         # EMA codebook in fine-tuning (Lightning keeps the submodule modes it finds)
@@ -494,7 +501,7 @@ def pretrain_classifier_stages(classifier: TFMClassifier, X, *, tokenizer_epochs
         classifier.encoder.init_from_codebook(tokenizer.quantizer.codebook.detach())
     if mtp_epochs > 0:
         pretrain_mtp(classifier, X, max_epochs=mtp_epochs, batch_size=batch_size, lr=lr,
-                     warmup_epochs=max(1, mtp_epochs // 10), normalized=True)
+                     warmup_epochs=max(1, mtp_epochs // 10), normalized=True, seed=seed)
 
 
 def fit_amplitude_probe(classifier: TFMClassifier, X, y_idx, *, class_weights=None,
