@@ -89,7 +89,9 @@ def _cmd_stream(args) -> int:
 
         # flags given on the command line win over the YAML's stream section, as with run
         cfg = override_stream(load_task_config(target), _stream_overrides(args))
-        report = run_stream(cfg, args.model, source=args.source, out=args.out,
+        bundle = load_bundle(args.model)
+        _refuse_classification_flags(args, bundle)
+        report = run_stream(cfg, bundle, source=args.source, out=args.out,
                             plot=args.plot or False, samples_per_symbol=args.sps,
                             channel=args.channel, mics=args.mics, duration=args.duration,
                             max_predictions=args.max_predictions)
@@ -99,6 +101,7 @@ def _cmd_stream(args) -> int:
         raise _config_error("give the stream to read with --source (lsl:NAME, wav:FILE, "
                             "sigmf:FILE, file:EDF, zmq:ADDRESS, soundcard, slots:NPZ)")
     bundle = load_bundle(target)
+    _refuse_classification_flags(args, bundle)  # before the source is opened (LSL waits)
     source = make_source(args.source, realtime=bool(args.realtime), chunk_size=args.chunk_size,
                          sample_rate=args.source_rate, channels=_or(args.source_channels, 1),
                          timeout=_or(args.timeout, 10.0),
@@ -146,6 +149,23 @@ def _or(value, default):
     return default if value is None else value
 
 
+# `sigformer stream` flags for a classification bundle's windows and class probabilities
+# (IQ ones included): separation, enhancement and channel estimation would ignore them
+_CLASSIFY_FLAGS = (("hop", "--hop"), ("hop_s", "--hop-s"), ("lsl_out", "--lsl-out"),
+                   ("record", "--record"), ("plot", "--plot"), ("sps", "--sps"),
+                   ("decision", "--decision"), ("min_power_db", "--min-power-db"),
+                   ("all_frames", "--all-frames"), ("max_burst_frames", "--max-burst-frames"))
+
+
+def _refuse_classification_flags(args, bundle) -> None:
+    """A flag the bundle would silently ignore is refused, naming it (as ``--mics`` is
+    refused for a bundle that is not an enhancement one)."""
+    from .streaming.app import refuse_classification_flags
+
+    given = [flag for dest, flag in _CLASSIFY_FLAGS if getattr(args, dest) not in (None, False)]
+    refuse_classification_flags(bundle, given)
+
+
 def _cmd_replay(args) -> int:
     import time
 
@@ -155,12 +175,14 @@ def _cmd_replay(args) -> int:
                     n_repeat=args.repeat if args.repeat > 0 else float("inf"))
     try:
         deadline = None if args.duration is None else time.monotonic() + args.duration
-        while deadline is None or time.monotonic() < deadline:
+        # the player stops by itself after its last repeat: so does the command
+        while player.running and (deadline is None or time.monotonic() < deadline):
             time.sleep(0.2)
     except KeyboardInterrupt:
         pass
     finally:
-        player.stop()
+        if player.running:  # stopping a finished player raises
+            player.stop()
     return 0
 
 
@@ -392,8 +414,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="input channels of a soundcard source (default 1)")
     stream.add_argument("--realtime", action=argparse.BooleanOptionalAction,
                         help="pace file sources at their sample rate (default: not paced)")
-    stream.add_argument("--chunk-size", type=int, help="samples per chunk read from the source")
-    stream.add_argument("--timeout", type=float, help="seconds to find the stream (default 10)")
+    stream.add_argument("--chunk-size", type=_positive_int,
+                        help="samples per chunk read from the source (>= 1)")
+    stream.add_argument("--timeout", type=_positive_seconds,
+                        help="seconds to find the stream (> 0, default 10)")
     stream.add_argument("--out", help="what to write: separation/enhancement a folder "
                                       "(<input stem>_<label>.wav, e.g. meeting_s1.wav, as "
                                       "`separate` names them; source_<label>.wav from a sound "
@@ -432,14 +456,15 @@ def build_parser() -> argparse.ArgumentParser:
     stream.add_argument("--mics", type=_microphone_list,
                         help="enhancement: the stream's microphones to use, in the bundle's "
                              "array order (e.g. 0,2,4,6)")
-    stream.add_argument("--threads", type=int, help="model threads (default 1)")
+    stream.add_argument("--threads", type=_at_least_one("threads"),
+                        help="model threads (>= 1, default 1)")
     stream.add_argument("--nan-policy", choices=("raise", "skip", "interpolate"),
                         help="NaN/Inf samples (default: skip their windows: a live stream "
                              "cannot stop and wait for clean samples, so a dropout costs "
                              "only the windows it reaches; classify-iq refuses by default "
                              "instead, as a file can be cleaned and run again)")
     stream.add_argument("--duration", type=float, help="stop after this many seconds")
-    stream.add_argument("--max-predictions", type=int,
+    stream.add_argument("--max-predictions", type=_at_least_one("predictions"),
                         help="stop after this many outputs (exactly: a chunk or an IQ burst "
                              "that completes more is cut at the limit)")
     stream.set_defaults(func=_cmd_stream)
@@ -447,7 +472,8 @@ def build_parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("replay", help="publish a recording as an LSL stream (mne-lsl)")
     rep.add_argument("file", help="EDF/BDF/GDF/FIF recording")
     rep.add_argument("--name", default="sigformer-replay", help="LSL stream name and source id")
-    rep.add_argument("--chunk-size", type=int, default=16)
+    rep.add_argument("--chunk-size", type=_positive_int, default=16,
+                     help="samples per LSL chunk (>= 1, default 16)")
     rep.add_argument("--repeat", type=int, default=1, help="times to play (0: forever)")
     rep.add_argument("--duration", type=float, help="stop after this many seconds")
     rep.set_defaults(func=_cmd_replay)
@@ -457,9 +483,10 @@ def build_parser() -> argparse.ArgumentParser:
                                           "annotations (--out / --in-place)")
     iq.add_argument("file", help="recording (.sigmf-meta)")
     iq.add_argument("--model", required=True, help="modulation bundle or pretrained name")
-    iq.add_argument("--out", help="write the annotated metadata to this new .sigmf-meta")
-    iq.add_argument("--in-place", action="store_true",
-                    help="add the annotations to the recording's own metadata file")
+    written = iq.add_mutually_exclusive_group()  # a new file or the recording's own
+    written.add_argument("--out", help="write the annotated metadata to this new .sigmf-meta")
+    written.add_argument("--in-place", action="store_true",
+                         help="add the annotations to the recording's own metadata file")
     _add_hop_flags(iq,
                    samples="frame hop in samples of the framed capture (after any "
                            "resampling; default: frame length)",
@@ -581,15 +608,24 @@ def _add_hop_flags(parser: argparse.ArgumentParser, *, samples: str, seconds: st
     group.add_argument("--hop-s", type=_positive_seconds, help=seconds)
 
 
+def _at_least_one(what: str):
+    """An argparse type: a whole number of ``what`` >= 1 (argparse names the flag in the
+    error; 0 or a negative count used to hang, crash or silently become the default)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = 0
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"expected a whole number of {what} >= 1, got "
+                                             f"{text!r}")
+        return value
+
+    return parse
+
+
 def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number of samples >= 1, got "
-                                         f"{text!r}")
-    return value
+    return _at_least_one("samples")(text)
 
 
 def _positive_sps(text: str) -> float:
@@ -677,13 +713,14 @@ def _user_error_types() -> tuple[type[BaseException], ...]:
     from .data.io import DataError
     from .models.registry import UnknownModelError
     from .streaming.runtime import StreamError
+    from .streaming.sinks import OutputNotWritableError
     from .tasks.config import PipelineConfigError
     from .validation import SignalError
 
     types: list[type[BaseException]] = [PipelineConfigError, DataError, SignalError,
                                         ChannelError, CheckpointError, UnknownModelError,
                                         StreamError, OutputLockedError, OutputFolderError,
-                                        NotADirectoryError]
+                                        NotADirectoryError, OutputNotWritableError]
     from .export import ExportError
     from .models.convert import ConversionError
 

@@ -324,6 +324,29 @@ def test_resampled_window_timestamps_count_the_resampler_delay(chunk):
         assert p.timestamp == pytest.approx(100.0 + last / 250.0 - delay_s, abs=1 / 250), p.start
 
 
+def test_resampled_window_timestamps_do_not_depend_on_the_chunk_size():
+    """250 -> 160 Hz: each chunk's last output was pinned to its last input, but where a
+    chunk's outputs end depends on the chunking (up to 3.5 ms jitter, spacing not the hop)."""
+    from sigformer.stages import Resample
+
+    x = np.random.default_rng(0).standard_normal((1, 2500))
+    stamps = 50.0 + np.arange(2500) / 250.0
+    runs = {}
+    for chunk in (1, 37, 250):
+        online = _online(n_chans=1, window=80, hop=80, stages=[Resample(160.0)])
+        online.configure(250.0, ["a"])
+        runs[chunk] = [(p.start, p.timestamp) for a in range(0, 2500, chunk)
+                       for p in online.process(x[:, a:a + chunk], stamps[a:a + chunk])]
+    resample = online.pre.stages[0]
+    delay_s = resample.delay_ticks / (250.0 * resample.up)  # ticks of the upsampled grid
+    assert len(runs[1]) > 10
+    for chunk in (37, 250):
+        np.testing.assert_allclose(np.array(runs[chunk]), np.array(runs[1]), rtol=0, atol=1e-9)
+    for start, t in runs[37]:
+        assert t == pytest.approx(50.0 + (start + 79) / 160.0 - delay_s, abs=1e-9)
+    assert np.allclose(np.diff([t for _, t in runs[37]]), 0.5)
+
+
 def test_resampling_takes_the_simplest_close_ratio_of_the_two_rates():
     """999.41 Hz (the MNE sample ECoG) -> 1000 Hz is 1701/1700; approximating each rate on
     its own gave 512000/511699 and refused the resampling Du-IN's error asks for."""

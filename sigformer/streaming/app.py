@@ -69,6 +69,10 @@ def build_online(bundle: Bundle | str | Path, settings: OnlineSettings | None = 
     rate-agnostic IQ bundle needs it to turn ``hop_s`` into samples."""
     bundle = load_bundle(bundle)
     settings = settings or OnlineSettings()
+    if isinstance(settings.threads, bool) or not isinstance(settings.threads, int) \
+            or settings.threads < 1:  # torch refuses 0 deep inside the first window
+        raise PipelineConfigError(f"threads (--threads) must be a whole number >= 1, got "
+                                  f"{settings.threads!r}")
     if settings.decision is not None:
         _check_decision(settings.decision, "decision")
     iq = bundle.input_spec is not None and bundle.input_spec.layout == "iq"
@@ -420,20 +424,26 @@ def make_source(text: str, *, realtime: bool = False, chunk_size: int | None = N
         return sources.ZMQSource(target, sample_rate, timeout=timeout)
     if kind == "soundcard":
         return sources.SoundCardSource(sample_rate or 16000, channels,
-                                       device=target or None, chunk_size=chunk_size or 512)
+                                       device=target or None, chunk_size=_or(chunk_size, 512))
     if not Path(target).exists():
         raise PipelineConfigError(f"source file {target} does not exist")
     if kind == "file":
-        return sources.FileReplaySource(target, chunk_size or 32, realtime)
+        return sources.FileReplaySource(target, _or(chunk_size, 32), realtime)
     if kind == "wav":
-        return sources.WAVSource(target, chunk_size or 4096, realtime)
+        return sources.WAVSource(target, _or(chunk_size, 4096), realtime)
     if kind == "sigmf":
-        source = sources.SigMFSource(target, chunk_size or 4096, realtime,
+        source = sources.SigMFSource(target, _or(chunk_size, 4096), realtime,
                                      sample_rate=sample_rate, nominal_rate=nominal_rate)
         if source.nominal_is_placeholder:  # no rate and none to stand in: the bundle needs it
             raise sources.missing_rate_error(target)
         return source
-    return sources.SlotSource(target, chunk_size or 8, realtime)
+    return sources.SlotSource(target, _or(chunk_size, 8), realtime)
+
+
+def _or(value, default):
+    """``value`` unless it is None (0 is a value: a zero chunk size is refused, never
+    silently the default)."""
+    return default if value is None else value
 
 
 def default_sinks(bundle: Bundle, source, *, out: str | None = None,
@@ -441,54 +451,147 @@ def default_sinks(bundle: Bundle, source, *, out: str | None = None,
                   stem: str | None = None, plot: bool | str = False,
                   whole_input: bool = False) -> list:
     """Sinks for a bundle: audio -> WAV files, IQ labels -> SigMF annotations, channel
-    estimates -> npz, class probabilities -> LSL outlet and/or recorder."""
-    from .sinks import LSLSink, NpzSink, SigMFAnnotationSink, WAVSink
+    estimates -> npz, class probabilities -> LSL outlet and/or recorder.
 
-    sinks: list = []
-    if bundle.task in ("separate", "enhance"):
-        if out is None:
-            raise PipelineConfigError(f"streaming a {bundle.task} bundle writes audio: give "
-                                      f"--out (a folder for separated speakers, a .wav file "
-                                      f"for enhancement)")
-        single = bundle.task == "enhance" and str(out).endswith(".wav")
-        # files are named after the input, as `sigformer separate` names them; a sound card
-        # has no name
-        default_stem = _input_stem(source) or \
-            ("enhanced" if bundle.task == "enhance" else "source")
-        from .sinks import wav_target_problem
+    Every check that needs no file comes first (the ``--out`` target, the ``--record``
+    suffix, outputs the bundle does not make), and a sink that writes when it is made (the
+    SigMF metadata) is made last: a refusal leaves no file behind, and a sink that cannot
+    be made discards those made before it."""
+    _check_prediction_outputs(bundle, lsl_name=lsl_name, record=record, plot=plot)
+    builders = _out_builders(bundle, source, out, stem, whole_input)
+    if lsl_name:
+        from .sinks import LSLSink
 
-        problem = wav_target_problem(Path(out), single)
-        if problem:  # said now, not after the whole recording is processed
-            raise PipelineConfigError(f"--out {problem}")
-        sinks.append(WAVSink(out, source.sfreq, single_file=single,
-                             stem=stem or default_stem, whole_input=whole_input))
-    elif bundle.task == "estimate_channel":
-        if out is not None:
-            sinks.append(NpzSink(out))
-    elif bundle.input_spec is not None and bundle.input_spec.layout == "iq":
-        if out is not None:
-            from .sources import SigMFSource
-
-            # a SigMF capture: a complete recording as classify-iq --out writes it (its
-            # global fields kept, the data named or copied); any other source: metadata only
-            recording = source.path if isinstance(source, SigMFSource) else None
-            # a nominal rate is not the capture's: nothing written may claim it
-            rate = None if getattr(source, "rate_is_nominal", False) else source.sfreq
-            sinks.append(SigMFAnnotationSink(out, sample_rate=rate, labels=bundle.labels,
-                                             recording=recording,
-                                             center_freq=getattr(source, "center_freq", None)))
-    elif out is not None:
-        raise PipelineConfigError("--out is for audio, IQ and channel-estimation bundles; "
-                                  "record EEG predictions with --record PATH")
-    if lsl_name and bundle.task == "classify":
-        sinks.append(LSLSink(bundle.labels, name=lsl_name, source_id=lsl_name))
-    if record and bundle.task == "classify":
-        sinks.append(record_sink(record, bundle.labels))
-    if plot and bundle.task == "classify":
+        builders.append((lambda: LSLSink(bundle.labels, name=lsl_name, source_id=lsl_name),
+                         False))
+    if record:
+        recorder = record_format(record)
+        builders.append((lambda: recorder(record, bundle.labels), False))
+    if plot:
         from .sinks import LivePlotSink
 
-        sinks.append(LivePlotSink(bundle.labels, save=plot if isinstance(plot, str) else None))
-    return sinks
+        save = plot if isinstance(plot, str) else None
+        builders.append((lambda: LivePlotSink(bundle.labels, save=save), False))
+    return _make_sinks(builders)
+
+
+# (make the sink, whether it writes files when made): see _make_sinks
+SinkBuilder = tuple[Any, bool]
+
+
+def _make_sinks(builders: list[SinkBuilder]) -> list:
+    """The sinks, in the order given; those that write when made are made last, and a
+    failure discards the ones already made (their new files removed)."""
+    from .sinks import discard_sinks
+
+    order = sorted(range(len(builders)), key=lambda i: builders[i][1])  # stable
+    made: dict[int, Any] = {}
+    try:
+        for i in order:
+            made[i] = builders[i][0]()
+    except BaseException:
+        discard_sinks(made.values())
+        raise
+    return [made[i] for i in range(len(builders))]
+
+
+def _check_prediction_outputs(bundle: Bundle, *, lsl_name, record, plot) -> None:
+    """``--lsl-out``, ``--record`` and ``--plot`` carry class probabilities: refused for a
+    bundle that makes none."""
+    refuse_classification_flags(bundle, [flag for flag, value in (
+        ("--lsl-out", lsl_name), ("--record", record), ("--plot", plot)) if value])
+
+
+def refuse_classification_flags(bundle: Bundle, given: list[str]) -> None:
+    """Flags for a classification bundle's windows or class probabilities (``--hop``,
+    ``--record``, ``--decision``, ...) given for a bundle that has neither: refused, naming
+    the first, as ``--mics`` is refused where it does not apply (ignoring them would leave
+    the user expecting an output or a setting that never comes)."""
+    if bundle.task == "classify" or not given:
+        return
+    writes = _OUT_SAYS.get(bundle.task)
+    raise PipelineConfigError(f"{given[0]} applies to classification bundles (their windows "
+                              f"and class probabilities); this bundle is {bundle.task!r}, "
+                              f"which has neither" + (f": {writes}" if writes else ""))
+
+
+# what --out writes for each task that makes no class probabilities
+_OUT_SAYS = {"separate": "it writes audio with --out (a folder)",
+             "enhance": "it writes audio with --out (a .wav file or a folder)",
+             "estimate_channel": "it writes channel estimates with --out (an .npz file)"}
+
+
+def _out_builders(bundle: Bundle, source, out: str | None, stem: str | None,
+                  whole_input: bool) -> list[SinkBuilder]:
+    """The sink ``--out`` asks for (none without it), checked now."""
+    if bundle.task in ("separate", "enhance"):
+        return [_wav_builder(bundle, source, out, stem, whole_input)]
+    if bundle.task == "estimate_channel":
+        from .sinks import NpzSink
+
+        return [] if out is None else [(lambda: NpzSink(out), False)]
+    if bundle.input_spec is not None and bundle.input_spec.layout == "iq":
+        return [] if out is None else [_sigmf_builder(bundle, source, out)]
+    if out is not None:
+        raise PipelineConfigError("--out is for audio, IQ and channel-estimation bundles; "
+                                  "record EEG predictions with --record PATH")
+    return []
+
+
+def _wav_builder(bundle: Bundle, source, out: str | None, stem: str | None,
+                 whole_input: bool) -> SinkBuilder:
+    from .sinks import WAVSink, wav_target_problem
+
+    if out is None:
+        raise PipelineConfigError(f"streaming a {bundle.task} bundle writes audio: give "
+                                  f"--out (a folder for separated speakers, a .wav file "
+                                  f"for enhancement)")
+    single = bundle.task == "enhance" and _enhanced_file(out)
+    # files are named after the input, as `sigformer separate` names them; a sound card
+    # has no name
+    default_stem = _input_stem(source) or \
+        ("enhanced" if bundle.task == "enhance" else "source")
+    problem = wav_target_problem(Path(out), single)
+    if problem:  # said now, not after the whole recording is processed
+        raise PipelineConfigError(f"--out {problem}")
+    return (lambda: WAVSink(out, source.sfreq, single_file=single, stem=stem or default_stem,
+                            whole_input=whole_input), False)
+
+
+# suffixes of audio files: an enhancement --out with one of them names a file, not a folder
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".au",
+                  ".caf", ".w64", ".rf64")
+
+
+def _enhanced_file(out: str) -> bool:
+    """Whether an enhancement ``--out`` names the one WAV file (``OUT.wav``, any case) rather
+    than a folder; another audio suffix is refused (the sink writes WAV, and a folder named
+    ``out.flac`` is not what was asked for)."""
+    suffix = Path(str(out)).suffix.lower()
+    if suffix == ".wav":
+        return True
+    if suffix in AUDIO_SUFFIXES:
+        raise PipelineConfigError(f"--out {out}: enhancement writes a WAV file, not "
+                                  f"{suffix}; expected a path ending in .wav (or a folder "
+                                  f"for <input stem>_enhanced.wav); convert the WAV "
+                                  f"afterwards if another format is needed")
+    return False
+
+
+def _sigmf_builder(bundle: Bundle, source, out: str) -> SinkBuilder:
+    from .sinks import SigMFAnnotationSink
+    from .sources import SigMFSource
+
+    # a SigMF capture: a complete recording as classify-iq --out writes it (its global
+    # fields kept, the data named or copied); any other source: metadata only
+    recording = source.path if isinstance(source, SigMFSource) else None
+    # a nominal rate is not the capture's: nothing written may claim it
+    rate = None if getattr(source, "rate_is_nominal", False) else source.sfreq
+    # writes the metadata (and copies the data) when made: made after the other sinks
+    return (lambda: SigMFAnnotationSink(out, sample_rate=rate, labels=bundle.labels,
+                                        recording=recording,
+                                        center_freq=getattr(source, "center_freq", None)),
+            True)
 
 
 def _input_stem(source) -> str | None:
@@ -500,6 +603,12 @@ def _input_stem(source) -> str | None:
 def record_sink(path, labels):
     """The recorder for ``--record PATH`` (``stream.output.record``), chosen by suffix; any
     other suffix is refused (never a binary file under a name that promises text)."""
+    return record_format(path)(path, labels)
+
+
+def record_format(path):
+    """The recorder class for ``--record PATH`` by its suffix, checked before any sink is
+    made; any other suffix is refused."""
     from .sinks import RECORD_FORMATS
 
     suffix = Path(str(path)).suffix.lower()
@@ -508,7 +617,7 @@ def record_sink(path, labels):
         raise PipelineConfigError(f"--record {path} (stream.output.record): cannot tell the "
                                   f"format from {suffix or 'a name without a suffix'!r}; "
                                   f"expected a path ending in {accepted}")
-    return RECORD_FORMATS[suffix](path, labels)
+    return RECORD_FORMATS[suffix]
 
 
 def _settle_nominal_rate(bundle: Bundle, source) -> None:
@@ -690,7 +799,7 @@ def run_stream(cfg, checkpoint_dir, *, source: str | None = None, out: str | Non
     string (as ``--source``) read instead of the section's ``source`` (its realtime,
     chunk_size, sfreq, channels and timeout still apply); ``out``, ``plot``,
     ``samples_per_symbol``, ``channel`` and ``mics`` have no YAML key and are given here."""
-    bundle = Bundle.load(checkpoint_dir)
+    bundle = load_bundle(checkpoint_dir)  # a path, or a bundle the caller loaded
     src = cfg.stream.source
     nominal = nominal_rate(bundle, src.realtime)
     if source is None:

@@ -147,13 +147,24 @@ class StreamRunner:
 
     def _close_sinks(self, failed: bool = False) -> None:
         """Publish every sink's output; a sink for a whole input file (``abort_when_incomplete``)
-        discards its output instead when the run stopped early (error or Ctrl-C)."""
+        discards its output instead when the run stopped early (error or Ctrl-C).
+
+        Every sink is closed even when one fails (one sink's error must not lose the others'
+        outputs); the first error is raised after all of them, unless the run is failing
+        already (that error is the one to report; the sink's is said on the status line)."""
         incomplete = failed or self.error is not None or self.interrupted
+        first: Exception | None = None
         for sink in self.sinks:
-            if incomplete and getattr(sink, "abort_when_incomplete", False):
-                sink.abort()
-            else:
-                sink.close()
+            try:
+                if incomplete and getattr(sink, "abort_when_incomplete", False):
+                    sink.abort()
+                else:
+                    sink.close()
+            except Exception as err:  # noqa: BLE001 - raised below, after the other sinks
+                first = first or err
+                self._say(f"closing {type(sink).__name__} failed: {err}")
+        if first is not None and not failed and self.error is None:
+            raise first
 
     @contextlib.contextmanager
     def _ctrl_c_stops_between_chunks(self):

@@ -384,7 +384,8 @@ class OnlinePipeline:
         self.runner.reset()
         if self.bursts is not None:
             self.bursts.reset()
-        self._n_in = 0  # stream samples seen, to place an unusable chunk
+        self._n_in = 0  # stream samples seen, to place non-finite samples
+        self._n_out = 0  # model-rate samples produced, to time each one from its index
         self._invalid: list[tuple[int, int]] = []  # model-rate sample ranges to skip
         self._delay_s, self._filter_span = self._causal_resampling()  # once, not per chunk
 
@@ -400,11 +401,12 @@ class OnlinePipeline:
         chunk, usable = self.monitor.check(chunk, timestamps, self.stats)
         n_in = self._n_in
         self._n_in += chunk.shape[1]
-        if not usable:  # skip policy: drop windows overlapping this chunk
+        if not usable:  # skip policy: drop the windows the non-finite samples reach
+            self._mark_invalid(n_in, ~np.isfinite(chunk).all(axis=0))
             chunk = np.nan_to_num(chunk, nan=0.0, posinf=0.0, neginf=0.0)
-            self._invalid.append(self._model_rate_range(n_in, self._n_in))
         out = self.pre.process(chunk)
         ts_out = self._output_timestamps(timestamps, chunk.shape[1], out.shape[1])
+        self._n_out += out.shape[1]
         predictions = []
         for window, t_last in self.windows.push(out, ts_out):
             self.stats.windows += 1
@@ -427,6 +429,17 @@ class OnlinePipeline:
                                           start=index * self.windows.hop,
                                           length=self.windows.size))
         return predictions
+
+    def _mark_invalid(self, offset: int, bad: np.ndarray) -> None:
+        """Skip what the bad samples (``bad``: per sample of a chunk starting at stream
+        sample ``offset``) reach, sample by sample, not the whole chunk: the windows a
+        dropout costs must not depend on how the source chunks the stream."""
+        for start, stop in _true_runs(bad):
+            low, high = self._model_rate_range(offset + start, offset + stop)
+            if self._invalid and low <= self._invalid[-1][1]:  # overlaps the previous range
+                self._invalid[-1] = (self._invalid[-1][0], max(high, self._invalid[-1][1]))
+            else:
+                self._invalid.append((low, high))
 
     def _model_rate_range(self, start: int, stop: int) -> tuple[int, int]:
         """The model-rate samples that stream samples ``[start, stop)`` reach: scaled by the
@@ -456,11 +469,15 @@ class OnlinePipeline:
             return None if ts is None else np.zeros(0)
         if self.sfreq_out == self.sfreq_in:  # (not n_out == n_in: a 1-in/1-out chunk of a
             return np.asarray(ts, dtype=float)  # resampled stream still has the delay)
-        # resampled: the last output sample stands for the last input minus the causal
-        # filters' group delay (the window's own start/length already count it), and
-        # output sample k of this chunk sits one output step per sample before it
-        step = 1.0 / self.sfreq_out
-        return float(ts[-1]) - self._delay_s - step * np.arange(n_out - 1, -1, -1)
+        # resampled: output sample j of the stream (counted from its start) carries input
+        # from j / sfreq_out seconds after the first input sample, less the causal filters'
+        # group delay; the first input sample's time comes from this chunk's last stamp.
+        # From the global index, not "the chunk's last output = its last input": where a
+        # chunk's outputs end depends on how the source chunks the stream
+        last_in = self._n_in - 1  # this chunk's last input sample (already counted)
+        t_first_in = float(ts[-1]) - last_in / self.sfreq_in
+        j = self._n_out + np.arange(n_out)
+        return t_first_in + j / self.sfreq_out - self._delay_s
 
     def _causal_resampling(self) -> tuple[float, int]:
         """The configured chain's causal resamplers: their group delay in seconds
@@ -474,6 +491,12 @@ class OnlinePipeline:
         span = sum(int(np.ceil(2 * r.delay_ticks / r._configured_ratio()[1]))
                    for r in resamplers)
         return float(delay), span
+
+
+def _true_runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """``[start, stop)`` of each run of True in a 1-D boolean ``mask``."""
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], mask.astype(np.int8), [0]])))
+    return [(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2])]
 
 
 def offline_windows(stages: Stage | Sequence[Stage], data: np.ndarray, sfreq: float, channels,

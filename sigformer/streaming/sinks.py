@@ -26,6 +26,26 @@ if TYPE_CHECKING:
 RECORDER_MAGIC = b"SGFREC1\n"
 
 
+class OutputNotWritableError(PermissionError):
+    """A sink's output folder cannot take new files (said when the sink is made)."""
+
+
+def prepare_output_folder(path: Path) -> None:
+    """Create the folder ``path`` goes in and check that it takes new files, when the sink
+    is made: a sink that writes only when the stream ends (XDF, a PNG) would otherwise find
+    out then, and every prediction of the session would be lost."""
+    folder = path.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise NotADirectoryError(f"cannot write {path}: {folder} (or a folder above it) is "
+                                 f"an existing file; expected a folder") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise OutputNotWritableError(f"cannot write {path}: the folder {folder} is not "
+                                     f"writable; expected a folder this user can create "
+                                     f"files in")
+
+
 class CallbackSink:
     """Calls ``fn(prediction)`` for every prediction."""
 
@@ -95,7 +115,7 @@ class Recorder:
         self.columns = list(columns)
         self.durable = durable
         self._row = struct.Struct(f"<d{len(self.columns)}f")
-        self.requested_path.parent.mkdir(parents=True, exist_ok=True)
+        prepare_output_folder(self.requested_path)
         # never truncate an earlier recording: a new session gets a new file
         self.path, self._fh = _create_new(self.requested_path)
         header = json.dumps({"columns": self.columns, "row": "float64 timestamp + float32 "
@@ -128,6 +148,11 @@ class Recorder:
             self._flush()
             self._fh.close()
 
+    def abort(self) -> None:
+        """Close and remove the file this recorder created (a session that never started:
+        another sink could not be made)."""
+        _discard_created(self._fh, self.path)
+
 
 class CSVRecorder:
     """Predictions as CSV text, appended and flushed (``fsync``'d with ``durable=True``) as
@@ -142,7 +167,7 @@ class CSVRecorder:
         self.requested_path = Path(path)
         self.columns = list(columns)
         self.durable = durable
-        self.requested_path.parent.mkdir(parents=True, exist_ok=True)
+        prepare_output_folder(self.requested_path)
         self.path, self._fh = _create_new(self.requested_path)
         self._fh.write((_csv_header(self.columns) + "\n").encode())
         self._flush()
@@ -167,6 +192,18 @@ class CSVRecorder:
         if not self._fh.closed:
             self._flush()
             self._fh.close()
+
+    def abort(self) -> None:
+        """As :meth:`Recorder.abort`."""
+        _discard_created(self._fh, self.path)
+
+
+def _discard_created(handle, path: Path) -> None:
+    """Close ``handle`` and remove ``path``, a file its recorder created (never an earlier
+    recording: :func:`_create_new` only opens new names)."""
+    if not handle.closed:
+        handle.close()
+    path.unlink(missing_ok=True)
 
 
 def _csv_header(columns: Sequence[str]) -> str:
@@ -201,6 +238,7 @@ class XDFRecorder:
 
     def __init__(self, path, classes: Sequence[str], name: str = "sigformer-predictions"):
         self.requested_path = Path(path)
+        prepare_output_folder(self.requested_path)  # now, not when the rows are due
         self.classes = list(classes)
         self.name = name
         self.path: Path | None = None
@@ -233,6 +271,10 @@ class XDFRecorder:
         write_xdf(tmp, streams)
         os.replace(tmp, target)
         self.path = target
+
+    def abort(self) -> None:
+        """Drop the rows, write nothing (a session that never started)."""
+        self._timestamps, self._probabilities, self._labels = [], [], []
 
 
 class RecorderData(NamedTuple):
@@ -580,6 +622,17 @@ def _as_written(annotation: SigMFAnnotation) -> dict:
             **annotation.to_metadata()}
 
 
+def discard_sinks(sinks) -> None:
+    """Undo sinks made for a session that will not run (another sink could not be made):
+    each is aborted where it can be (its files removed), else closed; their own errors are
+    not raised, as the error that stopped the session is the one to report."""
+    for sink in sinks:
+        try:
+            (getattr(sink, "abort", None) or sink.close)()
+        except Exception:  # noqa: BLE001 - the first error is already on its way up
+            pass
+
+
 def wav_target_problem(target: Path, single_file: bool) -> str | None:
     """Why ``target`` cannot receive a :class:`WAVSink`'s files, or None."""
     if single_file and target.is_dir():
@@ -596,6 +649,7 @@ class NpzSink:
 
     def __init__(self, path):
         self.path = Path(path)
+        prepare_output_folder(self.path)  # written when the stream ends: checked now
         self.slots: list[int] = []
         self.timestamps: list[float] = []
         self.estimates: list[np.ndarray] = []
@@ -629,6 +683,8 @@ class LivePlotSink:
 
         self.classes, self.history, self.every_s = list(classes), history, every_s
         self.save = None if save is None else Path(save)
+        if self.save is not None:
+            prepare_output_folder(self.save)  # now, not when the stream ends
         self._plt = pyplot()
         self.fig, self.ax = self._plt.subplots(figsize=(7, 3))
         self._times: list[float] = []
@@ -666,7 +722,13 @@ class LivePlotSink:
         self.draws += 1
 
     def close(self) -> None:
-        self._draw()
-        if self.save is not None:
-            self.fig.savefig(self.save, dpi=100)
+        try:
+            self._draw()
+            if self.save is not None:
+                self.fig.savefig(self.save, dpi=100)
+        finally:  # the figure is released even when saving fails
+            self._plt.close(self.fig)
+
+    def abort(self) -> None:
+        """Close the figure without saving it (a session that never started)."""
         self._plt.close(self.fig)

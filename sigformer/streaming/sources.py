@@ -35,6 +35,16 @@ def is_live(source) -> bool:
     return bool(getattr(source, "live", True))
 
 
+def check_chunk_size(chunk_size) -> int:
+    """``chunk_size`` as a whole number of samples >= 1: 0 never ends a read loop and a
+    negative one moved an array source backwards (a stream that never ends)."""
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) \
+            or chunk_size < 1:
+        raise ValueError(f"chunk_size must be a whole number of samples >= 1, got "
+                         f"{chunk_size!r}")
+    return int(chunk_size)
+
+
 def missing_rate_error(path) -> SignalError:
     """The refusal for a SigMF capture without ``core:sample_rate`` where a real rate is
     needed (paced in real time, or a bundle trained at a sample rate)."""
@@ -61,7 +71,7 @@ class ArraySource:
         self.channels = channels if isinstance(channels, ChannelSet) else ChannelSet(tuple(channels))
         if len(self.channels) != self.data.shape[0]:
             raise SignalError(f"{self.data.shape[0]} rows but {len(self.channels)} channel names")
-        self.chunk_size, self.realtime, self.t0 = chunk_size, realtime, t0
+        self.chunk_size, self.realtime, self.t0 = check_chunk_size(chunk_size), realtime, t0
         self.live = bool(live)
         self._pos = 0
         self._start: float | None = None
@@ -109,6 +119,7 @@ class WAVSource:
     live = False
 
     def __init__(self, path, chunk_size: int = 512, realtime: bool = False):
+        chunk_size = check_chunk_size(chunk_size)  # before the file is opened
         try:
             import soundfile as sf
         except ImportError:
@@ -329,6 +340,7 @@ class SoundCardSource:
 
     def __init__(self, sample_rate: float = 16000, channels: int = 1, *, device=None,
                  chunk_size: int = 512):
+        chunk_size = check_chunk_size(chunk_size)
         try:
             import sounddevice as sd
         except (ImportError, OSError) as err:
