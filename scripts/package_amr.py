@@ -181,7 +181,7 @@ def package(run: Path, label: str, dest: Path, log_path: Path | None,
         data["frames_seen"] += int(init.get("frames_seen") or 0)
         data["epochs_total"] = int(init.get("epochs") or 0) + int(recipe.get("epochs") or 0)
         provenance["training_time"] = (f"this fine-tune: {provenance['training_time']}; "
-                                       f"the start: {init.get('training_time') or 'not recorded'}")
+                                       f"the start: {start_time(init.get('training_time'))}")
         provenance["limitations"] += (
             f"; fine-tuned: it saw {data['frames_seen']:,} frames in all, more than the "
             f"models trained beside it in one run (each row's budget is its own)")
@@ -219,6 +219,17 @@ def package(run: Path, label: str, dest: Path, log_path: Path | None,
         bundle.provenance["training_log_tail"] = own[-3:]
     kind = "family" if family else "modgen"
     return bundle.save(dest / f"amr-{name}-{kind}")
+
+
+def start_time(recorded: str | None) -> str:
+    """The start's training time as its card said it; a start that was itself fine-tuned
+    said "this fine-tune: ...; the start: ...", which here is its own parts."""
+    if not recorded:
+        return "not recorded"
+    if recorded.startswith("this fine-tune: "):
+        recorded = recorded.replace("this fine-tune: ", "(its fine-tune: ", 1)
+        return recorded.replace("; the start: ", "; its start: ", 1) + ")"
+    return recorded
 
 
 def start_rows(init: dict, args: dict) -> dict[str, dict]:

@@ -136,6 +136,8 @@ def test_a_fine_tune_of_a_fine_tune_draws_after_all_earlier_epochs(first, tmp_pa
     prov = read_config(third)["provenance"]
     assert prov["data"]["epochs_total"] == 4 and prov["data"]["frames_seen"] == 4 * 64
     assert not any(k.endswith("[start] [start]") for k in prov["results"])
+    # the chained start's own two times are named as its parts, not nested as "this"
+    assert prov["training_time"].count("this fine-tune") == 1
 
 
 def test_the_start_card_is_left_out_when_the_start_is_gone_or_replaced(first, tmp_path):
