@@ -157,6 +157,11 @@ _CLASSIFY_FLAGS = (("hop", "--hop"), ("hop_s", "--hop-s"), ("lsl_out", "--lsl-ou
                    ("all_frames", "--all-frames"), ("max_burst_frames", "--max-burst-frames"))
 
 
+# of those, the ones for IQ frames and bursts: an EEG or audio classifier would ignore them
+_IQ_FLAGS = (("sps", "--sps"), ("decision", "--decision"), ("min_power_db", "--min-power-db"),
+             ("all_frames", "--all-frames"), ("max_burst_frames", "--max-burst-frames"))
+
+
 def _refuse_classification_flags(args, bundle) -> None:
     """A flag the bundle would silently ignore is refused, naming it (as ``--mics`` is
     refused for a bundle that is not an enhancement one)."""
@@ -164,6 +169,13 @@ def _refuse_classification_flags(args, bundle) -> None:
 
     given = [flag for dest, flag in _CLASSIFY_FLAGS if getattr(args, dest) not in (None, False)]
     refuse_classification_flags(bundle, given)
+    iq = bundle.input_spec is not None and bundle.input_spec.layout == "iq"
+    iq_given = [flag for dest, flag in _IQ_FLAGS if getattr(args, dest) not in (None, False)]
+    if bundle.task == "classify" and not iq and iq_given:
+        layout = bundle.input_spec.layout if bundle.input_spec is not None else "unknown"
+        raise _config_error(f"{iq_given[0]} applies to IQ classification bundles (symbols, "
+                            f"frames, bursts); this bundle's input is {layout!r}, not IQ "
+                            "(--hop / --hop-s set its window hop)")
 
 
 def _cmd_replay(args) -> int:

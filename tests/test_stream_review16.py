@@ -388,3 +388,24 @@ def test_default_sinks_refuse_a_recorder_for_a_separation_bundle(tmp_path, separ
         default_sinks(Bundle.load(separation_bundle), source, out=str(tmp_path / "o"),
                       record=str(tmp_path / "p.csv"))
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("flags", [["--sps", "8"], ["--min-power-db", "20"],
+                                   ["--decision", "frame"], ["--all-frames"]])
+def test_iq_flags_are_refused_for_an_eeg_classifier(tmp_path, capsys, flags,
+                                                    tiny_dbconformer_params):
+    from sigformer.bundle import Bundle
+    from sigformer.models import create_model
+    from sigformer.spec import SignalSpec
+
+    torch.manual_seed(0)
+    model = create_model("dbconformer", n_chans=2, n_times=200, n_outputs=2,
+                         **tiny_dbconformer_params).eval()
+    bundle = Bundle(model=model, task="classify", labels=["left", "right"],
+                    input_spec=SignalSpec.eeg(100, ["C3", "C4"], window=200)
+                    ).save(tmp_path / "eeg")
+    # refused before the source is opened: no LSL stream is needed
+    assert main(["stream", str(bundle), "--source", "lsl:nothing", *flags]) == 2
+    err = capsys.readouterr().err
+    assert f"{flags[0]} applies to IQ classification bundles" in err
+    assert "this bundle's input is 'channels_time', not IQ" in err
