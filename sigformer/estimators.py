@@ -566,9 +566,7 @@ class SignalClassifier(ClassifierMixin, BaseEstimator):
 
         stage = unsupervised_stage(module)  # e.g. TFM tokenizer + MTP pretraining
         if stage is not None:
-            # the stage draws its seed from the global generator: seeded here by random_state
-            seed_everything(self._seed)
-            stage(X)
+            stage(X, seed=self._seed)  # the pretraining follows random_state too
         history = self._train(module, X, y_idx, self.max_epochs, self.lr, classes=classes,
                               sfreq=fitted["sfreq_"], warm_start=True)
         for attr in ("ea_reference_", "ea_subject_references_"):  # from an earlier fit

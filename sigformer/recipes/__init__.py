@@ -46,17 +46,18 @@ def pretrain(model, X, **kwargs) -> Any:
     return model.history_
 
 
-def unsupervised_stage(model) -> Callable[[Any], None] | None:
-    """The unsupervised stage an estimator runs before supervised training (e.g. the TFM
-    classifier's tokenizer and masked-token pretraining), or None."""
+def unsupervised_stage(model) -> Callable[..., None] | None:
+    """The unsupervised stage an estimator runs before supervised training, ``run(X,
+    seed=None)`` (e.g. the TFM classifier's tokenizer and masked-token pretraining), or
+    None. ``seed`` seeds its shuffling and masks (None: drawn from torch's generator)."""
     if _model_name(model) == "tfm_classifier":
         from .tfm import pretrain_classifier_stages
 
-        def run(X) -> None:
+        def run(X, seed: int | None = None) -> None:
             pretrain_classifier_stages(model, X, tokenizer_epochs=model.tokenizer_epochs,
                                        mtp_epochs=model.mtp_epochs,
                                        batch_size=model.pretrain_batch_size,
-                                       lr=model.pretrain_lr)
+                                       lr=model.pretrain_lr, seed=seed)
 
         return run
     return None
