@@ -68,8 +68,7 @@ def _written_by_sigformer(folder: Path, names: set[str]) -> bool:
 # what sigformer's training scripts and recipes write beside a checkpoint's own files
 TRAINING_SIDE_FILES = frozenset({
     "train_report.json", "trainer_state.json", "optimizer.safetensors", "trainer.json",
-    "trainer.safetensors", "history.json", "train_state.pt", "report.json", "summary.json",
-    "latest.json"})
+    "trainer.safetensors", "history.json", "train_state.pt", "latest.json"})
 
 
 def _files_not_in_the_checkpoint(folder: Path, names: set[str]) -> set[str]:

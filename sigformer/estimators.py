@@ -148,8 +148,8 @@ def as_trials(X) -> tuple[np.ndarray, dict[str, Any]]:
 
     Accepts numpy arrays (used as given), :class:`sigformer.Epochs` and ``mne.Epochs``; both
     kinds of epochs are converted to microvolts from their unit (volts by default), as
-    braindecode does, and give their data channels only (no stim, EOG, ECG, EMG or misc
-    channels, as MNE's ``picks="data"``). A 2-D array is read as single-channel trials ``(n_trials, n_times)``.
+    braindecode does, and give their data channels only (no stim, EOG, ECG or EMG channels,
+    as MNE's ``picks="data"``). A 2-D array is read as single-channel trials ``(n_trials, n_times)``.
     Epochs also give ``info["channels"]`` (their ChannelSet, sigformer) or ``info["chs_info"]``
     (MNE's channel dicts); :func:`chs_info_of` turns either into braindecode's ``chs_info``.
     """
@@ -184,22 +184,23 @@ def as_trials(X) -> tuple[np.ndarray, dict[str, Any]]:
     return X.astype(np.float32, copy=False), info
 
 
-# sigformer channel types that are model input, as MNE's picks="data": stim, EOG, ECG and EMG
-# channels never are; misc only when no channel is of these types (misc stands for the types
-# sigformer does not name: MEG or fNIRS read through MNE, an XDF stream not typed EEG)
-DATA_CHANNEL_TYPES = ("eeg", "seeg", "ecog", "mic", "iq", "antenna")
+# channel types that are never model input, as MNE's picks="data" leaves them out: a
+# trigger's value at the onset is the label; EOG/ECG/EMG are references for artefact
+# removal. Everything else stays, misc included (a channel read with include_misc=True, or
+# MEG / fNIRS that sigformer types as misc)
+NON_DATA_CHANNEL_TYPES = ("stim", "eog", "ecg", "emg")
 
 
 def _data_channels(epochs: Epochs) -> list[str]:
-    """The channels of sigformer Epochs that reach the model (see DATA_CHANNEL_TYPES)."""
+    """The channels of sigformer Epochs that reach the model (all but NON_DATA_CHANNEL_TYPES)."""
     channels = epochs.channels
-    for kept in (DATA_CHANNEL_TYPES, ("misc",)):
-        names = [n for n, t in zip(channels.names, channels.types) if t in kept]
-        if names:
-            return names
-    raise SignalError(f"the Epochs have no data channels (EEG, sEEG, ECoG, ...): channel "
-                      f"types {sorted(set(channels.types))}; give the signal channels a data "
-                      f"type (ChannelSet(names, types)) or pass epochs.data")
+    names = [n for n, t in zip(channels.names, channels.types)
+             if t not in NON_DATA_CHANNEL_TYPES]
+    if not names:
+        raise SignalError(f"the Epochs have no data channels (EEG, sEEG, ECoG, ...): channel "
+                          f"types {sorted(set(channels.types))}; give the signal channels a "
+                          f"data type (ChannelSet(names, types)) or pass epochs.data")
+    return names
 
 
 def _sigformer_trials(epochs: Epochs) -> tuple[np.ndarray, dict[str, Any]]:

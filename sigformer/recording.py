@@ -105,12 +105,23 @@ class Recording:
         """Names of the trigger (``stim``) channels, e.g. a FIF file's ``STI 014``."""
         return [n for n, t in zip(self.channels.names, self.channels.types) if t == "stim"]
 
+    @property
+    def trigger_channel(self) -> str | None:
+        """The stim channel events are read from, as ``mne.find_events`` picks it: the
+        combined ``STI101`` / ``STI 014`` where a file has it (Neuromag files also hold the
+        per-line ``STI 001...`` channels, whose events it repeats), else the first one."""
+        stim = self.stim_channels
+        preferred = [n for n in _COMBINED_TRIGGERS if n in stim]
+        return (preferred or stim or [None])[0]
+
     def stim_annotations(self) -> list[Annotation]:
-        """Annotations from the stim channels: one where a channel turns to a new non-zero
-        value (as ``mne.find_events(consecutive=True)``), described by the value."""
-        annotations = [a for name in self.stim_channels for a in _trigger_annotations(
-            self.data[self.channels.index(name)].real, self.sfreq)]
-        return sorted(annotations, key=lambda a: a.onset)
+        """Annotations from the trigger channel (:attr:`trigger_channel`): one where it turns
+        to a new non-zero value (as ``mne.find_events(consecutive=True)``), described by
+        the value."""
+        name = self.trigger_channel
+        if name is None:
+            return []
+        return _trigger_annotations(self.data[self.channels.index(name)].real, self.sfreq)
 
     def annotations_from_stim(self) -> Recording:
         """A copy whose annotations are the stim channels' events (added to any it has)."""
@@ -160,7 +171,8 @@ class Recording:
         ``on_missing`` (as MNE's): what a name of ``event_id`` that never occurs does -
         ``"warn"`` (default: a misspelt name would otherwise drop a class unnoticed),
         ``"raise"`` or ``"ignore"`` (e.g. one event_id for runs with different event sets).
-        None of them occurring is always an error.
+        None of them occurring is always an error. Stim (trigger) channels are left out of
+        the epochs: the trigger's value at each onset is the event code, i.e. the label.
         """
         if on_missing not in ("warn", "raise", "ignore"):
             raise ValueError(f"on_missing must be 'warn', 'raise' or 'ignore', got "
@@ -198,7 +210,11 @@ class Recording:
             onsets.append(a.onset)
         if not trials:
             raise SignalError("no epoch fits inside the recording with this tmin/tmax")
-        return Epochs(np.stack(trials), np.asarray(labels), self.sfreq, self.channels,
+        data, channels = np.stack(trials), self.channels
+        keep = [n for n in channels.names if n not in self.stim_channels]
+        if self.stim_channels and keep:  # a trigger's value at the onset is the label itself
+            data, channels = data[:, channels.indices(keep)], channels.pick(keep)
+        return Epochs(data, np.asarray(labels), self.sfreq, channels,
                       dict(event_id), tmin=tmin, onsets=np.asarray(onsets), unit=self.unit)
 
     def _no_annotations_message(self) -> str:
@@ -213,6 +229,10 @@ class Recording:
                 f"rec.annotations_from_stim() turns them into annotations (as "
                 f"mne.find_events; read_recording and Recording.from_mne(raw, "
                 f"stim_events=True) do it for a file or Raw without annotations)")
+
+
+# MNE's default stim channels for find_events, in its order of preference
+_COMBINED_TRIGGERS = ("STI101", "STI 101", "STI 014", "STI014")
 
 
 def _trigger_annotations(values: np.ndarray, sfreq: float) -> list[Annotation]:

@@ -184,3 +184,17 @@ def test_a_checkpoint_folder_the_user_added_files_to_is_not_replaced(tmp_path):
         save_checkpoint(folder, create_model("ofdm_linear"))
     assert (folder / "notes.md").read_text() == "what I tried"
     assert (folder / "eval" / "results.csv").is_file()
+
+
+def test_a_report_the_user_put_in_a_checkpoint_folder_is_not_deleted(tmp_path):
+    # report.json / summary.json: sigformer's scripts write them in run folders (no
+    # config.json), so in a checkpoint folder they are the user's
+    from sigformer.atomic import OutputFolderError
+    from sigformer.checkpoint import save_checkpoint
+    from sigformer.models import create_model
+
+    folder = save_checkpoint(tmp_path / "ck", create_model("ofdm_linear"))
+    (folder / "report.json").write_text('{"acc": 0.9}')
+    with pytest.raises(OutputFolderError, match="report.json"):
+        save_checkpoint(folder, create_model("ofdm_linear"))
+    assert (folder / "report.json").is_file()

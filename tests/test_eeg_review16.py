@@ -64,14 +64,34 @@ def test_only_data_channel_types_are_model_input(rng):
     channels = ChannelSet(("Fz", "EOG", "AUX", "STI"), ("eeg", "eog", "misc", "stim"))
     epochs = Epochs(rng.standard_normal((4, 4, 50)) * 1e-5, [0, 1, 0, 1], SFREQ, channels)
     X, info = as_trials(epochs)
-    assert info["ch_names"] == ["Fz"] and X.shape == (4, 1, 50)
-    # misc stands for types sigformer does not name (MEG read through MNE): kept when alone
+    # as MNE's picks="data": misc stays (a channel asked for with include_misc=True, or MEG
+    # that sigformer types as misc), stim / EOG do not
+    assert info["ch_names"] == ["Fz", "AUX"] and X.shape == (4, 2, 50)
+    np.testing.assert_allclose(X[:, 1], epochs.data[:, 2] * 1e6, rtol=1e-5)
     misc = Epochs(epochs.data[:, :3], epochs.labels, SFREQ,
                   ChannelSet(("MEG1", "MEG2", "STI"), ("misc", "misc", "stim")))
     assert as_trials(misc)[1]["ch_names"] == ["MEG1", "MEG2"]
     only_stim = Epochs(epochs.data[:, :1], epochs.labels, SFREQ, ChannelSet(("STI",), ("stim",)))
     with pytest.raises(SignalError, match="no data channels"):
         as_trials(only_stim)
+
+
+def test_several_stim_channels_give_the_combined_channels_events_once(rng):
+    # Neuromag: per-line STI 001/STI 002 beside the combined STI 014 (as mne.find_events)
+    lines = np.zeros((2, 1000))
+    lines[0, 100:103] = 5  # STI 001 scaled as MNE stores it
+    lines[1, 400:403] = 5
+    combined = np.zeros(1000)
+    combined[100:103], combined[400:403] = 1, 2
+    rec = Recording(np.vstack([rng.standard_normal(1000) * 1e-5, lines, combined]), SFREQ,
+                    ChannelSet(("Cz", "STI 001", "STI 002", "STI 014"),
+                               ("eeg", "stim", "stim", "stim")))
+    assert rec.trigger_channel == "STI 014"
+    assert [(round(a.onset * SFREQ), a.description) for a in rec.stim_annotations()] == [
+        (100, "1"), (400, "2")]
+    # and the epochs leave every trigger channel out (their value at the onset is the label)
+    epochs = rec.annotations_from_stim().epochs({"1": 0, "2": 1}, tmax=0.5)
+    assert list(epochs.channels.names) == ["Cz"]
 
 
 def test_no_annotations_error_names_the_stim_channel(rng):
@@ -267,3 +287,13 @@ def test_frequency_shift_without_a_rate_is_refused_before_the_model_is_built(mon
                        ([{"name": "frequency_shift", "sfreq": SFREQ}], X)):
         with pytest.raises(AssertionError, match="model was built"):
             SignalClassifier(augmentation=spec, max_epochs=1).fit(data, y)
+
+
+@pytest.mark.parametrize("rate", [8.0, 10.0, 250.0])
+def test_unix_time_stamps_say_their_unit_by_their_size(rate):
+    # ~1.7e9 is seconds and ~1.7e12 milliseconds whatever the step: slow feature CSVs too
+    from sigformer.data.csv_recording import estimate_sfreq
+
+    seconds = np.round(1.7e9 + np.arange(2000) / rate, 3)
+    millis = np.round(1.7e12 + np.arange(2000) / rate * 1e3)
+    assert estimate_sfreq(seconds) == rate and estimate_sfreq(millis) == rate

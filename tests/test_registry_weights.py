@@ -78,4 +78,24 @@ def test_weights_whose_kwargs_record_a_preset_load(tmp_path):
     reference, _ = load_checkpoint(folder)
     assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(),
                                                  reference.state_dict().values()))
-    assert create_model("vtcnn2", "paper", weights=folder) is not None
+    # the same preset named by the caller agrees with the recorded one
+    assert _same_weights(create_model("vtcnn2", "paper", weights=folder), reference)
+
+
+def test_official_safetensors_beside_a_hub_config_still_load(tmp_path):
+    # a Hugging Face snapshot: official weights next to its own config.json
+    import json
+
+    from safetensors.torch import save_file
+
+    from sigformer.models import create_model
+    from sigformer.models.convert import ConversionError
+
+    model = create_model("mossformer", "tiny")
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()},
+              str(tmp_path / "model.safetensors"))
+    (tmp_path / "config.json").write_text(json.dumps({"architectures": ["MossFormer"]}))
+    try:
+        create_model("mossformer", "tiny", weights=tmp_path / "model.safetensors")
+    except ConversionError as err:
+        assert "weights file of a sigformer bundle" not in str(err)

@@ -75,10 +75,32 @@ def estimate_sfreq(timestamps: np.ndarray, *, snap: bool = True) -> float:
     if not period > 0:
         raise DataError("timestamps do not increase over long spans (median slope "
                         f"{period:g} s/sample): give sfreq= explicitly")
-    rate = _in_seconds(1.0 / period)
+    epoch_unit = _unix_time_unit(float(t[0]))
+    rate = _in_seconds(1.0 / period) if epoch_unit is None else \
+        _in_unit(1.0 / period, *epoch_unit)
     if snap and _snaps(rate):
         return min(NOMINAL_RATES, key=lambda nominal: abs(nominal - rate))
     return rate
+
+
+def _unix_time_unit(first: float) -> tuple[float, str] | None:
+    """(per-second factor, name) of timestamps that are Unix time (2001 to 2100): their
+    size says the unit (~1.7e9 seconds, ~1.7e12 milliseconds, ...), which the step alone
+    cannot at low rates; None for timestamps that are not."""
+    for factor, unit in TIME_UNITS:
+        if 9.8e8 * factor <= first <= 4.1e9 * factor:
+            return factor, unit
+    return None
+
+
+def _in_unit(rate: float, factor: float, unit: str) -> float:
+    """``rate`` per timestamp unit, in Hz, for a known unit (named in a warning unless it
+    is seconds, as :func:`_in_seconds` does)."""
+    if unit != "seconds":
+        warnings.warn(f"the timestamps step {1 / rate:g} units per sample: read as {unit} "
+                      f"({rate * factor:g} Hz) by their Unix-time size; pass sfreq= if they are not",
+                      DataWarning, stacklevel=4)
+    return rate * factor
 
 
 def _in_seconds(rate: float) -> float:

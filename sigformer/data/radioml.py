@@ -511,7 +511,15 @@ def load_rml2016(path: str | Path, *, allow_pickle: bool = False) -> AMRDataset:
 
 
 def _available_memory() -> int | None:
-    """Bytes of memory free now (Linux / macOS), None where the OS does not say."""
+    """Bytes of memory available now (Linux: ``MemAvailable``, which counts the page cache
+    the kernel can drop - reading the file fills it; elsewhere the free pages), None where
+    the OS does not say."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
     try:
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):
