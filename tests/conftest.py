@@ -114,6 +114,22 @@ def separation_bundle(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
+def enhancement_bundle(tmp_path_factory) -> Path:
+    import torch
+
+    from sigformer.bundle import Bundle
+    from sigformer.models import create_model
+    from sigformer.spec import SignalSpec
+
+    torch.manual_seed(0)
+    model = create_model("deftan2", "tiny", n_mics=4, sample_rate=8000).eval()
+    spec = SignalSpec.audio(8000, 4)
+    return Bundle(model=model, task="enhance", input_spec=spec, model_spec=spec,
+                  extra={"chunk_s": 0.5, "overlap_s": 0.1}
+                  ).save(tmp_path_factory.mktemp("enh") / "bundle")
+
+
+@pytest.fixture(scope="module")
 def family_bundle(tmp_path_factory) -> Path:
     """A tiny rate-agnostic IQ family bundle (KD-CNN, ASK / FSK, 8 samples per symbol)."""
     import torch

@@ -40,16 +40,6 @@ def _fif_recording(tmp_path: Path, names: list[str], *, seconds: int, seed: int)
 
 
 @pytest.fixture(scope="module")
-def enhancement_bundle(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    model = create_model("deftan2", "tiny", n_mics=4, sample_rate=8000).eval()
-    spec = SignalSpec.audio(8000, 4)
-    return Bundle(model=model, task="enhance", input_spec=spec, model_spec=spec,
-                  extra={"chunk_s": 0.5, "overlap_s": 0.1}
-                  ).save(tmp_path_factory.mktemp("enh") / "bundle")
-
-
-@pytest.fixture(scope="module")
 def iq_bundle(tmp_path_factory) -> Path:
     torch.manual_seed(0)
     labels = ["ASK", "FSK", "PSK"]

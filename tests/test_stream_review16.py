@@ -315,20 +315,6 @@ def test_a_sink_that_cannot_be_made_discards_the_ones_made_before(tmp_path, caps
 
 # --- 6. enhance --out: the suffix in any case ---------------------------------------------
 
-@pytest.fixture(scope="module")
-def enhancement_bundle(tmp_path_factory) -> Path:
-    from sigformer.bundle import Bundle
-    from sigformer.models import create_model
-    from sigformer.spec import SignalSpec
-
-    torch.manual_seed(0)
-    model = create_model("deftan2", "tiny", n_mics=4, sample_rate=8000).eval()
-    spec = SignalSpec.audio(8000, 4)
-    return Bundle(model=model, task="enhance", input_spec=spec, model_spec=spec,
-                  extra={"chunk_s": 0.5, "overlap_s": 0.1}
-                  ).save(tmp_path_factory.mktemp("enh") / "bundle")
-
-
 def _array_wav(tmp_path: Path) -> Path:
     from sigformer.speech.audio import write_audio
 
