@@ -55,10 +55,14 @@ def _written_by_sigformer(folder: Path, names: set[str]) -> bool:
     """A folder with ``config.json`` is sigformer's only when that config says so (a Hugging
     Face model folder or repository clone has a config.json and model.safetensors too, and
     its ``.git`` would be deleted with the rest)."""
-    if "config.json" not in names:
-        return True
+    return "config.json" not in names or is_sigformer_config(folder / "config.json")
+
+
+def is_sigformer_config(path: Path) -> bool:
+    """Whether the ``config.json`` at ``path`` is sigformer's (a Hugging Face folder has
+    one of its own)."""
     try:
-        config = json.loads((folder / "config.json").read_text())
+        config = json.loads(Path(path).read_text())
     except (OSError, ValueError):
         return False
     return isinstance(config, dict) and (config.get("format") == "sigformer-bundle"

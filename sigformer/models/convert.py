@@ -588,24 +588,13 @@ def read_official_checkpoint(path: str | Path, model_name: str) -> dict[str, Ten
 def _refuse_a_bundles_own_weights(path: Path, model_name: str) -> None:
     """A sigformer folder's ``model.safetensors`` is not an official checkpoint: its keys
     are sigformer's, and the folder (with its config and checksums) is what loads it."""
-    if path.name == "model.safetensors" and _sigformer_config_beside(path):
+    from ..atomic import is_sigformer_config
+
+    if path.name == "model.safetensors" and is_sigformer_config(path.parent / "config.json"):
         raise ConversionError(f"{path} is the weights file of a sigformer bundle, not an "
                               f"official checkpoint: load the folder, create_model("
                               f"{model_name!r}, weights={str(path.parent)!r}) or "
                               f"from_pretrained({str(path.parent)!r})")
-
-
-def _sigformer_config_beside(path: Path) -> bool:
-    """Whether a sigformer ``config.json`` sits beside ``path`` (a Hugging Face snapshot
-    has a config.json of its own next to official weights)."""
-    import json
-
-    try:
-        config = json.loads((path.parent / "config.json").read_text())
-    except (OSError, ValueError):
-        return False
-    return isinstance(config, dict) and (config.get("format") == "sigformer-bundle"
-                                         or "sigformer_version" in config)
 
 
 def _torch_load(path: Path) -> object:
